@@ -1,0 +1,126 @@
+"""tracker: a run tracker that lives inside Jupyter.
+
+``%load_ext tracker`` turns the notebook's kernel session into a recorded run; the functions
+here log to it and query the catalog. Heavy libraries (duckdb, pandas, ipywidgets) load only
+when first needed, so importing tracker is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker.api import (
+    artifacts,
+    count_runs,
+    current_run,
+    default_catalog,
+    delete_run,
+    delete_runs,
+    end_run,
+    export_run,
+    flush,
+    get_run,
+    import_run,
+    lineage,
+    log_input,
+    log_metric,
+    log_metrics,
+    log_output,
+    log_param,
+    log_params,
+    metric_history,
+    purge,
+    restore_run,
+    runs,
+    sql,
+    start_run,
+    update_run,
+    use_catalog,
+)
+from tracker.catalog import Catalog
+from tracker.errors import (
+    AmbiguousRunError,
+    CatalogError,
+    CatalogLockedError,
+    CatalogVersionError,
+    FilterSyntaxError,
+    NoActiveRunError,
+    NotACatalogError,
+    RunNotFoundError,
+    TrackerError,
+    TrackerWarning,
+)
+from tracker.models import RunInfo
+from tracker.run import Run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousRunError",
+    "Catalog",
+    "CatalogError",
+    "CatalogLockedError",
+    "CatalogVersionError",
+    "FilterSyntaxError",
+    "NoActiveRunError",
+    "NotACatalogError",
+    "Run",
+    "RunInfo",
+    "RunNotFoundError",
+    "TrackerError",
+    "TrackerWarning",
+    "artifacts",
+    "count_runs",
+    "current_run",
+    "default_catalog",
+    "delete_run",
+    "delete_runs",
+    "end_run",
+    "export_run",
+    "flush",
+    "get_run",
+    "import_run",
+    "lineage",
+    "load_ipython_extension",
+    "log_input",
+    "log_metric",
+    "log_metrics",
+    "log_output",
+    "log_param",
+    "log_params",
+    "metric_history",
+    "purge",
+    "restore_run",
+    "runs",
+    "show",
+    "sql",
+    "start_run",
+    "unload_ipython_extension",
+    "update_run",
+    "use_catalog",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext tracker``: start (or keep) this kernel session's run."""
+    from tracker.ipython import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext tracker``: end the session's run and remove the hooks."""
+    from tracker.ipython import unload
+
+    unload(ipython)
+
+
+def show(where: str | None = None, **options: Any) -> Any:
+    """Display the runs browser (a :class:`tracker.widgets.RunTable`) and return it."""
+    from tracker.widgets import RunTable
+
+    table = RunTable(where, **options)
+    from IPython.display import display
+
+    display(table)
+    return table

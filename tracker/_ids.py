@@ -1,0 +1,43 @@
+"""Run ids: short, unique and sortable by creation time."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case: no i, l, o, u
+_WORDS_A = (
+    "amber", "bold", "brisk", "calm", "clever", "cosmic", "crisp", "daring", "eager", "fancy",
+    "gentle", "golden", "happy", "jolly", "keen", "lively", "lucky", "mellow", "nimble", "proud",
+    "quiet", "rapid", "silent", "snowy", "sunny", "swift", "tidy", "vivid", "witty", "zesty",
+)
+_WORDS_B = (
+    "badger", "bison", "crane", "dolphin", "eagle", "falcon", "ferret", "gecko", "heron", "ibis",
+    "jaguar", "koala", "lemur", "lynx", "marten", "narwhal", "otter", "panda", "puffin", "quail",
+    "raven", "salmon", "seal", "tapir", "tiger", "toucan", "walrus", "wombat", "yak", "zebra",
+)
+
+
+def new_run_id() -> str:
+    """16 characters: 10 of milliseconds since the epoch, then 6 random (30 bits)."""
+    millis = time.time_ns() // 1_000_000
+    stamp = "".join(_ALPHABET[(millis >> shift) & 31] for shift in range(45, -1, -5))
+    return stamp + "".join(secrets.choice(_ALPHABET) for _ in range(6))
+
+
+def new_run_name() -> str:
+    """A readable name such as ``swift-otter-42``."""
+    return f"{secrets.choice(_WORDS_A)}-{secrets.choice(_WORDS_B)}-{secrets.randbelow(100)}"
+
+
+def run_key(project: str, run_id: str) -> str:
+    """The run's URI-style key, ``tracker://<project>/runs/<id>``."""
+    return f"tracker://{project}/runs/{run_id}"
+
+
+def parse_ref(ref: str) -> str:
+    """The id or id prefix inside a reference (a key, an id or a prefix)."""
+    ref = ref.strip()
+    if ref.startswith("tracker://") and "/runs/" in ref:
+        return ref.rsplit("/runs/", 1)[1].strip("/")
+    return ref

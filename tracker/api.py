@@ -1,0 +1,173 @@
+"""The module-level functions of ``tracker``: the same methods, on the default catalog.
+
+The default catalog is ``$TRACKER_CATALOG``, else the notebook's ``metadata.tracker.catalog``
+(set by the extension), else ``~/.tracker/catalog.duckdb``; :func:`use_catalog` changes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker.catalog import Catalog
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.models import RunInfo
+    from tracker.run import Run
+
+_default: Catalog | None = None
+
+
+def default_catalog() -> Catalog:
+    """The catalog the module-level functions use."""
+    global _default
+    if _default is None:
+        _default = Catalog()
+    return _default
+
+
+def use_catalog(path: str | os.PathLike[str] | Catalog | None) -> Catalog:
+    """Point the module-level functions at another catalog (None: back to the default)."""
+    global _default
+    _default = path if isinstance(path, Catalog) else (Catalog(path) if path else None)
+    return default_catalog()
+
+
+def start_run(name: str | None = None, *, project: str | None = None,
+              params: Mapping[str, Any] | None = None, labels: Sequence[str] | None = None,
+              notes: str | None = None, parent: str | None = None) -> Run:
+    """Start a run and make it the active one; also a context manager.
+
+    Calling it again with no name (or the active run's name) returns the active run, so
+    re-running a notebook cell never duplicates a run; another name starts a child run.
+    ``with start_run(...)`` ends the run ``completed``, or ``failed`` on an exception.
+    """
+    return default_catalog().start_run(name, project=project, params=params, labels=labels,
+                                       notes=notes, parent=parent)
+
+
+def current_run() -> Run | None:
+    """The active run of this process, if any."""
+    return default_catalog().current_run()
+
+
+def end_run(status: str = "completed") -> None:
+    """End the active run with ``status``: completed, failed or crashed."""
+    default_catalog().end_run(status)
+
+
+def log_param(key: str, value: Any) -> None:
+    """Set a param of the active run (buffered: microseconds, no I/O)."""
+    default_catalog().log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Set several params; nested dicts become dotted keys (``optimizer.lr``)."""
+    default_catalog().log_params(params)
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    """Record a metric value (optionally at ``step``) for the active run."""
+    default_catalog().log_metric(key, value, step)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Record several metric values at one step."""
+    default_catalog().log_metrics(metrics, step)
+
+
+def log_input(path: str | os.PathLike[str]) -> None:
+    """Record a file or URI the active run read (hashed in the background)."""
+    default_catalog().log_input(path)
+
+
+def log_output(path: str | os.PathLike[str]) -> None:
+    """Record a file or URI the active run wrote (hashed in the background)."""
+    default_catalog().log_output(path)
+
+
+def flush() -> None:
+    """Wait until everything logged by this process is in the catalog."""
+    default_catalog().flush()
+
+
+def get_run(ref: str) -> RunInfo:
+    """The run ``ref`` names (id, unique prefix of 6+ characters, or ``tracker://`` key).
+
+    Raises :class:`tracker.RunNotFoundError` when nothing matches.
+    """
+    return default_catalog().get_run(ref)
+
+
+def runs(where: str | None = None, *, order_by: str | Sequence[str] | None = None,
+         limit: int | None = None, offset: int = 0, include_deleted: bool = False,
+         **equals: Any) -> pd.DataFrame:
+    """Runs as a DataFrame; see :meth:`tracker.Catalog.runs` and the README's filter language."""
+    return default_catalog().runs(where, order_by=order_by, limit=limit, offset=offset,
+                                  include_deleted=include_deleted, **equals)
+
+
+def count_runs(where: str | None = None, *, by: str | None = "status") -> pd.DataFrame:
+    """Numbers of runs, grouped ``by`` an attribute or a param."""
+    return default_catalog().count_runs(where, by=by)
+
+
+def metric_history(ref: str, key: str | None = None) -> pd.DataFrame:
+    """Every value of a run's metrics, in order (for plots)."""
+    return default_catalog().metric_history(ref, key)
+
+
+def artifacts(run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
+    """Files and URIs read (``role="input"``) and written (``"output"``) by runs."""
+    return default_catalog().artifacts(run, role=role)
+
+
+def lineage(ref: str) -> pd.DataFrame:
+    """Runs upstream (produced what ``ref`` read) and downstream (read what it wrote)."""
+    return default_catalog().lineage(ref)
+
+
+def update_run(ref: str, *, name: str | None = None, labels: Sequence[str] | None = None,
+               notes: str | None = None) -> RunInfo:
+    """Rename a run, or replace its labels or notes."""
+    return default_catalog().update_run(ref, name=name, labels=labels, notes=notes)
+
+
+def delete_run(ref: str) -> str:
+    """Soft-delete a run; :func:`restore_run` undoes it until :func:`purge`."""
+    return default_catalog().delete_run(ref)
+
+
+def delete_runs(where: str | None = None, *, ids: Sequence[str] | None = None,
+                **equals: Any) -> list[str]:
+    """Soft-delete every run a filter matches (or the given ids)."""
+    return default_catalog().delete_runs(where, ids=ids, **equals)
+
+
+def restore_run(ref: str) -> str:
+    """Bring a soft-deleted run back."""
+    return default_catalog().restore_run(ref)
+
+
+def purge(older_than: str | float | None = None) -> dict[str, int]:
+    """Delete for good the runs soft-deleted more than ``older_than`` ago (e.g. ``"30d"``)."""
+    return default_catalog().purge(older_than)
+
+
+def export_run(ref: str, path: str | os.PathLike[str]) -> Path:
+    """Write a run as a self-contained YAML or JSON descriptor."""
+    return default_catalog().export_run(ref, path)
+
+
+def import_run(path: str | os.PathLike[str]) -> str:
+    """Add a run exported from another catalog; returns its id."""
+    return default_catalog().import_run(path)
+
+
+def sql(query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Run a read-only SQL query on the catalog."""
+    return default_catalog().sql(query, params)

@@ -1,0 +1,407 @@
+"""The catalog: where runs are stored, and the protocol every process follows to use it.
+
+A catalog is one DuckDB file shared by every notebook kernel, CLI call and widget on the machine.
+No connection stays open between operations (DuckDB's file lock would fail every other process
+at once), and every open goes through the sidecar lock of :mod:`tracker._lock`. Writes never run
+on a cell's critical path: runs buffer their events and a background thread flushes them here in
+batches (see :mod:`tracker.run`).
+
+:class:`Catalog` is the public face: the module-level functions of ``tracker`` call the same
+methods on the default catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import _lock, schema
+from tracker.errors import (
+    CatalogError,
+    CatalogLockedError,
+    CatalogVersionError,
+    NotACatalogError,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.run import Run, RunInfo
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+_STORAGE = {"storage_compatibility_version": "v1.5.0"}  # files stay readable by duckdb 1.5
+_DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
+_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def default_path() -> Path:
+    """``$TRACKER_CATALOG``, else ``~/.tracker/catalog.duckdb``."""
+    configured = os.environ.get("TRACKER_CATALOG")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".tracker" / "catalog.duckdb"
+
+
+def _lock_timeout() -> float:
+    try:
+        return float(os.environ.get("TRACKER_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+class Catalog:
+    """A catalog of runs in one DuckDB file.
+
+    Parameters
+    ----------
+    path:
+        The catalog file; ``None`` means :func:`default_path`. Created on first use, in a
+        directory of mode 0700, as a file of mode 0600.
+    timeout:
+        Seconds to wait for another process's lock before :class:`CatalogLockedError`
+        (default ``$TRACKER_LOCK_TIMEOUT`` or 30).
+
+    Example::
+
+        catalog = tracker.Catalog("runs.duckdb")
+        with catalog.start_run(name="baseline", params={"lr": 0.01}) as run:
+            run.log_metric("acc", 0.93)
+        catalog.runs("metrics.acc > 0.9")
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 timeout: float | None = None) -> None:
+        raw = os.fspath(path) if path is not None else os.fspath(default_path())
+        if "://" in raw:
+            raise CatalogError(
+                f"catalog {raw!r}: only DuckDB files are supported in this version "
+                "(PostgreSQL catalogs are planned)", path=raw)
+        self.path = Path(raw).expanduser().absolute()
+        self.timeout = _lock_timeout() if timeout is None else timeout
+        self._ready = False
+        self._recorder: Any = None  # tracker.run.Recorder, created by the first run
+        self._last_recovery = 0.0
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.path)!r})"
+
+    @property
+    def folder(self) -> Path:
+        """The folder holding the catalog, its lock, spool and stored blobs."""
+        return self.path.parent
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where runs append their events before they reach the catalog (see tracker.run)."""
+        return self.folder / f"{self.path.name}.spool"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where stored files (a run's saved notebook) live, by content hash."""
+        return self.folder / f"{self.path.name}.blobs"
+
+    # -- connections -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connect(self, *, write: bool = False, timeout: float | None = None) -> Iterator[Any]:
+        """A DuckDB connection under the sidecar lock, closed (then unlocked) on exit.
+
+        Most users never need this: it is for tracker's own modules and for tools that want
+        raw access while playing by the catalog's locking rules.
+        """
+        self.ensure_folder()
+        wait = self.timeout if timeout is None else timeout
+        if not self._ready:
+            self._prepare(wait)
+        with _lock.locked(str(self.path), write=write, timeout=wait):
+            connection = self._open(write=write, deadline=time.monotonic() + wait, timeout=wait)
+            try:
+                with _translated(self.path):
+                    yield connection
+            finally:
+                # Closed before the sidecar lock is released: DuckDB's own file lock must be
+                # gone, and a write checkpointed, before the next process may open the file.
+                connection.close()
+
+    def ensure_folder(self) -> None:
+        """Create the catalog's folder, private to the user (mode 0700), if missing."""
+        if self.folder.exists():
+            return
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+
+    def _open(self, *, write: bool, deadline: float, timeout: float) -> Any:
+        import duckdb
+
+        pause = 0.01
+        while True:
+            try:
+                if write:
+                    return duckdb.connect(str(self.path), config=dict(_STORAGE))
+                return duckdb.connect(str(self.path), read_only=True)
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if not _DUCKDB_LOCK.search(text):
+                    raise _not_a_catalog(self.path, text) from None
+                # Another tool (a DuckDB shell, say) holds the file outside our protocol.
+                if time.monotonic() >= deadline:
+                    pid = _PID.search(text)
+                    holder = _lock.describe_process(int(pid.group(1))) if pid else "another process"
+                    raise CatalogLockedError(
+                        f"catalog {self.path} is locked by {holder}; gave up after {timeout:g} s",
+                        path=str(self.path), holder=holder) from None
+                time.sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 0.2)
+
+    # -- schema ------------------------------------------------------------------------
+
+    def _prepare(self, timeout: float) -> None:
+        """Create, check or migrate the catalog once per Catalog object."""
+        with _lock.locked(str(self.path), write=True, timeout=timeout):
+            fresh = not self.path.exists()
+            version = None if fresh else self._stored_version(timeout)
+            if version is not None and version > schema.SCHEMA_VERSION:
+                raise CatalogVersionError(
+                    f"catalog {self.path} has schema version {version}, newer than this "
+                    f"tracker reads (version {schema.SCHEMA_VERSION}); upgrade tracker "
+                    f"(pip install -U tracker) to a release that reads schema {version}",
+                    path=str(self.path), version=version)
+            if version is not None and version < schema.SCHEMA_VERSION:
+                backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+                shutil.copy2(self.path, backup)
+                os.chmod(backup, 0o600)
+            if version != schema.SCHEMA_VERSION:
+                self._build(version, timeout)
+            if fresh:
+                os.chmod(self.path, 0o600)
+        self._ready = True
+
+    def _stored_version(self, timeout: float) -> int | None:
+        """The schema version in the file; None for an empty DuckDB database."""
+        connection = self._open(write=False, deadline=time.monotonic() + timeout, timeout=timeout)
+        try:
+            tables = {row[0] for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables").fetchall()}
+            if not tables:
+                return None
+            if "meta" not in tables or "runs" not in tables:
+                raise NotACatalogError(
+                    f"{self.path} is a DuckDB database but not a tracker catalog "
+                    f"(it has tables {sorted(tables)[:5]}); it was left untouched",
+                    path=str(self.path))
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            connection.close()
+
+    def _build(self, version: int | None, timeout: float) -> None:
+        connection = self._open(write=True, deadline=time.monotonic() + timeout, timeout=timeout)
+        try:
+            connection.execute("BEGIN")
+            if version is None:
+                for statement in schema.create_statements():
+                    connection.execute(statement)
+            else:
+                for _, migrate in schema.pending_migrations(version):
+                    migrate(connection)
+            connection.execute("DELETE FROM meta WHERE key = 'schema_version'")
+            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                               [str(schema.SCHEMA_VERSION)])
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    # -- runs in this process ----------------------------------------------------------
+
+    def _recorder_for_write(self) -> Any:
+        from tracker.run import Recorder
+
+        if self._recorder is None:
+            self._recorder = Recorder(self)
+        return self._recorder
+
+    def start_run(self, name: str | None = None, *, project: str | None = None,
+                  params: Mapping[str, Any] | None = None,
+                  labels: Sequence[str] | None = None, notes: str | None = None,
+                  parent: str | None = None) -> Run:
+        """Start a run (or return the active one: see :func:`tracker.start_run`)."""
+        return self._recorder_for_write().start_run(
+            name, project=project, params=params, labels=labels, notes=notes, parent=parent)
+
+    def current_run(self) -> Run | None:
+        """The active run of this process in this catalog, if any."""
+        return self._recorder.current if self._recorder is not None else None
+
+    def end_run(self, status: str = "completed") -> None:
+        """End the active run with ``status`` (completed, failed or crashed)."""
+        run = self.current_run()
+        if run is not None:
+            run.end(status)
+
+    def _active(self) -> Run:
+        return self._recorder_for_write().active_or_autostart()
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Set a param of the active run (a run is started if none is)."""
+        self._active().log_param(key, value)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Set several params of the active run."""
+        self._active().log_params(params)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Record a metric value of the active run."""
+        self._active().log_metric(key, value, step)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record several metric values of the active run at one step."""
+        self._active().log_metrics(metrics, step)
+
+    def log_input(self, path: str | os.PathLike[str]) -> None:
+        """Record a file or URI the active run read."""
+        self._active().log_input(path)
+
+    def log_output(self, path: str | os.PathLike[str]) -> None:
+        """Record a file or URI the active run wrote."""
+        self._active().log_output(path)
+
+    def flush(self, *, timeout: float | None = None) -> None:
+        """Write everything this process logged to the catalog now."""
+        if self._recorder is not None:
+            self._recorder.flush(timeout=timeout)
+
+    # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
+
+    def get_run(self, ref: str) -> RunInfo:
+        """The run ``ref`` names: an id, a unique prefix of 6+ characters, or its key."""
+        from tracker import search
+
+        return search.get_run(self, ref)
+
+    def runs(self, where: str | None = None, *, order_by: str | Sequence[str] | None = None,
+             limit: int | None = None, offset: int = 0, include_deleted: bool = False,
+             deleted_only: bool = False, **equals: Any) -> pd.DataFrame:
+        """Runs as a DataFrame, one row per run, ``params.*`` and ``metrics.*`` columns.
+
+        ``where`` is the filter language (``"params.lr > 0.01 and status = 'completed'"``);
+        ``equals`` adds equality tests (``status="failed"``). Newest first unless ``order_by``.
+        """
+        from tracker import search
+
+        return search.runs(self, where, order_by=order_by, limit=limit, offset=offset,
+                           include_deleted=include_deleted, deleted_only=deleted_only, **equals)
+
+    def count_runs(self, where: str | None = None, *, by: str | None = "status",
+                   include_deleted: bool = False) -> pd.DataFrame:
+        """Numbers of runs grouped ``by`` an attribute or ``params.x`` (None: one total)."""
+        from tracker import search
+
+        return search.count_runs(self, where, by=by, include_deleted=include_deleted)
+
+    def metric_history(self, ref: str, key: str | None = None) -> pd.DataFrame:
+        """Every recorded value of a run's metrics (or of one), in order: for plots."""
+        from tracker import search
+
+        return search.metric_history(self, ref, key)
+
+    def artifacts(self, run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
+        """Files and URIs runs read (``role="input"``) and wrote (``"output"``)."""
+        from tracker import search
+
+        return search.artifacts(self, run, role=role)
+
+    def lineage(self, ref: str) -> pd.DataFrame:
+        """The runs that produced what ``ref`` read, and the runs that read what it wrote."""
+        from tracker import search
+
+        return search.lineage(self, ref)
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a read-only SQL query on the catalog and return a DataFrame."""
+        from tracker import search
+
+        return search.sql(self, query, params)
+
+    def update_run(self, ref: str, *, name: str | None = None,
+                   labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
+        """Rename a run, replace its labels or its notes."""
+        from tracker import manage
+
+        return manage.update_run(self, ref, name=name, labels=labels, notes=notes)
+
+    def delete_run(self, ref: str) -> str:
+        """Soft-delete one run (it can be restored until a purge); returns its id."""
+        from tracker import manage
+
+        return manage.delete_runs(self, ids=[ref])[0]
+
+    def delete_runs(self, where: str | None = None, *, ids: Sequence[str] | None = None,
+                    **equals: Any) -> list[str]:
+        """Soft-delete the runs a filter matches (or the given ids); returns their ids."""
+        from tracker import manage
+
+        return manage.delete_runs(self, where, ids=ids, **equals)
+
+    def restore_run(self, ref: str) -> str:
+        """Undo the soft delete of a run; returns its id."""
+        from tracker import manage
+
+        return manage.restore_runs(self, [ref])[0]
+
+    def restore_runs(self, refs: Sequence[str]) -> list[str]:
+        """Undo the soft delete of several runs."""
+        from tracker import manage
+
+        return manage.restore_runs(self, refs)
+
+    def purge(self, older_than: str | float | None = None, *,
+              ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Delete for good the soft-deleted runs (deleted longer ago than ``older_than``).
+
+        Also removes stored blobs no run references. Never touches a user's own files.
+        ``older_than`` is seconds or text such as ``"30d"``, ``"12h"``.
+        """
+        from tracker import manage
+
+        return manage.purge(self, older_than, ids=ids)
+
+    def export_run(self, ref: str, path: str | os.PathLike[str]) -> Path:
+        """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run."""
+        from tracker import exchange
+
+        return exchange.export_run(self, ref, path)
+
+    def import_run(self, path: str | os.PathLike[str]) -> str:
+        """Read a descriptor written by :meth:`export_run` into this catalog; returns the id."""
+        from tracker import exchange
+
+        return exchange.import_run(self, path)
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """The one place duckdb's exceptions become tracker's."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.IOException as exc:
+        raise CatalogError(f"catalog {path}: {exc}", path=str(path)) from exc
+    except duckdb.InternalException as exc:
+        raise NotACatalogError(
+            f"catalog {path} looks corrupt ({exc}); it was left untouched",
+            path=str(path)) from exc
+
+
+def _not_a_catalog(path: Path, reason: str) -> NotACatalogError:
+    return NotACatalogError(
+        f"{path} cannot be opened as a tracker catalog ({reason.strip()}); "
+        "the file was left untouched", path=str(path))

@@ -1,0 +1,143 @@
+"""Changing runs after the fact: rename and relabel, soft delete and restore, purge for good.
+
+Deletion is two steps, as in MLflow: ``delete_runs`` only stamps ``deleted_at`` (undone by
+``restore_runs``); ``purge`` removes soft-deleted runs with everything recorded about them, the
+artifact versions they produced, and the stored blobs no remaining run references. A user's own
+files are never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tracker import query
+from tracker.search import _prepare_read, resolve
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+    from tracker.models import RunInfo
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str | float | int | dt.timedelta) -> float:
+    """Seconds from ``30d``, ``12h``, ``90m``, ``45s``, ``2w``, a number or a timedelta."""
+    if isinstance(text, dt.timedelta):
+        return text.total_seconds()
+    if isinstance(text, int | float):
+        return float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not an age: {text!r} (use e.g. 30d, 12h, 90m, 45s)")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
+               labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
+    """See :meth:`tracker.Catalog.update_run`."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = str(name)
+    if labels is not None:
+        changes["labels"] = [str(label) for label in labels]
+    if notes is not None:
+        changes["notes"] = str(notes)
+    _prepare_read(catalog)
+    with catalog.connect(write=True) as con:
+        run_id = resolve(con, ref)
+        if changes:
+            sets = ", ".join(f"{column} = ?" for column in changes)
+            con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*changes.values(), run_id])
+    _sync_active(catalog, run_id, changes)
+    return catalog.get_run(run_id)
+
+
+def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None:
+    """Keep this process's in-memory run in step, so a later flush does not undo a rename."""
+    recorder = catalog._recorder
+    if recorder is None or "name" not in changes:
+        return
+    for run in recorder.stack:
+        if run.id == run_id:
+            run.name = changes["name"]
+
+
+def delete_runs(catalog: Catalog, where: str | None = None, *,
+                ids: Sequence[str] | None = None, **equals: Any) -> list[str]:
+    """See :meth:`tracker.Catalog.delete_runs`; a filter or ids is required."""
+    if where is None and ids is None and not equals:
+        raise ValueError("delete_runs needs a filter, ids or equality tests; to delete every "
+                         "run say so: delete_runs('id IS NOT NULL')")
+    _prepare_read(catalog)
+    with catalog.connect(write=True) as con:
+        if ids is not None:
+            chosen = [resolve(con, ref) for ref in ids]
+        else:
+            condition = query.compile_filter(where)
+            equal = query.compile_equals(equals)
+            chosen = [row[0] for row in con.execute(
+                f"SELECT id FROM runs r WHERE r.deleted_at IS NULL AND ({condition.sql}) "
+                f"AND ({equal.sql})", [*condition.params, *equal.params]).fetchall()]
+        con.execute("UPDATE runs SET deleted_at = now() WHERE list_contains(?, id) "
+                    "AND deleted_at IS NULL", [chosen])
+    return chosen
+
+
+def restore_runs(catalog: Catalog, refs: Sequence[str]) -> list[str]:
+    """See :meth:`tracker.Catalog.restore_runs`."""
+    with catalog.connect(write=True) as con:
+        chosen = [resolve(con, ref) for ref in refs]
+        con.execute("UPDATE runs SET deleted_at = NULL WHERE list_contains(?, id)", [chosen])
+    return chosen
+
+
+_PURGE = (
+    "DELETE FROM run_artifacts WHERE list_contains($ids, run_id)",
+    # Versions a purged run produced go too, unless another run still uses them.
+    "DELETE FROM artifacts a WHERE list_contains($ids, a.producer_run_id) AND NOT EXISTS "
+    "(SELECT 1 FROM run_artifacts ra WHERE ra.artifact_id = a.id)",
+    "UPDATE artifacts SET producer_run_id = NULL WHERE list_contains($ids, producer_run_id)",
+    "DELETE FROM params WHERE list_contains($ids, run_id)",
+    "DELETE FROM metrics WHERE list_contains($ids, run_id)",
+    "DELETE FROM cells WHERE list_contains($ids, run_id)",
+    "DELETE FROM runs WHERE list_contains($ids, id)",
+    "DELETE FROM environments e WHERE NOT EXISTS "
+    "(SELECT 1 FROM runs r WHERE r.environment_id = e.id)",
+)
+
+
+def purge(catalog: Catalog, older_than: str | float | None = None, *,
+          ids: Sequence[str] | None = None) -> dict[str, int]:
+    """See :meth:`tracker.Catalog.purge`. Returns counts of what was removed."""
+    age = parse_age(older_than) if older_than is not None else 0.0
+    _prepare_read(catalog)
+    with catalog.connect(write=True) as con:
+        chosen = [row[0] for row in con.execute(
+            "SELECT id FROM runs WHERE deleted_at IS NOT NULL "
+            "AND epoch(now()) - epoch(deleted_at) >= ? "
+            "AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], id))",
+            [age, ids, ids]).fetchall()]
+        con.execute("BEGIN")
+        for statement in _PURGE:
+            con.execute(statement, {"ids": chosen})
+        kept_blobs = {row[0] for row in con.execute(
+            "SELECT DISTINCT blob FROM artifacts WHERE blob IS NOT NULL").fetchall()}
+        con.execute("COMMIT")
+    return {"runs": len(chosen), "blobs": _remove_unreferenced_blobs(catalog, kept_blobs)}
+
+
+def _remove_unreferenced_blobs(catalog: Catalog, kept: set[str]) -> int:
+    """Blobs are tracker's own copies (a run's saved notebook), never the user's files."""
+    folder = catalog.blob_dir
+    if not folder.exists():
+        return 0
+    removed = 0
+    for blob in folder.iterdir():
+        if blob.is_file() and blob.name not in kept:
+            blob.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,65 @@
+"""The plain data tracker hands back: a run as stored, and the statuses a run can have."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CRASHED = "crashed"
+STATUSES = (RUNNING, COMPLETED, FAILED, CRASHED)
+FINAL_STATUSES = (COMPLETED, FAILED, CRASHED)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A snapshot of one run as the catalog holds it (see :func:`tracker.get_run`)."""
+
+    id: str
+    key: str
+    name: str
+    project: str
+    status: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    duration: float | None = None
+    notebook: str | None = None
+    notebook_name: str | None = None
+    notebook_title: str | None = None
+    notebook_hash: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    user: str | None = None
+    heartbeat_at: dt.datetime | None = None
+    labels: tuple[str, ...] = ()
+    notes: str | None = None
+    parent_id: str | None = None
+    deleted_at: dt.datetime | None = None
+    error: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: every value each param had, oldest first: ``{"lr": [(time, 0.1), (time, 0.01)]}``
+    param_history: dict[str, list[tuple[dt.datetime, Any]]] = field(default_factory=dict)
+    environment: dict[str, Any] | None = None
+    #: ``{"role", "uri", "version", "size", "hash", "producer_run_id", ...}`` per file
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    #: executed cells in execution order: ``{"seq", "execution_count", "source", "success", ...}``
+    cells: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """The files and URIs the run read."""
+        return [a for a in self.artifacts if a["role"] == "input"]
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        """The files and URIs the run wrote."""
+        return [a for a in self.artifacts if a["role"] == "output"]
+
+    @property
+    def deleted(self) -> bool:
+        """True while the run is in the trash (soft-deleted, not purged)."""
+        return self.deleted_at is not None

@@ -1,0 +1,445 @@
+"""The active run and the per-process recorder that carries its events to the catalog.
+
+A logging call appends one tuple to an in-memory queue: microseconds, no I/O. A background
+thread drains the queue in two stages:
+
+1. spool: the events are appended as JSON lines to ``<catalog>.spool/<run id>.jsonl``. Cheap, and
+   enough to survive a ``kill -9`` of the process (the next process to open the catalog ingests
+   orphaned spools). The notebook extension runs this stage synchronously when a cell finishes.
+2. catalog: about once a second, pending events go to the catalog in one write transaction
+   (``tracker.ingest``), after which the spool is truncated.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import getpass
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import _ids, models, values
+from tracker.errors import TrackerWarning
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+
+FLUSH_INTERVAL = 1.0  # seconds between catalog writes while events keep coming
+HEARTBEAT_INTERVAL = 60.0  # a live run touches heartbeat_at at least this often
+_PLAIN_PARAM = {str: "str", int: "int", bool: "bool", type(None): "none"}
+_MISSING = object()
+
+
+def process_start(pid: int) -> float | None:
+    """When ``pid`` started (clock ticks since boot), to tell a live run from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return float(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Run:
+    """A run being recorded by this process. Use it directly or as a context manager::
+
+        with tracker.start_run(name="sweep-1", params={"lr": 0.1}) as run:
+            run.log_metric("loss", 0.3, step=1)
+    """
+
+    def __init__(self, recorder: Recorder, run_id: str, name: str, project: str,
+                 parent_id: str | None) -> None:
+        self.id = run_id
+        self.name = name
+        self.project = project
+        self.parent_id = parent_id
+        self._recorder = recorder
+        self._push = recorder.queue.append
+        self._params: dict[str, Any] = {}
+        self._kinds: dict[str, str] = {}
+        self._metrics: dict[str, float] = {}
+        self.ended = False
+        #: set by whoever owns the run's ending (the notebook extension) for the exit handler
+        self.exit_status = models.COMPLETED
+        self.session = False  # True for the run the notebook extension owns
+        self._warned: set[str] = set()
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "running"
+        return f"<Run {self.id} {self.name!r} {state}>"
+
+    @property
+    def key(self) -> str:
+        """``tracker://<project>/runs/<id>``."""
+        return _ids.run_key(self.project, self.id)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog this run is recorded in."""
+        return self._recorder.catalog
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run's params as logged so far (flat, dotted keys)."""
+        return {k: values.decode(v, self._kinds.get(k)) for k, v in self._params.items()}
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The latest value of each metric logged so far."""
+        return dict(self._metrics)
+
+    # -- logging (the hot path) ---------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Set a param; the same value again is a no-op, a new value is kept with history."""
+        kind = _PLAIN_PARAM.get(type(value))
+        if kind is None and type(value) is float and math.isfinite(value):
+            kind = "float"
+        if kind is not None and type(key) is str and key:
+            self._set_param(key, value, kind)
+            return
+        self._log_param_slow(key, value)
+
+    def _set_param(self, key: str, value: Any, kind: str) -> None:
+        if self._kinds.get(key) == kind and self._params.get(key, _MISSING) == value:
+            return
+        self._params[key] = value
+        self._kinds[key] = kind
+        self._push(("param", self.id, key, value, kind, time.time()))
+
+    def _log_param_slow(self, key: Any, value: Any) -> None:
+        try:
+            leaves = values.flatten_params({key: value}) if isinstance(value, Mapping) else [
+                (values.key_text(key), value)]
+            for flat_key, leaf in leaves:
+                stored, kind, note = values.normalize_param(leaf)
+                if note:
+                    self._warn_once(flat_key, f"param {flat_key!r} stored as its type and "
+                                    f"repr: {note}")
+                self._set_param(flat_key, stored, kind)
+        except Exception as exc:  # never into user code
+            self._warn_once(str(key), f"param {key!r} was not recorded: {exc!r}")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Set several params; nested dicts become dotted keys."""
+        try:
+            items = list(params.items())
+        except Exception as exc:
+            self._warn_once("params", f"params were not recorded: {exc!r}")
+            return
+        for key, value in items:
+            self.log_param(key, value)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Record a metric value (at ``step``); the latest is what queries see."""
+        if type(value) is not float or type(key) is not str or (
+                step is not None and type(step) is not int):
+            self._log_metric_slow(key, value, step)
+            return
+        self._metrics[key] = value
+        self._push(("metric", self.id, key, value, step, time.time()))
+
+    def _log_metric_slow(self, key: Any, value: Any, step: Any) -> None:
+        try:
+            number = values.normalize_metric(value)
+        except Exception as exc:
+            self._warn_once(f"metric:{key}", f"metric {key!r} was not recorded: {exc}")
+            return
+        if step is not None:
+            try:
+                step = int(step)
+            except Exception:
+                self._warn_once(f"step:{key}", f"metric {key!r}: step {step!r} is not an "
+                                "integer; recorded without a step")
+                step = None
+        self.log_metric(values.key_text(key), number, step)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record several metrics at one step."""
+        for key, value in metrics.items():
+            self.log_metric(key, value, step)
+
+    def log_input(self, path: str | os.PathLike[str]) -> None:
+        """Record a file (or URI) this run read; local files are hashed off the hot path."""
+        self._log_artifact("input", path)
+
+    def log_output(self, path: str | os.PathLike[str]) -> None:
+        """Record a file (or URI) this run wrote."""
+        self._log_artifact("output", path)
+
+    def _log_artifact(self, role: str, path: str | os.PathLike[str]) -> None:
+        try:
+            uri = os.fspath(path)
+            if "://" not in uri:
+                uri = os.path.realpath(uri)
+        except Exception as exc:
+            self._warn_once(f"artifact:{path!r}", f"{role} {path!r} was not recorded: {exc!r}")
+            return
+        self._push(("artifact", self.id, role, uri, None, time.time()))
+
+    def record(self, kind: str, *payload: Any) -> None:
+        """Queue a raw event (``cell``, ``env``, ``set``, ``stored``): for the extension."""
+        self._push((kind, self.id, *payload))
+
+    def _warn_once(self, topic: str, message: str) -> None:
+        if topic in self._warned:
+            return
+        self._warned.add(topic)
+        warnings.warn(message, TrackerWarning, stacklevel=4)
+
+    # -- ending --------------------------------------------------------------------------
+
+    def end(self, status: str = models.COMPLETED, *, error: str | None = None) -> None:
+        """End the run; its events are written to the catalog before this returns."""
+        if status not in models.FINAL_STATUSES:
+            raise ValueError(f"status must be one of {models.FINAL_STATUSES}, not {status!r}")
+        if self.ended:
+            return
+        self.ended = True
+        self._push(("end", self.id, status, time.time(), error))
+        self._recorder.finished(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> None:
+        if self.session:  # the notebook's run outlives any `with` block inside it
+            return
+        if exc is None:
+            self.end(models.COMPLETED)
+        else:
+            self.end(models.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+class Recorder:
+    """One per catalog per process: the event queue, the spool files and the flusher thread."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.stack: list[Run] = []  # active runs, innermost last
+        self._seq: dict[str, int] = {}
+        self._spools: dict[str, Any] = {}
+        self._pending: list[tuple[str, int, tuple[Any, ...]]] = []
+        self._spool_lock = threading.Lock()
+        self._db_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._urgent = False
+        self._last_write = 0.0
+        self._last_beat = time.monotonic()
+        self._warned = False
+        self._thread: threading.Thread | None = None
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        owner = {"host": self.host, "pid": self.pid, "process_start": process_start(self.pid)}
+        self._owner_line = json.dumps({"owner": owner}) + "\n"
+        _recorders.add(self)
+
+    @property
+    def current(self) -> Run | None:
+        """The innermost active run."""
+        return self.stack[-1] if self.stack else None
+
+    def start_run(self, name: str | None = None, *, project: str | None = None,
+                  params: Mapping[str, Any] | None = None,
+                  labels: Sequence[str] | None = None, notes: str | None = None,
+                  parent: str | None = None, session: bool = False,
+                  attrs: Mapping[str, Any] | None = None) -> Run:
+        """Start a run, or return the active one when ``name`` is None or its own name."""
+        active = self.current
+        if active is not None and (name is None or name == active.name) and parent is None:
+            if params:
+                active.log_params(params)
+            return active
+        parent_id = parent or (active.id if active is not None else None)
+        run = Run(self, _ids.new_run_id(), name or _ids.new_run_name(),
+                  project or os.environ.get("TRACKER_PROJECT") or "default", parent_id)
+        run.session = session
+        self.queue.append(("start", run.id, self._start_attrs(run, labels, notes, attrs)))
+        self.stack.append(run)
+        if params:
+            run.log_params(params)
+        self._urgent = True  # a new run should be visible at once
+        self._ensure_thread()
+        return run
+
+    def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
+                     attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = None
+        return {
+            "name": run.name, "project": run.project, "started_at": time.time(),
+            "host": self.host, "pid": self.pid, "process_start": process_start(self.pid),
+            "username": user, "labels": [str(label) for label in labels or ()],
+            "notes": notes, "parent_id": run.parent_id, **(attrs or {}),
+        }
+
+    def active_or_autostart(self) -> Run:
+        """The active run; a script that logs without starting one gets one, as in MLflow."""
+        if self.current is not None:
+            return self.current
+        script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else None
+        return self.start_run(script or None)
+
+    def finished(self, run: Run) -> None:
+        """Called by :meth:`Run.end`: drop the run from the stack and flush it now."""
+        if run in self.stack:
+            self.stack.remove(run)
+        try:
+            self.flush()
+        except Exception as exc:
+            self.warn(f"run {run.id} ended but is not in the catalog yet ({exc}); it is "
+                      "kept in the spool and will be ingested by the next process")
+
+    # -- the two stages ----------------------------------------------------------------
+
+    def spool(self) -> None:
+        """Stage 1: move queued events to the spool files (durable against kill -9)."""
+        with self._spool_lock:
+            touched = set()
+            while self.queue:
+                event = self.queue.popleft()
+                run_id = event[1]
+                seq = self._seq.get(run_id, 0) + 1
+                self._seq[run_id] = seq
+                handle = self._spools.get(run_id) or self._open_spool(run_id)
+                handle.write(json.dumps([seq, *event], default=str) + "\n")
+                self._pending.append((run_id, seq, event))
+                touched.add(handle)
+            for handle in touched:
+                handle.flush()
+
+    def _open_spool(self, run_id: str) -> Any:
+        folder = self.catalog.spool_dir
+        if not folder.exists():
+            self.catalog.ensure_folder()
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / f"{run_id}.jsonl"
+        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open on purpose)
+        os.chmod(path, 0o600)
+        handle.write(self._owner_line)
+        self._spools[run_id] = handle
+        return handle
+
+    def flush(self, *, timeout: float | None = None) -> None:
+        """Both stages now, from the calling thread."""
+        self.spool()
+        with self._db_lock:
+            self._write(timeout)
+
+    def _write(self, timeout: float | None) -> None:
+        from tracker import ingest
+
+        with self._spool_lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            ingest.write_events(self.catalog, batch, timeout=timeout)
+        except BaseException:
+            with self._spool_lock:  # keep them for the next attempt, in order
+                self._pending[:0] = batch
+            raise
+        self._last_write = time.monotonic()
+        self._after_write({run_id for run_id, _, _ in batch})
+
+    def _after_write(self, run_ids: Iterable[str]) -> None:
+        """Everything up to now is in the catalog: shrink spools, drop those of ended runs."""
+        live = {run.id for run in self.stack}
+        with self._spool_lock:
+            pending = {run_id for run_id, _, _ in self._pending}
+            for run_id in run_ids:
+                handle = self._spools.get(run_id)
+                if handle is None or run_id in pending:
+                    continue
+                if run_id in live:
+                    handle.truncate(0)  # append mode: the next write lands at offset 0
+                    handle.write(self._owner_line)
+                    handle.flush()
+                else:
+                    handle.close()
+                    del self._spools[run_id]
+                    self._seq.pop(run_id, None)
+                    Path(handle.name).unlink(missing_ok=True)
+
+    # -- the background thread -----------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._wake.set()
+            return
+        self._thread = threading.Thread(target=self._loop, name="tracker-flusher", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(0.25)
+            self._wake.clear()
+            try:
+                self._tick()
+            except Exception as exc:
+                self.warn(f"could not write to the catalog {self.catalog.path} ({exc}); "
+                          "events are kept in the spool and retried")
+                time.sleep(1.0)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.stack and now - self._last_beat >= HEARTBEAT_INTERVAL:
+            self._last_beat = now
+            for run in self.stack:
+                self.queue.append(("beat", run.id, time.time()))
+        if self.queue:
+            self.spool()
+        due = self._urgent or now - self._last_write >= FLUSH_INTERVAL
+        if self._pending and due:
+            self._urgent = False
+            with self._db_lock:
+                self._write(None)
+
+    def warn(self, message: str) -> None:
+        """One warning per recorder: tracking trouble must not flood a notebook."""
+        if self._warned:
+            return
+        self._warned = True
+        warnings.warn(message, TrackerWarning, stacklevel=2)
+
+    def close_at_exit(self, *, deadline: float = 0.8) -> None:
+        """End the runs still open and write what can be written within ``deadline``."""
+        for run in reversed(list(self.stack)):
+            run.ended = True
+            self.queue.append(("end", run.id, run.exit_status, time.time(), None))
+        self.stack.clear()
+        try:
+            self.spool()  # durable first: the next process ingests what misses the deadline
+            if self._db_lock.acquire(timeout=deadline):
+                try:
+                    self._write(deadline)
+                finally:
+                    self._db_lock.release()
+        except Exception:
+            pass  # at exit nobody can be warned; the spool holds everything
+
+
+_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for recorder in list(_recorders):
+        for run in recorder.stack:
+            if not run.session and getattr(sys, "last_value", None) is not None:
+                run.exit_status = models.FAILED
+        recorder.close_at_exit()

@@ -1,0 +1,320 @@
+"""Reading the catalog: runs as DataFrames, one run in full, artifacts, lineage and raw SQL.
+
+The runs table is built inside DuckDB: the matching page of runs goes to a temporary table, the
+params and metrics keys present on that page are listed, and one SELECT expands each key into a
+typed column (``params.lr`` DOUBLE, ``params.model`` VARCHAR, ...) that pandas receives ready-made.
+Column types come from ``param_keys``, the kinds ever logged for each key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tracker import _ids, ingest, query, values
+from tracker.errors import AmbiguousRunError, CatalogError, RunNotFoundError
+from tracker.models import RunInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.catalog import Catalog
+
+MIN_PREFIX = 6
+_ATTRIBUTES = (
+    ("id", "r.id"), ("name", "r.name"), ("project", "r.project"), ("status", "r.status"),
+    ("notebook", "r.notebook"), ("notebook_name", "r.notebook_name"),
+    ("notebook_title", "r.notebook_title"), ("started_at", "r.started_at"),
+    ("ended_at", "r.ended_at"),
+    ("duration", "coalesce(r.duration, epoch(now()) - epoch(r.started_at))"),
+    ("user", "r.username"), ("host", "r.host"), ("pid", "r.pid"), ("labels", "r.labels"),
+    ("notes", "r.notes"), ("parent_id", "r.parent_id"), ("error", "r.error"),
+    ("deleted_at", "r.deleted_at"),
+)
+_NUMERIC = {"int": "BIGINT", "float": "DOUBLE", "timedelta": "DOUBLE"}
+
+
+def pointer(key: str) -> str:
+    """The JSON Pointer of a flat key: any text is addressable, dots and slashes included."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def _prepare_read(catalog: Catalog) -> None:
+    """Make this process's own writes visible and mark dead runs before reading."""
+    catalog.flush()
+    ingest.maybe_recover(catalog)
+
+
+def _visibility(include_deleted: bool, deleted_only: bool) -> str:
+    if deleted_only:
+        return "r.deleted_at IS NOT NULL"
+    return "TRUE" if include_deleted else "r.deleted_at IS NULL"
+
+
+def runs(catalog: Catalog, where: str | None = None, *,
+         order_by: str | Sequence[str] | None = None, limit: int | None = None,
+         offset: int = 0, include_deleted: bool = False, deleted_only: bool = False,
+         **equals: Any) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.runs`."""
+    condition = query.compile_filter(where)
+    equal = query.compile_equals(equals)
+    order = query.compile_order_by(order_by)
+    page = (f"SELECT * FROM runs r WHERE {_visibility(include_deleted, deleted_only)} "
+            f"AND ({condition.sql}) AND ({equal.sql}) ORDER BY {order.sql}")
+    args = [*condition.params, *equal.params, *order.params]
+    if limit is not None:
+        page += " LIMIT ? OFFSET ?"
+        args += [int(limit), int(offset)]
+    elif offset:
+        page += " OFFSET ?"
+        args.append(int(offset))
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        con.execute(f"CREATE TEMP TABLE page AS {page}", args)
+        param_keys, metric_keys = _page_keys(con)
+        kinds = _param_kinds(con, param_keys)
+        columns, binds, decode = _select_list(param_keys, metric_keys, kinds)
+        frame = con.execute(
+            f"SELECT {columns} FROM page r ORDER BY {order.sql}",
+            [*binds, *order.params]).df()
+    for column in decode:
+        frame[column] = frame[column].map(_decode_json, na_action="ignore")
+    return frame
+
+
+def _page_keys(con: Any) -> tuple[list[str], list[str]]:
+    row = con.execute(
+        "SELECT (SELECT list(DISTINCT k ORDER BY k) FROM (SELECT unnest(json_keys(params)) k "
+        "FROM page)), (SELECT list(DISTINCT k ORDER BY k) FROM (SELECT unnest(json_keys(metrics)) "
+        "k FROM page))").fetchone()
+    return list(row[0] or []), list(row[1] or [])
+
+
+def _param_kinds(con: Any, keys: list[str]) -> dict[str, set[str]]:
+    if not keys:
+        return {}
+    rows = con.execute("SELECT key, list(kind) FROM param_keys WHERE list_contains(?, key) "
+                       "GROUP BY key", [keys]).fetchall()
+    return {key: set(kinds) - {"none"} for key, kinds in rows}
+
+
+def _select_list(param_keys: list[str], metric_keys: list[str],
+                 kinds: Mapping[str, set[str]]) -> tuple[str, list[str], list[str]]:
+    """The SELECT columns, their bound JSON pointers, and the columns to decode from JSON."""
+    parts = [f'{expression} AS "{name}"' for name, expression in _ATTRIBUTES]
+    binds: list[str] = []
+    decode: list[str] = []
+    for key in param_keys:
+        name = _quoted(f"params.{key}")
+        parts.append(f"{_param_expression(kinds.get(key, set()))} AS {name}")
+        binds.append(pointer(key))
+        if not _typed(kinds.get(key, set())):
+            decode.append(f"params.{key}")
+    for key in metric_keys:
+        parts.append(f"TRY_CAST(json_extract_string(r.metrics, ?) AS DOUBLE) AS "
+                     f"{_quoted('metrics.' + key)}")
+        binds.append(pointer(key))
+    return ", ".join(parts), binds, decode
+
+
+def _typed(kinds: set[str]) -> bool:
+    return bool(kinds) and (kinds <= set(_NUMERIC) or kinds == {"bool"} or kinds <= _TEXT_KINDS)
+
+
+_TEXT_KINDS = {"str", "datetime", "date", "time", "path", "decimal", "enum", "bytes"}
+
+
+def _param_expression(kinds: set[str]) -> str:
+    if kinds and kinds <= {"int"}:
+        return "TRY_CAST(json_extract_string(r.params, ?) AS BIGINT)"
+    if kinds and kinds <= set(_NUMERIC):
+        return "TRY_CAST(json_extract_string(r.params, ?) AS DOUBLE)"
+    if kinds == {"bool"}:
+        return "TRY_CAST(json_extract_string(r.params, ?) AS BOOLEAN)"
+    if kinds and kinds <= _TEXT_KINDS:
+        return "json_extract_string(r.params, ?)"
+    return "CAST(json_extract(r.params, ?) AS VARCHAR)"
+
+
+def _quoted(name: str) -> str:
+    """A column alias; the name is data, so its quotes are doubled, never trusted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _decode_json(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "status",
+               include_deleted: bool = False) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.count_runs`."""
+    condition = query.compile_filter(where)
+    base = f"FROM runs r WHERE {_visibility(include_deleted, False)} AND ({condition.sql})"
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        if by is None:
+            return con.execute(f"SELECT count(*) AS count {base}", list(condition.params)).df()
+        group = _group_expression(by)
+        return con.execute(
+            f"SELECT {group.sql} AS {_quoted(by)}, count(*) AS count {base} "
+            f"GROUP BY ALL ORDER BY count DESC, 1", [*group.params, *condition.params]).df()
+
+
+def _group_expression(by: str) -> query.Compiled:
+    scope, key = query.parse_key(by)
+    if scope == "params":
+        return query.Compiled("json_extract_string(r.params, ?)", (pointer(key),))
+    if scope == "metrics":
+        return query.Compiled("TRY_CAST(json_extract_string(r.metrics, ?) AS DOUBLE)",
+                              (pointer(key),))
+    return query.Compiled(f"r.{key}", ())
+
+
+# -- one run --------------------------------------------------------------------------------
+
+
+def resolve(con: Any, ref: str) -> str:
+    """The full id a reference names (id, unique prefix of 6+ characters, or run key)."""
+    text = _ids.parse_ref(str(ref))
+    if not text:
+        raise RunNotFoundError(str(ref))
+    if con.execute("SELECT 1 FROM runs WHERE id = ?", [text]).fetchone():
+        return text
+    if len(text) < MIN_PREFIX:
+        raise RunNotFoundError(str(ref))
+    matches = [row[0] for row in con.execute(
+        "SELECT id FROM runs WHERE starts_with(id, ?) ORDER BY id LIMIT 6", [text]).fetchall()]
+    if not matches:
+        raise RunNotFoundError(str(ref))
+    if len(matches) > 1:
+        raise AmbiguousRunError(str(ref), matches)
+    return matches[0]
+
+
+def get_run(catalog: Catalog, ref: str) -> RunInfo:
+    """See :meth:`tracker.Catalog.get_run`."""
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        run_id = resolve(con, ref)
+        return _run_info(con, run_id)
+
+
+def _run_info(con: Any, run_id: str) -> RunInfo:
+    cursor = con.execute(
+        "SELECT *, coalesce(duration, epoch(now()) - epoch(started_at)) AS live_duration "
+        "FROM runs WHERE id = ?", [run_id])
+    names = [d[0] for d in cursor.description]
+    row = dict(zip(names, cursor.fetchone()))
+    history = _param_history(con, run_id)
+    env = con.execute("SELECT data FROM environments WHERE id = ?",
+                      [row["environment_id"]]).fetchone()
+    metrics = {k: values.decode(v, "float") for k, v in json.loads(row["metrics"] or "{}").items()}
+    return RunInfo(
+        id=run_id, key=_ids.run_key(row["project"] or "default", run_id), name=row["name"],
+        project=row["project"], status=row["status"], started_at=row["started_at"],
+        ended_at=row["ended_at"], duration=row["live_duration"], notebook=row["notebook"],
+        notebook_name=row["notebook_name"], notebook_title=row["notebook_title"],
+        notebook_hash=row["notebook_hash"], host=row["host"], pid=row["pid"],
+        user=row["username"], heartbeat_at=row["heartbeat_at"],
+        labels=tuple(row["labels"] or ()), notes=row["notes"], parent_id=row["parent_id"],
+        deleted_at=row["deleted_at"], error=row["error"],
+        params={key: entries[-1][1] for key, entries in history.items()},
+        metrics=metrics, param_history=history,
+        environment=json.loads(env[0]) if env else None,
+        artifacts=_records(con, _ARTIFACTS_OF_RUN, [run_id]),
+        cells=_records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
+                       [run_id]),
+    )
+
+
+def _param_history(con: Any, run_id: str) -> dict[str, list[tuple[Any, Any]]]:
+    history: dict[str, list[tuple[Any, Any]]] = {}
+    for key, value, kind, logged_at in con.execute(
+            "SELECT key, value, kind, logged_at FROM params WHERE run_id = ? "
+            "ORDER BY logged_at, rowid", [run_id]).fetchall():
+        history.setdefault(key, []).append((logged_at, values.decode(json.loads(value), kind)))
+    return history
+
+
+_ARTIFACTS_OF_RUN = """
+SELECT ra.role, a.uri, a.version, a.size, a.mtime, a.hash, a.producer_run_id, a.blob,
+       ra.logged_at, a.version = (SELECT max(version) FROM artifacts b WHERE b.key = a.key)
+       AS latest
+FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id
+WHERE ra.run_id = ? ORDER BY ra.role, a.uri
+"""
+
+
+def _records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, list(args))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.metric_history`."""
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        run_id = resolve(con, ref)
+        return con.execute(
+            "SELECT key, value, step, logged_at FROM metrics WHERE run_id = ? "
+            "AND (? IS NULL OR key = ?) ORDER BY key, logged_at, rowid",
+            [run_id, key, key]).df()
+
+
+def artifacts(catalog: Catalog, run: str | None = None, *,
+              role: str | None = None) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.artifacts`."""
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        run_id = resolve(con, run) if run is not None else None
+        return con.execute(
+            "SELECT ra.run_id, r.name AS run_name, ra.role, a.uri, a.version, a.size, a.mtime, "
+            "a.hash, a.producer_run_id, ra.logged_at, a.version = (SELECT max(version) FROM "
+            "artifacts b WHERE b.key = a.key) AS latest FROM run_artifacts ra "
+            "JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id "
+            "WHERE (? IS NULL OR ra.run_id = ?) AND (? IS NULL OR ra.role = ?) "
+            "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role]).df()
+
+
+_LINEAGE = """
+SELECT 'upstream' AS direction, p.id AS run_id, p.name AS run_name, p.status, a.uri, a.version,
+       a.hash
+FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id JOIN runs p
+     ON p.id = a.producer_run_id
+WHERE ra.run_id = $run AND ra.role = 'input' AND p.id <> $run
+UNION ALL
+SELECT 'downstream', c.id, c.name, c.status, a.uri, a.version, a.hash
+FROM run_artifacts o JOIN artifacts a ON a.id = o.artifact_id
+     JOIN run_artifacts i ON i.artifact_id = a.id AND i.role = 'input'
+     JOIN runs c ON c.id = i.run_id
+WHERE o.run_id = $run AND o.role = 'output' AND c.id <> $run
+ORDER BY 1 DESC, 5, 2
+"""
+
+
+def lineage(catalog: Catalog, ref: str) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.lineage`."""
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        run_id = resolve(con, ref)
+        return con.execute(_LINEAGE, {"run": run_id}).df()
+
+
+def sql(catalog: Catalog, text: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.sql`: the connection is read-only, so writes fail."""
+    import duckdb
+
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        try:
+            return con.execute(text, list(params or [])).df()
+        except duckdb.InvalidInputException as exc:
+            if "read-only" in str(exc):
+                raise CatalogError("tracker.sql() is read-only; use the API to change runs",
+                                   path=str(catalog.path)) from exc
+            raise

@@ -1,0 +1,1 @@
+"""The runs browser: ipywidgets tables over the catalog (see RunTable)."""
