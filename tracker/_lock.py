@@ -86,10 +86,12 @@ def describe_process(pid: int) -> str:
 
 
 @contextmanager
-def locked(catalog_path: str, *, write: bool, timeout: float) -> Iterator[None]:
+def locked(catalog_path: str, *, write: bool, timeout: float,
+           cancel: threading.Event | None = None) -> Iterator[None]:
     """Hold the catalog's sidecar lock (exclusive if ``write``) for the ``with`` block.
 
-    Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass.
+    Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass, or at
+    once when ``cancel`` is set while waiting (the flusher thread stopping at exit).
     """
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
@@ -97,7 +99,8 @@ def locked(catalog_path: str, *, write: bool, timeout: float) -> Iterator[None]:
     if not thread_lock.acquire(timeout=max(timeout, 0.001)):
         raise _locked_error(catalog_path, "another thread of this process", timeout)
     try:
-        _acquire(fd, path, catalog_path, write=write, deadline=deadline, timeout=timeout)
+        _acquire(fd, path, catalog_path, write=write, deadline=deadline, timeout=timeout,
+                 cancel=cancel)
         try:
             yield
         finally:
@@ -108,7 +111,7 @@ def locked(catalog_path: str, *, write: bool, timeout: float) -> Iterator[None]:
 
 
 def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: float,
-             timeout: float) -> None:
+             timeout: float, cancel: threading.Event | None) -> None:
     if fcntl is None:
         return
     mode = (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB
@@ -118,6 +121,8 @@ def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: fl
             fcntl.lockf(fd, mode)
             return
         except OSError:
+            if cancel is not None and cancel.is_set():
+                raise _locked_error(catalog_path, "nobody: the wait was cancelled", 0) from None
             if time.monotonic() >= deadline:
                 holder = holder_of(path, write=write) or "another process"
                 raise _locked_error(catalog_path, holder, timeout) from None

@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -110,7 +111,8 @@ class Catalog:
     # -- connections -------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def connect(self, *, write: bool = False, timeout: float | None = None) -> Iterator[Any]:
+    def connect(self, *, write: bool = False, timeout: float | None = None,
+                cancel: threading.Event | None = None) -> Iterator[Any]:
         """A DuckDB connection under the sidecar lock, closed (then unlocked) on exit.
 
         Most users never need this: it is for tracker's own modules and for tools that want
@@ -120,7 +122,7 @@ class Catalog:
         wait = self.timeout if timeout is None else timeout
         if not self._ready:
             self._prepare(wait)
-        with _lock.locked(str(self.path), write=write, timeout=wait):
+        with _lock.locked(str(self.path), write=write, timeout=wait, cancel=cancel):
             connection = self._open(write=write, deadline=time.monotonic() + wait, timeout=wait)
             try:
                 with _translated(self.path):

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -35,10 +36,11 @@ def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None) -> None:
+def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
+                 cancel: threading.Event | None = None) -> None:
     """Apply ``batch`` in one write transaction (hashing and copying happen before it)."""
     prepared = [(run_id, seq, _prepare(catalog, event)) for run_id, seq, event in batch]
-    with catalog.connect(write=True, timeout=timeout) as con:
+    with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
         con.execute("BEGIN")
         apply(con, prepared)
         con.execute("COMMIT")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,7 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
     age = parse_age(older_than) if older_than is not None else 0.0
     _prepare_read(catalog)
     with catalog.connect(write=True) as con:
+        ids = [resolve(con, ref) for ref in ids] if ids is not None else None
         chosen = [row[0] for row in con.execute(
             "SELECT id FROM runs WHERE deleted_at IS NOT NULL "
             "AND epoch(now()) - epoch(deleted_at) >= ? "
@@ -123,7 +125,7 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
             [age, ids, ids]).fetchall()]
         con.execute("BEGIN")
         for statement in _PURGE:
-            con.execute(statement, {"ids": chosen})
+            con.execute(statement, {"ids": chosen} if "$ids" in statement else {})
         kept_blobs = {row[0] for row in con.execute(
             "SELECT DISTINCT blob FROM artifacts WHERE blob IS NOT NULL").fetchall()}
         con.execute("COMMIT")
@@ -136,8 +138,10 @@ def _remove_unreferenced_blobs(catalog: Catalog, kept: set[str]) -> int:
     if not folder.exists():
         return 0
     removed = 0
+    # A blob younger than an hour may belong to a run whose write is still on its way.
+    cutoff = time.time() - 3600
     for blob in folder.iterdir():
-        if blob.is_file() and blob.name not in kept:
+        if blob.is_file() and blob.name not in kept and blob.stat().st_mtime < cutoff:
             blob.unlink()
             removed += 1
     return removed

@@ -200,7 +200,7 @@ class Run:
     # -- ending --------------------------------------------------------------------------
 
     def end(self, status: str = models.COMPLETED, *, error: str | None = None) -> None:
-        """End the run; its events are written to the catalog before this returns."""
+        """End the run; it is on disk when this returns, in the catalog a moment later."""
         if status not in models.FINAL_STATUSES:
             raise ValueError(f"status must be one of {models.FINAL_STATUSES}, not {status!r}")
         if self.ended:
@@ -235,6 +235,7 @@ class Recorder:
         self._spool_lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._wake = threading.Event()
+        self._stop = threading.Event()
         self._urgent = False
         self._last_write = 0.0
         self._last_beat = time.monotonic()
@@ -295,14 +296,16 @@ class Recorder:
         return self.start_run(script or None)
 
     def finished(self, run: Run) -> None:
-        """Called by :meth:`Run.end`: drop the run from the stack and flush it now."""
+        """Called by :meth:`Run.end`: the run is durable in the spool when this returns.
+
+        The catalog write follows from the background thread at once; a process killed in
+        between leaves a spool that the next process to open the catalog ingests.
+        """
         if run in self.stack:
             self.stack.remove(run)
-        try:
-            self.flush()
-        except Exception as exc:
-            self.warn(f"run {run.id} ended but is not in the catalog yet ({exc}); it is "
-                      "kept in the spool and will be ingested by the next process")
+        self.spool()
+        self._urgent = True
+        self._ensure_thread()
 
     # -- the two stages ----------------------------------------------------------------
 
@@ -340,7 +343,7 @@ class Recorder:
         with self._db_lock:
             self._write(timeout)
 
-    def _write(self, timeout: float | None) -> None:
+    def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
         from tracker import ingest
 
         with self._spool_lock:
@@ -348,7 +351,7 @@ class Recorder:
         if not batch:
             return
         try:
-            ingest.write_events(self.catalog, batch, timeout=timeout)
+            ingest.write_events(self.catalog, batch, timeout=timeout, cancel=cancel)
         except BaseException:
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
@@ -385,12 +388,14 @@ class Recorder:
         self._thread.start()
 
     def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             self._wake.wait(0.25)
             self._wake.clear()
             try:
                 self._tick()
             except Exception as exc:
+                if self._stop.is_set():
+                    return
                 self.warn(f"could not write to the catalog {self.catalog.path} ({exc}); "
                           "events are kept in the spool and retried")
                 time.sleep(1.0)
@@ -404,10 +409,10 @@ class Recorder:
         if self.queue:
             self.spool()
         due = self._urgent or now - self._last_write >= FLUSH_INTERVAL
-        if self._pending and due:
+        if self._pending and due and not self._stop.is_set():
             self._urgent = False
             with self._db_lock:
-                self._write(None)
+                self._write(None, cancel=self._stop)
 
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
@@ -422,6 +427,16 @@ class Recorder:
             run.ended = True
             self.queue.append(("end", run.id, run.exit_status, time.time(), None))
         self.stack.clear()
+        # The flusher must be out of DuckDB before the interpreter finalises: a daemon thread
+        # cut off inside its C++ code aborts the whole process.
+        started = time.monotonic()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            # Unbounded on purpose: a cancelled lock wait returns at once, and what remains is
+            # at most one DuckDB statement, which must not be cut off.
+            self._thread.join()
+        deadline = max(deadline - (time.monotonic() - started), 0.05)
         try:
             self.spool()  # durable first: the next process ingests what misses the deadline
             if self._db_lock.acquire(timeout=deadline):

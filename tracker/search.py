@@ -35,6 +35,19 @@ _ATTRIBUTES = (
 _NUMERIC = {"int": "BIGINT", "float": "DOUBLE", "timedelta": "DOUBLE"}
 
 
+def frame(result: Any) -> pd.DataFrame:
+    """A DuckDB result as a DataFrame.
+
+    duckdb's conversion calls ``DataFrame.drop(inplace=True)``, which pandas 3.1 deprecates:
+    the warning is about duckdb's code, so users are spared it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
+        return result.df()
+
+
 def pointer(key: str) -> str:
     """The JSON Pointer of a flat key: any text is addressable, dots and slashes included."""
     return "/" + key.replace("~", "~0").replace("/", "~1")
@@ -75,12 +88,11 @@ def runs(catalog: Catalog, where: str | None = None, *,
         param_keys, metric_keys = _page_keys(con)
         kinds = _param_kinds(con, param_keys)
         columns, binds, decode = _select_list(param_keys, metric_keys, kinds)
-        frame = con.execute(
-            f"SELECT {columns} FROM page r ORDER BY {order.sql}",
-            [*binds, *order.params]).df()
+        table = frame(con.execute(
+            f"SELECT {columns} FROM page r ORDER BY {order.sql}", [*binds, *order.params]))
     for column in decode:
-        frame[column] = frame[column].map(_decode_json, na_action="ignore")
-    return frame
+        table[column] = table[column].map(_decode_json, na_action="ignore")
+    return table
 
 
 def _page_keys(con: Any) -> tuple[list[str], list[str]]:
@@ -157,11 +169,11 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
     _prepare_read(catalog)
     with catalog.connect() as con:
         if by is None:
-            return con.execute(f"SELECT count(*) AS count {base}", list(condition.params)).df()
+            return frame(con.execute(f"SELECT count(*) AS count {base}", list(condition.params)))
         group = _group_expression(by)
-        return con.execute(
+        return frame(con.execute(
             f"SELECT {group.sql} AS {_quoted(by)}, count(*) AS count {base} "
-            f"GROUP BY ALL ORDER BY count DESC, 1", [*group.params, *condition.params]).df()
+            f"GROUP BY ALL ORDER BY count DESC, 1", [*group.params, *condition.params]))
 
 
 def _group_expression(by: str) -> query.Compiled:
@@ -260,10 +272,10 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return con.execute(
+        return frame(con.execute(
             "SELECT key, value, step, logged_at FROM metrics WHERE run_id = ? "
             "AND (? IS NULL OR key = ?) ORDER BY key, logged_at, rowid",
-            [run_id, key, key]).df()
+            [run_id, key, key]))
 
 
 def artifacts(catalog: Catalog, run: str | None = None, *,
@@ -272,13 +284,13 @@ def artifacts(catalog: Catalog, run: str | None = None, *,
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
-        return con.execute(
+        return frame(con.execute(
             "SELECT ra.run_id, r.name AS run_name, ra.role, a.uri, a.version, a.size, a.mtime, "
             "a.hash, a.producer_run_id, ra.logged_at, a.version = (SELECT max(version) FROM "
             "artifacts b WHERE b.key = a.key) AS latest FROM run_artifacts ra "
             "JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id "
             "WHERE (? IS NULL OR ra.run_id = ?) AND (? IS NULL OR ra.role = ?) "
-            "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role]).df()
+            "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role]))
 
 
 _LINEAGE = """
@@ -302,7 +314,7 @@ def lineage(catalog: Catalog, ref: str) -> pd.DataFrame:
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return con.execute(_LINEAGE, {"run": run_id}).df()
+        return frame(con.execute(_LINEAGE, {"run": run_id}))
 
 
 def sql(catalog: Catalog, text: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -312,7 +324,7 @@ def sql(catalog: Catalog, text: str, params: Sequence[Any] | None = None) -> pd.
     _prepare_read(catalog)
     with catalog.connect() as con:
         try:
-            return con.execute(text, list(params or [])).df()
+            return frame(con.execute(text, list(params or [])))
         except duckdb.InvalidInputException as exc:
             if "read-only" in str(exc):
                 raise CatalogError("tracker.sql() is read-only; use the API to change runs",

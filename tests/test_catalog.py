@@ -1,0 +1,145 @@
+"""The catalog file: where it lives, who may read it, locking, versions, and bad files."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import tracker
+from tracker import schema
+from tracker.errors import CatalogLockedError, CatalogVersionError, NotACatalogError
+
+
+def test_catalog_is_created_private_to_the_user(tmp_path: Path) -> None:
+    catalog = tracker.Catalog(tmp_path / "private" / "runs.duckdb")
+    with catalog.start_run("first"):
+        pass
+    assert stat.S_IMODE(os.stat(tmp_path / "private").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(catalog.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(str(catalog.path) + ".lock").st_mode) == 0o600
+
+
+def test_default_location_follows_the_environment(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_CATALOG", str(tmp_path / "env.duckdb"))
+    assert tracker.Catalog().path == tmp_path / "env.duckdb"
+    monkeypatch.delenv("TRACKER_CATALOG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert tracker.Catalog().path == tmp_path / ".tracker" / "catalog.duckdb"
+
+
+def test_a_file_that_is_not_duckdb_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.duckdb"
+    path.write_bytes(b"my thesis draft\n" * 100)
+    with pytest.raises(NotACatalogError, match="left untouched"):
+        tracker.Catalog(path).runs()
+    assert path.read_bytes() == b"my thesis draft\n" * 100
+
+
+def test_a_duckdb_database_of_something_else_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sales.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE sales (amount INTEGER)")
+    con.execute("INSERT INTO sales VALUES (42)")
+    con.close()
+    with pytest.raises(NotACatalogError, match="not a tracker catalog"):
+        tracker.Catalog(path).runs()
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT * FROM sales").fetchall() == [(42,)]
+    con.close()
+
+
+def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> None:
+    catalog.runs()
+    con = duckdb.connect(str(catalog.path))
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(CatalogVersionError, match="schema version 99") as caught:
+        tracker.Catalog(catalog.path).runs()
+    assert caught.value.version == 99
+
+
+def test_an_older_catalog_is_backed_up_then_migrated(catalog: tracker.Catalog,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with catalog.start_run("kept", params={"lr": 0.1}):
+        pass
+
+    def add_owner_column(con: object) -> None:
+        con.execute("ALTER TABLE runs ADD COLUMN owner VARCHAR")  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(schema.MIGRATIONS, 1, add_owner_column)
+    migrated = tracker.Catalog(catalog.path)
+    frame = migrated.runs()
+    assert list(frame["name"]) == ["kept"]
+    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "2"
+    assert "owner" in set(migrated.sql("SELECT * FROM runs").columns)
+    backup = catalog.path.with_name(catalog.path.name + ".v1.bak")
+    con = duckdb.connect(str(backup), read_only=True)
+    assert con.execute("SELECT name FROM runs").fetchall() == [("kept",)]
+    con.close()
+
+
+def _hold(script: str, ready: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)])
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "helper process did not start"
+        time.sleep(0.05)
+    return process
+
+
+def test_a_held_lock_times_out_with_the_holder_named(catalog: tracker.Catalog,
+                                                     tmp_path: Path) -> None:
+    catalog.runs()
+    ready = tmp_path / "ready"
+    holder = _hold(f"""
+        import fcntl, os, time
+        fd = os.open({str(catalog.path) + '.lock'!r}, os.O_RDWR)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        open({str(ready)!r}, "w").close()
+        time.sleep(60)
+    """, ready)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CatalogLockedError) as caught:
+            tracker.Catalog(catalog.path, timeout=0.5).runs()
+        assert time.monotonic() - started < 5
+        assert f"PID {holder.pid}" in str(caught.value)
+        assert str(catalog.path) in str(caught.value)
+        assert isinstance(caught.value, TimeoutError)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert tracker.Catalog(catalog.path, timeout=5).runs().empty
+
+
+def test_another_tool_holding_duckdb_is_waited_for_then_named(catalog: tracker.Catalog,
+                                                              tmp_path: Path) -> None:
+    catalog.runs()
+    ready = tmp_path / "ready"
+    holder = _hold(f"""
+        import duckdb, time
+        con = duckdb.connect({str(catalog.path)!r})
+        open({str(ready)!r}, "w").close()
+        time.sleep(60)
+    """, ready)
+    try:
+        with pytest.raises(CatalogLockedError, match=f"PID {holder.pid}"):
+            tracker.Catalog(catalog.path, timeout=0.5).runs()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_postgres_urls_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(tracker.CatalogError, match="only DuckDB"):
+        tracker.Catalog("postgresql://db.example/runs")

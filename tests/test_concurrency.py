@@ -1,0 +1,116 @@
+"""Several real processes on one catalog at once: nothing is lost, not even to kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tracker
+
+WRITER = textwrap.dedent("""
+    import sys, tracker
+    catalog = tracker.Catalog(sys.argv[1])
+    worker, count = sys.argv[2], int(sys.argv[3])
+    for i in range(count):
+        with catalog.start_run(f"{worker}-{i}", params={"worker": worker, "i": i, "lr": i / 100},
+                               labels=[worker]) as run:
+            run.log_metric("loss", 1.0 / (i + 1), step=0)
+            run.log_metric("loss", 0.5 / (i + 1), step=1)
+            run.log_metric("acc", i / count)
+        print(run.id, flush=True)  # acknowledged: ended, so on disk
+""")
+
+
+def _start_writer(path: Path, worker: str, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), worker, str(count)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared.duckdb"
+    writers = [_start_writer(path, f"w{n}", 200) for n in range(4)]
+    acknowledged = set()
+    for writer in writers:
+        out, err = writer.communicate(timeout=600)
+        assert writer.returncode == 0, err
+        acknowledged |= set(out.split())
+    assert len(acknowledged) == 800
+    catalog = tracker.Catalog(path)
+    frame = catalog.runs()
+    assert set(frame["id"]) == acknowledged
+    assert set(frame["status"]) == {"completed"}
+    assert (frame["params.lr"] == frame["params.i"] / 100).all()
+    assert int(catalog.sql("SELECT count(*) FROM metrics").iloc[0, 0]) == 800 * 3
+    assert int(catalog.sql("SELECT count(*) FROM params").iloc[0, 0]) == 800 * 3
+    by_worker = catalog.count_runs(by="params.worker")
+    assert sorted(by_worker["count"]) == [200, 200, 200, 200]
+
+
+@pytest.mark.slow
+def test_a_writer_killed_mid_stream_loses_no_acknowledged_run(tmp_path: Path) -> None:
+    path = tmp_path / "killed.duckdb"
+    writer = _start_writer(path, "victim", 100_000)
+    acknowledged = []
+    assert writer.stdout is not None
+    while len(acknowledged) < 150:
+        acknowledged.append(writer.stdout.readline().strip())
+    os.kill(writer.pid, signal.SIGKILL)
+    out, _ = writer.communicate()
+    acknowledged += out.split()
+    catalog = tracker.Catalog(path)
+    frame = catalog.runs(include_deleted=True)
+    statuses = dict(zip(frame["id"], frame["status"]))
+    missing = [run_id for run_id in acknowledged if run_id not in statuses]
+    assert not missing
+    assert all(statuses[run_id] == "completed" for run_id in acknowledged)
+    # The run that was open when the process died is recorded as crashed, not running.
+    assert "running" not in set(frame["status"])
+    assert not list(catalog.spool_dir.glob("*.jsonl"))
+
+
+def test_a_dead_process_run_is_marked_crashed_with_what_it_logged(tmp_path: Path) -> None:
+    path = tmp_path / "crash.duckdb"
+    script = textwrap.dedent("""
+        import os, signal, sys, tracker
+        catalog = tracker.Catalog(sys.argv[1])
+        run = catalog.start_run("doomed", params={"lr": 0.1})
+        run.log_metric("loss", 0.4)
+        catalog._recorder.spool()  # what a finished notebook cell guarantees
+        print(run.id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    run_id = done.stdout.strip()
+    info = tracker.Catalog(path).get_run(run_id)
+    assert info.status == "crashed"
+    assert info.params == {"lr": 0.1}
+    assert info.metrics == {"loss": 0.4}
+    assert info.ended_at is not None
+
+
+def test_a_running_run_whose_process_died_is_found_by_any_reader(tmp_path: Path) -> None:
+    path = tmp_path / "stale.duckdb"
+    script = textwrap.dedent("""
+        import os, signal, sys, tracker
+        catalog = tracker.Catalog(sys.argv[1])
+        run = catalog.start_run("stuck")
+        catalog.flush()  # in the catalog as running, spool emptied
+        print(run.id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    run_id = done.stdout.strip()
+    time.sleep(0.1)
+    assert tracker.Catalog(path).runs()["status"].tolist() == ["crashed"]
+    assert tracker.Catalog(path).get_run(run_id).status == "crashed"

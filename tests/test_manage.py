@@ -1,0 +1,92 @@
+"""Renaming, soft delete and restore, and purge: nothing is lost before a purge."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import tracker
+
+
+def test_update_run_renames_and_relabels(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("draft") as run:
+        pass
+    info = catalog.update_run(run.id, name="final", labels=["paper"], notes="figure 3")
+    assert (info.name, info.labels, info.notes) == ("final", ("paper",), "figure 3")
+
+
+def test_delete_hides_a_run_until_restored(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("keep") as keep, catalog.start_run("bin") as doomed:
+        pass
+    catalog.delete_run(doomed.id)
+    assert list(catalog.runs()["name"]) == ["keep"]
+    assert list(catalog.runs(include_deleted=True)["name"]) == ["bin", "keep"]
+    assert catalog.get_run(doomed.id).deleted
+    catalog.restore_run(doomed.id)
+    assert sorted(catalog.runs()["name"]) == ["bin", "keep"]
+    assert keep.id in set(catalog.runs()["id"])
+
+
+def test_delete_runs_by_filter(catalog: tracker.Catalog) -> None:
+    for lr in (0.1, 0.2, 0.3):
+        with catalog.start_run(f"lr{lr}", params={"lr": lr}):
+            pass
+    deleted = catalog.delete_runs("params.lr >= 0.2")
+    assert len(deleted) == 2
+    assert list(catalog.runs()["name"]) == ["lr0.1"]
+    with pytest.raises(ValueError, match="needs a filter"):
+        catalog.delete_runs()
+
+
+def test_purge_removes_only_trashed_runs_older_than_asked(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("old") as old, catalog.start_run("new") as new:
+        old.log_metric("m", 1.0)
+    catalog.delete_runs(ids=[old.id, new.id])
+    con = duckdb.connect(str(catalog.path))
+    con.execute("UPDATE runs SET deleted_at = now() - INTERVAL 40 DAY WHERE id = ?", [old.id])
+    con.close()
+    assert catalog.purge(older_than="30d")["runs"] == 1
+    with pytest.raises(tracker.RunNotFoundError):
+        catalog.get_run(old.id)
+    assert int(catalog.sql("SELECT count(*) FROM metrics").iloc[0, 0]) == 0
+    assert catalog.get_run(new.id).deleted
+    catalog.purge()
+    assert catalog.runs(include_deleted=True).empty
+
+
+def test_purge_keeps_the_latest_pointer_right_and_user_files(catalog: tracker.Catalog,
+                                                             tmp_path: Path) -> None:
+    data = tmp_path / "model.pkl"
+    data.write_bytes(b"v1")
+    with catalog.start_run("v1") as first:
+        first.log_output(data)
+    data.write_bytes(b"v2!")
+    with catalog.start_run("v2") as second:
+        second.log_output(data)
+    catalog.delete_run(second.id)
+    catalog.purge()
+    versions = catalog.artifacts(role="output")
+    assert list(versions["version"]) == [1]
+    assert list(versions["latest"]) == [True]
+    assert data.read_bytes() == b"v2!"  # the user's file is never touched
+
+
+def test_purge_removes_blobs_no_run_references(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text("{}")
+    with catalog.start_run("with-notebook") as run:
+        run.record("stored", "notebook", str(notebook), time.time())
+    blobs = list(catalog.blob_dir.iterdir())
+    assert len(blobs) == 1
+    catalog.delete_run(run.id)
+    assert catalog.purge()["blobs"] == 0  # a fresh blob may belong to a write in flight
+    assert catalog.purge()["runs"] == 0
+    hour_ago = time.time() - 3700
+    os.utime(blobs[0], (hour_ago, hour_ago))
+    assert catalog.purge()["blobs"] == 1
+    assert not any(catalog.blob_dir.iterdir())
+    assert notebook.exists()

@@ -1,0 +1,133 @@
+"""Starting, logging to and ending runs, as a user of the Python API does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tracker
+
+
+def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("baseline", project="mnist", params={"lr": 0.01},
+                           labels=["cpu", "v1"]) as run:
+        run.log_metric("acc", 0.91)
+    info = catalog.get_run(run.id)
+    assert (info.name, info.project, info.status) == ("baseline", "mnist", "completed")
+    assert info.params == {"lr": 0.01}
+    assert info.metrics == {"acc": 0.91}
+    assert info.labels == ("cpu", "v1")
+    assert info.ended_at is not None and info.duration >= 0
+    assert info.key == f"tracker://mnist/runs/{run.id}"
+
+
+def test_an_exception_in_the_block_marks_the_run_failed(catalog: tracker.Catalog) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with catalog.start_run("broken") as run:
+            1 / 0  # noqa: B018
+    info = catalog.get_run(run.id)
+    assert info.status == "failed"
+    assert info.error == "ZeroDivisionError: division by zero"
+
+
+def test_starting_again_returns_the_active_run(catalog: tracker.Catalog) -> None:
+    first = catalog.start_run("setup")
+    assert catalog.start_run() is first
+    assert catalog.start_run("setup") is first
+    first.end()
+    assert len(catalog.runs()) == 1
+
+
+def test_another_name_inside_a_run_starts_a_child(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("sweep") as parent:
+        with catalog.start_run("trial-1") as child:
+            assert catalog.current_run() is child
+        assert catalog.current_run() is parent
+    assert catalog.get_run(child.id).parent_id == parent.id
+    assert catalog.current_run() is None
+
+
+def test_setting_a_param_again_keeps_its_history(catalog: tracker.Catalog) -> None:
+    with catalog.start_run() as run:
+        run.log_param("lr", 0.1)
+        run.log_param("lr", 0.1)  # a no-op: the same value
+        run.log_param("lr", 0.01)
+    history = catalog.get_run(run.id).param_history["lr"]
+    assert [value for _, value in history] == [0.1, 0.01]
+    assert history[0][0] <= history[1][0]
+
+
+def test_metrics_keep_the_series_and_queries_see_the_latest(catalog: tracker.Catalog) -> None:
+    with catalog.start_run() as run:
+        for step in range(5):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+        run.log_metrics({"acc": 0.5, "f1": 0.4}, step=4)
+    assert catalog.get_run(run.id).metrics == {"loss": 0.2, "acc": 0.5, "f1": 0.4}
+    series = catalog.metric_history(run.id, "loss")
+    assert list(series["step"]) == [0, 1, 2, 3, 4]
+    assert list(series["value"]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+
+
+def test_module_functions_log_to_the_default_catalog(tmp_path: Path) -> None:
+    run = tracker.start_run("module-level")
+    tracker.log_param("seed", 7)
+    tracker.log_params({"model": {"depth": 3, "kind": "tree"}})
+    tracker.log_metric("score", 3.5, step=1)
+    tracker.end_run()
+    info = tracker.get_run(run.id)
+    assert info.params == {"seed": 7, "model.depth": 3, "model.kind": "tree"}
+    assert info.metrics == {"score": 3.5}
+    assert tracker.default_catalog().path == tmp_path / "default" / "catalog.duckdb"
+
+
+def test_logging_without_a_run_starts_one(catalog: tracker.Catalog) -> None:
+    catalog.log_param("alpha", 1)
+    run = catalog.current_run()
+    assert run is not None
+    run.end()
+    assert catalog.get_run(run.id).params == {"alpha": 1}
+
+
+def test_end_rejects_an_unknown_status(catalog: tracker.Catalog) -> None:
+    run = catalog.start_run()
+    with pytest.raises(ValueError, match="status must be one of"):
+        run.end("finished")
+    run.end("failed")
+    assert catalog.get_run(run.id).status == "failed"
+
+
+def test_inputs_and_outputs_are_hashed_and_versioned(catalog: tracker.Catalog,
+                                                     tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    with catalog.start_run("prepare") as producer:
+        producer.log_output(data)
+    with catalog.start_run("train") as consumer:
+        consumer.log_input(data)
+        consumer.log_input("s3://bucket/extra.parquet")
+    inputs = {a["uri"]: a for a in catalog.get_run(consumer.id).inputs}
+    assert inputs[str(data)]["producer_run_id"] == producer.id
+    assert inputs[str(data)]["hash"].startswith("xxh3_128:")
+    assert inputs[str(data)]["size"] == 8
+    assert inputs["s3://bucket/extra.parquet"]["hash"] is None
+    data.write_text("a,b\n3,4\n")
+    with catalog.start_run("prepare-again") as again:
+        again.log_output(data)
+    versions = catalog.artifacts(role="output")
+    assert list(versions["version"]) == [1, 2]
+    assert list(versions["latest"]) == [False, True]
+
+
+def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> None:
+    recorder = catalog._recorder_for_write()
+    with recorder._db_lock:  # keep the background writer out: only the spool stage runs
+        run = catalog.start_run("spooled")
+        run.log_param("x", 1)
+        recorder.spool()
+        lines = (catalog.spool_dir / f"{run.id}.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["owner"]["pid"] > 0
+    assert [json.loads(line)[1] for line in lines[1:]] == ["start", "param"]
+    run.end()
+    assert not (catalog.spool_dir / f"{run.id}.jsonl").exists()

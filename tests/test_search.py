@@ -1,0 +1,118 @@
+"""Querying runs as DataFrames, finding one run, artifacts, lineage and raw SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tracker
+
+
+@pytest.fixture
+def three_runs(catalog: tracker.Catalog) -> list[str]:
+    ids = []
+    for name, lr, model, acc, status in [("a", 0.1, "cnn", 0.7, "completed"),
+                                         ("b", 0.01, "mlp", 0.9, "failed"),
+                                         ("c", 0.001, "cnn", None, "completed")]:
+        run = catalog.start_run(name, params={"lr": lr, "model": model, "epochs": 3,
+                                              "shuffle": True})
+        if acc is not None:
+            run.log_metric("acc", acc)
+        run.end(status)
+        ids.append(run.id)
+    return ids
+
+
+def test_runs_are_one_row_each_with_typed_param_and_metric_columns(
+        catalog: tracker.Catalog, three_runs: list[str]) -> None:
+    frame = catalog.runs()
+    assert list(frame["name"]) == ["c", "b", "a"]  # newest first
+    assert frame["params.lr"].dtype == "float64"
+    assert frame["params.epochs"].dtype == "int64"
+    assert frame["params.shuffle"].dtype == "bool"
+    assert list(frame["params.model"]) == ["cnn", "mlp", "cnn"]
+    assert frame["metrics.acc"].isna().tolist() == [True, False, False]
+    assert isinstance(frame["started_at"].dtype, pd.DatetimeTZDtype)
+
+
+def test_filters_compare_numbers_as_numbers(catalog: tracker.Catalog,
+                                            three_runs: list[str]) -> None:
+    frame = catalog.runs("params.lr > 0.005 and metrics.acc >= 0.8")
+    assert list(frame["name"]) == ["b"]
+    assert list(catalog.runs("params.model = 'cnn' or status = 'failed'")["name"]) == \
+        ["c", "b", "a"]
+    assert list(catalog.runs(status="completed", **{"params.model": "cnn"})["name"]) == ["c", "a"]
+
+
+def test_order_by_puts_missing_values_last(catalog: tracker.Catalog,
+                                           three_runs: list[str]) -> None:
+    assert list(catalog.runs(order_by="metrics.acc DESC")["name"]) == ["b", "a", "c"]
+    assert list(catalog.runs(order_by=["metrics.acc"])["name"]) == ["a", "b", "c"]
+    page = catalog.runs(order_by="name", limit=2, offset=1)
+    assert list(page["name"]) == ["b", "c"]
+
+
+def test_a_bad_filter_names_the_position(catalog: tracker.Catalog) -> None:
+    with pytest.raises(ValueError, match="position"):
+        catalog.runs("params.lr >")
+
+
+def test_count_runs_groups_by_status_or_a_param(catalog: tracker.Catalog,
+                                                three_runs: list[str]) -> None:
+    by_status = catalog.count_runs()
+    assert dict(zip(by_status["status"], by_status["count"])) == {"completed": 2, "failed": 1}
+    by_model = catalog.count_runs(by="params.model")
+    assert dict(zip(by_model["params.model"], by_model["count"])) == {"cnn": 2, "mlp": 1}
+    assert int(catalog.count_runs("params.lr < 0.05", by=None)["count"][0]) == 2
+
+
+def test_a_run_is_found_by_id_prefix_or_key(catalog: tracker.Catalog,
+                                            three_runs: list[str]) -> None:
+    run_id = three_runs[1]
+    assert catalog.get_run(run_id).name == "b"
+    assert catalog.get_run(f"tracker://default/runs/{run_id}").name == "b"
+    assert catalog.get_run(run_id[:6] if _unique(run_id[:6], three_runs) else run_id).name == "b"
+    with pytest.raises(tracker.RunNotFoundError):
+        catalog.get_run("zzzzzzzz")
+    with pytest.raises(tracker.RunNotFoundError):
+        catalog.get_run(run_id[:5])  # shorter than 6 characters is never a prefix
+    shared = _common_prefix(three_runs)
+    if len(shared) >= 6:
+        with pytest.raises(tracker.AmbiguousRunError):
+            catalog.get_run(shared)
+
+
+def _unique(prefix: str, ids: list[str]) -> bool:
+    return sum(i.startswith(prefix) for i in ids) == 1
+
+
+def _common_prefix(ids: list[str]) -> str:
+    prefix = ids[0]
+    for other in ids[1:]:
+        while not other.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix
+
+
+def test_lineage_links_a_reader_to_the_writer(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    features = tmp_path / "features.parquet"
+    features.write_bytes(b"PAR1 pretend")
+    with catalog.start_run("featurize") as producer:
+        producer.log_output(features)
+    with catalog.start_run("train") as consumer:
+        consumer.log_input(features)
+    up = catalog.lineage(consumer.id)
+    assert list(zip(up["direction"], up["run_name"])) == [("upstream", "featurize")]
+    down = catalog.lineage(producer.id)
+    assert list(zip(down["direction"], down["run_name"])) == [("downstream", "train")]
+    assert list(catalog.artifacts(consumer.id)["uri"]) == [str(features)]
+
+
+def test_sql_reads_but_never_writes(catalog: tracker.Catalog, three_runs: list[str]) -> None:
+    assert int(catalog.sql("SELECT count(*) AS n FROM runs")["n"][0]) == 3
+    assert catalog.sql("SELECT name FROM runs WHERE name = ?", ["a"])["name"].tolist() == ["a"]
+    with pytest.raises(tracker.CatalogError, match="read-only"):
+        catalog.sql("DELETE FROM runs")
+    assert len(catalog.runs()) == 3

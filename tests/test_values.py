@@ -1,0 +1,140 @@
+"""Whatever a user logs is stored faithfully, or by description with one warning; never raises."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tracker
+from tracker import values
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque " + "x" * 5000 + ">"
+
+
+class Hostile:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+FAITHFUL: list[tuple[str, Any, Any]] = [
+    ("int", 3, 3),
+    ("big_int", 2**70, 2**70),
+    ("float", 0.125, 0.125),
+    ("bool", True, True),
+    ("none", None, None),
+    ("str", "résumé ✓ 東京", "résumé ✓ 東京"),
+    ("megabyte", "x" * 1_000_000, "x" * 1_000_000),
+    ("nan", math.nan, math.nan),
+    ("inf", math.inf, math.inf),
+    ("ninf", -math.inf, -math.inf),
+    ("np_int", np.int64(5), 5),
+    ("np_float", np.float32(0.5), 0.5),
+    ("np_bool", np.bool_(True), True),
+    ("np_array", np.arange(4), [0, 1, 2, 3]),
+    ("np_nan", np.float64("nan"), math.nan),
+    ("series", pd.Series([1, 2]), [1, 2]),
+    ("timestamp", pd.Timestamp("2026-01-02T03:04:05"), "2026-01-02T03:04:05"),
+    ("datetime", dt.datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05"),
+    ("date", dt.date(2026, 1, 2), "2026-01-02"),
+    ("timedelta", dt.timedelta(minutes=2), 120.0),
+    ("path", Path("/data/train.csv"), "/data/train.csv"),
+    ("decimal", decimal.Decimal("1.10"), "1.10"),
+    ("set", {3, 1, 2}, [1, 2, 3]),
+    ("tuple", (1, "a"), [1, "a"]),
+    ("list", [1, [2, {"a": None}]], [1, [2, {"a": None}]]),
+    ("enum", Color.RED, "red"),
+    ("bytes", b"\x00\x01", "b'\\x00\\x01'"),
+]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b and type(a) is type(b)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), FAITHFUL, ids=[f[0] for f in FAITHFUL])
+def test_params_are_stored_faithfully(catalog: tracker.Catalog, key: str, value: Any,
+                                      expected: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # faithful storage warns about nothing
+        with catalog.start_run() as run:
+            run.log_param(key, value)
+    assert _same(catalog.get_run(run.id).params[key], expected)
+
+
+def test_nested_dicts_become_dotted_keys(catalog: tracker.Catalog) -> None:
+    with catalog.start_run(params={"model": {"layers": {"n": 2}, "act": "relu"}}) as run:
+        pass
+    assert catalog.get_run(run.id).params == {"model.layers.n": 2, "model.act": "relu"}
+    assert list(catalog.runs("params.model.layers.n = 2")["id"]) == [run.id]
+
+
+def test_keys_with_unicode_and_punctuation(catalog: tracker.Catalog) -> None:
+    keys = ["σ (noise)", "a/b~c", "'; DROP TABLE runs; --", 'quote"d', "", 42]
+    with catalog.start_run() as run:
+        for i, key in enumerate(keys):
+            run.log_param(key, i)
+    params = catalog.get_run(run.id).params
+    assert params == {"σ (noise)": 0, "a/b~c": 1, "'; DROP TABLE runs; --": 2, 'quote"d': 3,
+                      "_": 4, "42": 5}
+    frame = catalog.runs()
+    assert frame.loc[0, "params.'; DROP TABLE runs; --"] == 2
+
+
+@pytest.mark.parametrize("value", [Opaque(), Hostile(), pd.DataFrame({"a": [1]}),
+                                   np.zeros((200, 200))],
+                         ids=["opaque", "hostile-repr", "dataframe", "big-array"])
+def test_arbitrary_objects_are_described_with_one_warning(catalog: tracker.Catalog,
+                                                          value: Any) -> None:
+    with catalog.start_run() as run:
+        with pytest.warns(tracker.TrackerWarning) as caught:
+            run.log_param("thing", value)
+            run.log_param("thing", value)
+    assert len(caught) == 1
+    stored = catalog.get_run(run.id).params["thing"]
+    assert stored["type"].endswith(type(value).__qualname__)
+    assert len(stored["repr"]) <= values.REPR_LIMIT + 40
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (np.float32(0.25), 0.25), (np.int64(3), 3.0), (True, 1.0), (decimal.Decimal("0.5"), 0.5),
+    (np.array([0.75]), 0.75), ("0.5", 0.5), (math.nan, math.nan), (math.inf, math.inf),
+])
+def test_metrics_accept_anything_numeric(catalog: tracker.Catalog, value: Any,
+                                         expected: float) -> None:
+    with catalog.start_run() as run:
+        run.log_metric("m", value)
+    assert _same(catalog.get_run(run.id).metrics["m"], expected)
+    assert _same(float(catalog.metric_history(run.id)["value"][0]), expected)
+
+
+def test_a_non_numeric_metric_warns_and_is_skipped(catalog: tracker.Catalog) -> None:
+    with catalog.start_run() as run:
+        with pytest.warns(tracker.TrackerWarning, match="metric 'acc' was not recorded"):
+            run.log_metric("acc", "high")
+        run.log_metric("acc", 0.9, step="3")  # a numeric string step is fine
+    assert catalog.get_run(run.id).metrics == {"acc": 0.9}
+    assert list(catalog.metric_history(run.id)["step"]) == [3]
+
+
+def test_params_that_are_not_a_mapping_warn(catalog: tracker.Catalog) -> None:
+    with catalog.start_run() as run:
+        with pytest.warns(tracker.TrackerWarning, match="params were not recorded"):
+            run.log_params(["not", "a", "dict"])  # type: ignore[arg-type]
