@@ -1,0 +1,602 @@
+"""Tests for tracker.capture: file I/O capture through real libraries, filtering, and hashing."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pickle
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+import xxhash
+
+from tracker.capture import FileCapture, FileFacts, FileHasher, file_facts, hash_file, suppressed
+from tracker.errors import TrackerWarning
+
+
+class Recorder:
+    """A started FileCapture over one folder, with the reported reads and writes."""
+
+    def __init__(self, root: pathlib.Path, **options: object) -> None:
+        self.root = root
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+        options.setdefault("include", [f"{root}/**"])
+        self.capture = FileCapture(on_read=self.reads.append, on_write=self.writes.append,
+                                   **options)  # type: ignore[arg-type]
+
+    def path(self, name: str) -> str:
+        return os.path.realpath(self.root / name)
+
+    def forget(self) -> None:
+        """Start afresh after a test's setup: the capture and the recorded lists."""
+        self.capture.reset_seen()
+        self.reads.clear()
+        self.writes.clear()
+
+
+@pytest.fixture
+def root(tmp_path: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(os.path.realpath(tmp_path))
+
+
+@pytest.fixture
+def rec(root: pathlib.Path) -> Iterator[Recorder]:
+    recorder = Recorder(root)
+    recorder.capture.start()
+    yield recorder
+    recorder.capture.stop()
+
+
+def _is_patched(function: object) -> bool:
+    return hasattr(function, "__tracker_original__")
+
+
+# --- Python-level opens ------------------------------------------------------------------------
+
+
+def test_builtin_open_reports_reads_and_writes(rec: Recorder) -> None:
+    with open(rec.root / "out.txt", "w") as f:
+        f.write("x")
+    (rec.root / "in.txt").write_text("y")
+    with open(rec.root / "in.txt") as f:
+        f.read()
+    assert rec.writes == [rec.path("out.txt"), rec.path("in.txt")]
+    assert rec.reads == []  # in.txt was written by the run itself
+
+
+def test_file_present_before_the_run_is_an_input(root: pathlib.Path) -> None:
+    (root / "data.csv").write_text("a\n1\n")
+    rec = Recorder(root)
+    rec.capture.start()
+    try:
+        (root / "data.csv").read_text()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("data.csv")]
+    assert rec.writes == []
+
+
+def test_written_then_read_back_is_not_an_input(rec: Recorder) -> None:
+    target = rec.root / "model.bin"
+    target.write_bytes(b"weights")
+    assert target.read_bytes() == b"weights"
+    assert rec.reads == []
+    assert rec.writes == [rec.path("model.bin")]
+
+
+def test_each_path_reported_once_until_reset_seen(root: pathlib.Path) -> None:
+    (root / "a.txt").write_text("a")
+    rec = Recorder(root)
+    rec.capture.start()
+    try:
+        for _ in range(3):
+            (root / "a.txt").read_text()
+        rec.capture.reset_seen()
+        (root / "a.txt").read_text()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("a.txt"), rec.path("a.txt")]
+
+
+def test_os_open_flags_decide_the_role(root: pathlib.Path) -> None:
+    (root / "old.txt").write_text("old")
+    (root / "shared.txt").write_text("shared")
+    rec = Recorder(root)
+    rec.capture.start()
+    try:
+        os.close(os.open(root / "old.txt", os.O_RDONLY))
+        os.close(os.open(root / "new.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+        os.close(os.open(os.fsencode(root / "shared.txt"), os.O_RDWR))
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("old.txt"), rec.path("shared.txt")]
+    assert rec.writes == [rec.path("new.txt"), rec.path("shared.txt")]
+
+
+def test_plus_mode_reads_only_an_existing_untruncated_file(root: pathlib.Path) -> None:
+    (root / "edit.txt").write_text("1")
+    (root / "trunc.txt").write_text("2")
+    rec = Recorder(root)
+    rec.capture.start()
+    try:
+        with open(root / "edit.txt", "r+") as f:
+            f.write("3")
+        with open(root / "trunc.txt", "w+") as f:
+            f.write("4")
+        with open(root / "fresh.txt", "a+") as f:
+            f.write("5")
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("edit.txt")]
+    assert rec.writes == [rec.path(n) for n in ("edit.txt", "trunc.txt", "fresh.txt")]
+
+
+def test_failed_opens_are_not_reported(rec: Recorder) -> None:
+    with pytest.raises(FileNotFoundError):
+        open(rec.root / "missing.txt")
+    with pytest.raises(FileNotFoundError):
+        open(rec.root / "no_such_dir" / "out.txt", "w")
+    assert rec.reads == [] and rec.writes == []
+
+
+def test_relative_paths_and_symlinks_are_reported_absolute_and_real(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (rec.root / "sub").mkdir()
+    (rec.root / "sub" / "real.txt").write_text("r")
+    (rec.root / "link.txt").symlink_to(rec.root / "sub" / "real.txt")
+    rec.forget()
+    monkeypatch.chdir(rec.root)
+    open("link.txt").close()
+    os.chdir("sub")  # the cached working directory must follow chdir
+    open("other.txt", "w").close()
+    assert rec.reads == [rec.path("sub/real.txt")]
+    assert rec.writes == [rec.path("sub/other.txt")]
+
+
+def test_pathlib_and_shutil(rec: Recorder) -> None:
+    import shutil
+
+    (rec.root / "src.txt").write_text("s")
+    rec.forget()
+    shutil.copyfile(rec.root / "src.txt", rec.root / "dst.txt")
+    assert rec.reads == [rec.path("src.txt")]
+    assert rec.writes == [rec.path("dst.txt")]
+
+
+def test_opens_in_other_threads_are_captured(root: pathlib.Path) -> None:
+    (root / "t.txt").write_text("t")
+    rec = Recorder(root)
+    rec.capture.start()
+    try:
+        thread = threading.Thread(target=(root / "t.txt").read_text)
+        thread.start()
+        thread.join()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("t.txt")]
+
+
+def test_c_level_open_events_without_flags_use_the_mode(rec: Recorder) -> None:
+    # C callers (_Py_fopen_obj) audit a fopen mode string with flags 0.
+    (rec.root / "c_in.txt").write_text("c")
+    rec.forget()
+    sys.audit("open", str(rec.root / "c_in.txt"), "rb", 0)
+    sys.audit("open", str(rec.root / "c_out.txt"), "wb", 0)
+    sys.audit("open", 3, "rb", 0)  # an fd, not a path
+    assert rec.reads == [rec.path("c_in.txt")]
+    assert rec.writes == [rec.path("c_out.txt")]
+
+
+# --- libraries ----------------------------------------------------------------------------------
+
+
+def test_pandas_csv_and_json(rec: Recorder) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [1, 2]})
+    df.to_csv(rec.root / "t.csv", index=False)
+    df.to_json(rec.root / "t.json")
+    (rec.root / "given.csv").write_text("b\n3\n")
+    rec.capture.reset_seen()
+    assert pd.read_csv(rec.root / "given.csv")["b"].tolist() == [3]
+    assert pd.read_json(rec.root / "t.json")["a"].tolist() == [1, 2]
+    assert sorted(rec.reads) == [rec.path("given.csv"), rec.path("t.json")]
+
+
+def test_numpy_save_and_load(rec: Recorder) -> None:
+    import numpy as np
+
+    np.save(rec.root / "arr.npy", np.arange(3))
+    assert rec.writes == [rec.path("arr.npy")]
+    rec.capture.reset_seen()
+    assert np.load(rec.root / "arr.npy").tolist() == [0, 1, 2]
+    assert rec.reads == [rec.path("arr.npy")]
+
+
+def test_pickle_with_open_files(rec: Recorder) -> None:
+    with open(rec.root / "obj.pkl", "wb") as f:
+        pickle.dump({"k": 1}, f)
+    rec.capture.reset_seen()
+    with open(rec.root / "obj.pkl", "rb") as f:
+        assert pickle.load(f) == {"k": 1}
+    assert rec.reads == [rec.path("obj.pkl")]
+
+
+def test_pyarrow_parquet_native_reads_and_writes(rec: Recorder) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rec.capture.patch_native()
+    table = pa.table({"x": [1, 2, 3]})
+    pq.write_table(table, str(rec.root / "t.parquet"))
+    assert rec.writes == [rec.path("t.parquet")]
+    rec.capture.reset_seen()
+    assert pq.read_table(rec.root / "t.parquet").num_rows == 3
+    assert pq.ParquetFile(str(rec.root / "t.parquet")).metadata.num_rows == 3
+    assert rec.reads == [rec.path("t.parquet")]
+
+
+def test_pandas_parquet_and_feather(rec: Recorder) -> None:
+    import pandas as pd
+
+    rec.capture.patch_native()
+    df = pd.DataFrame({"x": [1.0, 2.0]})
+    df.to_parquet(rec.root / "d.parquet")
+    df.to_feather(rec.root / "d.feather")
+    assert rec.writes == [rec.path("d.parquet"), rec.path("d.feather")]
+    rec.capture.reset_seen()
+    assert pd.read_parquet(rec.root / "d.parquet").equals(df)
+    assert pd.read_feather(str(rec.root / "d.feather")).equals(df)
+    assert rec.reads == [rec.path("d.parquet"), rec.path("d.feather")]
+
+
+def test_pyarrow_feather(rec: Recorder) -> None:
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    rec.capture.patch_native()
+    feather.write_feather(pa.table({"y": [1]}), str(rec.root / "f.arrow"))
+    rec.capture.reset_seen()
+    assert feather.read_table(str(rec.root / "f.arrow")).num_rows == 1
+    assert rec.reads == [rec.path("f.arrow")]
+
+
+def test_partitioned_dataset_is_reported_as_its_directory(rec: Recorder) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    rec.capture.patch_native()
+    table = pa.table({"part": ["a", "b"], "v": [1, 2]})
+    pq.write_to_dataset(table, str(rec.root / "ds"), partition_cols=["part"])
+    assert rec.writes == [rec.path("ds")]
+    rec.capture.reset_seen()
+    assert ds.dataset(str(rec.root / "ds"), partitioning="hive").count_rows() == 2
+    assert rec.reads == [rec.path("ds")]
+
+
+def test_native_buffers_and_urls_are_ignored(rec: Recorder) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rec.capture.patch_native()
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"x": [1]}), sink)
+    sink.seek(0)
+    assert pq.read_table(sink).num_rows == 1
+    assert rec.reads == [] and rec.writes == []
+
+
+def test_refresh_patches_modules_imported_later(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    rec.capture.stop()
+    monkeypatch.delitem(sys.modules, "pyarrow.parquet")
+    rec.capture.start()
+    assert not _is_patched(pq.write_table)  # not imported (as far as capture can tell)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", pq)
+    rec.capture.refresh()
+    assert _is_patched(pq.write_table)
+    rec.capture.refresh()  # idempotent: no double wrapping
+    assert not _is_patched(pq.write_table.__tracker_original__)
+
+
+# --- filtering ----------------------------------------------------------------------------------
+
+
+def test_site_packages_and_stdlib_are_never_reported(rec: Recorder) -> None:
+    import json
+
+    import pandas as pd
+
+    open(pd.__file__).close()
+    open(json.__file__).close()
+    assert rec.reads == []
+
+
+def test_temp_dir_is_excluded_unless_included(root: pathlib.Path) -> None:
+    (root / "a.txt").write_text("a")
+    rec = Recorder(root, include=())
+    rec.capture.start()
+    try:
+        (root / "a.txt").read_text()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == []
+
+
+def test_include_only_adds_paths_back(root: pathlib.Path) -> None:
+    (root / "keep").mkdir()
+    (root / "keep" / "k.txt").write_text("k")
+    (root / "other.txt").write_text("o")
+    rec = Recorder(root, include=[f"{root}/keep/**"])
+    rec.capture.start()
+    try:
+        (root / "keep" / "k.txt").read_text()
+        (root / "other.txt").read_text()  # still in the temp dir: excluded by default
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("keep/k.txt")]
+
+
+def test_exclude_glob_wins_over_include(root: pathlib.Path) -> None:
+    (root / "a.log").write_text("l")
+    (root / "a.csv").write_text("c")
+    rec = Recorder(root, exclude=["*.log"])
+    rec.capture.start()
+    try:
+        (root / "a.log").read_text()
+        (root / "a.csv").read_text()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("a.csv")]
+
+
+def test_relative_globs_are_anchored_at_the_working_directory(
+    root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (root / "raw").mkdir()
+    (root / "raw" / "r.csv").write_text("r")
+    (root / "s.csv").write_text("s")
+    monkeypatch.chdir(root)
+    rec = Recorder(root, exclude=["raw/**"])
+    rec.capture.start()
+    try:
+        (root / "raw" / "r.csv").read_text()
+        (root / "s.csv").read_text()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("s.csv")]
+
+
+def test_excluded_dirs_and_add_excluded_dir(root: pathlib.Path) -> None:
+    for name in ("catalog", "spool", "data"):
+        (root / name).mkdir()
+        (root / name / "f.txt").write_text(name)
+    rec = Recorder(root, excluded_dirs=[str(root / "catalog")])
+    rec.capture.add_excluded_dir(str(root / "spool"))
+    rec.capture.start()
+    try:
+        for name in ("catalog", "spool", "data"):
+            (root / name / "f.txt").read_text()
+    finally:
+        rec.capture.stop()
+    assert rec.reads == [rec.path("data/f.txt")]
+
+
+def test_pycache_and_checkpoints_are_never_reported(rec: Recorder) -> None:
+    (rec.root / "__pycache__").mkdir()
+    (rec.root / ".ipynb_checkpoints").mkdir()
+    (rec.root / "__pycache__" / "m.txt").write_text("x")
+    (rec.root / ".ipynb_checkpoints" / "nb-checkpoint.ipynb").write_text("{}")
+    (rec.root / "m.pyc").write_bytes(b"")
+    assert rec.writes == []
+
+
+# --- lifecycle and failures --------------------------------------------------------------------
+
+
+def test_stop_stops_reporting_and_unpatches(rec: Recorder) -> None:
+    import pyarrow.parquet as pq
+
+    rec.capture.patch_native()
+    assert rec.capture.active and _is_patched(pq.read_table)
+    rec.capture.stop()
+    (rec.root / "after.txt").write_text("a")
+    assert rec.writes == []
+    assert not rec.capture.active
+    assert not _is_patched(pq.read_table) and not _is_patched(pq.ParquetFile.__init__)
+
+
+def test_failing_callback_warns_once_and_open_still_works(root: pathlib.Path) -> None:
+    def explode(path: str) -> None:
+        raise RuntimeError("callback bug")
+
+    capture = FileCapture(on_read=explode, on_write=explode, include=[f"{root}/**"])
+    capture.start()
+    try:
+        with pytest.warns(TrackerWarning, match="callback bug") as caught:
+            with open(root / "a.txt", "w") as f:
+                f.write("a")
+            with open(root / "b.txt", "w") as f:
+                f.write("b")
+            assert (root / "a.txt").read_text() == "a"
+    finally:
+        capture.stop()
+    assert len(caught) == 1
+    assert caught[0].filename == __file__  # the warning points at the user's line
+    assert not capture.active
+
+
+def test_opens_inside_a_callback_do_not_recurse(root: pathlib.Path) -> None:
+    seen: list[str] = []
+
+    def log_and_read(path: str) -> None:
+        seen.append(path)
+        (root / "side.txt").write_text(path)  # would recurse without the guard
+
+    capture = FileCapture(on_read=log_and_read, on_write=log_and_read, include=[f"{root}/**"])
+    capture.start()
+    try:
+        (root / "a.txt").write_text("a")
+    finally:
+        capture.stop()
+    assert seen == [str(root / "a.txt")]
+
+
+def test_suppressed_hides_tracker_own_io(rec: Recorder) -> None:
+    with suppressed():
+        (rec.root / "spool.jsonl").write_text("{}")
+    (rec.root / "user.txt").write_text("u")
+    assert rec.writes == [rec.path("user.txt")]
+
+
+def test_two_captures_report_independently(root: pathlib.Path) -> None:
+    first, second = Recorder(root), Recorder(root, exclude=["*.csv"])
+    first.capture.start()
+    second.capture.start()
+    try:
+        (root / "a.csv").write_text("a")
+        second.capture.stop()
+        (root / "b.txt").write_text("b")
+    finally:
+        first.capture.stop()
+    assert first.writes == [first.path("a.csv"), first.path("b.txt")]
+    assert second.writes == []
+
+
+# --- hashing ------------------------------------------------------------------------------------
+
+
+def test_hash_file_of_known_content(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "hello.txt").write_bytes(b"hello world\n")
+    assert hash_file(str(tmp_path / "hello.txt")) == "xxh3_128:" + xxhash.xxh3_128(
+        b"hello world\n"
+    ).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert hash_file(str(tmp_path / "empty")) == "xxh3_128:" + xxhash.xxh3_128(b"").hexdigest()
+
+
+def test_hash_spans_several_read_chunks(tmp_path: pathlib.Path) -> None:
+    data = os.urandom(1024) * (9 * 1024) + b"tail"  # 9 MiB + 4 bytes: two 8 MiB chunks
+    (tmp_path / "big.bin").write_bytes(data)
+    assert hash_file(str(tmp_path / "big.bin")) == "xxh3_128:" + xxhash.xxh3_128(data).hexdigest()
+
+
+def test_file_facts_reports_size_and_mtime(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("12345")
+    os.utime(path, (1_700_000_000.5, 1_700_000_000.5))
+    facts = file_facts(str(path))
+    assert facts == FileFacts(str(path), 5, 1_700_000_000.5, hash_file(str(path)))
+
+
+def test_cache_hit_does_not_reread(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("aaaa")
+    hasher = FileHasher()
+    first = hasher.hash(str(path))
+    info = os.stat(path)
+    path.write_text("bbbb")  # same size; restore the mtime so the stat key is unchanged
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert hasher.hash(str(path)).hash == first.hash
+    assert FileHasher().hash(str(path)).hash != first.hash
+
+
+def test_changed_file_is_rehashed(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("one")
+    hasher = FileHasher()
+    before = hasher.hash(str(path)).hash
+    path.write_text("three")
+    assert hasher.hash(str(path)).hash == hash_file(str(path)) != before
+
+
+def test_directory_hash_covers_names_and_contents(tmp_path: pathlib.Path) -> None:
+    def make(root: pathlib.Path, files: dict[str, str]) -> str:
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        return hash_file(str(root))
+
+    base = make(tmp_path / "a", {"x.txt": "1", "sub/y.txt": "2"})
+    assert make(tmp_path / "b", {"sub/y.txt": "2", "x.txt": "1"}) == base
+    assert make(tmp_path / "c", {"x.txt": "1", "sub/z.txt": "2"}) != base
+    assert make(tmp_path / "d", {"x.txt": "1", "sub/y.txt": "3"}) != base
+    facts = FileHasher().hash(str(tmp_path / "a"))
+    assert (facts.hash, facts.size) == (base, 2)
+
+
+def test_vanished_file_has_no_hash(tmp_path: pathlib.Path) -> None:
+    assert FileHasher().hash(str(tmp_path / "gone.txt")) == FileFacts(
+        str(tmp_path / "gone.txt"), None, None, None
+    )
+    with pytest.raises(FileNotFoundError):
+        hash_file(str(tmp_path / "gone.txt"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_has_size_but_no_hash(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_text("s")
+    path.chmod(0)
+    facts = FileHasher().hash(str(path))
+    assert (facts.size, facts.hash) == (1, None)
+
+
+def test_hashing_is_not_captured_as_a_read(root: pathlib.Path) -> None:
+    (root / "in.txt").write_text("i")
+    rec = Recorder(root)
+    rec.capture.start()
+    try:
+        FileHasher().hash(str(root / "in.txt"))
+    finally:
+        rec.capture.stop()
+    assert rec.reads == []
+
+
+def test_hasher_is_thread_safe(tmp_path: pathlib.Path) -> None:
+    paths = []
+    for i in range(20):
+        (tmp_path / f"{i}.bin").write_bytes(os.urandom(100_000))
+        paths.append(str(tmp_path / f"{i}.bin"))
+    hasher = FileHasher()
+    results: list[list[str | None]] = []
+
+    def work() -> None:
+        results.append([hasher.hash(p).hash for p in paths])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = [hash_file(p) for p in paths]
+    assert results == [expected] * 4
+
+
+def test_native_module_imported_during_capture_is_patched_at_once(root: pathlib.Path) -> None:
+    import subprocess
+
+    # A fresh interpreter: here pandas is already imported. In a notebook this is
+    # `import pandas as pd; df.to_parquet(...)` in the cell right after capture started.
+    script = f"""
+import os
+from tracker.capture import FileCapture
+writes = []
+capture = FileCapture(on_read=print, on_write=writes.append, include=[{str(root)!r} + "/**"])
+capture.start()
+import pandas as pd
+pd.DataFrame({{"x": [1]}}).to_parquet({str(root / "late.parquet")!r})
+print(writes)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == repr([str(root / "late.parquet")])
