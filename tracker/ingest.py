@@ -50,6 +50,13 @@ def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
     """Hash local files and store blobs outside the lock: the slow part of an event."""
+    from tracker.capture import suppressed
+
+    with suppressed():  # tracker reading a file is not the notebook reading it
+        return _prepared(catalog, event)
+
+
+def _prepared(catalog: Catalog, event: Event) -> Event:
     kind = event[0]
     if kind == "artifact" and event[4] is None and "://" not in event[3]:
         from tracker.capture import file_facts
@@ -220,7 +227,7 @@ def _link_artifact(con: Any, run_id: str, role: str, uri: str, facts: dict[str, 
         from tracker._ids import new_run_id
 
         artifact_id = new_run_id()
-        producer = run_id if role != "input" else None
+        producer = run_id if role == "output" else None
         con.execute(
             "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [artifact_id, uri, (latest[1] + 1) if latest else 1, uri, facts.get("size"),

@@ -1,0 +1,405 @@
+"""The IPython extension: ``%load_ext tracker`` makes the kernel session a recorded run.
+
+Loading starts the session's run at once (named from the notebook) and registers two hooks:
+``pre_run_cell`` notes when a cell starts; ``post_run_cell`` records the cell (source, timing,
+error), the values of the ``parameters`` / ``injected-parameters`` cells, the files the cell wrote,
+and makes all of it durable in the spool before the next cell runs. Reads and writes are seen by
+:mod:`tracker.capture`. Loading again keeps the same run: one kernel session is one run.
+
+Nothing here may break the user's notebook: every hook body is guarded, and the first failure
+becomes one :class:`~tracker.errors.TrackerWarning`.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import os
+import shlex
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tracker import api, models
+from tracker.catalog import Catalog
+from tracker.errors import TrackerWarning
+from tracker.run import Run
+
+SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
+_SESSION_ATTR = "_tracker_session"
+
+USAGE = """\
+%tracker                  status of this notebook's run
+%tracker new [NAME]       end this run and start another in the same kernel
+%tracker end              end this run (cells are no longer recorded)
+%tracker param K=V ...    set params (values are Python literals, else text)
+%tracker input PATH       record a file or URI this run read
+%tracker output PATH      record a file or URI this run wrote
+%tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)"""
+
+
+class Session:
+    """The extension's state in one kernel: the run, the notebook, the hooks and the capture."""
+
+    def __init__(self, ip: Any) -> None:
+        self.ip = ip
+        self.run: Run | None = None
+        self.catalog: Catalog | None = None
+        self.notebook: Any = None  # tracker.notebook.NotebookInfo
+        self.located: Any = None
+        self.capture: Any = None
+        self.hooked = False
+        self._cell_seq = 0
+        self._cell_start: float | None = None
+        self._cell_id: str | None = None
+        self._written: list[str] = []
+        self._warned = False
+
+    # -- guarded entry points -----------------------------------------------------------
+
+    def guarded(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action``; a failure is one warning per session, never an exception."""
+        try:
+            return action()
+        except Exception as exc:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"tracker: {what} failed ({type(exc).__name__}: {exc}); your "
+                              "code is unaffected, but this run may be incomplete",
+                              TrackerWarning, stacklevel=2)
+            return None
+
+    # -- starting --------------------------------------------------------------------------
+
+    def start(self, name: str | None = None) -> Run:
+        """Find the notebook, choose the catalog and start the session's run."""
+        from tracker import capture
+
+        if self.located is None or self.located.path is None:
+            self._locate(first_cell=_current_cell(self.ip))
+        meta = self.notebook.tracker_metadata if self.notebook else {}
+        self.catalog = _choose_catalog(meta, self.notebook)
+        api.use_catalog(self.catalog)
+        recorder = self.catalog._recorder_for_write()
+        self.run = recorder.start_run(
+            name or _text(meta.get("name")) or self._default_name(), session=True,
+            project=_text(meta.get("project")), labels=_labels(meta.get("labels")),
+            attrs=self._notebook_attrs())
+        self._start_capture(meta.get("capture") or {}, capture)
+        threading.Thread(target=self._record_environment, name="tracker-environment",
+                         daemon=True).start()
+        return self.run
+
+    def _locate(self, *, first_cell: str | None) -> None:
+        from tracker import capture, notebook
+
+        with capture.suppressed():  # reading the .ipynb is not one of the run's inputs
+            self.located = notebook.find_notebook(self.ip.user_ns, first_cell=first_cell)
+            if self.located.path:
+                self.notebook = notebook.read_notebook(self.located.path)
+
+    def _default_name(self) -> str:
+        if self.notebook is not None:
+            return self.notebook.name
+        warnings.warn("tracker: no notebook found for this kernel (a plain IPython session or "
+                      "a script?); recording the run without one. Set TRACKER_NOTEBOOK to name "
+                      "it.", TrackerWarning, stacklevel=3)
+        return "ipython-session"
+
+    def _notebook_attrs(self) -> dict[str, Any]:
+        if self.notebook is None:
+            return {}
+        return {"notebook": self.notebook.path, "notebook_name": self.notebook.name,
+                "notebook_title": self.notebook.title, "notebook_hash": self.notebook.code_hash}
+
+    def _start_capture(self, settings: dict[str, Any], capture: Any) -> None:
+        if settings.get("enabled", True) is False or os.environ.get("TRACKER_CAPTURE") == "0":
+            return
+        if self.capture is None:
+            # The notebook's folder and the working folder are always in scope, even when they
+            # sit under a temp dir (papermill and test runners put notebooks there).
+            near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
+            self.capture = capture.FileCapture(
+                on_read=self._on_read, on_write=self._written.append,
+                include=[*(settings.get("include") or ()), *(f"{d}/**" for d in near)],
+                exclude=list(settings.get("exclude") or ()))
+            # tracker's own modules load lazily; their source is not the notebook's input.
+            self.capture.add_excluded_dir(os.path.dirname(os.path.abspath(__file__)))
+        assert self.catalog is not None
+        self.capture.add_excluded_dir(str(self.catalog.folder))
+        self.capture.reset_seen()
+        self.capture.start()
+
+    def _on_read(self, path: str) -> None:
+        if self.run is not None and not self.run.ended:
+            self.run.log_input(path)
+
+    def _record_environment(self) -> None:
+        from tracker import environment
+
+        run = self.run
+        folder = os.path.dirname(self.notebook.path) if self.notebook else os.getcwd()
+        data = environment.capture_environment(notebook_dir=folder)
+        if run is not None and not run.ended:
+            run.record("env", environment.environment_id(data), data)
+
+    # -- the hooks -------------------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """Note the start of a cell; refresh native capture patches."""
+        self._cell_start = time.time()
+        self._cell_id = getattr(info, "cell_id", None)
+        if self.capture is not None:
+            self.capture.refresh()
+        if self.run is not None and self.notebook is None and self._cell_seq == 0:
+            self._late_locate(getattr(info, "raw_cell", None))
+
+    def _late_locate(self, source: str | None) -> None:
+        """Auto-loaded kernels see no cell at load: try content matching on the first one."""
+        self._locate(first_cell=source)
+        if self.notebook is not None and self.run is not None:
+            self.run.record("set", {**self._notebook_attrs(), "name": self.notebook.name})
+
+    def post_run_cell(self, result: Any) -> None:
+        """Record the cell, its parameters and its outputs; make it durable."""
+        run = self.run
+        if run is None or run.ended:
+            return
+        info = result.info
+        source = getattr(info, "raw_cell", "") or ""
+        error = result.error_in_exec or result.error_before_exec
+        self._cell_seq += 1
+        run.record("cell", _cell_record(self._cell_seq, result.execution_count,
+                                        self._cell_id or getattr(info, "cell_id", None), source,
+                                        self._cell_start, error))
+        self._cell_start = None
+        if result.success:
+            self._record_parameters(run, source)
+        for path in self._written:
+            run.log_output(path)
+        self._written.clear()
+        run.exit_status = models.COMPLETED if result.success else models.FAILED
+        run._recorder.spool()
+
+    def _record_parameters(self, run: Run, source: str) -> None:
+        from tracker import notebook
+
+        tags = notebook.cell_tags(self.notebook, cell_id=self._cell_id, source=source) \
+            if self.notebook is not None else ()
+        injected = "injected-parameters" in tags or notebook.is_injected_parameters(source)
+        if "parameters" not in tags and not injected:
+            return
+        namespace = self.ip.user_ns
+        for name in notebook.assigned_names(source):
+            if name in namespace:
+                run.log_param(name, namespace[name])
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def end(self, status: str | None = None) -> None:
+        """End the session's run, storing the saved notebook with it."""
+        run = self.run
+        if run is None or run.ended:
+            return
+        if self.notebook is not None and os.path.exists(self.notebook.path):
+            run.record("stored", "notebook", self.notebook.path, time.time())
+        run.end(status or run.exit_status)
+
+    def at_exit(self) -> None:
+        """Kernel shutdown: the recorder's exit handler (which runs next) writes it all."""
+        run = self.run
+        if run is None or run.ended:
+            return
+        if self.notebook is not None and os.path.exists(self.notebook.path):
+            run.record("stored", "notebook", self.notebook.path, time.time())
+
+
+def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
+                 started: float | None, error: BaseException | None) -> dict[str, Any]:
+    import xxhash
+
+    now = time.time()
+    return {
+        "seq": seq, "execution_count": count, "cell_id": cell_id,
+        "source_hash": "xxh3_128:" + xxhash.xxh3_128_hexdigest(source.encode()),
+        "source": source, "started_at": started or now,
+        "duration": (now - started) if started else None, "success": error is None,
+        "error_type": type(error).__name__ if error is not None else None,
+        "error_message": str(error)[:10_000] if error is not None else None,
+    }
+
+
+def _current_cell(ip: Any) -> str | None:
+    """The source of the cell being executed (the one that ran ``%load_ext``), if any."""
+    try:
+        history = ip.history_manager.input_hist_raw
+        return history[-1] if len(history) > 1 else None
+    except Exception:
+        return None
+
+
+def _choose_catalog(meta: dict[str, Any], notebook: Any) -> Catalog:
+    """``$TRACKER_CATALOG`` > ``metadata.tracker.catalog`` (relative to the notebook) > default."""
+    configured = _text(meta.get("catalog"))
+    if os.environ.get("TRACKER_CATALOG") or not configured:
+        return api.default_catalog()
+    path = Path(configured).expanduser()
+    if not path.is_absolute() and notebook is not None:
+        path = Path(notebook.path).parent / path
+    return Catalog(path)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _labels(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(label) for label in value]
+
+
+# -- loading and unloading ------------------------------------------------------------------
+
+
+def session_of(ip: Any) -> Session | None:
+    """The extension's session in this shell, if loaded once."""
+    return getattr(ip, _SESSION_ATTR, None)
+
+
+def load(ip: Any) -> None:
+    """Start (or resume) the session's run and install the hooks and the magic."""
+    session = session_of(ip)
+    if session is None:
+        session = Session(ip)
+        setattr(ip, _SESSION_ATTR, session)
+        atexit.register(session.at_exit)  # registered after tracker.run's, so it runs first
+    if session.run is None or session.run.ended:
+        session.guarded("starting the run", session.start)
+    elif session.capture is not None:
+        session.guarded("resuming file capture", session.capture.start)
+    if not session.hooked:
+        ip.events.register("pre_run_cell", _hook(session, "pre_run_cell"))
+        ip.events.register("post_run_cell", _hook(session, "post_run_cell"))
+        ip.register_magic_function(_magic(session), "line", "tracker")
+        session.hooked = True
+
+
+def unload(ip: Any) -> None:
+    """Remove the hooks and stop capturing files; the run stays open until the kernel exits,
+    so ``%reload_ext tracker`` keeps the same run (``%tracker end`` ends it now)."""
+    session = session_of(ip)
+    if session is None or not session.hooked:
+        return
+    for event in ("pre_run_cell", "post_run_cell"):
+        ip.events.unregister(event, session.__dict__.pop(f"_hook_{event}"))
+    if session.capture is not None:
+        session.capture.stop()
+    session.hooked = False
+
+
+def _hook(session: Session, name: str) -> Callable[[Any], None]:
+    method = getattr(session, name)
+
+    def hook(arg: Any) -> None:
+        session.guarded(f"the {name} hook", lambda: method(arg))
+
+    session.__dict__[f"_hook_{name}"] = hook
+    return hook
+
+
+# -- the %tracker magic ----------------------------------------------------------------------
+
+
+def _magic(session: Session) -> Callable[[str], Any]:
+    def tracker(line: str) -> Any:
+        """Control this notebook's run; ``%tracker help`` lists the sub-commands."""
+        words = shlex.split(line)
+        command, args = (words[0], words[1:]) if words else ("status", [])
+        handler = _COMMANDS.get(command)
+        if handler is None:
+            print(USAGE)
+            return None
+        return handler(session, args, line.partition(command)[2].strip())
+
+    tracker.__doc__ = USAGE
+    return tracker
+
+
+def _status(session: Session, args: list[str], rest: str) -> None:
+    run = session.run
+    if run is None:
+        print("tracker: no run (start one with %tracker new)")
+        return
+    state = "ended" if run.ended else "running"
+    where = session.notebook.path if session.notebook else "no notebook"
+    params = ", ".join(f"{k}={v!r}" for k, v in list(run.params.items())[:8]) or "none"
+    metrics = ", ".join(f"{k}={v:g}" for k, v in list(run.metrics.items())[:8]) or "none"
+    print(f"run {run.id} '{run.name}' ({state})\n  notebook: {where}\n"
+          f"  catalog:  {run.catalog.path}\n  params:   {params}\n  metrics:  {metrics}\n"
+          f"  cells:    {session._cell_seq} recorded\n  key:      {run.key}")
+
+
+def _new(session: Session, args: list[str], rest: str) -> None:
+    session.end()
+    run = session.start(name=rest or None)
+    print(f"tracker: started run {run.id} '{run.name}'")
+
+
+def _end(session: Session, args: list[str], rest: str) -> None:
+    if session.run is None or session.run.ended:
+        print("tracker: no run is open")
+        return
+    session.end()
+    print(f"tracker: ended run {session.run.id} ({session.run.exit_status})")
+
+
+def _param(session: Session, args: list[str], rest: str) -> None:
+    run = _open_run(session)
+    for word in args:
+        key, sep, text = word.partition("=")
+        if not sep or not key:
+            print(f"tracker: expected KEY=VALUE, got {word!r}")
+            continue
+        run.log_param(key, _literal(text))
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _input(session: Session, args: list[str], rest: str) -> None:
+    for path in args:
+        _open_run(session).log_input(path)
+
+
+def _output(session: Session, args: list[str], rest: str) -> None:
+    for path in args:
+        _open_run(session).log_output(path)
+
+
+def _runs(session: Session, args: list[str], rest: str) -> Any:
+    from tracker.widgets import RunTable
+
+    return RunTable(rest or None, catalog=session.catalog)
+
+
+def _open_run(session: Session) -> Run:
+    if session.run is None or session.run.ended:
+        session.start()
+    assert session.run is not None
+    return session.run
+
+
+_COMMANDS: dict[str, Callable[[Session, list[str], str], Any]] = {
+    "status": _status, "new": _new, "end": _end, "param": _param, "input": _input,
+    "output": _output, "runs": _runs,
+}
