@@ -22,6 +22,7 @@ def test_catalog_is_created_private_to_the_user(tmp_path: Path) -> None:
     catalog = tracker.Catalog(tmp_path / "private" / "runs.duckdb")
     with catalog.start_run("first"):
         pass
+    catalog.flush()
     assert stat.S_IMODE(os.stat(tmp_path / "private").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(catalog.path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(str(catalog.path) + ".lock").st_mode) == 0o600
@@ -71,6 +72,7 @@ def test_an_older_catalog_is_backed_up_then_migrated(catalog: tracker.Catalog,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     with catalog.start_run("kept", params={"lr": 0.1}):
         pass
+    catalog.flush()  # written at version 1 before this tracker "upgrades"
 
     def add_owner_column(con: object) -> None:
         con.execute("ALTER TABLE runs ADD COLUMN owner VARCHAR")  # type: ignore[attr-defined]

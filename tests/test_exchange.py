@@ -39,3 +39,10 @@ def test_importing_something_else_is_refused(catalog: tracker.Catalog, tmp_path:
     stray.write_text("learning_rate: 0.1\n")
     with pytest.raises(tracker.TrackerError, match="not a tracker run descriptor"):
         catalog.import_run(stray)
+
+
+def test_a_broken_descriptor_is_a_clear_error(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    broken = tmp_path / "run.yaml"
+    broken.write_text("format: [unclosed\n")
+    with pytest.raises(tracker.TrackerError, match="not a tracker run descriptor"):
+        catalog.import_run(broken)

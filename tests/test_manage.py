@@ -80,6 +80,7 @@ def test_purge_removes_blobs_no_run_references(catalog: tracker.Catalog, tmp_pat
     notebook.write_text("{}")
     with catalog.start_run("with-notebook") as run:
         run.record("stored", "notebook", str(notebook), time.time())
+    catalog.flush()
     blobs = list(catalog.blob_dir.iterdir())
     assert len(blobs) == 1
     catalog.delete_run(run.id)

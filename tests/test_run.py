@@ -130,4 +130,5 @@ def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> Non
     assert json.loads(lines[0])["owner"]["pid"] > 0
     assert [json.loads(line)[1] for line in lines[1:]] == ["start", "param"]
     run.end()
+    catalog.flush()  # in the catalog now: the spool has done its job
     assert not (catalog.spool_dir / f"{run.id}.jsonl").exists()

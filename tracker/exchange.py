@@ -76,12 +76,15 @@ def _dump(descriptor: dict[str, Any], *, yaml: bool) -> str:
 
 def _load(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml as pyyaml
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml as pyyaml
 
-        data = pyyaml.safe_load(text)
-    else:
-        data = json.loads(text)
+            data = pyyaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+        raise TrackerError(f"{path} is not a tracker run descriptor ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise TrackerError(f"{path} is not a tracker run descriptor")
     if data.get("version", 0) > FORMAT_VERSION:

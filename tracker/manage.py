@@ -98,8 +98,8 @@ def restore_runs(catalog: Catalog, refs: Sequence[str]) -> list[str]:
 
 _PURGE = (
     "DELETE FROM run_artifacts WHERE list_contains($ids, run_id)",
-    # Versions a purged run produced go too, unless another run still uses them.
-    "DELETE FROM artifacts a WHERE list_contains($ids, a.producer_run_id) AND NOT EXISTS "
+    # A version no remaining run links to goes too; "latest" is the highest remaining version.
+    "DELETE FROM artifacts a WHERE NOT EXISTS "
     "(SELECT 1 FROM run_artifacts ra WHERE ra.artifact_id = a.id)",
     "UPDATE artifacts SET producer_run_id = NULL WHERE list_contains($ids, producer_run_id)",
     "DELETE FROM params WHERE list_contains($ids, run_id)",

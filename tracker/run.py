@@ -451,6 +451,17 @@ class Recorder:
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
+def flush_pending(path: Path) -> None:
+    """Write what every recorder of this process holds for the catalog at ``path``.
+
+    Reads call this so that they see this process's own writes, whichever Catalog object
+    made them.
+    """
+    for recorder in list(_recorders):
+        if recorder.catalog.path == path:
+            recorder.flush()
+
+
 @atexit.register
 def _close_all() -> None:
     for recorder in list(_recorders):

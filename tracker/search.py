@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, ingest, query, values
+from tracker.query import pointer
 from tracker.errors import AmbiguousRunError, CatalogError, RunNotFoundError
 from tracker.models import RunInfo
 
@@ -48,14 +49,11 @@ def frame(result: Any) -> pd.DataFrame:
         return result.df()
 
 
-def pointer(key: str) -> str:
-    """The JSON Pointer of a flat key: any text is addressable, dots and slashes included."""
-    return "/" + key.replace("~", "~0").replace("/", "~1")
-
-
 def _prepare_read(catalog: Catalog) -> None:
     """Make this process's own writes visible and mark dead runs before reading."""
-    catalog.flush()
+    from tracker.run import flush_pending
+
+    flush_pending(catalog.path)
     ingest.maybe_recover(catalog)
 
 

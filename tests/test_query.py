@@ -1,0 +1,667 @@
+"""The filter language, run for real against DuckDB: every filter below is compiled and executed
+over a hand-made ``runs`` table, and its matches compared with the runs it should find."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracker.errors import FilterSyntaxError
+from tracker.query import (
+    ATTRIBUTES,
+    Compiled,
+    compile_equals,
+    compile_filter,
+    compile_order_by,
+    parse_key,
+)
+from tracker.schema import RUN_COLUMNS, TABLES
+
+HOSTILE = "we\"ird 'key'.with/slash~0 ünï (x)"
+INJECTION = "'; DROP TABLE runs; --"
+DQ = '"'
+
+RUNS: list[dict[str, Any]] = [
+    dict(
+        id="r1", name="alpha", project="vision", notebook="/nb/train.ipynb",
+        notebook_name="train.ipynb", notebook_title="Training", status="completed",
+        started_at="2026-01-01 10:00:00+00", ended_at="2026-01-01 11:00:00+00", duration=3600.0,
+        host="gpu1", pid=101, username="ada", labels=["baseline", "gpu"], notes="first try",
+        environment_id="env1",
+        params={"lr": 0.1, "optimizer.name": "adam", "optimizer.lr": 0.001, "layers": [64, 32],
+                "model": "resnet", "seed": 42, "flag": True, "epochs": 9, "my key (x)": 1},
+        metrics={"acc": 0.9, "loss": 0.3},
+    ),
+    dict(
+        id="r2", name="beta", project="vision", notebook="/nb/train.ipynb",
+        notebook_name="train.ipynb", status="failed", started_at="2026-01-02 10:00:00+00",
+        ended_at="2026-01-02 10:01:00+00", duration=60.0, host="gpu2", pid=202, username="bob",
+        labels=["gpu"], error="ValueError: boom",
+        params={"lr": 0.01, "optimizer.name": "sgd", "model": "vit", "seed": "42", "flag": False,
+                "epochs": 10, HOSTILE: 1},
+        metrics={"acc": 0.7, "loss": "NaN"},
+    ),
+    dict(
+        id="r3", name="gamma", project="nlp", notebook="/nb/eval.ipynb", status="running",
+        started_at="2026-01-03 10:00:00+00", host="gpu1", pid=303, username="ada", parent_id="r1",
+        params={"lr": 0.001, "model": "resnet50", "flag": "true", "epochs": "many"},
+        metrics={"acc": 0.95},
+    ),
+    dict(
+        id="r4", name="delta", project="nlp", status="crashed", started_at="2026-01-04 10:00:00+00",
+        ended_at="2026-01-04 10:00:10+00", duration=10.0, pid=404, labels=[],
+        deleted_at="2026-02-01 00:00:00+00", params={"lr": "auto", "model": None},
+        metrics={"loss": "Infinity", "acc": 0.5},
+    ),
+    dict(
+        id="r5", name="epsilon", status="completed", started_at="2026-01-05 10:00:00+00",
+        ended_at="2026-01-05 10:00:05+00", duration=5.0, notes="50% off", params={}, metrics={},
+    ),
+    dict(
+        id="r6", name='it\'s "zeta"', project="vision", status="completed",
+        started_at="2026-01-06 10:00:00+00", ended_at="2026-01-06 12:00:00+00", duration=7200.0,
+        labels=["a,b", "x'y"],
+        params={"lr": 1e-4, HOSTILE: 2, "ünï": "ok", "a~1b": 5, "a/b": 6, "": "empty"},
+        metrics={"acc": 0.95, "loss": "-Infinity"},
+    ),
+    dict(
+        id="r7", name=INJECTION, status="failed", started_at="2026-01-07 10:00:00+00",
+        ended_at="2026-01-07 10:00:01+00", duration=1.0, params={INJECTION: 1},
+        metrics={"acc": "NaN"},
+    ),
+    dict(id="r8", status="crashed", started_at="2026-01-08 10:00:00+00", duration=2.0),
+]  # fmt: skip
+ALL = {run["id"] for run in RUNS}
+
+
+def _create(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute(f"CREATE TABLE runs ({TABLES['runs']})")
+    for run in RUNS:
+        _insert(connection, run)
+
+
+def _insert(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
+    row = {**run}
+    for column in ("params", "metrics"):
+        if column in row:
+            row[column] = json.dumps(row[column])
+    names = [name for name, _ in RUN_COLUMNS if name in row]
+    connection.execute(
+        f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+        [row[name] for name in names],
+    )
+
+
+@pytest.fixture(scope="module")
+def db() -> Iterator[duckdb.DuckDBPyConnection]:
+    """The runs above; property tests add rows only inside transactions they roll back."""
+    connection = duckdb.connect()
+    _create(connection)
+    yield connection
+    connection.close()
+
+
+def matching(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> set[str]:
+    rows = connection.execute(f"SELECT id FROM runs r WHERE {compiled.sql}", compiled.params)
+    return {row[0] for row in rows.fetchall()}
+
+
+def ordered(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[str]:
+    rows = connection.execute(f"SELECT id FROM runs r ORDER BY {compiled.sql}", compiled.params)
+    return [row[0] for row in rows.fetchall()]
+
+
+def quoted(text: str, quote: str = "'", *, backslash: bool = False) -> str:
+    """``text`` as a literal of the filter language, escaped by doubling or by backslashes."""
+    if backslash:
+        return quote + text.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
+    return quote + text.replace("\\", "\\\\").replace(quote, quote * 2) + quote
+
+
+def ids(*numbers: int) -> set[str]:
+    return {f"r{n}" for n in numbers}
+
+
+CASES: list[tuple[str, set[str]]] = [
+    # attributes, with MLflow's spellings and case-insensitive keywords
+    ("status = 'completed'", ids(1, 5, 6)),
+    ("status = 'COMPLETED'", ids(1, 5, 6)),
+    ("status = 'FINISHED'", ids(1, 5, 6)),
+    ("attributes.status = 'KILLED'", ids(4, 8)),
+    ("status = 'crashed'", ids(4, 8)),
+    ("status != 'completed'", ids(2, 3, 4, 7, 8)),
+    ("STATUS in ('failed', 'RUNNING')", ids(2, 3, 7)),
+    ("status NOT IN ('completed', 'failed')", ids(3, 4, 8)),
+    ("status LIKE 'FAIL%'", ids(2, 7)),
+    ("name = 'alpha'", ids(1)),
+    ("run_name == 'beta'", ids(2)),
+    ("attribute.run_name <> 'alpha'", ALL - ids(1, 8)),
+    ("name LIKE 'a%'", ids(1)),
+    ("name ILIKE 'A%'", ids(1)),
+    ("name NOT LIKE '%a'", ids(5, 6, 7)),
+    ("name NOT ILIKE '%A'", ids(5, 6, 7)),
+    ("name IS NULL", ids(8)),
+    ("name is not null", ALL - ids(8)),
+    ("name = null", ids(8)),
+    ("name != null", ALL - ids(8)),
+    ("name = 'it''s \"zeta\"'", ids(6)),
+    ('name = "it\'s ""zeta"""', ids(6)),
+    ("name = 'it\\'s \"zeta\"'", ids(6)),
+    ('name = "it\'s \\"zeta\\""', ids(6)),
+    ("id = 'r1'", ids(1)),
+    ("run_id IN ('r1', 'r2', 'nope')", ids(1, 2)),
+    ("attributes.run_id = 'r3'", ids(3)),
+    ("user = 'ada'", ids(1, 3)),
+    ("username = 'bob'", ids(2)),
+    ("parent = 'r1'", ids(3)),
+    ("parent_id IS NOT NULL", ids(3)),
+    ("project = 'vision'", ids(1, 2, 6)),
+    ("project IS NULL", ids(5, 7, 8)),
+    ("notebook LIKE '%/eval%'", ids(3)),
+    ("notebook_name = 'train.ipynb'", ids(1, 2)),
+    ("notebook_title = 'Training'", ids(1)),
+    ("host = 'gpu1'", ids(1, 3)),
+    ("pid > 200", ids(2, 3, 4)),
+    ("pid = '101'", ids(1)),
+    ("pid <= 101", ids(1)),
+    ("notes LIKE '50%'", ids(5)),
+    ("error LIKE '%boom%'", ids(2)),
+    ("error IS NULL", ALL - ids(2)),
+    ("environment_id = 'env1'", ids(1)),
+    ("deleted_at IS NOT NULL", ids(4)),
+    ("deleted_at > '2026-01-15'", ids(4)),
+    ("started_at > '2026-01-06T00:00:00+00:00'", ids(6, 7, 8)),
+    ("start_time <= '2026-01-02'", ids(1)),
+    ("started_at >= '2026-01-02 10:00:00Z' AND started_at < '2026-01-03'", ids(2)),
+    ("end_time < '2026-01-02'", ids(1)),
+    ("ended_at IS NULL", ids(3, 8)),
+    ("duration >= 3600", ids(1, 3, 6)),  # r3 is running: its duration is the time elapsed
+    ("duration < 9", ids(5, 7, 8)),
+    ("duration > '1e6'", ids(3)),
+    # labels
+    ("labels CONTAINS 'gpu'", ids(1, 2)),
+    ("labels contains 'x''y'", ids(6)),
+    ("labels NOT CONTAINS 'gpu'", ALL - ids(1, 2)),
+    ("labels = 'baseline'", ids(1)),
+    ("labels != 'gpu'", ALL - ids(1, 2)),
+    ("labels IN ('baseline', 'a,b')", ids(1, 6)),
+    ("labels NOT IN ('gpu')", ALL - ids(1, 2)),
+    ("labels IS NULL", ids(3, 4, 5, 7, 8)),
+    ("labels IS NOT NULL", ids(1, 2, 6)),
+    # params: numbers compare as numbers, strings as text, booleans as JSON booleans
+    ("params.lr > 0.01", ids(1)),
+    ("params.lr >= 0.01", ids(1, 2)),
+    ("param.lr = 1e-4", ids(6)),
+    ("params.lr = 0.0001", ids(6)),
+    ("params.lr < 1.5E-3", ids(3, 6)),
+    ("params.lr > -1", ids(1, 2, 3, 6)),
+    ("params.lr = 'auto'", ids(4)),
+    ("params.lr != 0.1", ids(2, 3, 6)),
+    ("params.lr IN (0.1, 0.01)", ids(1, 2)),
+    ("params.lr NOT IN (0.1, 0.01)", ids(3, 6)),
+    ("params.seed = 42", ids(1, 2)),
+    ("params.seed = '42'", ids(1, 2)),
+    ("params.epochs > 9", ids(2)),
+    ("params.epochs = 'many'", ids(3)),
+    ("params.model = 'resnet'", ids(1)),
+    ("params.model IN ('vit', 'resnet')", ids(1, 2)),
+    ("params.model LIKE 'resnet%'", ids(1, 3)),
+    ("params.model ILIKE 'VIT'", ids(2)),
+    ("params.model NOT LIKE 'res%'", ids(2)),
+    ("params.model IS NULL", ids(4, 5, 6, 7, 8)),
+    ("params.model IS NOT NULL", ids(1, 2, 3)),
+    ("params.model = null", ids(4, 5, 6, 7, 8)),
+    ("params.model <> NULL", ids(1, 2, 3)),
+    ("params.flag = true", ids(1)),
+    ("params.flag = FALSE", ids(2)),
+    ("params.flag != true", ids(2)),
+    ("params.flag = 'true'", ids(1, 3)),
+    ("params.flag IN (true, false)", ids(1, 2)),
+    ("params.layers = '[64,32]'", ids(1)),
+    ("params.optimizer.name = 'adam'", ids(1)),
+    ("params.optimizer.lr < 0.01", ids(1)),
+    ("params.optimizer.lr IS NULL", ALL - ids(1)),
+    ("params.ünï = 'ok'", ids(6)),
+    ("params.a/b = 6", ids(6)),
+    ("params.`a~1b` = 5", ids(6)),
+    ("params.`` = 'empty'", ids(6)),
+    ("params.`my key (x)` = 1", ids(1)),
+    ("`params.my key (x)` = 1", ids(1)),
+    ('params."my key (x)" = 1', ids(1)),
+    ("params.'my key (x)' = 1", ids(1)),
+    (f"params.{quoted(HOSTILE, '`')} = 1", ids(2)),
+    (f"params.{quoted(HOSTILE, '`', backslash=True)} >= 1", ids(2, 6)),
+    (f"{quoted('params.' + HOSTILE, '`')} = 2", ids(6)),
+    (f"params.{quoted(HOSTILE, DQ)} IS NOT NULL", ids(2, 6)),
+    # metrics: always numbers; NaN is no number for < and >, and equals only 'NaN'
+    ("metrics.acc > 0.9", ids(3, 6)),
+    ("metric.acc >= 0.9", ids(1, 3, 6)),
+    ("metrics.acc = 0.95", ids(3, 6)),
+    ("metrics.acc != 0.95", ids(1, 2, 4, 7)),
+    ("metrics.acc = '0.9'", ids(1)),
+    ("metrics.acc = 'NaN'", ids(7)),
+    ("metrics.acc < 0.8", ids(2, 4)),
+    ("metrics.acc IN (0.5, 0.7)", ids(2, 4)),
+    ("metrics.acc NOT IN (0.5, 0.7)", ids(1, 3, 6, 7)),
+    ("metrics.acc IS NULL", ids(5, 8)),
+    ("metrics.loss > 1e300", ids(4)),
+    ("metrics.loss = 'Infinity'", ids(4)),
+    ("metrics.loss < 0", ids(6)),
+    ("metrics.loss > -1", ids(1, 4)),
+    # AND, OR, NOT and parentheses: NOT > AND > OR
+    ("status = 'completed' OR status = 'failed' AND metrics.acc > 0.8", ids(1, 5, 6)),
+    ("(status = 'completed' OR status = 'failed') AND metrics.acc > 0.8", ids(1, 6)),
+    ("NOT status = 'completed' AND labels CONTAINS 'gpu'", ids(2)),
+    ("NOT (status = 'completed' AND labels CONTAINS 'gpu')", ALL - ids(1)),
+    ("not params.lr > 0.01", ALL - ids(1)),
+    ("NOT params.model = 'resnet'", ALL - ids(1)),
+    ("NOT NOT name = 'alpha'", ids(1)),
+    ("name = 'alpha' or name = 'beta' or name = 'gamma'", ids(1, 2, 3)),
+    ("params.lr > 0.01 and status = 'completed'", ids(1)),
+    ("(((name = 'alpha')))", ids(1)),
+    ("(name = 'alpha' OR (pid > 300 AND NOT project = 'nlp')) OR labels CONTAINS 'a,b'", ids(1, 6)),
+    ("  user='ada'and(pid>200)  ", ids(3)),
+    # injection attempts are data
+    (f"name = {quoted(INJECTION)}", ids(7)),
+    (f"params.{quoted(INJECTION, '`')} = 1", ids(7)),
+    (f"name = {quoted(INJECTION + ' OR 1=1')}", set()),
+    ("", ALL),
+    ("   ", ALL),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_filter_matches_the_expected_runs(
+    db: duckdb.DuckDBPyConnection, text: str, expected: set[str]
+) -> None:
+    assert matching(db, compile_filter(text)) == expected
+
+
+def test_none_matches_every_run(db: duckdb.DuckDBPyConnection) -> None:
+    assert compile_filter(None) == Compiled("TRUE", ())
+    assert matching(db, compile_filter(None)) == ALL
+
+
+def test_user_text_is_bound_never_pasted() -> None:
+    compiled = compile_filter(f"params.{quoted(INJECTION, '`')} = {quoted(INJECTION)}")
+    assert "DROP" not in compiled.sql
+    assert compiled.params == ("/" + INJECTION, INJECTION)
+
+
+def test_injection_leaves_the_table_intact(db: duckdb.DuckDBPyConnection) -> None:
+    for text in (f"name = {quoted(INJECTION)}", f"`params.{INJECTION}` IS NULL"):
+        matching(db, compile_filter(text))
+    assert db.execute("SELECT count(*) FROM runs").fetchone() == (len(RUNS),)
+
+
+def test_keys_are_json_pointers() -> None:
+    compiled = compile_filter("params.`a~/b.c` = 1")
+    assert compiled.params[0] == "/a~0~1b.c"
+
+
+def test_filter_fragment_combines_safely_with_and(db: duckdb.DuckDBPyConnection) -> None:
+    compiled = compile_filter("name = 'alpha' OR name = 'beta'")
+    sql = f"SELECT id FROM runs r WHERE r.status = 'failed' AND {compiled.sql}"
+    assert {row[0] for row in db.execute(sql, compiled.params).fetchall()} == ids(2)
+
+
+def test_alias_qualifies_every_column(db: duckdb.DuckDBPyConnection) -> None:
+    text = "params.lr > 0.01 AND labels CONTAINS 'gpu' AND duration > 1"
+    compiled = compile_filter(text, alias="x")
+    assert "r." not in compiled.sql
+    rows = db.execute(f"SELECT id FROM runs x WHERE {compiled.sql}", compiled.params).fetchall()
+    assert {row[0] for row in rows} == ids(1)
+
+
+def test_alias_must_be_an_identifier() -> None:
+    with pytest.raises(ValueError, match="alias"):
+        compile_filter("name = 'a'", alias="r; DROP TABLE runs")
+
+
+ERRORS: list[tuple[str, int, str]] = [
+    ("bogus = 1", 0, "unknown field 'bogus'"),
+    ("tags.x = 'a'", 0, "unknown field"),
+    ("attributes.lr = 1", 0, "unknown field"),
+    ("name = 'abc", 7, "unterminated string"),
+    ("`status = 1", 0, "unterminated quoted name"),
+    ("name = ", 7, "expected a value"),
+    ("name = adam", 7, "quote text"),
+    ("name = 'a' AND", 14, "expected a field name"),
+    ("AND name = 'a'", 0, "expected a field name"),
+    ("(name = 'a'", 11, "missing ')'"),
+    ("name IN ('a' 'b')", 13, "missing ')'"),
+    ("name = 'a')", 10, "unexpected ')'"),
+    ("name = 'a' name", 11, "after a complete expression"),
+    ("name", 4, "expected an operator"),
+    ("name @ 'x'", 5, "unexpected character '@'"),
+    ("name IS 'x'", 8, "expected NULL"),
+    ("name NOT = 'x'", 9, "expected IN, LIKE"),
+    ("name IN 'a'", 8, "expected '('"),
+    ("status IN ()", 11, "empty IN list"),
+    ("metrics.acc LIKE 'x%'", 12, "LIKE works on text"),
+    ("duration ILIKE '1%'", 9, "ILIKE works on text"),
+    ("name LIKE 5", 10, "quoted pattern"),
+    ("name CONTAINS 'x'", 5, "CONTAINS works only on labels"),
+    ("params.x NOT CONTAINS 'x'", 13, "CONTAINS works only on labels"),
+    ("labels > 'a'", 7, "labels support"),
+    ("labels CONTAINS true", 16, "compares with text"),
+    ("metrics.acc > 'high'", 14, "compares with numbers"),
+    ("metrics.acc = true", 14, "compares with numbers"),
+    ("pid = 'many'", 6, "compares with numbers"),
+    ("params.lr > true", 12, "true/false"),
+    ("params.x IN (1, 'a')", 16, "cannot mix"),
+    ("started_at > 5", 13, "quoted date"),
+    ("started_at > 'yesterday'", 13, "quoted date"),
+    ("name = 'a' AND pid > null", 19, "null only works"),
+    ("params. = 1", 7, "expected a key after 'params.'"),
+    ("`params.` = 1", 8, "expected a key"),
+    ("params.x > 1.2.3", 11, "malformed number"),
+    ("params.x > 1e", 11, "malformed number"),
+    ("name = true", 7, "compares with text"),
+]
+
+
+@pytest.mark.parametrize(("text", "position", "message"), ERRORS)
+def test_bad_filter_names_the_problem_and_its_position(
+    text: str, position: int, message: str
+) -> None:
+    with pytest.raises(FilterSyntaxError) as caught:
+        compile_filter(text)
+    assert caught.value.position == position
+    assert message in caught.value.message
+    assert caught.value.filter == text
+    assert isinstance(caught.value, ValueError)
+
+
+def test_unknown_field_lists_the_known_attributes() -> None:
+    with pytest.raises(FilterSyntaxError) as caught:
+        compile_filter("lr > 0.1")
+    assert all(name in caught.value.message for name in ("status", "started_at", "params.<key>"))
+
+
+# --- order_by -------------------------------------------------------------------------------
+
+ORDERS: list[tuple[Any, list[str]]] = [
+    (None, ["r8", "r7", "r6", "r5", "r4", "r3", "r2", "r1"]),
+    ("started_at", ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"]),
+    # ties broken by id in the last key's direction; NaN and missing sort last both ways
+    ("metrics.acc DESC", ["r6", "r3", "r1", "r2", "r4", "r8", "r7", "r5"]),
+    ("metrics.acc", ["r4", "r2", "r1", "r3", "r6", "r5", "r7", "r8"]),
+    ("metric.acc asc", ["r4", "r2", "r1", "r3", "r6", "r5", "r7", "r8"]),
+    # params: numbers numerically (9 before 10), then text, then missing
+    ("params.epochs", ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"]),
+    ("params.epochs DESC", ["r2", "r1", "r3", "r8", "r7", "r6", "r5", "r4"]),
+    ("params.lr DESC", ["r1", "r2", "r3", "r6", "r4", "r8", "r7", "r5"]),
+    ("params.lr", ["r6", "r3", "r2", "r1", "r4", "r5", "r7", "r8"]),
+    ("params.seed", ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"]),
+    ("name DESC", ["r6", "r3", "r5", "r4", "r2", "r1", "r7", "r8"]),
+    ("duration", ["r7", "r8", "r5", "r4", "r2", "r1", "r6", "r3"]),
+    ("status, metrics.acc DESC", ["r6", "r1", "r5", "r4", "r8", "r2", "r7", "r3"]),
+    (["status", "metrics.acc DESC"], ["r6", "r1", "r5", "r4", "r8", "r2", "r7", "r3"]),
+    ("labels DESC, id DESC", ["r2", "r1", "r6", "r4", "r8", "r7", "r5", "r3"]),
+    (f"params.{quoted(HOSTILE, '`')} DESC", ["r6", "r2", "r8", "r7", "r5", "r4", "r3", "r1"]),
+    ([], ["r8", "r7", "r6", "r5", "r4", "r3", "r2", "r1"]),
+    ("  ", ["r8", "r7", "r6", "r5", "r4", "r3", "r2", "r1"]),
+]
+
+
+@pytest.mark.parametrize(("items", "expected"), ORDERS)
+def test_order_by_sorts_runs(
+    db: duckdb.DuckDBPyConnection, items: Any, expected: list[str]
+) -> None:
+    assert ordered(db, compile_order_by(items)) == expected
+
+
+def test_order_by_appends_the_id_tie_breaker_once() -> None:
+    assert compile_order_by("metrics.acc").sql.endswith("r.id ASC")
+    assert compile_order_by("status DESC").sql.endswith("r.id DESC")
+    assert compile_order_by("id DESC").sql == "r.id DESC NULLS LAST"
+
+
+def test_order_by_binds_keys() -> None:
+    compiled = compile_order_by(f"params.{quoted(INJECTION, '`')}")
+    assert "DROP" not in compiled.sql
+    assert compiled.params == ("/" + INJECTION, "/" + INJECTION)
+
+
+@pytest.mark.parametrize(
+    ("items", "position"),
+    [("metrics.acc DOWN", 12), ("bogus", 0), ("metrics.acc DESC,", 17), ("status DESC DESC", 12)],
+)
+def test_bad_order_by_raises_with_position(items: str, position: int) -> None:
+    with pytest.raises(FilterSyntaxError) as caught:
+        compile_order_by(items)
+    assert caught.value.position == position
+
+
+# --- compile_equals and parse_key -----------------------------------------------------------
+
+EQUALS: list[tuple[dict[str, Any], set[str]]] = [
+    ({}, ALL),
+    ({"status": "FINISHED"}, ids(1, 5, 6)),
+    ({"status": "completed", "labels": "gpu"}, ids(1)),
+    ({"params.lr": [0.1, 0.01]}, ids(1, 2)),
+    ({"params.lr": (0.1,)}, ids(1)),
+    ({"status": {"failed", "running"}}, ids(2, 3, 7)),
+    ({"params.model": None}, ids(4, 5, 6, 7, 8)),
+    ({"params.flag": True}, ids(1)),
+    ({"params.seed": "42", "user": "ada"}, ids(1)),
+    ({"metrics.acc": 0.95}, ids(3, 6)),
+    ({f"params.{quoted(HOSTILE, '`')}": 2}, ids(6)),
+    ({"started_at": datetime(2026, 1, 1, 10, tzinfo=timezone.utc)}, ids(1)),
+    ({"labels": ["baseline", "x'y"]}, ids(1, 6)),
+    ({"name": INJECTION}, ids(7)),
+]
+
+
+@pytest.mark.parametrize(("equals", "expected"), EQUALS)
+def test_compile_equals_matches(
+    db: duckdb.DuckDBPyConnection, equals: dict[str, Any], expected: set[str]
+) -> None:
+    assert matching(db, compile_equals(equals)) == expected
+
+
+@pytest.mark.parametrize(
+    "equals",
+    [{"bogus": 1}, {"params.lr": []}, {"metrics.acc": "high"}, {"name": object()}, {"params.": 1}],
+)
+def test_compile_equals_rejects_bad_keys_and_values(equals: dict[str, Any]) -> None:
+    with pytest.raises(FilterSyntaxError):
+        compile_equals(equals)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("params.a.b", ("params", "a.b")),
+        ("param.lr", ("params", "lr")),
+        ("metrics.acc", ("metrics", "acc")),
+        ("METRIC.val/loss", ("metrics", "val/loss")),
+        ("start_time", ("attributes", "started_at")),
+        ("attributes.USER", ("attributes", "username")),
+        ("Status", ("attributes", "status")),
+        ("params.`my key`", ("params", "my key")),
+        ('params."my key"', ("params", "my key")),
+        ("`params.my key`", ("params", "my key")),
+        (f"params.{quoted(HOSTILE, '`')}", ("params", HOSTILE)),
+    ],
+)
+def test_parse_key_splits_namespace_and_key(text: str, expected: tuple[str, str]) -> None:
+    assert parse_key(text) == expected
+
+
+@pytest.mark.parametrize("text", ["bogus", "params.", "status DESC", "", "params.a = 1"])
+def test_parse_key_rejects_what_is_not_one_field(text: str) -> None:
+    with pytest.raises(FilterSyntaxError):
+        parse_key(text)
+
+
+def test_attributes_name_runs_columns() -> None:
+    columns = {name for name, _ in RUN_COLUMNS}
+    assert set(ATTRIBUTES.values()) <= columns
+    assert ATTRIBUTES["user"] == "username" and ATTRIBUTES["start_time"] == "started_at"
+
+
+def test_import_stays_light() -> None:
+    code = "import sys, tracker.query; print(sorted({'duckdb', 'pandas'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# --- properties -----------------------------------------------------------------------------
+
+_QUIET = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+NEW_RUN = {"id": "new", "status": "running", "started_at": "2026-03-01 00:00:00+00"}
+
+
+@_QUIET
+@given(value=st.text(), quote=st.sampled_from(["'", DQ]), backslash=st.booleans())
+def test_any_name_round_trips(
+    db: duckdb.DuckDBPyConnection, value: str, quote: str, backslash: bool
+) -> None:
+    literal = quoted(value, quote, backslash=backslash)
+    db.execute("BEGIN")
+    try:
+        _insert(db, {**NEW_RUN, "name": value})
+        found = matching(db, compile_filter(f"name = {literal}"))
+    finally:
+        db.execute("ROLLBACK")
+    assert found == {"new"} | {run["id"] for run in RUNS if run.get("name") == value}
+
+
+@_QUIET
+@given(key=st.text(), form=st.sampled_from(["backtick", "double", "whole", "metric"]))
+def test_any_key_round_trips(db: duckdb.DuckDBPyConnection, key: str, form: str) -> None:
+    if form == "whole" and not key:
+        return  # `params.` names no key
+    field = {
+        "backtick": f"params.{quoted(key, '`')}",
+        "double": f"params.{quoted(key, DQ)}",
+        "whole": quoted("params." + key, "`"),
+        "metric": f"metrics.{quoted(key, '`', backslash=True)}",
+    }[form]
+    column = "metrics" if form == "metric" else "params"
+    db.execute("BEGIN")
+    try:
+        _insert(db, {**NEW_RUN, column: {key: 12345.5}})
+        found = matching(db, compile_filter(f"{field} = 12345.5"))
+        top = ordered(db, compile_order_by(f"{field} DESC"))[0]
+    finally:
+        db.execute("ROLLBACK")
+    assert found == {"new"}
+    if not any(key in run.get(column, {}) for run in RUNS):
+        assert top == "new"
+    assert parse_key(field) == (column, key)
+
+
+@_QUIET
+@given(key=st.text(), value=st.text())
+def test_sql_text_does_not_depend_on_user_text(key: str, value: str) -> None:
+    reference = compile_filter("params.`k` = 'v' OR name LIKE 'v'")
+    text = f"params.{quoted(key, '`')} = {quoted(value)} OR name LIKE {quoted(value)}"
+    compiled = compile_filter(text)
+    assert compiled.sql == reference.sql
+    assert compiled.params == ("/" + key.replace("~", "~0").replace("/", "~1"), value, value)
+
+
+# Every filter of CASES, parenthesized, with the runs it matches: the leaves of random trees.
+_LEAVES = st.sampled_from([(f"({text})", expected) for text, expected in CASES if text.strip()])
+_Case = tuple[str, set[str]]
+
+
+def _negated(case: _Case) -> _Case:
+    return f"NOT {case[0]}", ALL - case[1]
+
+
+def _both(pair: tuple[_Case, _Case]) -> _Case:
+    (left, matched_left), (right, matched_right) = pair
+    return f"({left} AND {right})", matched_left & matched_right
+
+
+def _either(pair: tuple[_Case, _Case]) -> _Case:
+    (left, matched_left), (right, matched_right) = pair
+    return f"({left} OR {right})", matched_left | matched_right
+
+
+def _trees(inner: st.SearchStrategy[_Case]) -> st.SearchStrategy[_Case]:
+    pairs = st.tuples(inner, inner)
+    return st.one_of(inner.map(_negated), pairs.map(_both), pairs.map(_either))
+
+
+_TREES = st.recursive(_LEAVES, _trees, max_leaves=8)
+
+
+@_QUIET
+@given(_TREES)
+def test_and_or_not_are_intersection_union_and_complement(
+    db: duckdb.DuckDBPyConnection, case: _Case
+) -> None:
+    text, expected = case
+    assert matching(db, compile_filter(text)) == expected
+
+
+@_QUIET
+@given(
+    terms=st.lists(st.tuples(st.booleans(), _LEAVES), min_size=1, max_size=5),
+    joins=st.lists(st.sampled_from(["AND", "OR", "and", "or"]), min_size=4, max_size=4),
+)
+def test_not_binds_tighter_than_and_tighter_than_or(
+    db: duckdb.DuckDBPyConnection, terms: list[tuple[bool, _Case]], joins: list[str]
+) -> None:
+    sets = [ALL - matched if negate else matched for negate, (_, matched) in terms]
+    texts = [f"{'NOT ' if negate else ''}{text}" for negate, (text, _) in terms]
+    groups = [sets[0]]  # OR of AND-groups
+    for join, matched in zip(joins, sets[1:], strict=False):
+        if join.upper() == "AND":
+            groups[-1] = groups[-1] & matched
+        else:
+            groups.append(matched)
+    text = texts[0] + "".join(f" {join} {t}" for join, t in zip(joins, texts[1:], strict=False))
+    assert matching(db, compile_filter(text)) == set().union(*groups)
+
+
+_TOKENS = [
+    "name", "status", "params.lr", "metrics.acc", "labels", "started_at", "duration", "pid",
+    "params.flag", "`params.a b`", "params.", "=", "==", "!=", "<>", "<", "<=", ">", ">=", "IN",
+    "NOT", "AND", "OR", "LIKE", "ILIKE", "IS", "NULL", "CONTAINS", "(", ")", ",", "'x'", "'%'",
+    "'2026-01-01'", "'NaN'", '"y"', "1", "-2.5e3", "0.5", "true", "false", "`", "'", "@", "ASC",
+]  # fmt: skip
+_SOUP = st.lists(st.sampled_from(_TOKENS), max_size=12).map(" ".join)
+
+
+@_QUIET
+@given(st.one_of(st.text(), _SOUP, _TREES.map(lambda case: case[0][: len(case[0]) // 2])))
+def test_garbage_raises_only_filter_syntax_errors(db: duckdb.DuckDBPyConnection, text: str) -> None:
+    try:
+        compiled = compile_filter(text)
+    except FilterSyntaxError as error:
+        assert 0 <= error.position <= len(text)
+        return
+    matching(db, compiled)  # whatever compiles also runs
+
+
+@_QUIET
+@given(_SOUP)
+def test_order_by_garbage_raises_only_filter_syntax_errors(
+    db: duckdb.DuckDBPyConnection, text: str
+) -> None:
+    try:
+        compiled = compile_order_by(text)
+    except FilterSyntaxError as error:
+        assert 0 <= error.position <= len(text)
+        return
+    ordered(db, compiled)

@@ -1,0 +1,639 @@
+"""The ``tracker`` command line: list, show, delete, restore, purge, move and query runs.
+
+This module parses arguments, calls the library and formats what it returns; it holds no SQL
+and no logic of its own, and the library never imports it. Errors become one line on stderr
+(``tracker: error: ...``) and exit status 1; usage errors exit 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, zip_longest
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import __version__, profile, values
+from tracker.errors import TrackerError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.catalog import Catalog
+    from tracker.models import RunInfo
+
+__all__ = ["build_parser", "main"]
+
+_ERRORS = (TrackerError, ValueError, OSError)
+_DEFAULT_COLUMNS = ("id", "name", "status", "started_at", "duration", "notebook_name")
+_HEADERS = {"started_at": "started", "notebook_name": "notebook"}
+# Never cut: ids are what the user copies into the next command; a cut time or status says little.
+_WHOLE = ("id", "status", "started_at")
+_VARYING_COLUMNS = 4  # params/metrics columns the runs table adds on its own
+_GAP = "  "
+_ELLIPSIS = "…"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tracker`` command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.handler(args)
+    except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:  # `tracker runs | head`: the reader left; not an error worth a line
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except _ERRORS as exc:
+        lines = str(exc).strip().splitlines()
+        return _fail(lines[0] if lines else type(exc).__name__)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"tracker: error: {message}", file=sys.stderr)
+    return 1
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (also read by the docs tests)."""
+    # --catalog is accepted before or after the command; SUPPRESS keeps the subparser's
+    # default from overwriting a value given before the command.
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--catalog", metavar="PATH", default=argparse.SUPPRESS,
+                        help="the catalog file (default: $TRACKER_CATALOG, else "
+                             "~/.tracker/catalog.duckdb)")
+    parser = argparse.ArgumentParser(
+        prog="tracker", parents=[shared], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Browse and manage the runs tracker recorded.",
+        epilog="examples:\n  tracker runs --where \"status = 'failed'\"\n  tracker show 01m7zw\n"
+               "  tracker enable\n\n'tracker COMMAND --help' describes each command.")
+    parser.add_argument("--version", action="version", version=f"tracker {__version__}")
+    commands = _Commands(parser.add_subparsers(title="commands", metavar="COMMAND",
+                                               required=True), shared)
+    _add_reading_commands(commands)
+    _add_trash_commands(commands)
+    _add_moving_commands(commands)
+    return parser
+
+
+class _Commands:
+    """Adds sub-commands that share the global options, each with its help and examples."""
+
+    def __init__(self, subparsers: Any, shared: argparse.ArgumentParser) -> None:
+        self.subparsers = subparsers
+        self.shared = shared
+
+    def add(self, name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+            *examples: str) -> argparse.ArgumentParser:
+        """A sub-command parser whose epilog lists the examples; ``handler`` runs it."""
+        sub = self.subparsers.add_parser(
+            name, parents=[self.shared], help=help_text, description=help_text,
+            epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(handler=handler, parser=sub)
+        return sub
+
+
+def _add_reading_commands(commands: _Commands) -> None:
+    runs = commands.add(
+        "runs", _cmd_runs, "list runs as a table, CSV or JSON", "tracker runs",
+        "tracker runs --where \"params.lr > 0.01 and status = 'completed'\" "
+        "--order-by \"metrics.acc DESC\"", "tracker runs --deleted",
+        "tracker runs --columns id,name,metrics.acc --limit 0 --format csv > runs.csv")
+    runs.add_argument("--where", metavar="FILTER",
+                      help="filter, e.g. \"params.lr > 0.01 and status = 'completed'\"")
+    runs.add_argument("--limit", metavar="N", type=_non_negative, default=20,
+                      help="show at most N runs (default 20; 0 shows all)")
+    runs.add_argument("--order-by", metavar="KEY", nargs="+", action="extend",
+                      help="sort keys such as \"metrics.acc DESC\" (default: newest first)")
+    trash = runs.add_mutually_exclusive_group()
+    trash.add_argument("--all", action="store_true", help="include deleted runs")
+    trash.add_argument("--deleted", action="store_true", help="only deleted runs (the trash)")
+    runs.add_argument("--columns", metavar="A,B,...", type=_column_list,
+                      help="columns to show, e.g. id,name,params.lr,metrics.acc")
+    _add_format(runs, "table", "csv", "json")
+    show = commands.add("show", _cmd_show, "show everything recorded about one run",
+                        "tracker show 01m7zwkkx6hq", "tracker show 01m7zwkkx6hq --format json")
+    show.add_argument("ref", metavar="REF", help="run id, unique id prefix or tracker:// key")
+    _add_format(show, "text", "json")
+    sql = commands.add("sql", _cmd_sql, "run a read-only SQL query on the catalog",
+                       "tracker sql \"SELECT status, count(*) FROM runs GROUP BY status\"",
+                       "tracker sql \"SELECT * FROM metrics\" --format csv")
+    sql.add_argument("query", metavar="QUERY", help="a read-only SQL query over the catalog")
+    _add_format(sql, "table", "csv", "json")
+
+
+def _add_trash_commands(commands: _Commands) -> None:
+    rm = commands.add("rm", _cmd_rm, "move runs to the trash (undo with 'tracker restore')",
+                      "tracker rm 01m7zwkkx6hq", "tracker rm --where \"status = 'failed'\" --yes")
+    rm.add_argument("refs", metavar="REF", nargs="*", help="runs to delete")
+    rm.add_argument("--where", metavar="FILTER", help="delete every run the filter matches")
+    _add_yes(rm)
+    restore = commands.add("restore", _cmd_restore, "bring deleted runs back from the trash",
+                           "tracker restore 01m7zwkkx6hq 01m7zwmb3k2e")
+    restore.add_argument("refs", metavar="REF", nargs="+", help="deleted runs to bring back")
+    purge = commands.add("purge", _cmd_purge, "delete trashed runs for good",
+                         "tracker purge --older-than 30d", "tracker purge --yes")
+    purge.add_argument("--older-than", metavar="AGE", type=_age,
+                       help="only runs deleted longer ago than AGE (30d, 12h, 90m; default: all)")
+    _add_yes(purge)
+
+
+def _add_moving_commands(commands: _Commands) -> None:
+    export = commands.add("export", _cmd_export, "write a run to a YAML or JSON file",
+                          "tracker export 01m7zwkkx6hq run.yaml")
+    export.add_argument("ref", metavar="REF", help="the run to export")
+    export.add_argument("file", metavar="FILE", help="where to write it: .yaml, .yml or .json")
+    imported = commands.add("import", _cmd_import, "add a run written by 'tracker export'",
+                            "tracker import run.yaml",
+                            "tracker --catalog team.duckdb import run.json")
+    imported.add_argument("file", metavar="FILE", help="a descriptor written by 'tracker export'")
+    for name, handler, help_text in (
+            ("enable", _cmd_enable, "load tracker in every Jupyter kernel of an IPython profile"),
+            ("disable", _cmd_disable, "stop loading tracker in an IPython profile's kernels")):
+        sub = commands.add(name, handler, help_text, f"tracker {name}",
+                           f"tracker {name} --profile research")
+        sub.add_argument("--profile", metavar="NAME", default="default",
+                         help="the IPython profile (default: default)")
+
+
+def _add_format(sub: argparse.ArgumentParser, *choices: str) -> None:
+    sub.add_argument("--format", choices=choices, default=choices[0],
+                     help=f"output format (default {choices[0]})")
+
+
+def _add_yes(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+def _non_negative(text: str) -> int:
+    number = int(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {number}")
+    return number
+
+
+def _column_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one column name")
+    return names
+
+
+def _age(text: str) -> str:
+    from tracker.manage import parse_age
+
+    try:
+        parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    from tracker.catalog import Catalog
+
+    return Catalog(getattr(args, "catalog", None))
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    frame = catalog.runs(args.where, order_by=args.order_by, limit=args.limit or None,
+                         include_deleted=args.all, deleted_only=args.deleted)
+    columns = _chosen_columns(frame, args.columns, table=args.format == "table")
+    frame = frame.reindex(columns=columns)
+    if args.format != "table":
+        _write_frame(frame, args.format)
+        return 0
+    formatters = {"started_at": _local_time, "duration": _duration_text}
+    if len(frame):
+        print(_frame_table(frame, formatters))
+    total = _total(catalog, args, shown=len(frame))
+    print(f"{len(frame)} of {_plural(total, 'run')}")
+    return 0
+
+
+def _chosen_columns(frame: pd.DataFrame, requested: list[str] | None, *,
+                    table: bool) -> list[str]:
+    """The requested columns (checked), else every column (csv, json) or the readable default.
+
+    The default leaves out columns empty on every shown run (no notebook: a script's runs).
+    """
+    if requested is None and not table:
+        return list(frame.columns)
+    if requested is None:
+        shown = [c for c in _DEFAULT_COLUMNS if frame[c].notna().any() or c in _WHOLE]
+        return [*shown, *_varying(frame)]
+    aliases = {header: column for column, header in _HEADERS.items()}
+    chosen = [aliases.get(name, name) for name in requested]
+    for name in chosen:
+        # A params/metrics key no run on this page has is an empty column, not an error.
+        if name not in frame.columns and not name.startswith(("params.", "metrics.")):
+            known = ", ".join(c for c in frame.columns if "." not in c)
+            raise ValueError(f"unknown column {name!r}; use params.<key>, metrics.<key> "
+                             f"or one of: {known}")
+    return chosen
+
+
+def _varying(frame: pd.DataFrame) -> list[str]:
+    """Up to 4 params/metrics columns whose values differ between the shown runs."""
+    params = [c for c in frame.columns if c.startswith("params.") and _differs(frame[c])]
+    metrics = [c for c in frame.columns if c.startswith("metrics.") and _differs(frame[c])]
+    mixed = [c for c in chain.from_iterable(zip_longest(params, metrics)) if c is not None]
+    picked = set(mixed[:_VARYING_COLUMNS])
+    return [c for c in [*params, *metrics] if c in picked]
+
+
+def _differs(column: pd.Series) -> bool:
+    """Values differ between runs; a lone run shows whatever it has."""
+    if len(column) == 1:
+        return bool(column.notna().iloc[0])
+    return column.astype(str).nunique(dropna=False) > 1
+
+
+def _total(catalog: Catalog, args: argparse.Namespace, *, shown: int) -> int:
+    """How many runs the filter matches in all: counted only when the page is full."""
+    if not args.limit or shown < args.limit:
+        return shown
+
+    def count(*, include_deleted: bool) -> int:
+        frame = catalog.count_runs(args.where, by=None, include_deleted=include_deleted)
+        return int(frame["count"].iloc[0])
+
+    if args.deleted:
+        return count(include_deleted=True) - count(include_deleted=False)
+    return count(include_deleted=args.all)
+
+
+# -- one run --------------------------------------------------------------------------------
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    info = catalog.get_run(args.ref)
+    if args.format == "json":
+        print(json.dumps(_plain(dataclasses.asdict(info)), indent=2, ensure_ascii=False))
+        return 0
+    lineage = catalog.lineage(info.id) if info.artifacts else None
+    print("\n".join(_run_text(info, lineage)))
+    return 0
+
+
+def _run_text(info: RunInfo, lineage: pd.DataFrame | None) -> list[str]:
+    links = [] if lineage is None else lineage.to_dict("records")
+    sections = [
+        ("params", _param_lines(info)),
+        ("metrics (latest)", _pairs((key, _cell_text(value))
+                                    for key, value in sorted(info.metrics.items()))),
+        ("inputs", _artifact_lines(info.inputs, links, direction="upstream")),
+        ("outputs", _artifact_lines(info.outputs, links, direction="downstream")),
+        ("environment", [_environment_text(info.environment)]),
+        ("cells", _cell_lines(info.cells)),
+    ]
+    lines = _pairs(_attributes(info), indent="")
+    for title, body in sections:
+        if body:
+            lines += ["", title, *body]
+    return lines
+
+
+def _attributes(info: RunInfo) -> list[tuple[str, str]]:
+    notebook = info.notebook or info.notebook_name
+    if notebook and info.notebook_title:
+        notebook = f"{notebook} ({info.notebook_title})"
+    process = info.host and f"{info.host}, pid {info.pid}, user {info.user}"
+    deleted = info.deleted_at and (f"{_local_time(info.deleted_at, seconds=True)} "
+                                   f"(restore with: tracker restore {info.id})")
+    rows = [
+        ("id", info.id), ("name", info.name), ("key", info.key), ("project", info.project),
+        ("status", info.status), ("error", info.error),
+        ("started", _local_time(info.started_at, seconds=True)),
+        ("ended", info.ended_at and _local_time(info.ended_at, seconds=True)),
+        ("duration", info.duration is not None and _duration_text(info.duration)),
+        ("notebook", notebook), ("process", process),
+        ("labels", ", ".join(info.labels)), ("notes", info.notes),
+        ("parent", info.parent_id), ("deleted", deleted),
+    ]
+    return [(name, str(value)) for name, value in rows if value]
+
+
+def _param_lines(info: RunInfo) -> list[str]:
+    rows = []
+    for key, value in sorted(info.params.items()):
+        text = _cell_text(value)
+        history = [_cell_text(v) for _, v in info.param_history.get(key, [])]
+        if len(set(history)) > 1:
+            text += f"  (changed: {' -> '.join(history)})"
+        rows.append((key, text))
+    return _pairs(rows)
+
+
+def _artifact_lines(artifacts: list[dict[str, Any]], links: list[dict[str, Any]], *,
+                    direction: str) -> list[str]:
+    """One line per file: version, size, and the runs upstream or downstream of it."""
+    lines = []
+    for artifact in artifacts:
+        version = f"v{artifact['version']}" + ("" if artifact.get("latest") else ", superseded")
+        related = [f"{link['run_name']} ({link['run_id']})" for link in links
+                   if link["direction"] == direction and link["uri"] == artifact["uri"]
+                   and link["version"] == artifact["version"]]
+        label = "from" if direction == "upstream" else "read by"
+        parts = [artifact["uri"], version, _size_text(artifact.get("size"))]
+        if related:
+            parts.append(f"{label} {', '.join(related)}")
+        lines.append(_GAP + _GAP.join(part for part in parts if part))
+    return lines
+
+
+def _environment_text(env: dict[str, Any] | None) -> str:
+    if not env:
+        return f"{_GAP}not recorded"
+    parts = [f"python {env.get('python', '?')}", str(env.get("platform", ""))]
+    git = env.get("git")
+    if git:
+        branch = f" on {git['branch']}" if git.get("branch") else ""
+        dirty = " (dirty)" if git.get("dirty") else ""
+        parts.append(f"git {str(git.get('commit') or '?')[:10]}{branch}{dirty}")
+    parts.append(f"{len(env.get('packages') or {})} packages")
+    return _GAP + "; ".join(part for part in parts if part)
+
+
+def _cell_lines(cells: list[dict[str, Any]]) -> list[str]:
+    if not cells:
+        return []
+    failed = [cell for cell in cells if cell.get("success") is False]
+    lines = [f"{_GAP}{len(cells)} executed, {len(failed)} failed"]
+    for cell in failed:
+        number = cell.get("execution_count") or cell.get("seq")
+        message = (cell.get("error_message") or "").strip().splitlines()
+        error = ": ".join(part for part in (cell.get("error_type"), message[:1] and message[0])
+                          if part)
+        lines.append(f"{_GAP}[{number}] {error or 'failed'}")
+    return lines
+
+
+def _pairs(rows: Iterable[tuple[str, str]], *, indent: str = _GAP) -> list[str]:
+    rows = list(rows)
+    width = max((len(key) for key, _ in rows), default=0)
+    return [f"{indent}{key.ljust(width)}  {value}" for key, value in rows]
+
+
+# -- changing runs -----------------------------------------------------------------------------
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    if bool(args.refs) == bool(args.where):
+        args.parser.error("give run ids or --where FILTER (one of them)")
+    catalog = _catalog(args)
+    ids = args.refs or list(catalog.runs(args.where)["id"])
+    if not ids:
+        print("no runs match")
+        return 0
+    if not _confirmed(f"delete {_plural(len(ids), 'run')}", yes=args.yes):
+        return 1
+    deleted = catalog.delete_runs(ids=ids)
+    for run_id in deleted:
+        print(f"deleted {run_id}")
+    print(f"restore with: tracker restore {' '.join(deleted)}")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    for run_id in _catalog(args).restore_runs(args.refs):
+        print(f"restored {run_id}")
+    return 0
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    where = None
+    if args.older_than is not None:
+        from tracker.manage import parse_age
+
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(
+            seconds=parse_age(args.older_than))
+        where = f"deleted_at <= '{cutoff.isoformat()}'"
+    ids = list(catalog.runs(where, deleted_only=True)["id"])
+    if not ids:
+        age = f" deleted more than {args.older_than} ago" if args.older_than else ""
+        print(f"no runs in the trash{age}")
+        return 0
+    if not _confirmed(f"purge {_plural(len(ids), 'run')} for good", yes=args.yes):
+        return 1
+    removed = catalog.purge(args.older_than, ids=ids)
+    runs, blobs = _plural(removed["runs"], "run"), _plural(removed["blobs"], "stored file")
+    print(f"purged {runs}, {blobs}")
+    return 0
+
+
+def _confirmed(action: str, *, yes: bool) -> bool:
+    """Ask on a terminal; without one, refuse unless --yes was given."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        _fail(f"refusing to {action} without confirmation (stdin is not a terminal); "
+              "pass --yes")
+        return False
+    print(f"{action[0].upper()}{action[1:]}? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() in ("y", "yes"):
+        return True
+    print("Aborted.", file=sys.stderr)
+    return False
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+# -- moving runs and the profile ---------------------------------------------------------------
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    if Path(args.file).suffix.lower() not in (".yaml", ".yml", ".json"):
+        args.parser.error(f"FILE must end in .yaml, .yml or .json, not {args.file!r}")
+    path = _catalog(args).export_run(args.ref, args.file)
+    print(f"exported {args.ref} to {path}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    run_id = _catalog(args).import_run(args.file)
+    print(f"imported {run_id}")
+    return 0
+
+
+def _cmd_enable(args: argparse.Namespace) -> int:
+    path, changed = profile.enable(args.profile)
+    if changed:
+        print(f"enabled: kernels of IPython profile {args.profile!r} load tracker ({path})")
+    else:
+        print(f"already enabled in {path}")
+    return 0
+
+
+def _cmd_disable(args: argparse.Namespace) -> int:
+    path, changed = profile.disable(args.profile)
+    print(f"disabled: removed tracker's block from {path}" if changed
+          else f"not enabled in {path}; nothing changed")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    try:
+        frame = _catalog(args).sql(args.query)
+    except duckdb.Error as exc:
+        return _fail(str(exc).strip().splitlines()[0])
+    if args.format != "table":
+        _write_frame(frame, args.format)
+        return 0
+    if len(frame):
+        print(_frame_table(frame, {}))
+    print(_plural(len(frame), "row"))
+    return 0
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def _write_frame(frame: pd.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+        return
+    print(json.dumps(_plain(_records(frame)), indent=2, ensure_ascii=False))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts, missing values (NaN, NaT) as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data: ISO times, lists for arrays and tuples, NaN/inf as JSON text."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _plain(value.tolist())
+    if isinstance(value, float):
+        return values.encode_float(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)
+
+
+def _frame_table(frame: pd.DataFrame, formatters: dict[str, Callable[[Any], str]]) -> str:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    columns = [str(column) for column in frame.columns]
+    right = [is_numeric_dtype(frame[c]) and not is_bool_dtype(frame[c]) for c in columns]
+    texts = [formatters.get(column, _cell_text) for column in columns]
+    rows = [["" if value is None else text(value)
+             for text, value in zip(texts, record.values())] for record in _records(frame)]
+    return _table(_headers(columns), rows, right=right,
+                  whole=[column in _WHOLE for column in columns])
+
+
+def _headers(columns: list[str]) -> list[str]:
+    """Short headers: ``params.lr`` is ``lr`` unless another column's key is also ``lr``."""
+    full = [_HEADERS.get(column, column) for column in columns]
+    short = [column.partition(".")[2] if column.startswith(("params.", "metrics.")) else header
+             for column, header in zip(columns, full)]
+    return [name if short.count(name) == 1 else header for name, header in zip(short, full)]
+
+
+def _table(headers: list[str], rows: list[list[str]], *, right: list[bool],
+           whole: list[bool]) -> str:
+    """Columns padded to fit the terminal; the widest shrink first, cut with an ellipsis."""
+    natural = [max([len(header), *(len(row[i]) for row in rows)])
+               for i, header in enumerate(headers)]
+    floor = [width if keep else min(width, max(len(header), 6))
+             for header, width, keep in zip(headers, natural, whole)]
+    budget = shutil.get_terminal_size().columns - len(_GAP) * (len(headers) - 1)
+    widths = _fitted(natural, floor, budget)
+    return "\n".join(_table_line(cells, widths, right) for cells in [headers, *rows])
+
+
+def _fitted(widths: list[int], floor: list[int], budget: int) -> list[int]:
+    widths = list(widths)
+    while sum(widths) > budget:
+        widest = max(range(len(widths)), key=lambda i: widths[i] - floor[i])
+        if widths[widest] <= floor[widest]:
+            break
+        widths[widest] -= 1
+    return widths
+
+
+def _table_line(cells: list[str], widths: list[int], right: list[bool]) -> str:
+    parts = []
+    for cell, width, flush_right in zip(cells, widths, right):
+        text = cell if len(cell) <= width else cell[:width - 1] + _ELLIPSIS
+        parts.append(text.rjust(width) if flush_right else text.ljust(width))
+    return _GAP.join(parts).rstrip()
+
+
+def _cell_text(value: Any) -> str:
+    """A value as one line of table text; missing values are blank."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return _local_time(value)
+    if hasattr(value, "tolist"):
+        return _cell_text(value.tolist())
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    return " ".join(str(value).split())
+
+
+def _local_time(value: dt.datetime, *, seconds: bool = False) -> str:
+    """Local wall-clock time: in full to the second, or short as ``ls -l`` does."""
+    local = dt.datetime.fromtimestamp(value.timestamp()) if value.tzinfo else value
+    if seconds:
+        return local.strftime("%Y-%m-%d %H:%M:%S")
+    return local.strftime("%b %d %H:%M" if local.year == dt.date.today().year else "%Y-%m-%d")
+
+
+def _duration_text(seconds: float) -> str:
+    """1.2s, 3m05s, 2h10m, 3d04h."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole >= 86400:
+        return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 60}m{whole % 60:02d}s"
+
+
+def _size_text(size: int | None) -> str:
+    if size is None:
+        return ""
+    if size < 1024:
+        return f"{size} B"
+    exponent = min(int(math.log(size, 1024)), 4)
+    return f"{size / 1024 ** exponent:.1f} {'BKMGT'[exponent]}B"
+

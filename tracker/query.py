@@ -1,0 +1,595 @@
+"""The filter language: text such as ``params.lr > 0.01 and status = 'completed'`` to SQL.
+
+This module owns the grammar users type into ``runs(filter=...)`` and the widgets' filter box
+(MLflow's search syntax plus OR, NOT and parentheses), keyword filters (``compile_equals``) and
+sort keys (``compile_order_by``). Everything compiles to SQL over ``runs AS r`` with ``?``
+placeholders: every key and value the user typed is bound, never pasted, and JSON keys are
+addressed by bound JSON Pointers so that any key text works. Reading order: a tokenizer, a
+recursive-descent parser to an AST of dataclasses, a compiler from the AST, the public functions.
+
+Semantics worth knowing:
+
+- A run missing a key never matches a comparison on it (``!=`` included); ``NOT e`` matches
+  exactly the runs ``e`` does not match.
+- Numbers compare as numbers, quoted strings compare the text form, true/false match JSON
+  booleans only; metrics always compare as numbers.
+- NaN metrics equal ``'NaN'`` and differ from every number; ``<``, ``>`` and sorting treat them
+  as missing, so they never top a ranking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from tracker.errors import FilterSyntaxError
+
+__all__ = [
+    "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "parse_key",
+    "pointer",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A SQL fragment with ``?`` placeholders and the values bound to them, in order."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+_COLUMNS = (
+    "id", "name", "project", "notebook", "notebook_name", "notebook_title", "status", "started_at",
+    "ended_at", "duration", "host", "pid", "username", "labels", "notes", "parent_id", "deleted_at",
+    "environment_id", "error",
+)  # fmt: skip
+_SYNONYMS = {
+    "run_id": "id", "run_name": "name", "start_time": "started_at", "end_time": "ended_at",
+    "user": "username", "parent": "parent_id",
+}  # fmt: skip
+ATTRIBUTES: Mapping[str, str] = MappingProxyType({**{c: c for c in _COLUMNS}, **_SYNONYMS})
+"""Filter name (lower case) -> ``runs`` column. Names may also be written ``attributes.<name>``."""
+
+# How each non-text column compares; every other attribute is plain text.
+_COLUMN_KINDS = {
+    "status": "status", "started_at": "time", "ended_at": "time", "deleted_at": "time",
+    "duration": "number", "pid": "number", "labels": "labels",
+}  # fmt: skip
+_NAMESPACES = {"params": "params", "param": "params", "metrics": "metrics", "metric": "metrics"}
+_ATTRIBUTE_PREFIXES = ("attributes", "attribute")
+# MLflow's run statuses, as users type them, mapped to ours.
+_STATUS_ALIASES = {"finished": "completed", "killed": "crashed"}
+# Operators -> SQL; the parser spells == as = and <> as !=.
+_OPERATORS = {
+    "=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "IN": "IN", "LIKE": "LIKE",
+    "ILIKE": "ILIKE",
+}  # fmt: skip
+_SPELLINGS = {"==": "=", "<>": "!="}
+_ORDERING = ("<", "<=", ">", ">=")
+_RESERVED = ("AND", "OR", "NOT", "IN", "IS", "LIKE", "ILIKE", "CONTAINS", "ASC", "DESC")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+    | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+    | (?P<name>[^\W\d][\w.\-/]*)  # bare keys may hold dots, dashes, slashes: metrics.train/loss
+    | (?P<op>==|!=|<>|<=|>=|=|<|>)
+    | (?P<punct>[(),])
+    """,
+    re.VERBOSE,
+)
+_QUOTES = {"'": "string", '"': "string", "`": "quoted"}
+_T = TypeVar("_T")
+
+
+class _Problem(Exception):
+    """``(message, position)`` of a syntax problem; raised to users as FilterSyntaxError."""
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # name, quoted (backticks), string, number, op, punct, end
+    value: str  # the source text, unescaped for quoted tokens
+    position: int
+    end: int
+
+    def matches(self, *words: str) -> bool:
+        """Whether this is one of ``words``: a bare keyword (any case) or punctuation."""
+        return self.kind in ("name", "punct") and self.value.upper() in words
+
+    def describe(self) -> str:
+        return "the end of the text" if self.kind == "end" else repr(self.value)
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(text):
+        if text[position] in _QUOTES:
+            value, end = _read_quoted(text, position)
+            tokens.append(_Token(_QUOTES[text[position]], value, position, end))
+            position = end
+            continue
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise _Problem(f"unexpected character {text[position]!r}", position)
+        end = match.end()
+        if match.lastgroup == "number" and re.match(r"[\w.]", text[end : end + 1]):
+            raise _Problem(f"malformed number {text[position : end + 1]!r}", position)
+        if match.lastgroup != "space":
+            tokens.append(_Token(match.lastgroup or "", match.group(), position, end))
+        position = end
+    tokens.append(_Token("end", "", len(text), len(text)))
+    return tokens
+
+
+def _read_quoted(text: str, start: int) -> tuple[str, int]:
+    """Decode the quoted text opening at ``start``; a doubled quote or a backslash escapes it.
+
+    A backslash escapes only the quote and itself, so Windows paths need no doubling.
+    """
+    quote, chars, i = text[start], [], start + 1
+    while i < len(text):
+        char, following = text[i], text[i + 1 : i + 2]
+        if (char == "\\" and following in (quote, "\\")) or (char == quote == following):
+            chars.append(following)
+            i += 2
+        elif char == quote:
+            return "".join(chars), i + 1
+        else:
+            chars.append(char)
+            i += 1
+    raise _Problem("unterminated quoted name" if quote == "`" else "unterminated string", start)
+
+
+@dataclass(frozen=True)
+class _Field:
+    namespace: str  # "attributes", "params" or "metrics"
+    key: str  # the runs column for attributes, else the JSON key
+    position: int
+
+    @property
+    def kind(self) -> str:
+        """How the field compares: params, metrics, labels, status, time, number or text."""
+        if self.namespace != "attributes":
+            return self.namespace
+        return _COLUMN_KINDS.get(self.key, "text")
+
+    def __str__(self) -> str:
+        return self.key if self.namespace == "attributes" else f"{self.namespace}.{self.key}"
+
+
+@dataclass(frozen=True)
+class _Literal:
+    value: Any  # str, int, float, bool or None
+    position: int
+    text: str  # as written, so a number compares with a text column as typed
+
+
+@dataclass(frozen=True)
+class _Predicate:
+    field: _Field
+    op: str  # a key of _OPERATORS, CONTAINS, or NULL (for IS NULL)
+    values: tuple[_Literal, ...]
+    negated: bool
+    position: int
+
+
+@dataclass(frozen=True)
+class _Logic:
+    op: str  # AND, OR, or NOT (with one operand)
+    operands: tuple[_Node, ...]
+
+
+_Node = _Predicate | _Logic
+
+
+class _Parser:
+    """Recursive descent over the tokens of one text; precedence NOT > AND > OR."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokenize(text)
+        self.index = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.index]
+
+    def advance(self) -> _Token:
+        token = self.tokens[self.index]
+        self.index = min(self.index + 1, len(self.tokens) - 1)
+        return token
+
+    def accept(self, *words: str) -> bool:
+        """Consume the next token if it is one of ``words``."""
+        found = self.peek().matches(*words)
+        if found:
+            self.advance()
+        return found
+
+    def expression(self) -> _Node:
+        return self._junction("OR", self._conjunction)
+
+    def _conjunction(self) -> _Node:
+        return self._junction("AND", self._negation)
+
+    def _junction(self, word: str, operand: Callable[[], _Node]) -> _Node:
+        operands = [operand()]
+        while self.accept(word):
+            operands.append(operand())
+        return operands[0] if len(operands) == 1 else _Logic(word, tuple(operands))
+
+    def _negation(self) -> _Node:
+        if self.accept("NOT"):
+            return _Logic("NOT", (self._negation(),))
+        if not self.peek().matches("("):
+            return self._predicate()
+        opening = self.advance()
+        inner = self.expression()
+        self._expect(")", f"missing ')' to close the '(' at position {opening.position}")
+        return inner
+
+    def _expect(self, word: str, problem: str) -> _Token:
+        token = self.advance()
+        if not token.matches(word):
+            raise _Problem(f"{problem}, found {token.describe()}", token.position)
+        return token
+
+    def field(self) -> _Field:
+        """A field: ``status``, ``params.a.b``, ``params.`a b```, ``params."a b"``..."""
+        token = self.advance()
+        if token.kind == "quoted":
+            return _resolve(token.value, token.position + 1)
+        if token.kind != "name" or token.matches(*_RESERVED):
+            raise _Problem(f"expected a field name, found {token.describe()}", token.position)
+        reference, following = token.value, self.peek()
+        adjacent = following.kind in ("quoted", "string") and following.position == token.end
+        quoted = reference.endswith(".") and adjacent
+        if quoted:
+            reference += self.advance().value
+        return _resolve(reference, token.position, quoted=quoted)
+
+    def _predicate(self) -> _Predicate:
+        field = self.field()
+        token = self.advance()
+        if token.kind == "op":
+            op = _SPELLINGS.get(token.value, token.value)
+            return _Predicate(field, op, (self._literal(),), False, token.position)
+        if token.matches("IS"):
+            negated = self.accept("NOT")
+            self._expect("NULL", "expected NULL after IS")
+            return _Predicate(field, "NULL", (), negated, token.position)
+        negated = token.matches("NOT")
+        if negated:
+            token = self.advance()
+        if token.matches("IN"):
+            return _Predicate(field, "IN", self._values(), negated, token.position)
+        if token.matches("LIKE", "ILIKE", "CONTAINS"):
+            op = token.value.upper()
+            return _Predicate(field, op, (self._literal(),), negated, token.position)
+        expected = "IN, LIKE, ILIKE or CONTAINS" if negated else "an operator (=, <, IN, IS...)"
+        raise _Problem(f"expected {expected}, found {token.describe()}", token.position)
+
+    def _values(self) -> tuple[_Literal, ...]:
+        opening = self._expect("(", "expected '(' after IN")
+        if self.peek().matches(")"):
+            raise _Problem("empty IN list", self.peek().position)
+        values = [self._literal()]
+        while self.accept(","):
+            values.append(self._literal())
+        self._expect(")", f"missing ')' to close the '(' at position {opening.position}")
+        return tuple(values)
+
+    def _literal(self) -> _Literal:
+        token = self.advance()
+        if token.kind == "number":
+            number = float(token.value) if set(".eE") & set(token.value) else int(token.value)
+            return _Literal(number, token.position, token.value)
+        if token.kind == "string":
+            return _Literal(token.value, token.position, token.value)
+        if token.matches("TRUE", "FALSE", "NULL"):
+            value = {"TRUE": True, "FALSE": False, "NULL": None}[token.value.upper()]
+            return _Literal(value, token.position, token.value)
+        hint = "; quote text, e.g. 'adam'" if token.kind == "name" else ""
+        raise _Problem(f"expected a value, found {token.describe()}{hint}", token.position)
+
+    def sort_keys(self) -> list[tuple[_Field, bool]]:
+        """``field [ASC|DESC] [, ...]``; True means descending."""
+        keys: list[tuple[_Field, bool]] = []
+        while not keys or self.accept(","):
+            field, descending = self.field(), self.peek().matches("DESC")
+            self.accept("ASC", "DESC")
+            keys.append((field, descending))
+        return keys
+
+
+def _resolve(reference: str, position: int, *, quoted: bool = False) -> _Field:
+    """The field a name refers to: ``params.<key>``, ``metrics.<key>`` or an attribute.
+
+    ``quoted``: the key after the dot was quoted, so even an empty key was written out.
+    """
+    prefix, dot, rest = reference.partition(".")
+    prefix = prefix.lower()
+    if dot and not rest and not quoted and (prefix in _NAMESPACES or prefix in _ATTRIBUTE_PREFIXES):
+        raise _Problem(f"expected a key after {reference!r}", position + len(reference))
+    if dot and prefix in _NAMESPACES:
+        return _Field(_NAMESPACES[prefix], rest, position)
+    name = rest if dot and prefix in _ATTRIBUTE_PREFIXES else reference
+    column = ATTRIBUTES.get(name.lower())
+    if column is None:
+        known = ", ".join(sorted(ATTRIBUTES))
+        message = f"unknown field {reference!r}; use params.<key>, metrics.<key> or one of: {known}"
+        raise _Problem(message, position)
+    return _Field("attributes", column, position)
+
+
+def _parse(text: str, rule: Callable[[_Parser], _T]) -> _T:
+    """Apply a parser ``rule`` to ``text`` and insist that it consumed all of it."""
+    parser = _Parser(text)
+    result = rule(parser)
+    token = parser.peek()
+    if token.kind != "end":
+        raise _Problem(f"unexpected {token.describe()} after a complete expression", token.position)
+    return result
+
+
+@contextmanager
+def _reported(text: str) -> Iterator[None]:
+    """Raise the problems found in ``text`` as FilterSyntaxError."""
+    try:
+        yield
+    except _Problem as problem:
+        message, position = problem.args
+        raise FilterSyntaxError(message, text=text, position=position) from None
+
+
+@dataclass(frozen=True)
+class _Operand:
+    """A field typed by a literal: the field's SQL and params, the bound value, its placeholder."""
+
+    sql: str
+    params: tuple[Any, ...]
+    value: Any
+    placeholder: str = "?"
+
+
+def pointer(key: str) -> str:
+    """The JSON Pointer (RFC 6901) of a top-level key, so dots, quotes and slashes are just text."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def _field_sql(field: _Field, alias: str) -> tuple[str, tuple[Any, ...]]:
+    """The field's value in SQL: a JSON value's text form, a column, the status in lower case."""
+    if field.namespace != "attributes":
+        return f"json_extract_string({alias}.{field.namespace}, ?)", (pointer(field.key),)
+    if field.key == "status":
+        return f"lower({alias}.status)", ()
+    if field.key == "duration":
+        # A running run has no duration yet: it is the time elapsed so far.
+        return f"coalesce({alias}.duration, epoch(now()) - epoch({alias}.started_at))", ()
+    return f"{alias}.{field.key}", ()
+
+
+def _number_sql(field: _Field, alias: str, *, ordered: bool) -> tuple[str, tuple[Any, ...]]:
+    sql, params = _field_sql(field, alias)
+    if field.namespace == "attributes":
+        return sql, params
+    sql = f"TRY_CAST({sql} AS DOUBLE)"
+    # DuckDB orders NaN above every number; ranges and sorting treat it as missing instead.
+    return (f"nullif({sql}, 'NaN'::DOUBLE)" if ordered else sql), params
+
+
+def _number(literal: _Literal, field: _Field) -> float:
+    """A literal as a number; quoted numbers such as '0.5' or 'NaN' are accepted."""
+    try:
+        if not isinstance(literal.value, bool):
+            return float(literal.value)
+    except (TypeError, ValueError):
+        pass
+    raise _Problem(f"{field} compares with numbers, not {literal.text}", literal.position)
+
+
+def _text(literal: _Literal, field: _Field) -> str:
+    if isinstance(literal.value, bool):
+        raise _Problem(f"{field} compares with text, not {literal.text}", literal.position)
+    return literal.value if isinstance(literal.value, str) else literal.text
+
+
+def _timestamp(literal: _Literal, field: _Field) -> str:
+    """A quoted ISO date or time, checked here so a typo is a syntax error, not a SQL error."""
+    if isinstance(literal.value, str):
+        try:
+            return datetime.fromisoformat(literal.value.strip()).isoformat()
+        except ValueError:
+            pass
+    message = f"{field} compares with a quoted date or time such as '2026-01-31'"
+    raise _Problem(message, literal.position)
+
+
+def _operand(field: _Field, literal: _Literal, *, ordered: bool, alias: str) -> _Operand:
+    """Type ``field`` by ``literal``: numbers numerically, strings as text, booleans as JSON."""
+    kind, value = field.kind, literal.value
+    if kind == "params" and isinstance(value, bool):
+        if ordered:
+            raise _Problem("true/false only compare with =, != or IN", literal.position)
+        # JSON text is true for a boolean but "true" for a string: only booleans compare.
+        text = f"CAST(json_extract({alias}.params, ?) AS VARCHAR)"
+        sql = f"CASE {text} WHEN 'true' THEN true WHEN 'false' THEN false END"
+        return _Operand(sql, (pointer(field.key),), value)
+    if kind == "text" or (kind == "params" and isinstance(value, str)):
+        return _Operand(*_field_sql(field, alias), _text(literal, field))
+    if kind in ("params", "metrics", "number"):
+        return _Operand(*_number_sql(field, alias, ordered=ordered), _number(literal, field))
+    if kind == "time":
+        timestamp = _timestamp(literal, field)
+        return _Operand(*_field_sql(field, alias), timestamp, "CAST(? AS TIMESTAMPTZ)")
+    status = _text(literal, field).lower()
+    return _Operand(*_field_sql(field, alias), _STATUS_ALIASES.get(status, status))
+
+
+def _compile_node(node: _Node, alias: str) -> Compiled:
+    if isinstance(node, _Predicate):
+        return _compile_predicate(node, alias)
+    parts = [_compile_node(operand, alias) for operand in node.operands]
+    if node.op == "NOT":
+        # SQL's NOT keeps an unknown unknown; ours matches exactly the runs its operand does not.
+        return Compiled(f"(NOT coalesce({parts[0].sql}, false))", parts[0].params)
+    return _joined(node.op, parts)
+
+
+def _joined(op: str, parts: list[Compiled]) -> Compiled:
+    sql = f" {op} ".join(part.sql for part in parts)
+    return Compiled(f"({sql})", tuple(value for part in parts for value in part.params))
+
+
+def _compile_predicate(predicate: _Predicate, alias: str) -> Compiled:
+    field, op, values = predicate.field, predicate.op, predicate.values
+    if op in ("=", "!=") and values[0].value is None:
+        predicate = replace(predicate, op="NULL", values=(), negated=op == "!=")
+    elif any(literal.value is None for literal in values):
+        raise _Problem("null only works with =, != or IS [NOT] NULL", predicate.position)
+    if field.kind == "labels":
+        return _compile_labels(predicate, alias)
+    if predicate.op == "NULL":
+        sql, params = _field_sql(field, alias)
+        return Compiled(f"{sql} IS {'NOT ' if predicate.negated else ''}NULL", params)
+    if op == "CONTAINS":
+        raise _Problem(f"CONTAINS works only on labels, not on {field}", predicate.position)
+    if op in ("LIKE", "ILIKE"):
+        _check_pattern(predicate)
+    ordered = op in _ORDERING
+    operands = [_operand(field, literal, ordered=ordered, alias=alias) for literal in values]
+    first, bound = operands[0], tuple(operand.value for operand in operands)
+    for literal, operand in zip(values, operands, strict=True):
+        if (operand.sql, operand.params) != (first.sql, first.params):
+            raise _Problem("an IN list cannot mix numbers, text and true/false", literal.position)
+    placeholders = ", ".join(operand.placeholder for operand in operands)
+    right = f"({placeholders})" if op == "IN" else placeholders
+    negation = "NOT " if predicate.negated else ""
+    return Compiled(f"{first.sql} {negation}{_OPERATORS[op]} {right}", first.params + bound)
+
+
+def _check_pattern(predicate: _Predicate) -> None:
+    """LIKE and ILIKE take a quoted pattern and work on text: attributes and params."""
+    field, literal, op = predicate.field, predicate.values[0], predicate.op
+    if field.kind not in ("text", "status", "params"):
+        raise _Problem(f"{op} works on text fields and params, not on {field}", predicate.position)
+    if not isinstance(literal.value, str):
+        raise _Problem(f"{op} needs a quoted pattern such as 'res%'", literal.position)
+
+
+def _compile_labels(predicate: _Predicate, alias: str) -> Compiled:
+    """labels CONTAINS 'x' (also spelled = 'x'), IN (any of), their negations, IS [NOT] NULL."""
+    column, op = f"{alias}.labels", predicate.op
+    if op == "NULL":
+        return Compiled(f"coalesce(len({column}), 0) {'>' if predicate.negated else '='} 0", ())
+    if op not in ("CONTAINS", "IN", "=", "!="):
+        raise _Problem("labels support CONTAINS, =, !=, IN and IS [NOT] NULL", predicate.position)
+    bound = tuple(_text(literal, predicate.field) for literal in predicate.values)
+    sql = f"list_has_any({column}, [{', '.join('?' for _ in bound)}])"
+    if predicate.negated or op == "!=":
+        # A run without labels does not contain the label, so it matches the negation.
+        sql = f"NOT coalesce({sql}, false)"
+    return Compiled(sql, bound)
+
+
+def _check_alias(alias: str) -> None:
+    if not _IDENTIFIER.match(alias):
+        raise ValueError(f"alias must be a SQL identifier, not {alias!r}")
+
+
+def compile_filter(text: str | None, *, alias: str = "r") -> Compiled:
+    """Compile a filter string to a WHERE-clause fragment over ``runs AS <alias>``.
+
+    Blank or None matches every run (``TRUE``). Raises FilterSyntaxError (a ValueError) naming
+    the problem and its offset.
+
+    >>> compile_filter("params.lr > 0.01 and status = 'FINISHED'").params
+    ('/lr', 0.01, 'completed')
+    """
+    _check_alias(alias)
+    if text is None or not text.strip():
+        return Compiled("TRUE", ())
+    with _reported(text):
+        return _compile_node(_parse(text, _Parser.expression), alias)
+
+
+def compile_equals(equals: Mapping[str, Any], *, alias: str = "r") -> Compiled:
+    """AND of ``key = value`` for keyword filters such as ``runs(status="completed")``.
+
+    Keys resolve and values type as in the filter language (``"params.lr"``, ``"user"``); a
+    list, tuple or set means IN, None means IS NULL, a date or datetime compares as ISO text.
+    """
+    _check_alias(alias)
+    parts = []
+    for key, value in equals.items():
+        with _reported(key):
+            parts.append(_compile_predicate(_equality(_parse(key, _Parser.field), value), alias))
+    if len(parts) < 2:
+        return parts[0] if parts else Compiled("TRUE", ())
+    return _joined("AND", parts)
+
+
+def _equality(field: _Field, value: Any) -> _Predicate:
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        return _Predicate(field, "=", (_python_literal(value),), False, 0)
+    if not value:
+        raise _Problem("empty IN list", 0)
+    return _Predicate(field, "IN", tuple(_python_literal(item) for item in value), False, 0)
+
+
+def _python_literal(value: Any) -> _Literal:
+    if isinstance(value, (datetime, date)):
+        value = value.isoformat()
+    if value is not None and not isinstance(value, (str, int, float)):
+        raise _Problem(f"cannot compare with a {type(value).__name__}", 0)
+    return _Literal(value, 0, str(value))
+
+
+def parse_key(text: str) -> tuple[str, str]:
+    """Split a field name into (namespace, key): ``"params.a.b"`` -> ``("params", "a.b")``.
+
+    Attributes give ``("attributes", <runs column>)``, e.g. for the widgets' column headers.
+    Raises FilterSyntaxError on unknown names.
+    """
+    with _reported(text):
+        field = _parse(text, _Parser.field)
+    return field.namespace, field.key
+
+
+def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r") -> Compiled:
+    """Compile sort keys such as ``"metrics.acc DESC"`` to an ORDER BY list (without ORDER BY).
+
+    Missing values sort last in both directions; params sort numerically when numeric, then by
+    text; the run id breaks ties so pages are stable. None sorts newest first.
+    """
+    _check_alias(alias)
+    texts = [items] if isinstance(items, str) else list(items or ())
+    keys: list[tuple[_Field, bool]] = []
+    for text in texts:
+        with _reported(text):
+            keys.extend(_parse(text, _Parser.sort_keys) if text.strip() else ())
+    if not keys:
+        return Compiled(f"{alias}.started_at DESC NULLS LAST, {alias}.id DESC", ())
+    terms: list[str] = []
+    params: list[Any] = []
+    for field, descending in keys:
+        for sql, bound in _sort_expressions(field, alias):
+            terms.append(f"{sql} {'DESC' if descending else 'ASC'} NULLS LAST")
+            params.extend(bound)
+    if not any((field.namespace, field.key) == ("attributes", "id") for field, _ in keys):
+        # The tie-breaker follows the last key, so a reversed sort is the exact reverse order.
+        terms.append(f"{alias}.id {'DESC' if keys[-1][1] else 'ASC'}")
+    return Compiled(", ".join(terms), tuple(params))
+
+
+def _sort_expressions(field: _Field, alias: str) -> list[tuple[str, tuple[Any, ...]]]:
+    if field.namespace == "attributes":
+        return [_field_sql(field, alias)]
+    number = _number_sql(field, alias, ordered=True)
+    # A param may hold text: numbers first, in numeric order, then the rest by their text.
+    return [number, _field_sql(field, alias)] if field.namespace == "params" else [number]
