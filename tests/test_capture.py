@@ -10,9 +10,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-import xxhash
 
-from tracker.capture import FileCapture, FileFacts, FileHasher, file_facts, hash_file, suppressed
+from tracker.capture import FileCapture, suppressed
+from tracker.hashing import FileHasher
 from tracker.errors import TrackerWarning
 
 
@@ -473,85 +473,6 @@ def test_two_captures_report_independently(root: pathlib.Path) -> None:
     assert second.writes == []
 
 
-# --- hashing ------------------------------------------------------------------------------------
-
-
-def test_hash_file_of_known_content(tmp_path: pathlib.Path) -> None:
-    (tmp_path / "hello.txt").write_bytes(b"hello world\n")
-    assert hash_file(str(tmp_path / "hello.txt")) == "xxh3_128:" + xxhash.xxh3_128(
-        b"hello world\n"
-    ).hexdigest()
-    (tmp_path / "empty").write_bytes(b"")
-    assert hash_file(str(tmp_path / "empty")) == "xxh3_128:" + xxhash.xxh3_128(b"").hexdigest()
-
-
-def test_hash_spans_several_read_chunks(tmp_path: pathlib.Path) -> None:
-    data = os.urandom(1024) * (9 * 1024) + b"tail"  # 9 MiB + 4 bytes: two 8 MiB chunks
-    (tmp_path / "big.bin").write_bytes(data)
-    assert hash_file(str(tmp_path / "big.bin")) == "xxh3_128:" + xxhash.xxh3_128(data).hexdigest()
-
-
-def test_file_facts_reports_size_and_mtime(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "f.txt"
-    path.write_text("12345")
-    os.utime(path, (1_700_000_000.5, 1_700_000_000.5))
-    facts = file_facts(str(path))
-    assert facts == FileFacts(str(path), 5, 1_700_000_000.5, hash_file(str(path)))
-
-
-def test_cache_hit_does_not_reread(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "f.txt"
-    path.write_text("aaaa")
-    hasher = FileHasher()
-    first = hasher.hash(str(path))
-    info = os.stat(path)
-    path.write_text("bbbb")  # same size; restore the mtime so the stat key is unchanged
-    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-    assert hasher.hash(str(path)).hash == first.hash
-    assert FileHasher().hash(str(path)).hash != first.hash
-
-
-def test_changed_file_is_rehashed(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "f.txt"
-    path.write_text("one")
-    hasher = FileHasher()
-    before = hasher.hash(str(path)).hash
-    path.write_text("three")
-    assert hasher.hash(str(path)).hash == hash_file(str(path)) != before
-
-
-def test_directory_hash_covers_names_and_contents(tmp_path: pathlib.Path) -> None:
-    def make(root: pathlib.Path, files: dict[str, str]) -> str:
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        return hash_file(str(root))
-
-    base = make(tmp_path / "a", {"x.txt": "1", "sub/y.txt": "2"})
-    assert make(tmp_path / "b", {"sub/y.txt": "2", "x.txt": "1"}) == base
-    assert make(tmp_path / "c", {"x.txt": "1", "sub/z.txt": "2"}) != base
-    assert make(tmp_path / "d", {"x.txt": "1", "sub/y.txt": "3"}) != base
-    facts = FileHasher().hash(str(tmp_path / "a"))
-    assert (facts.hash, facts.size) == (base, 2)
-
-
-def test_vanished_file_has_no_hash(tmp_path: pathlib.Path) -> None:
-    assert FileHasher().hash(str(tmp_path / "gone.txt")) == FileFacts(
-        str(tmp_path / "gone.txt"), None, None, None
-    )
-    with pytest.raises(FileNotFoundError):
-        hash_file(str(tmp_path / "gone.txt"))
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_has_size_but_no_hash(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "secret.txt"
-    path.write_text("s")
-    path.chmod(0)
-    facts = FileHasher().hash(str(path))
-    assert (facts.size, facts.hash) == (1, None)
-
-
 def test_hashing_is_not_captured_as_a_read(root: pathlib.Path) -> None:
     (root / "in.txt").write_text("i")
     rec = Recorder(root)
@@ -561,26 +482,6 @@ def test_hashing_is_not_captured_as_a_read(root: pathlib.Path) -> None:
     finally:
         rec.capture.stop()
     assert rec.reads == []
-
-
-def test_hasher_is_thread_safe(tmp_path: pathlib.Path) -> None:
-    paths = []
-    for i in range(20):
-        (tmp_path / f"{i}.bin").write_bytes(os.urandom(100_000))
-        paths.append(str(tmp_path / f"{i}.bin"))
-    hasher = FileHasher()
-    results: list[list[str | None]] = []
-
-    def work() -> None:
-        results.append([hasher.hash(p).hash for p in paths])
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    expected = [hash_file(p) for p in paths]
-    assert results == [expected] * 4
 
 
 def test_native_module_imported_during_capture_is_patched_at_once(root: pathlib.Path) -> None:

@@ -59,7 +59,7 @@ def _prepare(catalog: Catalog, event: Event) -> Event:
 def _prepared(catalog: Catalog, event: Event) -> Event:
     kind = event[0]
     if kind == "artifact" and event[4] is None and "://" not in event[3]:
-        from tracker.capture import file_facts
+        from tracker.hashing import file_facts
 
         facts = file_facts(event[3])
         return (*event[:4], {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash},
@@ -71,7 +71,7 @@ def _prepared(catalog: Catalog, event: Event) -> Event:
 
 
 def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
-    from tracker.capture import file_facts
+    from tracker.hashing import file_facts
 
     facts = file_facts(path)
     if facts.hash is None:
