@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tracker._process import notebooks_in_argv
 from tracker.notebook import (
     Located,
     NotebookInfo,
-    _notebooks_in_argv,
     assigned_names,
     cell_tags,
     find_notebook,
@@ -258,7 +258,7 @@ def test_parent_naming_several_notebooks_is_narrowed_by_first_cell(
 def test_notebook_running_commands_name_their_notebook(
     argv: list[str], expected: list[str]
 ) -> None:
-    assert _notebooks_in_argv(argv, "/w") == expected
+    assert notebooks_in_argv(argv, "/w") == expected
 
 
 @pytest.mark.parametrize(
@@ -274,13 +274,13 @@ def test_notebook_running_commands_name_their_notebook(
     ],
 )
 def test_other_commands_name_no_notebook(argv: list[str]) -> None:
-    assert _notebooks_in_argv(argv, "/w") == []
+    assert notebooks_in_argv(argv, "/w") == []
 
 
 def test_nbconvert_expands_quoted_globs(tmp_path: Path) -> None:
     for name in ("b.ipynb", "a.ipynb", "notes.txt"):
         (tmp_path / name).write_text("{}", encoding="utf-8")
-    found = _notebooks_in_argv(["jupyter-nbconvert", "--execute", "*.ipynb"], str(tmp_path))
+    found = notebooks_in_argv(["jupyter-nbconvert", "--execute", "*.ipynb"], str(tmp_path))
     assert found == [str(tmp_path / "a.ipynb"), str(tmp_path / "b.ipynb")]
 
 
