@@ -34,7 +34,6 @@ import fnmatch
 import functools
 import os
 import re
-import stat
 import sys
 import threading
 import warnings
