@@ -126,9 +126,9 @@ def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> Non
         run = catalog.start_run("spooled")
         run.log_param("x", 1)
         recorder.spool()
-        lines = (catalog.spool_dir / f"{run.id}.jsonl").read_text().splitlines()
+        lines = recorder.spool_path.read_text().splitlines()
     assert json.loads(lines[0])["owner"]["pid"] > 0
     assert [json.loads(line)[1] for line in lines[1:]] == ["start", "param"]
     run.end()
     catalog.flush()  # in the catalog now: the spool has done its job
-    assert not (catalog.spool_dir / f"{run.id}.jsonl").exists()
+    assert recorder.spool_path.read_text().splitlines() == lines[:1]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import models, values
+from tracker import models, schema, values
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -50,6 +50,8 @@ def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
     """Hash local files and store blobs outside the lock: the slow part of an event."""
+    if event[0] not in ("artifact", "stored"):
+        return event
     from tracker.capture import suppressed
 
     with suppressed():  # tracker reading a file is not the notebook reading it
@@ -85,17 +87,34 @@ def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
     return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash, "blob": blob.name}
 
 
+class _Rows:
+    """Rows gathered from a whole batch, so each table gets one insert, not one per event."""
+
+    def __init__(self) -> None:
+        self.new_runs: list[dict[str, Any]] = []
+        self.updates: list[tuple[str, dict[str, Any]]] = []
+        self.params: list[tuple[Any, ...]] = []
+        self.metrics: list[tuple[Any, ...]] = []
+        self.cells: list[tuple[Any, ...]] = []
+        self.environments: dict[str, Any] = {}
+        self.artifacts: list[tuple[Any, ...]] = []
+
+
 def apply(con: Any, batch: Batch) -> None:
     """Apply events inside the caller's transaction."""
     by_run: dict[str, list[tuple[int, Event]]] = defaultdict(list)
     for run_id, seq, event in batch:
         by_run[run_id].append((seq, event))
     existing = _existing_runs(con, list(by_run))
+    rows = _Rows()
+    now = time.time()
     for run_id, events in by_run.items():
-        applied = existing.get(run_id, {}).get("spool_seq") or 0
+        row = existing.get(run_id)
+        applied = (row or {}).get("spool_seq") or 0
         fresh = [(seq, event) for seq, event in events if seq > applied]
         if fresh:
-            _apply_run(con, run_id, fresh, existing.get(run_id))
+            _gather(rows, run_id, fresh, row, now)
+    _write(con, rows)
 
 
 def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -105,46 +124,78 @@ def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {r[0]: {"spool_seq": r[1], "params": r[2], "metrics": r[3]} for r in rows}
 
 
-def _apply_run(con: Any, run_id: str, events: list[tuple[int, Event]],
-               row: dict[str, Any] | None) -> None:
-    updates: dict[str, Any] = {}
-    params: list[tuple[Any, ...]] = []
-    metrics: list[tuple[Any, ...]] = []
+def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
+            row: dict[str, Any] | None, now: float) -> None:
+    """Fold one run's events into column values (a whole new row, or updates) and rows."""
+    state: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
     for _, event in events:
         kind = event[0]
         if kind == "start" and row is None:
-            _insert_run(con, run_id, event[2])
-            row = {"params": None, "metrics": None}
+            state.update(_start_columns(run_id, event[2]))
         elif kind == "param":
             _, _, key, value, param_kind, ts = event
-            params.append((run_id, key, json.dumps(value), param_kind, _ts(ts)))
+            rows.params.append((run_id, key, json.dumps(value), param_kind, ts))
+            params[key] = value
         elif kind == "metric":
             _, _, key, value, step, ts = event
-            metrics.append((run_id, key, value, step, _ts(ts)))
+            rows.metrics.append((run_id, key, value, step, ts))
+            metrics[key] = values.encode_float(value)
         elif kind == "artifact":
-            _link_artifact(con, run_id, *event[2:])
+            rows.artifacts.append((run_id, *event[2:]))
         elif kind == "cell":
-            _insert_cell(con, run_id, event[2])
+            rows.cells.append(_cell_row(run_id, event[2]))
         elif kind == "env":
-            _insert_environment(con, event[2], event[3])
-            updates["environment_id"] = event[2]
+            rows.environments[event[2]] = event[3]
+            state["environment_id"] = event[2]
         elif kind == "set":
-            updates.update(event[2])
+            state.update(event[2])
         elif kind == "end":
             _, _, status, ts, error = event
-            updates.update(status=status, ended_at=_ts(ts), error=error, _ended=ts)
-        updates["heartbeat_at"] = _ts(time.time())
-    if row is None:  # events of a run whose start was never recorded: nothing to attach to
-        return
+            state.update(status=status, ended_at=ts, error=error)
+    if row is None and "id" not in state:
+        return  # events of a run whose start was never recorded: nothing to attach them to
     if params:
-        _insert_params(con, params)
-        updates["params"] = _merged(row["params"], {p[1]: json.loads(p[2]) for p in params})
+        state["params"] = _merged((row or {}).get("params"), params)
     if metrics:
-        _insert_rows(con, "metrics", metrics)
-        latest = {m[1]: values.encode_float(m[2]) for m in metrics}
-        updates["metrics"] = _merged(row["metrics"], latest)
-    updates["spool_seq"] = events[-1][0]
-    _update_run(con, run_id, updates)
+        state["metrics"] = _merged((row or {}).get("metrics"), metrics)
+    state.update(heartbeat_at=now, spool_seq=events[-1][0])
+    if row is None:
+        if state.get("ended_at") is not None:
+            state["duration"] = state["ended_at"] - state["started_at"]
+        rows.new_runs.append(state)
+    else:
+        rows.updates.append((run_id, state))
+
+
+def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    columns = {"id": run_id, "status": models.RUNNING, "params": "{}", "metrics": "{}",
+               "started_at": attrs.get("started_at") or time.time()}
+    columns.update({k: v for k, v in attrs.items() if k in _START_KEYS and v is not None})
+    return columns
+
+
+_START_KEYS = {"name", "project", "host", "pid", "process_start", "username", "labels", "notes",
+               "parent_id", "notebook", "notebook_name", "notebook_title", "notebook_hash"}
+
+
+def _write(con: Any, rows: _Rows) -> None:
+    if rows.new_runs:
+        _insert_runs(con, rows.new_runs)
+    for run_id, updates in rows.updates:
+        _update_run(con, run_id, updates)
+    if rows.params:
+        _insert_params(con, rows.params)
+    if rows.metrics:
+        _insert_rows(con, "metrics", rows.metrics)
+        _insert_missing(con, "metric_keys", sorted({(row[1],) for row in rows.metrics}))
+    if rows.cells:
+        _insert_rows(con, "cells", rows.cells)
+    for env_id, data in rows.environments.items():
+        _insert_environment(con, env_id, data)
+    for artifact in rows.artifacts:
+        _link_artifact(con, *artifact)
 
 
 def _merged(stored: str | None, new: dict[str, Any]) -> str:
@@ -153,20 +204,37 @@ def _merged(stored: str | None, new: dict[str, Any]) -> str:
     return json.dumps(current)
 
 
-def _insert_run(con: Any, run_id: str, attrs: dict[str, Any]) -> None:
-    columns = {
-        "id": run_id, "status": models.RUNNING,
-        "started_at": _ts(attrs.get("started_at")) or _ts(time.time()),
-        "heartbeat_at": _ts(time.time()), "params": "{}", "metrics": "{}",
-    }
-    for key in ("name", "project", "host", "pid", "process_start", "username", "labels",
-                "notes", "parent_id", "notebook", "notebook_name", "notebook_title",
-                "notebook_hash"):
-        if attrs.get(key) is not None:
-            columns[key] = attrs[key]
-    names = ", ".join(columns)
-    marks = ", ".join("?" for _ in columns)
-    con.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(columns.values()))
+_RUN_NAMES = [name for name, _ in schema.RUN_COLUMNS]
+_TIMES = {"started_at", "ended_at", "heartbeat_at", "deleted_at"}
+
+
+def _run_value(column: str, placeholder: str) -> str:
+    """SQL turning a run column's Python form (epoch seconds, a list of labels) into its type."""
+    if column in _TIMES:
+        return f"to_timestamp(CAST({placeholder} AS DOUBLE))"
+    if column == "labels":
+        return f"CAST(CAST({placeholder} AS JSON) AS VARCHAR[])"
+    kind = dict(schema.RUN_COLUMNS)[column].replace(" NOT NULL", "")
+    return f"CAST({placeholder} AS {kind})"
+
+
+def _insert_runs(con: Any, runs: list[dict[str, Any]]) -> None:
+    records = [tuple(json.dumps(run[c]) if c == "labels" and c in run else run.get(c)
+                     for c in _RUN_NAMES) for run in runs]
+    if len(records) < _BULK:
+        values_sql = ", ".join(_run_value(c, "?") for c in _RUN_NAMES)
+        con.executemany(f"INSERT INTO runs VALUES ({values_sql})", records)
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame({c: pd.Series([r[i] for r in records], dtype=object)
+                          for i, c in enumerate(_RUN_NAMES)})
+    con.register("_tracker_runs", frame)
+    try:
+        select = ", ".join(_run_value(c, f'"{c}"') for c in _RUN_NAMES)
+        con.execute(f"INSERT INTO runs SELECT {select} FROM _tracker_runs")
+    finally:
+        con.unregister("_tracker_runs")
 
 
 _SETTABLE = {"name", "project", "notebook", "notebook_name", "notebook_title", "notebook_hash",
@@ -175,41 +243,55 @@ _SETTABLE = {"name", "project", "notebook", "notebook_name", "notebook_title", "
 
 
 def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
-    ended = updates.pop("_ended", None)
     sets = {k: v for k, v in updates.items() if k in _SETTABLE}
-    clauses = [f"{column} = ?" for column in sets]
-    args = list(sets.values())
-    if ended is not None:
+    clauses = [f"{column} = {_run_value(column, '?')}" for column in sets]
+    args = [json.dumps(v) if k == "labels" else v for k, v in sets.items()]
+    if updates.get("ended_at") is not None:
         clauses.append("duration = ? - epoch(started_at)")
-        args.append(ended)
+        args.append(updates["ended_at"])
     con.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = ?", [*args, run_id])
 
 
 def _insert_params(con: Any, rows: list[tuple[Any, ...]]) -> None:
     _insert_rows(con, "params", rows)
-    kinds = sorted({(row[1], row[3]) for row in rows})
-    known = set(con.execute(
-        "SELECT key, kind FROM param_keys WHERE list_contains(?, key)",
-        [[key for key, _ in kinds]]).fetchall())
-    missing = [pair for pair in kinds if pair not in known]
+    _insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows}))
+
+
+def _insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
+    """Add the (key[, kind]) rows ``table`` does not have yet (a few per batch)."""
+    columns = "key, kind" if len(keys[0]) == 2 else "key"
+    known = set(con.execute(f"SELECT {columns} FROM {table} WHERE list_contains(?, key)",
+                            [[k[0] for k in keys]]).fetchall())
+    missing = [k for k in keys if k not in known]
     if missing:
-        con.executemany("INSERT INTO param_keys VALUES (?, ?)", missing)
+        marks = ", ".join("?" for _ in keys[0])
+        con.executemany(f"INSERT INTO {table} VALUES ({marks})", missing)
+
+
+# Which columns of each bulk-inserted table hold times, passed as epoch seconds.
+_TIME_COLUMNS = {"params": {4}, "metrics": {4}, "cells": {6}}
 
 
 def _insert_rows(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
-    marks = ", ".join("?" for _ in rows[0])
+    times = _TIME_COLUMNS[table]
+
+    def value(index: int, placeholder: str) -> str:
+        return f"to_timestamp(CAST({placeholder} AS DOUBLE))" if index in times else placeholder
+
     if len(rows) < _BULK:
+        marks = ", ".join(value(i, "?") for i in range(len(rows[0])))
         con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
         return
     import pandas as pd
 
     # executemany binds row by row; a DataFrame scan inserts 100k metric points in ~0.1 s.
-    frame = pd.DataFrame(rows, columns=[f"c{i}" for i in range(len(rows[0]))])
-    if table == "metrics":
-        frame["c3"] = frame["c3"].astype("Int64")
+    names = [f"c{i}" for i in range(len(rows[0]))]
+    frame = pd.DataFrame({name: pd.Series([row[i] for row in rows], dtype=object)
+                          for i, name in enumerate(names)})
     con.register("_tracker_rows", frame)
     try:
-        con.execute(f"INSERT INTO {table} SELECT * FROM _tracker_rows")
+        select = ", ".join(value(i, name) for i, name in enumerate(names))
+        con.execute(f"INSERT INTO {table} SELECT {select} FROM _tracker_rows")
     finally:
         con.unregister("_tracker_rows")
 
@@ -240,13 +322,11 @@ def _link_artifact(con: Any, run_id: str, role: str, uri: str, facts: dict[str, 
                     [run_id, artifact_id, role, _ts(ts)])
 
 
-def _insert_cell(con: Any, run_id: str, cell: dict[str, Any]) -> None:
-    con.execute(
-        "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, cell["seq"], cell.get("execution_count"), cell.get("cell_id"),
-         cell.get("source_hash"), cell.get("source"), _ts(cell.get("started_at")),
-         cell.get("duration"), cell.get("success"), cell.get("error_type"),
-         cell.get("error_message")])
+def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:
+    return (run_id, cell["seq"], cell.get("execution_count"), cell.get("cell_id"),
+            cell.get("source_hash"), cell.get("source"), cell.get("started_at"),
+            cell.get("duration"), cell.get("success"), cell.get("error_type"),
+            cell.get("error_message"))
 
 
 def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
@@ -298,9 +378,15 @@ def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
         _recover(catalog, orphans, dead)
 
 
+def _recorders_of(catalog: Catalog) -> list[Any]:
+    """This process's recorders writing to the catalog's file (any Catalog object)."""
+    from tracker.run import _recorders
+
+    return [r for r in list(_recorders) if r.catalog.path == catalog.path]
+
+
 def _own_run_ids(catalog: Catalog) -> set[str]:
-    recorder = catalog._recorder
-    return {run.id for run in recorder.stack} if recorder is not None else set()
+    return {run.id for recorder in _recorders_of(catalog) for run in recorder.stack}
 
 
 def _is_dead(host: str | None, pid: int | None, started: float | None,
@@ -315,12 +401,10 @@ def _orphaned_spools(catalog: Catalog) -> list[Path]:
     folder = catalog.spool_dir
     if not folder.exists():
         return []
-    own = _own_run_ids(catalog)
-    recorder = catalog._recorder
-    mine = set(recorder._spools) if recorder is not None else set()
+    mine = {recorder.spool_path for recorder in _recorders_of(catalog)}
     orphans = []
     for path in folder.glob("*.jsonl"):
-        if path.stem in own or path.stem in mine:
+        if path in mine:
             continue
         owner = _read_owner(path)
         if owner is None or owner_alive(owner.get("host"), owner.get("pid"),

@@ -37,7 +37,15 @@ if TYPE_CHECKING:
 FLUSH_INTERVAL = 1.0  # seconds between catalog writes while events keep coming
 HEARTBEAT_INTERVAL = 60.0  # a live run touches heartbeat_at at least this often
 _PLAIN_PARAM = {str: "str", int: "int", bool: "bool", type(None): "none"}
+_encode = json.JSONEncoder(default=str).encode  # built once: json.dumps(default=...) is not
 _MISSING = object()
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return None
 
 
 def process_start(pid: int) -> float | None:
@@ -230,7 +238,7 @@ class Recorder:
         self.queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self.stack: list[Run] = []  # active runs, innermost last
         self._seq: dict[str, int] = {}
-        self._spools: dict[str, Any] = {}
+        self._spool: Any = None  # this process's spool file, opened by the first event
         self._pending: list[tuple[str, int, tuple[Any, ...]]] = []
         self._spool_lock = threading.Lock()
         self._db_lock = threading.Lock()
@@ -243,8 +251,11 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        owner = {"host": self.host, "pid": self.pid, "process_start": process_start(self.pid)}
+        self.process_start = process_start(self.pid)
+        self.user = _user()
+        owner = {"host": self.host, "pid": self.pid, "process_start": self.process_start}
         self._owner_line = json.dumps({"owner": owner}) + "\n"
+        self.spool_path = catalog.spool_dir / f"{self.host}-{self.pid}-{_ids.new_run_id()}.jsonl"
         _recorders.add(self)
 
     @property
@@ -277,14 +288,10 @@ class Recorder:
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
                      attrs: Mapping[str, Any] | None) -> dict[str, Any]:
-        try:
-            user = getpass.getuser()
-        except Exception:
-            user = None
         return {
             "name": run.name, "project": run.project, "started_at": time.time(),
-            "host": self.host, "pid": self.pid, "process_start": process_start(self.pid),
-            "username": user, "labels": [str(label) for label in labels or ()],
+            "host": self.host, "pid": self.pid, "process_start": self.process_start,
+            "username": self.user, "labels": [str(label) for label in labels or ()],
             "notes": notes, "parent_id": run.parent_id, **(attrs or {}),
         }
 
@@ -310,31 +317,30 @@ class Recorder:
     # -- the two stages ----------------------------------------------------------------
 
     def spool(self) -> None:
-        """Stage 1: move queued events to the spool files (durable against kill -9)."""
+        """Stage 1: move queued events to the spool file (durable against kill -9)."""
         with self._spool_lock:
-            touched = set()
+            if not self.queue:
+                return
+            handle = self._spool or self._open_spool()
             while self.queue:
                 event = self.queue.popleft()
                 run_id = event[1]
                 seq = self._seq.get(run_id, 0) + 1
                 self._seq[run_id] = seq
-                handle = self._spools.get(run_id) or self._open_spool(run_id)
-                handle.write(json.dumps([seq, *event], default=str) + "\n")
+                handle.write(_encode([seq, *event]) + "\n")
                 self._pending.append((run_id, seq, event))
-                touched.add(handle)
-            for handle in touched:
-                handle.flush()
+            handle.flush()
 
-    def _open_spool(self, run_id: str) -> Any:
-        folder = self.catalog.spool_dir
+    def _open_spool(self) -> Any:
+        folder = self.spool_path.parent
         if not folder.exists():
             self.catalog.ensure_folder()
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = folder / f"{run_id}.jsonl"
-        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open on purpose)
-        os.chmod(path, 0o600)
+        # One file per process, not per run: a sweep of short runs opens no file per run.
+        handle = open(self.spool_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+        os.chmod(self.spool_path, 0o600)
         handle.write(self._owner_line)
-        self._spools[run_id] = handle
+        self._spool = handle
         return handle
 
     def flush(self, *, timeout: float | None = None) -> None:
@@ -360,23 +366,26 @@ class Recorder:
         self._after_write({run_id for run_id, _, _ in batch})
 
     def _after_write(self, run_ids: Iterable[str]) -> None:
-        """Everything up to now is in the catalog: shrink spools, drop those of ended runs."""
+        """Everything up to now is in the catalog: empty the spool, forget ended runs."""
         live = {run.id for run in self.stack}
         with self._spool_lock:
-            pending = {run_id for run_id, _, _ in self._pending}
+            if self._pending or self._spool is None:
+                return
+            self._spool.truncate(0)  # append mode: the next write lands at offset 0
+            self._spool.write(self._owner_line)
+            self._spool.flush()
             for run_id in run_ids:
-                handle = self._spools.get(run_id)
-                if handle is None or run_id in pending:
-                    continue
-                if run_id in live:
-                    handle.truncate(0)  # append mode: the next write lands at offset 0
-                    handle.write(self._owner_line)
-                    handle.flush()
-                else:
-                    handle.close()
-                    del self._spools[run_id]
+                if run_id not in live:
                     self._seq.pop(run_id, None)
-                    Path(handle.name).unlink(missing_ok=True)
+
+    def _remove_spool(self) -> None:
+        """At exit, once everything is in the catalog, the spool file goes."""
+        with self._spool_lock:
+            if self._pending or self._spool is None:
+                return
+            self._spool.close()
+            self._spool = None
+            self.spool_path.unlink(missing_ok=True)
 
     # -- the background thread -----------------------------------------------------------
 
@@ -444,6 +453,7 @@ class Recorder:
                     self._write(deadline)
                 finally:
                     self._db_lock.release()
+            self._remove_spool()
         except Exception:
             pass  # at exit nobody can be warned; the spool holds everything
 

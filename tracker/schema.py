@@ -52,6 +52,8 @@ TABLES: dict[str, str] = {
     "logged_at TIMESTAMPTZ NOT NULL",
     # The type seen for each flat param key, so the runs table gives each column its dtype.
     "param_keys": "key VARCHAR NOT NULL, kind VARCHAR NOT NULL",
+    # The metric keys ever logged: the runs table's metric columns, without scanning metrics.
+    "metric_keys": "key VARCHAR NOT NULL",
     "metrics": "run_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value DOUBLE, step BIGINT, "
     "logged_at TIMESTAMPTZ NOT NULL",
     # One row per distinct content of a path: version counts up per key.

@@ -71,41 +71,32 @@ def runs(catalog: Catalog, where: str | None = None, *,
     condition = query.compile_filter(where)
     equal = query.compile_equals(equals)
     order = query.compile_order_by(order_by)
-    page = (f"SELECT * FROM runs r WHERE {_visibility(include_deleted, deleted_only)} "
+    tail = (f"FROM runs r WHERE {_visibility(include_deleted, deleted_only)} "
             f"AND ({condition.sql}) AND ({equal.sql}) ORDER BY {order.sql}")
     args = [*condition.params, *equal.params, *order.params]
     if limit is not None:
-        page += " LIMIT ? OFFSET ?"
+        tail += " LIMIT ? OFFSET ?"
         args += [int(limit), int(offset)]
     elif offset:
-        page += " OFFSET ?"
+        tail += " OFFSET ?"
         args.append(int(offset))
     _prepare_read(catalog)
     with catalog.connect() as con:
-        con.execute(f"CREATE TEMP TABLE page AS {page}", args)
-        param_keys, metric_keys = _page_keys(con)
-        kinds = _param_kinds(con, param_keys)
-        columns, binds, decode = _select_list(param_keys, metric_keys, kinds)
-        table = frame(con.execute(
-            f"SELECT {columns} FROM page r ORDER BY {order.sql}", [*binds, *order.params]))
+        kinds = _param_kinds(con)
+        metric_keys = sorted(r[0] for r in con.execute("SELECT key FROM metric_keys").fetchall())
+        columns, binds, decode = _select_list(sorted(kinds), metric_keys, kinds)
+        table = frame(con.execute(f"SELECT {columns} {tail}", [*binds, *args]))
+    # Columns come from every key the catalog knows; keep those this result has values for.
+    empty = [c for c in table.columns[len(_ATTRIBUTES):] if table[c].isna().all()]
+    table = table.drop(columns=empty)
     for column in decode:
-        table[column] = table[column].map(_decode_json, na_action="ignore")
+        if column in table:
+            table[column] = table[column].map(_decode_json, na_action="ignore")
     return table
 
 
-def _page_keys(con: Any) -> tuple[list[str], list[str]]:
-    row = con.execute(
-        "SELECT (SELECT list(DISTINCT k ORDER BY k) FROM (SELECT unnest(json_keys(params)) k "
-        "FROM page)), (SELECT list(DISTINCT k ORDER BY k) FROM (SELECT unnest(json_keys(metrics)) "
-        "k FROM page))").fetchone()
-    return list(row[0] or []), list(row[1] or [])
-
-
-def _param_kinds(con: Any, keys: list[str]) -> dict[str, set[str]]:
-    if not keys:
-        return {}
-    rows = con.execute("SELECT key, list(kind) FROM param_keys WHERE list_contains(?, key) "
-                       "GROUP BY key", [keys]).fetchall()
+def _param_kinds(con: Any) -> dict[str, set[str]]:
+    rows = con.execute("SELECT key, list(kind) FROM param_keys GROUP BY key").fetchall()
     return {key: set(kinds) - {"none"} for key, kinds in rows}
 
 
