@@ -1,0 +1,530 @@
+"""Tests for tracker.widgets: the runs browser driven as a user would, against a real catalog.
+
+Widgets are built on a fresh catalog, then driven by setting values, ticking checkboxes and
+clicking buttons (``Button.click()`` fires the same handlers a browser click does); assertions
+look at the rendered values and at the catalog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tracker
+from tracker import query
+from tracker.widgets import RunComparison, RunDetail, RunTable, TrashView
+from tracker.widgets import _plot
+from tracker.widgets.filters import field_name, literal
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+
+
+def make_run(catalog: tracker.Catalog, name: str, *, params: dict[str, Any] | None = None,
+             metrics: dict[str, Sequence[float]] | None = None, labels: Sequence[str] = (),
+             project: str | None = None, status: str = "completed") -> str:
+    """Record one finished run; each metric gets its series of values at steps 0, 1, ..."""
+    run = catalog.start_run(name, params=params or {}, labels=list(labels), project=project)
+    for key, series in (metrics or {}).items():
+        for step, value in enumerate(series):
+            run.log_metric(key, float(value), step=step)
+    run.end(status)
+    return run.id
+
+
+@pytest.fixture
+def three(catalog: tracker.Catalog) -> list[str]:
+    """Three runs, oldest first: a (lr 0.1, acc 0.5), b (lr 0.01, acc 0.9, failed), c."""
+    return [
+        make_run(catalog, "a", params={"lr": 0.1, "model": "cnn"}, metrics={"acc": [0.2, 0.5]},
+                 labels=["baseline"], project="vision"),
+        make_run(catalog, "b", params={"lr": 0.01, "model": "mlp"}, metrics={"acc": [0.9]},
+                 status="failed", project="vision"),
+        make_run(catalog, "c", params={"lr": 0.05, "model": "cnn"}, metrics={"acc": [0.7]},
+                 labels=["it's \\ odd"], project="text"),
+    ]
+
+
+@pytest.fixture
+def table(catalog: tracker.Catalog, three: list[str]) -> Iterator[RunTable]:
+    view = RunTable(catalog=catalog, live=False)
+    yield view
+    view.close()
+
+
+def row_widgets(table: RunTable, index: int) -> tuple[w.Checkbox, w.Button, w.HTML]:
+    check, name, cells = table.body.children[index].children
+    return check, name, cells
+
+
+def header_button(table: RunTable, column: str) -> w.Button:
+    for button in table.header.children[1:]:
+        if button.tooltip.split(":")[0] == column:
+            return button
+    raise AssertionError(f"no header {column!r}")
+
+
+def names(table: RunTable) -> list[str]:
+    return [row_widgets(table, i)[1].description for i in range(len(table.rows))]
+
+
+def walk(widget: w.Widget) -> Iterator[w.Widget]:
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from walk(child)
+
+
+def html_values(widget: w.Widget) -> list[str]:
+    return [child.value for child in walk(widget) if isinstance(child, w.HTML | w.HTMLMath)]
+
+
+def visible(widget: w.Widget) -> bool:
+    return "tracker-hidden" not in widget._dom_classes
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def test_table_shows_newest_runs_first_with_the_total(table: RunTable, three: list[str]) -> None:
+    assert table.rows == three[::-1]
+    assert table.total == 3
+    assert names(table) == ["c", "b", "a"]
+    assert "runs 1–3 of 3" in table.pager.value
+    cells = row_widgets(table, 1)[2].value
+    assert "tracker-pill tracker-failed" in cells
+    assert ">failed<" in cells
+    assert {"status", "params.lr", "metrics.acc"} <= set(table.columns)
+
+
+def test_pages_reuse_the_same_row_widgets(catalog: tracker.Catalog, three: list[str]) -> None:
+    table = RunTable(catalog=catalog, page_size=2, live=False)
+    first_rows = list(table.body.children)
+
+    table.next_button.click()
+
+    assert table.rows == [three[0]]
+    assert table.total == 3
+    assert list(table.body.children) == first_rows
+    assert not visible(first_rows[1])
+    assert "runs 3–3 of 3" in table.pager.value
+    assert table.next_button.disabled
+    table.previous_button.click()
+    assert table.rows == three[:0:-1]
+    assert visible(first_rows[1])
+
+
+def test_header_click_sorts_in_the_catalog_and_flips(table: RunTable, three: list[str]) -> None:
+    header_button(table, "metrics.acc").click()
+
+    assert names(table) == ["b", "c", "a"]
+    assert header_button(table, "metrics.acc").description.endswith("▼")
+    header_button(table, "metrics.acc").click()
+    assert names(table) == ["a", "c", "b"]
+    table.sort_by("params.lr", descending=False)
+    assert names(table) == ["b", "c", "a"]
+
+
+def test_sorting_by_an_unknown_field_shows_the_error(table: RunTable) -> None:
+    table.sort_by("nonsense")
+
+    assert "unknown field 'nonsense'" in table.error_text
+    assert visible(table.notice)
+    assert table.order_key == "started_at"
+
+
+def test_filter_box_filters_and_shows_a_syntax_error_inline(table: RunTable) -> None:
+    table.filters.text.value = "params.lr >= 0.05"
+    assert names(table) == ["c", "a"]
+    assert table.total == 2
+
+    table.filters.text.value = "params.lr >= 0.05 and"
+
+    assert table.error_text == "expected a field name, found the end of the text at position 21"
+    assert visible(table.filters.error)
+    assert "^" in table.filters.error.value
+    assert names(table) == ["c", "a"]  # the last good page stays
+    table.set_filter("status = 'failed'")
+    assert names(table) == ["b"]
+    assert table.error_text == ""
+    assert not visible(table.filters.error)
+
+
+def test_quick_filters_combine_with_the_filter_box(table: RunTable) -> None:
+    table.load_choices()  # waits for the background load, then reads the counts again
+    assert ("vision (2)", "vision") in table.filters.project.options
+    table.filters.project.value = "vision"
+    assert names(table) == ["b", "a"]
+    table.filters.status.value = "completed"
+    assert names(table) == ["a"]
+    table.filters.clear_button.click()
+    table.filters.label.value = "it's \\ odd"
+    assert names(table) == ["c"]
+    table.filters.label.value = ""
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    table.filters.since.value = tomorrow
+    assert table.rows == []
+    assert "no runs match" in table.pager.value
+    table.filters.since.value = None
+    table.filters.until.value = dt.date.today()
+    assert table.total == 3
+
+
+def test_select_all_ticks_every_row_of_the_page(table: RunTable, three: list[str]) -> None:
+    table.select_all.value = True
+
+    assert table.selected == set(three)
+    assert all(row_widgets(table, i)[0].value for i in range(3))
+    assert "3 selected" in table.selection_html.value
+    row_widgets(table, 0)[0].value = False
+    assert table.selected == set(three[:2])
+    assert table.select_all.value is False
+
+
+def test_delete_asks_first_then_soft_deletes_and_undo_restores(
+        table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+    row_widgets(table, 0)[0].value = True  # run c
+    table.delete_button.click()
+
+    assert visible(table.confirmation)
+    assert "Delete 1 run?" in table.confirmation.question
+    assert catalog.get_run(three[2]).deleted_at is None  # nothing happens before Confirm
+    table.confirmation.confirm_button.click()
+
+    assert catalog.get_run(three[2]).deleted_at is not None
+    assert table.rows == three[1::-1]
+    assert table.message == "1 run deleted."
+    assert not visible(table.confirmation)
+    table.notice.action_button.click()  # Undo
+    assert catalog.get_run(three[2]).deleted_at is None
+    assert table.rows == three[::-1]
+    assert table.message == "1 run restored."
+
+
+def test_cancel_deletes_nothing(table: RunTable, catalog: tracker.Catalog,
+                                three: list[str]) -> None:
+    table.select(three[:2])
+    table.delete_selected()
+    assert "Delete 2 runs?" in table.confirmation.question
+
+    table.confirmation.cancel_button.click()
+
+    assert not visible(table.confirmation)
+    assert catalog.count_runs(by=None)["count"][0] == 3
+
+
+def test_delete_without_a_selection_explains(table: RunTable) -> None:
+    table.delete_button.click()
+
+    assert not table.confirmation.pending
+    assert "Select runs" in table.message
+
+
+def test_column_chooser_sets_the_columns(table: RunTable) -> None:
+    table.columns_button.value = True
+    assert visible(table.chooser)
+    assert ("params.model", "params.model") in table.chooser.options
+
+    table.chooser.value = ("status", "params.model")
+
+    assert table.columns == ["status", "params.model"]
+    assert [b.description.split(" ")[0] for b in table.header.children[1:]] == [
+        "name", "status", "model"]
+    assert table.header.children[-1].icon == "sliders"
+    assert ">cnn<" in row_widgets(table, 0)[2].value
+
+
+def test_current_run_is_marked(catalog: tracker.Catalog, three: list[str]) -> None:
+    run = catalog.start_run("live one")
+    table = RunTable(catalog=catalog, live=False)
+    try:
+        check, name, cells = row_widgets(table, 0)
+        assert name.description == "● live one"
+        assert "tracker-current" in table.body.children[0]._dom_classes
+        assert "tracker-running" in cells.value
+        assert "● this notebook" in table.pager.value
+        assert not row_widgets(table, 1)[1].description.startswith("●")
+    finally:
+        table.close()
+        run.end()
+
+
+def test_running_runs_update_in_place_in_the_background(catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("training", params={"lr": 0.1})
+    run.log_metric("loss", 1.5)
+    table = RunTable(catalog=catalog, interval=0.05)
+    try:
+        cells = row_widgets(table, 0)[2]
+        assert "1.5" in cells.value
+        assert table.live_updating
+        run.log_metric("loss", 0.25)
+        catalog.flush()
+        _wait_for(lambda: "0.25" in cells.value)
+        run.end("completed")
+        _wait_for(lambda: "tracker-completed" in cells.value)
+        _wait_for(lambda: not table.live_updating)
+        assert row_widgets(table, 0)[2] is cells  # the same widget, updated in place
+    finally:
+        table.close()
+
+
+def test_closing_the_table_stops_live_updates(catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("forever")
+    table = RunTable(catalog=catalog, interval=0.05)
+    assert table.live_updating
+
+    table.close()
+
+    _wait_for(lambda: not table.live_updating)
+    assert table.refresh_running() is False
+    run.end()
+
+
+def test_a_broken_catalog_is_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-catalog.duckdb"
+    path.write_bytes(b"this is not a database" * 100)
+
+    table = RunTable(catalog=path, live=False)
+
+    assert "cannot be opened as a tracker catalog" in table.error_text
+    assert table.rows == []
+
+
+# -- detail, compare, trash ---------------------------------------------------------------------
+
+
+def test_detail_shows_params_history_metrics_files_environment_and_cells(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("x\n1\n")
+    producer = catalog.start_run("prepare")
+    producer.log_output(data)
+    producer.end()
+    run = catalog.start_run("train", params={"lr": 0.1, "epochs": 3})
+    run.log_param("lr", 0.01)
+    run.log_input(data)
+    for step, loss in enumerate([1.0, 0.5, 0.25]):
+        run.log_metric("loss", loss, step=step)
+    run.record("env", "env-1", {"python": "3.11.7", "implementation": "CPython",
+                                "platform": "Linux-6", "machine": "x86_64",
+                                "packages": {"numpy": "2.0", "pandas": "3.1"},
+                                "git": {"commit": "abcdef1234567", "branch": "main",
+                                        "dirty": True}})
+    run.record("cell", {"seq": 1, "execution_count": 1, "source": "x = 1", "success": True,
+                        "duration": 0.01})
+    run.record("cell", {"seq": 2, "execution_count": 2, "source": "1 / 0", "success": False,
+                        "error_type": "ZeroDivisionError", "error_message": "division by zero"})
+    run.end("failed", error="ZeroDivisionError: division by zero")
+    opened: list[str] = []
+
+    detail = RunDetail(run.id, catalog=catalog, on_open=opened.append)
+
+    assert "tracker-failed" in detail.header.value
+    assert "ZeroDivisionError: division by zero" in detail.header.value
+    assert re.search(r"<td[^>]*>lr</td><td[^>]*>0.01</td><td[^>]*>0.1 \(.*\) → 0.01",
+                     detail.params.value)
+    assert 'class="tracker-differs">lr' in detail.params.value  # the changed param stands out
+    assert "<svg" in detail.metrics.value and ">0.25<" in detail.metrics.value
+    assert str(data.resolve()) in detail.files.value
+    assert "3.11.7" in detail.environment.value
+    assert "2 installed" in detail.environment.value and "<details>" in detail.environment.value
+    assert "(uncommitted changes)" in detail.environment.value
+    assert "1 failed" in detail.cells.value and "division by zero" in detail.cells.value
+    detail.links[producer.id].click()
+    assert opened == [producer.id]
+
+
+def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Catalog,
+                                                           tmp_path: Path) -> None:
+    data = tmp_path / "out.txt"
+    data.write_text("hello")
+    producer = catalog.start_run("writer")
+    producer.log_output(data)
+    producer.end()
+    reader = catalog.start_run("reader")
+    reader.log_input(data)
+    reader.end()
+    detail = RunDetail(reader.id, catalog=catalog)
+
+    detail.links[producer.id].click()
+
+    assert detail.info is not None and detail.info.id == producer.id
+    assert reader.id in detail.links  # the writer's output was read by the reader
+
+
+def test_table_opens_detail_from_the_name_button(table: RunTable, three: list[str]) -> None:
+    row_widgets(table, 2)[1].click()
+
+    assert isinstance(table.view, RunDetail)
+    assert table.view.info is not None and table.view.info.id == three[0]
+    assert ">cnn<" in table.view.params.value
+    table.close_panel()
+    assert table.view is None
+
+
+def test_compare_highlights_differing_params(table: RunTable, three: list[str]) -> None:
+    table.select(three[::2])  # a and c: same model, different lr
+    table.compare_button.click()
+
+    view = table.view
+    assert isinstance(view, RunComparison)
+    assert view.ids == [three[2], three[0]]  # in the table's order: newest first
+    assert re.search(r'<td class="tracker-differs">lr</td>', view.params.value)
+    assert "<td>model</td><td>cnn</td><td>cnn</td>" in view.params.value
+    assert "1 of 2 params differ" in view.params.value
+    assert ">0.5<" in view.metrics.value and ">0.7<" in view.metrics.value
+    assert "<svg" in view.plots.value  # run a has a two-point acc series
+
+
+def test_compare_needs_two_runs(table: RunTable, three: list[str]) -> None:
+    table.select(three[:1])
+    table.compare()
+
+    assert table.view is None
+    assert "two or more" in table.message
+
+
+def test_trash_restores_and_purges_only_after_confirmation(
+        table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+    catalog.delete_runs(ids=three[:2])
+    table.trash_button.click()
+    trash = table.view
+    assert isinstance(trash, TrashView)
+    assert sorted(trash.rows) == sorted(three[:2])
+
+    trash.select([three[0]])
+    trash.restore_button.click()
+    assert catalog.get_run(three[0]).deleted_at is None
+    assert trash.rows == [three[1]]
+    assert set(table.rows) == {three[0], three[2]}  # the table refreshed too
+
+    trash.select([three[1]])
+    trash.purge_button.click()
+    assert "Permanently delete 1 run" in trash.confirmation.question
+    assert catalog.get_run(three[1]).deleted  # still there until Confirm
+    trash.confirmation.confirm_button.click()
+    with pytest.raises(tracker.RunNotFoundError):
+        catalog.get_run(three[1])
+    assert trash.notice.text == "1 run purged."
+    assert trash.total == 0
+
+
+def test_purge_all_keeps_runs_deleted_after_the_question(catalog: tracker.Catalog,
+                                                         three: list[str]) -> None:
+    catalog.delete_runs(ids=three[:2])
+    trash = TrashView(catalog=catalog)
+    trash.purge_all_button.click()
+    assert "all 2 runs" in trash.confirmation.question
+    time.sleep(1.0)  # the purge's own start-up (lock, flush) must not reach this deletion
+    catalog.delete_runs(ids=[three[2]])  # deleted elsewhere while the question is open
+
+    trash.confirmation.confirm_button.click()
+
+    assert trash.notice.text == "2 runs purged."
+    assert catalog.get_run(three[2]).deleted
+
+
+# -- escaping ----------------------------------------------------------------------------------
+
+
+def test_hostile_strings_show_only_escaped_in_every_html_value(catalog: tracker.Catalog,
+                                                              tmp_path: Path) -> None:
+    hostile_file = tmp_path / "<img src=x onerror=alert(2)>.csv"
+    hostile_file.write_text("1")
+    evil = catalog.start_run(SCRIPT, params={"model": IMG, IMG: 1}, labels=[IMG],
+                             project=SCRIPT, notes=IMG)
+    evil.log_metric(SCRIPT, 1.0, step=0)
+    evil.log_metric(SCRIPT, 2.0, step=1)
+    evil.log_output(hostile_file)
+    evil.record("cell", {"seq": 1, "source": SCRIPT, "success": False,
+                         "error_type": IMG, "error_message": SCRIPT})
+    evil.end("failed", error=IMG)
+    other = make_run(catalog, IMG, params={"model": SCRIPT})
+    table = RunTable(catalog=catalog, live=False, columns=[
+        "notebook_name", "status", "labels", "project", "notes", "params.model",
+        f"params.{IMG}", f"metrics.{SCRIPT}"])
+    table.set_filter(f"name = '{SCRIPT}' or {IMG}")  # a syntax error quoting the payload
+    assert table.error_text
+    values = html_values(table)
+    table.set_filter(None)
+    table.select([evil.id, other])
+    table.compare()
+    values += html_values(table)
+    table.show_detail(evil.id)
+    values += html_values(table)
+    catalog.delete_runs(ids=[other])
+    table.show_trash()
+    values += html_values(table)
+
+    for value in values:
+        assert "<script" not in value.lower()
+        assert "<img" not in value.lower()
+    text = "\n".join(values)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "&lt;img src=x onerror=alert(2)&gt;.csv" in text
+    assert any(SCRIPT in b.description for b in walk(table) if isinstance(b, w.Button))
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+@given(st.text())
+def test_literal_round_trips_any_text_through_the_filter_language(text: str) -> None:
+    compiled = query.compile_filter(f"name = {literal(text)}")
+
+    assert compiled.params == (text,)
+
+
+@given(st.text(min_size=1))
+def test_field_name_round_trips_any_param_key(key: str) -> None:
+    assert query.parse_key(field_name("params", key)) == ("params", key)
+
+
+def test_sparkline_thins_long_series_and_writes_only_numbers() -> None:
+    svg = _plot.sparkline([float(i % 7) for i in range(10_000)], title=SCRIPT)
+
+    path = re.search(r' d="([^"]*)"', svg)
+    assert path is not None and re.fullmatch(r"[ML0-9., h-]+", path.group(1))
+    assert path.group(1).count("L") == _plot.MAX_POINTS - 1
+    assert "<script" not in svg and "&lt;script&gt;" in svg
+
+
+def test_line_plot_escapes_series_names() -> None:
+    svg = _plot.line_plot({IMG: [(0, 1.0), (1, 2.0)], "b": [(0, 2.0), (1, 0.5)]})
+
+    assert "<img" not in svg and "&lt;img" in svg
+    assert svg.count("<path") == 2
+
+
+def test_import_tracker_does_not_import_ipywidgets() -> None:
+    code = "import sys, tracker; print('ipywidgets' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_show_displays_a_run_table(catalog: tracker.Catalog, three: list[str]) -> None:
+    tracker.use_catalog(catalog)
+    table = tracker.show("status = 'failed'", live=False)
+
+    assert isinstance(table, RunTable)
+    assert table.rows == [three[1]]
+    table.close()
+
+
+def _wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)

@@ -1,0 +1,156 @@
+"""What the views tell the user: the confirmation bar, the notice bar (with Undo), error capture.
+
+Nothing destructive happens on a first click: views call :meth:`ConfirmBar.ask` and act only
+from its Confirm button. Failures inside callbacks never escape into the kernel as exceptions
+(ipywidgets would print a traceback into the log); :func:`reporting` turns them into a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ipywidgets as w
+
+from tracker.errors import TrackerError, TrackerWarning
+
+from ._html import esc, message, style_block
+
+# Errors a user can cause or fix (a bad filter, a locked catalog, a vanished run): shown, not
+# warned about. Anything else is a bug in tracker: shown and also warned once.
+_EXPECTED = (TrackerError, ValueError, LookupError, OSError, TimeoutError)
+_warned_internal = False
+
+
+class ConfirmBar(w.HBox):
+    """A bar that asks before a destructive action: a message, Confirm and Cancel buttons."""
+
+    def __init__(self) -> None:
+        self.text = w.HTML()
+        self.confirm_button = w.Button(button_style="danger")
+        self.cancel_button = w.Button(description="Cancel")
+        self._action: Callable[[], None] | None = None
+        self.question = ""
+        super().__init__([self.text, self.confirm_button, self.cancel_button])
+        self.add_class("tracker-bar")
+        self.add_class("tracker-bar-danger")
+        self.add_class("tracker-hidden")
+        self.confirm_button.on_click(self._confirmed)
+        self.cancel_button.on_click(lambda _: self.dismiss())
+
+    @property
+    def pending(self) -> bool:
+        """True while a question waits for an answer."""
+        return self._action is not None
+
+    def ask(self, question: str, *, confirm: str, action: Callable[[], None]) -> None:
+        """Show ``question``; ``action`` runs only when the Confirm button is clicked."""
+        self.question = question
+        self.text.value = message(question, "warn")
+        self.confirm_button.description = confirm
+        self._action = action
+        self.remove_class("tracker-hidden")
+
+    def dismiss(self) -> None:
+        """Hide the bar and forget the pending action."""
+        self._action = None
+        self.question = ""
+        self.text.value = ""
+        self.add_class("tracker-hidden")
+
+    def _confirmed(self, _: Any) -> None:
+        action = self._action
+        self.dismiss()
+        if action is not None:
+            action()
+
+
+class Notice(w.HBox):
+    """A one-line message (info, ok, warn or error), with an optional action such as Undo."""
+
+    def __init__(self) -> None:
+        self.html = w.HTML()
+        self.action_button = w.Button()
+        self.action_button.add_class("tracker-hidden")
+        self.text = ""
+        self.kind = ""
+        self._action: Callable[[], None] | None = None
+        super().__init__([self.html, self.action_button])
+        self.add_class("tracker-bar")
+        self.add_class("tracker-hidden")
+        self.action_button.on_click(self._clicked)
+
+    def show(self, text: str, *, kind: str = "info", action: Callable[[], None] | None = None,
+             label: str = "Undo") -> None:
+        """Display ``text``; with ``action``, a button named ``label`` runs it once."""
+        self.text, self.kind = text, kind
+        self.html.value = message(text, kind) if "\n" not in text else (
+            f'<pre class="tracker-code tracker-error">{esc(text)}</pre>')
+        self._action = action
+        self.action_button.description = label
+        if action is None:
+            self.action_button.add_class("tracker-hidden")
+        else:
+            self.action_button.remove_class("tracker-hidden")
+        self.remove_class("tracker-hidden")
+
+    def clear(self) -> None:
+        """Hide the notice."""
+        self.text, self.kind, self._action = "", "", None
+        self.html.value = ""
+        self.add_class("tracker-hidden")
+
+    def _clicked(self, _: Any) -> None:
+        action = self._action
+        self._action = None
+        self.action_button.add_class("tracker-hidden")
+        if action is not None:
+            action()
+
+
+@contextlib.contextmanager
+def reporting(show: Callable[[str], None]) -> Iterator[None]:
+    """Run a UI action; on failure pass a readable message to ``show`` instead of raising."""
+    try:
+        yield
+    except _EXPECTED as exc:
+        show(str(exc) or type(exc).__name__)
+    except Exception as exc:  # never into the user's kernel as a traceback
+        show(f"tracker could not do that ({type(exc).__name__}: {exc})")
+        _warn_internal(exc)
+
+
+def _warn_internal(exc: Exception) -> None:
+    global _warned_internal
+    if _warned_internal:
+        return
+    _warned_internal = True
+    warnings.warn(f"tracker's runs browser hit an internal error: {exc!r}", TrackerWarning,
+                  stacklevel=3)
+
+
+def button(description: str, action: Callable[[], None], *, tooltip: str = "",
+           danger: bool = False) -> w.Button:
+    """A button sized to its text that calls ``action()`` when clicked."""
+    widget = w.Button(description=description, tooltip=tooltip,
+                      button_style="danger" if danger else "", layout=w.Layout(width="auto"))
+    widget.on_click(lambda _: action())
+    return widget
+
+
+def close_tree(widget: w.Widget) -> None:
+    """Close a widget and everything inside it, so replaced views free their kernel comms."""
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
+    widget.close()
+
+
+def styled(box: w.Box) -> w.Box:
+    """Mark ``box`` as a tracker view and give it the style sheet."""
+    sheet = w.HTML(style_block())
+    sheet.add_class("tracker-hidden")
+    box.children = (sheet, *box.children)
+    box.add_class("tracker-ui")
+    return box

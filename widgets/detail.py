@@ -1,0 +1,215 @@
+"""RunDetail: everything recorded about one run, on one screen.
+
+Sections: the run's facts; params with the history of values that changed; metrics with a small
+plot per series; the files it read and wrote, with buttons to the runs that produced its inputs
+or read its outputs; the environment; the executed cells with their errors. Three catalog reads
+(``get_run``, ``metric_history``, ``lineage``), whatever the catalog's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from tracker.models import RunInfo
+
+from . import _html as h
+from ._catalog import CatalogLike, current_run_id, resolve_catalog
+from ._feedback import close_tree, styled
+from ._plot import sparkline
+
+MAX_CELLS = 200  # the latest cells; a week-long session can execute thousands
+MAX_LINKS = 24
+_SOURCE_PREVIEW = 80
+
+
+class RunDetail(w.VBox):
+    """One run in full: facts, params (with history), metrics (with plots), files, environment,
+    cells.
+
+    ``on_open(run_id)`` is called when a related run's button is clicked; by default the detail
+    shows that run instead.
+    """
+
+    def __init__(self, run_id: str, *, catalog: CatalogLike = None,
+                 on_open: Callable[[str], None] | None = None) -> None:
+        self.catalog = resolve_catalog(catalog)
+        self.on_open = on_open or self.load
+        self.info: RunInfo | None = None
+        self.links: dict[str, w.Button] = {}
+        self.header = w.HTML()
+        self.params = w.HTML()
+        self.metrics = w.HTML()
+        self.files = w.HTML()
+        self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.environment = w.HTML()
+        self.cells = w.HTML()
+        super().__init__([self.header, self.params, self.metrics, self.files, self.related,
+                          self.environment, self.cells])
+        styled(self)
+        self.load(run_id)
+
+    def load(self, run_id: str) -> None:
+        """Show run ``run_id`` (an id, a unique prefix or a ``tracker://`` key)."""
+        info = self.catalog.get_run(run_id)
+        history = self.catalog.metric_history(info.id)
+        lineage = self.catalog.lineage(info.id)
+        self.info = info
+        self.header.value = _header(info, here=info.id == current_run_id(self.catalog))
+        self.params.value = _params(info)
+        self.metrics.value = _metrics(info, history)
+        self.files.value = _files(info)
+        self._link(lineage)
+        self.environment.value = _environment(info.environment)
+        self.cells.value = _cells(info.cells)
+
+    def _link(self, lineage: Any) -> None:
+        for button in self.links.values():
+            close_tree(button)
+        self.links = {}
+        buttons = [w.HTML(h.section("Related runs"))] if len(lineage) else []
+        for record in lineage.to_dict("records")[:MAX_LINKS]:
+            run_id = record["run_id"]
+            if run_id in self.links:
+                continue
+            arrow, verb = ("⇠", "wrote") if record["direction"] == "upstream" else ("⇢", "read")
+            name = record["run_name"] or run_id
+            button = w.Button(description=f"{arrow} {name}",
+                              tooltip=f"{name} ({run_id}) {verb} {record['uri']}",
+                              layout=w.Layout(width="auto", max_width="320px"))
+            button.add_class("tracker-link")
+            button.on_click(lambda _, target=run_id: self.on_open(target))
+            self.links[run_id] = button
+            buttons.append(button)
+        old = self.related.children
+        self.related.children = buttons
+        for widget in old:
+            if widget not in buttons:
+                widget.close()
+
+
+def _header(info: RunInfo, *, here: bool) -> str:
+    title = h.join([h.tag("span", info.name or info.id, cls="tracker-title"), " ",
+                    h.pill(info.status)])
+    if here:
+        title = h.join([title, " ", h.tag("span", "● this notebook's run", cls="tracker-here")])
+    facts: dict[str, Any] = {
+        "id": info.id, "project": info.project,
+        "notebook": info.notebook or h.EMPTY, "started": h.iso(info.started_at),
+        "ended": h.iso(info.ended_at), "duration": h.duration(info.duration),
+        "user": f"{info.user or '?'}@{info.host or '?'} (pid {info.pid})",
+    }
+    if info.labels:
+        facts["labels"] = h.chips(info.labels)
+    if info.parent_id:
+        facts["parent run"] = info.parent_id
+    if info.notes:
+        facts["notes"] = info.notes
+    if info.error:
+        facts["error"] = h.message(info.error, "error")
+    if info.deleted:
+        facts["deleted"] = h.message(f"in the trash since {h.iso(info.deleted_at)}", "warn")
+    return h.join([h.tag("div", title), h.attributes_table(facts)])
+
+
+def _params(info: RunInfo) -> str:
+    if not info.params:
+        return h.join([h.section("Params"), h.muted("no params recorded")])
+    rows, changed = [], []
+    for key in sorted(info.params):
+        entries = info.param_history.get(key, [])
+        rows.append([key, h.value_text(info.params[key]), _history(entries)])
+        changed.append(len(entries) > 1)
+    return h.join([h.section("Params"), h.table(["param", "value", "earlier values"], rows,
+                                                differing=changed)])
+
+
+def _history(entries: Sequence[tuple[Any, Any]]) -> str:
+    """"0.1 (14:02) → 0.01 (14:05)" for a param whose value changed; blank otherwise."""
+    if len(entries) < 2:
+        return ""
+    return " → ".join(f"{h.value_text(value)} ({h.iso(when)})" for when, value in entries)
+
+
+def _metrics(info: RunInfo, history: Any) -> str:
+    series = _series(history)
+    keys = sorted(set(info.metrics) | set(series))
+    if not keys:
+        return h.join([h.section("Metrics"), h.muted("no metrics recorded")])
+    rows = []
+    for key in keys:
+        values, steps = series.get(key, ([], []))
+        plot = sparkline(values, steps=steps, title=key) if len(values) > 1 else ""
+        rows.append([key, h.number(info.metrics.get(key, values[-1] if values else None)),
+                     f"{len(values):,}", plot])
+    return h.join([h.section("Metrics"), h.table(["metric", "latest", "values", "series"], rows)])
+
+
+def _series(history: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """Per metric key: its values and their steps (the value's index where steps are missing)."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for key, group in history.groupby("key", sort=True):
+        values = [float(v) for v in group["value"]]
+        steps = group["step"]
+        xs = ([float(s) for s in steps] if steps.notna().all()
+              else [float(i) for i in range(len(values))])
+        out[str(key)] = (values, xs)
+    return out
+
+
+def _files(info: RunInfo) -> str:
+    if not info.artifacts:
+        return h.join([h.section("Files"), h.muted("no inputs or outputs recorded")])
+    rows = []
+    for item in info.artifacts:
+        producer = item.get("producer_run_id")
+        source = ("this run" if producer == info.id else producer or h.EMPTY)
+        rows.append([item["role"], item["uri"], f"v{item.get('version')}",
+                     h.size(item.get("size")), (item.get("hash") or "")[:12], source])
+    return h.join([h.section("Files"), h.table(
+        ["role", "path", "version", "size", "hash", "produced by"], rows)])
+
+
+def _environment(env: Mapping[str, Any] | None) -> str:
+    if not env:
+        return h.join([h.section("Environment"), h.muted("no environment recorded")])
+    facts: dict[str, Any] = {
+        "python": f"{env.get('python', '?')} ({env.get('implementation', '?')})",
+        "platform": f"{env.get('platform', '?')} {env.get('machine', '')}".strip(),
+    }
+    git = env.get("git")
+    if git:
+        dirty = " (uncommitted changes)" if git.get("dirty") else ""
+        facts["git"] = f"{str(git.get('commit') or '')[:10]} on {git.get('branch') or '?'}{dirty}"
+        if git.get("remote"):
+            facts["remote"] = git["remote"]
+    packages = env.get("packages") or {}
+    listing = h.table(["package", "version"], sorted(packages.items()))
+    facts["packages"] = h.details(f"{len(packages):,} installed", listing) if packages else "none"
+    return h.join([h.section("Environment"), h.attributes_table(facts)])
+
+
+def _cells(cells: Sequence[Mapping[str, Any]]) -> str:
+    if not cells:
+        return h.join([h.section("Executed cells"), h.muted("no cells recorded")])
+    shown = list(cells)[-MAX_CELLS:]
+    failed = sum(1 for cell in cells if cell.get("success") is False)
+    summary = f"{len(cells):,} executed, {failed:,} failed"
+    if len(shown) < len(cells):
+        summary += f"; the last {len(shown)} shown"
+    rows, errors = [], []
+    for cell in shown:
+        ok = cell.get("success") is not False
+        source = str(cell.get("source") or "")
+        first = source.strip().splitlines()[0][:_SOURCE_PREVIEW] if source.strip() else ""
+        error = "" if ok else h.message(
+            f"{cell.get('error_type') or 'Error'}: {cell.get('error_message') or ''}", "error")
+        rows.append([f"[{cell.get('execution_count') or ' '}]",
+                     h.message("ok", "ok") if ok else h.message("failed", "error"),
+                     h.duration(cell.get("duration")), h.details(first, h.code(source)), error])
+        errors.append(not ok)
+    return h.join([h.section("Executed cells"), h.muted(summary),
+                   h.table(["cell", "result", "took", "source", "error"], rows,
+                           differing=errors)])
