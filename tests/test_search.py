@@ -52,6 +52,7 @@ def test_order_by_puts_missing_values_last(catalog: tracker.Catalog,
     assert list(catalog.runs(order_by=["metrics.acc"])["name"]) == ["a", "b", "c"]
     page = catalog.runs(order_by="name", limit=2, offset=1)
     assert list(page["name"]) == ["b", "c"]
+    assert page.attrs["total"] == 3
 
 
 def test_a_bad_filter_names_the_position(catalog: tracker.Catalog) -> None:

@@ -295,6 +295,7 @@ class Catalog:
 
         ``where`` is the filter language (``"params.lr > 0.01 and status = 'completed'"``);
         ``equals`` adds equality tests (``status="failed"``). Newest first unless ``order_by``.
+        ``frame.attrs["total"]`` is the number of runs matching, whatever ``limit`` cut.
         """
         from tracker import search
 

@@ -86,12 +86,17 @@ def runs(catalog: Catalog, where: str | None = None, *,
         metric_keys = sorted(r[0] for r in con.execute("SELECT key FROM metric_keys").fetchall())
         columns, binds, decode = _select_list(sorted(kinds), metric_keys, kinds)
         table = frame(con.execute(f"SELECT {columns} {tail}", [*binds, *args]))
+        total = len(table) if limit is None and not offset else con.execute(
+            f"SELECT count(*) FROM runs r WHERE {_visibility(include_deleted, deleted_only)} "
+            f"AND ({condition.sql}) AND ({equal.sql})",
+            [*condition.params, *equal.params]).fetchone()[0]
     # Columns come from every key the catalog knows; keep those this result has values for.
     empty = [c for c in table.columns[len(_ATTRIBUTES):] if table[c].isna().all()]
     table = table.drop(columns=empty)
     for column in decode:
         if column in table:
             table[column] = table[column].map(_decode_json, na_action="ignore")
+    table.attrs["total"] = int(total)  # runs matching, whatever the limit: for pagers
     return table
 
 

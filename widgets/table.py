@@ -1,8 +1,8 @@
 """RunTable: a page of runs with sorting, filters, column choice, selection and actions.
 
 Everything heavy happens in the catalog: a refresh is one ``runs(where, order_by, limit,
-offset)`` query for the page and one ``count_runs`` for the total; a page change or a sort is
-just the page query. Widgets are built once: a fixed pool of ``page_size`` rows (checkbox, name
+offset)`` call for the page, which also carries the total (``frame.attrs["total"]``), over one
+connection. Widgets are built once: a fixed pool of ``page_size`` rows (checkbox, name
 button, one HTML line of cells) whose values are updated in place, with layouts shared between
 rows, so memory and render time do not grow with the catalog. Details, comparisons and the trash
 open in a panel below the table.
@@ -163,7 +163,7 @@ class RunTable(w.VBox):
             self._where = where
             frame = self._page(where)
             if count:
-                self.total = int(self.catalog.count_runs(where, by=None)["count"].iloc[0])
+                self.total = frame.attrs["total"]
             if frame.empty and self.offset and self.total:
                 # The page emptied (runs deleted elsewhere): show the last page that has runs.
                 self.offset = (self.total - 1) // self.page_size * self.page_size

@@ -20,7 +20,6 @@ from . import _html as h
 from ._catalog import CatalogLike, resolve_catalog
 from ._feedback import ConfirmBar, Notice, button, reporting, styled
 
-_IN_TRASH = "deleted_at IS NOT NULL"
 _WIDTHS = (260, 150, 100, 180, 150)
 
 
@@ -73,8 +72,7 @@ class TrashView(w.VBox):
         with reporting(self._error):
             frame = self.catalog.runs(deleted_only=True, order_by="deleted_at DESC",
                                       limit=self.page_size, offset=self.offset)
-            self.total = int(self.catalog.count_runs(_IN_TRASH, by=None,
-                                                     include_deleted=True)["count"].iloc[0])
+            self.total = frame.attrs["total"]
             if frame.empty and self.offset:
                 self.offset = 0
                 frame = self.catalog.runs(deleted_only=True, order_by="deleted_at DESC",
