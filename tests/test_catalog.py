@@ -145,3 +145,19 @@ def test_another_tool_holding_duckdb_is_waited_for_then_named(catalog: tracker.C
 def test_postgres_urls_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(tracker.CatalogError, match="only DuckDB"):
         tracker.Catalog("postgresql://db.example/runs")
+
+
+@pytest.mark.slow
+def test_catalog_files_are_readable_by_duckdb_1_5(catalog: tracker.Catalog,
+                                                  tmp_path: Path) -> None:
+    with catalog.start_run("compat", params={"lr": 0.1}, labels=["x"]) as run:
+        run.log_metric("acc", 0.5)
+    catalog.flush()
+    venv = tmp_path / "duckdb15"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "duckdb==1.5.5"], check=True)
+    script = ("import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+              "print(duckdb.__version__, con.execute('SELECT name, labels FROM runs').fetchall())")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", script, str(catalog.path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1.5.5 [('compat', ['x'])]"
