@@ -109,7 +109,11 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """``%unload_ext tracker``: end the session's run and remove the hooks."""
+    """``%unload_ext tracker``: stop recording cells and files.
+
+    The run stays open until the kernel exits, so ``%reload_ext tracker`` keeps the same run;
+    ``%tracker end`` ends it now.
+    """
     from tracker.ipython import unload
 
     unload(ipython)

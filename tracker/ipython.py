@@ -6,14 +6,19 @@ error), the values of the ``parameters`` / ``injected-parameters`` cells, the fi
 and makes all of it durable in the spool before the next cell runs. Reads and writes are seen by
 :mod:`tracker.capture`. Loading again keeps the same run: one kernel session is one run.
 
+The notebook is looked for when the extension loads; in a kernel where that fails (an
+auto-loaded kernel has run no cell yet, ``jupyter execute a.ipynb b.ipynb`` names two), the first
+few cells' sources are tried too, and the no-notebook warning waits until they have been.
+
 Nothing here may break the user's notebook: every hook body is guarded, and the first failure
-becomes one :class:`~tracker.errors.TrackerWarning`.
+becomes one :class:`~tracker.errors.TrackerWarning`; a failing ``%tracker`` command warns too.
 """
 
 from __future__ import annotations
 
 import ast
 import atexit
+import contextlib
 import os
 import shlex
 import threading
@@ -30,6 +35,8 @@ from tracker.run import Run
 
 SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
+_LOCATE_TRIES = 3  # cells whose source may still reveal the notebook after loading
+_ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snapshot
 
 USAGE = """\
 %tracker                  status of this notebook's run
@@ -38,7 +45,8 @@ USAGE = """\
 %tracker param K=V ...    set params (values are Python literals, else text)
 %tracker input PATH       record a file or URI this run read
 %tracker output PATH      record a file or URI this run wrote
-%tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)"""
+%tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)
+%tracker help             this list"""
 
 
 class Session:
@@ -57,6 +65,11 @@ class Session:
         self._cell_id: str | None = None
         self._written: list[str] = []
         self._warned = False
+        self._warned_no_notebook = False
+        self._locate_tries = 0
+        self._named = False  # the run got its name from `%tracker new NAME`
+        self._environment: threading.Thread | None = None
+        self._environment_of: str | None = None  # the run whose snapshot was recorded
 
     # -- guarded entry points -----------------------------------------------------------
 
@@ -65,12 +78,21 @@ class Session:
         try:
             return action()
         except Exception as exc:
-            if not self._warned:
-                self._warned = True
-                warnings.warn(f"tracker: {what} failed ({type(exc).__name__}: {exc}); your "
-                              "code is unaffected, but this run may be incomplete",
-                              TrackerWarning, stacklevel=2)
+            self._warn_once(f"tracker: {what} failed ({type(exc).__name__}: {exc}); your code "
+                            "is unaffected, but this run may be incomplete")
             return None
+
+    def _warn_once(self, message: str) -> None:
+        # Shared with the recorder's own single warning: its flusher thread often meets the
+        # same trouble (an unusable catalog folder) first.
+        if self._warned:
+            return
+        self._warned = True
+        if self.run is None:
+            _warn(message)
+            return
+        with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
+            self.run._recorder.warn(message)
 
     # -- starting --------------------------------------------------------------------------
 
@@ -78,19 +100,29 @@ class Session:
         """Find the notebook, choose the catalog and start the session's run."""
         from tracker import capture
 
-        if self.located is None or self.located.path is None:
-            self._locate(first_cell=_current_cell(self.ip))
+        first_cell = _current_cell(self.ip)
+        if self.notebook is None:
+            self._locate(first_cell=first_cell)
         meta = self.notebook.tracker_metadata if self.notebook else {}
         self.catalog = _choose_catalog(meta, self.notebook)
         api.use_catalog(self.catalog)
         recorder = self.catalog._recorder_for_write()
+        self._named = bool(name)
+        self._cell_seq = 0
         self.run = recorder.start_run(
-            name or _text(meta.get("name")) or self._default_name(), session=True,
+            name or self._notebook_name() or "ipython-session", session=True,
             project=_text(meta.get("project")), labels=_labels(meta.get("labels")),
             attrs=self._notebook_attrs())
         self._start_capture(meta.get("capture") or {}, capture)
-        threading.Thread(target=self._record_environment, name="tracker-environment",
-                         daemon=True).start()
+        self._environment = threading.Thread(
+            target=self._record_environment, args=(self.run,), name="tracker-environment",
+            daemon=True)
+        self._environment.start()
+        if self.notebook is None:
+            # A kernel may still reveal its notebook in the next cells; a terminal never will.
+            self._locate_tries = _LOCATE_TRIES if _in_kernel(self.ip) else 0
+            if not self._locate_tries:
+                self._warn_no_notebook()
         return self.run
 
     def _locate(self, *, first_cell: str | None) -> None:
@@ -101,13 +133,17 @@ class Session:
             if self.located.path:
                 self.notebook = notebook.read_notebook(self.located.path)
 
-    def _default_name(self) -> str:
-        if self.notebook is not None:
-            return self.notebook.name
-        warnings.warn("tracker: no notebook found for this kernel (a plain IPython session or "
-                      "a script?); recording the run without one. Set TRACKER_NOTEBOOK to name "
-                      "it.", TrackerWarning, stacklevel=3)
-        return "ipython-session"
+    def _notebook_name(self) -> str | None:
+        if self.notebook is None:
+            return None
+        return _text(self.notebook.tracker_metadata.get("name")) or self.notebook.name
+
+    def _warn_no_notebook(self) -> None:
+        if self._warned_no_notebook:
+            return
+        self._warned_no_notebook = True
+        _warn("tracker: no notebook found for this kernel (a plain IPython session or a "
+              "script?); recording the run without one. Set TRACKER_NOTEBOOK to name it.")
 
     def _notebook_attrs(self) -> dict[str, Any]:
         if self.notebook is None:
@@ -137,14 +173,18 @@ class Session:
         if self.run is not None and not self.run.ended:
             self.run.log_input(path)
 
-    def _record_environment(self) -> None:
-        from tracker import environment
+    def _record_environment(self, run: Run, *, at_end: bool = False) -> None:
+        from tracker import capture, environment
 
-        run = self.run
         folder = os.path.dirname(self.notebook.path) if self.notebook else os.getcwd()
-        data = environment.capture_environment(notebook_dir=folder)
-        if run is not None and not run.ended:
-            run.record("env", environment.environment_id(data), data)
+        with capture.suppressed():  # package metadata files are not the notebook's inputs
+            data = environment.capture_environment(notebook_dir=folder)
+        # A kernel asked to shut down kills its child processes, git calls of a snapshot taken
+        # meanwhile included: end() takes it again once that is over.
+        if getattr(self.ip, "exit_now", False) and not at_end:
+            return
+        self._environment_of = run.id
+        run.record("env", environment.environment_id(data), data)
 
     # -- the hooks -------------------------------------------------------------------------
 
@@ -154,14 +194,27 @@ class Session:
         self._cell_id = getattr(info, "cell_id", None)
         if self.capture is not None:
             self.capture.refresh()
-        if self.run is not None and self.notebook is None and self._cell_seq == 0:
+        if self.notebook is None and self._locate_tries > 0:
+            self._locate_tries -= 1
             self._late_locate(getattr(info, "raw_cell", None))
 
     def _late_locate(self, source: str | None) -> None:
-        """Auto-loaded kernels see no cell at load: try content matching on the first one."""
+        """Try again with this cell's source; the run takes the notebook's name if found."""
         self._locate(first_cell=source)
-        if self.notebook is not None and self.run is not None:
-            self.run.record("set", {**self._notebook_attrs(), "name": self.notebook.name})
+        run = self.run
+        if self.notebook is None or run is None or run.ended:
+            if not self._locate_tries:
+                self._warn_no_notebook()
+            return
+        meta = self.notebook.tracker_metadata
+        attrs = self._notebook_attrs()
+        if not self._named:
+            attrs["name"] = run.name = self._notebook_name() or run.name
+        if _text(meta.get("project")):
+            attrs["project"] = run.project = str(meta["project"])
+        if meta.get("labels") is not None:
+            attrs["labels"] = _labels(meta["labels"])
+        run.record("set", attrs)
 
     def post_run_cell(self, result: Any) -> None:
         """Record the cell, its parameters and its outputs; make it durable."""
@@ -183,19 +236,44 @@ class Session:
         self._written.clear()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
         run._recorder.spool()
+        if self._ends_nbval_session(source):
+            self.end()
 
     def _record_parameters(self, run: Run, source: str) -> None:
         from tracker import notebook
 
-        tags = notebook.cell_tags(self.notebook, cell_id=self._cell_id, source=source) \
-            if self.notebook is not None else ()
+        info = self.notebook
+        tags = notebook.cell_tags(info, cell_id=self._cell_id, source=source) if info else ()
         injected = "injected-parameters" in tags or notebook.is_injected_parameters(source)
-        if "parameters" not in tags and not injected:
+        names = notebook.assigned_names(source)
+        if not ("parameters" in tags or injected or self._edited_parameters(names, source)):
             return
         namespace = self.ip.user_ns
-        for name in notebook.assigned_names(source):
+        for name in names:
             if name in namespace:
                 run.log_param(name, namespace[name])
+
+    def _edited_parameters(self, names: list[str], source: str) -> bool:
+        """Without a cell id, the parameters cell edited and re-run before the notebook was
+        saved matches no saved cell: it is that cell if it assigns the same names."""
+        from tracker import notebook
+
+        info = self.notebook
+        if self._cell_id or not names or info is None or info.parameters_source is None:
+            return False
+        if any(cell.source.split() == source.split() for cell in info.cells):
+            return False  # a saved cell, and not the tagged one
+        return set(names) == set(notebook.assigned_names(info.parameters_source))
+
+    def _ends_nbval_session(self, source: str) -> bool:
+        """nbval kills the kernel after the notebook's last cell, so atexit never runs: the
+        run ends when that cell has run, rather than being found crashed later."""
+        located, notebook = self.located, self.notebook
+        if located is None or located.mode != "nbval" or notebook is None:
+            return False
+        last = next((cell.source for cell in reversed(notebook.cells) if cell.source.strip()),
+                    None)
+        return last is not None and last.split() == source.split()
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -204,17 +282,34 @@ class Session:
         run = self.run
         if run is None or run.ended:
             return
-        if self.notebook is not None and os.path.exists(self.notebook.path):
-            run.record("stored", "notebook", self.notebook.path, time.time())
+        if self._environment is not None:  # a short run must not end without its snapshot
+            self._environment.join(_ENVIRONMENT_WAIT)
+        if self._environment_of != run.id:
+            self._record_environment(run, at_end=True)
+        self._store_notebook(run)
         run.end(status or run.exit_status)
 
     def at_exit(self) -> None:
-        """Kernel shutdown: the recorder's exit handler (which runs next) writes it all."""
-        run = self.run
-        if run is None or run.ended:
-            return
+        """Kernel shutdown: end the run now, so that its end is on disk before the slower exit
+        work (the recorder's handler runs next) can be cut short by a SIGTERM or SIGKILL."""
+        with contextlib.suppress(Exception):  # nobody is left to warn; the spool keeps the rest
+            self.end()
+
+    def _store_notebook(self, run: Run) -> None:
+        """Keep the notebook as last saved with the run (copied when the event is written)."""
         if self.notebook is not None and os.path.exists(self.notebook.path):
             run.record("stored", "notebook", self.notebook.path, time.time())
+
+
+def _warn(message: str) -> None:
+    # Under `-W error` a warning raises: that must not reach the user's code either.
+    with contextlib.suppress(Exception):
+        warnings.warn(message, TrackerWarning, stacklevel=3)
+
+
+def _in_kernel(ip: Any) -> bool:
+    """Whether the shell serves a Jupyter kernel (ipykernel's shell has a ``kernel``)."""
+    return getattr(ip, "kernel", None) is not None
 
 
 def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
@@ -319,19 +414,26 @@ def _hook(session: Session, name: str) -> Callable[[Any], None]:
 def _magic(session: Session) -> Callable[[str], Any]:
     def tracker(line: str) -> Any:
         """Control this notebook's run; ``%tracker help`` lists the sub-commands."""
-        words = shlex.split(line)
-        command, args = (words[0], words[1:]) if words else ("status", [])
+        words = line.split(None, 1)
+        command = words[0] if words else "status"
+        rest = words[1] if len(words) > 1 else ""
         handler = _COMMANDS.get(command)
         if handler is None:
+            if command not in ("help", "-h", "--help"):
+                print(f"tracker: unknown command {command!r}")
             print(USAGE)
             return None
-        return handler(session, args, line.partition(command)[2].strip())
+        try:
+            return handler(session, rest.strip())
+        except Exception as exc:  # a command the user asked for: say why, every time
+            _warn(f"tracker: %tracker {line.strip()} failed ({type(exc).__name__}: {exc})")
+            return None
 
     tracker.__doc__ = USAGE
     return tracker
 
 
-def _status(session: Session, args: list[str], rest: str) -> None:
+def _status(session: Session, rest: str) -> None:
     run = session.run
     if run is None:
         print("tracker: no run (start one with %tracker new)")
@@ -345,13 +447,13 @@ def _status(session: Session, args: list[str], rest: str) -> None:
           f"  cells:    {session._cell_seq} recorded\n  key:      {run.key}")
 
 
-def _new(session: Session, args: list[str], rest: str) -> None:
+def _new(session: Session, rest: str) -> None:
     session.end()
-    run = session.start(name=rest or None)
+    run = session.start(name=" ".join(shlex.split(rest)) or None)
     print(f"tracker: started run {run.id} '{run.name}'")
 
 
-def _end(session: Session, args: list[str], rest: str) -> None:
+def _end(session: Session, rest: str) -> None:
     if session.run is None or session.run.ended:
         print("tracker: no run is open")
         return
@@ -359,9 +461,9 @@ def _end(session: Session, args: list[str], rest: str) -> None:
     print(f"tracker: ended run {session.run.id} ({session.run.exit_status})")
 
 
-def _param(session: Session, args: list[str], rest: str) -> None:
+def _param(session: Session, rest: str) -> None:
     run = _open_run(session)
-    for word in args:
+    for word in shlex.split(rest):
         key, sep, text = word.partition("=")
         if not sep or not key:
             print(f"tracker: expected KEY=VALUE, got {word!r}")
@@ -376,17 +478,17 @@ def _literal(text: str) -> Any:
         return text
 
 
-def _input(session: Session, args: list[str], rest: str) -> None:
-    for path in args:
+def _input(session: Session, rest: str) -> None:
+    for path in shlex.split(rest):
         _open_run(session).log_input(path)
 
 
-def _output(session: Session, args: list[str], rest: str) -> None:
-    for path in args:
+def _output(session: Session, rest: str) -> None:
+    for path in shlex.split(rest):
         _open_run(session).log_output(path)
 
 
-def _runs(session: Session, args: list[str], rest: str) -> Any:
+def _runs(session: Session, rest: str) -> Any:
     from tracker.widgets import RunTable
 
     return RunTable(rest or None, catalog=session.catalog)
@@ -399,7 +501,7 @@ def _open_run(session: Session) -> Run:
     return session.run
 
 
-_COMMANDS: dict[str, Callable[[Session, list[str], str], Any]] = {
+_COMMANDS: dict[str, Callable[[Session, str], Any]] = {
     "status": _status, "new": _new, "end": _end, "param": _param, "input": _input,
     "output": _output, "runs": _runs,
 }

@@ -321,6 +321,7 @@ class Recorder:
         with self._spool_lock:
             if not self.queue:
                 return
+            # Opened before any event leaves the queue: if opening fails, nothing is lost.
             handle = self._spool or self._open_spool()
             while self.queue:
                 event = self.queue.popleft()
@@ -405,8 +406,8 @@ class Recorder:
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                self.warn(f"could not write to the catalog {self.catalog.path} ({exc}); "
-                          "events are kept in the spool and retried")
+                self.warn(f"could not record to the catalog {self.catalog.path} ({exc}); "
+                          "tracking retries in the background")
                 time.sleep(1.0)
 
     def _tick(self) -> None:
@@ -436,6 +437,10 @@ class Recorder:
             run.ended = True
             self.queue.append(("end", run.id, run.exit_status, time.time(), None))
         self.stack.clear()
+        try:
+            self.spool()  # the ends are durable before anything else can go wrong
+        except Exception:
+            pass
         # The flusher must be out of DuckDB before the interpreter finalises: a daemon thread
         # cut off inside its C++ code aborts the whole process.
         started = time.monotonic()
@@ -447,7 +452,7 @@ class Recorder:
             self._thread.join()
         deadline = max(deadline - (time.monotonic() - started), 0.05)
         try:
-            self.spool()  # durable first: the next process ingests what misses the deadline
+            self.spool()  # whatever the flusher left; the next process ingests what is late
             if self._db_lock.acquire(timeout=deadline):
                 try:
                     self._write(deadline)

@@ -1,0 +1,554 @@
+"""The IPython extension in-process, with a real InteractiveShell running real cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from traitlets.config import Config
+
+import tracker
+from tracker import ipython
+from tracker.errors import TrackerWarning
+from tracker.models import RunInfo
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """A fresh shell working in the test's folder; the extension is unloaded afterwards."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "TRACKER_CAPTURE"):
+        monkeypatch.delenv(name, raising=False)
+    InteractiveShell.clear_instance()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    yield shell
+    session = ipython.session_of(shell)
+    if session is not None:
+        ipython.unload(shell)
+        session.guarded("ending the run", session.end)
+    shell.history_manager.end_session()
+    InteractiveShell.clear_instance()
+
+
+def write_notebook(path: Path, *cells: tuple[str, str] | str,
+                   metadata: dict[str, Any] | None = None) -> Path:
+    """A v4.5 notebook: a ``# Title`` markdown cell, then code cells (``(tag, source)`` pairs
+    for tagged ones). Cell ids are ``c0``, ``c1``... in order."""
+    body: list[dict[str, Any]] = [
+        {"cell_type": "markdown", "id": "title", "metadata": {}, "source": "# A test notebook"}]
+    for index, cell in enumerate(cells):
+        tag, source = cell if isinstance(cell, tuple) else ("", cell)
+        body.append({"cell_type": "code", "id": f"c{index}", "execution_count": None,
+                     "metadata": {"tags": [tag]} if tag else {}, "outputs": [],
+                     "source": source})
+    document = {"cells": body, "metadata": {"tracker": metadata} if metadata else {},
+                "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A notebook with a ``parameters`` cell, named through ``TRACKER_NOTEBOOK``."""
+    path = write_notebook(tmp_path / "analysis.ipynb", "%load_ext tracker",
+                          ("parameters", "lr = 0.1\nepochs = 3"), "result = lr * epochs")
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    return path
+
+
+def run(ip: InteractiveShell, source: str, **options: Any) -> ExecutionResult:
+    """Execute one cell as a front end would (stored in history, numbered)."""
+    return ip.run_cell(source, store_history=True, **options)
+
+
+def loaded(ip: InteractiveShell) -> tracker.Run:
+    """Load the extension from a cell, as a user does, and return the session's run."""
+    assert run(ip, "%load_ext tracker").success
+    session = ipython.session_of(ip)
+    assert session is not None and session.run is not None
+    return session.run
+
+
+def recorded(run_id: str) -> RunInfo:
+    """The run as the catalog holds it once everything logged so far is written."""
+    tracker.flush()
+    return tracker.get_run(run_id)
+
+
+def session_run(ip: InteractiveShell) -> tracker.Run:
+    session = ipython.session_of(ip)
+    assert session is not None and session.run is not None
+    return session.run
+
+
+# --------------------------------------------------------------------------- one session, one run
+
+
+def test_loading_starts_a_run_named_after_the_notebook(ip: InteractiveShell,
+                                                       notebook: Path) -> None:
+    started = loaded(ip)
+    info = recorded(started.id)
+    assert info.name == "analysis"
+    assert info.status == "running"
+    assert info.notebook == str(notebook)
+    assert info.notebook_name == "analysis"
+    assert info.notebook_title == "A test notebook"
+    assert info.notebook_hash.startswith("xxh3_128:")
+    assert tracker.current_run() is started
+
+
+def test_loading_again_keeps_the_same_run(ip: InteractiveShell, notebook: Path) -> None:
+    first = loaded(ip)
+    assert run(ip, "%load_ext tracker").success
+    tracker.load_ipython_extension(ip)  # what re-running a setup cell may do
+    assert session_run(ip) is first
+    assert len(tracker.runs()) == 1
+
+
+def test_reload_ext_keeps_the_same_run_and_its_hooks(ip: InteractiveShell,
+                                                     notebook: Path) -> None:
+    first = loaded(ip)
+    assert run(ip, "%reload_ext tracker").success
+    assert run(ip, "x = 1").success
+    assert session_run(ip) is first
+    info = recorded(first.id)
+    assert [cell["source"] for cell in info.cells] == [
+        "%load_ext tracker", "%reload_ext tracker", "x = 1"]
+    assert len(tracker.runs()) == 1
+
+
+def test_unloaded_extension_records_nothing_until_loaded_again(ip: InteractiveShell,
+                                                               notebook: Path) -> None:
+    first = loaded(ip)
+    assert run(ip, "%unload_ext tracker").success
+    assert run(ip, "hidden = 1").success
+    assert run(ip, "%load_ext tracker").success
+    assert session_run(ip) is first
+    sources = [cell["source"] for cell in recorded(first.id).cells]
+    assert "hidden = 1" not in sources
+    assert sources[-1] == "%load_ext tracker"
+
+
+# --------------------------------------------------------------------------- parameters and cells
+
+
+def test_parameters_cell_values_are_recorded_with_history(ip: InteractiveShell,
+                                                          notebook: Path) -> None:
+    started = loaded(ip)
+    assert run(ip, "lr = 0.1\nepochs = 3").success
+    assert run(ip, "not_a_param = 5").success
+    assert run(ip, "lr = 0.01\nepochs = 3").success  # the user edits the cell and re-runs it
+    info = recorded(started.id)
+    assert info.params == {"lr": 0.01, "epochs": 3}
+    assert [value for _, value in info.param_history["lr"]] == [0.1, 0.01]
+    assert [value for _, value in info.param_history["epochs"]] == [3]
+
+
+def test_a_saved_cell_assigning_parameter_names_is_not_the_parameters_cell(
+        ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "schedule.ipynb", "%load_ext tracker",
+                          ("parameters", "lr = 0.1"), "lr = lr / 2")
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    started = loaded(ip)
+    assert run(ip, "lr = 0.1").success
+    assert run(ip, "lr = lr / 2").success  # a later cell of the notebook, not a new value
+    assert run(ip, "lr = 0.3").success  # the parameters cell, edited and not saved yet
+    info = recorded(started.id)
+    assert [value for _, value in info.param_history["lr"]] == [0.1, 0.3]
+
+
+def test_parameters_cell_is_found_by_cell_id(ip: InteractiveShell, notebook: Path) -> None:
+    started = loaded(ip)
+    # The front end sends the id of the tagged cell; the source was edited and not saved yet.
+    assert run(ip, "lr = 0.5\nepochs = 9", cell_id="c1").success
+    info = recorded(started.id)
+    assert info.params == {"lr": 0.5, "epochs": 9}
+    assert info.cells[-1]["cell_id"] == "c1"
+
+
+def test_papermill_injected_cell_overrides_the_defaults(ip: InteractiveShell,
+                                                        notebook: Path) -> None:
+    started = loaded(ip)
+    assert run(ip, "lr = 0.1\nepochs = 3").success
+    assert run(ip, "# Parameters\nepochs = 10\n").success
+    info = recorded(started.id)
+    assert info.params == {"lr": 0.1, "epochs": 10}
+    assert [value for _, value in info.param_history["epochs"]] == [3, 10]
+
+
+def test_cells_are_recorded_in_order_with_errors(ip: InteractiveShell, notebook: Path) -> None:
+    started = loaded(ip)
+    assert run(ip, "a = 1").success
+    assert not run(ip, "raise ValueError('bad value')").success
+    assert not run(ip, "def broken(:").success  # fails before it executes
+    assert run(ip, "b = a + 1").success
+    cells = recorded(started.id).cells
+    assert [cell["seq"] for cell in cells] == [1, 2, 3, 4, 5]
+    assert [cell["execution_count"] for cell in cells] == [1, 2, 3, 4, 5]
+    assert [cell["source"] for cell in cells] == [
+        "%load_ext tracker", "a = 1", "raise ValueError('bad value')", "def broken(:",
+        "b = a + 1"]
+    assert [cell["success"] for cell in cells] == [True, True, False, False, True]
+    assert (cells[2]["error_type"], cells[2]["error_message"]) == ("ValueError", "bad value")
+    assert cells[3]["error_type"] == "SyntaxError"
+    assert cells[1]["error_type"] is None and cells[1]["error_message"] is None
+    assert cells[1]["source_hash"] != cells[4]["source_hash"]
+    assert all(cell["source_hash"].startswith("xxh3_128:") for cell in cells)
+    assert cells[1]["duration"] >= 0 and cells[1]["started_at"] is not None
+    assert all(cell["cell_id"] is None for cell in cells)
+
+
+def test_run_status_follows_the_last_executed_cell(ip: InteractiveShell,
+                                                   notebook: Path) -> None:
+    started = loaded(ip)
+    assert not run(ip, "1 / 0").success
+    assert run(ip, "ok = True").success
+    assert not run(ip, "1 / 0").success
+    ipython.session_of(ip).end()
+    info = recorded(started.id)
+    assert info.status == "failed"
+    assert info.ended_at is not None
+
+
+def test_saved_notebook_is_stored_and_never_written(ip: InteractiveShell,
+                                                    notebook: Path) -> None:
+    before = (notebook.read_bytes(), notebook.stat().st_mtime_ns)
+    started = loaded(ip)
+    assert run(ip, "lr = 0.2\nepochs = 1").success
+    assert run(ip, "%tracker end").success
+    info = recorded(started.id)
+    assert info.status == "completed"
+    stored = [a for a in info.artifacts if a["role"] == "notebook"]
+    assert [a["uri"] for a in stored] == [str(notebook)]
+    blob = tracker.default_catalog().blob_dir / stored[0]["blob"]
+    assert blob.read_bytes() == before[0]
+    assert (notebook.read_bytes(), notebook.stat().st_mtime_ns) == before
+
+
+def test_environment_is_recorded(ip: InteractiveShell, notebook: Path) -> None:
+    started = loaded(ip)
+    environment = None
+    for _ in range(50):  # captured on a background thread, written with a later flush
+        environment = recorded(started.id).environment
+        if environment:
+            break
+        run(ip, "pass")
+    assert environment is not None
+    assert environment["python"].startswith("3.")
+    assert {"platform", "host", "packages"} <= set(environment)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_files_read_and_written_become_inputs_and_outputs(ip: InteractiveShell,
+                                                          notebook: Path,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    started = loaded(ip)
+    assert run(ip, "from pathlib import Path\ntext = Path('raw.csv').read_text()").success
+    assert run(ip, "Path('clean.csv').write_text(text.upper())").success
+    assert run(ip, "again = Path('clean.csv').read_text()").success  # its own output: no input
+    info = recorded(started.id)
+    assert [a["uri"] for a in info.inputs] == [str(tmp_path / "raw.csv")]
+    assert [a["uri"] for a in info.outputs] == [str(tmp_path / "clean.csv")]
+    assert all(a["hash"].startswith("xxh3_128:") for a in info.inputs + info.outputs)
+    assert info.outputs[0]["producer_run_id"] == started.id
+
+
+def test_capture_settings_from_notebook_metadata(ip: InteractiveShell, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "quiet.ipynb", "x = 1",
+                          metadata={"capture": {"exclude": ["*.log"]}})
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    (tmp_path / "notes.log").write_text("ignored", encoding="utf-8")
+    (tmp_path / "data.txt").write_text("kept", encoding="utf-8")
+    started = loaded(ip)
+    assert run(ip, "from pathlib import Path\n"
+                   "Path('notes.log').read_text(), Path('data.txt').read_text()").success
+    assert [a["uri"] for a in recorded(started.id).inputs] == [str(tmp_path / "data.txt")]
+
+
+def test_capture_includes_folders_named_in_metadata(
+        ip: InteractiveShell, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    shared, scratch = tmp_path_factory.mktemp("shared"), tmp_path_factory.mktemp("scratch")
+    (shared / "big.csv").write_text("1\n", encoding="utf-8")
+    (scratch / "tmp.csv").write_text("2\n", encoding="utf-8")
+    path = write_notebook(tmp_path / "wide.ipynb", "x = 1",
+                          metadata={"capture": {"include": [f"{shared}/**"]}})
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    started = loaded(ip)
+    # Temp folders are left out by default; the include brings one back.
+    assert run(ip, f"from pathlib import Path\nPath({str(shared / 'big.csv')!r}).read_text()\n"
+                   f"Path({str(scratch / 'tmp.csv')!r}).read_text()").success
+    assert [a["uri"] for a in recorded(started.id).inputs] == [str(shared / "big.csv")]
+
+
+def test_capture_can_be_disabled_in_metadata(ip: InteractiveShell, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "off.ipynb", "x = 1",
+                          metadata={"capture": {"enabled": False}})
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    (tmp_path / "data.txt").write_text("kept", encoding="utf-8")
+    started = loaded(ip)
+    assert run(ip, "from pathlib import Path\n"
+                   "Path('data.txt').read_text(), Path('out.txt').write_text('x')").success
+    assert recorded(started.id).artifacts == []
+
+
+def test_notebook_metadata_sets_project_name_labels_and_catalog(
+        ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "meta.ipynb", "x = 1", metadata={
+        "project": "vision", "name": "baseline", "labels": ["gpu", "nightly"],
+        "catalog": "shared/runs.duckdb"})
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    monkeypatch.delenv("TRACKER_CATALOG")
+    started = loaded(ip)
+    catalog = tracker.default_catalog()
+    assert catalog.path == tmp_path / "shared" / "runs.duckdb"
+    catalog.flush()
+    info = catalog.get_run(started.id)
+    assert (info.project, info.name, info.labels) == ("vision", "baseline", ("gpu", "nightly"))
+    assert info.key == f"tracker://vision/runs/{started.id}"
+
+
+# --------------------------------------------------------------------------- the %tracker magic
+
+
+def test_status_magic_prints_the_run(ip: InteractiveShell, notebook: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    started = loaded(ip)
+    run(ip, "lr = 0.1\nepochs = 3")
+    capsys.readouterr()
+    assert run(ip, "%tracker").success
+    out = capsys.readouterr().out
+    assert f"run {started.id} 'analysis' (running)" in out
+    assert str(notebook) in out
+    assert "lr=0.1, epochs=3" in out
+    assert "cells:    2 recorded" in out
+
+
+def test_new_magic_ends_the_run_and_starts_another(ip: InteractiveShell, notebook: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    first = loaded(ip)
+    assert not run(ip, "1 / 0").success
+    assert run(ip, '%tracker new "second try"').success
+    second = session_run(ip)
+    assert second is not first and second.name == "second try"
+    assert f"started run {second.id} 'second try'" in capsys.readouterr().out
+    assert run(ip, "y = 2").success
+    assert recorded(first.id).status == "failed"
+    info = recorded(second.id)
+    assert info.status == "running"
+    assert info.notebook == str(notebook)
+    assert [cell["seq"] for cell in info.cells] == [1, 2]
+    assert info.cells[-1]["source"] == "y = 2"
+
+
+def test_end_magic_ends_the_run_and_stops_recording(ip: InteractiveShell, notebook: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    started = loaded(ip)
+    assert run(ip, "%tracker end").success
+    assert f"ended run {started.id} (completed)" in capsys.readouterr().out
+    assert run(ip, "after = 1").success
+    assert run(ip, "%tracker end").success
+    assert "no run is open" in capsys.readouterr().out
+    info = recorded(started.id)
+    assert info.status == "completed"
+    assert "after = 1" not in [cell["source"] for cell in info.cells]
+
+
+def test_param_magic_parses_python_literals(ip: InteractiveShell, notebook: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    started = loaded(ip)
+    assert run(ip, "%tracker param lr=0.01 layers=[64,32] note='two words' flag=True model=cnn"
+               ).success
+    assert run(ip, "%tracker param broken").success
+    assert "expected KEY=VALUE, got 'broken'" in capsys.readouterr().out
+    info = recorded(started.id)
+    assert info.params == {"lr": 0.01, "layers": [64, 32], "note": "two words", "flag": True,
+                           "model": "cnn"}
+
+
+def test_input_and_output_magics_record_files_and_uris(ip: InteractiveShell, notebook: Path,
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "given.csv").write_text("1\n", encoding="utf-8")
+    (tmp_path / "made.csv").write_text("2\n", encoding="utf-8")
+    started = loaded(ip)
+    assert run(ip, "%tracker input given.csv s3://bucket/raw.parquet").success
+    assert run(ip, "%tracker output made.csv").success
+    info = recorded(started.id)
+    assert sorted(a["uri"] for a in info.inputs) == [
+        str(tmp_path / "given.csv"), "s3://bucket/raw.parquet"]
+    assert [a["uri"] for a in info.outputs] == [str(tmp_path / "made.csv")]
+
+
+def test_runs_magic_returns_the_runs_table(ip: InteractiveShell, notebook: Path) -> None:
+    from tracker.widgets import RunTable
+
+    loaded(ip)
+    tracker.flush()
+    result = run(ip, "%tracker runs status = 'running'")
+    table = result.result
+    try:
+        assert isinstance(table, RunTable)
+        assert table.catalog.path == tracker.default_catalog().path
+        assert table.total == 1
+    finally:
+        table.close()
+
+
+def test_unknown_magic_command_prints_the_usage(ip: InteractiveShell, notebook: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    loaded(ip)
+    capsys.readouterr()
+    assert run(ip, "%tracker frobnicate").success
+    out = capsys.readouterr().out
+    assert "unknown command 'frobnicate'" in out
+    for command in ipython.SUBCOMMANDS[1:]:
+        assert f"%tracker {command}" in out
+    assert run(ip, "%tracker help").success
+    assert "unknown" not in capsys.readouterr().out
+
+
+def test_failing_magic_warns_instead_of_raising(ip: InteractiveShell, notebook: Path) -> None:
+    loaded(ip)
+    with pytest.warns(TrackerWarning, match="%tracker param"):
+        result = run(ip, "%tracker param a='unclosed")
+    assert result.success
+
+
+# ------------------------------------------------------------------------ never break the notebook
+
+
+def test_unusable_catalog_path_warns_once_and_cells_still_run(
+        ip: InteractiveShell, notebook: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "blocker").write_text("a file where the catalog's folder should be")
+    monkeypatch.setenv("TRACKER_CATALOG", str(tmp_path / "blocker" / "catalog.duckdb"))
+    tracker.use_catalog(None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = [run(ip, source) for source in (
+            "%load_ext tracker", "x = 20", "print(x + 1)",
+            "import pathlib\npathlib.Path('out.txt').write_text('ok')", "x * 2", "%tracker")]
+    assert all(result.success for result in results)
+    assert "21" in capsys.readouterr().out
+    assert results[4].result == 40
+    assert (tmp_path / "out.txt").read_text() == "ok"
+    tracker_warnings = [w for w in caught if issubclass(w.category, TrackerWarning)]
+    assert len(tracker_warnings) == 1, [str(w.message) for w in caught]
+    (tmp_path / "blocker").unlink()  # let the run end cleanly
+
+
+def test_internal_error_in_a_hook_warns_once_and_cells_still_run(
+        ip: InteractiveShell, notebook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded(ip)
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("internal trouble")
+
+    monkeypatch.setattr(ipython, "_cell_record", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = [run(ip, source) for source in ("y = 6 * 7", "y", "z = y + 1")]
+    assert [result.success for result in results] == [True, True, True]
+    assert results[1].result == 42 and ip.user_ns["z"] == 43
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
+    assert len(messages) == 1 and "internal trouble" in messages[0]
+
+
+def test_failure_to_start_keeps_the_shell_usable(ip: InteractiveShell, notebook: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("no catalog today")
+
+    monkeypatch.setattr(ipython, "_choose_catalog", broken)
+    with pytest.warns(TrackerWarning, match="no catalog today"):
+        assert run(ip, "%load_ext tracker").success
+    assert run(ip, "w = 'still fine'").success and ip.user_ns["w"] == "still fine"
+
+
+# --------------------------------------------------------------------------- finding the notebook
+
+
+def test_plain_shell_without_notebook_warns_exactly_once(ip: InteractiveShell) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = loaded(ip)
+        run(ip, "x = 1")
+        run(ip, "%tracker new")
+        run(ip, "y = 2")
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
+    assert len(messages) == 1 and "no notebook found" in messages[0]
+    info = recorded(started.id)
+    assert info.name == "ipython-session" and info.notebook is None
+
+
+@pytest.mark.parametrize("variable", ["__session__", "__vsc_ipynb_file__"])
+def test_front_end_variable_names_the_notebook(ip: InteractiveShell, tmp_path: Path,
+                                               variable: str) -> None:
+    # JupyterLab / Notebook 7 set __session__; VS Code sets __vsc_ipynb_file__.
+    path = write_notebook(tmp_path / "from_front_end.ipynb", "%load_ext tracker")
+    ip.user_ns[variable] = str(path)
+    started = loaded(ip)
+    info = recorded(started.id)
+    assert (info.name, info.notebook) == ("from_front_end", str(path))
+
+
+def test_kernel_finds_its_notebook_in_a_later_cell(ip: InteractiveShell, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two notebooks start with the same cell, so the loading cell alone is ambiguous.
+    write_notebook(tmp_path / "other.ipynb", "%load_ext tracker", "other = 1")
+    write_notebook(tmp_path / "mine.ipynb", "%load_ext tracker", "mine = 1  # unique",
+                   metadata={"project": "found-late", "labels": ["late"]})
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)  # as ipykernel's shell has
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = loaded(ip)
+        assert started.name == "ipython-session"
+        run(ip, "mine = 1  # unique")
+    assert not [w for w in caught if issubclass(w.category, TrackerWarning)]
+    assert started.name == "mine"
+    info = recorded(started.id)
+    assert (info.name, info.project, info.labels) == ("mine", "found-late", ("late",))
+    assert info.notebook == str(tmp_path / "mine.ipynb")
+    assert info.notebook_title == "A test notebook"
+
+
+def test_kernel_warns_after_the_last_try_to_find_its_notebook(
+        ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded(ip)
+        counts = []
+        for index in range(ipython._LOCATE_TRIES + 2):
+            run(ip, f"cell_{index} = {index}")
+            counts.append(sum(issubclass(w.category, TrackerWarning) for w in caught))
+    assert counts == [0] * (ipython._LOCATE_TRIES - 1) + [1, 1, 1]
+
+
+def test_nbval_run_ends_after_the_notebook_s_last_cell(ip: InteractiveShell, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_notebook(tmp_path / "checked.ipynb", "%load_ext tracker", "a = 1",
+                   "raise KeyError('k')", "")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "checked.ipynb::Cell 0 (setup)")
+    started = loaded(ip)
+    run(ip, "a = 1")
+    assert not started.ended
+    run(ip, "raise KeyError('k')")
+    assert started.ended  # nbval kills the kernel now: no atexit will end it
+    info = recorded(started.id)
+    assert info.status == "failed"
+    assert any(a["role"] == "notebook" for a in info.artifacts)
+    assert os.path.basename(info.notebook) == "checked.ipynb"

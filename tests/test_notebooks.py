@@ -1,0 +1,72 @@
+"""The example notebooks, executed by nbval the way a user's CI would, then the catalog checked.
+
+nbval runs in a subprocess on a copy of ``notebooks/`` (the examples write ``outputs/`` beside
+themselves) with ``TRACKER_CATALOG`` pointing at the test's folder. ``--nbval-lax`` compares only
+the cells marked ``# NBVAL_CHECK_OUTPUT``, which print nothing that changes between runs (no run
+ids, absolute paths or times).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracker
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+# In this order: the consumer reads what the producer wrote.
+EXAMPLES = ("quickstart", "producer", "consumer", "parameterized")
+# The tour drives the widgets on a catalog of its own; it records nothing in TRACKER_CATALOG.
+TOUR = "widgets_tour"
+
+pytestmark = pytest.mark.slow
+
+
+def test_example_notebooks_pass_nbval_and_are_recorded(tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, folder, ignore=shutil.ignore_patterns("outputs", ".*"))
+    catalog_path = tmp_path / "catalog" / "catalog.duckdb"
+    env = {**os.environ, "TRACKER_CATALOG": str(catalog_path)}
+    env.pop("TRACKER_NOTEBOOK", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         *(f"{name}.ipynb" for name in (*EXAMPLES, TOUR))],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+    catalog = tracker.Catalog(catalog_path)
+    runs = catalog.runs(order_by="started_at")
+    assert list(runs["name"]) == list(EXAMPLES)
+    # nbval kills each kernel after its last cell; the extension ended the run before that.
+    assert list(runs["status"]) == ["completed"] * len(EXAMPLES)
+    by_name = {name: catalog.get_run(run_id)
+               for name, run_id in zip(runs["name"], runs["id"], strict=True)}
+
+    quickstart = by_name["quickstart"]
+    assert quickstart.notebook == str(folder / "quickstart.ipynb")
+    assert quickstart.notebook_title == "Quickstart: a tracked k-NN classifier"
+    assert (quickstart.project, quickstart.labels) == ("examples", ("quickstart",))
+    assert quickstart.params == {"k": 5, "test_fraction": 0.3, "seed": 0}
+    assert 0.8 < quickstart.metrics["accuracy"] <= 1.0
+    assert [a["uri"] for a in quickstart.inputs] == [str(folder / "data" / "flowers.csv")]
+    assert sorted(a["uri"] for a in quickstart.outputs) == [
+        str(folder / "outputs" / "predictions.csv"),
+        str(folder / "outputs" / "quickstart-metrics.json")]
+    assert all(cell["success"] for cell in quickstart.cells)
+
+    consumer = by_name["consumer"]
+    upstream = catalog.lineage(consumer.id).query("direction == 'upstream'")
+    assert list(upstream["run_id"]) == [by_name["producer"].id]
+    assert list(upstream["uri"]) == [str(folder / "outputs" / "features.csv")]
+
+    history = catalog.metric_history(by_name["parameterized"].id, "loss")
+    assert list(history["step"]) == list(range(10, 101, 10))
+    assert history["value"].is_monotonic_decreasing
+
+    tour = tracker.Catalog(folder / "tour-runs" / "catalog.duckdb")
+    assert "sweep-lr-0.1" in set(tour.runs(include_deleted=True)["name"])
