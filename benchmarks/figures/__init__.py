@@ -1,0 +1,13 @@
+"""The figure groups; importing this package registers every group, in report order."""
+
+from __future__ import annotations
+
+from benchmarks.figures import (  # noqa: F401 (imported to register)
+    startup,
+    calls,
+    kernel,
+    queries,
+    widgets,
+    hashing,
+    concurrency,
+)

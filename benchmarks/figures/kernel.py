@@ -1,0 +1,152 @@
+"""Extension figures in a real ipykernel: per-cell overhead, and ``%load_ext tracker`` itself.
+
+A cell's time is the kernel's own: from its "busy" to its "idle" status message (both stamped
+by the kernel), so ZeroMQ and client noise stay out; ``%load_ext`` figures are client round
+trips, what a user waits for. The overhead is the median cell with the extension loaded minus
+the median cell without it, in the same kernel process. Kernels get a temporary catalog and an
+empty IPYTHONDIR, so no profile auto-loads the extension behind the benchmark's back.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.framework import Context, Figure, Measure, NotAvailable, Outcome, Target, group
+from benchmarks.sides import require
+
+_NOT_LOADED = "import sys; assert 'tracker.ipython' not in sys.modules, 'tracker is auto-loaded'"
+_LOAD = "%load_ext tracker"
+_FLUSH = "import tracker; tracker.flush()"
+
+
+def _cells(ctx: Context) -> int:
+    return 200 if ctx.quick else 1000
+
+
+def figures(ctx: Context) -> tuple[Figure, ...]:
+    """Per-cell overhead, the load_ext cell, and load_ext until the run is in the catalog."""
+    return (
+        Figure("kernel.cell_overhead", f"per-cell overhead of the extension ({_cells(ctx)} cells)",
+               "ms", Target("<=", 0.5)),
+        Figure("kernel.load_ext", "%load_ext tracker in a fresh kernel (cell returns)", "ms",
+               Target("<=", 300)),
+        Figure("kernel.load_ext_catalog", "%load_ext tracker to the run in the catalog", "ms"),
+    )
+
+
+@group("kernel", figures)
+def measure_kernel(ctx: Context) -> dict[str, Outcome]:
+    """One kernel for the overhead; a fresh kernel per load_ext sample."""
+    require("tracker", "load_ipython_extension")
+    require("tracker.ipython", "load")
+    require("jupyter_client")
+    overhead = _overhead(ctx)
+    cell, catalog = _load_ext_samples(ctx, 2 if ctx.quick else 5)
+    return {
+        "kernel.cell_overhead": Outcome(overhead),
+        "kernel.load_ext": Outcome(Measure.seconds(cell, "ms", note="the run is spooled")),
+        "kernel.load_ext_catalog": Outcome(
+            Measure.seconds(catalog, "ms", note="load_ext, then tracker.flush()")
+        ),
+    }
+
+
+class _Kernel:
+    """A kernel with its own temporary catalog and IPYTHONDIR; cells are timed round trips."""
+
+    def __init__(self, ctx: Context) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.folder = Path(tempfile.mkdtemp(dir=ctx.workdir))
+        self.catalog = self.folder / "catalog.duckdb"
+        env = {**os.environ, "TRACKER_CATALOG": str(self.catalog),
+               "IPYTHONDIR": str(self.folder / "ipython")}
+        self.manager, self.client = start_new_kernel(
+            kernel_name="python3", env=env, cwd=str(self.folder), startup_timeout=120)
+
+    def run(self, code: str) -> float:
+        """Execute one cell; its round trip in seconds. Raises if the cell fails."""
+        return self.run_timed(code)[0]
+
+    def run_timed(self, code: str) -> tuple[float, float]:
+        """Execute one cell: (client round trip, kernel busy-to-idle), both in seconds."""
+        started = time.perf_counter()
+        msg_id = self.client.execute(code, store_history=True)
+        reply = self._next(self.client.get_shell_msg, msg_id, lambda msg: True)
+        elapsed = time.perf_counter() - started
+        content: dict[str, Any] = reply["content"]
+        if content["status"] != "ok":
+            raise NotAvailable(f"cell {code!r} failed: {content.get('ename')}: "
+                               f"{content.get('evalue')}")
+        busy = self._next(self.client.get_iopub_msg, msg_id, _status("busy"))
+        idle = self._next(self.client.get_iopub_msg, msg_id, _status("idle"))
+        return elapsed, (idle["header"]["date"] - busy["header"]["date"]).total_seconds()
+
+    @staticmethod
+    def _next(get: Callable[..., dict[str, Any]], msg_id: str,
+              wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        while True:
+            msg = get(timeout=120)
+            if msg["parent_header"].get("msg_id") == msg_id and wanted(msg):
+                return msg
+
+    def run_many(self, count: int) -> list[float]:
+        """Kernel-side times of ``count`` small cells, each a different line, like a notebook."""
+        return [self.run_timed(f"x_{i} = {i} * 2")[1] for i in range(count)]
+
+    def close(self) -> None:
+        """Shut the kernel down (which ends its run) and stop the channels."""
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=False)
+
+
+def _status(state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda msg: msg["msg_type"] == "status" and msg["content"]["execution_state"] == state
+
+
+def _overhead(ctx: Context) -> Measure:
+    kernel = _Kernel(ctx)
+    try:
+        kernel.run(_NOT_LOADED)
+        kernel.run_many(50)  # warm-up
+        without = kernel.run_many(_cells(ctx))
+        kernel.run(_LOAD)
+        kernel.run(_FLUSH)
+        kernel.run_many(50)
+        with_ext = kernel.run_many(_cells(ctx))
+    finally:
+        kernel.close()
+    base = statistics.median(without)
+    return Measure.seconds(
+        [t - base for t in with_ext], "ms",
+        note=f"kernel busy-to-idle per cell; without the extension: median {base * 1e3:.2f} ms")
+
+
+def _load_ext_samples(ctx: Context, kernels: int) -> tuple[list[float], list[float]]:
+    cell: list[float] = []
+    catalog: list[float] = []
+    for _ in range(kernels):
+        kernel = _Kernel(ctx)
+        try:
+            kernel.run(_NOT_LOADED)  # the kernel's first cell, paid by any notebook
+            load = kernel.run(_LOAD)
+            flush = kernel.run(_FLUSH)
+        finally:
+            kernel.close()
+        _check_recorded(kernel.catalog)
+        cell.append(load)
+        catalog.append(load + flush)
+    return cell, catalog
+
+
+def _check_recorded(path: Path) -> None:
+    import tracker
+
+    if tracker.Catalog(path).runs().empty:
+        raise NotAvailable("the kernel's run did not reach the catalog")

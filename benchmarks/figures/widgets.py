@@ -1,0 +1,42 @@
+"""Runs-widget figures at the largest catalog size: first render, page change, sort, filter.
+
+tracker only (MLflow's UI is a web server, not a notebook widget). The widget is driven through
+its Python API in a fresh process, on the catalog the query figures populated.
+"""
+
+from __future__ import annotations
+
+from benchmarks.figures.queries import tracker_catalog
+from benchmarks.framework import Context, Figure, Outcome, Target, group
+from benchmarks.sides import measure, require, tracker_job
+
+# (key suffix, title, target in ms)
+ACTIONS = (
+    ("render", "first render", 300),
+    ("page", "page change", 150),
+    ("sort", "sort by a metric", 150),
+    ("filter", "filter", 150),
+)
+
+
+def figures(ctx: Context) -> list[Figure]:
+    """One figure per widget action, at the largest size of this mode."""
+    n = ctx.sizes[-1]
+    return [
+        Figure(f"widget.{action}", f"runs widget, {n:,} runs: {title}", "ms", Target("<=", ms))
+        for action, title, ms in ACTIONS
+    ]
+
+
+@group("widgets", figures)
+def measure_widgets(ctx: Context) -> dict[str, Outcome]:
+    """Time each widget action in one process (after an untimed first render)."""
+    require("tracker.widgets", "RunTable")
+    n = ctx.sizes[-1]
+    catalog = tracker_catalog(ctx, n)
+    outcomes = {}
+    for action, _, _ in ACTIONS:
+        job = {"op": "widget", "action": action, "catalog": catalog,
+               "repeats": ctx.repeats, "budget_s": 20}
+        outcomes[f"widget.{action}"] = Outcome(measure(tracker_job(job), "ms"))
+    return outcomes

@@ -1,0 +1,285 @@
+"""tracker's half of every comparison, run in the project venv as a fresh process per job.
+
+``python -m benchmarks.tracker_side '<json job>'`` runs one job (see :mod:`benchmarks.jobs`).
+Jobs mirror :mod:`benchmarks.mlflow_side`; every catalog is a temporary file named in the job
+(``~/.tracker`` is never touched).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from benchmarks import data
+from benchmarks.jobs import emit, repeat, serve, wait_for_go
+
+_POPULATE_CHUNK = 5_000  # runs per write transaction when populating
+
+
+def op_import(job: dict[str, Any]) -> dict[str, Any]:
+    """Time ``import tracker`` in this fresh process."""
+    started = time.perf_counter()
+    import tracker  # noqa: F401
+
+    emit({"sample": time.perf_counter() - started})
+    return {}
+
+
+def op_first_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Import, start and end one run in the catalog of $TRACKER_CATALOG (the runner times it)."""
+    import tracker
+
+    run = tracker.start_run()
+    tracker.end_run()
+    return {"run_id": run.id}
+
+
+def op_one_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Time start + log_params(20) + log_metrics(5) + end of one run, after a warm-up run.
+
+    Samples stop when ``end_run`` returns (the run is durable in the spool); ``flushed`` holds
+    the times until ``flush()`` returns (the run is in the catalog).
+    """
+    import tracker
+
+    catalog = tracker.Catalog(job["catalog"])
+    runs = data.synthetic_runs(job["repeats"] + 1)
+    flushed: list[float] = []
+
+    def one() -> float:
+        run = next(runs)
+        started = time.perf_counter()
+        catalog.start_run(run.name)
+        catalog.log_params(run.params)
+        catalog.log_metrics(run.metrics)
+        catalog.end_run()
+        ended = time.perf_counter() - started
+        catalog.flush()
+        flushed.append(time.perf_counter() - started)
+        return ended
+
+    one()
+    flushed.clear()
+    repeat(one, repeats=job["repeats"], budget_s=job["budget_s"])
+    return {"flushed": flushed}
+
+
+def op_log_calls(job: dict[str, Any]) -> dict[str, Any]:
+    """Per-call seconds of ``tracker.log_param`` or ``tracker.log_metric``, in batches."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+    log = tracker.log_param if job["kind"] == "param" else tracker.log_metric
+    counter = iter(range(10**9))
+
+    def batch() -> float:
+        # Distinct param keys, as on MLflow's side (same value again is a no-op here).
+        keys = [f"k{next(counter)}" for _ in range(job["batch"])]
+        started = time.perf_counter()
+        for i, key in enumerate(keys):
+            log(key if job["kind"] == "param" else "loss", i * 0.5)
+        return (time.perf_counter() - started) / len(keys)
+
+    with tracker.start_run("calls"):
+        log("warmup", 1.0)
+        repeat(batch, repeats=job["repeats"], budget_s=job["budget_s"])
+    return {}
+
+
+def op_metric_loop(job: dict[str, Any]) -> dict[str, Any]:
+    """Seconds for ``calls`` log_metric calls in a loop; also loop + ``flush()`` to the catalog."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+    flushed: list[float] = []
+
+    def loop() -> float:
+        with tracker.start_run(f"loop-{len(flushed)}"):
+            started = time.perf_counter()
+            for step in range(job["calls"]):
+                tracker.log_metric("loss", 1.0 / (step + 1), step=step)
+            looped = time.perf_counter() - started
+            tracker.flush()
+            flushed.append(time.perf_counter() - started)
+        return looped
+
+    repeat(loop, repeats=job["repeats"], budget_s=job["budget_s"])
+    return {"flushed": flushed}
+
+
+def op_populate(job: dict[str, Any]) -> dict[str, Any]:
+    """Write ``n`` synthetic runs through tracker's own ingest path, in large transactions.
+
+    The public API ends each run with a synchronous catalog write (~50 ms), which would take
+    over an hour for 100k runs; ``ingest.write_events`` is the same code the flusher runs.
+    """
+    import tracker
+    from tracker import _ids, ingest, values
+
+    catalog = tracker.Catalog(job["catalog"])
+    started = time.perf_counter()
+    batch: list[tuple[str, int, tuple[Any, ...]]] = []
+    for i, run in enumerate(data.synthetic_runs(job["n"]), start=1):
+        batch += _run_events(_ids.new_run_id(), run, values.normalize_param)
+        if i % _POPULATE_CHUNK == 0:
+            ingest.write_events(catalog, batch)
+            batch = []
+    if batch:
+        ingest.write_events(catalog, batch)
+    return {"seconds": time.perf_counter() - started}
+
+
+def _run_events(run_id: str, run: data.SyntheticRun,
+                normalize: Any) -> list[tuple[str, int, tuple[Any, ...]]]:
+    """The events a recorder would spool for this run, numbered as a spool numbers them."""
+    attrs = {"name": run.name, "project": "bench", "started_at": run.started, "host": "bench"}
+    events: list[tuple[Any, ...]] = [("start", run_id, attrs)]
+    for key, value in run.params.items():
+        stored, kind, _ = normalize(value)
+        events.append(("param", run_id, key, stored, kind, run.started))
+    events += [("metric", run_id, k, v, None, run.started) for k, v in run.metrics.items()]
+    if run.status != "running":
+        events.append(("end", run_id, run.status, run.started + run.duration, None))
+    return [(run_id, seq, event) for seq, event in enumerate(events, start=1)]
+
+
+def op_query(job: dict[str, Any]) -> dict[str, Any]:
+    """Time runs-table queries (``kinds``: table, filter, top, count) on a populated catalog."""
+    import tracker
+
+    catalog = tracker.Catalog(job["catalog"])
+    catalog.runs(limit=1)  # warm-up: imports duckdb and pandas, as MLflow's side does
+    rows: dict[str, int] = {}
+    for kind in job["kinds"]:
+
+        def once(kind: str = kind) -> float:
+            started = time.perf_counter()
+            rows[kind] = _QUERIES[kind](catalog)
+            return time.perf_counter() - started
+
+        repeat(once, repeats=job["repeats"], budget_s=job["budget_s"], tag=kind)
+    return {"rows": rows}
+
+
+def _table(catalog: Any) -> int:
+    return len(catalog.runs())
+
+
+def _filter(catalog: Any) -> int:
+    return len(catalog.runs(data.FILTER))
+
+
+def _top(catalog: Any) -> int:
+    return len(catalog.runs(order_by=f"metrics.{data.ORDER_METRIC} DESC", limit=100))
+
+
+def _count(catalog: Any) -> int:
+    return len(catalog.count_runs())
+
+
+_QUERIES = {"table": _table, "filter": _filter, "top": _top, "count": _count}
+
+
+def op_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """One of several processes writing runs at once; each run is flushed before the next."""
+    import tracker
+
+    catalog = tracker.Catalog(job["catalog"])
+    catalog.runs(limit=1)  # a process that has used the catalog before: duckdb imported
+    waits: list[float] = []
+    errors: dict[str, int] = {}
+    committed: list[str] = []
+    wait_for_go(job["go"])
+    for run in data.synthetic_runs(job["runs"], seed=job["worker"]):
+        started = time.perf_counter()
+        try:
+            active = catalog.start_run(f"w{job['worker']}-{run.name}")
+            catalog.log_params(dict(list(run.params.items())[:5]))
+            catalog.log_metric("m0", run.metrics["m0"])
+            catalog.end_run()
+            catalog.flush()  # the run is in the catalog, not only in the spool
+        except Exception as error:  # counted, as a user's notebook would see it
+            errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+            continue
+        finally:
+            waits.append(time.perf_counter() - started)
+        committed.append(active.id)
+    return {"waits": waits, "errors": errors, "committed": committed,
+            "finished_at": time.time()}
+
+
+def op_widget(job: dict[str, Any]) -> dict[str, Any]:
+    """Time one RunTable action (render, page, sort, filter) on a populated catalog.
+
+    Python side only: the widget is built and its page loaded, no browser draws it.
+    """
+    import tracker
+    from tracker.widgets import RunTable
+
+    catalog = tracker.Catalog(job["catalog"])
+    table = RunTable(catalog=catalog, page_size=25, live=False)  # warm-up: imports, caches
+    flips = iter(range(10**9))
+
+    def render() -> float:
+        started = time.perf_counter()
+        RunTable(catalog=catalog, page_size=25, live=False).close()
+        return time.perf_counter() - started
+
+    def action() -> float:
+        flip = next(flips) % 2
+        started = time.perf_counter()
+        if job["action"] == "page":
+            table.next_page()
+        elif job["action"] == "sort":
+            table.sort_by(f"metrics.{data.ORDER_METRIC}", descending=bool(flip))
+        else:  # a different filter each time, so no call is a no-op
+            table.set_filter(data.FILTER if flip else "metrics.m1 > 0.5")
+        return time.perf_counter() - started
+
+    measure = render if job["action"] == "render" else action
+    repeat(measure, repeats=job["repeats"], budget_s=job["budget_s"])
+    shown = {"total": table.total, "rows": len(table.rows), "error": table.error_text}
+    table.close()
+    return shown
+
+
+def op_count_runs(job: dict[str, Any]) -> dict[str, Any]:
+    """The ids of every run in the catalog (what survived a concurrent write test)."""
+    import tracker
+
+    return {"ids": tracker.Catalog(job["catalog"]).runs()["id"].tolist()}
+
+
+def op_hash(job: dict[str, Any]) -> dict[str, Any]:
+    """Hash a new file of ``size`` bytes (fresh hasher per sample), then re-record it unchanged."""
+    from tracker.hashing import FileHasher, file_facts
+
+    path = job["path"]
+    _write_random(path, job["size"])
+
+    def new_data() -> float:
+        started = time.perf_counter()
+        FileHasher().hash(path)
+        return time.perf_counter() - started
+
+    repeat(new_data, repeats=job["repeats"], budget_s=job["budget_s"])
+    file_facts(path)  # recorded once; the next calls see an unchanged file
+    unchanged = []
+    for _ in range(job["unchanged_repeats"]):
+        started = time.perf_counter()
+        file_facts(path)
+        unchanged.append(time.perf_counter() - started)
+    os.unlink(path)
+    return {"unchanged": unchanged}
+
+
+def _write_random(path: str, size: int) -> None:
+    chunk = os.urandom(16 << 20)  # incompressible, so no filesystem shortcut applies
+    with open(path, "wb") as out:
+        for offset in range(0, size, len(chunk)):
+            out.write(chunk[: min(len(chunk), size - offset)])
+
+
+if __name__ == "__main__":
+    serve({name[3:]: func for name, func in dict(globals()).items() if name.startswith("op_")})

@@ -1,0 +1,95 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick`` reports every figure.
+
+No timing thresholds: the numbers depend on the machine. MLflow is measured only if its venv
+already exists (the suite never installs it in quick mode).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# benchmarks/ is not an installed package: import the copy beside these tests.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _expected_keys(tmp_path: Path) -> set[str]:
+    import benchmarks.figures  # noqa: F401 (registers the groups)
+    from benchmarks.framework import Context, figure_keys
+
+    return set(figure_keys(Context(quick=True, workdir=tmp_path, mlflow_missing="not needed")))
+
+
+@pytest.mark.slow
+def test_quick_suite_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "latest.json").read_text())
+    assert set(results["figures"]) == _expected_keys(tmp_path)
+    assert results["mode"] == "quick"
+    assert {"cpu", "cores", "memory_gib", "python", "duckdb", "mlflow", "date"} <= set(
+        results["machine"])
+    for key, figure in results["figures"].items():
+        measured = figure["tracker"]
+        assert "median" in measured or measured["missing"], key
+    table = (out / "latest.md").read_text()
+    assert all(figure["title"].replace("|", "\\|") in table
+               for figure in results["figures"].values())
+
+
+def test_unknown_group_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "nope"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "unknown group" in done.stderr
+
+
+def test_stats_give_median_and_quartiles() -> None:
+    from benchmarks.framework import Stats
+
+    stats = Stats.of([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (stats.median, stats.q1, stats.q3, stats.low, stats.high, stats.n) == (
+        3.0, 2.0, 4.0, 1.0, 5.0, 5)
+    assert Stats.of([7.0]).q1 == Stats.of([7.0]).q3 == 7.0
+
+
+def test_ratio_and_target_of_a_row() -> None:
+    from benchmarks.framework import Figure, Measure, Row, Target
+
+    figure = Figure("q", "query", "ms", Target("<=", 150), mlflow=True)
+    row = Row(figure, Measure.of([100.0, 120.0]), Measure.of([1100.0]))
+    assert row.ratio() == (10.0, False)
+    assert row.target_met() is True
+    slow = Row(figure, Measure.of([200.0]), Measure.timed_out(120, "ms"))
+    assert slow.ratio() == (600.0, True)
+    assert slow.target_met() is False
+
+
+def test_rates_compare_the_other_way_and_counts_not_at_all() -> None:
+    from benchmarks.framework import Figure, Measure, Row
+
+    rate = Row(Figure("r", "runs/s", "runs/s", mlflow=True), Measure.of([50.0]), Measure.of([5.0]))
+    assert rate.ratio() == (10.0, False)
+    count = Row(Figure("c", "lost", "count", mlflow=True), Measure.of([0.0]), Measure.of([3.0]))
+    assert count.ratio() is None
+
+
+def test_unavailable_figure_shows_its_reason() -> None:
+    from benchmarks import report
+    from benchmarks.framework import Figure, Measure, Row
+
+    row = Row(Figure("w", "widget", "ms"), Measure.unavailable("widgets not landed"), None)
+    table = report.text_table([row])
+    assert "not available: widgets not landed" in table
