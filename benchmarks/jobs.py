@@ -64,6 +64,25 @@ def repeat(measure: Callable[[], float], *, repeats: int, budget_s: float,
     return samples
 
 
+def per_call_batch(log: Callable[[str, float], Any], *, kind: str,
+                   size: int) -> Callable[[], float]:
+    """A measurement of seconds per ``log`` call over ``size`` calls, the same on both sides.
+
+    Params get distinct keys (MLflow refuses a new value for a logged param; tracker treats the
+    same value again as a no-op); metrics all go to one key.
+    """
+    counter = iter(range(10**9))
+
+    def batch() -> float:
+        keys = [f"k{next(counter)}" for _ in range(size)]
+        started = time.perf_counter()
+        for i, key in enumerate(keys):
+            log(key if kind == "param" else "loss", i * 0.5)
+        return (time.perf_counter() - started) / len(keys)
+
+    return batch
+
+
 def wait_for_go(path: str) -> float:
     """Say ready, then wait until the runner creates ``path``: several workers start together.
 

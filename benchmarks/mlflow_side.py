@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import data
-from benchmarks.jobs import emit, repeat, serve, wait_for_go
+from benchmarks.jobs import emit, per_call_batch, repeat, serve, wait_for_go
 
 EXPERIMENT = "bench"
 _STATUS = {"completed": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
@@ -78,15 +78,7 @@ def op_log_calls(job: dict[str, Any]) -> dict[str, Any]:
 
     _connect(job["db"])
     log = mlflow.log_param if job["kind"] == "param" else mlflow.log_metric
-    counter = iter(range(10**9))
-
-    def batch() -> float:
-        # Distinct keys for params: MLflow refuses to change a logged param's value.
-        keys = [f"k{next(counter)}" for _ in range(job["batch"])]
-        started = time.perf_counter()
-        for i, key in enumerate(keys):
-            log(key if job["kind"] == "param" else "loss", i * 0.5)
-        return (time.perf_counter() - started) / len(keys)
+    batch = per_call_batch(log, kind=job["kind"], size=job["batch"])
 
     with mlflow.start_run():
         log("warmup", 1.0)

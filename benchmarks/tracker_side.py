@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from benchmarks import data
-from benchmarks.jobs import emit, repeat, serve, wait_for_go
+from benchmarks.jobs import emit, per_call_batch, repeat, serve, wait_for_go
 
 _POPULATE_CHUNK = 5_000  # runs per write transaction when populating
 
@@ -71,15 +71,7 @@ def op_log_calls(job: dict[str, Any]) -> dict[str, Any]:
 
     tracker.use_catalog(job["catalog"])
     log = tracker.log_param if job["kind"] == "param" else tracker.log_metric
-    counter = iter(range(10**9))
-
-    def batch() -> float:
-        # Distinct param keys, as on MLflow's side (same value again is a no-op here).
-        keys = [f"k{next(counter)}" for _ in range(job["batch"])]
-        started = time.perf_counter()
-        for i, key in enumerate(keys):
-            log(key if job["kind"] == "param" else "loss", i * 0.5)
-        return (time.perf_counter() - started) / len(keys)
+    batch = per_call_batch(log, kind=job["kind"], size=job["batch"])
 
     with tracker.start_run("calls"):
         log("warmup", 1.0)
