@@ -236,6 +236,30 @@ def op_widget(job: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def op_widget_memory(job: dict[str, Any]) -> dict[str, Any]:
+    """Bytes of Python memory a RunTable holds after rendering and paging 5 times."""
+    import gc
+    import tracemalloc
+
+    import tracker
+    from tracker.widgets import RunTable
+
+    catalog = tracker.Catalog(job["catalog"])
+    RunTable(catalog=catalog, page_size=25, live=False).close()  # imports and caches first
+    for _ in range(job["repeats"]):
+        gc.collect()
+        tracemalloc.start()
+        table = RunTable(catalog=catalog, page_size=25, live=False)
+        for _ in range(5):
+            table.next_page()
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        table.close()
+        emit({"sample": held / 1024})
+    return {}
+
+
 def op_count_runs(job: dict[str, Any]) -> dict[str, Any]:
     """The ids of every run in the catalog (what survived a concurrent write test)."""
     import tracker

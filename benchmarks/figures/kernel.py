@@ -1,9 +1,11 @@
 """Extension figures in a real ipykernel: per-cell overhead, and ``%load_ext tracker`` itself.
 
-A cell's time is the kernel's own: from its "busy" to its "idle" status message (both stamped
-by the kernel), so ZeroMQ and client noise stay out; ``%load_ext`` figures are client round
-trips, what a user waits for. The overhead is the median cell with the extension loaded minus
-the median cell without it, in the same kernel process. Kernels get a temporary catalog and an
+The overhead is measured twice, in one kernel process each time. In the kernel: a cell calls
+``run_cell`` on 1000 small cells, times each, loads the extension, and does it again; the
+difference of the medians is what the hooks and the audit hook cost, free of messaging noise
+(this figure carries the target). As the front end sees it: each cell's "busy" to "idle"
+status messages, whose ~4 ms medians the machine's noise moves by more than the hooks cost.
+``%load_ext`` figures are client round trips, what a user waits for. Kernels get a temporary catalog and an
 empty IPYTHONDIR, so no profile auto-loads the extension behind the benchmark's back.
 """
 
@@ -32,8 +34,11 @@ def _cells(ctx: Context) -> int:
 def figures(ctx: Context) -> tuple[Figure, ...]:
     """Per-cell overhead, the load_ext cell, and load_ext until the run is in the catalog."""
     return (
-        Figure("kernel.cell_overhead", f"per-cell overhead of the extension ({_cells(ctx)} cells)",
+        Figure("kernel.cell_overhead",
+               f"per-cell overhead of the extension, in the kernel ({_cells(ctx)} cells)",
                "ms", Target("<=", 0.5)),
+        Figure("kernel.cell_overhead_client",
+               f"per-cell overhead, kernel busy-to-idle ({_cells(ctx)} cells)", "ms"),
         Figure("kernel.load_ext", "%load_ext tracker in a fresh kernel (cell returns)", "ms",
                Target("<=", 300)),
         Figure("kernel.load_ext_catalog", "%load_ext tracker to the run in the catalog", "ms"),
@@ -46,10 +51,12 @@ def measure_kernel(ctx: Context) -> dict[str, Outcome]:
     require("tracker", "load_ipython_extension")
     require("tracker.ipython", "load")
     require("jupyter_client")
-    overhead = _overhead(ctx)
+    overhead = _overhead_in_kernel(ctx)
+    client_overhead = _overhead(ctx)
     cell, catalog = _load_ext_samples(ctx, 2 if ctx.quick else 5)
     return {
         "kernel.cell_overhead": Outcome(overhead),
+        "kernel.cell_overhead_client": Outcome(client_overhead),
         "kernel.load_ext": Outcome(Measure.seconds(cell, "ms", note="the run is spooled")),
         "kernel.load_ext_catalog": Outcome(
             Measure.seconds(catalog, "ms", note="load_ext, then tracker.flush()")
@@ -96,6 +103,19 @@ class _Kernel:
             if msg["parent_header"].get("msg_id") == msg_id and wanted(msg):
                 return msg
 
+    def output(self, code: str) -> str:
+        """Execute one cell and return what it printed on stdout."""
+        msg_id = self.client.execute(code, store_history=True)
+        printed = []
+        while True:
+            msg = self._next(self.client.get_iopub_msg, msg_id, lambda msg: True)
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+                printed.append(msg["content"]["text"])
+            if msg["msg_type"] == "error":
+                raise NotAvailable(f"cell failed: {msg['content'].get('evalue')}")
+            if _status("idle")(msg):
+                return "".join(printed)
+
     def run_many(self, count: int) -> list[float]:
         """Kernel-side times of ``count`` small cells, each a different line, like a notebook."""
         return [self.run_timed(f"x_{i} = {i} * 2")[1] for i in range(count)]
@@ -126,6 +146,47 @@ def _overhead(ctx: Context) -> Measure:
     return Measure.seconds(
         [t - base for t in with_ext], "ms",
         note=f"kernel busy-to-idle per cell; without the extension: median {base * 1e3:.2f} ms")
+
+
+_IN_KERNEL = """
+import json, time
+_ip = get_ipython()
+
+def _cells(count, prefix):
+    times = []
+    for i in range(count):
+        started = time.perf_counter()
+        _ip.run_cell(f"{prefix}_{i} = {i} * 2", store_history=True)
+        times.append(time.perf_counter() - started)
+    return times
+
+_cells(100, "warm")
+_without = _cells(COUNT, "a")
+_ip.run_line_magic("load_ext", "tracker")
+import tracker
+tracker.flush()
+_cells(100, "warm_again")
+_with = _cells(COUNT, "b")
+print(json.dumps({"without": _without, "with": _with}))
+"""
+
+
+def _overhead_in_kernel(ctx: Context) -> Measure:
+    kernel = _Kernel(ctx)
+    try:
+        kernel.run(_NOT_LOADED)
+        printed = kernel.output(_IN_KERNEL.replace("COUNT", str(_cells(ctx))))
+    finally:
+        kernel.close()
+    import json
+
+    times = json.loads(next(line for line in reversed(printed.splitlines())
+                            if line.startswith('{"without"')))
+    base = statistics.median(times["without"])
+    return Measure.seconds(
+        [t - base for t in times["with"]], "ms",
+        note=f"run_cell timed inside one ipykernel; without the extension: median "
+             f"{base * 1e3:.3f} ms")
 
 
 def _load_ext_samples(ctx: Context, kernels: int) -> tuple[list[float], list[float]]:

@@ -7,7 +7,7 @@ its Python API in a fresh process, on the catalog the query figures populated.
 from __future__ import annotations
 
 from benchmarks.figures.queries import tracker_catalog
-from benchmarks.framework import Context, Figure, Outcome, Target, group
+from benchmarks.framework import Context, Figure, Measure, Outcome, Target, group
 from benchmarks.sides import measure, require, tracker_job
 
 # (key suffix, title, target in ms)
@@ -20,11 +20,14 @@ ACTIONS = (
 
 
 def figures(ctx: Context) -> list[Figure]:
-    """One figure per widget action, at the largest size of this mode."""
+    """One figure per widget action at the largest size, and the widget's memory at the
+    smallest and largest sizes (it should not grow with the catalog)."""
     n = ctx.sizes[-1]
     return [
-        Figure(f"widget.{action}", f"runs widget, {n:,} runs: {title}", "ms", Target("<=", ms))
-        for action, title, ms in ACTIONS
+        *(Figure(f"widget.{action}", f"runs widget, {n:,} runs: {title}", "ms",
+                 Target("<=", ms)) for action, title, ms in ACTIONS),
+        *(Figure(f"widget.memory.{size}", f"runs widget memory, {size:,} runs", "KiB")
+          for size in (ctx.sizes[0], n)),
     ]
 
 
@@ -39,4 +42,11 @@ def measure_widgets(ctx: Context) -> dict[str, Outcome]:
         job = {"op": "widget", "action": action, "catalog": catalog,
                "repeats": ctx.repeats, "budget_s": 20}
         outcomes[f"widget.{action}"] = Outcome(measure(tracker_job(job), "ms"))
+    for size in (ctx.sizes[0], n):
+        job = {"op": "widget_memory", "catalog": tracker_catalog(ctx, size),
+               "repeats": 3 if ctx.quick else 5}
+        result = tracker_job(job)
+        outcomes[f"widget.memory.{size}"] = Outcome(
+            Measure.of(result.samples, note="tracemalloc after render and 5 page changes")
+            if result.samples else Measure.unavailable(result.error or "no samples"))
     return outcomes
