@@ -7,8 +7,15 @@ called. ``tick`` only sets widget values; ipykernel sends those updates from any
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Callable
+
+# A tick may be inside DuckDB's C++ code; a daemon thread cut off there when the interpreter
+# finalises aborts the whole process. At exit every ticker is stopped and waited for.
+_EXIT_WAIT = 5.0
+_tickers: weakref.WeakSet[LiveTicker] = weakref.WeakSet()
 
 
 class LiveTicker:
@@ -36,6 +43,7 @@ class LiveTicker:
             self._thread = threading.Thread(target=self._loop, args=(self._stop,),
                                             name="tracker-live-runs", daemon=True)
             self._thread.start()
+            _tickers.add(self)
 
     def stop(self, *, wait: float = 0.0) -> None:
         """Ask the thread to end (after its current tick); ``wait`` seconds for it to finish."""
@@ -52,3 +60,9 @@ class LiveTicker:
                 keep_going = False
             if not keep_going:
                 stop.set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for ticker in list(_tickers):
+        ticker.stop(wait=_EXIT_WAIT)
