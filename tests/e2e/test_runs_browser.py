@@ -2,11 +2,13 @@
 
 The catalog is made here, before the server starts, and the server's kernels read it through
 ``TRACKER_CATALOG``. One run's name and a param are hostile markup: they must show as text and
-run nothing. The test saves the table's screenshot as docs/runs-browser.png for the README.
+run nothing. The test saves the table's screenshot in tests/e2e/artifacts/; with
+TRACKER_UPDATE_SCREENSHOT=1 it refreshes docs/runs-browser.png, the README's picture, instead.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "runs-browser.png"
+SCREENSHOT = (REPO / "docs" / "runs-browser.png" if os.environ.get("TRACKER_UPDATE_SCREENSHOT")
+              else REPO / "tests" / "e2e" / "artifacts" / "runs-browser.png")
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_PARAM = "<script>window.__pwned=2</script>"
 TIMEOUT_MS = 60_000
@@ -81,7 +84,7 @@ def test_runs_browser_filters_deletes_undoes_and_opens_detail(
     page.locator(".tracker-filter input").press("Enter")
     _wait_for_rows(page, 3)
     assert page.locator(ROW_BUTTON, has_text=HOSTILE_NAME).count() == 0
-    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     ui.screenshot(path=SCREENSHOT)
 
     row = page.locator(".tracker-row:not(.tracker-hidden)", has=page.locator(
