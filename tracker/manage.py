@@ -14,8 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import query
-from tracker.search import _prepare_read, resolve
+from tracker.search import _prepare_read, matching, resolve
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -78,11 +77,10 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
         else:
-            condition = query.compile_filter(where)
-            equal = query.compile_equals(equals)
+            condition = matching(where, equals)
             chosen = [row[0] for row in con.execute(
-                f"SELECT id FROM runs r WHERE r.deleted_at IS NULL AND ({condition.sql}) "
-                f"AND ({equal.sql})", [*condition.params, *equal.params]).fetchall()]
+                f"SELECT id FROM runs r WHERE {condition.sql}",
+                list(condition.params)).fetchall()]
         con.execute("UPDATE runs SET deleted_at = now() WHERE list_contains(?, id) "
                     "AND deleted_at IS NULL", [chosen])
     return chosen

@@ -63,36 +63,44 @@ def _visibility(include_deleted: bool, deleted_only: bool) -> str:
     return "TRUE" if include_deleted else "r.deleted_at IS NULL"
 
 
+def matching(where: str | None, equals: Mapping[str, Any] | None = None, *,
+             include_deleted: bool = False, deleted_only: bool = False) -> query.Compiled:
+    """The WHERE condition (on ``runs r``) for a filter, equality tests and the trash."""
+    condition = query.compile_filter(where)
+    equal = query.compile_equals(equals or {})
+    return query.Compiled(
+        f"{_visibility(include_deleted, deleted_only)} AND ({condition.sql}) AND ({equal.sql})",
+        (*condition.params, *equal.params))
+
+
 def runs(catalog: Catalog, where: str | None = None, *,
          order_by: str | Sequence[str] | None = None, limit: int | None = None,
          offset: int = 0, include_deleted: bool = False, deleted_only: bool = False,
          **equals: Any) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.runs`."""
-    condition = query.compile_filter(where)
-    equal = query.compile_equals(equals)
+    condition = matching(where, equals, include_deleted=include_deleted,
+                         deleted_only=deleted_only)
     order = query.compile_order_by(order_by)
-    matching = (f"{_visibility(include_deleted, deleted_only)} AND ({condition.sql}) "
-                f"AND ({equal.sql})")
-    filter_args = [*condition.params, *equal.params]
     _prepare_read(catalog)
     with catalog.connect() as con:
         columns = _Columns(_param_kinds(con), sorted(
             r[0] for r in con.execute("SELECT key FROM metric_keys").fetchall()))
         if limit is None and not offset:
-            chosen, chosen_args = matching, filter_args
+            chosen, chosen_args = condition.sql, list(condition.params)
         else:
             # The page's rows are chosen first and only they are expanded: DuckDB would
             # otherwise extract every JSON column of every row before its top-N.
-            chosen = (f"r.rowid IN (SELECT r.rowid FROM runs r WHERE {matching} "
+            chosen = (f"r.rowid IN (SELECT r.rowid FROM runs r WHERE {condition.sql} "
                       f"ORDER BY {order.sql} LIMIT ? OFFSET ?)")
-            chosen_args = [*filter_args, *order.params,
+            chosen_args = [*condition.params, *order.params,
                            int(limit) if limit is not None else None, int(offset)]
         table = frame(con.execute(
             f"SELECT {columns.select} FROM (SELECT r.*, {columns.extract} FROM runs r "
             f"WHERE {chosen}) r ORDER BY {order.sql}",
             [*columns.binds, *chosen_args, *order.params]))
         total = len(table) if limit is None and not offset else con.execute(
-            f"SELECT count(*) FROM runs r WHERE {matching}", filter_args).fetchone()[0]
+            f"SELECT count(*) FROM runs r WHERE {condition.sql}",
+            list(condition.params)).fetchone()[0]
     return _tidy(table, columns.decode, total)
 
 
@@ -171,8 +179,8 @@ def _decode_json(text: Any) -> Any:
 def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "status",
                include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.count_runs`."""
-    condition = query.compile_filter(where)
-    base = f"FROM runs r WHERE {_visibility(include_deleted, False)} AND ({condition.sql})"
+    condition = matching(where, include_deleted=include_deleted)
+    base = f"FROM runs r WHERE {condition.sql}"
     _prepare_read(catalog)
     with catalog.connect() as con:
         if by is None:
