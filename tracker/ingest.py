@@ -7,6 +7,7 @@ spool replayed after a crash between commit and truncation never applies an even
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -15,7 +16,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +40,22 @@ def _ts(seconds: float | None) -> dt.datetime | None:
 def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
                  cancel: threading.Event | None = None) -> None:
     """Apply ``batch`` in one write transaction (hashing and copying happen before it)."""
+    with _applied(catalog, batch, timeout=timeout, cancel=cancel):
+        pass
+    if not catalog._last_recovery:
+        maybe_recover(catalog)
+
+
+@contextlib.contextmanager
+def _applied(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
+             cancel: threading.Event | None = None) -> Iterator[Any]:
+    """A write transaction that has applied ``batch``; the block may add to it before commit."""
     prepared = [(run_id, seq, _prepare(catalog, event)) for run_id, seq, event in batch]
     with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
         con.execute("BEGIN")
         apply(con, prepared)
+        yield con
         con.execute("COMMIT")
-    if not catalog._last_recovery:
-        maybe_recover(catalog)
 
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
@@ -63,9 +73,7 @@ def _prepared(catalog: Catalog, event: Event) -> Event:
     if kind == "artifact" and event[4] is None and "://" not in event[3]:
         from tracker.hashing import file_facts
 
-        facts = file_facts(event[3])
-        return (*event[:4], {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash},
-                *event[5:])
+        return (*event[:4], _facts(file_facts(event[3])), *event[5:])
     if kind == "stored":
         _, run_id, role, path, ts = event
         return ("artifact", run_id, role, path, _store_blob(catalog, path), ts)
@@ -77,14 +85,19 @@ def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
 
     facts = file_facts(path)
     if facts.hash is None:
-        return {"size": facts.size, "mtime": facts.mtime, "hash": None}
+        return _facts(facts)
     folder = catalog.blob_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     blob = folder / facts.hash.replace(":", "-")
     if not blob.exists():
         shutil.copyfile(path, blob)
         os.chmod(blob, 0o600)
-    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash, "blob": blob.name}
+    return {**_facts(facts), "blob": blob.name}
+
+
+def _facts(facts: Any) -> dict[str, Any]:
+    """What an artifact event carries about a file (a tracker.hashing.FileFacts)."""
+    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash}
 
 
 class _Rows:
@@ -439,15 +452,11 @@ def _recover(catalog: Catalog, orphans: Iterable[Path], dead: list[str]) -> None
     spooled = []
     for path in orphans:
         spooled.extend(_read_spool(path))
-    prepared = [(run_id, seq, _prepare(catalog, event)) for run_id, seq, event in spooled]
-    with catalog.connect(write=True) as con:
-        con.execute("BEGIN")
-        apply(con, prepared)
-        crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
+    crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
+    with _applied(catalog, spooled) as con:
         con.execute(
             "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
             "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
             "WHERE status = 'running' AND list_contains(?, id)", [crashed])
-        con.execute("COMMIT")
     for path in orphans:
         path.unlink(missing_ok=True)
