@@ -213,9 +213,12 @@ class Run:
             raise ValueError(f"status must be one of {models.FINAL_STATUSES}, not {status!r}")
         if self.ended:
             return
+        self._queue_end(status, error)
+        self._recorder.finished(self)
+
+    def _queue_end(self, status: str, error: str | None = None) -> None:
         self.ended = True
         self._push(("end", self.id, status, time.time(), error))
-        self._recorder.finished(self)
 
     def __enter__(self) -> Run:
         return self
@@ -282,8 +285,7 @@ class Recorder:
         self.stack.append(run)
         if params:
             run.log_params(params)
-        self._urgent = True  # a new run should be visible at once
-        self._ensure_thread()
+        self._write_soon()  # a new run should be visible at once
         return run
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
@@ -311,8 +313,7 @@ class Recorder:
         if run in self.stack:
             self.stack.remove(run)
         self.spool()
-        self._urgent = True
-        self._ensure_thread()
+        self._write_soon()
 
     # -- the two stages ----------------------------------------------------------------
 
@@ -390,6 +391,11 @@ class Recorder:
 
     # -- the background thread -----------------------------------------------------------
 
+    def _write_soon(self) -> None:
+        """Have the flusher write to the catalog now rather than at its next interval."""
+        self._urgent = True
+        self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             self._wake.set()
@@ -434,8 +440,7 @@ class Recorder:
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
         """End the runs still open and write what can be written within ``deadline``."""
         for run in reversed(list(self.stack)):
-            run.ended = True
-            self.queue.append(("end", run.id, run.exit_status, time.time(), None))
+            run._queue_end(run.exit_status)  # not end(): that would wake the flusher again
         self.stack.clear()
         try:
             self.spool()  # the ends are durable before anything else can go wrong
