@@ -446,21 +446,18 @@ class RunTable(w.VBox):
         self.refresh()
 
     def _ticked(self, row: Row, change: dict[str, Any]) -> None:
-        if self._syncing or row.run_id is None:
-            return
-        if change["new"]:
-            self.selected.add(row.run_id)
-        else:
-            self.selected.discard(row.run_id)
-        self._sync_checks()
+        if not self._syncing and row.run_id is not None:
+            self._choose([row.run_id], change["new"])
 
     def _select_page(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        if change["new"]:
-            self.selected.update(self.rows)
+        if not self._syncing:
+            self._choose(self.rows, change["new"])
+
+    def _choose(self, ids: list[str], chosen: bool) -> None:
+        if chosen:
+            self.selected.update(ids)
         else:
-            self.selected.difference_update(self.rows)
+            self.selected.difference_update(ids)
         self._sync_checks()
 
     def _sync_selection(self) -> None:
