@@ -68,26 +68,53 @@ def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> 
     assert caught.value.version == 99
 
 
-def test_an_older_catalog_is_backed_up_then_migrated(catalog: tracker.Catalog,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def _make_version_1(path: Path) -> None:
+    """Turn a catalog back into schema version 1: the same, without the columnar copy."""
+    con = duckdb.connect(str(path))
+    for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
+        con.execute(f"ALTER TABLE runs DROP COLUMN {name}")
+        if namespace == "params":
+            con.execute(f"ALTER TABLE runs DROP COLUMN {name}_json")
+    con.execute("DROP TABLE value_columns")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+
+
+def test_a_version_1_catalog_is_backed_up_then_migrated(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("kept", params={"lr": 0.1, "model": "vit"}) as run:
+        run.log_metric("acc", 0.9)
+    with catalog.start_run("other", params={"lr": 0.5}):
+        pass
+    catalog.flush()
+    _make_version_1(catalog.path)
+
+    migrated = tracker.Catalog(catalog.path)
+    frame = migrated.runs("params.lr < 0.2 AND metrics.acc > 0.5")
+    assert list(frame["name"]) == ["kept"]
+    assert frame.loc[0, "params.model"] == "vit"
+    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "2"
+    backup = catalog.path.with_name(catalog.path.name + ".v1.bak")
+    con = duckdb.connect(str(backup), read_only=True)
+    assert sorted(con.execute("SELECT name FROM runs").fetchall()) == [("kept",), ("other",)]
+    con.close()
+
+
+def test_migrations_run_in_order_after_the_backup(catalog: tracker.Catalog,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with catalog.start_run("kept", params={"lr": 0.1}):
         pass
-    catalog.flush()  # written at version 1 before this tracker "upgrades"
+    catalog.flush()
+    _make_version_1(catalog.path)
 
     def add_owner_column(con: object) -> None:
         con.execute("ALTER TABLE runs ADD COLUMN owner VARCHAR")  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1, add_owner_column)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(schema.MIGRATIONS, 2, add_owner_column)
     migrated = tracker.Catalog(catalog.path)
-    frame = migrated.runs()
-    assert list(frame["name"]) == ["kept"]
-    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "2"
+    assert list(migrated.runs("params.lr = 0.1")["name"]) == ["kept"]
+    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "3"
     assert "owner" in set(migrated.sql("SELECT * FROM runs").columns)
-    backup = catalog.path.with_name(catalog.path.name + ".v1.bak")
-    con = duckdb.connect(str(backup), read_only=True)
-    assert con.execute("SELECT name FROM runs").fetchall() == [("kept",)]
-    con.close()
 
 
 def _hold(script: str, ready: Path) -> subprocess.Popen[bytes]:

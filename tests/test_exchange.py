@@ -30,6 +30,8 @@ def test_a_run_round_trips_between_catalogs(catalog: tracker.Catalog, tmp_path: 
     assert math.isnan(after.metrics["loss"])
     history = other.metric_history(run.id)
     assert list(history["step"]) == [1, 2]
+    found = other.runs("params.lr = 0.2 AND params.tag = 'ü' AND metrics.loss = 'NaN'")
+    assert list(found["id"]) == [run.id]  # an imported run is found by its values
     with pytest.raises(tracker.TrackerError, match="already in"):
         other.import_run(descriptor)
 

@@ -1,5 +1,7 @@
 """The filter language, run for real against DuckDB: every filter below is compiled and executed
-over a hand-made ``runs`` table, and its matches compared with the runs it should find."""
+over a hand-made catalog, and its matches compared with the runs it should find. Filters name
+params and metrics by key; ``runs`` holds each key's values in an internal column (``p1``, ``m1``)
+and the catalog's layout (``columns.layout``) says which, so every compile is given it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tracker import columns, schema
 from tracker.errors import FilterSyntaxError
 from tracker.query import (
     ATTRIBUTES,
@@ -24,7 +27,7 @@ from tracker.query import (
     compile_order_by,
     parse_key,
 )
-from tracker.schema import RUN_COLUMNS, TABLES
+from tracker.schema import RUN_COLUMNS
 
 HOSTILE = "we\"ird 'key'.with/slash~0 ünï (x)"
 INJECTION = "'; DROP TABLE runs; --"
@@ -85,12 +88,20 @@ ALL = {run["id"] for run in RUNS}
 
 def _create(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("SET TimeZone = 'UTC'")
-    connection.execute(f"CREATE TABLE runs ({TABLES['runs']})")
+    for statement in schema.create_statements():
+        connection.execute(statement)
     for run in RUNS:
-        _insert(connection, run)
+        _insert_run(connection, run)
+    columns.refresh(connection)
 
 
 def _insert(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
+    """Add one run as a writer does: its row, its keys, then its value columns."""
+    _insert_run(connection, run)
+    columns.refresh(connection, [run["id"]])
+
+
+def _insert_run(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
     row = {**run}
     for column in ("params", "metrics"):
         if column in row:
@@ -100,6 +111,19 @@ def _insert(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
         f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
         [row[name] for name in names],
     )
+    for key, value in run.get("params", {}).items():
+        kind = "none" if value is None else type(value).__name__
+        connection.execute(
+            "INSERT INTO param_keys SELECT $key, $kind WHERE NOT EXISTS "
+            "(SELECT 1 FROM param_keys WHERE key = $key AND kind = $kind)",
+            {"key": key, "kind": kind},
+        )
+    for key in run.get("metrics", {}):
+        connection.execute(
+            "INSERT INTO metric_keys SELECT $key WHERE NOT EXISTS "
+            "(SELECT 1 FROM metric_keys WHERE key = $key)",
+            {"key": key},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +136,13 @@ def db() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def matching(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> set[str]:
-    rows = connection.execute(f"SELECT id FROM runs r WHERE {compiled.sql}", compiled.params)
-    return {row[0] for row in rows.fetchall()}
+    sql = f"SELECT id FROM runs r WHERE {compiled.sql}"
+    return {row[0] for row in connection.execute(sql, compiled.params).fetchall()}
 
 
 def ordered(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[str]:
-    rows = connection.execute(f"SELECT id FROM runs r ORDER BY {compiled.sql}", compiled.params)
-    return [row[0] for row in rows.fetchall()]
+    sql = f"SELECT id FROM runs r ORDER BY {compiled.sql}"
+    return [row[0] for row in connection.execute(sql, compiled.params).fetchall()]
 
 
 def quoted(text: str, quote: str = "'", *, backslash: bool = False) -> str:
@@ -284,41 +308,79 @@ CASES: list[tuple[str, set[str]]] = [
 def test_filter_matches_the_expected_runs(
     db: duckdb.DuckDBPyConnection, text: str, expected: set[str]
 ) -> None:
-    assert matching(db, compile_filter(text)) == expected
+    assert matching(db, compile_filter(text, columns=columns.layout(db))) == expected
 
 
 def test_none_matches_every_run(db: duckdb.DuckDBPyConnection) -> None:
     assert compile_filter(None) == Compiled("TRUE", ())
-    assert matching(db, compile_filter(None)) == ALL
+    assert matching(db, compile_filter(None, columns=columns.layout(db))) == ALL
 
 
-def test_user_text_is_bound_never_pasted() -> None:
-    compiled = compile_filter(f"params.{quoted(INJECTION, '`')} = {quoted(INJECTION)}")
+def test_values_are_bound_and_keys_never_reach_the_sql(db: duckdb.DuckDBPyConnection) -> None:
+    layout = columns.layout(db)
+    compiled = compile_filter(f"params.{quoted(INJECTION, '`')} = {quoted(INJECTION)}",
+                              columns=layout)
     assert "DROP" not in compiled.sql
-    assert compiled.params == ("/" + INJECTION, INJECTION)
+    assert f"r.{layout['params', INJECTION]}" in compiled.sql  # the key's internal column
+    assert compiled.params == (INJECTION,)  # only the value is bound
+    assert matching(db, compiled) == set()
+    assert matching(db, compile_filter(f"params.{quoted(INJECTION, '`')} = 1",
+                                       columns=layout)) == ids(7)
 
 
 def test_injection_leaves_the_table_intact(db: duckdb.DuckDBPyConnection) -> None:
+    layout = columns.layout(db)
     for text in (f"name = {quoted(INJECTION)}", f"`params.{INJECTION}` IS NULL"):
-        matching(db, compile_filter(text))
+        matching(db, compile_filter(text, columns=layout))
     assert db.execute("SELECT count(*) FROM runs").fetchone() == (len(RUNS),)
+    assert columns.layout(db) == layout
 
 
-def test_keys_are_json_pointers() -> None:
-    compiled = compile_filter("params.`a~/b.c` = 1")
-    assert compiled.params[0] == "/a~0~1b.c"
+def test_keys_name_internal_columns() -> None:
+    layout = {("params", "a~/b.c"): "p7", ("metrics", "a~/b.c"): "m2"}
+    compiled = compile_filter("params.`a~/b.c` = 1 AND metrics.`a~/b.c` = 2", columns=layout)
+    assert "a~" not in compiled.sql
+    assert "r.p7" in compiled.sql and "r.m2" in compiled.sql
+    assert compiled.params == (1.0, 2.0)
+    boolean = compile_filter("params.`a~/b.c` = true", columns=layout)
+    assert "r.p7_json" in boolean.sql and boolean.params == (True,)
+    # The key reaches DuckDB only as data: refresh reads it from the JSON by pointer.
+    assert columns.pointer("a~/b.c") == "/a~0~1b.c"
+
+
+def test_a_key_missing_from_the_layout_compiles_to_null() -> None:
+    compiled = compile_filter("params.`a~/b.c` = 1", columns={("params", "other"): "p1"})
+    assert "a~" not in compiled.sql and "p1" not in compiled.sql
+    assert "CAST(NULL AS VARCHAR)" in compiled.sql
+    assert compiled.params == (1.0,)
+
+
+def test_a_key_missing_from_the_layout_matches_no_run(db: duckdb.DuckDBPyConnection) -> None:
+    # "lr" is in every run's JSON, but a layout without it (or a key no run has) finds nothing.
+    layout = {key: name for key, name in columns.layout(db).items() if key != ("params", "lr")}
+    for key in ("params.lr", "params.nope", "metrics.nope"):
+        for text in (f"{key} = 0.1", f"{key} != 0.1", f"{key} > -1", f"{key} IN (0.1, 1)"):
+            assert matching(db, compile_filter(text, columns=layout)) == set(), text
+        assert matching(db, compile_filter(f"{key} IS NULL", columns=layout)) == ALL
+        assert matching(db, compile_filter(f"{key} IS NOT NULL", columns=layout)) == set()
+        assert matching(db, compile_filter(f"NOT {key} = 0.1", columns=layout)) == ALL
+        assert ordered(db, compile_order_by(key, columns=layout)) == sorted(ALL)
+    for text in ("params.lr = 'auto'", "params.lr LIKE '%'", "params.lr = true"):
+        assert matching(db, compile_filter(text, columns=layout)) == set(), text
+    assert matching(db, compile_equals({"params.lr": 0.1}, columns=layout)) == set()
 
 
 def test_filter_fragment_combines_safely_with_and(db: duckdb.DuckDBPyConnection) -> None:
-    compiled = compile_filter("name = 'alpha' OR name = 'beta'")
+    compiled = compile_filter("name = 'alpha' OR name = 'beta'", columns=columns.layout(db))
     sql = f"SELECT id FROM runs r WHERE r.status = 'failed' AND {compiled.sql}"
     assert {row[0] for row in db.execute(sql, compiled.params).fetchall()} == ids(2)
 
 
 def test_alias_qualifies_every_column(db: duckdb.DuckDBPyConnection) -> None:
     text = "params.lr > 0.01 AND labels CONTAINS 'gpu' AND duration > 1"
-    compiled = compile_filter(text, alias="x")
+    compiled = compile_filter(text, alias="x", columns=columns.layout(db))
     assert "r." not in compiled.sql
+    assert f"x.{columns.layout(db)['params', 'lr']}" in compiled.sql
     rows = db.execute(f"SELECT id FROM runs x WHERE {compiled.sql}", compiled.params).fetchall()
     assert {row[0] for row in rows} == ids(1)
 
@@ -419,7 +481,7 @@ ORDERS: list[tuple[Any, list[str]]] = [
 def test_order_by_sorts_runs(
     db: duckdb.DuckDBPyConnection, items: Any, expected: list[str]
 ) -> None:
-    assert ordered(db, compile_order_by(items)) == expected
+    assert ordered(db, compile_order_by(items, columns=columns.layout(db))) == expected
 
 
 def test_order_by_appends_the_id_tie_breaker_once() -> None:
@@ -428,10 +490,13 @@ def test_order_by_appends_the_id_tie_breaker_once() -> None:
     assert compile_order_by("id DESC").sql == "r.id DESC NULLS LAST"
 
 
-def test_order_by_binds_keys() -> None:
-    compiled = compile_order_by(f"params.{quoted(INJECTION, '`')}")
+def test_order_by_names_columns_not_keys(db: duckdb.DuckDBPyConnection) -> None:
+    layout = columns.layout(db)
+    compiled = compile_order_by(f"params.{quoted(INJECTION, '`')}", columns=layout)
     assert "DROP" not in compiled.sql
-    assert compiled.params == ("/" + INJECTION, "/" + INJECTION)
+    assert f"r.{layout['params', INJECTION]}" in compiled.sql
+    assert compiled.params == ()
+    assert ordered(db, compiled)[0] == "r7"
 
 
 @pytest.mark.parametrize(
@@ -468,7 +533,7 @@ EQUALS: list[tuple[dict[str, Any], set[str]]] = [
 def test_compile_equals_matches(
     db: duckdb.DuckDBPyConnection, equals: dict[str, Any], expected: set[str]
 ) -> None:
-    assert matching(db, compile_equals(equals)) == expected
+    assert matching(db, compile_equals(equals, columns=columns.layout(db))) == expected
 
 
 @pytest.mark.parametrize(
@@ -507,8 +572,8 @@ def test_parse_key_rejects_what_is_not_one_field(text: str) -> None:
 
 
 def test_attributes_name_runs_columns() -> None:
-    columns = {name for name, _ in RUN_COLUMNS}
-    assert set(ATTRIBUTES.values()) <= columns
+    names = {name for name, _ in RUN_COLUMNS}
+    assert set(ATTRIBUTES.values()) <= names
     assert ATTRIBUTES["user"] == "username" and ATTRIBUTES["start_time"] == "started_at"
 
 
@@ -537,7 +602,7 @@ def test_any_name_round_trips(
     db.execute("BEGIN")
     try:
         _insert(db, {**NEW_RUN, "name": value})
-        found = matching(db, compile_filter(f"name = {literal}"))
+        found = matching(db, compile_filter(f"name = {literal}", columns=columns.layout(db)))
     finally:
         db.execute("ROLLBACK")
     assert found == {"new"} | {run["id"] for run in RUNS if run.get("name") == value}
@@ -558,8 +623,9 @@ def test_any_key_round_trips(db: duckdb.DuckDBPyConnection, key: str, form: str)
     db.execute("BEGIN")
     try:
         _insert(db, {**NEW_RUN, column: {key: 12345.5}})
-        found = matching(db, compile_filter(f"{field} = 12345.5"))
-        top = ordered(db, compile_order_by(f"{field} DESC"))[0]
+        layout = columns.layout(db)  # read after the insert: a new key gets a new column
+        found = matching(db, compile_filter(f"{field} = 12345.5", columns=layout))
+        top = ordered(db, compile_order_by(f"{field} DESC", columns=layout))[0]
     finally:
         db.execute("ROLLBACK")
     assert found == {"new"}
@@ -571,11 +637,13 @@ def test_any_key_round_trips(db: duckdb.DuckDBPyConnection, key: str, form: str)
 @_QUIET
 @given(key=st.text(), value=st.text())
 def test_sql_text_does_not_depend_on_user_text(key: str, value: str) -> None:
-    reference = compile_filter("params.`k` = 'v' OR name LIKE 'v'")
+    reference = compile_filter("params.`k` = 'v' OR name LIKE 'v'", columns={("params", "k"): "p1"})
     text = f"params.{quoted(key, '`')} = {quoted(value)} OR name LIKE {quoted(value)}"
-    compiled = compile_filter(text)
+    compiled = compile_filter(text, columns={("params", key): "p1"})
     assert compiled.sql == reference.sql
-    assert compiled.params == ("/" + key.replace("~", "~0").replace("/", "~1"), value, value)
+    assert compiled.params == (value, value)
+    # A key the layout lacks compiles the same whatever its text.
+    assert compile_filter(text).sql == compile_filter("params.`k` = 'v' OR name LIKE 'v'").sql
 
 
 # Every filter of CASES, parenthesized, with the runs it matches: the leaves of random trees.
@@ -611,7 +679,7 @@ def test_and_or_not_are_intersection_union_and_complement(
     db: duckdb.DuckDBPyConnection, case: _Case
 ) -> None:
     text, expected = case
-    assert matching(db, compile_filter(text)) == expected
+    assert matching(db, compile_filter(text, columns=columns.layout(db))) == expected
 
 
 @_QUIET
@@ -631,7 +699,7 @@ def test_not_binds_tighter_than_and_tighter_than_or(
         else:
             groups.append(matched)
     text = texts[0] + "".join(f" {join} {t}" for join, t in zip(joins, texts[1:], strict=False))
-    assert matching(db, compile_filter(text)) == set().union(*groups)
+    assert matching(db, compile_filter(text, columns=columns.layout(db))) == set().union(*groups)
 
 
 _TOKENS = [
@@ -647,7 +715,7 @@ _SOUP = st.lists(st.sampled_from(_TOKENS), max_size=12).map(" ".join)
 @given(st.one_of(st.text(), _SOUP, _TREES.map(lambda case: case[0][: len(case[0]) // 2])))
 def test_garbage_raises_only_filter_syntax_errors(db: duckdb.DuckDBPyConnection, text: str) -> None:
     try:
-        compiled = compile_filter(text)
+        compiled = compile_filter(text, columns=columns.layout(db))
     except FilterSyntaxError as error:
         assert 0 <= error.position <= len(text)
         return
@@ -660,7 +728,7 @@ def test_order_by_garbage_raises_only_filter_syntax_errors(
     db: duckdb.DuckDBPyConnection, text: str
 ) -> None:
     try:
-        compiled = compile_order_by(text)
+        compiled = compile_order_by(text, columns=columns.layout(db))
     except FilterSyntaxError as error:
         assert 0 <= error.position <= len(text)
         return

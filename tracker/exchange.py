@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import schema, values
+from tracker import columns, schema, values
 from tracker.errors import TrackerError
 from tracker.search import _prepare_read, _records, resolve
 
@@ -110,6 +110,9 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
         for row in data["metrics"]:
             value = values.NON_FINITE.get(row["value"], row["value"])
             _insert(con, "metrics", {"run_id": run["id"], **row, "value": value})
+            if not con.execute("SELECT 1 FROM metric_keys WHERE key = ?",
+                               [row["key"]]).fetchone():
+                con.execute("INSERT INTO metric_keys VALUES (?)", [row["key"]])
         for row in data["cells"]:
             _insert(con, "cells", {"run_id": run["id"], **row})
         for row in data["environment"]:
@@ -117,6 +120,7 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
                 _insert(con, "environments", row)
         for row in data["artifacts"]:
             _import_artifact(con, run["id"], row)
+        columns.refresh(con, [run["id"]])
         con.execute("COMMIT")
     return run["id"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import models, schema, values
+from tracker import columns, models, schema, values
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -111,6 +111,7 @@ class _Rows:
         self.cells: list[tuple[Any, ...]] = []
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
+        self.valued: list[str] = []  # runs whose latest params or metrics changed
 
 
 def apply(con: Any, batch: Batch) -> None:
@@ -173,6 +174,8 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         state["params"] = _merged((row or {}).get("params"), params)
     if metrics:
         state["metrics"] = _merged((row or {}).get("metrics"), metrics)
+    if params or metrics:
+        rows.valued.append(run_id)
     state.update(heartbeat_at=now, spool_seq=events[-1][0])
     if row is None:
         if state.get("ended_at") is not None:
@@ -209,6 +212,8 @@ def _write(con: Any, rows: _Rows) -> None:
         _insert_environment(con, env_id, data)
     for artifact in rows.artifacts:
         _link_artifact(con, *artifact)
+    if rows.valued:
+        columns.refresh(con, rows.valued)
 
 
 def _merged(stored: str | None, new: dict[str, Any]) -> str:
@@ -218,6 +223,7 @@ def _merged(stored: str | None, new: dict[str, Any]) -> str:
 
 
 _RUN_NAMES = [name for name, _ in schema.RUN_COLUMNS]
+_RUN_LIST = ", ".join(_RUN_NAMES)  # named: runs also has a column per params and metrics key
 _TIMES = {"started_at", "ended_at", "heartbeat_at", "deleted_at"}
 
 
@@ -236,7 +242,7 @@ def _insert_runs(con: Any, runs: list[dict[str, Any]]) -> None:
                      for c in _RUN_NAMES) for run in runs]
     if len(records) < _BULK:
         values_sql = ", ".join(_run_value(c, "?") for c in _RUN_NAMES)
-        con.executemany(f"INSERT INTO runs VALUES ({values_sql})", records)
+        con.executemany(f"INSERT INTO runs ({_RUN_LIST}) VALUES ({values_sql})", records)
         return
     import pandas as pd
 
@@ -245,7 +251,7 @@ def _insert_runs(con: Any, runs: list[dict[str, Any]]) -> None:
     con.register("_tracker_runs", frame)
     try:
         select = ", ".join(_run_value(c, f'"{c}"') for c in _RUN_NAMES)
-        con.execute(f"INSERT INTO runs SELECT {select} FROM _tracker_runs")
+        con.execute(f"INSERT INTO runs ({_RUN_LIST}) SELECT {select} FROM _tracker_runs")
     finally:
         con.unregister("_tracker_runs")
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tracker import columns
 from tracker.search import _prepare_read, matching, resolve
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
         else:
-            condition = matching(where, equals)
+            condition = matching(where, equals, columns.layout(con))
             chosen = [row[0] for row in con.execute(
                 f"SELECT id FROM runs r WHERE {condition.sql}",
                 list(condition.params)).fetchall()]

@@ -3,8 +3,9 @@
 This module owns the grammar users type into ``runs(filter=...)`` and the widgets' filter box
 (MLflow's search syntax plus OR, NOT and parentheses), keyword filters (``compile_equals``) and
 sort keys (``compile_order_by``). Everything compiles to SQL over ``runs AS r`` with ``?``
-placeholders: every key and value the user typed is bound, never pasted, and JSON keys are
-addressed by bound JSON Pointers so that any key text works. Reading order: a tokenizer, a
+placeholders: every value the user typed is bound, never pasted, and params and metrics keys are
+looked up in the catalog's map of internal column names (``tracker.columns``), so any key text
+works and none reaches the SQL. Reading order: a tokenizer, a
 recursive-descent parser to an AST of dataclasses, a compiler from the AST, the public functions.
 
 Semantics worth knowing:
@@ -31,7 +32,6 @@ from tracker.errors import FilterSyntaxError
 
 __all__ = [
     "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "parse_key",
-    "pointer",
 ]  # fmt: skip
 
 
@@ -357,25 +357,40 @@ class _Operand:
     placeholder: str = "?"
 
 
-def pointer(key: str) -> str:
-    """The JSON Pointer (RFC 6901) of a top-level key, so dots, quotes and slashes are just text."""
-    return "/" + key.replace("~", "~0").replace("/", "~1")
+@dataclass(frozen=True)
+class _Scope:
+    """Where fields live: ``runs AS alias``, and the column of ``runs`` holding each key."""
+
+    alias: str
+    columns: Mapping[tuple[str, str], str]
+
+    def value(self, field: _Field, suffix: str = "") -> str:
+        """A param's text form (``suffix="_json"``: its JSON text), a metric's number."""
+        name = self.columns.get((field.namespace, field.key))
+        # A key no run has is missing everywhere; the column names are ours, never user text.
+        return f"{self.alias}.{name}{suffix}" if name else "CAST(NULL AS VARCHAR)"
 
 
-def _field_sql(field: _Field, alias: str) -> tuple[str, tuple[Any, ...]]:
-    """The field's value in SQL: a JSON value's text form, a column, the status in lower case."""
+def _scope(alias: str, columns: Mapping[tuple[str, str], str] | None) -> _Scope:
+    if not _IDENTIFIER.match(alias):
+        raise ValueError(f"alias must be a SQL identifier, not {alias!r}")
+    return _Scope(alias, columns or {})
+
+
+def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
+    """The field's value in SQL: a param's text form, a metric, a column, the status in lower case."""
     if field.namespace != "attributes":
-        return f"json_extract_string({alias}.{field.namespace}, ?)", (pointer(field.key),)
+        return scope.value(field), ()
     if field.key == "status":
-        return f"lower({alias}.status)", ()
+        return f"lower({scope.alias}.status)", ()
     if field.key == "duration":
         # A running run has no duration yet: it is the time elapsed so far.
-        return f"coalesce({alias}.duration, epoch(now()) - epoch({alias}.started_at))", ()
-    return f"{alias}.{field.key}", ()
+        return f"coalesce({scope.alias}.duration, epoch(now()) - epoch({scope.alias}.started_at))", ()
+    return f"{scope.alias}.{field.key}", ()
 
 
-def _number_sql(field: _Field, alias: str, *, ordered: bool) -> tuple[str, tuple[Any, ...]]:
-    sql, params = _field_sql(field, alias)
+def _number_sql(field: _Field, scope: _Scope, *, ordered: bool) -> tuple[str, tuple[Any, ...]]:
+    sql, params = _field_sql(field, scope)
     if field.namespace == "attributes":
         return sql, params
     sql = f"TRY_CAST({sql} AS DOUBLE)"
@@ -410,31 +425,31 @@ def _timestamp(literal: _Literal, field: _Field) -> str:
     raise _Problem(message, literal.position)
 
 
-def _operand(field: _Field, literal: _Literal, *, ordered: bool, alias: str) -> _Operand:
+def _operand(field: _Field, literal: _Literal, *, ordered: bool, scope: _Scope) -> _Operand:
     """Type ``field`` by ``literal``: numbers numerically, strings as text, booleans as JSON."""
     kind, value = field.kind, literal.value
     if kind == "params" and isinstance(value, bool):
         if ordered:
             raise _Problem("true/false only compare with =, != or IN", literal.position)
         # JSON text is true for a boolean but "true" for a string: only booleans compare.
-        text = f"CAST(json_extract({alias}.params, ?) AS VARCHAR)"
+        text = scope.value(field, "_json")
         sql = f"CASE {text} WHEN 'true' THEN true WHEN 'false' THEN false END"
-        return _Operand(sql, (pointer(field.key),), value)
+        return _Operand(sql, (), value)
     if kind == "text" or (kind == "params" and isinstance(value, str)):
-        return _Operand(*_field_sql(field, alias), _text(literal, field))
+        return _Operand(*_field_sql(field, scope), _text(literal, field))
     if kind in ("params", "metrics", "number"):
-        return _Operand(*_number_sql(field, alias, ordered=ordered), _number(literal, field))
+        return _Operand(*_number_sql(field, scope, ordered=ordered), _number(literal, field))
     if kind == "time":
         timestamp = _timestamp(literal, field)
-        return _Operand(*_field_sql(field, alias), timestamp, "CAST(? AS TIMESTAMPTZ)")
+        return _Operand(*_field_sql(field, scope), timestamp, "CAST(? AS TIMESTAMPTZ)")
     status = _text(literal, field).lower()
-    return _Operand(*_field_sql(field, alias), _STATUS_ALIASES.get(status, status))
+    return _Operand(*_field_sql(field, scope), _STATUS_ALIASES.get(status, status))
 
 
-def _compile_node(node: _Node, alias: str) -> Compiled:
+def _compile_node(node: _Node, scope: _Scope) -> Compiled:
     if isinstance(node, _Predicate):
-        return _compile_predicate(node, alias)
-    parts = [_compile_node(operand, alias) for operand in node.operands]
+        return _compile_predicate(node, scope)
+    parts = [_compile_node(operand, scope) for operand in node.operands]
     if node.op == "NOT":
         # SQL's NOT keeps an unknown unknown; ours matches exactly the runs its operand does not.
         return Compiled(f"(NOT coalesce({parts[0].sql}, false))", parts[0].params)
@@ -446,23 +461,23 @@ def _joined(op: str, parts: list[Compiled]) -> Compiled:
     return Compiled(f"({sql})", tuple(value for part in parts for value in part.params))
 
 
-def _compile_predicate(predicate: _Predicate, alias: str) -> Compiled:
+def _compile_predicate(predicate: _Predicate, scope: _Scope) -> Compiled:
     field, op, values = predicate.field, predicate.op, predicate.values
     if op in ("=", "!=") and values[0].value is None:
         predicate = replace(predicate, op="NULL", values=(), negated=op == "!=")
     elif any(literal.value is None for literal in values):
         raise _Problem("null only works with =, != or IS [NOT] NULL", predicate.position)
     if field.kind == "labels":
-        return _compile_labels(predicate, alias)
+        return _compile_labels(predicate, scope)
     if predicate.op == "NULL":
-        sql, params = _field_sql(field, alias)
+        sql, params = _field_sql(field, scope)
         return Compiled(f"{sql} IS {'NOT ' if predicate.negated else ''}NULL", params)
     if op == "CONTAINS":
         raise _Problem(f"CONTAINS works only on labels, not on {field}", predicate.position)
     if op in ("LIKE", "ILIKE"):
         _check_pattern(predicate)
     ordered = op in _ORDERING
-    operands = [_operand(field, literal, ordered=ordered, alias=alias) for literal in values]
+    operands = [_operand(field, literal, ordered=ordered, scope=scope) for literal in values]
     first, bound = operands[0], tuple(operand.value for operand in operands)
     for literal, operand in zip(values, operands, strict=True):
         if (operand.sql, operand.params) != (first.sql, first.params):
@@ -482,9 +497,9 @@ def _check_pattern(predicate: _Predicate) -> None:
         raise _Problem(f"{op} needs a quoted pattern such as 'res%'", literal.position)
 
 
-def _compile_labels(predicate: _Predicate, alias: str) -> Compiled:
+def _compile_labels(predicate: _Predicate, scope: _Scope) -> Compiled:
     """labels CONTAINS 'x' (also spelled = 'x'), IN (any of), their negations, IS [NOT] NULL."""
-    column, op = f"{alias}.labels", predicate.op
+    column, op = f"{scope.alias}.labels", predicate.op
     if op == "NULL":
         return Compiled(f"coalesce(len({column}), 0) {'>' if predicate.negated else '='} 0", ())
     if op not in ("CONTAINS", "IN", "=", "!="):
@@ -497,38 +512,38 @@ def _compile_labels(predicate: _Predicate, alias: str) -> Compiled:
     return Compiled(sql, bound)
 
 
-def _check_alias(alias: str) -> None:
-    if not _IDENTIFIER.match(alias):
-        raise ValueError(f"alias must be a SQL identifier, not {alias!r}")
-
-
-def compile_filter(text: str | None, *, alias: str = "r") -> Compiled:
+def compile_filter(text: str | None, *, alias: str = "r",
+                   columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """Compile a filter string to a WHERE-clause fragment over ``runs AS <alias>``.
+
+    ``columns`` names the column of each (namespace, key) (``tracker.columns.layout``); keys
+    it lacks match no run.
 
     Blank or None matches every run (``TRUE``). Raises FilterSyntaxError (a ValueError) naming
     the problem and its offset.
 
     >>> compile_filter("params.lr > 0.01 and status = 'FINISHED'").params
-    ('/lr', 0.01, 'completed')
+    (0.01, 'completed')
     """
-    _check_alias(alias)
+    scope = _scope(alias, columns)
     if text is None or not text.strip():
         return Compiled("TRUE", ())
     with _reported(text):
-        return _compile_node(_parse(text, _Parser.expression), alias)
+        return _compile_node(_parse(text, _Parser.expression), scope)
 
 
-def compile_equals(equals: Mapping[str, Any], *, alias: str = "r") -> Compiled:
+def compile_equals(equals: Mapping[str, Any], *, alias: str = "r",
+                   columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """AND of ``key = value`` for keyword filters such as ``runs(status="completed")``.
 
     Keys resolve and values type as in the filter language (``"params.lr"``, ``"user"``); a
     list, tuple or set means IN, None means IS NULL, a date or datetime compares as ISO text.
     """
-    _check_alias(alias)
+    scope = _scope(alias, columns)
     parts = []
     for key, value in equals.items():
         with _reported(key):
-            parts.append(_compile_predicate(_equality(_parse(key, _Parser.field), value), alias))
+            parts.append(_compile_predicate(_equality(_parse(key, _Parser.field), value), scope))
     if len(parts) < 2:
         return parts[0] if parts else Compiled("TRUE", ())
     return _joined("AND", parts)
@@ -561,35 +576,36 @@ def parse_key(text: str) -> tuple[str, str]:
     return field.namespace, field.key
 
 
-def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r") -> Compiled:
+def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
+                     columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """Compile sort keys such as ``"metrics.acc DESC"`` to an ORDER BY list (without ORDER BY).
 
     Missing values sort last in both directions; params sort numerically when numeric, then by
     text; the run id breaks ties so pages are stable. None sorts newest first.
     """
-    _check_alias(alias)
+    scope = _scope(alias, columns)
     texts = [items] if isinstance(items, str) else list(items or ())
     keys: list[tuple[_Field, bool]] = []
     for text in texts:
         with _reported(text):
             keys.extend(_parse(text, _Parser.sort_keys) if text.strip() else ())
     if not keys:
-        return Compiled(f"{alias}.started_at DESC NULLS LAST, {alias}.id DESC", ())
+        return Compiled(f"{scope.alias}.started_at DESC NULLS LAST, {scope.alias}.id DESC", ())
     terms: list[str] = []
     params: list[Any] = []
     for field, descending in keys:
-        for sql, bound in _sort_expressions(field, alias):
+        for sql, bound in _sort_expressions(field, scope):
             terms.append(f"{sql} {'DESC' if descending else 'ASC'} NULLS LAST")
             params.extend(bound)
     if not any((field.namespace, field.key) == ("attributes", "id") for field, _ in keys):
         # The tie-breaker follows the last key, so a reversed sort is the exact reverse order.
-        terms.append(f"{alias}.id {'DESC' if keys[-1][1] else 'ASC'}")
+        terms.append(f"{scope.alias}.id {'DESC' if keys[-1][1] else 'ASC'}")
     return Compiled(", ".join(terms), tuple(params))
 
 
-def _sort_expressions(field: _Field, alias: str) -> list[tuple[str, tuple[Any, ...]]]:
+def _sort_expressions(field: _Field, scope: _Scope) -> list[tuple[str, tuple[Any, ...]]]:
     if field.namespace == "attributes":
-        return [_field_sql(field, alias)]
-    number = _number_sql(field, alias, ordered=True)
+        return [_field_sql(field, scope)]
+    number = _number_sql(field, scope, ordered=True)
     # A param may hold text: numbers first, in numeric order, then the rest by their text.
-    return [number, _field_sql(field, alias)] if field.namespace == "params" else [number]
+    return [number, _field_sql(field, scope)] if field.namespace == "params" else [number]

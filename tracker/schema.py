@@ -1,8 +1,8 @@
 """The catalog's tables, its schema version and the migrations between versions.
 
 The ``runs`` table carries each run's latest params and metrics as flat JSON objects
-(``{"optimizer.lr": 0.01}``) so that filters and the runs table need no joins: measured on
-100k runs, a JSON column filters in ~29 ms where an EAV join takes ~135 ms (DESIGN.md §3).
+(``{"optimizer.lr": 0.01}``), the faithful record, and the same values one typed column per key
+(``p1``, ``m1``..., added as keys appear: ``tracker.columns``), which filters and tables scan.
 The full histories live in ``params`` and ``metrics``. No table has a PRIMARY KEY: on big tables
 it makes DuckDB's checkpoint-on-close slow; uniqueness comes from the writers (ids are random,
 one process owns a run) and from ``spool_seq`` when a spool is replayed.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -66,6 +66,8 @@ TABLES: dict[str, str] = {
     "cell_id VARCHAR, source_hash VARCHAR, source VARCHAR, started_at TIMESTAMPTZ, "
     "duration DOUBLE, success BOOLEAN, error_type VARCHAR, error_message VARCHAR",
     "environments": "id VARCHAR NOT NULL, data JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL",
+    # The column of runs that holds each params and metrics key; see tracker.columns.
+    "value_columns": "namespace VARCHAR NOT NULL, key VARCHAR NOT NULL, name VARCHAR NOT NULL",
 }
 
 INDEXES: tuple[str, ...] = (
@@ -84,8 +86,17 @@ def create_statements() -> list[str]:
 Connection = Any  # a duckdb.DuckDBPyConnection; typed loosely to keep duckdb lazy
 Migration = Callable[[Connection], None]
 
+
+def _add_value_columns(con: Connection) -> None:
+    """Version 2: a column per params and metrics key, so filters stop parsing JSON."""
+    from tracker import columns
+
+    con.execute(f"CREATE TABLE value_columns ({TABLES['value_columns']})")
+    columns.refresh(con)
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: _add_value_columns}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:
