@@ -42,6 +42,11 @@ _DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
+def _set_version(connection: Any) -> None:
+    connection.execute("DELETE FROM meta WHERE key = 'schema_version'")
+    connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
+
+
 def default_path() -> Path:
     """``$TRACKER_CATALOG``, else ``~/.tracker/catalog.duckdb``."""
     configured = os.environ.get("TRACKER_CATALOG")
@@ -120,17 +125,40 @@ class Catalog:
         """
         self.ensure_folder()
         wait = self.timeout if timeout is None else timeout
-        if not self._ready:
-            self._prepare(wait)
+        if not self._ready and not write and not self.path.exists():
+            self._prepare(wait)  # a read of a catalog nobody has written yet creates it
+        with self._locked(write, wait, cancel) as connection:
+            # The schema check rides on the first connection: a fresh kernel's first write
+            # creates the catalog and writes its run in one open, not three.
+            if self._ready or self._check(connection, write):
+                with _translated(self.path):
+                    yield connection
+                return
+        self._prepare(wait)  # migrate, refuse or explain, under an exclusive lock
+        with self._locked(write, wait, cancel) as connection, _translated(self.path):
+            yield connection
+
+    @contextlib.contextmanager
+    def _locked(self, write: bool, wait: float,
+                cancel: threading.Event | None) -> Iterator[Any]:
         with _lock.locked(str(self.path), write=write, timeout=wait, cancel=cancel):
             connection = self._open(write=write, deadline=time.monotonic() + wait, timeout=wait)
             try:
-                with _translated(self.path):
-                    yield connection
+                yield connection
             finally:
                 # Closed before the sidecar lock is released: DuckDB's own file lock must be
                 # gone, and a write checkpointed, before the next process may open the file.
                 connection.close()
+
+    def _check(self, connection: Any, write: bool) -> bool:
+        """Whether an open catalog is at this version; an empty one opened to write is built."""
+        version = self._version_in(connection)
+        if version is None and write:
+            self._create(connection)
+            os.chmod(self.path, 0o600)
+            version = schema.SCHEMA_VERSION
+        self._ready = version == schema.SCHEMA_VERSION
+        return self._ready
 
     def ensure_folder(self) -> None:
         """Create the catalog's folder, private to the user (mode 0700), if missing."""
@@ -186,40 +214,50 @@ class Catalog:
         self._ready = True
 
     def _stored_version(self, timeout: float) -> int | None:
-        """The schema version in the file; None for an empty DuckDB database."""
         connection = self._open(write=False, deadline=time.monotonic() + timeout, timeout=timeout)
         try:
-            tables = {row[0] for row in connection.execute(
-                "SELECT table_name FROM information_schema.tables").fetchall()}
-            if not tables:
-                return None
-            if "meta" not in tables or "runs" not in tables:
-                raise NotACatalogError(
-                    f"{self.path} is a DuckDB database but not a tracker catalog "
-                    f"(it has tables {sorted(tables)[:5]}); it was left untouched",
-                    path=str(self.path))
-            row = connection.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            return int(row[0]) if row else 0
+            return self._version_in(connection)
         finally:
             connection.close()
+
+    def _version_in(self, connection: Any) -> int | None:
+        """The schema version in the open file; None for an empty DuckDB database."""
+        # duckdb_tables() rather than information_schema: ~10x cheaper on a fresh connection.
+        tables = {row[0] for row in connection.execute(
+            "SELECT table_name FROM duckdb_tables() UNION ALL "
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        if not tables:
+            return None
+        if "meta" not in tables or "runs" not in tables:
+            raise NotACatalogError(
+                f"{self.path} is a DuckDB database but not a tracker catalog "
+                f"(it has tables {sorted(tables)[:5]}); it was left untouched",
+                path=str(self.path))
+        row = connection.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
 
     def _build(self, version: int | None, timeout: float) -> None:
         connection = self._open(write=True, deadline=time.monotonic() + timeout, timeout=timeout)
         try:
-            connection.execute("BEGIN")
             if version is None:
-                for statement in schema.create_statements():
-                    connection.execute(statement)
-            else:
-                for _, migrate in schema.pending_migrations(version):
-                    migrate(connection)
-            connection.execute("DELETE FROM meta WHERE key = 'schema_version'")
-            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                               [str(schema.SCHEMA_VERSION)])
+                self._create(connection)
+                return
+            connection.execute("BEGIN")
+            for _, migrate in schema.pending_migrations(version):
+                migrate(connection)
+            _set_version(connection)
             connection.execute("COMMIT")
         finally:
             connection.close()
+
+    @staticmethod
+    def _create(connection: Any) -> None:
+        connection.execute("BEGIN")
+        for statement in schema.create_statements():
+            connection.execute(statement)
+        _set_version(connection)
+        connection.execute("COMMIT")
 
     # -- runs in this process ----------------------------------------------------------
 

@@ -39,11 +39,20 @@ def _ts(seconds: float | None) -> dt.datetime | None:
 
 def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
                  cancel: threading.Event | None = None) -> None:
-    """Apply ``batch`` in one write transaction (hashing and copying happen before it)."""
-    with _applied(catalog, batch, timeout=timeout, cancel=cancel):
-        pass
-    if not catalog._last_recovery:
-        maybe_recover(catalog)
+    """Apply ``batch`` in one write transaction (hashing and copying happen before it).
+
+    A process's first write also recovers what dead processes left, in the same transaction:
+    one catalog open where a fresh kernel's first run used to need two.
+    """
+    recovering = not catalog._last_recovery
+    if recovering:
+        catalog._last_recovery = time.monotonic()
+    orphans = _orphaned_spools(catalog) if recovering else []
+    spooled = _read_spools(orphans)
+    with _applied(catalog, [*batch, *spooled], timeout=timeout, cancel=cancel) as con:
+        if recovering:
+            _mark_crashed(con, _dead_runs(con, catalog), spooled)
+    _remove(orphans)
 
 
 @contextlib.contextmanager
@@ -388,13 +397,21 @@ def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
     catalog._last_recovery = now
     orphans = _orphaned_spools(catalog)
     with catalog.connect(write=False) as con:
-        running = con.execute(
-            "SELECT id, host, pid, process_start, epoch(heartbeat_at) FROM runs "
-            "WHERE status = 'running'").fetchall()
+        dead = _dead_runs(con, catalog)
+    if not orphans and not dead:
+        return
+    spooled = _read_spools(orphans)
+    with _applied(catalog, spooled) as con:
+        _mark_crashed(con, dead, spooled)
+    _remove(orphans)
+
+
+def _dead_runs(con: Any, catalog: Catalog) -> list[str]:
+    """Runs still marked running whose process is gone (not this process's own runs)."""
+    running = con.execute("SELECT id, host, pid, process_start, epoch(heartbeat_at) FROM runs "
+                          "WHERE status = 'running'").fetchall()
     own = _own_run_ids(catalog)
-    dead = [r[0] for r in running if r[0] not in own and _is_dead(*r[1:])]
-    if orphans or dead:
-        _recover(catalog, orphans, dead)
+    return [r[0] for r in running if r[0] not in own and _is_dead(*r[1:])]
 
 
 def _recorders_of(catalog: Catalog) -> list[Any]:
@@ -454,15 +471,22 @@ def _read_spool(path: Path) -> list[tuple[str, int, Event]]:
     return batch
 
 
-def _recover(catalog: Catalog, orphans: Iterable[Path], dead: list[str]) -> None:
-    spooled = []
-    for path in orphans:
-        spooled.extend(_read_spool(path))
+def _read_spools(paths: Iterable[Path]) -> list[tuple[str, int, Event]]:
+    return [event for path in paths for event in _read_spool(path)]
+
+
+def _mark_crashed(con: Any, dead: list[str], spooled: Batch) -> None:
+    """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
     crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
-    with _applied(catalog, spooled) as con:
-        con.execute(
-            "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
-            "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
-            "WHERE status = 'running' AND list_contains(?, id)", [crashed])
-    for path in orphans:
+    if not crashed:
+        return
+    con.execute(
+        "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
+        "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
+        "WHERE status = 'running' AND list_contains(?, id)", [crashed])
+
+
+def _remove(spools: Iterable[Path]) -> None:
+    """Spools whose events are committed (a replay would be harmless: see spool_seq)."""
+    for path in spools:
         path.unlink(missing_ok=True)
