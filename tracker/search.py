@@ -35,17 +35,34 @@ _ATTRIBUTES = (
 _NUMERIC = {"int": "BIGINT", "float": "DOUBLE", "timedelta": "DOUBLE"}
 
 
-def frame(result: Any) -> pd.DataFrame:
-    """A DuckDB result as a DataFrame.
+def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+          ) -> pd.DataFrame:
+    """The result of ``sql`` as a DataFrame, by way of Arrow.
 
-    duckdb's conversion calls ``DataFrame.drop(inplace=True)``, which pandas 3.1 deprecates:
-    the warning is about duckdb's code, so users are spared it.
+    pandas keeps text in Arrow arrays, so Arrow hands it over as it is: ~2x faster than
+    duckdb's own conversion, which builds a Python string per value (60 ms of a 16k-run filter).
+    Lists (labels) become Python lists and missing ones None, as users expect.
     """
     import warnings
 
+    import pyarrow as pa
+
+    result = con.execute(sql, params or [])
+    if result.description is None:  # a statement with no result, such as SET
+        import pandas as pd
+
+        return pd.DataFrame()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
-        return result.df()
+        # duckdb 2 suggests its relation API to save a copy; measured, the copy costs nothing
+        # here, and relations refuse a connection that still holds a result from execute().
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
+        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        arrow = fetch()
+    table = arrow.to_pandas()
+    for field in arrow.schema:
+        if pa.types.is_list(field.type):  # numpy arrays otherwise
+            table[field.name] = table[field.name].map(list, na_action="ignore")
+    return table
 
 
 def _prepare_read(catalog: Catalog) -> None:
@@ -96,9 +113,10 @@ def runs(catalog: Catalog, where: str | None = None, *,
                       f"ORDER BY {order.sql} LIMIT ? OFFSET ?)")
             chosen_args = [*condition.params, *order.params,
                            int(limit) if limit is not None else None, int(offset)]
-        table = frame(con.execute(
+        table = frame(
+            con,
             f"SELECT {selected.sql} FROM runs r WHERE {chosen} ORDER BY {order.sql}",
-            [*chosen_args, *order.params]))
+            [*chosen_args, *order.params])
         total = len(table) if whole else con.execute(
             f"SELECT count(*) FROM runs r WHERE {condition.sql}",
             list(condition.params)).fetchone()[0]
@@ -180,11 +198,12 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
         condition = matching(where, layout=layout, include_deleted=include_deleted)
         base = f"FROM runs r WHERE {condition.sql}"
         if by is None:
-            return frame(con.execute(f"SELECT count(*) AS count {base}", list(condition.params)))
+            return frame(con, f"SELECT count(*) AS count {base}", list(condition.params))
         group = _group_expression(scope, key, layout)
-        return frame(con.execute(
+        return frame(
+            con,
             f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
-            f"GROUP BY ALL ORDER BY count DESC, 1", list(condition.params)))
+            f"GROUP BY ALL ORDER BY count DESC, 1", list(condition.params))
 
 
 def _group_expression(scope: str, key: str, layout: columns.Layout) -> str:
@@ -280,10 +299,11 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return frame(con.execute(
+        return frame(
+            con,
             "SELECT key, value, step, logged_at FROM metrics WHERE run_id = ? "
             "AND (? IS NULL OR key = ?) ORDER BY key, logged_at, rowid",
-            [run_id, key, key]))
+            [run_id, key, key])
 
 
 def artifacts(catalog: Catalog, run: str | None = None, *,
@@ -292,13 +312,14 @@ def artifacts(catalog: Catalog, run: str | None = None, *,
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
-        return frame(con.execute(
+        return frame(
+            con,
             "SELECT ra.run_id, r.name AS run_name, ra.role, a.uri, a.version, a.size, a.mtime, "
             "a.hash, a.producer_run_id, ra.logged_at, a.version = (SELECT max(version) FROM "
             "artifacts b WHERE b.key = a.key) AS latest FROM run_artifacts ra "
             "JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id "
             "WHERE (? IS NULL OR ra.run_id = ?) AND (? IS NULL OR ra.role = ?) "
-            "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role]))
+            "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role])
 
 
 _LINEAGE = """
@@ -322,7 +343,7 @@ def lineage(catalog: Catalog, ref: str) -> pd.DataFrame:
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return frame(con.execute(_LINEAGE, {"run": run_id}))
+        return frame(con, _LINEAGE, {"run": run_id})
 
 
 def sql(catalog: Catalog, text: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -332,7 +353,7 @@ def sql(catalog: Catalog, text: str, params: Sequence[Any] | None = None) -> pd.
     _prepare_read(catalog)
     with catalog.connect() as con:
         try:
-            return frame(con.execute(text, list(params or [])))
+            return frame(con, text, list(params or []))
         except duckdb.InvalidInputException as exc:
             if "read-only" in str(exc):
                 raise CatalogError("tracker.sql() is read-only; use the API to change runs",
