@@ -188,3 +188,17 @@ def test_catalog_files_are_readable_by_duckdb_1_5(catalog: tracker.Catalog,
     out = subprocess.run([str(venv / "bin" / "python"), "-c", script, str(catalog.path)],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1.5.5 [('compat', ['x'])]"
+
+
+def test_a_failed_write_leaves_the_file_closed_and_unchanged(catalog: tracker.Catalog) -> None:
+    catalog.runs()
+    with pytest.raises(RuntimeError), catalog.connect(write=True) as con:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO meta VALUES ('half', 'done')")
+        raise RuntimeError("the operation failed mid-transaction")
+    # Another process opens the file at once: nothing in this one holds it any more.
+    script = ("import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+              "print(con.execute(\"SELECT count(*) FROM meta WHERE key = 'half'\").fetchone()[0])")
+    out = subprocess.run([sys.executable, "-c", script, str(catalog.path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _lock, schema
+from tracker import _duckdb, _lock, schema
 from tracker.errors import (
     CatalogError,
     CatalogLockedError,
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from tracker.run import Run, RunInfo
 
 DEFAULT_LOCK_TIMEOUT = 30.0
-_STORAGE = {"storage_compatibility_version": "v1.5.0"}  # files stay readable by duckdb 1.5
 _DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
 _PID = re.compile(r"\(PID (\d+)\)")
 
@@ -148,7 +147,7 @@ class Catalog:
             finally:
                 # Closed before the sidecar lock is released: DuckDB's own file lock must be
                 # gone, and a write checkpointed, before the next process may open the file.
-                connection.close()
+                _duckdb.detach(connection, str(self.path))
 
     def _check(self, connection: Any, write: bool) -> bool:
         """Whether an open catalog is at this version; an empty one opened to write is built."""
@@ -173,9 +172,7 @@ class Catalog:
         pause = 0.01
         while True:
             try:
-                if write:
-                    return duckdb.connect(str(self.path), config=dict(_STORAGE))
-                return duckdb.connect(str(self.path), read_only=True)
+                return _duckdb.attach(str(self.path), write=write)
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not _DUCKDB_LOCK.search(text):
@@ -218,14 +215,15 @@ class Catalog:
         try:
             return self._version_in(connection)
         finally:
-            connection.close()
+            _duckdb.detach(connection, str(self.path))
 
     def _version_in(self, connection: Any) -> int | None:
         """The schema version in the open file; None for an empty DuckDB database."""
         # duckdb_tables() rather than information_schema: ~10x cheaper on a fresh connection.
         tables = {row[0] for row in connection.execute(
-            "SELECT table_name FROM duckdb_tables() UNION ALL "
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "UNION ALL SELECT view_name FROM duckdb_views() "
+            "WHERE database_name = current_database() AND NOT internal").fetchall()}
         if not tables:
             return None
         if "meta" not in tables or "runs" not in tables:
@@ -249,7 +247,7 @@ class Catalog:
             _set_version(connection)
             connection.execute("COMMIT")
         finally:
-            connection.close()
+            _duckdb.detach(connection, str(self.path))
 
     @staticmethod
     def _create(connection: Any) -> None:
