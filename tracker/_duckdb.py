@@ -40,6 +40,12 @@ def _database() -> Any:
         return _instance
 
 
+def start_in_background() -> None:
+    """Import and start DuckDB on a thread now, so a first write need not wait for it (~120 ms
+    when a notebook loads the extension, mostly ``import duckdb``)."""
+    threading.Thread(target=_database, name="tracker-duckdb", daemon=True).start()
+
+
 def _name(path: str) -> str:
     """The attached database's name: one per file, an identifier whatever the path."""
     with _guard:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import api, models
+from tracker import _duckdb, api, models
 from tracker.catalog import Catalog
 from tracker.errors import TrackerWarning
 from tracker.run import Run
@@ -371,6 +371,7 @@ def load(ip: Any) -> None:
     """Start (or resume) the session's run and install the hooks and the magic."""
     session = session_of(ip)
     if session is None:
+        _duckdb.start_in_background()  # the run's first write needs it; the user does not wait
         session = Session(ip)
         setattr(ip, _SESSION_ATTR, session)
         atexit.register(session.at_exit)  # registered after tracker.run's, so it runs first
