@@ -1,8 +1,9 @@
 """The catalog: where runs are stored, and the protocol every process follows to use it.
 
 A catalog is one DuckDB file shared by every notebook kernel, CLI call and widget on the machine.
-No connection stays open between operations (DuckDB's file lock would fail every other process
-at once), and every open goes through the sidecar lock of :mod:`tracker._lock`. Writes never run
+No process holds the file between operations (DuckDB's file lock would fail every other process
+at once): each operation attaches it to the process's in-memory DuckDB (:mod:`tracker._duckdb`)
+and detaches it after, and every attach goes through the sidecar lock of :mod:`tracker._lock`. Writes never run
 on a cell's critical path: runs buffer their events and a background thread flushes them here in
 batches (see :mod:`tracker.run`).
 

@@ -41,7 +41,9 @@ def figures(ctx: Context) -> tuple[Figure, ...]:
                f"per-cell overhead, kernel busy-to-idle ({_cells(ctx)} cells)", "ms"),
         Figure("kernel.load_ext", "%load_ext tracker in a fresh kernel (cell returns)", "ms",
                Target("<=", 300)),
-        Figure("kernel.load_ext_catalog", "%load_ext tracker to the run in the catalog", "ms"),
+        # #3's target, read strictly: "recorded" as in the catalog, visible to other processes.
+        Figure("kernel.load_ext_catalog", "%load_ext tracker to the run in the catalog", "ms",
+               Target("<=", 300)),
     )
 
 
