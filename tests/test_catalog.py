@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -202,3 +203,33 @@ def test_a_failed_write_leaves_the_file_closed_and_unchanged(catalog: tracker.Ca
     out = subprocess.run([sys.executable, "-c", script, str(catalog.path)],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0"
+
+
+def test_a_long_transaction_on_one_catalog_does_not_hold_another_open(tmp_path: Path) -> None:
+    # DuckDB keeps a detached file open while older transactions run on its instance, so one
+    # instance shared by all catalogs let a slow write to one keep another attached and locked.
+    busy = tracker.Catalog(tmp_path / "busy.duckdb")
+    other = tracker.Catalog(tmp_path / "other.duckdb")
+    with busy.start_run("big", params={"n": 1}):
+        pass
+    busy.flush()
+    stop = threading.Event()
+
+    def read_slowly() -> None:
+        while not stop.is_set():
+            with busy.connect(write=True) as con:
+                con.execute("BEGIN")
+                con.execute("SELECT count(*) FROM range(5000000)").fetchone()
+                con.execute("COMMIT")
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    try:
+        for i in range(30):
+            with other.start_run(f"run {i}"):
+                pass
+            other.flush()
+    finally:
+        stop.set()
+        reader.join()
+    assert len(other.runs()) == 30
