@@ -117,3 +117,12 @@ def test_sql_reads_but_never_writes(catalog: tracker.Catalog, three_runs: list[s
     with pytest.raises(tracker.CatalogError, match="read-only"):
         catalog.sql("DELETE FROM runs")
     assert len(catalog.runs()) == 3
+
+
+def test_keys_lists_every_params_and_metrics_column(catalog: tracker.Catalog) -> None:
+    with catalog.start_run(params={"lr": 0.1, "Model": "cnn"}) as run:
+        run.log_metric("acc", 0.5)
+    with catalog.start_run(params={"a.b": 1}):
+        pass
+    assert catalog.keys() == ["params.Model", "params.a.b", "params.lr", "metrics.acc"]
+    assert set(catalog.keys()) == {c for c in catalog.runs().columns if "." in c}

@@ -223,6 +223,24 @@ def test_cancel_deletes_nothing(table: RunTable, catalog: tracker.Catalog,
     assert catalog.count_runs(by=None)["count"][0] == 3
 
 
+def test_column_chooser_offers_keys_of_runs_on_other_pages(catalog: tracker.Catalog,
+                                                           three: list[str]) -> None:
+    make_run(catalog, "old", params={"dropout": 0.5}, metrics={"f1": [0.4]})
+    view = RunTable("name != 'old'", catalog=catalog, live=False)
+    try:
+        view.load_choices()  # waits for the background load, then reads the keys again
+        view.columns_button.value = True
+        offered = {key for _, key in view.chooser.options}
+        assert {"params.dropout", "metrics.f1"} <= offered
+        assert "params.dropout" not in view.columns  # defaults come from the runs shown
+
+        view.chooser.value = ("status", "params.dropout")
+
+        assert view.columns == ["status", "params.dropout"]
+    finally:
+        view.close()
+
+
 def test_delete_without_a_selection_explains(table: RunTable) -> None:
     table.delete_button.click()
 

@@ -116,6 +116,11 @@ def count_runs(where: str | None = None, *, by: str | None = "status") -> pd.Dat
     return default_catalog().count_runs(where, by=by)
 
 
+def keys() -> list[str]:
+    """Every params and metrics column the runs table can have (``params.lr``, ...)."""
+    return default_catalog().keys()
+
+
 def metric_history(ref: str, key: str | None = None) -> pd.DataFrame:
     """Every value of a run's metrics, in order (for plots)."""
     return default_catalog().metric_history(ref, key)

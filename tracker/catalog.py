@@ -346,6 +346,13 @@ class Catalog:
 
         return search.count_runs(self, where, by=by, include_deleted=include_deleted)
 
+    def keys(self) -> list[str]:
+        """Every params and metrics column the runs table can have (``params.lr``,
+        ``metrics.acc``...), params first, each sorted: for column pickers and autocompletion."""
+        from tracker import search
+
+        return search.keys(self)
+
     def metric_history(self, ref: str, key: str | None = None) -> pd.DataFrame:
         """Every recorded value of a run's metrics (or of one), in order: for plots."""
         from tracker import search

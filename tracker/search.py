@@ -206,6 +206,16 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
             f"GROUP BY ALL ORDER BY count DESC, 1", list(condition.params))
 
 
+def keys(catalog: Catalog) -> list[str]:
+    """See :meth:`tracker.Catalog.keys`."""
+    _prepare_read(catalog)
+    with catalog.connect() as con:
+        found = con.execute("SELECT namespace, key FROM value_columns").fetchall()
+    order = {"params": 0, "metrics": 1}
+    return [f"{namespace}.{key}" for namespace, key in
+            sorted(found, key=lambda item: (order[item[0]], item[1]))]
+
+
 def _group_expression(scope: str, key: str, layout: columns.Layout) -> str:
     if scope == "attributes":
         return f"r.{key}"

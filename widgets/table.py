@@ -66,6 +66,7 @@ class RunTable(w.VBox):
         self.order_key, self.descending = "started_at", True
         self._records: list[dict[str, Any]] = []
         self._known: dict[str, None] = {}  # params/metrics columns seen, in first-seen order
+        self._all_keys: list[str] = []  # every params/metrics column of the catalog
         self._chosen = list(columns) if columns else None
         self._columns: list[cols.Column] = []
         self._error = ""
@@ -184,11 +185,15 @@ class RunTable(w.VBox):
         self._update_pager()
 
     def load_choices(self) -> None:
-        """Fill the project and notebook dropdowns from the catalog (two grouped counts)."""
+        """Fill the project and notebook dropdowns (two grouped counts) and the column
+        chooser (every params and metrics key) from the catalog."""
         with self._choices_lock, reporting(self._show_error):
             if not self._closed:
                 self.filters.set_choices(projects=self._counts("project"),
                                          notebooks=self._counts("notebook_name"))
+                self._all_keys = self.catalog.keys()
+                with self._lock:
+                    self._sync_chooser()
 
     def _counts(self, by: str) -> list[tuple[Any, int]]:
         frame = self.catalog.count_runs(None, by=by)
@@ -268,6 +273,7 @@ class RunTable(w.VBox):
     def _sync_chooser(self) -> None:
         options = [(column.title, key) for key, column in cols.ATTRIBUTE_COLUMNS.items()]
         options += [(source, source) for source in self._known]
+        options += [(key, key) for key in self._all_keys if key not in self._known]
         offered = {key for _, key in options}
         options += [(key, key) for key in self.columns if key not in offered]
         self._syncing = True
