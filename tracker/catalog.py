@@ -118,7 +118,8 @@ class Catalog:
     @contextlib.contextmanager
     def connect(self, *, write: bool = False, timeout: float | None = None,
                 cancel: threading.Event | None = None) -> Iterator[Any]:
-        """A DuckDB connection under the sidecar lock, closed (then unlocked) on exit.
+        """A DuckDB connection to the catalog under the sidecar lock; on exit the file is
+        detached (checkpointed and closed), then unlocked.
 
         Most users never need this: it is for tracker's own modules and for tools that want
         raw access while playing by the catalog's locking rules.
@@ -146,7 +147,7 @@ class Catalog:
             try:
                 yield connection
             finally:
-                # Closed before the sidecar lock is released: DuckDB's own file lock must be
+                # Detached before the sidecar lock is released: DuckDB's own file lock must be
                 # gone, and a write checkpointed, before the next process may open the file.
                 _duckdb.detach(connection, str(self.path))
 
