@@ -29,6 +29,11 @@ def pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
+def named(layout: Layout, namespace: str) -> list[tuple[str, str]]:
+    """The (key, column) pairs of one namespace (``"params"`` or ``"metrics"``), by key."""
+    return sorted((key, name) for (space, key), name in layout.items() if space == namespace)
+
+
 def layout(con: Any) -> dict[tuple[str, str], str]:
     """Which column of ``runs`` holds each params and metrics key."""
     return {(namespace, key): name for namespace, key, name in
@@ -44,14 +49,11 @@ def refresh(con: Any, run_ids: Sequence[str] | None = None) -> None:
     columns = _add_missing_columns(con)
     if not columns:
         return
-    params = sorted((name, key) for (namespace, key), name in columns.items()
-                    if namespace == "params")
-    metrics = sorted((name, key) for (namespace, key), name in columns.items()
-                     if namespace == "metrics")
+    params, metrics = named(columns, "params"), named(columns, "metrics")
     sets = []
-    for i, (name, _) in enumerate(params, start=1):
+    for i, (_, name) in enumerate(params, start=1):
         sets += [f"{name} = s._text[{i}]", f"{name}_json = s._json[{i}]"]
-    for i, (name, _) in enumerate(metrics, start=1):
+    for i, (_, name) in enumerate(metrics, start=1):
         sets.append(f"{name} = TRY_CAST(s._metric[{i}] AS DOUBLE)")
     # One parse of each document extracts every key (a list of pointers), not one per key.
     con.execute(
@@ -61,7 +63,7 @@ def refresh(con: Any, run_ids: Sequence[str] | None = None) -> None:
         "json_extract_string(metrics, $m::VARCHAR[]) AS _metric FROM runs "
         "WHERE $ids::VARCHAR[] IS NULL OR list_contains($ids::VARCHAR[], id)) s "
         "WHERE runs.id = s.id",
-        {"p": [pointer(key) for _, key in params], "m": [pointer(key) for _, key in metrics],
+        {"p": [pointer(key) for key, _ in params], "m": [pointer(key) for key, _ in metrics],
          "ids": None if run_ids is None else list(run_ids)})
 
 

@@ -144,10 +144,7 @@ class _Columns:
     cast by the kinds ever logged for the key."""
 
     def __init__(self, kinds: Mapping[str, set[str]], layout: columns.Layout) -> None:
-        params = sorted((key, name) for (namespace, key), name in layout.items()
-                        if namespace == "params")
-        metrics = sorted((key, name) for (namespace, key), name in layout.items()
-                         if namespace == "metrics")
+        params, metrics = columns.named(layout, "params"), columns.named(layout, "metrics")
         self.decode = [f"params.{k}" for k, _ in params if not _typed(kinds.get(k, set()))]
         parts = [f'{expression} AS "{name}"' for name, expression in _ATTRIBUTES]
         parts += [f"{_param_value(kinds.get(k, set()), f'r.{name}')} AS {_quoted('params.' + k)}"
@@ -210,10 +207,9 @@ def keys(catalog: Catalog) -> list[str]:
     """See :meth:`tracker.Catalog.keys`."""
     _prepare_read(catalog)
     with catalog.connect() as con:
-        found = con.execute("SELECT namespace, key FROM value_columns").fetchall()
-    order = {"params": 0, "metrics": 1}
-    return [f"{namespace}.{key}" for namespace, key in
-            sorted(found, key=lambda item: (order[item[0]], item[1]))]
+        layout = columns.layout(con)
+    return [f"{namespace}.{key}" for namespace in ("params", "metrics")
+            for key, _ in columns.named(layout, namespace)]
 
 
 def _group_expression(scope: str, key: str, layout: columns.Layout) -> str:
