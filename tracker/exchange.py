@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import columns, schema, values
+from tracker.ingest import _insert_missing
 from tracker.errors import TrackerError
 from tracker.search import _prepare_read, _records, resolve
 
@@ -104,15 +105,10 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
         _insert(con, "runs", {**run, "spool_seq": None})
         for row in data["params"]:
             _insert(con, "params", {"run_id": run["id"], **row})
-            if not con.execute("SELECT 1 FROM param_keys WHERE key = ? AND kind = ?",
-                               [row["key"], row["kind"]]).fetchone():
-                con.execute("INSERT INTO param_keys VALUES (?, ?)", [row["key"], row["kind"]])
         for row in data["metrics"]:
             value = values.NON_FINITE.get(row["value"], row["value"])
             _insert(con, "metrics", {"run_id": run["id"], **row, "value": value})
-            if not con.execute("SELECT 1 FROM metric_keys WHERE key = ?",
-                               [row["key"]]).fetchone():
-                con.execute("INSERT INTO metric_keys VALUES (?)", [row["key"]])
+        _insert_keys(con, data)
         for row in data["cells"]:
             _insert(con, "cells", {"run_id": run["id"], **row})
         for row in data["environment"]:
@@ -123,6 +119,15 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
         columns.refresh(con, [run["id"]])
         con.execute("COMMIT")
     return run["id"]
+
+
+def _insert_keys(con: Any, data: dict[str, Any]) -> None:
+    """Register the run's param and metric keys, which the runs table's columns come from."""
+    params = sorted({(row["key"], row["kind"]) for row in data["params"]})
+    metrics = sorted({(row["key"],) for row in data["metrics"]})
+    for table, keys in (("param_keys", params), ("metric_keys", metrics)):
+        if keys:
+            _insert_missing(con, table, keys)
 
 
 def _import_artifact(con: Any, run_id: str, row: dict[str, Any]) -> None:
