@@ -2,10 +2,10 @@
 
 A catalog is one DuckDB file shared by every notebook kernel, CLI call and widget on the machine.
 No process holds the file between operations (DuckDB's file lock would fail every other process
-at once): each operation attaches it to the process's in-memory DuckDB (:mod:`tracker._duckdb`)
-and detaches it after, and every attach goes through the sidecar lock of :mod:`tracker._lock`. Writes never run
-on a cell's critical path: runs buffer their events and a background thread flushes them here in
-batches (see :mod:`tracker.run`).
+at once): each operation attaches it to an in-memory DuckDB (:mod:`tracker._duckdb`) and
+detaches it after, and every attach goes through the sidecar lock of :mod:`tracker._lock`.
+Writes never run on a cell's critical path: runs buffer their events and a background thread
+flushes them here in batches (see :mod:`tracker.run`).
 
 :class:`Catalog` is the public face: the module-level functions of ``tracker`` call the same
 methods on the default catalog.
@@ -44,7 +44,8 @@ _PID = re.compile(r"\(PID (\d+)\)")
 
 def _set_version(connection: Any) -> None:
     connection.execute("DELETE FROM meta WHERE key = 'schema_version'")
-    connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
+    connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                       [str(schema.SCHEMA_VERSION)])
 
 
 def default_path() -> Path:

@@ -378,14 +378,15 @@ def _scope(alias: str, columns: Mapping[tuple[str, str], str] | None) -> _Scope:
 
 
 def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
-    """The field's value in SQL: a param's text form, a metric, a column, the status in lower case."""
+    """The field's value in SQL: a param's text form, a metric, a column, the lower-case status."""
     if field.namespace != "attributes":
         return scope.value(field), ()
     if field.key == "status":
         return f"lower({scope.alias}.status)", ()
     if field.key == "duration":
         # A running run has no duration yet: it is the time elapsed so far.
-        return f"coalesce({scope.alias}.duration, epoch(now()) - epoch({scope.alias}.started_at))", ()
+        alias = scope.alias
+        return f"coalesce({alias}.duration, epoch(now()) - epoch({alias}.started_at))", ()
     return f"{scope.alias}.{field.key}", ()
 
 
