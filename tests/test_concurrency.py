@@ -114,3 +114,35 @@ def test_a_running_run_whose_process_died_is_found_by_any_reader(tmp_path: Path)
     time.sleep(0.1)
     assert tracker.Catalog(path).runs()["status"].tolist() == ["crashed"]
     assert tracker.Catalog(path).get_run(run_id).status == "crashed"
+
+
+def test_a_process_killed_while_creating_the_catalog_leaves_it_creatable(tmp_path: Path) -> None:
+    """nbval SIGKILLs a kernel whose first write may still be creating the catalog: the
+    catalog's path holds a file only once the file is whole, so the next process can open it."""
+    path = tmp_path / "new.duckdb"
+    script = textwrap.dedent("""
+        import os, signal, sys, tracker
+        from tracker.catalog import Catalog
+
+        def create_then_die(connection):
+            create(connection)
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-creation: schema built, run not yet
+
+        create, Catalog._create = Catalog._create, staticmethod(create_then_die)
+        catalog = tracker.Catalog(sys.argv[1])
+        with catalog.start_run("first", params={"lr": 0.1}) as run:
+            run.log_metric("loss", 0.4)
+        print(run.id, flush=True)  # ended, so in the spool
+        catalog.flush()
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert not path.exists()
+    assert path.with_name("new.duckdb.draft").exists()  # what the kill left behind
+
+    info = tracker.Catalog(path).get_run(done.stdout.strip())
+    assert (info.name, info.status, info.params, info.metrics) == (
+        "first", "completed", {"lr": 0.1}, {"loss": 0.4})
+    assert not path.with_name("new.duckdb.draft").exists()
+    assert path.stat().st_mode & 0o777 == 0o600

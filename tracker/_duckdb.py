@@ -65,14 +65,15 @@ def start_in_background() -> None:
     threading.Thread(target=start, name="tracker-duckdb", daemon=True).start()
 
 
-def attach(path: str, *, write: bool) -> Any:
-    """A connection whose default database is the file at ``path`` (created by a write).
+def attach(path: str, file: str | None = None, *, write: bool) -> Any:
+    """A connection whose default database is the catalog at ``path`` (created by a write),
+    read from ``file`` when that differs (a new catalog's draft).
 
     Raises duckdb.IOException as ``duckdb.connect`` would (locked, not a database, missing).
     The caller serialises operations on one path (tracker._lock does, across threads too).
     """
     connection = _database(path).cursor()
-    literal = "'" + path.replace("'", "''") + "'"
+    literal = "'" + (file or path).replace("'", "''") + "'"
     try:
         connection.execute(f"ATTACH {literal} AS catalog{'' if write else ' (READ_ONLY)'}")
         connection.execute("USE catalog")

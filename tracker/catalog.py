@@ -143,21 +143,51 @@ class Catalog:
     @contextlib.contextmanager
     def _locked(self, write: bool, wait: float,
                 cancel: threading.Event | None) -> Iterator[Any]:
-        with _lock.locked(str(self.path), write=write, timeout=wait, cancel=cancel):
-            connection = self._open(write=write, deadline=time.monotonic() + wait, timeout=wait)
-            try:
-                yield connection
-            finally:
-                # Detached before the sidecar lock is released: DuckDB's own file lock must be
-                # gone, and a write checkpointed, before the next process may open the file.
-                _duckdb.detach(connection, str(self.path))
+        with _lock.locked(str(self.path), write=write, timeout=wait, cancel=cancel), \
+                self._attached(write=write, timeout=wait) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def _attached(self, *, write: bool, timeout: float) -> Iterator[Any]:
+        """The catalog file attached for one operation; the caller holds the sidecar lock.
+
+        A new catalog is built in a draft file beside it and renamed into place once complete:
+        DuckDB creates a file before it writes the header, and a process killed in between
+        (nbval SIGKILLs kernels while their last write may run) would leave an empty file that
+        no DuckDB can open, and that tracker must never overwrite.
+        """
+        draft = self.path.with_name(f"{self.path.name}.draft")
+        creating = write and not self.path.exists()
+        if creating:
+            _remove_database(draft)  # a process killed while creating left it
+        connection = self._open(draft if creating else self.path, write=write,
+                                deadline=time.monotonic() + timeout, timeout=timeout)
+        try:
+            yield connection
+        finally:
+            # Detached before the sidecar lock is released: DuckDB's own file lock must be
+            # gone, and a write checkpointed, before the next process may open the file.
+            _duckdb.detach(connection, str(self.path))
+        if creating:
+            self._publish(draft)
+
+    def _publish(self, draft: Path) -> None:
+        """Rename a complete, checkpointed draft to the catalog's path."""
+        if _wal(draft).exists():  # detaching could not checkpoint: the draft is not whole
+            raise CatalogError(f"catalog {self.path} could not be created: DuckDB did not "
+                               "finish writing it", path=str(self.path))
+        os.chmod(draft, 0o600)
+        os.replace(draft, self.path)
 
     def _check(self, connection: Any, write: bool) -> bool:
         """Whether an open catalog is at this version; an empty one opened to write is built."""
         version = self._version_in(connection)
         if version is None and write:
             self._create(connection)
-            os.chmod(self.path, 0o600)
+            # An empty DuckDB file someone made becomes private; a new catalog is still a
+            # draft here, made private when it is published.
+            if self.path.exists():
+                os.chmod(self.path, 0o600)
             version = schema.SCHEMA_VERSION
         self._ready = version == schema.SCHEMA_VERSION
         return self._ready
@@ -169,13 +199,13 @@ class Catalog:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
 
-    def _open(self, *, write: bool, deadline: float, timeout: float) -> Any:
+    def _open(self, file: Path, *, write: bool, deadline: float, timeout: float) -> Any:
         import duckdb
 
         pause = 0.01
         while True:
             try:
-                return _duckdb.attach(str(self.path), write=write)
+                return _duckdb.attach(str(self.path), str(file), write=write)
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not _DUCKDB_LOCK.search(text):
@@ -209,16 +239,11 @@ class Catalog:
                 os.chmod(backup, 0o600)
             if version != schema.SCHEMA_VERSION:
                 self._build(version, timeout)
-            if fresh:
-                os.chmod(self.path, 0o600)
         self._ready = True
 
     def _stored_version(self, timeout: float) -> int | None:
-        connection = self._open(write=False, deadline=time.monotonic() + timeout, timeout=timeout)
-        try:
+        with self._attached(write=False, timeout=timeout) as connection:
             return self._version_in(connection)
-        finally:
-            _duckdb.detach(connection, str(self.path))
 
     def _version_in(self, connection: Any) -> int | None:
         """The schema version in the open file; None for an empty DuckDB database."""
@@ -239,8 +264,7 @@ class Catalog:
         return int(row[0]) if row else 0
 
     def _build(self, version: int | None, timeout: float) -> None:
-        connection = self._open(write=True, deadline=time.monotonic() + timeout, timeout=timeout)
-        try:
+        with self._attached(write=True, timeout=timeout) as connection:
             if version is None:
                 self._create(connection)
                 return
@@ -249,8 +273,6 @@ class Catalog:
                 migrate(connection)
             _set_version(connection)
             connection.execute("COMMIT")
-        finally:
-            _duckdb.detach(connection, str(self.path))
 
     @staticmethod
     def _create(connection: Any) -> None:
@@ -448,6 +470,15 @@ def _translated(path: Path) -> Iterator[None]:
         raise NotACatalogError(
             f"catalog {path} looks corrupt ({exc}); it was left untouched",
             path=str(path)) from exc
+
+
+def _wal(database: Path) -> Path:
+    return database.with_name(f"{database.name}.wal")
+
+
+def _remove_database(database: Path) -> None:
+    database.unlink(missing_ok=True)
+    _wal(database).unlink(missing_ok=True)
 
 
 def _not_a_catalog(path: Path, reason: str) -> NotACatalogError:
