@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 import tracker
+from tracker import ingest
 
 
 def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:
@@ -132,3 +134,23 @@ def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> Non
     run.end()
     catalog.flush()  # in the catalog now: the spool has done its job
     assert recorder.spool_path.read_text().splitlines() == lines[:1]
+
+
+def test_a_stored_copy_cut_short_never_sits_under_its_hash(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blobs are named by content hash and never rewritten, so a truncated one would be trusted.
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text(json.dumps({"cells": ["x = 1"] * 1000}))
+
+    def killed_mid_copy(source: str, target: str) -> None:
+        Path(target).write_bytes(b"{")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", killed_mid_copy)
+    with pytest.raises(OSError):
+        ingest._store_blob(catalog, str(notebook))
+    assert not [blob for blob in catalog.blob_dir.iterdir() if not blob.name.startswith(".")]
+
+    monkeypatch.undo()
+    stored = ingest._store_blob(catalog, str(notebook))
+    assert (catalog.blob_dir / stored["blob"]).read_bytes() == notebook.read_bytes()

@@ -99,8 +99,13 @@ def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     blob = folder / facts.hash.replace(":", "-")
     if not blob.exists():
-        shutil.copyfile(path, blob)
-        os.chmod(blob, 0o600)
+        # Copied under another name and renamed: a process killed mid-copy must not leave a
+        # truncated file under the hash's name, which every later run would trust. (Purge
+        # removes such leftovers, as it does any unreferenced file over an hour old.)
+        partial = folder / f".{blob.name}.{os.getpid()}.part"
+        shutil.copyfile(path, partial)
+        os.chmod(partial, 0o600)
+        os.replace(partial, blob)
     return {**_facts(facts), "blob": blob.name}
 
 
