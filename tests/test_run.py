@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,21 @@ def test_a_stored_copy_cut_short_never_sits_under_its_hash(
     monkeypatch.undo()
     stored = ingest._store_blob(catalog, str(notebook))
     assert (catalog.blob_dir / stored["blob"]).read_bytes() == notebook.read_bytes()
+
+
+def test_recovery_leaves_a_spool_whose_owner_is_still_writing_its_first_line(
+        catalog: tracker.Catalog) -> None:
+    # Another process between creating (or emptying) its spool and writing the owner line.
+    catalog.spool_dir.mkdir(parents=True)
+    being_written = catalog.spool_dir / "otherhost-4242-0000.jsonl"
+    being_written.touch()
+    with catalog.start_run("recovering"):
+        pass
+    catalog.flush()  # this process's first write, which recovers what dead processes left
+    assert being_written.exists()
+
+    long_ago = time.time() - ingest.STALE_HEARTBEAT - 60
+    os.utime(being_written, (long_ago, long_ago))
+    ingest.maybe_recover(catalog, force=True)
+    assert not being_written.exists()  # nobody finished it: left over, and nothing to ingest
+    assert list(catalog.runs()["name"]) == ["recovering"]

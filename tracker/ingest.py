@@ -448,10 +448,23 @@ def _orphaned_spools(catalog: Catalog) -> list[Path]:
         if path in mine:
             continue
         owner = _read_owner(path)
-        if owner is None or owner_alive(owner.get("host"), owner.get("pid"),
-                                        owner.get("process_start")) is False:
+        if owner is None:
+            # No owner line means no events (it is written first), but a live process is
+            # between creating or truncating its spool and writing that line: only an old
+            # one is left over.
+            if _untouched_for(path) > STALE_HEARTBEAT:
+                orphans.append(path)
+            continue
+        if owner_alive(owner.get("host"), owner.get("pid"), owner.get("process_start")) is False:
             orphans.append(path)
     return orphans
+
+
+def _untouched_for(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _read_owner(path: Path) -> dict[str, Any] | None:
