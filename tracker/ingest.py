@@ -102,7 +102,7 @@ def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
         # Copied under another name and renamed: a process killed mid-copy must not leave a
         # truncated file under the hash's name, which every later run would trust. (Purge
         # removes such leftovers, as it does any unreferenced file over an hour old.)
-        partial = folder / f".{blob.name}.{os.getpid()}.part"
+        partial = folder / f".{blob.name}.{os.getpid()}-{threading.get_ident()}.part"
         shutil.copyfile(path, partial)
         os.chmod(partial, 0o600)
         os.replace(partial, blob)
