@@ -60,6 +60,15 @@ def test_a_bad_filter_names_the_position(catalog: tracker.Catalog) -> None:
         catalog.runs("params.lr >")
 
 
+def test_a_bad_filter_is_refused_before_the_catalog_is_opened(catalog: tracker.Catalog) -> None:
+    for call in (lambda: catalog.runs("params.lr >"), lambda: catalog.runs(order_by="acc DESC"),
+                 lambda: catalog.runs(**{"params.": 1}), lambda: catalog.count_runs("lr ="),
+                 lambda: catalog.delete_runs("metrics.acc < 'x' AND")):
+        with pytest.raises(ValueError):
+            call()
+    assert not catalog.path.exists()  # nothing was created for a query that could not run
+
+
 def test_count_runs_groups_by_status_or_a_param(catalog: tracker.Catalog,
                                                 three_runs: list[str]) -> None:
     by_status = catalog.count_runs()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import columns
-from tracker.search import _prepare_read, matching, resolve
+from tracker.search import _prepare_read, check_filters, matching, resolve
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -73,6 +73,7 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
     if where is None and ids is None and not equals:
         raise ValueError("delete_runs needs a filter, ids or equality tests; to delete every "
                          "run say so: delete_runs('id IS NOT NULL')")
+    check_filters(where, equals)
     _prepare_read(catalog)
     with catalog.connect(write=True) as con:
         if ids is not None:

@@ -91,11 +91,21 @@ def matching(where: str | None, equals: Mapping[str, Any] | None = None,
         (*condition.params, *equal.params))
 
 
+def check_filters(where: str | None, equals: Mapping[str, Any] | None = None,
+                  order_by: str | Sequence[str] | None = None) -> None:
+    """Raise a bad filter's FilterSyntaxError before the catalog is opened, or created: the
+    SQL needs the catalog's column layout (:func:`matching`), finding a mistake does not."""
+    query.compile_filter(where)
+    query.compile_equals(equals or {})
+    query.compile_order_by(order_by)
+
+
 def runs(catalog: Catalog, where: str | None = None, *,
          order_by: str | Sequence[str] | None = None, limit: int | None = None,
          offset: int = 0, include_deleted: bool = False, deleted_only: bool = False,
          **equals: Any) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.runs`."""
+    check_filters(where, equals, order_by)
     _prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.layout(con)
@@ -189,6 +199,7 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
                include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.count_runs`."""
     scope, key = query.parse_key(by) if by is not None else ("", "")
+    check_filters(where)
     _prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.layout(con)
