@@ -8,9 +8,10 @@ import sys
 import tracker
 
 PUBLIC = {
-    "AmbiguousRunError", "Catalog", "CatalogError", "CatalogLockedError", "CatalogVersionError",
-    "FilterSyntaxError", "NoActiveRunError", "NotACatalogError", "Run", "RunInfo",
-    "RunNotFoundError", "TrackerError", "TrackerWarning", "artifacts", "count_runs",
+    "AmbiguousRunError", "ArgumentError", "Catalog", "CatalogError", "CatalogFullError",
+    "CatalogLockedError", "CatalogOwnershipError", "CatalogVersionError", "DescriptorError",
+    "FilterSyntaxError", "NoActiveRunError", "NotACatalogError", "ReadOnlySQLError", "Run",
+    "RunInfo", "RunNotFoundError", "SQLError", "TrackerError", "TrackerWarning", "artifacts", "count_runs",
     "current_run", "default_catalog", "delete_run", "delete_runs", "end_run", "export_run",
     "flush", "get_run", "import_run", "keys", "lineage", "load_ipython_extension", "log_input",
     "log_metric", "log_metrics", "log_output", "log_param", "log_params", "metric_history",
@@ -30,6 +31,11 @@ def test_errors_are_also_the_standard_exceptions_callers_catch() -> None:
     assert issubclass(tracker.RunNotFoundError, LookupError)
     assert issubclass(tracker.FilterSyntaxError, ValueError)
     assert issubclass(tracker.CatalogLockedError, TimeoutError)
+    assert issubclass(tracker.ArgumentError, ValueError)
+    assert issubclass(tracker.ArgumentError, TypeError)
+    assert issubclass(tracker.ReadOnlySQLError, PermissionError)
+    assert issubclass(tracker.CatalogOwnershipError, PermissionError)
+    assert issubclass(tracker.CatalogFullError, OSError)
     assert all(issubclass(getattr(tracker, name), tracker.TrackerError)
                for name in PUBLIC if name.endswith("Error"))
 

@@ -3,27 +3,39 @@
 Each also inherits the standard exception a caller would already catch::
 
     TrackerError
-    ├── RunNotFoundError        (LookupError)   no run matches a reference
-    ├── AmbiguousRunError       (LookupError)   a prefix matches several runs
-    ├── FilterSyntaxError       (ValueError)    a filter string does not parse
-    ├── CatalogError                            the catalog file cannot be used
-    │   ├── CatalogLockedError  (TimeoutError)  another process held it past the deadline
-    │   ├── CatalogVersionError                 written by a newer tracker
-    │   └── NotACatalogError                    not a DuckDB catalog, or corrupt
-    └── NoActiveRunError        (RuntimeError)  a logging call with no run started
+    ├── RunNotFoundError        (LookupError)     no run matches a reference
+    ├── AmbiguousRunError       (LookupError)     a prefix matches several runs
+    ├── FilterSyntaxError       (ValueError)      a filter string does not parse
+    ├── ArgumentError           (ValueError, TypeError)  an argument a function cannot use
+    ├── DescriptorError         (ValueError)      an export/import descriptor is malformed
+    ├── SQLError                (ValueError)      a sql() query failed
+    │   └── ReadOnlySQLError    (PermissionError) the statement is not a single read
+    ├── CatalogError                              the catalog cannot be used
+    │   ├── CatalogLockedError  (TimeoutError)    another process held it past the deadline
+    │   ├── CatalogVersionError                   written by a newer tracker
+    │   ├── CatalogOwnershipError (PermissionError) owned by someone else, or open to others
+    │   ├── CatalogFullError    (OSError)         the disk is full
+    │   └── NotACatalogError                      not a DuckDB catalog, or corrupt
+    └── NoActiveRunError        (RuntimeError)    a logging call with no run started
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AmbiguousRunError",
+    "ArgumentError",
     "CatalogError",
+    "CatalogFullError",
     "CatalogLockedError",
+    "CatalogOwnershipError",
     "CatalogVersionError",
+    "DescriptorError",
     "FilterSyntaxError",
     "NoActiveRunError",
     "NotACatalogError",
+    "ReadOnlySQLError",
     "RunNotFoundError",
+    "SQLError",
     "TrackerError",
     "TrackerWarning",
 ]
@@ -62,6 +74,27 @@ class FilterSyntaxError(TrackerError, ValueError):
         self.position = position
 
 
+class ArgumentError(TrackerError, ValueError, TypeError):
+    """A public function was given an argument it cannot use (a negative limit, a filter that
+    is not text, an unknown role...); the message says what is accepted."""
+
+
+class DescriptorError(TrackerError, ValueError):
+    """An export/import descriptor is malformed; ``field`` names the offending part."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SQLError(TrackerError, ValueError):
+    """A :func:`tracker.sql` query could not run (syntax, unknown table or column...)."""
+
+
+class ReadOnlySQLError(SQLError, PermissionError):
+    """:func:`tracker.sql` runs exactly one read statement; this was something else."""
+
+
 class CatalogError(TrackerError):
     """The catalog cannot be opened or used."""
 
@@ -84,6 +117,15 @@ class CatalogVersionError(CatalogError):
     def __init__(self, message: str, *, path: str, version: int) -> None:
         super().__init__(message, path=path)
         self.version = version
+
+
+class CatalogOwnershipError(CatalogError, PermissionError):
+    """The catalog (file or folder) belongs to another user or is writable by others, so
+    whoever controls it could read or forge our runs; it must be trusted explicitly."""
+
+
+class CatalogFullError(CatalogError, OSError):
+    """The disk holding the catalog (or its spool) is full; nothing recorded was lost."""
 
 
 class NotACatalogError(CatalogError):
