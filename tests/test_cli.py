@@ -356,6 +356,17 @@ def test_sql_prints_a_table_and_refuses_writes(capsys: pytest.CaptureFixture[str
     assert err.startswith("tracker: error: ") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("query", ["DROP TABLE runs", "SELECT 1; DELETE FROM runs",
+                                   "SELECT * FROM read_csv('/etc/passwd')"])
+def test_sql_says_in_one_line_what_the_cli_allows(capsys: pytest.CaptureFixture[str],
+                                                  three: list[str], query: str) -> None:
+    code, out, err = _cli(capsys, "sql", query)
+    assert (code, out) == (1, "")
+    assert err.startswith("tracker: error: one read-only query is allowed: a SELECT")
+    assert len(err.splitlines()) == 1 and "tracker.sql()" not in err
+    assert _cli(capsys, "sql", "SELECT count(*) AS n FROM runs", "--format", "csv")[1] == "n\n3\n"
+
+
 def test_enable_and_disable_keep_the_users_lines(capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:

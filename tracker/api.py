@@ -173,6 +173,6 @@ def import_run(path: str | os.PathLike[str]) -> str:
     return default_catalog().import_run(path)
 
 
-def sql(query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Run a read-only SQL query on the catalog."""
+def sql(query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Run one read-only query (a SELECT) on the catalog."""
     return default_catalog().sql(query, params)

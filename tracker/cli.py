@@ -495,12 +495,7 @@ def _cmd_disable(args: argparse.Namespace) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
-
-    try:
-        frame = _catalog(args).sql(args.query)
-    except duckdb.Error as exc:
-        return _fail(str(exc).strip().splitlines()[0])
+    frame = _catalog(args).sql(args.query)
     if args.format != "table":
         _write_frame(frame, args.format)
         return 0
