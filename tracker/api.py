@@ -163,9 +163,10 @@ def purge(older_than: str | float | None = None) -> dict[str, int]:
     return default_catalog().purge(older_than)
 
 
-def export_run(ref: str, path: str | os.PathLike[str]) -> Path:
-    """Write a run as a self-contained YAML or JSON descriptor."""
-    return default_catalog().export_run(ref, path)
+def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write a run as a self-contained YAML or JSON descriptor (an existing file only with
+    ``overwrite=True``; never a catalog)."""
+    return default_catalog().export_run(ref, path, overwrite=overwrite)
 
 
 def import_run(path: str | os.PathLike[str]) -> str:

@@ -462,11 +462,16 @@ class Catalog:
 
         return manage.purge(self, older_than, ids=ids)
 
-    def export_run(self, ref: str, path: str | os.PathLike[str]) -> Path:
-        """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run."""
+    def export_run(self, ref: str, path: str | os.PathLike[str], *,
+                   overwrite: bool = False) -> Path:
+        """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run.
+
+        An existing file is replaced only with ``overwrite=True``; a catalog, its files and
+        any DuckDB database never are. The file appears whole or not at all.
+        """
         from tracker import exchange
 
-        return exchange.export_run(self, ref, path)
+        return exchange.export_run(self, ref, path, overwrite=overwrite)
 
     def import_run(self, path: str | os.PathLike[str]) -> str:
         """Read a descriptor written by :meth:`export_run` into this catalog; returns the id."""
