@@ -159,6 +159,8 @@ def test_a_descriptor_must_be_a_regular_file(catalog: tracker.Catalog, tmp_path:
         catalog.import_run(tmp_path)
     with pytest.raises(tracker.DescriptorError, match="cannot read"):
         catalog.import_run(tmp_path / "missing.json")
+    with pytest.raises(tracker.ArgumentError, match="must be text or a path"):
+        catalog.import_run(None)  # type: ignore[arg-type]
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
     outcome: list[BaseException] = []

@@ -33,7 +33,7 @@ _RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                overwrite: bool = False) -> Path:
     """See :meth:`tracker.Catalog.export_run`."""
-    target = Path(path).expanduser().absolute()
+    target = _path(path).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
     _prepare_read(catalog)
     with catalog.connect() as con:
@@ -57,6 +57,13 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
     _write_whole(target, text, overwrite=overwrite)
     return target
+
+
+def _path(path: Any) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"a descriptor's path must be text or a path, not "
+                            f"{type(path).__name__}")
+    return Path(path)
 
 
 def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
@@ -148,7 +155,7 @@ def _dump(data: dict[str, Any], *, yaml: bool) -> str:
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = descriptor.load(Path(path))
+    data = descriptor.load(_path(path))
     run = data["run"]
     run_id = run["id"]
     with catalog.connect(write=True) as con:
