@@ -228,6 +228,12 @@ def test_a_hand_written_yaml_descriptor_imports(catalog: tracker.Catalog,
     run = catalog.get_run("01m7zwkkx6hqabcd")
     assert run.started_at == dt.datetime(2024, 1, 1, 10, tzinfo=dt.timezone.utc)
     assert list(catalog.metric_history(run.id)["value"]) == [math.inf]
+    dated = tmp_path / "dated.yaml"
+    dated.write_text(hand.read_text().replace("01m7zwkkx6hqabcd", "01m7zwkkx6hqabce")
+                     + "environment: [{id: e1, created_at: 2024-01-01, data: {on: 2024-01-01}}]\n")
+    with pytest.raises(tracker.DescriptorError) as caught:
+        catalog.import_run(dated)
+    assert caught.value.field == "environment[0].data"  # a YAML date is no JSON value
 
 
 # -- exporting safely ----------------------------------------------------------------------

@@ -133,13 +133,15 @@ def _timestamp(value: Any, field: str) -> dt.datetime:
 def _json(*, mapping: bool) -> Check:
     """JSON text (or, for a mapping, the mapping itself), returned as JSON text."""
     def check(value: Any, field: str) -> str:
-        if mapping and isinstance(value, Mapping):
-            value = json.dumps(value, ensure_ascii=False)
-        text = _text(_LONG)(value, field)
         try:
+            if mapping and isinstance(value, Mapping):
+                value = json.dumps(value, ensure_ascii=False)  # YAML dates, bytes: TypeError
+            text = _text(_LONG)(value, field)
             parsed = json.loads(text)
             _utf8(json.dumps(parsed, ensure_ascii=False), field)  # "\ud800" escapes too
-        except (ValueError, RecursionError):
+        except DescriptorError:
+            raise
+        except (TypeError, ValueError, RecursionError):
             raise _error(field, "JSON text", value) from None
         if mapping and not isinstance(parsed, dict):
             raise _error(field, "a JSON object", value)
@@ -171,7 +173,7 @@ SECTIONS: dict[str, Section] = {
         deleted_at=_timestamp, environment_id=_text(pattern=_ID), error=_text(_LONG),
         params=_json(mapping=True), metrics=_json(mapping=True)), max_rows=1),
     "params": Section(_fields(
-        ("key", _text()), ("kind", _text(200)), ("logged_at", _timestamp),
+        ("key", _text()), ("kind", _text()), ("logged_at", _timestamp),
         value=_json(mapping=False)), max_rows=1_000_000),
     "metrics": Section(_fields(
         ("key", _text()), ("logged_at", _timestamp),
