@@ -334,6 +334,42 @@ def test_export_needs_a_known_extension(capsys: pytest.CaptureFixture[str], thre
     assert not (tmp_path / "run.txt").exists()
 
 
+def test_export_replaces_a_file_only_with_force(capsys: pytest.CaptureFixture[str],
+                                                three: list[str], tmp_path: Path) -> None:
+    target = tmp_path / "run.json"
+    target.write_text("mine")
+    code, out, err = _cli(capsys, "export", three[0], str(target))
+    assert (code, out, len(err.splitlines())) == (1, "", 1)
+    assert "already exists" in err and "--force" in err
+    assert target.read_text() == "mine"
+    assert _cli(capsys, "export", three[0], str(target), "--force")[0] == 0
+    assert json.loads(target.read_text())["run"]["id"] == three[0]
+
+
+def test_export_never_writes_over_the_catalog(capsys: pytest.CaptureFixture[str],
+                                             catalog: tracker.Catalog, three: list[str],
+                                             tmp_path: Path) -> None:
+    disguised = tmp_path / "catalog.json"
+    disguised.symlink_to(catalog.path)
+    before = catalog.path.read_bytes()
+    code, _, err = _cli(capsys, "export", three[0], str(disguised), "--force")
+    assert code == 1 and "another path" in err and len(err.splitlines()) == 1
+    assert catalog.path.read_bytes() == before
+
+
+def test_import_of_a_hostile_descriptor_exits_1_naming_the_field(
+        capsys: pytest.CaptureFixture[str], three: list[str], tmp_path: Path) -> None:
+    exported = tmp_path / "run.json"
+    assert _cli(capsys, "export", three[0], str(exported))[0] == 0
+    descriptor = json.loads(exported.read_text())
+    descriptor["run"]["status) VALUES ('x'); DROP TABLE runs; --"] = "x"
+    exported.write_text(json.dumps(descriptor))
+    code, _, err = _cli(capsys, "--catalog", str(tmp_path / "other.duckdb"), "import",
+                        str(exported))
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "run has an unknown key" in err and "DROP TABLE runs" in err
+
+
 def test_import_of_a_missing_file_exits_1(capsys: pytest.CaptureFixture[str],
                                           catalog: tracker.Catalog, tmp_path: Path) -> None:
     code, _, err = _cli(capsys, "import", str(tmp_path / "nope.yaml"))
@@ -354,6 +390,17 @@ def test_sql_prints_a_table_and_refuses_writes(capsys: pytest.CaptureFixture[str
     code, _, err = _cli(capsys, "sql", "SELEC 1")
     assert code == 1
     assert err.startswith("tracker: error: ") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("query", ["DROP TABLE runs", "SELECT 1; DELETE FROM runs",
+                                   "SELECT * FROM read_csv('/etc/passwd')"])
+def test_sql_says_in_one_line_what_the_cli_allows(capsys: pytest.CaptureFixture[str],
+                                                  three: list[str], query: str) -> None:
+    code, out, err = _cli(capsys, "sql", query)
+    assert (code, out) == (1, "")
+    assert err.startswith("tracker: error: one read-only query is allowed: a SELECT")
+    assert len(err.splitlines()) == 1 and "tracker.sql()" not in err
+    assert _cli(capsys, "sql", "SELECT count(*) AS n FROM runs", "--format", "csv")[1] == "n\n3\n"
 
 
 def test_enable_and_disable_keep_the_users_lines(capsys: pytest.CaptureFixture[str],

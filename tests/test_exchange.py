@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import errno
+import json
 import math
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tracker
+from tracker import descriptor, exchange
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -48,3 +57,238 @@ def test_a_broken_descriptor_is_a_clear_error(catalog: tracker.Catalog, tmp_path
     broken.write_text("format: [unclosed\n")
     with pytest.raises(tracker.TrackerError, match="not a tracker run descriptor"):
         catalog.import_run(broken)
+
+
+# -- hostile descriptors -------------------------------------------------------------------
+
+
+@pytest.fixture
+def exported(catalog: tracker.Catalog, tmp_path: Path) -> dict[str, Any]:
+    """A JSON descriptor of a run with a param, a metric and an input file, as a dict."""
+    data = tmp_path / "in.csv"
+    data.write_text("x\n1\n")
+    with catalog.start_run("source", params={"lr": 0.1}) as run:
+        run.log_metric("loss", 0.5, step=1)
+        run.log_input(data)
+    path = catalog.export_run(run.id, tmp_path / "run.json")
+    return json.loads(path.read_text())
+
+
+def _import(descriptor: dict[str, Any] | str, tmp_path: Path, suffix: str = ".json"
+            ) -> tracker.Catalog:
+    """Write ``descriptor`` and import it into a fresh catalog, which is returned."""
+    path = tmp_path / f"hostile{suffix}"
+    path.write_text(descriptor if isinstance(descriptor, str) else json.dumps(descriptor))
+    target = tracker.Catalog(tmp_path / "target" / "catalog.duckdb")
+    target.import_run(path)
+    return target
+
+
+def test_an_injected_key_never_reaches_sql(exported: dict[str, Any], tmp_path: Path) -> None:
+    startup = tmp_path / "startup" / "00-x.py"
+    startup.parent.mkdir()
+    key = (f"id, status, started_at) VALUES ('z','completed',now()); COPY (SELECT 'print(1)') "
+           f"TO '{startup}' (HEADER false, QUOTE ''); DROP TABLE metrics; INSERT INTO runs (notes")
+    exported["run"] = {"id": None, key: "pwned"}
+    target = tracker.Catalog(tmp_path / "target" / "catalog.duckdb")
+    with target.start_run("already here") as run:
+        run.log_metric("acc", 1.0)
+    with pytest.raises(tracker.DescriptorError) as caught:
+        _import(exported, tmp_path)
+    assert caught.value.field is not None and caught.value.field.startswith("run.id, status")
+    assert not startup.exists()
+    assert list(target.runs()["name"]) == ["already here"]
+    assert list(target.metric_history(run.id)["value"]) == [1.0]  # metrics is still there
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A change to a descriptor: ``value`` put at ``path`` (``"metrics.0.step"``)."""
+    *parents, last = path.split(".")
+
+    def change(descriptor: dict[str, Any]) -> None:
+        node: Any = descriptor
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[int(last) if isinstance(node, list) else last] = value
+    return change
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (_set("run.foo", 1), "run.foo"),
+    (_set("metrics.0.step", "x"), "metrics[0].step"),
+    (_set("metrics.0.step", 2**63), "metrics[0].step"),
+    (_set("metrics.0.value", "big"), "metrics[0].value"),
+    (_set("run.id", "../../etc/passwd"), "run.id"),
+    (_set("run.parent_id", "x'); DROP TABLE runs; --"), "run.parent_id"),
+    (_set("run.started_at", "yesterday"), "run.started_at"),
+    (_set("run.status", None), "run.status"),
+    (_set("run.status", "hacked"), "run.status"),
+    (_set("run.pid", True), "run.pid"),
+    (_set("run.pid", 2**40), "run.pid"),
+    (_set("run.labels", ["a"] * 1001), "run.labels"),
+    (_set("run.labels", [1]), "run.labels[0]"),
+    (_set("run.name", "x" * 5000), "run.name"),
+    (_set("run.notes", "\ud800"), "run.notes"),
+    (_set("run.params", "[1]"), "run.params"),
+    (_set("params.0.value", "{not json"), "params[0].value"),
+    (_set("params.0", "lr"), "params[0]"),
+    (_set("artifacts.0.role", "secret"), "artifacts[0].role"),
+    (_set("artifacts.0.blob", "../../../.ssh/id_rsa"), "artifacts[0].blob"),
+    (_set("cells", [{"seq": 1, "success": "yes"}]), "cells[0].success"),
+    (_set("environment", [{"id": "a"}, {"id": "b"}]), "environment"),
+    (_set("metrics", {"loss": 0.5}), "metrics"),
+    (_set("extra", []), "extra"),
+    (_set("run", []), "run"),
+    (_set("version", "1"), "version"),
+    (_set("version", 99), "version"),
+    (_set("format", 1), "format"),
+])
+def test_a_malformed_descriptor_names_the_bad_field(
+        exported: dict[str, Any], tmp_path: Path, change: Callable[[dict[str, Any]], None],
+        field: str) -> None:
+    change(exported)
+    with pytest.raises(tracker.DescriptorError) as caught:
+        _import(exported, tmp_path)
+    assert caught.value.field == field
+    assert str(tmp_path / "hostile.json") in str(caught.value)
+    assert tracker.Catalog(tmp_path / "target" / "catalog.duckdb").runs().empty
+
+
+def test_a_descriptor_must_be_a_regular_file(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with pytest.raises(tracker.DescriptorError, match="not a regular file"):
+        catalog.import_run(tmp_path)
+    with pytest.raises(tracker.DescriptorError, match="cannot read"):
+        catalog.import_run(tmp_path / "missing.json")
+    with pytest.raises(tracker.ArgumentError, match="must be text or a path"):
+        catalog.import_run(None)  # type: ignore[arg-type]
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            catalog.import_run(fifo)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=attempt, daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    try:
+        assert not reader.is_alive(), "import_run blocked on a FIFO"
+    finally:
+        with contextlib.suppress(OSError):  # let a blocked reader go
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert isinstance(outcome[0], tracker.DescriptorError)
+
+
+def test_a_descriptor_must_be_utf8_and_not_too_big(catalog: tracker.Catalog, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("format: tracker-run\nrun: {name: caf\u00e9}\n".encode("latin-1"))
+    with pytest.raises(tracker.DescriptorError, match="not UTF-8"):
+        catalog.import_run(latin)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"format": "tracker-run", "padding": "x" * 2000}))
+    monkeypatch.setattr(descriptor, "MAX_BYTES", 1024)
+    with pytest.raises(tracker.DescriptorError, match="larger than"):
+        catalog.import_run(big)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(catalog: tracker.Catalog,
+                                                     tmp_path: Path) -> None:
+    lines = ["format: tracker-run", "version: 1", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 5)}]" for i in range(1, 7)]
+    lines += ["run: {id: 01m7zwkkx6hqabcd, status: completed, "
+              "started_at: '2024-01-01T00:00:00+00:00', labels: *a6}"]
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text("\n".join(lines) + "\n")  # 78k labels from a few hundred bytes
+    with pytest.raises(tracker.DescriptorError, match="alias"):
+        catalog.import_run(laughs)
+    assert catalog.runs().empty
+
+
+def test_yaml_with_too_many_nodes_is_refused(catalog: tracker.Catalog, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    many = tmp_path / "many.yaml"
+    many.write_text("format: tracker-run\nversion: 1\nrun: {labels: [" + "a, " * 50 + "]}\n")
+    monkeypatch.setattr(descriptor, "MAX_YAML_NODES", 40)
+    with pytest.raises(tracker.DescriptorError, match="YAML nodes"):
+        catalog.import_run(many)
+
+
+def test_a_hand_written_yaml_descriptor_imports(catalog: tracker.Catalog,
+                                                tmp_path: Path) -> None:
+    hand = tmp_path / "hand.yaml"
+    hand.write_text("format: tracker-run\nversion: 1\nrun:\n  id: 01m7zwkkx6hqabcd\n"
+                    "  status: completed\n  started_at: 2024-01-01 10:00:00\n"
+                    "metrics:\n- {key: loss, value: .inf, step: 1, "
+                    "logged_at: '2024-01-01T10:00:01+00:00'}\n")
+    assert catalog.import_run(hand) == "01m7zwkkx6hqabcd"
+    run = catalog.get_run("01m7zwkkx6hqabcd")
+    assert run.started_at == dt.datetime(2024, 1, 1, 10, tzinfo=dt.timezone.utc)
+    assert list(catalog.metric_history(run.id)["value"]) == [math.inf]
+    dated = tmp_path / "dated.yaml"
+    dated.write_text(hand.read_text().replace("01m7zwkkx6hqabcd", "01m7zwkkx6hqabce")
+                     + "environment: [{id: e1, created_at: 2024-01-01, data: {on: 2024-01-01}}]\n")
+    with pytest.raises(tracker.DescriptorError) as caught:
+        catalog.import_run(dated)
+    assert caught.value.field == "environment[0].data"  # a YAML date is no JSON value
+
+
+# -- exporting safely ----------------------------------------------------------------------
+
+
+def test_export_replaces_a_file_only_when_asked(catalog: tracker.Catalog,
+                                                tmp_path: Path) -> None:
+    with catalog.start_run("kept") as run:
+        pass
+    target = tmp_path / "run.yaml"
+    target.write_text("mine\n")
+    with pytest.raises(tracker.ArgumentError, match="overwrite=True"):
+        catalog.export_run(run.id, target)
+    assert target.read_text() == "mine\n"
+    assert catalog.export_run(run.id, target, overwrite=True) == target
+    assert "format: tracker-run" in target.read_text()
+    assert "&" not in target.read_text()  # no anchors: import refuses aliases
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("name", [
+    "catalog.duckdb", "catalog.duckdb.lock", "catalog.duckdb.wal", "catalog.duckdb.draft",
+    "catalog.duckdb.spool/run.json", "catalog.duckdb.blobs/x.yaml", "other.duckdb",
+    "link.json",
+])
+def test_export_never_overwrites_a_catalog(catalog: tracker.Catalog, tmp_path: Path,
+                                           name: str) -> None:
+    with catalog.start_run("kept") as run:
+        pass
+    tracker.Catalog(tmp_path / "other.duckdb").runs()  # another catalog, created
+    (tmp_path / "link.json").symlink_to(catalog.path)
+    catalog.flush()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(tracker.ArgumentError, match="another path"):
+        catalog.export_run(run.id, tmp_path / name, overwrite=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert list(catalog.runs()["name"]) == ["kept"]
+
+
+def test_a_failed_export_leaves_no_file(catalog: tracker.Catalog, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with catalog.start_run("kept") as run:
+        pass
+
+    class FullDisk:
+        """``os`` as tracker.exchange sees it, on a disk that fills up at the rename."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def replace(*args: Any) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exchange, "os", FullDisk())
+    with pytest.raises(tracker.ArgumentError, match="No space left"):
+        catalog.export_run(run.id, tmp_path / "run.json")
+    assert not [p for p in tmp_path.iterdir() if "run.json" in p.name]

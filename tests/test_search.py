@@ -123,7 +123,7 @@ def test_lineage_links_a_reader_to_the_writer(catalog: tracker.Catalog, tmp_path
 def test_sql_reads_but_never_writes(catalog: tracker.Catalog, three_runs: list[str]) -> None:
     assert int(catalog.sql("SELECT count(*) AS n FROM runs")["n"][0]) == 3
     assert catalog.sql("SELECT name FROM runs WHERE name = ?", ["a"])["name"].tolist() == ["a"]
-    with pytest.raises(tracker.CatalogError, match="read-only"):
+    with pytest.raises(tracker.ReadOnlySQLError, match="read-only"):
         catalog.sql("DELETE FROM runs")
     assert len(catalog.runs()) == 3
 

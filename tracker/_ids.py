@@ -25,6 +25,11 @@ def new_run_id() -> str:
     return stamp + "".join(secrets.choice(_ALPHABET) for _ in range(6))
 
 
+def is_run_id(text: str) -> bool:
+    """Whether ``text`` has the shape :func:`new_run_id` gives (ids from files are checked)."""
+    return len(text) == 16 and all(c in _ALPHABET for c in text)
+
+
 def new_run_name() -> str:
     """A readable name such as ``swift-otter-42``."""
     return f"{secrets.choice(_WORDS_A)}-{secrets.choice(_WORDS_B)}-{secrets.randbelow(100)}"

@@ -163,9 +163,10 @@ def purge(older_than: str | float | None = None) -> dict[str, int]:
     return default_catalog().purge(older_than)
 
 
-def export_run(ref: str, path: str | os.PathLike[str]) -> Path:
-    """Write a run as a self-contained YAML or JSON descriptor."""
-    return default_catalog().export_run(ref, path)
+def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write a run as a self-contained YAML or JSON descriptor (an existing file only with
+    ``overwrite=True``; never a catalog)."""
+    return default_catalog().export_run(ref, path, overwrite=overwrite)
 
 
 def import_run(path: str | os.PathLike[str]) -> str:
@@ -173,6 +174,6 @@ def import_run(path: str | os.PathLike[str]) -> str:
     return default_catalog().import_run(path)
 
 
-def sql(query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Run a read-only SQL query on the catalog."""
+def sql(query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Run one read-only query (a SELECT) on the catalog."""
     return default_catalog().sql(query, params)

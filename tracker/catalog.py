@@ -141,6 +141,19 @@ class Catalog:
             yield connection
 
     @contextlib.contextmanager
+    def read_locked(self, *, timeout: float | None = None) -> Iterator[Path]:
+        """Hold the shared sidecar lock on the ready catalog (created or migrated first, as by
+        :meth:`connect`) and yield its path, for a reader that opens the file with a DuckDB of
+        its own (:mod:`tracker.readonly_sql`); that reader must close the file inside the block.
+        """
+        self.ensure_folder()
+        wait = self.timeout if timeout is None else timeout
+        if not self._ready:
+            self._prepare(wait)
+        with _lock.locked(str(self.path), write=False, timeout=wait):
+            yield self.path
+
+    @contextlib.contextmanager
     def _locked(self, write: bool, wait: float,
                 cancel: threading.Event | None) -> Iterator[Any]:
         with _lock.locked(str(self.path), write=write, timeout=wait, cancel=cancel), \
@@ -395,8 +408,13 @@ class Catalog:
 
         return search.lineage(self, ref)
 
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        """Run a read-only SQL query on the catalog and return a DataFrame."""
+    def sql(self, query: str,
+            params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one read-only query (a SELECT) on the catalog and return a DataFrame.
+
+        ``params`` binds ``?`` (a list) or ``$name`` (a dict). Anything but a single read
+        raises :class:`ReadOnlySQLError`; a query DuckDB rejects, :class:`SQLError`.
+        """
         from tracker import search
 
         return search.sql(self, query, params)
@@ -444,11 +462,16 @@ class Catalog:
 
         return manage.purge(self, older_than, ids=ids)
 
-    def export_run(self, ref: str, path: str | os.PathLike[str]) -> Path:
-        """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run."""
+    def export_run(self, ref: str, path: str | os.PathLike[str], *,
+                   overwrite: bool = False) -> Path:
+        """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run.
+
+        An existing file is replaced only with ``overwrite=True``; a catalog, its files and
+        any DuckDB database never are. The file appears whole or not at all.
+        """
         from tracker import exchange
 
-        return exchange.export_run(self, ref, path)
+        return exchange.export_run(self, ref, path, overwrite=overwrite)
 
     def import_run(self, path: str | os.PathLike[str]) -> str:
         """Read a descriptor written by :meth:`export_run` into this catalog; returns the id."""

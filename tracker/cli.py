@@ -157,6 +157,8 @@ def _add_moving_commands(commands: _Commands) -> None:
                           "tracker export 01m7zwkkx6hq run.yaml")
     export.add_argument("ref", metavar="REF", help="the run to export")
     export.add_argument("file", metavar="FILE", help="where to write it: .yaml, .yml or .json")
+    export.add_argument("--force", action="store_true",
+                        help="replace FILE if it exists (never a catalog or a DuckDB file)")
     imported = commands.add("import", _cmd_import, "add a run written by 'tracker export'",
                             "tracker import run.yaml",
                             "tracker --catalog team.duckdb import run.json")
@@ -467,7 +469,7 @@ def _plural(count: int, noun: str) -> str:
 def _cmd_export(args: argparse.Namespace) -> int:
     if Path(args.file).suffix.lower() not in (".yaml", ".yml", ".json"):
         args.parser.error(f"FILE must end in .yaml, .yml or .json, not {args.file!r}")
-    path = _catalog(args).export_run(args.ref, args.file)
+    path = _catalog(args).export_run(args.ref, args.file, overwrite=args.force)
     print(f"exported {args.ref} to {path}")
     return 0
 
@@ -495,12 +497,7 @@ def _cmd_disable(args: argparse.Namespace) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
-
-    try:
-        frame = _catalog(args).sql(args.query)
-    except duckdb.Error as exc:
-        return _fail(str(exc).strip().splitlines()[0])
+    frame = _catalog(args).sql(args.query)
     if args.format != "table":
         _write_frame(frame, args.format)
         return 0

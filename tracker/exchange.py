@@ -3,7 +3,9 @@
 The descriptor holds everything recorded about the run (attributes, every param value with its
 kind, every metric point, artifact versions and links, cells, environment), so importing it into
 another catalog gives back the same run. Importing never overwrites: a run already present is
-refused.
+refused. Descriptors are checked by :mod:`tracker.descriptor` before anything reaches SQL, and
+only the catalog's own column names (:func:`tracker.schema.column_names`) are put into SQL text.
+Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
 from __future__ import annotations
@@ -11,31 +13,35 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import stat
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, schema, values
+from tracker import columns, descriptor, schema, values
+from tracker.errors import ArgumentError
 from tracker.ingest import _insert_missing
-from tracker.errors import TrackerError
 from tracker.search import _prepare_read, _records, resolve
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
-FORMAT = "tracker-run"
-FORMAT_VERSION = 1
 _RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
 
 
-def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str]) -> Path:
+def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
+               overwrite: bool = False) -> Path:
     """See :meth:`tracker.Catalog.export_run`."""
+    target = _path(path).expanduser().absolute()
+    _check_target(catalog, target, overwrite=overwrite)
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         run = _records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
                        [run_id])[0]
-        descriptor = {
-            "format": FORMAT, "version": FORMAT_VERSION, "run": run,
+        data = {
+            "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
             "params": _records(con, "SELECT key, value, kind, logged_at FROM params "
                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
             "metrics": _records(con, "SELECT key, value, step, logged_at FROM metrics "
@@ -48,10 +54,76 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str]) -> Path
             "environment": _records(con, "SELECT * FROM environments WHERE id = ?",
                                     [run["environment_id"]]),
         }
-    target = Path(path)
-    text = _dump(_plain(descriptor), yaml=target.suffix.lower() in (".yaml", ".yml"))
-    target.write_text(text, encoding="utf-8")
+    text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
+    _write_whole(target, text, overwrite=overwrite)
     return target
+
+
+def _path(path: Any) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"a descriptor's path must be text or a path, not "
+                            f"{type(path).__name__}")
+    return Path(path)
+
+
+def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
+    """Refuse to write over the catalog or its files (even with ``overwrite``), over a
+    DuckDB database, over anything but a regular file, or over any file unless ``overwrite``."""
+    resolved = target.resolve()
+    folder = catalog.folder.resolve()
+    name = catalog.path.resolve().name
+    beside = {folder / f"{name}{suffix}" for suffix in ("", ".lock", ".wal", ".draft",
+                                                        ".draft.wal", ".spool", ".blobs")}
+    inside = any(resolved.is_relative_to(folder / f"{name}{suffix}")
+                 for suffix in (".spool", ".blobs"))
+    if resolved in beside or inside:
+        raise ArgumentError(f"{target} is the catalog {catalog.path} or one of its files; "
+                            "export to another path")
+    try:
+        info = os.stat(resolved)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ArgumentError(f"{target} exists and is not a regular file; export to another "
+                            "path")
+    if _is_duckdb(resolved):
+        raise ArgumentError(f"{target} is a DuckDB database; tracker never overwrites one, "
+                            "export to another path")
+    if not overwrite:
+        raise ArgumentError(f"{target} already exists; pass overwrite=True (tracker export "
+                            "--force) to replace it")
+
+
+def _is_duckdb(path: Path) -> bool:
+    """Whether the file starts like a DuckDB database: an 8-byte checksum, then ``DUCK``."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
+
+
+def _write_whole(target: Path, text: str, *, overwrite: bool) -> None:
+    """Write ``text`` to a temporary file beside ``target`` and rename it into place, so a
+    failed export leaves no half-written file; the descriptor is private to the user (0600)."""
+    try:
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".part")
+    except OSError as exc:
+        raise ArgumentError(f"cannot write {target} ({exc.strerror}); export to a folder "
+                            "you can write to") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        if not overwrite and target.exists():  # appeared while the run was being read
+            raise ArgumentError(f"{target} already exists; pass overwrite=True (tracker "
+                                "export --force) to replace it")
+        os.replace(temporary, target)
+    except OSError as exc:
+        raise ArgumentError(f"cannot write {target} ({exc.strerror}); nothing was "
+                            "written") from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def _plain(value: Any) -> Any:
@@ -67,58 +139,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _dump(descriptor: dict[str, Any], *, yaml: bool) -> str:
+def _dump(data: dict[str, Any], *, yaml: bool) -> str:
     if not yaml:
-        return json.dumps(descriptor, indent=2, ensure_ascii=False)
+        return json.dumps(data, indent=2, ensure_ascii=False)
     import yaml as pyyaml
 
-    return pyyaml.safe_dump(descriptor, sort_keys=False, allow_unicode=True)
+    class Dumper(pyyaml.SafeDumper):
+        """Never an alias: import refuses them (see tracker.descriptor)."""
 
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
 
-def _load(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml as pyyaml
-
-            data = pyyaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
-        raise TrackerError(f"{path} is not a tracker run descriptor ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise TrackerError(f"{path} is not a tracker run descriptor")
-    if data.get("version", 0) > FORMAT_VERSION:
-        raise TrackerError(f"{path} was written by a newer tracker (descriptor version "
-                           f"{data['version']})")
-    return data
+    return pyyaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True)
 
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = _load(Path(path))
+    data = descriptor.load(_path(path))
     run = data["run"]
+    run_id = run["id"]
     with catalog.connect(write=True) as con:
-        if con.execute("SELECT 1 FROM runs WHERE id = ?", [run["id"]]).fetchone():
-            raise TrackerError(f"run {run['id']} is already in {catalog.path}; nothing imported")
+        if con.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
+            raise ArgumentError(f"run {run_id} is already in {catalog.path}; nothing imported "
+                                "(import into another catalog, or purge it there first)")
         con.execute("BEGIN")
-        _insert(con, "runs", {**run, "spool_seq": None})
-        for row in data["params"]:
-            _insert(con, "params", {"run_id": run["id"], **row})
-        for row in data["metrics"]:
-            value = values.NON_FINITE.get(row["value"], row["value"])
-            _insert(con, "metrics", {"run_id": run["id"], **row, "value": value})
+        _insert(con, "runs", [{**run, "spool_seq": None}])
+        _insert(con, "params", [{**row, "run_id": run_id} for row in data["params"]])
+        _insert(con, "metrics", [{**row, "run_id": run_id} for row in data["metrics"]])
         _insert_keys(con, data)
-        for row in data["cells"]:
-            _insert(con, "cells", {"run_id": run["id"], **row})
+        _insert(con, "cells", [{**row, "run_id": run_id} for row in data["cells"]])
         for row in data["environment"]:
             if not con.execute("SELECT 1 FROM environments WHERE id = ?", [row["id"]]).fetchone():
-                _insert(con, "environments", row)
+                _insert(con, "environments", [row])
         for row in data["artifacts"]:
-            _import_artifact(con, run["id"], row)
-        columns.refresh(con, [run["id"]])
+            _import_artifact(con, run_id, row)
+        columns.refresh(con, [run_id])
         con.execute("COMMIT")
-    return run["id"]
+    return run_id
 
 
 def _insert_keys(con: Any, data: dict[str, Any]) -> None:
@@ -133,15 +190,16 @@ def _insert_keys(con: Any, data: dict[str, Any]) -> None:
 def _import_artifact(con: Any, run_id: str, row: dict[str, Any]) -> None:
     link = {"run_id": run_id, "artifact_id": row["id"], "role": row["role"],
             "logged_at": row["linked_at"]}
-    artifact = {k: v for k, v in row.items() if k not in ("role", "linked_at")}
     if not con.execute("SELECT 1 FROM artifacts WHERE id = ?", [row["id"]]).fetchone():
-        _insert(con, "artifacts", artifact)
-    _insert(con, "run_artifacts", link)
+        _insert(con, "artifacts", [row])
+    _insert(con, "run_artifacts", [link])
 
 
-def _insert(con: Any, table: str, row: dict[str, Any]) -> None:
-    columns = [c for c in row if row[c] is not None]
-    names = ", ".join(columns)
-    marks = ", ".join("?" for _ in columns)
-    args = [json.dumps(row[c]) if isinstance(row[c], dict) else row[c] for c in columns]
-    con.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", args)
+def _insert(con: Any, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert checked rows; the column list is the table's own, never the rows' keys."""
+    if not rows:
+        return
+    names = schema.column_names(table)
+    marks = ", ".join("?" for _ in names)
+    con.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
+                    [[row.get(name) for name in names] for row in rows])

@@ -77,6 +77,12 @@ INDEXES: tuple[str, ...] = (
 )
 
 
+def column_names(table: str) -> tuple[str, ...]:
+    """The columns of ``table`` in order, read from its definition: a fixed list that SQL
+    text may name, unlike keys found in data."""
+    return tuple(column.split()[0] for column in TABLES[table].split(", "))
+
+
 def create_statements() -> list[str]:
     """The DDL that creates an empty catalog at the current version."""
     tables = [f"CREATE TABLE IF NOT EXISTS {name} ({body})" for name, body in TABLES.items()]

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, columns, ingest, query, values
-from tracker.errors import AmbiguousRunError, CatalogError, RunNotFoundError
+from tracker import _ids, columns, ingest, query, readonly_sql, values
+from tracker.errors import AmbiguousRunError, RunNotFoundError
 from tracker.models import RunInfo
 
 if TYPE_CHECKING:
@@ -363,16 +363,9 @@ def lineage(catalog: Catalog, ref: str) -> pd.DataFrame:
         return frame(con, _LINEAGE, {"run": run_id})
 
 
-def sql(catalog: Catalog, text: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-    """See :meth:`tracker.Catalog.sql`: the connection is read-only, so writes fail."""
-    import duckdb
-
+def sql(catalog: Catalog, text: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.sql`; :mod:`tracker.readonly_sql` makes it read-only."""
+    readonly_sql.check(text, params)  # before the catalog is opened, or created
     _prepare_read(catalog)
-    with catalog.connect() as con:
-        try:
-            return frame(con, text, list(params or []))
-        except duckdb.InvalidInputException as exc:
-            if "read-only" in str(exc):
-                raise CatalogError("tracker.sql() is read-only; use the API to change runs",
-                                   path=str(catalog.path)) from exc
-            raise
+    return readonly_sql.run(catalog, text, params)

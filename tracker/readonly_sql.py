@@ -1,0 +1,135 @@
+"""Raw SQL on a catalog that can only read it: :func:`tracker.sql` and ``tracker sql``.
+
+Two locks, each enough alone. DuckDB's own parser must find exactly one statement, of type
+SELECT (which covers ``WITH``, ``VALUES``, ``FROM x``, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``).
+That statement runs on a DuckDB instance of its own, started for this one query, with the
+catalog attached READ_ONLY and then external access off and the configuration locked: a SELECT
+that hides a write (``WITH d AS (DELETE ...)``), reads a file (``read_csv``, ``glob``), attaches
+another database or changes a setting fails there, and tracker's own instances, which its writes
+use, never see the query. EXPLAIN is refused because it wraps any statement (``EXPLAIN ANALYZE
+DELETE`` runs the DELETE); PRAGMA and CALL because they can change settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tracker import schema
+from tracker.errors import ArgumentError, CatalogError, ReadOnlySQLError, SQLError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.catalog import Catalog
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+ALLOWED = (
+    "one read-only query is allowed: a SELECT (or WITH ... SELECT, VALUES, FROM ..., DESCRIBE, "
+    f"SHOW, SUMMARIZE) over the tables {', '.join(schema.TABLES)}")
+
+# Set when the instance starts, before the configuration is locked. No temp directory: a query
+# too big for memory fails rather than spilling files into the working directory.
+_CONFIG = {
+    "memory_limit": "2GB",
+    "threads": max(1, min(4, os.cpu_count() or 1)),
+    "temp_directory": "",
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,  # no reading the caller's DataFrames by name
+}
+_LOCKDOWN = ("SET enable_external_access = false", "SET lock_configuration = true")
+
+
+def check(text: Any, params: Any = None) -> None:
+    """Refuse a query that is not one read statement, or params of the wrong shape, before the
+    catalog is opened: raises ArgumentError, SQLError (does not parse) or ReadOnlySQLError."""
+    import duckdb
+
+    if not isinstance(text, str):
+        raise ArgumentError(f"the query must be text, not {type(text).__name__}; {ALLOWED}")
+    _check_params(params)
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        raise SQLError(_first_line(exc)) from None
+    if len(statements) != 1:
+        found = "no statement" if not statements else f"{len(statements)} statements"
+        raise ReadOnlySQLError(f"{ALLOWED}; got {found}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ReadOnlySQLError(f"{ALLOWED}; got a {kind.name} statement")
+
+
+def _check_params(params: Any) -> None:
+    if params is None:
+        return
+    if isinstance(params, Mapping):
+        if not all(isinstance(name, str) for name in params):
+            raise ArgumentError("named params must have text keys ({'name': value} for $name)")
+        return
+    if isinstance(params, str | bytes) or not isinstance(params, Sequence):
+        raise ArgumentError(f"params must be a list (for ?) or a dict (for $name), not "
+                            f"{type(params).__name__}")
+
+
+def run(catalog: Catalog, text: str, params: Params = None) -> pd.DataFrame:
+    """The result of a query :func:`check` accepted, read from ``catalog`` in a sandbox."""
+    import duckdb
+
+    from tracker.search import frame
+
+    with catalog.read_locked() as path:
+        # Closed before the sidecar lock is released, as every open of the catalog must be.
+        with _sandbox(str(path)) as connection:
+            try:
+                return frame(connection, text, _bindable(params))
+            except duckdb.Error as exc:
+                raise _failure(exc) from None
+
+
+def _failure(exc: Exception) -> SQLError:
+    """DuckDB's refusal of a write or an outside read as ReadOnlySQLError, else SQLError."""
+    import duckdb
+
+    message = _first_line(exc)
+    refused = isinstance(exc, duckdb.PermissionException) or "read-only mode" in message
+    if refused:
+        return ReadOnlySQLError(f"{ALLOWED}, and nothing outside the catalog can be read "
+                                f"({message})")
+    return SQLError(message)
+
+
+def _bindable(params: Params) -> list[Any] | dict[str, Any]:
+    if isinstance(params, Mapping):
+        return dict(params)
+    return list(params or [])
+
+
+@contextmanager
+def _sandbox(path: str) -> Iterator[Any]:
+    """A DuckDB started for one query, the catalog at ``path`` its only readable database."""
+    import duckdb
+
+    connection = duckdb.connect(config=dict(_CONFIG))
+    try:
+        literal = "'" + path.replace("'", "''") + "'"
+        try:
+            connection.execute(f"ATTACH {literal} AS catalog (READ_ONLY)")
+            connection.execute("USE catalog")
+            for statement in _LOCKDOWN:
+                connection.execute(statement)
+        except duckdb.Error as exc:
+            raise CatalogError(f"catalog {path} could not be opened to read "
+                               f"({_first_line(exc)}); try again", path=path) from None
+        yield connection
+    finally:
+        connection.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
