@@ -33,7 +33,8 @@ def default_catalog() -> Catalog:
 def use_catalog(path: str | os.PathLike[str] | Catalog | None) -> Catalog:
     """Point the module-level functions at another catalog (None: back to the default)."""
     global _default
-    _default = path if isinstance(path, Catalog) else (Catalog(path) if path else None)
+    _default = path if isinstance(path, Catalog) else (Catalog(path) if path is not None
+                                                        else None)
     return default_catalog()
 
 
