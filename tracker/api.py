@@ -128,7 +128,8 @@ def metric_history(ref: str, key: str | None = None) -> pd.DataFrame:
 
 
 def artifacts(run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
-    """Files and URIs read (``role="input"``) and written (``"output"``) by runs."""
+    """Files and URIs read (``role="input"``) and written (``"output"``) by runs, and the
+    notebooks stored with them (``"notebook"``); None is every role."""
     return default_catalog().artifacts(run, role=role)
 
 

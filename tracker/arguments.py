@@ -13,7 +13,7 @@ from typing import Any
 from tracker.errors import ArgumentError
 
 MAX_FILTER = 20_000  # characters: ~1000 terms, which parse and run in a fraction of a second
-MAX_REF = 512  # longer than any run key a project name could make; shown cut in messages
+MAX_REF = 512  # characters: longer refs match no run unasked (a key is ~30 plus its project)
 
 
 def _kind(value: Any) -> str:

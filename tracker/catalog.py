@@ -385,7 +385,8 @@ class Catalog:
         return search.metric_history(self, ref, key)
 
     def artifacts(self, run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
-        """Files and URIs runs read (``role="input"``) and wrote (``"output"``)."""
+        """Files and URIs runs read (``role="input"``) and wrote (``"output"``), and the
+        notebook stored with each, as last saved (``"notebook"``); None is every role."""
         from tracker import search
 
         return search.artifacts(self, run, role=role)
