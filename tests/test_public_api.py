@@ -74,6 +74,8 @@ BAD_CALLS = {
     "Catalog('')": lambda: tracker.Catalog(""),
     "Catalog(timeout='soon')": lambda: tracker.Catalog("c.duckdb", timeout="soon"),
     "Catalog(timeout=-1)": lambda: tracker.Catalog("c.duckdb", timeout=-1),
+    "Catalog.flush(timeout='x')": lambda: tracker.default_catalog().flush(timeout="x"),
+    "start_run(labels='gpu')": lambda: tracker.start_run("z", labels="gpu"),
     "end_run('bogus')": lambda: (tracker.start_run("x"), tracker.end_run(status="bogus")),
     "Run.end(None)": lambda: tracker.start_run("y").end(None),
 }

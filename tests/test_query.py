@@ -763,3 +763,15 @@ def test_arguments_that_are_not_filter_text_are_argument_errors(call: Any,
                                                                  argument: str) -> None:
     with pytest.raises(ArgumentError, match=f"^{argument} "):
         call()
+
+
+TRICKY = st.text(alphabet="()notandr NOTAND'\"`=<>!,.\\%_-\x00\ud800status0123", max_size=120)
+
+
+@given(text=st.one_of(TRICKY, st.text(max_size=120)))
+def test_any_text_compiles_or_is_a_filter_syntax_error(text: str) -> None:
+    try:
+        compile_filter(text)
+        compile_order_by(text)
+    except FilterSyntaxError:
+        pass

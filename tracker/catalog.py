@@ -339,6 +339,8 @@ class Catalog:
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""
+        if timeout is not None:
+            arguments.seconds(timeout, "timeout")
         if self._recorder is not None:
             self._recorder.flush(timeout=timeout)
 
