@@ -574,6 +574,7 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
         warnings.simplefilter("always")
         started = loaded(ip)
         assert run(ip, "y = 6 * 7").success and ip.user_ns["y"] == 42
+        assert run(ip, "%tracker new").success  # a second run: no second warning
     messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
     assert len(messages) == 1 and problem in messages[0], messages
     catalog = tracker.default_catalog()

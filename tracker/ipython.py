@@ -67,6 +67,7 @@ class Session:
         self._written: list[str] = []
         self._warned = False
         self._warned_no_notebook = False
+        self._warned_settings = False
         self._locate_tries = 0
         self._named = False  # the run got its name from `%tracker new NAME`
         self._environment: threading.Thread | None = None
@@ -134,9 +135,11 @@ class Session:
                 self.notebook = notebook.read_notebook(self.located.path)
 
     def _settings(self) -> TrackerSettings:
-        """The notebook's ``metadata.tracker``; what is unusable in it is one warning."""
+        """The notebook's ``metadata.tracker``; what is unusable in it is one warning per
+        session, however many runs ``%tracker new`` starts."""
         settings = self.notebook.settings if self.notebook else TrackerSettings()
-        if settings.problems:
+        if settings.problems and not self._warned_settings:
+            self._warned_settings = True
             _warn("tracker: this notebook's metadata is partly unusable: "
                   + "; ".join(settings.problems))
         return settings
