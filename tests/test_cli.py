@@ -451,3 +451,25 @@ def test_console_script_runs_in_a_real_process(three: list[str]) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert module.returncode == 1
     assert module.stderr == "tracker: error: no run matches 'nosuchrun'\n"
+
+
+@pytest.mark.parametrize(("argv", "code", "says"), [
+    (("runs", "--limit", "-1"), 2, "--limit: must be 0 or more"),
+    (("runs", "--where", "(" * 200 + "status = 'completed'" + ")" * 200), 1, "nested more"),
+    (("runs", "--where", "x" * 30_000), 1, "where is 30,000 characters long"),
+    (("runs", "--order-by", "5"), 1, "expected a field name"),
+    (("runs", "--columns", "nonsense"), 1, "unknown column 'nonsense'"),
+    (("show", "a" * 1000), 1, "no run matches"),
+    (("show", "tracker://elsewhere/runs/01m7zwkkx6hq"), 1, "no run matches"),
+    (("rm", "' OR 1=1 --", "--yes"), 1, "no run matches"),
+    (("purge", "--older-than=-3d", "--yes"), 2, "older_than must be an age"),
+])
+def test_hostile_arguments_exit_with_one_line(capsys: pytest.CaptureFixture[str],
+                                              catalog: tracker.Catalog, argv: tuple[str, ...],
+                                              code: int, says: str) -> None:
+    exit_code, out, err = _cli(capsys, *argv)
+    assert (exit_code, out) == (code, "")
+    assert says in err
+    if code == 1:
+        assert err.startswith("tracker: error: ") and len(err.splitlines()) == 1
+        assert len(err) < 400  # a 1000-character ref is cut in the message

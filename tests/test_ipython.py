@@ -552,3 +552,33 @@ def test_nbval_run_ends_after_the_notebook_s_last_cell(ip: InteractiveShell, tmp
     assert info.status == "failed"
     assert any(a["role"] == "notebook" for a in info.artifacts)
     assert os.path.basename(info.notebook) == "checked.ipynb"
+
+
+@pytest.mark.parametrize(("metadata", "problem"), [
+    ({"labels": 5}, "labels must be"), ({"labels": True}, "labels must be"),
+    ({"catalog": 123}, "catalog must be"),
+    ({"catalog": "postgresql://u@h/db"}, "catalog 'postgresql://u@h/db' is a server"),
+    ({"project": ["a", {"b": None}]}, "project must be"),
+    ({"capture": {"enabled": "no", "include": 7}}, "capture.include must be"),
+    ("not an object", "metadata.tracker must be an object"),
+])
+def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
+        ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        metadata: Any, problem: str) -> None:
+    path = write_notebook(tmp_path / "odd.ipynb", "x = 1", metadata=metadata)
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TRACKER_CATALOG")  # so that metadata.tracker.catalog would count
+    tracker.use_catalog(None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = loaded(ip)
+        assert run(ip, "y = 6 * 7").success and ip.user_ns["y"] == 42
+        assert run(ip, "%tracker new").success  # a second run: no second warning
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
+    assert len(messages) == 1 and problem in messages[0], messages
+    catalog = tracker.default_catalog()
+    assert catalog.path == tmp_path / "home" / ".tracker" / "catalog.duckdb"
+    info = recorded(started.id)
+    assert (info.name, info.project, info.labels) == ("odd", "default", ())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -91,3 +92,34 @@ def test_purge_removes_blobs_no_run_references(catalog: tracker.Catalog, tmp_pat
     assert catalog.purge()["blobs"] == 1
     assert not any(catalog.blob_dir.iterdir())
     assert notebook.exists()
+
+
+@pytest.mark.parametrize(("call", "argument"), [
+    (lambda c: c.purge(older_than="abc"), "older_than"),
+    (lambda c: c.purge(older_than=-1), "older_than"),
+    (lambda c: c.purge(older_than="-5d"), "older_than"),
+    (lambda c: c.purge(older_than=float("nan")), "older_than"),
+    (lambda c: c.purge(older_than=True), "older_than"),
+    (lambda c: c.purge(older_than=["30d"]), "older_than"),
+    (lambda c: c.purge(ids="01m7zwkkx6hq"), "ids"),
+    (lambda c: c.delete_runs(), "delete_runs"),
+    (lambda c: c.delete_runs(ids="01m7zwkkx6hq"), "ids"),
+    (lambda c: c.delete_runs(ids=[5]), "ids"),
+    (lambda c: c.restore_runs("01m7zwkkx6hq"), "refs"),
+    (lambda c: c.update_run("01m7zwkkx6hq", labels="abc"), "labels"),
+    (lambda c: c.update_run("01m7zwkkx6hq", labels=["ok", 5]), "labels"),
+])
+def test_bad_arguments_to_manage_runs_are_argument_errors(catalog: tracker.Catalog, call: Any,
+                                                           argument: str) -> None:
+    with pytest.raises(tracker.ArgumentError, match=f"^{argument} "):
+        call(catalog)
+    assert not catalog.path.exists()  # refused before the catalog was opened, or created
+
+
+def test_update_run_keeps_a_label_list_as_given(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("draft") as run:
+        pass
+    assert catalog.update_run(run.id, labels=("a", "b")).labels == ("a", "b")
+    with pytest.raises(tracker.ArgumentError):
+        catalog.update_run(run.id, labels="abc")
+    assert catalog.get_run(run.id).labels == ("a", "b")  # the refused call changed nothing

@@ -357,6 +357,16 @@ def test_read_notebook_without_heading_or_tracker_metadata(tmp_path: Path) -> No
     assert (info.title, info.tracker_metadata, info.parameters_source) == (None, {}, None)
 
 
+def test_read_notebook_checks_the_tracker_metadata(tmp_path: Path) -> None:
+    usable = read_notebook(str(write_notebook(
+        tmp_path / "usable.ipynb", "x = 1", metadata={"tracker": {"project": "churn"}})))
+    assert (usable.settings.project, usable.settings.problems) == ("churn", ())
+    junk = read_notebook(str(write_notebook(
+        tmp_path / "junk.ipynb", "x = 1", metadata={"tracker": [{"project": "churn"}]})))
+    assert junk.tracker_metadata == {} and junk.settings.project is None
+    assert junk.settings.problems[0].startswith("metadata.tracker must be an object")
+
+
 def test_setext_heading_is_a_title(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "s.ipynb", "x = 1")
     notebook = json.loads(path.read_text(encoding="utf-8"))

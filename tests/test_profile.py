@@ -9,7 +9,7 @@ from IPython.core.shellapp import InteractiveShellApp
 from traitlets.config.loader import PyFileConfigLoader
 
 from tracker import profile
-from tracker.errors import TrackerError
+from tracker.errors import ArgumentError, TrackerError
 
 
 @pytest.fixture
@@ -37,9 +37,9 @@ def test_config_path_defaults_to_home(monkeypatch: pytest.MonkeyPatch, tmp_path:
         "ipython_kernel_config.py"
 
 
-@pytest.mark.parametrize("name", ["", "../x", "a/b", ".."])
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "..", "gpu\n", "gpu\n/../x", None, 5])
 def test_config_path_rejects_names_that_escape_the_folder(ipython_dir: Path, name: str) -> None:
-    with pytest.raises(ValueError, match="not a profile name"):
+    with pytest.raises(ArgumentError, match="not a profile name"):
         profile.config_path(name)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+
+import pytest
 
 import tracker
 
@@ -45,3 +48,49 @@ def test_importing_tracker_loads_no_heavy_library() -> None:
             "'numpy', 'pyarrow', 'IPython', 'nbformat') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+BAD_CALLS = {
+    "get_run(None)": lambda: tracker.get_run(None),
+    "get_run(key of another project)": lambda: tracker.get_run("tracker://other/runs/01m7zw"),
+    "runs(where=123)": lambda: tracker.runs(where=123),
+    "runs(limit=-1)": lambda: tracker.runs(limit=-1),
+    "runs('((...')": lambda: tracker.runs("(" * 200 + "status = 'completed'" + ")" * 200),
+    "runs(order_by=5)": lambda: tracker.runs(order_by=5),
+    "runs(nonsense=1)": lambda: tracker.runs(**{"nonsense": 1}),
+    "count_runs(by=5)": lambda: tracker.count_runs(by=5),
+    "metric_history(key=5)": lambda: tracker.metric_history("01m7zwkkx6hq", key=5),
+    "artifacts(role='inputs')": lambda: tracker.artifacts(role="inputs"),
+    "lineage(b'')": lambda: tracker.lineage(b"01m7zwkkx6hq"),
+    "purge('abc')": lambda: tracker.purge(older_than="abc"),
+    "delete_runs()": lambda: tracker.delete_runs(),
+    "delete_run(5)": lambda: tracker.delete_run(5),
+    "restore_run(None)": lambda: tracker.restore_run(None),
+    "update_run(labels='abc')": lambda: tracker.update_run("01m7zwkkx6hq", labels="abc"),
+    "export_run(None)": lambda: tracker.export_run(None, "out.yaml"),
+    "use_catalog(123)": lambda: tracker.use_catalog(123),
+    "use_catalog('')": lambda: tracker.use_catalog(""),
+    "Catalog(123)": lambda: tracker.Catalog(123),
+    "Catalog('')": lambda: tracker.Catalog(""),
+    "Catalog(timeout='soon')": lambda: tracker.Catalog("c.duckdb", timeout="soon"),
+    "Catalog(timeout=-1)": lambda: tracker.Catalog("c.duckdb", timeout=-1),
+    "Catalog.flush(timeout='x')": lambda: tracker.default_catalog().flush(timeout="x"),
+    "start_run(labels='gpu')": lambda: tracker.start_run("z", labels="gpu"),
+    "end_run('bogus')": lambda: (tracker.start_run("x"), tracker.end_run(status="bogus")),
+    "Run.end(None)": lambda: tracker.start_run("y").end(None),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_public_functions_raise_only_tracker_errors(call: Callable[[], object]) -> None:
+    with pytest.raises(tracker.TrackerError) as caught:
+        call()
+    # and the standard type a caller would catch: a bad argument is a ValueError and TypeError
+    assert isinstance(caught.value, LookupError | ValueError)
+
+
+def test_end_run_with_a_bad_status_keeps_the_run_open() -> None:
+    run = tracker.start_run("still-open")
+    with pytest.raises(tracker.ArgumentError, match="completed, failed, crashed"):
+        tracker.end_run(status="bogus")
+    assert tracker.current_run() is run and not run.ended

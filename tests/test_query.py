@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracker import columns, schema
-from tracker.errors import FilterSyntaxError
+from tracker.errors import ArgumentError, FilterSyntaxError
 from tracker.query import (
     ATTRIBUTES,
     Compiled,
@@ -733,3 +733,45 @@ def test_order_by_garbage_raises_only_filter_syntax_errors(
         assert 0 <= error.position <= len(text)
         return
     ordered(db, compiled)
+
+
+def test_nesting_is_limited_and_the_error_points_at_the_deepest_level() -> None:
+    assert compile_filter("(" * 50 + "status = 'completed'" + ")" * 50).params == ("completed",)
+    with pytest.raises(FilterSyntaxError) as caught:
+        compile_filter("(" * 200 + "status = 'completed'" + ")" * 200)
+    assert (caught.value.position, caught.value.message) == (50, "nested more than 50 levels deep")
+    with pytest.raises(FilterSyntaxError, match="nested more than 50"):
+        compile_filter("not " * 51 + "status = 'completed'")
+
+
+@pytest.mark.parametrize(("text", "position"), [
+    ("name = 'a\ud800b'", 9), ("name\udfff = 'a'", 4), ("`params.\ud83d`", 8)])
+def test_a_lone_surrogate_is_a_syntax_error_at_its_position(text: str, position: int) -> None:
+    with pytest.raises(FilterSyntaxError, match="surrogate") as caught:
+        compile_filter(text)
+    assert caught.value.position == position
+
+
+@pytest.mark.parametrize(("call", "argument"), [
+    (lambda: compile_filter(123), "where"),  # type: ignore[arg-type]
+    (lambda: compile_filter("x" * 20_001), "where"),
+    (lambda: compile_order_by(5), "order_by"),  # type: ignore[arg-type]
+    (lambda: compile_order_by(["name", None]), "order_by"),  # type: ignore[list-item]
+    (lambda: parse_key(["status"]), "key"),  # type: ignore[arg-type]
+])
+def test_arguments_that_are_not_filter_text_are_argument_errors(call: Any,
+                                                                 argument: str) -> None:
+    with pytest.raises(ArgumentError, match=f"^{argument} "):
+        call()
+
+
+TRICKY = st.text(alphabet="()notandr NOTAND'\"`=<>!,.\\%_-\x00\ud800status0123", max_size=120)
+
+
+@given(text=st.one_of(TRICKY, st.text(max_size=120)))
+def test_any_text_compiles_or_is_a_filter_syntax_error(text: str) -> None:
+    try:
+        compile_filter(text)
+        compile_order_by(text)
+    except FilterSyntaxError:
+        pass

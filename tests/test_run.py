@@ -96,10 +96,27 @@ def test_logging_without_a_run_starts_one(catalog: tracker.Catalog) -> None:
 
 def test_end_rejects_an_unknown_status(catalog: tracker.Catalog) -> None:
     run = catalog.start_run()
-    with pytest.raises(ValueError, match="status must be one of"):
+    with pytest.raises(tracker.ArgumentError, match="status must be one of"):
         run.end("finished")
     run.end("failed")
     assert catalog.get_run(run.id).status == "failed"
+
+
+@pytest.mark.parametrize("labels", ["gpu", 5, ["gpu", 5], {"gpu": True}])
+def test_start_run_refuses_labels_that_are_not_a_list_of_text(catalog: tracker.Catalog,
+                                                              labels: object) -> None:
+    with pytest.raises(tracker.ArgumentError, match="^labels "):
+        catalog.start_run("labelled", labels=labels)  # type: ignore[arg-type]
+    assert catalog.current_run() is None
+
+
+def test_log_metrics_of_something_not_a_mapping_warns_and_records_nothing(
+        catalog: tracker.Catalog) -> None:
+    run = catalog.start_run()
+    with pytest.warns(tracker.TrackerWarning, match="metrics were not recorded"):
+        run.log_metrics(5)  # type: ignore[arg-type]
+    run.log_metrics({"acc": 0.5})
+    assert run.metrics == {"acc": 0.5}
 
 
 def test_inputs_and_outputs_are_hashed_and_versioned(catalog: tracker.Catalog,

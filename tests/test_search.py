@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -135,3 +137,86 @@ def test_keys_lists_every_params_and_metrics_column(catalog: tracker.Catalog) ->
         pass
     assert catalog.keys() == ["params.Model", "params.a.b", "params.lr", "metrics.acc"]
     assert set(catalog.keys()) == {c for c in catalog.runs().columns if "." in c}
+
+
+def test_a_key_names_its_run_only_in_the_run_s_own_project(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("vision-run", project="vision") as run:
+        pass
+    assert catalog.get_run(f"tracker://vision/runs/{run.id}").name == "vision-run"
+    assert catalog.get_run(f"tracker://vision/runs/{run.id[:10]}").name == "vision-run"
+    for call in (catalog.get_run, catalog.delete_run, catalog.lineage):
+        with pytest.raises(tracker.RunNotFoundError):
+            call(f"tracker://other/runs/{run.id}")
+    assert catalog.get_run(run.id).deleted_at is None  # the wrong key deleted nothing
+
+
+@pytest.mark.parametrize("ref", [None, 5, 1.5, b"01m7zw", ["01m7zw"]])
+def test_a_ref_that_is_not_text_is_an_argument_error(catalog: tracker.Catalog,
+                                                      ref: object) -> None:
+    with pytest.raises(tracker.ArgumentError, match="run reference must be text"):
+        catalog.get_run(ref)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ref", [
+    "", "   ", "a" * 1_000_000, "01m7zw\x00kkx6", "\x1b[31m01m7zw", "' OR 1=1 --",
+    "01m7zw\ud800", "tracker://", "tracker://default/runs/", "%", "_" * 8])
+def test_a_hostile_ref_matches_no_run(catalog: tracker.Catalog, three_runs: list[str],
+                                      ref: str) -> None:
+    with pytest.raises(tracker.RunNotFoundError) as caught:
+        catalog.get_run(ref)
+    assert len(str(caught.value)) < 200  # a huge ref is cut in the message
+
+
+@pytest.mark.parametrize(("call", "argument"), [
+    (lambda c: c.runs(where=123), "where"),
+    (lambda c: c.runs(b"status = 'completed'"), "where"),
+    (lambda c: c.runs(limit=-1), "limit"),
+    (lambda c: c.runs(limit="5"), "limit"),
+    (lambda c: c.runs(limit=True), "limit"),
+    (lambda c: c.runs(limit=2.5), "limit"),
+    (lambda c: c.runs(offset=-1), "offset"),
+    (lambda c: c.runs(offset=None), "offset"),
+    (lambda c: c.runs(order_by=5), "order_by"),
+    (lambda c: c.runs(order_by=["metrics.x", 3]), "order_by"),
+    (lambda c: c.runs(order_by=b"name"), "order_by"),
+    (lambda c: c.runs("name = '" + "a" * 1_000_000 + "'"), "where"),
+    (lambda c: c.count_runs(by=5), "by"),
+    (lambda c: c.count_runs(where=["status"]), "where"),
+    (lambda c: c.metric_history("01m7zwkkx6hq", key=5), "key"),
+    (lambda c: c.artifacts(role="inputs"), "role"),
+    (lambda c: c.artifacts(role=1), "role"),
+])
+def test_bad_read_arguments_are_argument_errors_naming_the_argument(
+        catalog: tracker.Catalog, call: Any, argument: str) -> None:
+    with pytest.raises(tracker.ArgumentError, match=f"^{argument} "):
+        call(catalog)
+    assert not catalog.path.exists()  # refused before the catalog was opened, or created
+
+
+def test_artifacts_role_names_the_roles_there_are(catalog: tracker.Catalog) -> None:
+    with pytest.raises(tracker.ArgumentError) as caught:
+        catalog.artifacts(role="inputs")
+    assert all(role in str(caught.value) for role in ("'input'", "'output'", "'notebook'"))
+    assert catalog.artifacts(role="notebook").empty
+
+
+@pytest.mark.parametrize(("call", "error"), [
+    (lambda c: c.runs("(" * 200 + "status = 'completed'" + ")" * 200), tracker.FilterSyntaxError),
+    (lambda c: c.runs("not " * 2000 + "status = 'completed'"), tracker.FilterSyntaxError),
+    (lambda c: c.runs("name = 'a\ud800b'"), tracker.FilterSyntaxError),
+    (lambda c: c.runs(name="a\ud800b"), tracker.FilterSyntaxError),
+    (lambda c: c.runs(**{"nonsense": 1}), tracker.FilterSyntaxError),
+    (lambda c: c.count_runs(by="nonsense"), tracker.FilterSyntaxError),
+    (lambda c: c.runs(" or ".join(["status = 'completed'"] * 50_000)), tracker.ArgumentError),
+])
+def test_hostile_filters_are_tracker_errors(catalog: tracker.Catalog, call: Any,
+                                            error: type[Exception]) -> None:
+    started = time.perf_counter()
+    with pytest.raises(error):
+        call(catalog)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_filter_with_a_nul_byte_is_a_value_like_any_other(catalog: tracker.Catalog) -> None:
+    catalog.start_run("a\x00b").end()
+    assert list(catalog.runs("name = 'a\x00b'")["name"]) == ["a\x00b"]

@@ -546,3 +546,28 @@ def _wait_for(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("build", "argument"), [
+    (lambda c: RunTable(where=123, catalog=c, live=False), "where"),
+    (lambda c: RunTable(catalog=c, page_size=-1, live=False), "page_size"),
+    (lambda c: RunTable(catalog=c, page_size="25", live=False), "page_size"),
+    (lambda c: RunTable(catalog=c, columns="status", live=False), "columns"),
+    (lambda c: RunTable(catalog=c, interval=-1), "interval"),
+    (lambda c: RunTable(catalog=123, live=False), "path"),
+    (lambda c: TrashView(catalog=c, page_size=0), "page_size"),
+    (lambda c: RunComparison(["01m7zwkkx6hq"], catalog=c), "compare"),
+    (lambda c: RunComparison("01m7zwkkx6hq", catalog=c), "ids"),
+    (lambda c: RunComparison([f"01m7zwkkx6h{i}" for i in range(13)], catalog=c), "compare"),
+    (lambda c: RunDetail(5, catalog=c), "a run reference"),
+])
+def test_views_refuse_bad_arguments_with_argument_errors(catalog: tracker.Catalog, build: Any,
+                                                         argument: str) -> None:
+    with pytest.raises(tracker.ArgumentError, match=f"^{argument} "):
+        build(catalog)
+
+
+def test_comparing_runs_that_do_not_exist_is_a_run_not_found_error(
+        catalog: tracker.Catalog, three: list[str]) -> None:
+    with pytest.raises(tracker.RunNotFoundError, match="zzzzzzzz"):
+        RunComparison([three[0], "zzzzzzzz"], catalog=catalog)

@@ -40,9 +40,10 @@ def run_key(project: str, run_id: str) -> str:
     return f"tracker://{project}/runs/{run_id}"
 
 
-def parse_ref(ref: str) -> str:
-    """The id or id prefix inside a reference (a key, an id or a prefix)."""
+def parse_ref(ref: str) -> tuple[str | None, str]:
+    """The project a reference names (None unless it is a key) and the id or id prefix in it."""
     ref = ref.strip()
     if ref.startswith("tracker://") and "/runs/" in ref:
-        return ref.rsplit("/runs/", 1)[1].strip("/")
-    return ref
+        project, run_id = ref.removeprefix("tracker://").rsplit("/runs/", 1)
+        return project, run_id.strip("/")
+    return None, ref

@@ -33,7 +33,8 @@ def default_catalog() -> Catalog:
 def use_catalog(path: str | os.PathLike[str] | Catalog | None) -> Catalog:
     """Point the module-level functions at another catalog (None: back to the default)."""
     global _default
-    _default = path if isinstance(path, Catalog) else (Catalog(path) if path else None)
+    _default = path if isinstance(path, Catalog) else (Catalog(path) if path is not None
+                                                        else None)
     return default_catalog()
 
 
@@ -127,7 +128,8 @@ def metric_history(ref: str, key: str | None = None) -> pd.DataFrame:
 
 
 def artifacts(run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
-    """Files and URIs read (``role="input"``) and written (``"output"``) by runs."""
+    """Files and URIs read (``role="input"``) and written (``"output"``) by runs, and the
+    notebooks stored with them (``"notebook"``); None is every role."""
     return default_catalog().artifacts(run, role=role)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _duckdb, _lock, schema
+from tracker import _duckdb, _lock, arguments, schema
 from tracker.errors import (
     CatalogError,
     CatalogLockedError,
@@ -85,13 +85,14 @@ class Catalog:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = None) -> None:
-        raw = os.fspath(path) if path is not None else os.fspath(default_path())
+        raw = arguments.path(path, "path") if path is not None else os.fspath(default_path())
         if "://" in raw:
             raise CatalogError(
                 f"catalog {raw!r}: only DuckDB files are supported in this version "
                 "(PostgreSQL catalogs are planned)", path=raw)
         self.path = Path(raw).expanduser().absolute()
-        self.timeout = _lock_timeout() if timeout is None else timeout
+        self.timeout = _lock_timeout() if timeout is None else arguments.seconds(timeout,
+                                                                                 "timeout")
         self._ready = False
         self._recorder: Any = None  # tracker.run.Recorder, created by the first run
         self._last_recovery = 0.0
@@ -351,6 +352,8 @@ class Catalog:
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""
+        if timeout is not None:
+            arguments.seconds(timeout, "timeout")
         if self._recorder is not None:
             self._recorder.flush(timeout=timeout)
 
@@ -397,7 +400,8 @@ class Catalog:
         return search.metric_history(self, ref, key)
 
     def artifacts(self, run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
-        """Files and URIs runs read (``role="input"``) and wrote (``"output"``)."""
+        """Files and URIs runs read (``role="input"``) and wrote (``"output"``), and the
+        notebook stored with each, as last saved (``"notebook"``); None is every role."""
         from tracker import search
 
         return search.artifacts(self, run, role=role)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import __version__, profile, values
-from tracker.errors import TrackerError
+from tracker.errors import ArgumentError, TrackerError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -248,8 +248,8 @@ def _chosen_columns(frame: pd.DataFrame, requested: list[str] | None, *,
         # A params/metrics key no run on this page has is an empty column, not an error.
         if name not in frame.columns and not name.startswith(("params.", "metrics.")):
             known = ", ".join(c for c in frame.columns if "." not in c)
-            raise ValueError(f"unknown column {name!r}; use params.<key>, metrics.<key> "
-                             f"or one of: {known}")
+            raise ArgumentError(f"unknown column {name!r}; use params.<key>, metrics.<key> "
+                                f"or one of: {known}")
     return chosen
 
 

@@ -32,6 +32,7 @@ from tracker import _duckdb, api, models
 from tracker.catalog import Catalog
 from tracker.errors import TrackerWarning
 from tracker.run import Run
+from tracker.settings import TrackerSettings
 
 SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
@@ -66,6 +67,7 @@ class Session:
         self._written: list[str] = []
         self._warned = False
         self._warned_no_notebook = False
+        self._warned_settings = False
         self._locate_tries = 0
         self._named = False  # the run got its name from `%tracker new NAME`
         self._environment: threading.Thread | None = None
@@ -103,17 +105,16 @@ class Session:
         first_cell = _current_cell(self.ip)
         if self.notebook is None:
             self._locate(first_cell=first_cell)
-        meta = self.notebook.tracker_metadata if self.notebook else {}
-        self.catalog = _choose_catalog(meta, self.notebook)
+        settings = self._settings()
+        self.catalog = _choose_catalog(settings.catalog, self.notebook)
         api.use_catalog(self.catalog)
         recorder = self.catalog._recorder_for_write()
         self._named = bool(name)
         self._cell_seq = 0
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
-            project=_text(meta.get("project")), labels=_labels(meta.get("labels")),
-            attrs=self._notebook_attrs())
-        self._start_capture(meta.get("capture") or {}, capture)
+            project=settings.project, labels=settings.labels, attrs=self._notebook_attrs())
+        self._start_capture(settings, capture)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
             daemon=True)
@@ -133,10 +134,20 @@ class Session:
             if self.located.path:
                 self.notebook = notebook.read_notebook(self.located.path)
 
+    def _settings(self) -> TrackerSettings:
+        """The notebook's ``metadata.tracker``; what is unusable in it is one warning per
+        session, however many runs ``%tracker new`` starts."""
+        settings = self.notebook.settings if self.notebook else TrackerSettings()
+        if settings.problems and not self._warned_settings:
+            self._warned_settings = True
+            _warn("tracker: this notebook's metadata is partly unusable: "
+                  + "; ".join(settings.problems))
+        return settings
+
     def _notebook_name(self) -> str | None:
         if self.notebook is None:
             return None
-        return _text(self.notebook.tracker_metadata.get("name")) or self.notebook.name
+        return self.notebook.settings.name or self.notebook.name
 
     def _warn_no_notebook(self) -> None:
         if self._warned_no_notebook:
@@ -151,8 +162,8 @@ class Session:
         return {"notebook": self.notebook.path, "notebook_name": self.notebook.name,
                 "notebook_title": self.notebook.title, "notebook_hash": self.notebook.code_hash}
 
-    def _start_capture(self, settings: dict[str, Any], capture: Any) -> None:
-        if settings.get("enabled", True) is False or os.environ.get("TRACKER_CAPTURE") == "0":
+    def _start_capture(self, settings: TrackerSettings, capture: Any) -> None:
+        if not settings.capture_enabled or os.environ.get("TRACKER_CAPTURE") == "0":
             return
         if self.capture is None:
             # The notebook's folder and the working folder are always in scope, even when they
@@ -160,8 +171,8 @@ class Session:
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
                 on_read=self._on_read, on_write=self._written.append,
-                include=[*(settings.get("include") or ()), *(f"{d}/**" for d in near)],
-                exclude=list(settings.get("exclude") or ()))
+                include=[*settings.capture_include, *(f"{d}/**" for d in near)],
+                exclude=list(settings.capture_exclude))
             # tracker's own modules load lazily; their source is not the notebook's input.
             self.capture.add_excluded_dir(os.path.dirname(os.path.abspath(__file__)))
         assert self.catalog is not None
@@ -206,14 +217,14 @@ class Session:
             if not self._locate_tries:
                 self._warn_no_notebook()
             return
-        meta = self.notebook.tracker_metadata
+        settings = self._settings()
         attrs = self._notebook_attrs()
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
-        if _text(meta.get("project")):
-            attrs["project"] = run.project = str(meta["project"])
-        if meta.get("labels") is not None:
-            attrs["labels"] = _labels(meta["labels"])
+        if settings.project:
+            attrs["project"] = run.project = settings.project
+        if settings.labels is not None:
+            attrs["labels"] = list(settings.labels)
         run.record("set", attrs)
 
     def post_run_cell(self, result: Any) -> None:
@@ -336,27 +347,14 @@ def _current_cell(ip: Any) -> str | None:
         return None
 
 
-def _choose_catalog(meta: dict[str, Any], notebook: Any) -> Catalog:
+def _choose_catalog(configured: str | None, notebook: Any) -> Catalog:
     """``$TRACKER_CATALOG`` > ``metadata.tracker.catalog`` (relative to the notebook) > default."""
-    configured = _text(meta.get("catalog"))
     if os.environ.get("TRACKER_CATALOG") or not configured:
         return api.default_catalog()
     path = Path(configured).expanduser()
     if not path.is_absolute() and notebook is not None:
         path = Path(notebook.path).parent / path
     return Catalog(path)
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def _labels(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value]
-    return [str(label) for label in value]
 
 
 # -- loading and unloading ------------------------------------------------------------------

@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns
+from tracker import arguments, columns
+from tracker.errors import ArgumentError
 from tracker.search import _prepare_read, check_filters, matching, resolve
 
 if TYPE_CHECKING:
@@ -23,18 +24,26 @@ if TYPE_CHECKING:
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_IDS_EXAMPLE = "['01m7zwkkx6hq', 'tracker://default/runs/01m7zwkkx6hq']"
 
 
 def parse_age(text: str | float | int | dt.timedelta) -> float:
-    """Seconds from ``30d``, ``12h``, ``90m``, ``45s``, ``2w``, a number or a timedelta."""
+    """Seconds from ``30d``, ``12h``, ``90m``, ``45s``, ``2w``, a number or a timedelta;
+    ArgumentError for anything else, a negative or a NaN age included."""
+    seconds = _seconds(text)
+    if seconds is None or not seconds >= 0:  # NaN fails every comparison
+        raise ArgumentError(f"older_than must be an age such as '30d', '12h', '90m', '45s', "
+                            f"a number of seconds or a timedelta, 0 or more; not {text!r:.60}")
+    return seconds
+
+
+def _seconds(text: Any) -> float | None:
     if isinstance(text, dt.timedelta):
         return text.total_seconds()
-    if isinstance(text, int | float):
+    if isinstance(text, int | float) and not isinstance(text, bool):
         return float(text)
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not an age: {text!r} (use e.g. 30d, 12h, 90m, 45s)")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    return float(match.group(1)) * _SECONDS[match.group(2)] if match else None
 
 
 def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
@@ -44,7 +53,7 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
     if name is not None:
         changes["name"] = str(name)
     if labels is not None:
-        changes["labels"] = [str(label) for label in labels]
+        changes["labels"] = arguments.texts(labels, "labels", "['baseline', 'gpu']")
     if notes is not None:
         changes["notes"] = str(notes)
     _prepare_read(catalog)
@@ -71,8 +80,9 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
                 ids: Sequence[str] | None = None, **equals: Any) -> list[str]:
     """See :meth:`tracker.Catalog.delete_runs`; a filter or ids is required."""
     if where is None and ids is None and not equals:
-        raise ValueError("delete_runs needs a filter, ids or equality tests; to delete every "
-                         "run say so: delete_runs('id IS NOT NULL')")
+        raise ArgumentError("delete_runs needs a filter, ids or equality tests; to delete every "
+                            "run say so: delete_runs('id IS NOT NULL')")
+    ids = arguments.texts(ids, "ids", _IDS_EXAMPLE)
     check_filters(where, equals)
     _prepare_read(catalog)
     with catalog.connect(write=True) as con:
@@ -90,6 +100,7 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
 
 def restore_runs(catalog: Catalog, refs: Sequence[str]) -> list[str]:
     """See :meth:`tracker.Catalog.restore_runs`."""
+    refs = arguments.texts(refs, "refs", _IDS_EXAMPLE) or []
     with catalog.connect(write=True) as con:
         chosen = [resolve(con, ref) for ref in refs]
         con.execute("UPDATE runs SET deleted_at = NULL WHERE list_contains(?, id)", [chosen])
@@ -115,6 +126,7 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
           ids: Sequence[str] | None = None) -> dict[str, int]:
     """See :meth:`tracker.Catalog.purge`. Returns counts of what was removed."""
     age = parse_age(older_than) if older_than is not None else 0.0
+    ids = arguments.texts(ids, "ids", _IDS_EXAMPLE)
     _prepare_read(catalog)
     with catalog.connect(write=True) as con:
         ids = [resolve(con, ref) for ref in ids] if ids is not None else None

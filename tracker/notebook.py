@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tracker import _process
+from tracker.settings import TrackerSettings, tracker_settings
 
 __all__ = [
     "CodeCell",
@@ -74,6 +75,7 @@ class NotebookInfo:
     title: str | None = None
     code_hash: str | None = None
     tracker_metadata: dict[str, Any] = field(default_factory=dict)
+    settings: TrackerSettings = field(default_factory=TrackerSettings)
     parameters_source: str | None = None
     injected_source: str | None = None
     cells: tuple[CodeCell, ...] = ()
@@ -330,13 +332,15 @@ def _upgraded(notebook: dict[str, Any] | None, path: str) -> dict[str, Any] | No
 
 def _describe(notebook: Mapping[str, Any], *, path: str, name: str) -> NotebookInfo:
     cells = tuple(_code_cells(notebook))
-    metadata = _as_dict(_as_dict(notebook.get("metadata")).get("tracker"))
+    raw = _as_dict(notebook.get("metadata")).get("tracker")
+    metadata = _as_dict(raw)
     return NotebookInfo(
         path=path,
         name=name,
         title=_title(notebook),
         code_hash=_code_hash(cells),
         tracker_metadata=dict(metadata),
+        settings=tracker_settings(raw),
         parameters_source=_tagged_source(cells, "parameters"),
         injected_source=_tagged_source(cells, "injected-parameters"),
         cells=cells,

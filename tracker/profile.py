@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from tracker.errors import TrackerError
+from tracker.errors import ArgumentError, TrackerError
 
 __all__ = ["config_path", "disable", "enable"]
 
@@ -28,13 +28,16 @@ if not isinstance(_extensions, list) or "tracker" not in _extensions:
 del _extensions
 {END}
 """
-_PROFILE_NAME = re.compile(r"^[\w.-]+$")
+_PROFILE_NAME = re.compile(r"[\w.-]+")
 
 
 def config_path(profile: str = "default") -> Path:
     """The kernel config file of an IPython profile: ``$IPYTHONDIR/profile_<name>/...``."""
-    if not _PROFILE_NAME.match(profile) or profile in (".", ".."):
-        raise ValueError(f"not a profile name: {profile!r} (letters, digits, '.', '-', '_')")
+    # fullmatch: "$" would let a trailing newline through into the folder name.
+    if not isinstance(profile, str) or not _PROFILE_NAME.fullmatch(profile) or profile in (
+            ".", ".."):
+        raise ArgumentError(f"not a profile name: {profile!r:.60} (letters, digits, '.', '-', "
+                            "'_')")
     ipython_dir = Path(os.environ.get("IPYTHONDIR") or "~/.ipython").expanduser()
     return ipython_dir / f"profile_{profile}" / "ipython_kernel_config.py"
 

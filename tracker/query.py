@@ -28,7 +28,8 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from tracker.errors import FilterSyntaxError
+from tracker import arguments
+from tracker.errors import ArgumentError, FilterSyntaxError
 
 __all__ = [
     "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "parse_key",
@@ -84,6 +85,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _QUOTES = {"'": "string", '"': "string", "`": "quoted"}
+MAX_DEPTH = 50  # nested parentheses and NOTs; deeper would exhaust Python's recursion limit
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone one is not Unicode: no database takes it
 _T = TypeVar("_T")
 
 
@@ -195,6 +198,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.index]
@@ -224,13 +228,18 @@ class _Parser:
         return operands[0] if len(operands) == 1 else _Logic(word, tuple(operands))
 
     def _negation(self) -> _Node:
-        if self.accept("NOT"):
-            return _Logic("NOT", (self._negation(),))
-        if not self.peek().matches("("):
+        if not self.peek().matches("NOT", "("):
             return self._predicate()
         opening = self.advance()
-        inner = self.expression()
-        self._expect(")", f"missing ')' to close the '(' at position {opening.position}")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Problem(f"nested more than {MAX_DEPTH} levels deep", opening.position)
+        if opening.matches("NOT"):
+            inner: _Node = _Logic("NOT", (self._negation(),))
+        else:
+            inner = self.expression()
+            self._expect(")", f"missing ')' to close the '(' at position {opening.position}")
+        self.depth -= 1
         return inner
 
     def _expect(self, word: str, problem: str) -> _Token:
@@ -329,6 +338,9 @@ def _resolve(reference: str, position: int, *, quoted: bool = False) -> _Field:
 
 def _parse(text: str, rule: Callable[[_Parser], _T]) -> _T:
     """Apply a parser ``rule`` to ``text`` and insist that it consumed all of it."""
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        raise _Problem("a lone surrogate character (not valid Unicode)", surrogate.start())
     parser = _Parser(text)
     result = rule(parser)
     token = parser.peek()
@@ -373,7 +385,7 @@ class _Scope:
 
 def _scope(alias: str, columns: Mapping[tuple[str, str], str] | None) -> _Scope:
     if not _IDENTIFIER.match(alias):
-        raise ValueError(f"alias must be a SQL identifier, not {alias!r}")
+        raise ArgumentError(f"alias must be a SQL identifier, not {alias!r}")
     return _Scope(alias, columns or {})
 
 
@@ -527,10 +539,11 @@ def compile_filter(text: str | None, *, alias: str = "r",
     (0.01, 'completed')
     """
     scope = _scope(alias, columns)
-    if text is None or not text.strip():
+    checked = arguments.filter_text(text, "where")
+    if checked is None:
         return Compiled("TRUE", ())
-    with _reported(text):
-        return _compile_node(_parse(text, _Parser.expression), scope)
+    with _reported(checked):
+        return _compile_node(_parse(checked, _Parser.expression), scope)
 
 
 def compile_equals(equals: Mapping[str, Any], *, alias: str = "r",
@@ -563,15 +576,18 @@ def _python_literal(value: Any) -> _Literal:
         value = value.isoformat()
     if value is not None and not isinstance(value, (str, int, float)):
         raise _Problem(f"cannot compare with a {type(value).__name__}", 0)
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise _Problem("the value holds a lone surrogate character (not valid Unicode)", 0)
     return _Literal(value, 0, str(value))
 
 
-def parse_key(text: str) -> tuple[str, str]:
+def parse_key(text: str, *, argument: str = "key") -> tuple[str, str]:
     """Split a field name into (namespace, key): ``"params.a.b"`` -> ``("params", "a.b")``.
 
     Attributes give ``("attributes", <runs column>)``, e.g. for the widgets' column headers.
-    Raises FilterSyntaxError on unknown names.
+    Raises FilterSyntaxError on unknown names, ArgumentError (naming ``argument``) on non-text.
     """
+    arguments.filter_text(text, argument, "'status' or 'params.lr'")
     with _reported(text):
         field = _parse(text, _Parser.field)
     return field.namespace, field.key
@@ -585,11 +601,14 @@ def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
     text; the run id breaks ties so pages are stable. None sorts newest first.
     """
     scope = _scope(alias, columns)
-    texts = [items] if isinstance(items, str) else list(items or ())
+    texts = [items] if isinstance(items, str | None) else arguments.texts(
+        items, "order_by", "['metrics.acc DESC', 'name']")
     keys: list[tuple[_Field, bool]] = []
-    for text in texts:
-        with _reported(text):
-            keys.extend(_parse(text, _Parser.sort_keys) if text.strip() else ())
+    for item in texts or ():
+        text = arguments.filter_text(item, "order_by")
+        if text is not None:
+            with _reported(text):
+                keys.extend(_parse(text, _Parser.sort_keys))
     if not keys:
         return Compiled(f"{scope.alias}.started_at DESC NULLS LAST, {scope.alias}.id DESC", ())
     terms: list[str] = []

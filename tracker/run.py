@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, models, values
-from tracker.errors import TrackerWarning
+from tracker import _ids, arguments, models, values
+from tracker.errors import ArgumentError, TrackerWarning
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -140,13 +140,16 @@ class Run:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Set several params; nested dicts become dotted keys."""
-        try:
-            items = list(params.items())
-        except Exception as exc:
-            self._warn_once("params", f"params were not recorded: {exc!r}")
-            return
-        for key, value in items:
+        for key, value in self._items("params", params):
             self.log_param(key, value)
+
+    def _items(self, what: str, mapping: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+        """The pairs of a mapping the user passed; anything else is one warning and none."""
+        try:
+            return list(mapping.items())
+        except Exception as exc:
+            self._warn_once(what, f"{what} were not recorded: {exc!r}")
+            return []
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Record a metric value (at ``step``); the latest is what queries see."""
@@ -174,7 +177,7 @@ class Run:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Record several metrics at one step."""
-        for key, value in metrics.items():
+        for key, value in self._items("metrics", metrics):
             self.log_metric(key, value, step)
 
     def log_input(self, path: str | os.PathLike[str]) -> None:
@@ -210,7 +213,8 @@ class Run:
     def end(self, status: str = models.COMPLETED, *, error: str | None = None) -> None:
         """End the run; it is on disk when this returns, in the catalog a moment later."""
         if status not in models.FINAL_STATUSES:
-            raise ValueError(f"status must be one of {models.FINAL_STATUSES}, not {status!r}")
+            raise ArgumentError(f"status must be one of {', '.join(models.FINAL_STATUSES)}, "
+                                f"not {status!r:.60}")
         if self.ended:
             return
         self._queue_end(status, error)
@@ -272,6 +276,7 @@ class Recorder:
                   parent: str | None = None, session: bool = False,
                   attrs: Mapping[str, Any] | None = None) -> Run:
         """Start a run, or return the active one when ``name`` is None or its own name."""
+        labels = arguments.texts(labels, "labels", "['baseline', 'gpu']")
         active = self.current
         if active is not None and (name is None or name == active.name) and parent is None:
             if params:
@@ -293,7 +298,7 @@ class Recorder:
         return {
             "name": run.name, "project": run.project, "started_at": time.time(),
             "host": self.host, "pid": self.pid, "process_start": self.process_start,
-            "username": self.user, "labels": [str(label) for label in labels or ()],
+            "username": self.user, "labels": list(labels or ()),
             "notes": notes, "parent_id": run.parent_id, **(attrs or {}),
         }
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, columns, ingest, query, readonly_sql, values
+from tracker import _ids, arguments, columns, ingest, query, readonly_sql, values
 from tracker.errors import AmbiguousRunError, RunNotFoundError
 from tracker.models import RunInfo
 
@@ -33,6 +33,8 @@ _ATTRIBUTES = (
     ("deleted_at", "r.deleted_at"),
 )
 _NUMERIC = {"int": "BIGINT", "float": "DOUBLE", "timedelta": "DOUBLE"}
+ROLES = {"input": "files and URIs the run read", "output": "those it wrote",
+         "notebook": "the notebook as last saved, stored with the run"}
 
 
 def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
@@ -106,6 +108,8 @@ def runs(catalog: Catalog, where: str | None = None, *,
          **equals: Any) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.runs`."""
     check_filters(where, equals, order_by)
+    limit = None if limit is None else arguments.count(limit, "limit")
+    offset = arguments.count(offset, "offset")
     _prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.layout(con)
@@ -121,8 +125,7 @@ def runs(catalog: Catalog, where: str | None = None, *,
             # otherwise carry every column of every row into its top-N.
             chosen = (f"r.rowid IN (SELECT r.rowid FROM runs r WHERE {condition.sql} "
                       f"ORDER BY {order.sql} LIMIT ? OFFSET ?)")
-            chosen_args = [*condition.params, *order.params,
-                           int(limit) if limit is not None else None, int(offset)]
+            chosen_args = [*condition.params, *order.params, limit, offset]
         table = frame(
             con,
             f"SELECT {selected.sql} FROM runs r WHERE {chosen} ORDER BY {order.sql}",
@@ -198,7 +201,7 @@ def _decode_json(text: Any) -> Any:
 def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "status",
                include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.count_runs`."""
-    scope, key = query.parse_key(by) if by is not None else ("", "")
+    scope, key = query.parse_key(by, argument="by") if by is not None else ("", "")
     check_filters(where)
     _prepare_read(catalog)
     with catalog.connect() as con:
@@ -234,21 +237,42 @@ def _group_expression(scope: str, key: str, layout: columns.Layout) -> str:
 
 
 def resolve(con: Any, ref: str) -> str:
-    """The full id a reference names (id, unique prefix of 6+ characters, or run key)."""
-    text = _ids.parse_ref(str(ref))
-    if not text:
-        raise RunNotFoundError(str(ref))
+    """The full id a reference names (id, unique prefix of 6+ characters, or run key); a key
+    names the run only in its own project."""
+    project, text = _ids.parse_ref(arguments.ref(ref))
+    missing = RunNotFoundError(arguments.shown_ref(ref))
+    if not text or len(ref) > arguments.MAX_REF or not _encodable(ref):
+        raise missing
     if con.execute("SELECT 1 FROM runs WHERE id = ?", [text]).fetchone():
-        return text
-    if len(text) < MIN_PREFIX:
-        raise RunNotFoundError(str(ref))
+        run_id = text
+    elif len(text) < MIN_PREFIX:
+        raise missing
+    else:
+        run_id = _unique_prefix(con, ref, text)
+    if project is not None and not con.execute(
+            "SELECT 1 FROM runs WHERE id = ? AND coalesce(project, 'default') = ?",
+            [run_id, project]).fetchone():
+        raise missing  # the id exists, but in another project than the key says
+    return run_id
+
+
+def _unique_prefix(con: Any, ref: str, prefix: str) -> str:
     matches = [row[0] for row in con.execute(
-        "SELECT id FROM runs WHERE starts_with(id, ?) ORDER BY id LIMIT 6", [text]).fetchall()]
+        "SELECT id FROM runs WHERE starts_with(id, ?) ORDER BY id LIMIT 6", [prefix]).fetchall()]
     if not matches:
-        raise RunNotFoundError(str(ref))
+        raise RunNotFoundError(ref)
     if len(matches) > 1:
-        raise AmbiguousRunError(str(ref), matches)
+        raise AmbiguousRunError(ref, matches)
     return matches[0]
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: a lone surrogate cannot be bound as a value."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def get_run(catalog: Catalog, ref: str) -> RunInfo:
@@ -313,6 +337,7 @@ def _records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
 
 def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.metric_history`."""
+    arguments.text(key, "key", "'loss'")
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
@@ -326,6 +351,7 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
 def artifacts(catalog: Catalog, run: str | None = None, *,
               role: str | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.artifacts`."""
+    arguments.choice(role, "role", ROLES)
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None

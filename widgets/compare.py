@@ -11,6 +11,9 @@ from typing import Any
 
 import ipywidgets as w
 
+from tracker import arguments
+from tracker.errors import ArgumentError, RunNotFoundError
+
 from . import _html as h
 from ._catalog import CatalogLike, resolve_catalog
 from ._columns import data_sources
@@ -29,16 +32,16 @@ class RunComparison(w.VBox):
 
     def __init__(self, ids: Sequence[str], *, catalog: CatalogLike = None,
                  on_open: Callable[[str], None] | None = None) -> None:
-        if len(ids) < 2:
-            raise ValueError("compare needs two or more runs")
-        if len(ids) > MAX_RUNS:
-            raise ValueError(f"compare at most {MAX_RUNS} runs at a time (got {len(ids)})")
+        ids = arguments.texts(ids, "ids", "['01m7zwkkx6hq', '01m7zwkm3b9r']") or []
+        if not 2 <= len(ids) <= MAX_RUNS:
+            raise ArgumentError(f"compare needs 2 to {MAX_RUNS} runs at a time, not {len(ids)}")
         self.catalog = resolve_catalog(catalog)
         frame = self.catalog.runs(ids_filter(ids), include_deleted=True, limit=len(ids))
         order = {run_id: index for index, run_id in enumerate(ids)}
         self.records = sorted(frame.to_dict("records"), key=lambda r: order.get(r["id"], 0))
         if len(self.records) < 2:
-            raise LookupError(f"found {len(self.records)} of the {len(ids)} runs to compare")
+            found = {record["id"] for record in self.records}
+            raise RunNotFoundError(next(run_id for run_id in ids if run_id not in found))
         self.ids = [record["id"] for record in self.records]
         sources = data_sources(list(frame.columns))
         self.params = w.HTML(_params_table(self.records, sources))

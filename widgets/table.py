@@ -18,6 +18,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from tracker import arguments
 from tracker.errors import FilterSyntaxError
 
 from . import _columns as cols
@@ -57,8 +58,12 @@ class RunTable(w.VBox):
     def __init__(self, where: str | None = None, catalog: CatalogLike = None,
                  page_size: int = 25, *, columns: Sequence[str] | None = None,
                  live: bool = True, interval: float = LIVE_INTERVAL) -> None:
+        self._ticker: LiveTicker | None = None  # close() runs even when this raises
+        arguments.filter_text(where, "where")
+        self.page_size = arguments.count(page_size, "page_size", minimum=1)
+        columns = arguments.texts(columns, "columns", "['status', 'params.lr']")
+        interval = arguments.seconds(interval, "interval")
         self.catalog = resolve_catalog(catalog)
-        self.page_size = max(1, int(page_size))
         self.offset = 0
         self.total = 0
         self.rows: list[str] = []
@@ -75,7 +80,8 @@ class RunTable(w.VBox):
         self._syncing = False
         self._closed = False
         self._lock = threading.RLock()
-        self._ticker = LiveTicker(self.refresh_running, interval=interval) if live else None
+        if live:
+            self._ticker = LiveTicker(self.refresh_running, interval=interval)
         self._shared = Shared()
         self._pool = [Row(self._shared) for _ in range(self.page_size)]
         self._choices_lock = threading.Lock()

@@ -16,6 +16,8 @@ import ipywidgets as w
 from ipywidgets.widgets.widget_bool import CheckboxStyle
 from ipywidgets.widgets.widget_string import HTMLStyle
 
+from tracker import arguments
+
 from . import _html as h
 from ._catalog import CatalogLike, resolve_catalog
 from ._feedback import ConfirmBar, Notice, button, reporting, styled
@@ -31,8 +33,8 @@ class TrashView(w.VBox):
 
     def __init__(self, *, catalog: CatalogLike = None, page_size: int = 25,
                  on_change: Callable[[], None] | None = None) -> None:
+        self.page_size = arguments.count(page_size, "page_size", minimum=1)
         self.catalog = resolve_catalog(catalog)
-        self.page_size = max(1, int(page_size))
         self.on_change = on_change
         self.offset = 0
         self.total = 0
