@@ -51,6 +51,11 @@ def check(text: Any, params: Any = None) -> None:
 
     if not isinstance(text, str):
         raise ArgumentError(f"the query must be text, not {type(text).__name__}; {ALLOWED}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, which DuckDB's parser cannot take
+        raise ArgumentError(f"the query is not valid text: a lone surrogate at position "
+                            f"{exc.start}") from None
     _check_params(params)
     try:
         statements = duckdb.extract_statements(text)
