@@ -3,6 +3,10 @@
 Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died.
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.
+
+Nothing is dropped: an event the catalog refuses (a data error) and a spool line that cannot be
+read are set aside in ``<catalog>.spool/quarantine/<name>.jsonl``, each with its error, and
+everything else is applied.
 """
 
 from __future__ import annotations
@@ -15,18 +19,21 @@ import shutil
 import socket
 import threading
 import time
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import columns, models, schema, values
+from tracker.errors import CatalogError, TrackerWarning
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
 Event = tuple[Any, ...]
 Batch = Sequence[tuple[str, int, Event]]  # (run id, seq, event)
+Reject = tuple[str, Any, Any, Any]  # (error, run id, seq, event or the unreadable line)
 
 RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
 STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
@@ -38,33 +45,129 @@ def _ts(seconds: float | None) -> dt.datetime | None:
 
 
 def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
-                 cancel: threading.Event | None = None) -> None:
-    """Apply ``batch`` in one write transaction (hashing and copying happen before it).
+                 cancel: threading.Event | None = None) -> int:
+    """Apply ``batch`` in one write transaction (hashing and copying happen before it); return
+    how many events were quarantined rather than applied.
 
-    A process's first write also recovers what dead processes left, in the same transaction:
-    one catalog open where a fresh kernel's first run used to need two.
+    A process's first write also recovers what dead processes left, in the same catalog open:
+    one open where a fresh kernel's first run used to need two.
     """
     recovering = not catalog._last_recovery
     if recovering:
         catalog._last_recovery = time.monotonic()
     orphans = _orphaned_spools(catalog) if recovering else []
-    spooled = _read_spools(orphans)
-    with _applied(catalog, [*batch, *spooled], timeout=timeout, cancel=cancel) as con:
-        if recovering:
-            _mark_crashed(con, _dead_runs(con, catalog), spooled)
-    _remove(orphans)
+    return _commit(catalog, batch, orphans, find_dead=recovering, timeout=timeout,
+                   cancel=cancel)
 
 
-@contextlib.contextmanager
-def _applied(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
-             cancel: threading.Event | None = None) -> Iterator[Any]:
-    """A write transaction that has applied ``batch``; the block may add to it before commit."""
-    prepared = [(run_id, seq, _prepare(catalog, event)) for run_id, seq, event in batch]
+def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: bool,
+            dead: Sequence[str] = (), timeout: float | None = None,
+            cancel: threading.Event | None = None) -> int:
+    """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
+    (under the lock, so that two recovering processes never quarantine a line twice)."""
+    spooled, unreadable = _read_spools(orphans)
+    prepared = [(run_id, seq, _prepare(catalog, event))
+                for run_id, seq, event in [*batch, *spooled]]
     with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        con.execute("BEGIN")
-        apply(con, prepared)
-        yield con
+        rejected = _apply_all(con, prepared)
+        _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
+        if rejected:
+            quarantine(catalog, f"{socket.gethostname()}-{os.getpid()}", rejected)
+        _retire(catalog, unreadable)
+    return len(rejected) + sum(len(lines) for lines in unreadable.values())
+
+
+def _apply_all(con: Any, batch: Batch) -> list[Reject]:
+    """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
+    run and return the events it refuses (a lock or I/O error is raised, not judged)."""
+    try:
+        _transaction(con, batch)
+        return []
+    except Exception as exc:
+        if not _data_error(exc):
+            raise
+    by_run: dict[str, list[tuple[str, int, Event]]] = defaultdict(list)
+    for item in batch:
+        by_run[item[0]].append(item)
+    return [reject for events in by_run.values() for reject in _apply_run(con, events)]
+
+
+def _apply_run(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
+    rejected = _bisected(con, events)
+    if not rejected or _existing_runs(con, [events[0][0]]):
+        return rejected
+    # Its start was refused: the events that did apply had no run to attach to.
+    errors = {seq: error for error, _, seq, _ in rejected}
+    return [(errors.get(seq, "its run's start event was refused"), run_id, seq, event)
+            for run_id, seq, event in events]
+
+
+def _bisected(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
+    """Apply ``events`` in order, halving around the ones the catalog refuses."""
+    try:
+        _transaction(con, events)
+        return []
+    except Exception as exc:
+        if not _data_error(exc):
+            raise
+        if len(events) == 1:
+            run_id, seq, event = events[0]
+            return [(f"{type(exc).__name__}: {exc}", run_id, seq, event)]
+    half = len(events) // 2
+    return _bisected(con, events[:half]) + _bisected(con, events[half:])
+
+
+def _transaction(con: Any, batch: Batch) -> None:
+    con.execute("BEGIN")
+    try:
+        apply(con, batch)
         con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
+            con.execute("ROLLBACK")
+        raise
+
+
+def _data_error(exc: BaseException) -> bool:
+    """An error about the events themselves (a value the catalog cannot hold, a malformed
+    event), as opposed to the catalog being locked, full or unreadable."""
+    import duckdb
+
+    if isinstance(exc, (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException)):
+        return True
+    return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError)) and not \
+        isinstance(exc, (duckdb.Error, OSError))
+
+
+def quarantine_dir(catalog: Catalog) -> Path:
+    """Where events that could not be stored are kept, as JSON lines, each with its error."""
+    return catalog.spool_dir / "quarantine"
+
+
+def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
+    """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool)."""
+    folder = quarantine_dir(catalog)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{name}.jsonl"
+    text = "".join(_quarantine_line(*reject) for reject in rejects)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _quarantine_line(error: str, run_id: Any, seq: Any, event: Any) -> str:
+    record = {"error": error, "run_id": run_id, "seq": seq, "event": event,
+              "quarantined_at": time.time()}
+    try:
+        return json.dumps(record, default=repr) + "\n"
+    except Exception:  # an int too long for text, a repr that raises: keep what can be kept
+        try:
+            record["event"] = repr(event)
+        except Exception:
+            record["event"] = "<unrepresentable>"
+        record["run_id"], record["seq"] = str(run_id), str(seq)
+        return json.dumps(record) + "\n"
 
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
@@ -391,24 +494,36 @@ def owner_alive(host: str | None, pid: int | None, started: float | None) -> boo
 
 
 def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
-    """Ingest orphaned spools and mark runs whose process died as crashed.
+    """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
+    the read that calls this wait or fail.
 
-    Cheap when there is nothing to do (a directory listing and one read); at most every
-    RECOVERY_INTERVAL seconds per catalog object unless ``force``.
+    Orphaned spools are looked for on every call (a directory listing), so a long-lived reader
+    sees the runs of processes that exited at once; dead runs at most every RECOVERY_INTERVAL
+    seconds per catalog object. The write lock is only tried, not waited for (unless
+    ``force``): when another process holds the catalog, a later read recovers.
     """
-    now = time.monotonic()
-    if not force and catalog._last_recovery and now - catalog._last_recovery < RECOVERY_INTERVAL:
-        return
-    catalog._last_recovery = now
     orphans = _orphaned_spools(catalog)
-    with catalog.connect(write=False) as con:
-        dead = _dead_runs(con, catalog)
+    now = time.monotonic()
+    due = force or not catalog._last_recovery or now - catalog._last_recovery >= RECOVERY_INTERVAL
+    if not orphans and not due:
+        return
+    dead: list[str] = []
+    if due:
+        catalog._last_recovery = now
+        with catalog.connect(write=False) as con:
+            dead = _dead_runs(con, catalog)
     if not orphans and not dead:
         return
-    spooled = _read_spools(orphans)
-    with _applied(catalog, spooled) as con:
-        _mark_crashed(con, dead, spooled)
-    _remove(orphans)
+    try:
+        kept = _commit(catalog, [], orphans, find_dead=False, dead=dead,
+                       timeout=None if force else 0.0)
+    except (OSError, CatalogError):  # locked (CatalogLockedError is an OSError), or full
+        if dead:
+            catalog._last_recovery = 0.0  # look for them again at the next read
+        return
+    if kept:
+        warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "
+                      f"{quarantine_dir(catalog)}", TrackerWarning, stacklevel=3)
 
 
 def _dead_runs(con: Any, catalog: Catalog) -> list[str]:
@@ -475,25 +590,45 @@ def _read_owner(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _read_spool(path: Path) -> list[tuple[str, int, Event]]:
-    """The complete lines of a spool; a line cut short by a kill is dropped."""
-    batch = []
-    with open(path, encoding="utf-8") as f:
+def _read_spool(path: Path) -> tuple[list[tuple[str, int, Event]], list[Reject]]:
+    """The events of a spool, and the lines that are not events (one cut short by a kill or a
+    full disk, garbage): those are skipped, for quarantine, and reading goes on."""
+    batch, unreadable = [], []
+    with open(path, "rb") as f:
         f.readline()
-        for line in f:
+        for number, line in enumerate(f, start=2):
             try:
-                seq, *event = json.loads(line)
-            except ValueError:
-                break
-            batch.append((event[1], seq, tuple(event)))
-    return batch
+                batch.append(_spooled_event(line))
+            except (ValueError, TypeError, IndexError) as exc:
+                text = line.decode("utf-8", "backslashreplace")
+                unreadable.append((f"line {number} of {path.name} is not an event: {exc!r}",
+                                   None, None, text))
+    return batch, unreadable
 
 
-def _read_spools(paths: Iterable[Path]) -> list[tuple[str, int, Event]]:
-    return [event for path in paths for event in _read_spool(path)]
+def _spooled_event(line: bytes) -> tuple[str, int, Event]:
+    seq, *event = json.loads(line)
+    if type(seq) is not int or not isinstance(event[0], str) or not isinstance(event[1], str):
+        raise ValueError("not [seq, kind, run id, ...]")
+    return event[1], seq, tuple(event)
 
 
-def _mark_crashed(con: Any, dead: list[str], spooled: Batch) -> None:
+def _read_spools(paths: Iterable[Path]) -> tuple[list[tuple[str, int, Event]],
+                                                 dict[Path, list[Reject]]]:
+    """All events of ``paths``, and each path's unreadable lines (a file gone meanwhile was
+    recovered by another process: it is skipped)."""
+    events, unreadable = [], {}
+    for path in paths:
+        try:
+            batch, bad = _read_spool(path)
+        except FileNotFoundError:
+            continue
+        events += batch
+        unreadable[path] = bad
+    return events, unreadable
+
+
+def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
     """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
     crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
     if not crashed:
@@ -504,7 +639,12 @@ def _mark_crashed(con: Any, dead: list[str], spooled: Batch) -> None:
         "WHERE status = 'running' AND list_contains(?, id)", [crashed])
 
 
-def _remove(spools: Iterable[Path]) -> None:
-    """Spools whose events are committed (a replay would be harmless: see spool_seq)."""
-    for path in spools:
+def _retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
+    """Spools whose events are committed go, once their unreadable lines are in quarantine
+    (a spool whose lines could not be kept stays; a replay is harmless: see spool_seq)."""
+    for path, lines in unreadable.items():
+        if not path.exists():
+            continue  # another process recovered it first
+        if lines:
+            quarantine(catalog, path.stem, lines)
         path.unlink(missing_ok=True)
