@@ -81,32 +81,21 @@ def _apply_all(con: Any, batch: Batch) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
     run and return the events it refuses (a lock or I/O error is raised, not judged)."""
     try:
-        _transaction(con, batch)
-        return []
+        return _transaction(con, batch)
     except Exception as exc:
         if not _data_error(exc):
             raise
     by_run: dict[str, list[tuple[str, int, Event]]] = defaultdict(list)
     for item in batch:
         by_run[item[0]].append(item)
-    return [reject for events in by_run.values() for reject in _apply_run(con, events)]
-
-
-def _apply_run(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
-    rejected = _bisected(con, events)
-    if not rejected or _existing_runs(con, [events[0][0]]):
-        return rejected
-    # Its start was refused: the events that did apply had no run to attach to.
-    errors = {seq: error for error, _, seq, _ in rejected}
-    return [(errors.get(seq, "its run's start event was refused"), run_id, seq, event)
-            for run_id, seq, event in events]
+    # A run whose start is refused: its other events come back as startless, so kept too.
+    return [reject for events in by_run.values() for reject in _bisected(con, events)]
 
 
 def _bisected(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
     """Apply ``events`` in order, halving around the ones the catalog refuses."""
     try:
-        _transaction(con, events)
-        return []
+        return _transaction(con, events)
     except Exception as exc:
         if not _data_error(exc):
             raise
@@ -117,15 +106,18 @@ def _bisected(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
     return _bisected(con, events[:half]) + _bisected(con, events[half:])
 
 
-def _transaction(con: Any, batch: Batch) -> None:
+def _transaction(con: Any, batch: Batch) -> list[Reject]:
+    """Apply ``batch`` in a transaction of its own; return the events no run could take."""
     con.execute("BEGIN")
     try:
-        apply(con, batch)
+        startless = apply(con, batch)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
+    return [("no start event of this run was ever stored", run_id, seq, event)
+            for run_id, seq, event in startless]
 
 
 def _data_error(exc: BaseException) -> bool:
@@ -231,21 +223,24 @@ class _Rows:
         self.valued: list[str] = []  # runs whose latest params or metrics changed
 
 
-def apply(con: Any, batch: Batch) -> None:
-    """Apply events inside the caller's transaction."""
+def apply(con: Any, batch: Batch) -> list[tuple[str, int, Event]]:
+    """Apply events inside the caller's transaction; return those of runs whose start was
+    never stored (nothing to attach them to: the caller keeps them)."""
     by_run: dict[str, list[tuple[int, Event]]] = defaultdict(list)
     for run_id, seq, event in batch:
         by_run[run_id].append((seq, event))
     existing = _existing_runs(con, list(by_run))
     rows = _Rows()
     now = time.time()
+    startless = []
     for run_id, events in by_run.items():
         row = existing.get(run_id)
         applied = (row or {}).get("spool_seq") or 0
         fresh = [(seq, event) for seq, event in events if seq > applied]
-        if fresh:
-            _gather(rows, run_id, fresh, row, now)
+        if fresh and not _gather(rows, run_id, fresh, row, now):
+            startless += [(run_id, seq, event) for seq, event in fresh]
     _write(con, rows)
+    return startless
 
 
 def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -256,8 +251,10 @@ def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
-            row: dict[str, Any] | None, now: float) -> None:
-    """Fold one run's events into column values (a whole new row, or updates) and rows."""
+            row: dict[str, Any] | None, now: float) -> bool:
+    """Fold one run's events into column values (a whole new row, or updates) and rows;
+    False, and nothing gathered, for events of a run whose start was never recorded."""
+    start = len(rows.params), len(rows.metrics), len(rows.cells), len(rows.artifacts)
     state: dict[str, Any] = {}
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -285,8 +282,9 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         elif kind == "end":
             _, _, status, ts, error = event
             state.update(status=status, ended_at=ts, error=error)
-    if row is None and "id" not in state:
-        return  # events of a run whose start was never recorded: nothing to attach them to
+    if row is None and "id" not in state:  # nothing to attach them to
+        _truncate(rows, *start)
+        return False
     if params:
         state["params"] = _merged((row or {}).get("params"), params)
     if metrics:
@@ -300,6 +298,13 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         rows.new_runs.append(state)
     else:
         rows.updates.append((run_id, state))
+    return True
+
+
+def _truncate(rows: _Rows, params: int, metrics: int, cells: int, artifacts: int) -> None:
+    """Take back the rows a run's events added (the run turned out to have no row)."""
+    del rows.params[params:], rows.metrics[metrics:], rows.cells[cells:]
+    del rows.artifacts[artifacts:]
 
 
 def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
