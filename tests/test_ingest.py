@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import tracker
-from tracker import ingest
+from tracker import ingest, spools
 
 
 def _dead_pid() -> int:
@@ -49,7 +49,7 @@ def _lines(events: list[list[Any]]) -> list[str]:
 
 
 def _quarantined(catalog: tracker.Catalog) -> list[dict[str, Any]]:
-    folder = ingest.quarantine_dir(catalog)
+    folder = spools.quarantine_dir(catalog)
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl"))
             for line in path.read_text().splitlines()]
 
@@ -116,12 +116,12 @@ def test_a_dead_process_spool_with_a_poison_event_no_longer_breaks_reads(
 def test_a_spool_whose_bad_lines_cannot_be_kept_is_not_deleted(catalog: tracker.Catalog) -> None:
     catalog.runs()
     spool = _orphaned_spool(catalog, [*_lines(_run_events("r1", "r1")), "garbage\n"])
-    ingest.quarantine_dir(catalog).write_text("")  # a file where the folder should be
+    spools.quarantine_dir(catalog).write_text("")  # a file where the folder should be
 
     assert list(catalog.runs()["name"]) == ["r1"]  # the read goes on; what could be, is in
     assert spool.exists()
 
-    os.unlink(ingest.quarantine_dir(catalog))
+    os.unlink(spools.quarantine_dir(catalog))
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert list(catalog.runs()["name"]) == ["r1"]  # a replay applies nothing twice
     assert not spool.exists()

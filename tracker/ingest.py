@@ -4,9 +4,8 @@ Events arrive from a process's recorder (``tracker.run``) or from a spool file w
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.
 
-Nothing is dropped: an event the catalog refuses (a data error) and a spool line that cannot be
-read are set aside in ``<catalog>.spool/quarantine/<name>.jsonl``, each with its error, and
-everything else is applied.
+Nothing is dropped: an event the catalog refuses (a data error) is set aside in quarantine
+(``tracker.spools``) with its error, and everything else is applied.
 """
 
 from __future__ import annotations
@@ -21,11 +20,11 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, models, schema, values
+from tracker import columns, models, schema, spools, values
 from tracker.errors import CatalogError, TrackerWarning
 
 if TYPE_CHECKING:
@@ -33,10 +32,10 @@ if TYPE_CHECKING:
 
 Event = tuple[Any, ...]
 Batch = Sequence[tuple[str, int, Event]]  # (run id, seq, event)
-Reject = tuple[str, Any, Any, Any]  # (error, run id, seq, event or the unreadable line)
+Reject = spools.Reject
 
 RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
-STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
+STALE_HEARTBEAT = spools.STALE_HEARTBEAT
 _BULK = 500  # rows above which an insert goes through a DataFrame rather than executemany
 
 
@@ -65,15 +64,15 @@ def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: b
             cancel: threading.Event | None = None) -> int:
     """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
     (under the lock, so that two recovering processes never quarantine a line twice)."""
-    spooled, unreadable = _read_spools(orphans)
+    spooled, unreadable = spools.read(orphans)
     prepared = [(run_id, seq, _prepare(catalog, event))
                 for run_id, seq, event in [*batch, *spooled]]
     with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
         rejected = _apply_all(con, prepared)
         _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
         if rejected:
-            quarantine(catalog, f"{socket.gethostname()}-{os.getpid()}", rejected)
-        _retire(catalog, unreadable)
+            spools.quarantine(catalog, f"{socket.gethostname()}-{os.getpid()}", rejected)
+        spools.retire(catalog, unreadable)
     return len(rejected) + sum(len(lines) for lines in unreadable.values())
 
 
@@ -129,37 +128,6 @@ def _data_error(exc: BaseException) -> bool:
         return True
     return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError)) and not \
         isinstance(exc, (duckdb.Error, OSError))
-
-
-def quarantine_dir(catalog: Catalog) -> Path:
-    """Where events that could not be stored are kept, as JSON lines, each with its error."""
-    return catalog.spool_dir / "quarantine"
-
-
-def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
-    """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool)."""
-    folder = quarantine_dir(catalog)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = folder / f"{name}.jsonl"
-    text = "".join(_quarantine_line(*reject) for reject in rejects)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.write(text)
-    return path
-
-
-def _quarantine_line(error: str, run_id: Any, seq: Any, event: Any) -> str:
-    record = {"error": error, "run_id": run_id, "seq": seq, "event": event,
-              "quarantined_at": time.time()}
-    try:
-        return json.dumps(record, default=repr) + "\n"
-    except Exception:  # an int too long for text, a repr that raises: keep what can be kept
-        try:
-            record["event"] = repr(event)
-        except Exception:
-            record["event"] = "<unrepresentable>"
-        record["run_id"], record["seq"] = str(run_id), str(seq)
-        return json.dumps(record) + "\n"
 
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
@@ -480,24 +448,6 @@ def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
 # -- recovery ------------------------------------------------------------------------------
 
 
-def owner_alive(host: str | None, pid: int | None, started: float | None) -> bool | None:
-    """Whether the process that owns a run lives; None when it is on another host."""
-    if host != socket.gethostname():
-        return None
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    from tracker.run import process_start
-
-    now = process_start(pid)
-    return started is None or now is None or abs(now - started) < 1e-6
-
-
 def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
     """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
     the read that calls this wait or fail.
@@ -528,7 +478,7 @@ def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
         return
     if kept:
         warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "
-                      f"{quarantine_dir(catalog)}", TrackerWarning, stacklevel=3)
+                      f"{spools.quarantine_dir(catalog)}", TrackerWarning, stacklevel=3)
 
 
 def _dead_runs(con: Any, catalog: Catalog) -> list[str]:
@@ -550,87 +500,16 @@ def _own_run_ids(catalog: Catalog) -> set[str]:
     return {run.id for recorder in _recorders_of(catalog) for run in recorder.stack}
 
 
+def _orphaned_spools(catalog: Catalog) -> list[Path]:
+    return spools.orphaned(catalog.spool_dir, {r.spool_path for r in _recorders_of(catalog)})
+
+
 def _is_dead(host: str | None, pid: int | None, started: float | None,
              heartbeat: float | None) -> bool:
-    alive = owner_alive(host, pid, started)
+    alive = spools.owner_alive(host, pid, started)
     if alive is not None:
         return not alive
     return heartbeat is not None and time.time() - heartbeat > STALE_HEARTBEAT
-
-
-def _orphaned_spools(catalog: Catalog) -> list[Path]:
-    folder = catalog.spool_dir
-    if not folder.exists():
-        return []
-    mine = {recorder.spool_path for recorder in _recorders_of(catalog)}
-    orphans = []
-    for path in folder.glob("*.jsonl"):
-        if path in mine:
-            continue
-        owner = _read_owner(path)
-        if owner is None:
-            # No owner line means no events (it is written first), but a live process is
-            # between creating or truncating its spool and writing that line: only an old
-            # one is left over.
-            if _untouched_for(path) > STALE_HEARTBEAT:
-                orphans.append(path)
-            continue
-        if owner_alive(owner.get("host"), owner.get("pid"), owner.get("process_start")) is False:
-            orphans.append(path)
-    return orphans
-
-
-def _untouched_for(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _read_owner(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.loads(f.readline()).get("owner")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _read_spool(path: Path) -> tuple[list[tuple[str, int, Event]], list[Reject]]:
-    """The events of a spool, and the lines that are not events (one cut short by a kill or a
-    full disk, garbage): those are skipped, for quarantine, and reading goes on."""
-    batch, unreadable = [], []
-    with open(path, "rb") as f:
-        f.readline()
-        for number, line in enumerate(f, start=2):
-            try:
-                batch.append(_spooled_event(line))
-            except (ValueError, TypeError, IndexError) as exc:
-                text = line.decode("utf-8", "backslashreplace")
-                unreadable.append((f"line {number} of {path.name} is not an event: {exc!r}",
-                                   None, None, text))
-    return batch, unreadable
-
-
-def _spooled_event(line: bytes) -> tuple[str, int, Event]:
-    seq, *event = json.loads(line)
-    if type(seq) is not int or not isinstance(event[0], str) or not isinstance(event[1], str):
-        raise ValueError("not [seq, kind, run id, ...]")
-    return event[1], seq, tuple(event)
-
-
-def _read_spools(paths: Iterable[Path]) -> tuple[list[tuple[str, int, Event]],
-                                                 dict[Path, list[Reject]]]:
-    """All events of ``paths``, and each path's unreadable lines (a file gone meanwhile was
-    recovered by another process: it is skipped)."""
-    events, unreadable = [], {}
-    for path in paths:
-        try:
-            batch, bad = _read_spool(path)
-        except FileNotFoundError:
-            continue
-        events += batch
-        unreadable[path] = bad
-    return events, unreadable
 
 
 def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
@@ -642,14 +521,3 @@ def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
         "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
         "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
         "WHERE status = 'running' AND list_contains(?, id)", [crashed])
-
-
-def _retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
-    """Spools whose events are committed go, once their unreadable lines are in quarantine
-    (a spool whose lines could not be kept stays; a replay is harmless: see spool_seq)."""
-    for path, lines in unreadable.items():
-        if not path.exists():
-            continue  # another process recovered it first
-        if lines:
-            quarantine(catalog, path.stem, lines)
-        path.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, models, values
+from tracker import _ids, models, spools, values
 from tracker.errors import CatalogError, CatalogFullError, TrackerWarning
 
 if TYPE_CHECKING:
@@ -387,11 +387,9 @@ class Recorder:
         self._seq.update(seqs)
         self._pending.extend(pending)
         if rejected:
-            from tracker import ingest
-
-            ingest.quarantine(self.catalog, self.spool_path.stem, rejected)
+            spools.quarantine(self.catalog, self.spool_path.stem, rejected)
             self.warn(f"{len(rejected)} event(s) could not be written; kept in "
-                      f"{ingest.quarantine_dir(self.catalog)}")
+                      f"{spools.quarantine_dir(self.catalog)}")
 
     def _open_spool(self) -> Any:
         folder = self.spool_path.parent
@@ -444,7 +442,7 @@ class Recorder:
             raise
         if kept:
             self.warn(f"{kept} event(s) the catalog could not store were kept in "
-                      f"{ingest.quarantine_dir(self.catalog)}")
+                      f"{spools.quarantine_dir(self.catalog)}")
         self._last_write = time.monotonic()
         self._after_write({run_id for run_id, _, _ in batch})
 
