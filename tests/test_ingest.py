@@ -126,3 +126,15 @@ def test_a_spool_whose_bad_lines_cannot_be_kept_is_not_deleted(catalog: tracker.
         assert list(catalog.runs()["name"]) == ["r1"]  # a replay applies nothing twice
     assert not spool.exists()
     assert [entry["event"] for entry in _quarantined(catalog)] == ["garbage\n"]
+
+
+def test_a_malformed_event_is_quarantined_and_the_rest_applied(catalog: tracker.Catalog) -> None:
+    events = _run_events("r1", "r1")
+    events.insert(1, [2, "artifact", "r1", "input"])  # too short: not what any tracker wrote
+    for seq, event in enumerate(events, start=1):
+        event[0] = seq
+    _orphaned_spool(catalog, _lines(events))
+
+    with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+        assert catalog.runs()["status"].tolist() == ["completed"]
+    assert [entry["event"] for entry in _quarantined(catalog)] == [["artifact", "r1", "input"]]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import _lock, ingest
+from tracker import _lock, ingest, spools
 from tracker.run import SPOOL_BOUND
 
 
@@ -239,3 +239,17 @@ def test_a_full_disk_never_breaks_logging_and_loses_nothing(tmp_path: Path) -> N
         info = catalog.get_run(run.id)
         assert (info.status, info.params) == ("completed", {"lr": 0.1})
         assert catalog.metric_history(run.id)["step"].tolist() == list(range(1000))
+
+
+def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("odd") as run:
+        run.log_param("before", 1)
+        with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+            run.record("env", "env-1", {"digits": 10**5000})  # no JSON text for this int
+            catalog.flush()
+        run.log_param("after", 2)
+    assert catalog.get_run(run.id).params == {"before": 1, "after": 2}
+    kept = [json.loads(line) for path in spools.quarantine_dir(catalog).glob("*.jsonl")
+            for line in path.read_text().splitlines()]
+    assert [entry["event"] for entry in kept] == [
+        ["env", run.id, "env-1", {"digits": hex(10**5000)}]]

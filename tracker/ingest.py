@@ -65,10 +65,9 @@ def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: b
     """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
     (under the lock, so that two recovering processes never quarantine a line twice)."""
     spooled, unreadable = spools.read(orphans)
-    prepared = [(run_id, seq, _prepare(catalog, event))
-                for run_id, seq, event in [*batch, *spooled]]
+    prepared, rejected = _prepared_batch(catalog, [*batch, *spooled])
     with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        rejected = _apply_all(con, prepared)
+        rejected += _apply_all(con, prepared)
         _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
         if rejected:
             spools.quarantine(catalog, f"{socket.gethostname()}-{os.getpid()}", rejected)
@@ -128,6 +127,21 @@ def _data_error(exc: BaseException) -> bool:
         return True
     return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError)) and not \
         isinstance(exc, (duckdb.Error, OSError))
+
+
+def _prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[tuple[str, int, Event]],
+                                                             list[Reject]]:
+    """Each event prepared (:func:`_prepare`), and those too malformed to prepare; an
+    OSError (a file that cannot be read or copied now) is raised, to be retried."""
+    prepared, rejected = [], []
+    for run_id, seq, event in batch:
+        try:
+            prepared.append((run_id, seq, _prepare(catalog, event)))
+        except OSError:
+            raise
+        except Exception as exc:
+            rejected.append((f"{type(exc).__name__}: {exc}", run_id, seq, event))
+    return prepared, rejected
 
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
@@ -472,9 +486,13 @@ def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
     try:
         kept = _commit(catalog, [], orphans, find_dead=False, dead=dead,
                        timeout=None if force else 0.0)
-    except (OSError, CatalogError):  # locked (CatalogLockedError is an OSError), or full
+    except Exception as exc:  # the read goes on; the spools stay for a later one
         if dead:
             catalog._last_recovery = 0.0  # look for them again at the next read
+        if not isinstance(exc, OSError | CatalogError):  # locked or full: not news
+            warnings.warn(f"could not recover what exited processes left in "
+                          f"{catalog.spool_dir} ({exc!r}); it stays there for a later read",
+                          TrackerWarning, stacklevel=3)
         return
     if kept:
         warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "

@@ -364,13 +364,27 @@ class Recorder:
             events = []
             while self.queue:
                 events.append(self.queue.popleft())
+            lines, pending, seqs, rejected = self._encoded(events)
             try:
-                self._append(handle, events)
+                if rejected:  # first: if this fails, nothing was written
+                    spools.quarantine(self.catalog, self.spool_path.stem, rejected)
             except BaseException:
                 self.queue.extendleft(reversed(events))
                 raise
+            try:
+                _append_whole(handle, "".join(lines).encode())
+            except BaseException:
+                self.queue.extendleft(reversed([event for _, _, event in pending]))
+                raise
+            self._seq.update(seqs)
+            self._pending.extend(pending)
+        if rejected:
+            self.warn(f"{len(rejected)} event(s) could not be written to the spool; kept in "
+                      f"{spools.quarantine_dir(self.catalog)}")
 
-    def _append(self, handle: Any, events: list[tuple[Any, ...]]) -> None:
+    def _encoded(self, events: list[tuple[Any, ...]]) -> tuple[
+            list[str], list[tuple[str, int, tuple[Any, ...]]], dict[str, int], list[Any]]:
+        """Spool lines for ``events``, numbered per run, and the events JSON cannot hold."""
         seqs: dict[str, int] = {}
         lines, pending, rejected = [], [], []
         for event in events:
@@ -378,18 +392,12 @@ class Recorder:
             seq = seqs.get(run_id, self._seq.get(run_id, 0)) + 1
             try:
                 lines.append(_encode([seq, *event]) + "\n")
-            except Exception as exc:  # a raw event JSON cannot hold: set aside, not dropped
+            except Exception as exc:  # a raw event with an object JSON cannot write
                 rejected.append((repr(exc), run_id, None, event))
                 continue
             seqs[run_id] = seq
             pending.append((run_id, seq, event))
-        _append_whole(handle, "".join(lines).encode())
-        self._seq.update(seqs)
-        self._pending.extend(pending)
-        if rejected:
-            spools.quarantine(self.catalog, self.spool_path.stem, rejected)
-            self.warn(f"{len(rejected)} event(s) could not be written; kept in "
-                      f"{spools.quarantine_dir(self.catalog)}")
+        return lines, pending, seqs, rejected
 
     def _open_spool(self) -> Any:
         folder = self.spool_path.parent

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracker import values
+
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
@@ -153,12 +155,25 @@ def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
 def _quarantine_line(error: str, run_id: Any, seq: Any, event: Any) -> str:
     record = {"error": error, "run_id": run_id, "seq": seq, "event": event,
               "quarantined_at": time.time()}
-    try:
-        return json.dumps(record, default=repr) + "\n"
-    except Exception:  # an int too long for text, a repr that raises: keep what can be kept
+    return json.dumps(_writable(record)) + "\n"
+
+
+def _writable(value: Any) -> Any:
+    """``value`` with whatever JSON cannot write as text: an int too long for decimal text as
+    hex, any other object as its repr (or its type, when even that raises)."""
+    if value is None or isinstance(value, str | float | bool):
+        return value
+    if isinstance(value, int):
         try:
-            record["event"] = repr(event)
-        except Exception:
-            record["event"] = "<unrepresentable>"
-        record["run_id"], record["seq"] = str(run_id), str(seq)
-        return json.dumps(record) + "\n"
+            str(value)
+            return value
+        except ValueError:
+            return hex(value)
+    if isinstance(value, dict):
+        return {values.text(key): _writable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(item) for item in value]
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
