@@ -277,6 +277,7 @@ class Recorder:
         self._last_write = 0.0
         self._last_beat = time.monotonic()
         self._warned = False
+        self._warn_lock = threading.Lock()
         self._thread: threading.Thread | None = None  # the writer: spools, then writes
         self._spooler: threading.Thread | None = None  # spools while the writer waits
         self.host = socket.gethostname()
@@ -530,9 +531,10 @@ class Recorder:
 
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
-        if self._warned:
-            return
-        self._warned = True
+        with self._warn_lock:  # the spooler and the writer often meet the same trouble at once
+            if self._warned:
+                return
+            self._warned = True
         warnings.warn(message, TrackerWarning, stacklevel=2)
 
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
