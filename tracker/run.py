@@ -373,7 +373,7 @@ class Recorder:
                 self.queue.extendleft(reversed(events))
                 raise
             try:
-                _append_whole(handle, "".join(lines).encode())
+                spools.append_whole(handle, "".join(lines).encode())
             except BaseException:
                 self.queue.extendleft(reversed([event for _, _, event in pending]))
                 raise
@@ -410,7 +410,7 @@ class Recorder:
         handle = open(self.spool_path, "ab", buffering=0)  # noqa: SIM115 (kept open)
         try:
             os.chmod(self.spool_path, 0o600)
-            _append_whole(handle, self._owner_line)
+            spools.append_whole(handle, self._owner_line)
         except BaseException:
             handle.close()
             self.spool_path.unlink(missing_ok=True)
@@ -462,7 +462,7 @@ class Recorder:
             if self._pending or self._spool is None:
                 return
             self._spool.truncate(0)  # append mode: the next write lands at offset 0
-            _append_whole(self._spool, self._owner_line)
+            spools.append_whole(self._spool, self._owner_line)
             for run_id in run_ids:
                 if run_id not in live:
                     self._seq.pop(run_id, None)
@@ -574,18 +574,6 @@ def _warn_if_escaped(*texts: Any) -> None:
     if not all(values.valid_text(t) for t in texts if isinstance(t, str)):
         warnings.warn(f"a run's name, project, notes or labels: {values.ESCAPED_NOTE}",
                       TrackerWarning, stacklevel=4)
-
-
-def _append_whole(handle: Any, data: bytes) -> None:
-    """Append ``data`` to an unbuffered file whole or not at all (a full disk cuts writes)."""
-    start = os.fstat(handle.fileno()).st_size
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[handle.write(view):]
-    except BaseException:
-        os.ftruncate(handle.fileno(), start)  # never a partial line for recovery to trip on
-        raise
 
 
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()

@@ -49,6 +49,18 @@ def owner_alive(host: str | None, pid: int | None, started: float | None) -> boo
     return started is None or now is None or abs(now - started) < 1e-6
 
 
+def append_whole(handle: Any, data: bytes) -> None:
+    """Append ``data`` to an unbuffered spool whole or not at all (a full disk cuts writes)."""
+    start = os.fstat(handle.fileno()).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[handle.write(view):]
+    except BaseException:
+        os.ftruncate(handle.fileno(), start)  # never a partial line for recovery to trip on
+        raise
+
+
 def orphaned(folder: Path, mine: set[Path]) -> list[Path]:
     """The spools in ``folder`` whose process is gone (``mine``, this process's, excepted)."""
     if not folder.exists():
