@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import tracker
+from tracker import _lock
+from tracker.run import SPOOL_BOUND
 
 WRITER = textwrap.dedent("""
     import sys, tracker
@@ -146,3 +148,105 @@ def test_a_process_killed_while_creating_the_catalog_leaves_it_creatable(tmp_pat
         "first", "completed", {"lr": 0.1}, {"loss": 0.4})
     assert not path.with_name("new.duckdb.draft").exists()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from tracker import _lock
+    with _lock.locked(sys.argv[1], write=sys.argv[2] == "write", timeout=60):
+        print("locked", flush=True)
+        sys.stdin.readline()  # held until the test says so
+""")
+
+
+def _hold_lock(path: Path, mode: str) -> subprocess.Popen[str]:
+    """Another process holding the catalog's lock (``write`` or ``read``) until released."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    holder.communicate("\n", timeout=60)
+
+
+LOGGER = textwrap.dedent("""
+    import sys, time, tracker
+    run = tracker.Catalog(sys.argv[1]).start_run("logging-while-locked")
+    logged = 0
+    while True:
+        for _ in range(50):
+            run.log_metric("loss", 1.0 / (logged + 1), step=logged)
+            logged += 1
+        print(time.time(), logged, flush=True)
+        time.sleep(0.005)
+""")
+
+
+@pytest.mark.slow
+def test_what_was_logged_while_another_process_held_the_catalog_survives_kill_9(
+        tmp_path: Path) -> None:
+    path = tmp_path / "held.duckdb"
+    tracker.Catalog(path).runs()
+    holder = _hold_lock(path, "write")
+    logger = subprocess.Popen([sys.executable, "-c", LOGGER, str(path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert logger.stdout is not None
+    first = logger.stdout.readline()  # logging has begun
+    time.sleep(3 * SPOOL_BOUND)  # the logger's writer waits for the catalog all along
+    logger.kill()
+    killed_at = time.time()
+    out, _ = logger.communicate()
+    _release(holder)
+
+    progress = [line.split() for line in (first + out).splitlines()]
+    safe = max(int(count) for at, count in progress if float(at) <= killed_at - SPOOL_BOUND)
+    assert safe > 0
+    catalog = tracker.Catalog(path)
+    assert catalog.runs()["status"].tolist() == ["crashed"]
+    recorded = int(catalog.sql("SELECT count(*) FROM metrics").iloc[0, 0])
+    assert recorded >= safe
+
+
+def test_a_read_goes_on_when_recovery_cannot_have_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "reading.duckdb"
+    tracker.Catalog(path).runs()
+    holder = _hold_lock(path, "read")
+    try:
+        # A process that ends its run and dies before its writer could reach the catalog.
+        script = textwrap.dedent("""
+            import os, signal, sys, tracker
+            with tracker.Catalog(sys.argv[1]).start_run("orphan") as run:
+                run.log_param("lr", 0.1)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+        subprocess.run([sys.executable, "-c", script, str(path)], timeout=120)
+        started = time.monotonic()
+        assert tracker.Catalog(path, timeout=10).runs().empty  # recovery is left for later
+        assert time.monotonic() - started < 5  # far from waiting out the lock
+    finally:
+        _release(holder)
+    assert tracker.Catalog(path).runs()["name"].tolist() == ["orphan"]
+
+
+def test_a_long_lived_reader_sees_runs_that_exited_processes_left_in_spools(
+        tmp_path: Path) -> None:
+    path = tmp_path / "long-lived.duckdb"
+    reader = tracker.Catalog(path)
+    assert reader.runs().empty  # the reader has read (and recovered) before
+    script = textwrap.dedent("""
+        import os, sys, tracker
+        with tracker.Catalog(sys.argv[1]).start_run(sys.argv[2]):
+            pass
+        os._exit(0)  # gone without its exit handler: the run is only in the spool
+    """)
+    with _lock.locked(str(path), write=True, timeout=30):  # keep their writers out
+        for n in range(3):
+            subprocess.run([sys.executable, "-c", script, str(path), f"exited-{n}"],
+                           timeout=120, check=True)
+    assert len(list(reader.spool_dir.glob("*.jsonl"))) == 3
+    started = time.monotonic()
+    names = reader.runs()["name"].tolist()
+    assert sorted(names) == ["exited-0", "exited-1", "exited-2"]
+    assert time.monotonic() - started < 1

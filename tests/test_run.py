@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tracker
-from tracker import ingest
+from tracker import _lock, ingest, spools
+from tracker.run import SPOOL_BOUND
 
 
 def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:
@@ -191,3 +196,77 @@ def test_recovery_leaves_a_spool_whose_owner_is_still_writing_its_first_line(
     ingest.maybe_recover(catalog, force=True)
     assert not being_written.exists()  # nobody finished it: left over, and nothing to ingest
     assert list(catalog.runs()["name"]) == ["recovering"]
+
+
+def test_what_is_logged_is_spooled_while_the_writer_waits_for_the_lock(
+        catalog: tracker.Catalog) -> None:
+    catalog.runs()
+    run = catalog.start_run("waiting")
+    spool = catalog._recorder_for_write().spool_path
+    with _lock.locked(str(catalog.path), write=True, timeout=10):
+        time.sleep(0.3)  # the background writer is now waiting for the catalog
+        run.log_metric("loss", 0.5, step=1)
+        time.sleep(SPOOL_BOUND)
+        spooled = [json.loads(line) for line in spool.read_text().splitlines()[1:]]
+    assert ["metric", run.id, "loss", 0.5, 1] in [event[1:6] for event in spooled]
+    run.end()
+
+
+@contextlib.contextmanager
+def _small_disk(folder: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs mounted on ``folder`` (root can mount one; so can CI)."""
+    folder.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {exc}")
+    try:
+        yield folder
+    finally:
+        # Lazy: this process keeps the catalog's lock file open for its lifetime.
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_a_full_disk_never_breaks_logging_and_loses_nothing(tmp_path: Path) -> None:
+    with _small_disk(tmp_path / "small") as disk:
+        catalog = tracker.Catalog(disk / "catalog.duckdb")
+        catalog.runs()  # the catalog exists; then the disk fills up
+        _fill(disk / "filler")
+        with pytest.warns(tracker.TrackerWarning, match="is full"):
+            with catalog.start_run("on-a-full-disk", params={"lr": 0.1}) as run:
+                for step in range(1000):
+                    run.log_metric("loss", 1 / (step + 1), step=step)
+            time.sleep(2 * SPOOL_BOUND)  # the background threads meet the full disk too
+            with pytest.raises(tracker.CatalogFullError, match="is full"):
+                catalog.flush()
+        (disk / "filler").unlink()
+        catalog.flush()
+        info = catalog.get_run(run.id)
+        assert (info.status, info.params) == ("completed", {"lr": 0.1})
+        assert catalog.metric_history(run.id)["step"].tolist() == list(range(1000))
+
+
+def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("odd") as run:
+        run.log_param("before", 1)
+        with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+            run.record("env", "env-1", {"digits": 10**5000})  # no JSON text for this int
+            catalog.flush()
+        run.log_param("after", 2)
+    assert catalog.get_run(run.id).params == {"before": 1, "after": 2}
+    kept = [json.loads(line) for path in spools.quarantine_dir(catalog).glob("*.jsonl")
+            for line in path.read_text().splitlines()]
+    assert [entry["event"] for entry in kept] == [
+        ["env", run.id, "env-1", {"digits": hex(10**5000)}]]

@@ -138,3 +138,60 @@ def test_params_that_are_not_a_mapping_warn(catalog: tracker.Catalog) -> None:
     with catalog.start_run() as run:
         with pytest.warns(tracker.TrackerWarning, match="params were not recorded"):
             run.log_params(["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_text_with_lone_surrogates_is_stored_escaped_with_a_warning(
+        catalog: tracker.Catalog) -> None:
+    # A lone surrogate is a valid Python str but not Unicode: no catalog can store it, and it
+    # used to make every later read of the catalog fail.
+    with pytest.warns(tracker.TrackerWarning, match="backslash-escaped"):
+        with catalog.start_run("run-\ud800", notes="n\udcff", labels=["l\ud800"],
+                               project="p\ud800") as run:
+            run.log_param("key-\ud800", 1)
+            run.log_param("value", "a\ud800b")
+            run.log_param("nested", {"k": ["x\udfff"]})
+            run.log_metric("loss-\ud800", 0.5)
+            run.log_param("fine", "résumé")  # valid non-ASCII text is stored as is
+    info = tracker.Catalog(catalog.path).get_run(run.id)
+    assert (info.name, info.project, info.notes, info.labels) == (
+        "run-\\ud800", "p\\ud800", "n\\udcff", ("l\\ud800",))
+    assert info.params == {"key-\\ud800": 1, "value": "a\\ud800b", "nested.k": ["x\\udfff"],
+                           "fine": "résumé"}
+    assert info.metrics == {"loss-\\ud800": 0.5}
+
+
+def test_a_step_outside_64_bits_is_dropped_with_a_warning(catalog: tracker.Catalog) -> None:
+    with catalog.start_run() as run:
+        with pytest.warns(tracker.TrackerWarning, match="outside the 64-bit range"):
+            run.log_metric("m", 0.5, step=2**70)
+        run.log_metric("m", 0.25, step=-(2**63))  # the smallest step that fits
+    history = catalog.metric_history(run.id)
+    assert history["value"].tolist() == [0.5, 0.25]
+    assert history["step"].isna().tolist() == [True, False]
+
+
+def test_an_int_too_long_for_decimal_text_reads_back(catalog: tracker.Catalog) -> None:
+    huge = 10**5000  # Python refuses to turn it into decimal text
+    with catalog.start_run() as run:
+        run.log_param("huge", huge)
+        run.log_param("negative", -huge)
+    assert catalog.get_run(run.id).params == {"huge": huge, "negative": -huge}
+    assert run.params == {"huge": huge, "negative": -huge}
+
+
+def test_a_key_whose_str_raises_is_described(catalog: tracker.Catalog) -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no str for you")
+
+        __repr__ = __str__
+
+    with catalog.start_run() as run:
+        with pytest.warns(tracker.TrackerWarning, match="str\\(\\) failed"):
+            run.log_param(Unprintable(), 1)
+            run.log_metric(Unprintable(), 0.5)
+        run.log_param("after", 2)
+    name = f"<unprintable {__name__}.{Unprintable.__qualname__}>"
+    info = catalog.get_run(run.id)
+    assert info.params == {name: 1, "after": 2}
+    assert info.metrics == {name: 0.5}

@@ -3,6 +3,9 @@
 Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died.
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.
+
+Nothing is dropped: an event the catalog refuses (a data error) is set aside in quarantine
+(``tracker.spools``) with its error, and everything else is applied.
 """
 
 from __future__ import annotations
@@ -15,21 +18,24 @@ import shutil
 import socket
 import threading
 import time
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, models, schema, values
+from tracker import columns, models, schema, spools, values
+from tracker.errors import CatalogError, TrackerWarning
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
 Event = tuple[Any, ...]
 Batch = Sequence[tuple[str, int, Event]]  # (run id, seq, event)
+Reject = spools.Reject
 
 RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
-STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
+STALE_HEARTBEAT = spools.STALE_HEARTBEAT
 _BULK = 500  # rows above which an insert goes through a DataFrame rather than executemany
 
 
@@ -38,33 +44,104 @@ def _ts(seconds: float | None) -> dt.datetime | None:
 
 
 def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
-                 cancel: threading.Event | None = None) -> None:
-    """Apply ``batch`` in one write transaction (hashing and copying happen before it).
+                 cancel: threading.Event | None = None) -> int:
+    """Apply ``batch`` in one write transaction (hashing and copying happen before it); return
+    how many events were quarantined rather than applied.
 
-    A process's first write also recovers what dead processes left, in the same transaction:
-    one catalog open where a fresh kernel's first run used to need two.
+    A process's first write also recovers what dead processes left, in the same catalog open:
+    one open where a fresh kernel's first run used to need two.
     """
     recovering = not catalog._last_recovery
     if recovering:
         catalog._last_recovery = time.monotonic()
     orphans = _orphaned_spools(catalog) if recovering else []
-    spooled = _read_spools(orphans)
-    with _applied(catalog, [*batch, *spooled], timeout=timeout, cancel=cancel) as con:
-        if recovering:
-            _mark_crashed(con, _dead_runs(con, catalog), spooled)
-    _remove(orphans)
+    return _commit(catalog, batch, orphans, find_dead=recovering, timeout=timeout,
+                   cancel=cancel)
 
 
-@contextlib.contextmanager
-def _applied(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
-             cancel: threading.Event | None = None) -> Iterator[Any]:
-    """A write transaction that has applied ``batch``; the block may add to it before commit."""
-    prepared = [(run_id, seq, _prepare(catalog, event)) for run_id, seq, event in batch]
+def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: bool,
+            dead: Sequence[str] = (), timeout: float | None = None,
+            cancel: threading.Event | None = None) -> int:
+    """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
+    (under the lock, so that two recovering processes never quarantine a line twice)."""
+    spooled, unreadable = spools.read(orphans)
+    prepared, rejected = _prepared_batch(catalog, [*batch, *spooled])
     with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        con.execute("BEGIN")
-        apply(con, prepared)
-        yield con
+        rejected += _apply_all(con, prepared)
+        _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
+        if rejected:
+            spools.quarantine(catalog, f"{socket.gethostname()}-{os.getpid()}", rejected)
+        spools.retire(catalog, unreadable)
+    return len(rejected) + sum(len(lines) for lines in unreadable.values())
+
+
+def _apply_all(con: Any, batch: Batch) -> list[Reject]:
+    """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
+    run and return the events it refuses (a lock or I/O error is raised, not judged)."""
+    try:
+        return _transaction(con, batch)
+    except Exception as exc:
+        if not _data_error(exc):
+            raise
+    by_run: dict[str, list[tuple[str, int, Event]]] = defaultdict(list)
+    for item in batch:
+        by_run[item[0]].append(item)
+    # A run whose start is refused: its other events come back as startless, so kept too.
+    return [reject for events in by_run.values() for reject in _bisected(con, events)]
+
+
+def _bisected(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
+    """Apply ``events`` in order, halving around the ones the catalog refuses."""
+    try:
+        return _transaction(con, events)
+    except Exception as exc:
+        if not _data_error(exc):
+            raise
+        if len(events) == 1:
+            run_id, seq, event = events[0]
+            return [(f"{type(exc).__name__}: {exc}", run_id, seq, event)]
+    half = len(events) // 2
+    return _bisected(con, events[:half]) + _bisected(con, events[half:])
+
+
+def _transaction(con: Any, batch: Batch) -> list[Reject]:
+    """Apply ``batch`` in a transaction of its own; return the events no run could take."""
+    con.execute("BEGIN")
+    try:
+        startless = apply(con, batch)
         con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
+            con.execute("ROLLBACK")
+        raise
+    return [("no start event of this run was ever stored", run_id, seq, event)
+            for run_id, seq, event in startless]
+
+
+def _data_error(exc: BaseException) -> bool:
+    """An error about the events themselves (a value the catalog cannot hold, a malformed
+    event), as opposed to the catalog being locked, full or unreadable."""
+    import duckdb
+
+    if isinstance(exc, (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException)):
+        return True
+    return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError)) and not \
+        isinstance(exc, (duckdb.Error, OSError))
+
+
+def _prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[tuple[str, int, Event]],
+                                                             list[Reject]]:
+    """Each event prepared (:func:`_prepare`), and those too malformed to prepare; an
+    OSError (a file that cannot be read or copied now) is raised, to be retried."""
+    prepared, rejected = [], []
+    for run_id, seq, event in batch:
+        try:
+            prepared.append((run_id, seq, _prepare(catalog, event)))
+        except OSError:
+            raise
+        except Exception as exc:
+            rejected.append((f"{type(exc).__name__}: {exc}", run_id, seq, event))
+    return prepared, rejected
 
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
@@ -128,21 +205,24 @@ class _Rows:
         self.valued: list[str] = []  # runs whose latest params or metrics changed
 
 
-def apply(con: Any, batch: Batch) -> None:
-    """Apply events inside the caller's transaction."""
+def apply(con: Any, batch: Batch) -> list[tuple[str, int, Event]]:
+    """Apply events inside the caller's transaction; return those of runs whose start was
+    never stored (nothing to attach them to: the caller keeps them)."""
     by_run: dict[str, list[tuple[int, Event]]] = defaultdict(list)
     for run_id, seq, event in batch:
         by_run[run_id].append((seq, event))
     existing = _existing_runs(con, list(by_run))
     rows = _Rows()
     now = time.time()
+    startless = []
     for run_id, events in by_run.items():
         row = existing.get(run_id)
         applied = (row or {}).get("spool_seq") or 0
         fresh = [(seq, event) for seq, event in events if seq > applied]
-        if fresh:
-            _gather(rows, run_id, fresh, row, now)
+        if fresh and not _gather(rows, run_id, fresh, row, now):
+            startless += [(run_id, seq, event) for seq, event in fresh]
     _write(con, rows)
+    return startless
 
 
 def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -153,8 +233,10 @@ def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
-            row: dict[str, Any] | None, now: float) -> None:
-    """Fold one run's events into column values (a whole new row, or updates) and rows."""
+            row: dict[str, Any] | None, now: float) -> bool:
+    """Fold one run's events into column values (a whole new row, or updates) and rows;
+    False, and nothing gathered, for events of a run whose start was never recorded."""
+    start = len(rows.params), len(rows.metrics), len(rows.cells), len(rows.artifacts)
     state: dict[str, Any] = {}
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -182,8 +264,9 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         elif kind == "end":
             _, _, status, ts, error = event
             state.update(status=status, ended_at=ts, error=error)
-    if row is None and "id" not in state:
-        return  # events of a run whose start was never recorded: nothing to attach them to
+    if row is None and "id" not in state:  # nothing to attach them to
+        _truncate(rows, *start)
+        return False
     if params:
         state["params"] = _merged((row or {}).get("params"), params)
     if metrics:
@@ -197,6 +280,13 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         rows.new_runs.append(state)
     else:
         rows.updates.append((run_id, state))
+    return True
+
+
+def _truncate(rows: _Rows, params: int, metrics: int, cells: int, artifacts: int) -> None:
+    """Take back the rows a run's events added (the run turned out to have no row)."""
+    del rows.params[params:], rows.metrics[metrics:], rows.cells[cells:]
+    del rows.artifacts[artifacts:]
 
 
 def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -372,43 +462,41 @@ def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
 # -- recovery ------------------------------------------------------------------------------
 
 
-def owner_alive(host: str | None, pid: int | None, started: float | None) -> bool | None:
-    """Whether the process that owns a run lives; None when it is on another host."""
-    if host != socket.gethostname():
-        return None
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    from tracker.run import process_start
-
-    now = process_start(pid)
-    return started is None or now is None or abs(now - started) < 1e-6
-
-
 def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
-    """Ingest orphaned spools and mark runs whose process died as crashed.
+    """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
+    the read that calls this wait or fail.
 
-    Cheap when there is nothing to do (a directory listing and one read); at most every
-    RECOVERY_INTERVAL seconds per catalog object unless ``force``.
+    Orphaned spools are looked for on every call (a directory listing), so a long-lived reader
+    sees the runs of processes that exited at once; dead runs at most every RECOVERY_INTERVAL
+    seconds per catalog object. The write lock is only tried, not waited for (unless
+    ``force``): when another process holds the catalog, a later read recovers.
     """
-    now = time.monotonic()
-    if not force and catalog._last_recovery and now - catalog._last_recovery < RECOVERY_INTERVAL:
-        return
-    catalog._last_recovery = now
     orphans = _orphaned_spools(catalog)
-    with catalog.connect(write=False) as con:
-        dead = _dead_runs(con, catalog)
+    now = time.monotonic()
+    due = force or not catalog._last_recovery or now - catalog._last_recovery >= RECOVERY_INTERVAL
+    if not orphans and not due:
+        return
+    dead: list[str] = []
+    if due:
+        catalog._last_recovery = now
+        with catalog.connect(write=False) as con:
+            dead = _dead_runs(con, catalog)
     if not orphans and not dead:
         return
-    spooled = _read_spools(orphans)
-    with _applied(catalog, spooled) as con:
-        _mark_crashed(con, dead, spooled)
-    _remove(orphans)
+    try:
+        kept = _commit(catalog, [], orphans, find_dead=False, dead=dead,
+                       timeout=None if force else 0.0)
+    except Exception as exc:  # the read goes on; the spools stay for a later one
+        if dead:
+            catalog._last_recovery = 0.0  # look for them again at the next read
+        if not isinstance(exc, OSError | CatalogError):  # locked or full: not news
+            warnings.warn(f"could not recover what exited processes left in "
+                          f"{catalog.spool_dir} ({exc!r}); it stays there for a later read",
+                          TrackerWarning, stacklevel=3)
+        return
+    if kept:
+        warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "
+                      f"{spools.quarantine_dir(catalog)}", TrackerWarning, stacklevel=3)
 
 
 def _dead_runs(con: Any, catalog: Catalog) -> list[str]:
@@ -430,70 +518,19 @@ def _own_run_ids(catalog: Catalog) -> set[str]:
     return {run.id for recorder in _recorders_of(catalog) for run in recorder.stack}
 
 
+def _orphaned_spools(catalog: Catalog) -> list[Path]:
+    return spools.orphaned(catalog.spool_dir, {r.spool_path for r in _recorders_of(catalog)})
+
+
 def _is_dead(host: str | None, pid: int | None, started: float | None,
              heartbeat: float | None) -> bool:
-    alive = owner_alive(host, pid, started)
+    alive = spools.owner_alive(host, pid, started)
     if alive is not None:
         return not alive
     return heartbeat is not None and time.time() - heartbeat > STALE_HEARTBEAT
 
 
-def _orphaned_spools(catalog: Catalog) -> list[Path]:
-    folder = catalog.spool_dir
-    if not folder.exists():
-        return []
-    mine = {recorder.spool_path for recorder in _recorders_of(catalog)}
-    orphans = []
-    for path in folder.glob("*.jsonl"):
-        if path in mine:
-            continue
-        owner = _read_owner(path)
-        if owner is None:
-            # No owner line means no events (it is written first), but a live process is
-            # between creating or truncating its spool and writing that line: only an old
-            # one is left over.
-            if _untouched_for(path) > STALE_HEARTBEAT:
-                orphans.append(path)
-            continue
-        if owner_alive(owner.get("host"), owner.get("pid"), owner.get("process_start")) is False:
-            orphans.append(path)
-    return orphans
-
-
-def _untouched_for(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _read_owner(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.loads(f.readline()).get("owner")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _read_spool(path: Path) -> list[tuple[str, int, Event]]:
-    """The complete lines of a spool; a line cut short by a kill is dropped."""
-    batch = []
-    with open(path, encoding="utf-8") as f:
-        f.readline()
-        for line in f:
-            try:
-                seq, *event = json.loads(line)
-            except ValueError:
-                break
-            batch.append((event[1], seq, tuple(event)))
-    return batch
-
-
-def _read_spools(paths: Iterable[Path]) -> list[tuple[str, int, Event]]:
-    return [event for path in paths for event in _read_spool(path)]
-
-
-def _mark_crashed(con: Any, dead: list[str], spooled: Batch) -> None:
+def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
     """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
     crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
     if not crashed:
@@ -502,9 +539,3 @@ def _mark_crashed(con: Any, dead: list[str], spooled: Batch) -> None:
         "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
         "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
         "WHERE status = 'running' AND list_contains(?, id)", [crashed])
-
-
-def _remove(spools: Iterable[Path]) -> None:
-    """Spools whose events are committed (a replay would be harmless: see spool_seq)."""
-    for path in spools:
-        path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import errno
 import getpass
 import json
 import math
@@ -28,17 +29,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, values
-from tracker.errors import ArgumentError, TrackerWarning
+from tracker import _ids, arguments, models, spools, values
+from tracker.errors import ArgumentError, CatalogError, CatalogFullError, TrackerWarning
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
 FLUSH_INTERVAL = 1.0  # seconds between catalog writes while events keep coming
+#: What is logged is in the spool file (safe from kill -9) within this many seconds, even while
+#: the catalog is locked by another process: a thread of its own spools, apart from the writer.
+SPOOL_BOUND = 1.0
+_SPOOL_EVERY = SPOOL_BOUND / 4
 HEARTBEAT_INTERVAL = 60.0  # a live run touches heartbeat_at at least this often
 _PLAIN_PARAM = {str: "str", int: "int", bool: "bool", type(None): "none"}
 _encode = json.JSONEncoder(default=str).encode  # built once: json.dumps(default=...) is not
 _MISSING = object()
+_INT64 = values.INT64
 
 
 def _user() -> str | None:
@@ -113,7 +119,9 @@ class Run:
         kind = _PLAIN_PARAM.get(type(value))
         if kind is None and type(value) is float and math.isfinite(value):
             kind = "float"
-        if kind is not None and type(key) is str and key:
+        # Non-ASCII text and very large ints take the slow path, which checks them.
+        if kind is not None and type(key) is str and key and key.isascii() and (
+                kind != "str" or value.isascii()) and (kind != "int" or -_INT64 <= value < _INT64):
             self._set_param(key, value, kind)
             return
         self._log_param_slow(key, value)
@@ -128,15 +136,25 @@ class Run:
     def _log_param_slow(self, key: Any, value: Any) -> None:
         try:
             leaves = values.flatten_params({key: value}) if isinstance(value, Mapping) else [
-                (values.key_text(key), value)]
+                (self._key(key, "param"), value)]
             for flat_key, leaf in leaves:
                 stored, kind, note = values.normalize_param(leaf)
                 if note:
-                    self._warn_once(flat_key, f"param {flat_key!r} stored as its type and "
-                                    f"repr: {note}")
+                    self._warn_once(flat_key, f"param {flat_key!r} was not stored as is: {note}")
                 self._set_param(flat_key, stored, kind)
         except Exception as exc:  # never into user code
-            self._warn_once(str(key), f"param {key!r} was not recorded: {exc!r}")
+            name = values.key_text(key)
+            self._warn_once(name, f"param {name!r} was not recorded: {exc!r}")
+
+    def _key(self, key: Any, what: str) -> str:
+        """A key as storable text, with one warning when it had to be escaped or described."""
+        text = values.key_text(key)
+        if not isinstance(key, str) and text.startswith("<unprintable "):
+            self._warn_once(text, f"a {what} key's str() failed; recorded as {text!r}",
+                            stacklevel=5)
+        elif isinstance(key, str) and text != key and key:
+            self._warn_once(text, f"{what} key {text!r}: {values.ESCAPED_NOTE}", stacklevel=5)
+        return text
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Set several params; nested dicts become dotted keys."""
@@ -153,27 +171,33 @@ class Run:
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Record a metric value (at ``step``); the latest is what queries see."""
-        if type(value) is not float or type(key) is not str or (
-                step is not None and type(step) is not int):
+        if type(value) is not float or type(key) is not str or not key.isascii() or (
+                step is not None and (type(step) is not int or not -_INT64 <= step < _INT64)):
             self._log_metric_slow(key, value, step)
             return
         self._metrics[key] = value
         self._push(("metric", self.id, key, value, step, time.time()))
 
     def _log_metric_slow(self, key: Any, value: Any, step: Any) -> None:
+        name = self._key(key, "metric")
         try:
             number = values.normalize_metric(value)
         except Exception as exc:
-            self._warn_once(f"metric:{key}", f"metric {key!r} was not recorded: {exc}")
+            self._warn_once(f"metric:{name}", f"metric {name!r} was not recorded: {exc}")
             return
         if step is not None:
             try:
                 step = int(step)
             except Exception:
-                self._warn_once(f"step:{key}", f"metric {key!r}: step {step!r} is not an "
+                self._warn_once(f"step:{name}", f"metric {name!r}: step {step!r} is not an "
                                 "integer; recorded without a step")
                 step = None
-        self.log_metric(values.key_text(key), number, step)
+        if step is not None and not -_INT64 <= step < _INT64:
+            self._warn_once(f"step:{name}", f"metric {name!r}: step {step} is outside the "
+                            "64-bit range steps are stored in; recorded without a step")
+            step = None
+        self._metrics[name] = number
+        self._push(("metric", self.id, name, number, step, time.time()))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Record several metrics at one step."""
@@ -200,13 +224,15 @@ class Run:
 
     def record(self, kind: str, *payload: Any) -> None:
         """Queue a raw event (``cell``, ``env``, ``set``, ``stored``): for the extension."""
+        if kind != "stored":  # a stored file's path must stay the path that opens it
+            payload = tuple(values.cleaned(item) for item in payload)
         self._push((kind, self.id, *payload))
 
-    def _warn_once(self, topic: str, message: str) -> None:
+    def _warn_once(self, topic: str, message: str, *, stacklevel: int = 4) -> None:
         if topic in self._warned:
             return
         self._warned.add(topic)
-        warnings.warn(message, TrackerWarning, stacklevel=4)
+        warnings.warn(message, TrackerWarning, stacklevel=stacklevel)
 
     # -- ending --------------------------------------------------------------------------
 
@@ -255,13 +281,15 @@ class Recorder:
         self._last_write = 0.0
         self._last_beat = time.monotonic()
         self._warned = False
-        self._thread: threading.Thread | None = None
+        self._warn_lock = threading.Lock()
+        self._thread: threading.Thread | None = None  # the writer: spools, then writes
+        self._spooler: threading.Thread | None = None  # spools while the writer waits
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
         self.user = _user()
         owner = {"host": self.host, "pid": self.pid, "process_start": self.process_start}
-        self._owner_line = json.dumps({"owner": owner}) + "\n"
+        self._owner_line = (json.dumps({"owner": owner}) + "\n").encode()
         self.spool_path = catalog.spool_dir / f"{self.host}-{self.pid}-{_ids.new_run_id()}.jsonl"
         _recorders.add(self)
 
@@ -283,8 +311,10 @@ class Recorder:
                 active.log_params(params)
             return active
         parent_id = parent or (active.id if active is not None else None)
-        run = Run(self, _ids.new_run_id(), name or _ids.new_run_name(),
-                  project or os.environ.get("TRACKER_PROJECT") or "default", parent_id)
+        project = project or os.environ.get("TRACKER_PROJECT") or "default"
+        _warn_if_escaped(name, project, notes, *(labels or ()))
+        run = Run(self, _ids.new_run_id(), values.text(name) if name else _ids.new_run_name(),
+                  values.text(project), parent_id)
         run.session = session
         self.queue.append(("start", run.id, self._start_attrs(run, labels, notes, attrs)))
         self.stack.append(run)
@@ -298,8 +328,9 @@ class Recorder:
         return {
             "name": run.name, "project": run.project, "started_at": time.time(),
             "host": self.host, "pid": self.pid, "process_start": self.process_start,
-            "username": self.user, "labels": list(labels or ()),
-            "notes": notes, "parent_id": run.parent_id, **(attrs or {}),
+            "username": self.user, "labels": [values.text(label) for label in labels or ()],
+            "notes": None if notes is None else values.text(notes), "parent_id": run.parent_id,
+            **values.cleaned(dict(attrs or {})),
         }
 
     def active_or_autostart(self) -> Run:
@@ -317,26 +348,62 @@ class Recorder:
         """
         if run in self.stack:
             self.stack.remove(run)
-        self.spool()
+        try:
+            self.spool()
+        except OSError as exc:  # a full disk: the events stay queued, and end() returns
+            self.warn(self._trouble(exc))
         self._write_soon()
 
     # -- the two stages ----------------------------------------------------------------
 
     def spool(self) -> None:
-        """Stage 1: move queued events to the spool file (durable against kill -9)."""
+        """Stage 1: move queued events to the spool file (durable against kill -9).
+
+        When the file cannot be written (a full disk), the events go back to the front of the
+        queue in order, and whatever part of them reached the file is cut off: retried later.
+        """
         with self._spool_lock:
             if not self.queue:
                 return
             # Opened before any event leaves the queue: if opening fails, nothing is lost.
             handle = self._spool or self._open_spool()
+            events = []
             while self.queue:
-                event = self.queue.popleft()
-                run_id = event[1]
-                seq = self._seq.get(run_id, 0) + 1
-                self._seq[run_id] = seq
-                handle.write(_encode([seq, *event]) + "\n")
-                self._pending.append((run_id, seq, event))
-            handle.flush()
+                events.append(self.queue.popleft())
+            lines, pending, seqs, rejected = self._encoded(events)
+            try:
+                if rejected:  # first: if this fails, nothing was written
+                    spools.quarantine(self.catalog, self.spool_path.stem, rejected)
+            except BaseException:
+                self.queue.extendleft(reversed(events))
+                raise
+            try:
+                spools.append_whole(handle, "".join(lines).encode())
+            except BaseException:
+                self.queue.extendleft(reversed([event for _, _, event in pending]))
+                raise
+            self._seq.update(seqs)
+            self._pending.extend(pending)
+        if rejected:
+            self.warn(f"{len(rejected)} event(s) could not be written to the spool; kept in "
+                      f"{spools.quarantine_dir(self.catalog)}")
+
+    def _encoded(self, events: list[tuple[Any, ...]]) -> tuple[
+            list[str], list[tuple[str, int, tuple[Any, ...]]], dict[str, int], list[Any]]:
+        """Spool lines for ``events``, numbered per run, and the events JSON cannot hold."""
+        seqs: dict[str, int] = {}
+        lines, pending, rejected = [], [], []
+        for event in events:
+            run_id = event[1]
+            seq = seqs.get(run_id, self._seq.get(run_id, 0)) + 1
+            try:
+                lines.append(_encode([seq, *event]) + "\n")
+            except Exception as exc:  # a raw event with an object JSON cannot write
+                rejected.append((repr(exc), run_id, None, event))
+                continue
+            seqs[run_id] = seq
+            pending.append((run_id, seq, event))
+        return lines, pending, seqs, rejected
 
     def _open_spool(self) -> Any:
         folder = self.spool_path.parent
@@ -344,17 +411,35 @@ class Recorder:
             self.catalog.ensure_folder()
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One file per process, not per run: a sweep of short runs opens no file per run.
-        handle = open(self.spool_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
-        os.chmod(self.spool_path, 0o600)
-        handle.write(self._owner_line)
+        # Unbuffered: a write that fails leaves nothing behind in a buffer to be written later.
+        handle = open(self.spool_path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+        try:
+            os.chmod(self.spool_path, 0o600)
+            spools.append_whole(handle, self._owner_line)
+        except BaseException:
+            handle.close()
+            self.spool_path.unlink(missing_ok=True)
+            raise
         self._spool = handle
         return handle
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Both stages now, from the calling thread."""
-        self.spool()
+        try:
+            self.spool()
+        except OSError as exc:
+            error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
+            raise error(self._trouble(exc), path=str(self.catalog.path)) from exc
         with self._db_lock:
             self._write(timeout)
+
+    def _trouble(self, exc: BaseException) -> str:
+        """What a failed stage means for the user, and what to do."""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return (f"the disk holding {self.spool_path.parent} is full: what this process "
+                    "logs is kept in memory, in order, and written once space is freed")
+        return (f"could not record to the catalog {self.catalog.path} ({exc}); "
+                "tracking retries in the background")
 
     def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
         from tracker import ingest
@@ -364,11 +449,14 @@ class Recorder:
         if not batch:
             return
         try:
-            ingest.write_events(self.catalog, batch, timeout=timeout, cancel=cancel)
+            kept = ingest.write_events(self.catalog, batch, timeout=timeout, cancel=cancel)
         except BaseException:
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
             raise
+        if kept:
+            self.warn(f"{kept} event(s) the catalog could not store were kept in "
+                      f"{spools.quarantine_dir(self.catalog)}")
         self._last_write = time.monotonic()
         self._after_write({run_id for run_id, _, _ in batch})
 
@@ -379,8 +467,7 @@ class Recorder:
             if self._pending or self._spool is None:
                 return
             self._spool.truncate(0)  # append mode: the next write lands at offset 0
-            self._spool.write(self._owner_line)
-            self._spool.flush()
+            spools.append_whole(self._spool, self._owner_line)
             for run_id in run_ids:
                 if run_id not in live:
                     self._seq.pop(run_id, None)
@@ -402,11 +489,24 @@ class Recorder:
         self._ensure_thread()
 
     def _ensure_thread(self) -> None:
+        if self._spooler is None or not self._spooler.is_alive():
+            self._spooler = threading.Thread(target=self._spool_loop, name="tracker-spooler",
+                                             daemon=True)
+            self._spooler.start()
         if self._thread is not None and self._thread.is_alive():
             self._wake.set()
             return
         self._thread = threading.Thread(target=self._loop, name="tracker-flusher", daemon=True)
         self._thread.start()
+
+    def _spool_loop(self) -> None:
+        """Spool often, whatever the writer is waiting for: the SPOOL_BOUND promise."""
+        while not self._stop.wait(_SPOOL_EVERY):
+            try:
+                self.spool()
+            except Exception as exc:
+                self.warn(self._trouble(exc))
+                self._stop.wait(1.0)  # a full disk: no point re-encoding the queue 4 times a second
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -417,8 +517,7 @@ class Recorder:
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                self.warn(f"could not record to the catalog {self.catalog.path} ({exc}); "
-                          "tracking retries in the background")
+                self.warn(self._trouble(exc))
                 time.sleep(1.0)
 
     def _tick(self) -> None:
@@ -437,9 +536,10 @@ class Recorder:
 
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
-        if self._warned:
-            return
-        self._warned = True
+        with self._warn_lock:  # the spooler and the writer often meet the same trouble at once
+            if self._warned:
+                return
+            self._warned = True
         warnings.warn(message, TrackerWarning, stacklevel=2)
 
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
@@ -460,6 +560,8 @@ class Recorder:
             # Unbounded on purpose: a cancelled lock wait returns at once, and what remains is
             # at most one DuckDB statement, which must not be cut off.
             self._thread.join()
+        if self._spooler is not None and self._spooler is not threading.current_thread():
+            self._spooler.join()
         deadline = max(deadline - (time.monotonic() - started), 0.05)
         try:
             self.spool()  # whatever the flusher left; the next process ingests what is late
@@ -471,6 +573,12 @@ class Recorder:
             self._remove_spool()
         except Exception:
             pass  # at exit nobody can be warned; the spool holds everything
+
+
+def _warn_if_escaped(*texts: Any) -> None:
+    if not all(values.valid_text(t) for t in texts if isinstance(t, str)):
+        warnings.warn(f"a run's name, project, notes or labels: {values.ESCAPED_NOTE}",
+                      TrackerWarning, stacklevel=4)
 
 
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()

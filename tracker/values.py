@@ -3,8 +3,10 @@
 A param is stored as JSON plus the name of its kind (``int``, ``float``, ``datetime``, ``path``,
 ...), so that it reads back as what was logged and numbers still compare as numbers. Nested dicts
 become dotted keys (``{"optimizer": {"lr": 0.1}}`` -> ``optimizer.lr``). Objects with no faithful
-JSON form are stored as their type and a bounded repr, with one warning. Nothing here raises into
-user code: the callers turn a failure into a warning.
+JSON form are stored as their type and a bounded repr, with one warning. Text that is not valid
+Unicode (lone surrogates, which no catalog can store) is kept backslash-escaped (``"\\ud800"``),
+and an integer too long for decimal text is kept as hex text of kind ``bigint``. Nothing here
+raises into user code: the callers turn a failure into a warning.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import decimal
 import enum
 import math
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,6 +24,9 @@ REPR_LIMIT = 1000  # characters of repr kept for objects stored by description
 ARRAY_LIMIT = 10_000  # elements of an array or sequence stored in full
 
 _PLAIN = (str, int, bool, type(None))
+INT64 = 2**63  # metric steps are BIGINT: -INT64 <= step < INT64
+_max_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)  # Python 3.11+ has a limit
+ESCAPED_NOTE = "text that is not valid Unicode (a lone surrogate) is stored backslash-escaped"
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -43,6 +49,46 @@ def decode(value: Any, kind: str | None) -> Any:
         return NON_FINITE.get(value, value)
     if kind == "float" and isinstance(value, int):
         return float(value)
+    if kind == "bigint" and isinstance(value, str):
+        return int(value, 16)
+    return value
+
+
+def valid_text(text: str) -> bool:
+    """Whether ``text`` can be stored as is (UTF-8 encodable: no lone surrogates)."""
+    if text.isascii():  # the common case, and cheap
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(text: str) -> str:
+    """``text``, with lone surrogates backslash-escaped so that any catalog can store it."""
+    if valid_text(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def text(value: Any) -> str:
+    """``str(value)`` made storable; an object whose ``str`` raises is named by its type."""
+    try:
+        raw = value if isinstance(value, str) else str(value)
+    except Exception:
+        return f"<unprintable {_type_name(value)}>"
+    return clean_text(raw)
+
+
+def cleaned(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, text) with every text in it made storable."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {text(k): cleaned(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [cleaned(item) for item in value]
     return value
 
 
@@ -58,43 +104,59 @@ def flatten_params(params: Mapping[Any, Any], *, prefix: str = "") -> Iterator[t
 
 def key_text(key: Any) -> str:
     """Keys are text; anything else is stored as its ``str``; an empty key is ``"_"``."""
-    text = key if isinstance(key, str) else str(key)
-    return text or "_"
+    return text(key) or "_"
 
 
 def normalize_param(value: Any) -> tuple[Any, str, str | None]:
-    """``(json_value, kind, note)``; ``note`` says why the value was stored by description."""
+    """``(json_value, kind, note)``; ``note`` says why the value was not stored as is."""
+    notes: list[str] = []
     try:
-        json_value, kind = _normalize(value, depth=0)
-        return json_value, kind, None
+        json_value, kind = _normalize(value, depth=0, notes=notes)
+        return json_value, kind, notes[0] if notes else None
     except Unfaithful as why:
         return _described(value), "object", str(why)
     except Exception as exc:  # a hostile __repr__/__iter__: describe, never raise
         return {"type": _type_name(value), "repr": "<unrepresentable>"}, "object", repr(exc)
 
 
-def _normalize(value: Any, *, depth: int) -> tuple[Any, str]:
-    if type(value) in _PLAIN:
-        return value, type(value).__name__ if value is not None else "none"
+def _normalize(value: Any, *, depth: int, notes: list[str]) -> tuple[Any, str]:
+    if value is None:
+        return None, "none"
     if isinstance(value, bool):
         return bool(value), "bool"
     if isinstance(value, enum.Enum):
-        return _normalize(value.value, depth=depth)[0], "enum"
+        return _normalize(value.value, depth=depth, notes=notes)[0], "enum"
     if isinstance(value, int):
-        return int(value), "int"
+        return _integer(int(value), depth=depth)
     if isinstance(value, float):
         return encode_float(float(value)), "float"
     if isinstance(value, str):
-        return str(value), "str"
+        if not valid_text(value):
+            notes.append(ESCAPED_NOTE)
+        return clean_text(str(value)), "str"
     if depth > 20:
         raise Unfaithful("nested more than 20 levels deep")
-    converted = _convert_known(value, depth=depth)
+    converted = _convert_known(value, depth=depth, notes=notes)
     if converted is not None:
         return converted
     raise Unfaithful(f"{_type_name(value)} has no faithful JSON form")
 
 
-def _convert_known(value: Any, *, depth: int) -> tuple[Any, str] | None:
+def _integer(value: int, *, depth: int) -> tuple[Any, str]:
+    """An int as JSON; one too long for decimal text (Python refuses to convert it) as hex."""
+    limit = _max_digits()
+    if not limit or value.bit_length() < limit * 3:  # 3 bits per digit: fewer than the limit
+        return value, "int"
+    try:
+        str(value)
+        return value, "int"
+    except ValueError:
+        if depth:
+            raise Unfaithful("an integer too long for decimal text") from None
+        return hex(value), "bigint"
+
+
+def _convert_known(value: Any, *, depth: int, notes: list[str]) -> tuple[Any, str] | None:
     if isinstance(value, _dt.datetime):
         return value.isoformat(), "datetime"
     if isinstance(value, _dt.date):
@@ -107,30 +169,31 @@ def _convert_known(value: Any, *, depth: int) -> tuple[Any, str] | None:
         return str(value), "decimal"
     if isinstance(value, os.PathLike):
         path = os.fspath(value)
-        return (path if isinstance(path, str) else os.fsdecode(path)), "path"
+        return clean_text(path if isinstance(path, str) else os.fsdecode(path)), "path"
     if isinstance(value, bytes | bytearray):
         return _bounded(repr(bytes(value))), "bytes"
     if isinstance(value, Mapping):
-        return {key_text(k): _normalize(v, depth=depth + 1)[0] for k, v in value.items()}, "dict"
+        return {key_text(k): _normalize(v, depth=depth + 1, notes=notes)[0]
+                for k, v in value.items()}, "dict"
     if isinstance(value, tuple):
-        return _sequence(value, depth=depth), "tuple"
+        return _sequence(value, depth=depth, notes=notes), "tuple"
     if isinstance(value, list):
-        return _sequence(value, depth=depth), "list"
+        return _sequence(value, depth=depth, notes=notes), "list"
     if isinstance(value, set | frozenset):
-        return _sequence(sorted(value, key=repr), depth=depth), "set"
-    return _convert_library(value, depth=depth)
+        return _sequence(sorted(value, key=repr), depth=depth, notes=notes), "set"
+    return _convert_library(value, depth=depth, notes=notes)
 
 
-def _convert_library(value: Any, *, depth: int) -> tuple[Any, str] | None:
+def _convert_library(value: Any, *, depth: int, notes: list[str]) -> tuple[Any, str] | None:
     """numpy and pandas values, recognised without importing either library."""
     module = type(value).__module__.split(".")[0]
     if module == "numpy":
         if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
             item = value.item()
             if isinstance(item, _PLAIN + (float,)):
-                return _normalize(item, depth=depth)
+                return _normalize(item, depth=depth, notes=notes)
         if hasattr(value, "tolist") and getattr(value, "size", ARRAY_LIMIT + 1) <= ARRAY_LIMIT:
-            return _sequence(value.tolist(), depth=depth), "ndarray"
+            return _sequence(value.tolist(), depth=depth, notes=notes), "ndarray"
         raise Unfaithful(f"array of shape {getattr(value, 'shape', '?')} is too large to store")
     if module == "pandas":
         if type(value).__name__ == "Timestamp":
@@ -138,29 +201,31 @@ def _convert_library(value: Any, *, depth: int) -> tuple[Any, str] | None:
         if type(value).__name__ == "Timedelta":
             return value.total_seconds(), "timedelta"
         if type(value).__name__ == "Series" and len(value) <= ARRAY_LIMIT:
-            return _sequence(value.tolist(), depth=depth), "series"
+            return _sequence(value.tolist(), depth=depth, notes=notes), "series"
         raise Unfaithful(f"{_type_name(value)} is stored by description")
     if module == "torch" and hasattr(value, "numel") and value.numel() == 1:
-        return _normalize(value.item(), depth=depth)
+        return _normalize(value.item(), depth=depth, notes=notes)
     return None
 
 
-def _sequence(items: Any, *, depth: int) -> list[Any]:
+def _sequence(items: Any, *, depth: int, notes: list[str]) -> list[Any]:
     if len(items) > ARRAY_LIMIT:
         raise Unfaithful(f"sequence of {len(items)} items is too long to store")
-    return [_normalize(item, depth=depth + 1)[0] for item in items]
+    return [_normalize(item, depth=depth + 1, notes=notes)[0] for item in items]
 
 
 def _described(value: Any) -> dict[str, str]:
     try:
-        text = repr(value)
+        shown = clean_text(repr(value))
     except Exception:
-        text = "<unrepresentable>"
-    return {"type": _type_name(value), "repr": _bounded(text)}
+        shown = "<unrepresentable>"
+    return {"type": _type_name(value), "repr": _bounded(shown)}
 
 
-def _bounded(text: str) -> str:
-    return text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT] + f"... ({len(text)} chars)"
+def _bounded(shown: str) -> str:
+    if len(shown) <= REPR_LIMIT:
+        return shown
+    return shown[:REPR_LIMIT] + f"... ({len(shown)} chars)"
 
 
 def _type_name(value: Any) -> str:

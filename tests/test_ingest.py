@@ -1,0 +1,140 @@
+"""Applying recorded events to the catalog, and recovering what dead processes left behind:
+what the catalog cannot store is kept in quarantine, never dropped, and never blocks the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tracker
+from tracker import ingest, spools
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _run_events(run_id: str, name: str, *, first_seq: int = 1) -> list[list[Any]]:
+    """What a recorder spools for a short run: start, a param, a metric, end."""
+    now = time.time()
+    events = [["start", run_id, {"name": name, "project": "default", "started_at": now}],
+              ["param", run_id, "lr", 0.1, "float", now],
+              ["metric", run_id, "loss", 0.5, 1, now],
+              ["end", run_id, "completed", now, None]]
+    return [[first_seq + i, *event] for i, event in enumerate(events)]
+
+
+def _orphaned_spool(catalog: tracker.Catalog, lines: list[str]) -> Path:
+    """A spool left by a process of this host that has exited."""
+    catalog.spool_dir.mkdir(parents=True, exist_ok=True)
+    pid = _dead_pid()
+    path = catalog.spool_dir / f"{socket.gethostname()}-{pid}-0001.jsonl"
+    owner = {"owner": {"host": socket.gethostname(), "pid": pid, "process_start": None}}
+    path.write_text(json.dumps(owner) + "\n" + "".join(lines))
+    return path
+
+
+def _lines(events: list[list[Any]]) -> list[str]:
+    return [json.dumps(event) + "\n" for event in events]
+
+
+def _quarantined(catalog: tracker.Catalog) -> list[dict[str, Any]]:
+    folder = spools.quarantine_dir(catalog)
+    return [json.loads(line) for path in sorted(folder.glob("*.jsonl"))
+            for line in path.read_text().splitlines()]
+
+
+def test_recovery_skips_a_line_cut_short_and_keeps_it(catalog: tracker.Catalog) -> None:
+    # A write cut short by a full disk, then three complete runs logged after space was freed.
+    cut_short = json.dumps([5, "metric", "r0", "loss", 0.25, 2, time.time()])[:20] + "\n"
+    lines = [*_lines(_run_events("r0", "before")[:3]), cut_short]
+    for n in range(1, 4):
+        lines += _lines(_run_events(f"r{n}", f"after-{n}"))
+    lines.append(_lines(_run_events("r4", "last"))[0][:-10])  # the kill cut the very last line
+    spool = _orphaned_spool(catalog, lines)
+
+    with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+        frame = catalog.runs()
+    assert sorted(frame["name"]) == ["after-1", "after-2", "after-3", "before"]
+    assert set(frame.loc[frame["name"] != "before", "status"]) == {"completed"}
+    assert not spool.exists()  # everything in it is either in the catalog or in quarantine
+    kept = _quarantined(catalog)
+    assert [entry["event"] for entry in kept] == [cut_short, lines[-1]]
+    assert all("line" in entry["error"] for entry in kept)
+
+
+def test_an_event_the_catalog_refuses_is_quarantined_and_the_rest_applied(
+        catalog: tracker.Catalog) -> None:
+    # Events as an older tracker spooled them, before values were checked at log time.
+    good = _run_events("good", "good")
+    poisoned = _run_events("poisoned", "poisoned")
+    poisoned.insert(2, [9, "param", "poisoned", "\ud800", 1, "int", time.time()])
+    poisoned.insert(3, [10, "metric", "poisoned", "m", 0.5, 2**70, time.time()])
+    for seq, event in enumerate(poisoned, start=1):
+        event[0] = seq
+    unnamed = _run_events("unnamed", "bad-\udfff")  # a start the catalog refuses
+    batch = [(event[2], event[0], tuple(event[1:])) for event in [*good, *poisoned, *unnamed]]
+
+    assert ingest.write_events(catalog, batch) == 2 + len(unnamed)
+
+    frame = tracker.Catalog(catalog.path).runs()  # a fresh process reads the catalog fine
+    assert sorted(frame["name"]) == ["good", "poisoned"]
+    assert catalog.get_run("poisoned").params == {"lr": 0.1}
+    assert catalog.get_run("poisoned").status == "completed"
+    kept = _quarantined(catalog)
+    assert [(entry["run_id"], entry["seq"]) for entry in kept] == [
+        ("poisoned", 3), ("poisoned", 4), *[("unnamed", n) for n in range(1, 5)]]
+    assert "Conversion" in kept[0]["error"]
+    assert kept[0]["event"] == ["param", "poisoned", "\ud800", 1, "int", kept[0]["event"][5]]
+    assert "no start event" in kept[-1]["error"]
+
+
+def test_a_dead_process_spool_with_a_poison_event_no_longer_breaks_reads(
+        catalog: tracker.Catalog) -> None:
+    events = _run_events("mixed", "mixed")
+    events.insert(2, [3, "param", "mixed", "k", "a\ud800", "str", time.time()])
+    for seq, event in enumerate(events, start=1):
+        event[0] = seq
+    _orphaned_spool(catalog, _lines(events + _run_events("other", "other")))
+
+    with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+        assert sorted(catalog.runs()["name"]) == ["mixed", "other"]
+    assert sorted(tracker.Catalog(catalog.path).runs()["name"]) == ["mixed", "other"]
+    assert [entry["seq"] for entry in _quarantined(catalog)] == [3]
+
+
+def test_a_spool_whose_bad_lines_cannot_be_kept_is_not_deleted(catalog: tracker.Catalog) -> None:
+    catalog.runs()
+    spool = _orphaned_spool(catalog, [*_lines(_run_events("r1", "r1")), "garbage\n"])
+    spools.quarantine_dir(catalog).write_text("")  # a file where the folder should be
+
+    assert list(catalog.runs()["name"]) == ["r1"]  # the read goes on; what could be, is in
+    assert spool.exists()
+
+    os.unlink(spools.quarantine_dir(catalog))
+    with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+        assert list(catalog.runs()["name"]) == ["r1"]  # a replay applies nothing twice
+    assert not spool.exists()
+    assert [entry["event"] for entry in _quarantined(catalog)] == ["garbage\n"]
+
+
+def test_a_malformed_event_is_quarantined_and_the_rest_applied(catalog: tracker.Catalog) -> None:
+    events = _run_events("r1", "r1")
+    events.insert(1, [2, "artifact", "r1", "input"])  # too short: not what any tracker wrote
+    for seq, event in enumerate(events, start=1):
+        event[0] = seq
+    _orphaned_spool(catalog, _lines(events))
+
+    with pytest.warns(tracker.TrackerWarning, match="quarantine"):
+        assert catalog.runs()["status"].tolist() == ["completed"]
+    assert [entry["event"] for entry in _quarantined(catalog)] == [["artifact", "r1", "input"]]

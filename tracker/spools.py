@@ -1,0 +1,191 @@
+"""Spool files on disk: finding those that dead processes left, reading them, and keeping in
+quarantine what cannot be stored.
+
+A spool is ``<catalog>.spool/<host>-<pid>-<id>.jsonl``: an owner line, then one JSON line per
+event, ``[seq, kind, run id, ...]`` (written by ``tracker.run``, applied by ``tracker.ingest``).
+Nothing in a spool is ever dropped: a line that is not an event, and an event the catalog
+refuses, go to ``<catalog>.spool/quarantine/<name>.jsonl`` as ``{"error", "run_id", "seq",
+"event", "quarantined_at"}`` lines, and a spool is removed only once all of it is in the catalog
+or in quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import values
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+
+STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
+
+Event = tuple[Any, ...]
+Spooled = tuple[str, int, Event]  # (run id, seq, event)
+Reject = tuple[str, Any, Any, Any]  # (error, run id, seq, event or the unreadable line)
+
+
+def owner_alive(host: str | None, pid: int | None, started: float | None) -> bool | None:
+    """Whether the process that owns a run lives; None when it is on another host."""
+    if host != socket.gethostname():
+        return None
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    from tracker.run import process_start
+
+    now = process_start(pid)
+    return started is None or now is None or abs(now - started) < 1e-6
+
+
+def append_whole(handle: Any, data: bytes) -> None:
+    """Append ``data`` to an unbuffered spool whole or not at all (a full disk cuts writes)."""
+    start = os.fstat(handle.fileno()).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[handle.write(view):]
+    except BaseException:
+        os.ftruncate(handle.fileno(), start)  # never a partial line for recovery to trip on
+        raise
+
+
+def orphaned(folder: Path, mine: set[Path]) -> list[Path]:
+    """The spools in ``folder`` whose process is gone (``mine``, this process's, excepted)."""
+    if not folder.exists():
+        return []
+    orphans = []
+    for path in folder.glob("*.jsonl"):
+        if path in mine:
+            continue
+        owner = _read_owner(path)
+        if owner is None:
+            # No owner line means no events (it is written first), but a live process is
+            # between creating or truncating its spool and writing that line: only an old
+            # one is left over.
+            if _untouched_for(path) > STALE_HEARTBEAT:
+                orphans.append(path)
+            continue
+        if owner_alive(owner.get("host"), owner.get("pid"), owner.get("process_start")) is False:
+            orphans.append(path)
+    return orphans
+
+
+def _untouched_for(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _read_owner(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.loads(f.readline()).get("owner")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read(paths: Iterable[Path]) -> tuple[list[Spooled], dict[Path, list[Reject]]]:
+    """All events of ``paths``, and each path's unreadable lines (a file gone meanwhile was
+    recovered by another process: it is skipped)."""
+    events: list[Spooled] = []
+    unreadable: dict[Path, list[Reject]] = {}
+    for path in paths:
+        try:
+            batch, bad = _read_spool(path)
+        except FileNotFoundError:
+            continue
+        events += batch
+        unreadable[path] = bad
+    return events, unreadable
+
+
+def _read_spool(path: Path) -> tuple[list[Spooled], list[Reject]]:
+    """The events of a spool, and the lines that are not events (one cut short by a kill or a
+    full disk, garbage): those are skipped, for quarantine, and reading goes on."""
+    batch, unreadable = [], []
+    with open(path, "rb") as f:
+        f.readline()
+        for number, line in enumerate(f, start=2):
+            try:
+                batch.append(_spooled_event(line))
+            except (ValueError, TypeError, IndexError) as exc:
+                text = line.decode("utf-8", "backslashreplace")
+                unreadable.append((f"line {number} of {path.name} is not an event: {exc!r}",
+                                   None, None, text))
+    return batch, unreadable
+
+
+def _spooled_event(line: bytes) -> Spooled:
+    seq, *event = json.loads(line)
+    if type(seq) is not int or not isinstance(event[0], str) or not isinstance(event[1], str):
+        raise ValueError("not [seq, kind, run id, ...]")
+    return event[1], seq, tuple(event)
+
+
+def retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
+    """Spools whose events are committed go, once their unreadable lines are in quarantine
+    (a spool whose lines could not be kept stays; a replay is harmless: see runs.spool_seq).
+    Called under the catalog's write lock, so two processes never quarantine a line twice."""
+    for path, lines in unreadable.items():
+        if not path.exists():
+            continue  # another process recovered it first
+        if lines:
+            quarantine(catalog, path.stem, lines)
+        path.unlink(missing_ok=True)
+
+
+def quarantine_dir(catalog: Catalog) -> Path:
+    """Where events that could not be stored are kept, as JSON lines, each with its error."""
+    return catalog.spool_dir / "quarantine"
+
+
+def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
+    """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool)."""
+    folder = quarantine_dir(catalog)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{name}.jsonl"
+    text = "".join(_quarantine_line(*reject) for reject in rejects)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _quarantine_line(error: str, run_id: Any, seq: Any, event: Any) -> str:
+    record = {"error": error, "run_id": run_id, "seq": seq, "event": event,
+              "quarantined_at": time.time()}
+    return json.dumps(_writable(record)) + "\n"
+
+
+def _writable(value: Any) -> Any:
+    """``value`` with whatever JSON cannot write as text: an int too long for decimal text as
+    hex, any other object as its repr (or its type, when even that raises)."""
+    if value is None or isinstance(value, str | float | bool):
+        return value
+    if isinstance(value, int):
+        try:
+            str(value)
+            return value
+        except ValueError:
+            return hex(value)
+    if isinstance(value, dict):
+        return {values.text(key): _writable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(item) for item in value]
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
