@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, models, values
-from tracker.errors import TrackerWarning
+from tracker.errors import CatalogLockedError, TrackerWarning
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -346,10 +346,23 @@ class Recorder:
         return handle
 
     def flush(self, *, timeout: float | None = None) -> None:
-        """Both stages now, from the calling thread."""
+        """Both stages now, from the calling thread, within ``timeout`` in all: the flusher
+        thread may be waiting for the catalog's lock already, and its wait counts as ours."""
         self.spool()
-        with self._db_lock:
-            self._write(timeout)
+        wait = self.catalog.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        if not self._db_lock.acquire(timeout=max(wait, 0.001)):
+            from tracker import _lock
+
+            holder = _lock.holder_of(f"{self.catalog.path}.lock") or "another process"
+            raise CatalogLockedError(
+                f"catalog {self.catalog.path} is locked by {holder}; gave up after {wait:g} s "
+                "(set TRACKER_LOCK_TIMEOUT to wait longer)", path=str(self.catalog.path),
+                holder=holder)
+        try:
+            self._write(max(deadline - time.monotonic(), 0.0))
+        finally:
+            self._db_lock.release()
 
     def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
         from tracker import ingest
