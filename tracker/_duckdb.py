@@ -30,7 +30,10 @@ _CONFIG = {
     # seconds of waiting without a network, and code from the network with one.
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
-    "threads": 2,  # catalogs are small; a thread per core per instance only costs memory
+    # Catalogs are small: a pool of threads per core per instance (and 8 more for async I/O)
+    # only costs memory, times each instance a process keeps.
+    "threads": 2,
+    "async_threads": 1,
 }
 KEPT = 4  # instances kept open for catalogs not in use
 
