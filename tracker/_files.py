@@ -14,6 +14,7 @@ path would hang or swallow every operation whoever owns it.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from pathlib import Path
@@ -158,7 +159,23 @@ def _check_magic(path: Path) -> None:
     if header[8:12] != MAGIC:
         raise NotACatalogError(
             f"{path} cannot be opened as a tracker catalog (it is not a DuckDB file); the "
-            "file was left untouched", path=str(path))
+            f"file was left untouched. If it was a catalog, it is damaged: "
+            f"{restore_advice(path)}", path=str(path))
+
+
+def restore_advice(path: Path) -> str:
+    """What to do with a catalog tracker cannot read: restore the newest backup tracker left
+    before a migration (``<catalog>.v<N>.bak``), or, with none, start anew."""
+    backups = []
+    for backup in path.parent.glob(f"{glob.escape(path.name)}.v*.bak"):
+        version = backup.name[len(path.name) + 2:-len(".bak")]
+        if version.isdigit():
+            backups.append((int(version), backup))
+    if backups:
+        return (f"Restore it from the backup made before the last upgrade ({max(backups)[1]}): "
+                f"move {path.name} aside and copy the backup in its place")
+    return (f"There is no backup of it beside it ({path.name}.v<N>.bak): move it aside to "
+            "start a new catalog, or restore it from your own backups")
 
 
 def _stat(path: Path, *, follow: bool = True) -> os.stat_result | None:
@@ -170,8 +187,9 @@ def _stat(path: Path, *, follow: bool = True) -> os.stat_result | None:
         raise CatalogError(f"{path.parent} is not a folder; the catalog cannot live in it",
                            path=str(path)) from None
     except PermissionError:
-        raise CatalogError(f"{path} cannot be examined (permission denied on a folder above "
-                           "it); choose a catalog in a folder you can read", path=str(path)) from None
+        raise CatalogError(f"{path} cannot be examined (permission denied on a folder "
+                           "above it); choose a catalog in a folder you can read",
+                           path=str(path)) from None
 
 
 def _kind(mode: int) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import random
 import re
@@ -288,7 +287,7 @@ class Catalog:
         if not version.isdigit() or int(version) < 1:
             raise NotACatalogError(
                 f"catalog {self.path} has no valid schema version (meta.schema_version is "
-                f"{version or 'missing'}); it was left untouched. {_restore_advice(self.path)}",
+                f"{version or 'missing'}); it was left untouched. {_files.restore_advice(self.path)}",
                 path=str(self.path))
         return int(version)
 
@@ -537,23 +536,9 @@ def _translation(path: Path, exc: Exception) -> CatalogError | None:
     if isinstance(exc, damaged) or type(exc) is duckdb.Error:
         return NotACatalogError(
             f"catalog {path} cannot be read: it is damaged or not a tracker catalog "
-            f"({_first_line(text)}); it was left untouched. {_restore_advice(path)}",
+            f"({_first_line(text)}); it was left untouched. {_files.restore_advice(path)}",
             path=str(path))
     return None
-
-
-def _restore_advice(path: Path) -> str:
-    """What to do with a catalog tracker cannot read: the backups it left, if any."""
-    backups = []
-    for backup in path.parent.glob(f"{glob.escape(path.name)}.v*.bak"):
-        version = backup.name[len(path.name) + 2:-len(".bak")]
-        if version.isdigit():
-            backups.append((int(version), backup))
-    if backups:
-        return (f"Restore it from the backup made before the last upgrade ({max(backups)[1]}): "
-                f"move {path.name} aside and copy the backup in its place")
-    return (f"There is no backup of it beside it ({path.name}.v<N>.bak): move it aside to "
-            "start a new catalog, or restore it from your own backups")
 
 
 def _disk_full(path: Path, detail: str) -> CatalogFullError:
