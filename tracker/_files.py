@@ -95,7 +95,7 @@ def _check_owner(catalog: Path, checked: Path, found: os.stat_result) -> None:
         f"refusing the catalog {catalog}: {checked} {problem}, so another user could read "
         f"or forge your runs. If you trust it, add it to {TRUST_VARIABLE} (catalog files or "
         f"folders separated by {os.pathsep!r}, or '*' for all), e.g. "
-        f"export {TRUST_VARIABLE}={checked if checked != catalog else catalog.parent}",
+        f"export {TRUST_VARIABLE}={catalog}",
         path=str(catalog))
 
 
@@ -159,7 +159,7 @@ def _check_magic(path: Path) -> None:
     if header[8:12] != MAGIC:
         raise NotACatalogError(
             f"{path} cannot be opened as a tracker catalog (it is not a DuckDB file); the "
-            f"file was left untouched. If it was a catalog, it is damaged: "
+            f"file was left untouched. If it was a catalog, it is damaged. "
             f"{restore_advice(path)}", path=str(path))
 
 

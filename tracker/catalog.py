@@ -133,7 +133,7 @@ class Catalog:
         raw access while playing by the catalog's locking rules. ``timeout`` bounds the whole
         operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
         """
-        self.vet()
+        self._vet()
         wait = _Wait(self.timeout if timeout is None else timeout)
         with _translated(self.path):
             self.ensure_folder()
@@ -149,7 +149,7 @@ class Catalog:
             with self._locked(write, wait, cancel) as connection:
                 yield connection
 
-    def vet(self) -> None:
+    def _vet(self) -> None:
         """Refuse, before anything is opened or created, a catalog path that holds something
         other than a DuckDB file or that another user controls (see :mod:`tracker._files`)."""
         if not self._vetted:
@@ -284,10 +284,11 @@ class Catalog:
         row = connection.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = str(row[0]) if row else ""
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or int(version) < 1:
+            stored = repr(version) if row else "missing"
             raise NotACatalogError(
                 f"catalog {self.path} has no valid schema version (meta.schema_version is "
-                f"{version or 'missing'}); it was left untouched. {_files.restore_advice(self.path)}",
+                f"{stored}); it was left untouched. {_files.restore_advice(self.path)}",
                 path=str(self.path))
         return int(version)
 
@@ -316,7 +317,7 @@ class Catalog:
         from tracker.run import Recorder
 
         if self._recorder is None:
-            self.vet()  # before the first event reaches a spool file beside the catalog
+            self._vet()  # before the first event reaches a spool file beside the catalog
             self._recorder = Recorder(self)
         return self._recorder
 
