@@ -532,13 +532,15 @@ def _translation(path: Path, exc: Exception) -> CatalogError | None:
         return _folder_error(path, text)
     # A SQL mistake has its own subclass (ParserException...); a damaged file raises these,
     # or the bare duckdb.Error ("Corrupt database file: ... checksum does not match").
-    damaged = (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
-               duckdb.SerializationException)
-    if isinstance(exc, damaged) or type(exc) is duckdb.Error:
+    damaged = (duckdb.InternalException, duckdb.FatalException, duckdb.SerializationException)
+    if (isinstance(exc, damaged) or type(exc) is duckdb.Error
+            or (isinstance(exc, duckdb.IOException) and str(path) in text)):
         return NotACatalogError(
             f"catalog {path} cannot be read: it is damaged or not a tracker catalog "
             f"({_first_line(text)}); it was left untouched. {_files.restore_advice(path)}",
             path=str(path))
+    if isinstance(exc, duckdb.IOException):  # about another file a query named
+        return CatalogError(f"catalog {path}: {_first_line(text)}", path=str(path))
     return None
 
 
