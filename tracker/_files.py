@@ -4,8 +4,9 @@ A catalog holds params, cell sources, host and user names and paths, so a catalo
 or sidecar) that another user controls is refused as git refuses a repository of "dubious
 ownership": that user could read our runs or forge theirs into our queries. A folder with the
 sticky bit (``/tmp``) is refused too when others may write it: they cannot replace our files
-there, but they can create the sidecar names (``.lock``, ``.spool/``...) before we do. Each
-check is one ``stat`` per path, done once per :class:`tracker.Catalog` object.
+there, but they can create the sidecar names (``.lock``, ``.spool/``...) before we do. The
+checks cost a ``stat`` per path (the catalog, its folder, its sidecars), once per
+:class:`tracker.Catalog` object, not per operation.
 
 ``TRACKER_TRUSTED_CATALOGS`` (``os.pathsep``-separated catalog files or folders, ``*`` for all)
 lifts the ownership checks, never the file-type checks: a FIFO or a device at the catalog's

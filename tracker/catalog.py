@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_LOCK_TIMEOUT = 30.0
 _DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
 _PID = re.compile(r"\(PID (\d+)\)")
-_DISK_FULL = re.compile(r"No space left on device|disk is full", re.IGNORECASE)
+_DISK_FULL = re.compile(r"No space left on device", re.IGNORECASE)
 _NO_ACCESS = re.compile(r"Permission denied|Read-only file system", re.IGNORECASE)
 _NO_ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
@@ -217,6 +217,8 @@ class Catalog:
         except OSError as exc:
             raise _folder_error(self.path, exc.strerror or str(exc)) from None
         os.chmod(self.folder, 0o700)
+        # Another user may have made it between the first check (it was missing) and mkdir.
+        _files.vet(self.path)
 
     def _open(self, file: Path, *, write: bool, wait: _Wait) -> Any:
         """Attach ``file``, waiting out another tool's DuckDB lock until the deadline; any
