@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import os
+import socket
+import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
 import tracker
-from tracker import schema
-from tracker.errors import CatalogLockedError, CatalogVersionError, NotACatalogError
+from tracker import _duckdb, schema
+from tracker.errors import (
+    CatalogError,
+    CatalogFullError,
+    CatalogLockedError,
+    CatalogOwnershipError,
+    CatalogVersionError,
+    NotACatalogError,
+)
 
 
 def test_catalog_is_created_private_to_the_user(tmp_path: Path) -> None:
@@ -233,3 +243,369 @@ def test_a_long_transaction_on_one_catalog_does_not_hold_another_open(tmp_path: 
         stop.set()
         reader.join()
     assert len(other.runs()) == 30
+
+
+# -- whose catalog it is ------------------------------------------------------------------
+
+NOBODY = 65534  # another user, as far as the checks can tell
+
+
+def _files_in(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``folder`` with its size, mode and modification time."""
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mode,
+                                         p.lstat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def _assert_refused(path: Path, error: type[Exception]) -> None:
+    """Reads and writes both refuse ``path``, and nothing beside it is created or changed."""
+    before = _files_in(path.parent)
+    with pytest.raises(error, match="TRACKER_TRUSTED_CATALOGS" if error is CatalogOwnershipError
+                       else str(path.name)):
+        tracker.Catalog(path).runs()
+    with pytest.raises(error):
+        tracker.Catalog(path).start_run("mine")
+    with pytest.raises(error), tracker.Catalog(path).connect(write=True):
+        pass
+    assert _files_in(path.parent) == before
+
+
+def _catalog_with_a_run(path: Path) -> tracker.Catalog:
+    catalog = tracker.Catalog(path)
+    with catalog.start_run("kept"):
+        pass
+    catalog.flush()
+    return catalog
+
+
+def test_a_catalog_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "catalog.duckdb"
+    _catalog_with_a_run(path)
+    os.chown(path, NOBODY, NOBODY)
+    _assert_refused(path, CatalogOwnershipError)
+    with pytest.raises(PermissionError, match="owned by"):
+        tracker.Catalog(path).runs()
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o606])
+def test_a_catalog_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "shared" / "catalog.duckdb"
+    _catalog_with_a_run(path)
+    os.chmod(path, mode)
+    _assert_refused(path, CatalogOwnershipError)
+
+
+def test_a_catalog_writable_by_a_group_of_others_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "catalog.duckdb"
+    _catalog_with_a_run(path)
+    os.chown(path, os.geteuid(), NOBODY)
+    os.chmod(path, 0o660)
+    _assert_refused(path, CatalogOwnershipError)
+
+
+@pytest.mark.parametrize("change", ["owner", "world-writable", "sticky /tmp-like"])
+def test_a_catalog_in_a_folder_others_control_is_refused(tmp_path: Path, change: str) -> None:
+    path = tmp_path / "shared" / "catalog.duckdb"
+    _catalog_with_a_run(path)
+    if change == "owner":
+        os.chown(path.parent, NOBODY, NOBODY)
+    else:
+        os.chmod(path.parent, 0o777 if change == "world-writable" else 0o1777)
+    _assert_refused(path, CatalogOwnershipError)
+
+
+def test_a_new_catalog_in_a_folder_others_control_is_not_created(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o1777)
+    _assert_refused(folder / "catalog.duckdb", CatalogOwnershipError)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("sidecar", [".lock", ".wal", ".draft", ".spool", ".blobs"])
+def test_a_sidecar_planted_by_another_user_is_refused(tmp_path: Path, sidecar: str) -> None:
+    path = tmp_path / "shared" / "catalog.duckdb"
+    _catalog_with_a_run(path)
+    planted = path.with_name(path.name + sidecar)
+    if sidecar in (".spool", ".blobs"):
+        planted.mkdir(exist_ok=True)
+    else:
+        planted.touch()
+    os.chown(planted, NOBODY, NOBODY)
+    _assert_refused(path, CatalogOwnershipError)
+
+
+def test_a_catalog_can_be_trusted_explicitly(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "shared" / "catalog.duckdb"
+    _catalog_with_a_run(path)
+    os.chmod(path.parent, 0o1777)
+    os.chown(path, NOBODY, NOBODY)
+    for trusted in (str(path), str(path.parent), str(tmp_path), f"/elsewhere{os.pathsep}*"):
+        monkeypatch.setenv("TRACKER_TRUSTED_CATALOGS", trusted)
+        assert list(tracker.Catalog(path).runs()["name"]) == ["kept"]
+    monkeypatch.setenv("TRACKER_TRUSTED_CATALOGS", str(tmp_path / "other"))
+    with pytest.raises(CatalogOwnershipError):
+        tracker.Catalog(path).runs()
+
+
+def test_ownership_is_checked_once_per_catalog_object_not_per_operation(
+        tmp_path: Path) -> None:
+    catalog = _catalog_with_a_run(tmp_path / "catalog.duckdb")
+    os.chown(catalog.path, NOBODY, NOBODY)
+    assert len(catalog.runs()) == 1  # checked when this object first opened it
+    with pytest.raises(CatalogOwnershipError):
+        tracker.Catalog(catalog.path).runs()
+
+
+# -- what is at the path ------------------------------------------------------------------
+
+
+def _within(seconds: float, action: object) -> BaseException | None:
+    """Run ``action`` on a thread; fail the test if it has not returned in ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            action()  # type: ignore[operator]
+            outcome.append(None)
+        except BaseException as exc:  # handed back to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still waiting after {seconds} s"
+    return outcome[0]
+
+
+def _write_meta(catalog: tracker.Catalog) -> None:
+    with catalog.connect(write=True) as con:
+        con.execute("INSERT INTO meta VALUES ('note', 'written')")
+
+
+def test_damaged_catalogs_raise_catalog_errors_and_are_left_untouched(tmp_path: Path) -> None:
+    original = _catalog_with_a_run(tmp_path / "good.duckdb").path.read_bytes()
+    used = len(original) // 4  # past it, blocks are free space a flip does not damage
+    damaged = [original[:end] for end in range(0, used, used // 12)]
+    for offset in [*range(0, 4096 * 3, 1024), *range(4096 * 3, used, used // 16)]:
+        flipped = bytearray(original)
+        flipped[offset] ^= 0xFF
+        damaged.append(bytes(flipped))
+    refused = 0
+    for n, content in enumerate(damaged):
+        path = tmp_path / f"damaged{n}.duckdb"
+        path.write_bytes(content)
+        for action in (tracker.Catalog(path).runs, lambda: _write_meta(tracker.Catalog(path))):
+            error = _within(10, action)
+            if error is None:
+                continue  # the damage was in a part this operation never reads
+            assert isinstance(error, CatalogError), f"case {n}: {error!r}"
+            assert str(path) in str(error) and "no backup" in str(error)
+            assert path.read_bytes() == content
+            refused += 1
+    assert refused >= len(damaged)  # at least one of the two operations noticed, on average
+
+
+def test_a_damaged_catalog_names_the_backup_to_restore(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("kept"):
+        pass
+    catalog.flush()
+    for version in (1, 2):
+        backup = catalog.path.with_name(f"{catalog.path.name}.v{version}.bak")
+        backup.write_bytes(catalog.path.read_bytes())
+    catalog.path.write_bytes(catalog.path.read_bytes()[:5000])
+    with pytest.raises(NotACatalogError, match=r"catalog\.duckdb\.v2\.bak"):
+        tracker.Catalog(catalog.path).runs()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "socket", "device", "lock directory",
+                                  "lock fifo", "lock symlink"])
+def test_odd_things_at_the_catalog_path_are_refused_at_once(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "catalog.duckdb"
+    if kind.startswith("lock"):
+        _catalog_with_a_run(path)
+    odd = path.with_name(path.name + ".lock") if kind.startswith("lock") else path
+    if kind.endswith("directory"):
+        odd.unlink(missing_ok=True)
+        odd.mkdir()
+    elif kind.endswith("fifo"):
+        odd.unlink(missing_ok=True)
+        os.mkfifo(odd)
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(odd))
+        server.close()  # the socket file stays
+    else:
+        odd.unlink(missing_ok=True)
+        odd.symlink_to("/dev/null" if kind == "device" else tmp_path / "elsewhere")
+    for action in (tracker.Catalog(path).runs, lambda: _write_meta(tracker.Catalog(path))):
+        error = _within(5, action)
+        assert isinstance(error, CatalogError), repr(error)
+        assert str(odd) in str(error)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "sqlite", "empty"])
+def test_files_of_other_formats_are_refused_quickly_and_without_a_lock(tmp_path: Path,
+                                                                       kind: str) -> None:
+    path = tmp_path / f"runs.{kind}"
+    if kind == "csv":
+        path.write_text("a,b\n1,2\n")
+    elif kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"a": [1, 2]}), path)
+    elif kind == "sqlite":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE runs (id TEXT)")
+        con.commit()
+        con.close()
+    else:
+        path.touch()
+    content = path.read_bytes()
+    started = time.monotonic()
+    with pytest.raises(NotACatalogError, match="not a DuckDB file"):
+        tracker.Catalog(path).runs()
+    with pytest.raises(NotACatalogError):
+        tracker.Catalog(path).start_run("mine")
+    assert time.monotonic() - started < 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("stored", ["abc", "-1", "0", None])
+def test_a_bad_schema_version_is_refused_and_left_untouched(catalog: tracker.Catalog,
+                                                            stored: str | None) -> None:
+    catalog.runs()
+    con = duckdb.connect(str(catalog.path))
+    con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+    if stored is not None:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [stored])
+    con.close()
+    content = catalog.path.read_bytes()
+    for action in (tracker.Catalog(catalog.path).runs,
+                   lambda: _write_meta(tracker.Catalog(catalog.path))):
+        with pytest.raises(NotACatalogError, match="no valid schema version"):
+            action()
+    assert catalog.path.read_bytes() == content
+
+
+# -- full and read-only disks -------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on its own 8 MB tmpfs (root can mount one; CI runs as root here)."""
+    folder = tmp_path / "disk"
+    folder.mkdir(mode=0o700)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
+                              str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file until the disk is full; removing it frees the space."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 65536)
+    except OSError:
+        pass
+    try:
+        while True:
+            os.write(fd, b"x")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_keeps_runs_in_the_spool_until_space_is_freed(small_disk: Path) -> None:
+    catalog = _catalog_with_a_run(small_disk / "catalog.duckdb")
+    with pytest.warns(tracker.TrackerWarning, match="is full") as warned:
+        # Holding the catalog keeps the background flusher out until the disk is full; then
+        # it fails too, and warns.
+        with catalog.connect():
+            with catalog.start_run("late", params={"note": "x" * 1000}) as run:
+                for step in range(100):
+                    run.log_metric("loss", 1 / (step + 1), step=step)
+            filler = _fill(small_disk)
+        for action in (catalog.flush, catalog.runs):
+            with pytest.raises(CatalogFullError, match="full") as caught:
+                action()
+            assert isinstance(caught.value, OSError)
+            assert "catalog.duckdb.spool" in str(caught.value)
+        deadline = time.monotonic() + 10
+        while not warned and time.monotonic() < deadline:
+            time.sleep(0.05)
+        filler.unlink()
+        catalog.flush()
+    assert sorted(tracker.Catalog(catalog.path).runs()["name"]) == ["kept", "late"]
+    assert len(catalog.metric_history(run.id, "loss")) == 100
+
+
+def test_a_read_only_folder_gives_a_catalog_error_naming_it(small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    path = small_disk / "catalog.duckdb"
+    for action in (tracker.Catalog(path).runs, lambda: _write_meta(tracker.Catalog(path))):
+        with pytest.raises(CatalogError, match=f"folder {small_disk} .*cannot be written"):
+            action()
+    assert list(small_disk.iterdir()) == []
+
+
+# -- resources and waits ------------------------------------------------------------------
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_reading_many_catalogs_keeps_few_duckdb_instances(tmp_path: Path) -> None:
+    first = tracker.Catalog(tmp_path / "catalog0.duckdb")
+    first.runs()
+    threads = _threads()
+    for n in range(1, 50):
+        assert tracker.Catalog(tmp_path / f"catalog{n}.duckdb").runs().empty
+    assert _duckdb.live_instances() <= _duckdb.KEPT + 1
+    assert _threads() <= threads + 2 * _duckdb.KEPT
+    assert first.runs().empty  # a closed instance is started again when needed
+
+
+def test_flush_gives_up_after_its_timeout_not_twice_it(tmp_path: Path) -> None:
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb", timeout=2)
+    catalog.runs()
+    ready = tmp_path / "ready"
+    holder = _hold(f"""
+        import fcntl, os, time
+        fd = os.open({str(catalog.path) + '.lock'!r}, os.O_RDWR)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        open({str(ready)!r}, "w").close()
+        time.sleep(60)
+    """, ready)
+    try:
+        with pytest.warns(tracker.TrackerWarning, match="locked") as warned:
+            with catalog.start_run("waiting"):
+                pass
+            time.sleep(0.5)  # the background flusher is now waiting for the lock
+            started = time.monotonic()
+            with pytest.raises(CatalogLockedError, match=f"PID {holder.pid}"):
+                catalog.flush()
+            assert time.monotonic() - started < 1.6 * catalog.timeout
+            deadline = time.monotonic() + 10
+            while not warned and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        holder.kill()
+        holder.wait()
+    catalog.flush()
+    assert list(catalog.runs()["name"]) == ["waiting"]

@@ -16,6 +16,7 @@ file would drop the process's locks on it).
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import struct
@@ -29,7 +30,8 @@ try:
 except ImportError:  # Windows: threads are still serialised; processes are not.
     fcntl = None  # type: ignore[assignment]
 
-from tracker.errors import CatalogLockedError
+from tracker._files import check_lock_file
+from tracker.errors import CatalogError, CatalogLockedError
 
 _FLOCK = "hhqqi4x"  # struct flock on Linux x86_64/aarch64: type, whence, start, len, pid
 
@@ -54,9 +56,27 @@ if hasattr(os, "register_at_fork"):
 def _lock_fd(path: str) -> tuple[int, threading.Lock]:
     with _guard:
         if path not in _fds:
-            _fds[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            _fds[path] = _open_lock_file(path)
             _thread_locks[path] = threading.Lock()
         return _fds[path], _thread_locks[path]
+
+
+def _open_lock_file(path: str) -> int:
+    """Open (or create) the lock file without following a symlink or blocking on a FIFO."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise  # permissions, a full disk: tracker.catalog says what to do
+        raise CatalogError(f"{path} is not a regular file ({exc.strerror}); remove it and "
+                           "try again", path=path) from None
+    try:
+        check_lock_file(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def holder_of(path: str, *, write: bool = True) -> str | None:
@@ -87,16 +107,19 @@ def describe_process(pid: int) -> str:
 
 @contextmanager
 def locked(catalog_path: str, *, write: bool, timeout: float,
-           cancel: threading.Event | None = None) -> Iterator[None]:
+           cancel: threading.Event | None = None,
+           deadline: float | None = None) -> Iterator[None]:
     """Hold the catalog's sidecar lock (exclusive if ``write``) for the ``with`` block.
 
-    Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass, or at
-    once when ``cancel`` is set while waiting (the flusher thread stopping at exit).
+    Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass (or at
+    ``deadline``, a ``time.monotonic()`` shared by a whole operation), or at once when
+    ``cancel`` is set while waiting (the flusher thread stopping at exit).
     """
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
-    deadline = time.monotonic() + timeout
-    if not thread_lock.acquire(timeout=max(timeout, 0.001)):
+    if deadline is None:
+        deadline = time.monotonic() + timeout
+    if not thread_lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
         raise _locked_error(catalog_path, "another thread of this process", timeout)
     try:
         _acquire(fd, path, catalog_path, write=write, deadline=deadline, timeout=timeout,

@@ -14,6 +14,7 @@ methods on the default catalog.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
@@ -24,12 +25,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _duckdb, _lock, arguments, schema
+from tracker import _duckdb, _files, _lock, arguments, schema
 from tracker.errors import (
     CatalogError,
+    CatalogFullError,
     CatalogLockedError,
     CatalogVersionError,
     NotACatalogError,
+    TrackerError,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
 DEFAULT_LOCK_TIMEOUT = 30.0
 _DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
 _PID = re.compile(r"\(PID (\d+)\)")
+_DISK_FULL = re.compile(r"No space left on device", re.IGNORECASE)
+_NO_ACCESS = re.compile(r"Permission denied|Read-only file system", re.IGNORECASE)
+_NO_ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _set_version(connection: Any) -> None:
@@ -94,6 +100,7 @@ class Catalog:
         self.timeout = _lock_timeout() if timeout is None else arguments.seconds(timeout,
                                                                                  "timeout")
         self._ready = False
+        self._vetted = False  # the files' types and owners are checked once per object
         self._recorder: Any = None  # tracker.run.Recorder, created by the first run
         self._last_recovery = 0.0
 
@@ -124,22 +131,31 @@ class Catalog:
         detached (checkpointed and closed), then unlocked.
 
         Most users never need this: it is for tracker's own modules and for tools that want
-        raw access while playing by the catalog's locking rules.
+        raw access while playing by the catalog's locking rules. ``timeout`` bounds the whole
+        operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
         """
-        self.ensure_folder()
-        wait = self.timeout if timeout is None else timeout
-        if not self._ready and not write and not self.path.exists():
-            self._prepare(wait)  # a read of a catalog nobody has written yet creates it
-        with self._locked(write, wait, cancel) as connection:
-            # The schema check rides on the first connection: a fresh kernel's first write
-            # creates the catalog and writes its run in one open, not three.
-            if self._ready or self._check(connection, write):
-                with _translated(self.path):
+        self._vet()
+        wait = _Wait(self.timeout if timeout is None else timeout)
+        with _translated(self.path):
+            self.ensure_folder()
+            if not self._ready and not write and not self.path.exists():
+                self._prepare(wait)  # a read of a catalog nobody has written yet creates it
+            with self._locked(write, wait, cancel) as connection:
+                # The schema check rides on the first connection: a fresh kernel's first write
+                # creates the catalog and writes its run in one open, not three.
+                if self._ready or self._check(connection, write):
                     yield connection
-                return
-        self._prepare(wait)  # migrate, refuse or explain, under an exclusive lock
-        with self._locked(write, wait, cancel) as connection, _translated(self.path):
-            yield connection
+                    return
+            self._prepare(wait)  # migrate, refuse or explain, under an exclusive lock
+            with self._locked(write, wait, cancel) as connection:
+                yield connection
+
+    def _vet(self) -> None:
+        """Refuse, before anything is opened or created, a catalog path that holds something
+        other than a DuckDB file or that another user controls (see :mod:`tracker._files`)."""
+        if not self._vetted:
+            _files.vet(self.path)
+            self._vetted = True
 
     @contextlib.contextmanager
     def read_locked(self, *, timeout: float | None = None) -> Iterator[Path]:
@@ -147,22 +163,26 @@ class Catalog:
         :meth:`connect`) and yield its path, for a reader that opens the file with a DuckDB of
         its own (:mod:`tracker.readonly_sql`); that reader must close the file inside the block.
         """
-        self.ensure_folder()
-        wait = self.timeout if timeout is None else timeout
-        if not self._ready:
-            self._prepare(wait)
-        with _lock.locked(str(self.path), write=False, timeout=wait):
-            yield self.path
+        self._vet()
+        wait = _Wait(self.timeout if timeout is None else timeout)
+        with _translated(self.path):
+            self.ensure_folder()
+            if not self._ready:
+                self._prepare(wait)
+            with _lock.locked(str(self.path), write=False, timeout=wait.total,
+                              deadline=wait.deadline):
+                yield self.path
 
     @contextlib.contextmanager
-    def _locked(self, write: bool, wait: float,
+    def _locked(self, write: bool, wait: _Wait,
                 cancel: threading.Event | None) -> Iterator[Any]:
-        with _lock.locked(str(self.path), write=write, timeout=wait, cancel=cancel), \
-                self._attached(write=write, timeout=wait) as connection:
+        with _lock.locked(str(self.path), write=write, timeout=wait.total,
+                          deadline=wait.deadline, cancel=cancel), \
+                self._attached(write=write, wait=wait) as connection:
             yield connection
 
     @contextlib.contextmanager
-    def _attached(self, *, write: bool, timeout: float) -> Iterator[Any]:
+    def _attached(self, *, write: bool, wait: _Wait) -> Iterator[Any]:
         """The catalog file attached for one operation; the caller holds the sidecar lock.
 
         A new catalog is built in a draft file beside it and renamed into place once complete:
@@ -174,8 +194,7 @@ class Catalog:
         creating = write and not self.path.exists()
         if creating:
             _remove_database(draft)  # a process killed while creating left it
-        connection = self._open(draft if creating else self.path, write=write,
-                                deadline=time.monotonic() + timeout, timeout=timeout)
+        connection = self._open(draft if creating else self.path, write=write, wait=wait)
         try:
             yield connection
         finally:
@@ -210,10 +229,17 @@ class Catalog:
         """Create the catalog's folder, private to the user (mode 0700), if missing."""
         if self.folder.exists():
             return
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _folder_error(self.path, exc.strerror or str(exc)) from None
         os.chmod(self.folder, 0o700)
+        # Another user may have made it between the first check (it was missing) and mkdir.
+        _files.vet(self.path)
 
-    def _open(self, file: Path, *, write: bool, deadline: float, timeout: float) -> Any:
+    def _open(self, file: Path, *, write: bool, wait: _Wait) -> Any:
+        """Attach ``file``, waiting out another tool's DuckDB lock until the deadline; any
+        other DuckDB error goes to :func:`_translated`."""
         import duckdb
 
         pause = 0.01
@@ -223,24 +249,25 @@ class Catalog:
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not _DUCKDB_LOCK.search(text):
-                    raise _not_a_catalog(self.path, text) from None
+                    raise
                 # Another tool (a DuckDB shell, say) holds the file outside our protocol.
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= wait.deadline:
                     pid = _PID.search(text)
                     holder = _lock.describe_process(int(pid.group(1))) if pid else "another process"
                     raise CatalogLockedError(
-                        f"catalog {self.path} is locked by {holder}; gave up after {timeout:g} s",
-                        path=str(self.path), holder=holder) from None
+                        f"catalog {self.path} is locked by {holder}; gave up after "
+                        f"{wait.total:g} s", path=str(self.path), holder=holder) from None
                 time.sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 0.2)
 
     # -- schema ------------------------------------------------------------------------
 
-    def _prepare(self, timeout: float) -> None:
+    def _prepare(self, wait: _Wait) -> None:
         """Create, check or migrate the catalog once per Catalog object."""
-        with _lock.locked(str(self.path), write=True, timeout=timeout):
+        with _lock.locked(str(self.path), write=True, timeout=wait.total,
+                          deadline=wait.deadline):
             fresh = not self.path.exists()
-            version = None if fresh else self._stored_version(timeout)
+            version = None if fresh else self._stored_version(wait)
             if version is not None and version > schema.SCHEMA_VERSION:
                 raise CatalogVersionError(
                     f"catalog {self.path} has schema version {version}, newer than this "
@@ -252,11 +279,11 @@ class Catalog:
                 shutil.copy2(self.path, backup)
                 os.chmod(backup, 0o600)
             if version != schema.SCHEMA_VERSION:
-                self._build(version, timeout)
+                self._build(version, wait)
         self._ready = True
 
-    def _stored_version(self, timeout: float) -> int | None:
-        with self._attached(write=False, timeout=timeout) as connection:
+    def _stored_version(self, wait: _Wait) -> int | None:
+        with self._attached(write=False, wait=wait) as connection:
             return self._version_in(connection)
 
     def _version_in(self, connection: Any) -> int | None:
@@ -275,10 +302,17 @@ class Catalog:
                 path=str(self.path))
         row = connection.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        version = str(row[0]) if row else ""
+        if not (version.isascii() and version.isdigit()) or int(version) < 1:
+            stored = repr(version) if row else "missing"
+            raise NotACatalogError(
+                f"catalog {self.path} has no valid schema version (meta.schema_version is "
+                f"{stored}); it was left untouched. {_files.restore_advice(self.path)}",
+                path=str(self.path))
+        return int(version)
 
-    def _build(self, version: int | None, timeout: float) -> None:
-        with self._attached(write=True, timeout=timeout) as connection:
+    def _build(self, version: int | None, wait: _Wait) -> None:
+        with self._attached(write=True, wait=wait) as connection:
             if version is None:
                 self._create(connection)
                 return
@@ -302,6 +336,7 @@ class Catalog:
         from tracker.run import Recorder
 
         if self._recorder is None:
+            self._vet()  # before the first event reaches a spool file beside the catalog
             self._recorder = Recorder(self)
         return self._recorder
 
@@ -484,19 +519,79 @@ class Catalog:
         return exchange.import_run(self, path)
 
 
+class _Wait:
+    """One deadline for a whole operation, and the timeout it came from (for messages)."""
+
+    __slots__ = ("deadline", "total")
+
+    def __init__(self, total: float) -> None:
+        self.total = total
+        self.deadline = time.monotonic() + total
+
+
 @contextlib.contextmanager
 def _translated(path: Path) -> Iterator[None]:
-    """The one place duckdb's exceptions become tracker's."""
+    """The one place duckdb's and the OS's exceptions about the catalog become tracker's."""
     import duckdb
 
     try:
         yield
-    except duckdb.IOException as exc:
-        raise CatalogError(f"catalog {path}: {exc}", path=str(path)) from exc
-    except duckdb.InternalException as exc:
-        raise NotACatalogError(
-            f"catalog {path} looks corrupt ({exc}); it was left untouched",
-            path=str(path)) from exc
+    except TrackerError:
+        raise
+    except duckdb.Error as exc:
+        if isinstance(exc, duckdb.FatalException):
+            _duckdb.discard(str(path))  # DuckDB says this instance can no longer be used
+        error = _translation(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full(path, exc.strerror or str(exc)) from exc
+        if exc.errno in _NO_ACCESS_ERRNOS:
+            raise _folder_error(path, exc.strerror or str(exc)) from exc
+        raise
+
+
+def _translation(path: Path, exc: Exception) -> CatalogError | None:
+    """The tracker error for a DuckDB error about the file; None for one about a query."""
+    import duckdb
+
+    text = str(exc)
+    if _DISK_FULL.search(text):
+        return _disk_full(path, text)
+    if _NO_ACCESS.search(text):
+        return _folder_error(path, text)
+    # A SQL mistake has its own subclass (ParserException...); a damaged file raises these,
+    # or the bare duckdb.Error ("Corrupt database file: ... checksum does not match").
+    damaged = (duckdb.InternalException, duckdb.FatalException, duckdb.SerializationException)
+    if (isinstance(exc, damaged) or type(exc) is duckdb.Error
+            or (isinstance(exc, duckdb.IOException) and str(path) in text)):
+        return NotACatalogError(
+            f"catalog {path} cannot be read: it is damaged or not a tracker catalog "
+            f"({_first_line(text)}); it was left untouched. {_files.restore_advice(path)}",
+            path=str(path))
+    if isinstance(exc, duckdb.IOException):  # about another file a query named
+        return CatalogError(f"catalog {path}: {_first_line(text)}", path=str(path))
+    return None
+
+
+def _disk_full(path: Path, detail: str) -> CatalogFullError:
+    return CatalogFullError(
+        f"the disk holding the catalog {path} is full ({_first_line(detail)}); runs not yet "
+        f"written are kept in {path.name}.spool/ beside it and reach the catalog at the next "
+        "flush once space is freed", path=str(path))
+
+
+def _folder_error(path: Path, detail: str) -> CatalogError:
+    return CatalogError(
+        f"cannot use the catalog {path}: its folder {path.parent} or its files cannot be "
+        f"written ({_first_line(detail)}); fix their permissions or choose another catalog "
+        "(TRACKER_CATALOG or --catalog)", path=str(path))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else "no detail"
 
 
 def _wal(database: Path) -> Path:
@@ -506,9 +601,3 @@ def _wal(database: Path) -> Path:
 def _remove_database(database: Path) -> None:
     database.unlink(missing_ok=True)
     _wal(database).unlink(missing_ok=True)
-
-
-def _not_a_catalog(path: Path, reason: str) -> NotACatalogError:
-    return NotACatalogError(
-        f"{path} cannot be opened as a tracker catalog ({reason.strip()}); "
-        "the file was left untouched", path=str(path))

@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, arguments, models, spools, values
-from tracker.errors import ArgumentError, CatalogError, CatalogFullError, TrackerWarning
+from tracker.errors import (
+    ArgumentError,
+    CatalogError,
+    CatalogFullError,
+    CatalogLockedError,
+    TrackerWarning,
+)
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -424,14 +430,27 @@ class Recorder:
         return handle
 
     def flush(self, *, timeout: float | None = None) -> None:
-        """Both stages now, from the calling thread."""
+        """Both stages now, from the calling thread, within ``timeout`` in all: the flusher
+        thread may be waiting for the catalog's lock already, and its wait counts as ours."""
         try:
             self.spool()
         except OSError as exc:
             error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
             raise error(self._trouble(exc), path=str(self.catalog.path)) from exc
-        with self._db_lock:
-            self._write(timeout)
+        wait = self.catalog.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        if not self._db_lock.acquire(timeout=max(wait, 0.001)):
+            from tracker import _lock
+
+            holder = _lock.holder_of(f"{self.catalog.path}.lock") or "another process"
+            raise CatalogLockedError(
+                f"catalog {self.catalog.path} is locked by {holder}; gave up after {wait:g} s "
+                "(set TRACKER_LOCK_TIMEOUT to wait longer)", path=str(self.catalog.path),
+                holder=holder)
+        try:
+            self._write(max(deadline - time.monotonic(), 0.0))
+        finally:
+            self._db_lock.release()
 
     def _trouble(self, exc: BaseException) -> str:
         """What a failed stage means for the user, and what to do."""
