@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,41 @@ def catalog(tmp_path: Path) -> Iterator[tracker.Catalog]:
     fresh = tracker.Catalog(tmp_path / "catalog.duckdb")
     yield fresh
     _end_open_runs(fresh)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A private folder on its own 16 MB tmpfs, to fill up for real (root can mount one, and CI
+    runs as root on this kind of machine: there a failure to mount fails the test)."""
+    folder = tmp_path / "disk"
+    folder.mkdir(mode=0o700)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
+                              str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        # Lazy: this process keeps the catalog's lock file open for its lifetime.
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def fill_disk() -> Callable[[Path], Path]:
+    """``fill_disk(folder)`` writes a file there until the disk is full and returns it;
+    removing the file frees the space."""
+
+    def fill(folder: Path) -> Path:
+        filler = folder / "filler"
+        with open(filler, "wb", buffering=0) as f:
+            for chunk in (b"x" * 65536, b"x"):  # big writes, then the last bytes one by one
+                try:
+                    while True:
+                        f.write(chunk)
+                except OSError:
+                    pass
+        return filler
+
+    return fill

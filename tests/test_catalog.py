@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -494,43 +494,8 @@ def test_a_bad_schema_version_is_refused_and_left_untouched(catalog: tracker.Cat
 # -- full and read-only disks -------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A folder on its own 8 MB tmpfs (root can mount one; CI runs as root here)."""
-    folder = tmp_path / "disk"
-    folder.mkdir(mode=0o700)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
-                              str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs in CI: {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def _fill(folder: Path) -> Path:
-    """Write a file until the disk is full; removing it frees the space."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"x" * 65536)
-    except OSError:
-        pass
-    try:
-        while True:
-            os.write(fd, b"x")
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
-
-
-def test_a_full_disk_keeps_runs_in_the_spool_until_space_is_freed(small_disk: Path) -> None:
+def test_a_full_disk_keeps_runs_in_the_spool_until_space_is_freed(
+        small_disk: Path, fill_disk: Callable[[Path], Path]) -> None:
     catalog = _catalog_with_a_run(small_disk / "catalog.duckdb")
     with pytest.warns(tracker.TrackerWarning, match="is full") as warned:
         # Holding the catalog keeps the background flusher out until the disk is full; then
@@ -539,7 +504,7 @@ def test_a_full_disk_keeps_runs_in_the_spool_until_space_is_freed(small_disk: Pa
             with catalog.start_run("late", params={"note": "x" * 1000}) as run:
                 for step in range(100):
                     run.log_metric("loss", 1 / (step + 1), step=step)
-            filler = _fill(small_disk)
+            filler = fill_disk(small_disk)
         for action in (catalog.flush, catalog.runs):
             with pytest.raises(CatalogFullError, match="full") as caught:
                 action()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -212,50 +209,25 @@ def test_what_is_logged_is_spooled_while_the_writer_waits_for_the_lock(
     run.end()
 
 
-@contextlib.contextmanager
-def _small_disk(folder: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs mounted on ``folder`` (root can mount one; so can CI)."""
-    folder.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {exc}")
-    try:
-        yield folder
-    finally:
-        # Lazy: this process keeps the catalog's lock file open for its lifetime.
-        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def _fill(path: Path) -> None:
-    with open(path, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"x" * 65536)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-
-
-def test_a_full_disk_never_breaks_logging_and_loses_nothing(tmp_path: Path) -> None:
-    with _small_disk(tmp_path / "small") as disk:
-        catalog = tracker.Catalog(disk / "catalog.duckdb")
-        catalog.runs()  # the catalog exists; then the disk fills up
-        _fill(disk / "filler")
-        with pytest.warns(tracker.TrackerWarning, match="is full"):
-            with catalog.start_run("on-a-full-disk", params={"lr": 0.1}) as run:
-                for step in range(1000):
-                    run.log_metric("loss", 1 / (step + 1), step=step)
-            time.sleep(2 * SPOOL_BOUND)  # the background threads meet the full disk too
-            with pytest.raises(tracker.CatalogFullError, match="is full"):
-                catalog.flush()
-        (disk / "filler").unlink()
-        catalog.flush()
-        info = catalog.get_run(run.id)
-        assert (info.status, info.params) == ("completed", {"lr": 0.1})
-        assert catalog.metric_history(run.id)["step"].tolist() == list(range(1000))
+def test_a_full_disk_never_breaks_logging_and_loses_nothing(
+        small_disk: Path, fill_disk: Callable[[Path], Path]) -> None:
+    catalog = tracker.Catalog(small_disk / "catalog.duckdb")
+    catalog.runs()  # the catalog exists; then the disk fills up
+    filler = fill_disk(small_disk)
+    with pytest.warns(tracker.TrackerWarning, match="is full"):
+        with catalog.start_run("on-a-full-disk", params={"lr": 0.1}) as run:
+            for step in range(1000):
+                run.log_metric("loss", 1 / (step + 1), step=step)
+        time.sleep(2 * SPOOL_BOUND)  # the background threads meet the full disk too
+        with pytest.raises(tracker.CatalogFullError, match="is full"):
+            catalog.flush()
+    filler.unlink()
+    catalog.flush()
+    info = catalog.get_run(run.id)
+    assert (info.status, info.params) == ("completed", {"lr": 0.1})
+    assert catalog.metric_history(run.id)["step"].tolist() == list(range(1000))
 
 
 def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.Catalog) -> None:
