@@ -191,6 +191,85 @@ def test_a_bad_extra_pattern_is_a_warning_not_an_error(monkeypatch: pytest.Monke
     assert rules is not None and rules.secret_key("password")
 
 
+# -- runs, end to end -------------------------------------------------------------------------
+
+
+def test_a_secret_param_is_stored_as_a_marker(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("login", params={"db_password": "hunter2", "lr": 0.1}) as run:
+        run.log_param("tokenizer", "bert-base")
+        run.log_param("max_tokens", 512)
+        run.log_param("dsn", "postgresql://analyst:hunter2@db/sales")
+    info = catalog.get_run(run.id)
+    assert MARKER.match(info.params["db_password"])
+    assert run.params["db_password"] == info.params["db_password"]  # in memory too
+    assert info.params["lr"] == 0.1 and info.params["max_tokens"] == 512
+    assert info.params["tokenizer"] == "bert-base"
+    assert "hunter2" not in info.params["dsn"] and info.params["dsn"].startswith("postgresql://")
+    table = catalog.runs()
+    assert table.loc[0, "params.db_password"] == info.params["db_password"]
+
+
+def test_notes_names_and_errors_are_scrubbed(catalog: tracker.Catalog) -> None:
+    with pytest.raises(RuntimeError), catalog.start_run(
+            "nightly", notes=f"pushed with {GITHUB_TOKEN}") as run:
+        raise RuntimeError(f"login failed for token {GITHUB_TOKEN}")
+    info = catalog.get_run(run.id)
+    assert GITHUB_TOKEN not in (info.notes or "") and "<redacted:str:" in (info.notes or "")
+    assert GITHUB_TOKEN not in (info.error or "") and info.error.startswith("RuntimeError")
+    updated = catalog.update_run(run.id, notes=f"rotated {GITHUB_TOKEN}")
+    assert GITHUB_TOKEN not in (updated.notes or "")
+
+
+def test_nested_and_container_params_are_scrubbed(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("nested") as run:
+        run.log_params({"db": {"password": "hunter2", "host": "db"}})
+        run.log_param("tokens", [GITHUB_TOKEN, "plain"])
+    info = catalog.get_run(run.id)
+    assert MARKER.match(info.params["db.password"]) and info.params["db.host"] == "db"
+    assert GITHUB_TOKEN not in json.dumps(info.params) and info.params["tokens"][1] == "plain"
+
+
+def test_runs_with_the_same_secret_compare_equal(catalog: tracker.Catalog) -> None:
+    markers = []
+    for password in ("hunter2", "hunter2", "swordfish"):
+        with catalog.start_run(params={"db_password": password}) as run:
+            pass
+        markers.append(catalog.get_run(run.id).params["db_password"])
+    assert all(MARKER.match(marker) for marker in markers)
+    assert markers[0] == markers[1] != markers[2]
+    same = catalog.runs("params.db_password = ?".replace("?", repr(markers[0])))
+    assert len(same) == 2
+
+
+def test_an_export_holds_no_secret(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("shared", params={"api_key": "k-12345"},
+                           notes=f"token {GITHUB_TOKEN}") as run:
+        run.log_metric("acc", 0.9)
+    descriptor = catalog.export_run(run.id, tmp_path / "shared.yaml")
+    text = descriptor.read_text()
+    assert "k-12345" not in text and GITHUB_TOKEN not in text and "<redacted:str:" in text
+
+
+def test_the_spool_never_holds_a_secret(catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("spooled", params={"secret": "hunter2"}, notes=GITHUB_TOKEN)
+    recorder = catalog._recorder
+    recorder.spool()
+    spooled = recorder.spool_path.read_bytes()
+    run.end()
+    assert b"hunter2" not in spooled and GITHUB_TOKEN.encode() not in spooled
+    assert b"<redacted:str:" in spooled
+
+
+def test_redaction_can_be_turned_off(catalog: tracker.Catalog,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_REDACT", "0")
+    fresh = tracker.Catalog(catalog.path)  # settings are read when a catalog starts recording
+    with fresh.start_run("clear", params={"db_password": "hunter2"}) as run:
+        pass
+    assert fresh.get_run(run.id).params["db_password"] == "hunter2"
+    assert not redaction.key_file(fresh).exists()
+
+
 def test_a_notebook_may_turn_redaction_off_for_itself(tmp_path: Path) -> None:
     document = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
                            "source": "secret = 'hunter2'"}],

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import _duckdb, api, models
+from tracker import _duckdb, api, models, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerWarning
 from tracker.run import Run
@@ -107,6 +107,7 @@ class Session:
         self.catalog = _choose_catalog(meta, self.notebook)
         api.use_catalog(self.catalog)
         recorder = self.catalog._recorder_for_write()
+        recorder.redactor = redaction.for_catalog(self.catalog, meta.get("redact"))
         self._named = bool(name)
         self._cell_seq = 0
         self.run = recorder.start_run(
@@ -227,7 +228,7 @@ class Session:
         self._cell_seq += 1
         run.record("cell", _cell_record(self._cell_seq, result.execution_count,
                                         self._cell_id or getattr(info, "cell_id", None), source,
-                                        self._cell_start, error))
+                                        self._cell_start, error, run._recorder.redactor))
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
@@ -313,18 +314,29 @@ def _in_kernel(ip: Any) -> bool:
 
 
 def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
-                 started: float | None, error: BaseException | None) -> dict[str, Any]:
+                 started: float | None, error: BaseException | None,
+                 redactor: redaction.Redactor) -> dict[str, Any]:
     import xxhash
 
     now = time.time()
+    # Secrets go before anything is hashed: a hash of the clear source could be checked
+    # against guesses of the secret by anyone who reads the redacted source beside it.
+    source = redactor.source(source)
     return {
         "seq": seq, "execution_count": count, "cell_id": cell_id,
         "source_hash": "xxh3_128:" + xxhash.xxh3_128_hexdigest(source.encode()),
         "source": source, "started_at": started or now,
         "duration": (now - started) if started else None, "success": error is None,
         "error_type": type(error).__name__ if error is not None else None,
-        "error_message": str(error)[:10_000] if error is not None else None,
+        "error_message": _error_message(error, redactor),
     }
+
+
+def _error_message(error: BaseException | None, redactor: redaction.Redactor) -> str | None:
+    if error is None:
+        return None
+    # Scrubbed a little beyond the cut, so that a credential straddling it is still seen whole.
+    return (redactor.text(str(error)[:12_000]) or "")[:10_000]
 
 
 def _current_cell(ip: Any) -> str | None:

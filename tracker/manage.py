@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns
+from tracker import columns, redaction
 from tracker.search import _prepare_read, check_filters, matching, resolve
 
 if TYPE_CHECKING:
@@ -41,12 +41,13 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
                labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
     """See :meth:`tracker.Catalog.update_run`."""
     changes: dict[str, Any] = {}
+    scrub = redaction.for_catalog(catalog).text  # secrets are never stored, edits included
     if name is not None:
-        changes["name"] = str(name)
+        changes["name"] = scrub(str(name))
     if labels is not None:
-        changes["labels"] = [str(label) for label in labels]
+        changes["labels"] = [scrub(str(label)) for label in labels]
     if notes is not None:
-        changes["notes"] = str(notes)
+        changes["notes"] = scrub(str(notes))
     _prepare_read(catalog)
     with catalog.connect(write=True) as con:
         run_id = resolve(con, ref)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, models, values
+from tracker import _ids, models, redaction, values
 from tracker.errors import TrackerWarning
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class Run:
         self.parent_id = parent_id
         self._recorder = recorder
         self._push = recorder.queue.append
+        self._redact = recorder.redactor.param  # secrets become markers before they are queued
         self._params: dict[str, Any] = {}
         self._kinds: dict[str, str] = {}
         self._metrics: dict[str, float] = {}
@@ -114,7 +115,7 @@ class Run:
         if kind is None and type(value) is float and math.isfinite(value):
             kind = "float"
         if kind is not None and type(key) is str and key:
-            self._set_param(key, value, kind)
+            self._set_param(key, *self._redact(key, value, kind))
             return
         self._log_param_slow(key, value)
 
@@ -134,7 +135,7 @@ class Run:
                 if note:
                     self._warn_once(flat_key, f"param {flat_key!r} stored as its type and "
                                     f"repr: {note}")
-                self._set_param(flat_key, stored, kind)
+                self._set_param(flat_key, *self._redact(flat_key, stored, kind))
         except Exception as exc:  # never into user code
             self._warn_once(str(key), f"param {key!r} was not recorded: {exc!r}")
 
@@ -218,7 +219,7 @@ class Run:
 
     def _queue_end(self, status: str, error: str | None = None) -> None:
         self.ended = True
-        self._push(("end", self.id, status, time.time(), error))
+        self._push(("end", self.id, status, time.time(), self._recorder.redactor.text(error)))
 
     def __enter__(self) -> Run:
         return self
@@ -252,6 +253,8 @@ class Recorder:
         self._last_beat = time.monotonic()
         self._warned = False
         self._thread: threading.Thread | None = None
+        #: replaces secrets in what runs record; the notebook extension applies its settings
+        self.redactor = redaction.for_catalog(catalog)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
@@ -290,11 +293,12 @@ class Recorder:
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
                      attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+        scrub = self.redactor.text
         return {
-            "name": run.name, "project": run.project, "started_at": time.time(),
+            "name": scrub(run.name), "project": run.project, "started_at": time.time(),
             "host": self.host, "pid": self.pid, "process_start": self.process_start,
-            "username": self.user, "labels": [str(label) for label in labels or ()],
-            "notes": notes, "parent_id": run.parent_id, **(attrs or {}),
+            "username": self.user, "labels": [scrub(str(label)) for label in labels or ()],
+            "notes": scrub(notes), "parent_id": run.parent_id, **(attrs or {}),
         }
 
     def active_or_autostart(self) -> Run:
