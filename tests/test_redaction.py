@@ -270,6 +270,34 @@ def test_redaction_can_be_turned_off(catalog: tracker.Catalog,
     assert not redaction.key_file(fresh).exists()
 
 
+def test_a_stored_notebook_is_a_scrubbed_copy(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text(json.dumps({
+        "cells": [
+            {"cell_type": "code", "id": "c0", "metadata": {}, "execution_count": 1,
+             "source": ["db_password = 'hunter2'\n", "print(db_password)"],
+             "outputs": [{"output_type": "stream", "name": "stdout", "text": ["hunter2\n"]},
+                         {"output_type": "error", "ename": "E", "evalue": GITHUB_TOKEN,
+                          "traceback": [f"E: {GITHUB_TOKEN}"]},
+                         {"output_type": "display_data", "metadata": {},
+                          "data": {"image/png": "iVBORw0KGgo=", "text/plain": GITHUB_TOKEN}}]},
+            {"cell_type": "markdown", "id": "m0", "metadata": {},
+             "source": f"token: {GITHUB_TOKEN}"}],
+        "metadata": {"papermill": {"parameters": {"db_password": "hunter2"}}},
+        "nbformat": 4, "nbformat_minor": 5}))
+    with catalog.start_run("stored") as run:
+        run.record("stored", "notebook", str(notebook), 0.0)
+    stored = next(a for a in catalog.get_run(run.id).artifacts if a["role"] == "notebook")
+    blob = (catalog.blob_dir / stored["blob"]).read_bytes()
+    assert GITHUB_TOKEN.encode() not in blob
+    assert b"hunter2" not in blob  # printed too: a value known to be secret goes everywhere
+    document = json.loads(blob)
+    assert document["cells"][0]["source"].startswith('db_password = "<redacted:str:')
+    assert MARKER.match(document["metadata"]["papermill"]["parameters"]["db_password"])
+    assert document["cells"][0]["outputs"][2]["data"]["image/png"] == "iVBORw0KGgo="
+    assert stored["hash"] == "xxh3_128:" + __import__("xxhash").xxh3_128_hexdigest(blob)
+
+
 def test_a_notebook_may_turn_redaction_off_for_itself(tmp_path: Path) -> None:
     document = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
                            "source": "secret = 'hunter2'"}],
