@@ -206,6 +206,36 @@ def test_cells_are_recorded_in_order_with_errors(ip: InteractiveShell, notebook:
     assert all(cell["cell_id"] is None for cell in cells)
 
 
+def test_secrets_in_cells_and_parameters_are_redacted(ip: InteractiveShell,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "login.ipynb", "%load_ext tracker",
+                          ("parameters", "db_password = 'hunter2'\nrows = 10"))
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    started = loaded(ip)
+    assert run(ip, "db_password = 'hunter2'\nrows = 10").success
+    assert not run(ip, "raise PermissionError(f'login refused: {db_password}')").success
+    info = recorded(started.id)
+    marker = info.params["db_password"]
+    assert marker.startswith("<redacted:str:") and info.params["rows"] == 10
+    assert info.cells[1]["source"] == f'db_password = "{marker}"\nrows = 10'
+    assert info.cells[2]["error_message"] == f"login refused: {marker}"
+    assert "hunter2" not in json.dumps(info.cells, default=str)
+
+
+def test_a_notebook_can_turn_redaction_off(ip: InteractiveShell, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "open.ipynb", "%load_ext tracker",
+                          ("parameters", "db_password = 'hunter2'"),
+                          metadata={"redact": False})
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    started = loaded(ip)
+    assert run(ip, "db_password = 'hunter2'").success
+    info = recorded(started.id)
+    assert info.params["db_password"] == "hunter2"
+    assert info.cells[1]["source"] == "db_password = 'hunter2'"
+
+
 def test_run_status_follows_the_last_executed_cell(ip: InteractiveShell,
                                                    notebook: Path) -> None:
     started = loaded(ip)
