@@ -17,6 +17,7 @@ import tracker
 from tracker import ipython
 from tracker.errors import TrackerWarning
 from tracker.models import RunInfo
+from tracker.notebook import read_notebook
 
 
 @pytest.fixture
@@ -221,6 +222,8 @@ def test_secrets_in_cells_and_parameters_are_redacted(ip: InteractiveShell,
     assert info.cells[1]["source"] == f'db_password = "{marker}"\nrows = 10'
     assert info.cells[2]["error_message"] == f"login refused: {marker}"
     assert "hunter2" not in json.dumps(info.cells, default=str)
+    # The notebook's code is hashed as redacted: the clear code's hash would confirm a guess.
+    assert info.notebook_hash != read_notebook(str(path)).code_hash
 
 
 def test_a_notebook_can_turn_redaction_off(ip: InteractiveShell, tmp_path: Path,

@@ -113,7 +113,7 @@ class Session:
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
             project=_text(meta.get("project")), labels=_labels(meta.get("labels")),
-            attrs=self._notebook_attrs())
+            attrs=self._notebook_attrs(recorder.redactor))
         self._start_capture(meta.get("capture") or {}, capture)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
@@ -146,11 +146,17 @@ class Session:
         _warn("tracker: no notebook found for this kernel (a plain IPython session or a "
               "script?); recording the run without one. Set TRACKER_NOTEBOOK to name it.")
 
-    def _notebook_attrs(self) -> dict[str, Any]:
-        if self.notebook is None:
+    def _notebook_attrs(self, redactor: redaction.Redactor) -> dict[str, Any]:
+        from tracker import notebook
+
+        info = self.notebook
+        if info is None:
             return {}
-        return {"notebook": self.notebook.path, "notebook_name": self.notebook.name,
-                "notebook_title": self.notebook.title, "notebook_hash": self.notebook.code_hash}
+        # Hashed as redacted: a hash of the clear code would let guesses of a secret be
+        # checked against it by anyone who reads the stored (redacted) notebook.
+        code_hash = notebook.code_hash(info.cells, redactor.source) if info.code_hash else None
+        return {"notebook": info.path, "notebook_name": info.name,
+                "notebook_title": info.title, "notebook_hash": code_hash}
 
     def _start_capture(self, settings: dict[str, Any], capture: Any) -> None:
         if settings.get("enabled", True) is False or os.environ.get("TRACKER_CAPTURE") == "0":
@@ -208,7 +214,7 @@ class Session:
                 self._warn_no_notebook()
             return
         meta = self.notebook.tracker_metadata
-        attrs = self._notebook_attrs()
+        attrs = self._notebook_attrs(run._recorder.redactor)
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
         if _text(meta.get("project")):
