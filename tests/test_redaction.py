@@ -142,9 +142,11 @@ def test_secret_literals_in_code_keep_the_code_shape(redactor: redaction.Redacto
         'engine = connect(host="db", password="pw2", port=5432)\n'
         "tokenizer = 'bert-base'\n"
         f"headers = {{'X-Trace': '{GITHUB_TOKEN}'}}\n"
+        "user, passwd = 'bob', 'pw3'\n"
+        "%env DB_PASSWORD=pw4\n"
     )
     scrubbed = redactor.source(source)
-    for secret in ("hunter2", "abc123", "tok-1", "pw1", "pw2", GITHUB_TOKEN):
+    for secret in ("hunter2", "abc123", "tok-1", "pw1", "pw2", "pw3", "pw4", GITHUB_TOKEN):
         assert secret not in scrubbed
     lines = scrubbed.splitlines()
     assert lines[0] == "%matplotlib inline"
@@ -152,6 +154,8 @@ def test_secret_literals_in_code_keep_the_code_shape(redactor: redaction.Redacto
     assert lines[1].split('"')[1] == redactor.param("db_password", "hunter2", "str")[0]
     assert lines[4].endswith('"user": "bob"}') and 'host="db"' in lines[5]
     assert lines[6] == "tokenizer = 'bert-base'"
+    assert lines[8].startswith("user, passwd = 'bob', \"<redacted:str:")
+    assert lines[9].startswith("%env DB_PASSWORD=<redacted:str:")
 
 
 def test_code_that_does_not_parse_still_loses_its_credentials(
@@ -207,6 +211,14 @@ def test_a_secret_param_is_stored_as_a_marker(catalog: tracker.Catalog) -> None:
     assert "hunter2" not in info.params["dsn"] and info.params["dsn"].startswith("postgresql://")
     table = catalog.runs()
     assert table.loc[0, "params.db_password"] == info.params["db_password"]
+
+
+def test_a_known_secret_is_redacted_under_any_name(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("copied", params={"db_password": "hunter2-horse"}) as run:
+        run.log_param("backup", "hunter2-horse")  # the same secret, logged under a plain name
+        run.log_param("short", "abc")
+    info = catalog.get_run(run.id)
+    assert info.params["backup"] == info.params["db_password"] and info.params["short"] == "abc"
 
 
 def test_notes_names_and_errors_are_scrubbed(catalog: tracker.Catalog) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 REDACTED = "redacted"  # the kind a param whose whole value was replaced is stored with
 _KEY_CACHE_LIMIT = 10_000  # keys whose decision is remembered per redactor
 _KNOWN_LIMIT = 1_000  # secret values remembered, to be scrubbed from text wherever they recur
-_KNOWN_SHORTEST = 4  # shorter secrets are not looked for in text: "x" would be everywhere
+_KNOWN_SHORTEST = 6  # shorter secrets are not looked for in text: "admin" would be everywhere
 
 # A key is split into lowercase words (``dbPassword`` -> ``_db_password_``) before these match.
 _SECRET_KEY = (
@@ -77,7 +77,7 @@ _CREDENTIALS = (
     r"(?![A-Za-z0-9/+=])",
 )
 # Literal pieces of which every credential above holds one: a text without any is not
-# searched (the search costs ~10 us on a 50-character param; these checks ~0.5 us).
+# searched (the search costs ~10 us on a 50-character param; looking for these, ~0.5 us).
 _NEEDLES = ("PRIVATE KEY", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA",
             "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "eyJ", "AIza", "sk-",
             "k_live_", "k_test_", "hf_", "://", "aws", "AWS", "Aws")
@@ -86,6 +86,7 @@ _NEEDLES = ("PRIVATE KEY", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA
 _ASSIGNED = re.compile(r"(?<![\w.-])(?=(?P<name>[A-Za-z_][\w.-]*)(?P<sep>[\"']?\s*[=:]\s*)"
                        r"(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&)}\]]+))")
 _MARKER = re.compile(r"<redacted:[a-z]+:[0-9a-f]{8}>")
+_CONTAINERS = (dict, list)
 _MIME_TEXT = ("text/", "application/json")  # output data scrubbed; images are left alone
 
 
@@ -98,16 +99,12 @@ class Rules:
         self.extra_keys = [re.compile(p, re.IGNORECASE) for p in _checked(extra_keys, "key")]
         extra = _checked(extra_values, "value")
         self.values = re.compile("|".join(f"(?:{p})" for p in [*_CREDENTIALS, *extra]), re.DOTALL)
-        self.needles = () if extra else _NEEDLES  # a user's patterns: no shortcut
+        # A user's own patterns have no known pieces: then every text is searched.
+        self.needles = None if extra else re.compile("|".join(map(re.escape, _NEEDLES)))
 
     def suspect(self, text: str) -> bool:
         """Whether ``text`` may hold a credential (cheap; :attr:`values` decides)."""
-        if not self.needles:
-            return True
-        for needle in self.needles:
-            if needle in text:
-                return True
-        return False
+        return self.needles is None or self.needles.search(text) is not None
 
     def secret_key(self, key: str) -> bool:
         """Whether a param, variable or field named ``key`` holds a secret."""
@@ -141,11 +138,6 @@ class Redactor:
         self._known: dict[str, str] = {}  # secret values met so far -> their markers
         self._lock = threading.Lock()
 
-    @property
-    def enabled(self) -> bool:
-        """Whether anything is redacted at all (``TRACKER_REDACT=0`` turns it off)."""
-        return self.rules is not None
-
     def marker(self, value: Any, kind: str) -> str:
         """``<redacted:KIND:HASH>``: HASH is an HMAC of the value under the catalog's key."""
         data = (value if isinstance(value, str) else json.dumps(value, default=str)).encode(
@@ -175,10 +167,13 @@ class Redactor:
         if secret:
             return self._hidden(value, kind), REDACTED
         if kind == "str":
+            known = self._known.get(value)
+            if known is not None:  # a secret met before, now under an ordinary name
+                return known, REDACTED
             # "=" or ":" may start a `password=...` pair.
             suspect = "=" in value or ":" in value or self.rules.suspect(value)
             return (self.text(value) if suspect else value), kind
-        if isinstance(value, dict | list):  # containers, and objects stored by description
+        if isinstance(value, _CONTAINERS):  # containers, and objects stored by description
             return self.value("", value), kind
         return value, kind
 
@@ -228,7 +223,7 @@ class Redactor:
             head = "".join(lines[:line - 1]) + lines[line - 1][:start]
             tail = lines[end_line - 1][end:] + "".join(lines[end_line:])
             lines = _lines(head + marker + tail)
-        source = "".join(lines)
+        source = _MAGIC_LINE.sub(lambda line: self._pairs(line.group(0)), "".join(lines))
         return self.rules.values.sub(self._credential, source) if self.rules.suspect(
             source) else source
 
@@ -290,11 +285,7 @@ class Redactor:
         setting = tracker.get("redact") if isinstance(tracker, dict) else None
         if setting is None or self.rules is None:
             return self
-        return Redactor(self.key_path, rules_from(setting))._sharing_key(self)
-
-    def _sharing_key(self, other: Redactor) -> Redactor:
-        self._key = other._key
-        return self
+        return Redactor(self.key_path, rules_from(setting))
 
     def _notebook(self, document: dict[str, Any]) -> dict[str, Any]:
         cells = document.get("cells")
@@ -361,7 +352,8 @@ def _joined(value: Any) -> str | None:
 
 # -- cell sources ---------------------------------------------------------------------------
 
-Position = tuple[int, int]  # (line, column in characters), as ast gives them
+Position = tuple[int, int]  # (line, column in UTF-8 bytes), as ast gives them
+_MAGIC_LINE = re.compile(r"^[ \t]*[%!].*$", re.MULTILINE)  # `%env DB_PASSWORD=...`
 
 
 def _secret_literals(source: str, secret: Callable[[str], bool]) -> Iterator[
@@ -384,7 +376,7 @@ def _named_values(node: ast.AST) -> Iterator[tuple[str | None, ast.AST]]:
     ``setdefault``/``get``-style calls whose first argument is a string key."""
     if isinstance(node, ast.Assign):
         for target in node.targets:
-            yield _target_name(target), node.value
+            yield from _assigned(target, node.value)
     elif isinstance(node, ast.AnnAssign | ast.AugAssign) and node.value is not None:
         yield _target_name(node.target), node.value
     elif isinstance(node, ast.Dict):
@@ -395,6 +387,16 @@ def _named_values(node: ast.AST) -> Iterator[tuple[str | None, ast.AST]]:
             yield keyword.arg, keyword.value
         if len(node.args) == 2:
             yield _constant_text(node.args[0]), node.args[1]
+
+
+def _assigned(target: ast.AST, value: ast.AST) -> Iterator[tuple[str | None, ast.AST]]:
+    """``user, password = "bob", "..."`` pairs each name with its own value."""
+    if isinstance(target, ast.Tuple | ast.List) and isinstance(value, ast.Tuple | ast.List) \
+            and len(target.elts) == len(value.elts):
+        for element, item in zip(target.elts, value.elts):
+            yield from _assigned(element, item)
+        return
+    yield _target_name(target), value
 
 
 def _target_name(target: ast.AST) -> str | None:
