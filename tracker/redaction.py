@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 REDACTED = "redacted"  # the kind a param whose whole value was replaced is stored with
 _KEY_CACHE_LIMIT = 10_000  # keys whose decision is remembered per redactor
 _KNOWN_LIMIT = 1_000  # secret values remembered, to be scrubbed from text wherever they recur
+_PARSED_LIMIT = 200_000  # characters of a cell parsed for assignments (it runs after each cell)
 _KNOWN_SHORTEST = 6  # shorter secrets are not looked for in text: "admin" would be everywhere
 
 # A key is split into lowercase words (``dbPassword`` -> ``_db_password_``) before these match.
@@ -148,6 +149,8 @@ class Redactor:
     def _hidden(self, value: Any, kind: str) -> str:
         """The marker of a secret-named value, remembered so that text repeating it (an error
         message, a printed output) loses it too."""
+        if kind == "str" and value in self._known:  # no HMAC for a secret logged again
+            return self._known[value]
         marker = self.marker(value, kind)
         if isinstance(value, str) and len(value) >= _KNOWN_SHORTEST \
                 and len(self._known) < _KNOWN_LIMIT:
@@ -359,6 +362,8 @@ _MAGIC_LINE = re.compile(r"^[ \t]*[%!].*$", re.MULTILINE)  # `%env DB_PASSWORD=.
 def _secret_literals(source: str, secret: Callable[[str], bool]) -> Iterator[
         tuple[Position, Position, str | bytes]]:
     """The string literals a cell gives to secret-named things, with where they are."""
+    if len(source) > _PARSED_LIMIT:
+        return
     try:
         tree = ast.parse(_without_magics(source))
     except (SyntaxError, ValueError):
