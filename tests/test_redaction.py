@@ -129,6 +129,16 @@ def test_an_unusable_key_file_still_redacts_with_a_warning(tmp_path: Path) -> No
     assert MARKER.match(marker)
 
 
+def test_a_failure_to_check_stores_a_marker_and_warns(redactor: redaction.Redactor,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(text: str) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(redactor, "_pairs", broken)
+    with pytest.warns(tracker.TrackerWarning, match="could not be checked"):
+        assert redactor.param("note", "a=b", "str") == ("<redacted:str:unchecked>", "str")
+
+
 # -- cell sources -----------------------------------------------------------------------------
 
 

@@ -164,6 +164,12 @@ class Redactor:
         """
         if self.rules is None:
             return value, kind
+        try:
+            return self._param(key, value, kind)
+        except Exception as exc:  # never into user code, and never stored unchecked
+            return _failed(exc, kind), REDACTED
+
+    def _param(self, key: str, value: Any, kind: str) -> tuple[Any, str]:
         secret = self._decisions.get(key)
         if secret is None:
             secret = self._decide(key)
@@ -206,6 +212,12 @@ class Redactor:
         """Free text with credentials, and values of secret-named ``name=value``, replaced."""
         if self.rules is None or not text:
             return text
+        try:
+            return self._text(text)
+        except Exception as exc:  # never into user code, and never stored unchecked
+            return _failed(exc, "str")
+
+    def _text(self, text: str) -> str:
         for secret, marker in list(self._known.items()):
             if secret in text:
                 text = text.replace(secret, marker)
@@ -530,6 +542,13 @@ def _fallback_key(path: Path, exc: BaseException) -> bytes:
     _warn(f"tracker: the redaction key {path} could not be read or made ({exc}); secrets are "
           "still redacted, but their markers compare only within this process")
     return secrets.token_bytes(32)
+
+
+def _failed(exc: BaseException, kind: str) -> str:
+    """What is stored when redaction itself failed: a marker with no hash, and a warning."""
+    _warn(f"tracker: a value could not be checked for secrets ({exc!r}); it is stored as "
+          "<redacted:...:unchecked>")
+    return f"<redacted:{kind}:unchecked>"
 
 
 def _warn(message: str) -> None:
