@@ -370,3 +370,37 @@ def test_two_kernels_writing_to_one_catalog_lose_nothing(tmp_path: Path, env: di
         assert run.params == {f"p{index}": index for index in range(cells - 2)}
         history = catalog.metric_history(run_id, "loss")
         assert list(history["step"]) == list(range(points))
+
+
+def test_secrets_reach_neither_the_spool_nor_the_catalog_nor_the_stored_notebook(
+        tmp_path: Path, env: dict[str, str], catalog_path: Path) -> None:
+    password = "hunter2-" + "correct-horse"
+    token = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5"  # GitHub's format, in pieces
+    cells: list[str | tuple[str, str]] = [
+        "%load_ext tracker",
+        ("parameters", f"db_password = '{password}'\nrows = 3"),
+        f"import os\nos.environ['GITHUB_TOKEN'] = '{token}'\nprint(len(db_password))",
+        "import tracker\ntracker.current_run().log_param('github', os.environ['GITHUB_TOKEN'])",
+    ]
+    notebook = write_notebook(tmp_path / "secrets.ipynb", *cells)
+    secrets = (password.encode(), token.encode())
+
+    with kernel(tmp_path, {**env, "TRACKER_NOTEBOOK": str(notebook)}) as (_, client):
+        for cell in cells:
+            execute(client, cell if isinstance(cell, str) else cell[1])
+        spooled = b"".join(path.read_bytes()
+                           for path in catalog_path.parent.glob("*.spool/*.jsonl"))
+        assert b"<redacted:str:" in spooled  # the cells are in the spool, redacted
+        assert not [secret for secret in secrets if secret in spooled]
+
+    run = runs_by_name(catalog_path)["secrets"]
+    assert run.params["db_password"].startswith("<redacted:str:") and run.params["rows"] == 3
+    assert run.params["github"].startswith("<redacted:str:")
+    stored = [a for a in run.artifacts if a["role"] == "notebook"]
+    blob = catalog_path.parent / "catalog.duckdb.blobs" / stored[0]["blob"]
+    assert b"<redacted:str:" in blob.read_bytes()
+    files = [path for path in catalog_path.parent.rglob("*") if path.is_file()]
+    assert blob in files
+    leaks = [(path.name, secret) for path in files for secret in secrets
+             if secret in path.read_bytes()]
+    assert leaks == []

@@ -17,6 +17,7 @@ import tracker
 from tracker import ipython
 from tracker.errors import TrackerWarning
 from tracker.models import RunInfo
+from tracker.notebook import read_notebook
 
 
 @pytest.fixture
@@ -204,6 +205,38 @@ def test_cells_are_recorded_in_order_with_errors(ip: InteractiveShell, notebook:
     assert all(cell["source_hash"].startswith("xxh3_128:") for cell in cells)
     assert cells[1]["duration"] >= 0 and cells[1]["started_at"] is not None
     assert all(cell["cell_id"] is None for cell in cells)
+
+
+def test_secrets_in_cells_and_parameters_are_redacted(ip: InteractiveShell,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "login.ipynb", "%load_ext tracker",
+                          ("parameters", "db_password = 'hunter2'\nrows = 10"))
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    started = loaded(ip)
+    assert run(ip, "db_password = 'hunter2'\nrows = 10").success
+    assert not run(ip, "raise PermissionError(f'login refused: {db_password}')").success
+    info = recorded(started.id)
+    marker = info.params["db_password"]
+    assert marker.startswith("<redacted:str:") and info.params["rows"] == 10
+    assert info.cells[1]["source"] == f'db_password = "{marker}"\nrows = 10'
+    assert info.cells[2]["error_message"] == f"login refused: {marker}"
+    assert "hunter2" not in json.dumps(info.cells, default=str)
+    # The notebook's code is hashed as redacted: the clear code's hash would confirm a guess.
+    assert info.notebook_hash != read_notebook(str(path)).code_hash
+
+
+def test_a_notebook_can_turn_redaction_off(ip: InteractiveShell, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_notebook(tmp_path / "open.ipynb", "%load_ext tracker",
+                          ("parameters", "db_password = 'hunter2'"),
+                          metadata={"redact": False})
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(path))
+    started = loaded(ip)
+    assert run(ip, "db_password = 'hunter2'").success
+    info = recorded(started.id)
+    assert info.params["db_password"] == "hunter2"
+    assert info.cells[1]["source"] == "db_password = 'hunter2'"
 
 
 def test_run_status_follows_the_last_executed_cell(ip: InteractiveShell,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -163,11 +162,11 @@ def test_a_stored_copy_cut_short_never_sits_under_its_hash(
     notebook = tmp_path / "analysis.ipynb"
     notebook.write_text(json.dumps({"cells": ["x = 1"] * 1000}))
 
-    def killed_mid_copy(source: str, target: str) -> None:
-        Path(target).write_bytes(b"{")
+    def killed_mid_copy(target: Path, content: bytes) -> None:
+        target.write_bytes(content[:1])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfile", killed_mid_copy)
+    monkeypatch.setattr(ingest, "_write_private", killed_mid_copy)
     with pytest.raises(OSError):
         ingest._store_blob(catalog, str(notebook))
     assert not [blob for blob in catalog.blob_dir.iterdir() if not blob.name.startswith(".")]

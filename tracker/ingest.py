@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -167,23 +166,34 @@ def _prepared(catalog: Catalog, event: Event) -> Event:
 
 
 def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
+    import xxhash
+
+    from tracker import redaction
     from tracker.hashing import file_facts
 
     facts = file_facts(path)
     if facts.hash is None:
         return _facts(facts)
+    # What is stored is the notebook with its secrets replaced, and the hash is of that.
+    content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
+    digest = "xxh3_128:" + xxhash.xxh3_128_hexdigest(content)
     folder = catalog.blob_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    blob = folder / facts.hash.replace(":", "-")
+    blob = folder / digest.replace(":", "-")
     if not blob.exists():
-        # Copied under another name and renamed: a process killed mid-copy must not leave a
+        # Written under another name and renamed: a process killed mid-copy must not leave a
         # truncated file under the hash's name, which every later run would trust. (Purge
         # removes such leftovers, as it does any unreferenced file over an hour old.)
         partial = folder / f".{blob.name}.{os.getpid()}-{threading.get_ident()}.part"
-        shutil.copyfile(path, partial)
-        os.chmod(partial, 0o600)
+        _write_private(partial, content)
         os.replace(partial, blob)
-    return {**_facts(facts), "blob": blob.name}
+    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": blob.name}
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Write a file only its owner may read (mode 0600 from the start)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(content)
 
 
 def _facts(facts: Any) -> dict[str, Any]:

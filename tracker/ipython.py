@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import _duckdb, api, models
+from tracker import _duckdb, api, models, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerWarning
 from tracker.run import Run
@@ -109,11 +109,13 @@ class Session:
         self.catalog = _choose_catalog(settings.catalog, self.notebook)
         api.use_catalog(self.catalog)
         recorder = self.catalog._recorder_for_write()
+        recorder.redactor = redaction.for_catalog(self.catalog, settings.redact)
         self._named = bool(name)
         self._cell_seq = 0
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
-            project=settings.project, labels=settings.labels, attrs=self._notebook_attrs())
+            project=settings.project, labels=settings.labels,
+            attrs=self._notebook_attrs(recorder.redactor))
         self._start_capture(settings, capture)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
@@ -156,11 +158,17 @@ class Session:
         _warn("tracker: no notebook found for this kernel (a plain IPython session or a "
               "script?); recording the run without one. Set TRACKER_NOTEBOOK to name it.")
 
-    def _notebook_attrs(self) -> dict[str, Any]:
-        if self.notebook is None:
+    def _notebook_attrs(self, redactor: redaction.Redactor) -> dict[str, Any]:
+        from tracker import notebook
+
+        info = self.notebook
+        if info is None:
             return {}
-        return {"notebook": self.notebook.path, "notebook_name": self.notebook.name,
-                "notebook_title": self.notebook.title, "notebook_hash": self.notebook.code_hash}
+        # Hashed as redacted: a hash of the clear code would let guesses of a secret be
+        # checked against it by anyone who reads the stored (redacted) notebook.
+        code_hash = notebook.code_hash(info.cells, redactor.source) if info.code_hash else None
+        return {"notebook": info.path, "notebook_name": info.name,
+                "notebook_title": info.title, "notebook_hash": code_hash}
 
     def _start_capture(self, settings: TrackerSettings, capture: Any) -> None:
         if not settings.capture_enabled or os.environ.get("TRACKER_CAPTURE") == "0":
@@ -218,7 +226,7 @@ class Session:
                 self._warn_no_notebook()
             return
         settings = self._settings()
-        attrs = self._notebook_attrs()
+        attrs = self._notebook_attrs(run._recorder.redactor)
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
         if settings.project:
@@ -238,7 +246,7 @@ class Session:
         self._cell_seq += 1
         run.record("cell", _cell_record(self._cell_seq, result.execution_count,
                                         self._cell_id or getattr(info, "cell_id", None), source,
-                                        self._cell_start, error))
+                                        self._cell_start, error, run._recorder.redactor))
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
@@ -324,18 +332,29 @@ def _in_kernel(ip: Any) -> bool:
 
 
 def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
-                 started: float | None, error: BaseException | None) -> dict[str, Any]:
+                 started: float | None, error: BaseException | None,
+                 redactor: redaction.Redactor) -> dict[str, Any]:
     import xxhash
 
     now = time.time()
+    # Secrets go before anything is hashed: a hash of the clear source could be checked
+    # against guesses of the secret by anyone who reads the redacted source beside it.
+    source = redactor.source(source)
     return {
         "seq": seq, "execution_count": count, "cell_id": cell_id,
         "source_hash": "xxh3_128:" + xxhash.xxh3_128_hexdigest(source.encode()),
         "source": source, "started_at": started or now,
         "duration": (now - started) if started else None, "success": error is None,
         "error_type": type(error).__name__ if error is not None else None,
-        "error_message": str(error)[:10_000] if error is not None else None,
+        "error_message": _error_message(error, redactor),
     }
+
+
+def _error_message(error: BaseException | None, redactor: redaction.Redactor) -> str | None:
+    if error is None:
+        return None
+    # Scrubbed a little beyond the cut, so that a credential straddling it is still seen whole.
+    return (redactor.text(str(error)[:12_000]) or "")[:10_000]
 
 
 def _current_cell(ip: Any) -> str | None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, columns
+from tracker import arguments, columns, redaction, values
 from tracker.errors import ArgumentError
 from tracker.search import _prepare_read, check_filters, matching, resolve
 
@@ -50,12 +50,19 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
                labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
     """See :meth:`tracker.Catalog.update_run`."""
     changes: dict[str, Any] = {}
+    redactor = redaction.for_catalog(catalog)
+
+    def stored(text: Any) -> str:
+        """Storable text (no lone surrogates) with secrets replaced: edits included."""
+        return redactor.text(values.text(text))
+
     if name is not None:
-        changes["name"] = str(name)
+        changes["name"] = stored(name)
     if labels is not None:
-        changes["labels"] = arguments.texts(labels, "labels", "['baseline', 'gpu']")
+        given = arguments.texts(labels, "labels", "['baseline', 'gpu']") or []
+        changes["labels"] = [stored(label) for label in given]
     if notes is not None:
-        changes["notes"] = str(notes)
+        changes["notes"] = stored(notes)
     _prepare_read(catalog)
     with catalog.connect(write=True) as con:
         run_id = resolve(con, ref)

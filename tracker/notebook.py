@@ -29,6 +29,7 @@ __all__ = [
     "NotebookInfo",
     "assigned_names",
     "cell_tags",
+    "code_hash",
     "find_notebook",
     "is_injected_parameters",
     "read_notebook",
@@ -338,7 +339,7 @@ def _describe(notebook: Mapping[str, Any], *, path: str, name: str) -> NotebookI
         path=path,
         name=name,
         title=_title(notebook),
-        code_hash=_code_hash(cells),
+        code_hash=code_hash(cells),
         tracker_metadata=dict(metadata),
         settings=tracker_settings(raw),
         parameters_source=_tagged_source(cells, "parameters"),
@@ -381,10 +382,13 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _code_hash(cells: Sequence[CodeCell]) -> str:
+def code_hash(cells: Sequence[CodeCell], scrub: Callable[[str], str] = str) -> str:
+    """``"xxh3_128:<hex>"`` over the code cells but papermill's injected one, each source
+    passed through ``scrub`` first (a run records it with its secrets redacted)."""
     import xxhash
 
-    code = "\n\n".join(cell.source for cell in cells if "injected-parameters" not in cell.tags)
+    code = "\n\n".join(scrub(cell.source) for cell in cells
+                       if "injected-parameters" not in cell.tags)
     return "xxh3_128:" + xxhash.xxh3_128_hexdigest(code.encode("utf-8"))
 
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, spools, values
+from tracker import _ids, arguments, models, redaction, spools, values
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -85,6 +85,7 @@ class Run:
         self.parent_id = parent_id
         self._recorder = recorder
         self._push = recorder.queue.append
+        self._redact = recorder.redactor.param  # secrets become markers before they are queued
         self._params: dict[str, Any] = {}
         self._kinds: dict[str, str] = {}
         self._metrics: dict[str, float] = {}
@@ -128,7 +129,7 @@ class Run:
         # Non-ASCII text and very large ints take the slow path, which checks them.
         if kind is not None and type(key) is str and key and key.isascii() and (
                 kind != "str" or value.isascii()) and (kind != "int" or -_INT64 <= value < _INT64):
-            self._set_param(key, value, kind)
+            self._set_param(key, *self._redact(key, value, kind))
             return
         self._log_param_slow(key, value)
 
@@ -147,7 +148,7 @@ class Run:
                 stored, kind, note = values.normalize_param(leaf)
                 if note:
                     self._warn_once(flat_key, f"param {flat_key!r} was not stored as is: {note}")
-                self._set_param(flat_key, stored, kind)
+                self._set_param(flat_key, *self._redact(flat_key, stored, kind))
         except Exception as exc:  # never into user code
             name = values.key_text(key)
             self._warn_once(name, f"param {name!r} was not recorded: {exc!r}")
@@ -254,7 +255,7 @@ class Run:
 
     def _queue_end(self, status: str, error: str | None = None) -> None:
         self.ended = True
-        self._push(("end", self.id, status, time.time(), error))
+        self._push(("end", self.id, status, time.time(), self._recorder.redactor.text(error)))
 
     def __enter__(self) -> Run:
         return self
@@ -290,6 +291,8 @@ class Recorder:
         self._warn_lock = threading.Lock()
         self._thread: threading.Thread | None = None  # the writer: spools, then writes
         self._spooler: threading.Thread | None = None  # spools while the writer waits
+        #: replaces secrets in what runs record; the notebook extension applies its settings
+        self.redactor = redaction.for_catalog(catalog)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
@@ -331,12 +334,13 @@ class Recorder:
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
                      attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+        scrub = self.redactor.text
         return {
-            "name": run.name, "project": run.project, "started_at": time.time(),
+            "name": scrub(run.name), "project": run.project, "started_at": time.time(),
             "host": self.host, "pid": self.pid, "process_start": self.process_start,
-            "username": self.user, "labels": [values.text(label) for label in labels or ()],
-            "notes": None if notes is None else values.text(notes), "parent_id": run.parent_id,
-            **values.cleaned(dict(attrs or {})),
+            "username": self.user, "labels": [scrub(values.text(label)) for label in labels or ()],
+            "notes": None if notes is None else scrub(values.text(notes)),
+            "parent_id": run.parent_id, **values.cleaned(dict(attrs or {})),
         }
 
     def active_or_autostart(self) -> Run:

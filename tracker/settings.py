@@ -36,6 +36,7 @@ class TrackerSettings:
     capture_enabled: bool = True
     capture_include: tuple[str, ...] = ()
     capture_exclude: tuple[str, ...] = ()
+    redact: bool | dict[str, Any] | None = None  # see tracker.redaction.rules_from
     problems: tuple[str, ...] = ()
 
 
@@ -102,6 +103,21 @@ def _flag_field(value: Any) -> bool:
     return value
 
 
+def _redact_field(value: Any) -> bool | dict[str, Any]:
+    """``true``/``false``, or ``{"enabled": bool, "keys": [regex...], "values": [regex...]}``."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, dict):
+        raise _Unusable(f"must be true, false or an object, not {_json_type(value)}")
+    chosen: dict[str, Any] = {}
+    if value.get("enabled") is not None:
+        chosen["enabled"] = _flag_field(value["enabled"])
+    for name in ("keys", "values"):
+        if value.get(name) is not None:
+            chosen[name] = list(_patterns_field(value[name]))
+    return chosen
+
+
 # (setting, where it is in metadata.tracker, its check, what is used instead when unusable)
 _FIELDS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any], str], ...] = (
     ("project", ("project",), _text_field, "the default project"),
@@ -111,6 +127,7 @@ _FIELDS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any], str], ...] = (
     ("capture_enabled", ("capture", "enabled"), _flag_field, "capture on"),
     ("capture_include", ("capture", "include"), _patterns_field, "no extra patterns"),
     ("capture_exclude", ("capture", "exclude"), _patterns_field, "no extra patterns"),
+    ("redact", ("redact",), _redact_field, "the default redaction rules"),
 )
 
 
