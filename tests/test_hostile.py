@@ -628,8 +628,7 @@ CATALOG_PATHS: dict[str, Callable[[Path], Path | str]] = {
     "a fifo": lambda t: os.mkfifo(t / "cat.duckdb") or t / "cat.duckdb",
     "a socket": lambda t: _socket(t / "cat.duckdb") or t / "cat.duckdb",
     "a symlink to /dev/null": lambda t: os.symlink("/dev/null", t / "c.duckdb") or t / "c.duckdb",
-    "/dev/null": lambda t: Path("/dev/null"),
-    "/dev/zero": lambda t: Path("/dev/zero"),
+    "a symlink to /dev/zero": lambda t: os.symlink("/dev/zero", t / "z.duckdb") or t / "z.duckdb",
     "a dangling symlink": lambda t: os.symlink(t / "nowhere", t / "c.duckdb") or t / "c.duckdb",
     "a csv file": lambda t: (t / "some.csv").write_text("a,b\n1,2\n") and t / "some.csv",
     "a parquet name": lambda t: (t / "x.parquet").write_bytes(b"PAR1\x00PAR1") and t / "x.parquet",
@@ -643,7 +642,7 @@ CATALOG_PATHS: dict[str, Callable[[Path], Path | str]] = {
     "a NUL in the name": lambda t: t / "a\x00b.duckdb",
     "a very long name": lambda t: t / ("n" * 300 + ".duckdb"),
     "a very deep path": lambda t: t.joinpath(*["d"] * 2000) / "c.duckdb",
-    "the root folder": lambda t: Path("/"),
+    "a folder's own path": lambda t: t,
     "a surrogate name": lambda t: t / "\ud800.duckdb",
 }
 

@@ -34,6 +34,7 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSO
 def vet(path: Path) -> None:
     """Refuse ``path`` unless it is missing or a DuckDB file, and (unless trusted) unless it,
     its folder and its sidecars belong to this user and are writable by nobody else."""
+    _check_length(path)
     trusted = is_trusted(path)
     folder = _stat(path.parent)
     if folder is not None and not trusted:
@@ -51,6 +52,16 @@ def vet(path: Path) -> None:
         _check_magic(path)
     for suffix, is_folder in SIDECARS.items():
         _vet_sidecar(path, path.with_name(path.name + suffix), is_folder, trusted)
+
+
+def _check_length(path: Path) -> None:
+    """The longest sidecar name must fit the file system (a spool folder that cannot be made
+    would leave a run with nowhere to go)."""
+    longest = max(len(os.fsencode(path.name + suffix)) for suffix in SIDECARS)
+    if longest > 255 or len(os.fsencode(str(path))) > 4000:
+        raise CatalogError(f"{_shown(path)}: the name or path is too long for a catalog (its "
+                           "side files add up to 10 characters to the name); choose a shorter "
+                           "path", path=str(path))
 
 
 def is_trusted(path: Path) -> bool:
@@ -191,6 +202,15 @@ def _stat(path: Path, *, follow: bool = True) -> os.stat_result | None:
         raise CatalogError(f"{path} cannot be examined (permission denied on a folder "
                            "above it); choose a catalog in a folder you can read",
                            path=str(path)) from None
+    except OSError as exc:  # a name or path too long, a loop of symlinks, an I/O error
+        raise CatalogError(f"{_shown(path)} cannot be used as a catalog path "
+                           f"({exc.strerror}); choose a shorter, plain file path",
+                           path=str(path)) from None
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-60:]}"
 
 
 def _kind(mode: int) -> str:

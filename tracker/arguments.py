@@ -56,6 +56,9 @@ def texts(value: Any, name: str, example: str) -> list[str] | None:
     return list(value)
 
 
+_MOST = 2**63 - 1  # the largest LIMIT or OFFSET the catalog's SQL takes
+
+
 def count(value: Any, name: str, *, minimum: int = 0) -> int:
     """A whole number, ``minimum`` or more (a bool is refused: ``limit=True`` is a slip)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -63,7 +66,7 @@ def count(value: Any, name: str, *, minimum: int = 0) -> int:
                             f"not {_kind(value)}")
     if value < minimum:
         raise ArgumentError(f"{name} must be {minimum} or more, not {value}")
-    return value
+    return min(value, _MOST)  # more than any catalog holds means "all"
 
 
 def seconds(value: Any, name: str) -> float:
@@ -105,4 +108,10 @@ def path(value: Any, name: str) -> str:
                             f"not {_kind(value)}")
     if not raw.strip():
         raise ArgumentError(f"{name} must name a file; it is empty")
+    if "\x00" in raw:
+        raise ArgumentError(f"{name} holds a NUL character, which no file name can")
+    try:
+        os.fsencode(raw)
+    except UnicodeEncodeError as exc:  # a lone surrogate that no file name can hold
+        raise ArgumentError(f"{name} is not a valid file name (character {exc.start})") from None
     return raw

@@ -134,7 +134,7 @@ class Catalog:
         raw access while playing by the catalog's locking rules. ``timeout`` bounds the whole
         operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
         """
-        self._vet()
+        self.vet()
         wait = _Wait(self.timeout if timeout is None else timeout)
         with _translated(self.path):
             self.ensure_folder()
@@ -150,9 +150,12 @@ class Catalog:
             with self._locked(write, wait, cancel) as connection:
                 yield connection
 
-    def _vet(self) -> None:
+    def vet(self) -> None:
         """Refuse, before anything is opened or created, a catalog path that holds something
-        other than a DuckDB file or that another user controls (see :mod:`tracker._files`)."""
+        other than a DuckDB file or that another user controls (see :mod:`tracker._files`).
+
+        Every operation does this first (once per object); call it to check a path early.
+        """
         if not self._vetted:
             _files.vet(self.path)
             self._vetted = True
@@ -163,7 +166,7 @@ class Catalog:
         :meth:`connect`) and yield its path, for a reader that opens the file with a DuckDB of
         its own (:mod:`tracker.readonly_sql`); that reader must close the file inside the block.
         """
-        self._vet()
+        self.vet()
         wait = _Wait(self.timeout if timeout is None else timeout)
         with _translated(self.path):
             self.ensure_folder()
@@ -336,7 +339,7 @@ class Catalog:
         from tracker.run import Recorder
 
         if self._recorder is None:
-            self._vet()  # before the first event reaches a spool file beside the catalog
+            self.vet()  # before the first event reaches a spool file beside the catalog
             self._recorder = Recorder(self)
         return self._recorder
 

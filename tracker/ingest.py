@@ -529,6 +529,7 @@ def _own_run_ids(catalog: Catalog) -> set[str]:
 
 
 def _orphaned_spools(catalog: Catalog) -> list[Path]:
+    catalog.vet()  # the spool folder is one of the catalog's files: never list a planted one
     return spools.orphaned(catalog.spool_dir, {r.spool_path for r in _recorders_of(catalog)})
 
 

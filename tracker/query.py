@@ -578,6 +578,8 @@ def _python_literal(value: Any) -> _Literal:
         raise _Problem(f"cannot compare with a {type(value).__name__}", 0)
     if isinstance(value, str) and _SURROGATE.search(value):
         raise _Problem("the value holds a lone surrogate character (not valid Unicode)", 0)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise _Problem("the number is outside the 64-bit range values are stored in", 0)
     return _Literal(value, 0, str(value))
 
 

@@ -16,6 +16,7 @@ import atexit
 import collections
 import errno
 import getpass
+import itertools
 import json
 import math
 import os
@@ -45,6 +46,7 @@ FLUSH_INTERVAL = 1.0  # seconds between catalog writes while events keep coming
 #: What is logged is in the spool file (safe from kill -9) within this many seconds, even while
 #: the catalog is locked by another process: a thread of its own spools, apart from the writer.
 SPOOL_BOUND = 1.0
+MAX_PARAM_LEAVES = 100  # a nested dict param becomes at most this many dotted keys
 _SPOOL_EVERY = SPOOL_BOUND / 4
 HEARTBEAT_INTERVAL = 60.0  # a live run touches heartbeat_at at least this often
 _PLAIN_PARAM = {str: "str", int: "int", bool: "bool", type(None): "none"}
@@ -126,9 +128,10 @@ class Run:
         kind = _PLAIN_PARAM.get(type(value))
         if kind is None and type(value) is float and math.isfinite(value):
             kind = "float"
-        # Non-ASCII text and very large ints take the slow path, which checks them.
-        if kind is not None and type(key) is str and key and key.isascii() and (
-                kind != "str" or value.isascii()) and (kind != "int" or -_INT64 <= value < _INT64):
+        # Keys that do not print, non-ASCII text and very large ints take the slow path.
+        if kind is not None and type(key) is str and key.isascii() and key.isprintable() and key \
+                and (kind != "str" or value.isascii()) and (
+                kind != "int" or -_INT64 <= value < _INT64):
             self._set_param(key, *self._redact(key, value, kind))
             return
         self._log_param_slow(key, value)
@@ -142,8 +145,7 @@ class Run:
 
     def _log_param_slow(self, key: Any, value: Any) -> None:
         try:
-            leaves = values.flatten_params({key: value}) if isinstance(value, Mapping) else [
-                (self._key(key, "param"), value)]
+            leaves = self._leaves(key, value)
             for flat_key, leaf in leaves:
                 stored, kind, note = values.normalize_param(leaf)
                 if note:
@@ -152,6 +154,19 @@ class Run:
         except Exception as exc:  # never into user code
             name = values.key_text(key)
             self._warn_once(name, f"param {name!r} was not recorded: {exc!r}")
+
+    def _leaves(self, key: Any, value: Any) -> list[tuple[str, Any]]:
+        """The dotted keys a param becomes; a dict of more than ``MAX_PARAM_LEAVES`` leaves stays
+        one param (each key is a column of the runs table: thousands would slow every read)."""
+        if not isinstance(value, Mapping):
+            return [(self._key(key, "param"), value)]
+        leaves = list(itertools.islice(values.flatten_params({key: value}), MAX_PARAM_LEAVES + 1))
+        if len(leaves) <= MAX_PARAM_LEAVES:
+            return leaves
+        name = self._key(key, "param")
+        self._warn_once(name, f"param {name!r} has more than {MAX_PARAM_LEAVES} entries: stored "
+                        "as one value, not one param per entry")
+        return [(name, value)]
 
     def _key(self, key: Any, what: str) -> str:
         """A key as storable text, with one warning when it had to be escaped or described."""
@@ -179,6 +194,7 @@ class Run:
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Record a metric value (at ``step``); the latest is what queries see."""
         if type(value) is not float or type(key) is not str or not key.isascii() or (
+                not key or not key.isprintable()) or (
                 step is not None and (type(step) is not int or not -_INT64 <= step < _INT64)):
             self._log_metric_slow(key, value, step)
             return

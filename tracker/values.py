@@ -26,7 +26,8 @@ ARRAY_LIMIT = 10_000  # elements of an array or sequence stored in full
 _PLAIN = (str, int, bool, type(None))
 INT64 = 2**63  # metric steps are BIGINT: -INT64 <= step < INT64
 _max_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)  # Python 3.11+ has a limit
-ESCAPED_NOTE = "text that is not valid Unicode (a lone surrogate) is stored backslash-escaped"
+ESCAPED_NOTE = ("text that is not valid Unicode (a lone surrogate), and a key's control "
+                "characters, are stored backslash-escaped")
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -103,8 +104,13 @@ def flatten_params(params: Mapping[Any, Any], *, prefix: str = "") -> Iterator[t
 
 
 def key_text(key: Any) -> str:
-    """Keys are text; anything else is stored as its ``str``; an empty key is ``"_"``."""
-    return text(key) or "_"
+    """Keys are text; anything else is stored as its ``str``; an empty key is ``"_"``. Keys name
+    columns, so characters that do not print (NUL, newlines, lone surrogates) are escaped."""
+    name = text(key) or "_"
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in name)
 
 
 def normalize_param(value: Any) -> tuple[Any, str, str | None]:
