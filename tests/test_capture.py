@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tracker.capture import FileCapture, suppressed
-from tracker.hashing import FileHasher
 from tracker.errors import TrackerWarning
+from tracker.hashing import FileHasher
 
 
 class Recorder:
@@ -499,5 +499,6 @@ import pandas as pd
 pd.DataFrame({{"x": [1]}}).to_parquet({str(root / "late.parquet")!r})
 print(writes)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
     assert done.stdout.strip() == repr([str(root / "late.parquet")])

@@ -395,7 +395,8 @@ def test_damaged_catalogs_raise_catalog_errors_and_are_left_untouched(tmp_path: 
     for n, content in enumerate(damaged):
         path = tmp_path / f"damaged{n}.duckdb"
         path.write_bytes(content)
-        for action in (tracker.Catalog(path).runs, lambda: _write_meta(tracker.Catalog(path))):
+        for action in (tracker.Catalog(path).runs,
+                       lambda p=path: _write_meta(tracker.Catalog(p))):
             error = _within(10, action)
             if error is None:
                 continue  # the damage was in a part this operation never reads

@@ -12,7 +12,6 @@ import xxhash
 from tracker.hashing import FileFacts, FileHasher, file_facts, hash_file
 
 
-
 def test_hash_file_of_known_content(tmp_path: pathlib.Path) -> None:
     (tmp_path / "hello.txt").write_bytes(b"hello world\n")
     assert hash_file(str(tmp_path / "hello.txt")) == "xxh3_128:" + xxhash.xxh3_128(

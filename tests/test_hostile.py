@@ -566,7 +566,8 @@ SQL: list[str] = [
     "SELECT nonsense FROM runs", "SELEC 1", "SELECT '\ud800'", "SELECT 'a' || '\x00'",
     "SELECT count(*) FROM runs", "SELECT * FROM runs, runs r2 LIMIT 5", "SELECT $1",
     "SELECT ? + ?", "EXPLAIN SELECT 1", "DESCRIBE runs", "SHOW TABLES", "SUMMARIZE runs",
-    "FROM runs", "VALUES (1)", "SELECT * FROM duckdb_settings()", "SELECT * FROM duckdb_databases()",
+    "FROM runs", "VALUES (1)", "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM duckdb_databases()",
     "/* comment */ SELECT 1", "SELECT 1 -- ; DROP TABLE runs",
 ]
 

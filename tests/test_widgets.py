@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 
 import tracker
 from tracker import query
-from tracker.widgets import RunComparison, RunDetail, RunTable, TrashView
-from tracker.widgets import _plot
+from tracker.widgets import RunComparison, RunDetail, RunTable, TrashView, _plot
 from tracker.widgets.filters import field_name, literal
 
 SCRIPT = "<script>alert(1)</script>"

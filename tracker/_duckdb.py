@@ -24,7 +24,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-_CONFIG = {
+_CONFIG: dict[str, Any] = {
     "storage_compatibility_version": "v1.5.0",  # files stay readable by duckdb 1.5
     # A file that is not DuckDB (SQLite, Parquet) made DuckDB fetch an extension to read it:
     # seconds of waiting without a network, and code from the network with one.

@@ -253,7 +253,7 @@ def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside this module."""
     level, frame = 1, sys._getframe(1)
     while frame is not None and frame.f_code.co_filename == __file__:
-        level, frame = level + 1, frame.f_back
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
     return level
 
 
@@ -535,9 +535,10 @@ def _native_paths(value: Any) -> list[str]:
         path = os.fsdecode(os.fspath(value))
     else:
         # Open file objects carry their path in `.name`; buffers have none (or an int fd).
-        path = getattr(value, "name", None)
-        if not isinstance(path, str):
+        named = getattr(value, "name", None)
+        if not isinstance(named, str):
             return []
+        path = named
     if path.startswith("file://"):
         path = path[len("file://"):]
     if "://" in path or not path:

@@ -38,7 +38,8 @@ from tracker.errors import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tracker.run import Run, RunInfo
+    from tracker.models import RunInfo
+    from tracker.run import Run
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 _DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")

@@ -223,7 +223,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.format != "table":
         _write_frame(frame, args.format)
         return 0
-    formatters = {"started_at": _local_time, "duration": _duration_text}
+    formatters: dict[str, Callable[[Any], str]] = {"started_at": _local_time,
+                                                   "duration": _duration_text}
     if len(frame):
         print(_frame_table(frame, formatters))
     total = _total(catalog, args, shown=len(frame))

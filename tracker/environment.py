@@ -103,7 +103,7 @@ def _from_metadata(path: str) -> tuple[str, str] | None:
     from importlib.metadata import Distribution
 
     try:
-        meta = Distribution.at(path).metadata
+        meta: Any = Distribution.at(path).metadata  # an email.Message: .get() exists
     except Exception:
         return None
     name, version = meta.get("Name") if meta else None, meta.get("Version") if meta else None

@@ -180,8 +180,8 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
 
 def _insert_keys(con: Any, data: dict[str, Any]) -> None:
     """Register the run's param and metric keys, which the runs table's columns come from."""
-    params = sorted({(row["key"], row["kind"]) for row in data["params"]})
-    metrics = sorted({(row["key"],) for row in data["metrics"]})
+    params: list[tuple[str, ...]] = sorted({(row["key"], row["kind"]) for row in data["params"]})
+    metrics: list[tuple[str, ...]] = sorted({(row["key"],) for row in data["metrics"]})
     for table, keys in (("param_keys", params), ("metric_keys", metrics)):
         if keys:
             _insert_missing(con, table, keys)

@@ -122,7 +122,8 @@ def _hash_stream(stream: Any) -> str:
 
 
 def _hash_dir(path: str, content_hash: Callable[[str], str]) -> tuple[str, int, float]:
-    """Hash of a folder's sorted (relative path, size, content hash) lines; total size, max mtime."""
+    """Hash of a folder's sorted (relative path, size, content hash) lines; total size and
+    newest mtime."""
     import xxhash
 
     entries = []

@@ -54,7 +54,7 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
 
     def stored(text: Any) -> str:
         """Storable text (no lone surrogates) with secrets replaced: edits included."""
-        return redactor.text(values.text(text))
+        return redactor.text(values.text(text)) or ""
 
     if name is not None:
         changes["name"] = stored(name)

@@ -177,7 +177,8 @@ def _launch_dirs(pid: int) -> list[str]:
     Its cwd; but `papermill --cwd D` chdirs itself to D, so also the folder it was started
     in: its ``PWD`` as set by a shell, and the cwd of its parent (usually that shell).
     """
-    candidates = (_process.process_cwd(pid), _process.process_env(pid, "PWD"), _process.process_cwd(_process.process_ppid(pid)))
+    candidates = (_process.process_cwd(pid), _process.process_env(pid, "PWD"),
+                  _process.process_cwd(_process.process_ppid(pid)))
     return list(dict.fromkeys(folder for folder in candidates if folder))
 
 

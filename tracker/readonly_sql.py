@@ -33,7 +33,7 @@ ALLOWED = (
 
 # Set when the instance starts, before the configuration is locked. No temp directory: a query
 # too big for memory fails rather than spilling files into the working directory.
-_CONFIG = {
+_CONFIG: dict[str, Any] = {
     "memory_limit": "2GB",
     "threads": max(1, min(4, os.cpu_count() or 1)),
     "temp_directory": "",

@@ -179,6 +179,7 @@ class Redactor:
             known = self._known.get(value)
             if known is not None:  # a secret met before, now under an ordinary name
                 return known, REDACTED
+            assert self.rules is not None
             # "=" or ":" may start a `password=...` pair.
             suspect = "=" in value or ":" in value or self.rules.suspect(value)
             return (self.text(value) if suspect else value), kind
@@ -221,6 +222,7 @@ class Redactor:
         for secret, marker in list(self._known.items()):
             if secret in text:
                 text = text.replace(secret, marker)
+        assert self.rules is not None
         if self.rules.suspect(text):
             text = self.rules.values.sub(self._credential, text)
         return self._pairs(text) if "=" in text or ":" in text else text

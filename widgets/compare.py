@@ -70,7 +70,7 @@ class RunComparison(w.VBox):
         plots = []
         for source in metric_sources:
             key = source.split(".", 1)[1]
-            series = {}
+            series: dict[str, Any] = {}
             for run_id, history in histories.items():
                 rows = history[history["key"] == key]
                 if len(rows) > 1:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from benchmarks.figures import (  # noqa: F401 (imported to register)
-    startup,
     calls,
+    concurrency,
+    hashing,
     kernel,
     queries,
+    startup,
     widgets,
-    hashing,
-    concurrency,
 )

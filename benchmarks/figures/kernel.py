@@ -5,8 +5,8 @@ The overhead is measured twice, in one kernel process each time. In the kernel: 
 difference of the medians is what the hooks and the audit hook cost, free of messaging noise
 (this figure carries the target). As the front end sees it: each cell's "busy" to "idle"
 status messages, whose ~4 ms medians the machine's noise moves by more than the hooks cost.
-``%load_ext`` figures are client round trips, what a user waits for. Kernels get a temporary catalog and an
-empty IPYTHONDIR, so no profile auto-loads the extension behind the benchmark's back.
+``%load_ext`` figures are client round trips, what a user waits for. Kernels get a temporary
+catalog and an empty IPYTHONDIR, so no profile auto-loads the extension behind the benchmark's back.
 """
 
 from __future__ import annotations
