@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
 FLUSH_INTERVAL = 1.0  # seconds between catalog writes while events keep coming
+# A new run reaches the catalog this soon rather than at once: a short run that ends (or is
+# flushed) within it is written in one attach, not two (~10 ms saved per run).
+START_DELAY = 0.05
 #: What is logged is in the spool file (safe from kill -9) within this many seconds, even while
 #: the catalog is locked by another process: a thread of its own spools, apart from the writer.
 SPOOL_BOUND = 1.0
@@ -300,7 +303,7 @@ class Recorder:
         self._db_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._urgent = False
+        self._due = math.inf  # time.monotonic() by which pending events must be written
         self._last_write = 0.0
         self._last_beat = time.monotonic()
         self._warned = False
@@ -345,7 +348,7 @@ class Recorder:
         self.stack.append(run)
         if params:
             run.log_params(params)
-        self._write_soon()  # a new run should be visible at once
+        self._write_soon(START_DELAY)  # a new run should be visible (almost) at once
         return run
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
@@ -522,9 +525,10 @@ class Recorder:
 
     # -- the background thread -----------------------------------------------------------
 
-    def _write_soon(self) -> None:
-        """Have the flusher write to the catalog now rather than at its next interval."""
-        self._urgent = True
+    def _write_soon(self, within: float = 0.0) -> None:
+        """Have the flusher write to the catalog within ``within`` seconds rather than at its
+        next interval."""
+        self._due = min(self._due, time.monotonic() + within)
         self._ensure_thread()
 
     def _ensure_thread(self) -> None:
@@ -549,7 +553,7 @@ class Recorder:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(0.25)
+            self._wake.wait(min(max(self._due - time.monotonic(), 0.0), 0.25))
             self._wake.clear()
             try:
                 self._tick()
@@ -565,11 +569,15 @@ class Recorder:
             self._last_beat = now
             for run in self.stack:
                 self.queue.append(("beat", run.id, time.time()))
+        # Cleared before spooling: an event whose _write_soon this overwrites was queued
+        # before it, so the spool below takes it and this tick writes it.
+        due = now >= self._due
+        if due:
+            self._due = math.inf
         if self.queue:
             self.spool()
-        due = self._urgent or now - self._last_write >= FLUSH_INTERVAL
+        due = due or now - self._last_write >= FLUSH_INTERVAL
         if self._pending and due and not self._stop.is_set():
-            self._urgent = False
             with self._db_lock:
                 self._write(None, cancel=self._stop)
 
