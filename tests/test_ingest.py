@@ -3,6 +3,7 @@ what the catalog cannot store is kept in quarantine, never dropped, and never bl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -138,3 +139,85 @@ def test_a_malformed_event_is_quarantined_and_the_rest_applied(catalog: tracker.
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert catalog.runs()["status"].tolist() == ["completed"]
     assert [entry["event"] for entry in _quarantined(catalog)] == [["artifact", "r1", "input"]]
+
+
+class _Counting:
+    """A DuckDB connection that counts the statements it runs (executemany: one per row)."""
+
+    def __init__(self, con: Any, sql: list[str]) -> None:
+        self._con, self.sql = con, sql
+
+    def execute(self, query: str, *args: Any) -> Any:
+        self.sql.append(query)
+        return self._con.execute(query, *args)
+
+    def executemany(self, query: str, rows: Any) -> Any:
+        self.sql.extend(query for _ in rows)
+        return self._con.executemany(query, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def _statements_of(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch,
+                   batch: list[tuple[str, int, tuple[Any, ...]]]) -> list[str]:
+    """The SQL statements ``write_events`` runs for ``batch``."""
+    sql: list[str] = []
+    connect = catalog.connect
+
+    @contextlib.contextmanager
+    def counting(**kwargs: Any) -> Any:
+        with connect(**kwargs) as con:
+            yield _Counting(con, sql)
+
+    monkeypatch.setattr(catalog, "connect", counting)
+    ingest.write_events(catalog, batch)
+    monkeypatch.undo()
+    return sql
+
+
+def _short_run(run_id: str, params: int, metrics: int) -> list[tuple[str, int, tuple[Any, ...]]]:
+    now = time.time()
+    events: list[tuple[Any, ...]] = [("start", run_id, {"name": run_id, "started_at": now})]
+    events += [("param", run_id, f"p{i}", i / 10, "float", now) for i in range(params)]
+    events += [("metric", run_id, f"m{i}", i / 10, None, now) for i in range(metrics)]
+    events.append(("end", run_id, "completed", now + 1, None))
+    return [(run_id, seq, event) for seq, event in enumerate(events, start=1)]
+
+
+def test_a_run_is_written_in_a_few_statements_whatever_its_size(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest.write_events(catalog, _short_run("first", 20, 5))  # creates the catalog, its columns
+    small = _statements_of(catalog, monkeypatch, _short_run("small", 1, 1))
+    large = _statements_of(catalog, monkeypatch, _short_run("large", 20, 5))
+    assert len(large) == len(small) <= 12  # one insert per table, not one per row
+    assert not [sql for sql in large if sql.startswith("ALTER")]  # its keys have columns
+    assert not [sql for sql in large if sql.startswith("UPDATE")]  # a new run is inserted whole
+    runs = catalog.runs("params.p19 = 1.9 AND metrics.m4 = 0.4")
+    assert sorted(runs["id"]) == ["first", "large"]
+    assert list(runs["duration"]) == [1.0, 1.0]
+
+
+def test_many_runs_in_one_batch_keep_every_value(catalog: tracker.Catalog) -> None:
+    # Past ingest's bulk threshold rows go through a DataFrame rather than bound lists.
+    batch = [event for i in range(600) for event in _short_run(f"r{i:03}", 2, 1)]
+    assert ingest.write_events(catalog, batch) == 0
+    runs = catalog.runs("params.p1 = 0.1", order_by="name", limit=None)
+    assert len(runs) == 600
+    assert list(runs["metrics.m0"].unique()) == [0.0]
+    history = catalog.metric_history("r599")
+    assert list(history["value"]) == [0.0]
+    assert catalog.runs(limit=1)["started_at"].dt.tz is not None
+
+
+def test_a_write_to_an_existing_run_rewrites_only_its_new_values(
+        catalog: tracker.Catalog) -> None:
+    ingest.write_events(catalog, _short_run("run", 2, 1)[:-1])  # still running
+    now = time.time()
+    ingest.write_events(catalog, [("run", 5, ("param", "run", "p1", "changed", "str", now)),
+                                  ("run", 6, ("metric", "run", "late", 2.0, 3, now)),
+                                  ("run", 7, ("end", "run", "completed", now, None))])
+    run = catalog.runs(limit=None).iloc[0]
+    assert (run["params.p0"], run["params.p1"], run["metrics.m0"], run["metrics.late"]) == (
+        0.0, "changed", 0.0, 2.0)
+    assert run["status"] == "completed"
