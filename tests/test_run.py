@@ -241,3 +241,42 @@ def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.C
             for line in path.read_text().splitlines()]
     assert [entry["event"] for entry in kept] == [
         ["env", run.id, "env-1", {"digits": hex(10**5000)}]]
+
+
+def _counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The run ids of each catalog write (one attach each) from now on."""
+    writes: list[list[str]] = []
+    write_events = ingest.write_events
+
+    def counted(catalog: tracker.Catalog, batch: ingest.Batch, **kwargs: object) -> int:
+        writes.append(sorted({run_id for run_id, _, _ in batch}))
+        return write_events(catalog, batch, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "write_events", counted)
+    return writes
+
+
+def test_a_short_run_reaches_the_catalog_in_one_write(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    with catalog.start_run("warm-up"):  # the flusher thread is running from here on
+        pass
+    catalog.flush()
+    monkeypatch.setattr("tracker.run.START_DELAY", 5.0, raising=False)  # however slow the test
+    writes = _counting_writes(monkeypatch)
+    with catalog.start_run("short", params={"lr": 0.1}) as run:
+        time.sleep(0.05)  # the flusher had time to write the start on its own
+        run.log_metric("acc", 0.9)
+    catalog.flush()
+    assert writes == [[run.id]]
+    assert catalog.get_run(run.id).status == "completed"
+
+
+def test_a_new_run_reaches_the_catalog_without_a_flush(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = catalog.start_run("long")
+    writes = _counting_writes(monkeypatch)
+    deadline = time.monotonic() + 10
+    while not writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writes == [[run.id]]
+    catalog.end_run()
