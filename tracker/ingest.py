@@ -325,7 +325,8 @@ def _write(con: Any, rows: _Rows) -> None:
         _insert_runs(con, rows.new_runs, touched)
     for run_id, updates in rows.updates:
         _update_run(con, run_id, updates)
-    updated = [run_id for run_id, _ in rows.updates if run_id in set(rows.valued)]
+    valued = set(rows.valued)
+    updated = [run_id for run_id, _ in rows.updates if run_id in valued]
     if updated:
         columns.refresh(con, updated, touched)
     if rows.cells:
