@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,26 @@ def test_a_long_lived_reader_sees_runs_that_exited_processes_left_in_spools(
     names = reader.runs()["name"].tolist()
     assert sorted(names) == ["exited-0", "exited-1", "exited-2"]
     assert time.monotonic() - started < 1
+
+
+def test_a_waiting_writer_tries_again_every_few_milliseconds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A long wait must not grow into long sleeps: the waiter would sleep through the moments
+    # the catalog is free, and fresh writers would take it again and again (8 writers: 8.7 s).
+    path = tmp_path / "busy.duckdb"
+    holder = _hold_lock(path, "write")
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(_lock, "time", types.SimpleNamespace(monotonic=time.monotonic,
+                                                             sleep=sleep))
+    try:
+        with pytest.raises(tracker.CatalogLockedError):
+            with _lock.locked(str(path), write=True, timeout=0.3):
+                pass
+    finally:
+        _release(holder)
+    assert len(pauses) > 10 and max(pauses) <= 0.01
