@@ -383,12 +383,10 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
 
 def _insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
     """Add the (key[, kind]) rows ``table`` does not have yet, in one statement."""
-    if table == "param_keys":
-        con.execute("INSERT INTO param_keys SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]) "
-                    "EXCEPT SELECT key, kind FROM param_keys", [list(c) for c in zip(*keys)])
-    else:
-        con.execute("INSERT INTO metric_keys SELECT unnest(?::VARCHAR[]) "
-                    "EXCEPT SELECT key FROM metric_keys", [[k[0] for k in keys]])
+    names = ", ".join(schema.column_names(table))
+    lists = ", ".join("unnest(?::VARCHAR[])" for _ in keys[0])
+    con.execute(f"INSERT INTO {table} SELECT {lists} EXCEPT SELECT {names} FROM {table}",
+                [list(column) for column in zip(*keys, strict=True)])
 
 
 def _insert(con: Any, table: str, rows: list[tuple[Any, ...]],
