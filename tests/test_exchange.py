@@ -292,3 +292,27 @@ def test_a_failed_export_leaves_no_file(catalog: tracker.Catalog, tmp_path: Path
     with pytest.raises(tracker.ArgumentError, match="No space left"):
         catalog.export_run(run.id, tmp_path / "run.json")
     assert not [p for p in tmp_path.iterdir() if "run.json" in p.name]
+
+
+def test_an_import_is_recorded_as_logging_would_record_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run exported with redaction off (or by an older tracker) still holds its secrets ...
+    monkeypatch.setenv("TRACKER_REDACT", "0")
+    clear = tracker.Catalog(tmp_path / "clear" / "catalog.duckdb")
+    secret = "hunter2-hunter2"
+    with clear.start_run("old", notes=f"password={secret}",
+                         params={"db_password": secret, "lr": 0.1}) as run:
+        pass
+    descriptor = clear.export_run(run.id, tmp_path / "old.json")
+    assert secret in descriptor.read_text()
+    # ... which importing, a recording like any other, redacts.
+    monkeypatch.delenv("TRACKER_REDACT")
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(descriptor)
+    info = other.get_run(run.id)
+    assert info.params["lr"] == 0.1
+    assert str(info.params["db_password"]).startswith("<redacted:str:")
+    assert secret not in (info.notes or "")
+    other.flush()
+    stored = b"".join(path.read_bytes() for path in other.folder.rglob("*") if path.is_file())
+    assert secret.encode() not in stored

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, descriptor, schema, values
+from tracker import columns, descriptor, redaction, schema, values
 from tracker.errors import ArgumentError
+from tracker.hashing import hash_bytes
 from tracker.ingest import _insert_missing
 from tracker.search import _prepare_read, _records, resolve
 
@@ -155,7 +156,7 @@ def _dump(data: dict[str, Any], *, yaml: bool) -> str:
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = descriptor.load(_path(path))
+    data = _as_recorded(catalog, descriptor.load(_path(path)))
     run = data["run"]
     run_id = run["id"]
     with catalog.connect(write=True) as con:
@@ -176,6 +177,39 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
         columns.refresh(con, [run_id])
         con.execute("COMMIT")
     return run_id
+
+
+def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
+    """The descriptor as logging would have recorded it here: an import is a recording, so
+    secrets (an export from an older tracker, a file edited by hand) are redacted, and keys
+    that do not print are escaped, exactly as at log time."""
+    redactor = redaction.for_catalog(catalog)
+    params = []
+    for row in data["params"]:
+        key = values.key_text(row["key"])
+        value, kind = redactor.param(key, json.loads(row["value"]), row["kind"])
+        params.append({**row, "key": key, "value": json.dumps(value), "kind": kind})
+    run = {**data["run"], "labels": [redactor.text(label) for label in data["run"]["labels"]
+                                     or ()] or None,
+           # The latest value of each key, rebuilt from the (redacted) history.
+           "params": json.dumps({row["key"]: json.loads(row["value"]) for row in params})}
+    for field in ("name", "notes", "error"):
+        run[field] = redactor.text(run.get(field))
+    return {**data, "run": run, "params": params,
+            "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
+            "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]]}
+
+
+def _cell_as_recorded(redactor: redaction.Redactor, row: dict[str, Any]) -> dict[str, Any]:
+    """A cell with its secrets redacted, and its hash taken after, as at record time (a hash
+    of the clear source could be checked against guesses of the secret)."""
+    source = row.get("source")
+    if not source:
+        return {**row, "error_message": redactor.text(row.get("error_message"))}
+    scrubbed = redactor.source(source)
+    digest = row.get("source_hash") if scrubbed == source else hash_bytes(scrubbed.encode())
+    return {**row, "source": scrubbed, "source_hash": digest,
+            "error_message": redactor.text(row.get("error_message"))}
 
 
 def _insert_keys(con: Any, data: dict[str, Any]) -> None:

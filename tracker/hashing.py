@@ -17,7 +17,7 @@ from typing import Any
 
 from tracker.capture import suppressed
 
-__all__ = ["FileFacts", "FileHasher", "file_facts", "hash_file"]
+__all__ = ["FileFacts", "FileHasher", "file_facts", "hash_bytes", "hash_file"]
 
 _CHUNK = 8 * 1024 * 1024
 _HASH_PREFIX = "xxh3_128:"
@@ -33,6 +33,13 @@ class FileFacts:
     size: int | None
     mtime: float | None
     hash: str | None
+
+
+def hash_bytes(data: bytes) -> str:
+    """``"xxh3_128:<hex>"`` of ``data``: the form of every content hash tracker records."""
+    import xxhash
+
+    return _HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
 
 
 def hash_file(path: str) -> str:

@@ -166,17 +166,15 @@ def _prepared(catalog: Catalog, event: Event) -> Event:
 
 
 def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
-    import xxhash
-
     from tracker import redaction
-    from tracker.hashing import file_facts
+    from tracker.hashing import file_facts, hash_bytes
 
     facts = file_facts(path)
     if facts.hash is None:
         return _facts(facts)
     # What is stored is the notebook with its secrets replaced, and the hash is of that.
     content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
-    digest = "xxh3_128:" + xxhash.xxh3_128_hexdigest(content)
+    digest = hash_bytes(content)
     folder = catalog.blob_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     blob = folder / digest.replace(":", "-")

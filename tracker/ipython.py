@@ -334,7 +334,7 @@ def _in_kernel(ip: Any) -> bool:
 def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
                  started: float | None, error: BaseException | None,
                  redactor: redaction.Redactor) -> dict[str, Any]:
-    import xxhash
+    from tracker.hashing import hash_bytes
 
     now = time.time()
     # Secrets go before anything is hashed: a hash of the clear source could be checked
@@ -342,7 +342,7 @@ def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
     source = redactor.source(source)
     return {
         "seq": seq, "execution_count": count, "cell_id": cell_id,
-        "source_hash": "xxh3_128:" + xxhash.xxh3_128_hexdigest(source.encode()),
+        "source_hash": hash_bytes(source.encode()),
         "source": source, "started_at": started or now,
         "duration": (now - started) if started else None, "success": error is None,
         "error_type": type(error).__name__ if error is not None else None,
