@@ -4,7 +4,7 @@ for one operation at a time.
 Starting a DuckDB database costs ~20-25 ms on this machine, even in memory; attaching a file to
 a running one and detaching it again costs ~3. Detaching closes the file as closing a connection
 does: it checkpoints and releases DuckDB's file lock, so other processes see a catalog that no
-one holds between operations, as DESIGN.md §3 requires.
+one holds between operations (docs/design.md §2).
 
 There is one instance per catalog file, not one per process: DuckDB keeps a detached database
 open while any transaction that began before the DETACH still runs, so a query on another

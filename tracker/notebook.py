@@ -1,7 +1,7 @@
 """Which notebook this kernel is running, and what that notebook says.
 
 Owns finding the ``.ipynb`` behind a kernel session in every way Jupyter runs one
-(:func:`find_notebook`, DESIGN.md §4) and reading what a run needs from it: title, code hash,
+(:func:`find_notebook`, docs/design.md §4) and reading what a run needs from it: title, code hash,
 ``tracker`` metadata, parameters cells and cell tags (:func:`read_notebook`). Nothing here ever
 writes to a notebook, and nothing raises into the user's kernel.
 
