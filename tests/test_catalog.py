@@ -137,17 +137,21 @@ def _hold(script: str, ready: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def test_a_held_lock_times_out_with_the_holder_named(catalog: tracker.Catalog,
-                                                     tmp_path: Path) -> None:
-    catalog.runs()
-    ready = tmp_path / "ready"
-    holder = _hold(f"""
+def _hold_sidecar_lock(catalog: tracker.Catalog, ready: Path) -> subprocess.Popen[bytes]:
+    """Another process holding the catalog's write lock, as a writer in a long operation does."""
+    return _hold(f"""
         import fcntl, os, time
         fd = os.open({str(catalog.path) + '.lock'!r}, os.O_RDWR)
         fcntl.lockf(fd, fcntl.LOCK_EX)
         open({str(ready)!r}, "w").close()
         time.sleep(60)
     """, ready)
+
+
+def test_a_held_lock_times_out_with_the_holder_named(catalog: tracker.Catalog,
+                                                     tmp_path: Path) -> None:
+    catalog.runs()
+    holder = _hold_sidecar_lock(catalog, tmp_path / "ready")
     try:
         started = time.monotonic()
         with pytest.raises(CatalogLockedError) as caught:
@@ -550,14 +554,7 @@ def test_reading_many_catalogs_keeps_few_duckdb_instances(tmp_path: Path) -> Non
 def test_flush_gives_up_after_its_timeout_not_twice_it(tmp_path: Path) -> None:
     catalog = tracker.Catalog(tmp_path / "catalog.duckdb", timeout=2)
     catalog.runs()
-    ready = tmp_path / "ready"
-    holder = _hold(f"""
-        import fcntl, os, time
-        fd = os.open({str(catalog.path) + '.lock'!r}, os.O_RDWR)
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        open({str(ready)!r}, "w").close()
-        time.sleep(60)
-    """, ready)
+    holder = _hold_sidecar_lock(catalog, tmp_path / "ready")
     try:
         with pytest.warns(tracker.TrackerWarning, match="locked") as warned:
             with catalog.start_run("waiting"):
