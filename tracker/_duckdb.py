@@ -113,9 +113,11 @@ def start_in_background() -> None:
     def start() -> None:
         global _spare
         with _guard:
-            if _spare is None and not _instances:
+            if _spare is None and not _instances and not teardown.exiting():
                 _spare = _new()
 
+    # Armed now too: an exit during `import duckdb` waits for the thread (it holds _guard).
+    teardown.arm(_wait_idle)
     threading.Thread(target=start, name="tracker-duckdb", daemon=True).start()
 
 

@@ -21,7 +21,6 @@ from collections.abc import Callable
 
 _stoppers: list[Callable[[], None]] = []
 _exiting = threading.Event()
-_armed = False
 _arm_lock = threading.Lock()
 
 
@@ -39,13 +38,14 @@ def exiting() -> bool:
 
 
 def arm(wait_idle: Callable[[], None]) -> None:
-    """Register the exit handler once; call it after ``import duckdb`` so it runs before
-    DuckDB's own. ``wait_idle`` returns once no operation is inside DuckDB."""
-    global _armed
+    """Register the exit handler, or move it after every handler registered so far: call it
+    after ``import duckdb`` so that it runs before DuckDB's own. ``wait_idle`` returns once
+    no operation is inside DuckDB (nor starting it)."""
+    if _exiting.is_set():
+        return  # the main thread writing at exit: the handler has run
     with _arm_lock:
-        if not _armed:
-            _armed = True
-            atexit.register(_at_exit, wait_idle)
+        atexit.unregister(_at_exit)
+        atexit.register(_at_exit, wait_idle)
 
 
 def _at_exit(wait_idle: Callable[[], None]) -> None:
