@@ -8,6 +8,7 @@ built once for the module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import KernelManager
 from jupyter_core.utils import ensure_event_loop
+
+import tracker
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +132,53 @@ def test_a_script_exits_cleanly_while_live_updates_run(env: dict[str, str]) -> N
 
 def test_a_kernel_with_the_browser_open_shuts_down_cleanly(env: dict[str, str]) -> None:
     assert failures(shut_down_kernel, env) == []
+
+
+# Registered before duckdb is imported, so it runs after tracker's exit handler: a background
+# thread then tries to read the catalog, as a widget's thread could.
+READ_AT_EXIT = """
+import atexit, sys, threading, time
+import tracker
+
+def read_from_a_thread():
+    started = time.monotonic()
+    try:
+        tracker.runs()
+    except tracker.CatalogError as exc:
+        print(f"refused after {time.monotonic() - started:.1f} s: {exc}")
+    else:
+        print("read")
+
+def at_exit():
+    thread = threading.Thread(target=read_from_a_thread)
+    thread.start()
+    thread.join()
+
+atexit.register(at_exit)
+tracker.runs()
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def exit_reading(env: dict[str, str], *, locked: bool) -> str:
+    """What READ_AT_EXIT's thread got, with the catalog locked by this process or not."""
+    env = {**env, "TRACKER_LOCK_TIMEOUT": "20"}
+    child = subprocess.Popen([sys.executable, "-c", READ_AT_EXIT], env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    catalog = tracker.Catalog(env["TRACKER_CATALOG"])
+    with catalog.connect(write=True) if locked else contextlib.nullcontext():
+        out, _ = child.communicate("\n", timeout=TIMEOUT)
+    assert child.returncode == 0
+    return out
+
+
+def test_a_background_thread_opens_no_catalog_once_the_process_exits(
+        env: dict[str, str]) -> None:
+    assert "is not opened from a background thread while the process exits" in exit_reading(
+        env, locked=False)
+
+
+def test_a_background_thread_waiting_for_the_lock_gives_up_at_exit(env: dict[str, str]) -> None:
+    assert exit_reading(env, locked=True).startswith("refused after 0.")
