@@ -30,6 +30,7 @@ try:
 except ImportError:  # Windows: threads are still serialised; processes are not.
     fcntl = None  # type: ignore[assignment]
 
+from tracker import teardown
 from tracker._files import check_lock_file
 from tracker.errors import CatalogError, CatalogLockedError
 
@@ -113,7 +114,8 @@ def locked(catalog_path: str, *, write: bool, timeout: float,
 
     Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass (or at
     ``deadline``, a ``time.monotonic()`` shared by a whole operation), or at once when
-    ``cancel`` is set while waiting (the flusher thread stopping at exit).
+    ``cancel`` is set while waiting (the flusher thread stopping at exit), or when the
+    interpreter exits in a background thread (:mod:`tracker.teardown`).
     """
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
@@ -144,7 +146,7 @@ def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: fl
             fcntl.lockf(fd, mode)
             return
         except OSError:
-            if cancel is not None and cancel.is_set():
+            if (cancel is not None and cancel.is_set()) or teardown.exiting():
                 raise _locked_error(catalog_path, "nobody: the wait was cancelled", 0) from None
             if time.monotonic() >= deadline:
                 holder = holder_of(path, write=write) or "another process"
