@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import threading
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,6 +154,25 @@ def test_an_unusable_key_file_still_redacts_with_a_warning(tmp_path: Path) -> No
     with pytest.warns(tracker.TrackerWarning, match="compare only within this process"):
         marker = redactor.marker("hunter2", "str")
     assert MARKER.match(marker)
+
+
+def test_a_fifo_as_the_key_file_does_not_hang_logging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "c.duckdb.key")
+    redactor = redaction.Redactor(tmp_path / "c.duckdb.key", redaction.rules_from())
+    stored: list[Any] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker = threading.Thread(target=lambda: stored.append(
+            redactor.param("api_key", "hunter2", "str")), daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+    try:
+        assert not worker.is_alive(), "reading the key blocked on a FIFO"
+    finally:
+        with contextlib.suppress(OSError):  # let a blocked reader go
+            os.close(os.open(tmp_path / "c.duckdb.key", os.O_WRONLY | os.O_NONBLOCK))
+    assert MARKER.match(stored[0][0])
+    assert [str(w.message) for w in caught if "not a regular file" in str(w.message)]
 
 
 def test_a_failure_to_check_stores_a_marker_and_warns(redactor: redaction.Redactor,

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -549,9 +550,12 @@ def _load_key(path: Path | None) -> bytes:
 
 
 def _read_key(path: Path) -> bytes:
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # Non-blocking and checked a regular file: a FIFO planted here must not hang logging.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(descriptor, "rb") as handle:
-        key = bytes.fromhex(handle.read().decode("ascii").strip() or "invalid")
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        key = bytes.fromhex(handle.read(256).decode("ascii").strip() or "invalid")
     if len(key) < 16:
         raise ValueError(f"{path} is not a tracker key file")
     return key
