@@ -110,7 +110,8 @@ def test_an_http_credential_loses_its_token_and_keeps_its_scheme(
 
 
 def test_an_azure_account_key_is_recognised(redactor: redaction.Redactor) -> None:
-    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu" + "Fq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    key = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu"
+           + "Fq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
     scrubbed = redactor.text(f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key};"
                              "EndpointSuffix=core.windows.net") or ""
     assert key not in scrubbed and "AccountName=acct;AccountKey=<redacted:str:" in scrubbed

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tracker import _ids, models, values
-from tracker.redaction import REDACTED
 from tracker.errors import DescriptorError
+from tracker.redaction import REDACTED
 
 FORMAT = "tracker-run"
 FORMAT_VERSION = 1
