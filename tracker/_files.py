@@ -59,7 +59,7 @@ def _check_real_folder(path: Path) -> None:
     """A symlinked catalog's target folder counts too: whoever controls it can replace the
     file the link points to."""
     real = Path(os.path.realpath(path)).parent
-    if real != path.parent:
+    if real != Path(os.path.realpath(path.parent)):
         folder = _stat(real)
         if folder is not None:
             _check_owner(path, real, folder)

@@ -268,8 +268,7 @@ class Redactor:
     def _magic(self, line: str) -> str:
         """A magic or shell line: ``name=value`` pairs, and ``%env NAME VALUE``."""
         env = _ENV_MAGIC.match(line)
-        if env is not None and self._is_secret(env.group("name")) \
-                and not _MARKER.fullmatch(env.group("value")):
+        if env is not None and self._is_secret(env.group("name")):
             return env.group("head") + self._hidden(env.group("value"), "str") \
                 + line[env.end("value"):]
         return self._pairs(line)
