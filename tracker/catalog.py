@@ -64,9 +64,21 @@ def default_path() -> Path:
 
 
 def _lock_timeout() -> float:
+    """``$TRACKER_LOCK_TIMEOUT`` seconds; unset, the default. A value that is not a number of
+    seconds (``abc``, ``nan``, ``-5``) is a warning and the default, never a failing operation."""
+    import warnings  # here, not at the top: only this function of the module warns
+
+    from tracker.errors import TrackerWarning
+
+    raw = os.environ.get("TRACKER_LOCK_TIMEOUT", "")
+    if not raw.strip():
+        return DEFAULT_LOCK_TIMEOUT
     try:
-        return float(os.environ.get("TRACKER_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
-    except ValueError:
+        return arguments.seconds(float(raw), "TRACKER_LOCK_TIMEOUT")
+    except ValueError:  # float("abc"), and ArgumentError (a ValueError) for nan or -5
+        warnings.warn(f"tracker: TRACKER_LOCK_TIMEOUT={raw[:40]!r} is not a number of seconds, "
+                      f"0 or more; waiting {DEFAULT_LOCK_TIMEOUT:g} s for locks instead (fix "
+                      "or unset it)", TrackerWarning, stacklevel=3)
         return DEFAULT_LOCK_TIMEOUT
 
 

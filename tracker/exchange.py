@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, descriptor, redaction, schema, values
+from tracker import _files, arguments, columns, descriptor, redaction, schema, values
 from tracker.errors import ArgumentError
 from tracker.hashing import hash_bytes
 from tracker.ingest import _insert_missing
@@ -34,7 +34,7 @@ _RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                overwrite: bool = False) -> Path:
     """See :meth:`tracker.Catalog.export_run`."""
-    target = _path(path).expanduser().absolute()
+    target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
     _prepare_read(catalog)
     with catalog.connect() as con:
@@ -60,23 +60,15 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     return target
 
 
-def _path(path: Any) -> Path:
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentError(f"a descriptor's path must be text or a path, not "
-                            f"{type(path).__name__}")
-    return Path(path)
-
-
 def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
     """Refuse to write over the catalog or its files (even with ``overwrite``), over a
     DuckDB database, over anything but a regular file, or over any file unless ``overwrite``."""
     resolved = target.resolve()
     folder = catalog.folder.resolve()
     name = catalog.path.resolve().name
-    beside = {folder / f"{name}{suffix}" for suffix in ("", ".lock", ".wal", ".draft",
-                                                        ".draft.wal", ".spool", ".blobs")}
+    beside = {folder / f"{name}{suffix}" for suffix in ("", *_files.SIDECARS)}
     inside = any(resolved.is_relative_to(folder / f"{name}{suffix}")
-                 for suffix in (".spool", ".blobs"))
+                 for suffix, is_folder in _files.SIDECARS.items() if is_folder)
     if resolved in beside or inside:
         raise ArgumentError(f"{target} is the catalog {catalog.path} or one of its files; "
                             "export to another path")
@@ -87,21 +79,12 @@ def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise ArgumentError(f"{target} exists and is not a regular file; export to another "
                             "path")
-    if _is_duckdb(resolved):
+    if _files.is_duckdb(resolved):
         raise ArgumentError(f"{target} is a DuckDB database; tracker never overwrites one, "
                             "export to another path")
     if not overwrite:
         raise ArgumentError(f"{target} already exists; pass overwrite=True (tracker export "
                             "--force) to replace it")
-
-
-def _is_duckdb(path: Path) -> bool:
-    """Whether the file starts like a DuckDB database: an 8-byte checksum, then ``DUCK``."""
-    try:
-        with open(path, "rb") as file:
-            return file.read(12)[8:12] == b"DUCK"
-    except OSError:
-        return False
 
 
 def _write_whole(target: Path, text: str, *, overwrite: bool) -> None:
@@ -156,7 +139,7 @@ def _dump(data: dict[str, Any], *, yaml: bool) -> str:
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = _as_recorded(catalog, descriptor.load(_path(path)))
+    data = _as_recorded(catalog, descriptor.load(Path(arguments.path(path, "path"))))
     run = data["run"]
     run_id = run["id"]
     with catalog.connect(write=True) as con:
@@ -195,7 +178,9 @@ def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
            "params": json.dumps({row["key"]: json.loads(row["value"]) for row in params})}
     for field in ("name", "notes", "error"):
         run[field] = redactor.text(run.get(field))
-    return {**data, "run": run, "params": params,
+    artifacts = [{**row, "uri": redactor.text(row["uri"]), "key": redactor.text(row["key"])}
+                 for row in data["artifacts"]]
+    return {**data, "run": run, "params": params, "artifacts": artifacts,
             "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
             "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]]}
 

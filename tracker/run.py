@@ -243,6 +243,8 @@ class Run:
         except Exception as exc:
             self._warn_once(f"artifact:{path!r}", f"{role} {path!r} was not recorded: {exc!r}")
             return
+        # `https://user:password@...` and keys in a URI never reach the spool.
+        uri = self._recorder.redactor.text(uri) or uri
         self._push(("artifact", self.id, role, uri, None, time.time()))
 
     def record(self, kind: str, *payload: Any) -> None:
