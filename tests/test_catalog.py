@@ -610,3 +610,12 @@ def test_a_bad_lock_timeout_setting_is_a_warning_and_the_default(
         catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
     assert catalog.timeout == 30
     assert catalog.runs().empty
+
+
+def test_an_endless_timeout_is_the_longest_wait_for_any_operation(tmp_path: Path) -> None:
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+    with catalog.connect(timeout=float("inf")) as con:
+        assert con.execute("SELECT 1").fetchone() == (1,)
+    catalog.flush(timeout=float("inf"))
+    with pytest.raises(tracker.ArgumentError, match="timeout"):
+        catalog.flush(timeout=float("nan"))

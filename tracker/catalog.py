@@ -148,7 +148,7 @@ class Catalog:
         operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
         """
         self.vet()
-        wait = _Wait(self.timeout if timeout is None else timeout)
+        wait = _Wait(self._wait(timeout))
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready and not write and not self.path.exists():
@@ -180,7 +180,7 @@ class Catalog:
         its own (:mod:`tracker.readonly_sql`); that reader must close the file inside the block.
         """
         self.vet()
-        wait = _Wait(self.timeout if timeout is None else timeout)
+        wait = _Wait(self._wait(timeout))
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready:
@@ -403,10 +403,13 @@ class Catalog:
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""
-        if timeout is not None:
-            arguments.seconds(timeout, "timeout")
+        wait = self._wait(timeout)
         if self._recorder is not None:
-            self._recorder.flush(timeout=timeout)
+            self._recorder.flush(timeout=wait)
+
+    def _wait(self, timeout: float | None) -> float:
+        """Seconds an operation may wait: ``timeout`` checked (and capped), else the catalog's."""
+        return self.timeout if timeout is None else arguments.seconds(timeout, "timeout")
 
     # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
 
