@@ -316,3 +316,12 @@ def test_an_import_is_recorded_as_logging_would_record_it(
     other.flush()
     stored = b"".join(path.read_bytes() for path in other.folder.rglob("*") if path.is_file())
     assert secret.encode() not in stored
+
+
+def test_a_bigint_param_that_is_not_hex_stays_text(exported: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    logged_at = exported["params"][0]["logged_at"]
+    exported["params"].append({"key": "weird", "value": '"zz"', "kind": "bigint",
+                               "logged_at": logged_at})
+    target = _import(exported, tmp_path)
+    assert target.get_run(exported["run"]["id"]).params["weird"] == "zz"
