@@ -186,6 +186,7 @@ def test_a_hostile_ref_matches_no_run(catalog: tracker.Catalog, three_runs: list
     (lambda c: c.count_runs(by=5), "by"),
     (lambda c: c.count_runs(where=["status"]), "where"),
     (lambda c: c.metric_history("01m7zwkkx6hq", key=5), "key"),
+    (lambda c: c.metric_history("01m7zwkkx6hq", key="\ud800"), "key"),
     (lambda c: c.artifacts(role="inputs"), "role"),
     (lambda c: c.artifacts(role=1), "role"),
 ])
@@ -258,3 +259,12 @@ def test_a_read_goes_on_while_another_process_reads(tmp_path: Path) -> None:
         holder.wait()
     run.end()
     assert catalog.metric_history(run.id)["value"].tolist() == [0.5]  # written after all
+
+
+def test_metric_history_of_a_key_that_is_not_text_is_an_argument_error(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("r") as run:
+        run.log_metric("loss", 0.5)
+    with pytest.raises(tracker.ArgumentError, match="lone surrogate"):
+        catalog.metric_history(run.id, "\ud800")
+    assert catalog.metric_history(run.id, "loss")["value"].tolist() == [0.5]

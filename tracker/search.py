@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tracker import _ids, arguments, columns, ingest, query, readonly_sql, values
 from tracker.errors import (
     AmbiguousRunError,
+    ArgumentError,
     CatalogLockedError,
     RunNotFoundError,
     TrackerWarning,
@@ -353,6 +354,9 @@ def _records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
 def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.metric_history`."""
     arguments.text(key, "key", "'loss'")
+    if key is not None and not _encodable(key):
+        raise ArgumentError("key is not valid text (it holds a lone surrogate); no metric "
+                            "key can, so pass the key as logged, such as 'loss'")
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
