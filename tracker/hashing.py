@@ -86,8 +86,8 @@ class FileHasher:
             return FileFacts(path, info.st_size, info.st_mtime, self._content_hash(path))
         except OSError:
             # A folder's own st_size is not its content's: unknown rather than wrong.
-            size = None if stat.S_ISDIR(info.st_mode) else info.st_size
-            return FileFacts(path, size, info.st_mtime, None)
+            known = None if stat.S_ISDIR(info.st_mode) else info.st_size
+            return FileFacts(path, known, info.st_mtime, None)
 
     def _content_hash(self, path: str) -> str:
         with suppressed(), _open_regular(path) as stream:
