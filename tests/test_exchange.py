@@ -355,3 +355,12 @@ def test_a_path_no_file_can_have_is_an_argument_error(catalog: tracker.Catalog, 
             catalog.export_run(run.id, str(tmp_path / "a\x00.json"))
         else:
             catalog.import_run(str(tmp_path / "a\x00.json"))
+
+
+def test_a_bigint_param_that_is_not_hex_stays_text(exported: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    logged_at = exported["params"][0]["logged_at"]
+    exported["params"].append({"key": "weird", "value": '"zz"', "kind": "bigint",
+                               "logged_at": logged_at})
+    target = _import(exported, tmp_path)
+    assert target.get_run(exported["run"]["id"]).params["weird"] == "zz"

@@ -3,6 +3,7 @@ what the catalog cannot store is kept in quarantine, never dropped, and never bl
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -138,3 +139,26 @@ def test_a_malformed_event_is_quarantined_and_the_rest_applied(catalog: tracker.
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert catalog.runs()["status"].tolist() == ["completed"]
     assert [entry["event"] for entry in _quarantined(catalog)] == [["artifact", "r1", "input"]]
+
+
+def test_a_refused_event_survives_a_failed_quarantine_write(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The disk is full when the refused param is quarantined: the recorder retries the batch.
+    catalog.runs()
+    now = time.time()
+    batch = [("r1", 1, ("start", "r1", {"name": "q", "project": "default", "started_at": now})),
+             ("r1", 2, ("param", "r1", "k", 1, "int", "not-a-time")),
+             ("r1", 3, ("metric", "r1", "m", 1.0, 0, now))]
+    real = spools.quarantine
+
+    def full(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spools, "quarantine", full)
+    with pytest.raises(OSError):
+        ingest.write_events(catalog, batch)
+    monkeypatch.setattr(spools, "quarantine", real)
+
+    assert ingest.write_events(catalog, batch) == 1
+    assert [(entry["run_id"], entry["seq"]) for entry in _quarantined(catalog)] == [("r1", 2)]
+    assert catalog.metric_history("r1")["key"].tolist() == ["m"]

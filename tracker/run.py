@@ -628,15 +628,16 @@ def _warn_if_escaped(*texts: Any) -> None:
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
-def flush_pending(path: Path) -> None:
-    """Write what every recorder of this process holds for the catalog at ``path``.
+def flush_pending(path: Path, *, timeout: float | None = None) -> None:
+    """Write what every recorder of this process holds for the catalog at ``path``, each
+    within ``timeout`` (the catalog's own by default); raises CatalogLockedError past it.
 
     Reads call this so that they see this process's own writes, whichever Catalog object
     made them.
     """
     for recorder in list(_recorders):
         if recorder.catalog.path == path:
-            recorder.flush()
+            recorder.flush(timeout=timeout)
 
 
 def _stop_all_threads() -> None:
