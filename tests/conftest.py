@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 import tracker
-from tracker import api
+from tracker import api, ipython
 
 PYTHON = sys.executable
 
@@ -81,3 +83,22 @@ def fill_disk() -> Callable[[Path], Path]:
         return filler
 
     return fill
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """A fresh shell working in the test's folder; the extension is unloaded afterwards."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "TRACKER_CAPTURE"):
+        monkeypatch.delenv(name, raising=False)
+    InteractiveShell.clear_instance()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    yield shell
+    session = ipython.session_of(shell)
+    if session is not None:
+        ipython.unload(shell)
+        session.guarded("ending the run", session.end)
+    shell.history_manager.end_session()
+    InteractiveShell.clear_instance()

@@ -137,17 +137,21 @@ def _hold(script: str, ready: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def test_a_held_lock_times_out_with_the_holder_named(catalog: tracker.Catalog,
-                                                     tmp_path: Path) -> None:
-    catalog.runs()
-    ready = tmp_path / "ready"
-    holder = _hold(f"""
+def _hold_sidecar_lock(catalog: tracker.Catalog, ready: Path) -> subprocess.Popen[bytes]:
+    """Another process holding the catalog's write lock, as a writer in a long operation does."""
+    return _hold(f"""
         import fcntl, os, time
         fd = os.open({str(catalog.path) + '.lock'!r}, os.O_RDWR)
         fcntl.lockf(fd, fcntl.LOCK_EX)
         open({str(ready)!r}, "w").close()
         time.sleep(60)
     """, ready)
+
+
+def test_a_held_lock_times_out_with_the_holder_named(catalog: tracker.Catalog,
+                                                     tmp_path: Path) -> None:
+    catalog.runs()
+    holder = _hold_sidecar_lock(catalog, tmp_path / "ready")
     try:
         started = time.monotonic()
         with pytest.raises(CatalogLockedError) as caught:
@@ -321,7 +325,7 @@ def test_a_new_catalog_in_a_folder_others_control_is_not_created(tmp_path: Path)
     assert list(folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("sidecar", [".lock", ".wal", ".draft", ".spool", ".blobs"])
+@pytest.mark.parametrize("sidecar", [".lock", ".wal", ".draft", ".key", ".spool", ".blobs"])
 def test_a_sidecar_planted_by_another_user_is_refused(tmp_path: Path, sidecar: str) -> None:
     path = tmp_path / "shared" / "catalog.duckdb"
     _catalog_with_a_run(path)
@@ -332,6 +336,17 @@ def test_a_sidecar_planted_by_another_user_is_refused(tmp_path: Path, sidecar: s
         planted.touch()
     os.chown(planted, NOBODY, NOBODY)
     _assert_refused(path, CatalogOwnershipError)
+
+
+def test_a_symlinked_catalog_in_a_folder_another_user_owns_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "theirs" / "catalog.duckdb"
+    _catalog_with_a_run(target)  # made while the folder was ours
+    os.chown(target.parent, NOBODY, NOBODY)
+    link = tmp_path / "mine" / "catalog.duckdb"
+    link.parent.mkdir(mode=0o700)
+    link.symlink_to(target)
+    with pytest.raises(CatalogOwnershipError, match="theirs"):
+        tracker.Catalog(link).runs()
 
 
 def test_a_catalog_can_be_trusted_explicitly(tmp_path: Path,
@@ -550,14 +565,7 @@ def test_reading_many_catalogs_keeps_few_duckdb_instances(tmp_path: Path) -> Non
 def test_flush_gives_up_after_its_timeout_not_twice_it(tmp_path: Path) -> None:
     catalog = tracker.Catalog(tmp_path / "catalog.duckdb", timeout=2)
     catalog.runs()
-    ready = tmp_path / "ready"
-    holder = _hold(f"""
-        import fcntl, os, time
-        fd = os.open({str(catalog.path) + '.lock'!r}, os.O_RDWR)
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        open({str(ready)!r}, "w").close()
-        time.sleep(60)
-    """, ready)
+    holder = _hold_sidecar_lock(catalog, tmp_path / "ready")
     try:
         with pytest.warns(tracker.TrackerWarning, match="locked") as warned:
             with catalog.start_run("waiting"):
@@ -575,3 +583,39 @@ def test_flush_gives_up_after_its_timeout_not_twice_it(tmp_path: Path) -> None:
         holder.wait()
     catalog.flush()
     assert list(catalog.runs()["name"]) == ["waiting"]
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10])
+def test_an_endless_timeout_waits_as_long_as_the_platform_allows(tmp_path: Path,
+                                                                 timeout: float) -> None:
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb", timeout=timeout)
+    assert catalog.timeout == threading.TIMEOUT_MAX
+    assert catalog.runs().empty
+
+
+def test_an_endless_lock_timeout_setting_is_the_longest_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_LOCK_TIMEOUT", "inf")
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.timeout == threading.TIMEOUT_MAX
+    assert catalog.runs().empty
+
+
+@pytest.mark.parametrize("setting", ["nan", "-5", "abc"])
+def test_a_bad_lock_timeout_setting_is_a_warning_and_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    with monkeypatch.context() as env, pytest.warns(tracker.TrackerWarning,
+                                                    match="TRACKER_LOCK_TIMEOUT"):
+        env.setenv("TRACKER_LOCK_TIMEOUT", setting)
+        catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.timeout == 30
+    assert catalog.runs().empty
+
+
+def test_an_endless_timeout_is_the_longest_wait_for_any_operation(tmp_path: Path) -> None:
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+    with catalog.connect(timeout=float("inf")) as con:
+        assert con.execute("SELECT 1").fetchone() == (1,)
+    catalog.flush(timeout=float("inf"))
+    with pytest.raises(tracker.ArgumentError, match="timeout"):
+        catalog.flush(timeout=float("nan"))

@@ -132,6 +132,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     (_set("run.params", "[1]"), "run.params"),
     (_set("params.0.value", "{not json"), "params[0].value"),
     (_set("params.0", "lr"), "params[0]"),
+    (_set("params.0.kind", "evil"), "params[0].kind"),
     (_set("artifacts.0.role", "secret"), "artifacts[0].role"),
     (_set("artifacts.0.blob", "../../../.ssh/id_rsa"), "artifacts[0].blob"),
     (_set("cells", [{"seq": 1, "success": "yes"}]), "cells[0].success"),
@@ -159,7 +160,7 @@ def test_a_descriptor_must_be_a_regular_file(catalog: tracker.Catalog, tmp_path:
         catalog.import_run(tmp_path)
     with pytest.raises(tracker.DescriptorError, match="cannot read"):
         catalog.import_run(tmp_path / "missing.json")
-    with pytest.raises(tracker.ArgumentError, match="must be text or a path"):
+    with pytest.raises(tracker.ArgumentError, match="must be a file path"):
         catalog.import_run(None)  # type: ignore[arg-type]
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
@@ -256,7 +257,8 @@ def test_export_replaces_a_file_only_when_asked(catalog: tracker.Catalog,
 
 @pytest.mark.parametrize("name", [
     "catalog.duckdb", "catalog.duckdb.lock", "catalog.duckdb.wal", "catalog.duckdb.draft",
-    "catalog.duckdb.spool/run.json", "catalog.duckdb.blobs/x.yaml", "other.duckdb",
+    "catalog.duckdb.key", "catalog.duckdb.spool/run.json", "catalog.duckdb.blobs/x.yaml",
+    "other.duckdb",
     "link.json",
 ])
 def test_export_never_overwrites_a_catalog(catalog: tracker.Catalog, tmp_path: Path,
@@ -292,3 +294,73 @@ def test_a_failed_export_leaves_no_file(catalog: tracker.Catalog, tmp_path: Path
     with pytest.raises(tracker.ArgumentError, match="No space left"):
         catalog.export_run(run.id, tmp_path / "run.json")
     assert not [p for p in tmp_path.iterdir() if "run.json" in p.name]
+
+
+def test_an_import_is_recorded_as_logging_would_record_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run exported with redaction off (or by an older tracker) still holds its secrets ...
+    monkeypatch.setenv("TRACKER_REDACT", "0")
+    clear = tracker.Catalog(tmp_path / "clear" / "catalog.duckdb")
+    secret = "hunter2-hunter2"
+    with clear.start_run("old", notes=f"password={secret}",
+                         params={"db_password": secret, "lr": 0.1}) as run:
+        pass
+    descriptor = clear.export_run(run.id, tmp_path / "old.json")
+    assert secret in descriptor.read_text()
+    # ... which importing, a recording like any other, redacts.
+    monkeypatch.delenv("TRACKER_REDACT")
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(descriptor)
+    info = other.get_run(run.id)
+    assert info.params["lr"] == 0.1
+    assert str(info.params["db_password"]).startswith("<redacted:str:")
+    assert secret not in (info.notes or "")
+    other.flush()
+    stored = b"".join(path.read_bytes() for path in other.folder.rglob("*") if path.is_file())
+    assert secret.encode() not in stored
+
+
+def test_an_import_redacts_artifact_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_REDACT", "0")
+    clear = tracker.Catalog(tmp_path / "clear" / "catalog.duckdb")
+    with clear.start_run("old") as run:
+        run.log_input("https://bob:Sup3rS3cret2@example.com/data.csv")
+    descriptor = clear.export_run(run.id, tmp_path / "old.json")
+    monkeypatch.delenv("TRACKER_REDACT")
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(descriptor)
+    stored = other.sql("SELECT uri, key FROM artifacts")
+    assert list(stored.columns) == ["uri", "key"] and len(stored) == 1
+    for text in stored.iloc[0]:
+        assert "Sup3rS3cret2" not in text and text.startswith("https://bob:<redacted:str:")
+
+
+def test_an_imported_marker_is_kept_as_it_was(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("redacted", params={"db_password": "hunter2-hunter2"}) as run:
+        pass
+    marker = catalog.get_run(run.id).params["db_password"]
+    descriptor = catalog.export_run(run.id, tmp_path / "run.json")
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(descriptor)
+    assert other.get_run(run.id).params["db_password"] == marker
+
+
+@pytest.mark.parametrize("action", ["export", "import"])
+def test_a_path_no_file_can_have_is_an_argument_error(catalog: tracker.Catalog, tmp_path: Path,
+                                                      action: str) -> None:
+    with catalog.start_run("kept") as run:
+        pass
+    with pytest.raises(tracker.ArgumentError, match="NUL"):
+        if action == "export":
+            catalog.export_run(run.id, str(tmp_path / "a\x00.json"))
+        else:
+            catalog.import_run(str(tmp_path / "a\x00.json"))
+
+
+def test_a_bigint_param_that_is_not_hex_stays_text(exported: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    logged_at = exported["params"][0]["logged_at"]
+    exported["params"].append({"key": "weird", "value": '"zz"', "kind": "bigint",
+                               "logged_at": logged_at})
+    target = _import(exported, tmp_path)
+    assert target.get_run(exported["run"]["id"]).params["weird"] == "zz"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
 import xxhash
 
+from tracker import hashing
 from tracker.hashing import FileFacts, FileHasher, file_facts, hash_file
 
 
@@ -108,3 +112,31 @@ def test_hasher_is_thread_safe(tmp_path: pathlib.Path) -> None:
     assert results == [expected] * 4
 
 
+
+
+def test_fifo_and_device_are_not_read(tmp_path: pathlib.Path) -> None:
+    # In a subprocess with a timeout: reading either would block for good, or never end.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(f"""
+        from tracker.hashing import file_facts
+        for path in ({str(fifo)!r}, "/dev/zero"):
+            print(file_facts(path).hash)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=True)
+    assert done.stdout.split() == ["None", "None"]
+
+
+def test_folder_past_the_bounds_has_no_hash(tmp_path: pathlib.Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for index in range(5):
+        (tmp_path / f"{index}.txt").write_text("x")
+    monkeypatch.setattr(hashing, "DIR_MAX_ENTRIES", 4)
+    facts = FileHasher().hash(str(tmp_path))
+    assert facts.hash is None and facts.size is None and facts.mtime is not None
+    monkeypatch.setattr(hashing, "DIR_MAX_ENTRIES", 5)
+    monkeypatch.setattr(hashing, "DIR_MAX_BYTES", 4)
+    assert FileHasher().hash(str(tmp_path)).hash is None
+    monkeypatch.setattr(hashing, "DIR_MAX_BYTES", 5)
+    assert FileHasher().hash(str(tmp_path)).hash is not None

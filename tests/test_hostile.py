@@ -672,3 +672,54 @@ def _is_regular(path: Path | str) -> bool:
         return Path(path).is_file() and not Path(path).is_symlink()
     except (OSError, ValueError):
         return False
+
+
+# -- notebook metadata ---------------------------------------------------------------------------
+
+METADATA: list[Any] = [
+    {"labels": 5}, {"labels": True}, {"labels": [1, 2]}, {"labels": ["\x00"]},
+    {"labels": ["x"] * 1000}, {"labels": [["nested"]]}, {"project": ""}, {"project": "\ud800"},
+    {"project": "p" * 10_000}, {"project": {"x": 1}}, {"name": 5}, {"name": "\x1b[31mred"},
+    {"catalog": 123}, {"catalog": "postgresql://u@h/db"}, {"catalog": ""}, {"catalog": "\x00"},
+    {"catalog": ["a.duckdb"]}, {"catalog": "/dev/null"}, {"catalog": "sub/../../x/../fifo"},
+    {"catalog": "{baseline}"}, {"capture": 5}, {"capture": {"enabled": "no"}},
+    {"capture": {"include": [5]}}, {"capture": {"exclude": "**"}}, {"capture": {"include": "/"}},
+    {"redact": "yes"}, {"redact": {"keys": ["("]}}, {"redact": {"values": 5}},
+    {"redact": {"values": ["(a+)+$"]}}, "not an object", [1, 2], 5, {"unknown": {"deep": [1]}},
+]
+
+
+def _notebook_with(path: Path, metadata: Any) -> Path:
+    """A one-cell notebook whose ``metadata.tracker`` is ``metadata``."""
+    document = {"cells": [{"cell_type": "code", "id": "c0", "execution_count": None,
+                           "metadata": {}, "outputs": [], "source": "x = 1"}],
+                "metadata": {"tracker": metadata}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("metadata", METADATA, ids=_ids(METADATA))
+def test_hostile_notebook_metadata_never_stops_the_notebook_or_its_run(
+        baseline: Baseline, ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        metadata: Any) -> None:
+    from tracker import ipython
+
+    os.mkfifo(tmp_path / "fifo")
+    if isinstance(metadata, dict) and metadata.get("catalog") == "{baseline}":
+        metadata = {"catalog": str(baseline.catalog.path)}
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(_notebook_with(tmp_path / "odd.ipynb", metadata)))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TRACKER_CATALOG")  # so that metadata.tracker.catalog counts
+    tracker.use_catalog(None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ip.run_cell("%load_ext tracker", store_history=True).success
+        assert ip.run_cell("y = 6 * 7", store_history=True).success and ip.user_ns["y"] == 42
+    assert all(issubclass(w.category, TrackerWarning) for w in caught), caught
+    assert len(caught) <= 2, [str(w.message) for w in caught]
+    session = ipython.session_of(ip)
+    assert session is not None and session.run is not None and session.catalog is not None
+    session.catalog.flush()
+    assert session.catalog.get_run(session.run.id).name  # the run is recorded
+    assert not (tmp_path / "123").exists() and not (tmp_path / "postgresql:").exists()
+    baseline.check_intact()

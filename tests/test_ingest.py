@@ -4,6 +4,7 @@ what the catalog cannot store is kept in quarantine, never dropped, and never bl
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -221,3 +222,26 @@ def test_a_write_to_an_existing_run_rewrites_only_its_new_values(
     assert (run["params.p0"], run["params.p1"], run["metrics.m0"], run["metrics.late"]) == (
         0.0, "changed", 0.0, 2.0)
     assert run["status"] == "completed"
+
+
+def test_a_refused_event_survives_a_failed_quarantine_write(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The disk is full when the refused param is quarantined: the recorder retries the batch.
+    catalog.runs()
+    now = time.time()
+    batch = [("r1", 1, ("start", "r1", {"name": "q", "project": "default", "started_at": now})),
+             ("r1", 2, ("param", "r1", "k", 1, "int", "not-a-time")),
+             ("r1", 3, ("metric", "r1", "m", 1.0, 0, now))]
+    real = spools.quarantine
+
+    def full(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spools, "quarantine", full)
+    with pytest.raises(OSError):
+        ingest.write_events(catalog, batch)
+    monkeypatch.setattr(spools, "quarantine", real)
+
+    assert ingest.write_events(catalog, batch) == 1
+    assert [(entry["run_id"], entry["seq"]) for entry in _quarantined(catalog)] == [("r1", 2)]
+    assert catalog.metric_history("r1")["key"].tolist() == ["m"]

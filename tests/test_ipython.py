@@ -5,38 +5,17 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
-from traitlets.config import Config
 
 import tracker
 from tracker import ipython
 from tracker.errors import TrackerWarning
 from tracker.models import RunInfo
 from tracker.notebook import read_notebook
-
-
-@pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """A fresh shell working in the test's folder; the extension is unloaded afterwards."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "TRACKER_CAPTURE"):
-        monkeypatch.delenv(name, raising=False)
-    InteractiveShell.clear_instance()
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    shell = InteractiveShell.instance(config=config)
-    yield shell
-    session = ipython.session_of(shell)
-    if session is not None:
-        ipython.unload(shell)
-        session.guarded("ending the run", session.end)
-    shell.history_manager.end_session()
-    InteractiveShell.clear_instance()
 
 
 def write_notebook(path: Path, *cells: tuple[str, str] | str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,23 @@ def test_module_sql_is_read_only_too(tmp_path: Path) -> None:
     with pytest.raises(tracker.ReadOnlySQLError):
         tracker.sql("DELETE FROM runs")
     assert tracker.sql("SELECT name FROM runs")["name"].tolist() == ["kept"]
+
+
+def test_a_query_past_the_time_limit_is_stopped(catalog: tracker.Catalog,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_SQL_TIMEOUT", "0.5")
+    started = time.monotonic()
+    with pytest.raises(tracker.SQLError, match="longer than 0.5 s"):
+        catalog.sql("SELECT count(*) FROM range(10_000_000_000_000)")
+    assert time.monotonic() - started < 10
+    assert catalog.sql("SELECT 1 AS one")["one"].tolist() == [1]  # the lock is free again
+
+
+@pytest.mark.parametrize("query", ["SELECT union_value(k := 1)",
+                                   "SELECT * FROM test_all_types()"])
+def test_a_result_pandas_cannot_hold_says_to_cast_it(catalog: tracker.Catalog,
+                                                      query: str) -> None:
+    with pytest.raises(tracker.SQLError, match="CAST it to VARCHAR"):
+        catalog.sql(query)
+    cast = catalog.sql("SELECT CAST(union_value(k := 1) AS VARCHAR) AS u")
+    assert cast["u"].tolist() == ["1"]

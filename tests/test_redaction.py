@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import threading
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +35,8 @@ def redactor(tmp_path: Path) -> redaction.Redactor:
     "access_key", "aws_secret_access_key", "private_key", "privateKey", "credentials",
     "google_credential", "creds", "auth", "authorization", "bearer", "token", "TOKEN",
     "access_token", "auth_token", "GITHUB_TOKEN", "hf_token", "refresh_token", "slackToken",
-    "db.password", "database.credentials.user",
+    "db.password", "database.credentials.user", "DB_PASS", "db_pass", "private_token",
+    "npm_token", "PYPI_TOKEN", "sas_token", "AccountKey", "storage_account_key",
 ])
 def test_secret_named_keys_are_recognised(redactor: redaction.Redactor, key: str) -> None:
     assert redactor.rules is not None and redactor.rules.secret_key(key)
@@ -41,6 +46,8 @@ def test_secret_named_keys_are_recognised(redactor: redaction.Redactor, key: str
     "tokenizer", "max_tokens", "n_tokens", "num_tokens", "token_count", "max_token", "pad_token",
     "eos_token", "bos_token", "author", "authors", "authority", "secretary", "key", "sort_key",
     "primary_key", "passes", "compass", "lr", "learning_rate", "keyboard", "bypass",
+    "second_pass", "forward_pass", "n_pass", "pass_count", "account", "account_id",
+    "sas_url_expiry", "npm_version",
 ])
 def test_ordinary_keys_are_not_secret(redactor: redaction.Redactor, key: str) -> None:
     assert redactor.rules is not None and not redactor.rules.secret_key(key)
@@ -59,6 +66,9 @@ CREDENTIALS = {
     "openai": "sk-" + "proj-abcdefghijklmnopqrstuvwxyz012345",
     "stripe": "sk_live_" + "abcdefghijklmnop1234",
     "hugging face": "hf_" + "abcdefghijklmnopqrstuvwxyz123456",
+    "gitlab": "glpat-" + "aBcDeFgHiJkLmNoPqRsT12",
+    "npm": "npm_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "pypi": "pypi-" + "AgEIcHlwaS5vcmcCJGFiY2RlZjEyLTM0NTYtNzg5MC1hYmNkLWVmMDEyMzQ1Njc4OQ",
     "private key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow" + "IBAAKCAQEA\n-----END RSA "
                    "PRIVATE KEY-----",
 }
@@ -91,9 +101,27 @@ def test_secret_named_pairs_in_text_lose_their_values(redactor: redaction.Redact
     assert "user=bob max_tokens=512" in scrubbed
 
 
+def test_an_http_credential_loses_its_token_and_keeps_its_scheme(
+        redactor: redaction.Redactor) -> None:
+    bearer = redactor.text("Authorization: Bearer " + "abcdefghijklmnopqrstuvwx") or ""
+    assert re.fullmatch(r"Authorization: Bearer <redacted:str:[0-9a-f]{8}>", bearer), bearer
+    basic = redactor.text("curl -H 'Authorization: Basic " + "YWxhZGRpbjpvcGVuc2VzYW1l'") or ""
+    assert "YWxhZGRpbjpvcGVuc2VzYW1l" not in basic and "Basic <redacted:str:" in basic
+
+
+def test_an_azure_account_key_is_recognised(redactor: redaction.Redactor) -> None:
+    key = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu"
+           + "Fq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+    scrubbed = redactor.text(f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key};"
+                             "EndpointSuffix=core.windows.net") or ""
+    assert key not in scrubbed and "AccountName=acct;AccountKey=<redacted:str:" in scrubbed
+
+
 @pytest.mark.parametrize("text", [
     "lr=0.1 on the full data", "see https://example.org/a:b", "12:30 run", "sk-learn",
     "the author wrote 512 tokens", "xxh3_128:" + "0" * 32, "ghp_short",
+    "basic settings are fine", "Basic understanding", "Bearer authentication", "npm_install",
+    "pypi-mirror", "the bearer of this letter",
 ])
 def test_ordinary_text_is_left_alone(redactor: redaction.Redactor, text: str) -> None:
     assert redactor.text(text) == text
@@ -127,6 +155,25 @@ def test_an_unusable_key_file_still_redacts_with_a_warning(tmp_path: Path) -> No
     with pytest.warns(tracker.TrackerWarning, match="compare only within this process"):
         marker = redactor.marker("hunter2", "str")
     assert MARKER.match(marker)
+
+
+def test_a_fifo_as_the_key_file_does_not_hang_logging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "c.duckdb.key")
+    redactor = redaction.Redactor(tmp_path / "c.duckdb.key", redaction.rules_from())
+    stored: list[Any] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker = threading.Thread(target=lambda: stored.append(
+            redactor.param("api_key", "hunter2", "str")), daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+    try:
+        assert not worker.is_alive(), "reading the key blocked on a FIFO"
+    finally:
+        with contextlib.suppress(OSError):  # let a blocked reader go
+            os.close(os.open(tmp_path / "c.duckdb.key", os.O_WRONLY | os.O_NONBLOCK))
+    assert MARKER.match(stored[0][0])
+    assert [str(w.message) for w in caught if "not a regular file" in str(w.message)]
 
 
 def test_a_failure_to_check_stores_a_marker_and_warns(redactor: redaction.Redactor,
@@ -166,6 +213,12 @@ def test_secret_literals_in_code_keep_the_code_shape(redactor: redaction.Redacto
     assert lines[6] == "tokenizer = 'bert-base'"
     assert lines[8].startswith("user, passwd = 'bob', \"<redacted:str:")
     assert lines[9].startswith("%env DB_PASSWORD=<redacted:str:")
+
+
+def test_the_space_form_of_env_magic_loses_its_secret(redactor: redaction.Redactor) -> None:
+    scrubbed = redactor.source("%env DB_PASSWORD hunter7secret\n%env EPOCHS 10\n")
+    assert re.fullmatch(r"%env DB_PASSWORD <redacted:str:[0-9a-f]{8}>\n%env EPOCHS 10\n",
+                        scrubbed), scrubbed
 
 
 def test_code_that_does_not_parse_still_loses_its_credentials(
@@ -229,6 +282,29 @@ def test_a_known_secret_is_redacted_under_any_name(catalog: tracker.Catalog) -> 
         run.log_param("short", "abc")
     info = catalog.get_run(run.id)
     assert info.params["backup"] == info.params["db_password"] and info.params["short"] == "abc"
+
+
+def test_a_known_secret_is_replaced_only_as_a_whole_token(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("near", params={"db_password": "hunter22"}) as run:
+        run.log_param("texts", ("hunter22x", "hunter22 again"))
+    info = catalog.get_run(run.id)
+    assert info.params["texts"] == ["hunter22x", f"{info.params['db_password']} again"]
+
+
+def test_a_marker_is_kept_as_it_is(redactor: redaction.Redactor) -> None:
+    marker, _ = redactor.param("db_password", "hunter2", "str")
+    assert redactor.param("db_password", marker, "redacted") == (marker, "redacted")
+    assert redactor.value("api_key", marker) == marker
+
+
+def test_artifact_uris_lose_their_credentials(catalog: tracker.Catalog) -> None:
+    aws_key = "AKIA" + "IOSFODNN7EXAMPLE"
+    with catalog.start_run("uris") as run:
+        run.log_input("https://bob:Sup3rS3cret2@example.com/data.csv")
+        run.log_output(f"s3://{aws_key}:wJalrXUtnFEMI@bucket/x")
+    uris = " ".join(catalog.sql("SELECT uri FROM artifacts")["uri"])
+    assert "Sup3rS3cret2" not in uris and aws_key not in uris and "wJalrXUtnFEMI" not in uris
+    assert "https://bob:<redacted:str:" in uris
 
 
 def test_notes_names_and_errors_are_scrubbed(catalog: tracker.Catalog) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -183,6 +186,7 @@ def test_a_hostile_ref_matches_no_run(catalog: tracker.Catalog, three_runs: list
     (lambda c: c.count_runs(by=5), "by"),
     (lambda c: c.count_runs(where=["status"]), "where"),
     (lambda c: c.metric_history("01m7zwkkx6hq", key=5), "key"),
+    (lambda c: c.metric_history("01m7zwkkx6hq", key="\ud800"), "key"),
     (lambda c: c.artifacts(role="inputs"), "role"),
     (lambda c: c.artifacts(role=1), "role"),
 ])
@@ -220,3 +224,47 @@ def test_hostile_filters_are_tracker_errors(catalog: tracker.Catalog, call: Any,
 def test_a_filter_with_a_nul_byte_is_a_value_like_any_other(catalog: tracker.Catalog) -> None:
     catalog.start_run("a\x00b").end()
     assert list(catalog.runs("name = 'a\x00b'")["name"]) == ["a\x00b"]
+
+
+def _hold_read_lock(catalog: tracker.Catalog, ready: Path) -> subprocess.Popen[bytes]:
+    """Another process holding the catalog's shared lock, as a long sql() or a widget does."""
+    script = textwrap.dedent(f"""
+        import time
+        from tracker._lock import locked
+        with locked({str(catalog.path)!r}, write=False, timeout=10):
+            open({str(ready)!r}, "w").close()
+            time.sleep(60)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "helper process did not start"
+        time.sleep(0.05)
+    return holder
+
+
+def test_a_read_goes_on_while_another_process_reads(tmp_path: Path) -> None:
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb", timeout=5)
+    run = catalog.start_run("mine")
+    assert catalog.runs()["name"].tolist() == ["mine"]
+    holder = _hold_read_lock(catalog, tmp_path / "ready")
+    try:
+        run.log_metric("loss", 0.5)  # not written yet: this read's flush needs the write lock
+        started = time.monotonic()
+        with pytest.warns(tracker.TrackerWarning, match="does not show what this process"):
+            assert catalog.runs()["name"].tolist() == ["mine"]
+        assert time.monotonic() - started < 4
+    finally:
+        holder.kill()
+        holder.wait()
+    run.end()
+    assert catalog.metric_history(run.id)["value"].tolist() == [0.5]  # written after all
+
+
+def test_metric_history_of_a_key_that_is_not_text_is_an_argument_error(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("r") as run:
+        run.log_metric("loss", 0.5)
+    with pytest.raises(tracker.ArgumentError, match="lone surrogate"):
+        catalog.metric_history(run.id, "\ud800")
+    assert catalog.metric_history(run.id, "loss")["value"].tolist() == [0.5]

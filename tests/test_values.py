@@ -195,3 +195,8 @@ def test_a_key_whose_str_raises_is_described(catalog: tracker.Catalog) -> None:
     info = catalog.get_run(run.id)
     assert info.params == {name: 1, "after": 2}
     assert info.metrics == {name: 0.5}
+
+
+def test_decode_keeps_a_bigint_that_is_not_hex_as_text() -> None:
+    assert values.decode(hex(2**70), "bigint") == 2**70
+    assert values.decode("zz", "bigint") == "zz"

@@ -4,7 +4,7 @@ for one operation at a time.
 Starting a DuckDB database costs ~20-25 ms on this machine, even in memory; attaching a file to
 a running one and detaching it again costs ~3. Detaching closes the file as closing a connection
 does: it checkpoints and releases DuckDB's file lock, so other processes see a catalog that no
-one holds between operations, as DESIGN.md §3 requires.
+one holds between operations (docs/design.md §2).
 
 There is one instance per catalog file, not one per process: DuckDB keeps a detached database
 open while any transaction that began before the DETACH still runs, so a query on another
@@ -15,6 +15,9 @@ catalog in another thread would keep this file open, and locked, past our sideca
 Only the few most recently used instances are kept (each holds memory and a pool of threads: a
 process that read 200 catalogs kept 1 GB and 1,800 threads); an instance is closed only when no
 operation is inside it.
+
+At interpreter exit no thread may be left inside an instance (see :mod:`tracker.teardown`): the
+exit handler waits until none is busy, and refuses new operations from background threads.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import os
 import threading
 from collections import OrderedDict
 from typing import Any
+
+from tracker import teardown
+from tracker.errors import CatalogError
 
 _CONFIG: dict[str, Any] = {
     "storage_compatibility_version": "v1.5.0",  # files stay readable by duckdb 1.5
@@ -40,7 +46,7 @@ KEPT = 4  # instances kept open for catalogs not in use
 _instances: OrderedDict[str, Any] = OrderedDict()  # catalog path -> its DuckDB, oldest first
 _busy: set[str] = set()  # paths with an operation inside their instance
 _spare: Any = None  # started ahead of need by start_in_background()
-_guard = threading.Lock()
+_guard = threading.Condition()  # notified when an operation leaves its instance
 
 
 def _reset_after_fork() -> None:
@@ -49,7 +55,7 @@ def _reset_after_fork() -> None:
     _instances.clear()
     _busy.clear()
     _spare = None
-    _guard = threading.Lock()
+    _guard = threading.Condition()
 
 
 if hasattr(os, "register_at_fork"):
@@ -59,13 +65,24 @@ if hasattr(os, "register_at_fork"):
 def _new() -> Any:
     import duckdb
 
+    teardown.arm(_wait_idle)  # after `import duckdb`: runs before DuckDB's own exit handlers
     return duckdb.connect(config=dict(_CONFIG))
+
+
+def _wait_idle() -> None:
+    """Return once no operation is inside an instance (nor one being started)."""
+    with _guard:
+        _guard.wait_for(lambda: not _busy)
 
 
 def _database(path: str) -> Any:
     """The instance for ``path``, marked busy until :func:`_release`; old idle ones close."""
     global _spare
     with _guard:
+        # Checked under the guard that _wait_idle holds: no operation slips in after it.
+        if teardown.exiting():
+            raise CatalogError(f"catalog {path} is not opened from a background thread while "
+                               "the process exits", path=path)
         if path not in _instances:
             _instances[path], _spare = (_spare or _new()), None
         _instances.move_to_end(path)
@@ -81,6 +98,7 @@ def _database(path: str) -> Any:
 def _release(path: str) -> None:
     with _guard:
         _busy.discard(path)
+        _guard.notify_all()
 
 
 def live_instances() -> int:
@@ -95,9 +113,11 @@ def start_in_background() -> None:
     def start() -> None:
         global _spare
         with _guard:
-            if _spare is None and not _instances:
+            if _spare is None and not _instances and not teardown.exiting():
                 _spare = _new()
 
+    # Armed now too: an exit during `import duckdb` waits for the thread (it holds _guard).
+    teardown.arm(_wait_idle)
     threading.Thread(target=start, name="tracker-duckdb", daemon=True).start()
 
 
@@ -107,6 +127,7 @@ def attach(path: str, file: str | None = None, *, write: bool) -> Any:
 
     Raises duckdb.IOException as ``duckdb.connect`` would (locked, not a database, missing).
     The caller serialises operations on one path (tracker._lock does, across threads too).
+    Raises CatalogError in a background thread while the interpreter exits.
     """
     try:
         connection = _database(path).cursor()

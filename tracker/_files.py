@@ -26,7 +26,7 @@ TRUST_VARIABLE = "TRACKER_TRUSTED_CATALOGS"
 MAGIC = b"DUCK"  # a DuckDB file has it at offset 8, after the header's checksum
 # Sidecar suffix -> whether it is a folder. Whatever is found under these names is ours to use.
 SIDECARS = {".lock": False, ".wal": False, ".draft": False, ".draft.wal": False,
-            ".spool": True, ".blobs": True}
+            ".key": False, ".spool": True, ".blobs": True}
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
@@ -49,9 +49,20 @@ def vet(path: Path) -> None:
         if not trusted:
             _check_owner(path, path, found)
             _check_owner(path, path, os.lstat(path))  # a symlink planted by someone else
+            _check_real_folder(path)
         _check_magic(path)
     for suffix, is_folder in SIDECARS.items():
         _vet_sidecar(path, path.with_name(path.name + suffix), is_folder, trusted)
+
+
+def _check_real_folder(path: Path) -> None:
+    """A symlinked catalog's target folder counts too: whoever controls it can replace the
+    file the link points to."""
+    real = Path(os.path.realpath(path)).parent
+    if real != Path(os.path.realpath(path.parent)):
+        folder = _stat(real)
+        if folder is not None:
+            _check_owner(path, real, folder)
 
 
 def _check_length(path: Path) -> None:
@@ -156,18 +167,31 @@ def _group_name(gid: int) -> str:
         return f"gid {gid}"
 
 
+def is_duckdb(path: Path) -> bool:
+    """Whether ``path`` starts like a DuckDB database (False when it cannot be read)."""
+    try:
+        return _header(path)[8:12] == MAGIC
+    except OSError:
+        return False
+
+
+def _header(path: Path) -> bytes:
+    """A file's first 12 bytes; non-blocking, so a FIFO gives nothing instead of a hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, 12, 0)
+    finally:
+        os.close(fd)
+
+
 def _check_magic(path: Path) -> None:
     """Read the header before DuckDB does: it would guess another format (SQLite, Parquet,
     CSV) and try to load an extension for it, or fail with a raw error."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        header = _header(path)
     except OSError as exc:
         raise CatalogError(f"catalog {path} cannot be read ({exc.strerror}); check its "
                            "permissions", path=str(path)) from None
-    try:
-        header = os.pread(fd, 12, 0)
-    finally:
-        os.close(fd)
     if header[8:12] != MAGIC:
         raise NotACatalogError(
             f"{path} cannot be opened as a tracker catalog (it is not a DuckDB file); the "

@@ -2,10 +2,10 @@
 
 DuckDB lets one process hold a read-write connection and fails every other process at once, and
 duckdb 2.0.0 reads the file header before taking its own file lock, so a process can start from
-a stale checkpoint and overwrite another's commit (DESIGN.md §3: a committed run vanished). Taking
-``<catalog>.lock`` first (exclusive to write, shared to read) and releasing it only after the
-DuckDB connection is closed removes both problems: measured, 0 runs lost of 2000 and twice the
-throughput of retrying on DuckDB's error.
+a stale checkpoint and overwrite another's commit (docs/design.md §2: a committed run
+vanished). Taking ``<catalog>.lock`` first (exclusive to write, shared to read) and releasing it
+only after the DuckDB connection is closed removes both problems: measured, 0 runs lost of 2000
+and twice the throughput of retrying on DuckDB's error.
 
 POSIX record locks (``fcntl``) are used rather than ``flock`` because ``F_GETLK`` names the
 process holding a conflicting lock, which goes into the timeout error. They belong to the
@@ -30,6 +30,7 @@ try:
 except ImportError:  # Windows: threads are still serialised; processes are not.
     fcntl = None  # type: ignore[assignment]
 
+from tracker import teardown
 from tracker._files import check_lock_file
 from tracker.errors import CatalogError, CatalogLockedError
 
@@ -120,7 +121,8 @@ def locked(catalog_path: str, *, write: bool, timeout: float,
 
     Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass (or at
     ``deadline``, a ``time.monotonic()`` shared by a whole operation), or at once when
-    ``cancel`` is set while waiting (the flusher thread stopping at exit).
+    ``cancel`` is set while waiting (the flusher thread stopping at exit), or when the
+    interpreter exits in a background thread (:mod:`tracker.teardown`).
     """
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
@@ -151,7 +153,7 @@ def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: fl
             fcntl.lockf(fd, mode)
             return
         except OSError:
-            if cancel is not None and cancel.is_set():
+            if (cancel is not None and cancel.is_set()) or teardown.exiting():
                 raise _locked_error(catalog_path, "nobody: the wait was cancelled", 0) from None
             if time.monotonic() >= deadline:
                 holder = holder_of(path, write=write) or "another process"

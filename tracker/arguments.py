@@ -7,6 +7,7 @@ Each check returns the value it accepted, so callers validate and use in one lin
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,10 +71,11 @@ def count(value: Any, name: str, *, minimum: int = 0) -> int:
 
 
 def seconds(value: Any, name: str) -> float:
-    """A duration in seconds: a number, 0 or more."""
+    """A duration in seconds: a number, 0 or more (NaN refused); longer than the longest wait
+    the platform allows (``inf``, ``1e10``) means that longest wait."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ArgumentError(f"{name} must be a number of seconds, 0 or more, not {_kind(value)}")
-    return float(value)
+    return min(float(value), threading.TIMEOUT_MAX)
 
 
 def choice(value: Any, name: str, choices: Mapping[str, str]) -> str | None:

@@ -64,9 +64,21 @@ def default_path() -> Path:
 
 
 def _lock_timeout() -> float:
+    """``$TRACKER_LOCK_TIMEOUT`` seconds; unset, the default. A value that is not a number of
+    seconds (``abc``, ``nan``, ``-5``) is a warning and the default, never a failing operation."""
+    import warnings  # here, not at the top: only this function of the module warns
+
+    from tracker.errors import TrackerWarning
+
+    raw = os.environ.get("TRACKER_LOCK_TIMEOUT", "")
+    if not raw.strip():
+        return DEFAULT_LOCK_TIMEOUT
     try:
-        return float(os.environ.get("TRACKER_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
-    except ValueError:
+        return arguments.seconds(float(raw), "TRACKER_LOCK_TIMEOUT")
+    except ValueError:  # float("abc"), and ArgumentError (a ValueError) for nan or -5
+        warnings.warn(f"tracker: TRACKER_LOCK_TIMEOUT={raw[:40]!r} is not a number of seconds, "
+                      f"0 or more; waiting {DEFAULT_LOCK_TIMEOUT:g} s for locks instead (fix "
+                      "or unset it)", TrackerWarning, stacklevel=3)
         return DEFAULT_LOCK_TIMEOUT
 
 
@@ -136,7 +148,7 @@ class Catalog:
         operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
         """
         self.vet()
-        wait = _Wait(self.timeout if timeout is None else timeout)
+        wait = _Wait(self._wait(timeout))
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready and not write and not self.path.exists():
@@ -168,7 +180,7 @@ class Catalog:
         its own (:mod:`tracker.readonly_sql`); that reader must close the file inside the block.
         """
         self.vet()
-        wait = _Wait(self.timeout if timeout is None else timeout)
+        wait = _Wait(self._wait(timeout))
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready:
@@ -391,10 +403,13 @@ class Catalog:
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""
-        if timeout is not None:
-            arguments.seconds(timeout, "timeout")
+        wait = self._wait(timeout)
         if self._recorder is not None:
-            self._recorder.flush(timeout=timeout)
+            self._recorder.flush(timeout=wait)
+
+    def _wait(self, timeout: float | None) -> float:
+        """Seconds an operation may wait: ``timeout`` checked (and capped), else the catalog's."""
+        return self.timeout if timeout is None else arguments.seconds(timeout, "timeout")
 
     # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
 

@@ -22,12 +22,17 @@ from typing import Any, NamedTuple
 
 from tracker import _ids, models, values
 from tracker.errors import DescriptorError
+from tracker.redaction import REDACTED
 
 FORMAT = "tracker-run"
 FORMAT_VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024
 MAX_YAML_NODES = 1_000_000  # ~1 s to count and ~3 s to load with libyaml; about 0.5 GB at most
 ROLES = ("input", "output")
+# The kinds a param is stored with: tracker.values.normalize_param's, and the redacted marker's.
+PARAM_KINDS = ("none", "bool", "enum", "int", "bigint", "float", "str", "datetime", "date",
+               "time", "timedelta", "decimal", "path", "bytes", "dict", "tuple", "list", "set",
+               "ndarray", "series", "object", REDACTED)
 
 _SHORT = 4096  # names, keys, hosts, hashes...
 _LONG = 16 * 1024 * 1024  # notes, errors, cell sources, JSON values: the file's size bounds them
@@ -172,7 +177,7 @@ SECTIONS: dict[str, Section] = {
         deleted_at=_timestamp, environment_id=_text(pattern=_ID), error=_text(_LONG),
         params=_json(mapping=True), metrics=_json(mapping=True)), max_rows=1),
     "params": Section(_fields(
-        ("key", _text()), ("kind", _text()), ("logged_at", _timestamp),
+        ("key", _text()), ("kind", _text(choices=PARAM_KINDS)), ("logged_at", _timestamp),
         value=_json(mapping=False)), max_rows=1_000_000),
     "metrics": Section(_fields(
         ("key", _text()), ("logged_at", _timestamp),

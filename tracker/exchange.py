@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, descriptor, schema, values
+from tracker import _files, arguments, columns, descriptor, redaction, schema, values
 from tracker.errors import ArgumentError
+from tracker.hashing import hash_bytes
 from tracker.ingest import _insert_missing
 from tracker.search import _prepare_read, _records, resolve
 
@@ -33,7 +34,7 @@ _RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                overwrite: bool = False) -> Path:
     """See :meth:`tracker.Catalog.export_run`."""
-    target = _path(path).expanduser().absolute()
+    target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
     _prepare_read(catalog)
     with catalog.connect() as con:
@@ -59,23 +60,15 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     return target
 
 
-def _path(path: Any) -> Path:
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentError(f"a descriptor's path must be text or a path, not "
-                            f"{type(path).__name__}")
-    return Path(path)
-
-
 def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
     """Refuse to write over the catalog or its files (even with ``overwrite``), over a
     DuckDB database, over anything but a regular file, or over any file unless ``overwrite``."""
     resolved = target.resolve()
     folder = catalog.folder.resolve()
     name = catalog.path.resolve().name
-    beside = {folder / f"{name}{suffix}" for suffix in ("", ".lock", ".wal", ".draft",
-                                                        ".draft.wal", ".spool", ".blobs")}
+    beside = {folder / f"{name}{suffix}" for suffix in ("", *_files.SIDECARS)}
     inside = any(resolved.is_relative_to(folder / f"{name}{suffix}")
-                 for suffix in (".spool", ".blobs"))
+                 for suffix, is_folder in _files.SIDECARS.items() if is_folder)
     if resolved in beside or inside:
         raise ArgumentError(f"{target} is the catalog {catalog.path} or one of its files; "
                             "export to another path")
@@ -86,21 +79,12 @@ def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise ArgumentError(f"{target} exists and is not a regular file; export to another "
                             "path")
-    if _is_duckdb(resolved):
+    if _files.is_duckdb(resolved):
         raise ArgumentError(f"{target} is a DuckDB database; tracker never overwrites one, "
                             "export to another path")
     if not overwrite:
         raise ArgumentError(f"{target} already exists; pass overwrite=True (tracker export "
                             "--force) to replace it")
-
-
-def _is_duckdb(path: Path) -> bool:
-    """Whether the file starts like a DuckDB database: an 8-byte checksum, then ``DUCK``."""
-    try:
-        with open(path, "rb") as file:
-            return file.read(12)[8:12] == b"DUCK"
-    except OSError:
-        return False
 
 
 def _write_whole(target: Path, text: str, *, overwrite: bool) -> None:
@@ -155,7 +139,7 @@ def _dump(data: dict[str, Any], *, yaml: bool) -> str:
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = descriptor.load(_path(path))
+    data = _as_recorded(catalog, descriptor.load(Path(arguments.path(path, "path"))))
     run = data["run"]
     run_id = run["id"]
     with catalog.connect(write=True) as con:
@@ -176,6 +160,41 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
         columns.refresh(con, [run_id])
         con.execute("COMMIT")
     return run_id
+
+
+def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
+    """The descriptor as logging would have recorded it here: an import is a recording, so
+    secrets (an export from an older tracker, a file edited by hand) are redacted, and keys
+    that do not print are escaped, exactly as at log time."""
+    redactor = redaction.for_catalog(catalog)
+    params = []
+    for row in data["params"]:
+        key = values.key_text(row["key"])
+        value, kind = redactor.param(key, json.loads(row["value"]), row["kind"])
+        params.append({**row, "key": key, "value": json.dumps(value), "kind": kind})
+    run = {**data["run"], "labels": [redactor.text(label) for label in data["run"]["labels"]
+                                     or ()] or None,
+           # The latest value of each key, rebuilt from the (redacted) history.
+           "params": json.dumps({row["key"]: json.loads(row["value"]) for row in params})}
+    for field in ("name", "notes", "error"):
+        run[field] = redactor.text(run.get(field))
+    artifacts = [{**row, "uri": redactor.text(row["uri"]), "key": redactor.text(row["key"])}
+                 for row in data["artifacts"]]
+    return {**data, "run": run, "params": params, "artifacts": artifacts,
+            "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
+            "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]]}
+
+
+def _cell_as_recorded(redactor: redaction.Redactor, row: dict[str, Any]) -> dict[str, Any]:
+    """A cell with its secrets redacted, and its hash taken after, as at record time (a hash
+    of the clear source could be checked against guesses of the secret)."""
+    source = row.get("source")
+    if not source:
+        return {**row, "error_message": redactor.text(row.get("error_message"))}
+    scrubbed = redactor.source(source)
+    digest = row.get("source_hash") if scrubbed == source else hash_bytes(scrubbed.encode())
+    return {**row, "source": scrubbed, "source_hash": digest,
+            "error_message": redactor.text(row.get("error_message"))}
 
 
 def _insert_keys(con: Any, data: dict[str, Any]) -> None:

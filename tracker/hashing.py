@@ -4,10 +4,16 @@
 :class:`FileHasher` caches by (device, inode, size, mtime_ns), thread-safe, never raising for a
 vanished or unreadable file. Reads go through :func:`tracker.capture.suppressed` so tracker
 hashing a file is never mistaken for the notebook reading it.
+
+Only regular files are read: a FIFO, socket or device (``/dev/zero``) would block or never end,
+and the flusher holds the catalog's lock while it hashes, so such a path gets ``hash=None``. A
+folder is hashed only up to :data:`DIR_MAX_ENTRIES` names and :data:`DIR_MAX_BYTES` bytes;
+past either bound its ``hash`` and ``size`` are None (its mtime is still recorded).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -17,11 +23,13 @@ from typing import Any
 
 from tracker.capture import suppressed
 
-__all__ = ["FileFacts", "FileHasher", "file_facts", "hash_file"]
+__all__ = ["FileFacts", "FileHasher", "file_facts", "hash_bytes", "hash_file"]
 
 _CHUNK = 8 * 1024 * 1024
 _HASH_PREFIX = "xxh3_128:"
 _HASH_CACHE_LIMIT = 100_000
+DIR_MAX_ENTRIES = 10_000
+DIR_MAX_BYTES = 1 << 30
 _buffers = threading.local()
 
 
@@ -35,11 +43,19 @@ class FileFacts:
     hash: str | None
 
 
+def hash_bytes(data: bytes) -> str:
+    """``"xxh3_128:<hex>"`` of ``data``: the form of every content hash tracker records."""
+    import xxhash
+
+    return _HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
+
+
 def hash_file(path: str) -> str:
     """``"xxh3_128:<hex>"`` of a file's content, or of a folder's (name, size, hash) listing.
 
     Raises:
-        OSError: the path is missing or unreadable.
+        OSError: the path is missing or unreadable, is not a regular file or folder (a FIFO, a
+            device), or is a folder past :data:`DIR_MAX_ENTRIES` names or :data:`DIR_MAX_BYTES`.
     """
     if os.path.isdir(path):
         return _hash_dir(path, _hash_content)[0]
@@ -57,7 +73,8 @@ class FileHasher:
         self._lock = threading.Lock()
 
     def hash(self, path: str) -> FileFacts:
-        """Size, mtime and content hash of a file or folder."""
+        """Size, mtime and content hash of a file or folder; ``hash`` is None for anything but
+        a regular file or a folder within the bounds (see the module docstring)."""
         try:
             info = os.stat(path)
         except OSError:
@@ -68,10 +85,12 @@ class FileHasher:
                 return FileFacts(path, size, mtime, digest)
             return FileFacts(path, info.st_size, info.st_mtime, self._content_hash(path))
         except OSError:
-            return FileFacts(path, info.st_size, info.st_mtime, None)
+            # A folder's own st_size is not its content's: unknown rather than wrong.
+            known = None if stat.S_ISDIR(info.st_mode) else info.st_size
+            return FileFacts(path, known, info.st_mtime, None)
 
     def _content_hash(self, path: str) -> str:
-        with suppressed(), open(path, "rb", buffering=0) as stream:
+        with suppressed(), _open_regular(path) as stream:
             before = _stat_key(os.fstat(stream.fileno()))
             cached = self._cache.get(before)
             if cached is not None:
@@ -102,8 +121,25 @@ def _stat_key(info: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _hash_content(path: str) -> str:
-    with suppressed(), open(path, "rb", buffering=0) as stream:
+    with suppressed(), _open_regular(path) as stream:
         return _hash_stream(stream)
+
+
+def _open_regular(path: str) -> Any:
+    """An unbuffered binary stream on ``path`` if it is a regular file, else OSError.
+
+    O_NONBLOCK makes opening a FIFO with no writer return at once instead of waiting for one;
+    the type is checked on the open descriptor, so a path swapped after a stat cannot slip by.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _hash_stream(stream: Any) -> str:
@@ -126,19 +162,33 @@ def _hash_dir(path: str, content_hash: Callable[[str], str]) -> tuple[str, int, 
     newest mtime."""
     import xxhash
 
-    entries = []
-    for root, _dirs, files in os.walk(path, onerror=_raise):
+    entries = _dir_entries(path)
+    listing = "".join(f"{rel}\0{info.st_size}\0{content_hash(os.path.join(path, rel))}\n"
+                      for rel, info in entries)
+    size = sum(info.st_size for _, info in entries)
+    mtime = max((info.st_mtime for _, info in entries), default=os.stat(path).st_mtime)
+    digest = xxhash.xxh3_128(listing.encode("utf-8", "surrogateescape")).hexdigest()
+    return _HASH_PREFIX + digest, size, mtime
+
+
+def _dir_entries(path: str) -> list[tuple[str, os.stat_result]]:
+    """A folder's regular files, sorted by relative path, checked against the bounds before
+    any is read: OSError past :data:`DIR_MAX_ENTRIES` names (files and subfolders) or
+    :data:`DIR_MAX_BYTES`."""
+    entries: list[tuple[str, os.stat_result]] = []
+    seen = size = 0
+    for root, dirs, files in os.walk(path, onerror=_raise):
+        seen += len(dirs) + len(files)
         for name in files:
             full = os.path.join(root, name)
             info = os.stat(full)
             if stat.S_ISREG(info.st_mode):
-                entries.append((os.path.relpath(full, path), info, content_hash(full)))
+                entries.append((os.path.relpath(full, path), info))
+                size += info.st_size
+        if seen > DIR_MAX_ENTRIES or size > DIR_MAX_BYTES:
+            raise OSError(errno.EFBIG, "folder too big to hash", path)
     entries.sort(key=lambda entry: entry[0])
-    listing = "".join(f"{rel}\0{info.st_size}\0{digest}\n" for rel, info, digest in entries)
-    size = sum(info.st_size for _, info, _ in entries)
-    mtime = max((info.st_mtime for _, info, _ in entries), default=os.stat(path).st_mtime)
-    digest = xxhash.xxh3_128(listing.encode("utf-8", "surrogateescape")).hexdigest()
-    return _HASH_PREFIX + digest, size, mtime
+    return entries
 
 
 def _raise(error: OSError) -> None:

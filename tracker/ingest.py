@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 Event = tuple[Any, ...]
 Batch = Sequence[tuple[str, int, Event]]  # (run id, seq, event)
 Reject = spools.Reject
+Keep = Callable[[list[Reject]], list[Reject]]  # quarantines rejects, returns them
 
 RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
 STALE_HEARTBEAT = spools.STALE_HEARTBEAT
@@ -66,41 +67,62 @@ def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: b
     spooled, unreadable = spools.read(orphans)
     prepared, rejected = _prepared_batch(catalog, [*batch, *spooled])
     with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        rejected += _apply_all(con, prepared)
+        # Each refused event is in quarantine, on disk, before a commit moves runs.spool_seq
+        # past it: else a failed quarantine write, or a kill, would make a replay skip it.
+        keep = _keeper(catalog)
+        keep(rejected)
+        rejected += _apply_all(con, prepared, keep)
         _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
-        if rejected:
-            spools.quarantine(catalog, f"{socket.gethostname()}-{os.getpid()}", rejected)
         spools.retire(catalog, unreadable)
     return len(rejected) + sum(len(lines) for lines in unreadable.values())
 
 
-def _apply_all(con: Any, batch: Batch) -> list[Reject]:
+def _keeper(catalog: Catalog) -> Keep:
+    """A function that quarantines rejects (durably) and returns them."""
+    name = f"{socket.gethostname()}-{os.getpid()}"
+
+    def keep(rejects: list[Reject]) -> list[Reject]:
+        if rejects:
+            spools.quarantine(catalog, name, rejects)
+        return rejects
+
+    return keep
+
+
+def _apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
-    run and return the events it refuses (a lock or I/O error is raised, not judged)."""
+    run; return the events refused, each passed to ``keep`` as soon as it is known (a lock or
+    I/O error is raised, not judged)."""
     try:
-        return _transaction(con, batch)
+        startless = _transaction(con, batch)
     except Exception as exc:
         if not _data_error(exc):
             raise
+    else:
+        return keep(startless)
     by_run: dict[str, list[tuple[str, int, Event]]] = defaultdict(list)
     for item in batch:
         by_run[item[0]].append(item)
     # A run whose start is refused: its other events come back as startless, so kept too.
-    return [reject for events in by_run.values() for reject in _bisected(con, events)]
+    return [reject for events in by_run.values() for reject in _bisected(con, events, keep)]
 
 
-def _bisected(con: Any, events: list[tuple[str, int, Event]]) -> list[Reject]:
-    """Apply ``events`` in order, halving around the ones the catalog refuses."""
+def _bisected(con: Any, events: list[tuple[str, int, Event]],
+              keep: Keep) -> list[Reject]:
+    """Apply ``events`` in order, halving around the ones the catalog refuses; a refused event
+    goes to ``keep`` before the next half commits (and moves runs.spool_seq past it)."""
     try:
-        return _transaction(con, events)
+        startless = _transaction(con, events)
     except Exception as exc:
         if not _data_error(exc):
             raise
         if len(events) == 1:
             run_id, seq, event = events[0]
-            return [(f"{type(exc).__name__}: {exc}", run_id, seq, event)]
+            return keep([(f"{type(exc).__name__}: {exc}", run_id, seq, event)])
+    else:
+        return keep(startless)
     half = len(events) // 2
-    return _bisected(con, events[:half]) + _bisected(con, events[half:])
+    return _bisected(con, events[:half], keep) + _bisected(con, events[half:], keep)
 
 
 def _transaction(con: Any, batch: Batch) -> list[Reject]:
@@ -166,17 +188,15 @@ def _prepared(catalog: Catalog, event: Event) -> Event:
 
 
 def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
-    import xxhash
-
     from tracker import redaction
-    from tracker.hashing import file_facts
+    from tracker.hashing import file_facts, hash_bytes
 
     facts = file_facts(path)
     if facts.hash is None:
         return _facts(facts)
     # What is stored is the notebook with its secrets replaced, and the hash is of that.
     content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
-    digest = "xxh3_128:" + xxhash.xxh3_128_hexdigest(content)
+    digest = hash_bytes(content)
     folder = catalog.blob_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     blob = folder / digest.replace(":", "-")

@@ -30,7 +30,7 @@ from typing import Any
 
 from tracker import _duckdb, api, models, redaction
 from tracker.catalog import Catalog
-from tracker.errors import TrackerWarning
+from tracker.errors import TrackerError, TrackerWarning
 from tracker.run import Run
 from tracker.settings import TrackerSettings
 
@@ -334,7 +334,7 @@ def _in_kernel(ip: Any) -> bool:
 def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
                  started: float | None, error: BaseException | None,
                  redactor: redaction.Redactor) -> dict[str, Any]:
-    import xxhash
+    from tracker.hashing import hash_bytes
 
     now = time.time()
     # Secrets go before anything is hashed: a hash of the clear source could be checked
@@ -342,7 +342,7 @@ def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
     source = redactor.source(source)
     return {
         "seq": seq, "execution_count": count, "cell_id": cell_id,
-        "source_hash": "xxh3_128:" + xxhash.xxh3_128_hexdigest(source.encode()),
+        "source_hash": hash_bytes(source.encode()),
         "source": source, "started_at": started or now,
         "duration": (now - started) if started else None, "success": error is None,
         "error_type": type(error).__name__ if error is not None else None,
@@ -367,13 +367,24 @@ def _current_cell(ip: Any) -> str | None:
 
 
 def _choose_catalog(configured: str | None, notebook: Any) -> Catalog:
-    """``$TRACKER_CATALOG`` > ``metadata.tracker.catalog`` (relative to the notebook) > default."""
+    """``$TRACKER_CATALOG`` > ``metadata.tracker.catalog`` (relative to the notebook) > default.
+
+    A notebook may come from anyone: a catalog it names that cannot be used (not a catalog,
+    someone else's) is one warning, and the run goes to the default catalog instead.
+    """
     if os.environ.get("TRACKER_CATALOG") or not configured:
         return api.default_catalog()
     path = Path(configured).expanduser()
     if not path.is_absolute() and notebook is not None:
         path = Path(notebook.path).parent / path
-    return Catalog(path)
+    try:
+        catalog = Catalog(path)
+        catalog.vet()
+    except TrackerError as exc:
+        _warn(f"tracker: metadata.tracker.catalog cannot be used ({exc}); recording in the "
+              "default catalog instead")
+        return api.default_catalog()
+    return catalog
 
 
 # -- loading and unloading ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Which notebook this kernel is running, and what that notebook says.
 
 Owns finding the ``.ipynb`` behind a kernel session in every way Jupyter runs one
-(:func:`find_notebook`, DESIGN.md §4) and reading what a run needs from it: title, code hash,
+(:func:`find_notebook`, docs/design.md §4) and reading what a run needs from it: title, code hash,
 ``tracker`` metadata, parameters cells and cell tags (:func:`read_notebook`). Nothing here ever
 writes to a notebook, and nothing raises into the user's kernel.
 
@@ -386,11 +386,11 @@ def _as_dict(value: Any) -> dict[str, Any]:
 def code_hash(cells: Sequence[CodeCell], scrub: Callable[[str], str] = str) -> str:
     """``"xxh3_128:<hex>"`` over the code cells but papermill's injected one, each source
     passed through ``scrub`` first (a run records it with its secrets redacted)."""
-    import xxhash
+    from tracker.hashing import hash_bytes
 
     code = "\n\n".join(scrub(cell.source) for cell in cells
                        if "injected-parameters" not in cell.tags)
-    return "xxh3_128:" + xxhash.xxh3_128_hexdigest(code.encode("utf-8"))
+    return hash_bytes(code.encode("utf-8"))
 
 
 def _tagged_source(cells: Sequence[CodeCell], tag: str) -> str | None:

@@ -12,7 +12,9 @@ DELETE`` runs the DELETE); PRAGMA and CALL because they can change settings.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,7 @@ _CONFIG: dict[str, Any] = {
     "autoload_known_extensions": False,
     "python_enable_replacements": False,  # no reading the caller's DataFrames by name
 }
+SQL_TIMEOUT = 60.0  # seconds a query may hold the catalog's shared lock; TRACKER_SQL_TIMEOUT
 _LOCKDOWN = ("SET enable_external_access = false", "SET lock_configuration = true")
 
 
@@ -82,18 +85,57 @@ def _check_params(params: Any) -> None:
 
 
 def run(catalog: Catalog, text: str, params: Params = None) -> pd.DataFrame:
-    """The result of a query :func:`check` accepted, read from ``catalog`` in a sandbox."""
+    """The result of a query :func:`check` accepted, read from ``catalog`` in a sandbox, within
+    :func:`time_limit` seconds (the shared lock it holds keeps every writer waiting)."""
     import duckdb
+    import pyarrow as pa
 
     from tracker.search import frame
 
+    limit = time_limit()
     with catalog.read_locked() as path:
         # Closed before the sidecar lock is released, as every open of the catalog must be.
-        with _sandbox(str(path)) as connection:
+        with _sandbox(str(path)) as connection, _interrupted_after(connection, limit) as late:
             try:
                 return frame(connection, text, _bindable(params))
             except duckdb.Error as exc:
+                if late.is_set():
+                    raise SQLError(f"the query ran longer than {limit:g} s and was stopped; "
+                                   "narrow it (a WHERE, a LIMIT) or set TRACKER_SQL_TIMEOUT "
+                                   "to allow more") from None
                 raise _failure(exc) from None
+            except (pa.ArrowException, ValueError, OverflowError) as exc:
+                # A type pandas has no column for (a UNION, a timestamp out of its range).
+                raise SQLError(f"a result column cannot become a DataFrame column ({exc}); "
+                               "CAST it to VARCHAR in the query") from None
+
+
+def time_limit() -> float:
+    """Seconds a query may run: TRACKER_SQL_TIMEOUT if a positive number, else SQL_TIMEOUT."""
+    try:
+        limit = float(os.environ.get("TRACKER_SQL_TIMEOUT", SQL_TIMEOUT))
+    except ValueError:
+        return SQL_TIMEOUT
+    return limit if 0 < limit < math.inf else SQL_TIMEOUT
+
+
+@contextmanager
+def _interrupted_after(connection: Any, limit: float) -> Iterator[threading.Event]:
+    """Interrupt ``connection``'s query once ``limit`` seconds have passed; the event yielded
+    is set if it was."""
+    late = threading.Event()
+
+    def interrupt() -> None:
+        late.set()
+        connection.interrupt()
+
+    timer = threading.Timer(limit, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield late
+    finally:
+        timer.cancel()
 
 
 def _failure(exc: Exception) -> SQLError:

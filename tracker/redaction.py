@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,10 +46,12 @@ _KNOWN_SHORTEST = 6  # shorter secrets are not looked for in text: "admin" would
 # A key is split into lowercase words (``dbPassword`` -> ``_db_password_``) before these match.
 _SECRET_KEY = (
     r"password|passwd|passphrase|credential|_creds?_|_pwd_"
+    r"|(?:^|_(?:db|user|sql|mysql|pg|postgres|smtp|ftp|redis|admin|root|login|mail))_pass_$"
     r"|secret(?:s|key)?_"  # client_secret, secrets, secret_key; not secretary
-    r"|(?:api|access|private|secret|signing|encryption|master|ssh)_?keys?_"
+    r"|(?:api|access|private|secret|signing|encryption|master|ssh|account)_?keys?_"
     r"|_(?:auth|authorization|bearer|oauth|cookie)_"
-    r"|(?:access|auth|api|refresh|bearer|session|github|gh|hf|slack|oauth|csrf)_?token_"
+    r"|(?:access|auth|api|refresh|bearer|session|github|gh|hf|slack|oauth|csrf|private|personal"
+    r"|deploy|npm|pypi|sas)_?token_"
     r"|^_token_$"
 )
 # Tokens of a tokenizer are not credentials: pad_token, eos_token, max_token...
@@ -60,6 +63,9 @@ _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+")
 
 # Credential formats, recognised anywhere in text.
 _CREDENTIALS = (
+    # user:password@ in a URL: the password goes, and the user too if it is a key
+    # (``s3://AKIA...:...@bucket``); first, so that a key as the user does not hide the password.
+    r"(?<=://)[^\s:/@]+:(?P<userinfo>[^\s@/]+)(?=@)",
     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY-----|.*)",
     r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
     r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b",
@@ -70,8 +76,15 @@ _CREDENTIALS = (
     r"\bsk-[A-Za-z0-9_-]{20,}",
     r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
     r"\bhf_[A-Za-z0-9]{30,}\b",
-    # user:password@ in a URL: only the password goes.
-    r"(?<=://)[^\s:/@]+:(?P<userinfo>[^\s@/]+)(?=@)",
+    r"\bglpat-[A-Za-z0-9_-]{20,}",
+    r"\bnpm_[A-Za-z0-9]{36}\b",
+    r"\bpypi-[A-Za-z0-9_-]{50,}",
+    # HTTP credentials: the scheme stays. A Basic value is base64 of user:password, which
+    # mixes cases and digits; a bare word after "basic" in prose does not.
+    r"\b(?:[Bb]earer|BEARER)[ \t]+(?P<bearer>[A-Za-z0-9._~+/-]{16,}=*)",
+    r"\bBasic[ \t]+(?=\S*[a-z])(?=\S*[A-Z])(?=\S*[0-9+/=])(?P<basic>[A-Za-z0-9+/]{8,}=*)",
+    # An Azure storage connection string's key.
+    r"AccountKey=(?P<azure>[A-Za-z0-9+/]{20,}=*)",
     # An AWS secret key is 40 base64 characters: only recognised beside its name, since paths
     # and identifiers look alike.
     r"(?i:aws[\w.-]{0,30}(?:secret|key)[\w.-]{0,30}[\"']?\s*[=:]\s*[\"']?)(?P<aws>[A-Za-z0-9/+]{40})"
@@ -81,12 +94,18 @@ _CREDENTIALS = (
 # searched (the search costs ~10 us on a 50-character param; looking for these, ~0.5 us).
 _NEEDLES = ("PRIVATE KEY", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA",
             "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "eyJ", "AIza", "sk-",
-            "k_live_", "k_test_", "hf_", "://", "aws", "AWS", "Aws")
+            "k_live_", "k_test_", "hf_", "://", "aws", "AWS", "Aws", "glpat-", "npm_", "pypi-",
+            "earer", "EARER", "Basic", "AccountKey=")
 # name=value / name: value in free text (notes, errors, outputs); the name decides.
 # A lookahead, so that a value (`failed: password=...`) may itself start the next pair.
 _ASSIGNED = re.compile(r"(?<![\w.-])(?=(?P<name>[A-Za-z_][\w.-]*)(?P<sep>[\"']?\s*[=:]\s*)"
                        r"(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&)}\]]+))")
-_MARKER = re.compile(r"<redacted:[a-z]+:[0-9a-f]{8}>")
+_MARKER = re.compile(r"<redacted:[a-z]+:(?:[0-9a-f]{8}|unchecked)>")
+_SECRET_GROUPS = ("userinfo", "aws", "bearer", "basic", "azure")  # only these parts go
+_SCHEMES = ("bearer", "basic")  # `Authorization: Bearer <token>`: the token is the secret
+# IPython's `%env NAME VALUE` (no `=`): the name decides, as in a pair.
+_ENV_MAGIC = re.compile(r"(?P<head>^[ \t]*%env[ \t]+(?P<name>[A-Za-z_]\w*)[ \t]+)"
+                        r"(?P<value>[^=\s].*?)[ \t]*$", re.MULTILINE)
 _CONTAINERS = (dict, list)
 _MIME_TEXT = ("text/", "application/json")  # output data scrubbed; images are left alone
 
@@ -148,7 +167,9 @@ class Redactor:
 
     def _hidden(self, value: Any, kind: str) -> str:
         """The marker of a secret-named value, remembered so that text repeating it (an error
-        message, a printed output) loses it too."""
+        message, a printed output) loses it too. A marker already (an imported run) is kept."""
+        if isinstance(value, str) and _MARKER.fullmatch(value):
+            return value
         if kind == "str" and value in self._known:  # no HMAC for a secret logged again
             return self._known[value]
         marker = self.marker(value, kind)
@@ -220,8 +241,8 @@ class Redactor:
 
     def _text(self, text: str) -> str:
         for secret, marker in list(self._known.items()):
-            if secret in text:
-                text = text.replace(secret, marker)
+            if secret in text:  # only as a whole token: "hunter22x" does not hold "hunter22"
+                text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", marker, text)
         assert self.rules is not None
         if self.rules.suspect(text):
             text = self.rules.values.sub(self._credential, text)
@@ -240,20 +261,30 @@ class Redactor:
             head = "".join(lines[:line - 1]) + lines[line - 1][:start]
             tail = lines[end_line - 1][end:] + "".join(lines[end_line:])
             lines = _lines(head + marker + tail)
-        source = _MAGIC_LINE.sub(lambda line: self._pairs(line.group(0)), "".join(lines))
+        source = _MAGIC_LINE.sub(lambda line: self._magic(line.group(0)), "".join(lines))
         return self.rules.values.sub(self._credential, source) if self.rules.suspect(
             source) else source
+
+    def _magic(self, line: str) -> str:
+        """A magic or shell line: ``name=value`` pairs, and ``%env NAME VALUE``."""
+        env = _ENV_MAGIC.match(line)
+        if env is not None and self._is_secret(env.group("name")):
+            return env.group("head") + self._hidden(env.group("value"), "str") \
+                + line[env.end("value"):]
+        return self._pairs(line)
 
     def _credential(self, match: re.Match[str]) -> str:
         if _MARKER.fullmatch(match.group(0)):
             return match.group(0)
-        for group in ("userinfo", "aws"):
+        for group in _SECRET_GROUPS:
             secret = match.group(group)
             if secret is not None:
                 start, end = match.span(group)
                 base = match.start()
                 text = match.group(0)
-                return text[:start - base] + self.marker(secret, "str") + text[end - base:]
+                assert self.rules is not None
+                head = self.rules.values.sub(self._credential, text[:start - base])
+                return head + self.marker(secret, "str") + text[end - base:]
         return self.marker(match.group(0), "str")
 
     def _pairs(self, text: str) -> str:
@@ -261,7 +292,8 @@ class Redactor:
         spans: list[tuple[int, int]] = []
         for match in _ASSIGNED.finditer(text):
             value = match.group("value")
-            if _MARKER.search(value) or not self._is_secret(match.group("name")):
+            if _MARKER.search(value) or value.lower() in _SCHEMES \
+                    or not self._is_secret(match.group("name")):
                 continue
             start, end = match.span("value")
             if value[0] in "\"'" and len(value) > 1:
@@ -517,9 +549,12 @@ def _load_key(path: Path | None) -> bytes:
 
 
 def _read_key(path: Path) -> bytes:
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # Non-blocking and checked a regular file: a FIFO planted here must not hang logging.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(descriptor, "rb") as handle:
-        key = bytes.fromhex(handle.read().decode("ascii").strip() or "invalid")
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        key = bytes.fromhex(handle.read(256).decode("ascii").strip() or "invalid")
     if len(key) < 16:
         raise ValueError(f"{path} is not a tracker key file")
     return key

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, redaction, spools, values
+from tracker import _ids, arguments, models, redaction, spools, teardown, values
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -246,6 +246,8 @@ class Run:
         except Exception as exc:
             self._warn_once(f"artifact:{path!r}", f"{role} {path!r} was not recorded: {exc!r}")
             return
+        # `https://user:password@...` and keys in a URI never reach the spool.
+        uri = self._recorder.redactor.text(uri) or uri
         self._push(("artifact", self.id, role, uri, None, time.time()))
 
     def record(self, kind: str, *payload: Any) -> None:
@@ -589,6 +591,18 @@ class Recorder:
             self._warned = True
         warnings.warn(message, TrackerWarning, stacklevel=2)
 
+    def stop_threads(self) -> None:
+        """End the flusher and the spooler and wait for them; what they held stays queued for
+        the calling thread to write. The flusher must be out of DuckDB before the interpreter
+        finalises: a daemon thread cut off inside its C++ code aborts the whole process."""
+        self._stop.set()
+        self._wake.set()
+        for thread in (self._thread, self._spooler):
+            if thread is not None and thread is not threading.current_thread():
+                # Unbounded on purpose: a cancelled lock wait returns at once, and what remains
+                # is at most one DuckDB statement, which must not be cut off.
+                thread.join()
+
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
         """End the runs still open and write what can be written within ``deadline``."""
         for run in reversed(list(self.stack)):
@@ -598,17 +612,8 @@ class Recorder:
             self.spool()  # the ends are durable before anything else can go wrong
         except Exception:
             pass
-        # The flusher must be out of DuckDB before the interpreter finalises: a daemon thread
-        # cut off inside its C++ code aborts the whole process.
         started = time.monotonic()
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            # Unbounded on purpose: a cancelled lock wait returns at once, and what remains is
-            # at most one DuckDB statement, which must not be cut off.
-            self._thread.join()
-        if self._spooler is not None and self._spooler is not threading.current_thread():
-            self._spooler.join()
+        self.stop_threads()
         deadline = max(deadline - (time.monotonic() - started), 0.05)
         try:
             self.spool()  # whatever the flusher left; the next process ingests what is late
@@ -631,15 +636,25 @@ def _warn_if_escaped(*texts: Any) -> None:
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
-def flush_pending(path: Path) -> None:
-    """Write what every recorder of this process holds for the catalog at ``path``.
+def flush_pending(path: Path, *, timeout: float | None = None) -> None:
+    """Write what every recorder of this process holds for the catalog at ``path``, each
+    within ``timeout`` (the catalog's own by default); raises CatalogLockedError past it.
 
     Reads call this so that they see this process's own writes, whichever Catalog object
     made them.
     """
     for recorder in list(_recorders):
         if recorder.catalog.path == path:
-            recorder.flush()
+            recorder.flush(timeout=timeout)
+
+
+def _stop_all_threads() -> None:
+    """At exit, before DuckDB's own teardown (the runs are ended later, by _close_all)."""
+    for recorder in list(_recorders):
+        recorder.stop_threads()
+
+
+teardown.before_teardown(_stop_all_threads)
 
 
 @atexit.register

@@ -9,11 +9,18 @@ the kinds ever logged for each key.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, arguments, columns, ingest, query, readonly_sql, values
-from tracker.errors import AmbiguousRunError, RunNotFoundError
+from tracker.errors import (
+    AmbiguousRunError,
+    ArgumentError,
+    CatalogLockedError,
+    RunNotFoundError,
+    TrackerWarning,
+)
 from tracker.models import RunInfo
 
 if TYPE_CHECKING:
@@ -22,6 +29,7 @@ if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
 MIN_PREFIX = 6
+READ_FLUSH_WAIT = 1.0  # seconds a read waits to write this process's own events first
 _ATTRIBUTES = (
     ("id", "r.id"), ("name", "r.name"), ("project", "r.project"), ("status", "r.status"),
     ("notebook", "r.notebook"), ("notebook_name", "r.notebook_name"),
@@ -45,8 +53,6 @@ def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None =
     duckdb's own conversion, which builds a Python string per value (60 ms of a 16k-run filter).
     Lists (labels) become Python lists and missing ones None, as users expect.
     """
-    import warnings
-
     import pyarrow as pa
 
     result = con.execute(sql, params or [])
@@ -68,10 +74,20 @@ def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None =
 
 
 def _prepare_read(catalog: Catalog) -> None:
-    """Make this process's own writes visible and mark dead runs before reading."""
+    """Make this process's own writes visible and mark dead runs before reading.
+
+    The flush waits at most READ_FLUSH_WAIT for the write lock: a process that merely reads
+    (a long ``sql()``, a widget) must not make this read fail. Past it, the read goes on without
+    this process's newest events, which the flusher writes once the lock is free.
+    """
     from tracker.run import flush_pending
 
-    flush_pending(catalog.path)
+    try:
+        flush_pending(catalog.path, timeout=min(READ_FLUSH_WAIT, catalog.timeout))
+    except CatalogLockedError as exc:
+        warnings.warn(f"this read does not show what this process logged last: {exc}; it is "
+                      "written to the catalog once the lock is free", TrackerWarning,
+                      stacklevel=4)
     ingest.maybe_recover(catalog)
 
 
@@ -338,6 +354,9 @@ def _records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
 def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.metric_history`."""
     arguments.text(key, "key", "'loss'")
+    if key is not None and not _encodable(key):
+        raise ArgumentError("key is not valid text (it holds a lone surrogate); no metric "
+                            "key can, so pass the key as logged, such as 'loss'")
     _prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)

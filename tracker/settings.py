@@ -94,6 +94,10 @@ def _catalog_field(value: Any) -> str:
     if _URL.match(path):
         raise _Unusable(f"{path[:60]!r} is a server: team catalogs on a server are not "
                         "supported yet")
+    # A notebook someone else wrote must not make tracker create a file just anywhere
+    # (``~/.ipython/profile_default/startup/00-x.py`` would run at every start).
+    if not path.lower().endswith(".duckdb"):
+        raise _Unusable(f"{path[:60]!r} is not a catalog file name; it must end in .duckdb")
     return path
 
 

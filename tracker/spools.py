@@ -153,7 +153,8 @@ def quarantine_dir(catalog: Catalog) -> Path:
 
 
 def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
-    """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool)."""
+    """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool),
+    flushed and fsynced before returning."""
     folder = quarantine_dir(catalog)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{name}.jsonl"
@@ -161,7 +162,20 @@ def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(text)
+        # On disk before the caller commits past these events: a replay will not see them again.
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_folder(folder)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a new file's name in ``folder`` durable too."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _quarantine_line(error: str, run_id: Any, seq: Any, event: Any) -> str:

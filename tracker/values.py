@@ -45,13 +45,17 @@ def encode_float(value: float) -> float | str:
 
 
 def decode(value: Any, kind: str | None) -> Any:
-    """The Python value of a stored param of ``kind``."""
+    """The Python value of a stored param of ``kind``; a bigint whose text is not hex (from an
+    imported descriptor, say) stays text, so that one bad value never makes a run unreadable."""
     if kind == "float" and isinstance(value, str):
         return NON_FINITE.get(value, value)
     if kind == "float" and isinstance(value, int):
         return float(value)
     if kind == "bigint" and isinstance(value, str):
-        return int(value, 16)
+        try:
+            return int(value, 16)
+        except ValueError:
+            return value
     return value
 
 

@@ -1,21 +1,37 @@
-"""A background ticker that keeps running runs fresh without blocking the kernel.
+"""The views' background threads: the live ticker, and one-off loads behind a first render.
 
-One daemon thread per table, alive only while the page shows running runs: it calls ``tick``
-every ``interval`` seconds and ends when ``tick`` returns False, raises, or :meth:`stop` is
-called. ``tick`` only sets widget values; ipykernel sends those updates from any thread.
+One ticker per table, alive only while the page shows running runs: it calls ``tick`` every
+``interval`` seconds and ends when ``tick`` returns False, raises, or :meth:`stop` is called.
+``tick`` only sets widget values; ipykernel sends those updates from any thread.
+
+These threads read the catalog, in DuckDB and Arrow. At interpreter exit, before DuckDB's own
+teardown (:mod:`tracker.teardown`), tickers are stopped and every thread is waited for: a daemon
+thread cut off inside their C++ code aborts or hangs the process. Catalog reads they start then
+are refused at once, so the wait is for what is already running.
 """
 
 from __future__ import annotations
 
-import atexit
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
-# A tick may be inside DuckDB's C++ code; a daemon thread cut off there when the interpreter
-# finalises aborts the whole process. At exit every ticker is stopped and waited for.
+from tracker import teardown
+
+# A bound on the wait for what the threads do outside the catalog (setting widget values);
+# their DuckDB and Arrow work is waited for whatever it takes.
 _EXIT_WAIT = 5.0
 _tickers: weakref.WeakSet[LiveTicker] = weakref.WeakSet()
+_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def start_thread(target: Callable[[], object], name: str) -> threading.Thread:
+    """Start a daemon thread that interpreter exit waits for."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    _threads.add(thread)
+    thread.start()
+    return thread
 
 
 class LiveTicker:
@@ -39,18 +55,13 @@ class LiveTicker:
         with self._guard:
             if self.running:
                 return
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._loop, args=(self._stop,),
-                                            name="tracker-live-runs", daemon=True)
-            self._thread.start()
+            stop = self._stop = threading.Event()
             _tickers.add(self)
+            self._thread = start_thread(lambda: self._loop(stop), "tracker-live-runs")
 
-    def stop(self, *, wait: float = 0.0) -> None:
-        """Ask the thread to end (after its current tick); ``wait`` seconds for it to finish."""
+    def stop(self) -> None:
+        """Ask the thread to end (after its current tick)."""
         self._stop.set()
-        thread = self._thread
-        if wait and thread is not None and thread is not threading.current_thread():
-            thread.join(wait)
 
     def _loop(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval):
@@ -62,7 +73,13 @@ class LiveTicker:
                 stop.set()
 
 
-@atexit.register
 def _stop_all() -> None:
     for ticker in list(_tickers):
-        ticker.stop(wait=_EXIT_WAIT)
+        ticker.stop()
+    deadline = time.monotonic() + _EXIT_WAIT
+    for thread in list(_threads):
+        if thread is not threading.current_thread():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+
+
+teardown.before_teardown(_stop_all)

@@ -25,7 +25,7 @@ from . import _columns as cols
 from . import _html as h
 from ._catalog import CatalogLike, current_run_id, resolve_catalog
 from ._feedback import ConfirmBar, Notice, button, close_tree, reporting, styled
-from ._live import LiveTicker
+from ._live import LiveTicker, start_thread
 from ._rows import CURRENT_MARK, Row, Shared
 from .filters import MISSING, FilterBar, ids_filter
 
@@ -88,7 +88,7 @@ class RunTable(w.VBox):
         self._build(where)
         self.refresh()
         # The dropdowns' two grouped counts would double the first render: they load behind it.
-        threading.Thread(target=self.load_choices, name="tracker-choices", daemon=True).start()
+        start_thread(self.load_choices, "tracker-choices")
 
     # -- building ----------------------------------------------------------------------
 
