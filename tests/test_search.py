@@ -251,8 +251,7 @@ def test_a_read_goes_on_while_another_process_reads(tmp_path: Path) -> None:
     try:
         run.log_metric("loss", 0.5)  # not written yet: this read's flush needs the write lock
         started = time.monotonic()
-        with pytest.warns(tracker.TrackerWarning, match="does not show what this process"):
-            assert catalog.runs()["name"].tolist() == ["mine"]
+        assert catalog.runs()["name"].tolist() == ["mine"]  # without its newest events
         assert time.monotonic() - started < 4
     finally:
         holder.kill()

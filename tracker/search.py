@@ -8,6 +8,7 @@ the kinds ever logged for each key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,6 @@ from tracker.errors import (
     ArgumentError,
     CatalogLockedError,
     RunNotFoundError,
-    TrackerWarning,
 )
 from tracker.models import RunInfo
 
@@ -78,16 +78,13 @@ def _prepare_read(catalog: Catalog) -> None:
 
     The flush waits at most READ_FLUSH_WAIT for the write lock: a process that merely reads
     (a long ``sql()``, a widget) must not make this read fail. Past it, the read goes on without
-    this process's newest events, which the flusher writes once the lock is free.
+    this process's newest events, silently: they are safe in the spool and the flusher writes
+    them once the lock is free (a warning here would fire on every busy background refresh).
     """
     from tracker.run import flush_pending
 
-    try:
+    with contextlib.suppress(CatalogLockedError):
         flush_pending(catalog.path, timeout=min(READ_FLUSH_WAIT, catalog.timeout))
-    except CatalogLockedError as exc:
-        warnings.warn(f"this read does not show what this process logged last: {exc}; it is "
-                      "written to the catalog once the lock is free", TrackerWarning,
-                      stacklevel=4)
     ingest.maybe_recover(catalog)
 
 
