@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -102,3 +105,30 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveS
         session.guarded("ending the run", session.end)
     shell.history_manager.end_session()
     InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def call_near_fifo() -> Callable[[Path, Callable[[], Any]], Any]:
+    """``call_near_fifo(fifo, call)``: ``call()``'s result, or the exception it raised, from a
+    thread given 20 s; a call still blocked (reading the FIFO) fails the test, and is let go."""
+
+    def run(fifo: Path, call: Callable[[], Any]) -> Any:
+        outcome: list[Any] = []
+
+        def attempt() -> None:
+            try:
+                outcome.append(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        try:
+            assert not worker.is_alive(), f"blocked on the FIFO {fifo}"
+        finally:
+            with contextlib.suppress(OSError):  # let a blocked reader go
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        return outcome[0]
+
+    return run

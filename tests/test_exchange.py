@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import json
 import math
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,7 +153,9 @@ def test_a_malformed_descriptor_names_the_bad_field(
     assert tracker.Catalog(tmp_path / "target" / "catalog.duckdb").runs().empty
 
 
-def test_a_descriptor_must_be_a_regular_file(catalog: tracker.Catalog, tmp_path: Path) -> None:
+def test_a_descriptor_must_be_a_regular_file(
+        catalog: tracker.Catalog, tmp_path: Path,
+        call_near_fifo: Callable[[Path, Callable[[], Any]], Any]) -> None:
     with pytest.raises(tracker.DescriptorError, match="not a regular file"):
         catalog.import_run(tmp_path)
     with pytest.raises(tracker.DescriptorError, match="cannot read"):
@@ -164,23 +164,8 @@ def test_a_descriptor_must_be_a_regular_file(catalog: tracker.Catalog, tmp_path:
         catalog.import_run(None)  # type: ignore[arg-type]
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
-    outcome: list[BaseException] = []
-
-    def attempt() -> None:
-        try:
-            catalog.import_run(fifo)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            outcome.append(exc)
-
-    reader = threading.Thread(target=attempt, daemon=True)
-    reader.start()
-    reader.join(timeout=20)
-    try:
-        assert not reader.is_alive(), "import_run blocked on a FIFO"
-    finally:
-        with contextlib.suppress(OSError):  # let a blocked reader go
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    assert isinstance(outcome[0], tracker.DescriptorError)
+    outcome = call_near_fifo(fifo, lambda: catalog.import_run(fifo))
+    assert isinstance(outcome, tracker.DescriptorError)
 
 
 def test_a_descriptor_must_be_utf8_and_not_too_big(catalog: tracker.Catalog, tmp_path: Path,
