@@ -33,6 +33,7 @@ from tracker.errors import (
     CatalogVersionError,
     NotACatalogError,
     TrackerError,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -610,7 +611,7 @@ def _folder_error(path: Path, detail: str) -> CatalogError:
 
 
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else "no detail"
+    return first_line(text, "no detail")[:300]
 
 
 def _wal(database: Path) -> Path:

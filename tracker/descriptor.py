@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tracker import _ids, models, values
-from tracker.errors import DescriptorError
+from tracker.errors import DescriptorError, first_line
 from tracker.redaction import REDACTED
 
 FORMAT = "tracker-run"
@@ -245,7 +245,7 @@ def parse(text: str, *, yaml: bool) -> Any:
     except DescriptorError:
         raise
     except (ValueError, RecursionError, _yaml_error()) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(str(exc), type(exc).__name__)
         raise DescriptorError(f"is not a tracker run descriptor ({reason})") from None
 
 

@@ -41,6 +41,13 @@ __all__ = [
 ]
 
 
+def first_line(text: str, default: str) -> str:
+    """The first line of an error's text (``default`` when it has none): what a one-line
+    tracker error quotes from DuckDB, a parser or the OS."""
+    lines = text.strip().splitlines()
+    return lines[0] if lines else default
+
+
 class TrackerError(Exception):
     """Root of every error tracker raises on purpose."""
 

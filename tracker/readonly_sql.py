@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tracker import schema
-from tracker.errors import ArgumentError, CatalogError, ReadOnlySQLError, SQLError
+from tracker.errors import ArgumentError, CatalogError, ReadOnlySQLError, SQLError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,5 +178,4 @@ def _sandbox(path: str) -> Iterator[Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return first_line(str(exc), type(exc).__name__)
