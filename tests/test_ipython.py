@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from jupyter_client.manager import KernelManager
 
 import tracker
 from tracker import ipython
@@ -594,3 +600,136 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
     info = recorded(started.id)
     assert (info.name, info.project, info.labels) == ("odd", "default", ())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]
+
+
+# ------------------------------------------------------------ real kernels: the shutdown request
+
+JUPYTER = str(Path(sys.executable).parent / "jupyter")
+# A child of the kernel that ignores the signals ipykernel stops its children with: the kernel
+# cannot exit before the client's patience runs out (2.5 s, then SIGTERM), as with joblib's
+# workers. Its pid is added to stubborn.pid, for the test to end it.
+STUBBORN_CHILD = (
+    "import subprocess, sys\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "print(flush=True); time.sleep(60)'], stdout=subprocess.PIPE)\n"
+    "child.stdout.readline()  # its signals are ignored from now on\n"
+    "with open('stubborn.pid', 'a') as handle:\n"
+    "    handle.write(f'{child.pid}\\n')")
+
+CURRENT_RUN = "import tracker\nprint(tracker.current_run().id)"
+
+
+@pytest.fixture
+def kernel_env() -> dict[str, str]:
+    """The environment of a real kernel: the test's catalog, nothing naming a notebook."""
+    env = dict(os.environ)
+    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
+        env.pop(name, None)
+    return env
+
+
+def stubborn_children(folder: Path) -> list[int]:
+    pids = folder / "stubborn.pid"
+    return [int(pid) for pid in pids.read_text().split()] if pids.exists() else []
+
+
+@contextlib.contextmanager
+def stubborn_children_ended(folder: Path) -> Iterator[None]:
+    """Kill the stubborn children the block's kernels started, once the block is over."""
+    try:
+        yield
+    finally:
+        for pid in stubborn_children(folder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stored_notebooks(info: RunInfo) -> list[str]:
+    return [a["uri"] for a in info.artifacts if a["role"] == "notebook" and a["blob"]]
+
+
+def jupyter_execute(notebook: Path, env: dict[str, str]) -> None:
+    result = subprocess.run([JUPYTER, "execute", notebook.name], cwd=notebook.parent, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_kernel_too_slow_to_stop_has_its_run_ended_at_the_shutdown_request(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    notebook = write_notebook(tmp_path / "stubborn.ipynb", "%load_ext tracker", STUBBORN_CHILD,
+                              "raise ValueError('the last cell fails')")
+    with stubborn_children_ended(tmp_path):
+        result = subprocess.run([JUPYTER, "execute", "--allow-errors", notebook.name],
+                                cwd=tmp_path, env=kernel_env, capture_output=True, text=True,
+                                timeout=120, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        # The premise: the kernel could not stop its child, so the client killed the kernel.
+        assert [alive(pid) for pid in stubborn_children(tmp_path)] == [True]
+
+    [info] = [tracker.get_run(run_id) for run_id in tracker.runs()["id"]]
+    assert (info.name, info.status) == ("stubborn", "failed")
+    assert stored_notebooks(info) == [str(notebook)]
+    assert [cell["success"] for cell in info.cells] == [True, True, False]
+
+
+@pytest.mark.slow
+def test_a_notebook_using_joblib_workers_ends_completed_every_time(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    # ipykernel takes seconds to stop loky's workers; before, most runs ended `crashed`.
+    notebook = write_notebook(
+        tmp_path / "parallel.ipynb", "%load_ext tracker",
+        "import math\nfrom joblib import Parallel, delayed\n"
+        "roots = Parallel(n_jobs=2)(delayed(math.sqrt)(i) for i in range(100))")
+    for _ in range(4):
+        jupyter_execute(notebook, kernel_env)
+
+    runs = tracker.runs()
+    assert list(runs["status"]) == ["completed"] * 4
+    assert all(stored_notebooks(tracker.get_run(run_id)) == [str(notebook)]
+               for run_id in runs["id"])
+
+
+@pytest.mark.slow
+def test_a_kernel_restart_ends_the_first_session_s_run_before_the_second_starts(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    notebook = write_notebook(tmp_path / "restarted.ipynb", "%load_ext tracker")
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path), env={**kernel_env, "TRACKER_NOTEBOOK": str(notebook)})
+    client = manager.client()
+    client.start_channels()
+    printed: list[str] = []
+
+    def execute(code: str) -> None:
+        reply = client.execute_interactive(code, timeout=120, output_hook=lambda message: (
+            printed.append(message["content"]["text"])
+            if message["msg_type"] == "stream" and message["content"]["name"] == "stdout"
+            else None))
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+    try:
+        with stubborn_children_ended(tmp_path):
+            client.wait_for_ready(timeout=120)
+            for code in ("%load_ext tracker", STUBBORN_CHILD, CURRENT_RUN):
+                execute(code)
+            manager.restart_kernel(now=False)  # a shutdown request with restart=True
+            client.wait_for_ready(timeout=120)
+            execute("%load_ext tracker")
+            execute(CURRENT_RUN)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+    first, second = (tracker.get_run(run_id) for run_id in "".join(printed).split())
+    assert first.status == "completed"
+    assert stored_notebooks(first) == [str(notebook)]
+    assert first.ended_at is not None and first.ended_at <= second.started_at

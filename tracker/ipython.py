@@ -6,6 +6,11 @@ error), the values of the ``parameters`` / ``injected-parameters`` cells, the fi
 and makes all of it durable in the spool before the next cell runs. Reads and writes are seen by
 :mod:`tracker.capture`. Loading again keeps the same run: one kernel session is one run.
 
+The run ends when the kernel receives its shutdown request (a shutdown or a restart), before
+ipykernel stops the kernel's child processes: a client gives a kernel only a few seconds to exit
+before it kills it, and then no exit hook runs. A process that exits without that request (an
+IPython terminal, a script) ends the run at exit instead.
+
 The notebook is looked for when the extension loads; in a kernel where that fails (an
 auto-loaded kernel has run no cell yet, ``jupyter execute a.ipynb b.ipynb`` names two), the first
 few cells' sources are tried too, and the no-notebook warning waits until they have been.
@@ -38,6 +43,11 @@ SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
 _LOCATE_TRIES = 3  # cells whose source may still reveal the notebook after loading
 _ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snapshot
+# At a shutdown request: how long to let a running cell finish (the client interrupts it first),
+# and to write the ended run to the catalog (it is in the spool already). jupyter_client sends
+# SIGTERM 2.5 s after the request by default.
+_SHUTDOWN_CELL_WAIT = 1.0
+_SHUTDOWN_WRITE_WAIT = 1.0
 
 USAGE = """\
 %tracker                  status of this notebook's run
@@ -64,6 +74,8 @@ class Session:
         self._cell_seq = 0
         self._cell_start: float | None = None
         self._cell_id: str | None = None
+        self._idle = threading.Event()  # set while no cell runs (a shutdown waits for it)
+        self._idle.set()
         self._written: list[str] = []
         self._warned = False
         self._warned_no_notebook = False
@@ -209,6 +221,7 @@ class Session:
 
     def pre_run_cell(self, info: Any) -> None:
         """Note the start of a cell; refresh native capture patches."""
+        self._idle.clear()
         self._cell_start = time.time()
         self._cell_id = getattr(info, "cell_id", None)
         if self.capture is not None:
@@ -237,6 +250,12 @@ class Session:
 
     def post_run_cell(self, result: Any) -> None:
         """Record the cell, its parameters and its outputs; make it durable."""
+        try:
+            self._record_cell(result)
+        finally:
+            self._idle.set()
+
+    def _record_cell(self, result: Any) -> None:
         run = self.run
         if run is None or run.ended:
             return
@@ -296,7 +315,7 @@ class Session:
 
     # -- ending ----------------------------------------------------------------------------
 
-    def end(self, status: str | None = None) -> None:
+    def end(self, status: str | None = None, *, error: str | None = None) -> None:
         """End the session's run, storing the saved notebook with it."""
         run = self.run
         if run is None or run.ended:
@@ -306,11 +325,30 @@ class Session:
         if self._environment_of != run.id:
             self._record_environment(run, at_end=True)
         self._store_notebook(run)
-        run.end(status or run.exit_status)
+        run.end(status or run.exit_status, error=error)
+
+    def at_shutdown(self) -> None:
+        """The kernel was asked to shut down or restart: end the run and write it to the
+        catalog now, while the kernel is sure to live on (see the module's docstring).
+
+        A cell still running past the wait (the client interrupts it first) fails the run.
+        """
+        run = self.run
+        if run is None or run.ended:
+            return
+        if self._idle.wait(_SHUTDOWN_CELL_WAIT):
+            self.end()
+        else:
+            self.end(models.FAILED, error="the kernel was shut down while a cell was running")
+        # Durable in the spool already: what cannot be written now (a locked catalog, a kill
+        # mid-write) is written by the exit handler or by the next process to open the catalog.
+        with contextlib.suppress(Exception):
+            run._recorder.flush(timeout=_SHUTDOWN_WRITE_WAIT)
 
     def at_exit(self) -> None:
-        """Kernel shutdown: end the run now, so that its end is on disk before the slower exit
-        work (the recorder's handler runs next) can be cut short by a SIGTERM or SIGKILL."""
+        """Process exit without a shutdown request (a terminal, a script): end the run now, so
+        that its end is on disk before the slower exit work (the recorder's handler runs next)
+        can be cut short by a SIGTERM or SIGKILL."""
         with contextlib.suppress(Exception):  # nobody is left to warn; the spool keeps the rest
             self.end()
 
@@ -403,6 +441,8 @@ def load(ip: Any) -> None:
         session = Session(ip)
         setattr(ip, _SESSION_ATTR, session)
         atexit.register(session.at_exit)  # registered after tracker.run's, so it runs first
+        if _in_kernel(ip):
+            _end_on_shutdown_request(session, ip.kernel)
     if session.run is None or session.run.ended:
         session.guarded("starting the run", session.start)
     elif session.capture is not None:
@@ -425,6 +465,24 @@ def unload(ip: Any) -> None:
     if session.capture is not None:
         session.capture.stop()
     session.hooked = False
+
+
+def _end_on_shutdown_request(session: Session, kernel: Any) -> None:
+    """Have the kernel's shutdown request (``restart`` or not) end the session's run first.
+
+    ipykernel calls ``do_shutdown`` from its control thread on the request, before it stops the
+    kernel's child processes, which can take longer than the client waits (joblib's workers).
+    Once per kernel: the extension keeps its session across reloads.
+    """
+    handler = getattr(kernel, "do_shutdown", None)
+    if handler is None:  # not ipykernel's: its process ends the run at exit
+        return
+
+    def do_shutdown(restart: bool) -> Any:
+        session.guarded("ending the run at shutdown", session.at_shutdown)
+        return handler(restart)
+
+    kernel.do_shutdown = do_shutdown
 
 
 def _hook(session: Session, name: str) -> Callable[[Any], None]:
