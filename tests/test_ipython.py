@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -602,6 +603,18 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]
 
 
+def test_a_shutdown_request_after_unloading_ends_the_run_as_completed(
+        ip: InteractiveShell, notebook: Path) -> None:
+    started = loaded(ip)
+    assert run(ip, "%unload_ext tracker").success
+    session = ipython.session_of(ip)
+    assert session is not None
+    session.at_shutdown()  # what the kernel's shutdown request calls
+    info = recorded(started.id)
+    assert (info.status, info.error) == ("completed", None)
+    assert stored_notebooks(info) == [str(notebook)]
+
+
 # ------------------------------------------------------------ real kernels: the shutdown request
 
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
@@ -699,37 +712,73 @@ def test_a_notebook_using_joblib_workers_ends_completed_every_time(
                for run_id in runs["id"])
 
 
-@pytest.mark.slow
-def test_a_kernel_restart_ends_the_first_session_s_run_before_the_second_starts(
-        tmp_path: Path, kernel_env: dict[str, str]) -> None:
-    notebook = write_notebook(tmp_path / "restarted.ipynb", "%load_ext tracker")
+@contextlib.contextmanager
+def driven_kernel(folder: Path, env: dict[str, str]) -> Iterator[tuple[KernelManager,
+                                                                      Callable[..., str]]]:
+    """A real kernel and ``execute(code)``, which runs a cell and returns what it printed
+    (``wait=False``: only starts it); killed at the end if still alive, with the stubborn
+    children its cells started."""
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(cwd=str(tmp_path), env={**kernel_env, "TRACKER_NOTEBOOK": str(notebook)})
+    manager.start_kernel(cwd=str(folder), env=env)
     client = manager.client()
     client.start_channels()
-    printed: list[str] = []
 
-    def execute(code: str) -> None:
+    def execute(code: str, *, wait: bool = True) -> str:
+        printed: list[str] = []
+        client.wait_for_ready(timeout=120)
+        if not wait:
+            client.execute(code)
+            return ""
         reply = client.execute_interactive(code, timeout=120, output_hook=lambda message: (
             printed.append(message["content"]["text"])
             if message["msg_type"] == "stream" and message["content"]["name"] == "stdout"
             else None))
         assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(printed)
 
     try:
-        with stubborn_children_ended(tmp_path):
-            client.wait_for_ready(timeout=120)
-            for code in ("%load_ext tracker", STUBBORN_CHILD, CURRENT_RUN):
-                execute(code)
-            manager.restart_kernel(now=False)  # a shutdown request with restart=True
-            client.wait_for_ready(timeout=120)
-            execute("%load_ext tracker")
-            execute(CURRENT_RUN)
+        with stubborn_children_ended(folder):
+            yield manager, execute
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
 
-    first, second = (tracker.get_run(run_id) for run_id in "".join(printed).split())
+
+@pytest.mark.slow
+def test_a_kernel_restart_ends_the_first_session_s_run_before_the_second_starts(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    notebook = write_notebook(tmp_path / "restarted.ipynb", "%load_ext tracker")
+    env = {**kernel_env, "TRACKER_NOTEBOOK": str(notebook)}
+    with driven_kernel(tmp_path, env) as (manager, execute):
+        execute("%load_ext tracker")
+        execute(STUBBORN_CHILD)
+        first_id = execute(CURRENT_RUN).strip()
+        manager.restart_kernel(now=False)  # a shutdown request with restart=True
+        execute("%load_ext tracker")
+        second_id = execute(CURRENT_RUN).strip()
+
+    first, second = tracker.get_run(first_id), tracker.get_run(second_id)
     assert first.status == "completed"
     assert stored_notebooks(first) == [str(notebook)]
     assert first.ended_at is not None and first.ended_at <= second.started_at
+
+
+@pytest.mark.slow
+def test_a_cell_still_running_at_the_shutdown_request_fails_the_run(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    notebook = write_notebook(tmp_path / "busy.ipynb", "%load_ext tracker")
+    with driven_kernel(tmp_path, {**kernel_env, "TRACKER_NOTEBOOK": str(notebook)}) as (
+            manager, execute):
+        execute("%load_ext tracker")
+        run_id = execute(CURRENT_RUN).strip()
+        # Deaf to the interrupt a client sends before its shutdown request.
+        execute("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "time.sleep(60)", wait=False)
+        time.sleep(1.0)
+        manager.shutdown_kernel()
+
+    info = tracker.get_run(run_id)
+    assert (info.status, info.error) == ("failed",
+                                         "the kernel was shut down while a cell was running")
+    assert stored_notebooks(info) == [str(notebook)]
+    assert len(info.cells) == 2  # the cell cut off never finished

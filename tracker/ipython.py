@@ -464,6 +464,7 @@ def unload(ip: Any) -> None:
         ip.events.unregister(event, session.__dict__.pop(f"_hook_{event}"))
     if session.capture is not None:
         session.capture.stop()
+    session._idle.set()  # the cell unloading it ends without a post_run_cell hook
     session.hooked = False
 
 
