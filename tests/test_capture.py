@@ -191,6 +191,79 @@ def test_c_level_open_events_without_flags_use_the_mode(rec: Recorder) -> None:
     assert rec.writes == [rec.path("c_out.txt")]
 
 
+# --- renames and processes ----------------------------------------------------------------------
+
+
+def test_rename_reports_the_destination_written_and_the_source_read(rec: Recorder) -> None:
+    (rec.root / "old.txt").write_text("o")
+    rec.forget()
+    os.rename(rec.root / "old.txt", rec.root / "new.txt")
+    assert rec.writes == [rec.path("new.txt")]
+    assert rec.reads == [str(rec.root / "old.txt")]
+
+
+def test_temp_file_replaced_into_place_is_reported_under_its_final_name_only(
+        root: pathlib.Path) -> None:
+    import tempfile
+
+    moved: list[str] = []
+    rec = Recorder(root, on_moved=moved.append)
+    rec.capture.start()
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=root, suffix=".tmp", delete=False) as tmp:
+            tmp.write("final")
+        os.replace(tmp.name, root / "final.txt")
+        (root / "final.txt").rename(root / "renamed.txt")
+    finally:
+        rec.capture.stop()
+    assert moved == [rec.path(pathlib.Path(tmp.name).name), rec.path("final.txt")]
+    assert rec.reads == []
+    # Reported as they happened; the run's owner drops what `on_moved` names.
+    assert rec.writes == [rec.path(pathlib.Path(tmp.name).name), rec.path("final.txt"),
+                          rec.path("renamed.txt")]
+
+
+def test_shutil_move_of_a_file_and_of_a_folder(rec: Recorder) -> None:
+    import shutil
+
+    (rec.root / "in.txt").write_text("i")
+    (rec.root / "folder").mkdir()
+    (rec.root / "folder" / "part.txt").write_text("p")
+    rec.forget()
+    shutil.move(rec.root / "in.txt", rec.root / "folder" / "in.txt")
+    shutil.move(rec.root / "folder", rec.root / "moved")
+    assert rec.reads == [rec.path("in.txt"), rec.path("folder")]
+    assert rec.writes == [rec.path("folder/in.txt"), rec.path("moved")]
+
+
+def test_failing_rename_and_renames_out_of_scope_report_nothing(rec: Recorder) -> None:
+    import tempfile
+
+    with pytest.raises(FileNotFoundError):
+        os.rename(rec.root / "missing.txt", rec.root / "never.txt")
+    with tempfile.TemporaryDirectory(dir=rec.root.parent) as outside:
+        (pathlib.Path(outside) / "t.txt").write_text("t")
+        rec.forget()
+        os.rename(pathlib.Path(outside) / "t.txt", pathlib.Path(outside) / "u.txt")
+    assert rec.reads == [] and rec.writes == []
+
+
+def test_process_events_reach_on_process(root: pathlib.Path) -> None:
+    import subprocess
+
+    events: list[str] = []
+    rec = Recorder(root, on_process=lambda event, args: events.append(event))
+    rec.capture.start()
+    try:
+        subprocess.run(["true"], check=True)
+        os.system("true")
+        with suppressed():  # tracker's own processes are not the notebook's
+            subprocess.run(["true"], check=True)
+    finally:
+        rec.capture.stop()
+    assert events == ["subprocess.Popen", "os.system"]
+
+
 # --- libraries ----------------------------------------------------------------------------------
 
 

@@ -64,6 +64,12 @@ _DIR_ENV_VARS = (
     "MPLCONFIGDIR", "XDG_CACHE_HOME",
 )
 _DECISION_CACHE_LIMIT = 100_000
+# Audit events that start another process: its files are found by tracker.scan after the cell.
+PROCESS_EVENTS = frozenset({
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+    "os.forkpty",
+})
+_SIDE_EVENTS = PROCESS_EVENTS | {"os.rename"}  # os.replace and shutil.move raise "os.rename"
 
 # One thread-local flag serves as the re-entrancy guard (callbacks that open files) and as the
 # switch for tracker's own I/O (the hasher, spools): while it is set, this thread is not captured.
@@ -93,6 +99,8 @@ def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
     if event != "open":
         if event == "os.chdir":
             _cwd = None
+        elif event in _SIDE_EVENTS and _active:
+            _on_side_event(event, args)
         return
     if not _active:
         return
@@ -104,6 +112,23 @@ def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
         for capture in _active:
             capture._on_open(path, mode, flags)
     except Exception:  # raising here would fail the user's open()
+        pass
+    finally:
+        _guard.busy = False
+
+
+def _on_side_event(event: str, args: tuple[Any, ...]) -> None:
+    """A rename or a process start, in a thread that is not tracker's own."""
+    if getattr(_guard, "busy", False):
+        return
+    _guard.busy = True
+    try:
+        for capture in _active:
+            if event == "os.rename":
+                capture._on_rename(*args)
+            else:
+                capture._on_process(event, args)
+    except Exception:  # raising here would fail the user's rename or process
         pass
     finally:
         _guard.busy = False
@@ -134,8 +159,12 @@ class FileCapture:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         excluded_dirs: Sequence[str] = (),
+        on_moved: Callable[[str], None] | None = None,
+        on_process: Callable[[str, tuple[Any, ...]], None] | None = None,
     ) -> None:
         self._callbacks = {_READ: on_read, _WRITE: on_write}
+        self._on_moved = on_moved
+        self._on_process_start = on_process
         self._filter = _PathFilter(include=include, exclude=exclude, excluded_dirs=excluded_dirs)
         self._seen: set[tuple[str, str]] = set()
         self._written: set[str] = set()
@@ -203,6 +232,50 @@ class FileCapture:
                 self._offer(real, _READ, os.path.isfile)
             if access:
                 self._offer(real, _WRITE, _writable_file)
+        except Exception as exc:
+            self._fail(exc)
+
+    def offer(self, path: str, role: str) -> None:
+        """Report ``path`` (role ``"read"`` or ``"write"``) found by other means than an open,
+        through the same filters and the same once-per-role rule."""
+        real = self._filter.resolve(path)
+        if real is not None:
+            self._offer(real, role, os.path.isfile if role == _READ else _file_or_dir)
+
+    def _on_rename(self, src: Any, dst: Any, src_dir_fd: int = -1, dst_dir_fd: int = -1) -> None:
+        """Before ``os.rename``/``os.replace``: the destination is written with the source's
+        content. A source this run wrote (a temp file renamed into place) is forgotten, so only
+        the final name is reported; any other source is read (its content moves on)."""
+        try:
+            if src_dir_fd != -1 or dst_dir_fd != -1 or isinstance(src, int):
+                return
+            src_path, dst_path = os.fsdecode(os.fspath(src)), os.fsdecode(os.fspath(dst))
+            if not _file_or_dir(src_path):
+                return  # the rename is about to fail
+            source, dest = self._filter.resolve(src_path), self._filter.resolve(dst_path)
+            if dest is not None:
+                self._offer(dest, _WRITE, lambda _: True)  # it may not exist yet
+            if source is None:
+                return
+            if source not in self._written:
+                self._offer(source, _READ, _file_or_dir)
+            elif dest is not None:
+                self._forget_written(source)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _forget_written(self, real: str) -> None:
+        with self._lock:
+            self._written.discard(real)
+            self._seen.discard((real, _WRITE))
+        if self._on_moved is not None:
+            self._on_moved(real)
+
+    def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
+        if self._on_process_start is None:
+            return
+        try:
+            self._on_process_start(event, args)
         except Exception as exc:
             self._fail(exc)
 

@@ -60,6 +60,7 @@ class Session:
         self.notebook: Any = None  # tracker.notebook.NotebookInfo
         self.located: Any = None
         self.capture: Any = None
+        self.scan: Any = None  # tracker.scan.CellScan: files other processes wrote
         self.hooked = False
         self._cell_seq = 0
         self._cell_start: float | None = None
@@ -174,19 +175,32 @@ class Session:
         if not settings.capture_enabled or os.environ.get("TRACKER_CAPTURE") == "0":
             return
         if self.capture is None:
+            from tracker import scan
+
             # The notebook's folder and the working folder are always in scope, even when they
             # sit under a temp dir (papermill and test runners put notebooks there).
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
                 on_read=self._on_read, on_write=self._written.append,
                 include=[*settings.capture_include, *(f"{d}/**" for d in near)],
-                exclude=list(settings.capture_exclude))
+                exclude=list(settings.capture_exclude), on_moved=self._written_moved,
+                on_process=self._on_process)
+            self.scan = scan.CellScan(self.capture, near)
             # tracker's own modules load lazily; their source is not the notebook's input.
             self.capture.add_excluded_dir(os.path.dirname(os.path.abspath(__file__)))
         assert self.catalog is not None
         self.capture.add_excluded_dir(str(self.catalog.folder))
         self.capture.reset_seen()
         self.capture.start()
+
+    def _written_moved(self, path: str) -> None:
+        """A file this cell wrote was renamed: only its new name is an output."""
+        with contextlib.suppress(ValueError):
+            self._written.remove(path)
+
+    def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.scan is not None:
+            self.scan.note_process(event, args)
 
     def _on_read(self, path: str) -> None:
         if self.run is not None and not self.run.ended:
@@ -213,6 +227,7 @@ class Session:
         self._cell_id = getattr(info, "cell_id", None)
         if self.capture is not None:
             self.capture.refresh()
+            self.scan.begin(own_children=self._environment_running())
         if self.notebook is None and self._locate_tries > 0:
             self._locate_tries -= 1
             self._late_locate(getattr(info, "raw_cell", None))
@@ -250,6 +265,8 @@ class Session:
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
+        if self.capture is not None and self.capture.active:
+            self.scan.finish(source, own_children=self._environment_running())
         for path in self._written:
             run.log_output(path)
         self._written.clear()
@@ -257,6 +274,10 @@ class Session:
         run._recorder.spool()
         if self._ends_nbval_session(source):
             self.end()
+
+    def _environment_running(self) -> bool:
+        """Whether the environment snapshot (which runs git) may be running now."""
+        return self._environment is not None and self._environment.is_alive()
 
     def _record_parameters(self, run: Run, source: str) -> None:
         from tracker import notebook
