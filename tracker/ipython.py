@@ -64,7 +64,7 @@ class Session:
         self._cell_seq = 0
         self._cell_start: float | None = None
         self._cell_id: str | None = None
-        self._written: list[str] = []
+        self._written: list[tuple[str, str]] = []
         self._warned = False
         self._warned_no_notebook = False
         self._warned_settings = False
@@ -178,7 +178,7 @@ class Session:
             # sit under a temp dir (papermill and test runners put notebooks there).
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
-                on_read=self._on_read, on_write=self._written.append,
+                on_read=self._on_read, on_write=self._on_write,
                 include=[*settings.capture_include, *(f"{d}/**" for d in near)],
                 exclude=list(settings.capture_exclude))
             # tracker's own modules load lazily; their source is not the notebook's input.
@@ -188,9 +188,13 @@ class Session:
         self.capture.reset_seen()
         self.capture.start()
 
-    def _on_read(self, path: str) -> None:
+    def _on_read(self, path: str, via: str) -> None:
         if self.run is not None and not self.run.ended:
-            self.run.log_input(path)
+            self.run.log_input(path, via=via)
+
+    def _on_write(self, path: str, via: str) -> None:
+        # Outputs are recorded when the cell ends, once the file is written.
+        self._written.append((path, via))
 
     def _record_environment(self, run: Run, *, at_end: bool = False) -> None:
         from tracker import capture, environment
@@ -250,8 +254,8 @@ class Session:
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
-        for path in self._written:
-            run.log_output(path)
+        for path, via in self._written:
+            run.log_output(path, via=via)
         self._written.clear()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
         run._recorder.spool()
