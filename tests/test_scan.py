@@ -96,9 +96,18 @@ class Cell:
     def __init__(self, root: Path) -> None:
         self.reads: list[str] = []
         self.writes: list[str] = []
-        self.capture = FileCapture(on_read=self.reads.append, on_write=self.writes.append,
+        self.via: dict[str, str] = {}  # path -> how it was seen
+        self.capture = FileCapture(on_read=self._read, on_write=self._write,
                                    include=[f"{root}/**"], on_process=self._on_process)
         self.scan = CellScan(self.capture, [str(root)])
+
+    def _read(self, path: str, via: str) -> None:
+        self.reads.append(path)
+        self.via[path] = via
+
+    def _write(self, path: str, via: str) -> None:
+        self.writes.append(path)
+        self.via[path] = via
 
     def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
         self.scan.note_process(event, args)
@@ -125,6 +134,8 @@ def test_a_command_s_outputs_are_written_and_the_files_it_names_are_read(
     cell.scan.finish("")
     assert _names(cell.writes, root) == ["b.txt", "c.txt"]
     assert _names(cell.reads, root) == ["a.txt"]
+    assert cell.via == {str(root / "a.txt"): "inferred", str(root / "b.txt"): "scan",
+                        str(root / "c.txt"): "scan"}
 
 
 def test_shell_lines_of_the_cell_name_inputs(cell: Cell, root: Path) -> None:
@@ -209,12 +220,20 @@ def _recorded(run: RunInfo, role: str, folder: Path) -> dict[str, str | None]:
             if a["role"] == role and a["uri"].startswith(f"{folder}/")}
 
 
+def _seen(run: RunInfo, role: str, folder: Path) -> dict[str, str]:
+    """How each of the run's files in ``role`` under ``folder`` was seen."""
+    return {os.path.relpath(a["uri"], folder): a["via"] for a in run.artifacts
+            if a["role"] == role and a["uri"].startswith(f"{folder}/")}
+
+
 @pytest.mark.slow
 def test_kernel_shell_copy_records_its_source_as_input_and_its_copy_as_output(
         kernel_run: tuple[RunInfo, Path, Path]) -> None:
     run, folder, _ = kernel_run
     assert _recorded(run, "input", folder)["a.txt"] == hash_bytes(b"a content")
     assert _recorded(run, "output", folder)["b.txt"] == hash_bytes(b"a content")
+    assert _seen(run, "input", folder)["a.txt"] == "inferred"
+    assert _seen(run, "output", folder)["b.txt"] == "scan"
 
 
 @pytest.mark.slow
@@ -232,6 +251,7 @@ def test_kernel_pool_workers_outputs_are_recorded(kernel_run: tuple[RunInfo, Pat
     outputs = _recorded(run, "output", folder)
     assert outputs["part-1.txt"] == hash_bytes(b"1")
     assert outputs["part-2.txt"] == hash_bytes(b"2")
+    assert _seen(run, "output", folder)["part-1.txt"] == "scan"
 
 
 @pytest.mark.slow
@@ -240,6 +260,7 @@ def test_kernel_temp_file_replaced_into_place_is_recorded_under_its_final_name_o
     run, folder, _ = kernel_run
     outputs = _recorded(run, "output", folder)
     assert outputs["final.txt"] == hash_bytes(b"final content")
+    assert _seen(run, "output", folder)["final.txt"] == "rename"
     assert not any(name.endswith(".tmp") for name in outputs)
 
 
@@ -248,7 +269,8 @@ def test_kernel_moved_file_is_an_output_with_its_content(
         kernel_run: tuple[RunInfo, Path, Path]) -> None:
     run, folder, _ = kernel_run
     assert _recorded(run, "output", folder)["data/moved.txt"] == hash_bytes(b"shared content")
-    assert "shared.txt" in _recorded(run, "input", folder)
+    assert _seen(run, "output", folder)["data/moved.txt"] == "rename"
+    assert _seen(run, "input", folder)["shared.txt"] == "rename"
 
 
 @pytest.mark.slow

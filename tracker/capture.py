@@ -146,7 +146,9 @@ class FileCapture:
     """Sees the files a process opens and reports them, filtered, as reads and writes.
 
     Each absolute, symlink-resolved path is reported at most once per role until
-    :meth:`reset_seen`; a file the run wrote is not reported when it is read back. Callbacks run
+    :meth:`reset_seen`, to ``on_read(path, via)`` or ``on_write(path, via)`` where ``via`` says
+    how it was seen (``tracker.models.VIAS``); a file the run wrote is not reported when it is
+    read back. Callbacks run
     in the thread that opened the file; one that raises stops the capture with a single
     :class:`~tracker.errors.TrackerWarning`. See the module docstring for the filter order.
     """
@@ -154,8 +156,8 @@ class FileCapture:
     def __init__(
         self,
         *,
-        on_read: Callable[[str], None],
-        on_write: Callable[[str], None],
+        on_read: Callable[[str, str], None],
+        on_write: Callable[[str, str], None],
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         excluded_dirs: Sequence[str] = (),
@@ -214,6 +216,16 @@ class FileCapture:
         """Never report anything under ``path`` (e.g. the catalog's own folder)."""
         self._filter.add_excluded_dir(path)
 
+    def report(self, path: str, role: str, *, via: str) -> None:
+        """Report a file or folder seen by other means than ``open`` (a wrapped library, a
+        rename, a scan): ``role`` is ``"read"`` or ``"write"``; the same filters apply."""
+        try:
+            real = self._filter.resolve(path)
+            if real is not None:
+                self._offer(real, role, _file_or_dir, via)
+        except Exception as exc:
+            self._fail(exc)
+
     def _on_open(self, path: Any, mode: Any, flags: int) -> None:
         try:
             if isinstance(path, int):
@@ -229,18 +241,11 @@ class FileCapture:
             access = flags & _ACCESS
             # A read-write open reads old content only if it does not truncate first.
             if access != os.O_WRONLY and not (access and flags & os.O_TRUNC):
-                self._offer(real, _READ, os.path.isfile)
+                self._offer(real, _READ, os.path.isfile, "open")
             if access:
-                self._offer(real, _WRITE, _writable_file)
+                self._offer(real, _WRITE, _writable_file, "open")
         except Exception as exc:
             self._fail(exc)
-
-    def offer(self, path: str, role: str) -> None:
-        """Report ``path`` (role ``"read"`` or ``"write"``) found by other means than an open,
-        through the same filters and the same once-per-role rule."""
-        real = self._filter.resolve(path)
-        if real is not None:
-            self._offer(real, role, os.path.isfile if role == _READ else _file_or_dir)
 
     def _on_rename(self, src: Any, dst: Any, src_dir_fd: int = -1, dst_dir_fd: int = -1) -> None:
         """Before ``os.rename``/``os.replace``: the destination is written with the source's
@@ -254,11 +259,11 @@ class FileCapture:
                 return  # the rename is about to fail
             source, dest = self._filter.resolve(src_path), self._filter.resolve(dst_path)
             if dest is not None:
-                self._offer(dest, _WRITE, lambda _: True)  # it may not exist yet
+                self._offer(dest, _WRITE, lambda _: True, "rename")  # it may not exist yet
             if source is None:
                 return
             if source not in self._written:
-                self._offer(source, _READ, _file_or_dir)
+                self._offer(source, _READ, _file_or_dir, "rename")
             elif dest is not None:
                 self._forget_written(source)
         except Exception as exc:
@@ -279,15 +284,7 @@ class FileCapture:
         except Exception as exc:
             self._fail(exc)
 
-    def _on_native(self, path: str, role: str) -> None:
-        try:
-            real = self._filter.resolve(path)
-            if real is not None:
-                self._offer(real, role, _file_or_dir)
-        except Exception as exc:
-            self._fail(exc)
-
-    def _offer(self, real: str, role: str, eligible: Callable[[str], bool]) -> None:
+    def _offer(self, real: str, role: str, eligible: Callable[[str], bool], via: str) -> None:
         key = (real, role)
         if key in self._seen or (role == _READ and real in self._written) or not eligible(real):
             return
@@ -297,7 +294,7 @@ class FileCapture:
             self._seen.add(key)
             if role == _WRITE:
                 self._written.add(real)
-        self._callbacks[role](real)
+        self._callbacks[role](real, via)
 
     def _fail(self, exc: Exception) -> None:
         with self._lock:
@@ -597,7 +594,7 @@ def _report_native(target: _NativeTarget, args: tuple[Any, ...], kwargs: dict[st
     with suppressed():
         for path in _native_paths(value):
             for capture in _active:
-                capture._on_native(path, target.role)
+                capture.report(path, target.role, via=target.module.partition(".")[0])
 
 
 def _native_paths(value: Any) -> list[str]:

@@ -65,7 +65,7 @@ class Session:
         self._cell_seq = 0
         self._cell_start: float | None = None
         self._cell_id: str | None = None
-        self._written: list[str] = []
+        self._written: list[tuple[str, str]] = []
         self._warned = False
         self._warned_no_notebook = False
         self._warned_settings = False
@@ -181,7 +181,7 @@ class Session:
             # sit under a temp dir (papermill and test runners put notebooks there).
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
-                on_read=self._on_read, on_write=self._written.append,
+                on_read=self._on_read, on_write=self._on_write,
                 include=[*settings.capture_include, *(f"{d}/**" for d in near)],
                 exclude=list(settings.capture_exclude), on_moved=self._written_moved,
                 on_process=self._on_process)
@@ -195,16 +195,19 @@ class Session:
 
     def _written_moved(self, path: str) -> None:
         """A file this cell wrote was renamed: only its new name is an output."""
-        with contextlib.suppress(ValueError):
-            self._written.remove(path)
+        self._written[:] = [(written, via) for written, via in self._written if written != path]
 
     def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
         if self.scan is not None:
             self.scan.note_process(event, args)
 
-    def _on_read(self, path: str) -> None:
+    def _on_read(self, path: str, via: str) -> None:
         if self.run is not None and not self.run.ended:
-            self.run.log_input(path)
+            self.run.log_input(path, via=via)
+
+    def _on_write(self, path: str, via: str) -> None:
+        # Outputs are recorded when the cell ends, once the file is written.
+        self._written.append((path, via))
 
     def _record_environment(self, run: Run, *, at_end: bool = False) -> None:
         from tracker import capture, environment
@@ -267,8 +270,8 @@ class Session:
             self._record_parameters(run, source)
         if self.capture is not None and self.capture.active:
             self.scan.finish(source, own_children=self._environment_running())
-        for path in self._written:
-            run.log_output(path)
+        for path, via in self._written:
+            run.log_output(path, via=via)
         self._written.clear()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
         run._recorder.spool()

@@ -158,11 +158,11 @@ class CellScan:
         if not result.complete:
             self._warn_budget()
         for path in result.paths:
-            self._capture.offer(path, "write")
+            self._capture.report(path, "write", via="scan")
         commands = [*self._commands, *(_Command(os.getcwd(), words)
                                        for words in _shell_words(source))]
         for path in _named_files(commands, since):
-            self._capture.offer(path, "read")
+            self._capture.report(path, "read", via="inferred")
 
     def _ran_process(self, own_children: bool) -> bool:
         if self._started or _workers_alive():
