@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 import tracker
 from tracker.capture import FileCapture, suppressed
+from tracker.errors import TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
 from tracker.scan import PRUNED_DIRS, CellScan, changed_files
@@ -55,10 +57,10 @@ def test_changed_files_finds_what_changed_since_even_with_an_old_mtime(root: Pat
 def test_changed_files_skips_tool_folders_virtualenvs_notebooks_and_symlinks(
         root: Path) -> None:
     since = time.time_ns()
-    for name in (".git", "__pycache__", ".ipynb_checkpoints", ".cache", "node_modules"):
-        assert name in PRUNED_DIRS
+    for name in (".git", ".ipynb_checkpoints", ".cache", ".virtual_documents", *PRUNED_DIRS):
         (root / name).mkdir()
         (root / name / "f.txt").write_text("x")
+    (root / ".jupyter_ystore.db").write_text("x")
     (root / "env" / "lib").mkdir(parents=True)
     (root / "env" / "pyvenv.cfg").write_text("home = /usr/bin")
     (root / "env" / "lib" / "site.py").write_text("x")
@@ -147,6 +149,21 @@ def test_shell_lines_of_the_cell_name_inputs(cell: Cell, root: Path) -> None:
     subprocess.run(["true"], check=True)  # as IPython's `!` does, under a pty: no arguments
     cell.scan.finish("!wc -l *.csv --files0-from=y.csv {variable} $HOME > counts.txt\n")
     assert _names(cell.reads, root) == ["x.csv", "y.csv"]
+
+
+def test_a_scan_past_its_budget_records_what_it_found_and_warns_once(
+        cell: Cell, root: Path) -> None:
+    small = CellScan(cell.capture, [str(root)], max_entries=5)
+    small.begin()
+    subprocess.run(["touch", *(f"f{index}.txt" for index in range(20))], check=True)
+    with pytest.warns(TrackerWarning, match="stopped after 5 entries"):
+        small.finish("")
+    assert len(cell.writes) == 5
+    small.begin()
+    subprocess.run(["touch", "again.txt"], check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time, no warning
+        small.finish("")
 
 
 def test_a_cell_that_starts_no_process_is_not_scanned(cell: Cell, root: Path) -> None:

@@ -269,7 +269,9 @@ class Session:
         if result.success:
             self._record_parameters(run, source)
         if self.capture is not None and self.capture.active:
-            self.scan.finish(source, own_children=self._environment_running())
+            # Guarded apart: a failing scan must not keep the cell's other outputs back.
+            self.guarded("looking for files this cell's processes wrote", lambda: self.scan.finish(
+                source, own_children=self._environment_running()))
         for path, via in self._written:
             run.log_output(path, via=via)
         self._written.clear()

@@ -17,10 +17,12 @@ executor writes in later cells without starting anything). Other cells pay two `
 calls.
 
 The walk is bounded: at most :data:`MAX_ENTRIES` directory entries and :data:`MAX_SECONDS`
-seconds; past either it stops and warns once. It never enters :data:`PRUNED_DIRS`, folders
-holding a ``pyvenv.cfg`` (a virtual environment) or symlinked folders, never reports notebooks
-(``*.ipynb``: Jupyter and papermill save them while cells run) and hands every path to the
-capture's filters (the catalog's folder, site-packages, user globs). A file changed during the
+seconds; past either it stops and warns once. It skips hidden names (``.git``, ``.cache``,
+``.venv``, ``.ipynb_checkpoints``, JupyterLab's and editors' own files), never enters
+:data:`PRUNED_DIRS`, folders holding a ``pyvenv.cfg`` (a virtual environment) or symlinked
+folders, never reports notebooks (``*.ipynb``: Jupyter and papermill save them while cells run)
+and hands every path to the capture's filters (the catalog's folder, site-packages, user
+globs). A file changed during the
 cell by a process the cell did not start (an editor, another kernel) cannot be told apart: it
 is reported too.
 """
@@ -44,13 +46,11 @@ from tracker.errors import TrackerWarning
 
 __all__ = ["MAX_ENTRIES", "MAX_SECONDS", "PRUNED_DIRS", "CellScan", "changed_files"]
 
-MAX_ENTRIES = 100_000  # directory entries looked at per scan (~0.2 s on a slow disk)
-MAX_SECONDS = 2.0  # wall-clock seconds per scan
-PRUNED_DIRS = frozenset({
-    ".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints", ".cache", ".venv", "venv",
-    "node_modules", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache",
-    "site-packages", "dist-packages",
-})
+MAX_ENTRIES = 50_000  # directory entries looked at per scan
+MAX_SECONDS = 1.0  # wall-clock seconds per scan
+# Besides every hidden name (.git, .cache, .venv, .ipynb_checkpoints, JupyterLab's
+# .virtual_documents and .jupyter_ystore.db, editors' lock files).
+PRUNED_DIRS = frozenset({"__pycache__", "node_modules", "venv", "site-packages", "dist-packages"})
 # File times come from the kernel's coarse clock, up to a tick (4-10 ms) behind time.time_ns().
 _CLOCK_SLACK_NS = 20_000_000
 _MAX_WORDS = 1_000  # words of one cell's commands looked at as possible input files
@@ -92,6 +92,8 @@ def changed_files(roots: Sequence[str], since_ns: int, *, max_entries: int = MAX
             if entries > max_entries or (
                     entries % _CHECK_EVERY == 0 and time.monotonic() > deadline):
                 return ScanResult(found, complete=False)
+            if child.name.startswith("."):
+                continue
             with contextlib.suppress(OSError):
                 if child.is_dir(follow_symlinks=False):
                     if child.name not in PRUNED_DIRS:
@@ -122,9 +124,11 @@ class CellScan:
     """One kernel's after-cell scan: :meth:`begin` at a cell's start, :meth:`note_process` from
     the capture's audit hook (any thread), :meth:`finish` at its end."""
 
-    def __init__(self, capture: Any, roots: Sequence[str]) -> None:
+    def __init__(self, capture: Any, roots: Sequence[str], *, max_entries: int = MAX_ENTRIES,
+                 max_seconds: float = MAX_SECONDS) -> None:
         self._capture = capture  # a tracker.capture.FileCapture
         self._roots = list(roots)
+        self._budget = (max_entries, max_seconds)
         self._start_ns: int | None = None
         self._children_cpu = 0.0
         self._own_children = False
@@ -154,7 +158,8 @@ class CellScan:
         since, self._start_ns = self._start_ns, None
         if since is None or not self._ran_process(own_children or self._own_children):
             return
-        result = changed_files(self._roots, since)
+        result = changed_files(self._roots, since, max_entries=self._budget[0],
+                               max_seconds=self._budget[1])
         if not result.complete:
             self._warn_budget()
         for path in result.paths:
@@ -176,7 +181,8 @@ class CellScan:
         with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
             warnings.warn(
                 f"tracker: looking for files written by this cell's processes stopped after "
-                f"{MAX_ENTRIES} entries or {MAX_SECONDS:g} s under {', '.join(self._roots)}; "
+                f"{self._budget[0]} entries or {self._budget[1]:g} s under "
+                f"{', '.join(self._roots)}; "
                 "files beyond were not recorded. Record them with tracker.log_output(path), or "
                 "keep large folders outside the notebook's folder.", TrackerWarning,
                 stacklevel=2)
