@@ -166,6 +166,17 @@ def test_a_scan_past_its_budget_records_what_it_found_and_warns_once(
         small.finish("")
 
 
+def test_files_changed_before_the_cell_s_first_process_are_not_its_outputs(
+        cell: Cell, root: Path) -> None:
+    cell.scan.begin()
+    with suppressed():  # unseen by the capture, as an editor or another kernel writing
+        (root / "elsewhere.txt").write_text("x")
+    time.sleep(0.05)
+    subprocess.run(["touch", "mine.txt"], check=True)
+    cell.scan.finish("")
+    assert _names(cell.writes, root) == ["mine.txt"]
+
+
 def test_a_cell_that_starts_no_process_is_not_scanned(cell: Cell, root: Path) -> None:
     cell.scan.begin()
     with suppressed():  # unseen by the capture, as an editor or another kernel writing

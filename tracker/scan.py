@@ -22,9 +22,13 @@ seconds; past either it stops and warns once. It skips hidden names (``.git``, `
 :data:`PRUNED_DIRS`, folders holding a ``pyvenv.cfg`` (a virtual environment) or symlinked
 folders, never reports notebooks (``*.ipynb``: Jupyter and papermill save them while cells run)
 and hands every path to the capture's filters (the catalog's folder, site-packages, user
-globs). A file changed during the
-cell by a process the cell did not start (an editor, another kernel) cannot be told apart: it
-is reported too.
+globs).
+
+"Changed during the cell" starts at the cell's first process audit event (or at the cell's
+start when it has none): a file another program (an editor, another kernel) changed between the
+cell's start and its first process is not the cell's. One changed after that, before the cell
+ends, cannot be told apart from the cell's own and is reported too: nothing short of tracing
+the children (ptrace, fanotify: privileges this extension does not have) could tell.
 """
 
 from __future__ import annotations
@@ -132,7 +136,7 @@ class CellScan:
         self._start_ns: int | None = None
         self._children_cpu = 0.0
         self._own_children = False
-        self._started = False
+        self._first_process_ns: int | None = None
         self._commands: list[_Command] = []
         self._warned = False
 
@@ -143,21 +147,24 @@ class CellScan:
         self._start_ns = time.time_ns()
         self._own_children = own_children
         self._children_cpu = _children_cpu()
-        self._started = False
+        self._first_process_ns = None
         self._commands = []
 
     def note_process(self, event: str, args: tuple[Any, ...]) -> None:
         """A process audit event: the cell started a process (with these arguments)."""
-        self._started = True
+        if self._first_process_ns is None:
+            self._first_process_ns = time.time_ns()
         words, cwd = _event_words(event, args)
         if words:
             self._commands.append(_Command(cwd or os.getcwd(), words))
 
     def finish(self, source: str, *, own_children: bool = False) -> None:
         """A cell ended: if it started a process, report what changed and what it named."""
-        since, self._start_ns = self._start_ns, None
-        if since is None or not self._ran_process(own_children or self._own_children):
+        start, self._start_ns = self._start_ns, None
+        if start is None or not self._ran_process(own_children or self._own_children):
             return
+        # What changed before the cell's first process started was not written by it.
+        since = self._first_process_ns or start
         result = changed_files(self._roots, since, max_entries=self._budget[0],
                                max_seconds=self._budget[1])
         if not result.complete:
@@ -170,7 +177,7 @@ class CellScan:
             self._capture.report(path, "read", via="inferred")
 
     def _ran_process(self, own_children: bool) -> bool:
-        if self._started or _workers_alive():
+        if self._first_process_ns is not None or _workers_alive():
             return True
         return not own_children and _children_cpu() != self._children_cpu
 
