@@ -198,12 +198,15 @@ CELLS = (
      "        handle.write(str(index))\n"
      "with multiprocessing.Pool(2) as pool:\n"
      "    pool.map(write_part, [1, 2])"),
+    "kept = multiprocessing.Pool(1)",
+    ("import shutil\n"
+     "kept.apply(shutil.copyfile, ('a.txt', 'kept.txt'))  # a reused worker starts nothing"),
+    "kept.close()\nkept.join()",
     ("import os, tempfile\n"
      "with tempfile.NamedTemporaryFile('w', dir='.', suffix='.tmp', delete=False) as tmp:\n"
      "    tmp.write('final content')\n"
      "os.replace(tmp.name, 'final.txt')"),
-    ("import shutil\n"
-     "os.makedirs('data', exist_ok=True)\n"
+    ("os.makedirs('data', exist_ok=True)\n"
      "shutil.move('shared.txt', 'data/moved.txt')"),
     "!touch .git/index .cache/c.bin __pycache__/m.pyc .ipynb_checkpoints/k.ipynb env/lib/x.py",
 )
@@ -279,6 +282,7 @@ def test_kernel_pool_workers_outputs_are_recorded(kernel_run: tuple[RunInfo, Pat
     outputs = _recorded(run, "output", folder)
     assert outputs["part-1.txt"] == hash_bytes(b"1")
     assert outputs["part-2.txt"] == hash_bytes(b"2")
+    assert outputs["kept.txt"] == hash_bytes(b"a content")  # written in a later cell
     assert _seen(run, "output", folder)["part-1.txt"] == "scan"
 
 
@@ -317,7 +321,7 @@ def test_kernel_nothing_under_tool_folders_or_notebooks_is_recorded(
         kernel_run: tuple[RunInfo, Path, Path]) -> None:
     run, folder, _ = kernel_run
     recorded = {**_recorded(run, "output", folder), **_recorded(run, "input", folder)}
-    assert sorted(recorded) == ["a.txt", "b.txt", "data/moved.txt", "final.txt",
+    assert sorted(recorded) == ["a.txt", "b.txt", "data/moved.txt", "final.txt", "kept.txt",
                                 "part-1.txt", "part-2.txt", "shared.txt", "x.csv",
                                 "x.csv.gz"]
     assert run.status == "completed"
