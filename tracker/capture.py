@@ -9,6 +9,11 @@ Two capture sources feed one :class:`FileCapture`:
   event (pyarrow Parquet/Feather/datasets and the pandas functions on top of them), listed in
   ``_NATIVE_TARGETS``, patched only while a capture is active.
 
+The same hook sees renames (``os.rename``, ``os.replace``, ``shutil.move``: the destination is
+written with the source's content, a temp file this run wrote is reported under its final name
+only) and process starts (:data:`PROCESS_EVENTS`, handed to ``on_process``: tracker.scan looks
+for what those processes wrote).
+
 Which paths are reported is decided, on the absolute path with symlinks resolved, in this order:
 
 1. never: the tracker's own folders (``excluded_dirs``, :meth:`FileCapture.add_excluded_dir`),
