@@ -191,6 +191,7 @@ def test_a_cell_that_starts_no_process_is_not_scanned(cell: Cell, root: Path) ->
 CELLS = (
     "%load_ext tracker",
     "!cp a.txt b.txt",
+    "%%bash\ntr a-z A-Z < a.txt > upper.txt",
     "import subprocess\nsubprocess.run(['gzip', '-k', 'x.csv'], check=True)",
     ("import multiprocessing\n"
      "def write_part(index):\n"
@@ -268,6 +269,12 @@ def test_kernel_shell_copy_records_its_source_as_input_and_its_copy_as_output(
 
 
 @pytest.mark.slow
+def test_kernel_bash_cell_output_is_recorded(kernel_run: tuple[RunInfo, Path, Path]) -> None:
+    run, folder, _ = kernel_run
+    assert _recorded(run, "output", folder)["upper.txt"] == hash_bytes(b"A CONTENT")
+
+
+@pytest.mark.slow
 def test_kernel_subprocess_gzip_output_is_recorded(
         kernel_run: tuple[RunInfo, Path, Path]) -> None:
     run, folder, _ = kernel_run
@@ -322,6 +329,6 @@ def test_kernel_nothing_under_tool_folders_or_notebooks_is_recorded(
     run, folder, _ = kernel_run
     recorded = {**_recorded(run, "output", folder), **_recorded(run, "input", folder)}
     assert sorted(recorded) == ["a.txt", "b.txt", "data/moved.txt", "final.txt", "kept.txt",
-                                "part-1.txt", "part-2.txt", "shared.txt", "x.csv",
+                                "part-1.txt", "part-2.txt", "shared.txt", "upper.txt", "x.csv",
                                 "x.csv.gz"]
     assert run.status == "completed"
