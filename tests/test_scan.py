@@ -144,11 +144,15 @@ def test_shell_lines_of_the_cell_name_inputs(cell: Cell, root: Path) -> None:
     with suppressed():  # written before the run
         (root / "x.csv").write_text("x")
         (root / "y.csv").write_text("y")
+        (root / "listed.txt").write_text("l")
+        (root / "z.py").write_text("z")
     time.sleep(0.05)
     cell.scan.begin()
     subprocess.run(["true"], check=True)  # as IPython's `!` does, under a pty: no arguments
-    cell.scan.finish("!wc -l *.csv --files0-from=y.csv {variable} $HOME > counts.txt\n")
-    assert _names(cell.reads, root) == ["x.csv", "y.csv"]
+    cell.scan.finish("!wc -l *.csv --files0-from=y.csv {variable} $HOME > counts.txt\n"
+                     "names = !ls listed.txt\n"
+                     "# !cat z.py is a comment, as is unrelated.txt\n")
+    assert _names(cell.reads, root) == ["listed.txt", "x.csv", "y.csv"]
 
 
 def test_a_scan_past_its_budget_records_what_it_found_and_warns_once(

@@ -62,6 +62,8 @@ _MAX_GLOB = 100  # files one glob word may name
 _SHELL_NAMES = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
 _SHELL_MAGICS = ("%%bash", "%%sh", "%%script")
 _REDIRECT = re.compile(r"^\d*[<>]+&?")
+# `!cmd`, `!!cmd`, `files = !cmd`, `%sx cmd`, `%system cmd`: IPython's shell escapes in a line.
+_SHELL_LINE = re.compile(r"^\s*(?:[\w.,\s]+=\s*)?(?:!+|%sx\s|%system\s)(.*)$")
 _CHECK_EVERY = 512  # entries between two looks at the clock
 
 
@@ -237,12 +239,12 @@ def _argv_words(argv: Any) -> list[str]:
 
 
 def _shell_words(source: str) -> list[list[str]]:
-    """The words of a cell's shell commands: ``!`` lines and ``%%bash``/``%%sh`` bodies (a
-    ``!`` command runs under a pty whose audit event carries no arguments)."""
+    """The words of a cell's shell commands: ``!`` lines (a ``!`` command runs under a pty
+    whose audit event carries no arguments) and ``%%bash``/``%%sh``/``%%script`` bodies."""
     lines = source.splitlines()
     if lines and lines[0].strip().startswith(_SHELL_MAGICS):
         return [_split(line) for line in lines[1:]]
-    return [_split(line.strip().lstrip("!")) for line in lines if line.strip().startswith("!")]
+    return [_split(match.group(1)) for match in map(_SHELL_LINE.match, lines) if match]
 
 
 def _split(command: str) -> list[str]:
