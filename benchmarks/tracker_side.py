@@ -290,6 +290,35 @@ def op_hash(job: dict[str, Any]) -> dict[str, Any]:
     return {"unchanged": unchanged}
 
 
+def op_scan(job: dict[str, Any]) -> dict[str, Any]:
+    """Walk a folder of ``files`` files, ``changed`` of them written after the cell "started"."""
+    from tracker.scan import changed_files
+
+    folder = job["folder"]
+    for index in range(job["files"] - job["changed"]):
+        _touch(os.path.join(folder, f"d{index % 100}", f"f{index}.csv"))
+    time.sleep(0.05)  # past the clock slack: the files above are older than the cell
+    since = time.time_ns()
+    for index in range(job["changed"]):
+        _touch(os.path.join(folder, f"d{index}", f"new{index}.csv"))
+
+    def scan() -> float:
+        started = time.perf_counter()
+        found = changed_files([folder], since)
+        elapsed = time.perf_counter() - started
+        assert found.complete and len(found.paths) == job["changed"], found
+        return elapsed
+
+    repeat(scan, repeats=job["repeats"], budget_s=job["budget_s"])
+    return {}
+
+
+def _touch(path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as out:
+        out.write("x")
+
+
 def _write_random(path: str, size: int) -> None:
     chunk = os.urandom(16 << 20)  # incompressible, so no filesystem shortcut applies
     with open(path, "wb") as out:

@@ -23,9 +23,18 @@ class Recorder:
         self.root = root
         self.reads: list[str] = []
         self.writes: list[str] = []
+        self.via: dict[str, str] = {}  # path -> how it was last seen
         options.setdefault("include", [f"{root}/**"])
-        self.capture = FileCapture(on_read=self.reads.append, on_write=self.writes.append,
+        self.capture = FileCapture(on_read=self._read, on_write=self._write,
                                    **options)  # type: ignore[arg-type]
+
+    def _read(self, path: str, via: str) -> None:
+        self.reads.append(path)
+        self.via[path] = via
+
+    def _write(self, path: str, via: str) -> None:
+        self.writes.append(path)
+        self.via[path] = via
 
     def path(self, name: str) -> str:
         return os.path.realpath(self.root / name)
@@ -65,6 +74,18 @@ def test_builtin_open_reports_reads_and_writes(rec: Recorder) -> None:
         f.read()
     assert rec.writes == [rec.path("out.txt"), rec.path("in.txt")]
     assert rec.reads == []  # in.txt was written by the run itself
+    assert rec.via[rec.path("out.txt")] == "open"
+
+
+def test_report_records_a_path_seen_by_other_means(rec: Recorder) -> None:
+    (rec.root / "moved.bin").write_bytes(b"m")
+    rec.forget()
+    rec.capture.report(str(rec.root / "moved.bin"), "write", via="rename")
+    rec.capture.report(str(rec.root / "moved.bin"), "write", via="scan")  # already seen
+    rec.capture.report("/usr/lib/os-release", "read", via="inferred")  # filtered as usual
+    assert rec.writes == [rec.path("moved.bin")]
+    assert rec.via == {rec.path("moved.bin"): "rename"}
+    assert rec.reads == []
 
 
 def test_file_present_before_the_run_is_an_input(root: pathlib.Path) -> None:
@@ -191,6 +212,80 @@ def test_c_level_open_events_without_flags_use_the_mode(rec: Recorder) -> None:
     assert rec.writes == [rec.path("c_out.txt")]
 
 
+# --- renames and processes ----------------------------------------------------------------------
+
+
+def test_rename_reports_the_destination_written_and_the_source_read(rec: Recorder) -> None:
+    (rec.root / "old.txt").write_text("o")
+    rec.forget()
+    os.rename(rec.root / "old.txt", rec.root / "new.txt")
+    assert rec.writes == [rec.path("new.txt")]
+    assert rec.reads == [str(rec.root / "old.txt")]
+    assert rec.via == {rec.path("new.txt"): "rename", rec.path("old.txt"): "rename"}
+
+
+def test_temp_file_replaced_into_place_is_reported_under_its_final_name_only(
+        root: pathlib.Path) -> None:
+    import tempfile
+
+    moved: list[str] = []
+    rec = Recorder(root, on_moved=moved.append)
+    rec.capture.start()
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=root, suffix=".tmp", delete=False) as tmp:
+            tmp.write("final")
+        os.replace(tmp.name, root / "final.txt")
+        (root / "final.txt").rename(root / "renamed.txt")
+    finally:
+        rec.capture.stop()
+    assert moved == [rec.path(pathlib.Path(tmp.name).name), rec.path("final.txt")]
+    assert rec.reads == []
+    # Reported as they happened; the run's owner drops what `on_moved` names.
+    assert rec.writes == [rec.path(pathlib.Path(tmp.name).name), rec.path("final.txt"),
+                          rec.path("renamed.txt")]
+
+
+def test_shutil_move_of_a_file_and_of_a_folder(rec: Recorder) -> None:
+    import shutil
+
+    (rec.root / "in.txt").write_text("i")
+    (rec.root / "folder").mkdir()
+    (rec.root / "folder" / "part.txt").write_text("p")
+    rec.forget()
+    shutil.move(rec.root / "in.txt", rec.root / "folder" / "in.txt")
+    shutil.move(rec.root / "folder", rec.root / "moved")
+    assert rec.reads == [rec.path("in.txt"), rec.path("folder")]
+    assert rec.writes == [rec.path("folder/in.txt"), rec.path("moved")]
+
+
+def test_failing_rename_and_renames_out_of_scope_report_nothing(rec: Recorder) -> None:
+    import tempfile
+
+    with pytest.raises(FileNotFoundError):
+        os.rename(rec.root / "missing.txt", rec.root / "never.txt")
+    with tempfile.TemporaryDirectory(dir=rec.root.parent) as outside:
+        (pathlib.Path(outside) / "t.txt").write_text("t")
+        rec.forget()
+        os.rename(pathlib.Path(outside) / "t.txt", pathlib.Path(outside) / "u.txt")
+    assert rec.reads == [] and rec.writes == []
+
+
+def test_process_events_reach_on_process(root: pathlib.Path) -> None:
+    import subprocess
+
+    events: list[str] = []
+    rec = Recorder(root, on_process=lambda event, args: events.append(event))
+    rec.capture.start()
+    try:
+        subprocess.run(["true"], check=True)
+        os.system("true")
+        with suppressed():  # tracker's own processes are not the notebook's
+            subprocess.run(["true"], check=True)
+    finally:
+        rec.capture.stop()
+    assert events == ["subprocess.Popen", "os.system"]
+
+
 # --- libraries ----------------------------------------------------------------------------------
 
 
@@ -238,6 +333,7 @@ def test_pyarrow_parquet_native_reads_and_writes(rec: Recorder) -> None:
     assert pq.read_table(rec.root / "t.parquet").num_rows == 3
     assert pq.ParquetFile(str(rec.root / "t.parquet")).metadata.num_rows == 3
     assert rec.reads == [rec.path("t.parquet")]
+    assert rec.via[rec.path("t.parquet")] == "pyarrow"
 
 
 def test_pandas_parquet_and_feather(rec: Recorder) -> None:
@@ -417,7 +513,7 @@ def test_stop_stops_reporting_and_unpatches(rec: Recorder) -> None:
 
 
 def test_failing_callback_warns_once_and_open_still_works(root: pathlib.Path) -> None:
-    def explode(path: str) -> None:
+    def explode(path: str, via: str) -> None:
         raise RuntimeError("callback bug")
 
     capture = FileCapture(on_read=explode, on_write=explode, include=[f"{root}/**"])
@@ -439,7 +535,7 @@ def test_failing_callback_warns_once_and_open_still_works(root: pathlib.Path) ->
 def test_opens_inside_a_callback_do_not_recurse(root: pathlib.Path) -> None:
     seen: list[str] = []
 
-    def log_and_read(path: str) -> None:
+    def log_and_read(path: str, via: str) -> None:
         seen.append(path)
         (root / "side.txt").write_text(path)  # would recurse without the guard
 
@@ -493,7 +589,8 @@ def test_native_module_imported_during_capture_is_patched_at_once(root: pathlib.
 import os
 from tracker.capture import FileCapture
 writes = []
-capture = FileCapture(on_read=print, on_write=writes.append, include=[{str(root)!r} + "/**"])
+capture = FileCapture(on_read=print, on_write=lambda path, via: writes.append((path, via)),
+                      include=[{str(root)!r} + "/**"])
 capture.start()
 import pandas as pd
 pd.DataFrame({{"x": [1]}}).to_parquet({str(root / "late.parquet")!r})
@@ -501,4 +598,4 @@ print(writes)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.strip() == repr([str(root / "late.parquet")])
+    assert done.stdout.strip() == repr([(str(root / "late.parquet"), "pandas")])

@@ -87,6 +87,7 @@ def _make_version_1(path: Path) -> None:
         if namespace == "params":
             con.execute(f"ALTER TABLE runs DROP COLUMN {name}_json")
     con.execute("DROP TABLE value_columns")
+    con.execute("ALTER TABLE run_artifacts DROP COLUMN via")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
 
@@ -103,7 +104,8 @@ def test_a_version_1_catalog_is_backed_up_then_migrated(catalog: tracker.Catalog
     frame = migrated.runs("params.lr < 0.2 AND metrics.acc > 0.5")
     assert list(frame["name"]) == ["kept"]
     assert frame.loc[0, "params.model"] == "vit"
-    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "2"
+    version = migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0]
+    assert version == str(schema.SCHEMA_VERSION)
     backup = catalog.path.with_name(catalog.path.name + ".v1.bak")
     con = duckdb.connect(str(backup), read_only=True)
     assert sorted(con.execute("SELECT name FROM runs").fetchall()) == [("kept",), ("other",)]
@@ -120,12 +122,35 @@ def test_migrations_run_in_order_after_the_backup(catalog: tracker.Catalog,
     def add_owner_column(con: object) -> None:
         con.execute("ALTER TABLE runs ADD COLUMN owner VARCHAR")  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    monkeypatch.setitem(schema.MIGRATIONS, 2, add_owner_column)
+    last = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", last + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, last, add_owner_column)
     migrated = tracker.Catalog(catalog.path)
     assert list(migrated.runs("params.lr = 0.1")["name"]) == ["kept"]
-    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "3"
+    version = migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0]
+    assert version == str(last + 1)
     assert "owner" in set(migrated.sql("SELECT * FROM runs").columns)
+
+
+def test_a_version_2_catalog_keeps_its_file_links_with_an_unknown_via(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a\n1\n")
+    with catalog.start_run("old") as run:
+        run.log_input(data)
+    catalog.flush()
+    con = duckdb.connect(str(catalog.path))
+    con.execute("ALTER TABLE run_artifacts DROP COLUMN via")
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+
+    migrated = tracker.Catalog(catalog.path)
+    with migrated.start_run("new") as run:
+        run.log_output(data)
+    frame = migrated.artifacts()
+    assert list(frame["run_name"]) == ["old", "new"]
+    assert frame["via"].isna().tolist() == [True, False]
+    assert frame["via"].iloc[1] == "call"
 
 
 def _hold(script: str, ready: Path) -> subprocess.Popen[bytes]:

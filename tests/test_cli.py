@@ -183,10 +183,10 @@ def test_show_prints_params_history_metrics_and_file_lineage(
     assert "labels    etl" in out
     assert "lr  0.01  (changed: 0.1 -> 0.01)" in out
     assert "rows  1" in out
-    assert f"{raw}  v1  4 B" in out
-    assert f"{clean}  v1  6 B  read by train ({consumer.id})" in out
+    assert f"{raw}  v1  4 B  via call" in out
+    assert f"{clean}  v1  6 B  via call  read by train ({consumer.id})" in out
     consumer_text = _cli(capsys, "show", consumer.id)[1]
-    assert f"{clean}  v1  6 B  from prepare ({producer.id})" in consumer_text
+    assert f"{clean}  v1  6 B  via call  from prepare ({producer.id})" in consumer_text
 
 
 def test_show_json_has_every_field(capsys: pytest.CaptureFixture[str],

@@ -33,6 +33,7 @@ def test_a_run_round_trips_between_catalogs(catalog: tracker.Catalog, tmp_path: 
     before, after = catalog.get_run(run.id), other.get_run(run.id)
     for field in ("name", "status", "labels", "params", "started_at", "ended_at", "artifacts"):
         assert getattr(after, field) == getattr(before, field), field
+    assert after.artifacts[0]["via"] == "call"  # how the file was seen travels with it
     assert after.param_history["lr"] == before.param_history["lr"]
     assert math.isnan(after.metrics["loss"])
     history = other.metric_history(run.id)
@@ -132,6 +133,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     (_set("params.0", "lr"), "params[0]"),
     (_set("params.0.kind", "evil"), "params[0].kind"),
     (_set("artifacts.0.role", "secret"), "artifacts[0].role"),
+    (_set("artifacts.0.via", "telepathy"), "artifacts[0].via"),
     (_set("artifacts.0.blob", "../../../.ssh/id_rsa"), "artifacts[0].blob"),
     (_set("cells", [{"seq": 1, "success": "yes"}]), "cells[0].success"),
     (_set("environment", [{"id": "a"}, {"id": "b"}]), "environment"),
@@ -151,6 +153,13 @@ def test_a_malformed_descriptor_names_the_bad_field(
     assert caught.value.field == field
     assert str(tmp_path / "hostile.json") in str(caught.value)
     assert tracker.Catalog(tmp_path / "target" / "catalog.duckdb").runs().empty
+
+
+def test_a_descriptor_without_via_imports_with_via_unknown(
+        exported: dict[str, Any], tmp_path: Path) -> None:
+    del exported["artifacts"][0]["via"]  # written before records said how they were seen
+    imported = _import(exported, tmp_path).get_run(exported["run"]["id"])
+    assert [artifact["via"] for artifact in imported.artifacts] == [None]
 
 
 def test_a_descriptor_must_be_a_regular_file(

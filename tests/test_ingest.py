@@ -245,3 +245,20 @@ def test_a_refused_event_survives_a_failed_quarantine_write(
     assert ingest.write_events(catalog, batch) == 1
     assert [(entry["run_id"], entry["seq"]) for entry in _quarantined(catalog)] == [("r1", 2)]
     assert catalog.metric_history("r1")["key"].tolist() == ["m"]
+
+
+def test_an_artifact_spooled_before_via_existed_is_recorded_with_via_unknown(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a\n1\n")
+    events = _run_events("old", "old")
+    # An older tracker's artifact event: no trailing via field.
+    events.insert(3, [9, "artifact", "old", "input", str(data), None, time.time()])
+    for seq, event in enumerate(events, start=1):
+        event[0] = seq
+    _orphaned_spool(catalog, _lines(events))
+
+    frame = catalog.artifacts("old")
+    assert list(frame["uri"]) == [str(data)]
+    assert frame["via"].isna().all()
+    assert catalog.get_run("old").inputs[0]["size"] == 4

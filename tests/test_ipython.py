@@ -246,7 +246,7 @@ def test_saved_notebook_is_stored_and_never_written(ip: InteractiveShell,
     info = recorded(started.id)
     assert info.status == "completed"
     stored = [a for a in info.artifacts if a["role"] == "notebook"]
-    assert [a["uri"] for a in stored] == [str(notebook)]
+    assert [(a["uri"], a["via"]) for a in stored] == [(str(notebook), "stored")]
     blob = tracker.default_catalog().blob_dir / stored[0]["blob"]
     assert blob.read_bytes() == before[0]
     assert (notebook.read_bytes(), notebook.stat().st_mtime_ns) == before
@@ -281,6 +281,7 @@ def test_files_read_and_written_become_inputs_and_outputs(ip: InteractiveShell,
     assert [a["uri"] for a in info.outputs] == [str(tmp_path / "clean.csv")]
     assert all(a["hash"].startswith("xxh3_128:") for a in info.inputs + info.outputs)
     assert info.outputs[0]["producer_run_id"] == started.id
+    assert [a["via"] for a in info.inputs + info.outputs] == ["open", "open"]
 
 
 def test_capture_settings_from_notebook_metadata(ip: InteractiveShell, tmp_path: Path,
@@ -409,6 +410,7 @@ def test_input_and_output_magics_record_files_and_uris(ip: InteractiveShell, not
     assert sorted(a["uri"] for a in info.inputs) == [
         str(tmp_path / "given.csv"), "s3://bucket/raw.parquet"]
     assert [a["uri"] for a in info.outputs] == [str(tmp_path / "made.csv")]
+    assert {a["via"] for a in info.artifacts} == {"call"}
 
 
 def test_runs_magic_returns_the_runs_table(ip: InteractiveShell, notebook: Path) -> None:

@@ -353,6 +353,7 @@ def test_detail_shows_params_history_metrics_files_environment_and_cells(
     assert 'class="tracker-differs">lr' in detail.params.value  # the changed param stands out
     assert "<svg" in detail.metrics.value and ">0.25<" in detail.metrics.value
     assert str(data.resolve()) in detail.files.value
+    assert "<th>seen via</th>" in detail.files.value and "<td>call</td>" in detail.files.value
     assert "3.11.7" in detail.environment.value
     assert "2 installed" in detail.environment.value and "<details>" in detail.environment.value
     assert "(uncommitted changes)" in detail.environment.value

@@ -9,6 +9,11 @@ Two capture sources feed one :class:`FileCapture`:
   event (pyarrow Parquet/Feather/datasets and the pandas functions on top of them), listed in
   ``_NATIVE_TARGETS``, patched only while a capture is active.
 
+The same hook sees renames (``os.rename``, ``os.replace``, ``shutil.move``: the destination is
+written with the source's content, a temp file this run wrote is reported under its final name
+only) and process starts (:data:`PROCESS_EVENTS`, handed to ``on_process``: tracker.scan looks
+for what those processes wrote).
+
 Which paths are reported is decided, on the absolute path with symlinks resolved, in this order:
 
 1. never: the tracker's own folders (``excluded_dirs``, :meth:`FileCapture.add_excluded_dir`),
@@ -64,6 +69,12 @@ _DIR_ENV_VARS = (
     "MPLCONFIGDIR", "XDG_CACHE_HOME",
 )
 _DECISION_CACHE_LIMIT = 100_000
+# Audit events that start another process: its files are found by tracker.scan after the cell.
+PROCESS_EVENTS = frozenset({
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+    "os.forkpty",
+})
+_SIDE_EVENTS = PROCESS_EVENTS | {"os.rename"}  # os.replace and shutil.move raise "os.rename"
 
 # One thread-local flag serves as the re-entrancy guard (callbacks that open files) and as the
 # switch for tracker's own I/O (the hasher, spools): while it is set, this thread is not captured.
@@ -93,6 +104,8 @@ def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
     if event != "open":
         if event == "os.chdir":
             _cwd = None
+        elif event in _SIDE_EVENTS and _active:
+            _on_side_event(event, args)
         return
     if not _active:
         return
@@ -104,6 +117,23 @@ def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
         for capture in _active:
             capture._on_open(path, mode, flags)
     except Exception:  # raising here would fail the user's open()
+        pass
+    finally:
+        _guard.busy = False
+
+
+def _on_side_event(event: str, args: tuple[Any, ...]) -> None:
+    """A rename or a process start, in a thread that is not tracker's own."""
+    if getattr(_guard, "busy", False):
+        return
+    _guard.busy = True
+    try:
+        for capture in _active:
+            if event == "os.rename":
+                capture._on_rename(*args)
+            else:
+                capture._on_process(event, args)
+    except Exception:  # raising here would fail the user's rename or process
         pass
     finally:
         _guard.busy = False
@@ -121,7 +151,9 @@ class FileCapture:
     """Sees the files a process opens and reports them, filtered, as reads and writes.
 
     Each absolute, symlink-resolved path is reported at most once per role until
-    :meth:`reset_seen`; a file the run wrote is not reported when it is read back. Callbacks run
+    :meth:`reset_seen`, to ``on_read(path, via)`` or ``on_write(path, via)`` where ``via`` says
+    how it was seen (``tracker.models.VIAS``); a file the run wrote is not reported when it is
+    read back. Callbacks run
     in the thread that opened the file; one that raises stops the capture with a single
     :class:`~tracker.errors.TrackerWarning`. See the module docstring for the filter order.
     """
@@ -129,13 +161,17 @@ class FileCapture:
     def __init__(
         self,
         *,
-        on_read: Callable[[str], None],
-        on_write: Callable[[str], None],
+        on_read: Callable[[str, str], None],
+        on_write: Callable[[str, str], None],
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         excluded_dirs: Sequence[str] = (),
+        on_moved: Callable[[str], None] | None = None,
+        on_process: Callable[[str, tuple[Any, ...]], None] | None = None,
     ) -> None:
         self._callbacks = {_READ: on_read, _WRITE: on_write}
+        self._on_moved = on_moved
+        self._on_process_start = on_process
         self._filter = _PathFilter(include=include, exclude=exclude, excluded_dirs=excluded_dirs)
         self._seen: set[tuple[str, str]] = set()
         self._written: set[str] = set()
@@ -185,6 +221,16 @@ class FileCapture:
         """Never report anything under ``path`` (e.g. the catalog's own folder)."""
         self._filter.add_excluded_dir(path)
 
+    def report(self, path: str, role: str, *, via: str) -> None:
+        """Report a file or folder seen by other means than ``open`` (a wrapped library, a
+        rename, a scan): ``role`` is ``"read"`` or ``"write"``; the same filters apply."""
+        try:
+            real = self._filter.resolve(path)
+            if real is not None:
+                self._offer(real, role, _file_or_dir, via)
+        except Exception as exc:
+            self._fail(exc)
+
     def _on_open(self, path: Any, mode: Any, flags: int) -> None:
         try:
             if isinstance(path, int):
@@ -200,21 +246,50 @@ class FileCapture:
             access = flags & _ACCESS
             # A read-write open reads old content only if it does not truncate first.
             if access != os.O_WRONLY and not (access and flags & os.O_TRUNC):
-                self._offer(real, _READ, os.path.isfile)
+                self._offer(real, _READ, os.path.isfile, "open")
             if access:
-                self._offer(real, _WRITE, _writable_file)
+                self._offer(real, _WRITE, _writable_file, "open")
         except Exception as exc:
             self._fail(exc)
 
-    def _on_native(self, path: str, role: str) -> None:
+    def _on_rename(self, src: Any, dst: Any, src_dir_fd: int = -1, dst_dir_fd: int = -1) -> None:
+        """Before ``os.rename``/``os.replace``: the destination is written with the source's
+        content. A source this run wrote (a temp file renamed into place) is forgotten, so only
+        the final name is reported; any other source is read (its content moves on)."""
         try:
-            real = self._filter.resolve(path)
-            if real is not None:
-                self._offer(real, role, _file_or_dir)
+            if src_dir_fd != -1 or dst_dir_fd != -1 or isinstance(src, int):
+                return
+            src_path, dst_path = os.fsdecode(os.fspath(src)), os.fsdecode(os.fspath(dst))
+            if not _file_or_dir(src_path):
+                return  # the rename is about to fail
+            source, dest = self._filter.resolve(src_path), self._filter.resolve(dst_path)
+            if dest is not None:
+                self._offer(dest, _WRITE, lambda _: True, "rename")  # it may not exist yet
+            if source is None:
+                return
+            if source not in self._written:
+                self._offer(source, _READ, _file_or_dir, "rename")
+            elif dest is not None:
+                self._forget_written(source)
         except Exception as exc:
             self._fail(exc)
 
-    def _offer(self, real: str, role: str, eligible: Callable[[str], bool]) -> None:
+    def _forget_written(self, real: str) -> None:
+        with self._lock:
+            self._written.discard(real)
+            self._seen.discard((real, _WRITE))
+        if self._on_moved is not None:
+            self._on_moved(real)
+
+    def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
+        if self._on_process_start is None:
+            return
+        try:
+            self._on_process_start(event, args)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _offer(self, real: str, role: str, eligible: Callable[[str], bool], via: str) -> None:
         key = (real, role)
         if key in self._seen or (role == _READ and real in self._written) or not eligible(real):
             return
@@ -224,7 +299,7 @@ class FileCapture:
             self._seen.add(key)
             if role == _WRITE:
                 self._written.add(real)
-        self._callbacks[role](real)
+        self._callbacks[role](real, via)
 
     def _fail(self, exc: Exception) -> None:
         with self._lock:
@@ -524,7 +599,7 @@ def _report_native(target: _NativeTarget, args: tuple[Any, ...], kwargs: dict[st
     with suppressed():
         for path in _native_paths(value):
             for capture in _active:
-                capture._on_native(path, target.role)
+                capture.report(path, target.role, via=target.module.partition(".")[0])
 
 
 def _native_paths(value: Any) -> list[str]:

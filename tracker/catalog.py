@@ -456,7 +456,8 @@ class Catalog:
 
     def artifacts(self, run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
         """Files and URIs runs read (``role="input"``) and wrote (``"output"``), and the
-        notebook stored with each, as last saved (``"notebook"``); None is every role."""
+        notebook stored with each, as last saved (``"notebook"``); None is every role. The
+        ``via`` column says how each was seen (``tracker.models.VIAS``)."""
         from tracker import search
 
         return search.artifacts(self, run, role=role)

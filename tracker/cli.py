@@ -349,7 +349,8 @@ def _param_lines(info: RunInfo) -> list[str]:
 
 def _artifact_lines(artifacts: list[dict[str, Any]], links: list[dict[str, Any]], *,
                     direction: str) -> list[str]:
-    """One line per file: version, size, and the runs upstream or downstream of it."""
+    """One line per file: version, size, how it was seen, and the runs upstream or downstream
+    of it."""
     lines = []
     for artifact in artifacts:
         version = f"v{artifact['version']}" + ("" if artifact.get("latest") else ", superseded")
@@ -357,7 +358,9 @@ def _artifact_lines(artifacts: list[dict[str, Any]], links: list[dict[str, Any]]
                    if link["direction"] == direction and link["uri"] == artifact["uri"]
                    and link["version"] == artifact["version"]]
         label = "from" if direction == "upstream" else "read by"
-        parts = [artifact["uri"], version, _size_text(artifact.get("size"))]
+        via = artifact.get("via")
+        parts = [artifact["uri"], version, _size_text(artifact.get("size")),
+                 f"via {via}" if via else ""]
         if related:
             parts.append(f"{label} {', '.join(related)}")
         lines.append(_GAP + _GAP.join(part for part in parts if part))

@@ -47,7 +47,7 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
             "metrics": _records(con, "SELECT key, value, step, logged_at FROM metrics "
                                 "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "artifacts": _records(con, "SELECT a.*, ra.role, ra.logged_at AS linked_at "
+            "artifacts": _records(con, "SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at "
                                   "FROM run_artifacts ra JOIN artifacts a ON a.id = "
                                   "ra.artifact_id WHERE ra.run_id = ?", [run_id]),
             "cells": _records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
@@ -208,7 +208,7 @@ def _insert_keys(con: Any, data: dict[str, Any]) -> None:
 
 def _import_artifact(con: Any, run_id: str, row: dict[str, Any]) -> None:
     link = {"run_id": run_id, "artifact_id": row["id"], "role": row["role"],
-            "logged_at": row["linked_at"]}
+            "logged_at": row["linked_at"], "via": row.get("via")}
     if not con.execute("SELECT 1 FROM artifacts WHERE id = ?", [row["id"]]).fetchone():
         _insert(con, "artifacts", [row])
     _insert(con, "run_artifacts", [link])

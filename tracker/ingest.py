@@ -183,7 +183,7 @@ def _prepared(catalog: Catalog, event: Event) -> Event:
         return (*event[:4], _facts(file_facts(event[3])), *event[5:])
     if kind == "stored":
         _, run_id, role, path, ts = event
-        return ("artifact", run_id, role, path, _store_blob(catalog, path), ts)
+        return ("artifact", run_id, role, path, _store_blob(catalog, path), ts, "stored")
     return event
 
 
@@ -460,7 +460,9 @@ def _bound(kind: str) -> str:
 
 
 def _link_artifact(con: Any, run_id: str, role: str, uri: str, facts: dict[str, Any] | None,
-                   ts: float) -> None:
+                   ts: float, via: str | None = None) -> None:
+    """Link a run to the version of ``uri`` it read or wrote; ``via`` (how the file was seen) is
+    None in events spooled before it existed. A second sighting keeps the first link's via."""
     facts = facts or {}
     digest = facts.get("hash")
     latest = con.execute(
@@ -481,8 +483,8 @@ def _link_artifact(con: Any, run_id: str, role: str, uri: str, facts: dict[str, 
         "SELECT 1 FROM run_artifacts WHERE run_id = ? AND artifact_id = ? AND role = ?",
         [run_id, artifact_id, role]).fetchone()
     if linked is None:
-        con.execute("INSERT INTO run_artifacts VALUES (?, ?, ?, ?)",
-                    [run_id, artifact_id, role, _ts(ts)])
+        con.execute("INSERT INTO run_artifacts VALUES (?, ?, ?, ?, ?)",
+                    [run_id, artifact_id, role, _ts(ts), via])
 
 
 def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:

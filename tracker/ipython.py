@@ -70,13 +70,14 @@ class Session:
         self.notebook: Any = None  # tracker.notebook.NotebookInfo
         self.located: Any = None
         self.capture: Any = None
+        self.scan: Any = None  # tracker.scan.CellScan: files other processes wrote
         self.hooked = False
         self._cell_seq = 0
         self._cell_start: float | None = None
         self._cell_id: str | None = None
         self._idle = threading.Event()  # set while no cell runs (a shutdown waits for it)
         self._idle.set()
-        self._written: list[str] = []
+        self._written: list[tuple[str, str]] = []
         self._warned = False
         self._warned_no_notebook = False
         self._warned_settings = False
@@ -186,13 +187,17 @@ class Session:
         if not settings.capture_enabled or os.environ.get("TRACKER_CAPTURE") == "0":
             return
         if self.capture is None:
+            from tracker import scan
+
             # The notebook's folder and the working folder are always in scope, even when they
             # sit under a temp dir (papermill and test runners put notebooks there).
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
-                on_read=self._on_read, on_write=self._written.append,
+                on_read=self._on_read, on_write=self._on_write,
                 include=[*settings.capture_include, *(f"{d}/**" for d in near)],
-                exclude=list(settings.capture_exclude))
+                exclude=list(settings.capture_exclude), on_moved=self._written_moved,
+                on_process=self._on_process)
+            self.scan = scan.CellScan(self.capture, near)
             # tracker's own modules load lazily; their source is not the notebook's input.
             self.capture.add_excluded_dir(os.path.dirname(os.path.abspath(__file__)))
         assert self.catalog is not None
@@ -200,9 +205,21 @@ class Session:
         self.capture.reset_seen()
         self.capture.start()
 
-    def _on_read(self, path: str) -> None:
+    def _written_moved(self, path: str) -> None:
+        """A file this cell wrote was renamed: only its new name is an output."""
+        self._written[:] = [(written, via) for written, via in self._written if written != path]
+
+    def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.scan is not None:
+            self.scan.note_process(event, args)
+
+    def _on_read(self, path: str, via: str) -> None:
         if self.run is not None and not self.run.ended:
-            self.run.log_input(path)
+            self.run.log_input(path, via=via)
+
+    def _on_write(self, path: str, via: str) -> None:
+        # Outputs are recorded when the cell ends, once the file is written.
+        self._written.append((path, via))
 
     def _record_environment(self, run: Run, *, at_end: bool = False) -> None:
         from tracker import capture, environment
@@ -226,6 +243,7 @@ class Session:
         self._cell_id = getattr(info, "cell_id", None)
         if self.capture is not None:
             self.capture.refresh()
+            self.scan.begin(own_children=self._environment_running())
         if self.notebook is None and self._locate_tries > 0:
             self._locate_tries -= 1
             self._late_locate(getattr(info, "raw_cell", None))
@@ -269,13 +287,21 @@ class Session:
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
-        for path in self._written:
-            run.log_output(path)
+        if self.capture is not None and self.capture.active:
+            # Guarded apart: a failing scan must not keep the cell's other outputs back.
+            self.guarded("looking for files this cell's processes wrote", lambda: self.scan.finish(
+                source, own_children=self._environment_running()))
+        for path, via in self._written:
+            run.log_output(path, via=via)
         self._written.clear()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
         run._recorder.spool()
         if self._ends_nbval_session(source):
             self.end()
+
+    def _environment_running(self) -> bool:
+        """Whether the environment snapshot (which runs git) may be running now."""
+        return self._environment is not None and self._environment.is_alive()
 
     def _record_parameters(self, run: Run, source: str) -> None:
         from tracker import notebook

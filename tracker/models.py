@@ -13,6 +13,18 @@ CRASHED = "crashed"
 STATUSES = (RUNNING, COMPLETED, FAILED, CRASHED)
 FINAL_STATUSES = (COMPLETED, FAILED, CRASHED)
 
+#: How a file record was seen (the ``via`` of an artifact), and what each means.
+VIAS: dict[str, str] = {
+    "call": "an explicit log_input/log_output",
+    "open": "Python's open (the audit hook)",
+    **{name: f"a wrapped {name} reader or writer" for name in (
+        "pandas", "pyarrow", "polars", "h5py", "netCDF4", "sqlite3", "duckdb")},
+    "rename": "a rename or move into place",
+    "scan": "a file changed during a cell that started a process",
+    "inferred": "a path named in a shell command's arguments",
+    "stored": "the notebook stored with its run",
+}
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -44,7 +56,7 @@ class RunInfo:
     #: every value each param had, oldest first: ``{"lr": [(time, 0.1), (time, 0.01)]}``
     param_history: dict[str, list[tuple[dt.datetime, Any]]] = field(default_factory=dict)
     environment: dict[str, Any] | None = None
-    #: ``{"role", "uri", "version", "size", "hash", "producer_run_id", ...}`` per file
+    #: ``{"role", "via", "uri", "version", "size", "hash", "producer_run_id", ...}`` per file
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     #: executed cells in execution order: ``{"seq", "execution_count", "source", "success", ...}``
     cells: list[dict[str, Any]] = field(default_factory=list)

@@ -230,15 +230,18 @@ class Run:
         for key, value in self._items("metrics", metrics):
             self.log_metric(key, value, step)
 
-    def log_input(self, path: str | os.PathLike[str]) -> None:
-        """Record a file (or URI) this run read; local files are hashed off the hot path."""
-        self._log_artifact("input", path)
+    def log_input(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
+        """Record a file (or URI) this run read; local files are hashed off the hot path.
+        ``via`` says how it was seen (:data:`tracker.models.VIAS`): automatic capture passes
+        its own."""
+        self._log_artifact("input", path, via)
 
-    def log_output(self, path: str | os.PathLike[str]) -> None:
-        """Record a file (or URI) this run wrote."""
-        self._log_artifact("output", path)
+    def log_output(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
+        """Record a file (or URI) this run wrote; ``via`` as for :meth:`log_input`."""
+        self._log_artifact("output", path, via)
 
-    def _log_artifact(self, role: str, path: str | os.PathLike[str]) -> None:
+    def _log_artifact(self, role: str, path: str | os.PathLike[str], via: str) -> None:
+        arguments.choice(via, "via", models.VIAS)
         try:
             uri = os.fspath(path)
             if "://" not in uri:
@@ -248,7 +251,7 @@ class Run:
             return
         # `https://user:password@...` and keys in a URI never reach the spool.
         uri = self._recorder.redactor.text(uri) or uri
-        self._push(("artifact", self.id, role, uri, None, time.time()))
+        self._push(("artifact", self.id, role, uri, None, time.time(), via))
 
     def record(self, kind: str, *payload: Any) -> None:
         """Queue a raw event (``cell``, ``env``, ``set``, ``stored``): for the extension."""

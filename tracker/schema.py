@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -60,8 +60,9 @@ TABLES: dict[str, str] = {
     "artifacts": "id VARCHAR NOT NULL, key VARCHAR NOT NULL, version INTEGER NOT NULL, "
     "uri VARCHAR NOT NULL, size BIGINT, mtime TIMESTAMPTZ, hash VARCHAR, "
     "producer_run_id VARCHAR, blob VARCHAR, created_at TIMESTAMPTZ NOT NULL",
+    # `via`: how the file was seen (tracker.models.VIAS); NULL for links older than version 3.
     "run_artifacts": "run_id VARCHAR NOT NULL, artifact_id VARCHAR NOT NULL, "
-    "role VARCHAR NOT NULL, logged_at TIMESTAMPTZ NOT NULL",
+    "role VARCHAR NOT NULL, logged_at TIMESTAMPTZ NOT NULL, via VARCHAR",
     "cells": "run_id VARCHAR NOT NULL, seq INTEGER NOT NULL, execution_count INTEGER, "
     "cell_id VARCHAR, source_hash VARCHAR, source VARCHAR, started_at TIMESTAMPTZ, "
     "duration DOUBLE, success BOOLEAN, error_type VARCHAR, error_message VARCHAR",
@@ -101,8 +102,13 @@ def _add_value_columns(con: Connection) -> None:
     columns.refresh(con)
 
 
+def _add_artifact_via(con: Connection) -> None:
+    """Version 3: how each file record was seen; unknown (NULL) for the links already stored."""
+    con.execute("ALTER TABLE run_artifacts ADD COLUMN via VARCHAR")
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
-MIGRATIONS: dict[int, Migration] = {1: _add_value_columns}
+MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

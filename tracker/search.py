@@ -334,7 +334,7 @@ def _param_history(con: Any, run_id: str) -> dict[str, list[tuple[Any, Any]]]:
 
 
 _ARTIFACTS_OF_RUN = """
-SELECT ra.role, a.uri, a.version, a.size, a.mtime, a.hash, a.producer_run_id, a.blob,
+SELECT ra.role, ra.via, a.uri, a.version, a.size, a.mtime, a.hash, a.producer_run_id, a.blob,
        ra.logged_at, a.version = (SELECT max(version) FROM artifacts b WHERE b.key = a.key)
        AS latest
 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id
@@ -373,9 +373,9 @@ def artifacts(catalog: Catalog, run: str | None = None, *,
         run_id = resolve(con, run) if run is not None else None
         return frame(
             con,
-            "SELECT ra.run_id, r.name AS run_name, ra.role, a.uri, a.version, a.size, a.mtime, "
-            "a.hash, a.producer_run_id, ra.logged_at, a.version = (SELECT max(version) FROM "
-            "artifacts b WHERE b.key = a.key) AS latest FROM run_artifacts ra "
+            "SELECT ra.run_id, r.name AS run_name, ra.role, ra.via, a.uri, a.version, a.size, "
+            "a.mtime, a.hash, a.producer_run_id, ra.logged_at, a.version = (SELECT "
+            "max(version) FROM artifacts b WHERE b.key = a.key) AS latest FROM run_artifacts ra "
             "JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id "
             "WHERE (? IS NULL OR ra.run_id = ?) AND (? IS NULL OR ra.role = ?) "
             "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role])

@@ -167,9 +167,10 @@ def _files(info: RunInfo) -> str:
         producer = item.get("producer_run_id")
         source = ("this run" if producer == info.id else producer or h.EMPTY)
         rows.append([item["role"], item["uri"], f"v{item.get('version')}",
-                     h.size(item.get("size")), (item.get("hash") or "")[:12], source])
+                     h.size(item.get("size")), (item.get("hash") or "")[:12], source,
+                     item.get("via") or h.EMPTY])
     return h.join([h.section("Files"), h.table(
-        ["role", "path", "version", "size", "hash", "produced by"], rows)])
+        ["role", "path", "version", "size", "hash", "produced by", "seen via"], rows)])
 
 
 def _environment(env: Mapping[str, Any] | None) -> str:

@@ -8,6 +8,7 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     hashing,
     kernel,
     queries,
+    scan,
     startup,
     widgets,
 )
