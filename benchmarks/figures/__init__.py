@@ -9,5 +9,6 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     kernel,
     queries,
     startup,
+    visibility,
     widgets,
 )
