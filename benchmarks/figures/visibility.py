@@ -104,9 +104,10 @@ def _scripts_figure(ctx: Context, side: str, store: dict[str, str], watcher: Job
         seen = len(names & set(_sightings(watcher)))
         return Measure.timed_out(_SCRIPTS_LIMIT_S, "ms").noted(
             f"B saw {seen} of {len(names)} runs by then")
+    after_exit = seen_at - exited
+    when = f"{abs(after_exit) * 1000:,.0f} ms {'after' if after_exit >= 0 else 'before'}"
     return Measure.seconds([seen_at - last_end], "ms", note=(
-        f"from the last script's last end call; {(seen_at - exited) * 1000:,.0f} ms after the "
-        "last script exited"))
+        f"from the last script's last end call; B saw all {when} the last script exited"))
 
 
 def _seen(watcher: Job, names: set[str], limit_s: float) -> float | None:
