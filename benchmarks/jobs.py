@@ -101,7 +101,8 @@ def read_loop(read: Callable[[], Any], *, go: str, stop: str) -> dict[str, int]:
         try:
             read()
         except Exception as error:  # counted, as a user's notebook would see it
-            errors[error_kind(error)] = errors.get(error_kind(error), 0) + 1
+            kind = error_kind(error)
+            errors[kind] = errors.get(kind, 0) + 1
         emit({"sample": time.perf_counter() - started})
     return errors
 

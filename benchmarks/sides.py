@@ -41,10 +41,14 @@ def start(side: str, job: dict[str, Any]) -> Job:
     return Job(python, side, job)
 
 
+def side_job(side: str) -> Side:
+    """The function that runs a job of ``side`` to its end: tracker_job or mlflow_job."""
+    return tracker_job if side == "tracker_side" else mlflow_job
+
+
 def count_runs(side: str, store: dict[str, str]) -> set[str]:
     """The ids of every run in ``side``'s store."""
-    run = tracker_job if side == "tracker_side" else mlflow_job
-    return set(run({"op": "count_runs", **store}).check().result["ids"])
+    return set(side_job(side)({"op": "count_runs", **store}).check().result["ids"])
 
 
 def on_both_sides(ctx: Context,
