@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,10 @@ class Measure:
     def timed_out(cls, limit_s: float, unit: str) -> Measure:
         """No number within ``limit_s`` seconds: reported as "> limit"."""
         return cls(missing=f"> {_number(limit_s)} s", at_least=limit_s / _TIME_UNITS[unit])
+
+    def noted(self, note: str) -> Measure:
+        """The same measurement with ``note`` added to its note."""
+        return replace(self, note="; ".join(filter(None, [self.note, note])))
 
     @property
     def stats(self) -> Stats | None:

@@ -83,6 +83,51 @@ def per_call_batch(log: Callable[[str, float], Any], *, kind: str,
     return batch
 
 
+def error_kind(error: Exception) -> str:
+    """How a failed call is counted: SQLite's lock error by its text, anything else by its type."""
+    text = str(error)
+    return "database is locked" if "database is locked" in text else type(error).__name__
+
+
+def read_loop(read: Callable[[], Any], *, go: str, stop: str) -> dict[str, int]:
+    """Read once (a process that has used its store), wait for ``go``, then read back to back
+    until ``stop`` exists, emitting each read's seconds, failed ones included (a user waited for
+    them too). Returns the failed reads by kind."""
+    read()
+    wait_for_go(go)
+    errors: dict[str, int] = {}
+    while not os.path.exists(stop):
+        started = time.perf_counter()
+        try:
+            read()
+        except Exception as error:  # counted, as a user's notebook would see it
+            kind = error_kind(error)
+            errors[kind] = errors.get(kind, 0) + 1
+        emit({"sample": time.perf_counter() - started})
+    return errors
+
+
+def watch(finished: Callable[[], set[str]], *, stop: str, poll_s: float) -> None:
+    """A long-lived process that has read its store: poll ``finished()`` (names of the finished
+    runs) every ``poll_s`` until ``stop`` exists, and emit when each new name first shows.
+
+    ``at`` is the wall-clock time the read that showed it returned: what a user would see then.
+    A failed read is an ``error`` event, and polling goes on.
+    """
+    known = finished()
+    emit({"ready": True})
+    while not os.path.exists(stop):
+        try:
+            new = finished() - known
+        except Exception as error:
+            emit({"event": "error", "kind": error_kind(error)})
+            new = set()
+        if new:
+            emit({"event": "seen", "names": sorted(new), "at": time.time()})
+            known |= new
+        time.sleep(poll_s)
+
+
 def wait_for_go(path: str) -> float:
     """Say ready, then wait until the runner creates ``path``: several workers start together.
 
@@ -102,11 +147,13 @@ class JobResult:
     """What a job reported: its samples, its final result, and how it ended.
 
     ``tagged`` holds the samples of a job that measures several operations, by tag; ``current``
-    is the tag whose samples were being taken last (the one a timeout interrupted).
+    is the tag whose samples were being taken last (the one a timeout interrupted). ``events``
+    are what a long-lived job reported as it went (see :func:`watch`).
     """
 
     samples: list[float] = field(default_factory=list)
     tagged: dict[str, list[float]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
     current: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     timed_out: bool = False
@@ -210,6 +257,8 @@ def _take(out: JobResult, line: str, until: str | None) -> bool:
     if "sample" in payload:
         tag = payload.get("tag")
         (out.samples if tag is None else out.tagged.setdefault(tag, [])).append(payload["sample"])
+    if "event" in payload:
+        out.events.append(payload)
     if "result" in payload:
         out.result = payload["result"]
     return until is not None and until in payload

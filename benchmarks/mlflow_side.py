@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import data
-from benchmarks.jobs import emit, per_call_batch, repeat, serve, wait_for_go
+from benchmarks.jobs import (
+    emit,
+    error_kind,
+    per_call_batch,
+    read_loop,
+    repeat,
+    serve,
+    wait_for_go,
+    watch,
+)
 
 EXPERIMENT = "bench"
 _STATUS = {"completed": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
@@ -215,7 +224,7 @@ def op_worker(job: dict[str, Any]) -> dict[str, Any]:
             client.log_metric(created.info.run_id, "m0", run.metrics["m0"])
             client.set_terminated(created.info.run_id)
         except Exception as error:  # counted, as a user's notebook would see it
-            errors[_error_kind(error)] += 1
+            errors[error_kind(error)] += 1
             continue
         finally:
             waits.append(time.perf_counter() - started)
@@ -230,9 +239,56 @@ def _params(params: dict[str, Any]) -> list[Any]:
     return [Param(key, str(value)) for key, value in list(params.items())[:5]]
 
 
-def _error_kind(error: Exception) -> str:
-    text = str(error)
-    return "database is locked" if "database is locked" in text else type(error).__name__
+def op_reader(job: dict[str, Any]) -> dict[str, Any]:
+    """One of the processes looping over ``mlflow.search_runs()`` while others write."""
+    import mlflow
+
+    experiment_id = _connect(job["db"])
+    errors = read_loop(lambda: mlflow.search_runs([experiment_id]), go=job["go"],
+                       stop=job["stop"])
+    return {"errors": errors}
+
+
+def op_watch(job: dict[str, Any]) -> dict[str, Any]:
+    """Long-lived process B: polls ``mlflow.search_runs()``, says when each finished run shows."""
+    import mlflow
+
+    experiment_id = _connect(job["db"])
+
+    def finished() -> set[str]:
+        frame = mlflow.search_runs([experiment_id])
+        if frame.empty:  # no columns at all then
+            return set()
+        return set(frame.loc[frame["status"] == "FINISHED", "tags.mlflow.runName"])
+
+    watch(finished, stop=job["stop"], poll_s=job["poll_s"])
+    return {}
+
+
+def op_end_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Process A: start, log and end one run, then exit; ``ended_at`` is the end call's time."""
+    import mlflow
+
+    _connect(job["db"])
+    mlflow.start_run(run_name=job["name"])
+    mlflow.log_param("lr", 0.1)
+    mlflow.log_metric("loss", 0.5)
+    ended_at = time.time()
+    mlflow.end_run()
+    return {"ended_at": ended_at}
+
+
+def op_script(job: dict[str, Any]) -> dict[str, Any]:
+    """Issue #10's script with MLflow: ``runs`` runs of one metric, then exit with status 0."""
+    import mlflow
+
+    _connect(job["db"])
+    ended_at = 0.0
+    for i in range(job["runs"]):
+        with mlflow.start_run(run_name=f"w{job['worker']}-{i}"):
+            mlflow.log_metric("loss", 1 / (i + 1))
+            ended_at = time.time()
+    return {"ended_at": ended_at}
 
 
 def op_count_runs(job: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,13 @@ def machine_info() -> dict[str, Any]:
 
 
 def to_json(rows: Sequence[Row], *, quick: bool, machine: dict[str, Any],
-            duration_s: float) -> dict[str, Any]:
-    """The whole run as a JSON-ready dict: figures keyed by their stable key."""
+            duration_s: float, group_s: dict[str, float] | None = None) -> dict[str, Any]:
+    """The whole run as a JSON-ready dict: figures keyed by their stable key, and the seconds
+    each group took (``--only GROUP`` reruns one)."""
     return {
         "mode": "quick" if quick else "full",
         "duration_s": round(duration_s, 1),
+        "group_s": group_s or {},
         "machine": machine,
         "figures": {row.figure.key: _row_json(row) for row in rows},
     }

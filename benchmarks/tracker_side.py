@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from benchmarks import data
-from benchmarks.jobs import emit, per_call_batch, repeat, serve, wait_for_go
+from benchmarks.jobs import emit, per_call_batch, read_loop, repeat, serve, wait_for_go, watch
 
 _POPULATE_CHUNK = 5_000  # runs per write transaction when populating
 
@@ -199,6 +199,54 @@ def op_worker(job: dict[str, Any]) -> dict[str, Any]:
         committed.append(active.id)
     return {"waits": waits, "errors": errors, "committed": committed,
             "finished_at": time.time()}
+
+
+def op_reader(job: dict[str, Any]) -> dict[str, Any]:
+    """One of the processes looping over ``tracker.runs()`` while others write."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+    return {"errors": read_loop(tracker.runs, go=job["go"], stop=job["stop"])}
+
+
+def op_watch(job: dict[str, Any]) -> dict[str, Any]:
+    """Long-lived process B: polls ``tracker.runs()``, says when each completed run shows."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+
+    def finished() -> set[str]:
+        frame = tracker.runs()
+        return set(frame.loc[frame["status"] == "completed", "name"])
+
+    watch(finished, stop=job["stop"], poll_s=job["poll_s"])
+    return {}
+
+
+def op_end_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Process A: start, log and end one run, then exit; ``ended_at`` is the end call's time."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+    tracker.start_run(job["name"])
+    tracker.log_param("lr", 0.1)
+    tracker.log_metric("loss", 0.5)
+    ended_at = time.time()
+    tracker.end_run()
+    return {"ended_at": ended_at}
+
+
+def op_script(job: dict[str, Any]) -> dict[str, Any]:
+    """Issue #10's script: ``runs`` runs of one metric, then exit with status 0."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+    ended_at = 0.0
+    for i in range(job["runs"]):
+        with tracker.start_run(f"w{job['worker']}-{i}"):
+            tracker.log_metric("loss", 1 / (i + 1))
+            ended_at = time.time()
+    return {"ended_at": ended_at}
 
 
 def op_widget(job: dict[str, Any]) -> dict[str, Any]:

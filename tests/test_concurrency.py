@@ -253,6 +253,43 @@ def test_a_long_lived_reader_sees_runs_that_exited_processes_left_in_spools(
     assert time.monotonic() - started < 1
 
 
+SCRIPT = textwrap.dedent("""
+    import sys, tracker
+    k = sys.argv[1]
+    for i in range(60):
+        with tracker.start_run(f"w{k}-{i}"):
+            tracker.log_metric("loss", 1 / (i + 1))
+""")
+
+
+@pytest.mark.slow
+def test_a_long_lived_reader_sees_all_runs_of_scripts_that_exited_within_a_second(
+        tmp_path: Path) -> None:
+    # Issue #10's scenario: four plain scripts end 60 runs each and exit with status 0; a
+    # process that read the catalog before they started (a notebook) must see all 240 at once,
+    # not 60, 120 or 180 of them until some later recovery.
+    path = tmp_path / "scripts.duckdb"
+    reader = tracker.Catalog(path)
+    assert reader.runs().empty
+    env = {**os.environ, "TRACKER_CATALOG": str(path)}
+    scripts = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(k)], env=env,
+                                stderr=subprocess.PIPE, text=True) for k in range(4)]
+    for script in scripts:
+        _, err = script.communicate(timeout=600)
+        assert script.returncode == 0, err
+    exited = time.monotonic()
+    while True:
+        frame = reader.runs()
+        waited = time.monotonic() - exited
+        if len(frame) == 240 or waited > 5:
+            break
+        time.sleep(0.05)
+    assert len(frame) == 240, f"saw {len(frame)} of 240 runs {waited:.1f} s after the exits"
+    assert waited <= 1.0
+    assert set(frame["name"]) == {f"w{k}-{i}" for k in range(4) for i in range(60)}
+    assert set(frame["status"]) == {"completed"}
+
+
 def test_a_waiting_writer_tries_again_every_few_milliseconds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A long wait must not grow into long sleeps: the waiter would sleep through the moments

@@ -10,5 +10,6 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     queries,
     scan,
     startup,
+    visibility,
     widgets,
 )

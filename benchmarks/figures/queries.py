@@ -116,9 +116,7 @@ def _cut(taken: Measure | None, limit_s: float) -> Measure:
 
 
 def _noted(measure: Measure, note: str) -> Measure:
-    if not note or measure.stats is None:
-        return measure
-    return Measure.of(measure.samples, note="; ".join(filter(None, [measure.note, note])))
+    return measure if not note or measure.stats is None else measure.noted(note)
 
 
 def _rows_note(ours: int | None, theirs: int | None) -> str:
