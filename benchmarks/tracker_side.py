@@ -107,7 +107,8 @@ def op_populate(job: dict[str, Any]) -> dict[str, Any]:
     over an hour for 100k runs; ``ingest.write_events`` is the same code the flusher runs.
     """
     import tracker
-    from tracker import _ids, ingest, values
+    from tracker import _ids, values
+    from tracker.storage import writer as ingest
 
     catalog = tracker.Catalog(job["catalog"])
     started = time.perf_counter()

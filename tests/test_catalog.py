@@ -18,7 +18,8 @@ import duckdb
 import pytest
 
 import tracker
-from tracker import _duckdb, schema
+from tracker.storage import instances as _duckdb
+from tracker.storage import schema
 from tracker.errors import (
     CatalogError,
     CatalogFullError,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import _lock
+from tracker.storage import lock as _lock
 from tracker.run import SPOOL_BOUND
 
 WRITER = textwrap.dedent("""
@@ -153,7 +153,7 @@ def test_a_process_killed_while_creating_the_catalog_leaves_it_creatable(tmp_pat
 
 HOLDER = textwrap.dedent("""
     import sys
-    from tracker import _lock
+    from tracker.storage import lock as _lock
     with _lock.locked(sys.argv[1], write=sys.argv[2] == "write", timeout=60):
         print("locked", flush=True)
         sys.stdin.readline()  # held until the test says so

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 import tracker
-from tracker import ingest, spools
+from tracker.storage import spools
+from tracker.storage import writer as ingest
 
 
 def _dead_pid() -> int:

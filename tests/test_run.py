@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import _lock, ingest, spools
+from tracker.storage import lock as _lock
+from tracker.storage import spools
+from tracker.storage import writer as ingest
 from tracker.run import SPOOL_BOUND
 
 

@@ -25,7 +25,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _duckdb, _files, _lock, arguments, schema
+from tracker import arguments
+from tracker.storage import files as _files
+from tracker.storage import instances as _duckdb
+from tracker.storage import lock as _lock
+from tracker.storage import schema
 from tracker.errors import (
     CatalogError,
     CatalogFullError,

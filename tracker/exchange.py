@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _files, arguments, columns, descriptor, redaction, schema, values
+from tracker import arguments, descriptor, redaction, values
+from tracker.storage import columns, schema
+from tracker.storage import files as _files
 from tracker.errors import ArgumentError
 from tracker.hashing import hash_bytes
-from tracker.ingest import _insert_missing
+from tracker.storage.writer import _insert_missing
 from tracker.search import _prepare_read, _records, resolve
 
 if TYPE_CHECKING:

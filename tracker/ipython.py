@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import _duckdb, api, models, redaction
+from tracker import api, models, redaction
+from tracker.storage import instances as _duckdb
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError, TrackerWarning
 from tracker.run import Run

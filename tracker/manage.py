@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, columns, redaction, values
+from tracker import arguments, redaction, values
+from tracker.storage import columns
 from tracker.errors import ArgumentError
 from tracker.search import _prepare_read, check_filters, matching, resolve
 

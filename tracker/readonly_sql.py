@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tracker import schema
+from tracker.storage import schema
 from tracker.errors import ArgumentError, CatalogError, ReadOnlySQLError, SQLError, first_line
 
 if TYPE_CHECKING:

@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, redaction, spools, teardown, values
+from tracker import _ids, arguments, models, redaction, teardown, values
+from tracker.storage import spools
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -465,7 +466,7 @@ class Recorder:
         wait = self.catalog.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         if not self._db_lock.acquire(timeout=max(wait, 0.001)):
-            from tracker import _lock
+            from tracker.storage import lock as _lock
 
             holder = _lock.holder_of(f"{self.catalog.path}.lock") or "another process"
             raise CatalogLockedError(
@@ -486,7 +487,7 @@ class Recorder:
                 "tracking retries in the background")
 
     def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
-        from tracker import ingest
+        from tracker.storage import writer as ingest
 
         with self._spool_lock:
             batch, self._pending = self._pending, []

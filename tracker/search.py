@@ -14,7 +14,9 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, columns, ingest, query, readonly_sql, values
+from tracker import _ids, arguments, query, readonly_sql, values
+from tracker.storage import columns
+from tracker.storage import writer as ingest
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,

@@ -31,7 +31,7 @@ except ImportError:  # Windows: threads are still serialised; processes are not.
     fcntl = None  # type: ignore[assignment]
 
 from tracker import teardown
-from tracker._files import check_lock_file
+from tracker.storage.files import check_lock_file
 from tracker.errors import CatalogError, CatalogLockedError
 
 _FLOCK = "hhqqi4x"  # struct flock on Linux x86_64/aarch64: type, whence, start, len, pid

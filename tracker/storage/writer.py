@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, models, schema, spools, values
+from tracker import models, values
+from tracker.storage import columns, schema, spools
 from tracker.errors import CatalogError, TrackerWarning
 
 if TYPE_CHECKING:
