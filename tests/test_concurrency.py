@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker.storage import lock as _lock
 from tracker.run import SPOOL_BOUND
+from tracker.storage import lock as _lock
 
 WRITER = textwrap.dedent("""
     import sys, tracker

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import tracker
+from tracker import events
 from tracker.storage import spools
 from tracker.storage import writer as ingest
 
@@ -86,7 +87,8 @@ def test_an_event_the_catalog_refuses_is_quarantined_and_the_rest_applied(
     for seq, event in enumerate(poisoned, start=1):
         event[0] = seq
     unnamed = _run_events("unnamed", "bad-\udfff")  # a start the catalog refuses
-    batch = [(event[2], event[0], tuple(event[1:])) for event in [*good, *poisoned, *unnamed]]
+    batch = [events.Spooled(event[2], event[0], events.from_list(event[1:]))
+             for event in [*good, *poisoned, *unnamed]]
 
     assert ingest.write_events(catalog, batch) == 2 + len(unnamed)
 
@@ -140,7 +142,9 @@ def test_a_malformed_event_is_quarantined_and_the_rest_applied(catalog: tracker.
 
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert catalog.runs()["status"].tolist() == ["completed"]
-    assert [entry["event"] for entry in _quarantined(catalog)] == [["artifact", "r1", "input"]]
+    kept = _quarantined(catalog)  # a line that is no event's shape is kept as it was read
+    assert [entry["event"] for entry in kept] == ['[2, "artifact", "r1", "input"]\n']
+    assert "line 3" in kept[0]["error"]
 
 
 class _Counting:
@@ -162,7 +166,7 @@ class _Counting:
 
 
 def _statements_of(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch,
-                   batch: list[tuple[str, int, tuple[Any, ...]]]) -> list[str]:
+                   batch: list[events.Spooled]) -> list[str]:
     """The SQL statements ``write_events`` runs for ``batch``."""
     sql: list[str] = []
     connect = catalog.connect
@@ -178,13 +182,13 @@ def _statements_of(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch,
     return sql
 
 
-def _short_run(run_id: str, params: int, metrics: int) -> list[tuple[str, int, tuple[Any, ...]]]:
+def _short_run(run_id: str, params: int, metrics: int) -> list[events.Spooled]:
     now = time.time()
-    events: list[tuple[Any, ...]] = [("start", run_id, {"name": run_id, "started_at": now})]
-    events += [("param", run_id, f"p{i}", i / 10, "float", now) for i in range(params)]
-    events += [("metric", run_id, f"m{i}", i / 10, None, now) for i in range(metrics)]
-    events.append(("end", run_id, "completed", now + 1, None))
-    return [(run_id, seq, event) for seq, event in enumerate(events, start=1)]
+    shapes: list[events.Event] = [events.Start(run_id, {"name": run_id, "started_at": now})]
+    shapes += [events.Param(run_id, f"p{i}", i / 10, "float", now) for i in range(params)]
+    shapes += [events.Metric(run_id, f"m{i}", i / 10, None, now) for i in range(metrics)]
+    shapes.append(events.End(run_id, "completed", now + 1, None))
+    return [events.Spooled(run_id, seq, event) for seq, event in enumerate(shapes, start=1)]
 
 
 def test_a_run_is_written_in_a_few_statements_whatever_its_size(
@@ -216,9 +220,10 @@ def test_a_write_to_an_existing_run_rewrites_only_its_new_values(
         catalog: tracker.Catalog) -> None:
     ingest.write_events(catalog, _short_run("run", 2, 1)[:-1])  # still running
     now = time.time()
-    ingest.write_events(catalog, [("run", 5, ("param", "run", "p1", "changed", "str", now)),
-                                  ("run", 6, ("metric", "run", "late", 2.0, 3, now)),
-                                  ("run", 7, ("end", "run", "completed", now, None))])
+    ingest.write_events(catalog, [
+        events.Spooled("run", 5, events.Param("run", "p1", "changed", "str", now)),
+        events.Spooled("run", 6, events.Metric("run", "late", 2.0, 3, now)),
+        events.Spooled("run", 7, events.End("run", "completed", now, None))])
     run = catalog.runs(limit=None).iloc[0]
     assert (run["params.p0"], run["params.p1"], run["metrics.m0"], run["metrics.late"]) == (
         0.0, "changed", 0.0, 2.0)
@@ -230,9 +235,10 @@ def test_a_refused_event_survives_a_failed_quarantine_write(
     # The disk is full when the refused param is quarantined: the recorder retries the batch.
     catalog.runs()
     now = time.time()
-    batch = [("r1", 1, ("start", "r1", {"name": "q", "project": "default", "started_at": now})),
-             ("r1", 2, ("param", "r1", "k", 1, "int", "not-a-time")),
-             ("r1", 3, ("metric", "r1", "m", 1.0, 0, now))]
+    start = events.Start("r1", {"name": "q", "project": "default", "started_at": now})
+    batch = [events.Spooled("r1", 1, start),
+             events.Spooled("r1", 2, events.Param("r1", "k", 1, "int", "not-a-time")),
+             events.Spooled("r1", 3, events.Metric("r1", "m", 1.0, 0, now))]
     real = spools.quarantine
 
     def full(*args: Any, **kwargs: Any) -> Path:

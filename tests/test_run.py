@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import tracker
+from tracker.run import SPOOL_BOUND
 from tracker.storage import lock as _lock
 from tracker.storage import spools
 from tracker.storage import writer as ingest
-from tracker.run import SPOOL_BOUND
 
 
 def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:

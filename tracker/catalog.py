@@ -26,10 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
-from tracker.storage import files as _files
-from tracker.storage import instances as _duckdb
-from tracker.storage import lock as _lock
-from tracker.storage import schema
 from tracker.errors import (
     CatalogError,
     CatalogFullError,
@@ -39,6 +35,10 @@ from tracker.errors import (
     TrackerError,
     first_line,
 )
+from tracker.storage import files as _files
+from tracker.storage import instances as _duckdb
+from tracker.storage import lock as _lock
+from tracker.storage import schema
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments, descriptor, redaction, values
-from tracker.storage import columns, schema
-from tracker.storage import files as _files
 from tracker.errors import ArgumentError
 from tracker.hashing import hash_bytes
-from tracker.storage.writer import _insert_missing
 from tracker.search import _prepare_read, _records, resolve
+from tracker.storage import columns, schema
+from tracker.storage import files as _files
+from tracker.storage.writer import _insert_missing
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog

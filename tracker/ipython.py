@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from tracker import api, models, redaction
-from tracker.storage import instances as _duckdb
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError, TrackerWarning
 from tracker.run import Run
 from tracker.settings import TrackerSettings
+from tracker.storage import instances as _duckdb
 
 SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments, redaction, values
-from tracker.storage import columns
 from tracker.errors import ArgumentError
 from tracker.search import _prepare_read, check_filters, matching, resolve
+from tracker.storage import columns
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog

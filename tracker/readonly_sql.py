@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tracker.storage import schema
 from tracker.errors import ArgumentError, CatalogError, ReadOnlySQLError, SQLError, first_line
+from tracker.storage import schema
 
 if TYPE_CHECKING:
     import pandas as pd

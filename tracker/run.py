@@ -30,8 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, redaction, teardown, values
-from tracker.storage import spools
+from tracker import _ids, arguments, events, models, redaction, teardown, values
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -39,6 +38,7 @@ from tracker.errors import (
     CatalogLockedError,
     TrackerWarning,
 )
+from tracker.storage import spools
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -145,7 +145,7 @@ class Run:
             return
         self._params[key] = value
         self._kinds[key] = kind
-        self._push(("param", self.id, key, value, kind, time.time()))
+        self._push(events.Param(self.id, key, value, kind, time.time()))
 
     def _log_param_slow(self, key: Any, value: Any) -> None:
         try:
@@ -203,7 +203,7 @@ class Run:
             self._log_metric_slow(key, value, step)
             return
         self._metrics[key] = value
-        self._push(("metric", self.id, key, value, step, time.time()))
+        self._push(events.Metric(self.id, key, value, step, time.time()))
 
     def _log_metric_slow(self, key: Any, value: Any, step: Any) -> None:
         name = self._key(key, "metric")
@@ -224,7 +224,7 @@ class Run:
                             "64-bit range steps are stored in; recorded without a step")
             step = None
         self._metrics[name] = number
-        self._push(("metric", self.id, name, number, step, time.time()))
+        self._push(events.Metric(self.id, name, number, step, time.time()))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Record several metrics at one step."""
@@ -249,13 +249,14 @@ class Run:
             return
         # `https://user:password@...` and keys in a URI never reach the spool.
         uri = self._recorder.redactor.text(uri) or uri
-        self._push(("artifact", self.id, role, uri, None, time.time()))
+        self._push(events.Artifact(self.id, role, uri, None, time.time()))
 
     def record(self, kind: str, *payload: Any) -> None:
-        """Queue a raw event (``cell``, ``env``, ``set``, ``stored``): for the extension."""
+        """Queue an event of another kind (``cell``, ``env``, ``set``, ``stored``: the fields of
+        its :mod:`tracker.events` shape after the run id): for the notebook extension."""
         if kind != "stored":  # a stored file's path must stay the path that opens it
             payload = tuple(values.cleaned(item) for item in payload)
-        self._push((kind, self.id, *payload))
+        self._push(events.make(kind, self.id, *payload))
 
     def _warn_once(self, topic: str, message: str, *, stacklevel: int = 4) -> None:
         if topic in self._warned:
@@ -277,7 +278,7 @@ class Run:
 
     def _queue_end(self, status: str, error: str | None = None) -> None:
         self.ended = True
-        self._push(("end", self.id, status, time.time(), self._recorder.redactor.text(error)))
+        self._push(events.End(self.id, status, time.time(), self._recorder.redactor.text(error)))
 
     def __enter__(self) -> Run:
         return self
@@ -297,11 +298,11 @@ class Recorder:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.queue: collections.deque[events.Event] = collections.deque()
         self.stack: list[Run] = []  # active runs, innermost last
         self._seq: dict[str, int] = {}
         self._spool: Any = None  # this process's spool file, opened by the first event
-        self._pending: list[tuple[str, int, tuple[Any, ...]]] = []
+        self._pending: list[events.Spooled] = []
         self._spool_lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._wake = threading.Event()
@@ -347,7 +348,7 @@ class Recorder:
         run = Run(self, _ids.new_run_id(), values.text(name) if name else _ids.new_run_name(),
                   values.text(project), parent_id)
         run.session = session
-        self.queue.append(("start", run.id, self._start_attrs(run, labels, notes, attrs)))
+        self.queue.append(events.Start(run.id, self._start_attrs(run, labels, notes, attrs)))
         self.stack.append(run)
         if params:
             run.log_params(params)
@@ -399,20 +400,20 @@ class Recorder:
                 return
             # Opened before any event leaves the queue: if opening fails, nothing is lost.
             handle = self._spool or self._open_spool()
-            events = []
+            taken = []
             while self.queue:
-                events.append(self.queue.popleft())
-            lines, pending, seqs, rejected = self._encoded(events)
+                taken.append(self.queue.popleft())
+            lines, pending, seqs, rejected = self._encoded(taken)
             try:
                 if rejected:  # first: if this fails, nothing was written
                     spools.quarantine(self.catalog, self.spool_path.stem, rejected)
             except BaseException:
-                self.queue.extendleft(reversed(events))
+                self.queue.extendleft(reversed(taken))
                 raise
             try:
                 spools.append_whole(handle, "".join(lines).encode())
             except BaseException:
-                self.queue.extendleft(reversed([event for _, _, event in pending]))
+                self.queue.extendleft(reversed([item.event for item in pending]))
                 raise
             self._seq.update(seqs)
             self._pending.extend(pending)
@@ -420,21 +421,21 @@ class Recorder:
             self.warn(f"{len(rejected)} event(s) could not be written to the spool; kept in "
                       f"{spools.quarantine_dir(self.catalog)}")
 
-    def _encoded(self, events: list[tuple[Any, ...]]) -> tuple[
-            list[str], list[tuple[str, int, tuple[Any, ...]]], dict[str, int], list[Any]]:
-        """Spool lines for ``events``, numbered per run, and the events JSON cannot hold."""
+    def _encoded(self, queued: list[events.Event]) -> tuple[
+            list[str], list[events.Spooled], dict[str, int], list[spools.Reject]]:
+        """Spool lines for ``queued``, numbered per run, and the events JSON cannot hold."""
         seqs: dict[str, int] = {}
         lines, pending, rejected = [], [], []
-        for event in events:
-            run_id = event[1]
+        for event in queued:
+            run_id = event.run_id
             seq = seqs.get(run_id, self._seq.get(run_id, 0)) + 1
             try:
-                lines.append(_encode([seq, *event]) + "\n")
+                lines.append(_encode([seq, *events.as_list(event)]) + "\n")
             except Exception as exc:  # a raw event with an object JSON cannot write
-                rejected.append((repr(exc), run_id, None, event))
+                rejected.append(spools.Reject(repr(exc), run_id, None, event))
                 continue
             seqs[run_id] = seq
-            pending.append((run_id, seq, event))
+            pending.append(events.Spooled(run_id, seq, event))
         return lines, pending, seqs, rejected
 
     def _open_spool(self) -> Any:
@@ -503,7 +504,7 @@ class Recorder:
             self.warn(f"{kept} event(s) the catalog could not store were kept in "
                       f"{spools.quarantine_dir(self.catalog)}")
         self._last_write = time.monotonic()
-        self._after_write({run_id for run_id, _, _ in batch})
+        self._after_write({item.run_id for item in batch})
 
     def _after_write(self, run_ids: Iterable[str]) -> None:
         """Everything up to now is in the catalog: empty the spool, forget ended runs."""
@@ -571,7 +572,7 @@ class Recorder:
         if self.stack and now - self._last_beat >= HEARTBEAT_INTERVAL:
             self._last_beat = now
             for run in self.stack:
-                self.queue.append(("beat", run.id, time.time()))
+                self.queue.append(events.Beat(run.id, time.time()))
         # Cleared before spooling: an event whose _write_soon this overwrites was queued
         # before it, so the spool below takes it and this tick writes it.
         due = now >= self._due

@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, arguments, query, readonly_sql, values
-from tracker.storage import columns
-from tracker.storage import writer as ingest
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,
@@ -24,6 +22,8 @@ from tracker.errors import (
     RunNotFoundError,
 )
 from tracker.models import RunInfo
+from tracker.storage import columns
+from tracker.storage import writer as ingest
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -23,15 +23,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import models, values
-from tracker.storage import columns, schema, spools
+from tracker import events, models, values
 from tracker.errors import CatalogError, TrackerWarning
+from tracker.events import Event, Spooled
+from tracker.storage import columns, schema, spools
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
-Event = tuple[Any, ...]
-Batch = Sequence[tuple[str, int, Event]]  # (run id, seq, event)
+Batch = Sequence[Spooled]
 Reject = spools.Reject
 Keep = Callable[[list[Reject]], list[Reject]]  # quarantines rejects, returns them
 
@@ -101,29 +101,28 @@ def _apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
             raise
     else:
         return keep(startless)
-    by_run: dict[str, list[tuple[str, int, Event]]] = defaultdict(list)
+    by_run: dict[str, list[Spooled]] = defaultdict(list)
     for item in batch:
-        by_run[item[0]].append(item)
+        by_run[item.run_id].append(item)
     # A run whose start is refused: its other events come back as startless, so kept too.
     return [reject for events in by_run.values() for reject in _bisected(con, events, keep)]
 
 
-def _bisected(con: Any, events: list[tuple[str, int, Event]],
-              keep: Keep) -> list[Reject]:
+def _bisected(con: Any, numbered: list[Spooled], keep: Keep) -> list[Reject]:
     """Apply ``events`` in order, halving around the ones the catalog refuses; a refused event
     goes to ``keep`` before the next half commits (and moves runs.spool_seq past it)."""
     try:
-        startless = _transaction(con, events)
+        startless = _transaction(con, numbered)
     except Exception as exc:
         if not _data_error(exc):
             raise
-        if len(events) == 1:
-            run_id, seq, event = events[0]
-            return keep([(f"{type(exc).__name__}: {exc}", run_id, seq, event)])
+        if len(numbered) == 1:
+            run_id, seq, event = numbered[0]
+            return keep([Reject(f"{type(exc).__name__}: {exc}", run_id, seq, event)])
     else:
         return keep(startless)
-    half = len(events) // 2
-    return _bisected(con, events[:half], keep) + _bisected(con, events[half:], keep)
+    half = len(numbered) // 2
+    return _bisected(con, numbered[:half], keep) + _bisected(con, numbered[half:], keep)
 
 
 def _transaction(con: Any, batch: Batch) -> list[Reject]:
@@ -136,7 +135,7 @@ def _transaction(con: Any, batch: Batch) -> list[Reject]:
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
-    return [("no start event of this run was ever stored", run_id, seq, event)
+    return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless]
 
 
@@ -151,24 +150,23 @@ def _data_error(exc: BaseException) -> bool:
         isinstance(exc, (duckdb.Error, OSError))
 
 
-def _prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[tuple[str, int, Event]],
-                                                             list[Reject]]:
+def _prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list[Reject]]:
     """Each event prepared (:func:`_prepare`), and those too malformed to prepare; an
     OSError (a file that cannot be read or copied now) is raised, to be retried."""
     prepared, rejected = [], []
     for run_id, seq, event in batch:
         try:
-            prepared.append((run_id, seq, _prepare(catalog, event)))
+            prepared.append(Spooled(run_id, seq, _prepare(catalog, event)))
         except OSError:
             raise
         except Exception as exc:
-            rejected.append((f"{type(exc).__name__}: {exc}", run_id, seq, event))
+            rejected.append(Reject(f"{type(exc).__name__}: {exc}", run_id, seq, event))
     return prepared, rejected
 
 
 def _prepare(catalog: Catalog, event: Event) -> Event:
     """Hash local files and store blobs outside the lock: the slow part of an event."""
-    if event[0] not in ("artifact", "stored"):
+    if not isinstance(event, events.Artifact | events.Stored):
         return event
     from tracker.capture import suppressed
 
@@ -177,14 +175,13 @@ def _prepare(catalog: Catalog, event: Event) -> Event:
 
 
 def _prepared(catalog: Catalog, event: Event) -> Event:
-    kind = event[0]
-    if kind == "artifact" and event[4] is None and "://" not in event[3]:
+    if isinstance(event, events.Artifact) and event.facts is None and "://" not in event.uri:
         from tracker.hashing import file_facts
 
-        return (*event[:4], _facts(file_facts(event[3])), *event[5:])
-    if kind == "stored":
-        _, run_id, role, path, ts = event
-        return ("artifact", run_id, role, path, _store_blob(catalog, path), ts)
+        return event._replace(facts=_facts(file_facts(event.uri)))
+    if isinstance(event, events.Stored):
+        return events.Artifact(event.run_id, event.role, event.path,
+                               _store_blob(catalog, event.path), event.ts)
     return event
 
 
@@ -236,22 +233,22 @@ class _Rows:
         self.valued: list[str] = []  # runs whose latest params or metrics changed
 
 
-def apply(con: Any, batch: Batch) -> list[tuple[str, int, Event]]:
+def apply(con: Any, batch: Batch) -> list[Spooled]:
     """Apply events inside the caller's transaction; return those of runs whose start was
     never stored (nothing to attach them to: the caller keeps them)."""
-    by_run: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-    for run_id, seq, event in batch:
-        by_run[run_id].append((seq, event))
+    by_run: dict[str, list[Spooled]] = defaultdict(list)
+    for item in batch:
+        by_run[item.run_id].append(item)
     existing = _existing_runs(con, list(by_run))
     rows = _Rows()
     now = time.time()
     startless = []
-    for run_id, events in by_run.items():
+    for run_id, numbered in by_run.items():
         row = existing.get(run_id)
         applied = (row or {}).get("spool_seq") or 0
-        fresh = [(seq, event) for seq, event in events if seq > applied]
+        fresh = [item for item in numbered if item.seq > applied]
         if fresh and not _gather(rows, run_id, fresh, row, now):
-            startless += [(run_id, seq, event) for seq, event in fresh]
+            startless += fresh
     _write(con, rows)
     return startless
 
@@ -263,7 +260,7 @@ def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {r[0]: {"spool_seq": r[1], "params": r[2], "metrics": r[3]} for r in rows}
 
 
-def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
+def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             row: dict[str, Any] | None, now: float) -> bool:
     """Fold one run's events into column values (a whole new row, or updates) and rows;
     False, and nothing gathered, for events of a run whose start was never recorded."""
@@ -271,30 +268,28 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
     state: dict[str, Any] = {}
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
-    for _, event in events:
-        kind = event[0]
-        if kind == "start" and row is None:
-            state.update(_start_columns(run_id, event[2]))
-        elif kind == "param":
-            _, _, key, value, param_kind, ts = event
-            rows.params.append((run_id, key, json.dumps(value), param_kind, ts))
-            params[key] = value
-        elif kind == "metric":
-            _, _, key, value, step, ts = event
-            rows.metrics.append((run_id, key, value, step, ts))
-            metrics[key] = values.encode_float(value)
-        elif kind == "artifact":
-            rows.artifacts.append((run_id, *event[2:]))
-        elif kind == "cell":
-            rows.cells.append(_cell_row(run_id, event[2]))
-        elif kind == "env":
-            rows.environments[event[2]] = event[3]
-            state["environment_id"] = event[2]
-        elif kind == "set":
-            state.update(event[2])
-        elif kind == "end":
-            _, _, status, ts, error = event
-            state.update(status=status, ended_at=ts, error=error)
+    for _, _, event in numbered:
+        if isinstance(event, events.Start):
+            if row is None:
+                state.update(_start_columns(run_id, event.attrs))
+        elif isinstance(event, events.Param):
+            rows.params.append((run_id, event.key, json.dumps(event.value), event.kind,
+                                event.ts))
+            params[event.key] = event.value
+        elif isinstance(event, events.Metric):
+            rows.metrics.append((run_id, event.key, event.value, event.step, event.ts))
+            metrics[event.key] = values.encode_float(event.value)
+        elif isinstance(event, events.Artifact):
+            rows.artifacts.append((run_id, event.role, event.uri, event.facts, event.ts))
+        elif isinstance(event, events.Cell):
+            rows.cells.append(_cell_row(run_id, event.cell))
+        elif isinstance(event, events.Env):
+            rows.environments[event.env_id] = event.data
+            state["environment_id"] = event.env_id
+        elif isinstance(event, events.Update):
+            state.update(event.attrs)
+        elif isinstance(event, events.End):
+            state.update(status=event.status, ended_at=event.ts, error=event.error)
     if row is None and "id" not in state:  # nothing to attach them to
         _truncate(rows, *start)
         return False
@@ -304,7 +299,7 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         state["metrics"] = _merged((row or {}).get("metrics"), metrics)
     if params or metrics:
         rows.valued.append(run_id)
-    state.update(heartbeat_at=now, spool_seq=events[-1][0])
+    state.update(heartbeat_at=now, spool_seq=numbered[-1].seq)
     if row is None:
         if state.get("ended_at") is not None:
             state["duration"] = state["ended_at"] - state["started_at"]
@@ -574,7 +569,7 @@ def _is_dead(host: str | None, pid: int | None, started: float | None,
 
 def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
     """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
-    crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
+    crashed = sorted(set(dead) | {item.run_id for item in spooled})
     if not crashed:
         return
     con.execute(
