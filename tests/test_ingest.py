@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 import tracker
-from tracker import events
+from tracker import delivery, events
+from tracker.run import local_to
 from tracker.storage import spools
-from tracker.storage import writer as ingest
 
 
 def _dead_pid() -> int:
@@ -52,8 +52,13 @@ def _lines(events: list[list[Any]]) -> list[str]:
     return [json.dumps(event) + "\n" for event in events]
 
 
+def _write(catalog: tracker.Catalog, batch: list[events.Spooled]) -> int:
+    """Write ``batch`` as this process's recorder would (recovering on a first write)."""
+    return delivery.write_events(catalog, batch, local=local_to(catalog.path))
+
+
 def _quarantined(catalog: tracker.Catalog) -> list[dict[str, Any]]:
-    folder = spools.quarantine_dir(catalog)
+    folder = spools.quarantine_dir(catalog.store)
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl"))
             for line in path.read_text().splitlines()]
 
@@ -90,7 +95,7 @@ def test_an_event_the_catalog_refuses_is_quarantined_and_the_rest_applied(
     batch = [events.Spooled(event[2], event[0], events.from_list(event[1:]))
              for event in [*good, *poisoned, *unnamed]]
 
-    assert ingest.write_events(catalog, batch) == 2 + len(unnamed)
+    assert _write(catalog, batch) == 2 + len(unnamed)
 
     frame = tracker.Catalog(catalog.path).runs()  # a fresh process reads the catalog fine
     assert sorted(frame["name"]) == ["good", "poisoned"]
@@ -121,12 +126,12 @@ def test_a_dead_process_spool_with_a_poison_event_no_longer_breaks_reads(
 def test_a_spool_whose_bad_lines_cannot_be_kept_is_not_deleted(catalog: tracker.Catalog) -> None:
     catalog.runs()
     spool = _orphaned_spool(catalog, [*_lines(_run_events("r1", "r1")), "garbage\n"])
-    spools.quarantine_dir(catalog).write_text("")  # a file where the folder should be
+    spools.quarantine_dir(catalog.store).write_text("")  # a file where the folder should be
 
     assert list(catalog.runs()["name"]) == ["r1"]  # the read goes on; what could be, is in
     assert spool.exists()
 
-    os.unlink(spools.quarantine_dir(catalog))
+    os.unlink(spools.quarantine_dir(catalog.store))
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert list(catalog.runs()["name"]) == ["r1"]  # a replay applies nothing twice
     assert not spool.exists()
@@ -177,7 +182,7 @@ def _statements_of(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch,
             yield _Counting(con, sql)
 
     monkeypatch.setattr(catalog, "connect", counting)
-    ingest.write_events(catalog, batch)
+    _write(catalog, batch)
     monkeypatch.undo()
     return sql
 
@@ -193,7 +198,7 @@ def _short_run(run_id: str, params: int, metrics: int) -> list[events.Spooled]:
 
 def test_a_run_is_written_in_a_few_statements_whatever_its_size(
         catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    ingest.write_events(catalog, _short_run("first", 20, 5))  # creates the catalog, its columns
+    _write(catalog, _short_run("first", 20, 5))  # creates the catalog, its columns
     small = _statements_of(catalog, monkeypatch, _short_run("small", 1, 1))
     large = _statements_of(catalog, monkeypatch, _short_run("large", 20, 5))
     assert len(large) == len(small) <= 12  # one insert per table, not one per row
@@ -207,7 +212,7 @@ def test_a_run_is_written_in_a_few_statements_whatever_its_size(
 def test_many_runs_in_one_batch_keep_every_value(catalog: tracker.Catalog) -> None:
     # Past ingest's bulk threshold rows go through a DataFrame rather than bound lists.
     batch = [event for i in range(600) for event in _short_run(f"r{i:03}", 2, 1)]
-    assert ingest.write_events(catalog, batch) == 0
+    assert _write(catalog, batch) == 0
     runs = catalog.runs("params.p1 = 0.1", order_by="name", limit=None)
     assert len(runs) == 600
     assert list(runs["metrics.m0"].unique()) == [0.0]
@@ -218,9 +223,9 @@ def test_many_runs_in_one_batch_keep_every_value(catalog: tracker.Catalog) -> No
 
 def test_a_write_to_an_existing_run_rewrites_only_its_new_values(
         catalog: tracker.Catalog) -> None:
-    ingest.write_events(catalog, _short_run("run", 2, 1)[:-1])  # still running
+    _write(catalog, _short_run("run", 2, 1)[:-1])  # still running
     now = time.time()
-    ingest.write_events(catalog, [
+    _write(catalog, [
         events.Spooled("run", 5, events.Param("run", "p1", "changed", "str", now)),
         events.Spooled("run", 6, events.Metric("run", "late", 2.0, 3, now)),
         events.Spooled("run", 7, events.End("run", "completed", now, None))])
@@ -246,9 +251,9 @@ def test_a_refused_event_survives_a_failed_quarantine_write(
 
     monkeypatch.setattr(spools, "quarantine", full)
     with pytest.raises(OSError):
-        ingest.write_events(catalog, batch)
+        _write(catalog, batch)
     monkeypatch.setattr(spools, "quarantine", real)
 
-    assert ingest.write_events(catalog, batch) == 1
+    assert _write(catalog, batch) == 1
     assert [(entry["run_id"], entry["seq"]) for entry in _quarantined(catalog)] == [("r1", 2)]
     assert catalog.metric_history("r1")["key"].tolist() == ["m"]

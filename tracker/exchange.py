@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from tracker import arguments, descriptor, redaction, values
 from tracker.errors import ArgumentError
 from tracker.hashing import hash_bytes
-from tracker.search import _prepare_read, _records, resolve
+from tracker.search import prepare_read, records, resolve
 from tracker.storage import columns, schema
 from tracker.storage import files as _files
-from tracker.storage.writer import _insert_missing
+from tracker.storage.writer import insert_missing
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -38,23 +38,23 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     """See :meth:`tracker.Catalog.export_run`."""
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        run = _records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
+        run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
                        [run_id])[0]
         data = {
             "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
-            "params": _records(con, "SELECT key, value, kind, logged_at FROM params "
+            "params": records(con, "SELECT key, value, kind, logged_at FROM params "
                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "metrics": _records(con, "SELECT key, value, step, logged_at FROM metrics "
+            "metrics": records(con, "SELECT key, value, step, logged_at FROM metrics "
                                 "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "artifacts": _records(con, "SELECT a.*, ra.role, ra.logged_at AS linked_at "
+            "artifacts": records(con, "SELECT a.*, ra.role, ra.logged_at AS linked_at "
                                   "FROM run_artifacts ra JOIN artifacts a ON a.id = "
                                   "ra.artifact_id WHERE ra.run_id = ?", [run_id]),
-            "cells": _records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
+            "cells": records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
                               "ORDER BY seq", [run_id]),
-            "environment": _records(con, "SELECT * FROM environments WHERE id = ?",
+            "environment": records(con, "SELECT * FROM environments WHERE id = ?",
                                     [run["environment_id"]]),
         }
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
@@ -205,7 +205,7 @@ def _insert_keys(con: Any, data: dict[str, Any]) -> None:
     metrics: list[tuple[str, ...]] = sorted({(row["key"],) for row in data["metrics"]})
     for table, keys in (("param_keys", params), ("metric_keys", metrics)):
         if keys:
-            _insert_missing(con, table, keys)
+            insert_missing(con, table, keys)
 
 
 def _import_artifact(con: Any, run_id: str, row: dict[str, Any]) -> None:

@@ -90,7 +90,7 @@ def run(catalog: Catalog, text: str, params: Params = None) -> pd.DataFrame:
     import duckdb
     import pyarrow as pa
 
-    from tracker.search import frame
+    from tracker.frames import frame
 
     limit = time_limit()
     with catalog.read_locked() as path:

@@ -7,7 +7,7 @@ thread drains the queue in two stages:
    enough to survive a ``kill -9`` of the process (the next process to open the catalog ingests
    orphaned spools). The notebook extension runs this stage synchronously when a cell finishes.
 2. catalog: about once a second, pending events go to the catalog in one write transaction
-   (``tracker.ingest``), after which the spool is truncated.
+   (``tracker.delivery``, then ``tracker.storage``), after which the spool is truncated.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, arguments, events, models, redaction, teardown, values
+from tracker._process import process_start
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -38,7 +39,7 @@ from tracker.errors import (
     CatalogLockedError,
     TrackerWarning,
 )
-from tracker.storage import spools
+from tracker.storage import recovery, spools
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -63,16 +64,6 @@ def _user() -> str | None:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
-        return None
-
-
-def process_start(pid: int) -> float | None:
-    """When ``pid`` started (clock ticks since boot), to tell a live run from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return float(fields[19])
-    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -406,7 +397,7 @@ class Recorder:
             lines, pending, seqs, rejected = self._encoded(taken)
             try:
                 if rejected:  # first: if this fails, nothing was written
-                    spools.quarantine(self.catalog, self.spool_path.stem, rejected)
+                    spools.quarantine(self.catalog.store, self.spool_path.stem, rejected)
             except BaseException:
                 self.queue.extendleft(reversed(taken))
                 raise
@@ -419,7 +410,7 @@ class Recorder:
             self._pending.extend(pending)
         if rejected:
             self.warn(f"{len(rejected)} event(s) could not be written to the spool; kept in "
-                      f"{spools.quarantine_dir(self.catalog)}")
+                      f"{spools.quarantine_dir(self.catalog.store)}")
 
     def _encoded(self, queued: list[events.Event]) -> tuple[
             list[str], list[events.Spooled], dict[str, int], list[spools.Reject]]:
@@ -488,21 +479,22 @@ class Recorder:
                 "tracking retries in the background")
 
     def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
-        from tracker.storage import writer as ingest
+        from tracker import delivery
 
         with self._spool_lock:
             batch, self._pending = self._pending, []
         if not batch:
             return
         try:
-            kept = ingest.write_events(self.catalog, batch, timeout=timeout, cancel=cancel)
+            kept = delivery.write_events(self.catalog, batch, local=local_to(self.catalog.path),
+                                         timeout=timeout, cancel=cancel)
         except BaseException:
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
             raise
         if kept:
             self.warn(f"{kept} event(s) the catalog could not store were kept in "
-                      f"{spools.quarantine_dir(self.catalog)}")
+                      f"{spools.quarantine_dir(self.catalog.store)}")
         self._last_write = time.monotonic()
         self._after_write({item.run_id for item in batch})
 
@@ -648,6 +640,14 @@ def flush_pending(path: Path, *, timeout: float | None = None) -> None:
     for recorder in list(_recorders):
         if recorder.catalog.path == path:
             recorder.flush(timeout=timeout)
+
+
+def local_to(path: Path) -> recovery.Local:
+    """What this process itself writes to the catalog at ``path`` (any Catalog object): its
+    active runs and its spools, which recovery must never take for a dead process's."""
+    mine = [recorder for recorder in list(_recorders) if recorder.catalog.path == path]
+    return recovery.Local({run.id for recorder in mine for run in recorder.stack},
+                          {recorder.spool_path for recorder in mine})
 
 
 def _stop_all_threads() -> None:

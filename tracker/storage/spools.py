@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import events, values
+from tracker._process import process_start
 from tracker.events import Spooled
 
 if TYPE_CHECKING:
-    from tracker.catalog import Catalog
+    from tracker.storage.store import Store
 
 STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
 
@@ -51,8 +52,6 @@ def owner_alive(host: str | None, pid: int | None, started: float | None) -> boo
         return False
     except PermissionError:
         pass
-    from tracker.run import process_start
-
     now = process_start(pid)
     return started is None or now is None or abs(now - started) < 1e-6
 
@@ -144,7 +143,7 @@ def _spooled_event(line: bytes) -> Spooled:
     return Spooled(event.run_id, seq, event)
 
 
-def retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
+def retire(store: Store, unreadable: dict[Path, list[Reject]]) -> None:
     """Spools whose events are committed go, once their unreadable lines are in quarantine
     (a spool whose lines could not be kept stays; a replay is harmless: see runs.spool_seq).
     Called under the catalog's write lock, so two processes never quarantine a line twice."""
@@ -152,19 +151,19 @@ def retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
         if not path.exists():
             continue  # another process recovered it first
         if lines:
-            quarantine(catalog, path.stem, lines)
+            quarantine(store, path.stem, lines)
         path.unlink(missing_ok=True)
 
 
-def quarantine_dir(catalog: Catalog) -> Path:
+def quarantine_dir(store: Store) -> Path:
     """Where events that could not be stored are kept, as JSON lines, each with its error."""
-    return catalog.spool_dir / "quarantine"
+    return store.spool_dir / "quarantine"
 
 
-def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
+def quarantine(store: Store, name: str, rejects: Iterable[Reject]) -> Path:
     """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool),
     flushed and fsynced before returning."""
-    folder = quarantine_dir(catalog)
+    folder = quarantine_dir(store)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{name}.jsonl"
     text = "".join(_quarantine_line(*reject) for reject in rejects)

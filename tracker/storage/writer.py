@@ -1,11 +1,13 @@
-"""Writing recorded events into the catalog, and recovering what dead processes left behind.
+"""Writing a batch of recorded events into the catalog: one statement per table.
 
-Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died.
+Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died
+(:mod:`tracker.storage.recovery`), already prepared (files hashed, blobs stored) by
+``tracker.delivery``.
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.
 
 Nothing is dropped: an event the catalog refuses (a data error) is set aside in quarantine
-(``tracker.spools``) with its error, and everything else is applied.
+(:mod:`tracker.storage.spools`) with its error, and everything else is applied.
 """
 
 from __future__ import annotations
@@ -15,28 +17,22 @@ import datetime as dt
 import json
 import os
 import socket
-import threading
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import events, models, values
-from tracker.errors import CatalogError, TrackerWarning
-from tracker.events import Event, Spooled
+from tracker.events import Spooled
 from tracker.storage import columns, schema, spools
 
 if TYPE_CHECKING:
-    from tracker.catalog import Catalog
+    from tracker.storage.store import Store
 
 Batch = Sequence[Spooled]
 Reject = spools.Reject
 Keep = Callable[[list[Reject]], list[Reject]]  # quarantines rejects, returns them
 
-RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
-STALE_HEARTBEAT = spools.STALE_HEARTBEAT
 _BULK = 500  # rows above which an insert goes through a DataFrame rather than executemany
 
 
@@ -44,53 +40,19 @@ def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
-                 cancel: threading.Event | None = None) -> int:
-    """Apply ``batch`` in one write transaction (hashing and copying happen before it); return
-    how many events were quarantined rather than applied.
-
-    A process's first write also recovers what dead processes left, in the same catalog open:
-    one open where a fresh kernel's first run used to need two.
-    """
-    recovering = not catalog._last_recovery
-    if recovering:
-        catalog._last_recovery = time.monotonic()
-    orphans = _orphaned_spools(catalog) if recovering else []
-    return _commit(catalog, batch, orphans, find_dead=recovering, timeout=timeout,
-                   cancel=cancel)
-
-
-def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: bool,
-            dead: Sequence[str] = (), timeout: float | None = None,
-            cancel: threading.Event | None = None) -> int:
-    """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
-    (under the lock, so that two recovering processes never quarantine a line twice)."""
-    spooled, unreadable = spools.read(orphans)
-    prepared, rejected = _prepared_batch(catalog, [*batch, *spooled])
-    with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        # Each refused event is in quarantine, on disk, before a commit moves runs.spool_seq
-        # past it: else a failed quarantine write, or a kill, would make a replay skip it.
-        keep = _keeper(catalog)
-        keep(rejected)
-        rejected += _apply_all(con, prepared, keep)
-        _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
-        spools.retire(catalog, unreadable)
-    return len(rejected) + sum(len(lines) for lines in unreadable.values())
-
-
-def _keeper(catalog: Catalog) -> Keep:
+def keeper(store: Store) -> Keep:
     """A function that quarantines rejects (durably) and returns them."""
     name = f"{socket.gethostname()}-{os.getpid()}"
 
     def keep(rejects: list[Reject]) -> list[Reject]:
         if rejects:
-            spools.quarantine(catalog, name, rejects)
+            spools.quarantine(store, name, rejects)
         return rejects
 
     return keep
 
 
-def _apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
+def apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
     run; return the events refused, each passed to ``keep`` as soon as it is known (a lock or
     I/O error is raised, not judged)."""
@@ -148,75 +110,6 @@ def _data_error(exc: BaseException) -> bool:
         return True
     return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError)) and not \
         isinstance(exc, (duckdb.Error, OSError))
-
-
-def _prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list[Reject]]:
-    """Each event prepared (:func:`_prepare`), and those too malformed to prepare; an
-    OSError (a file that cannot be read or copied now) is raised, to be retried."""
-    prepared, rejected = [], []
-    for run_id, seq, event in batch:
-        try:
-            prepared.append(Spooled(run_id, seq, _prepare(catalog, event)))
-        except OSError:
-            raise
-        except Exception as exc:
-            rejected.append(Reject(f"{type(exc).__name__}: {exc}", run_id, seq, event))
-    return prepared, rejected
-
-
-def _prepare(catalog: Catalog, event: Event) -> Event:
-    """Hash local files and store blobs outside the lock: the slow part of an event."""
-    if not isinstance(event, events.Artifact | events.Stored):
-        return event
-    from tracker.capture import suppressed
-
-    with suppressed():  # tracker reading a file is not the notebook reading it
-        return _prepared(catalog, event)
-
-
-def _prepared(catalog: Catalog, event: Event) -> Event:
-    if isinstance(event, events.Artifact) and event.facts is None and "://" not in event.uri:
-        from tracker.hashing import file_facts
-
-        return event._replace(facts=_facts(file_facts(event.uri)))
-    if isinstance(event, events.Stored):
-        return events.Artifact(event.run_id, event.role, event.path,
-                               _store_blob(catalog, event.path), event.ts)
-    return event
-
-
-def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
-    from tracker import redaction
-    from tracker.hashing import file_facts, hash_bytes
-
-    facts = file_facts(path)
-    if facts.hash is None:
-        return _facts(facts)
-    # What is stored is the notebook with its secrets replaced, and the hash is of that.
-    content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
-    digest = hash_bytes(content)
-    folder = catalog.blob_dir
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    blob = folder / digest.replace(":", "-")
-    if not blob.exists():
-        # Written under another name and renamed: a process killed mid-copy must not leave a
-        # truncated file under the hash's name, which every later run would trust. (Purge
-        # removes such leftovers, as it does any unreferenced file over an hour old.)
-        partial = folder / f".{blob.name}.{os.getpid()}-{threading.get_ident()}.part"
-        _write_private(partial, content)
-        os.replace(partial, blob)
-    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": blob.name}
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """Write a file only its owner may read (mode 0600 from the start)."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(content)
-
-
-def _facts(facts: Any) -> dict[str, Any]:
-    """What an artifact event carries about a file (a tracker.hashing.FileFacts)."""
-    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash}
 
 
 class _Rows:
@@ -330,10 +223,10 @@ def _write(con: Any, rows: _Rows) -> None:
     """One statement per table for the whole batch (a run's value columns ride on its row)."""
     if rows.params:
         _insert(con, "params", rows.params)
-        _insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows.params}))
+        insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows.params}))
     if rows.metrics:
         _insert(con, "metrics", rows.metrics)
-        _insert_missing(con, "metric_keys", sorted({(row[1],) for row in rows.metrics}))
+        insert_missing(con, "metric_keys", sorted({(row[1],) for row in rows.metrics}))
     keys = {("params", row[1]) for row in rows.params}
     touched = columns.ensure(con, keys | {("metrics", row[1]) for row in rows.metrics}) \
         if rows.valued else {}
@@ -397,7 +290,7 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
     con.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = ?", [*args, run_id])
 
 
-def _insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
+def insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
     """Add the (key[, kind]) rows ``table`` does not have yet, in one statement."""
     names = ", ".join(schema.column_names(table))
     lists = ", ".join("unnest(?::VARCHAR[])" for _ in keys[0])
@@ -495,84 +388,3 @@ def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
                 [env_id, json.dumps(data, default=str), _ts(time.time())])
 
 
-# -- recovery ------------------------------------------------------------------------------
-
-
-def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
-    """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
-    the read that calls this wait or fail.
-
-    Orphaned spools are looked for on every call (a directory listing), so a long-lived reader
-    sees the runs of processes that exited at once; dead runs at most every RECOVERY_INTERVAL
-    seconds per catalog object. The write lock is only tried, not waited for (unless
-    ``force``): when another process holds the catalog, a later read recovers.
-    """
-    orphans = _orphaned_spools(catalog)
-    now = time.monotonic()
-    due = force or not catalog._last_recovery or now - catalog._last_recovery >= RECOVERY_INTERVAL
-    if not orphans and not due:
-        return
-    dead: list[str] = []
-    if due:
-        catalog._last_recovery = now
-        with catalog.connect(write=False) as con:
-            dead = _dead_runs(con, catalog)
-    if not orphans and not dead:
-        return
-    try:
-        kept = _commit(catalog, [], orphans, find_dead=False, dead=dead,
-                       timeout=None if force else 0.0)
-    except Exception as exc:  # the read goes on; the spools stay for a later one
-        if dead:
-            catalog._last_recovery = 0.0  # look for them again at the next read
-        if not isinstance(exc, OSError | CatalogError):  # locked or full: not news
-            warnings.warn(f"could not recover what exited processes left in "
-                          f"{catalog.spool_dir} ({exc!r}); it stays there for a later read",
-                          TrackerWarning, stacklevel=3)
-        return
-    if kept:
-        warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "
-                      f"{spools.quarantine_dir(catalog)}", TrackerWarning, stacklevel=3)
-
-
-def _dead_runs(con: Any, catalog: Catalog) -> list[str]:
-    """Runs still marked running whose process is gone (not this process's own runs)."""
-    running = con.execute("SELECT id, host, pid, process_start, epoch(heartbeat_at) FROM runs "
-                          "WHERE status = 'running'").fetchall()
-    own = _own_run_ids(catalog)
-    return [r[0] for r in running if r[0] not in own and _is_dead(*r[1:])]
-
-
-def _recorders_of(catalog: Catalog) -> list[Any]:
-    """This process's recorders writing to the catalog's file (any Catalog object)."""
-    from tracker.run import _recorders
-
-    return [r for r in list(_recorders) if r.catalog.path == catalog.path]
-
-
-def _own_run_ids(catalog: Catalog) -> set[str]:
-    return {run.id for recorder in _recorders_of(catalog) for run in recorder.stack}
-
-
-def _orphaned_spools(catalog: Catalog) -> list[Path]:
-    catalog.vet()  # the spool folder is one of the catalog's files: never list a planted one
-    return spools.orphaned(catalog.spool_dir, {r.spool_path for r in _recorders_of(catalog)})
-
-
-def _is_dead(host: str | None, pid: int | None, started: float | None,
-             heartbeat: float | None) -> bool:
-    alive = spools.owner_alive(host, pid, started)
-    if alive is not None:
-        return not alive
-    return heartbeat is not None and time.time() - heartbeat > STALE_HEARTBEAT
-
-
-def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
-    """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
-    crashed = sorted(set(dead) | {item.run_id for item in spooled})
-    if not crashed:
-        return
-    con.execute(
-        "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
-        "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
-        "WHERE status = 'running' AND list_contains(?, id)", [crashed])
