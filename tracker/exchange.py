@@ -4,7 +4,8 @@ The descriptor holds everything recorded about the run (attributes, every param 
 kind, every metric point, artifact versions and links, cells, environment), so importing it into
 another catalog gives back the same run. Importing never overwrites: a run already present is
 refused. Descriptors are checked by :mod:`tracker.descriptor` before anything reaches SQL, and
-only the catalog's own column names (:func:`tracker.schema.column_names`) are put into SQL text.
+only the catalog's own column names (:func:`tracker.storage.schema.column_names`) are put into
+SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 

@@ -1,7 +1,7 @@
 """Reading the catalog: runs as DataFrames, one run in full, artifacts, lineage and raw SQL.
 
 The runs table is one SELECT over ``runs``: each params and metrics key is already a column
-there (``tracker.columns``), cast here to its type (``params.lr`` DOUBLE,
+there (``tracker.storage.columns``), cast here to its type (``params.lr`` DOUBLE,
 ``params.model`` VARCHAR, ...) so pandas receives it ready-made. Types come from ``param_keys``,
 the kinds ever logged for each key.
 """
@@ -71,7 +71,7 @@ def matching(where: str | None, equals: Mapping[str, Any] | None = None,
              layout: columns.Layout | None = None, *, include_deleted: bool = False,
              deleted_only: bool = False) -> query.Compiled:
     """The WHERE condition (on ``runs r``) for a filter, equality tests and the trash;
-    ``layout`` is the catalog's :func:`tracker.columns.layout`."""
+    ``layout`` is the catalog's :func:`tracker.storage.columns.layout`."""
     condition = query.compile_filter(where, columns=layout)
     equal = query.compile_equals(equals or {}, columns=layout)
     return query.Compiled(

@@ -111,7 +111,7 @@ class Store:
 
     def vet(self) -> None:
         """Refuse, before anything is opened or created, a catalog path that holds something
-        other than a DuckDB file or that another user controls (see :mod:`tracker._files`).
+        other than a DuckDB file or that another user controls (see :mod:`tracker.storage.files`).
 
         Every operation does this first (once per object); call it to check a path early.
         """
