@@ -225,7 +225,7 @@ class Store:
     # -- schema ------------------------------------------------------------------------
 
     def _prepare(self, wait: _Wait) -> None:
-        """Create, check or migrate the catalog once per Catalog object."""
+        """Create, check or migrate the catalog once per Store."""
         with _lock.locked(str(self.path), write=True, timeout=wait.total,
                           deadline=wait.deadline):
             fresh = not self.path.exists()
