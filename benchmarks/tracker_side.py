@@ -104,36 +104,40 @@ def op_populate(job: dict[str, Any]) -> dict[str, Any]:
     """Write ``n`` synthetic runs through tracker's own ingest path, in large transactions.
 
     The public API ends each run with a synchronous catalog write (~50 ms), which would take
-    over an hour for 100k runs; ``ingest.write_events`` is the same code the flusher runs.
+    over an hour for 100k runs; ``delivery.write_events`` is the same code the flusher runs.
     """
     import tracker
-    from tracker import _ids, ingest, values
+    from tracker import _ids, delivery, values
+    from tracker.events import Spooled
+    from tracker.run import local_to
 
     catalog = tracker.Catalog(job["catalog"])
     started = time.perf_counter()
-    batch: list[tuple[str, int, tuple[Any, ...]]] = []
+    batch: list[Spooled] = []
+    local = local_to(catalog.path)
     for i, run in enumerate(data.synthetic_runs(job["n"]), start=1):
         batch += _run_events(_ids.new_run_id(), run, values.normalize_param)
         if i % _POPULATE_CHUNK == 0:
-            ingest.write_events(catalog, batch)
+            delivery.write_events(catalog, batch, local=local)
             batch = []
     if batch:
-        ingest.write_events(catalog, batch)
+        delivery.write_events(catalog, batch, local=local)
     return {"seconds": time.perf_counter() - started}
 
 
-def _run_events(run_id: str, run: data.SyntheticRun,
-                normalize: Any) -> list[tuple[str, int, tuple[Any, ...]]]:
+def _run_events(run_id: str, run: data.SyntheticRun, normalize: Any) -> list[Any]:
     """The events a recorder would spool for this run, numbered as a spool numbers them."""
+    from tracker import events as shapes
+
     attrs = {"name": run.name, "project": "bench", "started_at": run.started, "host": "bench"}
-    events: list[tuple[Any, ...]] = [("start", run_id, attrs)]
+    events: list[Any] = [shapes.Start(run_id, attrs)]
     for key, value in run.params.items():
         stored, kind, _ = normalize(value)
-        events.append(("param", run_id, key, stored, kind, run.started))
-    events += [("metric", run_id, k, v, None, run.started) for k, v in run.metrics.items()]
+        events.append(shapes.Param(run_id, key, stored, kind, run.started))
+    events += [shapes.Metric(run_id, k, v, None, run.started) for k, v in run.metrics.items()]
     if run.status != "running":
-        events.append(("end", run_id, run.status, run.started + run.duration, None))
-    return [(run_id, seq, event) for seq, event in enumerate(events, start=1)]
+        events.append(shapes.End(run_id, run.status, run.started + run.duration, None))
+    return [shapes.Spooled(run_id, seq, event) for seq, event in enumerate(events, start=1)]
 
 
 def op_query(job: dict[str, Any]) -> dict[str, Any]:

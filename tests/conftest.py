@@ -35,7 +35,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def _end_open_runs(catalog: tracker.Catalog | None) -> None:
-    recorder = catalog._recorder if catalog is not None else None
+    recorder = catalog.recorder if catalog is not None else None
     if recorder is None:
         return
     for run in reversed(list(recorder.stack)):

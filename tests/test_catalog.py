@@ -18,7 +18,6 @@ import duckdb
 import pytest
 
 import tracker
-from tracker import _duckdb, schema
 from tracker.errors import (
     CatalogError,
     CatalogFullError,
@@ -27,6 +26,8 @@ from tracker.errors import (
     CatalogVersionError,
     NotACatalogError,
 )
+from tracker.storage import instances as _duckdb
+from tracker.storage import schema
 
 
 def test_catalog_is_created_private_to_the_user(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 import tracker
-from tracker import columns
+from tracker.storage import columns
 
 
 def _values(catalog: tracker.Catalog, run_id: str) -> dict[str, object]:

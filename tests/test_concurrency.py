@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import _lock
 from tracker.run import SPOOL_BOUND
+from tracker.storage import lock as _lock
 
 WRITER = textwrap.dedent("""
     import sys, tracker
@@ -86,7 +86,7 @@ def test_a_dead_process_run_is_marked_crashed_with_what_it_logged(tmp_path: Path
         catalog = tracker.Catalog(sys.argv[1])
         run = catalog.start_run("doomed", params={"lr": 0.1})
         run.log_metric("loss", 0.4)
-        catalog._recorder.spool()  # what a finished notebook cell guarantees
+        catalog.recorder.spool()  # what a finished notebook cell guarantees
         print(run.id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
@@ -125,13 +125,13 @@ def test_a_process_killed_while_creating_the_catalog_leaves_it_creatable(tmp_pat
     path = tmp_path / "new.duckdb"
     script = textwrap.dedent("""
         import os, signal, sys, tracker
-        from tracker.catalog import Catalog
+        from tracker.storage.store import Store
 
         def create_then_die(connection):
             create(connection)
             os.kill(os.getpid(), signal.SIGKILL)  # mid-creation: schema built, run not yet
 
-        create, Catalog._create = Catalog._create, staticmethod(create_then_die)
+        create, Store._create = Store._create, staticmethod(create_then_die)
         catalog = tracker.Catalog(sys.argv[1])
         with catalog.start_run("first", params={"lr": 0.1}) as run:
             run.log_metric("loss", 0.4)
@@ -153,7 +153,7 @@ def test_a_process_killed_while_creating_the_catalog_leaves_it_creatable(tmp_pat
 
 HOLDER = textwrap.dedent("""
     import sys
-    from tracker import _lock
+    from tracker.storage import lock as _lock
     with _lock.locked(sys.argv[1], write=sys.argv[2] == "write", timeout=60):
         print("locked", flush=True)
         sys.stdin.readline()  # held until the test says so

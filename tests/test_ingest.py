@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 import tracker
-from tracker import ingest, spools
+from tracker import delivery, events
+from tracker.run import local_to
+from tracker.storage import spools
 
 
 def _dead_pid() -> int:
@@ -50,8 +52,13 @@ def _lines(events: list[list[Any]]) -> list[str]:
     return [json.dumps(event) + "\n" for event in events]
 
 
+def _write(catalog: tracker.Catalog, batch: list[events.Spooled]) -> int:
+    """Write ``batch`` as this process's recorder would (recovering on a first write)."""
+    return delivery.write_events(catalog, batch, local=local_to(catalog.path))
+
+
 def _quarantined(catalog: tracker.Catalog) -> list[dict[str, Any]]:
-    folder = spools.quarantine_dir(catalog)
+    folder = spools.quarantine_dir(catalog.store)
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl"))
             for line in path.read_text().splitlines()]
 
@@ -85,9 +92,10 @@ def test_an_event_the_catalog_refuses_is_quarantined_and_the_rest_applied(
     for seq, event in enumerate(poisoned, start=1):
         event[0] = seq
     unnamed = _run_events("unnamed", "bad-\udfff")  # a start the catalog refuses
-    batch = [(event[2], event[0], tuple(event[1:])) for event in [*good, *poisoned, *unnamed]]
+    batch = [events.Spooled(event[2], event[0], events.from_list(event[1:]))
+             for event in [*good, *poisoned, *unnamed]]
 
-    assert ingest.write_events(catalog, batch) == 2 + len(unnamed)
+    assert _write(catalog, batch) == 2 + len(unnamed)
 
     frame = tracker.Catalog(catalog.path).runs()  # a fresh process reads the catalog fine
     assert sorted(frame["name"]) == ["good", "poisoned"]
@@ -118,12 +126,12 @@ def test_a_dead_process_spool_with_a_poison_event_no_longer_breaks_reads(
 def test_a_spool_whose_bad_lines_cannot_be_kept_is_not_deleted(catalog: tracker.Catalog) -> None:
     catalog.runs()
     spool = _orphaned_spool(catalog, [*_lines(_run_events("r1", "r1")), "garbage\n"])
-    spools.quarantine_dir(catalog).write_text("")  # a file where the folder should be
+    spools.quarantine_dir(catalog.store).write_text("")  # a file where the folder should be
 
     assert list(catalog.runs()["name"]) == ["r1"]  # the read goes on; what could be, is in
     assert spool.exists()
 
-    os.unlink(spools.quarantine_dir(catalog))
+    os.unlink(spools.quarantine_dir(catalog.store))
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert list(catalog.runs()["name"]) == ["r1"]  # a replay applies nothing twice
     assert not spool.exists()
@@ -139,7 +147,9 @@ def test_a_malformed_event_is_quarantined_and_the_rest_applied(catalog: tracker.
 
     with pytest.warns(tracker.TrackerWarning, match="quarantine"):
         assert catalog.runs()["status"].tolist() == ["completed"]
-    assert [entry["event"] for entry in _quarantined(catalog)] == [["artifact", "r1", "input"]]
+    kept = _quarantined(catalog)  # a line that is no event's shape is kept as it was read
+    assert [entry["event"] for entry in kept] == ['[2, "artifact", "r1", "input"]\n']
+    assert "line 3" in kept[0]["error"]
 
 
 class _Counting:
@@ -161,7 +171,7 @@ class _Counting:
 
 
 def _statements_of(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch,
-                   batch: list[tuple[str, int, tuple[Any, ...]]]) -> list[str]:
+                   batch: list[events.Spooled]) -> list[str]:
     """The SQL statements ``write_events`` runs for ``batch``."""
     sql: list[str] = []
     connect = catalog.connect
@@ -172,23 +182,23 @@ def _statements_of(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch,
             yield _Counting(con, sql)
 
     monkeypatch.setattr(catalog, "connect", counting)
-    ingest.write_events(catalog, batch)
+    _write(catalog, batch)
     monkeypatch.undo()
     return sql
 
 
-def _short_run(run_id: str, params: int, metrics: int) -> list[tuple[str, int, tuple[Any, ...]]]:
+def _short_run(run_id: str, params: int, metrics: int) -> list[events.Spooled]:
     now = time.time()
-    events: list[tuple[Any, ...]] = [("start", run_id, {"name": run_id, "started_at": now})]
-    events += [("param", run_id, f"p{i}", i / 10, "float", now) for i in range(params)]
-    events += [("metric", run_id, f"m{i}", i / 10, None, now) for i in range(metrics)]
-    events.append(("end", run_id, "completed", now + 1, None))
-    return [(run_id, seq, event) for seq, event in enumerate(events, start=1)]
+    shapes: list[events.Event] = [events.Start(run_id, {"name": run_id, "started_at": now})]
+    shapes += [events.Param(run_id, f"p{i}", i / 10, "float", now) for i in range(params)]
+    shapes += [events.Metric(run_id, f"m{i}", i / 10, None, now) for i in range(metrics)]
+    shapes.append(events.End(run_id, "completed", now + 1, None))
+    return [events.Spooled(run_id, seq, event) for seq, event in enumerate(shapes, start=1)]
 
 
 def test_a_run_is_written_in_a_few_statements_whatever_its_size(
         catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    ingest.write_events(catalog, _short_run("first", 20, 5))  # creates the catalog, its columns
+    _write(catalog, _short_run("first", 20, 5))  # creates the catalog, its columns
     small = _statements_of(catalog, monkeypatch, _short_run("small", 1, 1))
     large = _statements_of(catalog, monkeypatch, _short_run("large", 20, 5))
     assert len(large) == len(small) <= 12  # one insert per table, not one per row
@@ -202,7 +212,7 @@ def test_a_run_is_written_in_a_few_statements_whatever_its_size(
 def test_many_runs_in_one_batch_keep_every_value(catalog: tracker.Catalog) -> None:
     # Past ingest's bulk threshold rows go through a DataFrame rather than bound lists.
     batch = [event for i in range(600) for event in _short_run(f"r{i:03}", 2, 1)]
-    assert ingest.write_events(catalog, batch) == 0
+    assert _write(catalog, batch) == 0
     runs = catalog.runs("params.p1 = 0.1", order_by="name", limit=None)
     assert len(runs) == 600
     assert list(runs["metrics.m0"].unique()) == [0.0]
@@ -213,11 +223,12 @@ def test_many_runs_in_one_batch_keep_every_value(catalog: tracker.Catalog) -> No
 
 def test_a_write_to_an_existing_run_rewrites_only_its_new_values(
         catalog: tracker.Catalog) -> None:
-    ingest.write_events(catalog, _short_run("run", 2, 1)[:-1])  # still running
+    _write(catalog, _short_run("run", 2, 1)[:-1])  # still running
     now = time.time()
-    ingest.write_events(catalog, [("run", 5, ("param", "run", "p1", "changed", "str", now)),
-                                  ("run", 6, ("metric", "run", "late", 2.0, 3, now)),
-                                  ("run", 7, ("end", "run", "completed", now, None))])
+    _write(catalog, [
+        events.Spooled("run", 5, events.Param("run", "p1", "changed", "str", now)),
+        events.Spooled("run", 6, events.Metric("run", "late", 2.0, 3, now)),
+        events.Spooled("run", 7, events.End("run", "completed", now, None))])
     run = catalog.runs(limit=None).iloc[0]
     assert (run["params.p0"], run["params.p1"], run["metrics.m0"], run["metrics.late"]) == (
         0.0, "changed", 0.0, 2.0)
@@ -229,9 +240,10 @@ def test_a_refused_event_survives_a_failed_quarantine_write(
     # The disk is full when the refused param is quarantined: the recorder retries the batch.
     catalog.runs()
     now = time.time()
-    batch = [("r1", 1, ("start", "r1", {"name": "q", "project": "default", "started_at": now})),
-             ("r1", 2, ("param", "r1", "k", 1, "int", "not-a-time")),
-             ("r1", 3, ("metric", "r1", "m", 1.0, 0, now))]
+    start = events.Start("r1", {"name": "q", "project": "default", "started_at": now})
+    batch = [events.Spooled("r1", 1, start),
+             events.Spooled("r1", 2, events.Param("r1", "k", 1, "int", "not-a-time")),
+             events.Spooled("r1", 3, events.Metric("r1", "m", 1.0, 0, now))]
     real = spools.quarantine
 
     def full(*args: Any, **kwargs: Any) -> Path:
@@ -239,10 +251,10 @@ def test_a_refused_event_survives_a_failed_quarantine_write(
 
     monkeypatch.setattr(spools, "quarantine", full)
     with pytest.raises(OSError):
-        ingest.write_events(catalog, batch)
+        _write(catalog, batch)
     monkeypatch.setattr(spools, "quarantine", real)
 
-    assert ingest.write_events(catalog, batch) == 1
+    assert _write(catalog, batch) == 1
     assert [(entry["run_id"], entry["seq"]) for entry in _quarantined(catalog)] == [("r1", 2)]
     assert catalog.metric_history("r1")["key"].tolist() == ["m"]
 

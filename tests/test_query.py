@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker import columns, schema
 from tracker.errors import ArgumentError, FilterSyntaxError
 from tracker.query import (
     ATTRIBUTES,
@@ -27,7 +26,8 @@ from tracker.query import (
     compile_order_by,
     parse_key,
 )
-from tracker.schema import RUN_COLUMNS
+from tracker.storage import columns, schema
+from tracker.storage.schema import RUN_COLUMNS
 
 HOSTILE = "we\"ird 'key'.with/slash~0 ünï (x)"
 INJECTION = "'; DROP TABLE runs; --"

@@ -342,7 +342,7 @@ def test_an_export_holds_no_secret(catalog: tracker.Catalog, tmp_path: Path) -> 
 
 def test_the_spool_never_holds_a_secret(catalog: tracker.Catalog) -> None:
     run = catalog.start_run("spooled", params={"secret": "hunter2"}, notes=GITHUB_TOKEN)
-    recorder = catalog._recorder
+    recorder = catalog.recorder
     recorder.spool()
     spooled = recorder.spool_path.read_bytes()
     run.end()

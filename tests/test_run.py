@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import _lock, ingest, spools
-from tracker.run import SPOOL_BOUND
+from tracker import delivery
+from tracker.run import SPOOL_BOUND, local_to
+from tracker.storage import lock as _lock
+from tracker.storage import recovery, spools
 
 
 def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:
@@ -143,7 +145,7 @@ def test_inputs_and_outputs_are_hashed_and_versioned(catalog: tracker.Catalog,
 
 
 def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> None:
-    recorder = catalog._recorder_for_write()
+    recorder = catalog.recorder_for_write()
     with recorder._db_lock:  # keep the background writer out: only the spool stage runs
         run = catalog.start_run("spooled")
         run.log_param("x", 1)
@@ -166,13 +168,13 @@ def test_a_stored_copy_cut_short_never_sits_under_its_hash(
         target.write_bytes(content[:1])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(ingest, "_write_private", killed_mid_copy)
+    monkeypatch.setattr(delivery, "_write_private", killed_mid_copy)
     with pytest.raises(OSError):
-        ingest._store_blob(catalog, str(notebook))
+        delivery.store_blob(catalog, str(notebook))
     assert not [blob for blob in catalog.blob_dir.iterdir() if not blob.name.startswith(".")]
 
     monkeypatch.undo()
-    stored = ingest._store_blob(catalog, str(notebook))
+    stored = delivery.store_blob(catalog, str(notebook))
     assert (catalog.blob_dir / stored["blob"]).read_bytes() == notebook.read_bytes()
 
 
@@ -187,9 +189,9 @@ def test_recovery_leaves_a_spool_whose_owner_is_still_writing_its_first_line(
     catalog.flush()  # this process's first write, which recovers what dead processes left
     assert being_written.exists()
 
-    long_ago = time.time() - ingest.STALE_HEARTBEAT - 60
+    long_ago = time.time() - recovery.STALE_HEARTBEAT - 60
     os.utime(being_written, (long_ago, long_ago))
-    ingest.maybe_recover(catalog, force=True)
+    delivery.recover(catalog, local=local_to(catalog.path), force=True)
     assert not being_written.exists()  # nobody finished it: left over, and nothing to ingest
     assert list(catalog.runs()["name"]) == ["recovering"]
 
@@ -198,7 +200,7 @@ def test_what_is_logged_is_spooled_while_the_writer_waits_for_the_lock(
         catalog: tracker.Catalog) -> None:
     catalog.runs()
     run = catalog.start_run("waiting")
-    spool = catalog._recorder_for_write().spool_path
+    spool = catalog.recorder_for_write().spool_path
     with _lock.locked(str(catalog.path), write=True, timeout=10):
         time.sleep(0.3)  # the background writer is now waiting for the catalog
         run.log_metric("loss", 0.5, step=1)
@@ -237,7 +239,7 @@ def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.C
             catalog.flush()
         run.log_param("after", 2)
     assert catalog.get_run(run.id).params == {"before": 1, "after": 2}
-    kept = [json.loads(line) for path in spools.quarantine_dir(catalog).glob("*.jsonl")
+    kept = [json.loads(line) for path in spools.quarantine_dir(catalog.store).glob("*.jsonl")
             for line in path.read_text().splitlines()]
     assert [entry["event"] for entry in kept] == [
         ["env", run.id, "env-1", {"digits": hex(10**5000)}]]
@@ -246,13 +248,13 @@ def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.C
 def _counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The run ids of each catalog write (one attach each) from now on."""
     writes: list[list[str]] = []
-    write_events = ingest.write_events
+    write_events = delivery.write_events
 
-    def counted(catalog: tracker.Catalog, batch: ingest.Batch, **kwargs: object) -> int:
+    def counted(catalog: tracker.Catalog, batch: recovery.Batch, **kwargs: object) -> int:
         writes.append(sorted({run_id for run_id, _, _ in batch}))
         return write_events(catalog, batch, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest, "write_events", counted)
+    monkeypatch.setattr(delivery, "write_events", counted)
     return writes
 
 

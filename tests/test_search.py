@@ -230,7 +230,7 @@ def _hold_read_lock(catalog: tracker.Catalog, ready: Path) -> subprocess.Popen[b
     """Another process holding the catalog's shared lock, as a long sql() or a widget does."""
     script = textwrap.dedent(f"""
         import time
-        from tracker._lock import locked
+        from tracker.storage.lock import locked
         with locked({str(catalog.path)!r}, write=False, timeout=10):
             open({str(ready)!r}, "w").close()
             time.sleep(60)

@@ -15,6 +15,16 @@ from collections.abc import Iterator, Mapping, Sequence
 _SUFFIX = ".ipynb"
 
 
+def process_start(pid: int) -> float | None:
+    """When ``pid`` started (clock ticks since boot), to tell a live run from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return float(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------- /proc
 
 

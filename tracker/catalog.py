@@ -1,59 +1,32 @@
-"""The catalog: where runs are stored, and the protocol every process follows to use it.
-
-A catalog is one DuckDB file shared by every notebook kernel, CLI call and widget on the machine.
-No process holds the file between operations (DuckDB's file lock would fail every other process
-at once): each operation attaches it to an in-memory DuckDB (:mod:`tracker._duckdb`) and
-detaches it after, and every attach goes through the sidecar lock of :mod:`tracker._lock`.
-Writes never run on a cell's critical path: runs buffer their events and a background thread
-flushes them here in batches (see :mod:`tracker.run`).
+"""The public front of one catalog: where runs are stored, logged to and read from.
 
 :class:`Catalog` is the public face: the module-level functions of ``tracker`` call the same
-methods on the default catalog.
+methods on the default catalog. It keeps no storage code of its own: the file, its lock, its
+connections and schema are a :class:`tracker.storage.store.Store` (``catalog.store``); runs are
+recorded by :mod:`tracker.run`; reads are :mod:`tracker.search`, changes :mod:`tracker.manage`,
+descriptors :mod:`tracker.exchange` (docs/design.md §1).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import random
-import re
-import shutil
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _duckdb, _files, _lock, arguments, schema
-from tracker.errors import (
-    CatalogError,
-    CatalogFullError,
-    CatalogLockedError,
-    CatalogVersionError,
-    NotACatalogError,
-    TrackerError,
-    first_line,
-)
+from tracker import arguments
+from tracker.errors import CatalogError
+from tracker.storage.store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tracker.models import RunInfo
-    from tracker.run import Run
+    from tracker.run import Recorder, Run
 
 DEFAULT_LOCK_TIMEOUT = 30.0
-_DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
-_PID = re.compile(r"\(PID (\d+)\)")
-_DISK_FULL = re.compile(r"No space left on device", re.IGNORECASE)
-_NO_ACCESS = re.compile(r"Permission denied|Read-only file system", re.IGNORECASE)
-_NO_ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def _set_version(connection: Any) -> None:
-    connection.execute("DELETE FROM meta WHERE key = 'schema_version'")
-    connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                       [str(schema.SCHEMA_VERSION)])
 
 
 def default_path() -> Path:
@@ -110,33 +83,41 @@ class Catalog:
             raise CatalogError(
                 f"catalog {raw!r}: only DuckDB files are supported in this version "
                 "(PostgreSQL catalogs are planned)", path=raw)
-        self.path = Path(raw).expanduser().absolute()
-        self.timeout = _lock_timeout() if timeout is None else arguments.seconds(timeout,
-                                                                                 "timeout")
-        self._ready = False
-        self._vetted = False  # the files' types and owners are checked once per object
-        self._recorder: Any = None  # tracker.run.Recorder, created by the first run
-        self._last_recovery = 0.0
+        #: the catalog file and the protocol to use it (the storage layer)
+        self.store = Store(Path(raw).expanduser().absolute(),
+                           _lock_timeout() if timeout is None else
+                           arguments.seconds(timeout, "timeout"))
+        self._recorder: Recorder | None = None  # created by the first run
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.path)!r})"
 
     @property
+    def path(self) -> Path:
+        """The catalog file (absolute)."""
+        return self.store.path
+
+    @property
+    def timeout(self) -> float:
+        """Seconds an operation waits for another process's lock by default."""
+        return self.store.timeout
+
+    @property
     def folder(self) -> Path:
         """The folder holding the catalog, its lock, spool and stored blobs."""
-        return self.path.parent
+        return self.store.folder
 
     @property
     def spool_dir(self) -> Path:
         """Where runs append their events before they reach the catalog (see tracker.run)."""
-        return self.folder / f"{self.path.name}.spool"
+        return self.store.spool_dir
 
     @property
     def blob_dir(self) -> Path:
         """Where stored files (a run's saved notebook) live, by content hash."""
-        return self.folder / f"{self.path.name}.blobs"
+        return self.store.blob_dir
 
-    # -- connections -------------------------------------------------------------------
+    # -- the file (tracker.storage.store does the work) --------------------------------
 
     @contextlib.contextmanager
     def connect(self, *, write: bool = False, timeout: float | None = None,
@@ -148,208 +129,37 @@ class Catalog:
         raw access while playing by the catalog's locking rules. ``timeout`` bounds the whole
         operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
         """
-        self.vet()
-        wait = _Wait(self._wait(timeout))
-        with _translated(self.path):
-            self.ensure_folder()
-            if not self._ready and not write and not self.path.exists():
-                self._prepare(wait)  # a read of a catalog nobody has written yet creates it
-            with self._locked(write, wait, cancel) as connection:
-                # The schema check rides on the first connection: a fresh kernel's first write
-                # creates the catalog and writes its run in one open, not three.
-                if self._ready or self._check(connection, write):
-                    yield connection
-                    return
-            self._prepare(wait)  # migrate, refuse or explain, under an exclusive lock
-            with self._locked(write, wait, cancel) as connection:
-                yield connection
+        with self.store.connect(write=write, timeout=timeout, cancel=cancel) as connection:
+            yield connection
 
     def vet(self) -> None:
         """Refuse, before anything is opened or created, a catalog path that holds something
-        other than a DuckDB file or that another user controls (see :mod:`tracker._files`).
-
-        Every operation does this first (once per object); call it to check a path early.
-        """
-        if not self._vetted:
-            _files.vet(self.path)
-            self._vetted = True
+        other than a DuckDB file or that another user controls (see
+        :mod:`tracker.storage.files`). Every operation does this first (once per object); call
+        it to check a path early."""
+        self.store.vet()
 
     @contextlib.contextmanager
     def read_locked(self, *, timeout: float | None = None) -> Iterator[Path]:
-        """Hold the shared sidecar lock on the ready catalog (created or migrated first, as by
-        :meth:`connect`) and yield its path, for a reader that opens the file with a DuckDB of
-        its own (:mod:`tracker.readonly_sql`); that reader must close the file inside the block.
-        """
-        self.vet()
-        wait = _Wait(self._wait(timeout))
-        with _translated(self.path):
-            self.ensure_folder()
-            if not self._ready:
-                self._prepare(wait)
-            with _lock.locked(str(self.path), write=False, timeout=wait.total,
-                              deadline=wait.deadline):
-                yield self.path
-
-    @contextlib.contextmanager
-    def _locked(self, write: bool, wait: _Wait,
-                cancel: threading.Event | None) -> Iterator[Any]:
-        with _lock.locked(str(self.path), write=write, timeout=wait.total,
-                          deadline=wait.deadline, cancel=cancel), \
-                self._attached(write=write, wait=wait) as connection:
-            yield connection
-
-    @contextlib.contextmanager
-    def _attached(self, *, write: bool, wait: _Wait) -> Iterator[Any]:
-        """The catalog file attached for one operation; the caller holds the sidecar lock.
-
-        A new catalog is built in a draft file beside it and renamed into place once complete:
-        DuckDB creates a file before it writes the header, and a process killed in between
-        (nbval SIGKILLs kernels while their last write may run) would leave an empty file that
-        no DuckDB can open, and that tracker must never overwrite.
-        """
-        draft = self.path.with_name(f"{self.path.name}.draft")
-        creating = write and not self.path.exists()
-        if creating:
-            _remove_database(draft)  # a process killed while creating left it
-        connection = self._open(draft if creating else self.path, write=write, wait=wait)
-        try:
-            yield connection
-        finally:
-            # Detached before the sidecar lock is released: DuckDB's own file lock must be
-            # gone, and a write checkpointed, before the next process may open the file.
-            _duckdb.detach(connection, str(self.path))
-        if creating:
-            self._publish(draft)
-
-    def _publish(self, draft: Path) -> None:
-        """Rename a complete, checkpointed draft to the catalog's path."""
-        if _wal(draft).exists():  # detaching could not checkpoint: the draft is not whole
-            raise CatalogError(f"catalog {self.path} could not be created: DuckDB did not "
-                               "finish writing it", path=str(self.path))
-        os.chmod(draft, 0o600)
-        os.replace(draft, self.path)
-
-    def _check(self, connection: Any, write: bool) -> bool:
-        """Whether an open catalog is at this version; an empty one opened to write is built."""
-        version = self._version_in(connection)
-        if version is None and write:
-            self._create(connection)
-            # An empty DuckDB file someone made becomes private; a new catalog is still a
-            # draft here, made private when it is published.
-            if self.path.exists():
-                os.chmod(self.path, 0o600)
-            version = schema.SCHEMA_VERSION
-        self._ready = version == schema.SCHEMA_VERSION
-        return self._ready
+        """Hold the shared sidecar lock on the ready catalog and yield its path, for a reader
+        that opens the file with a DuckDB of its own (:mod:`tracker.readonly_sql`)."""
+        with self.store.read_locked(timeout=timeout) as path:
+            yield path
 
     def ensure_folder(self) -> None:
         """Create the catalog's folder, private to the user (mode 0700), if missing."""
-        if self.folder.exists():
-            return
-        try:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _folder_error(self.path, exc.strerror or str(exc)) from None
-        os.chmod(self.folder, 0o700)
-        # Another user may have made it between the first check (it was missing) and mkdir.
-        _files.vet(self.path)
-
-    def _open(self, file: Path, *, write: bool, wait: _Wait) -> Any:
-        """Attach ``file``, waiting out another tool's DuckDB lock until the deadline; any
-        other DuckDB error goes to :func:`_translated`."""
-        import duckdb
-
-        pause = 0.01
-        while True:
-            try:
-                return _duckdb.attach(str(self.path), str(file), write=write)
-            except duckdb.IOException as exc:
-                text = str(exc)
-                if not _DUCKDB_LOCK.search(text):
-                    raise
-                # Another tool (a DuckDB shell, say) holds the file outside our protocol.
-                if time.monotonic() >= wait.deadline:
-                    pid = _PID.search(text)
-                    holder = _lock.describe_process(int(pid.group(1))) if pid else "another process"
-                    raise CatalogLockedError(
-                        f"catalog {self.path} is locked by {holder}; gave up after "
-                        f"{wait.total:g} s", path=str(self.path), holder=holder) from None
-                time.sleep(pause * (0.5 + random.random()))
-                pause = min(pause * 2, 0.2)
-
-    # -- schema ------------------------------------------------------------------------
-
-    def _prepare(self, wait: _Wait) -> None:
-        """Create, check or migrate the catalog once per Catalog object."""
-        with _lock.locked(str(self.path), write=True, timeout=wait.total,
-                          deadline=wait.deadline):
-            fresh = not self.path.exists()
-            version = None if fresh else self._stored_version(wait)
-            if version is not None and version > schema.SCHEMA_VERSION:
-                raise CatalogVersionError(
-                    f"catalog {self.path} has schema version {version}, newer than this "
-                    f"tracker reads (version {schema.SCHEMA_VERSION}); upgrade tracker "
-                    f"(pip install -U tracker) to a release that reads schema {version}",
-                    path=str(self.path), version=version)
-            if version is not None and version < schema.SCHEMA_VERSION:
-                backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
-                shutil.copy2(self.path, backup)
-                os.chmod(backup, 0o600)
-            if version != schema.SCHEMA_VERSION:
-                self._build(version, wait)
-        self._ready = True
-
-    def _stored_version(self, wait: _Wait) -> int | None:
-        with self._attached(write=False, wait=wait) as connection:
-            return self._version_in(connection)
-
-    def _version_in(self, connection: Any) -> int | None:
-        """The schema version in the open file; None for an empty DuckDB database."""
-        # duckdb_tables() rather than information_schema: ~10x cheaper on a fresh connection.
-        tables = {row[0] for row in connection.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-            "UNION ALL SELECT view_name FROM duckdb_views() "
-            "WHERE database_name = current_database() AND NOT internal").fetchall()}
-        if not tables:
-            return None
-        if "meta" not in tables or "runs" not in tables:
-            raise NotACatalogError(
-                f"{self.path} is a DuckDB database but not a tracker catalog "
-                f"(it has tables {sorted(tables)[:5]}); it was left untouched",
-                path=str(self.path))
-        row = connection.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = str(row[0]) if row else ""
-        if not (version.isascii() and version.isdigit()) or int(version) < 1:
-            stored = repr(version) if row else "missing"
-            raise NotACatalogError(
-                f"catalog {self.path} has no valid schema version (meta.schema_version is "
-                f"{stored}); it was left untouched. {_files.restore_advice(self.path)}",
-                path=str(self.path))
-        return int(version)
-
-    def _build(self, version: int | None, wait: _Wait) -> None:
-        with self._attached(write=True, wait=wait) as connection:
-            if version is None:
-                self._create(connection)
-                return
-            connection.execute("BEGIN")
-            for _, migrate in schema.pending_migrations(version):
-                migrate(connection)
-            _set_version(connection)
-            connection.execute("COMMIT")
-
-    @staticmethod
-    def _create(connection: Any) -> None:
-        connection.execute("BEGIN")
-        for statement in schema.create_statements():
-            connection.execute(statement)
-        _set_version(connection)
-        connection.execute("COMMIT")
+        self.store.ensure_folder()
 
     # -- runs in this process ----------------------------------------------------------
 
-    def _recorder_for_write(self) -> Any:
+    @property
+    def recorder(self) -> Recorder | None:
+        """This process's recorder of runs in this catalog (``tracker.run``); None until the
+        first run. For tracker's own modules, which keep it in step with the catalog."""
+        return self._recorder
+
+    def recorder_for_write(self) -> Recorder:
+        """This process's recorder of runs in this catalog, created by the first call."""
         from tracker.run import Recorder
 
         if self._recorder is None:
@@ -362,7 +172,7 @@ class Catalog:
                   labels: Sequence[str] | None = None, notes: str | None = None,
                   parent: str | None = None) -> Run:
         """Start a run (or return the active one: see :func:`tracker.start_run`)."""
-        return self._recorder_for_write().start_run(
+        return self.recorder_for_write().start_run(
             name, project=project, params=params, labels=labels, notes=notes, parent=parent)
 
     def current_run(self) -> Run | None:
@@ -376,7 +186,7 @@ class Catalog:
             run.end(status)
 
     def _active(self) -> Run:
-        return self._recorder_for_write().active_or_autostart()
+        return self.recorder_for_write().active_or_autostart()
 
     def log_param(self, key: str, value: Any) -> None:
         """Set a param of the active run (a run is started if none is)."""
@@ -404,13 +214,9 @@ class Catalog:
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""
-        wait = self._wait(timeout)
+        wait = self.store.wait(timeout)
         if self._recorder is not None:
             self._recorder.flush(timeout=wait)
-
-    def _wait(self, timeout: float | None) -> float:
-        """Seconds an operation may wait: ``timeout`` checked (and capped), else the catalog's."""
-        return self.timeout if timeout is None else arguments.seconds(timeout, "timeout")
 
     # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
 
@@ -538,87 +344,3 @@ class Catalog:
         from tracker import exchange
 
         return exchange.import_run(self, path)
-
-
-class _Wait:
-    """One deadline for a whole operation, and the timeout it came from (for messages)."""
-
-    __slots__ = ("deadline", "total")
-
-    def __init__(self, total: float) -> None:
-        self.total = total
-        self.deadline = time.monotonic() + total
-
-
-@contextlib.contextmanager
-def _translated(path: Path) -> Iterator[None]:
-    """The one place duckdb's and the OS's exceptions about the catalog become tracker's."""
-    import duckdb
-
-    try:
-        yield
-    except TrackerError:
-        raise
-    except duckdb.Error as exc:
-        if isinstance(exc, duckdb.FatalException):
-            _duckdb.discard(str(path))  # DuckDB says this instance can no longer be used
-        error = _translation(path, exc)
-        if error is None:
-            raise
-        raise error from exc
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise _disk_full(path, exc.strerror or str(exc)) from exc
-        if exc.errno in _NO_ACCESS_ERRNOS:
-            raise _folder_error(path, exc.strerror or str(exc)) from exc
-        raise
-
-
-def _translation(path: Path, exc: Exception) -> CatalogError | None:
-    """The tracker error for a DuckDB error about the file; None for one about a query."""
-    import duckdb
-
-    text = str(exc)
-    if _DISK_FULL.search(text):
-        return _disk_full(path, text)
-    if _NO_ACCESS.search(text):
-        return _folder_error(path, text)
-    # A SQL mistake has its own subclass (ParserException...); a damaged file raises these,
-    # or the bare duckdb.Error ("Corrupt database file: ... checksum does not match").
-    damaged = (duckdb.InternalException, duckdb.FatalException, duckdb.SerializationException)
-    if (isinstance(exc, damaged) or type(exc) is duckdb.Error
-            or (isinstance(exc, duckdb.IOException) and str(path) in text)):
-        return NotACatalogError(
-            f"catalog {path} cannot be read: it is damaged or not a tracker catalog "
-            f"({_first_line(text)}); it was left untouched. {_files.restore_advice(path)}",
-            path=str(path))
-    if isinstance(exc, duckdb.IOException):  # about another file a query named
-        return CatalogError(f"catalog {path}: {_first_line(text)}", path=str(path))
-    return None
-
-
-def _disk_full(path: Path, detail: str) -> CatalogFullError:
-    return CatalogFullError(
-        f"the disk holding the catalog {path} is full ({_first_line(detail)}); runs not yet "
-        f"written are kept in {path.name}.spool/ beside it and reach the catalog at the next "
-        "flush once space is freed", path=str(path))
-
-
-def _folder_error(path: Path, detail: str) -> CatalogError:
-    return CatalogError(
-        f"cannot use the catalog {path}: its folder {path.parent} or its files cannot be "
-        f"written ({_first_line(detail)}); fix their permissions or choose another catalog "
-        "(TRACKER_CATALOG or --catalog)", path=str(path))
-
-
-def _first_line(text: str) -> str:
-    return first_line(text, "no detail")[:300]
-
-
-def _wal(database: Path) -> Path:
-    return database.with_name(f"{database.name}.wal")
-
-
-def _remove_database(database: Path) -> None:
-    database.unlink(missing_ok=True)
-    _wal(database).unlink(missing_ok=True)

@@ -164,8 +164,8 @@ def _fields(*required: tuple[str, Check], **optional: Check) -> dict[str, Field]
             **{name: Field(check) for name, check in optional.items()}}
 
 
-# Each section's keys are the catalog columns tracker exports (see tracker.schema); the run's
-# id comes from the run, never from a row.
+# Each section's keys are the catalog columns tracker exports (see tracker.storage.schema); the
+# run's id comes from the run, never from a row.
 SECTIONS: dict[str, Section] = {
     "run": Section(_fields(
         ("id", _run_id), ("status", _text(choices=models.STATUSES)),

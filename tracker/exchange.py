@@ -4,7 +4,8 @@ The descriptor holds everything recorded about the run (attributes, every param 
 kind, every metric point, artifact versions and links, cells, environment), so importing it into
 another catalog gives back the same run. Importing never overwrites: a run already present is
 refused. Descriptors are checked by :mod:`tracker.descriptor` before anything reaches SQL, and
-only the catalog's own column names (:func:`tracker.schema.column_names`) are put into SQL text.
+only the catalog's own column names (:func:`tracker.storage.schema.column_names`) are put into
+SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
@@ -19,11 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _files, arguments, columns, descriptor, redaction, schema, values
+from tracker import arguments, descriptor, redaction, values
 from tracker.errors import ArgumentError
 from tracker.hashing import hash_bytes
-from tracker.ingest import _insert_missing
-from tracker.search import _prepare_read, _records, resolve
+from tracker.search import prepare_read, records, resolve
+from tracker.storage import columns, schema
+from tracker.storage import files as _files
+from tracker.storage.writer import insert_missing
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -36,23 +39,23 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     """See :meth:`tracker.Catalog.export_run`."""
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        run = _records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
+        run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
                        [run_id])[0]
         data = {
             "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
-            "params": _records(con, "SELECT key, value, kind, logged_at FROM params "
+            "params": records(con, "SELECT key, value, kind, logged_at FROM params "
                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "metrics": _records(con, "SELECT key, value, step, logged_at FROM metrics "
+            "metrics": records(con, "SELECT key, value, step, logged_at FROM metrics "
                                 "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "artifacts": _records(con, "SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at "
+            "artifacts": records(con, "SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at "
                                   "FROM run_artifacts ra JOIN artifacts a ON a.id = "
                                   "ra.artifact_id WHERE ra.run_id = ?", [run_id]),
-            "cells": _records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
+            "cells": records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
                               "ORDER BY seq", [run_id]),
-            "environment": _records(con, "SELECT * FROM environments WHERE id = ?",
+            "environment": records(con, "SELECT * FROM environments WHERE id = ?",
                                     [run["environment_id"]]),
         }
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
@@ -203,7 +206,7 @@ def _insert_keys(con: Any, data: dict[str, Any]) -> None:
     metrics: list[tuple[str, ...]] = sorted({(row["key"],) for row in data["metrics"]})
     for table, keys in (("param_keys", params), ("metric_keys", metrics)):
         if keys:
-            _insert_missing(con, table, keys)
+            insert_missing(con, table, keys)
 
 
 def _import_artifact(con: Any, run_id: str, row: dict[str, Any]) -> None:

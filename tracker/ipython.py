@@ -33,11 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import _duckdb, api, models, redaction
+from tracker import api, models, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError, TrackerWarning
-from tracker.run import Run
+from tracker.run import Recorder, Run
 from tracker.settings import TrackerSettings
+from tracker.storage import instances as _duckdb
 
 SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
@@ -67,6 +68,7 @@ class Session:
         self.ip = ip
         self.run: Run | None = None
         self.catalog: Catalog | None = None
+        self.recorder: Recorder | None = None  # the catalog's, which carries the run's events
         self.notebook: Any = None  # tracker.notebook.NotebookInfo
         self.located: Any = None
         self.capture: Any = None
@@ -103,11 +105,11 @@ class Session:
         if self._warned:
             return
         self._warned = True
-        if self.run is None:
+        if self.recorder is None:
             _warn(message)
             return
         with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
-            self.run._recorder.warn(message)
+            self.recorder.warn(message)
 
     # -- starting --------------------------------------------------------------------------
 
@@ -121,7 +123,7 @@ class Session:
         settings = self._settings()
         self.catalog = _choose_catalog(settings.catalog, self.notebook)
         api.use_catalog(self.catalog)
-        recorder = self.catalog._recorder_for_write()
+        recorder = self.recorder = self.catalog.recorder_for_write()
         recorder.redactor = redaction.for_catalog(self.catalog, settings.redact)
         self._named = bool(name)
         self._cell_seq = 0
@@ -251,13 +253,13 @@ class Session:
     def _late_locate(self, source: str | None) -> None:
         """Try again with this cell's source; the run takes the notebook's name if found."""
         self._locate(first_cell=source)
-        run = self.run
-        if self.notebook is None or run is None or run.ended:
+        run, recorder = self.run, self.recorder
+        if self.notebook is None or run is None or run.ended or recorder is None:
             if not self._locate_tries:
                 self._warn_no_notebook()
             return
         settings = self._settings()
-        attrs = self._notebook_attrs(run._recorder.redactor)
+        attrs = self._notebook_attrs(recorder.redactor)
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
         if settings.project:
@@ -274,8 +276,8 @@ class Session:
             self._idle.set()
 
     def _record_cell(self, result: Any) -> None:
-        run = self.run
-        if run is None or run.ended:
+        run, recorder = self.run, self.recorder
+        if run is None or run.ended or recorder is None:
             return
         info = result.info
         source = getattr(info, "raw_cell", "") or ""
@@ -283,7 +285,7 @@ class Session:
         self._cell_seq += 1
         run.record("cell", _cell_record(self._cell_seq, result.execution_count,
                                         self._cell_id or getattr(info, "cell_id", None), source,
-                                        self._cell_start, error, run._recorder.redactor))
+                                        self._cell_start, error, recorder.redactor))
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
@@ -295,7 +297,7 @@ class Session:
             run.log_output(path, via=via)
         self._written.clear()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
-        run._recorder.spool()
+        recorder.spool()
         if self._ends_nbval_session(source):
             self.end()
 

@@ -14,9 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, columns, redaction, values
+from tracker import arguments, redaction, values
 from tracker.errors import ArgumentError
-from tracker.search import _prepare_read, check_filters, matching, resolve
+from tracker.search import check_filters, matching, prepare_read, resolve
+from tracker.storage import columns
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -63,7 +64,7 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
         changes["labels"] = [stored(label) for label in given]
     if notes is not None:
         changes["notes"] = stored(notes)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect(write=True) as con:
         run_id = resolve(con, ref)
         if changes:
@@ -75,7 +76,7 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
 
 def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None:
     """Keep this process's in-memory run in step, so a later flush does not undo a rename."""
-    recorder = catalog._recorder
+    recorder = catalog.recorder
     if recorder is None or "name" not in changes:
         return
     for run in recorder.stack:
@@ -91,7 +92,7 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
                             "run say so: delete_runs('id IS NOT NULL')")
     ids = arguments.texts(ids, "ids", _IDS_EXAMPLE)
     check_filters(where, equals)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect(write=True) as con:
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
@@ -134,7 +135,7 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
     """See :meth:`tracker.Catalog.purge`. Returns counts of what was removed."""
     age = parse_age(older_than) if older_than is not None else 0.0
     ids = arguments.texts(ids, "ids", _IDS_EXAMPLE)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect(write=True) as con:
         ids = [resolve(con, ref) for ref in ids] if ids is not None else None
         chosen = [row[0] for row in con.execute(

@@ -4,8 +4,8 @@ This module owns the grammar users type into ``runs(filter=...)`` and the widget
 (MLflow's search syntax plus OR, NOT and parentheses), keyword filters (``compile_equals``) and
 sort keys (``compile_order_by``). Everything compiles to SQL over ``runs AS r`` with ``?``
 placeholders: every value the user typed is bound, never pasted, and params and metrics keys are
-looked up in the catalog's map of internal column names (``tracker.columns``), so any key text
-works and none reaches the SQL. Reading order: a tokenizer, a
+looked up in the catalog's map of internal column names (``tracker.storage.columns``), so any key
+text works and none reaches the SQL. Reading order: a tokenizer, a
 recursive-descent parser to an AST of dataclasses, a compiler from the AST, the public functions.
 
 Semantics worth knowing:
@@ -529,7 +529,7 @@ def compile_filter(text: str | None, *, alias: str = "r",
                    columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """Compile a filter string to a WHERE-clause fragment over ``runs AS <alias>``.
 
-    ``columns`` names the column of each (namespace, key) (``tracker.columns.layout``); keys
+    ``columns`` names the column of each (namespace, key) (``tracker.storage.columns.layout``); keys
     it lacks match no run.
 
     Blank or None matches every run (``TRUE``). Raises FilterSyntaxError (a ValueError) naming

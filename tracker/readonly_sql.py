@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tracker import schema
 from tracker.errors import ArgumentError, CatalogError, ReadOnlySQLError, SQLError, first_line
+from tracker.storage import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,7 +90,7 @@ def run(catalog: Catalog, text: str, params: Params = None) -> pd.DataFrame:
     import duckdb
     import pyarrow as pa
 
-    from tracker.search import frame
+    from tracker.frames import frame
 
     limit = time_limit()
     with catalog.read_locked() as path:

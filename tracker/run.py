@@ -7,7 +7,7 @@ thread drains the queue in two stages:
    enough to survive a ``kill -9`` of the process (the next process to open the catalog ingests
    orphaned spools). The notebook extension runs this stage synchronously when a cell finishes.
 2. catalog: about once a second, pending events go to the catalog in one write transaction
-   (``tracker.ingest``), after which the spool is truncated.
+   (``tracker.delivery``, then ``tracker.storage``), after which the spool is truncated.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, redaction, spools, teardown, values
+from tracker import _ids, arguments, events, models, redaction, teardown, values
+from tracker._process import process_start
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -38,6 +39,7 @@ from tracker.errors import (
     CatalogLockedError,
     TrackerWarning,
 )
+from tracker.storage import recovery, spools
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -62,16 +64,6 @@ def _user() -> str | None:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
-        return None
-
-
-def process_start(pid: int) -> float | None:
-    """When ``pid`` started (clock ticks since boot), to tell a live run from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return float(fields[19])
-    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -144,7 +136,7 @@ class Run:
             return
         self._params[key] = value
         self._kinds[key] = kind
-        self._push(("param", self.id, key, value, kind, time.time()))
+        self._push(events.Param(self.id, key, value, kind, time.time()))
 
     def _log_param_slow(self, key: Any, value: Any) -> None:
         try:
@@ -202,7 +194,7 @@ class Run:
             self._log_metric_slow(key, value, step)
             return
         self._metrics[key] = value
-        self._push(("metric", self.id, key, value, step, time.time()))
+        self._push(events.Metric(self.id, key, value, step, time.time()))
 
     def _log_metric_slow(self, key: Any, value: Any, step: Any) -> None:
         name = self._key(key, "metric")
@@ -223,7 +215,7 @@ class Run:
                             "64-bit range steps are stored in; recorded without a step")
             step = None
         self._metrics[name] = number
-        self._push(("metric", self.id, name, number, step, time.time()))
+        self._push(events.Metric(self.id, name, number, step, time.time()))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Record several metrics at one step."""
@@ -251,13 +243,14 @@ class Run:
             return
         # `https://user:password@...` and keys in a URI never reach the spool.
         uri = self._recorder.redactor.text(uri) or uri
-        self._push(("artifact", self.id, role, uri, None, time.time(), via))
+        self._push(events.Artifact(self.id, role, uri, None, time.time(), via))
 
     def record(self, kind: str, *payload: Any) -> None:
-        """Queue a raw event (``cell``, ``env``, ``set``, ``stored``): for the extension."""
+        """Queue an event of another kind (``cell``, ``env``, ``set``, ``stored``: the fields of
+        its :mod:`tracker.events` shape after the run id): for the notebook extension."""
         if kind != "stored":  # a stored file's path must stay the path that opens it
             payload = tuple(values.cleaned(item) for item in payload)
-        self._push((kind, self.id, *payload))
+        self._push(events.make(kind, self.id, *payload))
 
     def _warn_once(self, topic: str, message: str, *, stacklevel: int = 4) -> None:
         if topic in self._warned:
@@ -279,7 +272,7 @@ class Run:
 
     def _queue_end(self, status: str, error: str | None = None) -> None:
         self.ended = True
-        self._push(("end", self.id, status, time.time(), self._recorder.redactor.text(error)))
+        self._push(events.End(self.id, status, time.time(), self._recorder.redactor.text(error)))
 
     def __enter__(self) -> Run:
         return self
@@ -299,11 +292,11 @@ class Recorder:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.queue: collections.deque[events.Event] = collections.deque()
         self.stack: list[Run] = []  # active runs, innermost last
         self._seq: dict[str, int] = {}
         self._spool: Any = None  # this process's spool file, opened by the first event
-        self._pending: list[tuple[str, int, tuple[Any, ...]]] = []
+        self._pending: list[events.Spooled] = []
         self._spool_lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._wake = threading.Event()
@@ -349,7 +342,7 @@ class Recorder:
         run = Run(self, _ids.new_run_id(), values.text(name) if name else _ids.new_run_name(),
                   values.text(project), parent_id)
         run.session = session
-        self.queue.append(("start", run.id, self._start_attrs(run, labels, notes, attrs)))
+        self.queue.append(events.Start(run.id, self._start_attrs(run, labels, notes, attrs)))
         self.stack.append(run)
         if params:
             run.log_params(params)
@@ -401,42 +394,42 @@ class Recorder:
                 return
             # Opened before any event leaves the queue: if opening fails, nothing is lost.
             handle = self._spool or self._open_spool()
-            events = []
+            taken = []
             while self.queue:
-                events.append(self.queue.popleft())
-            lines, pending, seqs, rejected = self._encoded(events)
+                taken.append(self.queue.popleft())
+            lines, pending, seqs, rejected = self._encoded(taken)
             try:
                 if rejected:  # first: if this fails, nothing was written
-                    spools.quarantine(self.catalog, self.spool_path.stem, rejected)
+                    spools.quarantine(self.catalog.store, self.spool_path.stem, rejected)
             except BaseException:
-                self.queue.extendleft(reversed(events))
+                self.queue.extendleft(reversed(taken))
                 raise
             try:
                 spools.append_whole(handle, "".join(lines).encode())
             except BaseException:
-                self.queue.extendleft(reversed([event for _, _, event in pending]))
+                self.queue.extendleft(reversed([item.event for item in pending]))
                 raise
             self._seq.update(seqs)
             self._pending.extend(pending)
         if rejected:
             self.warn(f"{len(rejected)} event(s) could not be written to the spool; kept in "
-                      f"{spools.quarantine_dir(self.catalog)}")
+                      f"{spools.quarantine_dir(self.catalog.store)}")
 
-    def _encoded(self, events: list[tuple[Any, ...]]) -> tuple[
-            list[str], list[tuple[str, int, tuple[Any, ...]]], dict[str, int], list[Any]]:
-        """Spool lines for ``events``, numbered per run, and the events JSON cannot hold."""
+    def _encoded(self, queued: list[events.Event]) -> tuple[
+            list[str], list[events.Spooled], dict[str, int], list[spools.Reject]]:
+        """Spool lines for ``queued``, numbered per run, and the events JSON cannot hold."""
         seqs: dict[str, int] = {}
         lines, pending, rejected = [], [], []
-        for event in events:
-            run_id = event[1]
+        for event in queued:
+            run_id = event.run_id
             seq = seqs.get(run_id, self._seq.get(run_id, 0)) + 1
             try:
-                lines.append(_encode([seq, *event]) + "\n")
+                lines.append(_encode([seq, *events.as_list(event)]) + "\n")
             except Exception as exc:  # a raw event with an object JSON cannot write
-                rejected.append((repr(exc), run_id, None, event))
+                rejected.append(spools.Reject(repr(exc), run_id, None, event))
                 continue
             seqs[run_id] = seq
-            pending.append((run_id, seq, event))
+            pending.append(events.Spooled(run_id, seq, event))
         return lines, pending, seqs, rejected
 
     def _open_spool(self) -> Any:
@@ -468,7 +461,7 @@ class Recorder:
         wait = self.catalog.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         if not self._db_lock.acquire(timeout=max(wait, 0.001)):
-            from tracker import _lock
+            from tracker.storage import lock as _lock
 
             holder = _lock.holder_of(f"{self.catalog.path}.lock") or "another process"
             raise CatalogLockedError(
@@ -489,23 +482,24 @@ class Recorder:
                 "tracking retries in the background")
 
     def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
-        from tracker import ingest
+        from tracker import delivery
 
         with self._spool_lock:
             batch, self._pending = self._pending, []
         if not batch:
             return
         try:
-            kept = ingest.write_events(self.catalog, batch, timeout=timeout, cancel=cancel)
+            kept = delivery.write_events(self.catalog, batch, local=local_to(self.catalog.path),
+                                         timeout=timeout, cancel=cancel)
         except BaseException:
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
             raise
         if kept:
             self.warn(f"{kept} event(s) the catalog could not store were kept in "
-                      f"{spools.quarantine_dir(self.catalog)}")
+                      f"{spools.quarantine_dir(self.catalog.store)}")
         self._last_write = time.monotonic()
-        self._after_write({run_id for run_id, _, _ in batch})
+        self._after_write({item.run_id for item in batch})
 
     def _after_write(self, run_ids: Iterable[str]) -> None:
         """Everything up to now is in the catalog: empty the spool, forget ended runs."""
@@ -573,7 +567,7 @@ class Recorder:
         if self.stack and now - self._last_beat >= HEARTBEAT_INTERVAL:
             self._last_beat = now
             for run in self.stack:
-                self.queue.append(("beat", run.id, time.time()))
+                self.queue.append(events.Beat(run.id, time.time()))
         # Cleared before spooling: an event whose _write_soon this overwrites was queued
         # before it, so the spool below takes it and this tick writes it.
         due = now >= self._due
@@ -649,6 +643,14 @@ def flush_pending(path: Path, *, timeout: float | None = None) -> None:
     for recorder in list(_recorders):
         if recorder.catalog.path == path:
             recorder.flush(timeout=timeout)
+
+
+def local_to(path: Path) -> recovery.Local:
+    """What this process itself writes to the catalog at ``path`` (any Catalog object): its
+    active runs and its spools, which recovery must never take for a dead process's."""
+    mine = [recorder for recorder in list(_recorders) if recorder.catalog.path == path]
+    return recovery.Local({run.id for recorder in mine for run in recorder.stack},
+                          {recorder.spool_path for recorder in mine})
 
 
 def _stop_all_threads() -> None:

@@ -1,7 +1,7 @@
 """Reading the catalog: runs as DataFrames, one run in full, artifacts, lineage and raw SQL.
 
 The runs table is one SELECT over ``runs``: each params and metrics key is already a column
-there (``tracker.columns``), cast here to its type (``params.lr`` DOUBLE,
+there (``tracker.storage.columns``), cast here to its type (``params.lr`` DOUBLE,
 ``params.model`` VARCHAR, ...) so pandas receives it ready-made. Types come from ``param_keys``,
 the kinds ever logged for each key.
 """
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, columns, ingest, query, readonly_sql, values
+from tracker import _ids, arguments, delivery, query, readonly_sql, values
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,
     CatalogLockedError,
     RunNotFoundError,
 )
+from tracker.frames import frame
 from tracker.models import RunInfo
+from tracker.storage import columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,35 +46,7 @@ ROLES = {"input": "files and URIs the run read", "output": "those it wrote",
          "notebook": "the notebook as last saved, stored with the run"}
 
 
-def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
-          ) -> pd.DataFrame:
-    """The result of ``sql`` as a DataFrame, by way of Arrow.
-
-    pandas keeps text in Arrow arrays, so Arrow hands it over as it is: ~2x faster than
-    duckdb's own conversion, which builds a Python string per value (60 ms of a 16k-run filter).
-    Lists (labels) become Python lists and missing ones None, as users expect.
-    """
-    import pyarrow as pa
-
-    result = con.execute(sql, params or [])
-    if result.description is None:  # a statement with no result, such as SET
-        import pandas as pd
-
-        return pd.DataFrame()
-    with warnings.catch_warnings():
-        # duckdb 2 suggests its relation API to save a copy; measured, the copy costs nothing
-        # here, and relations refuse a connection that still holds a result from execute().
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-        arrow = fetch()
-    table = arrow.to_pandas()
-    for field in arrow.schema:
-        if pa.types.is_list(field.type):  # numpy arrays otherwise
-            table[field.name] = table[field.name].map(list, na_action="ignore")
-    return table
-
-
-def _prepare_read(catalog: Catalog) -> None:
+def prepare_read(catalog: Catalog) -> None:
     """Make this process's own writes visible and mark dead runs before reading.
 
     The flush waits at most READ_FLUSH_WAIT for the write lock: a process that merely reads
@@ -81,11 +54,11 @@ def _prepare_read(catalog: Catalog) -> None:
     this process's newest events, silently: they are safe in the spool and the flusher writes
     them once the lock is free (a warning here would fire on every busy background refresh).
     """
-    from tracker.run import flush_pending
+    from tracker.run import flush_pending, local_to
 
     with contextlib.suppress(CatalogLockedError):
         flush_pending(catalog.path, timeout=min(READ_FLUSH_WAIT, catalog.timeout))
-    ingest.maybe_recover(catalog)
+    delivery.recover(catalog, local=local_to(catalog.path))
 
 
 def _visibility(include_deleted: bool, deleted_only: bool) -> str:
@@ -98,7 +71,7 @@ def matching(where: str | None, equals: Mapping[str, Any] | None = None,
              layout: columns.Layout | None = None, *, include_deleted: bool = False,
              deleted_only: bool = False) -> query.Compiled:
     """The WHERE condition (on ``runs r``) for a filter, equality tests and the trash;
-    ``layout`` is the catalog's :func:`tracker.columns.layout`."""
+    ``layout`` is the catalog's :func:`tracker.storage.columns.layout`."""
     condition = query.compile_filter(where, columns=layout)
     equal = query.compile_equals(equals or {}, columns=layout)
     return query.Compiled(
@@ -123,7 +96,7 @@ def runs(catalog: Catalog, where: str | None = None, *,
     check_filters(where, equals, order_by)
     limit = None if limit is None else arguments.count(limit, "limit")
     offset = arguments.count(offset, "offset")
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.layout(con)
         condition = matching(where, equals, layout, include_deleted=include_deleted,
@@ -216,7 +189,7 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
     """See :meth:`tracker.Catalog.count_runs`."""
     scope, key = query.parse_key(by, argument="by") if by is not None else ("", "")
     check_filters(where)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.layout(con)
         condition = matching(where, layout=layout, include_deleted=include_deleted)
@@ -232,7 +205,7 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
 
 def keys(catalog: Catalog) -> list[str]:
     """See :meth:`tracker.Catalog.keys`."""
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.layout(con)
     return [f"{namespace}.{key}" for namespace in ("params", "metrics")
@@ -290,7 +263,7 @@ def _encodable(text: str) -> bool:
 
 def get_run(catalog: Catalog, ref: str) -> RunInfo:
     """See :meth:`tracker.Catalog.get_run`."""
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         return _run_info(con, run_id)
@@ -318,8 +291,8 @@ def _run_info(con: Any, run_id: str) -> RunInfo:
         params={key: entries[-1][1] for key, entries in history.items()},
         metrics=metrics, param_history=history,
         environment=json.loads(env[0]) if env else None,
-        artifacts=_records(con, _ARTIFACTS_OF_RUN, [run_id]),
-        cells=_records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
+        artifacts=records(con, _ARTIFACTS_OF_RUN, [run_id]),
+        cells=records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
                        [run_id]),
     )
 
@@ -342,7 +315,8 @@ WHERE ra.run_id = ? ORDER BY ra.role, a.uri
 """
 
 
-def _records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+def records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts by column name (a run's artifacts, cells...)."""
     cursor = con.execute(sql, list(args))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -354,7 +328,7 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
     if key is not None and not _encodable(key):
         raise ArgumentError("key is not valid text (it holds a lone surrogate); no metric "
                             "key can, so pass the key as logged, such as 'loss'")
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         return frame(
@@ -368,7 +342,7 @@ def artifacts(catalog: Catalog, run: str | None = None, *,
               role: str | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.artifacts`."""
     arguments.choice(role, "role", ROLES)
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
         return frame(
@@ -399,7 +373,7 @@ ORDER BY 1 DESC, 5, 2
 
 def lineage(catalog: Catalog, ref: str) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.lineage`."""
-    _prepare_read(catalog)
+    prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         return frame(con, _LINEAGE, {"run": run_id})
@@ -409,5 +383,5 @@ def sql(catalog: Catalog, text: str,
         params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.sql`; :mod:`tracker.readonly_sql` makes it read-only."""
     readonly_sql.check(text, params)  # before the catalog is opened, or created
-    _prepare_read(catalog)
+    prepare_read(catalog)
     return readonly_sql.run(catalog, text, params)

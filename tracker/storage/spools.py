@@ -2,7 +2,8 @@
 quarantine what cannot be stored.
 
 A spool is ``<catalog>.spool/<host>-<pid>-<id>.jsonl``: an owner line, then one JSON line per
-event, ``[seq, kind, run id, ...]`` (written by ``tracker.run``, applied by ``tracker.ingest``).
+event, ``[seq, kind, run id, ...]`` (a :mod:`tracker.events` shape; written by ``tracker.run``,
+applied by :mod:`tracker.storage.writer`).
 Nothing in a spool is ever dropped: a line that is not an event, and an event the catalog
 refuses, go to ``<catalog>.spool/quarantine/<name>.jsonl`` as ``{"error", "run_id", "seq",
 "event", "quarantined_at"}`` lines, and a spool is removed only once all of it is in the catalog
@@ -17,18 +18,26 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tracker import values
+from tracker import events, values
+from tracker._process import process_start
+from tracker.events import Spooled
 
 if TYPE_CHECKING:
-    from tracker.catalog import Catalog
+    from tracker.storage.store import Store
 
 STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
 
-Event = tuple[Any, ...]
-Spooled = tuple[str, int, Event]  # (run id, seq, event)
-Reject = tuple[str, Any, Any, Any]  # (error, run id, seq, event or the unreadable line)
+
+
+class Reject(NamedTuple):
+    """Something that cannot be stored, kept in quarantine with why."""
+
+    error: str
+    run_id: str | None
+    seq: int | None
+    event: Any  # the event, or the text of a spool line that is not one
 
 
 def owner_alive(host: str | None, pid: int | None, started: float | None) -> bool | None:
@@ -43,8 +52,6 @@ def owner_alive(host: str | None, pid: int | None, started: float | None) -> boo
         return False
     except PermissionError:
         pass
-    from tracker.run import process_start
-
     now = process_start(pid)
     return started is None or now is None or abs(now - started) < 1e-6
 
@@ -100,16 +107,16 @@ def _read_owner(path: Path) -> dict[str, Any] | None:
 def read(paths: Iterable[Path]) -> tuple[list[Spooled], dict[Path, list[Reject]]]:
     """All events of ``paths``, and each path's unreadable lines (a file gone meanwhile was
     recovered by another process: it is skipped)."""
-    events: list[Spooled] = []
+    found: list[Spooled] = []
     unreadable: dict[Path, list[Reject]] = {}
     for path in paths:
         try:
             batch, bad = _read_spool(path)
         except FileNotFoundError:
             continue
-        events += batch
+        found += batch
         unreadable[path] = bad
-    return events, unreadable
+    return found, unreadable
 
 
 def _read_spool(path: Path) -> tuple[list[Spooled], list[Reject]]:
@@ -123,19 +130,20 @@ def _read_spool(path: Path) -> tuple[list[Spooled], list[Reject]]:
                 batch.append(_spooled_event(line))
             except (ValueError, TypeError, IndexError) as exc:
                 text = line.decode("utf-8", "backslashreplace")
-                unreadable.append((f"line {number} of {path.name} is not an event: {exc!r}",
-                                   None, None, text))
+                unreadable.append(Reject(f"line {number} of {path.name} is not an event: "
+                                         f"{exc!r}", None, None, text))
     return batch, unreadable
 
 
 def _spooled_event(line: bytes) -> Spooled:
-    seq, *event = json.loads(line)
-    if type(seq) is not int or not isinstance(event[0], str) or not isinstance(event[1], str):
+    seq, *fields = json.loads(line)
+    if type(seq) is not int:
         raise ValueError("not [seq, kind, run id, ...]")
-    return event[1], seq, tuple(event)
+    event = events.from_list(fields)
+    return Spooled(event.run_id, seq, event)
 
 
-def retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
+def retire(store: Store, unreadable: dict[Path, list[Reject]]) -> None:
     """Spools whose events are committed go, once their unreadable lines are in quarantine
     (a spool whose lines could not be kept stays; a replay is harmless: see runs.spool_seq).
     Called under the catalog's write lock, so two processes never quarantine a line twice."""
@@ -143,19 +151,19 @@ def retire(catalog: Catalog, unreadable: dict[Path, list[Reject]]) -> None:
         if not path.exists():
             continue  # another process recovered it first
         if lines:
-            quarantine(catalog, path.stem, lines)
+            quarantine(store, path.stem, lines)
         path.unlink(missing_ok=True)
 
 
-def quarantine_dir(catalog: Catalog) -> Path:
+def quarantine_dir(store: Store) -> Path:
     """Where events that could not be stored are kept, as JSON lines, each with its error."""
-    return catalog.spool_dir / "quarantine"
+    return store.spool_dir / "quarantine"
 
 
-def quarantine(catalog: Catalog, name: str, rejects: Iterable[Reject]) -> Path:
+def quarantine(store: Store, name: str, rejects: Iterable[Reject]) -> Path:
     """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool),
     flushed and fsynced before returning."""
-    folder = quarantine_dir(catalog)
+    folder = quarantine_dir(store)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{name}.jsonl"
     text = "".join(_quarantine_line(*reject) for reject in rejects)
@@ -179,6 +187,8 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _quarantine_line(error: str, run_id: Any, seq: Any, event: Any) -> str:
+    if type(event) in events.KINDS:  # as in a spool line: [kind, run id, field...]
+        event = events.as_list(event)
     record = {"error": error, "run_id": run_id, "seq": seq, "event": event,
               "quarantined_at": time.time()}
     return json.dumps(_writable(record)) + "\n"

@@ -31,8 +31,8 @@ except ImportError:  # Windows: threads are still serialised; processes are not.
     fcntl = None  # type: ignore[assignment]
 
 from tracker import teardown
-from tracker._files import check_lock_file
 from tracker.errors import CatalogError, CatalogLockedError
+from tracker.storage.files import check_lock_file
 
 _FLOCK = "hhqqi4x"  # struct flock on Linux x86_64/aarch64: type, whence, start, len, pid
 

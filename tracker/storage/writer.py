@@ -1,11 +1,13 @@
-"""Writing recorded events into the catalog, and recovering what dead processes left behind.
+"""Writing a batch of recorded events into the catalog: one statement per table.
 
-Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died.
+Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died
+(:mod:`tracker.storage.recovery`), already prepared (files hashed, blobs stored) by
+``tracker.delivery``.
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.
 
 Nothing is dropped: an event the catalog refuses (a data error) is set aside in quarantine
-(``tracker.spools``) with its error, and everything else is applied.
+(:mod:`tracker.storage.spools`) with its error, and everything else is applied.
 """
 
 from __future__ import annotations
@@ -15,27 +17,22 @@ import datetime as dt
 import json
 import os
 import socket
-import threading
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import columns, models, schema, spools, values
-from tracker.errors import CatalogError, TrackerWarning
+from tracker import events, models, values
+from tracker.events import Spooled
+from tracker.storage import columns, schema, spools
 
 if TYPE_CHECKING:
-    from tracker.catalog import Catalog
+    from tracker.storage.store import Store
 
-Event = tuple[Any, ...]
-Batch = Sequence[tuple[str, int, Event]]  # (run id, seq, event)
+Batch = Sequence[Spooled]
 Reject = spools.Reject
 Keep = Callable[[list[Reject]], list[Reject]]  # quarantines rejects, returns them
 
-RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
-STALE_HEARTBEAT = spools.STALE_HEARTBEAT
 _BULK = 500  # rows above which an insert goes through a DataFrame rather than executemany
 
 
@@ -43,53 +40,19 @@ def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def write_events(catalog: Catalog, batch: Batch, *, timeout: float | None = None,
-                 cancel: threading.Event | None = None) -> int:
-    """Apply ``batch`` in one write transaction (hashing and copying happen before it); return
-    how many events were quarantined rather than applied.
-
-    A process's first write also recovers what dead processes left, in the same catalog open:
-    one open where a fresh kernel's first run used to need two.
-    """
-    recovering = not catalog._last_recovery
-    if recovering:
-        catalog._last_recovery = time.monotonic()
-    orphans = _orphaned_spools(catalog) if recovering else []
-    return _commit(catalog, batch, orphans, find_dead=recovering, timeout=timeout,
-                   cancel=cancel)
-
-
-def _commit(catalog: Catalog, batch: Batch, orphans: list[Path], *, find_dead: bool,
-            dead: Sequence[str] = (), timeout: float | None = None,
-            cancel: threading.Event | None = None) -> int:
-    """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
-    (under the lock, so that two recovering processes never quarantine a line twice)."""
-    spooled, unreadable = spools.read(orphans)
-    prepared, rejected = _prepared_batch(catalog, [*batch, *spooled])
-    with catalog.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        # Each refused event is in quarantine, on disk, before a commit moves runs.spool_seq
-        # past it: else a failed quarantine write, or a kill, would make a replay skip it.
-        keep = _keeper(catalog)
-        keep(rejected)
-        rejected += _apply_all(con, prepared, keep)
-        _mark_crashed(con, _dead_runs(con, catalog) if find_dead else dead, spooled)
-        spools.retire(catalog, unreadable)
-    return len(rejected) + sum(len(lines) for lines in unreadable.values())
-
-
-def _keeper(catalog: Catalog) -> Keep:
+def keeper(store: Store) -> Keep:
     """A function that quarantines rejects (durably) and returns them."""
     name = f"{socket.gethostname()}-{os.getpid()}"
 
     def keep(rejects: list[Reject]) -> list[Reject]:
         if rejects:
-            spools.quarantine(catalog, name, rejects)
+            spools.quarantine(store, name, rejects)
         return rejects
 
     return keep
 
 
-def _apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
+def apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
     run; return the events refused, each passed to ``keep`` as soon as it is known (a lock or
     I/O error is raised, not judged)."""
@@ -100,29 +63,28 @@ def _apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
             raise
     else:
         return keep(startless)
-    by_run: dict[str, list[tuple[str, int, Event]]] = defaultdict(list)
+    by_run: dict[str, list[Spooled]] = defaultdict(list)
     for item in batch:
-        by_run[item[0]].append(item)
+        by_run[item.run_id].append(item)
     # A run whose start is refused: its other events come back as startless, so kept too.
     return [reject for events in by_run.values() for reject in _bisected(con, events, keep)]
 
 
-def _bisected(con: Any, events: list[tuple[str, int, Event]],
-              keep: Keep) -> list[Reject]:
+def _bisected(con: Any, numbered: list[Spooled], keep: Keep) -> list[Reject]:
     """Apply ``events`` in order, halving around the ones the catalog refuses; a refused event
     goes to ``keep`` before the next half commits (and moves runs.spool_seq past it)."""
     try:
-        startless = _transaction(con, events)
+        startless = _transaction(con, numbered)
     except Exception as exc:
         if not _data_error(exc):
             raise
-        if len(events) == 1:
-            run_id, seq, event = events[0]
-            return keep([(f"{type(exc).__name__}: {exc}", run_id, seq, event)])
+        if len(numbered) == 1:
+            run_id, seq, event = numbered[0]
+            return keep([Reject(f"{type(exc).__name__}: {exc}", run_id, seq, event)])
     else:
         return keep(startless)
-    half = len(events) // 2
-    return _bisected(con, events[:half], keep) + _bisected(con, events[half:], keep)
+    half = len(numbered) // 2
+    return _bisected(con, numbered[:half], keep) + _bisected(con, numbered[half:], keep)
 
 
 def _transaction(con: Any, batch: Batch) -> list[Reject]:
@@ -135,7 +97,7 @@ def _transaction(con: Any, batch: Batch) -> list[Reject]:
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
-    return [("no start event of this run was ever stored", run_id, seq, event)
+    return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless]
 
 
@@ -148,77 +110,6 @@ def _data_error(exc: BaseException) -> bool:
         return True
     return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError)) and not \
         isinstance(exc, (duckdb.Error, OSError))
-
-
-def _prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[tuple[str, int, Event]],
-                                                             list[Reject]]:
-    """Each event prepared (:func:`_prepare`), and those too malformed to prepare; an
-    OSError (a file that cannot be read or copied now) is raised, to be retried."""
-    prepared, rejected = [], []
-    for run_id, seq, event in batch:
-        try:
-            prepared.append((run_id, seq, _prepare(catalog, event)))
-        except OSError:
-            raise
-        except Exception as exc:
-            rejected.append((f"{type(exc).__name__}: {exc}", run_id, seq, event))
-    return prepared, rejected
-
-
-def _prepare(catalog: Catalog, event: Event) -> Event:
-    """Hash local files and store blobs outside the lock: the slow part of an event."""
-    if event[0] not in ("artifact", "stored"):
-        return event
-    from tracker.capture import suppressed
-
-    with suppressed():  # tracker reading a file is not the notebook reading it
-        return _prepared(catalog, event)
-
-
-def _prepared(catalog: Catalog, event: Event) -> Event:
-    kind = event[0]
-    if kind == "artifact" and event[4] is None and "://" not in event[3]:
-        from tracker.hashing import file_facts
-
-        return (*event[:4], _facts(file_facts(event[3])), *event[5:])
-    if kind == "stored":
-        _, run_id, role, path, ts = event
-        return ("artifact", run_id, role, path, _store_blob(catalog, path), ts, "stored")
-    return event
-
-
-def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
-    from tracker import redaction
-    from tracker.hashing import file_facts, hash_bytes
-
-    facts = file_facts(path)
-    if facts.hash is None:
-        return _facts(facts)
-    # What is stored is the notebook with its secrets replaced, and the hash is of that.
-    content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
-    digest = hash_bytes(content)
-    folder = catalog.blob_dir
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    blob = folder / digest.replace(":", "-")
-    if not blob.exists():
-        # Written under another name and renamed: a process killed mid-copy must not leave a
-        # truncated file under the hash's name, which every later run would trust. (Purge
-        # removes such leftovers, as it does any unreferenced file over an hour old.)
-        partial = folder / f".{blob.name}.{os.getpid()}-{threading.get_ident()}.part"
-        _write_private(partial, content)
-        os.replace(partial, blob)
-    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": blob.name}
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """Write a file only its owner may read (mode 0600 from the start)."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(content)
-
-
-def _facts(facts: Any) -> dict[str, Any]:
-    """What an artifact event carries about a file (a tracker.hashing.FileFacts)."""
-    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash}
 
 
 class _Rows:
@@ -235,22 +126,22 @@ class _Rows:
         self.valued: list[str] = []  # runs whose latest params or metrics changed
 
 
-def apply(con: Any, batch: Batch) -> list[tuple[str, int, Event]]:
+def apply(con: Any, batch: Batch) -> list[Spooled]:
     """Apply events inside the caller's transaction; return those of runs whose start was
     never stored (nothing to attach them to: the caller keeps them)."""
-    by_run: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-    for run_id, seq, event in batch:
-        by_run[run_id].append((seq, event))
+    by_run: dict[str, list[Spooled]] = defaultdict(list)
+    for item in batch:
+        by_run[item.run_id].append(item)
     existing = _existing_runs(con, list(by_run))
     rows = _Rows()
     now = time.time()
     startless = []
-    for run_id, events in by_run.items():
+    for run_id, numbered in by_run.items():
         row = existing.get(run_id)
         applied = (row or {}).get("spool_seq") or 0
-        fresh = [(seq, event) for seq, event in events if seq > applied]
+        fresh = [item for item in numbered if item.seq > applied]
         if fresh and not _gather(rows, run_id, fresh, row, now):
-            startless += [(run_id, seq, event) for seq, event in fresh]
+            startless += fresh
     _write(con, rows)
     return startless
 
@@ -262,7 +153,7 @@ def _existing_runs(con: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {r[0]: {"spool_seq": r[1], "params": r[2], "metrics": r[3]} for r in rows}
 
 
-def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
+def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             row: dict[str, Any] | None, now: float) -> bool:
     """Fold one run's events into column values (a whole new row, or updates) and rows;
     False, and nothing gathered, for events of a run whose start was never recorded."""
@@ -270,30 +161,29 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
     state: dict[str, Any] = {}
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
-    for _, event in events:
-        kind = event[0]
-        if kind == "start" and row is None:
-            state.update(_start_columns(run_id, event[2]))
-        elif kind == "param":
-            _, _, key, value, param_kind, ts = event
-            rows.params.append((run_id, key, json.dumps(value), param_kind, ts))
-            params[key] = value
-        elif kind == "metric":
-            _, _, key, value, step, ts = event
-            rows.metrics.append((run_id, key, value, step, ts))
-            metrics[key] = values.encode_float(value)
-        elif kind == "artifact":
-            rows.artifacts.append((run_id, *event[2:]))
-        elif kind == "cell":
-            rows.cells.append(_cell_row(run_id, event[2]))
-        elif kind == "env":
-            rows.environments[event[2]] = event[3]
-            state["environment_id"] = event[2]
-        elif kind == "set":
-            state.update(event[2])
-        elif kind == "end":
-            _, _, status, ts, error = event
-            state.update(status=status, ended_at=ts, error=error)
+    for _, _, event in numbered:
+        if isinstance(event, events.Start):
+            if row is None:
+                state.update(_start_columns(run_id, event.attrs))
+        elif isinstance(event, events.Param):
+            rows.params.append((run_id, event.key, json.dumps(event.value), event.kind,
+                                event.ts))
+            params[event.key] = event.value
+        elif isinstance(event, events.Metric):
+            rows.metrics.append((run_id, event.key, event.value, event.step, event.ts))
+            metrics[event.key] = values.encode_float(event.value)
+        elif isinstance(event, events.Artifact):
+            rows.artifacts.append((run_id, event.role, event.uri, event.facts, event.ts,
+                                   event.via))
+        elif isinstance(event, events.Cell):
+            rows.cells.append(_cell_row(run_id, event.cell))
+        elif isinstance(event, events.Env):
+            rows.environments[event.env_id] = event.data
+            state["environment_id"] = event.env_id
+        elif isinstance(event, events.Update):
+            state.update(event.attrs)
+        elif isinstance(event, events.End):
+            state.update(status=event.status, ended_at=event.ts, error=event.error)
     if row is None and "id" not in state:  # nothing to attach them to
         _truncate(rows, *start)
         return False
@@ -303,7 +193,7 @@ def _gather(rows: _Rows, run_id: str, events: list[tuple[int, Event]],
         state["metrics"] = _merged((row or {}).get("metrics"), metrics)
     if params or metrics:
         rows.valued.append(run_id)
-    state.update(heartbeat_at=now, spool_seq=events[-1][0])
+    state.update(heartbeat_at=now, spool_seq=numbered[-1].seq)
     if row is None:
         if state.get("ended_at") is not None:
             state["duration"] = state["ended_at"] - state["started_at"]
@@ -334,10 +224,10 @@ def _write(con: Any, rows: _Rows) -> None:
     """One statement per table for the whole batch (a run's value columns ride on its row)."""
     if rows.params:
         _insert(con, "params", rows.params)
-        _insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows.params}))
+        insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows.params}))
     if rows.metrics:
         _insert(con, "metrics", rows.metrics)
-        _insert_missing(con, "metric_keys", sorted({(row[1],) for row in rows.metrics}))
+        insert_missing(con, "metric_keys", sorted({(row[1],) for row in rows.metrics}))
     keys = {("params", row[1]) for row in rows.params}
     touched = columns.ensure(con, keys | {("metrics", row[1]) for row in rows.metrics}) \
         if rows.valued else {}
@@ -401,7 +291,7 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
     con.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = ?", [*args, run_id])
 
 
-def _insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
+def insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
     """Add the (key[, kind]) rows ``table`` does not have yet, in one statement."""
     names = ", ".join(schema.column_names(table))
     lists = ", ".join("unnest(?::VARCHAR[])" for _ in keys[0])
@@ -501,84 +391,3 @@ def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
                 [env_id, json.dumps(data, default=str), _ts(time.time())])
 
 
-# -- recovery ------------------------------------------------------------------------------
-
-
-def maybe_recover(catalog: Catalog, *, force: bool = False) -> None:
-    """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
-    the read that calls this wait or fail.
-
-    Orphaned spools are looked for on every call (a directory listing), so a long-lived reader
-    sees the runs of processes that exited at once; dead runs at most every RECOVERY_INTERVAL
-    seconds per catalog object. The write lock is only tried, not waited for (unless
-    ``force``): when another process holds the catalog, a later read recovers.
-    """
-    orphans = _orphaned_spools(catalog)
-    now = time.monotonic()
-    due = force or not catalog._last_recovery or now - catalog._last_recovery >= RECOVERY_INTERVAL
-    if not orphans and not due:
-        return
-    dead: list[str] = []
-    if due:
-        catalog._last_recovery = now
-        with catalog.connect(write=False) as con:
-            dead = _dead_runs(con, catalog)
-    if not orphans and not dead:
-        return
-    try:
-        kept = _commit(catalog, [], orphans, find_dead=False, dead=dead,
-                       timeout=None if force else 0.0)
-    except Exception as exc:  # the read goes on; the spools stay for a later one
-        if dead:
-            catalog._last_recovery = 0.0  # look for them again at the next read
-        if not isinstance(exc, OSError | CatalogError):  # locked or full: not news
-            warnings.warn(f"could not recover what exited processes left in "
-                          f"{catalog.spool_dir} ({exc!r}); it stays there for a later read",
-                          TrackerWarning, stacklevel=3)
-        return
-    if kept:
-        warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "
-                      f"{spools.quarantine_dir(catalog)}", TrackerWarning, stacklevel=3)
-
-
-def _dead_runs(con: Any, catalog: Catalog) -> list[str]:
-    """Runs still marked running whose process is gone (not this process's own runs)."""
-    running = con.execute("SELECT id, host, pid, process_start, epoch(heartbeat_at) FROM runs "
-                          "WHERE status = 'running'").fetchall()
-    own = _own_run_ids(catalog)
-    return [r[0] for r in running if r[0] not in own and _is_dead(*r[1:])]
-
-
-def _recorders_of(catalog: Catalog) -> list[Any]:
-    """This process's recorders writing to the catalog's file (any Catalog object)."""
-    from tracker.run import _recorders
-
-    return [r for r in list(_recorders) if r.catalog.path == catalog.path]
-
-
-def _own_run_ids(catalog: Catalog) -> set[str]:
-    return {run.id for recorder in _recorders_of(catalog) for run in recorder.stack}
-
-
-def _orphaned_spools(catalog: Catalog) -> list[Path]:
-    catalog.vet()  # the spool folder is one of the catalog's files: never list a planted one
-    return spools.orphaned(catalog.spool_dir, {r.spool_path for r in _recorders_of(catalog)})
-
-
-def _is_dead(host: str | None, pid: int | None, started: float | None,
-             heartbeat: float | None) -> bool:
-    alive = spools.owner_alive(host, pid, started)
-    if alive is not None:
-        return not alive
-    return heartbeat is not None and time.time() - heartbeat > STALE_HEARTBEAT
-
-
-def _mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
-    """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
-    crashed = sorted(set(dead) | {run_id for run_id, _, _ in spooled})
-    if not crashed:
-        return
-    con.execute(
-        "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
-        "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
-        "WHERE status = 'running' AND list_contains(?, id)", [crashed])

@@ -96,7 +96,7 @@ Migration = Callable[[Connection], None]
 
 def _add_value_columns(con: Connection) -> None:
     """Version 2: a column per params and metrics key, so filters stop parsing JSON."""
-    from tracker import columns
+    from tracker.storage import columns
 
     con.execute(f"CREATE TABLE value_columns ({TABLES['value_columns']})")
     columns.refresh(con)

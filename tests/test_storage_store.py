@@ -1,0 +1,132 @@
+"""One catalog file (tracker.storage.store.Store): attached for an operation and detached after,
+a new catalog published whole from a draft, the schema created or migrated once."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import tracker
+from tracker.storage import schema
+from tracker.storage.store import Store
+
+
+def _store(tmp_path: Path, name: str = "catalog.duckdb") -> Store:
+    return Store(tmp_path / name, timeout=5.0)
+
+
+def _version(path: Path) -> str:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return str(con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_a_first_write_publishes_a_whole_private_catalog(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.connect(write=True) as con:
+        con.execute("INSERT INTO meta VALUES ('note', 'first')")
+        assert not store.path.exists()  # built as a draft until it is complete
+        assert store.path.with_name("catalog.duckdb.draft").exists()
+    assert store.path.exists() and not store.path.with_name("catalog.duckdb.draft").exists()
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert _version(store.path) == str(schema.SCHEMA_VERSION)
+
+
+def test_a_first_read_creates_the_catalog_too(tmp_path: Path) -> None:
+    store = _store(tmp_path, "new/catalog.duckdb")
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    assert _version(store.path) == str(schema.SCHEMA_VERSION)
+    assert stat.S_IMODE(store.folder.stat().st_mode) == 0o700
+
+
+def test_the_file_is_detached_after_each_operation(tmp_path: Path) -> None:
+    # Another process (here a DuckDB of its own, outside tracker's lock) can open the file
+    # read-write as soon as an operation ends: nothing holds it between operations.
+    store = _store(tmp_path)
+    with store.connect(write=True) as con:
+        con.execute("INSERT INTO meta VALUES ('note', 'committed')")
+    script = textwrap.dedent("""
+        import duckdb, sys
+        con = duckdb.connect(sys.argv[1])
+        print(con.execute("SELECT value FROM meta WHERE key = 'note'").fetchone()[0])
+        con.close()
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(store.path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "committed", done.stderr
+    assert not store.path.with_name("catalog.duckdb.wal").exists()  # checkpointed on detach
+
+
+def test_a_draft_left_by_a_killed_process_is_rebuilt(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    draft = store.path.with_name("catalog.duckdb.draft")
+    draft.write_bytes(b"")  # what a process killed before DuckDB wrote the header leaves
+    with store.connect(write=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    assert not draft.exists() and _version(store.path) == str(schema.SCHEMA_VERSION)
+
+
+def _version_1_catalog(path: Path) -> None:
+    """A catalog as tracker wrote it at schema version 1: no value columns yet."""
+    con = duckdb.connect(str(path))
+    for name, body in schema.TABLES.items():
+        if name != "value_columns":
+            con.execute(f"CREATE TABLE {name} ({body})")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO runs (id, status, started_at, params, metrics) VALUES "
+                "('r1', 'completed', now(), '{\"lr\": 0.1}', '{\"acc\": 0.9}')")
+    con.execute("INSERT INTO param_keys VALUES ('lr', 'float')")
+    con.execute("INSERT INTO metric_keys VALUES ('acc')")
+    con.close()
+    os.chmod(path, 0o600)
+
+
+def test_a_version_1_catalog_is_backed_up_and_migrated_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    _version_1_catalog(store.path)
+    with store.connect() as con:
+        names = {row[0] for row in con.execute(
+            "SELECT name FROM value_columns ORDER BY name").fetchall()}
+        assert len(names) == 2  # one column each for params.lr and metrics.acc
+        assert con.execute("SELECT id FROM runs").fetchall() == [("r1",)]
+    assert _version(store.path) == str(schema.SCHEMA_VERSION)
+    assert _version(store.path.with_name("catalog.duckdb.v1.bak")) == "1"
+
+
+def test_a_newer_catalog_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.connect(write=True) as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    before = store.path.read_bytes()
+    with pytest.raises(tracker.CatalogVersionError, match="upgrade tracker"):
+        with _store(tmp_path).connect():
+            pass
+    assert store.path.read_bytes() == before
+
+
+def test_a_duckdb_file_of_other_tables_is_not_a_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE sales (amount DOUBLE)")
+    con.close()
+    with pytest.raises(tracker.NotACatalogError, match="not a tracker catalog"):
+        with Store(path, timeout=5.0).connect(write=True):
+            pass
+
+
+def test_side_files_are_named_after_the_catalog(tmp_path: Path) -> None:
+    store = _store(tmp_path, "runs.duckdb")
+    assert (store.spool_dir.name, store.blob_dir.name) == ("runs.duckdb.spool",
+                                                           "runs.duckdb.blobs")
+    assert store.wait(None) == 5.0 and store.wait(1) == 1.0

@@ -1,0 +1,116 @@
+"""Getting a batch of recorded events ready for the catalog, then handing it to storage.
+
+What runs record names files; before a batch is written, outside the catalog's lock, local
+files are hashed (an input or output whose facts were not taken yet) and the notebook kept with
+a run is redacted and copied into the catalog's blob folder, by content hash. This is the run
+buffer's work, above the storage layer: it needs the catalog's redaction settings and the
+hashing of :mod:`tracker.hashing`. :mod:`tracker.storage.recovery` then writes the batch, and
+what dead processes left, in one transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import events
+from tracker.events import Event, Spooled
+from tracker.storage import recovery
+from tracker.storage.spools import Reject
+from tracker.storage.writer import Batch
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+
+
+def write_events(catalog: Catalog, batch: Batch, *, local: recovery.Local,
+                 timeout: float | None = None, cancel: threading.Event | None = None) -> int:
+    """Prepare ``batch`` and write it, recovering on this object's first write (see
+    :func:`tracker.storage.recovery.write_events`); return how many events were quarantined.
+    ``local`` is what this process itself writes to the catalog."""
+    return recovery.write_events(catalog.store, batch, prepare=_preparer(catalog), local=local,
+                                 timeout=timeout, cancel=cancel)
+
+
+def recover(catalog: Catalog, *, local: recovery.Local, force: bool = False) -> None:
+    """What dead processes left, recovered if the catalog is free (never waits: a read calls
+    this); see :func:`tracker.storage.recovery.maybe_recover`."""
+    recovery.maybe_recover(catalog.store, prepare=_preparer(catalog), local=local, force=force)
+
+
+def _preparer(catalog: Catalog) -> recovery.Prepare:
+    return functools.partial(prepared_batch, catalog)
+
+
+def prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list[Reject]]:
+    """Each event prepared (files hashed, blobs stored), and those too malformed to prepare; an
+    OSError (a file that cannot be read or copied now) is raised, to be retried."""
+    prepared, rejected = [], []
+    for run_id, seq, event in batch:
+        try:
+            prepared.append(Spooled(run_id, seq, _prepare(catalog, event)))
+        except OSError:
+            raise
+        except Exception as exc:
+            rejected.append(Reject(f"{type(exc).__name__}: {exc}", run_id, seq, event))
+    return prepared, rejected
+
+
+def _prepare(catalog: Catalog, event: Event) -> Event:
+    """Hash local files and store blobs outside the lock: the slow part of an event."""
+    if not isinstance(event, events.Artifact | events.Stored):
+        return event
+    from tracker.capture import suppressed
+
+    with suppressed():  # tracker reading a file is not the notebook reading it
+        return _prepared(catalog, event)
+
+
+def _prepared(catalog: Catalog, event: Event) -> Event:
+    if isinstance(event, events.Artifact) and event.facts is None and "://" not in event.uri:
+        from tracker.hashing import file_facts
+
+        return event._replace(facts=_facts(file_facts(event.uri)))
+    if isinstance(event, events.Stored):
+        return events.Artifact(event.run_id, event.role, event.path,
+                               store_blob(catalog, event.path), event.ts, "stored")
+    return event
+
+
+def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
+    """Copy the file at ``path``, redacted, into the blob folder; return its facts as an
+    artifact event carries them (with ``blob``, the stored copy's name)."""
+    from tracker import redaction
+    from tracker.hashing import file_facts, hash_bytes
+
+    facts = file_facts(path)
+    if facts.hash is None:
+        return _facts(facts)
+    # What is stored is the notebook with its secrets replaced, and the hash is of that.
+    content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
+    digest = hash_bytes(content)
+    folder = catalog.blob_dir
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    blob = folder / digest.replace(":", "-")
+    if not blob.exists():
+        # Written under another name and renamed: a process killed mid-copy must not leave a
+        # truncated file under the hash's name, which every later run would trust. (Purge
+        # removes such leftovers, as it does any unreferenced file over an hour old.)
+        partial = folder / f".{blob.name}.{os.getpid()}-{threading.get_ident()}.part"
+        _write_private(partial, content)
+        os.replace(partial, blob)
+    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": blob.name}
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Write a file only its owner may read (mode 0600 from the start)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(content)
+
+
+def _facts(facts: Any) -> dict[str, Any]:
+    """What an artifact event carries about a file (a tracker.hashing.FileFacts)."""
+    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash}

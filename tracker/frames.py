@@ -1,0 +1,42 @@
+"""Query results as pandas DataFrames, the form every read of tracker returns.
+
+Shared by the reads of :mod:`tracker.search` and the user's own ``sql()``
+(:mod:`tracker.readonly_sql`); pandas and pyarrow are imported when a frame is first made.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+          ) -> pd.DataFrame:
+    """The result of ``sql`` as a DataFrame, by way of Arrow.
+
+    pandas keeps text in Arrow arrays, so Arrow hands it over as it is: ~2x faster than
+    duckdb's own conversion, which builds a Python string per value (60 ms of a 16k-run filter).
+    Lists (labels) become Python lists and missing ones None, as users expect.
+    """
+    import pyarrow as pa
+
+    result = con.execute(sql, params or [])
+    if result.description is None:  # a statement with no result, such as SET
+        import pandas as pd
+
+        return pd.DataFrame()
+    with warnings.catch_warnings():
+        # duckdb 2 suggests its relation API to save a copy; measured, the copy costs nothing
+        # here, and relations refuse a connection that still holds a result from execute().
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
+        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        arrow = fetch()
+    table = arrow.to_pandas()
+    for field in arrow.schema:
+        if pa.types.is_list(field.type):  # numpy arrays otherwise
+            table[field.name] = table[field.name].map(list, na_action="ignore")
+    return table

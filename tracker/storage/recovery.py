@@ -1,0 +1,144 @@
+"""Recovering what dead processes left: their orphaned spools ingested, their runs marked crashed.
+
+A process that dies (kill -9, a lost kernel) leaves its spool file beside the catalog and its
+runs marked running. Any process that writes the catalog (its first write) or reads it
+(:func:`maybe_recover`) ingests the spools whose owner is gone and marks crashed the runs whose
+process is gone (pid and process start time on this host, a stale heartbeat on another), in the
+same transaction as its own batch. A read never waits for, or fails on, recovery
+(docs/design.md §3).
+
+What this process itself is writing is never recovered by it: the layer above (``tracker.run``,
+which owns the recorders) says what that is, as a :class:`Local`. Events are prepared (files
+hashed, blobs stored) by a ``prepare`` function from above too, outside the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tracker.errors import CatalogError, TrackerWarning
+from tracker.events import Spooled
+from tracker.storage import spools, writer
+from tracker.storage.spools import Reject
+from tracker.storage.store import Store
+from tracker.storage.writer import Batch
+
+RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
+STALE_HEARTBEAT = spools.STALE_HEARTBEAT
+#: Makes a batch ready to write outside the lock: (the events prepared, those refused)
+Prepare = Callable[[Batch], tuple[list[Spooled], list[Reject]]]
+
+
+class Local(NamedTuple):
+    """What this process is writing to a catalog itself: never another process's leftovers."""
+
+    runs: set[str]  # ids of its active runs
+    spools: set[Path]  # its spool files
+
+
+def write_events(store: Store, batch: Batch, *, prepare: Prepare, local: Local,
+                 timeout: float | None = None, cancel: threading.Event | None = None) -> int:
+    """Apply ``batch`` in one write transaction (``prepare`` hashes and copies before it);
+    return how many events were quarantined rather than applied.
+
+    A process's first write also recovers what dead processes left, in the same catalog open:
+    one open where a fresh kernel's first run used to need two.
+    """
+    recovering = not store.last_recovery
+    if recovering:
+        store.last_recovery = time.monotonic()
+    orphans = orphaned_spools(store, local) if recovering else []
+    return commit(store, batch, orphans, prepare=prepare, local=local, find_dead=recovering,
+                  timeout=timeout, cancel=cancel)
+
+
+def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare, local: Local,
+           find_dead: bool, dead: Sequence[str] = (), timeout: float | None = None,
+           cancel: threading.Event | None = None) -> int:
+    """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
+    (under the lock, so that two recovering processes never quarantine a line twice)."""
+    spooled, unreadable = spools.read(orphans)
+    prepared, rejected = prepare([*batch, *spooled])
+    with store.connect(write=True, timeout=timeout, cancel=cancel) as con:
+        # Each refused event is in quarantine, on disk, before a commit moves runs.spool_seq
+        # past it: else a failed quarantine write, or a kill, would make a replay skip it.
+        keep = writer.keeper(store)
+        keep(rejected)
+        rejected += writer.apply_all(con, prepared, keep)
+        mark_crashed(con, dead_runs(con, local) if find_dead else dead, spooled)
+        spools.retire(store, unreadable)
+    return len(rejected) + sum(len(lines) for lines in unreadable.values())
+
+
+def maybe_recover(store: Store, *, prepare: Prepare, local: Local, force: bool = False) -> None:
+    """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
+    the read that calls this wait or fail.
+
+    Orphaned spools are looked for on every call (a directory listing), so a long-lived reader
+    sees the runs of processes that exited at once; dead runs at most every RECOVERY_INTERVAL
+    seconds per catalog object. The write lock is only tried, not waited for (unless
+    ``force``): when another process holds the catalog, a later read recovers.
+    """
+    orphans = orphaned_spools(store, local)
+    now = time.monotonic()
+    due = force or not store.last_recovery or now - store.last_recovery >= RECOVERY_INTERVAL
+    if not orphans and not due:
+        return
+    dead: list[str] = []
+    if due:
+        store.last_recovery = now
+        with store.connect(write=False) as con:
+            dead = dead_runs(con, local)
+    if not orphans and not dead:
+        return
+    try:
+        kept = commit(store, [], orphans, prepare=prepare, local=local, find_dead=False,
+                      dead=dead, timeout=None if force else 0.0)
+    except Exception as exc:  # the read goes on; the spools stay for a later one
+        if dead:
+            store.last_recovery = 0.0  # look for them again at the next read
+        if not isinstance(exc, OSError | CatalogError):  # locked or full: not news
+            warnings.warn(f"could not recover what exited processes left in "
+                          f"{store.spool_dir} ({exc!r}); it stays there for a later read",
+                          TrackerWarning, stacklevel=3)
+        return
+    if kept:
+        warnings.warn(f"recovery kept {kept} event(s) the catalog could not store in "
+                      f"{spools.quarantine_dir(store)}", TrackerWarning, stacklevel=3)
+
+
+def dead_runs(con: Any, local: Local) -> list[str]:
+    """Runs still marked running whose process is gone (not this process's own runs)."""
+    running = con.execute("SELECT id, host, pid, process_start, epoch(heartbeat_at) FROM runs "
+                          "WHERE status = 'running'").fetchall()
+    return [r[0] for r in running if r[0] not in local.runs and is_dead(*r[1:])]
+
+
+def orphaned_spools(store: Store, local: Local) -> list[Path]:
+    """The spools beside the catalog whose process is gone."""
+    store.vet()  # the spool folder is one of the catalog's files: never list a planted one
+    return spools.orphaned(store.spool_dir, local.spools)
+
+
+def is_dead(host: str | None, pid: int | None, started: float | None,
+             heartbeat: float | None) -> bool:
+    alive = spools.owner_alive(host, pid, started)
+    if alive is not None:
+        return not alive
+    return heartbeat is not None and time.time() - heartbeat > STALE_HEARTBEAT
+
+
+def mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
+    """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
+    crashed = sorted(set(dead) | {item.run_id for item in spooled})
+    if not crashed:
+        return
+    con.execute(
+        "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
+        "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
+        "WHERE status = 'running' AND list_contains(?, id)", [crashed])
