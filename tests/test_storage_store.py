@@ -81,8 +81,8 @@ def _version_1_catalog(path: Path) -> None:
     """A catalog as tracker wrote it at schema version 1: no value columns yet."""
     con = duckdb.connect(str(path))
     for name, body in schema.TABLES.items():
-        if name != "value_columns":
-            con.execute(f"CREATE TABLE {name} ({body})")
+        if name != "value_columns":  # version 2 added it, and version 3 run_artifacts.via
+            con.execute(f"CREATE TABLE {name} ({body.removesuffix(', via VARCHAR')})")
     con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     con.execute("INSERT INTO runs (id, status, started_at, params, metrics) VALUES "
                 "('r1', 'completed', now(), '{\"lr\": 0.1}', '{\"acc\": 0.9}')")

@@ -361,8 +361,8 @@ class Session:
 
         A cell still running past the wait (the client interrupts it first) fails the run.
         """
-        run = self.run
-        if run is None or run.ended:
+        run, recorder = self.run, self.recorder
+        if run is None or run.ended or recorder is None:
             return
         if self._idle.wait(_SHUTDOWN_CELL_WAIT):
             self.end()
@@ -371,7 +371,7 @@ class Session:
         # Durable in the spool already: what cannot be written now (a locked catalog, a kill
         # mid-write) is written by the exit handler or by the next process to open the catalog.
         with contextlib.suppress(Exception):
-            run._recorder.flush(timeout=_SHUTDOWN_WRITE_WAIT)
+            recorder.flush(timeout=_SHUTDOWN_WRITE_WAIT)
 
     def at_exit(self) -> None:
         """Process exit without a shutdown request (a terminal, a script): end the run now, so
