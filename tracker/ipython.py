@@ -254,6 +254,8 @@ class Session:
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
+        if self.capture is not None:
+            self.capture.settle()  # databases written during the cell become outputs
         for path, via in self._written:
             run.log_output(path, via=via)
         self._written.clear()
