@@ -396,7 +396,7 @@ _state = _State()
 
 
 def _modules_key() -> tuple[int, ...]:
-    return tuple(id(sys.modules.get(name)) for name in MODULES)
+    return tuple(map(id, map(sys.modules.get, MODULES)))
 
 
 def stale() -> bool:
