@@ -23,6 +23,7 @@ import pytest
 import xarray as xr
 
 import tracker
+from tracker import libraries
 from tracker.capture import FileCapture
 from tracker.libraries import roles_for_mode, sql_literals
 
@@ -141,6 +142,18 @@ def test_unpatched_once_capture_stops(seen: Seen) -> None:
     assert not hasattr(duckdb.DuckDBPyConnection.execute, "__tracker_original__")
 
 
+def test_a_function_missing_from_a_library_version_is_skipped_for_good(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(pl, "read_avro")  # as in a polars without it
+    recorder = Seen(tmp_path)
+    recorder.capture.start()
+    try:
+        assert hasattr(pl.read_csv, "__tracker_original__")
+        assert not libraries.stale()  # not patched again at every cell
+    finally:
+        recorder.capture.stop()
+
+
 def test_hdf5_and_netcdf_roles_come_from_the_mode(seen: Seen) -> None:
     with h5py.File("a.h5", "w") as f:
         f["x"] = np.arange(3)
@@ -220,14 +233,14 @@ def test_tracker_own_duckdb_calls_are_never_recorded(seen: Seen) -> None:
     assert seen.take() == []
 
 
-def test_a_library_not_imported_is_not_imported_to_be_wrapped() -> None:
+def test_a_library_not_imported_is_not_imported_to_be_wrapped(tmp_path: Path) -> None:
     wrapped = ("polars", "h5py", "netCDF4", "xarray", "h5netcdf", "duckdb")
     code = ("import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
             "InteractiveShell.instance().run_line_magic('load_ext', 'tracker')\n"
             f"print([m for m in {wrapped[:-1]!r} if m in sys.modules])")
-    env = {**os.environ, "TRACKER_CATALOG": os.path.join(os.getcwd(), "c.duckdb")}
+    env = {**os.environ, "TRACKER_CATALOG": str(tmp_path / "catalog.duckdb")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env=env)
+                          check=True, env=env, cwd=tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 

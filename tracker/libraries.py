@@ -47,9 +47,9 @@ _MAX_SQL_CANDIDATES = 64
 class Target:
     """A function (or ``Class.method``) that opens files natively, and how its call is read.
 
-    ``position`` counts ``self`` (or ``cls``) for methods; ``mode`` is the mode argument's
-    position, keyword and default for ``kind="mode"`` (``parameters`` likewise for
-    ``kind="sql"``). A class defined in C that cannot be patched (``subclass=True``) is replaced
+    ``position`` counts ``self`` (or ``cls``) for methods; ``option`` is a second argument's
+    position, keyword and default: the mode for ``kind="mode"``, the parameters for
+    ``kind="sql"``. A class defined in C that cannot be patched (``subclass=True``) is replaced
     in its module by a subclass carrying the wrapped methods, which passes every isinstance
     check the class does.
     """
@@ -59,7 +59,7 @@ class Target:
     kind: str
     position: int = 0
     keyword: str = ""
-    mode: tuple[int, str, str] = (-1, "", "")
+    option: tuple[int, str, str] = (-1, "", "")
     subclass: bool = False
 
     @property
@@ -105,8 +105,9 @@ TARGETS: tuple[Target, ...] = (
     Target("pyarrow", "input_stream", READ, 0, "source"),
     Target("pyarrow", "output_stream", WRITE, 0, "source"),
     Target("pyarrow", "create_memory_map", WRITE, 0, "path"),
-    Target("pyarrow", "memory_map", "mode", 0, "path", mode=(1, "mode", "r")),
-    Target("pyarrow", "OSFile.__new__", "mode", 1, "path", mode=(2, "mode", "r"), subclass=True),
+    Target("pyarrow", "memory_map", "mode", 0, "path", option=(1, "mode", "r")),
+    Target("pyarrow", "OSFile.__new__", "mode", 1, "path", option=(2, "mode", "r"),
+           subclass=True),
     *(Target("pyarrow.fs", f"LocalFileSystem.{name}", kind, 1, "path", subclass=True)
       for name, kind in (("open_input_file", READ), ("open_input_stream", READ),
                          ("open_output_stream", WRITE), ("open_append_stream", WRITE))),
@@ -119,21 +120,21 @@ TARGETS: tuple[Target, ...] = (
     *_each("polars", _POLARS_SCANS, "arm", 0, "source"),
     Target("polars", "LazyFrame.collect", "plan"),
     *_each("polars", _POLARS_SINKS, "sink", 1, "path"),
-    Target("h5py", "File.__init__", "mode", 1, "name", mode=(2, "mode", "r")),
-    Target("netCDF4", "Dataset.__init__", "mode", 1, "filename", mode=(2, "mode", "r")),
+    Target("h5py", "File.__init__", "mode", 1, "name", option=(2, "mode", "r")),
+    Target("netCDF4", "Dataset.__init__", "mode", 1, "filename", option=(2, "mode", "r")),
     Target("duckdb", "connect", "database", 0, "database"),
     *_each("duckdb", _DUCKDB_READS, READ, 0, "path_or_buffer"),
     *_each("duckdb", " ".join(f"DuckDBPyConnection.{name}" for name in _DUCKDB_READS.split()),
            READ, 1, "path_or_buffer"),
     *_each("duckdb", _DUCKDB_WRITES, WRITE, 1, "file_name"),
-    *(Target("duckdb", name, "sql", 0, "query", mode=(1, "parameters", "")) for name in
+    *(Target("duckdb", name, "sql", 0, "query", option=(1, "parameters", "")) for name in
       ("execute", "executemany")),
-    *(Target("duckdb", name, "sql", 0, "query", mode=(-1, "params", "")) for name in
+    *(Target("duckdb", name, "sql", 0, "query", option=(-1, "params", "")) for name in
       ("sql", "query")),
     *(Target("duckdb", f"DuckDBPyConnection.{name}", "sql", 1, "query",
-             mode=(2, "parameters", "")) for name in ("execute", "executemany")),
+             option=(2, "parameters", "")) for name in ("execute", "executemany")),
     *(Target("duckdb", f"DuckDBPyConnection.{name}", "sql", 1, "query",
-             mode=(-1, "params", "")) for name in ("sql", "query")),
+             option=(-1, "params", "")) for name in ("sql", "query")),
 )
 MODULES = tuple(dict.fromkeys(target.module for target in TARGETS))
 
@@ -203,7 +204,7 @@ def _report(paths: Iterable[str], role: str, via: str) -> None:
 
 def _before_mode(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     paths = local_paths(_argument(args, kwargs, target.position, target.keyword))
-    mode = _argument(args, kwargs, target.mode[0], target.mode[1]) or target.mode[2]
+    mode = _argument(args, kwargs, target.option[0], target.option[1]) or target.option[2]
     return [(path, roles_for_mode(str(mode).lower(), os.path.exists(path))) for path in paths]
 
 
@@ -226,7 +227,7 @@ def _after_database(target: Target, before: Any, args: tuple[Any, ...],
 
 def _before_sql(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     query = _argument(args, kwargs, target.position, target.keyword)
-    parameters = _argument(args, kwargs, target.mode[0], target.mode[1])
+    parameters = _argument(args, kwargs, target.option[0], target.option[1])
     candidates = [*sql_literals(query), *_strings(parameters)][:_MAX_SQL_CANDIDATES + 1]
     if len(candidates) > _MAX_SQL_CANDIDATES:
         return []
@@ -410,7 +411,6 @@ def patch() -> None:
         if _import_watcher not in sys.meta_path:
             sys.meta_path.insert(0, _import_watcher)
         key = _modules_key()
-        complete = True
         replaced: dict[tuple[str, str], list[Target]] = {}
         for target in TARGETS:
             module = sys.modules.get(target.module)
@@ -420,26 +420,26 @@ def patch() -> None:
                 replaced.setdefault((target.module, target.attr.partition(".")[0]), []).append(
                     target)
             else:
-                complete = _patch_target(module, target) and complete
+                _patch_target(module, target)
         for (name, owner), targets in replaced.items():
-            complete = _patch_by_subclass(sys.modules[name], owner, targets) and complete
-        # A module caught half-imported is retried on the next refresh.
-        _state.key = key if complete else None
+            _patch_by_subclass(sys.modules[name], owner, targets)
+        # A module caught half-imported is retried on the next refresh; a function missing
+        # from a whole module (another version of the library) is not.
+        halfway = any(getattr(getattr(sys.modules.get(name), "__spec__", None), "_initializing",
+                              False) for name in MODULES)
+        _state.key = None if halfway else key
 
 
-def _patch_target(module: Any, target: Target) -> bool:
+def _patch_target(module: Any, target: Target) -> None:
     *owner_path, name = target.attr.split(".")
     owner = module
     for part in owner_path:
         owner = getattr(owner, part, None)
     # Only attributes the owner defines itself: restoring must not plant one on a subclass.
     current = vars(owner).get(name) if owner is not None else None
-    if current is None:
-        return False
-    if not hasattr(current, "__tracker_original__"):
+    if current is not None and not hasattr(current, "__tracker_original__"):
         setattr(owner, name, _wrap(current, target))
         _state.originals[(owner, name)] = current
-    return True
 
 
 class _Transparent(type):
@@ -453,12 +453,10 @@ class _Transparent(type):
         return issubclass(subclass, cls.__bases__[0])
 
 
-def _patch_by_subclass(module: Any, owner: str, targets: list[Target]) -> bool:
+def _patch_by_subclass(module: Any, owner: str, targets: list[Target]) -> None:
     current = vars(module).get(owner)
-    if not isinstance(current, type):
-        return False
-    if hasattr(current, "__tracker_original__"):
-        return True
+    if not isinstance(current, type) or hasattr(current, "__tracker_original__"):
+        return
     namespace: dict[str, Any] = {"__module__": current.__module__, "__doc__": current.__doc__,
                                  "__qualname__": current.__qualname__,
                                  "__tracker_original__": current}
@@ -468,7 +466,6 @@ def _patch_by_subclass(module: Any, owner: str, targets: list[Target]) -> bool:
         namespace[name] = staticmethod(wrapped) if name == "__new__" else wrapped
     setattr(module, owner, _Transparent(owner, (current,), namespace))
     _state.originals[(module, owner)] = current
-    return True
 
 
 def unpatch() -> None:
