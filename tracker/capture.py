@@ -44,7 +44,7 @@ from typing import Any
 from tracker import libraries
 from tracker.errors import TrackerWarning
 
-__all__ = ["FileCapture", "reporting", "seen", "suppressed", "watch"]
+__all__ = ["FileCapture", "reporting", "seen", "stat_signature", "suppressed", "watch"]
 
 _READ = "read"
 _WRITE = "write"
@@ -306,18 +306,19 @@ class FileCapture:
             )
 
 
+def stat_signature(path: str) -> tuple[int, int] | None:
+    """A file's (mtime_ns, size), which any write changes; None when it does not exist."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def _database_signature(real: str) -> tuple[tuple[int, int] | None, ...]:
     """What changes when a database is written: the file, or its write-ahead log (DuckDB's
     ``.wal``, SQLite's ``-wal``) while a connection stays open."""
-    signature: list[tuple[int, int] | None] = []
-    for path in (real, real + ".wal", real + "-wal"):
-        try:
-            stat = os.stat(path)
-        except OSError:
-            signature.append(None)
-        else:
-            signature.append((stat.st_mtime_ns, stat.st_size))
-    return tuple(signature)
+    return tuple(stat_signature(path) for path in (real, real + ".wal", real + "-wal"))
 
 
 def _flags_from_mode(mode: str) -> int:

@@ -186,14 +186,6 @@ def roles_for_mode(mode: str, existed: bool) -> tuple[str, ...]:
     return (READ,) * reads + (WRITE,) * writes
 
 
-def _signature(path: str) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
 # --- per kind: what to note before the call, what to report after it ---------------------------
 
 
@@ -216,7 +208,8 @@ def _after_mode(target: Target, before: Any, args: tuple[Any, ...], kwargs: dict
 
 def _before_database(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     value = _argument(args, kwargs, target.position, target.keyword)
-    return [(path, _signature(path)) for path in local_paths(value) if path != ":memory:"]
+    paths = [path for path in local_paths(value) if path != ":memory:"]
+    return [(path, capture.stat_signature(path)) for path in paths]
 
 
 def _after_database(target: Target, before: Any, args: tuple[Any, ...],
@@ -231,13 +224,13 @@ def _before_sql(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     candidates = [*sql_literals(query), *_strings(parameters)][:_MAX_SQL_CANDIDATES + 1]
     if len(candidates) > _MAX_SQL_CANDIDATES:
         return []
-    return [(path, _signature(path)) for path in _expanded(
+    return [(path, capture.stat_signature(path)) for path in _expanded(
         path for text in candidates for path in local_paths(text))]
 
 
 def _after_sql(target: Target, before: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     for path, signature in before:
-        now = _signature(path)
+        now = capture.stat_signature(path)
         if now is None:
             continue
         if now != signature:
