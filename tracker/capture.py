@@ -5,9 +5,10 @@ Two capture sources feed one :class:`FileCapture`:
 - an audit hook (``sys.addaudithook``, installed once per process) sees every Python-level
   ``open`` event: ``builtins.open``, ``io.open``, ``os.open``, pathlib, and every library that
   opens files through them (pandas CSV/JSON, numpy, pickle, PIL...);
-- wrappers around the native readers and writers that open files in C++ and never raise the
-  event (pyarrow Parquet/Feather/datasets and the pandas functions on top of them), listed in
-  ``_NATIVE_TARGETS``, patched only while a capture is active.
+- wrappers around the native readers and writers that open files in C, C++ or Rust and never
+  raise the event (pyarrow, polars, h5py, netCDF4, DuckDB: :mod:`tracker.libraries`), patched
+  only while a capture is active; they report through :func:`seen` and :func:`watch`;
+- the ``sqlite3.connect`` audit event: a database file is watched (:func:`watch`).
 
 The same hook sees renames (``os.rename``, ``os.replace``, ``shutil.move``: the destination is
 written with the source's content, a temp file this run wrote is reported under its final name
@@ -43,12 +44,12 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from tracker import libraries
 from tracker.errors import TrackerWarning
 
-__all__ = ["FileCapture", "suppressed"]
+__all__ = ["FileCapture", "reporting", "seen", "stat_signature", "suppressed", "watch"]
 
 _READ = "read"
 _WRITE = "write"
@@ -98,12 +99,35 @@ def suppressed() -> Iterator[None]:
         _guard.busy = outer
 
 
+def reporting() -> bool:
+    """Whether a file this thread touches now would be reported (a capture is active, and this
+    is not tracker's own I/O): wrappers check it before doing any work."""
+    return bool(_active) and not getattr(_guard, "busy", False)
+
+
+def seen(path: str, role: str, *, via: str) -> None:
+    """Report to every active capture a file seen by other means than ``open``."""
+    with suppressed():
+        for capture in _active:
+            capture.report(path, role, via=via)
+
+
+def watch(path: str, *, via: str, existed: bool) -> None:
+    """A database file opened natively: an input now if it ``existed``, an output at the end of
+    any cell during which it (or its write-ahead log) changed (:meth:`FileCapture.settle`)."""
+    with suppressed():
+        for capture in _active:
+            capture.watch(path, via=via, existed=existed)
+
+
 def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
     global _cwd
     # Called for every audit event in the process: the common case must cost two comparisons.
     if event != "open":
         if event == "os.chdir":
             _cwd = None
+        elif event == "sqlite3.connect" and reporting():
+            _on_sqlite(args[0])
         elif event in _SIDE_EVENTS and _active:
             _on_side_event(event, args)
         return
@@ -137,6 +161,15 @@ def _on_side_event(event: str, args: tuple[Any, ...]) -> None:
         pass
     finally:
         _guard.busy = False
+
+
+def _on_sqlite(database: Any) -> None:
+    with contextlib.suppress(Exception):  # raising here would fail the user's connect()
+        path = os.fsdecode(os.fspath(database))
+        if path.startswith("file:"):  # an SQLite URI: file:data.db?mode=ro
+            path = path[len("file:"):].partition("?")[0]
+        if path and path != ":memory:":
+            watch(path, via="sqlite3", existed=os.path.exists(path))
 
 
 def _install_hook() -> None:
@@ -175,6 +208,7 @@ class FileCapture:
         self._filter = _PathFilter(include=include, exclude=exclude, excluded_dirs=excluded_dirs)
         self._seen: set[tuple[str, str]] = set()
         self._written: set[str] = set()
+        self._watched: dict[str, tuple[str, Any]] = {}  # database -> (via, signature)
         self._lock = threading.Lock()
         self._failed = False
 
@@ -199,17 +233,18 @@ class FileCapture:
         # Audit hooks cannot be removed: leaving `_active` empty makes the hook a no-op.
         with _install_lock:
             _active = tuple(capture for capture in _active if capture is not self)
-        _unpatch_native()
+            if not _active:
+                libraries.unpatch()
 
     def patch_native(self) -> None:
         """Wrap the native readers/writers of the modules imported so far (idempotent)."""
         if self in _active:
-            _patch_native()
+            libraries.patch()
 
     def refresh(self) -> None:
         """Patch native modules imported since the last call; O(1) when none was."""
-        if self in _active and _native_state.key != _native_modules_key():
-            _patch_native()
+        if self in _active and libraries.stale():
+            libraries.patch()
 
     def reset_seen(self) -> None:
         """Forget what was reported and written, e.g. when a new run begins."""
@@ -220,6 +255,33 @@ class FileCapture:
     def add_excluded_dir(self, path: str) -> None:
         """Never report anything under ``path`` (e.g. the catalog's own folder)."""
         self._filter.add_excluded_dir(path)
+
+    def watch(self, path: str, *, via: str, existed: bool) -> None:
+        """See :func:`watch`."""
+        try:
+            real = self._filter.resolve(path)
+            if real is None:
+                return
+            if existed:
+                self._offer(real, _READ, os.path.isfile, via)
+            with self._lock:
+                if real not in self._watched:
+                    self._watched[real] = (via, _database_signature(real) if existed else None)
+        except Exception as exc:
+            self._fail(exc)
+
+    def settle(self) -> None:
+        """At the end of a cell: report as outputs the watched databases that changed since
+        they were opened or last settled (a stat or three each; nothing when none is)."""
+        with self._lock:
+            watched = list(self._watched.items())
+        for real, (via, before) in watched:
+            now = _database_signature(real)
+            if now != before:
+                with self._lock:
+                    self._watched[real] = (via, now)
+                with suppressed():
+                    self.report(real, _WRITE, via=via)
 
     def report(self, path: str, role: str, *, via: str) -> None:
         """Report a file or folder seen by other means than ``open`` (a wrapped library, a
@@ -313,6 +375,21 @@ class FileCapture:
                 TrackerWarning,
                 stacklevel=_user_stacklevel(),
             )
+
+
+def stat_signature(path: str) -> tuple[int, int] | None:
+    """A file's (mtime_ns, size), which any write changes; None when it does not exist."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _database_signature(real: str) -> tuple[tuple[int, int] | None, ...]:
+    """What changes when a database is written: the file, or its write-ahead log (DuckDB's
+    ``.wal``, SQLite's ``-wal``) while a connection stays open."""
+    return tuple(stat_signature(path) for path in (real, real + ".wal", real + "-wal"))
 
 
 def _flags_from_mode(mode: str) -> int:
@@ -437,185 +514,3 @@ def _anchor_glob(pattern: str) -> str:
     if head <= 0:
         return pattern
     return os.path.realpath(pattern[:head]) + pattern[head:]
-
-
-# --- native readers and writers ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _NativeTarget:
-    """A function (or ``Class.method``) that opens files natively, and where its path goes."""
-
-    module: str
-    attr: str
-    role: str
-    position: int
-    keyword: str
-
-
-# Methods count ``self`` in ``position``. pandas 3 hands local Parquet paths to pyarrow (or a
-# native ``pa.OSFile`` on write), so its own functions are wrapped too; the seen-set drops the
-# duplicates when both layers report a path.
-_NATIVE_TARGETS = (
-    _NativeTarget("pyarrow.parquet", "read_table", _READ, 0, "source"),
-    _NativeTarget("pyarrow.parquet", "ParquetFile.__init__", _READ, 1, "source"),
-    _NativeTarget("pyarrow.parquet", "ParquetDataset.__init__", _READ, 1, "path_or_paths"),
-    _NativeTarget("pyarrow.parquet", "write_table", _WRITE, 1, "where"),
-    _NativeTarget("pyarrow.parquet", "write_to_dataset", _WRITE, 1, "root_path"),
-    _NativeTarget("pyarrow.feather", "read_table", _READ, 0, "source"),
-    _NativeTarget("pyarrow.feather", "read_feather", _READ, 0, "source"),
-    _NativeTarget("pyarrow.feather", "write_feather", _WRITE, 1, "dest"),
-    _NativeTarget("pyarrow.dataset", "dataset", _READ, 0, "source"),
-    _NativeTarget("pyarrow.dataset", "write_dataset", _WRITE, 1, "base_dir"),
-    _NativeTarget("pandas", "read_parquet", _READ, 0, "path"),
-    _NativeTarget("pandas", "read_feather", _READ, 0, "path"),
-    _NativeTarget("pandas", "DataFrame.to_parquet", _WRITE, 1, "path"),
-    _NativeTarget("pandas", "DataFrame.to_feather", _WRITE, 1, "path"),
-)
-_NATIVE_MODULES = tuple(dict.fromkeys(target.module for target in _NATIVE_TARGETS))
-
-
-class _NativeState:
-    """What is patched now: (owner, name) -> original, and the module ids it was computed for."""
-
-    def __init__(self) -> None:
-        self.originals: dict[tuple[Any, str], Any] = {}
-        self.key: tuple[int, ...] | None = None
-        self.lock = threading.RLock()  # a patch can import, and an import can patch
-
-
-_native_state = _NativeState()
-
-
-def _native_modules_key() -> tuple[int, ...]:
-    return tuple(id(sys.modules.get(name)) for name in _NATIVE_MODULES)
-
-
-def _patch_native() -> None:
-    with _native_state.lock:
-        if _import_watcher not in sys.meta_path:
-            sys.meta_path.insert(0, _import_watcher)
-        key = _native_modules_key()
-        complete = True
-        for target in _NATIVE_TARGETS:
-            module = sys.modules.get(target.module)
-            if module is not None:
-                complete = _patch_target(module, target) and complete
-        # A module caught half-imported is retried on the next refresh().
-        _native_state.key = key if complete else None
-
-
-def _patch_target(module: Any, target: _NativeTarget) -> bool:
-    *owner_path, name = target.attr.split(".")
-    owner = module
-    for part in owner_path:
-        owner = getattr(owner, part, None)
-    # Only attributes the owner defines itself: restoring must not plant one on a subclass.
-    current = vars(owner).get(name) if owner is not None else None
-    if current is None:
-        return False
-    if not hasattr(current, "__tracker_original__"):
-        setattr(owner, name, _wrap_native(current, target))
-        _native_state.originals[(owner, name)] = current
-    return True
-
-
-def _unpatch_native() -> None:
-    with _native_state.lock:
-        if _active:
-            return
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(_import_watcher)
-        for (owner, name), original in _native_state.originals.items():
-            # Someone may have wrapped our wrapper since; then leave theirs (ours is inert).
-            if getattr(vars(owner).get(name), "__tracker_original__", None) is original:
-                setattr(owner, name, original)
-        _native_state.originals.clear()
-        _native_state.key = None
-
-
-class _ImportWatcher:
-    """A meta-path finder that patches a native module the moment its import finishes.
-
-    Without it, ``import pandas as pd; pd.read_parquet(...)`` in one cell would run unpatched
-    until the next :meth:`FileCapture.refresh`. It finds nothing itself: it asks the other
-    finders, then wraps the found loader's ``exec_module`` for that one import.
-    """
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in _NATIVE_MODULES:
-            return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            try:
-                spec = find(name, path, target)
-            except Exception:  # the import system asks that finder again and reports it
-                return None
-            if spec is not None:
-                _patch_after_exec(spec.loader)
-                return spec
-        return None
-
-
-def _patch_after_exec(loader: Any) -> None:
-    exec_module = getattr(loader, "exec_module", None)
-    if exec_module is None:
-        return
-
-    def exec_then_patch(module: Any) -> None:
-        # The loader is this module's own instance: drop the shim so it is left as found.
-        with contextlib.suppress(AttributeError):
-            del loader.exec_module
-        exec_module(module)
-        if _active:
-            with contextlib.suppress(Exception):
-                _patch_native()
-
-    with contextlib.suppress(AttributeError, TypeError):
-        loader.exec_module = exec_then_patch
-
-
-_import_watcher = _ImportWatcher()
-
-
-def _wrap_native(original: Callable[..., Any], target: _NativeTarget) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        # Reported after the call succeeds: a failed read or write touched no file.
-        if _active and not getattr(_guard, "busy", False):
-            with contextlib.suppress(Exception):  # the user's call already succeeded
-                _report_native(target, args, kwargs)
-        return result
-
-    wrapper.__tracker_original__ = original  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _report_native(target: _NativeTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    value = args[target.position] if len(args) > target.position else kwargs.get(target.keyword)
-    with suppressed():
-        for path in _native_paths(value):
-            for capture in _active:
-                capture.report(path, target.role, via=target.module.partition(".")[0])
-
-
-def _native_paths(value: Any) -> list[str]:
-    """Local paths named by a native I/O argument: path-likes, named file objects, lists."""
-    if isinstance(value, (list, tuple)):
-        return [path for item in value for path in _native_paths(item)]
-    if isinstance(value, (str, bytes, os.PathLike)):
-        path = os.fsdecode(os.fspath(value))
-    else:
-        # Open file objects carry their path in `.name`; buffers have none (or an int fd).
-        named = getattr(value, "name", None)
-        if not isinstance(named, str):
-            return []
-        path = named
-    if path.startswith("file://"):
-        path = path[len("file://"):]
-    if "://" in path or not path:
-        return []
-    return [os.path.expanduser(path)]

@@ -289,6 +289,8 @@ class Session:
         self._cell_start = None
         if result.success:
             self._record_parameters(run, source)
+        if self.capture is not None:
+            self.capture.settle()  # databases written during the cell become outputs
         if self.capture is not None and self.capture.active:
             # Guarded apart: a failing scan must not keep the cell's other outputs back.
             self.guarded("looking for files this cell's processes wrote", lambda: self.scan.finish(

@@ -13,7 +13,7 @@ boolean ``true`` from the string "true". Per metric key, ``m<n>`` is a DOUBLE.
 
 The columns are derived, always from the JSON and in the writer's transaction, so they can
 never disagree with what was committed: a new run's are computed by the INSERT that stores it
-(``tracker.ingest``), and :func:`refresh` rewrites an existing run's.
+(``tracker.storage.writer``), and :func:`refresh` rewrites an existing run's.
 """
 
 from __future__ import annotations

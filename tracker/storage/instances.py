@@ -10,7 +10,7 @@ There is one instance per catalog file, not one per process: DuckDB keeps a deta
 open while any transaction that began before the DETACH still runs, so a query on another
 catalog in another thread would keep this file open, and locked, past our sidecar lock (seen as
 "Unique file handle conflict" on the next attach). Operations on one file never overlap
-(tracker._lock serialises them, threads included), so its instance never has such a transaction.
+(tracker.storage.lock serialises them, threads included), so its instance never has such a transaction.
 
 Only the few most recently used instances are kept (each holds memory and a pool of threads: a
 process that read 200 catalogs kept 1 GB and 1,800 threads); an instance is closed only when no
@@ -126,7 +126,7 @@ def attach(path: str, file: str | None = None, *, write: bool) -> Any:
     read from ``file`` when that differs (a new catalog's draft).
 
     Raises duckdb.IOException as ``duckdb.connect`` would (locked, not a database, missing).
-    The caller serialises operations on one path (tracker._lock does, across threads too).
+    The caller serialises operations on one path (tracker.storage.lock does, across threads too).
     Raises CatalogError in a background thread while the interpreter exits.
     """
     try:
