@@ -239,12 +239,12 @@ class FileCapture:
     def patch_native(self) -> None:
         """Wrap the native readers/writers of the modules imported so far (idempotent)."""
         if self in _active:
-            libraries.patch()
+            libraries.patch(_REPORTER)
 
     def refresh(self) -> None:
         """Patch native modules imported since the last call; O(1) when none was."""
         if self in _active and libraries.stale():
-            libraries.patch()
+            libraries.patch(_REPORTER)
 
     def reset_seen(self) -> None:
         """Forget what was reported and written, e.g. when a new run begins."""
@@ -514,3 +514,17 @@ def _anchor_glob(pattern: str) -> str:
     if head <= 0:
         return pattern
     return os.path.realpath(pattern[:head]) + pattern[head:]
+
+
+class _Reporter:
+    """This module's reporting functions, handed to the library wrappers
+    (:class:`tracker.libraries.Reporter`)."""
+
+    reporting = staticmethod(reporting)
+    suppressed = staticmethod(suppressed)
+    seen = staticmethod(seen)
+    watch = staticmethod(watch)
+    stat_signature = staticmethod(stat_signature)
+
+
+_REPORTER = _Reporter()

@@ -30,17 +30,27 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from tracker import capture
-
-__all__ = ["TARGETS", "Target", "patch", "stale", "unpatch"]
+__all__ = ["TARGETS", "Reporter", "Target", "patch", "stale", "unpatch"]
 
 READ, WRITE = "read", "write"
 _GLOB_CHARS = ("*", "?", "[")
 # A statement with more literals than this is data (a long INSERT), not a list of files.
 _MAX_SQL_CANDIDATES = 64
+
+
+class Reporter(Protocol):
+    """Where the wrappers report what they see: :mod:`tracker.capture`, which patches them in
+    (passed to :func:`patch` rather than imported, so capture alone depends on this module)."""
+
+    def reporting(self) -> bool: ...
+    def suppressed(self) -> AbstractContextManager[None]: ...
+    def seen(self, path: str, role: str, *, via: str) -> None: ...
+    def watch(self, path: str, *, via: str, existed: bool) -> None: ...
+    def stat_signature(self, path: str) -> tuple[int, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,7 @@ def roles_for_mode(mode: str, existed: bool) -> tuple[str, ...]:
 
 def _report(paths: Iterable[str], role: str, via: str) -> None:
     for path in paths:
-        capture.seen(path, role, via=via)
+        _state.reporter.seen(path, role, via=via)
 
 
 def _before_mode(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -203,19 +213,19 @@ def _before_mode(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 def _after_mode(target: Target, before: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     for path, roles in before:
         for role in roles:
-            capture.seen(path, role, via=target.via)
+            _state.reporter.seen(path, role, via=target.via)
 
 
 def _before_database(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     value = _argument(args, kwargs, target.position, target.keyword)
     paths = [path for path in local_paths(value) if path != ":memory:"]
-    return [(path, capture.stat_signature(path)) for path in paths]
+    return [(path, _state.reporter.stat_signature(path)) for path in paths]
 
 
 def _after_database(target: Target, before: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> None:
     for path, signature in before:
-        capture.watch(path, via=target.via, existed=signature is not None)
+        _state.reporter.watch(path, via=target.via, existed=signature is not None)
 
 
 def _before_sql(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -224,19 +234,19 @@ def _before_sql(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     candidates = [*sql_literals(query), *_strings(parameters)][:_MAX_SQL_CANDIDATES + 1]
     if len(candidates) > _MAX_SQL_CANDIDATES:
         return []
-    return [(path, capture.stat_signature(path)) for path in _expanded(
+    return [(path, _state.reporter.stat_signature(path)) for path in _expanded(
         path for text in candidates for path in local_paths(text))]
 
 
 def _after_sql(target: Target, before: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     for path, signature in before:
-        now = capture.stat_signature(path)
+        now = _state.reporter.stat_signature(path)
         if now is None:
             continue
         if now != signature:
-            capture.seen(path, WRITE, via=target.via)
+            _state.reporter.seen(path, WRITE, via=target.via)
         elif os.path.isfile(path):
-            capture.seen(path, READ, via=target.via)
+            _state.reporter.seen(path, READ, via=target.via)
 
 
 def sql_literals(query: Any) -> list[str]:
@@ -354,7 +364,7 @@ def _wrap(original: Callable[..., Any], target: Target) -> Callable[..., Any]:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not capture.reporting() or getattr(_inside, "call", False) or _from_tracker():
+        if not _state.reporter.reporting() or getattr(_inside, "call", False) or _from_tracker():
             return original(*args, **kwargs)
         noted = None
         if before is not None:
@@ -366,7 +376,7 @@ def _wrap(original: Callable[..., Any], target: Target) -> Callable[..., Any]:
         finally:
             _inside.call = False
         # Reported after the call succeeds: a failed read or write touched no file.
-        with contextlib.suppress(Exception), capture.suppressed():
+        with contextlib.suppress(Exception), _state.reporter.suppressed():
             after(target, noted, args, kwargs)
         return result
 
@@ -377,12 +387,33 @@ def _wrap(original: Callable[..., Any], target: Target) -> Callable[..., Any]:
 # --- patching -------------------------------------------------------------------------------
 
 
+class _Unpatched:
+    """The reporter before the first :func:`patch`: nothing is reported."""
+
+    def reporting(self) -> bool:
+        return False
+
+    def suppressed(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def seen(self, path: str, role: str, *, via: str) -> None:
+        pass
+
+    def watch(self, path: str, *, via: str, existed: bool) -> None:
+        pass
+
+    def stat_signature(self, path: str) -> tuple[int, int] | None:
+        return None
+
+
 class _State:
-    """What is patched now: (owner, name) -> original, and the module ids it was computed for."""
+    """What is patched now: (owner, name) -> original, the module ids it was computed for,
+    and where wrapped calls report."""
 
     def __init__(self) -> None:
         self.originals: dict[tuple[Any, str], Any] = {}
         self.key: tuple[int, ...] | None = None
+        self.reporter: Reporter = _Unpatched()
         self.lock = threading.RLock()  # a patch can import, and an import can patch
 
 
@@ -398,9 +429,11 @@ def stale() -> bool:
     return _state.key != _modules_key()
 
 
-def patch() -> None:
-    """Wrap the targets of the modules imported so far, and watch for later imports."""
+def patch(reporter: Reporter) -> None:
+    """Wrap the targets of the modules imported so far, reporting to ``reporter``, and watch
+    for later imports."""
     with _state.lock:
+        _state.reporter = reporter
         if _import_watcher not in sys.meta_path:
             sys.meta_path.insert(0, _import_watcher)
         key = _modules_key()
@@ -509,9 +542,9 @@ def _patch_after_exec(loader: Any) -> None:
         with contextlib.suppress(AttributeError):
             del loader.exec_module
         exec_module(module)
-        if capture.reporting():
+        if _state.reporter.reporting():
             with contextlib.suppress(Exception):
-                patch()
+                patch(_state.reporter)
 
     with contextlib.suppress(AttributeError, TypeError):
         loader.exec_module = exec_then_patch

@@ -10,7 +10,8 @@ There is one instance per catalog file, not one per process: DuckDB keeps a deta
 open while any transaction that began before the DETACH still runs, so a query on another
 catalog in another thread would keep this file open, and locked, past our sidecar lock (seen as
 "Unique file handle conflict" on the next attach). Operations on one file never overlap
-(tracker.storage.lock serialises them, threads included), so its instance never has such a transaction.
+(tracker.storage.lock serialises them, threads included), so its instance never has such a
+transaction.
 
 Only the few most recently used instances are kept (each holds memory and a pool of threads: a
 process that read 200 catalogs kept 1 GB and 1,800 threads); an instance is closed only when no

@@ -2,7 +2,8 @@
 
 The ``runs`` table carries each run's latest params and metrics as flat JSON objects
 (``{"optimizer.lr": 0.01}``), the faithful record, and the same values one typed column per key
-(``p1``, ``m1``..., added as keys appear: ``tracker.storage.columns``), which filters and tables scan.
+(``p1``, ``m1``..., added as keys appear: ``tracker.storage.columns``), which filters and tables
+scan.
 The full histories live in ``params`` and ``metrics``. No table has a PRIMARY KEY: on big tables
 it makes DuckDB's checkpoint-on-close slow; uniqueness comes from the writers (ids are random,
 one process owns a run) and from ``spool_seq`` when a spool is replayed.
