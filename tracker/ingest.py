@@ -177,14 +177,24 @@ def _prepare(catalog: Catalog, event: Event) -> Event:
 
 def _prepared(catalog: Catalog, event: Event) -> Event:
     kind = event[0]
-    if kind == "artifact" and event[4] is None and "://" not in event[3]:
-        from tracker.hashing import file_facts
-
-        return (*event[:4], _facts(file_facts(event[3])), *event[5:])
+    if kind == "artifact" and "://" not in event[3]:
+        return (*event[:4], _hashed(event[3], event[4]), *event[5:])
     if kind == "stored":
         _, run_id, role, path, ts = event
         return ("artifact", run_id, role, path, _store_blob(catalog, path), ts)
     return event
+
+
+def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An artifact's facts, hashed here if the logging call left that for later: a file it
+    did not look at (a folder, an old spool), or a big one it saw with stat key ``seen``."""
+    from tracker import hashing
+
+    if facts is None:
+        return hashing.file_facts(path).fields()
+    if facts.get("hash") is None and facts.get("seen"):
+        return hashing.file_facts_as_seen(path, facts["seen"]).fields()
+    return facts
 
 
 def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
@@ -193,7 +203,7 @@ def _store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
 
     facts = file_facts(path)
     if facts.hash is None:
-        return _facts(facts)
+        return facts.fields()
     # What is stored is the notebook with its secrets replaced, and the hash is of that.
     content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
     digest = hash_bytes(content)
@@ -214,11 +224,6 @@ def _write_private(path: Path, content: bytes) -> None:
     """Write a file only its owner may read (mode 0600 from the start)."""
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(content)
-
-
-def _facts(facts: Any) -> dict[str, Any]:
-    """What an artifact event carries about a file (a tracker.hashing.FileFacts)."""
-    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash}
 
 
 class _Rows:

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, models, redaction, spools, teardown, values
+from tracker import _ids, arguments, hashing, models, redaction, spools, teardown, values
 from tracker.errors import (
     ArgumentError,
     CatalogError,
@@ -99,6 +99,7 @@ class Run:
         self.exit_status = models.COMPLETED
         self.session = False  # True for the run the notebook extension owns
         self._warned: set[str] = set()
+        self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "running"
@@ -231,24 +232,43 @@ class Run:
             self.log_metric(key, value, step)
 
     def log_input(self, path: str | os.PathLike[str]) -> None:
-        """Record a file (or URI) this run read; local files are hashed off the hot path."""
-        self._log_artifact("input", path)
+        """Record a file (or URI) this run read, with its content as of this call."""
+        self._log_artifact("input", path, hashing.HASH_ON_LOG_MAX)
 
     def log_output(self, path: str | os.PathLike[str]) -> None:
-        """Record a file (or URI) this run wrote."""
-        self._log_artifact("output", path)
+        """Record a file (or URI) this run wrote, with its content as of this call."""
+        self._log_artifact("output", path, hashing.HASH_ON_LOG_MAX)
 
-    def _log_artifact(self, role: str, path: str | os.PathLike[str]) -> None:
+    def record_read(self, path: str) -> None:
+        """Record a file the extension saw opened for reading: hashed now only if small
+        (:data:`tracker.hashing.HASH_ON_READ_MAX`), so that reading stays fast."""
+        self._log_artifact("input", path, hashing.HASH_ON_READ_MAX)
+
+    def before_overwrite(self, path: str) -> None:
+        """A file this run read is about to be written: hash it now if that was put off, so
+        the input keeps the content that was read."""
+        seen = self._unhashed.pop(path, None)
+        if seen is not None:
+            hashing.pin_file(path, seen)
+
+    def _log_artifact(self, role: str, path: str | os.PathLike[str], hash_limit: int) -> None:
+        facts = None
         try:
             uri = os.fspath(path)
             if "://" not in uri:
                 uri = os.path.realpath(uri)
+                # Hashed now: the file may change before the events are written. A big file
+                # (or a folder) gets its hash later, and none if it changed meanwhile.
+                facts = hashing.file_facts_on_log(uri, hash_limit)
         except Exception as exc:
             self._warn_once(f"artifact:{path!r}", f"{role} {path!r} was not recorded: {exc!r}")
             return
+        if facts is not None and facts.seen is not None and role == "input":
+            self._unhashed[uri] = facts.seen
         # `https://user:password@...` and keys in a URI never reach the spool.
         uri = self._recorder.redactor.text(uri) or uri
-        self._push(("artifact", self.id, role, uri, None, time.time()))
+        fields = None if facts is None else facts.fields()
+        self._push(("artifact", self.id, role, uri, fields, time.time()))
 
     def record(self, kind: str, *payload: Any) -> None:
         """Queue a raw event (``cell``, ``env``, ``set``, ``stored``): for the extension."""
