@@ -14,6 +14,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 import tracker
 from tracker import ipython
 from tracker.errors import TrackerWarning
+from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
 from tracker.notebook import read_notebook
 
@@ -274,6 +275,26 @@ def test_files_read_and_written_become_inputs_and_outputs(ip: InteractiveShell,
     assert [a["uri"] for a in info.outputs] == [str(tmp_path / "clean.csv")]
     assert all(a["hash"].startswith("xxh3_128:") for a in info.inputs + info.outputs)
     assert info.outputs[0]["producer_run_id"] == started.id
+
+
+@pytest.mark.parametrize("size", [100, 3 << 20], ids=["small", "past-the-read-hash-limit"])
+def test_an_input_overwritten_in_place_keeps_the_content_that_was_read(
+        ip: InteractiveShell, notebook: Path, tmp_path: Path, size: int) -> None:
+    old = b"x" * (size - 1) + b" "
+    (tmp_path / "data.txt").write_bytes(old)
+    cleaner = loaded(ip)
+    assert run(ip, "from pathlib import Path\nraw = Path('data.txt').read_bytes()").success
+    assert run(ip, "Path('data.txt').write_bytes(raw.strip())").success
+    assert run(ip, '%tracker new reader').success
+    reader = session_run(ip)
+    assert run(ip, "again = Path('data.txt').read_bytes()").success
+    info = recorded(cleaner.id)
+    assert [(a["version"], a["hash"]) for a in info.inputs] == [(1, hash_bytes(old))]
+    assert [(a["version"], a["hash"], a["producer_run_id"]) for a in info.outputs] == [
+        (2, hash_bytes(old.strip()), cleaner.id)]
+    upstream = tracker.lineage(reader.id)
+    assert list(upstream[["direction", "run_id", "version"]].itertuples(index=False)) == [
+        ("upstream", cleaner.id, 2)]
 
 
 def test_capture_settings_from_notebook_metadata(ip: InteractiveShell, tmp_path: Path,

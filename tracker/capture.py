@@ -121,7 +121,9 @@ class FileCapture:
     """Sees the files a process opens and reports them, filtered, as reads and writes.
 
     Each absolute, symlink-resolved path is reported at most once per role until
-    :meth:`reset_seen`; a file the run wrote is not reported when it is read back. Callbacks run
+    :meth:`reset_seen`; a file the run wrote is not reported when it is read back. A write-open
+    of a path reported as read calls ``before_overwrite`` first, while the file still holds the
+    content that was read (the audit event comes before the open truncates it). Callbacks run
     in the thread that opened the file; one that raises stops the capture with a single
     :class:`~tracker.errors.TrackerWarning`. See the module docstring for the filter order.
     """
@@ -134,8 +136,10 @@ class FileCapture:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         excluded_dirs: Sequence[str] = (),
+        before_overwrite: Callable[[str], None] | None = None,
     ) -> None:
         self._callbacks = {_READ: on_read, _WRITE: on_write}
+        self._before_overwrite = before_overwrite
         self._filter = _PathFilter(include=include, exclude=exclude, excluded_dirs=excluded_dirs)
         self._seen: set[tuple[str, str]] = set()
         self._written: set[str] = set()
@@ -202,6 +206,7 @@ class FileCapture:
             if access != os.O_WRONLY and not (access and flags & os.O_TRUNC):
                 self._offer(real, _READ, os.path.isfile)
             if access:
+                self._overwriting(real)
                 self._offer(real, _WRITE, _writable_file)
         except Exception as exc:
             self._fail(exc)
@@ -213,6 +218,19 @@ class FileCapture:
                 self._offer(real, role, _file_or_dir)
         except Exception as exc:
             self._fail(exc)
+
+    def _on_native_write(self, path: str) -> None:
+        """A native writer is about to write ``path``: the same warning as a write-open."""
+        try:
+            real = self._filter.resolve(path)
+            if real is not None:
+                self._overwriting(real)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _overwriting(self, real: str) -> None:
+        if self._before_overwrite is not None and (real, _READ) in self._seen:
+            self._before_overwrite(real)
 
     def _offer(self, real: str, role: str, eligible: Callable[[str], bool]) -> None:
         key = (real, role)
@@ -508,6 +526,9 @@ _import_watcher = _ImportWatcher()
 def _wrap_native(original: Callable[..., Any], target: _NativeTarget) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if target.role == _WRITE and _active and not getattr(_guard, "busy", False):
+            with contextlib.suppress(Exception):  # never in the way of the user's call
+                _report_native(target, args, kwargs, before=True)
         result = original(*args, **kwargs)
         # Reported after the call succeeds: a failed read or write touched no file.
         if _active and not getattr(_guard, "busy", False):
@@ -519,12 +540,17 @@ def _wrap_native(original: Callable[..., Any], target: _NativeTarget) -> Callabl
     return wrapper
 
 
-def _report_native(target: _NativeTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _report_native(target: _NativeTarget, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                   before: bool = False) -> None:
+    """Report the paths a native call read or wrote; ``before`` a write, warn of it."""
     value = args[target.position] if len(args) > target.position else kwargs.get(target.keyword)
     with suppressed():
         for path in _native_paths(value):
             for capture in _active:
-                capture._on_native(path, target.role)
+                if before:
+                    capture._on_native_write(path)
+                else:
+                    capture._on_native(path, target.role)
 
 
 def _native_paths(value: Any) -> list[str]:

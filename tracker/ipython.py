@@ -179,6 +179,7 @@ class Session:
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
                 on_read=self._on_read, on_write=self._written.append,
+                before_overwrite=self._before_overwrite,
                 include=[*settings.capture_include, *(f"{d}/**" for d in near)],
                 exclude=list(settings.capture_exclude))
             # tracker's own modules load lazily; their source is not the notebook's input.
@@ -190,7 +191,11 @@ class Session:
 
     def _on_read(self, path: str) -> None:
         if self.run is not None and not self.run.ended:
-            self.run.log_input(path)
+            self.run.record_read(path)
+
+    def _before_overwrite(self, path: str) -> None:
+        if self.run is not None and not self.run.ended:
+            self.run.before_overwrite(path)
 
     def _record_environment(self, run: Run, *, at_end: bool = False) -> None:
         from tracker import capture, environment
