@@ -1,7 +1,8 @@
 """The active run and the per-process recorder that carries its events to the catalog.
 
-A logging call appends one tuple to an in-memory queue: microseconds, no I/O. A background
-thread drains the queue in two stages:
+A logging call appends one tuple to an in-memory queue: microseconds, no I/O (except that
+``log_input``/``log_output`` hash a file up to :data:`tracker.hashing.HASH_ON_LOG_MAX` first, so
+the record is of the content as logged). A background thread drains the queue in two stages:
 
 1. spool: the events are appended as JSON lines to ``<catalog>.spool/<run id>.jsonl``. Cheap, and
    enough to survive a ``kill -9`` of the process (the next process to open the catalog ingests
