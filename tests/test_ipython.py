@@ -290,11 +290,27 @@ def test_an_input_overwritten_in_place_keeps_the_content_that_was_read(
     assert run(ip, "again = Path('data.txt').read_bytes()").success
     info = recorded(cleaner.id)
     assert [(a["version"], a["hash"]) for a in info.inputs] == [(1, hash_bytes(old))]
-    assert [(a["version"], a["hash"], a["producer_run_id"]) for a in info.outputs] == [
+    assert sorted((a["version"], a["hash"], a["producer_run_id"]) for a in info.outputs) == [
         (2, hash_bytes(old.strip()), cleaner.id)]
     upstream = tracker.lineage(reader.id)
     assert list(upstream[["direction", "run_id", "version"]].itertuples(index=False)) == [
         ("upstream", cleaner.id, 2)]
+
+
+def test_a_file_saved_again_in_a_later_cell_is_recorded_with_each_content(
+        ip: InteractiveShell, notebook: Path, tmp_path: Path) -> None:
+    trainer = loaded(ip)
+    assert run(ip, "from pathlib import Path\nPath('model.pkl').write_bytes(b'epoch 1')").success
+    tracker.flush()  # the first save is in the catalog before the second
+    assert run(ip, "Path('model.pkl').write_bytes(b'epoch 2')").success
+    assert run(ip, '%tracker new evaluate').success
+    evaluate = session_run(ip)
+    assert run(ip, "model = Path('model.pkl').read_bytes()").success
+    info = recorded(trainer.id)
+    assert sorted((a["version"], a["hash"], a["producer_run_id"]) for a in info.outputs) == [
+        (1, hash_bytes(b"epoch 1"), trainer.id), (2, hash_bytes(b"epoch 2"), trainer.id)]
+    upstream = tracker.lineage(evaluate.id)
+    assert list(upstream[["run_id", "version"]].itertuples(index=False)) == [(trainer.id, 2)]
 
 
 def test_capture_settings_from_notebook_metadata(ip: InteractiveShell, tmp_path: Path,

@@ -121,9 +121,10 @@ class FileCapture:
     """Sees the files a process opens and reports them, filtered, as reads and writes.
 
     Each absolute, symlink-resolved path is reported at most once per role until
-    :meth:`reset_seen`; a file the run wrote is not reported when it is read back. A write-open
-    of a path reported as read calls ``before_overwrite`` first, while the file still holds the
-    content that was read (the audit event comes before the open truncates it). Callbacks run
+    :meth:`reset_seen` (a write: until :meth:`new_cell`); a file the run wrote is not reported
+    when it is read back. A write-open of a path reported as read calls ``before_overwrite``
+    first, while the file still holds the content that was read (the audit event comes before
+    the open truncates it). Callbacks run
     in the thread that opened the file; one that raises stops the capture with a single
     :class:`~tracker.errors.TrackerWarning`. See the module docstring for the filter order.
     """
@@ -142,6 +143,7 @@ class FileCapture:
         self._before_overwrite = before_overwrite
         self._filter = _PathFilter(include=include, exclude=exclude, excluded_dirs=excluded_dirs)
         self._seen: set[tuple[str, str]] = set()
+        self._seen_writes: set[tuple[str, str]] = set()  # since new_cell()
         self._written: set[str] = set()
         self._lock = threading.Lock()
         self._failed = False
@@ -183,7 +185,14 @@ class FileCapture:
         """Forget what was reported and written, e.g. when a new run begins."""
         with self._lock:
             self._seen.clear()
+            self._seen_writes = set()
             self._written.clear()
+
+    def new_cell(self) -> None:
+        """Report a file written again from now on once more, so that each cell's outputs are
+        recorded with the content that cell left (a model saved again later in the run)."""
+        with self._lock:
+            self._seen_writes = set()
 
     def add_excluded_dir(self, path: str) -> None:
         """Never report anything under ``path`` (e.g. the catalog's own folder)."""
@@ -234,12 +243,14 @@ class FileCapture:
 
     def _offer(self, real: str, role: str, eligible: Callable[[str], bool]) -> None:
         key = (real, role)
-        if key in self._seen or (role == _READ and real in self._written) or not eligible(real):
+        seen = self._seen_writes if role == _WRITE else self._seen
+        if key in seen or (role == _READ and real in self._written) or not eligible(real):
             return
         with self._lock:
-            if key in self._seen or (role == _READ and real in self._written):
+            seen = self._seen_writes if role == _WRITE else self._seen
+            if key in seen or (role == _READ and real in self._written):
                 return
-            self._seen.add(key)
+            seen.add(key)
             if role == _WRITE:
                 self._written.add(real)
         self._callbacks[role](real)

@@ -256,8 +256,10 @@ class Session:
         if result.success:
             self._record_parameters(run, source)
         for path in self._written:
-            run.log_output(path)
+            run.log_output(path)  # hashed now, before the next cell can change it
         self._written.clear()
+        if self.capture is not None:
+            self.capture.new_cell()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
         run._recorder.spool()
         if self._ends_nbval_session(source):
