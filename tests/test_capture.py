@@ -350,6 +350,44 @@ def test_pandas_parquet_and_feather(rec: Recorder) -> None:
     assert rec.reads == [rec.path("d.parquet"), rec.path("d.feather")]
 
 
+def test_a_file_read_then_written_is_announced_while_it_still_holds_what_was_read(
+        root: pathlib.Path) -> None:
+    # The run's input must be hashed before the overwrite: the callback sees the old bytes.
+    (root / "stores.tsv").write_text("id\tcity\n1\tParis \n")
+    (root / "notes.md").write_text("# new")
+    seen: dict[str, bytes] = {}
+    rec = Recorder(root, before_overwrite=lambda path: seen.setdefault(
+        path, pathlib.Path(path).read_bytes()))
+    rec.capture.start()
+    try:
+        cleaned = (root / "stores.tsv").read_text().replace(" \n", "\n")
+        (root / "stores.tsv").write_text(cleaned)
+        (root / "notes.md").write_text("# never read, so not announced")
+    finally:
+        rec.capture.stop()
+    assert seen == {rec.path("stores.tsv"): b"id\tcity\n1\tParis \n"}
+    assert rec.reads == [rec.path("stores.tsv")]
+
+
+def test_a_native_write_over_a_file_read_is_announced_before_it_writes(
+        root: pathlib.Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"x": [1.0]}).to_parquet(root / "d.parquet")
+    before = (root / "d.parquet").read_bytes()
+    seen: dict[str, bytes] = {}
+    rec = Recorder(root, before_overwrite=lambda path: seen.setdefault(
+        path, pathlib.Path(path).read_bytes()))
+    rec.capture.start()
+    try:
+        frame = pd.read_parquet(root / "d.parquet")
+        (frame * 2).to_parquet(root / "d.parquet")
+    finally:
+        rec.capture.stop()
+    assert seen == {rec.path("d.parquet"): before}
+    assert (root / "d.parquet").read_bytes() != before
+
+
 def test_pyarrow_feather(rec: Recorder) -> None:
     import pyarrow as pa
     import pyarrow.feather as feather

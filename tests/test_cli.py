@@ -189,6 +189,20 @@ def test_show_prints_params_history_metrics_and_file_lineage(
     assert f"{clean}  v1  6 B  via call  from prepare ({producer.id})" in consumer_text
 
 
+def test_show_leaves_deleted_readers_out_of_the_lineage_unless_all(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, tmp_path: Path) -> None:
+    clean = tmp_path / "clean.csv"
+    clean.write_text("a\n1\n")
+    with catalog.start_run("prepare") as producer:
+        producer.log_output(clean)
+    with catalog.start_run("train") as consumer:
+        consumer.log_input(clean)
+    catalog.delete_run(consumer.id)
+    assert f"{clean}  v1  4 B\n" in _cli(capsys, "show", producer.id)[1]
+    shown = _cli(capsys, "show", producer.id, "--all")[1]
+    assert f"{clean}  v1  4 B  read by train ({consumer.id})" in shown
+
+
 def test_show_json_has_every_field(capsys: pytest.CaptureFixture[str],
                                    three: list[str]) -> None:
     code, out, _ = _cli(capsys, "show", three[1], "--format", "json")

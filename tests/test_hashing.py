@@ -13,7 +13,7 @@ import pytest
 import xxhash
 
 from tracker import hashing
-from tracker.hashing import FileFacts, FileHasher, file_facts, hash_file
+from tracker.hashing import FileFacts, FileHasher, file_facts, hash_bytes, hash_file
 
 
 def test_hash_file_of_known_content(tmp_path: pathlib.Path) -> None:
@@ -42,13 +42,27 @@ def test_file_facts_reports_size_and_mtime(tmp_path: pathlib.Path) -> None:
 def test_cache_hit_does_not_reread(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "f.txt"
     path.write_text("aaaa")
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # written long ago: its key is settled
+    hasher = FileHasher()
+    first = hasher.hash(str(path))
+    path.write_text("bbbb")  # same size; restore the mtime so the stat key is unchanged
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    assert hasher.hash(str(path)).hash == first.hash
+    assert FileHasher().hash(str(path)).hash != first.hash
+
+
+def test_a_file_written_just_now_is_read_again_even_under_the_same_stat_key(
+        tmp_path: pathlib.Path) -> None:
+    # A coarse file clock gives two writes within a tick the same mtime: what a cache keyed by
+    # (size, mtime) cannot tell apart must not be cached.
+    path = tmp_path / "f.txt"
+    path.write_text("aaaa")
     hasher = FileHasher()
     first = hasher.hash(str(path))
     info = os.stat(path)
-    path.write_text("bbbb")  # same size; restore the mtime so the stat key is unchanged
+    path.write_text("bbbb")
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-    assert hasher.hash(str(path)).hash == first.hash
-    assert FileHasher().hash(str(path)).hash != first.hash
+    assert hasher.hash(str(path)).hash == hash_file(str(path)) != first.hash
 
 
 def test_changed_file_is_rehashed(tmp_path: pathlib.Path) -> None:
@@ -140,3 +154,31 @@ def test_folder_past_the_bounds_has_no_hash(tmp_path: pathlib.Path,
     assert FileHasher().hash(str(tmp_path)).hash is None
     monkeypatch.setattr(hashing, "DIR_MAX_BYTES", 5)
     assert FileHasher().hash(str(tmp_path)).hash is not None
+
+
+def test_a_small_file_is_hashed_when_logged_and_a_big_one_is_noted_for_later(
+        tmp_path: pathlib.Path) -> None:
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_bytes(b"12345")
+    big.write_bytes(b"123456")
+    hasher = FileHasher()
+    assert hasher.on_log(str(small), limit=5) == hasher.hash(str(small))
+    noted = hasher.on_log(str(big), limit=5)
+    assert noted is not None and noted.hash is None and noted.size == 6
+    assert noted.seen is not None
+    assert hasher.as_seen(str(big), noted.seen).hash == hash_file(str(big))
+    assert hasher.on_log(str(tmp_path), limit=5) is None  # a folder: hashed later, whole
+
+
+def test_a_big_file_changed_since_it_was_logged_has_no_hash_unless_pinned_first(
+        tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"weights-1")
+    hasher = FileHasher()
+    noted = hasher.on_log(str(path), limit=0)
+    assert noted is not None and noted.seen is not None
+    pinned = FileHasher()
+    pinned.pin(str(path), noted.seen)  # what a write-open of a file read does first
+    path.write_bytes(b"weights-2, longer")
+    assert hasher.as_seen(str(path), noted.seen).hash is None
+    assert pinned.as_seen(str(path), noted.seen).hash == hash_bytes(b"weights-1")

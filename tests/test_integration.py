@@ -25,6 +25,7 @@ from jupyter_client.manager import KernelManager
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import tracker
+from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
 
 pytestmark = pytest.mark.slow
@@ -181,6 +182,50 @@ def test_jupyter_execute_records_the_whole_run(tmp_path: Path, env: dict[str, st
     repository = run.environment["git"]
     assert repository["branch"] == "main" and len(repository["commit"]) == 40
     assert repository["dirty"] is False  # result.txt is new, not a change to tracked files
+
+
+def test_files_cleaned_in_place_keep_the_read_content_and_link_the_next_reader(
+        tmp_path: Path, env: dict[str, str], catalog_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "stores.tsv").write_text("store\tcity\n1\t paris\n2\tlyon \n")
+    Image.new("RGB", (8, 8), "red").save(folder / "data" / "logo.png")
+    (folder / "data" / "notes.md").write_text("# Notes  \nraw  \n")
+    before = {path.name: path.read_bytes() for path in (folder / "data").iterdir()}
+    write_notebook(
+        folder / "cleaner.ipynb", "%load_ext tracker",
+        "import pandas as pd\nfrom PIL import Image\n"
+        "stores = pd.read_csv('data/stores.tsv', sep='\\t')\n"
+        "logo = Image.open('data/logo.png')\nlogo.load()\n"
+        "with open('data/notes.md') as handle:\n    notes = handle.read()",
+        "stores['city'] = stores['city'].str.strip()\n"
+        "stores.to_csv('data/stores.tsv', sep='\\t', index=False)\n"
+        "logo.convert('L').save('data/logo.png')\n"
+        "with open('data/notes.md', 'w') as handle:\n"
+        "    handle.write('\\n'.join(line.rstrip() for line in notes.splitlines()))")
+    write_notebook(
+        folder / "reader.ipynb", "%load_ext tracker",
+        "for name in ('stores.tsv', 'logo.png', 'notes.md'):\n"
+        "    with open(f'data/{name}', 'rb') as handle:\n        handle.read()")
+    for name in ("cleaner", "reader"):
+        run_tool([str(BIN / "jupyter"), "execute", f"{name}.ipynb"], cwd=folder, env=env)
+
+    runs = runs_by_name(catalog_path)
+    cleaner, reader = runs["cleaner"], runs["reader"]
+    after = {path.name: path.read_bytes() for path in (folder / "data").iterdir()}
+    assert all(after[name] != before[name] for name in before)
+    names = sorted(before)
+    uri = {name: str(folder / "data" / name) for name in names}
+    assert {a["uri"]: (a["version"], a["hash"]) for a in cleaner.inputs} == {
+        uri[name]: (1, hash_bytes(before[name])) for name in names}
+    assert {a["uri"]: (a["version"], a["hash"], a["producer_run_id"]) for a in
+            cleaner.outputs} == {uri[name]: (2, hash_bytes(after[name]), cleaner.id)
+                                 for name in names}
+    lineage = tracker.Catalog(catalog_path).lineage(reader.id)
+    assert sorted(lineage[["direction", "run_id", "uri", "version"]].itertuples(index=False)) == [
+        ("upstream", cleaner.id, uri[name], 2) for name in names]
 
 
 def test_nbconvert_execute_status_follows_the_last_cell(tmp_path: Path, env: dict[str, str],

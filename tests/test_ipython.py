@@ -21,6 +21,7 @@ from jupyter_client.manager import KernelManager
 import tracker
 from tracker import ipython
 from tracker.errors import TrackerWarning
+from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
 from tracker.notebook import read_notebook
 
@@ -282,6 +283,42 @@ def test_files_read_and_written_become_inputs_and_outputs(ip: InteractiveShell,
     assert all(a["hash"].startswith("xxh3_128:") for a in info.inputs + info.outputs)
     assert info.outputs[0]["producer_run_id"] == started.id
     assert [a["via"] for a in info.inputs + info.outputs] == ["open", "open"]
+
+
+@pytest.mark.parametrize("size", [100, 3 << 20], ids=["small", "past-the-read-hash-limit"])
+def test_an_input_overwritten_in_place_keeps_the_content_that_was_read(
+        ip: InteractiveShell, notebook: Path, tmp_path: Path, size: int) -> None:
+    old = b"x" * (size - 1) + b" "
+    (tmp_path / "data.txt").write_bytes(old)
+    cleaner = loaded(ip)
+    assert run(ip, "from pathlib import Path\nraw = Path('data.txt').read_bytes()").success
+    assert run(ip, "Path('data.txt').write_bytes(raw.strip())").success
+    assert run(ip, '%tracker new reader').success
+    reader = session_run(ip)
+    assert run(ip, "again = Path('data.txt').read_bytes()").success
+    info = recorded(cleaner.id)
+    assert [(a["version"], a["hash"]) for a in info.inputs] == [(1, hash_bytes(old))]
+    assert sorted((a["version"], a["hash"], a["producer_run_id"]) for a in info.outputs) == [
+        (2, hash_bytes(old.strip()), cleaner.id)]
+    upstream = tracker.lineage(reader.id)
+    assert list(upstream[["direction", "run_id", "version"]].itertuples(index=False)) == [
+        ("upstream", cleaner.id, 2)]
+
+
+def test_a_file_saved_again_in_a_later_cell_is_recorded_with_each_content(
+        ip: InteractiveShell, notebook: Path, tmp_path: Path) -> None:
+    trainer = loaded(ip)
+    assert run(ip, "from pathlib import Path\nPath('model.pkl').write_bytes(b'epoch 1')").success
+    tracker.flush()  # the first save is in the catalog before the second
+    assert run(ip, "Path('model.pkl').write_bytes(b'epoch 2')").success
+    assert run(ip, '%tracker new evaluate').success
+    evaluate = session_run(ip)
+    assert run(ip, "model = Path('model.pkl').read_bytes()").success
+    info = recorded(trainer.id)
+    assert sorted((a["version"], a["hash"], a["producer_run_id"]) for a in info.outputs) == [
+        (1, hash_bytes(b"epoch 1"), trainer.id), (2, hash_bytes(b"epoch 2"), trainer.id)]
+    upstream = tracker.lineage(evaluate.id)
+    assert list(upstream[["run_id", "version"]].itertuples(index=False)) == [(trainer.id, 2)]
 
 
 def test_capture_settings_from_notebook_metadata(ip: InteractiveShell, tmp_path: Path,

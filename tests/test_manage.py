@@ -76,6 +76,27 @@ def test_purge_keeps_the_latest_pointer_right_and_user_files(catalog: tracker.Ca
     assert data.read_bytes() == b"v2!"  # the user's file is never touched
 
 
+def test_the_latest_version_skips_the_trash_and_comes_back_on_restore(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = tmp_path / "model.pkl"
+    data.write_bytes(b"v1")
+    with catalog.start_run("A") as first:
+        first.log_output(data)
+    data.write_bytes(b"v2!")
+    with catalog.start_run("B") as second:
+        second.log_output(data)
+    catalog.delete_run(second.id)
+    shown = catalog.artifacts(role="output")
+    assert list(zip(shown["run_name"], shown["version"], shown["latest"])) == [("A", 1, True)]
+    every = catalog.artifacts(role="output", include_deleted=True)
+    assert list(zip(every["run_name"], every["latest"])) == [("A", True), ("B", False)]
+    assert catalog.get_run(first.id).outputs[0]["latest"]
+    catalog.restore_run(second.id)
+    back = catalog.artifacts(role="output")
+    assert list(zip(back["run_name"], back["latest"])) == [("A", False), ("B", True)]
+    assert not catalog.get_run(first.id).outputs[0]["latest"]
+
+
 def test_purge_removes_blobs_no_run_references(catalog: tracker.Catalog, tmp_path: Path) -> None:
     notebook = tmp_path / "analysis.ipynb"
     notebook.write_text("{}")

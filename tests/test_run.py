@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import delivery
+from tracker import delivery, hashing
+from tracker.hashing import hash_bytes
 from tracker.run import SPOOL_BOUND, local_to
 from tracker.storage import lock as _lock
 from tracker.storage import recovery, spools
@@ -142,6 +143,41 @@ def test_inputs_and_outputs_are_hashed_and_versioned(catalog: tracker.Catalog,
     versions = catalog.artifacts(role="output")
     assert list(versions["version"]) == [1, 2]
     assert list(versions["latest"]) == [False, True]
+
+
+def test_a_file_rewritten_right_after_it_was_logged_keeps_the_logged_content(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    # A checkpoint rewritten every epoch: each run records the bytes it logged, not the next.
+    checkpoint = tmp_path / "x.txt"
+    checkpoint.write_text("v1")
+    with catalog.start_run("A") as first:
+        first.log_output(checkpoint)
+    checkpoint.write_text("v2")
+    with catalog.start_run("B") as second:
+        second.log_output(checkpoint)
+    versions = catalog.artifacts(role="output")
+    assert list(versions["run_id"]) == [first.id, second.id]
+    assert list(versions["version"]) == [1, 2]
+    assert list(versions["hash"]) == [hash_bytes(b"v1"), hash_bytes(b"v2")]
+
+
+def test_a_big_file_changed_before_it_was_hashed_gets_no_hash_rather_than_a_wrong_one(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "HASH_ON_LOG_MAX", 4, raising=False)  # hashed later
+    recorder = catalog.recorder_for_write()
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"epoch 1")
+    with recorder._db_lock:  # the background writer waits, as it does behind a busy catalog
+        with catalog.start_run("epoch-1") as first:
+            first.log_output(weights)
+        weights.write_bytes(b"epoch 2 and more")
+    with catalog.start_run("epoch-2") as second:
+        second.log_output(weights)
+    versions = catalog.artifacts(role="output")
+    assert list(versions["run_id"]) == [first.id, second.id]
+    assert list(versions["hash"].isna()) == [True, False]  # unknown, not "epoch 2"'s hash
+    assert versions["size"][0] == len(b"epoch 1")
+    assert versions["hash"][1] == hash_bytes(b"epoch 2 and more")
 
 
 def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> None:

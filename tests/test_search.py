@@ -125,6 +125,23 @@ def test_lineage_links_a_reader_to_the_writer(catalog: tracker.Catalog, tmp_path
     assert list(catalog.artifacts(consumer.id)["uri"]) == [str(features)]
 
 
+def test_lineage_and_artifacts_leave_out_deleted_runs_unless_asked(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    features = tmp_path / "features.parquet"
+    features.write_bytes(b"PAR1 pretend")
+    with catalog.start_run("featurize") as producer:
+        producer.log_output(features)
+    with catalog.start_run("train") as consumer:
+        consumer.log_input(features)
+    tracker.use_catalog(catalog)
+    tracker.delete_run(consumer.id)
+    assert catalog.lineage(producer.id).empty
+    assert list(tracker.lineage(producer.id, include_deleted=True)["run_name"]) == ["train"]
+    assert list(tracker.artifacts()["run_name"]) == ["featurize"]
+    assert list(tracker.artifacts(include_deleted=True)["run_name"]) == ["featurize", "train"]
+    assert list(catalog.artifacts(consumer.id)["role"]) == ["input"]  # named: shown
+
+
 def test_sql_reads_but_never_writes(catalog: tracker.Catalog, three_runs: list[str]) -> None:
     assert int(catalog.sql("SELECT count(*) AS n FROM runs")["n"][0]) == 3
     assert catalog.sql("SELECT name FROM runs WHERE name = ?", ["a"])["name"].tolist() == ["a"]

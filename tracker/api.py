@@ -127,15 +127,18 @@ def metric_history(ref: str, key: str | None = None) -> pd.DataFrame:
     return default_catalog().metric_history(ref, key)
 
 
-def artifacts(run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
+def artifacts(run: str | None = None, *, role: str | None = None,
+              include_deleted: bool = False) -> pd.DataFrame:
     """Files and URIs read (``role="input"``) and written (``"output"``) by runs, and the
-    notebooks stored with them (``"notebook"``); None is every role."""
-    return default_catalog().artifacts(run, role=role)
+    notebooks stored with them (``"notebook"``); None is every role. Deleted runs' records
+    only with ``include_deleted``."""
+    return default_catalog().artifacts(run, role=role, include_deleted=include_deleted)
 
 
-def lineage(ref: str) -> pd.DataFrame:
-    """Runs upstream (produced what ``ref`` read) and downstream (read what it wrote)."""
-    return default_catalog().lineage(ref)
+def lineage(ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
+    """Runs upstream (produced what ``ref`` read) and downstream (read what it wrote);
+    deleted ones only with ``include_deleted``."""
+    return default_catalog().lineage(ref, include_deleted=include_deleted)
 
 
 def update_run(ref: str, *, name: str | None = None, labels: Sequence[str] | None = None,

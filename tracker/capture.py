@@ -112,6 +112,14 @@ def seen(path: str, role: str, *, via: str) -> None:
             capture.report(path, role, via=via)
 
 
+def before_write(path: str) -> None:
+    """A native writer is about to write ``path``: like a write-open, a file the run read is
+    announced first (``before_overwrite``), while it still holds what was read."""
+    with suppressed():
+        for capture in _active:
+            capture._on_native_write(path)
+
+
 def watch(path: str, *, via: str, existed: bool) -> None:
     """A database file opened natively: an input now if it ``existed``, an output at the end of
     any cell during which it (or its write-ahead log) changed (:meth:`FileCapture.settle`)."""
@@ -184,9 +192,11 @@ class FileCapture:
     """Sees the files a process opens and reports them, filtered, as reads and writes.
 
     Each absolute, symlink-resolved path is reported at most once per role until
-    :meth:`reset_seen`, to ``on_read(path, via)`` or ``on_write(path, via)`` where ``via`` says
-    how it was seen (``tracker.models.VIAS``); a file the run wrote is not reported when it is
-    read back. Callbacks run
+    :meth:`reset_seen` (a write: until :meth:`new_cell`), to ``on_read(path, via)`` or
+    ``on_write(path, via)`` where ``via`` says how it was seen (``tracker.models.VIAS``); a file
+    the run wrote is not reported when it is read back. A write-open of a path reported as read
+    calls ``before_overwrite`` first, while the file still holds the content that was read (the
+    audit event comes before the open truncates it). Callbacks run
     in the thread that opened the file; one that raises stops the capture with a single
     :class:`~tracker.errors.TrackerWarning`. See the module docstring for the filter order.
     """
@@ -201,12 +211,15 @@ class FileCapture:
         excluded_dirs: Sequence[str] = (),
         on_moved: Callable[[str], None] | None = None,
         on_process: Callable[[str, tuple[Any, ...]], None] | None = None,
+        before_overwrite: Callable[[str], None] | None = None,
     ) -> None:
         self._callbacks = {_READ: on_read, _WRITE: on_write}
         self._on_moved = on_moved
         self._on_process_start = on_process
+        self._before_overwrite = before_overwrite
         self._filter = _PathFilter(include=include, exclude=exclude, excluded_dirs=excluded_dirs)
         self._seen: set[tuple[str, str]] = set()
+        self._seen_writes: set[tuple[str, str]] = set()  # since new_cell()
         self._written: set[str] = set()
         self._watched: dict[str, tuple[str, Any]] = {}  # database -> (via, signature)
         self._lock = threading.Lock()
@@ -250,7 +263,14 @@ class FileCapture:
         """Forget what was reported and written, e.g. when a new run begins."""
         with self._lock:
             self._seen.clear()
+            self._seen_writes = set()
             self._written.clear()
+
+    def new_cell(self) -> None:
+        """Report a file written again from now on once more, so that each cell's outputs are
+        recorded with the content that cell left (a model saved again later in the run)."""
+        with self._lock:
+            self._seen_writes = set()
 
     def add_excluded_dir(self, path: str) -> None:
         """Never report anything under ``path`` (e.g. the catalog's own folder)."""
@@ -310,6 +330,7 @@ class FileCapture:
             if access != os.O_WRONLY and not (access and flags & os.O_TRUNC):
                 self._offer(real, _READ, os.path.isfile, "open")
             if access:
+                self._overwriting(real)
                 self._offer(real, _WRITE, _writable_file, "open")
         except Exception as exc:
             self._fail(exc)
@@ -351,14 +372,29 @@ class FileCapture:
         except Exception as exc:
             self._fail(exc)
 
+    def _on_native_write(self, path: str) -> None:
+        """A native writer is about to write ``path``: the same warning as a write-open."""
+        try:
+            real = self._filter.resolve(path)
+            if real is not None:
+                self._overwriting(real)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _overwriting(self, real: str) -> None:
+        if self._before_overwrite is not None and (real, _READ) in self._seen:
+            self._before_overwrite(real)
+
     def _offer(self, real: str, role: str, eligible: Callable[[str], bool], via: str) -> None:
         key = (real, role)
-        if key in self._seen or (role == _READ and real in self._written) or not eligible(real):
+        seen = self._seen_writes if role == _WRITE else self._seen
+        if key in seen or (role == _READ and real in self._written) or not eligible(real):
             return
         with self._lock:
-            if key in self._seen or (role == _READ and real in self._written):
+            seen = self._seen_writes if role == _WRITE else self._seen
+            if key in seen or (role == _READ and real in self._written):
                 return
-            self._seen.add(key)
+            seen.add(key)
             if role == _WRITE:
                 self._written.add(real)
         self._callbacks[role](real, via)
@@ -524,6 +560,7 @@ class _Reporter:
     suppressed = staticmethod(suppressed)
     seen = staticmethod(seen)
     watch = staticmethod(watch)
+    before_write = staticmethod(before_write)
     stat_signature = staticmethod(stat_signature)
 
 

@@ -260,19 +260,25 @@ class Catalog:
 
         return search.metric_history(self, ref, key)
 
-    def artifacts(self, run: str | None = None, *, role: str | None = None) -> pd.DataFrame:
+    def artifacts(self, run: str | None = None, *, role: str | None = None,
+                  include_deleted: bool = False) -> pd.DataFrame:
         """Files and URIs runs read (``role="input"``) and wrote (``"output"``), and the
         notebook stored with each, as last saved (``"notebook"``); None is every role. The
-        ``via`` column says how each was seen (``tracker.models.VIAS``)."""
+        ``via`` column says how each was seen (``tracker.models.VIAS``).
+
+        Deleted runs' records are left out unless ``include_deleted`` (or ``run`` names one);
+        ``latest`` marks each path's newest version that a run outside the trash touched.
+        """
         from tracker import search
 
-        return search.artifacts(self, run, role=role)
+        return search.artifacts(self, run, role=role, include_deleted=include_deleted)
 
-    def lineage(self, ref: str) -> pd.DataFrame:
-        """The runs that produced what ``ref`` read, and the runs that read what it wrote."""
+    def lineage(self, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
+        """The runs that produced what ``ref`` read, and the runs that read what it wrote;
+        deleted runs only with ``include_deleted``."""
         from tracker import search
 
-        return search.lineage(self, ref)
+        return search.lineage(self, ref, include_deleted=include_deleted)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

@@ -128,6 +128,8 @@ def _add_reading_commands(commands: _Commands) -> None:
     show = commands.add("show", _cmd_show, "show everything recorded about one run",
                         "tracker show 01m7zwkkx6hq", "tracker show 01m7zwkkx6hq --format json")
     show.add_argument("ref", metavar="REF", help="run id, unique id prefix or tracker:// key")
+    show.add_argument("--all", action="store_true",
+                      help="include deleted runs upstream and downstream of it")
     _add_format(show, "text", "json")
     sql = commands.add("sql", _cmd_sql, "run a read-only SQL query on the catalog",
                        "tracker sql \"SELECT status, count(*) FROM runs GROUP BY status\"",
@@ -293,7 +295,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(_plain(dataclasses.asdict(info)), indent=2, ensure_ascii=False))
         return 0
-    lineage = catalog.lineage(info.id) if info.artifacts else None
+    lineage = catalog.lineage(info.id, include_deleted=args.all) if info.artifacts else None
     print("\n".join(_run_text(info, lineage)))
     return 0
 

@@ -70,14 +70,24 @@ def _prepare(catalog: Catalog, event: Event) -> Event:
 
 
 def _prepared(catalog: Catalog, event: Event) -> Event:
-    if isinstance(event, events.Artifact) and event.facts is None and "://" not in event.uri:
-        from tracker.hashing import file_facts
-
-        return event._replace(facts=_facts(file_facts(event.uri)))
+    if isinstance(event, events.Artifact) and "://" not in event.uri:
+        return event._replace(facts=_hashed(event.uri, event.facts))
     if isinstance(event, events.Stored):
         return events.Artifact(event.run_id, event.role, event.path,
                                store_blob(catalog, event.path), event.ts, "stored")
     return event
+
+
+def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An artifact's facts, hashed here if the logging call left that for later: a file it
+    did not look at (a folder, an old spool), or a big one it saw with stat key ``seen``."""
+    from tracker import hashing
+
+    if facts is None:
+        return hashing.file_facts(path).fields()
+    if facts.get("hash") is None and facts.get("seen"):
+        return hashing.file_facts_as_seen(path, facts["seen"]).fields()
+    return facts
 
 
 def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
@@ -88,7 +98,7 @@ def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
 
     facts = file_facts(path)
     if facts.hash is None:
-        return _facts(facts)
+        return facts.fields()
     # What is stored is the notebook with its secrets replaced, and the hash is of that.
     content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
     digest = hash_bytes(content)
@@ -109,8 +119,3 @@ def _write_private(path: Path, content: bytes) -> None:
     """Write a file only its owner may read (mode 0600 from the start)."""
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(content)
-
-
-def _facts(facts: Any) -> dict[str, Any]:
-    """What an artifact event carries about a file (a tracker.hashing.FileFacts)."""
-    return {"size": facts.size, "mtime": facts.mtime, "hash": facts.hash}

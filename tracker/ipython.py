@@ -196,6 +196,7 @@ class Session:
             near = [os.getcwd()] + ([os.path.dirname(self.notebook.path)] if self.notebook else [])
             self.capture = capture.FileCapture(
                 on_read=self._on_read, on_write=self._on_write,
+                before_overwrite=self._before_overwrite,
                 include=[*settings.capture_include, *(f"{d}/**" for d in near)],
                 exclude=list(settings.capture_exclude), on_moved=self._written_moved,
                 on_process=self._on_process)
@@ -217,11 +218,15 @@ class Session:
 
     def _on_read(self, path: str, via: str) -> None:
         if self.run is not None and not self.run.ended:
-            self.run.log_input(path, via=via)
+            self.run.record_read(path, via=via)
 
     def _on_write(self, path: str, via: str) -> None:
         # Outputs are recorded when the cell ends, once the file is written.
         self._written.append((path, via))
+
+    def _before_overwrite(self, path: str) -> None:
+        if self.run is not None and not self.run.ended:
+            self.run.before_overwrite(path)
 
     def _record_environment(self, run: Run, *, at_end: bool = False) -> None:
         from tracker import capture, environment
@@ -296,8 +301,10 @@ class Session:
             self.guarded("looking for files this cell's processes wrote", lambda: self.scan.finish(
                 source, own_children=self._environment_running()))
         for path, via in self._written:
-            run.log_output(path, via=via)
+            run.log_output(path, via=via)  # hashed now, before the next cell can change it
         self._written.clear()
+        if self.capture is not None:
+            self.capture.new_cell()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
         recorder.spool()
         if self._ends_nbval_session(source):

@@ -50,6 +50,7 @@ class Reporter(Protocol):
     def suppressed(self) -> AbstractContextManager[None]: ...
     def seen(self, path: str, role: str, *, via: str) -> None: ...
     def watch(self, path: str, *, via: str, existed: bool) -> None: ...
+    def before_write(self, path: str) -> None: ...
     def stat_signature(self, path: str) -> tuple[int, int] | None: ...
 
 
@@ -207,7 +208,11 @@ def _report(paths: Iterable[str], role: str, via: str) -> None:
 def _before_mode(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     paths = local_paths(_argument(args, kwargs, target.position, target.keyword))
     mode = _argument(args, kwargs, target.option[0], target.option[1]) or target.option[2]
-    return [(path, roles_for_mode(str(mode).lower(), os.path.exists(path))) for path in paths]
+    noted = [(path, roles_for_mode(str(mode).lower(), os.path.exists(path))) for path in paths]
+    for path, roles in noted:
+        if WRITE in roles:
+            _state.reporter.before_write(path)
+    return noted
 
 
 def _after_mode(target: Target, before: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -327,6 +332,13 @@ def _after_read(target: Target, before: Any, args: tuple[Any, ...], kwargs: dict
     _report(_expanded(local_paths(value)), READ, target.via)
 
 
+def _before_write(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Announce a write before it happens: a file the run read is hashed while it still
+    holds what was read."""
+    for path in local_paths(_argument(args, kwargs, target.position, target.keyword)):
+        _state.reporter.before_write(path)
+
+
 def _after_write(target: Target, before: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
     value = _argument(args, kwargs, target.position, target.keyword)
@@ -337,13 +349,13 @@ Before = Callable[[Target, tuple[Any, ...], dict[str, Any]], Any]
 After = Callable[[Target, Any, tuple[Any, ...], dict[str, Any]], None]
 _HANDLERS: dict[str, tuple[Before | None, After]] = {
     READ: (None, _after_read),
-    WRITE: (None, _after_write),
+    WRITE: (_before_write, _after_write),
     "mode": (_before_mode, _after_mode),
     "database": (_before_database, _after_database),
     "sql": (_before_sql, _after_sql),
     "arm": (None, _after_arm),
     "plan": (None, _after_plan),
-    "sink": (None, _after_sink),
+    "sink": (_before_write, _after_sink),
 }
 
 
@@ -400,6 +412,9 @@ class _Unpatched:
         pass
 
     def watch(self, path: str, *, via: str, existed: bool) -> None:
+        pass
+
+    def before_write(self, path: str) -> None:
         pass
 
     def stat_signature(self, path: str) -> tuple[int, int] | None:

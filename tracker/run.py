@@ -1,7 +1,8 @@
 """The active run and the per-process recorder that carries its events to the catalog.
 
-A logging call appends one tuple to an in-memory queue: microseconds, no I/O. A background
-thread drains the queue in two stages:
+A logging call appends one tuple to an in-memory queue: microseconds, no I/O (except that
+``log_input``/``log_output`` hash a file up to :data:`tracker.hashing.HASH_ON_LOG_MAX` first, so
+the record is of the content as logged). A background thread drains the queue in two stages:
 
 1. spool: the events are appended as JSON lines to ``<catalog>.spool/<run id>.jsonl``. Cheap, and
    enough to survive a ``kill -9`` of the process (the next process to open the catalog ingests
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, events, models, redaction, teardown, values
+from tracker import _ids, arguments, events, hashing, models, redaction, teardown, values
 from tracker._process import process_start
 from tracker.errors import (
     ArgumentError,
@@ -91,6 +92,7 @@ class Run:
         self.exit_status = models.COMPLETED
         self.session = False  # True for the run the notebook extension owns
         self._warned: set[str] = set()
+        self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "running"
@@ -223,27 +225,47 @@ class Run:
             self.log_metric(key, value, step)
 
     def log_input(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
-        """Record a file (or URI) this run read; local files are hashed off the hot path.
-        ``via`` says how it was seen (:data:`tracker.models.VIAS`): automatic capture passes
-        its own."""
-        self._log_artifact("input", path, via)
+        """Record a file (or URI) this run read, with its content as of this call. ``via``
+        says how it was seen (:data:`tracker.models.VIAS`): automatic capture passes its own."""
+        self._log_artifact("input", path, via, hashing.HASH_ON_LOG_MAX)
 
     def log_output(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
-        """Record a file (or URI) this run wrote; ``via`` as for :meth:`log_input`."""
-        self._log_artifact("output", path, via)
+        """Record a file (or URI) this run wrote, with its content as of this call; ``via`` as
+        for :meth:`log_input`."""
+        self._log_artifact("output", path, via, hashing.HASH_ON_LOG_MAX)
 
-    def _log_artifact(self, role: str, path: str | os.PathLike[str], via: str) -> None:
+    def record_read(self, path: str, *, via: str) -> None:
+        """Record a file the extension saw opened for reading: hashed now only if small
+        (:data:`tracker.hashing.HASH_ON_READ_MAX`), so that reading stays fast."""
+        self._log_artifact("input", path, via, hashing.HASH_ON_READ_MAX)
+
+    def before_overwrite(self, path: str) -> None:
+        """A file this run read is about to be written: hash it now if that was put off, so
+        the input keeps the content that was read."""
+        seen = self._unhashed.pop(path, None)
+        if seen is not None:
+            hashing.pin_file(path, seen)
+
+    def _log_artifact(self, role: str, path: str | os.PathLike[str], via: str,
+                      hash_limit: int) -> None:
         arguments.choice(via, "via", models.VIAS)
+        facts = None
         try:
             uri = os.fspath(path)
             if "://" not in uri:
                 uri = os.path.realpath(uri)
+                # Hashed now: the file may change before the events are written. A big file
+                # (or a folder) gets its hash later, and none if it changed meanwhile.
+                facts = hashing.file_facts_on_log(uri, hash_limit)
         except Exception as exc:
             self._warn_once(f"artifact:{path!r}", f"{role} {path!r} was not recorded: {exc!r}")
             return
+        if facts is not None and facts.seen is not None and role == "input":
+            self._unhashed[uri] = facts.seen
         # `https://user:password@...` and keys in a URI never reach the spool.
         uri = self._recorder.redactor.text(uri) or uri
-        self._push(events.Artifact(self.id, role, uri, None, time.time(), via))
+        fields = None if facts is None else facts.fields()
+        self._push(events.Artifact(self.id, role, uri, fields, time.time(), via))
 
     def record(self, kind: str, *payload: Any) -> None:
         """Queue an event of another kind (``cell``, ``env``, ``set``, ``stored``: the fields of

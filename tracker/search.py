@@ -306,11 +306,22 @@ def _param_history(con: Any, run_id: str) -> dict[str, list[tuple[Any, Any]]]:
     return history
 
 
-_ARTIFACTS_OF_RUN = """
+# Each path's newest version that a run outside the trash produced or read: "latest" skips
+# what only trashed runs touched, and comes back to it when one is restored.
+_LIVE_VERSIONS = """
+live AS (SELECT a.key, max(a.version) AS version FROM artifacts a
+         WHERE EXISTS (SELECT 1 FROM run_artifacts la JOIN runs lr ON lr.id = la.run_id
+                       WHERE la.artifact_id = a.id AND lr.deleted_at IS NULL)
+         GROUP BY a.key)
+"""
+_LATEST = "coalesce(a.version = live.version, false) AS latest"
+
+_ARTIFACTS_OF_RUN = f"""
+WITH {_LIVE_VERSIONS}
 SELECT ra.role, ra.via, a.uri, a.version, a.size, a.mtime, a.hash, a.producer_run_id, a.blob,
-       ra.logged_at, a.version = (SELECT max(version) FROM artifacts b WHERE b.key = a.key)
-       AS latest
+       ra.logged_at, {_LATEST}
 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id
+     LEFT JOIN live ON live.key = a.key
 WHERE ra.run_id = ? ORDER BY ra.role, a.uri
 """
 
@@ -338,21 +349,28 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
             [run_id, key, key])
 
 
-def artifacts(catalog: Catalog, run: str | None = None, *,
-              role: str | None = None) -> pd.DataFrame:
+# A run named in `run` is shown even from the trash: naming it asks for it, as get_run does.
+_ARTIFACTS = f"""
+WITH {_LIVE_VERSIONS}
+SELECT ra.run_id, r.name AS run_name, ra.role, ra.via, a.uri, a.version, a.size, a.mtime,
+       a.hash, a.producer_run_id, ra.logged_at, {_LATEST}
+FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id
+     LEFT JOIN live ON live.key = a.key
+WHERE ($run IS NULL OR ra.run_id = $run) AND ($role IS NULL OR ra.role = $role)
+  AND ($deleted OR r.deleted_at IS NULL OR ra.run_id = $run)
+ORDER BY ra.logged_at, a.uri
+"""
+
+
+def artifacts(catalog: Catalog, run: str | None = None, *, role: str | None = None,
+              include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.artifacts`."""
     arguments.choice(role, "role", ROLES)
     prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
-        return frame(
-            con,
-            "SELECT ra.run_id, r.name AS run_name, ra.role, ra.via, a.uri, a.version, a.size, "
-            "a.mtime, a.hash, a.producer_run_id, ra.logged_at, a.version = (SELECT "
-            "max(version) FROM artifacts b WHERE b.key = a.key) AS latest FROM run_artifacts ra "
-            "JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id "
-            "WHERE (? IS NULL OR ra.run_id = ?) AND (? IS NULL OR ra.role = ?) "
-            "ORDER BY ra.logged_at, a.uri", [run_id, run_id, role, role])
+        return frame(con, _ARTIFACTS,
+                     {"run": run_id, "role": role, "deleted": bool(include_deleted)})
 
 
 _LINEAGE = """
@@ -361,22 +379,24 @@ SELECT 'upstream' AS direction, p.id AS run_id, p.name AS run_name, p.status, a.
 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id JOIN runs p
      ON p.id = a.producer_run_id
 WHERE ra.run_id = $run AND ra.role = 'input' AND p.id <> $run
+  AND ($deleted OR p.deleted_at IS NULL)
 UNION ALL
 SELECT 'downstream', c.id, c.name, c.status, a.uri, a.version, a.hash
 FROM run_artifacts o JOIN artifacts a ON a.id = o.artifact_id
      JOIN run_artifacts i ON i.artifact_id = a.id AND i.role = 'input'
      JOIN runs c ON c.id = i.run_id
 WHERE o.run_id = $run AND o.role = 'output' AND c.id <> $run
+  AND ($deleted OR c.deleted_at IS NULL)
 ORDER BY 1 DESC, 5, 2
 """
 
 
-def lineage(catalog: Catalog, ref: str) -> pd.DataFrame:
+def lineage(catalog: Catalog, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.lineage`."""
     prepare_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return frame(con, _LINEAGE, {"run": run_id})
+        return frame(con, _LINEAGE, {"run": run_id, "deleted": bool(include_deleted)})
 
 
 def sql(catalog: Catalog, text: str,
