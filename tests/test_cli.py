@@ -198,9 +198,9 @@ def test_show_leaves_deleted_readers_out_of_the_lineage_unless_all(
     with catalog.start_run("train") as consumer:
         consumer.log_input(clean)
     catalog.delete_run(consumer.id)
-    assert f"{clean}  v1  4 B\n" in _cli(capsys, "show", producer.id)[1]
+    assert f"{clean}  v1  4 B  via call\n" in _cli(capsys, "show", producer.id)[1]
     shown = _cli(capsys, "show", producer.id, "--all")[1]
-    assert f"{clean}  v1  4 B  read by train ({consumer.id})" in shown
+    assert f"{clean}  v1  4 B  via call  read by train ({consumer.id})" in shown
 
 
 def test_show_json_has_every_field(capsys: pytest.CaptureFixture[str],

@@ -317,8 +317,6 @@ def test_kernel_moved_file_is_an_output_with_its_content(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the moved source is hashed at flush time, after it is gone: needs "
-                   "inputs hashed when seen (issue #11, item 1)", strict=True)
 def test_kernel_moving_a_known_version_links_lineage(
         kernel_run: tuple[RunInfo, Path, Path]) -> None:
     run, folder, catalog_path = kernel_run

@@ -347,11 +347,13 @@ class FileCapture:
                 return  # the rename is about to fail
             source, dest = self._filter.resolve(src_path), self._filter.resolve(dst_path)
             if dest is not None:
+                self._overwriting(dest)  # an input about to be replaced keeps what was read
                 self._offer(dest, _WRITE, lambda _: True, "rename")  # it may not exist yet
             if source is None:
                 return
             if source not in self._written:
                 self._offer(source, _READ, _file_or_dir, "rename")
+                self._overwriting(source)  # its content leaves this name: hash it now
             elif dest is not None:
                 self._forget_written(source)
         except Exception as exc:
@@ -360,7 +362,7 @@ class FileCapture:
     def _forget_written(self, real: str) -> None:
         with self._lock:
             self._written.discard(real)
-            self._seen.discard((real, _WRITE))
+            self._seen_writes.discard((real, _WRITE))
         if self._on_moved is not None:
             self._on_moved(real)
 
