@@ -7,6 +7,16 @@ they read (``data/``) and, beside each notebook, ``<name>.expected.json``: every
 and writes, as ``{"path", "role", "via"}`` (``via``: how the file is touched, the category the
 figures are broken down by), plus ``"hash"`` for an input the notebook overwrites in place (the
 content that was read) and ``"from"`` for an input another corpus notebook wrote (lineage).
+``via`` is one of: ``open`` (Python's open: the README's list), ``wrapped`` (the native readers
+already wrapped: pandas/pyarrow Parquet and Feather), ``polars``, ``pyarrow`` (everything else
+of pyarrow), ``hdf5`` (h5py, netCDF4, xarray), ``database`` (sqlite3, DuckDB files and paths in
+DuckDB), ``rename``, ``shell`` (``!`` commands), ``subprocess``, ``worker`` (joblib and
+multiprocessing workers).
+
+A manifest follows the README's rules: a file the notebook wrote and then read back is not an
+input; a file renamed or moved is an output under its final name only (a temp file renamed into
+place, a draft, a file moved to an archive); a partitioned dataset is one output, its folder.
+Anything recorded that the manifest does not list is a false positive.
 
 The corpus is copied to a temporary folder and each notebook executed there with
 ``jupyter execute``, two at a time where safe: a notebook runs after the ones it reads from,
@@ -310,11 +320,7 @@ def test_every_corpus_notebook_runs_to_its_end(corpus: Corpus) -> None:
 def test_no_corpus_run_ends_crashed(corpus: Corpus) -> None:
     statuses = {name: outcome.run.status if outcome.run is not None else "no single run"
                 for name, outcome in corpus.outcomes.items()}
-    # What the runner said about the kernels of those runs ("taking too long ... terminating").
-    runner_said = {name: [line for line in corpus.executions[name].log.splitlines()
-                          if "Kernel" in line and "encryption" not in line]
-                   for name, status in statuses.items() if status != "completed"}
-    assert statuses == dict.fromkeys(MANIFESTS, "completed"), runner_said
+    assert statuses == dict.fromkeys(MANIFESTS, "completed")
 
 
 @pytest.mark.slow
