@@ -80,6 +80,8 @@ class Session:
         self._idle = threading.Event()  # set while no cell runs (a shutdown waits for it)
         self._idle.set()
         self._written: list[tuple[str, str]] = []
+        # Each output recorded in this run: how it was seen and its (mtime_ns, size) then.
+        self._outputs: dict[str, tuple[str, tuple[int, int] | None]] = {}
         self._warned = False
         self._warned_no_notebook = False
         self._warned_settings = False
@@ -206,6 +208,7 @@ class Session:
         assert self.catalog is not None
         self.capture.add_excluded_dir(str(self.catalog.folder))
         self.capture.reset_seen()
+        self._outputs.clear()
         self.capture.start()
 
     def _written_moved(self, path: str) -> None:
@@ -300,8 +303,11 @@ class Session:
             # Guarded apart: a failing scan must not keep the cell's other outputs back.
             self.guarded("looking for files this cell's processes wrote", lambda: self.scan.finish(
                 source, own_children=self._environment_running()))
+        from tracker.capture import stat_signature
+
         for path, via in self._written:
             run.log_output(path, via=via)  # hashed now, before the next cell can change it
+            self._outputs[path] = (via, stat_signature(path))
         self._written.clear()
         if self.capture is not None:
             self.capture.new_cell()
@@ -361,8 +367,21 @@ class Session:
             self._environment.join(_ENVIRONMENT_WAIT)
         if self._environment_of != run.id:
             self._record_environment(run, at_end=True)
+        self.guarded("recording outputs written after their cell",
+                     lambda: self._outputs_at_end(run))
         self._store_notebook(run)
         run.end(status or run.exit_status, error=error)
+
+    def _outputs_at_end(self, run: Run) -> None:
+        """Outputs that changed since their cell (a log file its handler keeps writing) are
+        recorded again, so the run's last version of each is what it left behind."""
+        from tracker.capture import stat_signature
+
+        for path, (via, signature) in self._outputs.items():
+            now = stat_signature(path)
+            if now is not None and now != signature:
+                run.log_output(path, via=via)
+        self._outputs.clear()
 
     def at_shutdown(self) -> None:
         """The kernel was asked to shut down or restart: end the run and write it to the
