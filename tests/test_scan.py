@@ -17,10 +17,11 @@ from typing import Any
 
 import nbformat
 import pytest
+from capture_recorder import Recorder
 from nbformat.v4 import new_code_cell, new_notebook
 
 import tracker
-from tracker.capture import FileCapture, suppressed
+from tracker.capture import suppressed
 from tracker.errors import TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
@@ -92,24 +93,12 @@ def test_changed_files_stops_at_its_entry_budget(root: Path) -> None:
 # --- after a cell, in this interpreter -----------------------------------------------------------
 
 
-class Cell:
+class Cell(Recorder):
     """A started FileCapture over ``root`` with a CellScan, and what they reported."""
 
     def __init__(self, root: Path) -> None:
-        self.reads: list[str] = []
-        self.writes: list[str] = []
-        self.via: dict[str, str] = {}  # path -> how it was seen
-        self.capture = FileCapture(on_read=self._read, on_write=self._write,
-                                   include=[f"{root}/**"], on_process=self._on_process)
+        super().__init__(root, on_process=self._on_process)
         self.scan = CellScan(self.capture, [str(root)])
-
-    def _read(self, path: str, via: str) -> None:
-        self.reads.append(path)
-        self.via[path] = via
-
-    def _write(self, path: str, via: str) -> None:
-        self.writes.append(path)
-        self.via[path] = via
 
     def _on_process(self, event: str, args: tuple[Any, ...]) -> None:
         self.scan.note_process(event, args)

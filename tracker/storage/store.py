@@ -86,13 +86,8 @@ class Store:
     @contextlib.contextmanager
     def connect(self, *, write: bool = False, timeout: float | None = None,
                 cancel: threading.Event | None = None) -> Iterator[Any]:
-        """A DuckDB connection to the catalog under the sidecar lock; on exit the file is
-        detached (checkpointed and closed), then unlocked.
-
-        Most users never need this: it is for tracker's own modules and for tools that want
-        raw access while playing by the catalog's locking rules. ``timeout`` bounds the whole
-        operation (lock, DuckDB's own lock, a first check of the schema), not each wait.
-        """
+        """A DuckDB connection under the sidecar lock, detached then unlocked on exit; see
+        :meth:`tracker.Catalog.connect`."""
         self.vet()
         wait = _Wait(self.wait(timeout))
         with _translated(self.path):
