@@ -96,10 +96,11 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
         else:
-            condition = matching(where, equals, columns.layout(con))
+            source = columns.readable(con)
+            condition = matching(where, equals, source.layout)
             chosen = [row[0] for row in con.execute(
-                f"SELECT id FROM runs r WHERE {condition.sql}",
-                list(condition.params)).fetchall()]
+                f"SELECT id FROM {source.sql} r WHERE {condition.sql}",
+                [*source.params, *condition.params]).fetchall()]
         con.execute("UPDATE runs SET deleted_at = now() WHERE list_contains(?, id) "
                     "AND deleted_at IS NULL", [chosen])
     return chosen
@@ -123,6 +124,7 @@ _PURGE = (
     "DELETE FROM params WHERE list_contains($ids, run_id)",
     "DELETE FROM metrics WHERE list_contains($ids, run_id)",
     "DELETE FROM cells WHERE list_contains($ids, run_id)",
+    "DELETE FROM run_values WHERE list_contains($ids, id)",
     "DELETE FROM runs WHERE list_contains($ids, id)",
     "DELETE FROM environments e WHERE NOT EXISTS "
     "(SELECT 1 FROM runs r WHERE r.environment_id = e.id)",

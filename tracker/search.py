@@ -1,9 +1,10 @@
 """Reading the catalog: runs as DataFrames, one run in full, artifacts, lineage and raw SQL.
 
-The runs table is one SELECT over ``runs``: each params and metrics key is already a column
-there (``tracker.columns``), cast here to its type (``params.lr`` DOUBLE,
+The runs table is one SELECT over ``runs`` joined to ``run_values``, where each params and
+metrics key is a column (``tracker.columns``), cast here to its type (``params.lr`` DOUBLE,
 ``params.model`` VARCHAR, ...) so pandas receives it ready-made. Types come from ``param_keys``,
-the kinds ever logged for each key.
+the kinds ever logged for each key. Rows whose columns writers left behind are read from their
+JSON, and the read then fills those columns if the catalog is free (:func:`_catch_up`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tracker import _ids, arguments, columns, ingest, query, readonly_sql, value
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,
+    CatalogError,
     CatalogLockedError,
     RunNotFoundError,
 )
@@ -125,7 +127,8 @@ def runs(catalog: Catalog, where: str | None = None, *,
     offset = arguments.count(offset, "offset")
     _prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.layout(con)
+        source = columns.readable(con)
+        runs_r, layout = f"{source.sql} r", source.layout
         condition = matching(where, equals, layout, include_deleted=include_deleted,
                              deleted_only=deleted_only)
         order = query.compile_order_by(order_by, columns=layout)
@@ -136,17 +139,30 @@ def runs(catalog: Catalog, where: str | None = None, *,
         else:
             # The page's rows are chosen first and only they are read in full: DuckDB would
             # otherwise carry every column of every row into its top-N.
-            chosen = (f"r.rowid IN (SELECT r.rowid FROM runs r WHERE {condition.sql} "
+            chosen = (f"r.rowid IN (SELECT r.rowid FROM {runs_r} WHERE {condition.sql} "
                       f"ORDER BY {order.sql} LIMIT ? OFFSET ?)")
-            chosen_args = [*condition.params, *order.params, limit, offset]
+            chosen_args = [*source.params, *condition.params, *order.params, limit, offset]
         table = frame(
             con,
-            f"SELECT {selected.sql} FROM runs r WHERE {chosen} ORDER BY {order.sql}",
-            [*chosen_args, *order.params])
+            f"SELECT {selected.sql} FROM {runs_r} WHERE {chosen} ORDER BY {order.sql}",
+            [*source.params, *chosen_args, *order.params])
         total = len(table) if whole else con.execute(
-            f"SELECT count(*) FROM runs r WHERE {condition.sql}",
-            list(condition.params)).fetchone()[0]
+            f"SELECT count(*) FROM {runs_r} WHERE {condition.sql}",
+            [*source.params, *condition.params]).fetchone()[0]
+    _catch_up(catalog, source)
     return _tidy(table, selected.decode, total)
+
+
+def _catch_up(catalog: Catalog, source: columns.Readable) -> None:
+    """After a read that found rows whose value columns writers left behind, fill them if the
+    write lock is free at once, so the next read scans plain columns; never wait for it, and
+    never fail the read that is done (a busy or read-only catalog stays as it is)."""
+    if not source.params:
+        return
+    with contextlib.suppress(CatalogError), catalog.connect(write=True, timeout=0) as con:
+        con.execute("BEGIN")
+        columns.catch_up(con)
+        con.execute("COMMIT")
 
 
 def _tidy(table: pd.DataFrame, decode: list[str], total: int) -> pd.DataFrame:
@@ -218,23 +234,25 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
     check_filters(where)
     _prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.layout(con)
-        condition = matching(where, layout=layout, include_deleted=include_deleted)
-        base = f"FROM runs r WHERE {condition.sql}"
+        source = columns.readable(con)
+        condition = matching(where, layout=source.layout, include_deleted=include_deleted)
+        base = f"FROM {source.sql} r WHERE {condition.sql}"
+        args = [*source.params, *condition.params]
         if by is None:
-            return frame(con, f"SELECT count(*) AS count {base}", list(condition.params))
-        group = _group_expression(scope, key, layout)
-        return frame(
-            con,
-            f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
-            f"GROUP BY ALL ORDER BY count DESC, 1", list(condition.params))
+            counts = frame(con, f"SELECT count(*) AS count {base}", args)
+        else:
+            group = _group_expression(scope, key, source.layout)
+            counts = frame(con, f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
+                                "GROUP BY ALL ORDER BY count DESC, 1", args)
+    _catch_up(catalog, source)
+    return counts
 
 
 def keys(catalog: Catalog) -> list[str]:
     """See :meth:`tracker.Catalog.keys`."""
     _prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.layout(con)
+        layout = columns.readable(con).layout
     return [f"{namespace}.{key}" for namespace in ("params", "metrics")
             for key, _ in columns.named(layout, namespace)]
 
