@@ -16,13 +16,13 @@ columns in the writer's transaction, or only carrying them empty in ``runs``, ma
 write's detach checkpoint up to 2x slower (docs/design.md §6). A row written or changed by a
 writer has ``runs.values_fresh`` NULL; :func:`catch_up`, run by a reader that can take the write
 lock without waiting, rewrites the ``run_values`` of every such run at once and marks them
-fresh. Reads go through :func:`readable`, which joins the two tables and takes a stale run's
+fresh. Reads go through :func:`source`, which joins the two tables and takes a stale run's
 values from its JSON, so no read ever sees a column disagree with what was committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,44 +79,56 @@ def stale(con: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class Readable:
-    """What reads name instead of ``runs``: a subquery ``sql`` (with its ``?`` parameters
-    ``params``) holding every column of ``runs``, its ``rowid``, and a value column for every
-    known key, placed by ``layout``."""
+class Placement:
+    """Where a read finds each key's values: ``layout`` maps every known key to a column name
+    (those of ``run_values``, and ``pn1``, ``mn1``... for keys no column holds yet), and
+    ``stale`` says whether some run's columns lag behind its JSON."""
 
-    sql: str
-    params: tuple[Any, ...]
     layout: dict[tuple[str, str], str]
+    stale: bool
+    placed: frozenset[str]  # the names that are columns of run_values
 
 
-_JOINED = ("SELECT runs.rowid AS rowid, runs.*, v.* EXCLUDE (id){more} FROM runs "
-           "{join} JOIN run_values v ON v.id = runs.id")
-
-
-def readable(con: Any) -> Readable:
-    """``runs`` joined to its value columns. When every run is fresh (the usual case), plain
-    columns; else a stale run's values come from its JSON, parsed once per stale run, and keys
-    no column holds yet get one (``pn1``, ``mn1``...)."""
+def placement(con: Any) -> Placement:
+    """The :class:`Placement` of the open catalog (two small reads when every run is fresh)."""
     placed = layout(con)
-    if not stale(con):  # then every run has its run_values row
-        return Readable(f"({_JOINED.format(more='', join='')})", (), placed)
-    wanted = {**placed, **{pair: f"{pair[0][0]}n{i}" for i, pair in
-                           enumerate(sorted(set(_known_keys(con)) - set(placed)), start=1)}}
+    names = frozenset(placed.values())
+    if not stale(con):
+        return Placement(placed, False, names)
+    unplaced = sorted(set(_known_keys(con)) - set(placed))
+    return Placement({**placed, **{pair: f"{pair[0][0]}n{i}"
+                                   for i, pair in enumerate(unplaced, start=1)}}, True, names)
+
+
+def source(where: Placement, keys: Iterable[tuple[str, str]] | None = None,
+           runs: str = "", args: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+    """SQL that reads name instead of ``runs`` (with its ``?`` parameters): every column of
+    ``runs``, its ``rowid``, and the value columns of ``keys`` (None: every key), placed by
+    ``where.layout``. ``runs`` is a WHERE clause (binding ``args``) limiting the runs before
+    they are joined to their values, so a page joins only its own rows.
+
+    The join is left out when no key is wanted; a stale run's values come from its JSON,
+    parsed only for stale rows (DuckDB evaluates a CASE branch for its rows alone).
+    """
+    wanted = where.layout if keys is None else \
+        {pair: where.layout[pair] for pair in keys if pair in where.layout}
+    scan = f"(SELECT rowid AS rowid, * FROM runs {runs}) runs"
+    if not wanted:
+        return f"(SELECT * FROM {scan})", list(args)
     names, values, pointers = extraction(wanted)
-    known = set(placed.values())
-    replaced = [f"CASE WHEN values_fresh THEN {name} ELSE {value} END AS {name}"
-                for name, value in zip(names, values, strict=True)
-                if name.removesuffix("_json") in known]
-    added = [f"{value} AS {name}" for name, value in zip(names, values, strict=True)
-             if name.removesuffix("_json") not in known]
-    # Only a stale run's JSON is parsed: DuckDB evaluates a CASE branch for its rows alone.
+    placed = [name for name in names if name.removesuffix("_json") in where.placed]
+    join = f"LEFT JOIN (SELECT id, {', '.join(placed)} FROM run_values) v ON v.id = runs.id" \
+        if placed else ""
+    if not where.stale:
+        return f"(SELECT runs.*, {', '.join(placed)} FROM {scan} {join})", list(args)
     lists = ", ".join(f"CASE WHEN values_fresh THEN NULL ELSE {expression.format(p='?', m='?')}"
                       f" END AS {alias}" for expression, alias in _LISTS)
-    sql = (f"(SELECT * EXCLUDE (_text, _json, _metric)"
-           f"{' REPLACE (' + ', '.join(replaced) + ')' if replaced else ''}"
-           f"{''.join(', ' + column for column in added)} "
-           f"FROM ({_JOINED.format(more=', ' + lists, join='LEFT')}))")
-    return Readable(sql, (pointers["p"], pointers["p"], pointers["m"]), wanted)
+    chosen = [f"CASE WHEN values_fresh THEN {name} ELSE {value} END AS {name}"
+              if name in placed else f"{value} AS {name}"
+              for name, value in zip(names, values, strict=True)]
+    return (f"(SELECT runs.* EXCLUDE (_text, _json, _metric), {', '.join(chosen)} FROM "
+            f"(SELECT *, {lists} FROM {scan}) runs {join})",
+            [pointers["p"], pointers["p"], pointers["m"], *args])
 
 
 # One parse of each document extracts every key (a list of pointers), not one per key.

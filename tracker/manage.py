@@ -96,11 +96,12 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
         else:
-            source = columns.readable(con)
-            condition = matching(where, equals, source.layout)
+            placed = columns.placement(con)
+            condition = matching(where, equals, placed.layout)
+            every, args = columns.source(placed)
             chosen = [row[0] for row in con.execute(
-                f"SELECT id FROM {source.sql} r WHERE {condition.sql}",
-                [*source.params, *condition.params]).fetchall()]
+                f"SELECT id FROM {every} r WHERE {condition.sql}",
+                [*args, *condition.params]).fetchall()]
         con.execute("UPDATE runs SET deleted_at = now() WHERE list_contains(?, id) "
                     "AND deleted_at IS NULL", [chosen])
     return chosen

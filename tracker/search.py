@@ -127,37 +127,52 @@ def runs(catalog: Catalog, where: str | None = None, *,
     offset = arguments.count(offset, "offset")
     _prepare_read(catalog)
     with catalog.connect() as con:
-        source = columns.readable(con)
-        runs_r, layout = f"{source.sql} r", source.layout
-        condition = matching(where, equals, layout, include_deleted=include_deleted,
+        placed = columns.placement(con)
+        filtered, ordered = _Lookups(placed.layout), _Lookups(placed.layout)
+        condition = matching(where, equals, filtered, include_deleted=include_deleted,
                              deleted_only=deleted_only)
-        order = query.compile_order_by(order_by, columns=layout)
-        selected = _Columns(_param_kinds(con), layout)
-        whole = limit is None and not offset
-        if whole:
-            chosen, chosen_args = condition.sql, list(condition.params)
+        order = query.compile_order_by(order_by, columns=ordered)
+        selected = _Columns(_param_kinds(con), placed.layout)
+        if limit is None and not offset:
+            every, args = columns.source(placed)
+            table = frame(con, f"SELECT {selected.sql} FROM {every} r WHERE {condition.sql} "
+                               f"ORDER BY {order.sql}", [*args, *condition.params, *order.params])
+            total = len(table)
         else:
-            # The page's rows are chosen first and only they are read in full: DuckDB would
-            # otherwise carry every column of every row into its top-N.
-            chosen = (f"r.rowid IN (SELECT r.rowid FROM {runs_r} WHERE {condition.sql} "
-                      f"ORDER BY {order.sql} LIMIT ? OFFSET ?)")
-            chosen_args = [*source.params, *condition.params, *order.params, limit, offset]
-        table = frame(
-            con,
-            f"SELECT {selected.sql} FROM {runs_r} WHERE {chosen} ORDER BY {order.sql}",
-            [*source.params, *chosen_args, *order.params])
-        total = len(table) if whole else con.execute(
-            f"SELECT count(*) FROM {runs_r} WHERE {condition.sql}",
-            [*source.params, *condition.params]).fetchone()[0]
-    _catch_up(catalog, source)
+            # The page's runs are chosen first, joining only the value columns the filter and
+            # the order need; only those runs are then read in full.
+            needed, args = columns.source(placed, filtered.keys_used | ordered.keys_used)
+            page, page_args = columns.source(
+                placed, runs=f"WHERE rowid IN (SELECT r.rowid FROM {needed} r WHERE "
+                             f"{condition.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?)",
+                args=[*args, *condition.params, *order.params, limit, offset])
+            table = frame(con, f"SELECT {selected.sql} FROM {page} r ORDER BY {order.sql}",
+                          [*page_args, *order.params])
+            counted, args = columns.source(placed, filtered.keys_used)
+            total = con.execute(f"SELECT count(*) FROM {counted} r WHERE {condition.sql}",
+                                [*args, *condition.params]).fetchone()[0]
+    _catch_up(catalog, placed)
     return _tidy(table, selected.decode, total)
 
 
-def _catch_up(catalog: Catalog, source: columns.Readable) -> None:
-    """After a read that found rows whose value columns writers left behind, fill them if the
+class _Lookups(dict[tuple[str, str], str]):
+    """A layout that remembers which keys a compiled filter, order or group looked up, so
+    the query joins the value columns of those keys only."""
+
+    def __init__(self, layout: columns.Layout) -> None:
+        super().__init__(layout)
+        self.keys_used: set[tuple[str, str]] = set()
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:  # type: ignore[override]
+        self.keys_used.add(key)
+        return super().get(key, default)
+
+
+def _catch_up(catalog: Catalog, placed: columns.Placement) -> None:
+    """After a read that found runs whose value columns writers left behind, fill them if the
     write lock is free at once, so the next read scans plain columns; never wait for it, and
     never fail the read that is done (a busy or read-only catalog stays as it is)."""
-    if not source.params:
+    if not placed.stale:
         return
     with contextlib.suppress(CatalogError), catalog.connect(write=True, timeout=0) as con:
         con.execute("BEGIN")
@@ -234,17 +249,18 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
     check_filters(where)
     _prepare_read(catalog)
     with catalog.connect() as con:
-        source = columns.readable(con)
-        condition = matching(where, layout=source.layout, include_deleted=include_deleted)
-        base = f"FROM {source.sql} r WHERE {condition.sql}"
-        args = [*source.params, *condition.params]
+        placed = columns.placement(con)
+        used = _Lookups(placed.layout)
+        condition = matching(where, layout=used, include_deleted=include_deleted)
+        group = _group_expression(scope, key, used) if by is not None else ""
+        counted, args = columns.source(placed, used.keys_used)
+        base = f"FROM {counted} r WHERE {condition.sql}"
         if by is None:
-            counts = frame(con, f"SELECT count(*) AS count {base}", args)
+            counts = frame(con, f"SELECT count(*) AS count {base}", [*args, *condition.params])
         else:
-            group = _group_expression(scope, key, source.layout)
             counts = frame(con, f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
-                                "GROUP BY ALL ORDER BY count DESC, 1", args)
-    _catch_up(catalog, source)
+                                "GROUP BY ALL ORDER BY count DESC, 1", [*args, *condition.params])
+    _catch_up(catalog, placed)
     return counts
 
 
@@ -252,7 +268,7 @@ def keys(catalog: Catalog) -> list[str]:
     """See :meth:`tracker.Catalog.keys`."""
     _prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.readable(con).layout
+        layout = columns.placement(con).layout
     return [f"{namespace}.{key}" for namespace in ("params", "metrics")
             for key, _ in columns.named(layout, namespace)]
 
