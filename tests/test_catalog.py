@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 import tracker
-from tracker import _duckdb, schema
+from tracker import _duckdb, columns, schema
 from tracker.errors import (
     CatalogError,
     CatalogFullError,
@@ -82,7 +82,8 @@ def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> 
 def _make_version_2(path: Path) -> None:
     """Turn a catalog back into schema version 2: value columns always filled by writers, and
     an index on the run id of params and metrics."""
-    tracker.Catalog(path).runs()  # every value column filled
+    with tracker.Catalog(path).connect(write=True) as con:
+        columns.catch_up(con)  # every value column filled
     con = duckdb.connect(str(path))
     for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
         for column in [name, f"{name}_json"] if namespace == "params" else [name]:

@@ -9,9 +9,16 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import pytest
 
 import tracker
-from tracker import columns
+from tracker import columns, search
+
+
+@pytest.fixture(autouse=True)
+def _every_read_catches_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads fill the value columns once many runs lag (search.CATCH_UP_AT); here, at once."""
+    monkeypatch.setattr(search, "CATCH_UP_AT", 1)
 
 
 def _row(catalog: tracker.Catalog, run_id: str) -> dict[str, object]:
@@ -90,14 +97,21 @@ def test_pointers_escape_slashes_and_tildes() -> None:
                        ['{"a~/b.c": 1}', columns.pointer("a~/b.c")]).fetchone() == ("1",)
 
 
-def test_a_write_leaves_the_value_columns_to_the_next_read(catalog: tracker.Catalog) -> None:
-    with catalog.start_run(params={"lr": 0.1}) as run:
-        run.log_metric("acc", 0.5)
+def test_a_read_fills_the_value_columns_once_enough_runs_lag(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search, "CATCH_UP_AT", 2)
+    with catalog.start_run(params={"lr": 0.1}) as first:
+        first.log_metric("acc", 0.5)
     catalog.flush()
-    assert _row(catalog, run.id) == {"fresh": None}  # not even a column for the new keys yet
+    assert _row(catalog, first.id) == {"fresh": None}  # not even a column for the new keys yet
 
-    assert list(catalog.runs("params.lr = 0.1 and metrics.acc > 0.4")["id"]) == [run.id]
-    assert _row(catalog, run.id) == {"fresh": True, "params.lr": "0.1", "metrics.acc": 0.5}
+    assert list(catalog.runs("params.lr = 0.1 and metrics.acc > 0.4")["id"]) == [first.id]
+    assert _row(catalog, first.id) == {"fresh": None}  # one lagging run: read from its JSON
+    with catalog.start_run(params={"lr": 0.2}) as second:
+        pass
+    assert len(catalog.runs("params.lr > 0")) == 2
+    assert _row(catalog, first.id) == {"fresh": True, "params.lr": "0.1", "metrics.acc": 0.5}
+    assert _row(catalog, second.id) == {"fresh": True, "params.lr": "0.2", "metrics.acc": None}
 
 
 READER = textwrap.dedent("""

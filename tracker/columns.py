@@ -73,19 +73,19 @@ def _rewrite(con: Any, runs: str, args: dict[str, Any]) -> None:
     con.execute(f"UPDATE runs SET values_fresh = true WHERE {runs}", args)
 
 
-def stale(con: Any) -> bool:
-    """Whether some run's value columns lag behind its JSON."""
-    return bool(con.execute(f"SELECT count(*) FROM runs WHERE {_STALE}").fetchone()[0])
+def stale(con: Any) -> int:
+    """How many runs' value columns lag behind their JSON."""
+    return int(con.execute(f"SELECT count(*) FROM runs WHERE {_STALE}").fetchone()[0])
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where a read finds each key's values: ``layout`` maps every known key to a column name
     (those of ``run_values``, and ``pn1``, ``mn1``... for keys no column holds yet), and
-    ``stale`` says whether some run's columns lag behind its JSON."""
+    ``stale`` how many runs' columns lag behind their JSON."""
 
     layout: dict[tuple[str, str], str]
-    stale: bool
+    stale: int
     placed: frozenset[str]  # the names that are columns of run_values
 
 
@@ -93,11 +93,12 @@ def placement(con: Any) -> Placement:
     """The :class:`Placement` of the open catalog (two small reads when every run is fresh)."""
     placed = layout(con)
     names = frozenset(placed.values())
-    if not stale(con):
-        return Placement(placed, False, names)
+    lagging = stale(con)
+    if not lagging:
+        return Placement(placed, 0, names)
     unplaced = sorted(set(_known_keys(con)) - set(placed))
     return Placement({**placed, **{pair: f"{pair[0][0]}n{i}"
-                                   for i, pair in enumerate(unplaced, start=1)}}, True, names)
+                                   for i, pair in enumerate(unplaced, start=1)}}, lagging, names)
 
 
 def source(where: Placement, keys: Iterable[tuple[str, str]] | None = None,

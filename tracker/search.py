@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 MIN_PREFIX = 6
 READ_FLUSH_WAIT = 1.0  # seconds a read waits to write this process's own events first
+# Lagging runs from which a read fills the value columns. Fewer are read from their JSON at a
+# few microseconds each, while a catch-up holds the write lock for a checkpoint: with 8 writers
+# and 2 readers, catching up at every read halved the writers' runs/s (docs/design.md §6).
+CATCH_UP_AT = 1000
 _ATTRIBUTES = (
     ("id", "r.id"), ("name", "r.name"), ("project", "r.project"), ("status", "r.status"),
     ("notebook", "r.notebook"), ("notebook_name", "r.notebook_name"),
@@ -169,10 +173,11 @@ class _Lookups(dict[tuple[str, str], str]):
 
 
 def _catch_up(catalog: Catalog, placed: columns.Placement) -> None:
-    """After a read that found runs whose value columns writers left behind, fill them if the
-    write lock is free at once, so the next read scans plain columns; never wait for it, and
-    never fail the read that is done (a busy or read-only catalog stays as it is)."""
-    if not placed.stale:
+    """After a read that found CATCH_UP_AT or more runs whose value columns writers left
+    behind, fill them if the write lock is free at once, so the next reads scan plain columns;
+    never wait for it, and never fail the read that is done (a busy or read-only catalog stays
+    as it is)."""
+    if placed.stale < CATCH_UP_AT:
         return
     with contextlib.suppress(CatalogError), catalog.connect(write=True, timeout=0) as con:
         con.execute("BEGIN")
