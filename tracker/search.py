@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 
 MIN_PREFIX = 6
 READ_FLUSH_WAIT = 1.0  # seconds a read waits to write this process's own events first
-# Lagging runs from which a read fills the value columns. Fewer are read from their JSON at a
-# few microseconds each, while a catch-up holds the write lock for a checkpoint: with 8 writers
-# and 2 readers, catching up at every read halved the writers' runs/s (docs/design.md §6).
-CATCH_UP_AT = 1000
+# Lagging runs from which a read fills the value columns. Fewer are read from their JSON,
+# while a catch-up holds the write lock for a checkpoint: with 8 writers and 2 readers,
+# catching up at every read halved the writers' runs/s; 200 gave slowest runs of 3.8-4.0 s
+# and a reader p99 of 0.40-0.52 s, 1,000 gave 5.1-5.2 s and 0.51-0.59 s (docs/design.md §6).
+CATCH_UP_AT = 200
 _ATTRIBUTES = (
     ("id", "r.id"), ("name", "r.name"), ("project", "r.project"), ("status", "r.status"),
     ("notebook", "r.notebook"), ("notebook_name", "r.notebook_name"),
