@@ -26,8 +26,8 @@ from tracker.errors import (
     CatalogVersionError,
     NotACatalogError,
 )
+from tracker.storage import columns, schema
 from tracker.storage import instances as _duckdb
-from tracker.storage import schema
 
 
 def test_catalog_is_created_private_to_the_user(tmp_path: Path) -> None:
@@ -80,8 +80,29 @@ def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> 
     assert caught.value.version == 99
 
 
+def _make_version_2(path: Path) -> None:
+    """Turn a catalog back into schema version 2: value columns always filled by writers, and
+    an index on the run id of params and metrics."""
+    with tracker.Catalog(path).connect(write=True) as con:
+        columns.catch_up(con)  # every value column filled
+    con = duckdb.connect(str(path))
+    for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
+        for column in [name, f"{name}_json"] if namespace == "params" else [name]:
+            kind = "VARCHAR" if namespace == "params" else "DOUBLE"
+            con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            con.execute(f"UPDATE runs SET {column} = v.{column} FROM run_values v "
+                        "WHERE v.id = runs.id")
+    con.execute("DROP TABLE run_values")
+    con.execute("ALTER TABLE runs DROP COLUMN values_fresh")
+    con.execute("CREATE INDEX metrics_run ON metrics (run_id)")
+    con.execute("CREATE INDEX params_run ON params (run_id)")
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+
+
 def _make_version_1(path: Path) -> None:
-    """Turn a catalog back into schema version 1: the same, without the columnar copy."""
+    """Turn a catalog back into schema version 1: version 2 without the columnar copy."""
+    _make_version_2(path)
     con = duckdb.connect(str(path))
     for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
         con.execute(f"ALTER TABLE runs DROP COLUMN {name}")
@@ -91,6 +112,24 @@ def _make_version_1(path: Path) -> None:
     con.execute("ALTER TABLE run_artifacts DROP COLUMN via")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
+
+
+def test_a_version_2_catalog_loses_its_run_id_indexes_and_keeps_its_values(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("kept", params={"lr": 0.1}) as run:
+        run.log_metric("acc", 0.9)
+    catalog.flush()
+    _make_version_2(catalog.path)
+
+    migrated = tracker.Catalog(catalog.path)
+    assert list(migrated.runs("params.lr < 0.2 AND metrics.acc > 0.5")["name"]) == ["kept"]
+    assert migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == "3"
+    assert migrated.sql("SELECT index_name FROM duckdb_indexes() "
+                        "WHERE database_name = current_database()")["index_name"].tolist() == [
+        "artifacts_key"]
+    assert migrated.sql("SELECT values_fresh FROM runs")["values_fresh"].tolist() == [True]
+    assert "p1" not in set(migrated.sql("SELECT * FROM runs").columns)  # moved to run_values
+    assert list(migrated.metric_history(run.id)["value"]) == [0.9]
 
 
 def test_a_version_1_catalog_is_backed_up_then_migrated(catalog: tracker.Catalog) -> None:

@@ -136,13 +136,15 @@ def db() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def matching(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> set[str]:
-    sql = f"SELECT id FROM runs r WHERE {compiled.sql}"
-    return {row[0] for row in connection.execute(sql, compiled.params).fetchall()}
+    runs, args = columns.source(columns.placement(connection))  # with their value columns
+    sql = f"SELECT id FROM {runs} r WHERE {compiled.sql}"
+    return {row[0] for row in connection.execute(sql, [*args, *compiled.params]).fetchall()}
 
 
 def ordered(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[str]:
-    sql = f"SELECT id FROM runs r ORDER BY {compiled.sql}"
-    return [row[0] for row in connection.execute(sql, compiled.params).fetchall()]
+    runs, args = columns.source(columns.placement(connection))
+    sql = f"SELECT id FROM {runs} r ORDER BY {compiled.sql}"
+    return [row[0] for row in connection.execute(sql, [*args, *compiled.params]).fetchall()]
 
 
 def quoted(text: str, quote: str = "'", *, backslash: bool = False) -> str:
@@ -381,7 +383,9 @@ def test_alias_qualifies_every_column(db: duckdb.DuckDBPyConnection) -> None:
     compiled = compile_filter(text, alias="x", columns=columns.layout(db))
     assert "r." not in compiled.sql
     assert f"x.{columns.layout(db)['params', 'lr']}" in compiled.sql
-    rows = db.execute(f"SELECT id FROM runs x WHERE {compiled.sql}", compiled.params).fetchall()
+    runs, args = columns.source(columns.placement(db))
+    rows = db.execute(f"SELECT id FROM {runs} x WHERE {compiled.sql}",
+                      [*args, *compiled.params]).fetchall()
     assert {row[0] for row in rows} == ids(1)
 
 

@@ -97,10 +97,12 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
         else:
-            condition = matching(where, equals, columns.layout(con))
+            placed = columns.placement(con)
+            condition = matching(where, equals, placed.layout)
+            every, args = columns.source(placed)
             chosen = [row[0] for row in con.execute(
-                f"SELECT id FROM runs r WHERE {condition.sql}",
-                list(condition.params)).fetchall()]
+                f"SELECT id FROM {every} r WHERE {condition.sql}",
+                [*args, *condition.params]).fetchall()]
         con.execute("UPDATE runs SET deleted_at = now() WHERE list_contains(?, id) "
                     "AND deleted_at IS NULL", [chosen])
     return chosen
@@ -124,6 +126,7 @@ _PURGE = (
     "DELETE FROM params WHERE list_contains($ids, run_id)",
     "DELETE FROM metrics WHERE list_contains($ids, run_id)",
     "DELETE FROM cells WHERE list_contains($ids, run_id)",
+    "DELETE FROM run_values WHERE list_contains($ids, id)",
     "DELETE FROM runs WHERE list_contains($ids, id)",
     "DELETE FROM environments e WHERE NOT EXISTS "
     "(SELECT 1 FROM runs r WHERE r.environment_id = e.id)",

@@ -1,9 +1,10 @@
 """Reading the catalog: runs as DataFrames, one run in full, artifacts, lineage and raw SQL.
 
-The runs table is one SELECT over ``runs``: each params and metrics key is already a column
-there (``tracker.storage.columns``), cast here to its type (``params.lr`` DOUBLE,
+The runs table is one SELECT over ``runs`` joined to ``run_values``, where each params and
+metrics key is a column (``tracker.storage.columns``), cast here to its type (``params.lr`` DOUBLE,
 ``params.model`` VARCHAR, ...) so pandas receives it ready-made. Types come from ``param_keys``,
-the kinds ever logged for each key.
+the kinds ever logged for each key. Rows whose columns writers left behind are read from their
+JSON, and the read then fills those columns if the catalog is free (:func:`_catch_up`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tracker import _ids, arguments, delivery, query, readonly_sql, values
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,
+    CatalogError,
     CatalogLockedError,
     RunNotFoundError,
 )
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
 
 MIN_PREFIX = 6
 READ_FLUSH_WAIT = 1.0  # seconds a read waits to write this process's own events first
+# Lagging runs from which a read fills the value columns. Fewer are read from their JSON,
+# while a catch-up holds the write lock for a checkpoint: with 8 writers and 2 readers,
+# catching up at every read halved the writers' runs/s; 200 gave slowest runs of 3.8-4.0 s
+# and a reader p99 of 0.40-0.52 s, 1,000 gave 5.1-5.2 s and 0.51-0.59 s (docs/design.md §6).
+CATCH_UP_AT = 200
 _ATTRIBUTES = (
     ("id", "r.id"), ("name", "r.name"), ("project", "r.project"), ("status", "r.status"),
     ("notebook", "r.notebook"), ("notebook_name", "r.notebook_name"),
@@ -98,28 +105,58 @@ def runs(catalog: Catalog, where: str | None = None, *,
     offset = arguments.count(offset, "offset")
     prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.layout(con)
-        condition = matching(where, equals, layout, include_deleted=include_deleted,
+        placed = columns.placement(con)
+        filtered, ordered = _Lookups(placed.layout), _Lookups(placed.layout)
+        condition = matching(where, equals, filtered, include_deleted=include_deleted,
                              deleted_only=deleted_only)
-        order = query.compile_order_by(order_by, columns=layout)
-        selected = _Columns(_param_kinds(con), layout)
-        whole = limit is None and not offset
-        if whole:
-            chosen, chosen_args = condition.sql, list(condition.params)
+        order = query.compile_order_by(order_by, columns=ordered)
+        selected = _Columns(_param_kinds(con), placed.layout)
+        if limit is None and not offset:
+            every, args = columns.source(placed)
+            table = frame(con, f"SELECT {selected.sql} FROM {every} r WHERE {condition.sql} "
+                               f"ORDER BY {order.sql}", [*args, *condition.params, *order.params])
+            total = len(table)
         else:
-            # The page's rows are chosen first and only they are read in full: DuckDB would
-            # otherwise carry every column of every row into its top-N.
-            chosen = (f"r.rowid IN (SELECT r.rowid FROM runs r WHERE {condition.sql} "
-                      f"ORDER BY {order.sql} LIMIT ? OFFSET ?)")
-            chosen_args = [*condition.params, *order.params, limit, offset]
-        table = frame(
-            con,
-            f"SELECT {selected.sql} FROM runs r WHERE {chosen} ORDER BY {order.sql}",
-            [*chosen_args, *order.params])
-        total = len(table) if whole else con.execute(
-            f"SELECT count(*) FROM runs r WHERE {condition.sql}",
-            list(condition.params)).fetchone()[0]
+            # The page's runs are chosen first, joining only the value columns the filter and
+            # the order need; only those runs are then read in full.
+            needed, args = columns.source(placed, filtered.keys_used | ordered.keys_used)
+            page, page_args = columns.source(
+                placed, runs=f"WHERE rowid IN (SELECT r.rowid FROM {needed} r WHERE "
+                             f"{condition.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?)",
+                args=[*args, *condition.params, *order.params, limit, offset])
+            table = frame(con, f"SELECT {selected.sql} FROM {page} r ORDER BY {order.sql}",
+                          [*page_args, *order.params])
+            counted, args = columns.source(placed, filtered.keys_used)
+            total = con.execute(f"SELECT count(*) FROM {counted} r WHERE {condition.sql}",
+                                [*args, *condition.params]).fetchone()[0]
+    _catch_up(catalog, placed)
     return _tidy(table, selected.decode, total)
+
+
+class _Lookups(dict[tuple[str, str], str]):
+    """A layout that remembers which keys a compiled filter, order or group looked up, so
+    the query joins the value columns of those keys only."""
+
+    def __init__(self, layout: columns.Layout) -> None:
+        super().__init__(layout)
+        self.keys_used: set[tuple[str, str]] = set()
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:  # type: ignore[override]
+        self.keys_used.add(key)
+        return super().get(key, default)
+
+
+def _catch_up(catalog: Catalog, placed: columns.Placement) -> None:
+    """After a read that found CATCH_UP_AT or more runs whose value columns writers left
+    behind, fill them if the write lock is free at once, so the next reads scan plain columns;
+    never wait for it, and never fail the read that is done (a busy or read-only catalog stays
+    as it is)."""
+    if placed.stale < CATCH_UP_AT:
+        return
+    with contextlib.suppress(CatalogError), catalog.connect(write=True, timeout=0) as con:
+        con.execute("BEGIN")
+        columns.catch_up(con)
+        con.execute("COMMIT")
 
 
 def _tidy(table: pd.DataFrame, decode: list[str], total: int) -> pd.DataFrame:
@@ -191,23 +228,26 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
     check_filters(where)
     prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.layout(con)
-        condition = matching(where, layout=layout, include_deleted=include_deleted)
-        base = f"FROM runs r WHERE {condition.sql}"
+        placed = columns.placement(con)
+        used = _Lookups(placed.layout)
+        condition = matching(where, layout=used, include_deleted=include_deleted)
+        group = _group_expression(scope, key, used) if by is not None else ""
+        counted, args = columns.source(placed, used.keys_used)
+        base = f"FROM {counted} r WHERE {condition.sql}"
         if by is None:
-            return frame(con, f"SELECT count(*) AS count {base}", list(condition.params))
-        group = _group_expression(scope, key, layout)
-        return frame(
-            con,
-            f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
-            f"GROUP BY ALL ORDER BY count DESC, 1", list(condition.params))
+            counts = frame(con, f"SELECT count(*) AS count {base}", [*args, *condition.params])
+        else:
+            counts = frame(con, f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
+                                "GROUP BY ALL ORDER BY count DESC, 1", [*args, *condition.params])
+    _catch_up(catalog, placed)
+    return counts
 
 
 def keys(catalog: Catalog) -> list[str]:
     """See :meth:`tracker.Catalog.keys`."""
     prepare_read(catalog)
     with catalog.connect() as con:
-        layout = columns.layout(con)
+        layout = columns.placement(con).layout
     return [f"{namespace}.{key}" for namespace in ("params", "metrics")
             for key, _ in columns.named(layout, namespace)]
 

@@ -1,9 +1,10 @@
 """The catalog's tables, its schema version and the migrations between versions.
 
 The ``runs`` table carries each run's latest params and metrics as flat JSON objects
-(``{"optimizer.lr": 0.01}``), the faithful record, and the same values one typed column per key
-(``p1``, ``m1``..., added as keys appear: ``tracker.storage.columns``), which filters and tables
-scan.
+(``{"optimizer.lr": 0.01}``), the faithful record; ``run_values`` the same values one typed
+column per key (``p1``, ``m1``..., added as keys appear), which filters and tables scan. Writers
+leave ``run_values`` behind (``runs.values_fresh`` NULL) and readers fill it:
+``tracker.storage.columns``.
 The full histories live in ``params`` and ``metrics``. No table has a PRIMARY KEY: on big tables
 it makes DuckDB's checkpoint-on-close slow; uniqueness comes from the writers (ids are random,
 one process owns a run) and from ``spool_seq`` when a spool is replayed.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -47,7 +48,8 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
 
 TABLES: dict[str, str] = {
     "meta": "key VARCHAR NOT NULL, value VARCHAR",
-    "runs": ", ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS),
+    # values_fresh is derived state, not an attribute of the run (exports leave it out).
+    "runs": ", ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS) + ", values_fresh BOOLEAN",
     # Every value a param ever had, in order; `value` is JSON text, `kind` the Python type name.
     "params": "run_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value JSON, kind VARCHAR, "
     "logged_at TIMESTAMPTZ NOT NULL",
@@ -68,21 +70,31 @@ TABLES: dict[str, str] = {
     "cell_id VARCHAR, source_hash VARCHAR, source VARCHAR, started_at TIMESTAMPTZ, "
     "duration DOUBLE, success BOOLEAN, error_type VARCHAR, error_message VARCHAR",
     "environments": "id VARCHAR NOT NULL, data JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL",
-    # The column of runs that holds each params and metrics key; see tracker.storage.columns.
+    # The column of run_values that holds each params and metrics key; see
+    # tracker.storage.columns.
     "value_columns": "namespace VARCHAR NOT NULL, key VARCHAR NOT NULL, name VARCHAR NOT NULL",
+    # One row per run whose values_fresh is true; a column per key is added as keys appear.
+    "run_values": "id VARCHAR NOT NULL",
 }
 
+# No index on params.run_id or metrics.run_id: every checkpoint rewrote them, so each write cost
+# more as the catalog grew, while run ids ordered by time let a run's reads skip most row groups
+# by their min/max anyway (docs/design.md §6).
 INDEXES: tuple[str, ...] = (
-    "CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id)",
-    "CREATE INDEX IF NOT EXISTS params_run ON params (run_id)",
     "CREATE INDEX IF NOT EXISTS artifacts_key ON artifacts (key)",
 )
+
+
+def typed_columns(table: str) -> tuple[tuple[str, str], ...]:
+    """The (name, type) of each column of ``table`` in order, read from its definition."""
+    return tuple((name, kind) for name, _, kind in
+                 (column.partition(" ") for column in TABLES[table].split(", ")))
 
 
 def column_names(table: str) -> tuple[str, ...]:
     """The columns of ``table`` in order, read from its definition: a fixed list that SQL
     text may name, unlike keys found in data."""
-    return tuple(column.split()[0] for column in TABLES[table].split(", "))
+    return tuple(name for name, _ in typed_columns(table))
 
 
 def create_statements() -> list[str]:
@@ -96,11 +108,9 @@ Migration = Callable[[Connection], None]
 
 
 def _add_value_columns(con: Connection) -> None:
-    """Version 2: a column per params and metrics key, so filters stop parsing JSON."""
-    from tracker.storage import columns
-
+    """Version 2: a column per params and metrics key, so filters stop parsing JSON (they are
+    filled by version 4's migration, which needs ``values_fresh``)."""
     con.execute(f"CREATE TABLE value_columns ({TABLES['value_columns']})")
-    columns.refresh(con)
 
 
 def _add_artifact_via(con: Connection) -> None:
@@ -108,8 +118,26 @@ def _add_artifact_via(con: Connection) -> None:
     con.execute("ALTER TABLE run_artifacts ADD COLUMN via VARCHAR")
 
 
+def _lazy_value_columns(con: Connection) -> None:
+    """Version 4: the value columns move from ``runs`` to ``run_values``, filled by readers
+    (``values_fresh``); no run_id indexes. Both made every write slower (docs/design.md §6)."""
+    from tracker.storage import columns
+
+    con.execute("DROP INDEX IF EXISTS metrics_run")
+    con.execute("DROP INDEX IF EXISTS params_run")
+    for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
+        con.execute(f"ALTER TABLE runs DROP COLUMN {name}")  # names are ours: p1, m1...
+        if namespace == "params":
+            con.execute(f"ALTER TABLE runs DROP COLUMN {name}_json")
+    con.execute("DELETE FROM value_columns")
+    con.execute("ALTER TABLE runs ADD COLUMN values_fresh BOOLEAN")
+    con.execute(f"CREATE TABLE run_values ({TABLES['run_values']})")
+    columns.refresh(con)
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
-MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via}
+MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via,
+                                    3: _lazy_value_columns}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

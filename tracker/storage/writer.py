@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracker import events, models, values
 from tracker.events import Spooled
-from tracker.storage import columns, schema, spools
+from tracker.storage import schema, spools
 
 if TYPE_CHECKING:
     from tracker.storage.store import Store
@@ -123,7 +123,6 @@ class _Rows:
         self.cells: list[tuple[Any, ...]] = []
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
-        self.valued: list[str] = []  # runs whose latest params or metrics changed
 
 
 def apply(con: Any, batch: Batch) -> list[Spooled]:
@@ -191,8 +190,6 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
         state["params"] = _merged((row or {}).get("params"), params)
     if metrics:
         state["metrics"] = _merged((row or {}).get("metrics"), metrics)
-    if params or metrics:
-        rows.valued.append(run_id)
     state.update(heartbeat_at=now, spool_seq=numbered[-1].seq)
     if row is None:
         if state.get("ended_at") is not None:
@@ -221,24 +218,18 @@ _START_KEYS = {"name", "project", "host", "pid", "process_start", "username", "l
 
 
 def _write(con: Any, rows: _Rows) -> None:
-    """One statement per table for the whole batch (a run's value columns ride on its row)."""
+    """One statement per table for the whole batch. A run's value columns are left to readers
+    (``tracker.storage.columns``): its row is written with ``values_fresh`` NULL."""
     if rows.params:
         _insert(con, "params", rows.params)
         insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows.params}))
     if rows.metrics:
         _insert(con, "metrics", rows.metrics)
         insert_missing(con, "metric_keys", sorted({(row[1],) for row in rows.metrics}))
-    keys = {("params", row[1]) for row in rows.params}
-    touched = columns.ensure(con, keys | {("metrics", row[1]) for row in rows.metrics}) \
-        if rows.valued else {}
     if rows.new_runs:
-        _insert_runs(con, rows.new_runs, touched)
+        _insert_runs(con, rows.new_runs)
     for run_id, updates in rows.updates:
         _update_run(con, run_id, updates)
-    valued = set(rows.valued)
-    updated = [run_id for run_id, _ in rows.updates if run_id in valued]
-    if updated:
-        columns.refresh(con, updated, touched)
     if rows.cells:
         _insert(con, "cells", rows.cells)
     for env_id, data in rows.environments.items():
@@ -270,10 +261,10 @@ def _typed(kind: str, source: str) -> str:
     return f"CAST({source} AS {_bound(kind)})"
 
 
-def _insert_runs(con: Any, runs: list[dict[str, Any]], values: columns.Layout) -> None:
-    """Insert new runs with the value columns ``values`` computed from their JSON."""
+def _insert_runs(con: Any, runs: list[dict[str, Any]]) -> None:
+    """Insert new runs (labels as JSON text; ``values_fresh`` NULL, as any column not given)."""
     _insert(con, "runs", [tuple(json.dumps(run[c]) if c == "labels" and c in run else run.get(c)
-                                for c in _RUN_NAMES) for run in runs], values)
+                                for c in _RUN_NAMES) for run in runs])
 
 
 _SETTABLE = {"name", "project", "notebook", "notebook_name", "notebook_title", "notebook_hash",
@@ -288,6 +279,8 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
     if updates.get("ended_at") is not None:
         clauses.append("duration = ? - epoch(started_at)")
         args.append(updates["ended_at"])
+    if "params" in sets or "metrics" in sets:
+        clauses.append("values_fresh = NULL")  # the value columns now lag: tracker.storage.columns
     con.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = ?", [*args, run_id])
 
 
@@ -299,23 +292,25 @@ def insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
                 [list(column) for column in zip(*keys, strict=True)])
 
 
-def _insert(con: Any, table: str, rows: list[tuple[Any, ...]],
-            values: columns.Layout | None = None) -> None:
-    """Insert ``rows`` (tuples in the table's column order, times as epoch seconds) in one
-    statement, with, for runs, the value columns ``values`` extracted from their JSON.
+def _insert(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (tuples in the table's column order, times as epoch seconds; for runs,
+    of :data:`_RUN_NAMES`) in one statement.
 
-    Few rows are bound as one list per column and unnested: executemany ran one INSERT per
-    row, 9 ms for a run's 20 params against 0.6 ms. Many are scanned from a DataFrame: 100k
-    metric points in ~0.1 s, against ~0.35 s as lists.
+    One row (a run) is bound as values: 1.7 ms against 2.4 ms as lists. Few rows are bound as
+    one list per column and unnested: executemany ran one INSERT per row, 9 ms for a run's 20
+    params against 0.6 ms. Many are scanned from a DataFrame: 100k metric points in ~0.1 s,
+    against ~0.35 s as lists.
     """
-    names = schema.column_names(table)
-    kinds = [kind.split(" ", 1)[1] for kind in schema.TABLES[table].split(", ")]
+    names, kinds = zip(*(schema.RUN_COLUMNS if table == "runs" else schema.typed_columns(table)))
+    insert = f"INSERT INTO {table} ({', '.join(names)}) SELECT "
+    if len(rows) == 1:
+        con.execute(insert + ", ".join(_typed(kind, "?") for kind in kinds), list(rows[0]))
+        return
     if len(rows) < _BULK:
-        source = "SELECT " + ", ".join(f"{_typed(kind, f'unnest(${name}::{_bound(kind)}[])')} "
-                                       f"AS {name}" for name, kind in zip(names, kinds))
-        args: dict[str, Any] = {name: list(column) for name, column in
-                                zip(names, zip(*rows, strict=True), strict=True)}
-        _insert_from(con, table, names, source, args, values)
+        con.execute(insert + ", ".join(f"{_typed(kind, f'unnest(${name}::{_bound(kind)}[])')}"
+                                       for name, kind in zip(names, kinds)),
+                    {name: list(column) for name, column in
+                     zip(names, zip(*rows, strict=True), strict=True)})
         return
     import pandas as pd
 
@@ -323,22 +318,10 @@ def _insert(con: Any, table: str, rows: list[tuple[Any, ...]],
                           for i, name in enumerate(names)})
     con.register("_tracker_rows", frame)
     try:
-        source = "SELECT " + ", ".join(f'{_typed(kind, f"_tracker_rows.{name}")} AS {name}'
-                                       for name, kind in zip(names, kinds)) + \
-            " FROM _tracker_rows"
-        _insert_from(con, table, names, source, {}, values)
+        con.execute(insert + ", ".join(_typed(kind, f"_tracker_rows.{name}")
+                                       for name, kind in zip(names, kinds)) + " FROM _tracker_rows")
     finally:
         con.unregister("_tracker_rows")
-
-
-def _insert_from(con: Any, table: str, names: Sequence[str], source: str,
-                 args: dict[str, Any], values: columns.Layout | None) -> None:
-    extra, computed, pointers = columns.extraction(values or {})
-    if extra:  # each run's JSON parsed once, its values taken from lists by position
-        source = f"SELECT {', '.join([*names, *computed])} FROM " \
-                 f"(SELECT *, {columns.EXTRACTED} FROM ({source}))"
-        args = {**args, **pointers}
-    con.execute(f"INSERT INTO {table} ({', '.join([*names, *extra])}) {source}", args)
 
 
 def _base(kind: str) -> str:
