@@ -117,7 +117,7 @@ def test_a_read_fills_the_value_columns_once_enough_runs_lag(
 
 READER = textwrap.dedent("""
     import sys
-    from tracker import _lock
+    from tracker.storage import lock as _lock
     with _lock.locked(sys.argv[1], write=False, timeout=60):
         print("reading", flush=True)
         sys.stdin.readline()  # held until the test says so

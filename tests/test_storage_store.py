@@ -80,9 +80,11 @@ def test_a_draft_left_by_a_killed_process_is_rebuilt(tmp_path: Path) -> None:
 def _version_1_catalog(path: Path) -> None:
     """A catalog as tracker wrote it at schema version 1: no value columns yet."""
     con = duckdb.connect(str(path))
+    later = {"value_columns", "run_values"}  # tables of versions 2 and 4
     for name, body in schema.TABLES.items():
-        if name != "value_columns":  # version 2 added it, and version 3 run_artifacts.via
-            con.execute(f"CREATE TABLE {name} ({body.removesuffix(', via VARCHAR')})")
+        if name not in later:  # nor the columns versions 3 and 4 added
+            body = body.removesuffix(", via VARCHAR").removesuffix(", values_fresh BOOLEAN")
+            con.execute(f"CREATE TABLE {name} ({body})")
     con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     con.execute("INSERT INTO runs (id, status, started_at, params, metrics) VALUES "
                 "('r1', 'completed', now(), '{\"lr\": 0.1}', '{\"acc\": 0.9}')")
