@@ -46,7 +46,6 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tracker import libraries
 from tracker.errors import TrackerWarning
 
 __all__ = ["FileCapture", "reporting", "seen", "stat_signature", "suppressed", "watch"]
@@ -247,16 +246,24 @@ class FileCapture:
         with _install_lock:
             _active = tuple(capture for capture in _active if capture is not self)
             if not _active:
+                from tracker import libraries
+
                 libraries.unpatch()
 
     def patch_native(self) -> None:
         """Wrap the native readers/writers of the modules imported so far (idempotent)."""
         if self in _active:
+            from tracker import libraries  # its table of targets costs ~10 ms to import
+
             libraries.patch(_REPORTER)
 
     def refresh(self) -> None:
         """Patch native modules imported since the last call; O(1) when none was."""
-        if self in _active and libraries.stale():
+        if self not in _active:
+            return
+        from tracker import libraries
+
+        if libraries.stale():
             libraries.patch(_REPORTER)
 
     def reset_seen(self) -> None:

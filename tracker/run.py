@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, events, hashing, models, redaction, teardown, values
+from tracker import _ids, arguments, events, models, redaction, teardown, values
 from tracker._process import process_start
 from tracker.errors import (
     ArgumentError,
@@ -40,10 +40,12 @@ from tracker.errors import (
     CatalogLockedError,
     TrackerWarning,
 )
-from tracker.storage import recovery, spools
+from tracker.storage import spools
 
 if TYPE_CHECKING:
+    from tracker import hashing
     from tracker.catalog import Catalog
+    from tracker.storage import recovery
 
 FLUSH_INTERVAL = 1.0  # seconds between catalog writes while events keep coming
 # A new run reaches the catalog this soon rather than at once: a short run that ends (or is
@@ -227,16 +229,22 @@ class Run:
     def log_input(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
         """Record a file (or URI) this run read, with its content as of this call. ``via``
         says how it was seen (:data:`tracker.models.VIAS`): automatic capture passes its own."""
+        from tracker import hashing  # with capture, ~10 ms that `import tracker` need not pay
+
         self._log_artifact("input", path, via, hashing.HASH_ON_LOG_MAX)
 
     def log_output(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
         """Record a file (or URI) this run wrote, with its content as of this call; ``via`` as
         for :meth:`log_input`."""
+        from tracker import hashing
+
         self._log_artifact("output", path, via, hashing.HASH_ON_LOG_MAX)
 
     def record_read(self, path: str, *, via: str) -> None:
         """Record a file the extension saw opened for reading: hashed now only if small
         (:data:`tracker.hashing.HASH_ON_READ_MAX`), so that reading stays fast."""
+        from tracker import hashing
+
         self._log_artifact("input", path, via, hashing.HASH_ON_READ_MAX)
 
     def before_overwrite(self, path: str) -> None:
@@ -244,6 +252,8 @@ class Run:
         the input keeps the content that was read."""
         seen = self._unhashed.pop(path, None)
         if seen is not None:
+            from tracker import hashing
+
             hashing.pin_file(path, seen)
 
     def _log_artifact(self, role: str, path: str | os.PathLike[str], via: str,
@@ -256,6 +266,8 @@ class Run:
                 uri = os.path.realpath(uri)
                 # Hashed now: the file may change before the events are written. A big file
                 # (or a folder) gets its hash later, and none if it changed meanwhile.
+                from tracker import hashing
+
                 facts = hashing.file_facts_on_log(uri, hash_limit)
         except Exception as exc:
             self._warn_once(f"artifact:{path!r}", f"{role} {path!r} was not recorded: {exc!r}")
@@ -670,6 +682,8 @@ def flush_pending(path: Path, *, timeout: float | None = None) -> None:
 def local_to(path: Path) -> recovery.Local:
     """What this process itself writes to the catalog at ``path`` (any Catalog object): its
     active runs and its spools, which recovery must never take for a dead process's."""
+    from tracker.storage import recovery
+
     mine = [recorder for recorder in list(_recorders) if recorder.catalog.path == path]
     return recovery.Local({run.id for recorder in mine for run in recorder.stack},
                           {recorder.spool_path for recorder in mine})
