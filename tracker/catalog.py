@@ -160,11 +160,12 @@ class Catalog:
 
     def recorder_for_write(self) -> Recorder:
         """This process's recorder of runs in this catalog, created by the first call."""
+        if self._recorder is not None:  # every log call comes here: no import on this path
+            return self._recorder
         from tracker.run import Recorder
 
-        if self._recorder is None:
-            self.vet()  # before the first event reaches a spool file beside the catalog
-            self._recorder = Recorder(self)
+        self.vet()  # before the first event reaches a spool file beside the catalog
+        self._recorder = Recorder(self)
         return self._recorder
 
     def start_run(self, name: str | None = None, *, project: str | None = None,
