@@ -128,7 +128,7 @@ class Rules:
 
     def secret_key(self, key: str) -> bool:
         """Whether a param, variable or field named ``key`` holds a secret."""
-        if any(p.search(key) for p in self.extra_keys):
+        if self.extra_keys and any(p.search(key) for p in self.extra_keys):
             return True
         words = "_" + "_".join(w.lower() for w in _WORD_BREAK.split(key) if w) + "_"
         return bool(self.keys.search(words)) and not self.tokenizer.search(words)
