@@ -589,6 +589,22 @@ def test_hashing_is_not_captured_as_a_read(root: pathlib.Path) -> None:
     assert rec.reads == []
 
 
+def test_tracker_own_source_is_never_an_input(rec: Recorder) -> None:
+    # An editable install (or a checkout on sys.path) lives outside site-packages; a module
+    # tracker imports lazily during a run must not be reported, whatever the include globs.
+    import tracker
+
+    source = pathlib.Path(tracker.__file__).with_name("libraries.py")
+    rec.capture.stop()
+    wide = Recorder(rec.root, include=[str(source.parent) + "/**"])
+    wide.capture.start()
+    try:
+        source.read_bytes()
+    finally:
+        wide.capture.stop()
+    assert wide.reads == []
+
+
 def test_native_module_imported_during_capture_is_patched_at_once(root: pathlib.Path) -> None:
     import subprocess
 

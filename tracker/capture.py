@@ -17,7 +17,8 @@ for what those processes wrote).
 
 Which paths are reported is decided, on the absolute path with symlinks resolved, in this order:
 
-1. never: the tracker's own folders (``excluded_dirs``, :meth:`FileCapture.add_excluded_dir`),
+1. never: the tracker package itself and its own folders (``excluded_dirs``,
+   :meth:`FileCapture.add_excluded_dir`),
    ``__pycache__`` folders, ``*.pyc`` files and ``.ipynb_checkpoints`` folders;
 2. out: paths matching a user ``exclude`` glob;
 3. in: paths matching a user ``include`` glob; this overrides step 4 only (it adds paths back,
@@ -53,6 +54,7 @@ __all__ = ["FileCapture", "reporting", "seen", "stat_signature", "suppressed", "
 _READ = "read"
 _WRITE = "write"
 _ACCESS = os.O_WRONLY | os.O_RDWR
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _NOISE_PARTS = ("/__pycache__/", "/.ipynb_checkpoints/")
 _NOISE_SUFFIXES = (".pyc", ".pyo")
 _PACKAGE_PARTS = ("/site-packages/", "/dist-packages/")
@@ -474,7 +476,9 @@ class _PathFilter:
     def __init__(
         self, *, include: Sequence[str], exclude: Sequence[str], excluded_dirs: Sequence[str]
     ) -> None:
-        self._never = _dir_prefixes(excluded_dirs)
+        # tracker's own source: an editable install lives outside site-packages, and a
+        # module imported lazily during a run would otherwise be reported as an input.
+        self._never = _dir_prefixes([*excluded_dirs, _PACKAGE_DIR])
         self._include = _compile_globs(include)
         self._exclude = _compile_globs(exclude)
         self._system = _default_prefixes()
