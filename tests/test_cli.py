@@ -487,3 +487,25 @@ def test_hostile_arguments_exit_with_one_line(capsys: pytest.CaptureFixture[str]
     if code == 1:
         assert err.startswith("tracker: error: ") and len(err.splitlines()) == 1
         assert len(err) < 400  # a 1000-character ref is cut in the message
+
+
+# -- status (set by hand) ---------------------------------------------------------------------
+
+
+def test_status_marks_a_failed_run_completed_and_show_keeps_the_change(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
+    assert _cli(capsys, "status", three[2], "completed") == (
+        0, f"{three[2]}: failed -> completed\n", "")
+    assert catalog.get_run(three[2]).status == "completed"
+    assert _cli(capsys, "status", three[2], "completed") == (
+        0, f"{three[2]} is already completed\n", "")
+
+
+def test_status_refuses_running_for_a_finished_run_unless_forced(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
+    code, out, err = _cli(capsys, "status", three[0], "running")
+    assert (code, out) == (1, "")
+    assert "a completed run may be marked failed by hand, not running" in err
+    assert "--force" in err
+    assert _cli(capsys, "status", three[0], "running", "--force")[:2] == (
+        0, f"{three[0]}: completed -> running\n")

@@ -63,7 +63,8 @@ _MISSING = object()
 _INT64 = values.INT64
 
 
-def _user() -> str | None:
+def user_name() -> str | None:
+    """The login name of this process's user, recorded with what it does."""
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
@@ -347,7 +348,7 @@ class Recorder:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
-        self.user = _user()
+        self.user = user_name()
         owner = {"host": self.host, "pid": self.pid, "process_start": self.process_start}
         self._owner_line = (json.dumps({"owner": owner}) + "\n").encode()
         self.spool_path = catalog.spool_dir / f"{self.host}-{self.pid}-{_ids.new_run_id()}.jsonl"

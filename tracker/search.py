@@ -334,6 +334,8 @@ def _run_info(con: Any, run_id: str) -> RunInfo:
         artifacts=records(con, _ARTIFACTS_OF_RUN, [run_id]),
         cells=records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
                        [run_id]),
+        status_history=records(con, "SELECT * EXCLUDE (run_id) FROM status_changes "
+                                    "WHERE run_id = ? ORDER BY changed_at, rowid", [run_id]),
     )
 
 
