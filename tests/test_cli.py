@@ -509,3 +509,15 @@ def test_status_refuses_running_for_a_finished_run_unless_forced(
     assert "--force" in err
     assert _cli(capsys, "status", three[0], "running", "--force")[:2] == (
         0, f"{three[0]}: completed -> running\n")
+
+
+def test_runs_csv_and_json_keep_int_params_whole_when_some_runs_lack_them(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog) -> None:
+    _run(catalog, "with", params={"epochs": 3})
+    _run(catalog, "without")
+    catalog.flush()
+    code, out, _ = _cli(capsys, "runs", "--columns", "name,params.epochs", "--format", "csv")
+    assert (code, out.splitlines()) == (0, ["name,params.epochs", "without,", "with,3"])
+    code, out, _ = _cli(capsys, "runs", "--columns", "name,params.epochs", "--format", "json")
+    assert json.loads(out) == [{"name": "without", "params.epochs": None},
+                               {"name": "with", "params.epochs": 3}]

@@ -35,11 +35,26 @@ def test_runs_are_one_row_each_with_typed_param_and_metric_columns(
     frame = catalog.runs()
     assert list(frame["name"]) == ["c", "b", "a"]  # newest first
     assert frame["params.lr"].dtype == "float64"
-    assert frame["params.epochs"].dtype == "int64"
-    assert frame["params.shuffle"].dtype == "bool"
+    assert frame["params.epochs"].dtype == "Int64"  # pandas' nullable dtypes: see below
+    assert frame["params.shuffle"].dtype == "boolean"
     assert list(frame["params.model"]) == ["cnn", "mlp", "cnn"]
     assert frame["metrics.acc"].isna().tolist() == [True, False, False]
     assert isinstance(frame["started_at"].dtype, pd.DatetimeTZDtype)
+
+
+def test_int_and_bool_params_keep_their_type_when_some_runs_lack_them(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("with", params={"epochs": 3, "shuffle": False}):
+        pass
+    with catalog.start_run("without"):
+        pass
+    frame = catalog.runs(order_by="name")
+    assert frame["params.epochs"].dtype == "Int64"
+    assert frame["params.epochs"].iloc[0] == 3 and frame["params.epochs"].isna().iloc[1]
+    assert frame["params.shuffle"].dtype == "boolean"
+    assert not frame["params.shuffle"].iloc[0] and frame["params.shuffle"].isna().iloc[1]
+    assert frame.to_csv(columns=["name", "params.epochs"], index=False).splitlines() == [
+        "name,params.epochs", "with,3", "without,"]
 
 
 def test_filters_compare_numbers_as_numbers(catalog: tracker.Catalog,
