@@ -178,9 +178,9 @@ def is_missing(value: Any) -> bool:
     if value is None:
         return True
     try:
-        return bool(value != value)  # NaN and NaT are not equal to themselves
-    except (TypeError, ValueError):  # arrays are never missing; pd.NA (a nullable int or
-        return type(value).__name__ == "NAType"  # boolean column's gap) refuses bool()
+        return bool(value != value)  # NaN, NaT and NA are not equal to themselves
+    except (TypeError, ValueError):  # pd.NA raises on bool(); arrays are never missing
+        return False
 
 
 def number(value: Any) -> str:
