@@ -93,6 +93,8 @@ class Run:
         self.ended = False
         #: set by whoever owns the run's ending (the notebook extension) for the exit handler
         self.exit_status = models.COMPLETED
+        #: the error that made exit_status failed (the failing cell), stored as the run's error
+        self.exit_error: str | None = None
         self.session = False  # True for the run the notebook extension owns
         self._warned: set[str] = set()
         self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
@@ -306,6 +308,8 @@ class Run:
         self._recorder.finished(self)
 
     def _queue_end(self, status: str, error: str | None = None) -> None:
+        if error is None and status == models.FAILED:
+            error = self.exit_error
         self.ended = True
         self._push(events.End(self.id, status, time.time(), self._recorder.redactor.text(error)))
 
