@@ -98,9 +98,11 @@ def flush(*, timeout: float | None = None) -> None:
 
 
 def get_run(ref: str) -> RunInfo:
-    """The run ``ref`` names (id, unique prefix of 6+ characters, or ``tracker://`` key).
+    """The run ``ref`` names: its id, a unique prefix of 4+ characters of its id or of its
+    short id (the 8 characters listings show), or its ``tracker://`` key.
 
-    Raises :class:`tracker.RunNotFoundError` when nothing matches.
+    Raises :class:`tracker.RunNotFoundError` when nothing matches,
+    :class:`tracker.AmbiguousRunError` (listing the runs) when several do.
     """
     return default_catalog().get_run(ref)
 

@@ -223,7 +223,8 @@ class Catalog:
     # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
 
     def get_run(self, ref: str) -> RunInfo:
-        """The run ``ref`` names: an id, a unique prefix of 6+ characters, or its key."""
+        """The run ``ref`` names: an id, a unique prefix of 4+ characters of an id or of a short
+        id (the 8 characters listings show), or its key."""
         from tracker import search
 
         return search.get_run(self, ref)

@@ -20,7 +20,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import __version__, models, profile, values
+from tracker import __version__, _ids, models, profile, values
 from tracker.errors import ArgumentError, TrackerError
 
 if TYPE_CHECKING:
@@ -127,7 +127,9 @@ def _add_reading_commands(commands: _Commands) -> None:
     _add_format(runs, "table", "csv", "json")
     show = commands.add("show", _cmd_show, "show everything recorded about one run",
                         "tracker show 01m7zwkkx6hq", "tracker show 01m7zwkkx6hq --format json")
-    show.add_argument("ref", metavar="REF", help="run id, unique id prefix or tracker:// key")
+    show.add_argument("ref", metavar="REF",
+                      help="run id or short id (a unique prefix of 4+ characters of either), "
+                           "or tracker:// key")
     show.add_argument("--all", action="store_true",
                       help="include deleted runs upstream and downstream of it")
     _add_format(show, "text", "json")
@@ -238,7 +240,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.format != "table":
         _write_frame(frame, args.format)
         return 0
-    formatters: dict[str, Callable[[Any], str]] = {"started_at": _local_time,
+    formatters: dict[str, Callable[[Any], str]] = {"id": _ids.short_id,  # what to copy
+                                                   "started_at": _local_time,
                                                    "duration": _duration_text}
     if len(frame):
         print(_frame_table(frame, formatters))
