@@ -370,6 +370,22 @@ def test_detail_shows_params_history_metrics_files_environment_and_cells(
     assert opened == [producer.id]
 
 
+def test_detail_sets_the_status_by_hand_and_shows_a_refusal(catalog: tracker.Catalog) -> None:
+    run_id = make_run(catalog, "judged", status="failed")
+    detail = RunDetail(run_id, catalog=catalog)
+    choice, button, message = detail.status.children
+    assert choice.value == "failed"
+    choice.value = "completed"
+    button.click()
+    assert catalog.get_run(run_id).status == "completed"
+    assert "tracker-completed" in detail.header.value and message.value == ""
+    choice.value = "running"
+    button.click()
+    assert "not running; pass force=True" in message.value
+    assert catalog.get_run(run_id).status == "completed"
+    detail.close()
+
+
 def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Catalog,
                                                            tmp_path: Path) -> None:
     data = tmp_path / "out.txt"
