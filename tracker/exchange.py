@@ -1,11 +1,11 @@
 """Moving a run between catalogs as a self-contained YAML or JSON descriptor.
 
-The descriptor holds everything recorded about the run (attributes, every param value with its
-kind, every metric point, artifact versions and links, cells, environment, and the notebook
-stored with it), so importing it into another catalog gives back the same run. Importing never overwrites: a run already present is
-refused. Descriptors are checked by :mod:`tracker.descriptor` before anything reaches SQL, and
-only the catalog's own column names (:func:`tracker.storage.schema.column_names`) are put into
-SQL text.
+The descriptor holds everything recorded about the run (attributes, every param value with
+its kind, every metric point, artifact versions and links, cells, environment, and the
+notebook stored with it), so importing it into another catalog gives back the same run.
+Importing never overwrites: a run already present is refused. Descriptors are checked by
+:mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own column names
+(:func:`tracker.storage.schema.column_names`) are put into SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
@@ -45,7 +45,7 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
         run_id = resolve(con, ref)
         run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
                        [run_id])[0]
-        data = {
+        data: dict[str, Any] = {
             "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
             "params": records(con, "SELECT key, value, kind, logged_at FROM params "
                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),

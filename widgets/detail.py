@@ -48,8 +48,8 @@ class RunDetail(w.VBox):
         self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.environment = w.HTML()
         self.cells = w.HTML()
-        super().__init__([self.header, self.status, self.params, self.metrics, self.files, self.related,
-                          self.environment, self.cells])
+        super().__init__([self.header, self.status, self.params, self.metrics, self.files,
+                          self.related, self.environment, self.cells])
         styled(self)
         self.load(run_id)
 
