@@ -565,6 +565,16 @@ def test_show_displays_a_run_table(catalog: tracker.Catalog, three: list[str]) -
     table.close()
 
 
+def test_any_catalog_shows_its_own_runs(catalog: tracker.Catalog, three: list[str],
+                                        tmp_path: Path) -> None:
+    tracker.use_catalog(tmp_path / "elsewhere.duckdb")  # the default is another, empty one
+    table = tracker.Catalog(catalog.path).show("status = 'failed'", live=False)
+    assert isinstance(table, RunTable)
+    assert table.catalog.path == catalog.path and table.rows == [three[1]]
+    table.close()
+    tracker.use_catalog(None)
+
+
 def _wait_for(condition: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
