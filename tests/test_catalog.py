@@ -82,7 +82,8 @@ def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> 
 
 def _make_version_2(path: Path) -> None:
     """Turn a catalog back into schema version 2: value columns always filled by writers, an
-    index on the run id of params and metrics, and no ``via`` on artifact links."""
+    index on the run id of params and metrics, no ``via`` on artifact links and no history of
+    statuses set by hand."""
     with tracker.Catalog(path).connect(write=True) as con:
         columns.catch_up(con)  # every value column filled
     con = duckdb.connect(str(path))
@@ -93,6 +94,7 @@ def _make_version_2(path: Path) -> None:
             con.execute(f"UPDATE runs SET {column} = v.{column} FROM run_values v "
                         "WHERE v.id = runs.id")
     con.execute("DROP TABLE run_values")
+    con.execute("DROP TABLE status_changes")  # version 5's
     con.execute("ALTER TABLE runs DROP COLUMN values_fresh")
     con.execute("CREATE INDEX metrics_run ON metrics (run_id)")
     con.execute("CREATE INDEX params_run ON params (run_id)")
@@ -112,6 +114,20 @@ def _make_version_1(path: Path) -> None:
     con.execute("DROP TABLE value_columns")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
+
+
+def test_an_older_catalog_gains_the_history_of_statuses_set_by_hand(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("old") as run:
+        pass
+    catalog.flush()
+    _make_version_2(catalog.path)
+
+    migrated = tracker.Catalog(catalog.path)
+    assert migrated.get_run(run.id).status_history == []
+    info = migrated.set_status(run.id, "failed")
+    assert [(c["old_status"], c["new_status"]) for c in info.status_history] == [
+        ("completed", "failed")]
 
 
 def test_a_version_2_catalog_loses_its_run_id_indexes_and_keeps_its_values(

@@ -70,9 +70,25 @@ def test_runs_lists_newest_first_then_the_count(capsys: pytest.CaptureFixture[st
     assert (code, err) == (0, "")
     assert lines[0].split()[:5] == ["id", "name", "status", "started", "duration"]
     assert [line.split()[1] for line in lines[1:4]] == ["gamma", "beta", "alpha"]
-    assert lines[1].split()[0] == three[2]
+    assert lines[1].split()[0] == three[2][-8:]  # the short id: the id's varying end
     assert "failed" in lines[1] and "completed" in lines[2]
     assert lines[-1] == "3 of 3 runs"
+
+
+def test_a_short_id_copied_from_runs_names_the_run(capsys: pytest.CaptureFixture[str],
+                                                   three: list[str]) -> None:
+    short = _cli(capsys, "runs")[1].splitlines()[2].split()[0]
+    code, out, _ = _cli(capsys, "show", short)
+    assert (code, out.splitlines()[0].split()) == (0, ["id", three[1]])
+
+
+def test_show_of_a_shared_prefix_lists_the_runs_it_matches(capsys: pytest.CaptureFixture[str],
+                                                          three: list[str]) -> None:
+    shared = three[0][:5]
+    assert all(run_id.startswith(shared) for run_id in three)  # made within seconds
+    code, _, err = _cli(capsys, "show", shared)
+    assert (code, err) == (1, f"tracker: error: {shared!r} matches 3 runs "
+                              f"({', '.join(three[::-1])}); give more characters\n")
 
 
 def test_runs_shows_only_params_and_metrics_that_vary(capsys: pytest.CaptureFixture[str],
@@ -118,7 +134,7 @@ def test_runs_cuts_long_cells_to_the_terminal_width(capsys: pytest.CaptureFixtur
     assert code == 0
     assert all(len(line) <= 70 for line in table)
     assert "…" in table[1]
-    assert table[1].startswith(run_id)  # ids are never cut
+    assert table[1].startswith(run_id[-8:])  # short ids are never cut
 
 
 def test_runs_csv_and_json_hold_every_column(capsys: pytest.CaptureFixture[str],
@@ -148,7 +164,7 @@ def test_runs_deleted_shows_the_trash_and_all_shows_both(
         capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
     catalog.delete_run(three[0])
     out = _cli(capsys, "runs", "--deleted")[1]
-    assert [line.split()[0] for line in out.splitlines()[1:-1]] == [three[0]]
+    assert [line.split()[0] for line in out.splitlines()[1:-1]] == [three[0][-8:]]
     assert _cli(capsys, "runs")[1].splitlines()[-1] == "2 of 2 runs"
     assert _cli(capsys, "runs", "--all")[1].splitlines()[-1] == "3 of 3 runs"
     assert _cli(capsys, "runs", "--deleted", "--limit", "1")[1].splitlines()[-1] == "1 of 1 run"
@@ -487,3 +503,37 @@ def test_hostile_arguments_exit_with_one_line(capsys: pytest.CaptureFixture[str]
     if code == 1:
         assert err.startswith("tracker: error: ") and len(err.splitlines()) == 1
         assert len(err) < 400  # a 1000-character ref is cut in the message
+
+
+# -- status (set by hand) ---------------------------------------------------------------------
+
+
+def test_status_marks_a_failed_run_completed_and_show_keeps_the_change(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
+    assert _cli(capsys, "status", three[2], "completed") == (
+        0, f"{three[2]}: failed -> completed\n", "")
+    assert catalog.get_run(three[2]).status == "completed"
+    assert _cli(capsys, "status", three[2], "completed") == (
+        0, f"{three[2]} is already completed\n", "")
+
+
+def test_status_refuses_running_for_a_finished_run_unless_forced(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
+    code, out, err = _cli(capsys, "status", three[0], "running")
+    assert (code, out) == (1, "")
+    assert "a completed run may be marked failed by hand, not running" in err
+    assert "--force" in err
+    assert _cli(capsys, "status", three[0], "running", "--force")[:2] == (
+        0, f"{three[0]}: completed -> running\n")
+
+
+def test_runs_csv_and_json_keep_int_params_whole_when_some_runs_lack_them(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog) -> None:
+    _run(catalog, "with", params={"epochs": 3})
+    _run(catalog, "without")
+    catalog.flush()
+    code, out, _ = _cli(capsys, "runs", "--columns", "name,params.epochs", "--format", "csv")
+    assert (code, out.splitlines()) == (0, ["name,params.epochs", "without,", "with,3"])
+    code, out, _ = _cli(capsys, "runs", "--columns", "name,params.epochs", "--format", "json")
+    assert json.loads(out) == [{"name": "without", "params.epochs": None},
+                               {"name": "with", "params.epochs": 3}]

@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 import tracker
 from tracker import descriptor, exchange
+from tracker.hashing import hash_bytes
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -358,3 +360,77 @@ def test_a_bigint_param_that_is_not_hex_stays_text(exported: dict[str, Any],
                                "logged_at": logged_at})
     target = _import(exported, tmp_path)
     assert target.get_run(exported["run"]["id"]).params["weird"] == "zz"
+
+
+def _run_with_notebook(catalog: tracker.Catalog, tmp_path: Path, source: str) -> str:
+    """A run with its notebook stored, as the extension stores it at the run's end."""
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
+                   "outputs": [], "source": source}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with catalog.start_run("with-notebook") as run:
+        run.record("stored", "notebook", str(notebook), time.time())
+    catalog.flush()
+    return run.id
+
+
+def _stored_notebook(catalog: tracker.Catalog, run_id: str) -> dict[str, Any]:
+    [notebook] = [a for a in catalog.get_run(run_id).artifacts if a["role"] == "notebook"]
+    return json.loads((catalog.blob_dir / notebook["blob"]).read_text())
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_the_stored_notebook_travels_with_the_run(catalog: tracker.Catalog, tmp_path: Path,
+                                                 suffix: str) -> None:
+    run_id = _run_with_notebook(catalog, tmp_path, "x = 41 + 1")
+    path = catalog.export_run(run_id, tmp_path / f"run{suffix}")
+    (tmp_path / "analysis.ipynb").unlink()  # the user's file is gone; the stored copy is not
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(path)
+    assert _stored_notebook(other, run_id)["cells"][0]["source"] == "x = 41 + 1"
+    assert other.artifacts(run_id, role="notebook")["hash"].tolist() == \
+        catalog.artifacts(run_id, role="notebook")["hash"].tolist()
+
+
+def test_a_carried_notebook_that_does_not_match_its_hash_is_refused(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    run_id = _run_with_notebook(catalog, tmp_path, "x = 1")
+    path = catalog.export_run(run_id, tmp_path / "run.json")
+    data = json.loads(path.read_text())
+    data["notebooks"][0]["content"] = data["notebooks"][0]["content"].replace("x = 1", "rm()")
+    path.write_text(json.dumps(data))
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    with pytest.raises(tracker.DescriptorError, match="does not match its blob name"):
+        other.import_run(path)
+    assert not other.blob_dir.exists() or not any(other.blob_dir.iterdir())
+
+
+def test_a_carried_notebook_is_redacted_on_import(catalog: tracker.Catalog,
+                                                  tmp_path: Path) -> None:
+    secret = "sk-live-" + "a1B2c3D4e5F6g7H8i9J0k1L2"
+    run_id = _run_with_notebook(catalog, tmp_path, "x = 1")
+    path = catalog.export_run(run_id, tmp_path / "run.json")
+    data = json.loads(path.read_text())  # as an older tracker, or a hand, may have written it
+    content = data["notebooks"][0]["content"].replace("x = 1", f"api_key = '{secret}'")
+    data["notebooks"][0] = {"blob": hash_bytes(content.encode()).replace(":", "-"),
+                            "content": content}
+    data["artifacts"][0]["blob"] = data["notebooks"][0]["blob"]
+    path.write_text(json.dumps(data))
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(path)
+    source = _stored_notebook(other, run_id)["cells"][0]["source"]
+    assert secret not in source and source.startswith("api_key = ")
+
+
+def test_a_notebook_too_big_to_carry_is_referred_to_by_hash_with_a_warning(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = _run_with_notebook(catalog, tmp_path, "x = 1")
+    monkeypatch.setattr(descriptor, "MAX_NOTEBOOK_BYTES", 100)
+    with pytest.warns(tracker.TrackerWarning, match="more than the 0 MiB a descriptor carries"):
+        path = catalog.export_run(run_id, tmp_path / "run.json")
+    assert json.loads(path.read_text())["notebooks"] == []
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(path)
+    [kept] = other.get_run(run_id).artifacts  # the record of it, without its content
+    assert kept["hash"] == catalog.get_run(run_id).artifacts[0]["hash"]

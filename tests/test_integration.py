@@ -246,7 +246,8 @@ def test_nbconvert_execute_status_follows_the_last_cell(tmp_path: Path, env: dic
     assert [(c["success"], c["error_type"]) for c in failed.cells] == [
         (True, None), (True, None), (False, "ValueError")]
     assert failed.cells[-1]["error_message"] == "last cell broke"
-    assert recovered.status == "completed"
+    assert failed.error == "[3] ValueError: last cell broke"  # `error is not null` finds it
+    assert recovered.status == "completed" and recovered.error is None
     assert [c["success"] for c in recovered.cells] == [True, False, True]
 
 

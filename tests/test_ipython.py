@@ -238,6 +238,26 @@ def test_run_status_follows_the_last_executed_cell(ip: InteractiveShell,
     assert info.ended_at is not None
 
 
+def test_a_run_failed_by_its_last_cell_has_that_cell_s_error(ip: InteractiveShell,
+                                                             notebook: Path) -> None:
+    started = loaded(ip)
+    assert run(ip, "x = 1").success
+    failing = run(ip, "1 / 0")
+    ipython.session_of(ip).end()
+    info = recorded(started.id)
+    assert info.error == f"[{failing.execution_count}] ZeroDivisionError: division by zero"
+    assert list(tracker.runs("error is not null")["id"]) == [started.id]
+
+
+def test_a_cell_that_succeeds_after_a_failure_leaves_no_error(ip: InteractiveShell,
+                                                              notebook: Path) -> None:
+    started = loaded(ip)
+    assert not run(ip, "1 / 0").success
+    assert run(ip, "x = 1").success
+    ipython.session_of(ip).end()
+    assert (recorded(started.id).status, recorded(started.id).error) == ("completed", None)
+
+
 def test_saved_notebook_is_stored_and_never_written(ip: InteractiveShell,
                                                     notebook: Path) -> None:
     before = (notebook.read_bytes(), notebook.stat().st_mtime_ns)

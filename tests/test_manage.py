@@ -144,3 +144,78 @@ def test_update_run_keeps_a_label_list_as_given(catalog: tracker.Catalog) -> Non
     with pytest.raises(tracker.ArgumentError):
         catalog.update_run(run.id, labels="abc")
     assert catalog.get_run(run.id).labels == ("a", "b")  # the refused call changed nothing
+
+
+def _crash(catalog: tracker.Catalog, run_id: str) -> None:
+    """Mark a run crashed as recovery would after its process died."""
+    catalog.flush()
+    con = duckdb.connect(str(catalog.path))
+    con.execute("UPDATE runs SET status = 'crashed' WHERE id = ?", [run_id])
+    con.close()
+
+
+def test_set_status_marks_a_crashed_run_completed_and_keeps_who_did_it(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("lost") as run:
+        pass
+    _crash(catalog, run.id)
+    info = catalog.set_status(run.id, "completed")
+    assert info.status == "completed"
+    [change] = info.status_history
+    assert (change["old_status"], change["new_status"], change["forced"]) == (
+        "crashed", "completed", False)
+    assert change["username"] and change["host"] and change["changed_at"] is not None
+    assert list(catalog.runs("status = 'completed'")["id"]) == [run.id]
+
+
+def test_set_status_never_brings_a_finished_run_back_to_running(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("done") as run:
+        pass
+    with pytest.raises(ValueError, match="a completed run may be marked failed by hand, "
+                                         "not running; pass force=True"):
+        catalog.set_status(run.id, "running")
+    assert catalog.get_run(run.id).status == "completed"
+    assert catalog.get_run(run.id).status_history == []
+    forced = catalog.set_status(run.id, "running", force=True)
+    assert (forced.status, forced.ended_at) == ("running", None)
+    assert forced.status_history[0]["forced"] is True
+
+
+def test_set_status_does_not_end_a_run_whose_process_is_alive(
+        catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("live")
+    catalog.flush()
+    with pytest.raises(ValueError, match=r"its process \(pid \d+ on .*\) is alive"):
+        catalog.set_status(run.id, "failed")
+    assert catalog.get_run(run.id).status == "running"
+    run.end()
+
+
+def test_set_status_ends_a_running_run_whose_process_is_gone(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("orphan") as run:
+        pass
+    catalog.flush()
+    con = duckdb.connect(str(catalog.path))  # as a killed process leaves it
+    con.execute("UPDATE runs SET status = 'running', ended_at = NULL, pid = 2147483000 "
+                "WHERE id = ?", [run.id])
+    con.close()
+    info = catalog.set_status(run.id, "failed")
+    assert info.status == "failed" and info.ended_at is not None
+
+
+def test_set_status_refuses_a_status_tracker_does_not_know(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("done") as run:
+        pass
+    with pytest.raises(ValueError, match="status must be one of 'running'"):
+        catalog.set_status(run.id, "finished")
+
+
+def test_purge_removes_a_runs_status_history(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("done") as run:
+        pass
+    catalog.set_status(run.id, "failed")
+    catalog.delete_run(run.id)
+    catalog.purge()
+    assert catalog.sql("SELECT count(*) AS n FROM status_changes")["n"].iloc[0] == 0

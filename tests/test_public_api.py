@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ PUBLIC = {
     "count_runs", "current_run", "default_catalog", "delete_run", "delete_runs", "end_run",
     "export_run", "flush", "get_run", "import_run", "keys", "lineage", "load_ipython_extension",
     "log_input", "log_metric", "log_metrics", "log_output", "log_param", "log_params",
-    "metric_history", "purge", "restore_run", "runs", "show", "sql", "start_run",
+    "metric_history", "purge", "restore_run", "runs", "set_status", "show", "sql", "start_run",
     "unload_ipython_extension", "update_run", "use_catalog",
 }
 
@@ -66,6 +67,9 @@ BAD_CALLS = {
     "purge('abc')": lambda: tracker.purge(older_than="abc"),
     "delete_runs()": lambda: tracker.delete_runs(),
     "delete_run(5)": lambda: tracker.delete_run(5),
+    "set_status(status='done')": lambda: tracker.set_status("01m7zwkkx6hq", "done"),
+    "set_status(force='yes')": lambda: tracker.set_status("01m7zwkkx6hq", "failed",
+                                                          force="yes"),
     "restore_run(None)": lambda: tracker.restore_run(None),
     "update_run(labels='abc')": lambda: tracker.update_run("01m7zwkkx6hq", labels="abc"),
     "export_run(None)": lambda: tracker.export_run(None, "out.yaml"),
@@ -95,3 +99,26 @@ def test_end_run_with_a_bad_status_keeps_the_run_open() -> None:
     with pytest.raises(tracker.ArgumentError, match="completed, failed, crashed"):
         tracker.end_run(status="bogus")
     assert tracker.current_run() is run and not run.ended
+
+
+#: Catalog methods with no module function: the file and its lock, for tracker's own modules
+#: and tools that play by the catalog's rules, and the plural of restore_run that the CLI uses.
+CATALOG_ONLY = {"connect", "vet", "read_locked", "ensure_folder", "recorder_for_write",
+                "restore_runs"}
+#: Module functions with no Catalog method: they choose the catalog or load the extension.
+MODULE_ONLY = {"default_catalog", "use_catalog", "load_ipython_extension",
+               "unload_ipython_extension"}
+
+
+def _methods() -> dict[str, inspect.Signature]:
+    return {name: inspect.signature(getattr(tracker.Catalog("unused.duckdb"), name))
+            for name, member in vars(tracker.Catalog).items()
+            if callable(member) and not name.startswith("_") and name not in CATALOG_ONLY}
+
+
+def test_module_functions_and_catalog_methods_are_the_same_calls() -> None:
+    functions = {name: inspect.signature(getattr(tracker, name)) for name in tracker.__all__
+                 if inspect.isfunction(getattr(tracker, name)) and name not in MODULE_ONLY}
+    assert set(functions) == set(_methods())
+    assert {name: str(signature) for name, signature in functions.items()} == {
+        name: str(signature) for name, signature in _methods().items()}

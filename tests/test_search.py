@@ -6,13 +6,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 import pytest
 
 import tracker
+from tracker import _ids
 
 
 @pytest.fixture
@@ -35,11 +38,26 @@ def test_runs_are_one_row_each_with_typed_param_and_metric_columns(
     frame = catalog.runs()
     assert list(frame["name"]) == ["c", "b", "a"]  # newest first
     assert frame["params.lr"].dtype == "float64"
-    assert frame["params.epochs"].dtype == "int64"
-    assert frame["params.shuffle"].dtype == "bool"
+    assert frame["params.epochs"].dtype == "Int64"  # pandas' nullable dtypes: see below
+    assert frame["params.shuffle"].dtype == "boolean"
     assert list(frame["params.model"]) == ["cnn", "mlp", "cnn"]
     assert frame["metrics.acc"].isna().tolist() == [True, False, False]
     assert isinstance(frame["started_at"].dtype, pd.DatetimeTZDtype)
+
+
+def test_int_and_bool_params_keep_their_type_when_some_runs_lack_them(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("with", params={"epochs": 3, "shuffle": False}):
+        pass
+    with catalog.start_run("without"):
+        pass
+    frame = catalog.runs(order_by="name")
+    assert frame["params.epochs"].dtype == "Int64"
+    assert frame["params.epochs"].iloc[0] == 3 and frame["params.epochs"].isna().iloc[1]
+    assert frame["params.shuffle"].dtype == "boolean"
+    assert not frame["params.shuffle"].iloc[0] and frame["params.shuffle"].isna().iloc[1]
+    assert frame.to_csv(columns=["name", "params.epochs"], index=False).splitlines() == [
+        "name,params.epochs", "with,3", "without,"]
 
 
 def test_filters_compare_numbers_as_numbers(catalog: tracker.Catalog,
@@ -83,20 +101,54 @@ def test_count_runs_groups_by_status_or_a_param(catalog: tracker.Catalog,
     assert int(catalog.count_runs("params.lr < 0.05", by=None)["count"][0]) == 2
 
 
-def test_a_run_is_found_by_id_prefix_or_key(catalog: tracker.Catalog,
-                                            three_runs: list[str]) -> None:
+def test_a_run_is_found_by_id_short_id_prefix_or_key(catalog: tracker.Catalog,
+                                                     three_runs: list[str]) -> None:
     run_id = three_runs[1]
     assert catalog.get_run(run_id).name == "b"
     assert catalog.get_run(f"tracker://default/runs/{run_id}").name == "b"
-    assert catalog.get_run(run_id[:6] if _unique(run_id[:6], three_runs) else run_id).name == "b"
+    assert catalog.get_run(_ids.short_id(run_id)).name == "b"  # as listings show it
+    assert catalog.get_run(_ids.short_id(run_id)[:6]).name == "b"
     with pytest.raises(tracker.RunNotFoundError):
         catalog.get_run("zzzzzzzz")
-    with pytest.raises(tracker.RunNotFoundError):
-        catalog.get_run(run_id[:5])  # shorter than 6 characters is never a prefix
-    shared = _common_prefix(three_runs)
-    if len(shared) >= 6:
-        with pytest.raises(tracker.AmbiguousRunError):
-            catalog.get_run(shared)
+    with pytest.raises(tracker.ArgumentError, match="'01m' is too short to name a run: give "
+                                                    "4 or more characters"):
+        catalog.get_run("01m")
+
+
+def test_an_ambiguous_prefix_lists_every_run_it_matches(catalog: tracker.Catalog,
+                                                        three_runs: list[str]) -> None:
+    shared = _common_prefix(three_runs)  # runs made together share the start of their ids
+    with pytest.raises(tracker.AmbiguousRunError) as caught:
+        catalog.get_run(shared)
+    assert str(caught.value) == (f"{shared!r} matches 3 runs ({', '.join(three_runs[::-1])}); "
+                                 "give more characters")
+
+
+def test_an_ambiguous_prefix_of_many_runs_says_how_many_and_lists_the_newest(
+        catalog: tracker.Catalog) -> None:
+    ids = []
+    for index in range(25):
+        with catalog.start_run(f"r{index}") as run:
+            ids.append(run.id)
+    shared = _common_prefix(ids)
+    with pytest.raises(tracker.AmbiguousRunError, match=(
+            rf"'{shared}' matches 25 runs \(the 10 newest: {', '.join(ids[:-11:-1])}\)")):
+        catalog.get_run(shared)
+    assert [catalog.get_run(_ids.short_id(run_id)).id for run_id in ids] == ids
+
+
+def test_short_ids_tell_apart_100000_runs_made_within_one_minute(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    start = time.time_ns()
+    ticks = iter(range(start, start + 60 * 10**9, 600_000))  # 100,000 ids in 60 seconds
+    monkeypatch.setattr(_ids, "time", SimpleNamespace(time_ns=lambda: next(ticks)))
+    ids = [_ids.new_run_id() for _ in range(100_000)]
+    stamps = [run_id[:10] for run_id in ids]
+    assert stamps == sorted(stamps)  # ids still sort by time, to the millisecond
+    shared = Counter(_ids.short_id(run_id) for run_id in ids)
+    # 40 bits each: on average 0.005 pairs of the 100,000 share a short id
+    assert sum(count for count in shared.values() if count > 1) <= 2
+    assert {len(_ids.short_id(run_id)) for run_id in ids} == {8}
 
 
 def _unique(prefix: str, ids: list[str]) -> bool:

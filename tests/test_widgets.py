@@ -106,6 +106,14 @@ def test_table_shows_newest_runs_first_with_the_total(table: RunTable, three: li
     assert {"status", "params.lr", "metrics.acc"} <= set(table.columns)
 
 
+def test_a_missing_int_param_shows_a_dash(catalog: tracker.Catalog) -> None:
+    with_it = make_run(catalog, "with", params={"epochs": 3})
+    without = make_run(catalog, "without")
+    comparison = RunComparison([with_it, without], catalog=catalog)
+    row = comparison.params.value.split(">epochs<")[1].split("</tr>")[0]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == ["3", "—"]
+
+
 def test_pages_reuse_the_same_row_widgets(catalog: tracker.Catalog, three: list[str]) -> None:
     table = RunTable(catalog=catalog, page_size=2, live=False)
     first_rows = list(table.body.children)
@@ -362,6 +370,22 @@ def test_detail_shows_params_history_metrics_files_environment_and_cells(
     assert opened == [producer.id]
 
 
+def test_detail_sets_the_status_by_hand_and_shows_a_refusal(catalog: tracker.Catalog) -> None:
+    run_id = make_run(catalog, "judged", status="failed")
+    detail = RunDetail(run_id, catalog=catalog)
+    choice, button, message = detail.status.children
+    assert choice.value == "failed"
+    choice.value = "completed"
+    button.click()
+    assert catalog.get_run(run_id).status == "completed"
+    assert "tracker-completed" in detail.header.value and message.value == ""
+    choice.value = "running"
+    button.click()
+    assert "not running; pass force=True" in message.value
+    assert catalog.get_run(run_id).status == "completed"
+    detail.close()
+
+
 def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Catalog,
                                                            tmp_path: Path) -> None:
     data = tmp_path / "out.txt"
@@ -539,6 +563,16 @@ def test_show_displays_a_run_table(catalog: tracker.Catalog, three: list[str]) -
     assert isinstance(table, RunTable)
     assert table.rows == [three[1]]
     table.close()
+
+
+def test_any_catalog_shows_its_own_runs(catalog: tracker.Catalog, three: list[str],
+                                        tmp_path: Path) -> None:
+    tracker.use_catalog(tmp_path / "elsewhere.duckdb")  # the default is another, empty one
+    table = tracker.Catalog(catalog.path).show("status = 'failed'", live=False)
+    assert isinstance(table, RunTable)
+    assert table.catalog.path == catalog.path and table.rows == [three[1]]
+    table.close()
+    tracker.use_catalog(None)
 
 
 def _wait_for(condition: Any, timeout: float = 10.0) -> None:

@@ -33,6 +33,8 @@ from tracker.api import (
     purge,
     restore_run,
     runs,
+    set_status,
+    show,
     sql,
     start_run,
     update_run,
@@ -106,6 +108,7 @@ __all__ = [
     "purge",
     "restore_run",
     "runs",
+    "set_status",
     "show",
     "sql",
     "start_run",
@@ -131,14 +134,3 @@ def unload_ipython_extension(ipython: Any) -> None:
     from tracker.ipython import unload
 
     unload(ipython)
-
-
-def show(where: str | None = None, **options: Any) -> Any:
-    """Display the runs browser (a :class:`tracker.widgets.RunTable`) and return it."""
-    from tracker.widgets import RunTable
-
-    table = RunTable(where, **options)
-    from IPython.display import display
-
-    display(table)
-    return table

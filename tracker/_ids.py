@@ -1,4 +1,11 @@
-"""Run ids: short, unique and sortable by creation time."""
+"""Run ids: unique and sortable by creation time, with a short form that tells runs apart.
+
+An id is 10 characters of milliseconds, then 6 random ones. Its first characters are shared by
+every run made near the same time (runs of one second share 8), so a listing shows the
+*last* 8 instead (:func:`short_id`): 10 bits of milliseconds and 30 random, about one in a
+million million. A reference is a full id, a prefix of one (as before), or a prefix of a short
+id; ids keep their order, so a run's rows stay together in the catalog's row groups.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +32,23 @@ def new_run_id() -> str:
     return stamp + "".join(secrets.choice(_ALPHABET) for _ in range(6))
 
 
+SHORT = 8  # characters in a run's short id
+MIN_REF = 4  # characters a prefix needs, as in git: fewer would name too many runs
+
+
+def short_id(run_id: str) -> str:
+    """The id as listings show it: its last :data:`SHORT` characters, the varying ones."""
+    return run_id[-SHORT:]
+
+
 def is_run_id(text: str) -> bool:
     """Whether ``text`` has the shape :func:`new_run_id` gives (ids from files are checked)."""
-    return len(text) == 16 and all(c in _ALPHABET for c in text)
+    return len(text) == 16 and is_id_text(text)
+
+
+def is_id_text(text: str) -> bool:
+    """Whether ``text`` holds only the characters ids are made of (a prefix may)."""
+    return all(c in _ALPHABET for c in text)
 
 
 def new_run_name() -> str:

@@ -91,30 +91,35 @@ def log_output(path: str | os.PathLike[str]) -> None:
     default_catalog().log_output(path)
 
 
-def flush() -> None:
-    """Wait until everything logged by this process is in the catalog."""
-    default_catalog().flush()
+def flush(*, timeout: float | None = None) -> None:
+    """Wait (at most ``timeout`` seconds) until everything logged by this process is in the
+    catalog."""
+    default_catalog().flush(timeout=timeout)
 
 
 def get_run(ref: str) -> RunInfo:
-    """The run ``ref`` names (id, unique prefix of 6+ characters, or ``tracker://`` key).
+    """The run ``ref`` names: its id, a unique prefix of 4+ characters of its id or of its
+    short id (the 8 characters listings show), or its ``tracker://`` key.
 
-    Raises :class:`tracker.RunNotFoundError` when nothing matches.
+    Raises :class:`tracker.RunNotFoundError` when nothing matches,
+    :class:`tracker.AmbiguousRunError` (listing the runs) when several do.
     """
     return default_catalog().get_run(ref)
 
 
 def runs(where: str | None = None, *, order_by: str | Sequence[str] | None = None,
          limit: int | None = None, offset: int = 0, include_deleted: bool = False,
-         **equals: Any) -> pd.DataFrame:
+         deleted_only: bool = False, **equals: Any) -> pd.DataFrame:
     """Runs as a DataFrame; see :meth:`tracker.Catalog.runs` and the README's filter language."""
     return default_catalog().runs(where, order_by=order_by, limit=limit, offset=offset,
-                                  include_deleted=include_deleted, **equals)
+                                  include_deleted=include_deleted, deleted_only=deleted_only,
+                                  **equals)
 
 
-def count_runs(where: str | None = None, *, by: str | None = "status") -> pd.DataFrame:
+def count_runs(where: str | None = None, *, by: str | None = "status",
+               include_deleted: bool = False) -> pd.DataFrame:
     """Numbers of runs, grouped ``by`` an attribute or a param."""
-    return default_catalog().count_runs(where, by=by)
+    return default_catalog().count_runs(where, by=by, include_deleted=include_deleted)
 
 
 def keys() -> list[str]:
@@ -147,6 +152,12 @@ def update_run(ref: str, *, name: str | None = None, labels: Sequence[str] | Non
     return default_catalog().update_run(ref, name=name, labels=labels, notes=notes)
 
 
+def set_status(ref: str, status: str, *, force: bool = False) -> RunInfo:
+    """Set a run's status by hand (a crashed run marked completed or failed...); the rules are
+    :meth:`tracker.Catalog.set_status`'s, ``force=True`` skips them. Kept in its history."""
+    return default_catalog().set_status(ref, status, force=force)
+
+
 def delete_run(ref: str) -> str:
     """Soft-delete a run; :func:`restore_run` undoes it until :func:`purge`."""
     return default_catalog().delete_run(ref)
@@ -163,9 +174,11 @@ def restore_run(ref: str) -> str:
     return default_catalog().restore_run(ref)
 
 
-def purge(older_than: str | float | None = None) -> dict[str, int]:
-    """Delete for good the runs soft-deleted more than ``older_than`` ago (e.g. ``"30d"``)."""
-    return default_catalog().purge(older_than)
+def purge(older_than: str | float | None = None, *,
+          ids: Sequence[str] | None = None) -> dict[str, int]:
+    """Delete for good the runs soft-deleted more than ``older_than`` ago (e.g. ``"30d"``),
+    only those of ``ids`` if given."""
+    return default_catalog().purge(older_than, ids=ids)
 
 
 def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -182,3 +195,8 @@ def import_run(path: str | os.PathLike[str]) -> str:
 def sql(query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Run one read-only query (a SELECT) on the catalog."""
     return default_catalog().sql(query, params)
+
+
+def show(where: str | None = None, **options: Any) -> Any:
+    """Display the runs browser (a :class:`tracker.widgets.RunTable`) and return it."""
+    return default_catalog().show(where, **options)

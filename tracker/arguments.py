@@ -90,8 +90,9 @@ def ref(value: Any) -> str:
     """A run reference must be text; what it names is for the catalog to say."""
     if isinstance(value, str):
         return value
-    raise ArgumentError("a run reference must be text (a run id, a unique prefix of 6+ "
-                        f"characters or a tracker:// key), not {_kind(value)}")
+    raise ArgumentError("a run reference must be text (a run id, a unique prefix of 4+ "
+                        "characters of an id or short id, or a tracker:// key), "
+                        f"not {_kind(value)}")
 
 
 def shown_ref(value: str) -> str:

@@ -10,6 +10,7 @@ descriptors :mod:`tracker.exchange` (docs/design.md §1).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -222,7 +223,8 @@ class Catalog:
     # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
 
     def get_run(self, ref: str) -> RunInfo:
-        """The run ``ref`` names: an id, a unique prefix of 6+ characters, or its key."""
+        """The run ``ref`` names: an id, a unique prefix of 4+ characters of an id or of a short
+        id (the 8 characters listings show), or its key."""
         from tracker import search
 
         return search.get_run(self, ref)
@@ -299,6 +301,19 @@ class Catalog:
 
         return manage.update_run(self, ref, name=name, labels=labels, notes=notes)
 
+    def set_status(self, ref: str, status: str, *, force: bool = False) -> RunInfo:
+        """Set a run's status by hand, as ``tracker status REF STATUS`` does.
+
+        The rules (``tracker.manage.TRANSITIONS``): a crashed run may be marked completed or
+        failed, a completed one failed and a failed one completed; a finished run never goes
+        back to running; a running run is not ended while its process is alive.
+        ``force=True`` skips them. Each change is kept, with who made it and when, in
+        ``RunInfo.status_history`` (the ``status_changes`` table).
+        """
+        from tracker import manage
+
+        return manage.set_status(self, ref, status, force=force)
+
     def delete_run(self, ref: str) -> str:
         """Soft-delete one run (it can be restored until a purge); returns its id."""
         from tracker import manage
@@ -334,6 +349,16 @@ class Catalog:
         from tracker import manage
 
         return manage.purge(self, older_than, ids=ids)
+
+    def show(self, where: str | None = None, **options: Any) -> Any:
+        """Display the runs browser on this catalog (a ``tracker.widgets.RunTable`` given
+        ``where`` and ``options``) and return it."""
+        # Looked up when called: the widgets sit above the catalog and import it, so naming
+        # them in an import here would close a circle (docs/design.md section 1).
+        table = importlib.import_module("tracker.widgets").RunTable(where, self, **options)
+        display = importlib.import_module("IPython.display").display
+        display(table)
+        return table
 
     def export_run(self, ref: str, path: str | os.PathLike[str], *,
                    overwrite: bool = False) -> Path:

@@ -20,7 +20,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import __version__, profile, values
+from tracker import __version__, _ids, models, profile, values
 from tracker.errors import ArgumentError, TrackerError
 
 if TYPE_CHECKING:
@@ -127,7 +127,9 @@ def _add_reading_commands(commands: _Commands) -> None:
     _add_format(runs, "table", "csv", "json")
     show = commands.add("show", _cmd_show, "show everything recorded about one run",
                         "tracker show 01m7zwkkx6hq", "tracker show 01m7zwkkx6hq --format json")
-    show.add_argument("ref", metavar="REF", help="run id, unique id prefix or tracker:// key")
+    show.add_argument("ref", metavar="REF",
+                      help="run id or short id (a unique prefix of 4+ characters of either), "
+                           "or tracker:// key")
     show.add_argument("--all", action="store_true",
                       help="include deleted runs upstream and downstream of it")
     _add_format(show, "text", "json")
@@ -147,11 +149,24 @@ def _add_trash_commands(commands: _Commands) -> None:
     restore = commands.add("restore", _cmd_restore, "bring deleted runs back from the trash",
                            "tracker restore 01m7zwkkx6hq 01m7zwmb3k2e")
     restore.add_argument("refs", metavar="REF", nargs="+", help="deleted runs to bring back")
+    _add_status_command(commands)
     purge = commands.add("purge", _cmd_purge, "delete trashed runs for good",
                          "tracker purge --older-than 30d", "tracker purge --yes")
     purge.add_argument("--older-than", metavar="AGE", type=_age,
                        help="only runs deleted longer ago than AGE (30d, 12h, 90m; default: all)")
     _add_yes(purge)
+
+
+def _add_status_command(commands: _Commands) -> None:
+    status = commands.add(
+        "status", _cmd_status, "set a run's status by hand (kept in its history)",
+        "tracker status 01m7zwkkx6hq completed", "tracker status 01m7zwkkx6hq running --force")
+    status.add_argument("ref", metavar="REF", help="the run")
+    status.add_argument("status", metavar="STATUS", choices=models.STATUSES,
+                        help=f"one of {', '.join(models.STATUSES)}")
+    status.add_argument("--force", action="store_true",
+                        help="skip the rules (a finished run never runs again; a running run "
+                             "whose process is alive is ended there)")
 
 
 def _add_moving_commands(commands: _Commands) -> None:
@@ -225,7 +240,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.format != "table":
         _write_frame(frame, args.format)
         return 0
-    formatters: dict[str, Callable[[Any], str]] = {"started_at": _local_time,
+    formatters: dict[str, Callable[[Any], str]] = {"id": _ids.short_id,  # what to copy
+                                                   "started_at": _local_time,
                                                    "duration": _duration_text}
     if len(frame):
         print(_frame_table(frame, formatters))
@@ -425,6 +441,15 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 def _cmd_restore(args: argparse.Namespace) -> int:
     for run_id in _catalog(args).restore_runs(args.refs):
         print(f"restored {run_id}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    before = catalog.get_run(args.ref).status
+    info = catalog.set_status(args.ref, args.status, force=args.force)
+    print(f"{info.id} is already {info.status}" if before == info.status
+          else f"{info.id}: {before} -> {info.status}")
     return 0
 
 

@@ -25,10 +25,12 @@ from tracker.errors import DescriptorError, first_line
 from tracker.redaction import REDACTED
 
 FORMAT = "tracker-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the stored notebook travels in a `notebooks` section
 MAX_BYTES = 64 * 1024 * 1024
 MAX_YAML_NODES = 1_000_000  # ~1 s to count and ~3 s to load with libyaml; about 0.5 GB at most
-ROLES = ("input", "output")
+ROLES = ("input", "output", "notebook")
+#: The largest stored notebook a descriptor carries (bigger ones are referred to by hash only)
+MAX_NOTEBOOK_BYTES = 16 * 1024 * 1024
 # The kinds a param is stored with: tracker.values.normalize_param's, and the redacted marker's.
 PARAM_KINDS = ("none", "bool", "enum", "int", "bigint", "float", "str", "datetime", "date",
                "time", "timedelta", "decimal", "path", "bytes", "dict", "tuple", "list", "set",
@@ -197,6 +199,11 @@ SECTIONS: dict[str, Section] = {
     "environment": Section(_fields(
         ("id", _text(pattern=_ID)), ("data", _json(mapping=True)),
         ("created_at", _timestamp)), max_rows=1),
+    # The notebooks stored with the run, by the blob name its `notebook` artifacts give: the
+    # .ipynb text, checked on import against that name's hash (tracker.exchange).
+    "notebooks": Section(_fields(
+        ("blob", _text(200, pattern=_BLOB)), ("content", _text(MAX_NOTEBOOK_BYTES))),
+        max_rows=100),
 }
 
 

@@ -1,11 +1,11 @@
 """Moving a run between catalogs as a self-contained YAML or JSON descriptor.
 
-The descriptor holds everything recorded about the run (attributes, every param value with its
-kind, every metric point, artifact versions and links, cells, environment), so importing it into
-another catalog gives back the same run. Importing never overwrites: a run already present is
-refused. Descriptors are checked by :mod:`tracker.descriptor` before anything reaches SQL, and
-only the catalog's own column names (:func:`tracker.storage.schema.column_names`) are put into
-SQL text.
+The descriptor holds everything recorded about the run (attributes, every param value with
+its kind, every metric point, artifact versions and links, cells, environment, and the
+notebook stored with it), so importing it into another catalog gives back the same run.
+Importing never overwrites: a run already present is refused. Descriptors are checked by
+:mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own column names
+(:func:`tracker.storage.schema.column_names`) are put into SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
@@ -16,12 +16,13 @@ import json
 import os
 import stat
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments, descriptor, redaction, values
-from tracker.errors import ArgumentError
+from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.search import prepare_read, records, resolve
 from tracker.storage import columns, schema
@@ -44,7 +45,7 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
         run_id = resolve(con, ref)
         run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
                        [run_id])[0]
-        data = {
+        data: dict[str, Any] = {
             "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
             "params": records(con, "SELECT key, value, kind, logged_at FROM params "
                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
@@ -58,9 +59,36 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
             "environment": records(con, "SELECT * FROM environments WHERE id = ?",
                                     [run["environment_id"]]),
         }
+    data["notebooks"] = _stored_notebooks(catalog, data["artifacts"])
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
     _write_whole(target, text, overwrite=overwrite)
     return target
+
+
+def _stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The notebooks stored with the run, as text: without them an import elsewhere would
+    keep only their hash. One too big to carry, or gone, is left out with a warning."""
+    carried, limit = [], descriptor.MAX_NOTEBOOK_BYTES
+    for blob in sorted({row["blob"] for row in artifacts
+                        if row["role"] == "notebook" and row["blob"]}):
+        path = catalog.blob_dir / blob
+        try:
+            size = path.stat().st_size
+            content = path.read_bytes().decode() if size <= limit else None
+        except (OSError, UnicodeDecodeError) as exc:
+            _warn(f"the stored notebook {blob} cannot be read ({exc}); the descriptor refers "
+                  "to it by hash only")
+            continue
+        if content is None:
+            _warn(f"the stored notebook {blob} is {size / 2**20:.0f} MiB, more than the "
+                  f"{limit // 2**20} MiB a descriptor carries; it refers to it by hash only")
+            continue
+        carried.append({"blob": blob, "content": content})
+    return carried
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"tracker: export: {message}", TrackerWarning, stacklevel=4)
 
 
 def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
@@ -145,6 +173,7 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     data = _as_recorded(catalog, descriptor.load(Path(arguments.path(path, "path"))))
     run = data["run"]
     run_id = run["id"]
+    data["artifacts"] = _keep_notebooks(catalog, data)
     with catalog.connect(write=True) as con:
         if con.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
             raise ArgumentError(f"run {run_id} is already in {catalog.path}; nothing imported "
@@ -186,6 +215,34 @@ def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "run": run, "params": params, "artifacts": artifacts,
             "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
             "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]]}
+
+
+def _keep_notebooks(catalog: Catalog, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Store the notebooks the descriptor carries as this catalog's blobs (redacted, as any
+    stored notebook is) and return the artifacts pointing at them. A notebook is refused
+    unless its text has the hash its blob name says: a file edited by hand could otherwise
+    put other content under a name every reader trusts."""
+    renamed: dict[str, dict[str, Any]] = {}
+    for index, row in enumerate(data["notebooks"]):
+        content = row["content"].encode()
+        if hash_bytes(content).replace(":", "-") != row["blob"]:
+            raise DescriptorError(f"notebooks[{index}].content does not match its blob name "
+                                  f"{row['blob']}; re-export the run", field="notebooks")
+        renamed[row["blob"]] = _store_blob(catalog, content)
+    return [{**row, **renamed[row["blob"]]} if row["blob"] in renamed else row
+            for row in data["artifacts"]]
+
+
+def _store_blob(catalog: Catalog, content: bytes) -> dict[str, Any]:
+    """The content kept as a blob of the catalog, as a notebook is at the end of a run."""
+    from tracker.delivery import store_blob
+
+    catalog.ensure_folder()
+    with tempfile.TemporaryDirectory(dir=catalog.folder, prefix=".import-") as folder:
+        staged = Path(folder) / "notebook.ipynb"
+        staged.write_bytes(content)
+        facts = store_blob(catalog, str(staged))
+    return {key: facts[key] for key in ("size", "hash", "blob")}
 
 
 def _cell_as_recorded(redactor: redaction.Redactor, row: dict[str, Any]) -> dict[str, Any]:

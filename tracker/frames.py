@@ -7,7 +7,7 @@ Shared by the reads of :mod:`tracker.search` and the user's own ``sql()``
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None =
 
     pandas keeps text in Arrow arrays, so Arrow hands it over as it is: ~2x faster than
     duckdb's own conversion, which builds a Python string per value (60 ms of a 16k-run filter).
-    Lists (labels) become Python lists and missing ones None, as users expect.
+    Lists (labels) become Python lists and missing ones None, as users expect. Integers and
+    booleans keep their type where values are missing (:func:`_nullable_types`).
     """
     import pyarrow as pa
 
@@ -35,8 +36,24 @@ def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None =
         warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
         fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
         arrow = fetch()
-    table = arrow.to_pandas()
+    table = arrow.to_pandas(types_mapper=_nullable_types())
     for field in arrow.schema:
         if pa.types.is_list(field.type):  # numpy arrays otherwise
             table[field.name] = table[field.name].map(list, na_action="ignore")
     return table
+
+
+def _nullable_types() -> Callable[[Any], Any]:
+    """Arrow's integer and boolean types as pandas' nullable dtypes (``Int64``, ``boolean``),
+    so a column keeps its type whether or not a value is missing: numpy's would turn ints into
+    floats (``params.epochs`` 3.0) and booleans into objects once one run lacks the key.
+    Floats stay float64 (missing is NaN), text stays object."""
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
+                pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+                pa.bool_(): pd.BooleanDtype()}
+    return nullable.get

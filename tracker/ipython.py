@@ -312,6 +312,7 @@ class Session:
         if self.capture is not None:
             self.capture.new_cell()
         run.exit_status = models.COMPLETED if result.success else models.FAILED
+        run.exit_error = None if error is None else _cell_error(result.execution_count, error)
         recorder.spool()
         if self._ends_nbval_session(source):
             self.end()
@@ -442,6 +443,14 @@ def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
         "error_type": type(error).__name__ if error is not None else None,
         "error_message": _error_message(error, redactor),
     }
+
+
+def _cell_error(execution_count: int | None, error: BaseException) -> str:
+    """A failed run's ``error``: the failing cell as ``tracker show`` lists it,
+    ``[4] ZeroDivisionError: division by zero`` (the first line of the message, cut)."""
+    first = (str(error).strip().splitlines() or [""])[0][:500]
+    text = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return f"[{execution_count}] {text}" if execution_count is not None else text
 
 
 def _error_message(error: BaseException | None, redactor: redaction.Redactor) -> str | None:

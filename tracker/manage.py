@@ -1,4 +1,5 @@
-"""Changing runs after the fact: rename and relabel, soft delete and restore, purge for good.
+"""Changing runs after the fact: rename and relabel, set a status by hand, soft delete and
+restore, purge for good.
 
 Deletion is two steps, as in MLflow: ``delete_runs`` only stamps ``deleted_at`` (undone by
 ``restore_runs``); ``purge`` removes soft-deleted runs with everything recorded about them, the
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import socket
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, redaction, values
-from tracker.errors import ArgumentError
+from tracker import arguments, models, redaction, values
+from tracker.errors import ArgumentError, TrackerError
 from tracker.search import check_filters, matching, prepare_read, resolve
-from tracker.storage import columns
+from tracker.storage import columns, recovery
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -84,6 +86,73 @@ def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None
             run.name = changes["name"]
 
 
+#: What a status set by hand may be, by the run's status now (``force=True`` skips the rules):
+#: a finished run never runs again, and ``crashed`` is tracker's finding that a run's process
+#: died, not a verdict a person gives. A running run is ended by its own process, or by hand
+#: once that process is gone (:func:`_check_transition`).
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    models.RUNNING: (models.COMPLETED, models.FAILED, models.CRASHED),
+    models.COMPLETED: (models.FAILED,),
+    models.FAILED: (models.COMPLETED,),
+    models.CRASHED: (models.COMPLETED, models.FAILED),
+}
+
+
+def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) -> RunInfo:
+    """See :meth:`tracker.Catalog.set_status`."""
+    arguments.choice(status, "status", {name: "" for name in models.STATUSES})
+    if not isinstance(force, bool):
+        raise ArgumentError(f"force must be True or False, not {force!r:.60}")
+    prepare_read(catalog)
+    from tracker.run import local_to, user_name
+
+    with catalog.connect(write=True) as con:
+        run_id = resolve(con, ref)
+        old, host, pid, started, heartbeat = con.execute(
+            "SELECT status, host, pid, process_start, epoch(heartbeat_at) FROM runs "
+            "WHERE id = ?", [run_id]).fetchone()
+        if old != status:  # setting the status a run has is no change, and not history
+            if not force:
+                own = run_id in local_to(catalog.path).runs
+                _check_transition(old, status, alive=own or not recovery.is_dead(
+                    host, pid, started, heartbeat), where=f"pid {pid} on {host}")
+            con.execute("BEGIN")
+            _apply_status(con, run_id, status)
+            con.execute("INSERT INTO status_changes VALUES (?, ?, ?, ?, ?, now(), ?)",
+                        [run_id, old, status, user_name(), socket.gethostname(), force])
+            con.execute("COMMIT")
+    return catalog.get_run(run_id)
+
+
+def _check_transition(old: str, new: str, *, alive: bool, where: str) -> None:
+    """Refuse a change :data:`TRANSITIONS` does not allow, saying why and how to force it."""
+    if old == models.RUNNING and alive:
+        raise _refused(f"it is running and its process ({where}) is alive: the run is ended "
+                       "there (tracker.end_run), or by tracker once that process is gone")
+    if new not in TRANSITIONS[old]:
+        allowed = " or ".join(TRANSITIONS[old])
+        raise _refused(f"a {old} run may be marked {allowed} by hand, not {new}")
+
+
+def _refused(reason: str) -> TrackerError:
+    return ArgumentError(f"status not changed: {reason}; pass force=True (tracker status "
+                         "--force) to set it anyway")
+
+
+def _apply_status(con: Any, run_id: str, status: str) -> None:
+    """Set the status; a run that ends here ends at its last sign of life, as recovery does,
+    and one forced back to running has no end."""
+    if status == models.RUNNING:
+        con.execute("UPDATE runs SET status = ?, ended_at = NULL, duration = NULL WHERE id = ?",
+                    [status, run_id])
+        return
+    con.execute(
+        "UPDATE runs SET status = ?, "
+        "ended_at = coalesce(ended_at, heartbeat_at, started_at), "
+        "duration = epoch(coalesce(ended_at, heartbeat_at, started_at)) - epoch(started_at) "
+        "WHERE id = ?", [status, run_id])
+
+
 def delete_runs(catalog: Catalog, where: str | None = None, *,
                 ids: Sequence[str] | None = None, **equals: Any) -> list[str]:
     """See :meth:`tracker.Catalog.delete_runs`; a filter or ids is required."""
@@ -126,6 +195,7 @@ _PURGE = (
     "DELETE FROM params WHERE list_contains($ids, run_id)",
     "DELETE FROM metrics WHERE list_contains($ids, run_id)",
     "DELETE FROM cells WHERE list_contains($ids, run_id)",
+    "DELETE FROM status_changes WHERE list_contains($ids, run_id)",
     "DELETE FROM run_values WHERE list_contains($ids, id)",
     "DELETE FROM runs WHERE list_contains($ids, id)",
     "DELETE FROM environments e WHERE NOT EXISTS "

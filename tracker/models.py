@@ -60,6 +60,9 @@ class RunInfo:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     #: executed cells in execution order: ``{"seq", "execution_count", "source", "success", ...}``
     cells: list[dict[str, Any]] = field(default_factory=list)
+    #: statuses set by hand, oldest first: ``{"old_status", "new_status", "username", "host",
+    #: "changed_at", "forced"}`` (see :func:`tracker.set_status`)
+    status_history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[dict[str, Any]]:

@@ -63,7 +63,8 @@ _MISSING = object()
 _INT64 = values.INT64
 
 
-def _user() -> str | None:
+def user_name() -> str | None:
+    """The login name of this process's user, recorded with what it does."""
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
@@ -92,6 +93,8 @@ class Run:
         self.ended = False
         #: set by whoever owns the run's ending (the notebook extension) for the exit handler
         self.exit_status = models.COMPLETED
+        #: the error that made exit_status failed (the failing cell), stored as the run's error
+        self.exit_error: str | None = None
         self.session = False  # True for the run the notebook extension owns
         self._warned: set[str] = set()
         self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
@@ -305,6 +308,8 @@ class Run:
         self._recorder.finished(self)
 
     def _queue_end(self, status: str, error: str | None = None) -> None:
+        if error is None and status == models.FAILED:
+            error = self.exit_error
         self.ended = True
         self._push(events.End(self.id, status, time.time(), self._recorder.redactor.text(error)))
 
@@ -347,7 +352,7 @@ class Recorder:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
-        self.user = _user()
+        self.user = user_name()
         owner = {"host": self.host, "pid": self.pid, "process_start": self.process_start}
         self._owner_line = (json.dumps({"owner": owner}) + "\n").encode()
         self.spool_path = catalog.spool_dir / f"{self.host}-{self.pid}-{_ids.new_run_id()}.jsonl"

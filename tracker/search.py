@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from tracker.catalog import Catalog
 
-MIN_PREFIX = 6
 READ_FLUSH_WAIT = 1.0  # seconds a read waits to write this process's own events first
 # Lagging runs from which a read fills the value columns. Fewer are read from their JSON,
 # while a catch-up holds the write lock for a checkpoint: with 8 writers and 2 readers,
@@ -263,16 +262,20 @@ def _group_expression(scope: str, key: str, layout: columns.Layout) -> str:
 
 
 def resolve(con: Any, ref: str) -> str:
-    """The full id a reference names (id, unique prefix of 6+ characters, or run key); a key
-    names the run only in its own project."""
+    """The full id a reference names (an id, a prefix of 4+ characters of an id or of its short
+    id, or a run key); a key names the run only in its own project."""
     project, text = _ids.parse_ref(arguments.ref(ref))
     missing = RunNotFoundError(arguments.shown_ref(ref))
     if not text or len(ref) > arguments.MAX_REF or not _encodable(ref):
         raise missing
     if con.execute("SELECT 1 FROM runs WHERE id = ?", [text]).fetchone():
         run_id = text
-    elif len(text) < MIN_PREFIX:
+    elif not _ids.is_id_text(text):
         raise missing
+    elif len(text) < _ids.MIN_REF:
+        raise ArgumentError(f"{arguments.shown_ref(ref)!r} is too short to name a run: give "
+                            f"{_ids.MIN_REF} or more characters of its id or short id (the "
+                            f"{_ids.SHORT} characters listings show)")
     else:
         run_id = _unique_prefix(con, ref, text)
     if project is not None and not con.execute(
@@ -282,14 +285,40 @@ def resolve(con: Any, ref: str) -> str:
     return run_id
 
 
+CANDIDATES = 10  # runs an ambiguous reference lists
+# Which ids a prefix names (by whether it is short enough to be a short id's). An id prefix
+# reads only the row groups whose ids can start with it; a short id's needs every id: measured
+# on 100,000 runs, `contains` first cut that scan from ~45 ms to ~18 ms (docs/design.md).
+_PREFIX_OF = {
+    False: "starts_with(id, $p)",
+    True: "contains(id, $p) AND (starts_with(id, $p) "
+          f"OR starts_with(right(id, {_ids.SHORT}), $p))",
+}
+
+
 def _unique_prefix(con: Any, ref: str, prefix: str) -> str:
-    matches = [row[0] for row in con.execute(
-        "SELECT id FROM runs WHERE starts_with(id, ?) ORDER BY id LIMIT 6", [prefix]).fetchall()]
-    if not matches:
-        raise RunNotFoundError(ref)
-    if len(matches) > 1:
-        raise AmbiguousRunError(ref, matches)
-    return matches[0]
+    """The one run whose id, or short id, starts with ``prefix``."""
+    rows = con.execute(
+        f"SELECT id, count(*) OVER () FROM runs WHERE {_PREFIX_OF[len(prefix) <= _ids.SHORT]} "
+        "ORDER BY started_at DESC, id LIMIT $n",
+        {"p": prefix, "n": CANDIDATES}).fetchall()
+    if not rows:
+        raise RunNotFoundError(arguments.shown_ref(ref))
+    if len(rows) > 1:
+        raise _ambiguous(arguments.shown_ref(ref), [row[0] for row in rows], rows[0][1])
+    return str(rows[0][0])
+
+
+def _ambiguous(ref: str, candidates: list[str], total: int) -> AmbiguousRunError:
+    """An AmbiguousRunError that lists the candidates, newest first: all of them, or the
+    first :data:`CANDIDATES` and how many there are."""
+    error = AmbiguousRunError(ref, candidates)
+    shown = ", ".join(candidates)
+    some = "" if total == len(candidates) else f"the {len(candidates)} newest: "
+    # The class's own message names at most 5 of the matches it is given, and their number
+    # as the total: this one says how many there are in all and lists what it was given.
+    error.args = (f"{ref!r} matches {total:,} runs ({some}{shown}); give more characters",)
+    return error
 
 
 def _encodable(text: str) -> bool:
@@ -334,6 +363,8 @@ def _run_info(con: Any, run_id: str) -> RunInfo:
         artifacts=records(con, _ARTIFACTS_OF_RUN, [run_id]),
         cells=records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
                        [run_id]),
+        status_history=records(con, "SELECT * EXCLUDE (run_id) FROM status_changes "
+                                    "WHERE run_id = ? ORDER BY changed_at, rowid", [run_id]),
     )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from tracker.models import RunInfo
+from tracker.errors import TrackerError
+from tracker.models import STATUSES, RunInfo
 
 from . import _html as h
 from ._catalog import CatalogLike, current_run_id, resolve_catalog
@@ -40,14 +41,15 @@ class RunDetail(w.VBox):
         self.info: RunInfo | None = None
         self.links: dict[str, w.Button] = {}
         self.header = w.HTML()
+        self.status = _status_control(self)
         self.params = w.HTML()
         self.metrics = w.HTML()
         self.files = w.HTML()
         self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.environment = w.HTML()
         self.cells = w.HTML()
-        super().__init__([self.header, self.params, self.metrics, self.files, self.related,
-                          self.environment, self.cells])
+        super().__init__([self.header, self.status, self.params, self.metrics, self.files,
+                          self.related, self.environment, self.cells])
         styled(self)
         self.load(run_id)
 
@@ -58,6 +60,7 @@ class RunDetail(w.VBox):
         lineage = self.catalog.lineage(info.id)
         self.info = info
         self.header.value = _header(info, here=info.id == current_run_id(self.catalog))
+        self.status.children[0].value = info.status
         self.params.value = _params(info)
         self.metrics.value = _metrics(info, history)
         self.files.value = _files(info)
@@ -88,6 +91,29 @@ class RunDetail(w.VBox):
         for widget in old:
             if widget not in buttons:
                 widget.close()
+
+
+def _status_control(detail: RunDetail) -> w.HBox:
+    """Set the run's status by hand (:func:`tracker.set_status`, under its rules): a refusal,
+    such as ending a run whose process is alive, is shown in place."""
+    choice = w.Dropdown(options=STATUSES, layout=w.Layout(width="120px"))
+    button = w.Button(description="set status", tooltip="mark the run with the chosen status "
+                                                        "(kept in its history)")
+    message = w.HTML()
+
+    def apply(_: Any) -> None:
+        if detail.info is None:
+            return
+        try:
+            detail.catalog.set_status(detail.info.id, choice.value)
+        except TrackerError as exc:
+            message.value = h.message(str(exc), "error")
+            return
+        message.value = ""
+        detail.load(detail.info.id)
+
+    button.on_click(apply)
+    return w.HBox([choice, button, message])
 
 
 def _header(info: RunInfo, *, here: bool) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -70,6 +70,10 @@ TABLES: dict[str, str] = {
     "cell_id VARCHAR, source_hash VARCHAR, source VARCHAR, started_at TIMESTAMPTZ, "
     "duration DOUBLE, success BOOLEAN, error_type VARCHAR, error_message VARCHAR",
     "environments": "id VARCHAR NOT NULL, data JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL",
+    # Every status set by hand (tracker.set_status): who, where, when, from what to what.
+    "status_changes": "run_id VARCHAR NOT NULL, old_status VARCHAR NOT NULL, "
+    "new_status VARCHAR NOT NULL, username VARCHAR, host VARCHAR, "
+    "changed_at TIMESTAMPTZ NOT NULL, forced BOOLEAN NOT NULL",
     # The column of run_values that holds each params and metrics key; see
     # tracker.storage.columns.
     "value_columns": "namespace VARCHAR NOT NULL, key VARCHAR NOT NULL, name VARCHAR NOT NULL",
@@ -135,9 +139,14 @@ def _lazy_value_columns(con: Connection) -> None:
     columns.refresh(con)
 
 
+def _add_status_changes(con: Connection) -> None:
+    """Version 5: the history of statuses set by hand, kept apart from what the run recorded."""
+    con.execute(f"CREATE TABLE status_changes ({TABLES['status_changes']})")
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
 MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via,
-                                    3: _lazy_value_columns}
+                                    3: _lazy_value_columns, 4: _add_status_changes}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:
