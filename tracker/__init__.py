@@ -134,11 +134,12 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def show(where: str | None = None, **options: Any) -> Any:
-    """Display the runs browser (a :class:`tracker.widgets.RunTable`) and return it."""
+    """Display the runs browser (a :class:`tracker.widgets.RunTable`) and return it.
+
+    Drawn once: as the last line of a cell, the returned table is not displayed again.
+    """
     from tracker.widgets import RunTable
 
     table = RunTable(where, **options)
-    from IPython.display import display
-
-    display(table)
+    table.display()
     return table
