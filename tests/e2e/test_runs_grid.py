@@ -148,6 +148,12 @@ def test_sorted_metric_stays_aligned_and_details_open_in_view(
         const r = document.querySelector('.tracker-panel').getBoundingClientRect();
         return r.top >= 0 && r.top < window.innerHeight - 100;
     }""", timeout=TIMEOUT_MS)
+    # Close goes back to the table.
+    page.locator("button[title='close this panel and go back to the table']").click()
+    page.wait_for_function("""() => {
+        const r = document.querySelector('.tracker-grid').getBoundingClientRect();
+        return r.top >= -1 && r.top < window.innerHeight / 2;
+    }""", timeout=TIMEOUT_MS)
     # Nothing in the toolbar is cut: every button shows its whole label.
     cut = page.evaluate("""() => [...document.querySelectorAll('.tracker-ui button')]
         .filter((b) => b.offsetWidth > 0 && b.scrollWidth > b.clientWidth + 1
@@ -182,11 +188,30 @@ def test_column_manager_adds_a_key_only_page_3_has(lab: Lab, page: Page,
     entry.locator("input[type=checkbox]").check()
     wait_for(page, "th[data-key='params.rare_key']")
 
+    # Columns resize by their header's edge; the width outlives the next page's redraw.
+    head = page.locator("th[data-key='params.rare_key']")
+    before = head.bounding_box()
+    assert before is not None
+    handle = head.locator(".tracker-grid-resize")
+    handle.hover()
+    page.mouse.down()
+    page.mouse.move(before["x"] + before["width"] + 60, before["y"] + 5, steps=4)
+    page.mouse.up()
+
     for _ in range(2):
         page.locator("button[title='next page']").click()
     page.wait_for_function(
         "() => [...document.querySelectorAll('tr.tracker-grid-row td')]"
         ".some((td) => td.textContent.startsWith('rare-'))", timeout=TIMEOUT_MS)
+    after = head.bounding_box()
+    assert after is not None and after["width"] > before["width"] + 40
+    cells = page.evaluate("""() => {
+        const th = document.querySelector("th[data-key='params.rare_key']");
+        const i = [...th.parentElement.children].indexOf(th);
+        return [...document.querySelectorAll('tr.tracker-grid-row')]
+            .map((tr) => tr.children[i].getBoundingClientRect().width);
+    }""")
+    assert all(abs(width - after["width"]) < 1 for width in cells)
 
 
 def test_bars_pass_aa_contrast_in_light_and_dark_themes(lab: Lab, page: Page,
