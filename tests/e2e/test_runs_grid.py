@@ -14,7 +14,14 @@ import pytest
 
 import tracker
 
-from .jupyterlab import Lab, choose_menu_item, open_notebook, run_all_cells, wait_for, write_notebook
+from .jupyterlab import (
+    Lab,
+    choose_menu_item,
+    open_notebook,
+    run_all_cells,
+    wait_for,
+    write_notebook,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
