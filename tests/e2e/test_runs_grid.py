@@ -212,6 +212,15 @@ def test_column_manager_adds_a_key_only_page_3_has(lab: Lab, page: Page,
         ".some((td) => td.textContent.startsWith('rare-'))", timeout=TIMEOUT_MS)
     after = head.bounding_box()
     assert after is not None and after["width"] > before["width"] + 40
+
+    # The keyboard walks the run names; Enter opens the focused one.
+    names = page.locator(f"{ROW} button.tracker-grid-name")
+    names.first.focus()
+    page.keyboard.press("ArrowDown")
+    second = names.nth(1).inner_text()
+    assert page.evaluate("() => document.activeElement.textContent") == second
+    page.keyboard.press("Enter")
+    wait_for(page, f".tracker-panel :text('{second}')")
     cells = page.evaluate("""() => {
         const th = document.querySelector("th[data-key='params.rare_key']");
         const i = [...th.parentElement.children].indexOf(th);
