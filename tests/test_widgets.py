@@ -62,20 +62,25 @@ def table(catalog: tracker.Catalog, three: list[str]) -> Iterator[RunTable]:
     view.close()
 
 
-def row_widgets(table: RunTable, index: int) -> tuple[w.Checkbox, w.Button, w.HTML]:
-    check, name, cells = table.body.children[index].children
-    return check, name, cells
+def names(table: RunTable | TrashView) -> list[str]:
+    """The run names the grid shows, top to bottom."""
+    return [row["name"] for row in table.grid.rows]
 
 
-def header_button(table: RunTable, column: str) -> w.Button:
-    for button in table.header.children[1:]:
-        if button.tooltip.split(":")[0] == column:
-            return button
-    raise AssertionError(f"no header {column!r}")
+def cell(table: RunTable | TrashView, index: int, source: str) -> dict[str, Any]:
+    """The cell of column ``source`` ("status", "params.lr"...) in row ``index`` of the grid."""
+    sources = [column["source"] for column in table.grid.columns]
+    return table.grid.rows[index]["cells"][sources.index(source)]
 
 
-def names(table: RunTable) -> list[str]:
-    return [row_widgets(table, i)[1].description for i in range(len(table.rows))]
+def click(view: RunTable | TrashView, event: str, value: str) -> None:
+    """What the browser sends for a click on a header ("sort") or on a run's name ("open")."""
+    view.grid.handle_event({"event": event, "id" if event == "open" else "key": value})
+
+
+def tick(view: RunTable | TrashView, ids: Sequence[str]) -> None:
+    """Tick exactly these runs of the page, as the grid's checkboxes do."""
+    view.grid.selected = list(ids)
 
 
 def walk(widget: w.Widget) -> Iterator[w.Widget]:
@@ -100,9 +105,8 @@ def test_table_shows_newest_runs_first_with_the_total(table: RunTable, three: li
     assert table.total == 3
     assert names(table) == ["c", "b", "a"]
     assert "runs 1–3 of 3" in table.pager.value
-    cells = row_widgets(table, 1)[2].value
-    assert "tracker-pill tracker-failed" in cells
-    assert ">failed<" in cells
+    assert cell(table, 1, "status") == {"t": "failed", "tip": "failed", "c": "pill-failed"}
+    assert cell(table, 1, "metrics.acc")["t"] == "0.9"
     assert {"status", "params.lr", "metrics.acc"} <= set(table.columns)
 
 
@@ -114,30 +118,31 @@ def test_a_missing_int_param_shows_a_dash(catalog: tracker.Catalog) -> None:
     assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == ["3", "—"]
 
 
-def test_pages_reuse_the_same_row_widgets(catalog: tracker.Catalog, three: list[str]) -> None:
+def test_pages_are_read_from_the_catalog_one_at_a_time(catalog: tracker.Catalog,
+                                                        three: list[str]) -> None:
     table = RunTable(catalog=catalog, page_size=2, live=False)
-    first_rows = list(table.body.children)
 
     table.next_button.click()
 
     assert table.rows == [three[0]]
+    assert [row["id"] for row in table.grid.rows] == [three[0]]  # only the page is sent
     assert table.total == 3
-    assert list(table.body.children) == first_rows
-    assert not visible(first_rows[1])
     assert "runs 3–3 of 3" in table.pager.value
     assert table.next_button.disabled
     table.previous_button.click()
     assert table.rows == three[:0:-1]
-    assert visible(first_rows[1])
+    assert len(table.grid.rows) == 2
+    table.close()
 
 
 def test_header_click_sorts_in_the_catalog_and_flips(table: RunTable, three: list[str]) -> None:
-    header_button(table, "metrics.acc").click()
+    click(table, "sort", "metrics.acc")
 
     assert names(table) == ["b", "c", "a"]
-    assert header_button(table, "metrics.acc").description.endswith("▼")
-    header_button(table, "metrics.acc").click()
+    assert (table.grid.order_key, table.grid.descending) == ("metrics.acc", True)  # the ▼
+    click(table, "sort", "metrics.acc")
     assert names(table) == ["a", "c", "b"]
+    assert table.grid.descending is False
     table.sort_by("params.lr", descending=False)
     assert names(table) == ["b", "c", "a"]
 
@@ -187,20 +192,27 @@ def test_quick_filters_combine_with_the_filter_box(table: RunTable) -> None:
     assert table.total == 3
 
 
-def test_select_all_ticks_every_row_of_the_page(table: RunTable, three: list[str]) -> None:
-    table.select_all.value = True
+def test_ticks_in_the_grid_select_runs_across_pages(catalog: tracker.Catalog,
+                                                     three: list[str]) -> None:
+    table = RunTable(catalog=catalog, page_size=2, live=False)
+    tick(table, table.rows)  # the header's select-all box ticks the page
 
+    assert table.selected == set(three[1:])
+    assert "2 selected" in table.selection_html.value
+    table.next_page()
+    tick(table, [three[0]])
     assert table.selected == set(three)
-    assert all(row_widgets(table, i)[0].value for i in range(3))
-    assert "3 selected" in table.selection_html.value
-    row_widgets(table, 0)[0].value = False
-    assert table.selected == set(three[:2])
-    assert table.select_all.value is False
+    assert table.grid.selected == [three[0]]
+    table.previous_page()
+    assert sorted(table.grid.selected) == sorted(three[1:])  # ticks shown again
+    tick(table, [three[2]])
+    assert table.selected == {three[0], three[2]}
+    table.close()
 
 
 def test_delete_asks_first_then_soft_deletes_and_undo_restores(
         table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
-    row_widgets(table, 0)[0].value = True  # run c
+    tick(table, [three[2]])  # run c
     table.delete_button.click()
 
     assert visible(table.confirmation)
@@ -216,6 +228,8 @@ def test_delete_asks_first_then_soft_deletes_and_undo_restores(
     assert catalog.get_run(three[2]).deleted_at is None
     assert table.rows == three[::-1]
     assert table.message == "1 run restored."
+    assert table.selected == {three[2]}  # the run comes back selected, as it went
+    assert table.grid.selected == [three[2]]
 
 
 def test_cancel_deletes_nothing(table: RunTable, catalog: tracker.Catalog,
@@ -230,18 +244,19 @@ def test_cancel_deletes_nothing(table: RunTable, catalog: tracker.Catalog,
     assert catalog.count_runs(by=None)["count"][0] == 3
 
 
-def test_column_chooser_offers_keys_of_runs_on_other_pages(catalog: tracker.Catalog,
+def test_column_manager_offers_keys_of_runs_on_other_pages(catalog: tracker.Catalog,
                                                            three: list[str]) -> None:
     make_run(catalog, "old", params={"dropout": 0.5}, metrics={"f1": [0.4]})
     view = RunTable("name != 'old'", catalog=catalog, live=False)
     try:
         view.load_choices()  # waits for the background load, then reads the keys again
         view.columns_button.value = True
-        offered = {key for _, key in view.chooser.options}
-        assert {"params.dropout", "metrics.f1"} <= offered
+        assert view.grid.manager_open
+        offered = {entry["key"]: entry["kind"] for entry in view.grid.offered}
+        assert offered["params.dropout"] == "param" and offered["metrics.f1"] == "metric"
         assert "params.dropout" not in view.columns  # defaults come from the runs shown
 
-        view.chooser.value = ("status", "params.dropout")
+        view.grid.chosen = ["status", "params.dropout"]  # ticked in the manager
 
         assert view.columns == ["status", "params.dropout"]
     finally:
@@ -255,30 +270,57 @@ def test_delete_without_a_selection_explains(table: RunTable) -> None:
     assert "Select runs" in table.message
 
 
-def test_column_chooser_sets_the_columns(table: RunTable) -> None:
-    table.columns_button.value = True
-    assert visible(table.chooser)
-    assert ("params.model", "params.model") in table.chooser.options
+def test_column_manager_orders_pins_and_resets_columns(table: RunTable) -> None:
+    table.grid.chosen = ["status", "params.model", "metrics.acc"]
+    assert [c["title"] for c in table.grid.columns] == ["status", "model", "acc"]
+    assert [c["kind"] for c in table.grid.columns] == ["attribute", "param", "metric"]
+    assert cell(table, 0, "params.model")["t"] == "cnn"
 
-    table.chooser.value = ("status", "params.model")
+    table.grid.pinned = ["metrics.acc"]  # pinned columns come first and stay in view
 
-    assert table.columns == ["status", "params.model"]
-    assert [b.description.split(" ")[0] for b in table.header.children[1:]] == [
-        "name", "status", "model"]
-    assert table.header.children[-1].icon == "sliders"
-    assert ">cnn<" in row_widgets(table, 0)[2].value
+    assert table.columns == ["metrics.acc", "status", "params.model"]
+    assert table.grid.columns[0]["pinned"] is True
+    table.grid.widths = {"params.model": 220}
+    click(table, "reset", "")
+    assert table.columns == ["project", "status", "started_at", "duration", "labels",
+                             "params.lr", "params.model", "metrics.acc"]
+    assert table.grid.pinned == [] and table.grid.widths == {}
+
+
+def test_default_columns_show_common_params_then_metrics_then_rare_ones(
+        catalog: tracker.Catalog) -> None:
+    for i in range(4):
+        make_run(catalog, f"r{i}", params={"model": "cnn", "seed": i, **({"odd": 1} if i == 0
+                                                                          else {})},
+                 metrics={"acc": [0.5]}, project="vision")
+    table = RunTable(catalog=catalog, live=False)
+
+    assert table.columns == ["project", "status", "started_at", "duration", "labels",
+                             "params.model", "params.seed", "metrics.acc", "params.odd"]
+    table.close()
+
+
+def test_notebook_column_shows_only_when_names_do_not_repeat_it() -> None:
+    from tracker.widgets import _columns
+
+    same = [{"name": "train #3", "notebook_name": "train.ipynb"},
+            {"name": "x", "notebook_name": None}]
+    other = [*same, {"name": "sweep-a", "notebook_name": "train.ipynb"}]
+
+    assert "notebook_name" not in _columns.default_columns([], same)
+    assert "notebook_name" in _columns.default_columns([], other)
 
 
 def test_current_run_is_marked(catalog: tracker.Catalog, three: list[str]) -> None:
     run = catalog.start_run("live one")
     table = RunTable(catalog=catalog, live=False)
     try:
-        check, name, cells = row_widgets(table, 0)
-        assert name.description == "● live one"
-        assert "tracker-current" in table.body.children[0]._dom_classes
-        assert "tracker-running" in cells.value
+        first, second = table.grid.rows[:2]
+        assert first["name"] == "live one" and first["current"] is True
+        assert "this notebook's run" in first["tip"]
+        assert cell(table, 0, "status")["c"] == "pill-running"
         assert "● this notebook" in table.pager.value
-        assert not row_widgets(table, 1)[1].description.startswith("●")
+        assert second["current"] is False
     finally:
         table.close()
         run.end()
@@ -289,16 +331,14 @@ def test_running_runs_update_in_place_in_the_background(catalog: tracker.Catalog
     run.log_metric("loss", 1.5)
     table = RunTable(catalog=catalog, interval=0.05)
     try:
-        cells = row_widgets(table, 0)[2]
-        assert "1.5" in cells.value
+        assert cell(table, 0, "metrics.loss")["t"] == "1.5"
         assert table.live_updating
         run.log_metric("loss", 0.25)
         catalog.flush()
-        _wait_for(lambda: "0.25" in cells.value)
+        _wait_for(lambda: cell(table, 0, "metrics.loss")["t"] == "0.25")
         run.end("completed")
-        _wait_for(lambda: "tracker-completed" in cells.value)
+        _wait_for(lambda: cell(table, 0, "status")["c"] == "pill-completed")
         _wait_for(lambda: not table.live_updating)
-        assert row_widgets(table, 0)[2] is cells  # the same widget, updated in place
     finally:
         table.close()
 
@@ -405,13 +445,16 @@ def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Cat
 
 
 def test_table_opens_detail_from_the_name_button(table: RunTable, three: list[str]) -> None:
-    row_widgets(table, 2)[1].click()
+    reveals = table.grid.reveal
+    click(table, "open", three[0])
 
+    assert table.grid.reveal == reveals + 1 and table.grid.reveal_target == "panel"
     assert isinstance(table.view, RunDetail)
     assert table.view.info is not None and table.view.info.id == three[0]
     assert ">cnn<" in table.view.params.value
     table.close_panel()
     assert table.view is None
+    assert table.grid.reveal_target == "grid"  # back to the table
 
 
 def test_compare_highlights_differing_params(table: RunTable, three: list[str]) -> None:
@@ -515,7 +558,13 @@ def test_hostile_strings_show_only_escaped_in_every_html_value(catalog: tracker.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "&lt;img src=x onerror=alert(2)&gt;.csv" in text
-    assert any(SCRIPT in b.description for b in walk(table) if isinstance(b, w.Button))
+    # The grids get plain text, which the browser writes with textContent, never as markup.
+    assert SCRIPT in names(table.view) or IMG in names(table.view)  # the trash's grid
+    table.close_panel()
+    assert {SCRIPT, IMG} <= set(names(table))
+    assert cell(table, names(table).index(SCRIPT), "labels")["l"] == [IMG]
+    script = (Path(tracker.widgets.__file__).parent / "grid.js").read_text(encoding="utf-8")
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", script)
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -573,6 +622,73 @@ def test_any_catalog_shows_its_own_runs(catalog: tracker.Catalog, three: list[st
     assert table.catalog.path == catalog.path and table.rows == [three[1]]
     table.close()
     tracker.use_catalog(None)
+
+
+@pytest.mark.slow
+def test_show_as_the_last_line_draws_one_browser(catalog: tracker.Catalog, three: list[str],
+                                                  tmp_path: Path) -> None:
+    import asyncio
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = ["import tracker\ntracker.show()", "table = tracker.show()\ntable",
+             "table"]  # a later cell shows the same table again, on purpose
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    asyncio.run(client.async_execute(env={**os.environ, "TRACKER_CATALOG": str(catalog.path)}))
+
+    views = [[o for o in c["outputs"] if "application/vnd.jupyter.widget-view+json"
+              in o.get("data", {})] for c in notebook.cells]
+    assert [len(outputs) for outputs in views] == [1, 1, 1]
+    plain = [o for c in notebook.cells for o in c["outputs"]
+             if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+    assert plain == []  # and no "RunTable(...)" text either
+
+
+def test_delete_and_undo_update_the_project_counts(table: RunTable, three: list[str]) -> None:
+    table.load_choices()
+    assert ("vision (2)", "vision") in table.filters.project.options
+    table.select([three[0]])
+    table.delete_selected()
+    table.confirmation.confirm_button.click()
+
+    _wait_for(lambda: ("vision (1)", "vision") in table.filters.project.options)
+    table.notice.action_button.click()  # Undo
+    _wait_for(lambda: ("vision (2)", "vision") in table.filters.project.options)
+
+
+def test_trash_shows_project_and_params_selects_all_and_opens_runs(
+        table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+    catalog.delete_runs(ids=three[:2])
+    table.show_trash()
+    trash = table.view
+    assert isinstance(trash, TrashView)
+    sources = [column["source"] for column in trash.grid.columns]
+    assert sources[:2] == ["deleted_at", "project"]
+    assert {"params.lr", "params.model"} <= set(sources)
+    assert cell(trash, names(trash).index("a"), "params.model")["t"] == "cnn"
+
+    tick(trash, trash.rows)  # the header's select-all box
+    assert trash.selected == set(three[:2])
+    click(trash, "open", three[1])
+    assert isinstance(table.view, RunDetail)
+    assert table.view.info is not None and table.view.info.id == three[1]
+
+
+def test_bars_keep_body_text_and_show_their_buttons_as_buttons(table: RunTable,
+                                                               three: list[str]) -> None:
+    table.select(three[:1])
+    table.delete_selected()
+    assert "tracker-warn" not in table.confirmation.text.value  # orange text failed contrast
+    assert "tracker-bar-button" in table.confirmation.cancel_button._dom_classes
+    table.confirmation.confirm_button.click()
+
+    assert "tracker-bar-ok" in table.notice._dom_classes
+    assert "✓ 1 run deleted." in table.notice.html.value
+    assert "tracker-bar-button" in table.notice.action_button._dom_classes
 
 
 def _wait_for(condition: Any, timeout: float = 10.0) -> None:

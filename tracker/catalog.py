@@ -352,12 +352,11 @@ class Catalog:
 
     def show(self, where: str | None = None, **options: Any) -> Any:
         """Display the runs browser on this catalog (a ``tracker.widgets.RunTable`` given
-        ``where`` and ``options``) and return it."""
+        ``where`` and ``options``) and return it; drawn once, even as a cell's last line."""
         # Looked up when called: the widgets sit above the catalog and import it, so naming
         # them in an import here would close a circle (docs/design.md section 1).
         table = importlib.import_module("tracker.widgets").RunTable(where, self, **options)
-        display = importlib.import_module("IPython.display").display
-        display(table)
+        table.display()
         return table
 
     def export_run(self, ref: str, path: str | os.PathLike[str], *,

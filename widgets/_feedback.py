@@ -22,6 +22,7 @@ from ._html import esc, message, style_block
 # warned about. Anything else is a bug in tracker: shown and also warned once.
 _EXPECTED = (TrackerError, ValueError, LookupError, OSError, TimeoutError)
 _warned_internal = False
+_MARKS = {"ok": "✓ ", "warn": "⚠ ", "error": "✕ ", "info": ""}
 
 
 class ConfirmBar(w.HBox):
@@ -29,8 +30,9 @@ class ConfirmBar(w.HBox):
 
     def __init__(self) -> None:
         self.text = w.HTML()
-        self.confirm_button = w.Button(button_style="danger")
-        self.cancel_button = w.Button(description="Cancel")
+        self.confirm_button = w.Button(button_style="danger", layout=_bar_layout())
+        self.cancel_button = w.Button(description="Cancel", layout=_bar_layout())
+        self.cancel_button.add_class("tracker-bar-button")
         self._action: Callable[[], None] | None = None
         self.question = ""
         super().__init__([self.text, self.confirm_button, self.cancel_button])
@@ -48,7 +50,7 @@ class ConfirmBar(w.HBox):
     def ask(self, question: str, *, confirm: str, action: Callable[[], None]) -> None:
         """Show ``question``; ``action`` runs only when the Confirm button is clicked."""
         self.question = question
-        self.text.value = message(question, "warn")
+        self.text.value = message(question)
         self.confirm_button.description = confirm
         self._action = action
         self.remove_class("tracker-hidden")
@@ -72,7 +74,8 @@ class Notice(w.HBox):
 
     def __init__(self) -> None:
         self.html = w.HTML()
-        self.action_button = w.Button()
+        self.action_button = w.Button(layout=_bar_layout())
+        self.action_button.add_class("tracker-bar-button")
         self.action_button.add_class("tracker-hidden")
         self.text = ""
         self.kind = ""
@@ -86,8 +89,14 @@ class Notice(w.HBox):
              label: str = "Undo") -> None:
         """Display ``text``; with ``action``, a button named ``label`` runs it once."""
         self.text, self.kind = text, kind
-        self.html.value = message(text, kind) if "\n" not in text else (
-            f'<pre class="tracker-code tracker-error">{esc(text)}</pre>')
+        # The text keeps the theme's body colour (AA contrast on the bar); the kind shows in
+        # the bar's coloured edge and a leading mark.
+        mark = _MARKS.get(kind, "")
+        self.html.value = message(mark + text) if "\n" not in text else (
+            f'<pre class="tracker-code">{esc(mark + text)}</pre>')
+        for other in _MARKS:
+            self.remove_class(f"tracker-bar-{other}")
+        self.add_class(f"tracker-bar-{kind}")
         self._action = action
         self.action_button.description = label
         if action is None:
@@ -132,12 +141,20 @@ def _warn_internal(exc: Exception) -> None:
 
 
 def button(description: str, action: Callable[[], None], *, tooltip: str = "",
-           danger: bool = False) -> w.Button:
-    """A button sized to its text that calls ``action()`` when clicked."""
-    widget = w.Button(description=description, tooltip=tooltip,
-                      button_style="danger" if danger else "", layout=w.Layout(width="auto"))
+           danger: bool = False, icon: str = "") -> w.Button:
+    """A button sized to its text (never cut: it does not shrink) that calls ``action()``.
+
+    ``icon`` is a Font Awesome name shown before the text.
+    """
+    widget = w.Button(description=description, tooltip=tooltip, icon=icon,
+                      button_style="danger" if danger else "",
+                      layout=w.Layout(width="auto", flex="none"))
     widget.on_click(lambda _: action())
     return widget
+
+
+def _bar_layout() -> w.Layout:
+    return w.Layout(width="auto", flex="none", margin="0 0 0 8px")
 
 
 def close_tree(widget: w.Widget) -> None:

@@ -59,16 +59,28 @@ STYLE = """
 .tracker-ui .tracker-error { color: var(--jp-error-color1, #d32f2f); }
 .tracker-ui .tracker-ok { color: var(--jp-success-color1, #388e3c); }
 .tracker-ui .tracker-warn { color: var(--jp-warn-color1, #f57c00); }
-.tracker-ui .tracker-bar { padding: 2px 8px; border-radius: 3px; align-items: center;
-  background: var(--jp-layout-color2, #eeeeee);
-  border-left: 3px solid var(--jp-brand-color1, #1976d2); }
-.tracker-ui .tracker-bar-danger { border-left-color: var(--jp-error-color1, #d32f2f); }
+.tracker-ui .tracker-bar { padding: 4px 8px; border-radius: 3px; align-items: center;
+  flex-wrap: wrap; gap: 4px; background: var(--jp-layout-color2, #eeeeee);
+  color: var(--jp-ui-font-color1, #212121);
+  border-left: 4px solid var(--jp-brand-color1, #1976d2); }
+.tracker-ui .tracker-bar .tracker-code { background: transparent; }
+.tracker-ui .tracker-bar-danger, .tracker-ui .tracker-bar-error {
+  border-left-color: var(--jp-error-color1, #d32f2f); }
+.tracker-ui .tracker-bar-warn { border-left-color: var(--jp-warn-color1, #f57c00); }
+.tracker-ui .tracker-bar-ok { border-left-color: var(--jp-success-color1, #388e3c); }
+.tracker-ui button.tracker-bar-button { color: var(--jp-ui-font-color1, #212121);
+  background: var(--jp-layout-color0, #ffffff); border: 1px solid var(--jp-border-color1, #9e9e9e);
+  border-radius: 3px; }
+.tracker-ui button.tracker-bar-button:hover { background: var(--jp-layout-color3, #bdbdbd); }
+.tracker-ui .tracker-wrap, .tracker-ui .tracker-wrap > .widget-box,
+.tracker-ui .tracker-wrap > .jupyter-widgets.widget-hbox { flex-wrap: wrap; row-gap: 4px; }
+.tracker-ui .tracker-wrap button, .tracker-ui .tracker-wrap .widget-inline-hbox { flex: none; }
 .tracker-ui .tracker-panel { border-top: 1px solid var(--jp-border-color2, #e0e0e0);
   margin-top: 6px; padding-top: 4px; }
 .tracker-ui table.tracker-table { border-collapse: collapse; margin: 2px 0 8px 0; }
 .tracker-ui table.tracker-table th, .tracker-ui table.tracker-table td { text-align: left;
   padding: 2px 10px 2px 4px; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0);
-  vertical-align: top; max-width: 480px; overflow-wrap: anywhere; }
+  vertical-align: top; max-width: 480px; overflow-wrap: break-word; }
 .tracker-ui table.tracker-table th { font-weight: 600; color: var(--jp-ui-font-color2, #616161); }
 .tracker-ui td.tracker-differs, .tracker-ui th.tracker-differs {
   background: rgba(245, 124, 0, 0.18);

@@ -2,16 +2,15 @@
 
 Everything heavy happens in the catalog: a refresh is one ``runs(where, order_by, limit,
 offset)`` call for the page, which also carries the total (``frame.attrs["total"]``), over one
-connection. Widgets are built once: a fixed pool of ``page_size`` rows (checkbox, name
-button, one HTML line of cells) whose values are updated in place, with layouts shared between
-rows, so memory and render time do not grow with the catalog. Details, comparisons and the trash
-open in a panel below the table.
+connection. The page is drawn by one :class:`~tracker.widgets.grid.RunGrid` (a single scroll
+area: sticky header, pinned name column) that receives only the page's rows as plain text, so
+memory and render time do not grow with the catalog. Details, comparisons and the trash open in
+a panel below the table, scrolled into view; closing it brings the table back into view.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,8 +25,8 @@ from . import _html as h
 from ._catalog import CatalogLike, current_run_id, resolve_catalog
 from ._feedback import ConfirmBar, Notice, button, close_tree, reporting, styled
 from ._live import LiveTicker, start_thread
-from ._rows import CURRENT_MARK, Row, Shared
 from .filters import MISSING, FilterBar, ids_filter
+from .grid import RunGrid
 
 LIVE_INTERVAL = 3.0
 
@@ -44,8 +43,8 @@ class RunTable(w.VBox):
     page_size:
         Runs per page.
     columns:
-        Column keys to show (``"status"``, ``"params.lr"``...); default: the usual attributes
-        and the first params and metrics seen.
+        Column keys to show (``"status"``, ``"params.lr"``...); default: the usual attributes,
+        the params most runs on the first page have, their metrics, then rarer params.
     live:
         Refresh running runs on the page every ``interval`` seconds, in the background.
 
@@ -77,13 +76,12 @@ class RunTable(w.VBox):
         self._error = ""
         self._where: str | None = None
         self._legend = ""
-        self._syncing = False
+        self._syncing = False  # set while the kernel updates the grid: no echo to handlers
+        self._shown_in: int | None = None  # the cell display() drew this table in
         self._closed = False
         self._lock = threading.RLock()
         if live:
             self._ticker = LiveTicker(self.refresh_running, interval=interval)
-        self._shared = Shared()
-        self._pool = [Row(self._shared) for _ in range(self.page_size)]
         self._choices_lock = threading.Lock()
         self._build(where)
         self.refresh()
@@ -94,26 +92,22 @@ class RunTable(w.VBox):
 
     def _build(self, where: str | None) -> None:
         self.filters = FilterBar(where)
+        self.filters.add_class("tracker-wrap")  # at 800 px the quick filters take two lines
         self.confirmation = ConfirmBar()
         self.notice = Notice()
-        self.refresh_button = button("Refresh", self._refresh_clicked,
+        self.refresh_button = button("Refresh", self._refresh_clicked, icon="refresh",
                                      tooltip="re-read the catalog")
-        self.columns_button = w.ToggleButton(description="Columns", tooltip="choose columns",
+        self.columns_button = w.ToggleButton(description="Columns", icon="columns",
+                                             tooltip="choose, order and pin columns",
                                              layout=w.Layout(width="auto"))
-        self.compare_button = button("Compare", lambda: self.compare(),
+        self.compare_button = button("Compare", lambda: self.compare(), icon="exchange",
                                      tooltip="compare the selected runs")
-        self.delete_button = button("Delete selected", self.delete_selected,
+        self.delete_button = button("Delete", self.delete_selected, icon="trash",
                                     tooltip="move the selected runs to the trash")
-        self.trash_button = button("Trash", self.show_trash,
+        self.trash_button = button("Trash", self.show_trash, icon="recycle",
                                    tooltip="deleted runs: restore or purge")
         self.selection_html = w.HTML()
-        self.chooser = w.SelectMultiple(rows=10, layout=w.Layout(width="320px"))
-        self.chooser.add_class("tracker-hidden")
-        self.select_all = w.Checkbox(value=False, indent=False, layout=self._shared.check,
-                                     tooltip="select every run on this page")
-        self.header = w.HBox()
-        self.header.add_class("tracker-head")
-        self.body = w.VBox([row.box for row in self._pool])
+        self.grid = RunGrid()
         self.first_button = button("«", self.first_page, tooltip="first page")
         self.previous_button = button("‹ Previous", self.previous_page, tooltip="previous page")
         self.next_button = button("Next ›", self.next_page, tooltip="next page")
@@ -123,19 +117,20 @@ class RunTable(w.VBox):
         self.panel.add_class("tracker-hidden")
         toolbar = w.HBox([self.refresh_button, self.columns_button, self.compare_button,
                           self.delete_button, self.trash_button, self.selection_html])
-        grid = w.VBox([self.header, self.body])
-        grid.add_class("tracker-scroll")
+        toolbar.add_class("tracker-wrap")
         pager = w.HBox([self.first_button, self.previous_button, self.next_button, self.pager])
-        super().__init__([self.filters, toolbar, self.chooser, self.confirmation, self.notice,
-                          grid, pager, self.panel])
+        pager.add_class("tracker-wrap")
+        super().__init__([self.filters, toolbar, self.confirmation, self.notice,
+                          self.grid, pager, self.panel])
         styled(self)
         self.filters.on_change(self._filter_changed)
-        self.columns_button.observe(self._toggle_chooser, "value")
-        self.chooser.observe(self._columns_chosen, "value")
-        self.select_all.observe(self._select_page, "value")
-        for row in self._pool:
-            row.check.observe(functools.partial(self._ticked, row), "value")
-            row.name.on_click(functools.partial(self._open_row, row))
+        self.columns_button.observe(self._toggle_manager, "value")
+        self.grid.observe(self._manager_toggled, "manager_open")
+        self.grid.observe(self._ticked, "selected")
+        self.grid.observe(self._columns_chosen, ["chosen", "pinned"])
+        self.grid.on("sort", self.sort_by)
+        self.grid.on("open", self.show_detail)
+        self.grid.on("reset", lambda _: self.reset_columns())
         self._set_columns(self._chosen or cols.DEFAULT_ATTRIBUTES)
 
     # -- state -------------------------------------------------------------------------
@@ -175,7 +170,7 @@ class RunTable(w.VBox):
                 # The page emptied (runs deleted elsewhere): show the last page that has runs.
                 self.offset = (self.total - 1) // self.page_size * self.page_size
                 frame = self._page(where)
-            self._show_page(frame)
+            self._show_page(frame, count=count)
             self._clear_error()
         self._schedule_live()
 
@@ -183,23 +178,23 @@ class RunTable(w.VBox):
         order = cols.sort_text(self.order_key, descending=self.descending)
         return self.catalog.runs(where, order_by=order, limit=self.page_size, offset=self.offset)
 
-    def _show_page(self, frame: Any) -> None:
+    def _show_page(self, frame: Any, *, count: bool = False) -> None:
         self._records = frame.to_dict("records")
         self.rows = [record["id"] for record in self._records]
-        self._learn(cols.data_sources(list(frame.columns)))
-        self._render(checks=True)
+        self._learn(cols.data_sources(list(frame.columns)), defaults=count)
+        self._render()
         self._update_pager()
 
     def load_choices(self) -> None:
         """Fill the project and notebook dropdowns (two grouped counts) and the column
-        chooser (every params and metrics key) from the catalog."""
+        column manager (every params and metrics key, even of runs on no page seen yet)."""
         with self._choices_lock, reporting(self._show_error):
             if not self._closed:
                 self.filters.set_choices(projects=self._counts("project"),
                                          notebooks=self._counts("notebook_name"))
                 self._all_keys = self.catalog.keys()
                 with self._lock:
-                    self._sync_chooser()
+                    self._sync_manager()
 
     def _counts(self, by: str) -> list[tuple[Any, int]]:
         frame = self.catalog.count_runs(None, by=by)
@@ -208,27 +203,18 @@ class RunTable(w.VBox):
 
     # -- rendering ---------------------------------------------------------------------
 
-    def _render(self, *, checks: bool) -> None:
+    def _render(self) -> None:
         current = current_run_id(self.catalog)
-        for row, record in itertools.zip_longest(self._pool, self._records):
-            if record is None:
-                row.hide()
-            else:
-                row.show(record, self._columns, current=record["id"] == current)
+        self.grid.show(self._columns, self._records, current=current)
         here = current in self.rows
-        self._legend = h.muted(f"{CURRENT_MARK}this notebook's run") if here else ""
-        if checks:
-            self._sync_checks()
+        self._legend = h.muted("● this notebook's run") if here else ""
+        self._sync_selection()
 
-    def _sync_checks(self) -> None:
-        """Tick the boxes of the selected runs on the page, without firing the handlers."""
-        self._syncing = True
-        try:
-            for row in self._pool:
-                row.check.value = row.run_id is not None and row.run_id in self.selected
-            self._sync_selection()
-        finally:
-            self._syncing = False
+    def _sync_selection(self) -> None:
+        """The grid's ticks and the "N selected" text follow the selection."""
+        self.grid.selected = [run_id for run_id in self.rows if run_id in self.selected]
+        count = len(self.selected)
+        self.selection_html.value = h.muted(f"{count:,} selected") if count else ""
 
     def _update_pager(self) -> None:
         shown = len(self.rows)
@@ -242,52 +228,64 @@ class RunTable(w.VBox):
         self.previous_button.disabled = self.first_button.disabled = self.offset == 0
         self.next_button.disabled = self.offset + self.page_size >= self.total
 
-    def _learn(self, sources: Iterable[str]) -> None:
+    def _learn(self, sources: Iterable[str], *, defaults: bool) -> None:
+        """Remember the page's params/metrics; a full refresh re-picks the default columns."""
         fresh = [source for source in sources if source not in self._known]
-        if not fresh:
-            return
         self._known.update(dict.fromkeys(fresh))
-        if self._chosen is None:
-            self._set_columns(cols.default_columns(list(self._known)))
-        else:
-            self._sync_chooser()
+        if self._chosen is None and (fresh or defaults):
+            self._set_columns(self._default_columns())
+        elif fresh:
+            self._sync_manager()
+
+    def _default_columns(self) -> list[str]:
+        return cols.default_columns(list(self._known), self._records)
 
     def _set_columns(self, keys: Sequence[str]) -> None:
-        self._columns = [cols.column_for(key) for key in keys]
-        self._shared.cells.width = f"{cols.cells_width(self._columns)}px"
-        self._update_header()
-        self._sync_chooser()
+        self._columns = _pinned_first([cols.column_for(key) for key in keys],
+                                      set(self.grid.pinned))
+        self._sync_manager()
 
-    def _update_header(self) -> None:
-        old = self.header.children[1:]
-        buttons = [self._header_button("name", "name", cols.NAME_WIDTH)]
-        buttons += [self._header_button(c.key, c.title, c.width, icon=c.icon, source=c.source)
-                    for c in self._columns]
-        self.header.children = [self.select_all, *buttons]
-        for widget in old:
-            widget.close()
+    def _sync_manager(self) -> None:
+        """Offer every attribute and every params/metrics key of the catalog in the manager."""
+        offered = [{"key": key, "title": column.title, "kind": "attribute"}
+                   for key, column in cols.ATTRIBUTE_COLUMNS.items()]
+        known = [*self._known, *(key for key in self._all_keys if key not in self._known)]
+        offered += [{"key": key, "title": key, "kind": key.partition(".")[0].rstrip("s")}
+                    for key in known]
+        with self.grid.hold_sync():
+            self._syncing = True
+            try:
+                self.grid.offered = offered
+                self.grid.chosen = [column.source for column in self._columns]
+            finally:
+                self._syncing = False
 
-    def _header_button(self, key: str, title: str, width: int, *, icon: str = "",
-                       source: str = "") -> w.Button:
-        arrow = (" ▼" if self.descending else " ▲") if key == self.order_key else ""
-        button = w.Button(description=title + arrow, icon=icon,
-                          tooltip=f"{source or key}: click to sort",
-                          layout=self._shared.width(width), style=self._shared.button_style)
-        button.on_click(lambda _: self.sort_by(key))
-        return button
-
-    def _sync_chooser(self) -> None:
-        options = [(column.title, key) for key, column in cols.ATTRIBUTE_COLUMNS.items()]
-        options += [(source, source) for source in self._known]
-        options += [(key, key) for key in self._all_keys if key not in self._known]
-        offered = {key for _, key in options}
-        options += [(key, key) for key in self.columns if key not in offered]
+    def reset_columns(self) -> None:
+        """Back to the default columns (the manager's Reset); pins and widths are dropped."""
+        self._chosen = None
         self._syncing = True
         try:
-            self.chooser.options = options
-            self.chooser.value = tuple(self.columns)
+            self.grid.pinned, self.grid.widths = [], {}
         finally:
             self._syncing = False
+        self._set_columns(self._default_columns())
+        self._render()
+
+    def choose_columns(self, keys: Sequence[str], *, pinned: Iterable[str] = ()) -> None:
+        """Show these columns (``"status"``, ``"params.lr"``...) in this order; ``pinned`` ones
+        stay in view at the left, after the name."""
+        keys = arguments.texts(keys, "keys", "['status', 'params.lr']") or []
+        with reporting(self._show_error):
+            for key in keys:
+                cols.column_for(key)
+            self._syncing = True
+            try:
+                self.grid.pinned = [key for key in pinned if key in keys]
+            finally:
+                self._syncing = False
+            self._chosen = list(keys)
+            self._set_columns(self._chosen)
+            self._render()
 
     # -- user actions ------------------------------------------------------------------
 
@@ -308,7 +306,8 @@ class RunTable(w.VBox):
                               else _descending_first(canonical))
             self.order_key, self.descending = canonical, descending
             self.offset = 0
-            self._update_header()
+            with self.grid.hold_sync():
+                self.grid.order_key, self.grid.descending = canonical, descending
             self._load(count=False)
 
     def next_page(self) -> None:
@@ -332,7 +331,7 @@ class RunTable(w.VBox):
     def select(self, ids: Iterable[str]) -> None:
         """Select exactly these runs (their checkboxes tick when on the page)."""
         self.selected = set(ids)
-        self._sync_checks()
+        self._sync_selection()
 
     def delete_selected(self) -> None:
         """Ask to move the selected runs to the trash; nothing happens until Confirm."""
@@ -350,14 +349,21 @@ class RunTable(w.VBox):
             deleted = self.catalog.delete_runs(ids=ids)
             self.selected.difference_update(ids)
             self.refresh()
+            self._recount()
             self.notice.show(f"{h.runs_text(len(deleted))} deleted.", kind="ok",
                              action=functools.partial(self._undo, deleted), label="Undo")
 
     def _undo(self, ids: list[str]) -> None:
         with reporting(self._show_error):
             restored = self.catalog.restore_runs(ids)
+            self.selected.update(restored)  # the runs come back as they went: selected
             self.refresh()
+            self._recount()
             self.notice.show(f"{h.runs_text(len(restored))} restored.", kind="ok")
+
+    def _recount(self) -> None:
+        """The quick filters' counts (runs per project, per notebook) after runs came or went."""
+        start_thread(self.load_choices, "tracker-choices")
 
     def show_detail(self, run_id: str) -> None:
         """Open one run's detail (params, metrics, files, environment, cells) below."""
@@ -389,10 +395,19 @@ class RunTable(w.VBox):
 
         with reporting(self._show_error):
             self._open_panel(TrashView(catalog=self.catalog, page_size=self.page_size,
-                                       on_change=self.refresh))
+                                       on_change=self._trash_changed, on_open=self.show_detail))
+
+    def _trash_changed(self) -> None:
+        self.refresh()
+        self._recount()
 
     def close_panel(self) -> None:
-        """Close the detail, comparison or trash panel."""
+        """Close the detail, comparison or trash panel and bring the table back into view."""
+        if self.panel.children:
+            self._clear_panel()
+            self.grid.bring_into_view("grid")
+
+    def _clear_panel(self) -> None:
         for child in self.panel.children:
             close_tree(child)
         self.panel.children = ()
@@ -404,11 +419,15 @@ class RunTable(w.VBox):
         return self.panel.children[1] if self.panel.children else None
 
     def _open_panel(self, view: w.Widget) -> None:
-        self.close_panel()
-        close = button("Close", self.close_panel, tooltip="close this panel")
+        """Show ``view`` below the table and scroll the browser to it (it opens where the
+        user looks, not below a page of rows)."""
+        self._clear_panel()
+        close = button("Close", self.close_panel, icon="times",
+                       tooltip="close this panel and go back to the table")
         close.layout.align_self = "flex-start"
         self.panel.children = [close, view]
         self.panel.remove_class("tracker-hidden")
+        self.grid.bring_into_view("panel")
 
     # -- live updates ------------------------------------------------------------------
 
@@ -427,8 +446,8 @@ class RunTable(w.VBox):
             fresh = {record["id"]: record for record in frame.to_dict("records")}
             self._records = [{**record, **fresh.get(record["id"], {})}
                              for record in self._records]
-            # Checkboxes are left alone: a click arriving meanwhile must not be undone.
-            self._render(checks=False)
+            # The selection is left alone: a click arriving meanwhile must not be undone.
+            self.grid.show(self._columns, self._records, current=current_run_id(self.catalog))
             return any(r.get("status") == "running" for r in self._records)
         finally:
             self._lock.release()
@@ -444,6 +463,25 @@ class RunTable(w.VBox):
         if any(record.get("status") == "running" for record in self._records):
             self._ticker.ensure_running()
 
+    def display(self) -> None:
+        """Display the browser in the cell's output; returned as the same cell's value (the
+        last line of ``table = tracker.show()`` or of ``tracker.show()``), it is not drawn a
+        second time."""
+        from IPython.display import display
+
+        display(self)
+        self._shown_in = _execution_count()
+
+    def _ipython_display_(self) -> None:
+        # IPython asks this for display() and for a cell's value alike.
+        shown_in, self._shown_in = self._shown_in, None
+        if shown_in is not None and shown_in == _execution_count():
+            return
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_ if callable(self._repr_mimebundle_) else None
+        display(bundle() if bundle else {"text/plain": repr(self)}, raw=True)
+
     def close(self) -> None:
         """Stop live updates and close the widget."""
         self._closed = True
@@ -457,40 +495,29 @@ class RunTable(w.VBox):
         self.load_choices()
         self.refresh()
 
-    def _ticked(self, row: Row, change: dict[str, Any]) -> None:
-        if not self._syncing and row.run_id is not None:
-            self._choose([row.run_id], change["new"])
-
-    def _select_page(self, change: dict[str, Any]) -> None:
-        if not self._syncing:
-            self._choose(self.rows, change["new"])
-
-    def _choose(self, ids: list[str], chosen: bool) -> None:
-        if chosen:
-            self.selected.update(ids)
-        else:
-            self.selected.difference_update(ids)
-        self._sync_checks()
-
-    def _sync_selection(self) -> None:
-        """The select-all box and the "N selected" text follow the selection."""
-        self.select_all.value = bool(self.rows) and all(i in self.selected for i in self.rows)
+    def _ticked(self, change: dict[str, Any]) -> None:
+        """The browser ticked or unticked runs of the page (runs on other pages stay)."""
+        if self._syncing:
+            return
+        ticked = set(change["new"])
+        page = set(self.rows)
+        self.selected = (self.selected - page) | (ticked & page)
         count = len(self.selected)
         self.selection_html.value = h.muted(f"{count:,} selected") if count else ""
 
-    def _open_row(self, row: Row, _: Any) -> None:
-        if row.run_id is not None:
-            self.show_detail(row.run_id)
+    def _toggle_manager(self, change: dict[str, Any]) -> None:
+        self.grid.manager_open = change["new"]
 
-    def _toggle_chooser(self, change: dict[str, Any]) -> None:
-        (self.chooser.remove_class if change["new"] else self.chooser.add_class)("tracker-hidden")
+    def _manager_toggled(self, change: dict[str, Any]) -> None:
+        self.columns_button.value = change["new"]
 
-    def _columns_chosen(self, change: dict[str, Any]) -> None:
+    def _columns_chosen(self, _: dict[str, Any]) -> None:
+        """The column manager changed the columns, their order or the pins."""
         if self._syncing:
             return
-        self._chosen = list(change["new"])
+        self._chosen = list(self.grid.chosen)
         self._set_columns(self._chosen)
-        self._render(checks=False)
+        self._render()
 
     def _show_error(self, text: str) -> None:
         self._error = text
@@ -500,6 +527,19 @@ class RunTable(w.VBox):
         if self._error:
             self._error = ""
             self.notice.clear()
+
+
+def _execution_count() -> int | None:
+    """The number of the cell running now, None outside IPython."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return None if shell is None else int(shell.execution_count)
+
+
+def _pinned_first(columns: list[cols.Column], pinned: set[str]) -> list[cols.Column]:
+    return ([c for c in columns if c.source in pinned]
+            + [c for c in columns if c.source not in pinned])
 
 
 def _descending_first(key: str) -> bool:

@@ -1,38 +1,43 @@
 """TrashView: the soft-deleted runs, to restore or, after a second confirmation, to purge.
 
-Paged in the catalog like the runs table (``runs(deleted_only=True, ...)``). Purging is final,
-so it is always asked first, naming how many runs go.
+Paged in the catalog like the runs table (``runs(deleted_only=True, ...)``) and drawn by the
+same grid: project, the params most of the page's runs have, a select-all box, and names that
+open the run. Purging is final, so it is always asked first, naming how many runs go.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as w
-from ipywidgets.widgets.widget_bool import CheckboxStyle
-from ipywidgets.widgets.widget_string import HTMLStyle
 
 from tracker import arguments
 
+from . import _columns as cols
 from . import _html as h
 from ._catalog import CatalogLike, resolve_catalog
 from ._feedback import ConfirmBar, Notice, button, reporting, styled
+from .grid import RunGrid
 
-_WIDTHS = (260, 150, 100, 180, 150)
+_DELETED = cols.attribute("deleted_at", "deleted", 150, cols.time_cell)
+_ATTRIBUTES = [_DELETED, *(cols.ATTRIBUTE_COLUMNS[key] for key in
+                           ("project", "status", "notebook_name", "started_at"))]
+MAX_PARAMS = 4
 
 
 class TrashView(w.VBox):
     """Deleted runs: tick some, then Restore, or Purge (for good, after a confirmation).
 
-    ``on_change()`` runs after runs were restored or purged (the runs table refreshes).
+    ``on_change()`` runs after runs were restored or purged (the runs table refreshes);
+    ``on_open(run_id)`` when a run's name is clicked (default: nothing).
     """
 
     def __init__(self, *, catalog: CatalogLike = None, page_size: int = 25,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 on_open: Callable[[str], None] | None = None) -> None:
         self.page_size = arguments.count(page_size, "page_size", minimum=1)
         self.catalog = resolve_catalog(catalog)
         self.on_change = on_change
@@ -41,15 +46,11 @@ class TrashView(w.VBox):
         self.rows: list[str] = []
         self.selected: set[str] = set()
         self._syncing = False
-        layout = w.Layout(width="30px", margin="0")
-        cells = w.Layout(width=f"{sum(_WIDTHS)}px", margin="0")
-        check_style, html_style = CheckboxStyle(), HTMLStyle()
-        self._checks = [w.Checkbox(indent=False, layout=layout, style=check_style)
-                        for _ in range(self.page_size)]
-        self._cells = [w.HTML(layout=cells, style=html_style) for _ in range(self.page_size)]
-        self._lines = [w.HBox([check, html]) for check, html in zip(self._checks, self._cells)]
-        for index, check in enumerate(self._checks):
-            check.observe(functools.partial(self._ticked, index), "value")
+        self.grid = RunGrid(order_key="deleted_at")
+        self.grid.observe(self._ticked, "selected")
+        if on_open is not None:
+            self.grid.on("open", on_open)
+        self.grid.on("sort", lambda _: None)  # one order: the latest deleted first
         self.confirmation = ConfirmBar()
         self.notice = Notice()
         self.restore_button = button("Restore selected", self.restore_selected)
@@ -58,13 +59,11 @@ class TrashView(w.VBox):
         self.previous_button = button("‹ Previous", self.previous_page)
         self.next_button = button("Next ›", self.next_page)
         self.summary = w.HTML()
-        header = w.HTML(_line(["name", "deleted", "status", "notebook", "started"], head=True))
+        actions = w.HBox([self.restore_button, self.purge_button, self.purge_all_button])
+        actions.add_class("tracker-wrap")
         super().__init__([
-            w.HTML(h.section("Trash")), self.summary,
-            w.HBox([self.restore_button, self.purge_button, self.purge_all_button]),
-            self.confirmation, self.notice,
-            w.HBox([w.HTML(layout=w.Layout(width="30px")), header]), *self._lines,
-            w.HBox([self.previous_button, self.next_button]),
+            w.HTML(h.section("Trash")), self.summary, actions, self.confirmation, self.notice,
+            self.grid, w.HBox([self.previous_button, self.next_button]),
         ])
         styled(self)
         self.refresh()
@@ -83,22 +82,11 @@ class TrashView(w.VBox):
 
     def _show(self, records: list[dict[str, Any]]) -> None:
         self.rows = [record["id"] for record in records]
-        self._syncing = True
-        try:
-            for line, check, cells, record in itertools.zip_longest(
-                    self._lines, self._checks, self._cells, records[:self.page_size]):
-                if record is None:
-                    line.add_class("tracker-hidden")
-                    continue
-                cells.value = _line([record.get("name") or record["id"],
-                                     h.when(record.get("deleted_at")),
-                                     h.pill(record.get("status")),
-                                     record.get("notebook_name") or h.EMPTY,
-                                     h.when(record.get("started_at"))])
-                check.value = record["id"] in self.selected
-                line.remove_class("tracker-hidden")
-        finally:
-            self._syncing = False
+        params = [key for key in cols.default_columns(
+            cols.data_sources(list(records[0]) if records else []), records)
+            if key.startswith("params.")][:MAX_PARAMS]
+        self.grid.show([*_ATTRIBUTES, *map(cols.data_column, params)], records)
+        self._sync_ticks()
         empty = "The trash is empty." if not self.total else (
             f"{h.runs_text(self.total)} deleted: restore them, or purge them for good.")
         self.summary.value = h.muted(empty)
@@ -109,10 +97,12 @@ class TrashView(w.VBox):
     def select(self, ids: Iterable[str]) -> None:
         """Select exactly these runs."""
         self.selected = set(ids)
+        self._sync_ticks()
+
+    def _sync_ticks(self) -> None:
         self._syncing = True
         try:
-            for run_id, check in zip(self.rows, self._checks):
-                check.value = run_id in self.selected
+            self.grid.selected = [run_id for run_id in self.rows if run_id in self.selected]
         finally:
             self._syncing = False
 
@@ -179,22 +169,11 @@ class TrashView(w.VBox):
         if self.on_change is not None:
             self.on_change()
 
-    def _ticked(self, index: int, change: dict[str, Any]) -> None:
-        if self._syncing or index >= len(self.rows):
-            return
-        (self.selected.add if change["new"] else self.selected.discard)(self.rows[index])
+    def _ticked(self, change: dict[str, Any]) -> None:
+        """The browser ticked or unticked runs of the page (select-all included)."""
+        if not self._syncing:
+            page = set(self.rows)
+            self.selected = (self.selected - page) | (set(change["new"]) & page)
 
     def _error(self, text: str) -> None:
         self.notice.show(text, kind="error")
-
-
-def _line(values: list[Any], *, head: bool = False) -> str:
-    cls = "tracker-cell tracker-muted" if head else "tracker-cell"
-    cells = "".join(f'<span class="{cls}" style="width:{width}px"{_title(value)}>'
-                    f"{h.esc(value)}</span>" for width, value in zip(_WIDTHS, values))
-    return f'<div class="tracker-cells">{cells}</div>'
-
-
-def _title(value: Any) -> str:
-    """A tooltip with the full text of a cell that may be cut short (markup has none)."""
-    return "" if isinstance(value, h.Safe) else f' title="{h.esc(value)}"'

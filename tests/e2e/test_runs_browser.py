@@ -31,7 +31,8 @@ SCREENSHOT = (REPO / "docs" / "runs-browser.png" if os.environ.get("TRACKER_UPDA
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_PARAM = "<script>window.__pwned=2</script>"
 TIMEOUT_MS = 60_000
-ROW_BUTTON = ".tracker-row:not(.tracker-hidden) button"  # hidden rows keep old names
+ROW = "tr.tracker-grid-row"
+ROW_BUTTON = f"{ROW} button.tracker-grid-name"
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_runs_browser_filters_deletes_undoes_and_opens_detail(
     open_notebook(page, lab, "runs.ipynb")
     run_all_cells(page)
     ui = wait_for(page, ".tracker-ui")
-    wait_for(page, ".tracker-row:not(.tracker-hidden) button:has-text('baseline')")
+    wait_for(page, f"{ROW_BUTTON}:has-text('baseline')")
 
     # The hostile name is text in a button; nothing it carries became markup or ran.
     assert page.locator(ROW_BUTTON, has_text=HOSTILE_NAME).count() == 1
@@ -87,10 +88,9 @@ def test_runs_browser_filters_deletes_undoes_and_opens_detail(
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     ui.screenshot(path=SCREENSHOT)
 
-    row = page.locator(".tracker-row:not(.tracker-hidden)", has=page.locator(
-        "button", has_text="wider-net"))
+    row = page.locator(ROW, has=page.locator("button", has_text="wider-net"))
     row.locator("input[type=checkbox]").check()
-    page.locator("button", has_text="Delete selected").click()
+    page.locator("button[title='move the selected runs to the trash']").click()
     wait_for(page, "button:has-text('Delete 1 run')").click()
     _wait_until(lambda: catalog.get_run(runs["wider-net"]).deleted)
     _wait_for_rows(page, 2)
@@ -116,8 +116,8 @@ def test_runs_browser_filters_deletes_undoes_and_opens_detail(
 
 def _wait_for_rows(page: Page, count: int) -> None:
     page.wait_for_function(
-        "(n) => document.querySelectorAll('.tracker-row:not(.tracker-hidden)').length === n",
-        arg=count, timeout=TIMEOUT_MS)
+        "([sel, n]) => document.querySelectorAll(sel).length === n",
+        arg=[ROW, count], timeout=TIMEOUT_MS)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT_MS / 1000) -> None:
