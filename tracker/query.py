@@ -33,7 +33,8 @@ from tracker import arguments
 from tracker.errors import ArgumentError, FilterSyntaxError
 
 __all__ = [
-    "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "parse_key",
+    "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "fields",
+    "parse_key",
 ]  # fmt: skip
 
 
@@ -644,6 +645,35 @@ def parse_key(text: str, *, argument: str = "key") -> tuple[str, str]:
     with _reported(text):
         field = _parse(text, _Parser.field)
     return field.namespace, field.key
+
+
+def fields(where: str | None, equals: Mapping[str, Any] | None = None,
+           order_by: str | Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The (namespace, key) of every params, metrics and tags field a filter, its equality tests
+    and sort keys name, in order: to tell a user which of them no run has. Raises as the
+    compile functions do on bad text."""
+    named: list[_Field] = []
+    checked = arguments.filter_text(where, "where")
+    if checked is not None:
+        with _reported(checked):
+            named += _predicate_fields(_parse(checked, _Parser.expression))
+    for key in equals or {}:
+        with _reported(key):
+            named.append(_parse(key, _Parser.field))
+    texts = [order_by] if isinstance(order_by, str | None) else list(order_by)
+    for item in texts:
+        text = arguments.filter_text(item, "order_by")
+        if text is not None:
+            with _reported(text):
+                named += [field for field, _ in _parse(text, _Parser.sort_keys)]
+    found = [(field.namespace, field.key) for field in named if field.namespace != "attributes"]
+    return list(dict.fromkeys(found))
+
+
+def _predicate_fields(node: _Node) -> list[_Field]:
+    if isinstance(node, _Predicate):
+        return [node.field]
+    return [field for operand in node.operands for field in _predicate_fields(operand)]
 
 
 def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
