@@ -123,6 +123,28 @@ def test_a_filter_on_a_key_no_run_has_warns_with_the_closest_keys(
         catalog.runs("params.acc > 0.5")
 
 
+def test_metrics_are_the_last_logged_and_mlflow_s_latest_is_the_largest_step(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("resumed") as run:
+        run.log_metric("loss", 0.4, step=10)
+        run.log_metric("loss", 0.3, step=10)  # the same step again: the last logged of it
+        run.log_metric("loss", 0.9, step=2)  # a resumed job logs an earlier step again
+    with catalog.start_run("stepless") as other:
+        other.log_metric("loss", 0.7)
+        other.log_metric("loss", 0.6)
+    frame = catalog.runs(order_by="metrics_at_max_step.loss")
+    assert list(frame["name"]) == ["resumed", "stepless"]
+    assert frame["metrics.loss"].tolist() == [0.9, 0.6]
+    assert frame["metrics_at_max_step.loss"].tolist() == [0.3, 0.6]
+    assert list(catalog.runs("metrics_at_max_step.loss < 0.5")["name"]) == ["resumed"]
+    assert list(catalog.runs("metrics.loss < 0.5")["name"]) == []
+    assert "metrics_at_max_step.loss" not in catalog.runs().columns  # only when named
+    counts = catalog.count_runs(by="metric_at_max_step.loss")
+    assert sorted(counts["metric_at_max_step.loss"]) == [0.3, 0.6]
+    with pytest.warns(tracker.TrackerWarning, match=r"did you mean metrics_at_max_step\.loss"):
+        catalog.runs("metrics_at_max_step.los > 1")
+
+
 def test_a_run_is_found_by_id_prefix_or_key(catalog: tracker.Catalog,
                                             three_runs: list[str]) -> None:
     run_id = three_runs[1]

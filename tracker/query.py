@@ -33,8 +33,8 @@ from tracker import arguments
 from tracker.errors import ArgumentError, FilterSyntaxError
 
 __all__ = [
-    "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "fields",
-    "parse_key",
+    "ATTRIBUTES", "STEPPED", "Compiled", "compile_equals", "compile_filter", "compile_order_by",
+    "fields", "parse_key", "stepped_metric_sql",
 ]  # fmt: skip
 
 
@@ -66,9 +66,12 @@ _COLUMN_KINDS = {
     "status": "status", "started_at": "time", "ended_at": "time", "deleted_at": "time",
     "duration": "number", "pid": "number", "labels": "labels",
 }  # fmt: skip
+# metrics.<key> is the value logged last; this namespace is MLflow's latest: the value at the
+# largest step (a point without a step counts as step 0, as in MLflow; ties: the last logged).
+STEPPED = "metrics_at_max_step"
 _NAMESPACES = {"params": "params", "param": "params", "parameters": "params",
                "parameter": "params", "metrics": "metrics", "metric": "metrics", "tags": "tags",
-               "tag": "tags"}  # fmt: skip
+               "tag": "tags", STEPPED: STEPPED, "metric_at_max_step": STEPPED}  # fmt: skip
 _ATTRIBUTE_PREFIXES = ("attributes", "attribute", "attr", "run")
 # MLflow's run statuses, as users type them, mapped to ours.
 _STATUS_ALIASES = {"finished": "completed", "killed": "crashed"}
@@ -160,7 +163,7 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class _Field:
-    namespace: str  # "attributes", "params", "metrics" or "tags"
+    namespace: str  # "attributes", "params", "metrics", "tags" or STEPPED
     key: str  # the runs column for attributes, else the key
     position: int
 
@@ -170,6 +173,8 @@ class _Field:
         are text)."""
         if self.namespace == "tags":
             return "text"
+        if self.namespace == STEPPED:
+            return "metrics"
         if self.namespace != "attributes":
             return self.namespace
         return _COLUMN_KINDS.get(self.key, "text")
@@ -435,6 +440,8 @@ def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
         # The key is bound; max() makes it one value whatever the table holds.
         return (f"(SELECT max(t.value) FROM tags t WHERE t.run_id = {scope.alias}.id "
                 "AND t.key = ?)", (field.key,))
+    if field.namespace == STEPPED:
+        return stepped_metric_sql(scope.alias), (field.key,)
     if field.namespace != "attributes":
         return scope.value(field), ()
     if field.key == "status":
@@ -444,6 +451,12 @@ def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
         alias = scope.alias
         return f"coalesce({alias}.duration, epoch(now()) - epoch({alias}.started_at))", ()
     return f"{scope.alias}.{field.key}", ()
+
+
+def stepped_metric_sql(alias: str) -> str:
+    """SQL of a run's value of one metric (the key bound to its ``?``) at its largest step."""
+    return (f"(SELECT arg_max(m.value, (coalesce(m.step, 0), m.logged_at)) FROM metrics m "
+            f"WHERE m.run_id = {alias}.id AND m.key = ?)")
 
 
 def _number_sql(field: _Field, scope: _Scope, *, ordered: bool) -> tuple[str, tuple[Any, ...]]:

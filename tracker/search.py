@@ -115,7 +115,9 @@ def runs(catalog: Catalog, where: str | None = None, *,
         order = query.compile_order_by(order_by, columns=ordered)
         tags = tag_keys(con)
         notes = missing_key_notes(placed.layout, tags, where, equals, order_by)
-        selected = _Columns(_param_kinds(con), placed.layout, tags)
+        stepped = [key for namespace, key in query.fields(where, equals, order_by)
+                   if namespace == query.STEPPED]
+        selected = _Columns(_param_kinds(con), placed.layout, tags, stepped)
         if limit is None and not offset:
             every, args = columns.source(placed)
             table = frame(con, f"SELECT {selected.sql} FROM {every} r WHERE {condition.sql} "
@@ -151,7 +153,8 @@ def missing_key_notes(layout: columns.Layout, tags: Sequence[str], where: str | 
     """A note for each params, metrics or tags key the filter names that no run has, with the
     closest keys runs do have: "no run has params.alpah; did you mean params.alpha?". A typo
     otherwise reads as an empty answer. For the API's warnings, the CLI and the widgets."""
-    known = {*layout, *(("tags", key) for key in tags)}
+    known = {*layout, *(("tags", key) for key in tags),
+             *((query.STEPPED, key) for space, key in layout if space == "metrics")}
     notes = []
     for namespace, key in query.fields(where, equals, order_by):
         if (namespace, key) in known:
@@ -215,11 +218,12 @@ def _param_kinds(con: Any) -> dict[str, set[str]]:
 
 class _Columns:
     """The runs table's columns: attributes, then one typed column per param and metric key,
-    cast by the kinds ever logged for the key, then one text column per tag key; ``params``
-    are the values the SQL binds, which come before any other."""
+    cast by the kinds ever logged for the key, then one text column per tag key, then the
+    ``metrics_at_max_step.<key>`` the filter or order names; ``params`` are the values the SQL
+    binds, which come before any other."""
 
     def __init__(self, kinds: Mapping[str, set[str]], layout: columns.Layout,
-                 tags: Sequence[str] = ()) -> None:
+                 tags: Sequence[str] = (), stepped: Sequence[str] = ()) -> None:
         params, metrics = columns.named(layout, "params"), columns.named(layout, "metrics")
         self.decode = [f"params.{k}" for k, _ in params if not _typed(kinds.get(k, set()))]
         parts = [f'{expression} AS "{name}"' for name, expression in _ATTRIBUTES]
@@ -229,7 +233,9 @@ class _Columns:
         # A tag column reads the tags table by a bound key: keys never become SQL text.
         parts += [f"(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = ?) AS "
                   f"{_quoted('tags.' + key)}" for key in tags]
-        self.params = list(tags)
+        parts += [f"{query.stepped_metric_sql('r')} AS {_quoted(f'{query.STEPPED}.{key}')}"
+                  for key in stepped]
+        self.params = [*tags, *stepped]
         self.sql = ", ".join(parts)
 
 
@@ -307,6 +313,8 @@ def _group_expression(scope: str, key: str, layout: columns.Layout) -> tuple[str
         return f"r.{key}", []
     if scope == "tags":
         return "(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = ?)", [key]
+    if scope == query.STEPPED:
+        return query.stepped_metric_sql("r"), [key]
     name = layout.get((scope, key))
     return (f"r.{name}" if name else "NULL"), []
 
