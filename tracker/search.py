@@ -162,7 +162,7 @@ def missing_key_notes(layout: columns.Layout, tags: Sequence[str], where: str | 
         # Close keys of the same kind; else the same key of another kind (params.acc: metrics).
         same = sorted(k for space, k in known if space == namespace)
         close = [f"{namespace}.{k}" for k in difflib.get_close_matches(key, same, n=3)] or \
-            sorted(f"{space}.{k}" for space, k in known if k == key)
+            sorted(f"{space}.{k}" for space, k in known if k == key and space != query.STEPPED)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         notes.append(f"no run has {namespace}.{key}{hint}")
     return notes
