@@ -80,7 +80,7 @@ def test_a_draft_left_by_a_killed_process_is_rebuilt(tmp_path: Path) -> None:
 def _version_1_catalog(path: Path) -> None:
     """A catalog as tracker wrote it at schema version 1: no value columns yet."""
     con = duckdb.connect(str(path))
-    later = {"value_columns", "run_values", "status_changes"}  # tables of versions 2, 4, 5
+    later = {"value_columns", "run_values", "status_changes", "tags"}  # of versions 2, 4, 5, 6
     for name, body in schema.TABLES.items():
         if name not in later:  # nor the columns versions 3 and 4 added
             body = body.removesuffix(", via VARCHAR").removesuffix(", values_fresh BOOLEAN")

@@ -206,6 +206,29 @@ class Catalog:
         """Record several metric values of the active run at one step."""
         self._active().log_metrics(metrics, step)
 
+    def set_tag(self, key: str, value: Any, *, run: str | None = None) -> None:
+        """Set a tag of the active run, or of the run ``run`` names (any run, at once): a
+        mutable note (``source='manual'``) that setting again replaces, unlike a param."""
+        self.set_tags({key: value}, run=run)
+
+    def set_tags(self, tags: Mapping[str, Any], *, run: str | None = None) -> None:
+        """Set several tags of the active run, or of the run ``run`` names."""
+        if run is None:
+            self._active().set_tags(tags)
+            return
+        from tracker import manage
+
+        manage.set_tags(self, run, tags)
+
+    def delete_tag(self, key: str, *, run: str | None = None) -> None:
+        """Remove a tag of the active run, or of the run ``run`` names (none: nothing to do)."""
+        if run is None:
+            self._active().delete_tag(key)
+            return
+        from tracker import manage
+
+        manage.set_tags(self, run, {}, removed=[key])
+
     def log_input(self, path: str | os.PathLike[str]) -> None:
         """Record a file or URI the active run read."""
         self._active().log_input(path)
@@ -232,7 +255,8 @@ class Catalog:
     def runs(self, where: str | None = None, *, order_by: str | Sequence[str] | None = None,
              limit: int | None = None, offset: int = 0, include_deleted: bool = False,
              deleted_only: bool = False, **equals: Any) -> pd.DataFrame:
-        """Runs as a DataFrame, one row per run, ``params.*`` and ``metrics.*`` columns.
+        """Runs as a DataFrame, one row per run, ``params.*``, ``metrics.*`` and ``tags.*``
+        columns. A filter naming a key no run has warns (TrackerWarning) with the closest keys.
 
         ``where`` is the filter language (``"params.lr > 0.01 and status = 'completed'"``);
         ``equals`` adds equality tests (``status="failed"``). Newest first unless ``order_by``.
@@ -251,8 +275,9 @@ class Catalog:
         return search.count_runs(self, where, by=by, include_deleted=include_deleted)
 
     def keys(self) -> list[str]:
-        """Every params and metrics column the runs table can have (``params.lr``,
-        ``metrics.acc``...), params first, each sorted: for column pickers and autocompletion."""
+        """Every params, metrics and tags column the runs table can have (``params.lr``,
+        ``metrics.acc``, ``tags.source``...), params first, each sorted: for column pickers and
+        autocompletion."""
         from tracker import search
 
         return search.keys(self)

@@ -1,7 +1,7 @@
 """Moving a run between catalogs as a self-contained YAML or JSON descriptor.
 
 The descriptor holds everything recorded about the run (attributes, every param value with
-its kind, every metric point, artifact versions and links, cells, environment, and the
+its kind, every metric point, artifact versions and links, cells, environment, tags, and the
 notebook stored with it), so importing it into another catalog gives back the same run.
 Importing never overwrites: a run already present is refused. Descriptors are checked by
 :mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own column names
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, descriptor, redaction, values
+from tracker import arguments, descriptor, redaction, tags, values
 from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.search import prepare_read, records, resolve
@@ -58,6 +58,8 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                               "ORDER BY seq", [run_id]),
             "environment": records(con, "SELECT * FROM environments WHERE id = ?",
                                     [run["environment_id"]]),
+            "tags": records(con, "SELECT key, value, set_at FROM tags WHERE run_id = ? "
+                         "ORDER BY key", [run_id]),
         }
     data["notebooks"] = _stored_notebooks(catalog, data["artifacts"])
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
@@ -184,6 +186,7 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
         _insert(con, "metrics", [{**row, "run_id": run_id} for row in data["metrics"]])
         _insert_keys(con, data)
         _insert(con, "cells", [{**row, "run_id": run_id} for row in data["cells"]])
+        _insert(con, "tags", [{**row, "run_id": run_id} for row in data["tags"]])
         for row in data["environment"]:
             if not con.execute("SELECT 1 FROM environments WHERE id = ?", [row["id"]]).fetchone():
                 _insert(con, "environments", [row])
@@ -214,7 +217,18 @@ def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
                  for row in data["artifacts"]]
     return {**data, "run": run, "params": params, "artifacts": artifacts,
             "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
-            "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]]}
+            "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]],
+            "tags": _tags_as_recorded(redactor, data["tags"])}
+
+
+def _tags_as_recorded(redactor: redaction.Redactor,
+                      rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tags redacted as set_tag redacts them; the last row of a key wins, as it would have."""
+    kept = {}
+    for row in rows:
+        key, value = tags.checked(row["key"], row["value"], redactor)
+        kept[key] = {**row, "key": key, "value": value}
+    return list(kept.values())
 
 
 def _keep_notebooks(catalog: Catalog, data: dict[str, Any]) -> list[dict[str, Any]]:

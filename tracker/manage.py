@@ -13,10 +13,10 @@ import datetime as dt
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, models, redaction, values
+from tracker import arguments, models, redaction, tags, values
 from tracker.errors import ArgumentError, TrackerError
 from tracker.search import check_filters, matching, prepare_read, resolve
 from tracker.storage import columns, recovery
@@ -153,6 +153,28 @@ def _apply_status(con: Any, run_id: str, status: str) -> None:
         "WHERE id = ?", [status, run_id])
 
 
+def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
+             removed: Sequence[str] = ()) -> str:
+    """Set the tags ``given`` and remove those ``removed`` of the run ``ref`` names, at once
+    (any run, live or finished: tags have a table of their own, see :mod:`tracker.tags`);
+    returns its id."""
+    from tracker.storage.writer import write_tags
+
+    redactor = redaction.for_catalog(catalog)
+    rows: list[tuple[str, str | None]] = [tags.checked(key, value, redactor)
+                                          for key, value in tags.pairs(given)]
+    rows += [(tags.checked_key(key), None) for key in removed]
+    now = time.time()
+    prepare_read(catalog)  # this process's queued events first: they are older
+    with catalog.connect(write=True) as con:
+        run_id = resolve(con, ref)
+        if rows:
+            con.execute("BEGIN")
+            write_tags(con, [(run_id, key, value, now) for key, value in rows])
+            con.execute("COMMIT")
+    return run_id
+
+
 def delete_runs(catalog: Catalog, where: str | None = None, *,
                 ids: Sequence[str] | None = None, **equals: Any) -> list[str]:
     """See :meth:`tracker.Catalog.delete_runs`; a filter or ids is required."""
@@ -196,6 +218,7 @@ _PURGE = (
     "DELETE FROM metrics WHERE list_contains($ids, run_id)",
     "DELETE FROM cells WHERE list_contains($ids, run_id)",
     "DELETE FROM status_changes WHERE list_contains($ids, run_id)",
+    "DELETE FROM tags WHERE list_contains($ids, run_id)",
     "DELETE FROM run_values WHERE list_contains($ids, id)",
     "DELETE FROM runs WHERE list_contains($ids, id)",
     "DELETE FROM environments e WHERE NOT EXISTS "
