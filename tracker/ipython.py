@@ -25,6 +25,7 @@ import ast
 import atexit
 import contextlib
 import os
+import re
 import shlex
 import threading
 import time
@@ -53,10 +54,11 @@ _SHUTDOWN_WRITE_WAIT = 1.0
 USAGE = """\
 %tracker                  status of this notebook's run
 %tracker new [NAME]       end this run and start another in the same kernel
-%tracker end              end this run (cells are no longer recorded)
+%tracker end              end this run (cells are recorded again once
+                          %tracker new or a logging call starts the next)
 %tracker param K=V ...    set params (values are Python literals, else text)
-%tracker input PATH       record a file or URI this run read
-%tracker output PATH      record a file or URI this run wrote
+%tracker input PATH ...   record files or URIs this run read
+%tracker output PATH ...  record files or URIs this run wrote
 %tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)
 %tracker help             this list"""
 
@@ -127,6 +129,7 @@ class Session:
         api.use_catalog(self.catalog)
         recorder = self.recorder = self.catalog.recorder_for_write()
         recorder.redactor = redaction.for_catalog(self.catalog, settings.redact)
+        recorder.autostart = self._autostart
         self._named = bool(name)
         self._cell_seq = 0
         self.run = recorder.start_run(
@@ -144,6 +147,23 @@ class Session:
             if not self._locate_tries:
                 self._warn_no_notebook()
         return self.run
+
+    def resume(self, by: str) -> Run:
+        """Start this notebook's next run for ``by`` (a logging call after ``%tracker end``), as
+        ``%tracker new`` would: cells are recorded again. One notice says so."""
+        ended = self.run
+        run = self.start()
+        why = f" (run {ended.id} was ended)" if ended is not None else ""
+        print(f"tracker: {by} started run {run.id} '{run.name}', which records this notebook's "
+              f"cells{why}; %tracker end ends it")
+        return run
+
+    def _autostart(self) -> Run | None:
+        """The run a ``tracker.log_*`` call gets when none is open (see :meth:`resume`); None
+        at a shutdown, or when the run could not start (then it is a script's run)."""
+        if getattr(self.ip, "exit_now", False):
+            return None
+        return self.guarded("starting a new run", lambda: self.resume("a tracker.log_* call"))
 
     def _locate(self, *, first_cell: str | None) -> None:
         from tracker import capture, notebook
@@ -606,30 +626,95 @@ def _end(session: Session, rest: str) -> None:
 
 
 def _param(session: Session, rest: str) -> None:
-    run = _open_run(session)
-    for word in shlex.split(rest):
+    try:
+        params = parse_params(rest)
+    except ValueError as exc:  # the user's typing: say what is wrong, record nothing
+        print(f"tracker: {exc}; nothing was recorded (usage: %tracker param K=V ...)")
+        return
+    run = _open_run(session, "%tracker param")
+    for key, value in params:
+        run.log_param(key, value)
+
+
+def parse_params(line: str) -> list[tuple[str, Any]]:
+    """``K=V`` words as (key, value) pairs, values as Python literals, else text.
+
+    A word ends at a space outside quotes and brackets, so ``d={'k': 1}`` is one word. Raises
+    ValueError for any word that is not ``K=V``, an unclosed quote or bracket, or a value that
+    starts like a literal (a quote or bracket) but is not one: then nothing is recorded.
+    """
+    pairs = []
+    for word in _words(line):
         key, sep, text = word.partition("=")
-        if not sep or not key:
-            print(f"tracker: expected KEY=VALUE, got {word!r}")
+        if not sep or not (key.isidentifier() or _DOTTED.fullmatch(key)):
+            raise ValueError(f"expected KEY=VALUE, got {word!r}")
+        pairs.append((key, _literal(text)))
+    return pairs
+
+
+_DOTTED = re.compile(r"[A-Za-z_][\w.-]*")  # keys such as optimizer.lr or batch-size
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+
+
+def _words(line: str) -> list[str]:
+    """Split at spaces that are outside quotes and brackets."""
+    words: list[str] = []
+    current: list[str] = []
+    closers: list[str] = []  # the brackets or quote still open, innermost last
+    escaped = False
+    for char in line.strip():
+        if escaped:
+            escaped = False
+        elif closers and closers[-1] in "'\"":
+            escaped = char == "\\"
+            if char == closers[-1]:
+                closers.pop()
+        elif char in "'\"":
+            closers.append(char)
+        elif char in _CLOSING:
+            closers.append(_CLOSING[char])
+        elif closers and char == closers[-1]:
+            closers.pop()
+        elif char.isspace() and not closers:
+            if current:
+                words.append("".join(current))
+            current = []
             continue
-        run.log_param(key, _literal(text))
+        current.append(char)
+    if closers:
+        raise ValueError(f"{closers[-1]!r} missing at the end of {line.strip()!r}")
+    if current:
+        words.append("".join(current))
+    return words
 
 
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        if text and text[0] in "'\"([{":
+            raise ValueError(f"{text!r} is not a Python literal") from None
         return text
 
 
 def _input(session: Session, rest: str) -> None:
-    for path in shlex.split(rest):
-        _open_run(session).log_input(path)
+    _artifacts(session, "input", rest)
 
 
 def _output(session: Session, rest: str) -> None:
-    for path in shlex.split(rest):
-        _open_run(session).log_output(path)
+    _artifacts(session, "output", rest)
+
+
+def _artifacts(session: Session, role: str, rest: str) -> None:
+    """``%tracker input|output PATH ...``: every path, or a usage line when none is given."""
+    paths = shlex.split(rest)
+    if not paths:
+        print(f"tracker: give the file or URI this run {'read' if role == 'input' else 'wrote'}"
+              f": %tracker {role} PATH ...")
+        return
+    run = _open_run(session, f"%tracker {role}")
+    for path in paths:
+        (run.log_input if role == "input" else run.log_output)(path)
 
 
 def _runs(session: Session, rest: str) -> Any:
@@ -638,11 +723,12 @@ def _runs(session: Session, rest: str) -> Any:
     return RunTable(rest or None, catalog=session.catalog)
 
 
-def _open_run(session: Session) -> Run:
-    if session.run is None or session.run.ended:
-        session.start()
-    assert session.run is not None
-    return session.run
+def _open_run(session: Session, by: str) -> Run:
+    """The session's run; after ``%tracker end``, a new one, with a notice saying so."""
+    run = session.run
+    if run is not None and not run.ended:
+        return run
+    return session.resume(by)
 
 
 _COMMANDS: dict[str, Callable[[Session, str], Any]] = {

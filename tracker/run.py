@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -344,6 +344,9 @@ class Recorder:
         self._spooler: threading.Thread | None = None  # spools while the writer waits
         #: replaces secrets in what runs record; the notebook extension applies its settings
         self.redactor = redaction.for_catalog(catalog)
+        #: set by the notebook extension: the run a log call starts when none is open (the
+        #: notebook's next run, after ``%tracker end``); None leaves it to the script's run
+        self.autostart: Callable[[], Run | None] | None = None
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
@@ -398,6 +401,9 @@ class Recorder:
         """The active run; a script that logs without starting one gets one, as in MLflow."""
         if self.current is not None:
             return self.current
+        run = self.autostart() if self.autostart is not None else None
+        if run is not None:
+            return run
         script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else None
         return self.start_run(script or None)
 
