@@ -616,6 +616,29 @@ def test_plain_shell_without_notebook_warns_exactly_once(ip: InteractiveShell) -
     assert info.name == "ipython-session" and info.notebook is None
 
 
+def test_a_notebook_named_without_folder_or_suffix_keeps_its_parameters_and_title(
+        ip: InteractiveShell, notebook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(notebook.parent)
+    monkeypatch.setenv("TRACKER_NOTEBOOK", "analysis")
+    started = loaded(ip)
+    assert run(ip, "lr = 0.2\nepochs = 3", cell_id="c1").success
+    info = recorded(started.id)
+    assert (info.notebook, info.notebook_title) == (str(notebook), "A test notebook")
+    assert info.params == {"lr": 0.2, "epochs": 3}
+
+
+def test_a_notebook_name_that_matches_no_file_warns_once(ip: InteractiveShell, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRACKER_NOTEBOOK", "my-nb")
+    with pytest.warns(TrackerWarning, match="names no notebook") as caught:
+        started = loaded(ip)
+        assert run(ip, "x = 1").success
+    assert len(caught) == 1
+    info = recorded(started.id)
+    assert (info.name, info.notebook) == ("my-nb", str(tmp_path / "my-nb.ipynb"))
+
+
 @pytest.mark.parametrize("variable", ["__session__", "__vsc_ipynb_file__"])
 def test_front_end_variable_names_the_notebook(ip: InteractiveShell, tmp_path: Path,
                                                variable: str) -> None:

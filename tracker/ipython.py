@@ -172,6 +172,9 @@ class Session:
             self.located = notebook.find_notebook(self.ip.user_ns, first_cell=first_cell)
             if self.located.path:
                 self.notebook = notebook.read_notebook(self.located.path)
+        if self.located.problem and not self._warned_no_notebook:
+            self._warned_no_notebook = True  # the one warning about the notebook
+            _warn(f"tracker: {self.located.problem}")
 
     def _settings(self) -> TrackerSettings:
         """The notebook's ``metadata.tracker``; what is unusable in it is one warning per
