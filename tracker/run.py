@@ -43,7 +43,7 @@ from tracker.errors import (
 from tracker.storage import spools
 
 if TYPE_CHECKING:
-    from tracker import hashing
+    from tracker import hashing, script_capture
     from tracker.catalog import Catalog
     from tracker.storage import recovery
 
@@ -301,6 +301,7 @@ class Run:
                                 f"not {status!r:.60}")
         if self.ended:
             return
+        self._recorder.ending(self)
         self._queue_end(status, error)
         self._recorder.finished(self)
 
@@ -347,6 +348,7 @@ class Recorder:
         #: set by the notebook extension: the run a log call starts when none is open (the
         #: notebook's next run, after ``%tracker end``); None leaves it to the script's run
         self.autostart: Callable[[], Run | None] | None = None
+        self._files: script_capture.ScriptCapture | None = None  # a script's runs' files
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
@@ -381,10 +383,35 @@ class Recorder:
         run.session = session
         self.queue.append(events.Start(run.id, self._start_attrs(run, labels, notes, attrs)))
         self.stack.append(run)
+        if not session:
+            self._capture_files()
         if params:
             run.log_params(params)
         self._write_soon(START_DELAY)  # a new run should be visible (almost) at once
         return run
+
+    def _capture_files(self) -> None:
+        """Capture the files a script's run reads and writes, as the notebook extension does
+        for a notebook's (:mod:`tracker.script_capture`)."""
+        try:
+            if self._files is None:
+                from tracker.script_capture import ScriptCapture
+
+                self._files = ScriptCapture(self)
+            self._files.run_started()
+        except Exception as exc:
+            self.warn(f"tracker could not capture this run's files ({exc!r}); record them "
+                      "with log_input / log_output")
+
+    def ending(self, run: Run) -> None:
+        """Called by :meth:`Run.end` before the end is queued: the files a script's run wrote
+        become its outputs."""
+        if self._files is None or run.session:
+            return
+        try:
+            self._files.run_ending(run)
+        except Exception as exc:
+            self.warn(f"tracker could not record the files run {run.id} wrote ({exc!r})")
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
                      attrs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -643,6 +670,7 @@ class Recorder:
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
         """End the runs still open and write what can be written within ``deadline``."""
         for run in reversed(list(self.stack)):
+            self.ending(run)
             run._queue_end(run.exit_status)  # not end(): that would wake the flusher again
         self.stack.clear()
         try:
