@@ -29,19 +29,17 @@ import re
 import shlex
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import api, models, redaction
+from tracker import api, models, notices, redaction
 from tracker.catalog import Catalog
-from tracker.errors import TrackerError, TrackerWarning
+from tracker.errors import TrackerError
 from tracker.run import Recorder, Run
 from tracker.settings import TrackerSettings
 from tracker.storage import instances as _duckdb
 
-SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
 _LOCATE_TRIES = 3  # cells whose source may still reveal the notebook after loading
 _ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snapshot
@@ -84,9 +82,7 @@ class Session:
         self._written: list[tuple[str, str]] = []
         # Each output recorded in this run: how it was seen and its (mtime_ns, size) then.
         self._outputs: dict[str, tuple[str, tuple[int, int] | None]] = {}
-        self._warned = False
-        self._warned_no_notebook = False
-        self._warned_settings = False
+        self._warned = notices.Once()  # topics: None (a failure), "notebook", "settings"
         self._locate_tries = 0
         self._named = False  # the run got its name from `%tracker new NAME`
         self._environment: threading.Thread | None = None
@@ -106,9 +102,8 @@ class Session:
     def _warn_once(self, message: str) -> None:
         # Shared with the recorder's own single warning: its flusher thread often meets the
         # same trouble (an unusable catalog folder) first.
-        if self._warned:
+        if not self._warned.first():
             return
-        self._warned = True
         if self.recorder is None:
             _warn(message)
             return
@@ -172,16 +167,14 @@ class Session:
             self.located = notebook.find_notebook(self.ip.user_ns, first_cell=first_cell)
             if self.located.path:
                 self.notebook = notebook.read_notebook(self.located.path)
-        if self.located.problem and not self._warned_no_notebook:
-            self._warned_no_notebook = True  # the one warning about the notebook
+        if self.located.problem and self._warned.first("notebook"):
             _warn(f"tracker: {self.located.problem}")
 
     def _settings(self) -> TrackerSettings:
         """The notebook's ``metadata.tracker``; what is unusable in it is one warning per
         session, however many runs ``%tracker new`` starts."""
         settings = self.notebook.settings if self.notebook else TrackerSettings()
-        if settings.problems and not self._warned_settings:
-            self._warned_settings = True
+        if settings.problems and self._warned.first("settings"):
             _warn("tracker: this notebook's metadata is partly unusable: "
                   + "; ".join(settings.problems))
         return settings
@@ -192,9 +185,8 @@ class Session:
         return self.notebook.settings.name or self.notebook.name
 
     def _warn_no_notebook(self) -> None:
-        if self._warned_no_notebook:
+        if not self._warned.first("notebook"):
             return
-        self._warned_no_notebook = True
         _warn("tracker: no notebook found for this kernel (a plain IPython session or a "
               "script?); recording the run without one. Set TRACKER_NOTEBOOK to name it.")
 
@@ -438,9 +430,7 @@ class Session:
 
 
 def _warn(message: str) -> None:
-    # Under `-W error` a warning raises: that must not reach the user's code either.
-    with contextlib.suppress(Exception):
-        warnings.warn(message, TrackerWarning, stacklevel=3)
+    notices.warn(message, stacklevel=3)
 
 
 def _in_kernel(ip: Any) -> bool:
@@ -738,3 +728,6 @@ _COMMANDS: dict[str, Callable[[Session, str], Any]] = {
     "status": _status, "new": _new, "end": _end, "param": _param, "input": _input,
     "output": _output, "runs": _runs,
 }
+#: The sub-commands of ``%tracker``, in the order USAGE lists them (tests check USAGE and the
+#: README against it)
+SUBCOMMANDS = tuple(_COMMANDS)

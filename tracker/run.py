@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, events, models, redaction, teardown, values
+from tracker import _ids, arguments, events, models, notices, redaction, teardown, values
 from tracker._process import process_start
 from tracker.errors import (
     ArgumentError,
@@ -93,7 +93,7 @@ class Run:
         #: set by whoever owns the run's ending (the notebook extension) for the exit handler
         self.exit_status = models.COMPLETED
         self.session = False  # True for the run the notebook extension owns
-        self._warned: set[str] = set()
+        self._warned = notices.Once()  # the topics of the warnings given (one each)
         self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
 
     def __repr__(self) -> str:
@@ -287,10 +287,8 @@ class Run:
         self._push(events.make(kind, self.id, *payload))
 
     def _warn_once(self, topic: str, message: str, *, stacklevel: int = 4) -> None:
-        if topic in self._warned:
-            return
-        self._warned.add(topic)
-        warnings.warn(message, TrackerWarning, stacklevel=stacklevel)
+        if self._warned.first(topic):
+            warnings.warn(message, TrackerWarning, stacklevel=stacklevel)
 
     # -- ending --------------------------------------------------------------------------
 
@@ -339,8 +337,7 @@ class Recorder:
         self._due = math.inf  # time.monotonic() by which pending events must be written
         self._last_write = 0.0
         self._last_beat = time.monotonic()
-        self._warned = False
-        self._warn_lock = threading.Lock()
+        self._warned = notices.Once()  # one warning per recorder (see warn())
         self._thread: threading.Thread | None = None  # the writer: spools, then writes
         self._spooler: threading.Thread | None = None  # spools while the writer waits
         #: replaces secrets in what runs record; the notebook extension applies its settings
@@ -649,11 +646,9 @@ class Recorder:
 
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
-        with self._warn_lock:  # the spooler and the writer often meet the same trouble at once
-            if self._warned:
-                return
-            self._warned = True
-        warnings.warn(message, TrackerWarning, stacklevel=2)
+        # The spooler and the writer often meet the same trouble at once: Once is thread-safe.
+        if self._warned.first():
+            warnings.warn(message, TrackerWarning, stacklevel=2)
 
     def stop_threads(self) -> None:
         """End the flusher and the spooler and wait for them; what they held stays queued for
