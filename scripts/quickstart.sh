@@ -64,3 +64,7 @@ echo
 run_id="$("$venv/bin/tracker" runs --where "name = 'quickstart'" --limit 1 --columns id \
     --format csv | tail -n 1)"
 "$venv/bin/tracker" show "$run_id"
+echo
+echo "The run is in the catalog ${TRACKER_CATALOG:-$HOME/.tracker/catalog.duckdb}."
+echo "The tracker command is in $venv/bin: run '$venv/bin/tracker runs', or"
+echo "'source $venv/bin/activate' first to type just 'tracker runs'."

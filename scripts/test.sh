@@ -2,8 +2,9 @@
 # The test command: bash scripts/test.sh [pytest args...]
 #
 # Builds .venv in the repo if it is missing (python3 -m venv), installs the package with its
-# test extras into it, installs Debian's chromium for the browser tests if it is missing and we
-# are root, then runs pytest with the arguments given and exits with pytest's exit code.
+# test extras into it, installs Debian's chromium if it is missing, we are root and the selected
+# tests include browser tests (tests/e2e/), then runs pytest with the arguments given and exits
+# with pytest's exit code.
 # Network: PyPI (pip) and Debian's mirrors (apt-get) only.
 set -euo pipefail
 
@@ -47,8 +48,22 @@ install_package() {
     echo "$want" >"$stamp"
 }
 
+browser_tests_selected() {
+    # Asks pytest which tests the arguments select (a few seconds, and only when chromium is
+    # missing: cheaper than apt-get). Collected into a variable first: under pipefail, grep -q
+    # leaving early would fail the pipeline. A collection error selects none: pytest says why.
+    local selected
+    selected="$(cd "$repo" && "$venv/bin/python" -m pytest --collect-only -q \
+        -p no:cacheprovider "$@" 2>/dev/null || true)"
+    grep -q '^tests/e2e/' <<<"$selected"
+}
+
 ensure_chromium() {
     [ -x "$chromium" ] && return 0
+    if ! browser_tests_selected "$@"; then
+        say "no browser test selected: chromium is not needed"
+        return 0
+    fi
     if is_root && command -v apt-get >/dev/null; then
         apt_install chromium
         return 0
@@ -57,9 +72,15 @@ ensure_chromium() {
         "the browser tests will be skipped (or fail when CI=true)"
 }
 
-[ -x "$venv/bin/python" ] || make_venv
-install_package
-ensure_chromium
+main() {
+    [ -x "$venv/bin/python" ] || make_venv
+    install_package
+    ensure_chromium "$@"
+    cd "$repo"
+    exec "$venv/bin/python" -m pytest "$@"
+}
 
-cd "$repo"
-exec "$venv/bin/python" -m pytest "$@"
+# Sourced (tests/test_scripts.py), it only defines the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -169,6 +169,29 @@ def test_runs_cuts_long_cells_to_the_terminal_width(capsys: pytest.CaptureFixtur
     assert table[1].startswith(run_id[-8:])  # short ids are never cut
 
 
+def test_runs_fits_80_columns_and_counts_the_columns_left_out(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        _run(catalog, f"experiment-with-a-long-name-{i}",
+             params={"learning_rate": i / 10, "batch": 32 + i, "dropout": i / 5},
+             metrics={"accuracy": i / 3, "loss": 1 / (i + 1), "f1": i / 7})
+    catalog.flush()
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = _cli(capsys, "runs")
+    lines = out.splitlines()
+    header = lines[0].split()
+    assert code == 0 and all(len(line) <= 80 for line in lines)
+    assert lines[1].split()[1].startswith("experiment-with")  # a name still tells runs apart
+    shown = [name for name in header if name not in ("id", "name", "status", "started",
+                                                     "duration")]
+    assert 0 < len(shown) < 6
+    assert lines[-1] == f"3 of 3 runs; +{6 - len(shown)} more columns (--columns)"
+    monkeypatch.setenv("COLUMNS", "250")
+    lines = _cli(capsys, "runs")[1].splitlines()
+    assert len(lines[0].split()) == 11 and lines[-1] == "3 of 3 runs"
+
+
 def test_runs_csv_and_json_hold_every_column(capsys: pytest.CaptureFixture[str],
                                              three: list[str]) -> None:
     code, out, _ = _cli(capsys, "runs", "--format", "json")
@@ -343,6 +366,24 @@ def test_rm_needs_ids_or_a_filter(capsys: pytest.CaptureFixture[str], three: lis
     assert code == 2
     assert "--where" in err
     assert _cli(capsys, "rm", three[0], "--where", "status = 'failed'")[0] == 2
+
+
+def test_restore_of_a_run_not_in_the_trash_says_so(capsys: pytest.CaptureFixture[str],
+                                                   catalog: tracker.Catalog,
+                                                   three: list[str]) -> None:
+    catalog.delete_run(three[0])
+    code, out, _ = _cli(capsys, "restore", three[1], three[0])
+    assert code == 0
+    assert out.splitlines() == [f"{three[1]} is not in the trash; nothing to restore",
+                                f"restored {three[0]}"]
+
+
+def test_sql_shows_the_query_s_own_column_names(capsys: pytest.CaptureFixture[str],
+                                                three: list[str]) -> None:
+    code, out, _ = _cli(capsys, "sql", "SELECT name, notebook, notebook_name, started_at "
+                        "FROM runs ORDER BY name LIMIT 1")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["name", "notebook", "notebook_name", "started_at"]
 
 
 def test_restore_unknown_run_exits_1(capsys: pytest.CaptureFixture[str],

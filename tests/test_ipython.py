@@ -512,9 +512,73 @@ def test_unknown_magic_command_prints_the_usage(ip: InteractiveShell, notebook: 
 
 def test_failing_magic_warns_instead_of_raising(ip: InteractiveShell, notebook: Path) -> None:
     loaded(ip)
-    with pytest.warns(TrackerWarning, match="%tracker param"):
-        result = run(ip, "%tracker param a='unclosed")
+    with pytest.warns(TrackerWarning, match="%tracker new"):
+        result = run(ip, "%tracker new 'unclosed")
     assert result.success
+
+
+def test_param_magic_keeps_a_literal_with_spaces_whole(ip: InteractiveShell,
+                                                       notebook: Path) -> None:
+    started = loaded(ip)
+    assert run(ip, "%tracker param d={'k': 1} pair=(1, 'a b') name=\"x y\"").success
+    assert recorded(started.id).params == {"d.k": 1, "pair": [1, "a b"], "name": "x y"}
+
+
+@pytest.mark.parametrize("line", ["d={'k': 1", "a=1 b='unclosed", "a=1 broken",
+                                  "a=1 d={'k' 1}"])
+def test_param_magic_with_an_error_records_nothing(ip: InteractiveShell, notebook: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   line: str) -> None:
+    started = loaded(ip)
+    capsys.readouterr()
+    assert run(ip, f"%tracker param {line}").success
+    assert "nothing was recorded" in capsys.readouterr().out
+    assert recorded(started.id).params == {}
+
+
+@pytest.mark.parametrize("command", ["input", "output"])
+def test_input_and_output_magics_without_a_path_say_how(ip: InteractiveShell, notebook: Path,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        command: str) -> None:
+    started = loaded(ip)
+    capsys.readouterr()
+    assert run(ip, f"%tracker {command}").success
+    assert f"%tracker {command} PATH" in capsys.readouterr().out
+    assert recorded(started.id).artifacts == []
+
+
+def test_a_log_call_after_end_starts_the_next_run_and_says_so(
+        ip: InteractiveShell, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = loaded(ip)
+    assert run(ip, "%tracker end").success
+    assert run(ip, "before = 1").success
+    capsys.readouterr()
+    assert run(ip, "import tracker\n"
+                   "for step in range(3): tracker.log_metric('loss', 1.0 / (step + 1), step)"
+               ).success
+    second = session_run(ip)
+    out = capsys.readouterr().out
+    assert out.count("started run") == 1
+    assert f"started run {second.id} 'analysis'" in out and f"run {first.id} was ended" in out
+    assert run(ip, "after = 2").success
+    info = recorded(second.id)
+    assert info.status == "running" and info.metrics == {"loss": pytest.approx(1 / 3)}
+    assert [cell["source"] for cell in info.cells][-1] == "after = 2"
+    assert "before = 1" not in [cell["source"] for cell in recorded(first.id).cells]
+    assert len(tracker.runs()) == 2
+
+
+def test_param_magic_after_end_starts_the_next_run_and_says_so(
+        ip: InteractiveShell, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = loaded(ip)
+    assert run(ip, "%tracker end").success
+    capsys.readouterr()
+    assert run(ip, "%tracker param lr=0.5").success
+    second = session_run(ip)
+    assert second is not first
+    assert f"%tracker param started run {second.id}" in capsys.readouterr().out
+    assert recorded(second.id).params == {"lr": 0.5}
+    assert recorded(first.id).params == {}
 
 
 # ------------------------------------------------------------------------ never break the notebook
@@ -582,6 +646,29 @@ def test_plain_shell_without_notebook_warns_exactly_once(ip: InteractiveShell) -
     assert len(messages) == 1 and "no notebook found" in messages[0]
     info = recorded(started.id)
     assert info.name == "ipython-session" and info.notebook is None
+
+
+def test_a_notebook_named_without_folder_or_suffix_keeps_its_parameters_and_title(
+        ip: InteractiveShell, notebook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(notebook.parent)
+    monkeypatch.setenv("TRACKER_NOTEBOOK", "analysis")
+    started = loaded(ip)
+    assert run(ip, "lr = 0.2\nepochs = 3", cell_id="c1").success
+    info = recorded(started.id)
+    assert (info.notebook, info.notebook_title) == (str(notebook), "A test notebook")
+    assert info.params == {"lr": 0.2, "epochs": 3}
+
+
+def test_a_notebook_name_that_matches_no_file_warns_once(ip: InteractiveShell, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRACKER_NOTEBOOK", "my-nb")
+    with pytest.warns(TrackerWarning, match="names no notebook") as caught:
+        started = loaded(ip)
+        assert run(ip, "x = 1").success
+    assert len(caught) == 1
+    info = recorded(started.id)
+    assert (info.name, info.notebook) == ("my-nb", str(tmp_path / "my-nb.ipynb"))
 
 
 @pytest.mark.parametrize("variable", ["__session__", "__vsc_ipynb_file__"])

@@ -56,17 +56,41 @@ def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> P
 def test_override_argument_wins_over_everything(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRACKER_NOTEBOOK", "/elsewhere/env.ipynb")
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(write_notebook(workdir / "env.ipynb", "y = 2")))
     vscode = write_notebook(workdir / "vs.ipynb", "x = 1")
+    given = write_notebook(workdir / "given.ipynb", "z = 3")
     located = find_notebook({"__vsc_ipynb_file__": str(vscode)}, override="given.ipynb")
-    assert located == Located(str(workdir / "given.ipynb"), "override")
+    assert located == Located(str(given), "override")
 
 
 def test_env_override_wins_over_vscode(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRACKER_NOTEBOOK", "/elsewhere/env.ipynb")
+    env = write_notebook(workdir / "elsewhere" / "env.ipynb", "y = 2")
+    monkeypatch.setenv("TRACKER_NOTEBOOK", str(env))
     vscode = write_notebook(workdir / "vs.ipynb", "x = 1")
     located = find_notebook({"__vsc_ipynb_file__": str(vscode)})
-    assert located == Located("/elsewhere/env.ipynb", "override")
+    assert located == Located(str(env), "override")
+
+
+@pytest.mark.parametrize("name", ["my-nb", "my-nb.ipynb", "./my-nb"])
+def test_a_notebook_named_without_its_suffix_is_found_in_the_working_folder(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    notebook = write_notebook(workdir / "my-nb.ipynb", "x = 1")
+    monkeypatch.setenv("TRACKER_NOTEBOOK", name)
+    assert find_notebook({}) == Located(str(notebook), "override")
+
+
+def test_a_file_named_exactly_wins_over_the_name_with_a_suffix(workdir: Path) -> None:
+    write_notebook(workdir / "job.ipynb", "x = 1")
+    exact = write_notebook(workdir / "job", "y = 2")  # a notebook saved without the suffix
+    assert find_notebook({}, override="job") == Located(str(exact), "override")
+
+
+def test_a_name_no_notebook_has_says_what_was_looked_for(workdir: Path) -> None:
+    located = find_notebook({}, override="missing")
+    assert located.path == str(workdir / "missing.ipynb")
+    assert located.problem is not None
+    assert str(workdir / "missing") in located.problem
+    assert str(workdir / "missing.ipynb") in located.problem
 
 
 def test_vscode_variable_wins_over_session(workdir: Path) -> None:

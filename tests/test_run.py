@@ -382,3 +382,54 @@ def test_a_new_run_reaches_the_catalog_without_a_flush(
         time.sleep(0.01)
     assert writes == [[run.id]]
     catalog.end_run()
+
+
+# -- files a script's runs read and write ------------------------------------------------------
+
+_SCRIPT = '''
+import os, sys
+import pandas as pd
+import tracker
+
+pd.DataFrame({"x": [1, 2]}).to_csv("before.csv")  # no run yet: not recorded
+with tracker.start_run("etl") as run:
+    frame = pd.read_csv("raw.csv")
+    frame.to_csv("clean.csv", index=False)
+    with open("tmp.part", "w") as f:
+        f.write("done")
+    os.replace("tmp.part", "final.txt")
+    with tracker.start_run("child") as child:
+        open("child.txt", "w").write("mine")
+open("after.txt", "w").write("the run has ended")
+print(run.id, child.id)
+'''
+
+
+def _script(tmp_path: Path, source: str, **env: str) -> list[str]:
+    """Run ``source`` as a script in ``tmp_path`` (its working folder); its printed words."""
+    import subprocess
+    import sys
+
+    (tmp_path / "job.py").write_text(source, encoding="utf-8")
+    done = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_script_s_run_records_the_files_it_reads_and_writes(tmp_path: Path) -> None:
+    (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    run_id, child_id = _script(tmp_path, _SCRIPT)
+    info = tracker.get_run(run_id)
+    assert [(a["uri"], a["via"]) for a in info.inputs] == [(str(tmp_path / "raw.csv"), "open")]
+    assert sorted(a["uri"] for a in info.outputs) == [str(tmp_path / "clean.csv"),
+                                                      str(tmp_path / "final.txt")]
+    assert info.outputs[0]["hash"] == hash_bytes((tmp_path / info.outputs[0]["uri"]).read_bytes())
+    assert [a["uri"] for a in tracker.get_run(child_id).outputs] == [str(tmp_path / "child.txt")]
+    assert len(tracker.runs()) == 2  # before.csv and after.txt: written outside any run
+
+
+def test_tracker_capture_0_turns_a_script_s_capture_off(tmp_path: Path) -> None:
+    (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    run_id, _ = _script(tmp_path, _SCRIPT, TRACKER_CAPTURE="0")
+    assert tracker.get_run(run_id).artifacts == []

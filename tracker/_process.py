@@ -17,12 +17,21 @@ _SUFFIX = ".ipynb"
 
 def process_start(pid: int) -> float | None:
     """When ``pid`` started (clock ticks since boot), to tell a live run from a reused pid."""
+    fields = _stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
         return float(fields[19])
-    except (OSError, IndexError, ValueError):
+    except (IndexError, ValueError):
         return None
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...); none if
+    unreadable. The name (field 2) may hold spaces and parentheses: split after the last ")"."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return []
 
 
 # --------------------------------------------------------------------------- /proc
@@ -38,13 +47,7 @@ def ancestor_pids(*, levels: int) -> Iterator[int]:
 
 
 def process_ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
-        return 0
-    # The command name in field 2 may hold spaces and parentheses: split after the last ")".
-    fields = stat.rsplit(")", 1)[-1].split()
+    fields = _stat_fields(pid)
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
 
 

@@ -239,15 +239,17 @@ class FileCapture:
         with _install_lock:
             if self not in _active:
                 _active = (*_active, self)
-        self.patch_native()
+        self.refresh()  # wrappers kept by stop(keep_wrappers=True) are not made again
 
-    def stop(self) -> None:
-        """Stop reporting; the native wrappers are removed once no capture is active."""
+    def stop(self, *, keep_wrappers: bool = False) -> None:
+        """Stop reporting; the native wrappers are removed once no capture is active, unless
+        ``keep_wrappers`` (they pass calls straight through meanwhile): a script's next run
+        then starts without wrapping every library again (~0.7 ms)."""
         global _active
         # Audit hooks cannot be removed: leaving `_active` empty makes the hook a no-op.
         with _install_lock:
             _active = tuple(capture for capture in _active if capture is not self)
-            if not _active:
+            if not _active and not keep_wrappers:
                 from tracker import libraries
 
                 libraries.unpatch()

@@ -38,7 +38,10 @@ _DEFAULT_COLUMNS = ("id", "name", "status", "started_at", "duration", "notebook_
 _HEADERS = {"started_at": "started", "notebook_name": "notebook"}
 # Never cut: ids are what the user copies into the next command; a cut time or status says little.
 _WHOLE = ("id", "status", "started_at")
-_VARYING_COLUMNS = 4  # params/metrics columns the runs table adds on its own
+# How narrow a column may be cut (at most its natural width); others keep their header's width,
+# at least _MIN_WIDTH. A name cut to a few characters no longer tells runs apart.
+_FLOORS = {"name": 16, "notebook_name": 10}
+_MIN_WIDTH = 6
 _GAP = "  "
 _ELLIPSIS = "…"
 
@@ -270,18 +273,25 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     frame = catalog.runs(args.where, order_by=args.order_by, limit=args.limit or None,
                          include_deleted=args.all, deleted_only=args.deleted)
-    columns = _chosen_columns(frame, args.columns, table=args.format == "table")
-    frame = frame.reindex(columns=columns)
-    if args.format != "table":
-        _write_frame(frame, args.format)
+    table = args.format == "table"
+    columns = _chosen_columns(frame, args.columns, table=table)
+    shown = frame.reindex(columns=columns)
+    if not table:
+        _write_frame(shown, args.format)
         return 0
     formatters: dict[str, Callable[[Any], str]] = {"id": _ids.short_id,  # what to copy
                                                    "started_at": _local_time,
                                                    "duration": _duration_text}
-    if len(frame):
-        print(_frame_table(frame, formatters))
-    total = _total(catalog, args, shown=len(frame))
-    print(f"{len(frame)} of {_plural(total, 'run')}")
+    # The params and metrics that differ between the shown runs go, least telling first, when
+    # they do not fit the terminal; the line below the table counts them.
+    optional = _varying(frame) if args.columns is None else []
+    dropped: list[str] = []
+    if len(shown):
+        text, dropped = _frame_table(shown, formatters, droppable=optional)
+        print(text)
+    total = _total(catalog, args, shown=len(shown))
+    more = f"; +{_plural(len(dropped), 'more column')} (--columns)" if dropped else ""
+    print(f"{len(shown)} of {_plural(total, 'run')}{more}")
     return 0
 
 
@@ -289,13 +299,15 @@ def _chosen_columns(frame: pd.DataFrame, requested: list[str] | None, *,
                     table: bool) -> list[str]:
     """The requested columns (checked), else every column (csv, json) or the readable default.
 
-    The default leaves out columns empty on every shown run (no notebook: a script's runs).
+    The default leaves out columns empty on every shown run (no notebook: a script's runs), and
+    adds the params and metrics that differ between the shown runs.
     """
     if requested is None and not table:
         return list(frame.columns)
     if requested is None:
         shown = [c for c in _DEFAULT_COLUMNS if frame[c].notna().any() or c in _WHOLE]
-        return [*shown, *_varying(frame)]
+        varying = set(_varying(frame))
+        return [*shown, *(c for c in frame.columns if c in varying)]
     aliases = {header: column for column, header in _HEADERS.items()}
     chosen = [aliases.get(name, name) for name in requested]
     for name in chosen:
@@ -308,14 +320,13 @@ def _chosen_columns(frame: pd.DataFrame, requested: list[str] | None, *,
 
 
 def _varying(frame: pd.DataFrame) -> list[str]:
-    """Up to 4 params/metrics columns whose values differ between the shown runs (tags count
-    as params: both describe the run)."""
+    """The params/metrics columns whose values differ between the shown runs, most telling
+    first: params (tags count as params: both describe the run) and metrics in turn, each in
+    the frame's order."""
     params = [c for c in frame.columns if c.startswith(("params.", "tags.")) and
               _differs(frame[c])]
     metrics = [c for c in frame.columns if c.startswith("metrics.") and _differs(frame[c])]
-    mixed = [c for c in chain.from_iterable(zip_longest(params, metrics)) if c is not None]
-    picked = set(mixed[:_VARYING_COLUMNS])
-    return [c for c in [*params, *metrics] if c in picked]
+    return [c for c in chain.from_iterable(zip_longest(params, metrics)) if c is not None]
 
 
 def _differs(column: pd.Series) -> bool:
@@ -492,7 +503,13 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    for run_id in _catalog(args).restore_runs(args.refs):
+    catalog = _catalog(args)
+    runs = {info.id: info for info in map(catalog.get_run, args.refs)}  # unknown refs: exit 1
+    for info in runs.values():
+        if info.deleted_at is None:
+            print(f"{info.id} is not in the trash; nothing to restore")
+    trashed = [run_id for run_id, info in runs.items() if info.deleted_at is not None]
+    for run_id in catalog.restore_runs(trashed) if trashed else ():
         print(f"restored {run_id}")
     return 0
 
@@ -585,8 +602,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     if args.format != "table":
         _write_frame(frame, args.format)
         return 0
-    if len(frame):
-        print(_frame_table(frame, {}))
+    if len(frame):  # the query's own column names: nothing renamed, nothing left out
+        print(_frame_table(frame, {}, short_headers=False)[0])
     print(_plural(len(frame), "row"))
     return 0
 
@@ -623,16 +640,43 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _frame_table(frame: pd.DataFrame, formatters: dict[str, Callable[[Any], str]]) -> str:
+def _frame_table(frame: pd.DataFrame, formatters: dict[str, Callable[[Any], str]], *,
+                 droppable: Sequence[str] = (),
+                 short_headers: bool = True) -> tuple[str, list[str]]:
+    """The frame as a table that fits the terminal, and the ``droppable`` columns (least
+    telling last) it had to leave out. ``short_headers``: ``lr`` for ``params.lr``, and the
+    runs table's own names (``started``), else the columns' names as they are."""
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
     columns = [str(column) for column in frame.columns]
-    right = [is_numeric_dtype(frame[c]) and not is_bool_dtype(frame[c]) for c in columns]
     texts = [formatters.get(column, _cell_text) for column in columns]
     rows = [["" if value is None else text(value)
              for text, value in zip(texts, record.values())] for record in _records(frame)]
-    return _table(_headers(columns), rows, right=right,
-                  whole=[column in _WHOLE for column in columns])
+    headers = _headers(columns) if short_headers else columns
+    natural = [max([len(header), *(len(row[i]) for row in rows)])
+               for i, header in enumerate(headers)]
+    floor = [width if column in _WHOLE else
+             min(width, _FLOORS.get(column, max(len(header), _MIN_WIDTH)))
+             for column, header, width in zip(columns, headers, natural)]
+    budget = shutil.get_terminal_size().columns
+    kept = _kept(columns, floor, [c for c in droppable if c in columns], budget)
+    widths = _fitted([natural[i] for i in kept], [floor[i] for i in kept],
+                     budget - len(_GAP) * (len(kept) - 1))
+    right = [is_numeric_dtype(frame[columns[i]]) and not is_bool_dtype(frame[columns[i]])
+             for i in kept]
+    lines = [_table_line([cells[i] for i in kept], widths, right) for cells in [headers, *rows]]
+    return "\n".join(lines), [c for i, c in enumerate(columns) if i not in kept]
+
+
+def _kept(columns: list[str], floor: list[int], droppable: list[str], budget: int) -> list[int]:
+    """Indexes of the columns to show: the droppable ones go, last first, until the others'
+    narrowest widths (and the gaps between them) fit the budget."""
+    kept = list(range(len(columns)))
+    for column in reversed(droppable):
+        if sum(floor[i] for i in kept) + len(_GAP) * (len(kept) - 1) <= budget:
+            break
+        kept.remove(columns.index(column))
+    return kept
 
 
 def _headers(columns: list[str]) -> list[str]:
@@ -643,19 +687,8 @@ def _headers(columns: list[str]) -> list[str]:
     return [name if short.count(name) == 1 else header for name, header in zip(short, full)]
 
 
-def _table(headers: list[str], rows: list[list[str]], *, right: list[bool],
-           whole: list[bool]) -> str:
-    """Columns padded to fit the terminal; the widest shrink first, cut with an ellipsis."""
-    natural = [max([len(header), *(len(row[i]) for row in rows)])
-               for i, header in enumerate(headers)]
-    floor = [width if keep else min(width, max(len(header), 6))
-             for header, width, keep in zip(headers, natural, whole)]
-    budget = shutil.get_terminal_size().columns - len(_GAP) * (len(headers) - 1)
-    widths = _fitted(natural, floor, budget)
-    return "\n".join(_table_line(cells, widths, right) for cells in [headers, *rows])
-
-
 def _fitted(widths: list[int], floor: list[int], budget: int) -> list[int]:
+    """Widths cut to ``budget``, the widest first, none below its floor."""
     widths = list(widths)
     while sum(widths) > budget:
         widest = max(range(len(widths)), key=lambda i: widths[i] - floor[i])

@@ -25,22 +25,21 @@ import ast
 import atexit
 import contextlib
 import os
+import re
 import shlex
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import api, models, redaction
+from tracker import api, models, notices, redaction
 from tracker.catalog import Catalog
-from tracker.errors import TrackerError, TrackerWarning
+from tracker.errors import TrackerError
 from tracker.run import Recorder, Run
 from tracker.settings import TrackerSettings
 from tracker.storage import instances as _duckdb
 
-SUBCOMMANDS = ("status", "new", "end", "param", "tag", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
 _LOCATE_TRIES = 3  # cells whose source may still reveal the notebook after loading
 _ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snapshot
@@ -53,11 +52,12 @@ _SHUTDOWN_WRITE_WAIT = 1.0
 USAGE = """\
 %tracker                  status of this notebook's run
 %tracker new [NAME]       end this run and start another in the same kernel
-%tracker end              end this run (cells are no longer recorded)
+%tracker end              end this run (cells are recorded again once
+                          %tracker new or a logging call starts the next)
 %tracker param K=V ...    set params (values are Python literals, else text)
 %tracker tag K=V ...      set tags (text; again replaces); --delete K ... removes them
-%tracker input PATH       record a file or URI this run read
-%tracker output PATH      record a file or URI this run wrote
+%tracker input PATH ...   record files or URIs this run read
+%tracker output PATH ...  record files or URIs this run wrote
 %tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)
 %tracker help             this list"""
 
@@ -83,9 +83,7 @@ class Session:
         self._written: list[tuple[str, str]] = []
         # Each output recorded in this run: how it was seen and its (mtime_ns, size) then.
         self._outputs: dict[str, tuple[str, tuple[int, int] | None]] = {}
-        self._warned = False
-        self._warned_no_notebook = False
-        self._warned_settings = False
+        self._warned = notices.Once()  # topics: None (a failure), "notebook", "settings"
         self._locate_tries = 0
         self._named = False  # the run got its name from `%tracker new NAME`
         self._environment: threading.Thread | None = None
@@ -105,9 +103,8 @@ class Session:
     def _warn_once(self, message: str) -> None:
         # Shared with the recorder's own single warning: its flusher thread often meets the
         # same trouble (an unusable catalog folder) first.
-        if self._warned:
+        if not self._warned.first():
             return
-        self._warned = True
         if self.recorder is None:
             _warn(message)
             return
@@ -128,6 +125,7 @@ class Session:
         api.use_catalog(self.catalog)
         recorder = self.recorder = self.catalog.recorder_for_write()
         recorder.redactor = redaction.for_catalog(self.catalog, settings.redact)
+        recorder.autostart = self._autostart
         self._named = bool(name)
         self._cell_seq = 0
         self.run = recorder.start_run(
@@ -146,6 +144,23 @@ class Session:
                 self._warn_no_notebook()
         return self.run
 
+    def resume(self, by: str) -> Run:
+        """Start this notebook's next run for ``by`` (a logging call after ``%tracker end``), as
+        ``%tracker new`` would: cells are recorded again. One notice says so."""
+        ended = self.run
+        run = self.start()
+        why = f" (run {ended.id} was ended)" if ended is not None else ""
+        print(f"tracker: {by} started run {run.id} '{run.name}', which records this notebook's "
+              f"cells{why}; %tracker end ends it")
+        return run
+
+    def _autostart(self) -> Run | None:
+        """The run a ``tracker.log_*`` call gets when none is open (see :meth:`resume`); None
+        at a shutdown, or when the run could not start (then it is a script's run)."""
+        if getattr(self.ip, "exit_now", False):
+            return None
+        return self.guarded("starting a new run", lambda: self.resume("a tracker.log_* call"))
+
     def _locate(self, *, first_cell: str | None) -> None:
         from tracker import capture, notebook
 
@@ -153,13 +168,14 @@ class Session:
             self.located = notebook.find_notebook(self.ip.user_ns, first_cell=first_cell)
             if self.located.path:
                 self.notebook = notebook.read_notebook(self.located.path)
+        if self.located.problem and self._warned.first("notebook"):
+            _warn(f"tracker: {self.located.problem}")
 
     def _settings(self) -> TrackerSettings:
         """The notebook's ``metadata.tracker``; what is unusable in it is one warning per
         session, however many runs ``%tracker new`` starts."""
         settings = self.notebook.settings if self.notebook else TrackerSettings()
-        if settings.problems and not self._warned_settings:
-            self._warned_settings = True
+        if settings.problems and self._warned.first("settings"):
             _warn("tracker: this notebook's metadata is partly unusable: "
                   + "; ".join(settings.problems))
         return settings
@@ -170,9 +186,8 @@ class Session:
         return self.notebook.settings.name or self.notebook.name
 
     def _warn_no_notebook(self) -> None:
-        if self._warned_no_notebook:
+        if not self._warned.first("notebook"):
             return
-        self._warned_no_notebook = True
         _warn("tracker: no notebook found for this kernel (a plain IPython session or a "
               "script?); recording the run without one. Set TRACKER_NOTEBOOK to name it.")
 
@@ -417,9 +432,7 @@ class Session:
 
 
 def _warn(message: str) -> None:
-    # Under `-W error` a warning raises: that must not reach the user's code either.
-    with contextlib.suppress(Exception):
-        warnings.warn(message, TrackerWarning, stacklevel=3)
+    notices.warn(message, stacklevel=3)
 
 
 def _in_kernel(ip: Any) -> bool:
@@ -616,13 +629,66 @@ def _end(session: Session, rest: str) -> None:
 
 
 def _param(session: Session, rest: str) -> None:
-    run = _open_run(session)
-    for word in shlex.split(rest):
+    try:
+        params = parse_params(rest)
+    except ValueError as exc:  # the user's typing: say what is wrong, record nothing
+        print(f"tracker: {exc}; nothing was recorded (usage: %tracker param K=V ...)")
+        return
+    run = _open_run(session, "%tracker param")
+    for key, value in params:
+        run.log_param(key, value)
+
+
+def parse_params(line: str) -> list[tuple[str, Any]]:
+    """``K=V`` words as (key, value) pairs, values as Python literals, else text.
+
+    A word ends at a space outside quotes and brackets, so ``d={'k': 1}`` is one word. Raises
+    ValueError for any word that is not ``K=V``, an unclosed quote or bracket, or a value that
+    starts like a literal (a quote or bracket) but is not one: then nothing is recorded.
+    """
+    pairs = []
+    for word in _words(line):
         key, sep, text = word.partition("=")
-        if not sep or not key:
-            print(f"tracker: expected KEY=VALUE, got {word!r}")
+        if not sep or not (key.isidentifier() or _DOTTED.fullmatch(key)):
+            raise ValueError(f"expected KEY=VALUE, got {word!r}")
+        pairs.append((key, _literal(text)))
+    return pairs
+
+
+_DOTTED = re.compile(r"[A-Za-z_][\w.-]*")  # keys such as optimizer.lr or batch-size
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+
+
+def _words(line: str) -> list[str]:
+    """Split at spaces that are outside quotes and brackets."""
+    words: list[str] = []
+    current: list[str] = []
+    closers: list[str] = []  # the brackets or quote still open, innermost last
+    escaped = False
+    for char in line.strip():
+        if escaped:
+            escaped = False
+        elif closers and closers[-1] in "'\"":
+            escaped = char == "\\"
+            if char == closers[-1]:
+                closers.pop()
+        elif char in "'\"":
+            closers.append(char)
+        elif char in _CLOSING:
+            closers.append(_CLOSING[char])
+        elif closers and char == closers[-1]:
+            closers.pop()
+        elif char.isspace() and not closers:
+            if current:
+                words.append("".join(current))
+            current = []
             continue
-        run.log_param(key, _literal(text))
+        current.append(char)
+    if closers:
+        raise ValueError(f"{closers[-1]!r} missing at the end of {line.strip()!r}")
+    if current:
+        words.append("".join(current))
+    return words
 
 
 def _tag(session: Session, rest: str) -> None:
@@ -636,7 +702,7 @@ def _tag(session: Session, rest: str) -> None:
         shown = repr(bad[0]) if bad else "nothing"
         print(f"tracker: expected KEY=VALUE ... or --delete KEY ..., got {shown}; no tag set")
         return
-    run = _open_run(session)
+    run = _open_run(session, "%tracker tag")
     if removing:
         for key in words[1:]:
             run.delete_tag(key)
@@ -647,18 +713,30 @@ def _tag(session: Session, rest: str) -> None:
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        if text and text[0] in "'\"([{":
+            raise ValueError(f"{text!r} is not a Python literal") from None
         return text
 
 
 def _input(session: Session, rest: str) -> None:
-    for path in shlex.split(rest):
-        _open_run(session).log_input(path)
+    _artifacts(session, "input", rest)
 
 
 def _output(session: Session, rest: str) -> None:
-    for path in shlex.split(rest):
-        _open_run(session).log_output(path)
+    _artifacts(session, "output", rest)
+
+
+def _artifacts(session: Session, role: str, rest: str) -> None:
+    """``%tracker input|output PATH ...``: every path, or a usage line when none is given."""
+    paths = shlex.split(rest)
+    if not paths:
+        print(f"tracker: give the file or URI this run {'read' if role == 'input' else 'wrote'}"
+              f": %tracker {role} PATH ...")
+        return
+    run = _open_run(session, f"%tracker {role}")
+    for path in paths:
+        (run.log_input if role == "input" else run.log_output)(path)
 
 
 def _runs(session: Session, rest: str) -> Any:
@@ -667,14 +745,18 @@ def _runs(session: Session, rest: str) -> Any:
     return RunTable(rest or None, catalog=session.catalog)
 
 
-def _open_run(session: Session) -> Run:
-    if session.run is None or session.run.ended:
-        session.start()
-    assert session.run is not None
-    return session.run
+def _open_run(session: Session, by: str) -> Run:
+    """The session's run; after ``%tracker end``, a new one, with a notice saying so."""
+    run = session.run
+    if run is not None and not run.ended:
+        return run
+    return session.resume(by)
 
 
 _COMMANDS: dict[str, Callable[[Session, str], Any]] = {
     "status": _status, "new": _new, "end": _end, "param": _param, "tag": _tag, "input": _input,
     "output": _output, "runs": _runs,
 }
+#: The sub-commands of ``%tracker``, in the order USAGE lists them (tests check USAGE and the
+#: README against it)
+SUBCOMMANDS = tuple(_COMMANDS)

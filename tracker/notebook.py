@@ -48,11 +48,12 @@ class Located:
     """Where the running notebook is (``path`` absolute, or None) and how it was found.
 
     ``mode`` is one of "override", "vscode", "jupyter-server", "nbval", "parent-cmdline",
-    "content-match" or "none".
+    "content-match" or "none"; ``problem`` says why a named notebook could not be read.
     """
 
     path: str | None
     mode: str
+    problem: str | None = None
 
 
 class CodeCell(NamedTuple):
@@ -101,7 +102,7 @@ def find_notebook(
     try:
         override = override or os.environ.get("TRACKER_NOTEBOOK")
         if override:
-            return Located(os.path.abspath(override), "override")
+            return _named(override)
         namespace = user_ns if user_ns is not None else {}
         for mode, step in _STEPS:
             path = _guarded(step, namespace, first_cell)
@@ -110,6 +111,22 @@ def find_notebook(
     except Exception:
         pass  # a bad override or namespace: same as finding nothing
     return Located(None, "none")
+
+
+def _named(name: str) -> Located:
+    """A notebook named by the user (``TRACKER_NOTEBOOK``) as meant: a path, or a name in the
+    working folder with or without ``.ipynb``. When neither exists the run still takes the
+    name, at ``<name>.ipynb``, and ``problem`` says what was looked for."""
+    given = os.path.abspath(os.path.expanduser(name))
+    if os.path.isfile(given) or given.endswith(_SUFFIX) and os.path.exists(given):
+        return Located(given, "override")
+    with_suffix = given if given.endswith(_SUFFIX) else given + _SUFFIX
+    if os.path.isfile(with_suffix):
+        return Located(with_suffix, "override")
+    tried = " nor ".join(dict.fromkeys((given, with_suffix)))
+    return Located(with_suffix, "override",
+                   f"TRACKER_NOTEBOOK={name!r} names no notebook (neither {tried} exists); "
+                   "the run takes its name, without title, parameters or saved copy")
 
 
 _Step = Callable[[Mapping[str, Any], str | None], str | None]

@@ -18,7 +18,6 @@ values: searched in text); a notebook's ``metadata.tracker.redact`` may be ``fal
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import hmac
 import json
@@ -27,12 +26,11 @@ import re
 import secrets
 import stat
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker.errors import TrackerWarning
+from tracker import notices
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -589,5 +587,4 @@ def _failed(exc: BaseException, kind: str) -> str:
 
 
 def _warn(message: str) -> None:
-    with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
-        warnings.warn(message, TrackerWarning, stacklevel=3)
+    notices.warn(message, stacklevel=3)

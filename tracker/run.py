@@ -27,11 +27,11 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, events, models, redaction, teardown, values
+from tracker import _ids, arguments, events, models, notices, redaction, teardown, values
 from tracker import tags as tagging
 from tracker._process import process_start
 from tracker.errors import (
@@ -44,7 +44,7 @@ from tracker.errors import (
 from tracker.storage import spools
 
 if TYPE_CHECKING:
-    from tracker import hashing
+    from tracker import hashing, script_capture
     from tracker.catalog import Catalog
     from tracker.storage import recovery
 
@@ -97,7 +97,7 @@ class Run:
         #: the error that made exit_status failed (the failing cell), stored as the run's error
         self.exit_error: str | None = None
         self.session = False  # True for the run the notebook extension owns
-        self._warned: set[str] = set()
+        self._warned = notices.Once()  # the topics of the warnings given (one each)
         self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
 
     def __repr__(self) -> str:
@@ -306,10 +306,8 @@ class Run:
         self._push(events.make(kind, self.id, *payload))
 
     def _warn_once(self, topic: str, message: str, *, stacklevel: int = 4) -> None:
-        if topic in self._warned:
-            return
-        self._warned.add(topic)
-        warnings.warn(message, TrackerWarning, stacklevel=stacklevel)
+        if self._warned.first(topic):
+            warnings.warn(message, TrackerWarning, stacklevel=stacklevel)
 
     # -- ending --------------------------------------------------------------------------
 
@@ -320,6 +318,7 @@ class Run:
                                 f"not {status!r:.60}")
         if self.ended:
             return
+        self._recorder.ending(self)
         self._queue_end(status, error)
         self._recorder.finished(self)
 
@@ -359,12 +358,15 @@ class Recorder:
         self._due = math.inf  # time.monotonic() by which pending events must be written
         self._last_write = 0.0
         self._last_beat = time.monotonic()
-        self._warned = False
-        self._warn_lock = threading.Lock()
+        self._warned = notices.Once()  # one warning per recorder (see warn())
         self._thread: threading.Thread | None = None  # the writer: spools, then writes
         self._spooler: threading.Thread | None = None  # spools while the writer waits
         #: replaces secrets in what runs record; the notebook extension applies its settings
         self.redactor = redaction.for_catalog(catalog)
+        #: set by the notebook extension: the run a log call starts when none is open (the
+        #: notebook's next run, after ``%tracker end``); None leaves it to the script's run
+        self.autostart: Callable[[], Run | None] | None = None
+        self._files: script_capture.ScriptCapture | None = None  # a script's runs' files
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
@@ -399,10 +401,35 @@ class Recorder:
         run.session = session
         self.queue.append(events.Start(run.id, self._start_attrs(run, labels, notes, attrs)))
         self.stack.append(run)
+        if not session:
+            self._capture_files()
         if params:
             run.log_params(params)
         self._write_soon(START_DELAY)  # a new run should be visible (almost) at once
         return run
+
+    def _capture_files(self) -> None:
+        """Capture the files a script's run reads and writes, as the notebook extension does
+        for a notebook's (:mod:`tracker.script_capture`)."""
+        try:
+            if self._files is None:
+                from tracker.script_capture import ScriptCapture
+
+                self._files = ScriptCapture(self)
+            self._files.run_started()
+        except Exception as exc:
+            self.warn(f"tracker could not capture this run's files ({exc!r}); record them "
+                      "with log_input / log_output")
+
+    def ending(self, run: Run) -> None:
+        """Called by :meth:`Run.end` before the end is queued: the files a script's run wrote
+        become its outputs."""
+        if self._files is None or run.session:
+            return
+        try:
+            self._files.run_ending(run)
+        except Exception as exc:
+            self.warn(f"tracker could not record the files run {run.id} wrote ({exc!r})")
 
     def _start_attrs(self, run: Run, labels: Sequence[str] | None, notes: str | None,
                      attrs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -419,6 +446,9 @@ class Recorder:
         """The active run; a script that logs without starting one gets one, as in MLflow."""
         if self.current is not None:
             return self.current
+        run = self.autostart() if self.autostart is not None else None
+        if run is not None:
+            return run
         script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else None
         return self.start_run(script or None)
 
@@ -637,11 +667,9 @@ class Recorder:
 
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
-        with self._warn_lock:  # the spooler and the writer often meet the same trouble at once
-            if self._warned:
-                return
-            self._warned = True
-        warnings.warn(message, TrackerWarning, stacklevel=2)
+        # The spooler and the writer often meet the same trouble at once: Once is thread-safe.
+        if self._warned.first():
+            warnings.warn(message, TrackerWarning, stacklevel=2)
 
     def stop_threads(self) -> None:
         """End the flusher and the spooler and wait for them; what they held stays queued for
@@ -658,6 +686,7 @@ class Recorder:
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
         """End the runs still open and write what can be written within ``deadline``."""
         for run in reversed(list(self.stack)):
+            self.ending(run)
             run._queue_end(run.exit_status)  # not end(): that would wake the flusher again
         self.stack.clear()
         try:

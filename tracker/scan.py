@@ -41,12 +41,11 @@ import shlex
 import stat
 import sys
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.errors import TrackerWarning
+from tracker import notices
 
 __all__ = ["MAX_ENTRIES", "MAX_SECONDS", "PRUNED_DIRS", "CellScan", "changed_files"]
 
@@ -140,7 +139,7 @@ class CellScan:
         self._own_children = False
         self._first_process_ns: int | None = None
         self._commands: list[_Command] = []
-        self._warned = False
+        self._warned = notices.Once()
 
     def begin(self, *, own_children: bool = False) -> None:
         """A cell starts: forget the last one's processes. ``own_children``: tracker's own
@@ -184,17 +183,13 @@ class CellScan:
         return not own_children and _children_cpu() != self._children_cpu
 
     def _warn_budget(self) -> None:
-        if self._warned:
-            return
-        self._warned = True
-        with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
-            warnings.warn(
+        if self._warned.first():
+            notices.warn(
                 f"tracker: looking for files written by this cell's processes stopped after "
                 f"{self._budget[0]} entries or {self._budget[1]:g} s under "
                 f"{', '.join(self._roots)}; "
                 "files beyond were not recorded. Record them with tracker.log_output(path), or "
-                "keep large folders outside the notebook's folder.", TrackerWarning,
-                stacklevel=2)
+                "keep large folders outside the notebook's folder.", stacklevel=2)
 
 
 def _children_cpu() -> float:

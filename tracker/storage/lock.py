@@ -31,6 +31,7 @@ except ImportError:  # Windows: threads are still serialised; processes are not.
     fcntl = None  # type: ignore[assignment]
 
 from tracker import teardown
+from tracker._process import process_cmdline
 from tracker.errors import CatalogError, CatalogLockedError
 from tracker.storage.files import check_lock_file
 
@@ -105,11 +106,8 @@ def holder_of(path: str, *, write: bool = True) -> str | None:
 
 def describe_process(pid: int) -> str:
     """``"PID 123 (python -m ipykernel_launcher ...)"``, as far as /proc tells."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return f"PID {pid}"
+    # Undecodable bytes become "?": the text goes into an error message, printed as UTF-8.
+    command = " ".join(process_cmdline(pid)).encode("utf-8", "replace").decode()
     return f"PID {pid} ({command[:120]})" if command else f"PID {pid}"
 
 
