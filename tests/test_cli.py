@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -73,6 +74,17 @@ def test_runs_lists_newest_first_then_the_count(capsys: pytest.CaptureFixture[st
     assert lines[1].split()[0] == three[2]
     assert "failed" in lines[1] and "completed" in lines[2]
     assert lines[-1] == "3 of 3 runs"
+
+
+def test_runs_and_show_give_start_times_to_the_second_with_the_local_zone(
+        capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+    started = tracker.Catalog(os.environ["TRACKER_CATALOG"]).get_run(three[0]).started_at
+    local = started.astimezone()
+    zone = local.strftime("%Z")
+    listing = _cli(capsys, "runs")[1]
+    assert f"{local:%H:%M:%S} {zone}" in listing
+    shown = _cli(capsys, "show", three[0])[1]
+    assert f"{local:%Y-%m-%d %H:%M:%S} {zone}" in shown
 
 
 def test_runs_shows_only_params_and_metrics_that_vary(capsys: pytest.CaptureFixture[str],

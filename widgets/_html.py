@@ -214,13 +214,14 @@ def value_text(value: Any) -> str:
 
 
 def when(value: Any) -> str:
-    """A timestamp in local time, to the minute ("2026-05-01 14:03")."""
-    return _local(value, "%Y-%m-%d %H:%M")
+    """A timestamp in the user's local time to the second, its zone stated
+    ("2026-05-01 14:03:27 CET"): runs started in the same minute stay apart."""
+    return _local(value, "%Y-%m-%d %H:%M:%S %Z")
 
 
 def iso(value: Any) -> str:
-    """A timestamp in local time to the second, with its zone: tooltips and detail views."""
-    return _local(value, "%Y-%m-%d %H:%M:%S %Z")
+    """The same as :func:`when`, for tooltips and detail views."""
+    return when(value)
 
 
 def _local(value: Any, layout: str) -> str:
@@ -230,8 +231,8 @@ def _local(value: Any, layout: str) -> str:
         value = value.to_pydatetime()
     if not isinstance(value, dt.datetime):
         return str(value)
-    moment = value.astimezone() if value.tzinfo else value
-    return moment.strftime(layout).strip()
+    # A naive time is taken as local already; astimezone() then only names the zone.
+    return value.astimezone().strftime(layout).strip()
 
 
 def duration(seconds: Any) -> str:
