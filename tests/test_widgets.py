@@ -397,11 +397,67 @@ def test_compare_highlights_differing_params(table: RunTable, three: list[str]) 
     view = table.view
     assert isinstance(view, RunComparison)
     assert view.ids == [three[2], three[0]]  # in the table's order: newest first
-    assert re.search(r'<td class="tracker-differs">lr</td>', view.params.value)
-    assert "<td>model</td><td>cnn</td><td>cnn</td>" in view.params.value
-    assert "1 of 2 params differ" in view.params.value
-    assert ">0.5<" in view.metrics.value and ">0.7<" in view.metrics.value
+    assert re.search(r'<td class="tracker-differs">lr</td>', view.table.value)
+    assert "<td>model</td><td>cnn</td><td>cnn</td>" in view.table.value
+    assert "params: 1 of 2 differ" in view.table.value
+    assert ">0.7 ★<" in view.table.value and ">0.5<" in view.table.value
     assert "<svg" in view.plots.value  # run a has a two-point acc series
+
+
+def test_compare_puts_params_and_metrics_in_one_table_under_one_header(
+        table: RunTable, three: list[str]) -> None:
+    table.select(three)
+    table.compare_button.click()
+    html = table.view.table.value
+
+    assert html.count("<table") == 1 and html.count("<thead>") == 1
+    rows = re.findall(r"<tr>(.*?)</tr>", html)
+    # Every row, params and metrics alike, has one cell per run after its name.
+    assert {len(re.findall(r"<t[dh][ >]", row)) for row in rows if "colspan" not in row} == {4}
+
+
+def test_compare_headers_tell_same_named_runs_apart(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, "train_cnn", params={"lr": lr}) for lr in (0.1, 0.2, 0.3)]
+    view = RunComparison(ids, catalog=catalog)
+
+    headers = re.findall(r"<th>(train_cnn[^<]*)</th>", view.table.value)
+    assert len(headers) == 3 and len(set(headers)) == 3
+    assert all(run_id[:8] in header for run_id, header in zip(ids, headers))
+    assert len({button.description for button in view.open_buttons}) == 3
+
+
+def test_compare_marks_the_best_value_by_the_metrics_direction(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, name, metrics={"val_loss": [loss], "acc": [acc], "speed": [s]})
+           for name, loss, acc, s in (("x", 0.3, 0.8, 1.0), ("y", 0.2, 0.7, 2.0))]
+    html = RunComparison(ids, catalog=catalog).table.value
+
+    assert re.search(r'tracker-best[^>]*title="best \(lower is better\)">0.2 ★', html)
+    assert re.search(r'tracker-best[^>]*title="best \(higher is better\)">0.8 ★', html)
+    assert html.count("★") == 2  # "speed" says neither: nothing marked
+
+    chosen = RunComparison(ids, catalog=catalog, directions={"speed": "max"}).table.value
+    assert ">2 ★<" in chosen
+
+
+def test_compare_differences_only_hides_the_rows_that_agree(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, name, params={"lr": lr, "model": "cnn"}, metrics={"acc": [0.5]})
+           for name, lr in (("x", 0.1), ("y", 0.2))]
+    view = RunComparison(ids, catalog=catalog)
+    assert "<td>model</td>" in view.table.value
+
+    view.differences_only.value = True
+    assert "<td>model</td>" not in view.table.value and ">acc<" not in view.table.value
+    assert '<td class="tracker-differs">lr</td>' in view.table.value
+
+
+def test_compare_plots_have_ticks_and_values_under_the_pointer(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, name, metrics={"loss": [1.0, 0.5, 0.25, 0.2]}) for name in "xy"]
+    plots = RunComparison(ids, catalog=catalog).plots.value
+
+    tick_labels = re.findall(r'class="tracker-plot-text"[^>]*>([^<]*)<', plots)
+    assert {"0", "1", "2", "3"} <= set(tick_labels)  # every step, not only min and max
+    assert len(tick_labels) > 6
+    assert re.search(r"<circle [^>]*><title>x \([0-9a-z]{8,}\)\nstep 2: 0.25</title>", plots)
 
 
 def test_compare_needs_two_runs(table: RunTable, three: list[str]) -> None:

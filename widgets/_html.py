@@ -83,6 +83,11 @@ STYLE = """
   stroke-width: 1.5; }
 .tracker-ui .tracker-plot-axis { stroke: var(--jp-border-color1, #bdbdbd); stroke-width: 1; }
 .tracker-ui .tracker-plot-text { fill: var(--jp-ui-font-color2, #757575); font-size: 10px; }
+.tracker-ui .tracker-plot-grid { stroke: var(--jp-border-color2, #e0e0e0); stroke-width: 1; }
+.tracker-ui .tracker-plot-point { fill-opacity: 0.25; cursor: crosshair; }
+.tracker-ui .tracker-plot-point:hover { fill-opacity: 1; }
+.tracker-ui td.tracker-best { font-weight: 700; }
+.tracker-ui th.tracker-group { padding-top: 8px; color: var(--jp-ui-font-color1, #212121); }
 """
 
 
