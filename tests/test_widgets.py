@@ -352,14 +352,101 @@ def test_detail_shows_params_history_metrics_files_environment_and_cells(
                      detail.params.value)
     assert 'class="tracker-differs">lr' in detail.params.value  # the changed param stands out
     assert "<svg" in detail.metrics.value and ">0.25<" in detail.metrics.value
-    assert str(data.resolve()) in detail.files.value
-    assert "<th>seen via</th>" in detail.files.value and "<td>call</td>" in detail.files.value
+    files = files_text(detail)
+    assert str(data.resolve()) in files
+    assert "|<b>seen via</b>|" in files and files.endswith("|call")
     assert "3.11.7" in detail.environment.value
     assert "2 installed" in detail.environment.value and "<details>" in detail.environment.value
     assert "(uncommitted changes)" in detail.environment.value
     assert "1 failed" in detail.cells.value and "division by zero" in detail.cells.value
     detail.links[producer.id].click()
     assert opened == [producer.id]
+
+
+def files_text(detail: RunDetail) -> str:
+    """The detail's files section as the HTML of its cells, in order, between "|"."""
+    grids = [child for child in detail.files.children if isinstance(child, w.GridBox)]
+    cells = [cell for grid in grids for cell in grid.children]
+    return "|".join(cell.value if isinstance(cell, w.HTML) else cell.description
+                   for cell in cells)
+
+
+def test_detail_files_show_the_hash_algorithm_apart_and_twelve_hex_digits(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = tmp_path / "x.csv"
+    data.write_text("a\n1\n")
+    run = catalog.start_run("reader")
+    run.log_input(data)
+    run.end()
+    digest = catalog.get_run(run.id).artifacts[0]["hash"]
+    algorithm, hexdigits = digest.split(":")
+
+    files = files_text(RunDetail(run.id, catalog=catalog))
+
+    assert re.search(rf'title="{digest}"><span class="tracker-muted">{algorithm}</span> '
+                     rf"{hexdigits[:12]}<", files)
+
+
+def test_detail_produced_by_opens_the_producing_run(catalog: tracker.Catalog,
+                                                   tmp_path: Path) -> None:
+    data = tmp_path / "out.txt"
+    data.write_text("hello")
+    producer = catalog.start_run("writer")
+    producer.log_output(data)
+    producer.end()
+    reader = catalog.start_run("reader")
+    reader.log_input(data)
+    reader.end()
+    detail = RunDetail(reader.id, catalog=catalog)
+    grid = next(c for c in detail.files.children if isinstance(c, w.GridBox))
+    button = next(c for c in grid.children if isinstance(c, w.Button))
+    assert button.description == f"writer ({producer.id[:8]})"
+
+    button.click()
+
+    assert detail.info is not None and detail.info.id == producer.id
+
+
+def test_detail_paths_under_the_server_root_open_in_jupyterlab(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    inside = tmp_path / "sub" / "in side.csv"
+    inside.write_text("1")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
+    outside.write_text("2")
+    run = catalog.start_run("reader")
+    run.log_input(inside)
+    run.log_input(outside)
+    run.end()
+    # A kernel started by Jupyter Server: its notebook's path relative to the root, its cwd
+    # the notebook's folder.
+    monkeypatch.setenv("JPY_SESSION_NAME", "sub/analysis.ipynb")
+    monkeypatch.delenv("TRACKER_SERVER_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path / "sub")
+
+    files = files_text(RunDetail(run.id, catalog=catalog))
+
+    assert 'href="/lab/tree/sub/in%20side.csv"' in files
+    assert files.count("href=") == 1  # the file outside the root is plain text
+    outside.unlink()
+
+
+def test_detail_shows_papermills_injected_value_as_the_starting_value(
+        catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("train_cnn")
+    run.log_param("seed", 0)  # the notebook's default, in its "parameters" cell
+    time.sleep(0.01)
+    run.record("cell", {"seq": 1, "execution_count": 1, "source": "# Parameters\nseed = 29\n",
+                        "success": True, "started_at": time.time(), "duration": 0.001})
+    run.log_param("seed", 29)
+    run.log_param("lr", 0.1)
+    run.log_param("lr", 0.2)  # a change the notebook made: still a history
+    run.end()
+
+    params = RunDetail(run.id, catalog=catalog).params.value
+
+    assert re.search(r"<td>seed</td><td>29</td><td></td>", params)
+    assert re.search(r"lr</td><td[^>]*>0.2</td><td[^>]*>0.1 \(.*\) → 0.2", params)
 
 
 def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Catalog,

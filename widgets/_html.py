@@ -87,6 +87,8 @@ STYLE = """
 .tracker-ui .tracker-plot-point { fill-opacity: 0.25; cursor: crosshair; }
 .tracker-ui .tracker-plot-point:hover { fill-opacity: 1; }
 .tracker-ui td.tracker-best { font-weight: 700; }
+.tracker-ui .tracker-path { overflow-wrap: anywhere; }
+.tracker-ui .tracker-files { max-width: 100%; }
 .tracker-ui th.tracker-group { padding-top: 8px; color: var(--jp-ui-font-color1, #212121); }
 """
 
