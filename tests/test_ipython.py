@@ -84,7 +84,7 @@ def test_loading_starts_a_run_named_after_the_notebook(ip: InteractiveShell,
                                                        notebook: Path) -> None:
     started = loaded(ip)
     info = recorded(started.id)
-    assert info.name == "analysis"
+    assert info.name == "analysis #1"  # numbered, so the notebook's runs tell apart
     assert info.status == "running"
     assert info.notebook == str(notebook)
     assert info.notebook_name == "analysis"
@@ -394,6 +394,20 @@ def test_status_magic_prints_the_run(ip: InteractiveShell, notebook: Path,
     assert "cells:    2 recorded" in out
 
 
+def test_runs_of_one_notebook_are_numbered_in_order(ip: InteractiveShell,
+                                                   notebook: Path) -> None:
+    # A run from before names were numbered keeps its name; numbering continues after it.
+    tracker.default_catalog().start_run("analysis").end()
+    first = loaded(ip)
+    assert run(ip, "%tracker new").success
+    second = session_run(ip)
+    assert run(ip, '%tracker new "by hand"').success
+    named = session_run(ip)
+
+    names = [recorded(r.id).name for r in (first, second, named)]
+    assert names == ["analysis #2", "analysis #3", "by hand"]
+
+
 def test_new_magic_ends_the_run_and_starts_another(ip: InteractiveShell, notebook: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     first = loaded(ip)
@@ -560,7 +574,7 @@ def test_front_end_variable_names_the_notebook(ip: InteractiveShell, tmp_path: P
     ip.user_ns[variable] = str(path)
     started = loaded(ip)
     info = recorded(started.id)
-    assert (info.name, info.notebook) == ("from_front_end", str(path))
+    assert (info.name, info.notebook) == ("from_front_end #1", str(path))
 
 
 def test_kernel_finds_its_notebook_in_a_later_cell(ip: InteractiveShell, tmp_path: Path,
@@ -578,7 +592,7 @@ def test_kernel_finds_its_notebook_in_a_later_cell(ip: InteractiveShell, tmp_pat
     assert not [w for w in caught if issubclass(w.category, TrackerWarning)]
     assert started.name == "mine"
     info = recorded(started.id)
-    assert (info.name, info.project, info.labels) == ("mine", "found-late", ("late",))
+    assert (info.name, info.project, info.labels) == ("mine #1", "found-late", ("late",))
     assert info.notebook == str(tmp_path / "mine.ipynb")
     assert info.notebook_title == "A test notebook"
 
@@ -638,7 +652,7 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
     catalog = tracker.default_catalog()
     assert catalog.path == tmp_path / "home" / ".tracker" / "catalog.duckdb"
     info = recorded(started.id)
-    assert (info.name, info.project, info.labels) == ("odd", "default", ())
+    assert (info.name, info.project, info.labels) == ("odd #1", "default", ())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]
 
 
