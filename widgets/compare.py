@@ -114,12 +114,12 @@ class RunComparison(w.VBox):
                                             differences_only=self.differences_only.value)
 
     def _plots(self, metric_sources: list[str]) -> str:
-        histories = {run_id: self.catalog.metric_history(run_id) for run_id in self.ids}
+        histories = [self.catalog.metric_history(run_id) for run_id in self.ids]
         plots = []
         for source in metric_sources:
             key = source.split(".", 1)[1]
             series: dict[str, Any] = {}
-            for label, (run_id, history) in zip(self.labels, histories.items()):
+            for label, history in zip(self.labels, histories):
                 rows = history[history["key"] == key]
                 if len(rows) > 1:
                     steps = rows["step"]

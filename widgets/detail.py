@@ -187,7 +187,7 @@ def _from_injection(entries: Sequence[tuple[Any, Any]], injected_at: Any) -> lis
     before = [entry for entry in entries if entry[0] < injected_at]
     if not before or len(before) == len(entries):
         return list(entries)
-    return entries[len(before):]
+    return list(entries[len(before):])
 
 
 def _history(entries: Sequence[tuple[Any, Any]]) -> str:
