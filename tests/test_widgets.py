@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 import tracker
 from tracker import query
 from tracker.widgets import RunComparison, RunDetail, RunTable, TrashView, _plot
-from tracker.widgets.filters import field_name, literal
+from tracker.widgets._html import STYLE
+from tracker.widgets.filters import completions, field_name, literal
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -157,6 +158,53 @@ def test_filter_box_filters_and_shows_a_syntax_error_inline(table: RunTable) -> 
     assert names(table) == ["b"]
     assert table.error_text == ""
     assert not visible(table.filters.error)
+
+
+def test_an_invalid_filter_marks_the_table_stale_until_one_parses(table: RunTable) -> None:
+    assert not table.filters.stale
+
+    table.filters.text.value = "params.lr >"
+
+    assert table.filters.stale and "tracker-filter-invalid" in table.filters._dom_classes
+    assert "last filter that worked" in table.filters.error.value
+    # The style sheet fades what follows the bar: the table's toolbar, grid and pager.
+    assert ".tracker-filter-invalid ~ :not(.tracker-panel)" in STYLE
+    table.filters.text.value = "params.lr > 0.01"
+    assert not table.filters.stale and names(table) == ["c", "a"]
+
+
+def test_an_unknown_field_shows_the_compilers_whole_message(table: RunTable) -> None:
+    table.filters.text.value = "lr > 0.1"
+
+    assert "unknown field &#x27;lr&#x27;" in table.filters.error.value
+    assert table.error_text.startswith("unknown field 'lr'")
+
+
+def test_filter_box_offers_fields_and_the_catalogs_keys(table: RunTable) -> None:
+    table.load_choices()  # as the table's background thread does
+
+    table.filters.text.value = "params.l"
+    assert "params.lr" in table.filters.text.options
+    assert "params.model" not in table.filters.text.options
+    table.filters.text.value = "status = 'failed' and met"
+    assert "status = 'failed' and metrics.acc" in table.filters.text.options
+    table.filters.text.value = "params.lr > 0.01"
+    assert "params.lr > 0.01 and params.model" in table.filters.text.options
+    assert "params.lr > 0.01 and outputs" in table.filters.text.options
+
+
+@pytest.mark.parametrize(("text", "offered", "not_offered"), [
+    ("", "started_at", None),
+    ("sta", "status", "params.lr"),
+    ("params.lr > 0.1 and", "params.lr > 0.1 and metrics.top-1", None),
+    ("metrics.", "metrics.top-1", "params.lr"),
+    ("params.`a", "params.`a b`", "params.lr"),
+])
+def test_completions_complete_the_word_being_typed(text: str, offered: str,
+                                                   not_offered: str | None) -> None:
+    options = completions(text, ["params.lr", "params.a b", "metrics.top-1"])
+    assert offered in options
+    assert not_offered not in options
 
 
 def test_quick_filters_combine_with_the_filter_box(table: RunTable) -> None:

@@ -88,6 +88,7 @@ STYLE = """
 .tracker-ui .tracker-plot-point:hover { fill-opacity: 1; }
 .tracker-ui td.tracker-best { font-weight: 700; }
 .tracker-ui .tracker-path { overflow-wrap: anywhere; }
+.tracker-ui .tracker-filter-invalid ~ :not(.tracker-panel) { opacity: 0.45; }
 .tracker-ui .tracker-parallel-line { fill: none; stroke-width: 1; stroke-opacity: 0.55; }
 .tracker-ui .tracker-parallel-line:hover { stroke-width: 3; stroke-opacity: 1; }
 .tracker-ui .tracker-files { max-width: 100%; }

@@ -195,9 +195,10 @@ class RunTable(w.VBox):
         chooser (every params and metrics key) from the catalog."""
         with self._choices_lock, reporting(self._show_error):
             if not self._closed:
-                self.filters.set_choices(projects=self._counts("project"),
-                                         notebooks=self._counts("notebook_name"))
                 self._all_keys = self.catalog.keys()
+                self.filters.set_choices(projects=self._counts("project"),
+                                         notebooks=self._counts("notebook_name"),
+                                         keys=self._all_keys)
                 with self._lock:
                     self._sync_chooser()
 
