@@ -10,7 +10,7 @@ import pytest
 import tracker
 from tracker import samples
 from tracker.errors import ArgumentError, FilterSyntaxError
-from tracker.widgets import RunCharts
+from tracker.widgets import RunCharts, RunTable
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -101,3 +101,13 @@ def test_charts_escape_every_value(catalog: tracker.Catalog, sweep: list[str]) -
 
 def test_charts_of_an_empty_catalog_say_so(catalog: tracker.Catalog) -> None:
     assert "no params or metrics" in RunCharts(catalog=catalog).note.value
+
+
+def test_the_table_opens_charts_of_its_filtered_runs(catalog: tracker.Catalog,
+                                                    sweep: list[str]) -> None:
+    table = RunTable("params.lr <= 0.04", catalog=catalog, live=False)
+    table.charts_button.click()
+
+    assert isinstance(table.view, RunCharts)
+    assert "4 runs drawn" in table.view.note.value
+    table.close()

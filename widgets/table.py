@@ -106,6 +106,8 @@ class RunTable(w.VBox):
                                     tooltip="move the selected runs to the trash")
         self.trash_button = button("Trash", self.show_trash,
                                    tooltip="deleted runs: restore or purge")
+        self.charts_button = button("Charts", self.show_charts,
+                                    tooltip="params to a metric, and scatters, of the filtered runs")
         self.selection_html = w.HTML()
         self.chooser = w.SelectMultiple(rows=10, layout=w.Layout(width="320px"))
         self.chooser.add_class("tracker-hidden")
@@ -122,7 +124,8 @@ class RunTable(w.VBox):
         self.panel.add_class("tracker-panel")
         self.panel.add_class("tracker-hidden")
         toolbar = w.HBox([self.refresh_button, self.columns_button, self.compare_button,
-                          self.delete_button, self.trash_button, self.selection_html])
+                          self.charts_button, self.delete_button, self.trash_button,
+                          self.selection_html])
         grid = w.VBox([self.header, self.body])
         grid.add_class("tracker-scroll")
         pager = w.HBox([self.first_button, self.previous_button, self.next_button, self.pager])
@@ -378,6 +381,13 @@ class RunTable(w.VBox):
         with reporting(self._show_error):
             self._open_panel(RunComparison(chosen, catalog=self.catalog,
                                            on_open=self.show_detail))
+
+    def show_charts(self) -> None:
+        """Charts across the runs the current filter matches (tracker.widgets.charts)."""
+        from .charts import RunCharts
+
+        with reporting(self._show_error):
+            self._open_panel(RunCharts(self._where, catalog=self.catalog))
 
     def _selection_in_order(self) -> list[str]:
         """The selected runs as the table shows them, then any selected on other pages."""
