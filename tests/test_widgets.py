@@ -508,6 +508,8 @@ def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Cat
     reader.log_input(data)
     reader.end()
     detail = RunDetail(reader.id, catalog=catalog)
+    # Named in full with a short id: ten runs of one notebook stay ten different buttons.
+    assert detail.links[producer.id].description == f"⇠ writer ({producer.id[:8]})"
 
     detail.links[producer.id].click()
 

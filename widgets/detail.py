@@ -120,9 +120,9 @@ class RunDetail(w.VBox):
                 continue
             arrow, verb = ("⇠", "wrote") if record["direction"] == "upstream" else ("⇢", "read")
             name = record["run_name"] or run_id
-            button = w.Button(description=f"{arrow} {name}",
+            button = w.Button(description=f"{arrow} {name} ({run_id[:8]})",
                               tooltip=f"{name} ({run_id}) {verb} {record['uri']}",
-                              layout=w.Layout(width="auto", max_width="320px"))
+                              layout=w.Layout(width="auto"))  # whole names: cut, runs look alike
             button.add_class("tracker-link")
             button.on_click(lambda _, target=run_id: self.on_open(target))
             self.links[run_id] = button
