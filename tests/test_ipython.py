@@ -743,7 +743,7 @@ def test_a_kernel_too_slow_to_stop_has_its_run_ended_at_the_shutdown_request(
         assert [alive(pid) for pid in stubborn_children(tmp_path)] == [True]
 
     [info] = [tracker.get_run(run_id) for run_id in tracker.runs()["id"]]
-    assert (info.name, info.status) == ("stubborn", "failed")
+    assert (info.name, info.status) == ("stubborn #1", "failed")
     assert stored_notebooks(info) == [str(notebook)]
     assert [cell["success"] for cell in info.cells] == [True, True, False]
 

@@ -764,3 +764,19 @@ def test_comparing_runs_that_do_not_exist_is_a_run_not_found_error(
         catalog: tracker.Catalog, three: list[str]) -> None:
     with pytest.raises(tracker.RunNotFoundError, match="zzzzzzzz"):
         RunComparison([three[0], "zzzzzzzz"], catalog=catalog)
+
+
+def test_filter_box_finds_the_run_that_wrote_a_file(catalog: tracker.Catalog, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    make_run(catalog, "other")
+    writer = catalog.start_run("writer")
+    writer.log_output("model.pt")
+    writer.end()
+    table = RunTable(catalog=catalog, live=False)
+
+    table.filters.text.value = "outputs contains 'model.pt'"
+
+    assert names(table) == ["writer"] and table.total == 1
+    table.close()
