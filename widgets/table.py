@@ -107,7 +107,7 @@ class RunTable(w.VBox):
         self.trash_button = button("Trash", self.show_trash,
                                    tooltip="deleted runs: restore or purge")
         self.charts_button = button("Charts", self.show_charts,
-                                    tooltip="params to a metric, and scatters, of the filtered runs")
+                                    tooltip="charts across the filtered runs")
         self.selection_html = w.HTML()
         self.chooser = w.SelectMultiple(rows=10, layout=w.Layout(width="320px"))
         self.chooser.add_class("tracker-hidden")

@@ -11,13 +11,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import tracker
-from tracker import delivery, events, models
+from tracker import _ids, delivery, events, models
 from tracker.run import local_to
 
 from .jupyterlab import Lab, open_notebook, run_all_cells, wait_for, write_notebook
@@ -60,7 +59,7 @@ def catalogs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     big = tracker.Catalog(tmp_path_factory.mktemp("big") / "catalog.duckdb")
     rng, batch, local = random.Random(15), [], local_to(big.path)
     for i in range(RUNS):
-        batch += _sweep_events(tracker._ids.new_run_id(), rng, time.time() - RUNS + i)
+        batch += _sweep_events(_ids.new_run_id(), rng, time.time() - RUNS + i)
         if len(batch) > 12_000:
             delivery.write_events(big, batch, local=local)
             batch = []
