@@ -182,6 +182,7 @@ def test_an_unknown_field_shows_the_compilers_whole_message(table: RunTable) -> 
 
 def test_filter_box_offers_fields_and_the_catalogs_keys(table: RunTable) -> None:
     table.load_choices()  # as the table's background thread does
+    assert repr(table.filters).startswith("FilterBar(")  # its widget state is intact
 
     table.filters.text.value = "params.l"
     assert "params.lr" in table.filters.text.options

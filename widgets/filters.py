@@ -102,7 +102,8 @@ class FilterBar(w.VBox):
                                placeholder="filter, e.g. params.lr > 0.01 and status = "
                                            "'completed'", layout=w.Layout(width="560px"))
         self.text.add_class("tracker-filter")
-        self.keys: list[str] = []
+        # Not `keys`: every widget has a trait of that name, the list of its synced state.
+        self.known_keys: list[str] = []
         self.error = w.HTML()
         self.error.add_class("tracker-hidden")
         self.error_text = ""
@@ -181,11 +182,11 @@ class FilterBar(w.VBox):
         with self._silenced():
             _fill(self.project, "any project", projects)
             _fill(self.notebook, "any notebook", notebooks)
-        self.keys = list(keys)
+        self.known_keys = list(keys)
         self._offer()
 
     def _offer(self) -> None:
-        self.text.options = completions(self.text.value, self.keys)
+        self.text.options = completions(self.text.value, self.known_keys)
 
     @property
     def stale(self) -> bool:
