@@ -781,3 +781,16 @@ def test_filter_box_finds_the_run_that_wrote_a_file(catalog: tracker.Catalog, tm
 
     assert names(table) == ["writer"] and table.total == 1
     table.close()
+
+
+def test_times_show_seconds_and_name_the_local_zone(catalog: tracker.Catalog) -> None:
+    from tracker.widgets import _html
+
+    moment = dt.datetime(2026, 5, 1, 14, 3, 27, tzinfo=dt.timezone.utc)
+    local = moment.astimezone()
+    expected = f"{local:%Y-%m-%d %H:%M:%S} {local:%Z}".strip()
+    assert _html.when(moment) == _html.iso(moment) == expected
+    ids = [make_run(catalog, name) for name in "xy"]
+    started = catalog.get_run(ids[0]).started_at.astimezone()
+    compared = RunComparison(ids, catalog=catalog).table.value
+    assert f"{started:%H:%M:%S} {started:%Z}" in compared
