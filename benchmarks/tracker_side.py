@@ -288,6 +288,38 @@ def op_widget(job: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def op_chart(job: dict[str, Any]) -> dict[str, Any]:
+    """Time RunCharts on a populated catalog: its first render, a change of the scatter's x
+    (a field already read: the scatter redrawn), or of the filter (one sampled query, both
+    charts redrawn). Python side only, as op_widget."""
+    import tracker
+    from tracker.widgets import RunCharts
+
+    catalog = tracker.Catalog(job["catalog"])
+    charts = RunCharts(catalog=catalog)  # warm-up: imports, caches
+    flips = iter(range(10**9))
+
+    def render() -> float:
+        started = time.perf_counter()
+        RunCharts(catalog=catalog).close()
+        return time.perf_counter() - started
+
+    def action() -> float:
+        flip = next(flips) % 2
+        started = time.perf_counter()
+        if job["action"] == "axis":
+            charts.x.value = "params.p0" if flip else "params.p1"
+        else:
+            charts.set_filter(data.FILTER if flip else "metrics.m1 > 0.5")
+        return time.perf_counter() - started
+
+    repeat(render if job["action"] == "render" else action, repeats=job["repeats"],
+           budget_s=job["budget_s"])
+    shown = {"note": charts.note.value, "svg_bytes": len(charts.parallel.value)}
+    charts.close()
+    return shown
+
+
 def op_widget_memory(job: dict[str, Any]) -> dict[str, Any]:
     """Bytes of Python memory a RunTable holds after rendering and paging 5 times."""
     import gc

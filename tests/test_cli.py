@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -89,6 +90,17 @@ def test_show_of_a_shared_prefix_lists_the_runs_it_matches(capsys: pytest.Captur
     code, _, err = _cli(capsys, "show", shared)
     assert (code, err) == (1, f"tracker: error: {shared!r} matches 3 runs "
                               f"({', '.join(three[::-1])}); give more characters\n")
+
+
+def test_runs_and_show_give_start_times_to_the_second_with_the_local_zone(
+        capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+    started = tracker.Catalog(os.environ["TRACKER_CATALOG"]).get_run(three[0]).started_at
+    local = started.astimezone()
+    zone = local.strftime("%Z")
+    listing = _cli(capsys, "runs")[1]
+    assert f"{local:%H:%M:%S} {zone}" in listing
+    shown = _cli(capsys, "show", three[0])[1]
+    assert f"{local:%Y-%m-%d %H:%M:%S} {zone}" in shown
 
 
 def test_runs_shows_only_params_and_metrics_that_vary(capsys: pytest.CaptureFixture[str],

@@ -279,9 +279,10 @@ def test_papermill_records_overrides_with_and_without_cwd(tmp_path: Path, env: d
     assert by_alpha[0.25].params == {"alpha": 0.25, "label": "default"}
     for run in runs:
         assert run.status == "completed"
-        assert run.name == "standard" and run.notebook == str(notebook)
+        assert run.name.startswith("standard #") and run.notebook == str(notebook)
         assert uris(run.inputs) == [str(folder / "input.csv")]
         assert any(c["source"].startswith("# Parameters") for c in run.cells)
+    assert {run.name for run in runs} == {"standard #1", "standard #2"}  # told apart
     hashes = {run.notebook_hash for run in runs}
     assert len(hashes) == 1  # the injected cell is not part of the code hash
     # One environment, stored once for both runs.
@@ -373,7 +374,7 @@ def test_killed_kernel_is_marked_crashed_and_keeps_finished_cells(
 
     run = tracker.Catalog(catalog_path).get_run(run_id)
     assert run.status == "crashed"
-    assert run.name == "doomed" and run.notebook == str(notebook)
+    assert run.name == "doomed #1" and run.notebook == str(notebook)
     assert run.ended_at is not None
     assert run.metrics == {"progress": 0.5}
     assert [cell["source"].splitlines()[0] for cell in run.cells] == [

@@ -84,7 +84,7 @@ def test_loading_starts_a_run_named_after_the_notebook(ip: InteractiveShell,
                                                        notebook: Path) -> None:
     started = loaded(ip)
     info = recorded(started.id)
-    assert info.name == "analysis"
+    assert info.name == "analysis #1"  # numbered, so the notebook's runs tell apart
     assert info.status == "running"
     assert info.notebook == str(notebook)
     assert info.notebook_name == "analysis"
@@ -414,6 +414,20 @@ def test_status_magic_prints_the_run(ip: InteractiveShell, notebook: Path,
     assert "cells:    2 recorded" in out
 
 
+def test_runs_of_one_notebook_are_numbered_in_order(ip: InteractiveShell,
+                                                   notebook: Path) -> None:
+    # A run from before names were numbered keeps its name; numbering continues after it.
+    tracker.default_catalog().start_run("analysis").end()
+    first = loaded(ip)
+    assert run(ip, "%tracker new").success
+    second = session_run(ip)
+    assert run(ip, '%tracker new "by hand"').success
+    named = session_run(ip)
+
+    names = [recorded(r.id).name for r in (first, second, named)]
+    assert names == ["analysis #2", "analysis #3", "by hand"]
+
+
 def test_new_magic_ends_the_run_and_starts_another(ip: InteractiveShell, notebook: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     first = loaded(ip)
@@ -668,7 +682,7 @@ def test_a_notebook_name_that_matches_no_file_warns_once(ip: InteractiveShell, t
         assert run(ip, "x = 1").success
     assert len(caught) == 1
     info = recorded(started.id)
-    assert (info.name, info.notebook) == ("my-nb", str(tmp_path / "my-nb.ipynb"))
+    assert (info.name, info.notebook) == ("my-nb #1", str(tmp_path / "my-nb.ipynb"))
 
 
 @pytest.mark.parametrize("variable", ["__session__", "__vsc_ipynb_file__"])
@@ -679,7 +693,7 @@ def test_front_end_variable_names_the_notebook(ip: InteractiveShell, tmp_path: P
     ip.user_ns[variable] = str(path)
     started = loaded(ip)
     info = recorded(started.id)
-    assert (info.name, info.notebook) == ("from_front_end", str(path))
+    assert (info.name, info.notebook) == ("from_front_end #1", str(path))
 
 
 def test_kernel_finds_its_notebook_in_a_later_cell(ip: InteractiveShell, tmp_path: Path,
@@ -697,7 +711,7 @@ def test_kernel_finds_its_notebook_in_a_later_cell(ip: InteractiveShell, tmp_pat
     assert not [w for w in caught if issubclass(w.category, TrackerWarning)]
     assert started.name == "mine"
     info = recorded(started.id)
-    assert (info.name, info.project, info.labels) == ("mine", "found-late", ("late",))
+    assert (info.name, info.project, info.labels) == ("mine #1", "found-late", ("late",))
     assert info.notebook == str(tmp_path / "mine.ipynb")
     assert info.notebook_title == "A test notebook"
 
@@ -757,7 +771,7 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
     catalog = tracker.default_catalog()
     assert catalog.path == tmp_path / "home" / ".tracker" / "catalog.duckdb"
     info = recorded(started.id)
-    assert (info.name, info.project, info.labels) == ("odd", "default", ())
+    assert (info.name, info.project, info.labels) == ("odd #1", "default", ())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]
 
 
@@ -848,7 +862,7 @@ def test_a_kernel_too_slow_to_stop_has_its_run_ended_at_the_shutdown_request(
         assert [alive(pid) for pid in stubborn_children(tmp_path)] == [True]
 
     [info] = [tracker.get_run(run_id) for run_id in tracker.runs()["id"]]
-    assert (info.name, info.status) == ("stubborn", "failed")
+    assert (info.name, info.status) == ("stubborn #1", "failed")
     assert stored_notebooks(info) == [str(notebook)]
     assert [cell["success"] for cell in info.cells] == [True, True, False]
 

@@ -41,10 +41,10 @@ def test_example_notebooks_pass_nbval_and_are_recorded(tmp_path: Path) -> None:
 
     catalog = tracker.Catalog(catalog_path)
     runs = catalog.runs(order_by="started_at")
-    assert list(runs["name"]) == list(EXAMPLES)
+    assert list(runs["name"]) == [f"{name} #1" for name in EXAMPLES]  # numbered per notebook
     # nbval kills each kernel after its last cell; the extension ended the run before that.
     assert list(runs["status"]) == ["completed"] * len(EXAMPLES)
-    by_name = {name: catalog.get_run(run_id)
+    by_name = {name.removesuffix(" #1"): catalog.get_run(run_id)
                for name, run_id in zip(runs["name"], runs["id"], strict=True)}
 
     quickstart = by_name["quickstart"]

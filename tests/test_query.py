@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tracker.cli import main
 from tracker.errors import ArgumentError, FilterSyntaxError
 from tracker.query import (
     ATTRIBUTES,
@@ -1009,3 +1011,73 @@ def test_mlflow_order_by_refusals_are_syntax_errors(items: str) -> None:
     with pytest.raises(FilterSyntaxError):
         compile_order_by(items)
 
+# --- files: which run read or wrote a path --------------------------------------------------
+
+
+@pytest.fixture
+def pipeline(catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """prepare writes data/x.csv, train reads it and writes model.pt; cwd is tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    ids = {}
+    for name, reads, writes in (("prepare", [], ["data/x.csv"]),
+                                ("train", ["data/x.csv"], ["model.pt"]), ("idle", [], [])):
+        run = catalog.start_run(name)
+        for path in reads:
+            run.log_input(path)
+        for path in writes:
+            run.log_output(path)
+        run.end()
+        ids[name] = run.id
+    return ids
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("inputs contains 'data/x.csv'", {"train"}),
+    ("outputs contains 'data/x.csv'", {"prepare"}),
+    ("outputs CONTAINS 'model.pt' or outputs contains 'nowhere.txt'", {"train"}),
+    ("inputs not contains 'data/x.csv'", {"prepare", "idle"}),
+    ("outputs in ('model.pt', 'data/x.csv')", {"prepare", "train"}),
+    ("inputs is null", {"prepare", "idle"}),
+    ("outputs is not null and inputs is null", {"prepare"}),
+    ("inputs contains './data/../data/x.csv'", {"train"}),
+])
+def test_files_filter_finds_the_runs_that_read_or_wrote_a_path(
+        catalog: Any, pipeline: dict[str, str], text: str, expected: set[str]) -> None:
+    assert set(catalog.runs(text)["name"]) == expected
+
+
+def test_files_filter_takes_an_absolute_path(catalog: Any, pipeline: dict[str, str],
+                                             tmp_path: Path) -> None:
+    absolute = str(tmp_path / "data" / "x.csv")
+    assert list(catalog.runs(f"inputs contains {json.dumps(absolute)}")["name"]) == ["train"]
+
+
+def test_files_filter_binds_the_path() -> None:
+    hostile = "x'); DROP TABLE runs; --"
+    compiled = compile_filter(f"outputs contains {json.dumps(hostile)}")
+    assert "DROP" not in compiled.sql
+    assert compiled.params[0] == "output"
+
+
+def test_files_filter_works_from_the_cli(catalog: Any, pipeline: dict[str, str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--catalog", str(catalog.path), "runs", "--where", "outputs contains 'model.pt'",
+                 "--format", "json"]) == 0
+    assert [record["name"] for record in json.loads(capsys.readouterr().out)] == ["train"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("inputs > 'x'", "inputs support CONTAINS"),
+    ("outputs like 'x%'", "outputs support CONTAINS"),
+])
+def test_files_filter_rejects_other_operators(text: str, message: str) -> None:
+    with pytest.raises(FilterSyntaxError, match=message):
+        compile_filter(text)
+
+
+def test_runs_cannot_be_sorted_by_their_files() -> None:
+    with pytest.raises(FilterSyntaxError, match="cannot be sorted"):
+        compile_order_by("inputs")

@@ -4,10 +4,12 @@ replays it, and an event the catalog refuses kept in quarantine while the rest i
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tracker import events
+from tracker import events, models
 from tracker.storage import spools, writer
 from tracker.storage.store import Store
 
@@ -82,3 +84,50 @@ def test_events_of_a_run_that_never_started_are_kept_not_applied(tmp_path: Path)
     assert [reject.seq for reject in refused] == [2, 3, 4, 5]
     assert all("no start event" in reject.error for reject in refused)
     assert _rows(store, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def _numbered_start(run_id: str, name: str) -> events.Spooled:
+    attrs = {"name": name, "project": "default", "started_at": time.time(),
+             models.NUMBERED_NAME: True}
+    return events.Spooled(run_id, 1, events.Start(run_id, attrs))
+
+
+def test_a_numbered_name_takes_the_next_number_of_its_base(tmp_path: Path) -> None:
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    _apply(store, _run("plain"))  # a run named before numbering: "plain" counts as one
+    with store.connect(write=True) as con:
+        con.execute("UPDATE runs SET name = 'train_cnn' WHERE id = 'plain'")
+    _apply(store, [_numbered_start("a", "train_cnn"), _numbered_start("b", "train_cnn"),
+                   _numbered_start("c", "other")])
+    _apply(store, [_numbered_start("d", "train_cnn")])
+    names = dict(_rows(store, "SELECT id, name FROM runs"))
+    assert names == {"plain": "train_cnn", "a": "train_cnn #2", "b": "train_cnn #3",
+                     "c": "other #1", "d": "train_cnn #4"}
+
+
+_WRITER = """
+import pathlib, sys, time
+from tracker import events, models
+from tracker.storage import writer
+from tracker.storage.store import Store
+store = Store(pathlib.Path(sys.argv[1]), timeout=60.0)
+for i in range(5):
+    run_id = f"{sys.argv[2]}-{i}"
+    attrs = {"name": "train_cnn", "project": "default", "started_at": time.time(),
+             models.NUMBERED_NAME: True}
+    with store.connect(write=True) as con:
+        writer.apply_all(con, [events.Spooled(run_id, 1, events.Start(run_id, attrs))],
+                         writer.keeper(store))
+"""
+
+
+def test_kernels_of_one_notebook_writing_at_once_never_share_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.duckdb"
+    with Store(path, timeout=5.0).connect(write=True):
+        pass  # the catalog exists before the race
+    children = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), f"k{k}"])
+                for k in range(4)]
+    assert [child.wait(timeout=120) for child in children] == [0] * 4
+    names = [name for (name,) in _rows(Store(path, timeout=5.0), "SELECT name FROM runs")]
+    assert sorted(names, key=lambda n: int(n.split("#")[1])) == [
+        f"train_cnn #{n}" for n in range(1, 21)]

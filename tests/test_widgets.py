@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 import tracker
 from tracker import query
 from tracker.widgets import RunComparison, RunDetail, RunTable, TrashView, _plot
-from tracker.widgets.filters import field_name, literal
+from tracker.widgets._html import STYLE
+from tracker.widgets.filters import completions, field_name, literal
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -114,7 +115,7 @@ def test_a_missing_int_param_shows_a_dash(catalog: tracker.Catalog) -> None:
     with_it = make_run(catalog, "with", params={"epochs": 3})
     without = make_run(catalog, "without")
     comparison = RunComparison([with_it, without], catalog=catalog)
-    row = comparison.params.value.split(">epochs<")[1].split("</tr>")[0]
+    row = comparison.table.value.split(">epochs<")[1].split("</tr>")[0]
     assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == ["3", "—"]
 
 
@@ -170,6 +171,54 @@ def test_filter_box_filters_and_shows_a_syntax_error_inline(table: RunTable) -> 
     assert names(table) == ["b"]
     assert table.error_text == ""
     assert not visible(table.filters.error)
+
+
+def test_an_invalid_filter_marks_the_table_stale_until_one_parses(table: RunTable) -> None:
+    assert not table.filters.stale
+
+    table.filters.text.value = "params.lr >"
+
+    assert table.filters.stale and "tracker-filter-invalid" in table.filters._dom_classes
+    assert "last filter that worked" in table.filters.error.value
+    # The style sheet fades what follows the bar: the table's toolbar, grid and pager.
+    assert ".tracker-filter-invalid ~ :not(.tracker-panel)" in STYLE
+    table.filters.text.value = "params.lr > 0.01"
+    assert not table.filters.stale and names(table) == ["c", "a"]
+
+
+def test_an_unknown_field_shows_the_compilers_whole_message(table: RunTable) -> None:
+    table.filters.text.value = "lr > 0.1"
+
+    assert "unknown field &#x27;lr&#x27;" in table.filters.error.value
+    assert table.error_text.startswith("unknown field 'lr'")
+
+
+def test_filter_box_offers_fields_and_the_catalogs_keys(table: RunTable) -> None:
+    table.load_choices()  # as the table's background thread does
+    assert repr(table.filters).startswith("FilterBar(")  # its widget state is intact
+
+    table.filters.text.value = "params.l"
+    assert "params.lr" in table.filters.text.options
+    assert "params.model" not in table.filters.text.options
+    table.filters.text.value = "status = 'failed' and met"
+    assert "status = 'failed' and metrics.acc" in table.filters.text.options
+    table.filters.text.value = "params.lr > 0.01"
+    assert "params.lr > 0.01 and params.model" in table.filters.text.options
+    assert "params.lr > 0.01 and outputs" in table.filters.text.options
+
+
+@pytest.mark.parametrize(("text", "offered", "not_offered"), [
+    ("", "started_at", None),
+    ("sta", "status", "params.lr"),
+    ("params.lr > 0.1 and", "params.lr > 0.1 and metrics.top-1", None),
+    ("metrics.", "metrics.top-1", "params.lr"),
+    ("params.`a", "params.`a b`", "params.lr"),
+])
+def test_completions_complete_the_word_being_typed(text: str, offered: str,
+                                                   not_offered: str | None) -> None:
+    options = completions(text, ["params.lr", "params.a b", "metrics.top-1"])
+    assert offered in options
+    assert not_offered not in options
 
 
 def test_quick_filters_combine_with_the_filter_box(table: RunTable) -> None:
@@ -400,8 +449,9 @@ def test_detail_shows_params_history_metrics_files_environment_and_cells(
                      detail.params.value)
     assert 'class="tracker-differs">lr' in detail.params.value  # the changed param stands out
     assert "<svg" in detail.metrics.value and ">0.25<" in detail.metrics.value
-    assert str(data.resolve()) in detail.files.value
-    assert "<th>seen via</th>" in detail.files.value and "<td>call</td>" in detail.files.value
+    files = files_text(detail)
+    assert str(data.resolve()) in files
+    assert "|<b>seen via</b>|" in files and files.endswith("|call")
     assert "3.11.7" in detail.environment.value
     assert "2 installed" in detail.environment.value and "<details>" in detail.environment.value
     assert "(uncommitted changes)" in detail.environment.value
@@ -426,6 +476,92 @@ def test_detail_sets_the_status_by_hand_and_shows_a_refusal(catalog: tracker.Cat
     detail.close()
 
 
+def files_text(detail: RunDetail) -> str:
+    """The detail's files section as the HTML of its cells, in order, between "|"."""
+    grids = [child for child in detail.files.children if isinstance(child, w.GridBox)]
+    cells = [cell for grid in grids for cell in grid.children]
+    return "|".join(cell.value if isinstance(cell, w.HTML) else cell.description
+                   for cell in cells)
+
+
+def test_detail_files_show_the_hash_algorithm_apart_and_twelve_hex_digits(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = tmp_path / "x.csv"
+    data.write_text("a\n1\n")
+    run = catalog.start_run("reader")
+    run.log_input(data)
+    run.end()
+    digest = catalog.get_run(run.id).artifacts[0]["hash"]
+    algorithm, hexdigits = digest.split(":")
+
+    files = files_text(RunDetail(run.id, catalog=catalog))
+
+    assert re.search(rf'title="{digest}"><span class="tracker-muted">{algorithm}</span> '
+                     rf"{hexdigits[:12]}<", files)
+
+
+def test_detail_produced_by_opens_the_producing_run(catalog: tracker.Catalog,
+                                                   tmp_path: Path) -> None:
+    data = tmp_path / "out.txt"
+    data.write_text("hello")
+    producer = catalog.start_run("writer")
+    producer.log_output(data)
+    producer.end()
+    reader = catalog.start_run("reader")
+    reader.log_input(data)
+    reader.end()
+    detail = RunDetail(reader.id, catalog=catalog)
+    grid = next(c for c in detail.files.children if isinstance(c, w.GridBox))
+    button = next(c for c in grid.children if isinstance(c, w.Button))
+    assert button.description == f"writer ({producer.id[-8:]})"
+
+    button.click()
+
+    assert detail.info is not None and detail.info.id == producer.id
+
+
+def test_detail_paths_under_the_server_root_open_in_jupyterlab(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    inside = tmp_path / "sub" / "in side.csv"
+    inside.write_text("1")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
+    outside.write_text("2")
+    run = catalog.start_run("reader")
+    run.log_input(inside)
+    run.log_input(outside)
+    run.end()
+    # A kernel started by Jupyter Server: its notebook's path relative to the root, its cwd
+    # the notebook's folder.
+    monkeypatch.setenv("JPY_SESSION_NAME", "sub/analysis.ipynb")
+    monkeypatch.delenv("TRACKER_SERVER_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path / "sub")
+
+    files = files_text(RunDetail(run.id, catalog=catalog))
+
+    assert 'href="/lab/tree/sub/in%20side.csv"' in files
+    assert files.count("href=") == 1  # the file outside the root is plain text
+    outside.unlink()
+
+
+def test_detail_shows_papermills_injected_value_as_the_starting_value(
+        catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("train_cnn")
+    run.log_param("seed", 0)  # the notebook's default, in its "parameters" cell
+    time.sleep(0.01)
+    run.record("cell", {"seq": 1, "execution_count": 1, "source": "# Parameters\nseed = 29\n",
+                        "success": True, "started_at": time.time(), "duration": 0.001})
+    run.log_param("seed", 29)
+    run.log_param("lr", 0.1)
+    run.log_param("lr", 0.2)  # a change the notebook made: still a history
+    run.end()
+
+    params = RunDetail(run.id, catalog=catalog).params.value
+
+    assert re.search(r"<td>seed</td><td>29</td><td></td>", params)
+    assert re.search(r"lr</td><td[^>]*>0.2</td><td[^>]*>0.1 \(.*\) → 0.2", params)
+
+
 def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Catalog,
                                                            tmp_path: Path) -> None:
     data = tmp_path / "out.txt"
@@ -437,6 +573,8 @@ def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Cat
     reader.log_input(data)
     reader.end()
     detail = RunDetail(reader.id, catalog=catalog)
+    # Named in full with a short id: ten runs of one notebook stay ten different buttons.
+    assert detail.links[producer.id].description == f"⇠ writer ({producer.id[-8:]})"
 
     detail.links[producer.id].click()
 
@@ -464,11 +602,67 @@ def test_compare_highlights_differing_params(table: RunTable, three: list[str]) 
     view = table.view
     assert isinstance(view, RunComparison)
     assert view.ids == [three[2], three[0]]  # in the table's order: newest first
-    assert re.search(r'<td class="tracker-differs">lr</td>', view.params.value)
-    assert "<td>model</td><td>cnn</td><td>cnn</td>" in view.params.value
-    assert "1 of 2 params differ" in view.params.value
-    assert ">0.5<" in view.metrics.value and ">0.7<" in view.metrics.value
+    assert re.search(r'<td class="tracker-differs">lr</td>', view.table.value)
+    assert "<td>model</td><td>cnn</td><td>cnn</td>" in view.table.value
+    assert "params: 1 of 2 differ" in view.table.value
+    assert ">0.7 ★<" in view.table.value and ">0.5<" in view.table.value
     assert "<svg" in view.plots.value  # run a has a two-point acc series
+
+
+def test_compare_puts_params_and_metrics_in_one_table_under_one_header(
+        table: RunTable, three: list[str]) -> None:
+    table.select(three)
+    table.compare_button.click()
+    html = table.view.table.value
+
+    assert html.count("<table") == 1 and html.count("<thead>") == 1
+    rows = re.findall(r"<tr>(.*?)</tr>", html)
+    # Every row, params and metrics alike, has one cell per run after its name.
+    assert {len(re.findall(r"<t[dh][ >]", row)) for row in rows if "colspan" not in row} == {4}
+
+
+def test_compare_headers_tell_same_named_runs_apart(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, "train_cnn", params={"lr": lr}) for lr in (0.1, 0.2, 0.3)]
+    view = RunComparison(ids, catalog=catalog)
+
+    headers = re.findall(r"<th>(train_cnn[^<]*)</th>", view.table.value)
+    assert len(headers) == 3 and len(set(headers)) == 3
+    assert all(f"({run_id[-8:]})" in header for run_id, header in zip(ids, headers))
+    assert len({button.description for button in view.open_buttons}) == 3
+
+
+def test_compare_marks_the_best_value_by_the_metrics_direction(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, name, metrics={"val_loss": [loss], "acc": [acc], "speed": [s]})
+           for name, loss, acc, s in (("x", 0.3, 0.8, 1.0), ("y", 0.2, 0.7, 2.0))]
+    html = RunComparison(ids, catalog=catalog).table.value
+
+    assert re.search(r'tracker-best[^>]*title="best \(lower is better\)">0.2 ★', html)
+    assert re.search(r'tracker-best[^>]*title="best \(higher is better\)">0.8 ★', html)
+    assert html.count("★") == 2  # "speed" says neither: nothing marked
+
+    chosen = RunComparison(ids, catalog=catalog, directions={"speed": "max"}).table.value
+    assert ">2 ★<" in chosen
+
+
+def test_compare_differences_only_hides_the_rows_that_agree(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, name, params={"lr": lr, "model": "cnn"}, metrics={"acc": [0.5]})
+           for name, lr in (("x", 0.1), ("y", 0.2))]
+    view = RunComparison(ids, catalog=catalog)
+    assert "<td>model</td>" in view.table.value
+
+    view.differences_only.value = True
+    assert "<td>model</td>" not in view.table.value and ">acc<" not in view.table.value
+    assert '<td class="tracker-differs">lr</td>' in view.table.value
+
+
+def test_compare_plots_have_ticks_and_values_under_the_pointer(catalog: tracker.Catalog) -> None:
+    ids = [make_run(catalog, name, metrics={"loss": [1.0, 0.5, 0.25, 0.2]}) for name in "xy"]
+    plots = RunComparison(ids, catalog=catalog).plots.value
+
+    tick_labels = re.findall(r'class="tracker-plot-text"[^>]*>([^<]*)<', plots)
+    assert {"0", "1", "2", "3"} <= set(tick_labels)  # every step, not only min and max
+    assert len(tick_labels) > 6
+    assert re.search(r"<circle [^>]*><title>x \([0-9a-z]{8,}\)\nstep 2: 0.25</title>", plots)
 
 
 def test_compare_needs_two_runs(table: RunTable, three: list[str]) -> None:
@@ -721,3 +915,32 @@ def test_comparing_runs_that_do_not_exist_is_a_run_not_found_error(
         catalog: tracker.Catalog, three: list[str]) -> None:
     with pytest.raises(tracker.RunNotFoundError, match="zzzzzzzz"):
         RunComparison([three[0], "zzzzzzzz"], catalog=catalog)
+
+
+def test_filter_box_finds_the_run_that_wrote_a_file(catalog: tracker.Catalog, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    make_run(catalog, "other")
+    writer = catalog.start_run("writer")
+    writer.log_output("model.pt")
+    writer.end()
+    table = RunTable(catalog=catalog, live=False)
+
+    table.filters.text.value = "outputs contains 'model.pt'"
+
+    assert names(table) == ["writer"] and table.total == 1
+    table.close()
+
+
+def test_times_show_seconds_and_name_the_local_zone(catalog: tracker.Catalog) -> None:
+    from tracker.widgets import _html
+
+    moment = dt.datetime(2026, 5, 1, 14, 3, 27, tzinfo=dt.timezone.utc)
+    local = moment.astimezone()
+    expected = f"{local:%Y-%m-%d %H:%M:%S} {local:%Z}".strip()
+    assert _html.when(moment) == _html.iso(moment) == expected
+    ids = [make_run(catalog, name) for name in "xy"]
+    started = catalog.get_run(ids[0]).started_at.astimezone()
+    compared = RunComparison(ids, catalog=catalog).table.value
+    assert f"{started:%H:%M:%S} {started:%Z}" in compared

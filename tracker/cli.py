@@ -724,11 +724,13 @@ def _cell_text(value: Any) -> str:
 
 
 def _local_time(value: dt.datetime, *, seconds: bool = False) -> str:
-    """Local wall-clock time: in full to the second, or short as ``ls -l`` does."""
-    local = dt.datetime.fromtimestamp(value.timestamp()) if value.tzinfo else value
-    if seconds:
-        return local.strftime("%Y-%m-%d %H:%M:%S")
-    return local.strftime("%b %d %H:%M" if local.year == dt.date.today().year else "%Y-%m-%d")
+    """Local wall-clock time with its zone named: in full, or short as ``ls -l`` does, to the
+    second either way (runs started in the same minute stay apart)."""
+    # A pandas Timestamp too; a naive time is taken as local already.
+    local = dt.datetime.fromtimestamp(value.timestamp()).astimezone()
+    if seconds or local.year != dt.date.today().year:
+        return local.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return local.strftime("%b %d %H:%M:%S %Z").strip()
 
 
 def _duration_text(seconds: float) -> str:

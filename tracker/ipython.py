@@ -128,10 +128,12 @@ class Session:
         recorder.autostart = self._autostart
         self._named = bool(name)
         self._cell_seq = 0
+        attrs = self._notebook_attrs(recorder.redactor)
+        if not name:
+            attrs.update(self._numbered())
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
-            project=settings.project, labels=settings.labels,
-            attrs=self._notebook_attrs(recorder.redactor))
+            project=settings.project, labels=settings.labels, attrs=attrs)
         self._start_capture(settings, capture)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
@@ -184,6 +186,13 @@ class Session:
         if self.notebook is None:
             return None
         return self.notebook.settings.name or self.notebook.name
+
+    def _numbered(self) -> dict[str, bool]:
+        """Ask the catalog to number a run named after its notebook's file ("train_cnn #12"),
+        so the runs of one notebook tell apart; a name from metadata or %tracker is kept."""
+        if self.notebook is None or self.notebook.settings.name:
+            return {}
+        return {models.NUMBERED_NAME: True}
 
     def _warn_no_notebook(self) -> None:
         if not self._warned.first("notebook"):
@@ -286,6 +295,7 @@ class Session:
         attrs = self._notebook_attrs(recorder.redactor)
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
+            attrs.update(self._numbered())
         if settings.project:
             attrs["project"] = run.project = settings.project
         if settings.labels is not None:

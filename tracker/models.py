@@ -12,6 +12,9 @@ FAILED = "failed"
 CRASHED = "crashed"
 STATUSES = (RUNNING, COMPLETED, FAILED, CRASHED)
 FINAL_STATUSES = (COMPLETED, FAILED, CRASHED)
+#: A start or update attribute asking the catalog to number the run's name: "train_cnn" is
+#: stored as "train_cnn #12", the number assigned when the name is written (see the writer).
+NUMBERED_NAME = "name_numbered"
 
 #: How a file record was seen (the ``via`` of an artifact), and what each means.
 VIAS: dict[str, str] = {

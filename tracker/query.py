@@ -21,6 +21,7 @@ Semantics worth knowing:
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -73,6 +74,8 @@ _NAMESPACES = {"params": "params", "param": "params", "parameters": "params",
                "parameter": "params", "metrics": "metrics", "metric": "metrics", "tags": "tags",
                "tag": "tags", STEPPED: STEPPED, "metric_at_max_step": STEPPED}  # fmt: skip
 _ATTRIBUTE_PREFIXES = ("attributes", "attribute", "attr", "run")
+# The files a run read or wrote: ``inputs CONTAINS 'data/x.csv'`` (role in ``run_artifacts``).
+FILE_FIELDS: Mapping[str, str] = MappingProxyType({"inputs": "input", "outputs": "output"})
 # MLflow's run statuses, as users type them, mapped to ours.
 _STATUS_ALIASES = {"finished": "completed", "killed": "crashed"}
 # Operators -> SQL; the parser spells == as = and <> as !=.
@@ -163,8 +166,8 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class _Field:
-    namespace: str  # "attributes", "params", "metrics", "tags" or STEPPED
-    key: str  # the runs column for attributes, else the key
+    namespace: str  # "attributes", "params", "metrics", "tags", STEPPED or "files"
+    key: str  # the runs column for attributes, the role for files, else the key
     position: int
 
     @property
@@ -180,6 +183,8 @@ class _Field:
         return _COLUMN_KINDS.get(self.key, "text")
 
     def __str__(self) -> str:
+        if self.namespace == "files":
+            return f"{self.key}s"
         return self.key if self.namespace == "attributes" else f"{self.namespace}.{self.key}"
 
 
@@ -342,6 +347,8 @@ class _Parser:
         keys: list[tuple[_Field, bool]] = []
         while not keys or self.accept(","):
             field, descending = self.field(), self.peek().matches("DESC")
+            if field.namespace == "files":
+                raise _Problem(f"runs cannot be sorted by their {field}", field.position)
             self.accept("ASC", "DESC")
             keys.append((field, descending))
         return keys
@@ -359,6 +366,8 @@ def _resolve(reference: str, position: int, *, quoted: bool = False) -> _Field:
     if dot and prefix in _NAMESPACES:
         return _Field(_NAMESPACES[prefix], rest, position)
     name = rest if dot and prefix in _ATTRIBUTE_PREFIXES else reference
+    if name.lower() in FILE_FIELDS:
+        return _Field("files", FILE_FIELDS[name.lower()], position)
     column = ATTRIBUTES.get(name.lower())
     if column is None:
         raise _Problem(_unknown_field(reference, prefix if dot else ""), position)
@@ -546,6 +555,8 @@ def _compile_predicate(predicate: _Predicate, scope: _Scope) -> Compiled:
         raise _Problem("null only works with =, != or IS [NOT] NULL", predicate.position)
     if field.kind == "labels":
         return _compile_labels(predicate, scope)
+    if field.namespace == "files":
+        return _compile_files(predicate, scope)
     if predicate.op == "NULL":
         sql, params = _field_sql(field, scope)
         return Compiled(f"{sql} IS {'NOT ' if predicate.negated else ''}NULL", params)
@@ -588,6 +599,32 @@ def _compile_labels(predicate: _Predicate, scope: _Scope) -> Compiled:
         # A run without labels does not contain the label, so it matches the negation.
         sql = f"NOT coalesce({sql}, false)"
     return Compiled(sql, bound)
+
+
+def _compile_files(predicate: _Predicate, scope: _Scope) -> Compiled:
+    """inputs/outputs CONTAINS 'path' (also = and IN: any of), their negations, IS [NOT] NULL
+    (no such files): an EXISTS over the run's file links, the path bound."""
+    op = predicate.op
+    if op not in ("CONTAINS", "IN", "=", "!=", "NULL"):
+        raise _Problem(f"{predicate.field.key}s support CONTAINS, =, !=, IN and IS [NOT] NULL",
+                       predicate.position)
+    paths = tuple(uri for literal in predicate.values
+                  for uri in _file_uris(_text(literal, predicate.field)))
+    among = f"AND a.uri IN ({', '.join('?' for _ in paths)})" if paths else ""
+    sql = (f"EXISTS (SELECT 1 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id "
+           f"WHERE ra.run_id = {scope.alias}.id AND ra.role = ? {among})")
+    if (op == "NULL") != (predicate.negated or op == "!="):
+        sql = f"NOT {sql}"
+    return Compiled(sql, (predicate.field.key, *paths))
+
+
+def _file_uris(path: str) -> tuple[str, ...]:
+    """The URIs a path typed in a filter may be stored as: files are recorded by their real
+    absolute path, so a relative path is taken from the current directory; a URI as given."""
+    if "://" in path or not path:
+        return (path,)
+    real = os.path.realpath(os.path.expanduser(path))
+    return (real,) if real == path else (path, real)
 
 
 def compile_filter(text: str | None, *, alias: str = "r",
@@ -679,7 +716,8 @@ def fields(where: str | None, equals: Mapping[str, Any] | None = None,
         if text is not None:
             with _reported(text):
                 named += [field for field, _ in _parse(text, _Parser.sort_keys)]
-    found = [(field.namespace, field.key) for field in named if field.namespace != "attributes"]
+    found = [(field.namespace, field.key) for field in named
+             if field.namespace not in ("attributes", "files")]
     return list(dict.fromkeys(found))
 
 

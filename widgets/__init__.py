@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+from .charts import RunCharts
 from .compare import RunComparison
 from .detail import RunDetail
 from .table import RunTable
 from .trash import TrashView
 
-__all__ = ["RunComparison", "RunDetail", "RunTable", "TrashView"]
+__all__ = ["RunCharts", "RunComparison", "RunDetail", "RunTable", "TrashView"]

@@ -95,6 +95,16 @@ STYLE = """
   stroke-width: 1.5; }
 .tracker-ui .tracker-plot-axis { stroke: var(--jp-border-color1, #bdbdbd); stroke-width: 1; }
 .tracker-ui .tracker-plot-text { fill: var(--jp-ui-font-color2, #757575); font-size: 10px; }
+.tracker-ui .tracker-plot-grid { stroke: var(--jp-border-color2, #e0e0e0); stroke-width: 1; }
+.tracker-ui .tracker-plot-point { fill-opacity: 0.25; cursor: crosshair; }
+.tracker-ui .tracker-plot-point:hover { fill-opacity: 1; }
+.tracker-ui td.tracker-best { font-weight: 700; }
+.tracker-ui .tracker-path { overflow-wrap: anywhere; }
+.tracker-ui .tracker-filter-invalid ~ :not(.tracker-panel) { opacity: 0.45; }
+.tracker-ui .tracker-parallel-line { fill: none; stroke-width: 1; stroke-opacity: 0.55; }
+.tracker-ui .tracker-parallel-line:hover { stroke-width: 3; stroke-opacity: 1; }
+.tracker-ui .tracker-files { max-width: 100%; }
+.tracker-ui th.tracker-group { padding-top: 8px; color: var(--jp-ui-font-color1, #212121); }
 """
 
 
@@ -226,13 +236,14 @@ def value_text(value: Any) -> str:
 
 
 def when(value: Any) -> str:
-    """A timestamp in local time, to the minute ("2026-05-01 14:03")."""
-    return _local(value, "%Y-%m-%d %H:%M")
+    """A timestamp in the user's local time to the second, its zone stated
+    ("2026-05-01 14:03:27 CET"): runs started in the same minute stay apart."""
+    return _local(value, "%Y-%m-%d %H:%M:%S %Z")
 
 
 def iso(value: Any) -> str:
-    """A timestamp in local time to the second, with its zone: tooltips and detail views."""
-    return _local(value, "%Y-%m-%d %H:%M:%S %Z")
+    """The same as :func:`when`, for tooltips and detail views."""
+    return when(value)
 
 
 def _local(value: Any, layout: str) -> str:
@@ -242,8 +253,8 @@ def _local(value: Any, layout: str) -> str:
         value = value.to_pydatetime()
     if not isinstance(value, dt.datetime):
         return str(value)
-    moment = value.astimezone() if value.tzinfo else value
-    return moment.strftime(layout).strip()
+    # A naive time is taken as local already; astimezone() then only names the zone.
+    return value.astimezone().strftime(layout).strip()
 
 
 def duration(seconds: Any) -> str:

@@ -1,9 +1,11 @@
 """RunDetail: everything recorded about one run, on one screen.
 
-Sections: the run's facts; params with the history of values that changed; metrics with a small
-plot per series; the files it read and wrote, with buttons to the runs that produced its inputs
-or read its outputs; the environment; the executed cells with their errors. Three catalog reads
-(``get_run``, ``metric_history``, ``lineage``), whatever the catalog's size.
+Sections: the run's facts; params with the history of values that changed (papermill's injected
+values are the starting value, not a change); metrics with a small plot per series; the files it
+read and wrote (paths open in JupyterLab when under the server root, "produced by" opens that
+run), with buttons to the runs that produced its inputs or read its outputs; the environment; the
+executed cells with their errors. Three catalog reads (``get_run``, ``metric_history``,
+``lineage``), whatever the catalog's size.
 """
 
 from __future__ import annotations
@@ -13,17 +15,24 @@ from typing import Any
 
 import ipywidgets as w
 
+from tracker._ids import short_id
 from tracker.errors import TrackerError
 from tracker.models import STATUSES, RunInfo
 
 from . import _html as h
 from ._catalog import CatalogLike, current_run_id, resolve_catalog
 from ._feedback import close_tree, styled
+from ._lab import lab_url, server_root
 from ._plot import sparkline
 
 MAX_CELLS = 200  # the latest cells; a week-long session can execute thousands
 MAX_LINKS = 24
+MAX_FILES = 100  # rows of the files grid (a widget per cell); the rest are counted
+HASH_HEX = 12  # hex digits of a content hash shown; the whole hash is the tooltip
 _SOURCE_PREVIEW = 80
+_FILE_HEADERS = ("role", "path", "version", "size", "hash", "produced by", "seen via")
+# papermill puts the values it injects in a cell of their own, after the notebook's defaults.
+_INJECTED_CELL = "# Parameters"
 
 
 class RunDetail(w.VBox):
@@ -44,7 +53,7 @@ class RunDetail(w.VBox):
         self.status = _status_control(self)
         self.params = w.HTML()
         self.metrics = w.HTML()
-        self.files = w.HTML()
+        self.files = w.VBox()
         self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.environment = w.HTML()
         self.cells = w.HTML()
@@ -63,10 +72,46 @@ class RunDetail(w.VBox):
         self.status.children[0].value = info.status
         self.params.value = _params(info)
         self.metrics.value = _metrics(info, history)
-        self.files.value = _files(info)
+        self._show_files(info, lineage)
         self._link(lineage)
         self.environment.value = _environment(info.environment)
         self.cells.value = _cells(info.cells)
+
+    def _show_files(self, info: RunInfo, lineage: Any) -> None:
+        """The files as a grid: HTML cells, and a button for a producer that is another run."""
+        old = self.files.children
+        names = {record["run_id"]: record["run_name"] for record in lineage.to_dict("records")}
+        root = server_root()
+        cells: list[w.Widget] = [w.HTML(h.tag("b", header)) for header in _FILE_HEADERS]
+        for item in info.artifacts[:MAX_FILES]:
+            cells += [w.HTML(h.esc(item["role"])), w.HTML(_path(item["uri"], root)),
+                      w.HTML(f"v{item.get('version')}"), w.HTML(h.size(item.get("size"))),
+                      w.HTML(short_hash(item.get("hash"))),
+                      self._producer(item.get("producer_run_id"), info.id, names),
+                      w.HTML(h.esc(item.get("via") or h.EMPTY))]
+        more = len(info.artifacts) - MAX_FILES
+        note = [w.HTML(h.muted(f"and {more:,} more files"))] if more > 0 else []
+        grid = w.GridBox(cells, layout=w.Layout(
+            grid_template_columns="auto minmax(12em, 2fr) auto auto auto auto auto",
+            grid_gap="2px 10px", align_items="center"))
+        grid.add_class("tracker-files")
+        if info.artifacts:
+            self.files.children = [w.HTML(h.section("Files")), grid, *note]
+        else:
+            self.files.children = [w.HTML(h.join([h.section("Files"), h.muted(
+                "no inputs or outputs recorded")]))]
+        for widget in old:
+            close_tree(widget)
+
+    def _producer(self, producer: str | None, own: str, names: Mapping[str, Any]) -> w.Widget:
+        if not producer or producer == own:
+            return w.HTML(h.esc("this run" if producer else h.EMPTY))
+        name = names.get(producer) or producer
+        button = w.Button(description=f"{name} ({short_id(producer)})",
+                          tooltip=f"open run {producer}", layout=w.Layout(width="auto"))
+        button.add_class("tracker-link")
+        button.on_click(lambda _: self.on_open(producer))
+        return button
 
     def _link(self, lineage: Any) -> None:
         for button in self.links.values():
@@ -79,9 +124,9 @@ class RunDetail(w.VBox):
                 continue
             arrow, verb = ("⇠", "wrote") if record["direction"] == "upstream" else ("⇢", "read")
             name = record["run_name"] or run_id
-            button = w.Button(description=f"{arrow} {name}",
+            button = w.Button(description=f"{arrow} {name} ({short_id(run_id)})",
                               tooltip=f"{name} ({run_id}) {verb} {record['uri']}",
-                              layout=w.Layout(width="auto", max_width="320px"))
+                              layout=w.Layout(width="auto"))  # whole names: cut, runs look alike
             button.add_class("tracker-link")
             button.on_click(lambda _, target=run_id: self.on_open(target))
             self.links[run_id] = button
@@ -144,12 +189,32 @@ def _params(info: RunInfo) -> str:
     if not info.params:
         return h.join([h.section("Params"), h.muted("no params recorded")])
     rows, changed = [], []
+    injected_at = _injected_at(info.cells)
     for key in sorted(info.params):
-        entries = info.param_history.get(key, [])
+        entries = _from_injection(info.param_history.get(key, []), injected_at)
         rows.append([key, h.value_text(info.params[key]), _history(entries)])
         changed.append(len(entries) > 1)
     return h.join([h.section("Params"), h.table(["param", "value", "earlier values"], rows,
                                                 differing=changed)])
+
+
+def _injected_at(cells: Sequence[Mapping[str, Any]]) -> Any:
+    """When papermill's injected-parameters cell started, if the run had one."""
+    for cell in cells:
+        if str(cell.get("source") or "").startswith(_INJECTED_CELL):
+            return cell.get("started_at")
+    return None
+
+
+def _from_injection(entries: Sequence[tuple[Any, Any]], injected_at: Any) -> list[tuple[Any, Any]]:
+    """A param's history from the value papermill injected: the notebook's default, which the
+    injection replaced before any work, is not a change the user made."""
+    if injected_at is None:
+        return list(entries)
+    before = [entry for entry in entries if entry[0] < injected_at]
+    if not before or len(before) == len(entries):
+        return list(entries)
+    return list(entries[len(before):])
 
 
 def _history(entries: Sequence[tuple[Any, Any]]) -> str:
@@ -185,18 +250,24 @@ def _series(history: Any) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
-def _files(info: RunInfo) -> str:
-    if not info.artifacts:
-        return h.join([h.section("Files"), h.muted("no inputs or outputs recorded")])
-    rows = []
-    for item in info.artifacts:
-        producer = item.get("producer_run_id")
-        source = ("this run" if producer == info.id else producer or h.EMPTY)
-        rows.append([item["role"], item["uri"], f"v{item.get('version')}",
-                     h.size(item.get("size")), (item.get("hash") or "")[:12], source,
-                     item.get("via") or h.EMPTY])
-    return h.join([h.section("Files"), h.table(
-        ["role", "path", "version", "size", "hash", "produced by", "seen via"], rows)])
+def short_hash(digest: Any) -> h.Safe:
+    """``xxh3_128 e8b4c2a91f03``: the algorithm apart, HASH_HEX hex digits, the whole as a
+    tooltip (stored hashes read ``<algorithm>:<hex>``)."""
+    if not digest:
+        return h.Safe(h.EMPTY)
+    algorithm, _, hexdigits = str(digest).rpartition(":")
+    shown = h.join([h.muted(algorithm), " ", hexdigits[:HASH_HEX]]) if algorithm else \
+        h.esc(hexdigits[:HASH_HEX])
+    return h.tag("span", h.Safe(shown), title=digest)
+
+
+def _path(uri: str, root: str | None) -> h.Safe:
+    """The path, a link opening it in JupyterLab when it lies under the server root."""
+    url = lab_url(uri, root)
+    if url is None:
+        return h.tag("span", uri, cls="tracker-path")
+    return h.Safe(f'<a class="tracker-path" href="{h.esc(url)}" target="_blank" '
+                  f'title="open in JupyterLab">{h.esc(uri)}</a>')
 
 
 def _environment(env: Mapping[str, Any] | None) -> str:

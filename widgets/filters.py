@@ -3,8 +3,11 @@
 Everything here ends as one string of tracker's filter language, which the catalog compiles with
 bound parameters. Values the user picks (a project, a label) are written as quoted literals by
 :func:`literal`, never pasted raw; the text the user types is checked with
-:func:`tracker.query.compile_filter` first, so a typo shows inline with its position instead of
-reaching the catalog.
+:func:`tracker.query.compile_filter` first, so a typo shows inline with its position (and the
+compiler's "did you mean") instead of reaching the catalog. While it does not parse, the bar
+carries the class ``tracker-filter-invalid``, and the style sheet fades every view after it (the
+table, its toolbar and pager) as stale. The box offers the fields and the catalog's
+``params.*``/``metrics.*`` keys as completions of the word being typed.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from tracker import query
 from tracker.errors import FilterSyntaxError
 from tracker.models import STATUSES
 
-from ._html import code, message
+from ._html import code, message, muted
 
 ANY = ""  # the "no restriction" choice of every dropdown
 MISSING = None  # the choice of runs whose project or notebook is not set
 _PLAIN_KEY = re.compile(r"[^\W\d][\w.\-/]*\Z")
 _MAX_CHOICES = 200  # a dropdown of thousands of notebooks helps nobody; the filter box does
+_MAX_COMPLETIONS = 200
+# The field name being typed at the end of the text, a quoted key (params.`a b) included.
+_PARTIAL = re.compile(r"[\w.\-/]*(`[^`]*)?\Z")
+INVALID = "tracker-filter-invalid"
 
 
 def literal(value: str) -> str:
@@ -49,6 +56,33 @@ def ids_filter(ids: Iterable[str]) -> str:
     return "id IN (" + ", ".join(literal(run_id) for run_id in ids) + ")"
 
 
+def completions(text: str, keys: Sequence[str]) -> list[str]:
+    """The whole texts the box can offer: ``text`` with its last word completed to a field
+    (an attribute, ``inputs``/``outputs`` or one of ``keys``, such as ``params.lr``), or with
+    `` and <field>`` appended once it is a complete filter. A browser's list shows those that
+    contain what is typed, so the completions of the word being typed are what it shows."""
+    fields = [*sorted(query.ATTRIBUTES), *sorted(query.FILE_FIELDS),
+              *(field_name(*key.split(".", 1)) for key in keys)]
+    match = _PARTIAL.search(text)
+    start = match.start() if match else len(text)
+    prefix, partial = text[:start], text[start:].lower()
+    if partial.upper() in ("AND", "OR", "NOT"):  # a whole keyword: the next field follows
+        prefix, partial = f"{text} ", ""
+    offered = [prefix + name for name in fields if name.lower().startswith(partial)
+               and name.lower() != partial]
+    if text.strip() and _parses(text):
+        offered += [f"{text.rstrip()} and {name}" for name in fields]
+    return offered[:_MAX_COMPLETIONS]
+
+
+def _parses(text: str) -> bool:
+    try:
+        query.compile_filter(text)
+    except FilterSyntaxError:
+        return False
+    return True
+
+
 def both(first: str | None, second: str | None) -> str | None:
     """The AND of two optional filters."""
     parts = [f"({text})" for text in (first, second) if text]
@@ -63,10 +97,13 @@ class FilterBar(w.VBox):
     """
 
     def __init__(self, text: str | None = None) -> None:
-        self.text = w.Text(value=text or "", continuous_update=False,
-                           placeholder="filter, e.g. params.lr > 0.01 and status = 'completed'",
-                           layout=w.Layout(width="560px"))
+        # A Combobox is a text box with the browser's own list of suggestions (a <datalist>).
+        self.text = w.Combobox(value=text or "", continuous_update=False, ensure_option=False,
+                               placeholder="filter, e.g. params.lr > 0.01 and status = "
+                                           "'completed'", layout=w.Layout(width="560px"))
         self.text.add_class("tracker-filter")
+        # Not `keys`: every widget has a trait of that name, the list of its synced state.
+        self.known_keys: list[str] = []
         self.error = w.HTML()
         self.error.add_class("tracker-hidden")
         self.error_text = ""
@@ -94,7 +131,9 @@ class FilterBar(w.VBox):
         super().__init__([self.text, self.error, quick])
         for control in self._controls():
             control.observe(self._changed, "value")
+        self.text.observe(lambda _: self._offer(), "value")
         self.clear_button.on_click(lambda _: self.clear())
+        self._offer()
 
     def _controls(self) -> list[w.ValueWidget]:
         return [self.text, self.status, self.project, self.notebook, self.label, self.since,
@@ -137,11 +176,24 @@ class FilterBar(w.VBox):
         return parts
 
     def set_choices(self, *, projects: Sequence[tuple[Any, int]],
-                    notebooks: Sequence[tuple[Any, int]]) -> None:
-        """Fill the project and notebook dropdowns from ``(value, count)`` pairs."""
+                    notebooks: Sequence[tuple[Any, int]], keys: Sequence[str] = ()) -> None:
+        """Fill the project and notebook dropdowns from ``(value, count)`` pairs, and the
+        completions from the catalog's ``keys`` (``params.lr``, ``metrics.acc``...)."""
         with self._silenced():
             _fill(self.project, "any project", projects)
             _fill(self.notebook, "any notebook", notebooks)
+        self.known_keys = list(keys)
+        self._offer()
+
+    def _offer(self) -> None:
+        self.text.options = completions(self.text.value, self.known_keys)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the typed filter does not parse, so what the table shows is from the last
+        filter that did (the bar then carries the INVALID class, which the table's views
+        after it are faded by)."""
+        return INVALID in self._dom_classes
 
     def clear(self) -> None:
         """Remove every filter (typed and quick), then notify once."""
@@ -164,13 +216,16 @@ class FilterBar(w.VBox):
     def _show_error(self, exc: FilterSyntaxError) -> None:
         self.error_text = f"{exc.message} at position {exc.position}"
         pointer = f"{exc.filter}\n{' ' * exc.position}^"
-        self.error.value = message(self.error_text, "error") + code(pointer)
+        self.error.value = (message(self.error_text, "error") + code(pointer)
+                            + muted("The runs below are from the last filter that worked."))
         self.error.remove_class("tracker-hidden")
+        self.add_class(INVALID)
 
     def _clear_error(self) -> None:
         self.error_text = ""
         self.error.value = ""
         self.error.add_class("tracker-hidden")
+        self.remove_class(INVALID)
 
     def _changed(self, _: Any) -> None:
         if not getattr(self._local, "quiet", False):

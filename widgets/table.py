@@ -106,6 +106,8 @@ class RunTable(w.VBox):
                                     tooltip="move the selected runs to the trash")
         self.trash_button = button("Trash", self.show_trash, icon="recycle",
                                    tooltip="deleted runs: restore or purge")
+        self.charts_button = button("Charts", self.show_charts, icon="line-chart",
+                                    tooltip="charts across the filtered runs")
         self.selection_html = w.HTML()
         self.grid = RunGrid()
         self.first_button = button("«", self.first_page, tooltip="first page")
@@ -116,7 +118,8 @@ class RunTable(w.VBox):
         self.panel.add_class("tracker-panel")
         self.panel.add_class("tracker-hidden")
         toolbar = w.HBox([self.refresh_button, self.columns_button, self.compare_button,
-                          self.delete_button, self.trash_button, self.selection_html])
+                          self.charts_button, self.delete_button, self.trash_button,
+                          self.selection_html])
         toolbar.add_class("tracker-wrap")
         pager = w.HBox([self.first_button, self.previous_button, self.next_button, self.pager])
         pager.add_class("tracker-wrap")
@@ -190,9 +193,10 @@ class RunTable(w.VBox):
         column manager (every params and metrics key, even of runs on no page seen yet)."""
         with self._choices_lock, reporting(self._show_error):
             if not self._closed:
-                self.filters.set_choices(projects=self._counts("project"),
-                                         notebooks=self._counts("notebook_name"))
                 self._all_keys = self.catalog.keys()
+                self.filters.set_choices(projects=self._counts("project"),
+                                         notebooks=self._counts("notebook_name"),
+                                         keys=self._all_keys)
                 with self._lock:
                     self._sync_manager()
 
@@ -383,6 +387,13 @@ class RunTable(w.VBox):
         with reporting(self._show_error):
             self._open_panel(RunComparison(chosen, catalog=self.catalog,
                                            on_open=self.show_detail))
+
+    def show_charts(self) -> None:
+        """Charts across the runs the current filter matches (tracker.widgets.charts)."""
+        from .charts import RunCharts
+
+        with reporting(self._show_error):
+            self._open_panel(RunCharts(self._where, catalog=self.catalog))
 
     def _selection_in_order(self) -> list[str]:
         """The selected runs as the table shows them, then any selected on other pages."""

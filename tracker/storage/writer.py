@@ -219,12 +219,39 @@ def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 _START_KEYS = {"name", "project", "host", "pid", "process_start", "username", "labels", "notes",
-               "parent_id", "notebook", "notebook_name", "notebook_title", "notebook_hash"}
+               "parent_id", "notebook", "notebook_name", "notebook_title", "notebook_hash",
+               models.NUMBERED_NAME}
+
+
+def _number_names(con: Any, rows: _Rows) -> None:
+    """Give each run that asked for it (models.NUMBERED_NAME) the next number of its name,
+    "train_cnn #12". Assigned here, inside the write transaction, which holds the catalog's
+    exclusive lock: kernels of one notebook started at once can never draw the same number."""
+    drawn: dict[str, int] = {}
+    for state in [*rows.new_runs, *(updates for _, updates in rows.updates)]:
+        base = state.get("name")
+        if not state.pop(models.NUMBERED_NAME, False) or not isinstance(base, str):
+            continue
+        if base not in drawn:
+            drawn[base] = _last_number(con, base)
+        drawn[base] += 1
+        state["name"] = f"{base} #{drawn[base]}"
+
+
+def _last_number(con: Any, base: str) -> int:
+    """The highest number a run named ``base #N`` has, counting runs named plain ``base`` (from
+    before names were numbered) too, so numbering continues after them."""
+    numbered, plain = con.execute(
+        "SELECT coalesce(max(TRY_CAST(substr(name, ?) AS BIGINT)), 0), "
+        "count(*) FILTER (WHERE name = ?) FROM runs WHERE name = ? OR starts_with(name, ?)",
+        [len(base) + 3, base, base, f"{base} #"]).fetchone()
+    return max(int(numbered), int(plain))
 
 
 def _write(con: Any, rows: _Rows) -> None:
     """One statement per table for the whole batch. A run's value columns are left to readers
     (``tracker.storage.columns``): its row is written with ``values_fresh`` NULL."""
+    _number_names(con, rows)
     if rows.params:
         _insert(con, "params", rows.params)
         insert_missing(con, "param_keys", sorted({(row[1], row[3]) for row in rows.params}))
