@@ -142,27 +142,47 @@ def _dump(data: dict[str, Any], *, yaml: bool) -> str:
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = _as_recorded(catalog, descriptor.load(Path(arguments.path(path, "path"))))
+    data = descriptor.load(Path(arguments.path(path, "path")))
+    run_id = data["run"]["id"]
+    if not import_checked(catalog, [data]):
+        raise ArgumentError(f"run {run_id} is already in {catalog.path}; nothing imported "
+                            "(import into another catalog, or purge it there first)")
+    return run_id
+
+
+def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Add the runs of descriptors checked by :func:`tracker.descriptor.validate`, in one
+    transaction, each as logging would have recorded it here; a run whose id the catalog
+    already holds is left as it is. Returns the ids added."""
+    recorded = [_as_recorded(catalog, data) for data in runs]
+    with catalog.connect(write=True) as con:
+        ids = [data["run"]["id"] for data in recorded]
+        present = {row[0] for row in con.execute(
+            "SELECT id FROM runs WHERE list_contains(?, id)", [ids]).fetchall()}
+        added = [data for data in recorded if data["run"]["id"] not in present]
+        if not added:
+            return []
+        con.execute("BEGIN")
+        for data in added:
+            _insert_run(con, data)
+        columns.refresh(con, [data["run"]["id"] for data in added])
+        con.execute("COMMIT")
+    return [data["run"]["id"] for data in added]
+
+
+def _insert_run(con: Any, data: dict[str, Any]) -> None:
     run = data["run"]
     run_id = run["id"]
-    with catalog.connect(write=True) as con:
-        if con.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
-            raise ArgumentError(f"run {run_id} is already in {catalog.path}; nothing imported "
-                                "(import into another catalog, or purge it there first)")
-        con.execute("BEGIN")
-        _insert(con, "runs", [{**run, "spool_seq": None}])
-        _insert(con, "params", [{**row, "run_id": run_id} for row in data["params"]])
-        _insert(con, "metrics", [{**row, "run_id": run_id} for row in data["metrics"]])
-        _insert_keys(con, data)
-        _insert(con, "cells", [{**row, "run_id": run_id} for row in data["cells"]])
-        for row in data["environment"]:
-            if not con.execute("SELECT 1 FROM environments WHERE id = ?", [row["id"]]).fetchone():
-                _insert(con, "environments", [row])
-        for row in data["artifacts"]:
-            _import_artifact(con, run_id, row)
-        columns.refresh(con, [run_id])
-        con.execute("COMMIT")
-    return run_id
+    _insert(con, "runs", [{**run, "spool_seq": None}])
+    _insert(con, "params", [{**row, "run_id": run_id} for row in data["params"]])
+    _insert(con, "metrics", [{**row, "run_id": run_id} for row in data["metrics"]])
+    _insert_keys(con, data)
+    _insert(con, "cells", [{**row, "run_id": run_id} for row in data["cells"]])
+    for row in data["environment"]:
+        if not con.execute("SELECT 1 FROM environments WHERE id = ?", [row["id"]]).fetchone():
+            _insert(con, "environments", [row])
+    for row in data["artifacts"]:
+        _import_artifact(con, run_id, row)
 
 
 def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
