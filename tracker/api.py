@@ -16,6 +16,7 @@ from tracker.catalog import Catalog
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
     from tracker.run import Run
 
@@ -177,6 +178,20 @@ def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = Fals
 def import_run(path: str | os.PathLike[str]) -> str:
     """Add a run exported from another catalog; returns its id."""
     return default_catalog().import_run(path)
+
+
+def import_mlflow(store: str | os.PathLike[str], *,
+                  catalog: str | os.PathLike[str] | Catalog | None = None,
+                  mlflow_python: str | os.PathLike[str] | None = None) -> MLflowImport:
+    """Import an MLflow history (an ``mlruns`` folder, an MLflow SQLite file or a tracking
+    server URL) into ``catalog`` (default: the default catalog), read by MLflow's own client in
+    ``mlflow_python`` (default: this Python). Importing the same store again adds nothing;
+    the report lists the runs imported, and those skipped with the reason."""
+    from tracker.mlflow_import import import_mlflow as read_into
+
+    target = catalog if isinstance(catalog, Catalog) else (
+        Catalog(catalog) if catalog is not None else default_catalog())
+    return read_into(target, store, mlflow_python=mlflow_python)
 
 
 def sql(query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
