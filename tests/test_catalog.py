@@ -97,6 +97,7 @@ def _make_version_2(path: Path) -> None:
     con.execute("CREATE INDEX metrics_run ON metrics (run_id)")
     con.execute("CREATE INDEX params_run ON params (run_id)")
     con.execute("ALTER TABLE run_artifacts DROP COLUMN via")
+    con.execute("DROP TABLE tags")
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     con.close()
 
@@ -171,6 +172,24 @@ def test_migrations_run_in_order_after_the_backup(catalog: tracker.Catalog,
     version = migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0]
     assert version == str(last + 1)
     assert "owner" in set(migrated.sql("SELECT * FROM runs").columns)
+
+
+def test_a_version_4_catalog_gains_tags_and_keeps_its_runs(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("kept", params={"lr": 0.1}, labels=["gpu"]) as run:
+        pass
+    catalog.flush()
+    con = duckdb.connect(str(catalog.path))
+    con.execute("DROP TABLE tags")  # what version 4 lacked
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.close()
+
+    migrated = tracker.Catalog(catalog.path)
+    migrated.set_tag("source", "manual", run=run.id)
+    assert migrated.get_run(run.id).tags == {"source": "manual"}
+    assert list(migrated.runs("params.lr = 0.1 AND labels CONTAINS 'gpu'")["name"]) == ["kept"]
+    version = migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0]
+    assert version == str(schema.SCHEMA_VERSION) == "5"
+    assert catalog.path.with_name(catalog.path.name + ".v4.bak").exists()
 
 
 def test_a_version_2_catalog_keeps_its_file_links_with_an_unknown_via(

@@ -23,6 +23,7 @@ def test_a_run_round_trips_between_catalogs(catalog: tracker.Catalog, tmp_path: 
     data = tmp_path / "in.csv"
     data.write_text("x\n1\n")
     with catalog.start_run("exported", labels=["keep"], params={"lr": 0.1, "tag": "ü"}) as run:
+        run.set_tags({"source": "manual", "stage": "draft"})
         run.log_param("lr", 0.2)
         run.log_metric("loss", 0.5, step=1)
         run.log_metric("loss", math.nan, step=2)
@@ -31,9 +32,11 @@ def test_a_run_round_trips_between_catalogs(catalog: tracker.Catalog, tmp_path: 
     other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
     assert other.import_run(descriptor) == run.id
     before, after = catalog.get_run(run.id), other.get_run(run.id)
-    for field in ("name", "status", "labels", "params", "started_at", "ended_at", "artifacts"):
+    for field in ("name", "status", "labels", "params", "started_at", "ended_at", "artifacts",
+                  "tags"):
         assert getattr(after, field) == getattr(before, field), field
     assert after.artifacts[0]["via"] == "call"  # how the file was seen travels with it
+    assert after.tags == {"source": "manual", "stage": "draft"}
     assert after.param_history["lr"] == before.param_history["lr"]
     assert math.isnan(after.metrics["loss"])
     history = other.metric_history(run.id)
@@ -298,7 +301,7 @@ def test_an_import_is_recorded_as_logging_would_record_it(
     secret = "hunter2-hunter2"
     with clear.start_run("old", notes=f"password={secret}",
                          params={"db_password": secret, "lr": 0.1}) as run:
-        pass
+        run.set_tags({"api_token": secret, "note": f"password={secret}"})
     descriptor = clear.export_run(run.id, tmp_path / "old.json")
     assert secret in descriptor.read_text()
     # ... which importing, a recording like any other, redacts.
@@ -309,9 +312,24 @@ def test_an_import_is_recorded_as_logging_would_record_it(
     assert info.params["lr"] == 0.1
     assert str(info.params["db_password"]).startswith("<redacted:str:")
     assert secret not in (info.notes or "")
+    assert info.tags["api_token"].startswith("<redacted:str:")
+    assert secret not in info.tags["note"]
     other.flush()
     stored = b"".join(path.read_bytes() for path in other.folder.rglob("*") if path.is_file())
     assert secret.encode() not in stored
+
+
+def test_a_version_1_descriptor_without_tags_imports(catalog: tracker.Catalog,
+                                                     tmp_path: Path) -> None:
+    with catalog.start_run("older") as run:
+        pass
+    written = catalog.export_run(run.id, tmp_path / "run.json")
+    data = json.loads(written.read_text())
+    assert data["version"] == 2
+    del data["tags"]
+    written.write_text(json.dumps({**data, "version": 1}))
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    assert other.get_run(other.import_run(written)).tags == {}
 
 
 def test_an_import_redacts_artifact_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

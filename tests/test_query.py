@@ -42,7 +42,7 @@ RUNS: list[dict[str, Any]] = [
         environment_id="env1",
         params={"lr": 0.1, "optimizer.name": "adam", "optimizer.lr": 0.001, "layers": [64, 32],
                 "model": "resnet", "seed": 42, "flag": True, "epochs": 9, "my key (x)": 1},
-        metrics={"acc": 0.9, "loss": 0.3},
+        metrics={"acc": 0.9, "loss": 0.3}, tags={"source": "manual", "stage": "final"},
     ),
     dict(
         id="r2", name="beta", project="vision", notebook="/nb/train.ipynb",
@@ -51,13 +51,13 @@ RUNS: list[dict[str, Any]] = [
         labels=["gpu"], error="ValueError: boom",
         params={"lr": 0.01, "optimizer.name": "sgd", "model": "vit", "seed": "42", "flag": False,
                 "epochs": 10, HOSTILE: 1},
-        metrics={"acc": 0.7, "loss": "NaN"},
+        metrics={"acc": 0.7, "loss": "NaN"}, tags={"source": "cli", HOSTILE: "x"},
     ),
     dict(
         id="r3", name="gamma", project="nlp", notebook="/nb/eval.ipynb", status="running",
         started_at="2026-01-03 10:00:00+00", host="gpu1", pid=303, username="ada", parent_id="r1",
         params={"lr": 0.001, "model": "resnet50", "flag": "true", "epochs": "many"},
-        metrics={"acc": 0.95},
+        metrics={"acc": 0.95}, tags={"stage": "draft"},
     ),
     dict(
         id="r4", name="delta", project="nlp", status="crashed", started_at="2026-01-04 10:00:00+00",
@@ -102,7 +102,7 @@ def _insert(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
 
 
 def _insert_run(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
-    row = {**run}
+    row = {key: value for key, value in run.items() if key != "tags"}
     for column in ("params", "metrics"):
         if column in row:
             row[column] = json.dumps(row[column])
@@ -124,6 +124,8 @@ def _insert_run(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> N
             "(SELECT 1 FROM metric_keys WHERE key = $key)",
             {"key": key},
         )
+    for key, value in run.get("tags", {}).items():
+        connection.execute("INSERT INTO tags VALUES (?, ?, ?, now())", [run["id"], key, value])
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +286,32 @@ CASES: list[tuple[str, set[str]]] = [
     ("metrics.loss = 'Infinity'", ids(4)),
     ("metrics.loss < 0", ids(6)),
     ("metrics.loss > -1", ids(1, 4)),
+    # tags: text, one value per key, set or not
+    ("tags.source = 'manual'", ids(1)),
+    ("tag.source != 'manual'", ids(2)),
+    ("`tags`.stage IN ('final', 'draft')", ids(1, 3)),
+    ("tags.stage LIKE 'dr%'", ids(3)),
+    ("tags.stage IS NULL", ALL - ids(1, 3)),
+    ("tags.stage IS NOT NULL AND NOT tags.source = 'manual'", ids(3)),
+    (f"tags.{quoted(HOSTILE, '`')} = 'x'", ids(2)),
+    ("tags.nope = 'x'", set()),
+    # MLflow's prefixes and aliases
+    ("run.status = 'FINISHED'", ids(1, 5, 6)),
+    ("attr.name = 'alpha'", ids(1)),
+    ("user_id = 'bob'", ids(2)),
+    ("attributes.user_id = 'ada'", ids(1, 3)),
+    ("`run name` = 'beta'", ids(2)),
+    ("`Run name` = 'beta'", ids(2)),
+    ("attributes.`Run name` = 'beta'", ids(2)),
+    ("created <= '2026-01-02'", ids(1)),
+    ("Created > '2026-01-07'", ids(7, 8)),
+    ("`metric`.acc >= 0.95", ids(3, 6)),
+    ("`params`.model = 'vit'", ids(2)),
+    ("`params`.`my key (x)` = 1", ids(1)),
+    ("`tags`.source = 'cli'", ids(2)),
+    ("parameters.model = 'vit'", ids(2)),
+    # a number compares with a time as milliseconds since 1970, as in MLflow
+    ("start_time >= 1767607200000", ids(5, 6, 7, 8)),  # 2026-01-05 10:00 UTC
     # AND, OR, NOT and parentheses: NOT > AND > OR
     ("status = 'completed' OR status = 'failed' AND metrics.acc > 0.8", ids(1, 5, 6)),
     ("(status = 'completed' OR status = 'failed') AND metrics.acc > 0.8", ids(1, 6)),
@@ -396,8 +424,11 @@ def test_alias_must_be_an_identifier() -> None:
 
 ERRORS: list[tuple[str, int, str]] = [
     ("bogus = 1", 0, "unknown field 'bogus'"),
-    ("tags.x = 'a'", 0, "unknown field"),
+    ("tgas.x = 'a'", 0, "did you mean tags.?"),
     ("attributes.lr = 1", 0, "unknown field"),
+    ("stauts = 'failed'", 0, "did you mean status?"),
+    ("attributes.strated_at > '2026-01-01'", 0, "did you mean started_at or"),
+    ("`metrics`.", 10, "expected a key after 'metrics.'"),
     ("name = 'abc", 7, "unterminated string"),
     ("`status = 1", 0, "unterminated quoted name"),
     ("name = ", 7, "expected a value"),
@@ -426,7 +457,8 @@ ERRORS: list[tuple[str, int, str]] = [
     ("pid = 'many'", 6, "compares with numbers"),
     ("params.lr > true", 12, "true/false"),
     ("params.x IN (1, 'a')", 16, "cannot mix"),
-    ("started_at > 5", 13, "quoted date"),
+    ("started_at > true", 13, "quoted date"),
+    ("started_at > 1e300", 13, "milliseconds since 1970"),
     ("started_at > 'yesterday'", 13, "quoted date"),
     ("name = 'a' AND pid > null", 19, "null only works"),
     ("params. = 1", 7, "expected a key after 'params.'"),
@@ -449,10 +481,14 @@ def test_bad_filter_names_the_problem_and_its_position(
     assert isinstance(caught.value, ValueError)
 
 
-def test_unknown_field_lists_the_known_attributes() -> None:
+def test_an_unknown_field_suggests_the_closest_name_not_a_list_of_all() -> None:
     with pytest.raises(FilterSyntaxError) as caught:
         compile_filter("lr > 0.1")
-    assert all(name in caught.value.message for name in ("status", "started_at", "params.<key>"))
+    assert caught.value.message == ("unknown field 'lr'; use params.<key>, metrics.<key>, "
+                                    "tags.<key> or an attribute such as status")
+    with pytest.raises(FilterSyntaxError) as caught:
+        compile_filter("duraton > 5")
+    assert caught.value.message == "unknown field 'duraton'; did you mean duration?"
 
 
 # --- order_by -------------------------------------------------------------------------------
@@ -779,3 +815,194 @@ def test_any_text_compiles_or_is_a_filter_syntax_error(text: str) -> None:
         compile_order_by(text)
     except FilterSyntaxError:
         pass
+
+
+# --- MLflow's own cases ---------------------------------------------------------------------
+# The filter and order_by strings of MLflow's parser tests (mlflow/mlflow,
+# tests/utils/test_search_utils.py: test_filter, test_correct_quote_trimming, test_error_filter,
+# test_error_comparison_clauses, test_bad_quotes, test_invalid_clauses, test_bad_comparators,
+# test_correct_filtering, test_filter_runs_by_user_id, test_correct_sorting,
+# test_invalid_order_by_search_runs, test_space_order_by_search_runs,
+# test_filter_runs_by_tag_and_param_is_null), run against three runs shaped like that file's
+# (m0: FAILED, m1: FINISHED, m2: FAILED; key1 121/123/125; my_param A/A/B; tag1 -/C/D) plus the
+# keys its parser cases name, so every accepted string is checked by what it matches.
+
+MLFLOW_RUNS: list[dict[str, Any]] = [
+    dict(id="m0", name="zero", status="failed", started_at="2026-01-01 00:00:00+00",
+         username="user-id",
+         params={"my_param": "A", "m": "tf", "model": "LinearRegression", "model_class": "LR"},
+         metrics={"key1": 121, "acc": 0.95, "XYZ": 3, "legit name": 0.3, "rmse": 0.5, "a": 0.2}),
+    dict(id="m1", name="one", status="completed", started_at="2026-01-02 00:00:00+00",
+         username="user-id",
+         params={"my_param": "A", "m": "LR", "cat dog": "pets", "p.a.r.a.m": "b", "lr": "0.01"},
+         metrics={"key1": 123, "acc": 100, "X-Y-Z": 3, "accuracy.2.0": 6, "spacey name": 6},
+         tags={"tag1": "C", "version": "commit-hash", "source_name": "a notebook"}),
+    dict(id="m2", name="two", status="failed", started_at="2026-01-02 00:00:00+00",
+         username="user-id2", params={"my_param": "B", "m": "L'Hosp", "b": "val"},
+         metrics={"key1": 125, "X//Y#$$@&Z": 3}, tags={"tag1": "D", "t.a.g": "a", "env": "prod"}),
+]  # fmt: skip
+
+
+def mlflow_ids(*numbers: int) -> set[str]:
+    return {f"m{n}" for n in numbers}
+
+
+MLFLOW_ALL = mlflow_ids(0, 1, 2)
+MLFLOW_FILTERS: list[tuple[str, set[str]]] = [
+    ("metric.acc >= 0.94", mlflow_ids(0, 1)),
+    ("metric.acc>=100", mlflow_ids(1)),
+    ("params.m!='tf'", mlflow_ids(1, 2)),
+    ('params."m"!="tf"', mlflow_ids(1, 2)),
+    ('metric."legit name" >= 0.243', mlflow_ids(0)),
+    ("metrics.XYZ = 3", mlflow_ids(0)),
+    ('params."cat dog" = "pets"', mlflow_ids(1)),
+    ('metrics."X-Y-Z" = 3', mlflow_ids(1)),
+    ('metrics."X//Y#$$@&Z" = 3', mlflow_ids(2)),
+    ("params.model = 'LinearRegression'", mlflow_ids(0)),
+    ("metrics.rmse < 1 and params.model_class = 'LR'", mlflow_ids(0)),
+    ("", MLFLOW_ALL),
+    ("`metric`.a >= 0.1", mlflow_ids(0)),
+    ("`params`.model >= 'LR'", mlflow_ids(0)),
+    ("tags.version = 'commit-hash'", mlflow_ids(1)),
+    ("`tags`.source_name = 'a notebook'", mlflow_ids(1)),
+    ('metrics."accuracy.2.0" > 5', mlflow_ids(1)),
+    ("metrics.`spacey name` > 5", mlflow_ids(1)),
+    ('params."p.a.r.a.m" != "a"', mlflow_ids(1)),
+    ('tags."t.a.g" = "a"', mlflow_ids(2)),
+    ("attribute.start_time >= 1234", MLFLOW_ALL),
+    ("run.status = 'RUNNING'", set()),
+    ("tags.version IS NULL", mlflow_ids(0, 2)),
+    ("tags.version IS NOT NULL", mlflow_ids(1)),
+    ("params.lr IS NULL", mlflow_ids(0, 2)),
+    ("params.lr IS NOT NULL", mlflow_ids(1)),
+    ("tags.a IS NULL AND params.b = 'val'", mlflow_ids(2)),
+    ("params.m = 'LR'", mlflow_ids(1)),
+    ('params.m = "LR"', mlflow_ids(1)),
+    ('params.m = "L\'Hosp"', mlflow_ids(2)),
+    ("attributes.status = 'FAILED'", mlflow_ids(0, 2)),
+    ("metrics.key1 = 123", mlflow_ids(1)),
+    ("metrics.key1 != 123", mlflow_ids(0, 2)),
+    ("metrics.key1 >= 123", mlflow_ids(1, 2)),
+    ("params.my_param = 'A'", mlflow_ids(0, 1)),
+    ("tags.tag1 = 'D'", mlflow_ids(2)),
+    ("tags.tag1 != 'D'", mlflow_ids(1)),
+    ("params.my_param = 'A' AND attributes.status = 'FAILED'", mlflow_ids(0)),
+    ("attribute.user_id = 'user-id2'", mlflow_ids(2)),
+    ("tags.env IS NOT NULL", mlflow_ids(2)),
+    ("tags.env IS NULL", mlflow_ids(0, 1)),
+    ("attribute.start_time > 1767225600000", mlflow_ids(1, 2)),  # after 2026-01-01 00:00 UTC
+    ("attribute.end_time >= 0", set()),  # no run here has ended
+]
+# Strings MLflow refuses and tracker refuses too.
+MLFLOW_REFUSED = [
+    "metric.acc >= 0.94; metrics.rmse < 1", "m.acc >= 0.94", "acc >= 0.94", "p.model >= 'LR'",
+    "attri.x != 1", "a.x != 1", "model >= 'LR'", "metrics.A > 0.1 NAND params.B = 'LR'",
+    "`metrics.A > 0.1", "param`.A > 0.1", "`dummy.A > 0.1", "dummy`.A > 0.1",
+    "attribute.start != 1", "attribute.experiment_id != 1", "attribute.lifecycle_stage = 'ACTIVE'",
+    "attribute.time != 1", "attribute._status != 'RUNNING'", "attribute.status = true",
+    "dataset.status = 'true'", "dataset.profile = 'num_rows: 10'", "metric.model = 'LR'",
+    "metrics.acc != metrics.acc", "1.0 > metrics.acc", "params.acc = LR", "tags.acc = LR",
+    "params.acc = `LR`", "params.'acc = LR", "params.acc = 'LR", "params.acc = LR'",
+    "params.acc = \"LR'", "tags.acc = \"LR'", "tags.acc = = 'LR'", "attribute.status IS 'RUNNING'",
+    "params.acc LR !=", "params.acc LR", "metric.acc !=", "acc != 1.0", "foo is null", "1=1",
+    "1==2", "metrics.abc ~ 1.0", "metrics.abc ~= 1.0", "params.abc ~ 'my-param-value'",
+    "tags.abc ~ 'my-tag-value'", "attributes.status ~ 'my-tag-value'",
+    "attributes.start_time LIKE 1234", "attributes.start_time ILIKE 1234",
+    "datasets.name > 'my-dataset-name'",
+]  # fmt: skip
+# Strings MLflow refuses that tracker's wider grammar accepts on purpose: OR and parentheses,
+# IS NULL on any field, numbers compared with params and tags (as their text), ordered
+# comparisons on text, `name` (MLflow says run_name), and quoted numbers for metrics ('NaN').
+MLFLOW_WIDER = [
+    "metrics.A > 0.1 OR params.B = 'LR'", "metrics.A > 0.1 AND (params.B = 'LR')",
+    "metrics.acc IS NULL", "attribute.status IS NULL", "attribute.name != 1",
+    "metric.model = '5'", "params.acc = 5", "tags.acc = 5", "attribute.status = 1",
+    *(f"params.abc {op} 'my-param-value'" for op in (">", "<", ">=", "<=")),
+    *(f"tags.abc {op} 'my-tag-value'" for op in (">", "<", ">=", "<=")),
+    *(f"attributes.status {op} 'my-tag-value'" for op in (">", "<", ">=", "<=")),
+]  # fmt: skip
+# Strings MLflow accepts that tracker cannot answer: it has no artifact root per run (files are
+# recorded one by one: tracker.artifacts()) and no dataset entities (inputs are files).
+MLFLOW_NOT_APPLICABLE = [
+    "attribute.artifact_uri = '1/23/4'", "dataset.name = 'my_dataset'",
+    "datasets.name = 'name1'", "datasets.name IN ('name1', 'name2')",
+    "datasets.digest IN ('digest1', 'digest2')",
+    "datasets.name = 'name1' AND datasets.digest = 'digest2'", "datasets.context = 'train'",
+    "datasets.name = 'name1' AND datasets.context = 'train'",
+]  # fmt: skip
+# MLflow's order_by cases. Ties are broken differently (MLflow: start time then run id; tracker:
+# the run id in the last key's direction) and statuses are named differently (FINISHED sorts
+# after FAILED, completed before failed), so where those decide, the order is tracker's own.
+MLFLOW_ORDERS: list[tuple[Any, list[str]]] = [
+    (None, ["m2", "m1", "m0"]),
+    ([], ["m2", "m1", "m0"]),
+    (["tags.noSuchTag"], ["m0", "m1", "m2"]),  # MLflow: m2, m1, m0 (its tie-break)
+    (["attributes.status"], ["m1", "m0", "m2"]),  # MLflow: m2, m0, m1 (FAILED < FINISHED)
+    (["attributes.start_time"], ["m0", "m1", "m2"]),  # MLflow: m0, m2, m1 (its tie-break)
+    (["metrics.key1 asc"], ["m0", "m1", "m2"]),
+    (['metrics."key1"  desc'], ["m2", "m1", "m0"]),
+    (["params.my_param"], ["m0", "m1", "m2"]),  # MLflow: m1, m0, m2 (its tie-break)
+    (["params.my_param aSc", "attributes.status  ASC"], ["m1", "m0", "m2"]),  # statuses
+    (["params.my_param", "attributes.status DESC"], ["m0", "m1", "m2"]),  # MLflow: m1, m0, m2
+    (["params.my_param DESC", "attributes.status   DESC"], ["m2", "m0", "m1"]),  # statuses
+    (["params.`my_param` DESC", "attributes.status DESC"], ["m2", "m0", "m1"]),  # statuses
+    (["tags.tag1"], ["m1", "m2", "m0"]),
+    (["tags.tag1    DESC"], ["m2", "m1", "m0"]),
+    (["created DESC"], ["m2", "m1", "m0"]),  # MLflow's alias of start_time, for order_by too
+    (["Created"], ["m0", "m1", "m2"]),
+    (["metrics.`Mean Square Error`"], ["m0", "m1", "m2"]),
+    (["metrics.`Mean Square Error` ASC"], ["m0", "m1", "m2"]),
+    (["metrics.`Mean Square Error` DESC"], ["m2", "m1", "m0"]),
+]
+MLFLOW_ORDERS_REFUSED = [
+    "m.acc", "acc", "attri.x", "`metrics.A", "attribute.start", "attribute.experiment_id",
+    "metrics.A != 1", "attribute.run_id ACS", "attribute.run_id decs",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mlflow_db() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    for statement in schema.create_statements():
+        connection.execute(statement)
+    for run in MLFLOW_RUNS:
+        _insert_run(connection, run)
+    columns.refresh(connection)
+    yield connection
+    connection.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), MLFLOW_FILTERS)
+def test_mlflow_filters_match_what_mlflow_matches(
+    mlflow_db: duckdb.DuckDBPyConnection, text: str, expected: set[str]
+) -> None:
+    assert matching(mlflow_db, compile_filter(text, columns=columns.layout(mlflow_db))) == expected
+
+
+@pytest.mark.parametrize("text", MLFLOW_REFUSED + MLFLOW_NOT_APPLICABLE)
+def test_mlflow_filters_mlflow_refuses_or_tracker_cannot_answer_are_syntax_errors(
+        text: str) -> None:
+    with pytest.raises(FilterSyntaxError):
+        compile_filter(text)
+
+
+@pytest.mark.parametrize("text", MLFLOW_WIDER)
+def test_mlflow_refusals_that_tracker_accepts_on_purpose_run(
+        mlflow_db: duckdb.DuckDBPyConnection, text: str) -> None:
+    matching(mlflow_db, compile_filter(text, columns=columns.layout(mlflow_db)))
+
+
+@pytest.mark.parametrize(("items", "expected"), MLFLOW_ORDERS)
+def test_mlflow_order_by_cases_sort(
+    mlflow_db: duckdb.DuckDBPyConnection, items: Any, expected: list[str]
+) -> None:
+    compiled = compile_order_by(items, columns=columns.layout(mlflow_db))
+    assert ordered(mlflow_db, compiled) == expected
+
+
+@pytest.mark.parametrize("items", MLFLOW_ORDERS_REFUSED)
+def test_mlflow_order_by_refusals_are_syntax_errors(items: str) -> None:
+    with pytest.raises(FilterSyntaxError):
+        compile_order_by(items)
+

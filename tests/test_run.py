@@ -78,6 +78,70 @@ def test_metrics_keep_the_series_and_queries_see_the_latest(catalog: tracker.Cat
     assert list(series["value"]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]
 
 
+def test_a_tag_set_again_replaces_its_value_and_delete_tag_removes_it(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("tagged") as run:
+        run.set_tag("stage", "draft")
+        run.set_tags({"stage": "final", "source": "manual", "epochs": 3})
+        run.set_tag("doomed", "x")
+        run.delete_tag("doomed")
+        run.delete_tag("never-set")
+    info = catalog.get_run(run.id)
+    assert info.tags == {"epochs": "3", "source": "manual", "stage": "final"}
+    assert info.params == {}  # tags are not params
+
+
+def test_tags_of_any_run_are_set_by_reference(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("finished", params={"lr": 0.1}) as run:
+        run.set_tag("stage", "draft")
+    catalog.set_tag("stage", "reviewed", run=run.id[:8])
+    catalog.set_tags({"reviewer": "ann", "score": 4.5}, run=run.key)
+    catalog.delete_tag("score", run=run.id)
+    info = catalog.get_run(run.id)
+    assert info.tags == {"reviewer": "ann", "stage": "reviewed"}
+    assert info.status == "completed" and info.params == {"lr": 0.1}
+    with pytest.raises(tracker.RunNotFoundError):
+        catalog.set_tag("stage", "x", run="zzzzzzzzzzzz")
+
+
+def test_module_functions_tag_the_active_run(tmp_path: Path) -> None:
+    tracker.use_catalog(tmp_path / "catalog.duckdb")
+    try:
+        tracker.set_tag("source", "script")
+        tracker.set_tags({"team": "vision"})
+        tracker.delete_tag("team")
+        run_id = tracker.current_run().id
+        tracker.end_run()
+        assert tracker.get_run(run_id).tags == {"source": "script"}
+    finally:
+        tracker.use_catalog(None)
+
+
+def test_a_secret_tag_is_redacted_like_a_param(catalog: tracker.Catalog) -> None:
+    secret = "hunter2-hunter2"
+    with catalog.start_run("secrets") as run:
+        run.set_tag("db_password", secret)
+        run.set_tag("command", f"train --token={secret}")
+    catalog.set_tag("api_key", secret, run=run.id)
+    tags = catalog.get_run(run.id).tags
+    assert tags["db_password"].startswith("<redacted:str:")
+    assert tags["api_key"].startswith("<redacted:str:")
+    assert secret not in tags["command"]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("", "x"), (3, "x"), ("k" * 251, "x"), ("k", None), ("k", ["a"]), ("k", {"a": 1}),
+])
+def test_a_bad_tag_raises_an_argument_error_saying_what_a_tag_is(
+        catalog: tracker.Catalog, key: object, value: object) -> None:
+    with catalog.start_run("bad") as run:
+        with pytest.raises(tracker.ArgumentError, match="tag"):
+            run.set_tag(key, value)  # type: ignore[arg-type]
+        with pytest.raises(tracker.ArgumentError, match="tag"):
+            catalog.set_tag(key, value, run=run.id)  # type: ignore[arg-type]
+    assert catalog.get_run(run.id).tags == {}
+
+
 def test_module_functions_log_to_the_default_catalog(tmp_path: Path) -> None:
     run = tracker.start_run("module-level")
     tracker.log_param("seed", 7)

@@ -82,6 +82,22 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     default_catalog().log_metrics(metrics, step)
 
 
+def set_tag(key: str, value: Any, *, run: str | None = None) -> None:
+    """Set a tag of the active run (or of the run ``run`` names): a note such as
+    ``source='manual'`` that setting again replaces; params keep their history, tags do not."""
+    default_catalog().set_tag(key, value, run=run)
+
+
+def set_tags(tags: Mapping[str, Any], *, run: str | None = None) -> None:
+    """Set several tags of the active run (or of the run ``run`` names)."""
+    default_catalog().set_tags(tags, run=run)
+
+
+def delete_tag(key: str, *, run: str | None = None) -> None:
+    """Remove a tag of the active run (or of the run ``run`` names)."""
+    default_catalog().delete_tag(key, run=run)
+
+
 def log_input(path: str | os.PathLike[str]) -> None:
     """Record a file or URI the active run read (hashed in the background)."""
     default_catalog().log_input(path)

@@ -205,6 +205,29 @@ class Catalog:
         """Record several metric values of the active run at one step."""
         self._active().log_metrics(metrics, step)
 
+    def set_tag(self, key: str, value: Any, *, run: str | None = None) -> None:
+        """Set a tag of the active run, or of the run ``run`` names (any run, at once): a
+        mutable note (``source='manual'``) that setting again replaces, unlike a param."""
+        self.set_tags({key: value}, run=run)
+
+    def set_tags(self, tags: Mapping[str, Any], *, run: str | None = None) -> None:
+        """Set several tags of the active run, or of the run ``run`` names."""
+        if run is None:
+            self._active().set_tags(tags)
+            return
+        from tracker import manage
+
+        manage.set_tags(self, run, tags)
+
+    def delete_tag(self, key: str, *, run: str | None = None) -> None:
+        """Remove a tag of the active run, or of the run ``run`` names (none: nothing to do)."""
+        if run is None:
+            self._active().delete_tag(key)
+            return
+        from tracker import manage
+
+        manage.set_tags(self, run, {}, removed=[key])
+
     def log_input(self, path: str | os.PathLike[str]) -> None:
         """Record a file or URI the active run read."""
         self._active().log_input(path)

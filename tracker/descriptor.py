@@ -25,7 +25,7 @@ from tracker.errors import DescriptorError, first_line
 from tracker.redaction import REDACTED
 
 FORMAT = "tracker-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a tags section; version 1 files read as they are
 MAX_BYTES = 64 * 1024 * 1024
 MAX_YAML_NODES = 1_000_000  # ~1 s to count and ~3 s to load with libyaml; about 0.5 GB at most
 ROLES = ("input", "output")
@@ -194,6 +194,9 @@ SECTIONS: dict[str, Section] = {
         execution_count=_integer(*_INT32), cell_id=_text(), source_hash=_text(200),
         source=_text(_LONG), started_at=_timestamp, duration=_number, success=_boolean,
         error_type=_text(), error_message=_text(_LONG)), max_rows=1_000_000),
+    "tags": Section(_fields(
+        ("key", _text(250)), ("value", _text(_LONG)), ("set_at", _timestamp)),
+        max_rows=100_000),
     "environment": Section(_fields(
         ("id", _text(pattern=_ID)), ("data", _json(mapping=True)),
         ("created_at", _timestamp)), max_rows=1),

@@ -77,6 +77,15 @@ class Env(NamedTuple):
     data: dict[str, Any]
 
 
+class Tag(NamedTuple):
+    """A tag was set to ``value`` (text), replacing any earlier value; None removes it."""
+
+    run_id: str
+    key: str
+    value: str | None
+    ts: float
+
+
 class Update(NamedTuple):
     """Columns of the run changed (a notebook found late renames its run, say)."""
 
@@ -100,12 +109,12 @@ class Beat(NamedTuple):
     ts: float
 
 
-Event = Start | Param | Metric | Artifact | Stored | Cell | Env | Update | End | Beat
+Event = Start | Param | Metric | Artifact | Stored | Cell | Env | Tag | Update | End | Beat
 
 #: The kind each shape is spooled as, and back.
 KINDS: dict[type[Any], str] = {Start: "start", Param: "param", Metric: "metric",
                                Artifact: "artifact", Stored: "stored", Cell: "cell", Env: "env",
-                               Update: "set", End: "end", Beat: "beat"}
+                               Tag: "tag", Update: "set", End: "end", Beat: "beat"}
 SHAPES: dict[str, type[Any]] = {kind: shape for shape, kind in KINDS.items()}
 
 

@@ -1,11 +1,11 @@
 """Moving a run between catalogs as a self-contained YAML or JSON descriptor.
 
 The descriptor holds everything recorded about the run (attributes, every param value with its
-kind, every metric point, artifact versions and links, cells, environment), so importing it into
-another catalog gives back the same run. Importing never overwrites: a run already present is
-refused. Descriptors are checked by :mod:`tracker.descriptor` before anything reaches SQL, and
-only the catalog's own column names (:func:`tracker.storage.schema.column_names`) are put into
-SQL text.
+kind, every metric point, artifact versions and links, cells, environment, tags), so importing
+it into another catalog gives back the same run. Importing never overwrites: a run already
+present is refused. Descriptors are checked by :mod:`tracker.descriptor` before anything
+reaches SQL, and only the catalog's own column names (:func:`tracker.storage.schema.column_names`)
+are put into SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, descriptor, redaction, values
+from tracker import arguments, descriptor, redaction, tags, values
 from tracker.errors import ArgumentError
 from tracker.hashing import hash_bytes
 from tracker.search import prepare_read, records, resolve
@@ -57,6 +57,8 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                               "ORDER BY seq", [run_id]),
             "environment": records(con, "SELECT * FROM environments WHERE id = ?",
                                     [run["environment_id"]]),
+            "tags": records(con, "SELECT key, value, set_at FROM tags WHERE run_id = ? "
+                         "ORDER BY key", [run_id]),
         }
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
     _write_whole(target, text, overwrite=overwrite)
@@ -178,6 +180,7 @@ def _insert_run(con: Any, data: dict[str, Any]) -> None:
     _insert(con, "metrics", [{**row, "run_id": run_id} for row in data["metrics"]])
     _insert_keys(con, data)
     _insert(con, "cells", [{**row, "run_id": run_id} for row in data["cells"]])
+    _insert(con, "tags", [{**row, "run_id": run_id} for row in data["tags"]])
     for row in data["environment"]:
         if not con.execute("SELECT 1 FROM environments WHERE id = ?", [row["id"]]).fetchone():
             _insert(con, "environments", [row])
@@ -205,7 +208,18 @@ def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
                  for row in data["artifacts"]]
     return {**data, "run": run, "params": params, "artifacts": artifacts,
             "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
-            "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]]}
+            "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]],
+            "tags": _tags_as_recorded(redactor, data["tags"])}
+
+
+def _tags_as_recorded(redactor: redaction.Redactor,
+                      rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tags redacted as set_tag redacts them; the last row of a key wins, as it would have."""
+    kept = {}
+    for row in rows:
+        key, value = tags.checked(row["key"], row["value"], redactor)
+        kept[key] = {**row, "key": key, "value": value}
+    return list(kept.values())
 
 
 def _cell_as_recorded(redactor: redaction.Redactor, row: dict[str, Any]) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, redaction, values
+from tracker import arguments, redaction, tags, values
 from tracker.errors import ArgumentError
 from tracker.search import check_filters, matching, prepare_read, resolve
 from tracker.storage import columns
@@ -84,6 +84,28 @@ def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None
             run.name = changes["name"]
 
 
+def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
+             removed: Sequence[str] = ()) -> str:
+    """Set the tags ``given`` and remove those ``removed`` of the run ``ref`` names, at once
+    (any run, live or finished: tags have a table of their own, see :mod:`tracker.tags`);
+    returns its id."""
+    from tracker.storage.writer import write_tags
+
+    redactor = redaction.for_catalog(catalog)
+    rows: list[tuple[str, str | None]] = [tags.checked(key, value, redactor)
+                                          for key, value in tags.pairs(given)]
+    rows += [(tags.checked_key(key), None) for key in removed]
+    now = time.time()
+    prepare_read(catalog)  # this process's queued events first: they are older
+    with catalog.connect(write=True) as con:
+        run_id = resolve(con, ref)
+        if rows:
+            con.execute("BEGIN")
+            write_tags(con, [(run_id, key, value, now) for key, value in rows])
+            con.execute("COMMIT")
+    return run_id
+
+
 def delete_runs(catalog: Catalog, where: str | None = None, *,
                 ids: Sequence[str] | None = None, **equals: Any) -> list[str]:
     """See :meth:`tracker.Catalog.delete_runs`; a filter or ids is required."""
@@ -126,6 +148,7 @@ _PURGE = (
     "DELETE FROM params WHERE list_contains($ids, run_id)",
     "DELETE FROM metrics WHERE list_contains($ids, run_id)",
     "DELETE FROM cells WHERE list_contains($ids, run_id)",
+    "DELETE FROM tags WHERE list_contains($ids, run_id)",
     "DELETE FROM run_values WHERE list_contains($ids, id)",
     "DELETE FROM runs WHERE list_contains($ids, id)",
     "DELETE FROM environments e WHERE NOT EXISTS "

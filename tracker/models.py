@@ -56,6 +56,8 @@ class RunInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     #: every value each param had, oldest first: ``{"lr": [(time, 0.1), (time, 0.01)]}``
     param_history: dict[str, list[tuple[dt.datetime, Any]]] = field(default_factory=dict)
+    #: the run's tags as they are now (mutable notes, unlike params): ``{"source": "manual"}``
+    tags: dict[str, str] = field(default_factory=dict)
     environment: dict[str, Any] | None = None
     #: ``{"role", "via", "uri", "version", "size", "hash", "producer_run_id", ...}`` per file
     artifacts: list[dict[str, Any]] = field(default_factory=list)

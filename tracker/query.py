@@ -20,11 +20,12 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -49,20 +50,25 @@ _COLUMNS = (
     "ended_at", "duration", "host", "pid", "username", "labels", "notes", "parent_id", "deleted_at",
     "environment_id", "error",
 )  # fmt: skip
+# MLflow's names too: `created` and `run name` are aliases its search accepts.
 _SYNONYMS = {
-    "run_id": "id", "run_name": "name", "start_time": "started_at", "end_time": "ended_at",
-    "user": "username", "parent": "parent_id",
+    "run_id": "id", "run_name": "name", "run name": "name", "start_time": "started_at",
+    "created": "started_at", "end_time": "ended_at", "user": "username", "user_id": "username",
+    "parent": "parent_id",
 }  # fmt: skip
 ATTRIBUTES: Mapping[str, str] = MappingProxyType({**{c: c for c in _COLUMNS}, **_SYNONYMS})
-"""Filter name (lower case) -> ``runs`` column. Names may also be written ``attributes.<name>``."""
+"""Filter name (lower case) -> ``runs`` column. Names may also be written ``attributes.<name>``
+(or ``attribute.``, ``attr.``, ``run.``)."""
 
 # How each non-text column compares; every other attribute is plain text.
 _COLUMN_KINDS = {
     "status": "status", "started_at": "time", "ended_at": "time", "deleted_at": "time",
     "duration": "number", "pid": "number", "labels": "labels",
 }  # fmt: skip
-_NAMESPACES = {"params": "params", "param": "params", "metrics": "metrics", "metric": "metrics"}
-_ATTRIBUTE_PREFIXES = ("attributes", "attribute")
+_NAMESPACES = {"params": "params", "param": "params", "parameters": "params",
+               "parameter": "params", "metrics": "metrics", "metric": "metrics", "tags": "tags",
+               "tag": "tags"}  # fmt: skip
+_ATTRIBUTE_PREFIXES = ("attributes", "attribute", "attr", "run")
 # MLflow's run statuses, as users type them, mapped to ours.
 _STATUS_ALIASES = {"finished": "completed", "killed": "crashed"}
 # Operators -> SQL; the parser spells == as = and <> as !=.
@@ -77,6 +83,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
+    | (?P<member>(?<=`)\.(?:[^\W\d][\w.\-/]*)?)  # `metrics`.acc: the key after a quoted prefix
     | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
     | (?P<name>[^\W\d][\w.\-/]*)  # bare keys may hold dots, dashes, slashes: metrics.train/loss
     | (?P<op>==|!=|<>|<=|>=|=|<|>)
@@ -96,7 +103,7 @@ class _Problem(Exception):
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # name, quoted (backticks), string, number, op, punct, end
+    kind: str  # name, quoted (backticks), member (.key after one), string, number, op, punct, end
     value: str  # the source text, unescaped for quoted tokens
     position: int
     end: int
@@ -152,13 +159,16 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class _Field:
-    namespace: str  # "attributes", "params" or "metrics"
-    key: str  # the runs column for attributes, else the JSON key
+    namespace: str  # "attributes", "params", "metrics" or "tags"
+    key: str  # the runs column for attributes, else the key
     position: int
 
     @property
     def kind(self) -> str:
-        """How the field compares: params, metrics, labels, status, time, number or text."""
+        """How the field compares: params, metrics, labels, status, time, number or text (tags
+        are text)."""
+        if self.namespace == "tags":
+            return "text"
         if self.namespace != "attributes":
             return self.namespace
         return _COLUMN_KINDS.get(self.key, "text")
@@ -251,6 +261,8 @@ class _Parser:
     def field(self) -> _Field:
         """A field: ``status``, ``params.a.b``, ``params.`a b```, ``params."a b"``..."""
         token = self.advance()
+        if token.kind == "quoted" and self.peek().kind == "member":
+            return self._member(token)
         if token.kind == "quoted":
             return _resolve(token.value, token.position + 1)
         if token.kind != "name" or token.matches(*_RESERVED):
@@ -261,6 +273,19 @@ class _Parser:
         if quoted:
             reference += self.advance().value
         return _resolve(reference, token.position, quoted=quoted)
+
+    def _member(self, prefix: _Token) -> _Field:
+        """A quoted prefix and its key, as MLflow writes them: ```metrics`.acc``,
+        ```params`."a b"``."""
+        member = self.advance()
+        reference, following = prefix.value + member.value, self.peek()
+        quoted = member.value == "." and following.kind in ("quoted", "string") \
+            and following.position == member.end
+        if quoted:
+            reference += self.advance().value
+        elif member.value == ".":
+            raise _Problem(f"expected a key after {reference!r}", member.end)
+        return _resolve(reference, prefix.position, quoted=quoted)
 
     def _predicate(self) -> _Predicate:
         field = self.field()
@@ -330,10 +355,23 @@ def _resolve(reference: str, position: int, *, quoted: bool = False) -> _Field:
     name = rest if dot and prefix in _ATTRIBUTE_PREFIXES else reference
     column = ATTRIBUTES.get(name.lower())
     if column is None:
-        known = ", ".join(sorted(ATTRIBUTES))
-        message = f"unknown field {reference!r}; use params.<key>, metrics.<key> or one of: {known}"
-        raise _Problem(message, position)
+        raise _Problem(_unknown_field(reference, prefix if dot else ""), position)
     return _Field("attributes", column, position)
+
+
+def _unknown_field(reference: str, prefix: str) -> str:
+    """Why ``reference`` names nothing, with the closest names it may have meant."""
+    if prefix and prefix not in _ATTRIBUTE_PREFIXES:
+        guesses = difflib.get_close_matches(prefix, [*_NAMESPACES, *_ATTRIBUTE_PREFIXES], n=1)
+        hint = f"did you mean {guesses[0]}.?" if guesses else \
+            "use params.<key>, metrics.<key>, tags.<key> or an attribute such as status"
+        return f"unknown field {reference!r}: {prefix!r} is not params, metrics, tags or " \
+               f"attributes; {hint}"
+    name = reference.rpartition(".")[2] if prefix else reference
+    guesses = difflib.get_close_matches(name.lower(), sorted(ATTRIBUTES), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(guesses)}?" if guesses else \
+        "use params.<key>, metrics.<key>, tags.<key> or an attribute such as status"
+    return f"unknown field {reference!r}; {hint}"
 
 
 def _parse(text: str, rule: Callable[[_Parser], _T]) -> _T:
@@ -390,7 +428,12 @@ def _scope(alias: str, columns: Mapping[tuple[str, str], str] | None) -> _Scope:
 
 
 def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
-    """The field's value in SQL: a param's text form, a metric, a column, the lower-case status."""
+    """The field's value in SQL: a param's text form, a metric, a tag, a column, the lower-case
+    status."""
+    if field.namespace == "tags":
+        # The key is bound; max() makes it one value whatever the table holds.
+        return (f"(SELECT max(t.value) FROM tags t WHERE t.run_id = {scope.alias}.id "
+                "AND t.key = ?)", (field.key,))
     if field.namespace != "attributes":
         return scope.value(field), ()
     if field.key == "status":
@@ -428,13 +471,20 @@ def _text(literal: _Literal, field: _Field) -> str:
 
 
 def _timestamp(literal: _Literal, field: _Field) -> str:
-    """A quoted ISO date or time, checked here so a typo is a syntax error, not a SQL error."""
+    """A quoted ISO date or time, checked here so a typo is a syntax error, not a SQL error; or
+    a number, milliseconds since 1970 as MLflow's ``start_time > 1700000000000``."""
+    if isinstance(literal.value, int | float) and not isinstance(literal.value, bool):
+        try:
+            return datetime.fromtimestamp(literal.value / 1000, timezone.utc).isoformat()
+        except (OverflowError, OSError, ValueError):
+            pass
     if isinstance(literal.value, str):
         try:
             return datetime.fromisoformat(literal.value.strip()).isoformat()
         except ValueError:
             pass
-    message = f"{field} compares with a quoted date or time such as '2026-01-31'"
+    message = f"{field} compares with a quoted date or time such as '2026-01-31' (or a number " \
+        "of milliseconds since 1970, as in MLflow)"
     raise _Problem(message, literal.position)
 
 
@@ -505,7 +555,8 @@ def _check_pattern(predicate: _Predicate) -> None:
     """LIKE and ILIKE take a quoted pattern and work on text: attributes and params."""
     field, literal, op = predicate.field, predicate.values[0], predicate.op
     if field.kind not in ("text", "status", "params"):
-        raise _Problem(f"{op} works on text fields and params, not on {field}", predicate.position)
+        raise _Problem(f"{op} works on text fields, params and tags, not on {field}",
+                       predicate.position)
     if not isinstance(literal.value, str):
         raise _Problem(f"{op} needs a quoted pattern such as 'res%'", literal.position)
 
@@ -626,7 +677,7 @@ def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
 
 
 def _sort_expressions(field: _Field, scope: _Scope) -> list[tuple[str, tuple[Any, ...]]]:
-    if field.namespace == "attributes":
+    if field.namespace in ("attributes", "tags"):
         return [_field_sql(field, scope)]
     number = _number_sql(field, scope, ordered=True)
     # A param may hold text: numbers first, in numeric order, then the rest by their text.

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, arguments, events, models, redaction, teardown, values
+from tracker import tags as tagging
 from tracker._process import process_start
 from tracker.errors import (
     ArgumentError,
@@ -225,6 +226,21 @@ class Run:
         """Record several metrics at one step."""
         for key, value in self._items("metrics", metrics):
             self.log_metric(key, value, step)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set a tag (text; a number is stored as its text): a note about the run that setting
+        again replaces, unlike a param (:mod:`tracker.tags`). Secrets are redacted as in params."""
+        name, text = tagging.checked(key, value, self._recorder.redactor)
+        self._push(events.Tag(self.id, name, text, time.time()))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set several tags."""
+        for key, value in tagging.pairs(tags):
+            self.set_tag(key, value)
+
+    def delete_tag(self, key: str) -> None:
+        """Remove a tag (nothing happens if the run has none of that key)."""
+        self._push(events.Tag(self.id, tagging.checked_key(key), None, time.time()))
 
     def log_input(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
         """Record a file (or URI) this run read, with its content as of this call. ``via``

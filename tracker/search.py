@@ -329,12 +329,18 @@ def _run_info(con: Any, run_id: str) -> RunInfo:
         labels=tuple(row["labels"] or ()), notes=row["notes"], parent_id=row["parent_id"],
         deleted_at=row["deleted_at"], error=row["error"],
         params={key: entries[-1][1] for key, entries in history.items()},
-        metrics=metrics, param_history=history,
+        metrics=metrics, param_history=history, tags=run_tags(con, run_id),
         environment=json.loads(env[0]) if env else None,
         artifacts=records(con, _ARTIFACTS_OF_RUN, [run_id]),
         cells=records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
                        [run_id]),
     )
+
+
+def run_tags(con: Any, run_id: str) -> dict[str, str]:
+    """A run's tags, by key."""
+    return dict(con.execute("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key",
+                            [run_id]).fetchall())
 
 
 def _param_history(con: Any, run_id: str) -> dict[str, list[tuple[Any, Any]]]:

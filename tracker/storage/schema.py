@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -75,6 +75,10 @@ TABLES: dict[str, str] = {
     "value_columns": "namespace VARCHAR NOT NULL, key VARCHAR NOT NULL, name VARCHAR NOT NULL",
     # One row per run whose values_fresh is true; a column per key is added as keys appear.
     "run_values": "id VARCHAR NOT NULL",
+    # Each run's tags as they are now, one row per (run_id, key): annotations that setting again
+    # replaces and delete_tag removes (params keep their history; tags have none).
+    "tags": "run_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL, "
+    "set_at TIMESTAMPTZ NOT NULL",
 }
 
 # No index on params.run_id or metrics.run_id: every checkpoint rewrote them, so each write cost
@@ -135,9 +139,15 @@ def _lazy_value_columns(con: Connection) -> None:
     columns.refresh(con)
 
 
+def _add_tags(con: Connection) -> None:
+    """Version 5: key/value tags, a table of their own so that tagging a run by reference never
+    rewrites its ``runs`` row (which the process recording it may be updating)."""
+    con.execute(f"CREATE TABLE tags ({TABLES['tags']})")
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
 MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via,
-                                    3: _lazy_value_columns}
+                                    3: _lazy_value_columns, 4: _add_tags}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

@@ -123,6 +123,7 @@ class _Rows:
         self.cells: list[tuple[Any, ...]] = []
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
+        self.tags: list[tuple[str, str, str | None, float]] = []
 
 
 def apply(con: Any, batch: Batch) -> list[Spooled]:
@@ -156,7 +157,8 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             row: dict[str, Any] | None, now: float) -> bool:
     """Fold one run's events into column values (a whole new row, or updates) and rows;
     False, and nothing gathered, for events of a run whose start was never recorded."""
-    start = len(rows.params), len(rows.metrics), len(rows.cells), len(rows.artifacts)
+    start = len(rows.params), len(rows.metrics), len(rows.cells), len(rows.artifacts), \
+        len(rows.tags)
     state: dict[str, Any] = {}
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -176,6 +178,8 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
                                    event.via))
         elif isinstance(event, events.Cell):
             rows.cells.append(_cell_row(run_id, event.cell))
+        elif isinstance(event, events.Tag):
+            rows.tags.append((run_id, event.key, event.value, event.ts))
         elif isinstance(event, events.Env):
             rows.environments[event.env_id] = event.data
             state["environment_id"] = event.env_id
@@ -200,10 +204,11 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
     return True
 
 
-def _truncate(rows: _Rows, params: int, metrics: int, cells: int, artifacts: int) -> None:
+def _truncate(rows: _Rows, params: int, metrics: int, cells: int, artifacts: int,
+              tags: int) -> None:
     """Take back the rows a run's events added (the run turned out to have no row)."""
     del rows.params[params:], rows.metrics[metrics:], rows.cells[cells:]
-    del rows.artifacts[artifacts:]
+    del rows.artifacts[artifacts:], rows.tags[tags:]
 
 
 def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -232,6 +237,8 @@ def _write(con: Any, rows: _Rows) -> None:
         _update_run(con, run_id, updates)
     if rows.cells:
         _insert(con, "cells", rows.cells)
+    if rows.tags:
+        write_tags(con, rows.tags)
     for env_id, data in rows.environments.items():
         _insert_environment(con, env_id, data)
     for artifact in rows.artifacts:
@@ -282,6 +289,20 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
     if "params" in sets or "metrics" in sets:
         clauses.append("values_fresh = NULL")  # the value columns now lag: tracker.storage.columns
     con.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = ?", [*args, run_id])
+
+
+def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) -> None:
+    """Apply tag changes ``(run_id, key, value, epoch seconds)`` in order: a value replaces the
+    run's tag of that key, None removes it. Keys and values are bound, never SQL text."""
+    final = {(run_id, key): (value, ts) for run_id, key, value, ts in changes}  # last one wins
+    run_ids, keys = (list(column) for column in zip(*final, strict=True))
+    con.execute("DELETE FROM tags USING (SELECT unnest(?::VARCHAR[]) AS run_id, "
+                "unnest(?::VARCHAR[]) AS key) changed "
+                "WHERE tags.run_id = changed.run_id AND tags.key = changed.key", [run_ids, keys])
+    kept = [(run_id, key, value, ts) for (run_id, key), (value, ts) in final.items()
+            if value is not None]
+    if kept:
+        _insert(con, "tags", kept)
 
 
 def insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
