@@ -92,6 +92,20 @@ def test_statuses_parents_and_deleted_runs_map_onto_trackers(
 
 
 @pytest.mark.slow
+def test_tags_come_along_with_the_mlflow_run_id(
+        imported: tuple[tracker.Catalog, MLflowImport, str]) -> None:
+    catalog, report, _ = imported
+    baseline = _run(catalog, "baseline")
+    mlflow_id = next(k for k, v in report.imported.items() if v == baseline.id)
+    assert baseline.tags == {"source": "notebook", "stage": "dev", "mlflow.run_id": mlflow_id}
+    found = catalog.runs(f"tags.`mlflow.run_id` = '{mlflow_id}' and tags.stage = 'dev'")
+    assert list(found["id"]) == [baseline.id]
+    # the parent link is tracker's own, and MLflow's tag stays for those who search by it
+    trial = _run(catalog, "trial-0")
+    assert report.imported[trial.tags["mlflow.parentRunId"]] == trial.parent_id
+
+
+@pytest.mark.slow
 def test_artifacts_are_recorded_as_uris(
         imported: tuple[tracker.Catalog, MLflowImport, str]) -> None:
     catalog, _, _ = imported

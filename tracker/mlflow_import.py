@@ -206,21 +206,18 @@ def _descriptor(run: dict[str, Any], experiments: dict[str, str],
         "deleted_at": _now() if run["deleted"] else None,
         "params": summary, "metrics": latest}
     return {"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
-            "run": _with_tags(record, _tags(run)), "params": params,
+            "run": record, "params": params, "tags": _tags(run, end or start),
             "metrics": [{"key": key, "value": values.encode_float(value), "step": step,
                          "logged_at": _time(stamp)} for key, value, step, stamp in points],
             "artifacts": _artifacts(run, ids[run["id"]], end or start)}
 
 
-def _tags(run: dict[str, Any]) -> dict[str, str]:
-    """The run's MLflow tags, less those that became attributes, plus the MLflow run id."""
+def _tags(run: dict[str, Any], set_at: dt.datetime) -> list[dict[str, Any]]:
+    """The run's MLflow tags, less those that became attributes, plus the MLflow run id (MLflow
+    keeps no time for a tag: the run's last known time stands for it)."""
     kept = {k: v for k, v in run["tags"].items() if k not in ATTRIBUTE_TAGS}
-    return {**kept, RUN_ID_TAG: run["id"]}
-
-
-def _with_tags(record: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
-    """The run record carrying ``tags``: the one place that knows how tracker keeps them."""
-    return record
+    return [{"key": key, "value": value, "set_at": set_at}
+            for key, value in sorted({**kept, RUN_ID_TAG: run["id"]}.items())]
 
 
 def _param(key: str, text: str, logged_at: dt.datetime) -> dict[str, Any]:
