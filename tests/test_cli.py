@@ -400,7 +400,10 @@ def test_import_mlflow_prints_what_it_imported_and_skipped(capsys: pytest.Captur
     catalog = str(tmp_path / "imported.duckdb")
     argv = ("--catalog", catalog, "import-mlflow", str(store), "--mlflow-python", sys.executable)
     code, out, _ = _cli(capsys, *argv)
-    assert (code, out) == (0, f"imported 9 runs from {store.as_uri()}, skipped 0\n")
+    assert (code, out.splitlines()) == (0, [
+        f"imported 9 runs from {store.as_uri()}, skipped 0",
+        "  note: 1 run still running in MLflow: imported as running, and importing again does "
+        "not update them"])
     code, out, _ = _cli(capsys, *argv)
     assert (code, out.splitlines()) == (0, [f"imported 0 runs from {store.as_uri()}, skipped 9",
                                             "  9 skipped: already imported"])

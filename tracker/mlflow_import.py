@@ -57,7 +57,7 @@ class MLflowImport:
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"imported {len(self.imported)} runs from {self.store}, skipped "
+        lines = [f"imported {_runs(len(self.imported))} from {self.store}, skipped "
                  f"{len(self.skipped)}"]
         reasons: dict[str, int] = {}
         for reason in self.skipped.values():
@@ -92,6 +92,10 @@ def import_mlflow(catalog: Catalog, store: str | os.PathLike[str], *,
                 report.imported[mlflow_id] = data["run"]["id"]
             else:
                 report.skipped[mlflow_id] = "already imported"
+    running = sum(checked[mlflow_id]["run"]["status"] == "running" for mlflow_id in report.imported)
+    if running:
+        report.notes.append(f"{_runs(running)} still running in MLflow: imported as running, "
+                            "and importing again does not update them")
     return report
 
 
@@ -262,6 +266,10 @@ def _note_artifacts(report: MLflowImport, run: dict[str, Any]) -> None:
     if run.get("artifacts_unlisted"):
         report.notes.append(f"run {run['id']}: {run['artifacts_unlisted']} artifact files past "
                             f"the first {mlflow_reader.MAX_ARTIFACTS} are not recorded")
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def _time(millis: int) -> dt.datetime:
