@@ -23,12 +23,15 @@ FAILED = 1
 ERROR_PREFIX = "mlflow_reader: error: "  # MLflow logs to stderr too; this line is the reason
 MAX_ARTIFACTS = 10_000  # files listed per run; the rest are counted, not listed
 _PAGE = 1000
+_BULK_RUNS = 100  # runs per bulk metric read
+_BULK_POINTS = 2**31 - 1  # no cap: every point
 _DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 def main(argv: list[str]) -> int:
     """Write the store named by ``argv[0]`` to stdout; 0 when all of it was read."""
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses ./mlruns else
+    os.environ["MLFLOW_TRACKING_URI"] = argv[0]  # where mlflow-artifacts: URIs are served from
     try:
         if argv[0].partition(":")[0].partition("+")[0] in _DATABASES:
             import alembic  # noqa: F401 - mlflow-skinny reads databases only with these two
@@ -59,9 +62,16 @@ def _read(client: Any, store: str) -> None:
                "deleted": experiment.lifecycle_stage == "deleted",
                "tags": dict(experiment.tags)})
     for experiment in experiments:
-        for run in _pages(lambda token, e=experiment.experiment_id: client.search_runs(
-                [e], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token)):
-            _emit(_run(client, run, store))
+        token = None
+        while True:  # a page of runs at a time: their metric histories are read together
+            page = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL,
+                                      max_results=_PAGE, page_token=token)
+            points = _histories(client, page)
+            for run in page:
+                _emit(_run(run, points[run.info.run_id], store))
+            token = page.token
+            if not token:
+                break
 
 
 def _pages(search: Any) -> Iterator[Any]:
@@ -79,33 +89,49 @@ def _emit(record: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _run(client: Any, run: Any, store: str) -> dict[str, Any]:
+def _histories(client: Any, runs: list[Any]) -> dict[str, list[list[Any]]]:
+    """Every metric point of ``runs`` as [key, value, step, timestamp], by run id.
+
+    Database stores have a bulk read (one query per key for many runs; MLflow's own UI uses
+    it), reached through the client's store; other stores are read a run and a key at a time
+    (three queries each on SQLite: 140 s for 1,000 runs of 5 metrics on a busy machine)."""
+    points: dict[str, list[list[Any]]] = {run.info.run_id: [] for run in runs}
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    for key in sorted({key for run in runs for key in run.data.metrics}):
+        ids = [run.info.run_id for run in runs if key in run.data.metrics]
+        if bulk is None:
+            found = [(run_id, point) for run_id in ids
+                     for point in client.get_metric_history(run_id, key)]
+        else:
+            # MLflow 3's items are Metrics with a run_id; older ones hold the Metric in .metric
+            found = [(item.run_id, getattr(item, "metric", item))
+                     for start in range(0, len(ids), _BULK_RUNS)
+                     for item in bulk(ids[start:start + _BULK_RUNS], key, _BULK_POINTS)]
+        for run_id, point in found:
+            points[run_id].append([key, point.value, point.step, point.timestamp])
+    return points
+
+
+def _run(run: Any, points: list[list[Any]], store: str) -> dict[str, Any]:
     info, data = run.info, run.data
-    points = [[key, point.value, point.step, point.timestamp]
-              for key in sorted(data.metrics)
-              for point in client.get_metric_history(info.run_id, key)]
     record = {"kind": "run", "id": info.run_id, "experiment_id": info.experiment_id,
               "name": info.run_name, "status": info.status, "start_time": info.start_time,
               "end_time": info.end_time, "user": info.user_id,
               "deleted": info.lifecycle_stage == "deleted", "artifact_uri": info.artifact_uri,
               "params": dict(data.params), "tags": dict(data.tags), "metrics": points}
-    return {**record, **_artifacts(client, info, store)}
+    return {**record, **_artifacts(info, store)}
 
 
-def _artifacts(client: Any, info: Any, store: str) -> dict[str, Any]:
+def _artifacts(info: Any, store: str) -> dict[str, Any]:
     """The run's artifact files as [path, size] under ``artifact_uri``: listed through MLflow's
-    artifact repository, from beside the store when a local artifact folder moved with it."""
-    root = info.artifact_uri
-    try:
-        moved = moved_folder(root, store, info.run_id)
-        if moved is None:
-            listing = _walk(lambda path: client.list_artifacts(info.run_id, path))
-        else:
-            from mlflow.store.artifact import artifact_repository_registry as registry
+    artifact repository for that URI (the client's list_artifacts would read the run again
+    for each folder), from beside the store when a local artifact folder moved with it."""
+    from mlflow.store.artifact import artifact_repository_registry as registry
 
-            repository = registry.get_artifact_repository(moved)
-            listing, root = _walk(repository.list_artifacts), moved
-        files = list(listing)
+    root = moved_folder(info.artifact_uri, store, info.run_id) or info.artifact_uri
+    try:
+        files = list(_walk(registry.get_artifact_repository(root).list_artifacts))
     except Exception as exc:  # noqa: BLE001 - any failure of a remote store is reported
         return {"artifacts": [], "artifacts_error": f"{type(exc).__name__}: {exc}"[:500]}
     return {"artifact_uri": root, "artifacts": files[:MAX_ARTIFACTS],
