@@ -32,6 +32,8 @@ def main(argv: list[str]) -> int:
     """Write the store named by ``argv[0]`` to stdout; 0 when all of it was read."""
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses ./mlruns else
     os.environ["MLFLOW_TRACKING_URI"] = argv[0]  # where mlflow-artifacts: URIs are served from
+    # A server that does not answer: MLflow's default (7 retries with backoff) takes minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     try:
         if argv[0].partition(":")[0].partition("+")[0] in _DATABASES:
             import alembic  # noqa: F401 - mlflow-skinny reads databases only with these two
