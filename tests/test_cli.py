@@ -108,6 +108,38 @@ def test_runs_bad_filter_exits_1_naming_the_position(capsys: pytest.CaptureFixtu
     assert len(err.splitlines()) == 1
 
 
+def test_runs_warns_on_stderr_about_a_key_no_run_has(capsys: pytest.CaptureFixture[str],
+                                                     three: list[str]) -> None:
+    code, out, err = _cli(capsys, "runs", "--where", "params.lrr > 0.15")
+    assert (code, out.splitlines()[-1]) == (0, "0 of 0 runs")
+    assert err == "tracker: warning: no run has params.lrr; did you mean params.lr?\n"
+
+
+def test_tag_sets_replaces_and_deletes_tags_that_runs_and_show_display(
+        capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+    code, out, err = _cli(capsys, "tag", three[0], "source=manual", "stage=draft")
+    assert (code, err) == (0, "")
+    assert out == f"tags of {three[0]}: source=manual, stage=draft\n"
+    assert _cli(capsys, "tag", three[0], "stage=final=yes", "--delete", "source")[1] == \
+        f"tags of {three[0]}: stage=final=yes\n"
+    header, *rows = _cli(capsys, "runs", "--where", "tags.stage LIKE 'final%'")[1].splitlines()
+    assert "tags.stage" in header.split() and rows[-1] == "1 of 1 run"
+    assert "stage=final=yes" not in rows[0] and "final=yes" in rows[0]
+    shown = _cli(capsys, "show", three[0])[1]
+    assert "\ntags\n  stage  final=yes\n" in shown
+    csv = _cli(capsys, "runs", "--columns", "name,tags.stage", "--format", "csv")[1]
+    assert csv.splitlines() == ["name,tags.stage", "gamma,", "beta,", "alpha,final=yes"]
+
+
+def test_tag_refuses_what_is_not_a_tag(capsys: pytest.CaptureFixture[str],
+                                       three: list[str]) -> None:
+    assert _cli(capsys, "tag", three[0])[0] == 2
+    code, _, err = _cli(capsys, "tag", three[0], "nokey")
+    assert code == 2 and "expected KEY=VALUE" in err
+    code, _, err = _cli(capsys, "tag", "zzzzzzzz", "a=b")
+    assert code == 1 and err.startswith("tracker: error: ")
+
+
 def test_runs_cuts_long_cells_to_the_terminal_width(capsys: pytest.CaptureFixture[str],
                                                     catalog: tracker.Catalog,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -436,6 +436,18 @@ def test_param_magic_parses_python_literals(ip: InteractiveShell, notebook: Path
                            "model": "cnn"}
 
 
+def test_tag_magic_sets_replaces_and_deletes_text_tags(ip: InteractiveShell, notebook: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    started = loaded(ip)
+    assert run(ip, "%tracker tag source=manual stage=draft 'note=two words' n=3").success
+    assert run(ip, "%tracker tag stage=final").success
+    assert run(ip, "%tracker tag --delete source").success
+    assert run(ip, "%tracker tag ok=1 broken").success  # one bad word: nothing is set
+    assert "got 'broken'; no tag set" in capsys.readouterr().out
+    info = recorded(started.id)
+    assert info.tags == {"n": "3", "note": "two words", "stage": "final"}
+
+
 def test_input_and_output_magics_record_files_and_uris(ip: InteractiveShell, notebook: Path,
                                                        tmp_path: Path) -> None:
     (tmp_path / "given.csv").write_text("1\n", encoding="utf-8")

@@ -83,6 +83,68 @@ def test_count_runs_groups_by_status_or_a_param(catalog: tracker.Catalog,
     assert int(catalog.count_runs("params.lr < 0.05", by=None)["count"][0]) == 2
 
 
+def test_tags_are_columns_filters_sort_keys_and_groups(catalog: tracker.Catalog,
+                                                        three_runs: list[str]) -> None:
+    a, b, c = three_runs
+    catalog.set_tags({"source": "manual", "stage": "final"}, run=a)
+    catalog.set_tag("source", "cli", run=b)
+    frame = catalog.runs()
+    assert frame["tags.source"].tolist()[1:] == ["cli", "manual"]
+    assert frame["tags.source"].isna().tolist() == [True, False, False]
+    assert list(frame.columns[-2:]) == ["tags.source", "tags.stage"]  # after params, metrics
+    assert list(catalog.runs("tags.source = 'cli'")["name"]) == ["b"]
+    assert list(catalog.runs("tag.stage IS NULL")["name"]) == ["c", "b"]
+    assert list(catalog.runs("`tags`.source LIKE '%a%'", order_by="name")["name"]) == ["a"]
+    assert list(catalog.runs(**{"tags.source": ["cli", "manual"]}, order_by="tags.source")[
+        "name"]) == ["b", "a"]
+    page = catalog.runs(order_by="tags.source DESC", limit=1)
+    assert (list(page["name"]), page["tags.source"].tolist()) == (["a"], ["manual"])
+    counts = catalog.count_runs(by="tags.source")
+    assert list(zip(counts["tags.source"].fillna("-"), counts["count"])) == [
+        ("cli", 1), ("manual", 1), ("-", 1)]
+    assert catalog.keys()[-2:] == ["tags.source", "tags.stage"]
+    assert "tags.stage" not in catalog.runs("name = 'b'").columns  # no run here has it
+
+
+def test_a_filter_on_a_key_no_run_has_warns_with_the_closest_keys(
+        catalog: tracker.Catalog, three_runs: list[str]) -> None:
+    catalog.set_tag("source", "cli", run=three_runs[0])
+    with pytest.warns(tracker.TrackerWarning) as caught:
+        assert len(catalog.runs("params.alpah > 0.3 OR params.lr > 0.05")) == 1
+    assert [str(w.message) for w in caught] == ["no run has params.alpah"]
+    with pytest.warns(tracker.TrackerWarning,
+                      match=r"^no run has params\.mdel; did you mean params\.model\?$"):
+        assert catalog.runs("params.mdel = 'cnn'").empty
+    with pytest.warns(tracker.TrackerWarning, match=r"did you mean tags\.source\?"):
+        catalog.runs(order_by="tags.sourc")
+    with pytest.warns(tracker.TrackerWarning, match=r"did you mean metrics\.acc\?"):
+        catalog.count_runs(by="metrics.ac")
+    with pytest.warns(tracker.TrackerWarning, match=r"params\.acc; did you mean metrics\.acc\?"):
+        catalog.runs("params.acc > 0.5")
+
+
+def test_metrics_are_the_last_logged_and_mlflow_s_latest_is_the_largest_step(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("resumed") as run:
+        run.log_metric("loss", 0.4, step=10)
+        run.log_metric("loss", 0.3, step=10)  # the same step again: the last logged of it
+        run.log_metric("loss", 0.9, step=2)  # a resumed job logs an earlier step again
+    with catalog.start_run("stepless") as other:
+        other.log_metric("loss", 0.7)
+        other.log_metric("loss", 0.6)
+    frame = catalog.runs(order_by="metrics_at_max_step.loss")
+    assert list(frame["name"]) == ["resumed", "stepless"]
+    assert frame["metrics.loss"].tolist() == [0.9, 0.6]
+    assert frame["metrics_at_max_step.loss"].tolist() == [0.3, 0.6]
+    assert list(catalog.runs("metrics_at_max_step.loss < 0.5")["name"]) == ["resumed"]
+    assert list(catalog.runs("metrics.loss < 0.5")["name"]) == []
+    assert "metrics_at_max_step.loss" not in catalog.runs().columns  # only when named
+    counts = catalog.count_runs(by="metric_at_max_step.loss")
+    assert sorted(counts["metric_at_max_step.loss"]) == [0.3, 0.6]
+    with pytest.warns(tracker.TrackerWarning, match=r"did you mean metrics_at_max_step\.loss"):
+        catalog.runs("metrics_at_max_step.los > 1")
+
+
 def test_a_run_is_found_by_id_prefix_or_key(catalog: tracker.Catalog,
                                             three_runs: list[str]) -> None:
     run_id = three_runs[1]
@@ -150,12 +212,14 @@ def test_sql_reads_but_never_writes(catalog: tracker.Catalog, three_runs: list[s
     assert len(catalog.runs()) == 3
 
 
-def test_keys_lists_every_params_and_metrics_column(catalog: tracker.Catalog) -> None:
+def test_keys_lists_every_params_metrics_and_tags_column(catalog: tracker.Catalog) -> None:
     with catalog.start_run(params={"lr": 0.1, "Model": "cnn"}) as run:
         run.log_metric("acc", 0.5)
+        run.set_tag("source", "cli")
     with catalog.start_run(params={"a.b": 1}):
         pass
-    assert catalog.keys() == ["params.Model", "params.a.b", "params.lr", "metrics.acc"]
+    assert catalog.keys() == ["params.Model", "params.a.b", "params.lr", "metrics.acc",
+                              "tags.source"]
     assert set(catalog.keys()) == {c for c in catalog.runs().columns if "." in c}
 
 

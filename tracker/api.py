@@ -135,7 +135,7 @@ def count_runs(where: str | None = None, *, by: str | None = "status") -> pd.Dat
 
 
 def keys() -> list[str]:
-    """Every params and metrics column the runs table can have (``params.lr``, ...)."""
+    """Every params, metrics and tags column the runs table can have (``params.lr``, ...)."""
     return default_catalog().keys()
 
 

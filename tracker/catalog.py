@@ -253,7 +253,8 @@ class Catalog:
     def runs(self, where: str | None = None, *, order_by: str | Sequence[str] | None = None,
              limit: int | None = None, offset: int = 0, include_deleted: bool = False,
              deleted_only: bool = False, **equals: Any) -> pd.DataFrame:
-        """Runs as a DataFrame, one row per run, ``params.*`` and ``metrics.*`` columns.
+        """Runs as a DataFrame, one row per run, ``params.*``, ``metrics.*`` and ``tags.*``
+        columns. A filter naming a key no run has warns (TrackerWarning) with the closest keys.
 
         ``where`` is the filter language (``"params.lr > 0.01 and status = 'completed'"``);
         ``equals`` adds equality tests (``status="failed"``). Newest first unless ``order_by``.
@@ -272,8 +273,9 @@ class Catalog:
         return search.count_runs(self, where, by=by, include_deleted=include_deleted)
 
     def keys(self) -> list[str]:
-        """Every params and metrics column the runs table can have (``params.lr``,
-        ``metrics.acc``...), params first, each sorted: for column pickers and autocompletion."""
+        """Every params, metrics and tags column the runs table can have (``params.lr``,
+        ``metrics.acc``, ``tags.source``...), params first, each sorted: for column pickers and
+        autocompletion."""
         from tracker import search
 
         return search.keys(self)

@@ -8,6 +8,7 @@ and no logic of its own, and the library never imports it. Errors become one lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -15,13 +16,14 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import __version__, profile, values
-from tracker.errors import ArgumentError, TrackerError
+from tracker.errors import ArgumentError, TrackerError, TrackerWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.handler(args)
+        with _warnings_as_lines():
+            return args.handler(args)
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 0
     except BrokenPipeError:  # `tracker runs | head`: the reader left; not an error worth a line
@@ -62,6 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str) -> int:
     print(f"tracker: error: {message}", file=sys.stderr)
     return 1
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """tracker's warnings (a filter naming a key no run has...) as ``tracker: warning:`` lines
+    on stderr, not Python's file:line form."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrackerWarning)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, TrackerWarning):
+                    print(f"tracker: warning: {warning.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename,
+                                         warning.lineno)
 
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -174,6 +194,14 @@ def _add_moving_commands(commands: _Commands) -> None:
                         "(sqlite:///mlflow.db) or a tracking server URL")
     mlflow.add_argument("--mlflow-python", metavar="PATH", help="the python of an environment "
                         "with MLflow, which reads the store (default: tracker's own)")
+    tag = commands.add("tag", _cmd_tag, "set or remove tags of a run (notes such as source=manual)",
+                       "tracker tag 01m7zwkkx6hq source=manual stage=final",
+                       "tracker tag 01m7zwkkx6hq --delete stage")
+    tag.add_argument("ref", metavar="REF", help="run id, unique id prefix or tracker:// key")
+    tag.add_argument("tags", metavar="KEY=VALUE", nargs="*", type=_tag_pair,
+                     help="a tag to set; setting a key again replaces its value")
+    tag.add_argument("--delete", metavar="KEY", nargs="+", action="extend", default=[],
+                     help="tags to remove")
     for name, handler, help_text in (
             ("enable", _cmd_enable, "load tracker in every Jupyter kernel of an IPython profile"),
             ("disable", _cmd_disable, "stop loading tracker in an IPython profile's kernels")):
@@ -204,6 +232,13 @@ def _column_list(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one column name")
     return names
+
+
+def _tag_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as source=manual, not {text!r}")
+    return key, value
 
 
 def _age(text: str) -> str:
@@ -258,16 +293,18 @@ def _chosen_columns(frame: pd.DataFrame, requested: list[str] | None, *,
     chosen = [aliases.get(name, name) for name in requested]
     for name in chosen:
         # A params/metrics key no run on this page has is an empty column, not an error.
-        if name not in frame.columns and not name.startswith(("params.", "metrics.")):
+        if name not in frame.columns and not name.startswith(("params.", "metrics.", "tags.")):
             known = ", ".join(c for c in frame.columns if "." not in c)
-            raise ArgumentError(f"unknown column {name!r}; use params.<key>, metrics.<key> "
-                                f"or one of: {known}")
+            raise ArgumentError(f"unknown column {name!r}; use params.<key>, metrics.<key>, "
+                                f"tags.<key> or one of: {known}")
     return chosen
 
 
 def _varying(frame: pd.DataFrame) -> list[str]:
-    """Up to 4 params/metrics columns whose values differ between the shown runs."""
-    params = [c for c in frame.columns if c.startswith("params.") and _differs(frame[c])]
+    """Up to 4 params/metrics columns whose values differ between the shown runs (tags count
+    as params: both describe the run)."""
+    params = [c for c in frame.columns if c.startswith(("params.", "tags.")) and
+              _differs(frame[c])]
     metrics = [c for c in frame.columns if c.startswith("metrics.") and _differs(frame[c])]
     mixed = [c for c in chain.from_iterable(zip_longest(params, metrics)) if c is not None]
     picked = set(mixed[:_VARYING_COLUMNS])
@@ -313,6 +350,7 @@ def _run_text(info: RunInfo, lineage: pd.DataFrame | None) -> list[str]:
     links = [] if lineage is None else lineage.to_dict("records")
     sections = [
         ("params", _param_lines(info)),
+        ("tags", _pairs(sorted(info.tags.items()))),
         ("metrics (latest)", _pairs((key, _cell_text(value))
                                     for key, value in sorted(info.metrics.items()))),
         ("inputs", _artifact_lines(info.inputs, links, direction="upstream")),
@@ -412,6 +450,21 @@ def _pairs(rows: Iterable[tuple[str, str]], *, indent: str = _GAP) -> list[str]:
 
 
 # -- changing runs -----------------------------------------------------------------------------
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    if not args.tags and not args.delete:
+        args.parser.error("give KEY=VALUE tags to set or --delete KEY")
+    catalog = _catalog(args)
+    given = dict(args.tags)
+    if given:
+        catalog.set_tags(given, run=args.ref)
+    for key in args.delete:
+        catalog.delete_tag(key, run=args.ref)
+    info = catalog.get_run(args.ref)
+    shown = ", ".join(f"{key}={value}" for key, value in info.tags.items()) or "none"
+    print(f"tags of {info.id}: {shown}")
+    return 0
 
 
 def _cmd_rm(args: argparse.Namespace) -> int:

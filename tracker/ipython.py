@@ -40,7 +40,7 @@ from tracker.run import Recorder, Run
 from tracker.settings import TrackerSettings
 from tracker.storage import instances as _duckdb
 
-SUBCOMMANDS = ("status", "new", "end", "param", "input", "output", "runs")
+SUBCOMMANDS = ("status", "new", "end", "param", "tag", "input", "output", "runs")
 _SESSION_ATTR = "_tracker_session"
 _LOCATE_TRIES = 3  # cells whose source may still reveal the notebook after loading
 _ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snapshot
@@ -55,6 +55,7 @@ USAGE = """\
 %tracker new [NAME]       end this run and start another in the same kernel
 %tracker end              end this run (cells are no longer recorded)
 %tracker param K=V ...    set params (values are Python literals, else text)
+%tracker tag K=V ...      set tags (text; again replaces); --delete K ... removes them
 %tracker input PATH       record a file or URI this run read
 %tracker output PATH      record a file or URI this run wrote
 %tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)
@@ -615,6 +616,25 @@ def _param(session: Session, rest: str) -> None:
         run.log_param(key, _literal(text))
 
 
+def _tag(session: Session, rest: str) -> None:
+    """``K=V ...`` sets tags, ``--delete K ...`` removes them; a malformed word records nothing."""
+    words = shlex.split(rest)
+    removing = words[:1] == ["--delete"]
+    pairs = [word.partition("=") for word in words]
+    bad = [] if removing else [word for word, (key, sep, _) in zip(words, pairs, strict=True)
+                               if not sep or not key]
+    if bad or not words[1 if removing else 0:]:
+        shown = repr(bad[0]) if bad else "nothing"
+        print(f"tracker: expected KEY=VALUE ... or --delete KEY ..., got {shown}; no tag set")
+        return
+    run = _open_run(session)
+    if removing:
+        for key in words[1:]:
+            run.delete_tag(key)
+        return
+    run.set_tags({key: value for key, _, value in pairs})
+
+
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
@@ -646,6 +666,6 @@ def _open_run(session: Session) -> Run:
 
 
 _COMMANDS: dict[str, Callable[[Session, str], Any]] = {
-    "status": _status, "new": _new, "end": _end, "param": _param, "input": _input,
+    "status": _status, "new": _new, "end": _end, "param": _param, "tag": _tag, "input": _input,
     "output": _output, "runs": _runs,
 }

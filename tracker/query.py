@@ -33,7 +33,8 @@ from tracker import arguments
 from tracker.errors import ArgumentError, FilterSyntaxError
 
 __all__ = [
-    "ATTRIBUTES", "Compiled", "compile_equals", "compile_filter", "compile_order_by", "parse_key",
+    "ATTRIBUTES", "STEPPED", "Compiled", "compile_equals", "compile_filter", "compile_order_by",
+    "fields", "parse_key", "stepped_metric_sql",
 ]  # fmt: skip
 
 
@@ -65,9 +66,12 @@ _COLUMN_KINDS = {
     "status": "status", "started_at": "time", "ended_at": "time", "deleted_at": "time",
     "duration": "number", "pid": "number", "labels": "labels",
 }  # fmt: skip
+# metrics.<key> is the value logged last; this namespace is MLflow's latest: the value at the
+# largest step (a point without a step counts as step 0, as in MLflow; ties: the last logged).
+STEPPED = "metrics_at_max_step"
 _NAMESPACES = {"params": "params", "param": "params", "parameters": "params",
                "parameter": "params", "metrics": "metrics", "metric": "metrics", "tags": "tags",
-               "tag": "tags"}  # fmt: skip
+               "tag": "tags", STEPPED: STEPPED, "metric_at_max_step": STEPPED}  # fmt: skip
 _ATTRIBUTE_PREFIXES = ("attributes", "attribute", "attr", "run")
 # MLflow's run statuses, as users type them, mapped to ours.
 _STATUS_ALIASES = {"finished": "completed", "killed": "crashed"}
@@ -159,7 +163,7 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class _Field:
-    namespace: str  # "attributes", "params", "metrics" or "tags"
+    namespace: str  # "attributes", "params", "metrics", "tags" or STEPPED
     key: str  # the runs column for attributes, else the key
     position: int
 
@@ -169,6 +173,8 @@ class _Field:
         are text)."""
         if self.namespace == "tags":
             return "text"
+        if self.namespace == STEPPED:
+            return "metrics"
         if self.namespace != "attributes":
             return self.namespace
         return _COLUMN_KINDS.get(self.key, "text")
@@ -434,6 +440,8 @@ def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
         # The key is bound; max() makes it one value whatever the table holds.
         return (f"(SELECT max(t.value) FROM tags t WHERE t.run_id = {scope.alias}.id "
                 "AND t.key = ?)", (field.key,))
+    if field.namespace == STEPPED:
+        return stepped_metric_sql(scope.alias), (field.key,)
     if field.namespace != "attributes":
         return scope.value(field), ()
     if field.key == "status":
@@ -443,6 +451,12 @@ def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
         alias = scope.alias
         return f"coalesce({alias}.duration, epoch(now()) - epoch({alias}.started_at))", ()
     return f"{scope.alias}.{field.key}", ()
+
+
+def stepped_metric_sql(alias: str) -> str:
+    """SQL of a run's value of one metric (the key bound to its ``?``) at its largest step."""
+    return (f"(SELECT arg_max(m.value, (coalesce(m.step, 0), m.logged_at)) FROM metrics m "
+            f"WHERE m.run_id = {alias}.id AND m.key = ?)")
 
 
 def _number_sql(field: _Field, scope: _Scope, *, ordered: bool) -> tuple[str, tuple[Any, ...]]:
@@ -644,6 +658,35 @@ def parse_key(text: str, *, argument: str = "key") -> tuple[str, str]:
     with _reported(text):
         field = _parse(text, _Parser.field)
     return field.namespace, field.key
+
+
+def fields(where: str | None, equals: Mapping[str, Any] | None = None,
+           order_by: str | Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The (namespace, key) of every params, metrics and tags field a filter, its equality tests
+    and sort keys name, in order: to tell a user which of them no run has. Raises as the
+    compile functions do on bad text."""
+    named: list[_Field] = []
+    checked = arguments.filter_text(where, "where")
+    if checked is not None:
+        with _reported(checked):
+            named += _predicate_fields(_parse(checked, _Parser.expression))
+    for key in equals or {}:
+        with _reported(key):
+            named.append(_parse(key, _Parser.field))
+    texts = [order_by] if isinstance(order_by, str | None) else list(order_by)
+    for item in texts:
+        text = arguments.filter_text(item, "order_by")
+        if text is not None:
+            with _reported(text):
+                named += [field for field, _ in _parse(text, _Parser.sort_keys)]
+    found = [(field.namespace, field.key) for field in named if field.namespace != "attributes"]
+    return list(dict.fromkeys(found))
+
+
+def _predicate_fields(node: _Node) -> list[_Field]:
+    if isinstance(node, _Predicate):
+        return [node.field]
+    return [field for operand in node.operands for field in _predicate_fields(operand)]
 
 
 def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",

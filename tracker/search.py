@@ -10,7 +10,9 @@ JSON, and the read then fills those columns if the catalog is free (:func:`_catc
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from tracker.errors import (
     CatalogError,
     CatalogLockedError,
     RunNotFoundError,
+    TrackerWarning,
 )
 from tracker.frames import frame
 from tracker.models import RunInfo
@@ -110,11 +113,16 @@ def runs(catalog: Catalog, where: str | None = None, *,
         condition = matching(where, equals, filtered, include_deleted=include_deleted,
                              deleted_only=deleted_only)
         order = query.compile_order_by(order_by, columns=ordered)
-        selected = _Columns(_param_kinds(con), placed.layout)
+        tags = tag_keys(con)
+        notes = missing_key_notes(placed.layout, tags, where, equals, order_by)
+        stepped = [key for namespace, key in query.fields(where, equals, order_by)
+                   if namespace == query.STEPPED]
+        selected = _Columns(_param_kinds(con), placed.layout, tags, stepped)
         if limit is None and not offset:
             every, args = columns.source(placed)
             table = frame(con, f"SELECT {selected.sql} FROM {every} r WHERE {condition.sql} "
-                               f"ORDER BY {order.sql}", [*args, *condition.params, *order.params])
+                               f"ORDER BY {order.sql}",
+                          [*selected.params, *args, *condition.params, *order.params])
             total = len(table)
         else:
             # The page's runs are chosen first, joining only the value columns the filter and
@@ -125,12 +133,45 @@ def runs(catalog: Catalog, where: str | None = None, *,
                              f"{condition.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?)",
                 args=[*args, *condition.params, *order.params, limit, offset])
             table = frame(con, f"SELECT {selected.sql} FROM {page} r ORDER BY {order.sql}",
-                          [*page_args, *order.params])
+                          [*selected.params, *page_args, *order.params])
             counted, args = columns.source(placed, filtered.keys_used)
             total = con.execute(f"SELECT count(*) FROM {counted} r WHERE {condition.sql}",
                                 [*args, *condition.params]).fetchone()[0]
     _catch_up(catalog, placed)
+    _warn(notes)
     return _tidy(table, selected.decode, total)
+
+
+def tag_keys(con: Any) -> list[str]:
+    """Every tag key some run has, sorted."""
+    return [row[0] for row in con.execute("SELECT DISTINCT key FROM tags ORDER BY key").fetchall()]
+
+
+def missing_key_notes(layout: columns.Layout, tags: Sequence[str], where: str | None,
+                      equals: Mapping[str, Any] | None = None,
+                      order_by: str | Sequence[str] | None = None) -> list[str]:
+    """A note for each params, metrics or tags key the filter names that no run has, with the
+    closest keys runs do have: "no run has params.alpah; did you mean params.alpha?". A typo
+    otherwise reads as an empty answer. For the API's warnings, the CLI and the widgets."""
+    known = {*layout, *(("tags", key) for key in tags),
+             *((query.STEPPED, key) for space, key in layout if space == "metrics")}
+    notes = []
+    for namespace, key in query.fields(where, equals, order_by):
+        if (namespace, key) in known:
+            continue
+        # Close keys of the same kind; else the same key of another kind (params.acc: metrics).
+        same = sorted(k for space, k in known if space == namespace)
+        close = [f"{namespace}.{k}" for k in difflib.get_close_matches(key, same, n=3)] or \
+            sorted(f"{space}.{k}" for space, k in known if k == key and space != query.STEPPED)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        notes.append(f"no run has {namespace}.{key}{hint}")
+    return notes
+
+
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        # The caller of Catalog.runs (or of tracker.runs, one frame further) is pointed at.
+        warnings.warn(note, TrackerWarning, stacklevel=4)
 
 
 class _Lookups(dict[tuple[str, str], str]):
@@ -177,15 +218,24 @@ def _param_kinds(con: Any) -> dict[str, set[str]]:
 
 class _Columns:
     """The runs table's columns: attributes, then one typed column per param and metric key,
-    cast by the kinds ever logged for the key."""
+    cast by the kinds ever logged for the key, then one text column per tag key, then the
+    ``metrics_at_max_step.<key>`` the filter or order names; ``params`` are the values the SQL
+    binds, which come before any other."""
 
-    def __init__(self, kinds: Mapping[str, set[str]], layout: columns.Layout) -> None:
+    def __init__(self, kinds: Mapping[str, set[str]], layout: columns.Layout,
+                 tags: Sequence[str] = (), stepped: Sequence[str] = ()) -> None:
         params, metrics = columns.named(layout, "params"), columns.named(layout, "metrics")
         self.decode = [f"params.{k}" for k, _ in params if not _typed(kinds.get(k, set()))]
         parts = [f'{expression} AS "{name}"' for name, expression in _ATTRIBUTES]
         parts += [f"{_param_value(kinds.get(k, set()), f'r.{name}')} AS {_quoted('params.' + k)}"
                   for k, name in params]
         parts += [f"r.{name} AS {_quoted('metrics.' + k)}" for k, name in metrics]
+        # A tag column reads the tags table by a bound key: keys never become SQL text.
+        parts += [f"(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = ?) AS "
+                  f"{_quoted('tags.' + key)}" for key in tags]
+        parts += [f"{query.stepped_metric_sql('r')} AS {_quoted(f'{query.STEPPED}.{key}')}"
+                  for key in stepped]
+        self.params = [*tags, *stepped]
         self.sql = ", ".join(parts)
 
 
@@ -231,15 +281,19 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
         placed = columns.placement(con)
         used = _Lookups(placed.layout)
         condition = matching(where, layout=used, include_deleted=include_deleted)
-        group = _group_expression(scope, key, used) if by is not None else ""
+        grouped = {by: None} if by is not None and scope != "attributes" else None
+        notes = missing_key_notes(placed.layout, tag_keys(con), where, grouped)
+        group, bound = _group_expression(scope, key, used) if by is not None else ("", [])
         counted, args = columns.source(placed, used.keys_used)
         base = f"FROM {counted} r WHERE {condition.sql}"
         if by is None:
             counts = frame(con, f"SELECT count(*) AS count {base}", [*args, *condition.params])
         else:
             counts = frame(con, f"SELECT {group} AS {_quoted(by)}, count(*) AS count {base} "
-                                "GROUP BY ALL ORDER BY count DESC, 1", [*args, *condition.params])
+                                "GROUP BY ALL ORDER BY count DESC, 1",
+                           [*bound, *args, *condition.params])
     _catch_up(catalog, placed)
+    _warn(notes)
     return counts
 
 
@@ -248,15 +302,21 @@ def keys(catalog: Catalog) -> list[str]:
     prepare_read(catalog)
     with catalog.connect() as con:
         layout = columns.placement(con).layout
-    return [f"{namespace}.{key}" for namespace in ("params", "metrics")
-            for key, _ in columns.named(layout, namespace)]
+        tags = tag_keys(con)
+    return [*(f"{namespace}.{key}" for namespace in ("params", "metrics")
+              for key, _ in columns.named(layout, namespace)), *(f"tags.{key}" for key in tags)]
 
 
-def _group_expression(scope: str, key: str, layout: columns.Layout) -> str:
+def _group_expression(scope: str, key: str, layout: columns.Layout) -> tuple[str, list[str]]:
+    """The SQL of a group and the values it binds."""
     if scope == "attributes":
-        return f"r.{key}"
+        return f"r.{key}", []
+    if scope == "tags":
+        return "(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = ?)", [key]
+    if scope == query.STEPPED:
+        return query.stepped_metric_sql("r"), [key]
     name = layout.get((scope, key))
-    return f"r.{name}" if name else "NULL"
+    return (f"r.{name}" if name else "NULL"), []
 
 
 # -- one run --------------------------------------------------------------------------------
