@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow_stores import copy_store
 
 import tracker
 from tracker.cli import main
@@ -490,6 +491,30 @@ def test_import_of_a_missing_file_exits_1(capsys: pytest.CaptureFixture[str],
     code, _, err = _cli(capsys, "import", str(tmp_path / "nope.yaml"))
     assert code == 1
     assert err.startswith("tracker: error: ") and "nope.yaml" in err
+
+
+@pytest.mark.slow
+def test_import_mlflow_prints_what_it_imported_and_skipped(capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    store = Path(copy_store("mlruns", tmp_path))
+    catalog = str(tmp_path / "imported.duckdb")
+    argv = ("--catalog", catalog, "import-mlflow", str(store), "--mlflow-python", sys.executable)
+    code, out, _ = _cli(capsys, *argv)
+    assert (code, out.splitlines()) == (0, [
+        f"imported 9 runs from {store.as_uri()}, skipped 0",
+        "  note: 1 run still running in MLflow: imported as running, and importing again does "
+        "not update them"])
+    code, out, _ = _cli(capsys, *argv)
+    assert (code, out.splitlines()) == (0, [f"imported 0 runs from {store.as_uri()}, skipped 9",
+                                            "  9 skipped: already imported"])
+    assert len(tracker.Catalog(catalog).runs()) == 8  # and one in the trash: deleted in MLflow
+
+
+def test_import_mlflow_of_something_else_exits_1(capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    code, _, err = _cli(capsys, "import-mlflow", str(tmp_path))
+    assert code == 1
+    assert err.startswith("tracker: error: ") and "is not an MLflow store" in err
 
 
 def test_sql_prints_a_table_and_refuses_writes(capsys: pytest.CaptureFixture[str],

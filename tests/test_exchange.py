@@ -49,6 +49,22 @@ def test_a_run_round_trips_between_catalogs(catalog: tracker.Catalog, tmp_path: 
         other.import_run(descriptor)
 
 
+def test_a_big_run_round_trips_row_for_row(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("big", labels=["a", "b"]) as run:
+        run.log_params({f"p{i}": i / 3 if i % 2 else f"v{i}" for i in range(120)})
+        for step in range(200):
+            run.log_metric("loss", math.nan if step == 7 else 1 / (step + 1), step=step)
+    path = catalog.export_run(run.id, tmp_path / "big.json")
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(path)
+    before, after = catalog.get_run(run.id), other.get_run(run.id)
+    assert after.params == before.params and after.labels == before.labels
+    assert after.started_at == before.started_at
+    ours, theirs = catalog.metric_history(run.id), other.metric_history(run.id)
+    assert list(theirs["step"]) == list(ours["step"]) == list(range(200))
+    assert theirs["value"].equals(ours["value"]) and theirs["logged_at"].equals(ours["logged_at"])
+
+
 def test_importing_something_else_is_refused(catalog: tracker.Catalog, tmp_path: Path) -> None:
     stray = tmp_path / "config.yaml"
     stray.write_text("learning_rate: 0.1\n")

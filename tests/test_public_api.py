@@ -17,12 +17,11 @@ PUBLIC = {
     "FilterSyntaxError", "NoActiveRunError", "NotACatalogError", "ReadOnlySQLError", "Run",
     "RunInfo", "RunNotFoundError", "SQLError", "TrackerError", "TrackerWarning", "artifacts",
     "count_runs", "current_run", "default_catalog", "delete_run", "delete_runs", "delete_tag",
-    "end_run",
-    "export_run", "flush", "get_run", "import_run", "keys", "lineage", "load_ipython_extension",
-    "log_input", "log_metric", "log_metrics", "log_output", "log_param", "log_params",
-    "metric_history", "purge", "restore_run", "runs", "set_status", "set_tag", "set_tags",
-    "show", "sql", "start_run",
-    "unload_ipython_extension", "update_run", "use_catalog",
+    "end_run", "export_run", "flush", "get_run", "import_mlflow", "import_run", "keys",
+    "lineage", "load_ipython_extension", "log_input", "log_metric", "log_metrics", "log_output",
+    "log_param", "log_params", "metric_history", "purge", "restore_run", "runs", "set_status",
+    "set_tag", "set_tags", "show", "sql", "start_run", "unload_ipython_extension",
+    "update_run", "use_catalog",
 }
 
 
@@ -75,6 +74,10 @@ BAD_CALLS = {
     "restore_run(None)": lambda: tracker.restore_run(None),
     "update_run(labels='abc')": lambda: tracker.update_run("01m7zwkkx6hq", labels="abc"),
     "export_run(None)": lambda: tracker.export_run(None, "out.yaml"),
+    "import_mlflow('')": lambda: tracker.import_mlflow(""),
+    "import_mlflow(5)": lambda: tracker.import_mlflow(5),
+    "import_mlflow('ftp://x')": lambda: tracker.import_mlflow("ftp://host/mlruns"),
+    "import_mlflow(mlflow_python=5)": lambda: tracker.import_mlflow(".", mlflow_python=5),
     "use_catalog(123)": lambda: tracker.use_catalog(123),
     "use_catalog('')": lambda: tracker.use_catalog(""),
     "Catalog(123)": lambda: tracker.Catalog(123),

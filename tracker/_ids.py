@@ -9,6 +9,7 @@ id; ids keep their order, so a run's rows stay together in the catalog's row gro
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
@@ -27,9 +28,22 @@ _WORDS_B = (
 
 def new_run_id() -> str:
     """16 characters: 10 of milliseconds since the epoch, then 6 random (30 bits)."""
-    millis = time.time_ns() // 1_000_000
-    stamp = "".join(_ALPHABET[(millis >> shift) & 31] for shift in range(45, -1, -5))
-    return stamp + "".join(secrets.choice(_ALPHABET) for _ in range(6))
+    return _stamp(time.time_ns() // 1_000_000) + "".join(secrets.choice(_ALPHABET)
+                                                         for _ in range(6))
+
+
+def derived_run_id(millis: int, seed: bytes) -> str:
+    """The id of a run started at ``millis``, its last 6 characters taken from a hash of
+    ``seed``: a run imported from another tracker (MLflow) gets the same id at every import."""
+    digest = int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest(), "big")
+    return _stamp(millis) + "".join(_ALPHABET[(digest >> shift) & 31]
+                                    for shift in range(25, -1, -5))
+
+
+def _stamp(millis: int) -> str:
+    """10 characters that sort as the time ``millis`` (clamped to what 50 bits hold)."""
+    millis = min(max(millis, 0), 2**50 - 1)
+    return "".join(_ALPHABET[(millis >> shift) & 31] for shift in range(45, -1, -5))
 
 
 SHORT = 8  # characters in a run's short id

@@ -16,6 +16,7 @@ from tracker.catalog import Catalog
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
     from tracker.run import Run
 
@@ -206,6 +207,12 @@ def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = Fals
 def import_run(path: str | os.PathLike[str]) -> str:
     """Add a run exported from another catalog; returns its id."""
     return default_catalog().import_run(path)
+
+
+def import_mlflow(store: str | os.PathLike[str], *,
+                  mlflow_python: str | os.PathLike[str] | None = None) -> MLflowImport:
+    """Import an MLflow history into the default catalog: see :meth:`Catalog.import_mlflow`."""
+    return default_catalog().import_mlflow(store, mlflow_python=mlflow_python)
 
 
 def sql(query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

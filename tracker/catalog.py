@@ -24,6 +24,7 @@ from tracker.storage.store import Store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
     from tracker.run import Recorder, Run
 
@@ -400,3 +401,13 @@ class Catalog:
         from tracker import exchange
 
         return exchange.import_run(self, path)
+
+    def import_mlflow(self, store: str | os.PathLike[str], *,
+                      mlflow_python: str | os.PathLike[str] | None = None) -> MLflowImport:
+        """Import an MLflow history (an ``mlruns`` folder, an MLflow SQLite file or a tracking
+        server URL), read by MLflow's own client in ``mlflow_python`` (default: this Python).
+        Importing the same store again adds nothing; the report lists the runs imported, and
+        those skipped with the reason."""
+        from tracker.mlflow_import import import_mlflow
+
+        return import_mlflow(self, store, mlflow_python=mlflow_python)

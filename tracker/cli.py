@@ -203,6 +203,15 @@ def _add_moving_commands(commands: _Commands) -> None:
                             "tracker import run.yaml",
                             "tracker --catalog team.duckdb import run.json")
     imported.add_argument("file", metavar="FILE", help="a descriptor written by 'tracker export'")
+    mlflow = commands.add("import-mlflow", _cmd_import_mlflow,
+                          "add the runs of an MLflow store (again: adds only new runs)",
+                          "tracker import-mlflow ./mlruns",
+                          "tracker import-mlflow sqlite:///mlflow.db --mlflow-python "
+                          "~/venvs/ml/bin/python")
+    mlflow.add_argument("store", metavar="STORE", help="an mlruns folder, an MLflow SQLite file "
+                        "(sqlite:///mlflow.db) or a tracking server URL")
+    mlflow.add_argument("--mlflow-python", metavar="PATH", help="the python of an environment "
+                        "with MLflow, which reads the store (default: tracker's own)")
     tag = commands.add("tag", _cmd_tag, "set or remove tags of a run (notes such as source=manual)",
                        "tracker tag 01m7zwkkx6hq source=manual stage=final",
                        "tracker tag 01m7zwkkx6hq --delete stage")
@@ -578,6 +587,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     run_id = _catalog(args).import_run(args.file)
     print(f"imported {run_id}")
+    return 0
+
+
+def _cmd_import_mlflow(args: argparse.Namespace) -> int:
+    print(_catalog(args).import_mlflow(args.store, mlflow_python=args.mlflow_python))
     return 0
 
 

@@ -26,6 +26,7 @@ VIAS: dict[str, str] = {
     "scan": "a file changed during a cell that started a process",
     "inferred": "a path named in a shell command's arguments",
     "stored": "the notebook stored with its run",
+    "mlflow": "an artifact of a run imported from MLflow (its URI, not its content)",
 }
 
 

@@ -7,6 +7,7 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     concurrency,
     hashing,
     kernel,
+    mlflow_import,
     queries,
     scan,
     startup,
