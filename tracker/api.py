@@ -81,14 +81,16 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     default_catalog().log_metrics(metrics, step)
 
 
-def log_input(path: str | os.PathLike[str]) -> None:
-    """Record a file or URI the active run read (hashed in the background)."""
-    default_catalog().log_input(path)
+def log_input(path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+    """Record a file or URI the active run read (hashed in the background); ``keep`` as for
+    :func:`log_output`."""
+    default_catalog().log_input(path, keep=keep)
 
 
-def log_output(path: str | os.PathLike[str]) -> None:
-    """Record a file or URI the active run wrote (hashed in the background)."""
-    default_catalog().log_output(path)
+def log_output(path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+    """Record a file or URI the active run wrote (hashed, and its content kept per the
+    policy, in the background); ``keep=True`` keeps it whatever the policy, ``False`` never."""
+    default_catalog().log_output(path, keep=keep)
 
 
 def flush() -> None:

@@ -10,6 +10,7 @@ descriptors :mod:`tracker.exchange` (docs/design.md §1).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from tracker.models import RunInfo
     from tracker.run import Recorder, Run
+    from tracker.storage.contents import ContentStore
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 
@@ -117,6 +119,14 @@ class Catalog:
         """Where stored files (a run's saved notebook) live, by content hash."""
         return self.store.blob_dir
 
+    @functools.cached_property
+    def content_store(self) -> ContentStore:
+        """Where kept file contents live: ``$TRACKER_STORE`` (a folder or an ``s3://`` bucket)
+        when set, else this catalog's blob folder."""
+        from tracker.storage.contents import open_store
+
+        return open_store(self.blob_dir)
+
     # -- the file (tracker.storage.store does the work) --------------------------------
 
     @contextlib.contextmanager
@@ -205,13 +215,14 @@ class Catalog:
         """Record several metric values of the active run at one step."""
         self._active().log_metrics(metrics, step)
 
-    def log_input(self, path: str | os.PathLike[str]) -> None:
-        """Record a file or URI the active run read."""
-        self._active().log_input(path)
+    def log_input(self, path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+        """Record a file or URI the active run read; ``keep`` as for :meth:`log_output`."""
+        self._active().log_input(path, keep=keep)
 
-    def log_output(self, path: str | os.PathLike[str]) -> None:
-        """Record a file or URI the active run wrote."""
-        self._active().log_output(path)
+    def log_output(self, path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+        """Record a file or URI the active run wrote; ``keep=True`` keeps a copy of its
+        content whatever the policy, ``False`` never (None: the policy decides)."""
+        self._active().log_output(path, keep=keep)
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""

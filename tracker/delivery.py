@@ -71,7 +71,8 @@ def _prepare(catalog: Catalog, event: Event) -> Event:
 
 def _prepared(catalog: Catalog, event: Event) -> Event:
     if isinstance(event, events.Artifact) and "://" not in event.uri:
-        return event._replace(facts=_hashed(event.uri, event.facts))
+        hashed = _hashed(event.uri, event.facts)
+        return event._replace(facts=_kept(catalog, event.uri, event.facts, hashed))
     if isinstance(event, events.Stored):
         return events.Artifact(event.run_id, event.role, event.path,
                                store_blob(catalog, event.path), event.ts, "stored")
@@ -88,6 +89,46 @@ def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
     if facts.get("hash") is None and facts.get("seen"):
         return hashing.file_facts_as_seen(path, facts["seen"]).fields()
     return facts
+
+
+def _kept(catalog: Catalog, path: str, logged: dict[str, Any] | None,
+          facts: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``facts`` with what became of a content the run chose (or declined) to keep when it
+    logged the file (``keep`` in the ``logged`` facts: :mod:`tracker.keeping`): a status
+    ``kept`` and, once stored, ``blob`` (the content's key)."""
+    if facts is None or logged is None or "keep" not in logged:
+        return facts
+    from tracker import keeping
+
+    facts = {name: value for name, value in facts.items() if name not in ("keep", "seen")}
+    if not logged["keep"]:
+        return {**facts, "kept": keeping.NOT_KEPT}
+    return {**facts, **keep_content(catalog, path, facts, logged.get("seen"))}
+
+
+def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
+                 seen: list[int] | None) -> dict[str, Any]:
+    """Copy the file into the catalog's content store, verified against the hash recorded for
+    it (and its stat key ``seen`` when it was logged, for a big file); ``kept`` says how it
+    went: a file that changed since is never stored under this version."""
+    import errno
+
+    from tracker import keeping
+    from tracker.storage import contents
+
+    if facts.get("hash") is None:  # changed before it could be hashed, or unreadable
+        return {"kept": keeping.CHANGED if seen else keeping.UNREADABLE}
+    try:
+        kept = contents.keep_file(
+            catalog.content_store, path, contents.staging_dir(catalog.blob_dir),
+            expected_hash=facts["hash"], seen=tuple(seen) if seen else None)
+    except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
+        return {"kept": keeping.CHANGED}
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the store is full: the batch waits and is tried again
+        return {"kept": keeping.UNREADABLE}
+    return {"kept": keeping.KEPT, "blob": kept.key}
 
 
 def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import api, models, redaction
+from tracker import api, keeping, models, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError, TrackerWarning
 from tracker.run import Recorder, Run
@@ -133,6 +133,7 @@ class Session:
             name or self._notebook_name() or "ipython-session", session=True,
             project=settings.project, labels=settings.labels,
             attrs=self._notebook_attrs(recorder.redactor))
+        self.run.keeper = keeping.Keeper(keeping.policy_from(settings.keep))
         self._start_capture(settings, capture)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
