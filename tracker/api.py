@@ -16,6 +16,7 @@ from tracker.catalog import Catalog
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.retrieval import KeptFile
     from tracker.models import RunInfo
     from tracker.run import Run
 
@@ -135,6 +136,19 @@ def artifacts(run: str | None = None, *, role: str | None = None,
     notebooks stored with them (``"notebook"``); None is every role. Deleted runs' records
     only with ``include_deleted``."""
     return default_catalog().artifacts(run, role=role, include_deleted=include_deleted)
+
+
+def get_artifact(path_or_uri: str | os.PathLike[str], run: str | None = None,
+                 version: int | None = None) -> KeptFile:
+    """One recorded version of a file (the newest, the one ``run`` wrote or else read, or
+    ``version``), to ``.restore(to=...)``, ``.open()`` or ``.read_dataframe()`` if it was kept.
+
+    Raises :class:`tracker.retrieval.ArtifactNotFoundError` (a LookupError) when no version
+    matches or its content was not kept.
+    """
+    from tracker import retrieval
+
+    return retrieval.get_artifact(default_catalog(), path_or_uri, run=run, version=version)
 
 
 def lineage(ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
