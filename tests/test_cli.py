@@ -487,3 +487,21 @@ def test_hostile_arguments_exit_with_one_line(capsys: pytest.CaptureFixture[str]
     if code == 1:
         assert err.startswith("tracker: error: ") and len(err.splitlines()) == 1
         assert len(err) < 400  # a 1000-character ref is cut in the message
+
+
+def test_get_versions_and_du_give_kept_contents_back(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, tmp_path: Path) -> None:
+    output = tmp_path / "metrics.json"
+    with catalog.start_run("kept") as run:
+        output.write_text('[{"acc": 0.9}]')
+        run.log_output(output)
+    assert main(["get", run.id, str(output), "-o", str(tmp_path / "back.json")]) == 0
+    assert (tmp_path / "back.json").read_text() == '[{"acc": 0.9}]'
+    assert "version 1 of" in capsys.readouterr().out
+    assert main(["versions", str(output), "--format", "json"]) == 0
+    [version] = json.loads(capsys.readouterr().out)
+    assert (version["version"], version["kept"], version["runs"]) == (1, "kept", [run.id])
+    assert main(["du"]) == 0
+    assert "contents           1 (14 B)" in capsys.readouterr().out
+    assert main(["notebook", run.id]) == 1
+    assert "has no stored notebook" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,52 @@ def test_pickles_are_never_loaded_as_dataframes(catalog: tracker.Catalog, tmp_pa
         run.log_output(_write(tmp_path / "model.pkl", b"\x80\x04N."))
     with pytest.raises(tracker.ArgumentError, match="CSV, Parquet"):
         retrieval.get_artifact(catalog, tmp_path / "model.pkl").read_dataframe()
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3 bucket on a local moto server started for the test (never the internet)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    boto3 = pytest.importorskip("boto3")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("TRACKER_STORE_ENDPOINT", endpoint),
+                        ("TRACKER_STORE", "s3://team-contents/tracker")):
+        monkeypatch.setenv(name, value)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket="team-contents")
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield "s3://team-contents/tracker"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_contents_can_live_in_a_bucket(bucket: str, catalog: tracker.Catalog,
+                                       tmp_path: Path) -> None:
+    with catalog.start_run("team") as run:
+        run.log_output(_write(tmp_path / "scores.csv", b"score\n1\n2\n"))
+    got = retrieval.get_artifact(catalog, tmp_path / "scores.csv")
+    assert got.kept == "kept"
+    assert got.read_dataframe()["score"].tolist() == [1, 2]
+    assert got.restore(tmp_path / "back.csv").read_bytes() == b"score\n1\n2\n"
+    assert [entry.key for entry in catalog.content_store.entries()] == [got.blob]
+    assert retrieval.disk_usage(catalog)["location"] == bucket
+    assert not any(catalog.blob_dir.glob("blake3-*"))  # nothing left beside the catalog

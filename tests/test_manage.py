@@ -144,3 +144,21 @@ def test_update_run_keeps_a_label_list_as_given(catalog: tracker.Catalog) -> Non
     with pytest.raises(tracker.ArgumentError):
         catalog.update_run(run.id, labels="abc")
     assert catalog.get_run(run.id).labels == ("a", "b")  # the refused call changed nothing
+
+
+def test_purge_keeps_contents_another_run_still_references(catalog: tracker.Catalog,
+                                                           tmp_path: Path) -> None:
+    data = b"the same model, written by two runs"
+    for name in ("doomed", "survivor"):
+        with catalog.start_run(name) as run:
+            (tmp_path / f"{name}.bin").write_bytes(data)
+            run.log_output(tmp_path / f"{name}.bin")
+    catalog.flush()
+    [content] = list(catalog.content_store.entries())
+    os.utime(catalog.blob_dir / content.key, (time.time() - 7200,) * 2)  # past purge's grace
+    catalog.delete_run(catalog.runs(name="doomed")["id"][0])
+    catalog.purge()
+    assert [entry.key for entry in catalog.content_store.entries()] == [content.key]
+    catalog.delete_run(catalog.runs(name="survivor")["id"][0])
+    catalog.purge()
+    assert list(catalog.content_store.entries()) == []

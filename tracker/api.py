@@ -16,8 +16,8 @@ from tracker.catalog import Catalog
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tracker.retrieval import KeptFile
     from tracker.models import RunInfo
+    from tracker.retrieval import KeptFile
     from tracker.run import Run
 
 _default: Catalog | None = None

@@ -123,7 +123,7 @@ class Catalog:
     def content_store(self) -> ContentStore:
         """Where kept file contents live: ``$TRACKER_STORE`` (a folder or an ``s3://`` bucket)
         when set, else this catalog's blob folder."""
-        from tracker.storage.contents import open_store
+        from tracker.storage.stores import open_store
 
         return open_store(self.blob_dir)
 

@@ -119,8 +119,12 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
     if facts.get("hash") is None:  # changed before it could be hashed, or unreadable
         return {"kept": keeping.CHANGED if seen else keeping.UNREADABLE}
     try:
+        store = catalog.content_store
+    except ValueError:  # TRACKER_STORE names no usable store (boto3 missing, no bucket)
+        return {"kept": keeping.NOT_KEPT}
+    try:
         kept = contents.keep_file(
-            catalog.content_store, path, contents.staging_dir(catalog.blob_dir),
+            store, path, contents.staging_dir(catalog.blob_dir),
             expected_hash=facts["hash"], seen=tuple(seen) if seen else None)
     except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
         return {"kept": keeping.CHANGED}

@@ -165,7 +165,7 @@ def _keep_field(value: Any) -> dict[str, Any]:
             try:
                 chosen[name] = check(value[name])
             except _Unusable as why:
-                raise _Unusable(f".{name} {why}") from None
+                raise _Unusable(f"field {name!r} {why}") from None
     return chosen
 
 

@@ -21,15 +21,14 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 __all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "is_key", "keep_file", "open_store"]
+           "is_key", "keep_file"]
 
 KEY_PREFIX = "blake3-"
-STORE_VARIABLE = "TRACKER_STORE"
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _CHUNK = 8 << 20
 _HEX = frozenset("0123456789abcdef")
@@ -101,7 +100,17 @@ class FolderStore:
         if target.exists():
             staged.unlink()
             return
-        os.replace(staged, target)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.replace(staged, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # A shared folder on another device: copied under a temporary name, then renamed.
+            partial = self.folder / f".{staged.name}"
+            copy_file(staged, partial)
+            os.replace(partial, target)
+            staged.unlink()
 
     def open(self, key: str) -> IO[bytes]:
         return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
@@ -121,23 +130,6 @@ class FolderStore:
                 yield Entry(item.name, info.st_size, info.st_mtime)
 
 
-def open_store(blob_dir: Path, setting: str | None = None) -> ContentStore:
-    """The store ``setting`` (``$TRACKER_STORE`` when None) names: an ``s3://bucket/prefix``,
-    a folder, or (unset) the catalog's own blob folder."""
-    if setting is None:
-        setting = os.environ.get(STORE_VARIABLE, "").strip()
-    if not setting:
-        return FolderStore(blob_dir)
-    if setting.startswith("s3://"):
-        from tracker.storage.bucket import BucketStore
-
-        return BucketStore.from_url(setting)
-    if "://" in setting:
-        raise ValueError(f"{STORE_VARIABLE}={setting[:80]!r}: only s3:// buckets and folders "
-                         "can hold kept contents")
-    return FolderStore(Path(os.path.expanduser(setting)), shared=True)
-
-
 def staging_dir(blob_dir: Path) -> Path:
     """Where copies wait until they are verified: beside the catalog, private."""
     folder = blob_dir / ".staging"
@@ -146,7 +138,7 @@ def staging_dir(blob_dir: Path) -> Path:
 
 
 def keep_file(store: ContentStore, path: str, staging: Path, *,
-              expected_hash: str | None, seen: tuple[int, int, int, int] | None = None) -> Kept:
+              expected_hash: str | None, seen: Sequence[int] | None = None) -> Kept:
     """Copy the regular file at ``path`` into ``store``, verified; ContentChanged if it is not
     (any more) the content recorded: another stat key than ``seen``, a change during the copy,
     or a copy whose xxh3 is not ``expected_hash``."""
@@ -166,7 +158,7 @@ def keep_file(store: ContentStore, path: str, staging: Path, *,
         staged.unlink(missing_ok=True)
 
 
-def _copy_unchanged(path: str, staged: Path, seen: tuple[int, int, int, int] | None) -> int:
+def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> int:
     """Copy ``path`` to ``staged``; its size. ContentChanged unless its stat key is ``seen``
     (when given) and stays the same across the copy."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
