@@ -82,7 +82,8 @@ def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> 
 
 def _make_version_2(path: Path) -> None:
     """Turn a catalog back into schema version 2: value columns always filled by writers, an
-    index on the run id of params and metrics, and no ``via`` on artifact links."""
+    index on the run id of params and metrics, no ``via`` on artifact links and no ``kept``
+    on artifact versions."""
     with tracker.Catalog(path).connect(write=True) as con:
         columns.catch_up(con)  # every value column filled
     con = duckdb.connect(str(path))
@@ -97,6 +98,9 @@ def _make_version_2(path: Path) -> None:
     con.execute("CREATE INDEX metrics_run ON metrics (run_id)")
     con.execute("CREATE INDEX params_run ON params (run_id)")
     con.execute("ALTER TABLE run_artifacts DROP COLUMN via")
+    con.execute("DROP INDEX artifacts_key")  # DuckDB drops no column of an indexed table
+    con.execute("ALTER TABLE artifacts DROP COLUMN kept")
+    con.execute("CREATE INDEX artifacts_key ON artifacts (key)")
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     con.close()
 

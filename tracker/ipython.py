@@ -410,9 +410,20 @@ class Session:
             self.end()
 
     def _store_notebook(self, run: Run) -> None:
-        """Keep the notebook as last saved with the run (copied when the event is written)."""
+        """Keep the notebook with the run (copied when the event is written): the executed one,
+        outputs included, where the runner writes one (papermill), else as last saved."""
         if self.notebook is not None and os.path.exists(self.notebook.path):
-            run.record("stored", "notebook", self.notebook.path, time.time())
+            path = self.notebook.path
+            run.record("stored", "notebook", _executed_copy(path) or path, time.time())
+
+
+def _executed_copy(path: str) -> str | None:
+    """The runner's executed copy of the notebook at ``path``, if it writes one."""
+    from tracker import capture, notebook
+
+    with capture.suppressed(), contextlib.suppress(OSError):
+        return notebook.executed_notebook(path)
+    return None
 
 
 def _warn(message: str) -> None:
