@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import tracker
@@ -169,3 +170,21 @@ def test_contents_can_live_in_a_bucket(bucket: str, catalog: tracker.Catalog,
     assert [entry.key for entry in catalog.content_store.entries()] == [got.blob]
     assert retrieval.disk_usage(catalog)["location"] == bucket
     assert not any(catalog.blob_dir.glob("blake3-*"))  # nothing left beside the catalog
+
+
+def test_a_big_output_is_hashed_from_its_kept_copy(catalog: tracker.Catalog, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import hashing
+
+    monkeypatch.setattr(hashing, "HASH_ON_LOG_MAX", 1000)  # files past it are hashed later
+    data = os.urandom(5000)
+    with catalog.start_run("big") as run:
+        run.log_output(_write(tmp_path / "big.bin", data), keep=True)
+        run.log_output(_write(tmp_path / "moved.bin", data[:3000]), keep=True)
+        (tmp_path / "moved.bin").write_bytes(b"rewritten before the flusher came")
+    rows = {Path(row.uri).name: row for row in catalog.artifacts(run.id).itertuples()}
+    assert rows["big.bin"].kept == "kept"
+    assert rows["big.bin"].hash == hashing.hash_bytes(data)
+    with retrieval.get_artifact(catalog, tmp_path / "big.bin").open() as stream:
+        assert stream.read() == data
+    assert rows["moved.bin"].kept == "changed" and pd.isna(rows["moved.bin"].hash)
