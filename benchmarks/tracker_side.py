@@ -383,7 +383,7 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
         emit({"sample": rounds["keep"][-1] / rounds["cp"][-1]})
     for index in range(job["copies"]):
         with catalog.start_run(f"same{index}") as run:
-            run.log_output(source)
+            run.log_output(source, keep=True)  # past the default per-file limit
         catalog.flush()
     os.unlink(source)
     usage = retrieval.disk_usage(catalog)
