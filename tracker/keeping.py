@@ -14,8 +14,10 @@ captured files): the copy itself happens later, in the flusher (:mod:`tracker.de
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, replace
 from typing import Any
@@ -51,7 +53,13 @@ class KeepPolicy:
     exclude: tuple[str, ...] = EXCLUDE
 
     def excludes(self, path: str) -> bool:
-        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.exclude)
+        """Whether an exclude pattern matches ``path`` (one regex: ~1 µs, not ~3 per pattern)."""
+        return self._excluded.match(path) is not None
+
+    @functools.cached_property
+    def _excluded(self) -> re.Pattern[str]:
+        return re.compile("|".join(fnmatch.translate(pattern) for pattern in self.exclude)
+                          or "(?!)")
 
 
 _SIZES = ("output_max", "input_max", "run_max")
