@@ -2,7 +2,7 @@
 
 A kept content's name is ``blake3-<hex>``: BLAKE3 is a cryptographic hash, so nobody can make
 two contents share a name (xxh3, which notices changes, does not resist that), and it hashes at
-about memory speed (docs/design.md, "Kept contents"). The store is the catalog's blob folder,
+about memory speed (docs/design.md §8). The store is the catalog's blob folder,
 another folder (a team's shared one) or an S3-compatible bucket: ``TRACKER_STORE``.
 
 Copies are made so that a stored content is exactly what its name says and what the catalog
