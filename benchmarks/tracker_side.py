@@ -397,6 +397,63 @@ def op_scan(job: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def op_keep(job: dict[str, Any]) -> dict[str, Any]:
+    """Keep a new output of ``size`` bytes (log_output + end + flush) against ``cp`` of it, and
+    restore it against ``cp`` of the stored copy, interleaved; then ``copies`` runs write the
+    same content to different paths, and the store's size is reported."""
+    import tracker
+    from tracker import retrieval
+
+    folder, size = job["folder"], job["size"]
+    catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
+    source = os.path.join(folder, "out.bin")
+    rounds: dict[str, list[float]] = {"keep": [], "cp": [], "restore": [], "cp_back": []}
+    for index in range(job["repeats"]):
+        _write_random(source, size)
+        for name, seconds in _keep_round(catalog, source, index).items():
+            rounds[name].append(seconds)
+        emit({"sample": rounds["keep"][-1] / rounds["cp"][-1]})
+    for index in range(job["copies"]):
+        with catalog.start_run(f"same{index}") as run:
+            run.log_output(source, keep=True)  # past the default per-file limit
+        catalog.flush()
+    os.unlink(source)
+    usage = retrieval.disk_usage(catalog)
+    for entry in list(catalog.content_store.entries()):
+        catalog.content_store.delete(entry.key)
+    return {**rounds, "store_bytes": usage["bytes"]}
+
+
+def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
+    """One round: cp, keep, cp of the kept copy, restore; the kept copy deleted after."""
+    import subprocess
+
+    from tracker import retrieval
+
+    copy = source + ".copy"
+    started = time.perf_counter()
+    subprocess.run(["cp", source, copy], check=True)
+    cp = time.perf_counter() - started
+    os.unlink(copy)
+    run = catalog.start_run(f"keep{index}")
+    started = time.perf_counter()
+    run.log_output(source, keep=True)
+    run.end()
+    catalog.flush()
+    keep = time.perf_counter() - started
+    kept = retrieval.get_artifact(catalog, source, run=run.id)
+    started = time.perf_counter()
+    subprocess.run(["cp", os.path.join(catalog.blob_dir, kept.blob), copy], check=True)
+    cp_back = time.perf_counter() - started
+    os.unlink(copy)
+    started = time.perf_counter()
+    kept.restore(copy)
+    restore = time.perf_counter() - started
+    os.unlink(copy)
+    catalog.content_store.delete(kept.blob)
+    return {"keep": keep, "cp": cp, "restore": restore, "cp_back": cp_back}
+
+
 def _touch(path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as out:

@@ -82,8 +82,8 @@ def test_a_catalog_from_a_newer_tracker_is_refused(catalog: tracker.Catalog) -> 
 
 def _make_version_2(path: Path) -> None:
     """Turn a catalog back into schema version 2: value columns always filled by writers, an
-    index on the run id of params and metrics, no ``via`` on artifact links and no history of
-    statuses set by hand."""
+    index on the run id of params and metrics, no ``via`` on artifact links, no history of
+    statuses set by hand, no tags and no ``kept`` on artifact versions."""
     with tracker.Catalog(path).connect(write=True) as con:
         columns.catch_up(con)  # every value column filled
     con = duckdb.connect(str(path))
@@ -100,6 +100,9 @@ def _make_version_2(path: Path) -> None:
     con.execute("CREATE INDEX params_run ON params (run_id)")
     con.execute("ALTER TABLE run_artifacts DROP COLUMN via")
     con.execute("DROP TABLE tags")
+    con.execute("DROP INDEX artifacts_key")  # DuckDB drops no column of an indexed table
+    con.execute("ALTER TABLE artifacts DROP COLUMN kept")
+    con.execute("CREATE INDEX artifacts_key ON artifacts (key)")
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     con.close()
 
@@ -195,7 +198,10 @@ def test_a_version_5_catalog_gains_tags_and_keeps_its_runs(catalog: tracker.Cata
         pass
     catalog.flush()
     con = duckdb.connect(str(catalog.path))
-    con.execute("DROP TABLE tags")  # what version 5 lacked
+    con.execute("DROP TABLE tags")  # what version 5 lacked, and the kept marks of 7
+    con.execute("DROP INDEX artifacts_key")  # DuckDB drops no column of an indexed table
+    con.execute("ALTER TABLE artifacts DROP COLUMN kept")
+    con.execute("CREATE INDEX artifacts_key ON artifacts (key)")
     con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     con.close()
 
@@ -204,8 +210,9 @@ def test_a_version_5_catalog_gains_tags_and_keeps_its_runs(catalog: tracker.Cata
     assert migrated.get_run(run.id).tags == {"source": "manual"}
     assert list(migrated.runs("params.lr = 0.1 AND labels CONTAINS 'gpu'")["name"]) == ["kept"]
     version = migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0]
-    assert version == str(schema.SCHEMA_VERSION) == "6"
+    assert version == str(schema.SCHEMA_VERSION) == "7"
     assert catalog.path.with_name(catalog.path.name + ".v5.bak").exists()
+    assert migrated.artifacts().empty  # and the kept column is there to read
 
 
 def test_a_version_2_catalog_keeps_its_file_links_with_an_unknown_via(

@@ -604,6 +604,8 @@ def test_console_script_runs_in_a_real_process(three: list[str]) -> None:
     (("rm", "' OR 1=1 --", "--yes"), 1, "no run matches"),
     (("purge", "--older-than=-3d", "--yes"), 2, "older_than must be an age"),
 ])
+
+
 def test_hostile_arguments_exit_with_one_line(capsys: pytest.CaptureFixture[str],
                                               catalog: tracker.Catalog, argv: tuple[str, ...],
                                               code: int, says: str) -> None:
@@ -647,3 +649,19 @@ def test_runs_csv_and_json_keep_int_params_whole_when_some_runs_lack_them(
     code, out, _ = _cli(capsys, "runs", "--columns", "name,params.epochs", "--format", "json")
     assert json.loads(out) == [{"name": "without", "params.epochs": None},
                                {"name": "with", "params.epochs": 3}]
+def test_get_versions_and_du_give_kept_contents_back(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, tmp_path: Path) -> None:
+    output = tmp_path / "metrics.json"
+    with catalog.start_run("kept") as run:
+        output.write_text('[{"acc": 0.9}]')
+        run.log_output(output)
+    assert main(["get", run.id, str(output), "-o", str(tmp_path / "back.json")]) == 0
+    assert (tmp_path / "back.json").read_text() == '[{"acc": 0.9}]'
+    assert "version 1 of" in capsys.readouterr().out
+    assert main(["versions", str(output), "--format", "json"]) == 0
+    [version] = json.loads(capsys.readouterr().out)
+    assert (version["version"], version["kept"], version["runs"]) == (1, "kept", [run.id])
+    assert main(["du"]) == 0
+    assert "contents           1 (14 B)" in capsys.readouterr().out
+    assert main(["notebook", run.id]) == 1
+    assert "has no stored notebook" in capsys.readouterr().err

@@ -130,6 +130,8 @@ def test_purge_removes_blobs_no_run_references(catalog: tracker.Catalog, tmp_pat
     (lambda c: c.update_run("01m7zwkkx6hq", labels="abc"), "labels"),
     (lambda c: c.update_run("01m7zwkkx6hq", labels=["ok", 5]), "labels"),
 ])
+
+
 def test_bad_arguments_to_manage_runs_are_argument_errors(catalog: tracker.Catalog, call: Any,
                                                            argument: str) -> None:
     with pytest.raises(tracker.ArgumentError, match=f"^{argument} "):
@@ -219,3 +221,19 @@ def test_purge_removes_a_runs_status_history(catalog: tracker.Catalog) -> None:
     catalog.delete_run(run.id)
     catalog.purge()
     assert catalog.sql("SELECT count(*) AS n FROM status_changes")["n"].iloc[0] == 0
+def test_purge_keeps_contents_another_run_still_references(catalog: tracker.Catalog,
+                                                           tmp_path: Path) -> None:
+    data = b"the same model, written by two runs"
+    for name in ("doomed", "survivor"):
+        with catalog.start_run(name) as run:
+            (tmp_path / f"{name}.bin").write_bytes(data)
+            run.log_output(tmp_path / f"{name}.bin")
+    catalog.flush()
+    [content] = list(catalog.content_store.entries())
+    os.utime(catalog.blob_dir / content.key, (time.time() - 7200,) * 2)  # past purge's grace
+    catalog.delete_run(catalog.runs(name="doomed")["id"][0])
+    catalog.purge()
+    assert [entry.key for entry in catalog.content_store.entries()] == [content.key]
+    catalog.delete_run(catalog.runs(name="survivor")["id"][0])
+    catalog.purge()
+    assert list(catalog.content_store.entries()) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker._process import notebooks_in_argv
+from tracker._process import notebooks_in_argv, papermill_output
 from tracker.notebook import (
     Located,
     NotebookInfo,
@@ -299,6 +299,21 @@ def test_notebook_running_commands_name_their_notebook(
 )
 def test_other_commands_name_no_notebook(argv: list[str]) -> None:
     assert notebooks_in_argv(argv, "/w") == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["papermill", "in.ipynb", "out/run.ipynb", "-p", "lr", "0.1"], "/w/out/run.ipynb"),
+        (["python", "-m", "papermill", "-k", "python3", "in.ipynb", "/r/o.ipynb"], "/r/o.ipynb"),
+        (["papermill", "in.ipynb", "-"], None),  # to stdout: nothing on disk to keep
+        (["papermill", "in.ipynb", "s3://bucket/out.ipynb"], None),
+        (["jupyter", "execute", "in.ipynb"], None),
+    ],
+)
+def test_papermill_names_the_executed_notebook_it_writes(argv: list[str],
+                                                         expected: str | None) -> None:
+    assert papermill_output(argv, "/w") == expected
 
 
 def test_nbconvert_expands_quoted_globs(tmp_path: Path) -> None:

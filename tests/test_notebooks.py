@@ -70,3 +70,29 @@ def test_example_notebooks_pass_nbval_and_are_recorded(tmp_path: Path) -> None:
 
     tour = tracker.Catalog(folder / "tour-runs" / "catalog.duckdb")
     assert "sweep-lr-0.1" in set(tour.runs(include_deleted=True)["name"])
+
+
+def test_a_papermill_run_keeps_the_executed_notebook(tmp_path: Path) -> None:
+    import nbformat
+
+    source = tmp_path / "train.ipynb"
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext tracker"),
+        nbformat.v4.new_code_cell("lr = 0.1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(f'trained with lr={lr}')")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, source)
+    catalog_path = tmp_path / "catalog.duckdb"
+    env = {**os.environ, "TRACKER_CATALOG": str(catalog_path)}
+    subprocess.run([sys.executable, "-m", "papermill", "train.ipynb", "train-out.ipynb",
+                    "-p", "lr", "0.5"], cwd=tmp_path, env=env, capture_output=True,
+                   timeout=300, check=True)
+    run_id = tracker.Catalog(catalog_path).runs()["id"][0]
+    from tracker.cli import main
+
+    assert main(["--catalog", str(catalog_path), "notebook", run_id,
+                 "-o", str(tmp_path / "kept.ipynb")]) == 0
+    kept = nbformat.read(tmp_path / "kept.ipynb", as_version=4)
+    printed = kept.cells[-1].outputs[0]["text"]
+    assert printed == "trained with lr=0.5\n"  # the executed notebook, with its outputs

@@ -85,3 +85,16 @@ def test_capture_that_is_not_an_object_is_one_problem() -> None:
     assert settings.problems == (
         'metadata.tracker.capture must be an object, not a list (["enabled"]); '
         "using the defaults",)
+
+
+def test_keep_policy_from_metadata() -> None:
+    settings = tracker_settings({"keep": {"output_max": "5 MiB", "run_max": 1000,
+                                          "exclude": ["*.ckpt"]}})
+    assert settings.keep == {"output_max": 5 << 20, "run_max": 1000, "exclude": ("*.ckpt",)}
+    assert tracker_settings({"keep": False}).keep == {"enabled": False}
+
+
+def test_an_unusable_keep_policy_keeps_the_defaults_and_says_why() -> None:
+    settings = tracker_settings({"keep": {"output_max": "lots"}})
+    assert settings.keep is None
+    assert "metadata.tracker.keep field 'output_max' 'lots' is not a size" in settings.problems[0]

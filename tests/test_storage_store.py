@@ -82,8 +82,9 @@ def _version_1_catalog(path: Path) -> None:
     con = duckdb.connect(str(path))
     later = {"value_columns", "run_values", "status_changes", "tags"}  # of versions 2, 4, 5, 6
     for name, body in schema.TABLES.items():
-        if name not in later:  # nor the columns versions 3 and 4 added
+        if name not in later:  # nor the columns versions 3, 4 and 5 added
             body = body.removesuffix(", via VARCHAR").removesuffix(", values_fresh BOOLEAN")
+            body = body.removesuffix(", kept VARCHAR")  # version 7
             con.execute(f"CREATE TABLE {name} ({body})")
     con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     con.execute("INSERT INTO runs (id, status, started_at, params, metrics) VALUES "

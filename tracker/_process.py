@@ -141,6 +141,18 @@ def notebooks_in_argv(argv: Sequence[str], cwd: str) -> list[str]:
     return [os.path.normpath(os.path.join(cwd, path)) for path in found if path.endswith(_SUFFIX)]
 
 
+def papermill_output(argv: Sequence[str], cwd: str) -> str | None:
+    """The output notebook a ``papermill IN OUT`` command line writes (absolute, unchecked);
+    None for another command, or for an output to stdout (``-``) or to a URL."""
+    command = _command(argv)
+    if command is None or command[0] != "papermill":
+        return None
+    named = _positionals(command[1], _PAPERMILL_VALUES)
+    if len(named) < 2 or not named[1].endswith(_SUFFIX) or "://" in named[1]:
+        return None
+    return os.path.normpath(os.path.join(cwd, named[1]))
+
+
 def _command(argv: Sequence[str]) -> tuple[str, list[str]] | None:
     """(tool name, its arguments), seeing through ``python [-m] ...`` and ``jupyter <sub>``."""
     if not argv:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
+    from tracker.retrieval import KeptFile
     from tracker.run import Run
 
 _default: Catalog | None = None
@@ -98,14 +99,16 @@ def delete_tag(key: str, *, run: str | None = None) -> None:
     default_catalog().delete_tag(key, run=run)
 
 
-def log_input(path: str | os.PathLike[str]) -> None:
-    """Record a file or URI the active run read (hashed in the background)."""
-    default_catalog().log_input(path)
+def log_input(path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+    """Record a file or URI the active run read (hashed in the background); ``keep`` as for
+    :func:`log_output`."""
+    default_catalog().log_input(path, keep=keep)
 
 
-def log_output(path: str | os.PathLike[str]) -> None:
-    """Record a file or URI the active run wrote (hashed in the background)."""
-    default_catalog().log_output(path)
+def log_output(path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+    """Record a file or URI the active run wrote (hashed, and its content kept per the
+    policy, in the background); ``keep=True`` keeps it whatever the policy, ``False`` never."""
+    default_catalog().log_output(path, keep=keep)
 
 
 def flush(*, timeout: float | None = None) -> None:
@@ -155,6 +158,12 @@ def artifacts(run: str | None = None, *, role: str | None = None,
     notebooks stored with them (``"notebook"``); None is every role. Deleted runs' records
     only with ``include_deleted``."""
     return default_catalog().artifacts(run, role=role, include_deleted=include_deleted)
+
+
+def get_artifact(path_or_uri: str | os.PathLike[str], run: str | None = None,
+                 version: int | None = None) -> KeptFile:
+    """One recorded version of a file: see :meth:`Catalog.get_artifact`."""
+    return default_catalog().get_artifact(path_or_uri, run=run, version=version)
 
 
 def lineage(ref: str, *, include_deleted: bool = False) -> pd.DataFrame:

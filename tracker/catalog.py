@@ -10,6 +10,7 @@ descriptors :mod:`tracker.exchange` (docs/design.md §1).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
+    from tracker.retrieval import KeptFile
     from tracker.run import Recorder, Run
+    from tracker.storage.contents import ContentStore
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 
@@ -118,6 +121,14 @@ class Catalog:
     def blob_dir(self) -> Path:
         """Where stored files (a run's saved notebook) live, by content hash."""
         return self.store.blob_dir
+
+    @functools.cached_property
+    def content_store(self) -> ContentStore:
+        """Where kept file contents live: ``$TRACKER_STORE`` (a folder or an ``s3://`` bucket)
+        when set, else this catalog's blob folder."""
+        from tracker.storage.stores import open_store
+
+        return open_store(self.blob_dir)
 
     # -- the file (tracker.storage.store does the work) --------------------------------
 
@@ -230,13 +241,14 @@ class Catalog:
 
         manage.set_tags(self, run, {}, removed=[key])
 
-    def log_input(self, path: str | os.PathLike[str]) -> None:
-        """Record a file or URI the active run read."""
-        self._active().log_input(path)
+    def log_input(self, path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+        """Record a file or URI the active run read; ``keep`` as for :meth:`log_output`."""
+        self._active().log_input(path, keep=keep)
 
-    def log_output(self, path: str | os.PathLike[str]) -> None:
-        """Record a file or URI the active run wrote."""
-        self._active().log_output(path)
+    def log_output(self, path: str | os.PathLike[str], *, keep: bool | None = None) -> None:
+        """Record a file or URI the active run wrote; ``keep=True`` keeps a copy of its
+        content whatever the policy, ``False`` never (None: the policy decides)."""
+        self._active().log_output(path, keep=keep)
 
     def flush(self, *, timeout: float | None = None) -> None:
         """Write everything this process logged to the catalog now."""
@@ -301,6 +313,16 @@ class Catalog:
         from tracker import search
 
         return search.artifacts(self, run, role=role, include_deleted=include_deleted)
+
+    def get_artifact(self, path_or_uri: str | os.PathLike[str], run: str | None = None,
+                     version: int | None = None) -> KeptFile:
+        """One recorded version of a file (the newest, the one ``run`` wrote or else read, or
+        ``version``), to ``.restore(to=...)``, ``.open()`` or ``.read_dataframe()`` if it was
+        kept. Raises :class:`tracker.retrieval.ArtifactNotFoundError` (a LookupError) when no
+        version matches or its content was not kept."""
+        from tracker import retrieval
+
+        return retrieval.get_artifact(self, path_or_uri, run=run, version=version)
 
     def lineage(self, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
         """The runs that produced what ``ref`` read, and the runs that read what it wrote;

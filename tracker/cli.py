@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading_commands(commands)
     _add_trash_commands(commands)
     _add_moving_commands(commands)
+    _add_content_commands(commands)
     return parser
 
 
@@ -767,3 +768,82 @@ def _size_text(size: int | None) -> str:
     exponent = min(int(math.log(size, 1024)), 4)
     return f"{size / 1024 ** exponent:.1f} {'BKMGT'[exponent]}B"
 
+
+
+# -- kept contents ------------------------------------------------------------------------------
+
+
+def _add_content_commands(commands: _Commands) -> None:
+    get = commands.add("get", _cmd_get, "write the content a run read or wrote, as it was",
+                       "tracker get 01m7zwkkx6hq results/model.pkl -o model-v3.pkl",
+                       "tracker get 01m7zwkkx6hq data.csv --version 2")
+    get.add_argument("ref", metavar="RUN", help="the run that read or wrote the file")
+    get.add_argument("path", metavar="PATH", help="the file's path (or URI) as recorded")
+    get.add_argument("-o", "--output", metavar="DEST",
+                     help="where to write it (default: a file of the same name here)")
+    get.add_argument("--version", metavar="N", type=_non_negative,
+                     help="that version of the file instead of the run's")
+    get.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    versions = commands.add("versions", _cmd_versions, "list the recorded versions of a file",
+                            "tracker versions results/model.pkl")
+    versions.add_argument("path", metavar="PATH", help="the file's path (or URI)")
+    _add_format(versions, "table", "csv", "json")
+    notebook = commands.add("notebook", _cmd_notebook, "write the notebook stored with a run",
+                            "tracker notebook 01m7zwkkx6hq -o ran.ipynb")
+    notebook.add_argument("ref", metavar="RUN", help="the run")
+    notebook.add_argument("-o", "--output", metavar="DEST",
+                          help="where to write it (default: the notebook's name here)")
+    notebook.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    commands.add("du", _cmd_du, "show the disk space kept file contents use", "tracker du")
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from tracker import retrieval
+
+    kept = retrieval.get_artifact(_catalog(args), args.path,
+                                  run=None if args.version else args.ref, version=args.version)
+    written = _restore(kept, args.output, args.force)
+    print(f"{written} (version {kept.version} of {kept.uri}, {_size_text(kept.size)})")
+    return 0
+
+
+def _restore(kept: Any, output: str | None, force: bool) -> Path:
+    dest = Path(output) if output else Path(Path(kept.uri).name)
+    written: Path = kept.restore(dest, overwrite=force)
+    return written
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    from tracker import retrieval
+
+    frame = retrieval.versions(_catalog(args), args.path)
+    if args.format != "table":
+        _write_frame(frame, args.format)
+        return 0
+    if frame.empty:
+        return _fail(f"no recorded version of {args.path}")
+    frame = frame.assign(runs=frame["runs"].map(lambda ids: " ".join(ids or ())))
+    print(_frame_table(frame, {"size": _size_text}))
+    return 0
+
+
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    from tracker import retrieval
+
+    kept = retrieval.run_notebook(_catalog(args), args.ref)
+    print(_restore(kept, args.output, args.force))
+    return 0
+
+
+def _cmd_du(args: argparse.Namespace) -> int:
+    from tracker import retrieval
+
+    usage = retrieval.disk_usage(_catalog(args))
+    print("\n".join(_pairs([("store", usage["location"]),
+                  ("contents", f"{usage['contents']:,} ({_size_text(usage['bytes']) or '0 B'})"),
+                  ("live runs", _size_text(usage["live_bytes"]) or "0 B"),
+                  ("trashed runs only", f"{_size_text(usage['trashed_bytes']) or '0 B'} "
+                                        "(tracker purge reclaims it)"),
+                  ("unreferenced", _size_text(usage["unreferenced_bytes"]) or "0 B")],
+                 indent="")))
+    return 0

@@ -71,11 +71,24 @@ def _prepare(catalog: Catalog, event: Event) -> Event:
 
 def _prepared(catalog: Catalog, event: Event) -> Event:
     if isinstance(event, events.Artifact) and "://" not in event.uri:
-        return event._replace(facts=_hashed(event.uri, event.facts))
+        return event._replace(facts=_facts(catalog, event.uri, event.facts))
     if isinstance(event, events.Stored):
         return events.Artifact(event.run_id, event.role, event.path,
                                store_blob(catalog, event.path), event.ts, "stored")
     return event
+
+
+def _facts(catalog: Catalog, path: str, logged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An artifact's facts, hashed and its content kept as the logging call asked. A big file
+    to keep and not hashed yet is hashed from its copy (one read instead of two); if it changed
+    since it was logged, its hash is looked up as for any big file (a pinned one survives)."""
+    if logged and logged.get("keep") and logged.get("hash") is None and logged.get("seen"):
+        facts = {name: value for name, value in logged.items() if name not in ("keep", "seen")}
+        outcome = keep_content(catalog, path, facts, logged["seen"])
+        if outcome.get("hash") is not None:
+            return {**facts, **outcome}
+        return {**(_hashed(path, logged) or {}), **outcome}
+    return _kept(catalog, path, logged, _hashed(path, logged))
 
 
 def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -88,6 +101,51 @@ def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
     if facts.get("hash") is None and facts.get("seen"):
         return hashing.file_facts_as_seen(path, facts["seen"]).fields()
     return facts
+
+
+def _kept(catalog: Catalog, path: str, logged: dict[str, Any] | None,
+          facts: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``facts`` with what became of a content the run chose (or declined) to keep when it
+    logged the file (``keep`` in the ``logged`` facts: :mod:`tracker.keeping`): a status
+    ``kept`` and, once stored, ``blob`` (the content's key)."""
+    if facts is None or logged is None or "keep" not in logged:
+        return facts
+    from tracker import keeping
+
+    facts = {name: value for name, value in facts.items() if name not in ("keep", "seen")}
+    if not logged["keep"]:
+        return {**facts, "kept": keeping.NOT_KEPT}
+    return {**facts, **keep_content(catalog, path, facts, logged.get("seen"))}
+
+
+def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
+                 seen: list[int] | None) -> dict[str, Any]:
+    """Copy the file into the catalog's content store, verified against the hash recorded for
+    it (or, for a big file not hashed yet, its stat key ``seen`` when it was logged, and then
+    the copy's hash is the version's); ``kept`` says how it went: a file that changed since is
+    never stored under this version."""
+    import errno
+
+    from tracker import keeping
+    from tracker.storage import contents
+
+    if facts.get("hash") is None and not seen:  # a file that could not be read
+        return {"kept": keeping.UNREADABLE}
+    try:
+        store = catalog.content_store
+    except ValueError:  # TRACKER_STORE names no usable store (boto3 missing, no bucket)
+        return {"kept": keeping.NOT_KEPT}
+    try:
+        kept = contents.keep_file(
+            store, path, contents.staging_dir(catalog.blob_dir),
+            expected_hash=facts.get("hash"), seen=tuple(seen) if seen else None)
+    except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
+        return {"kept": keeping.CHANGED}
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the store is full: the batch waits and is tried again
+        return {"kept": keeping.UNREADABLE}
+    return {"kept": keeping.KEPT, "blob": kept.key, "hash": kept.fast_hash}
 
 
 def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:

@@ -190,7 +190,8 @@ SECTIONS: dict[str, Section] = {
         ("linked_at", _timestamp),
         size=_integer(0, _INT64[1]), mtime=_timestamp, hash=_text(200),
         producer_run_id=_run_id, blob=_text(200, pattern=_BLOB),
-        via=_text(choices=tuple(models.VIAS))), max_rows=100_000),
+        via=_text(choices=tuple(models.VIAS)),
+        kept=_text(choices=("kept", "changed", "unreadable", "not kept"))), max_rows=100_000),
     "cells": Section(_fields(
         ("seq", _integer(0, _INT32[1])),
         execution_count=_integer(*_INT32), cell_id=_text(), source_hash=_text(200),

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import api, models, notices, redaction
+from tracker import api, keeping, models, notices, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError
 from tracker.run import Recorder, Run
@@ -134,6 +134,7 @@ class Session:
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
             project=settings.project, labels=settings.labels, attrs=attrs)
+        self.run.keeper = keeping.Keeper(keeping.policy_from(settings.keep))
         self._start_capture(settings, capture)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
@@ -436,9 +437,20 @@ class Session:
             self.end()
 
     def _store_notebook(self, run: Run) -> None:
-        """Keep the notebook as last saved with the run (copied when the event is written)."""
+        """Keep the notebook with the run (copied when the event is written): the executed one,
+        outputs included, where the runner writes one (papermill), else as last saved."""
         if self.notebook is not None and os.path.exists(self.notebook.path):
-            run.record("stored", "notebook", self.notebook.path, time.time())
+            path = self.notebook.path
+            run.record("stored", "notebook", _executed_copy(path) or path, time.time())
+
+
+def _executed_copy(path: str) -> str | None:
+    """The runner's executed copy of the notebook at ``path``, if it writes one."""
+    from tracker import capture, notebook
+
+    with capture.suppressed(), contextlib.suppress(OSError):
+        return notebook.executed_notebook(path)
+    return None
 
 
 def _warn(message: str) -> None:

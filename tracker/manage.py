@@ -249,7 +249,8 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
 
 
 def _remove_unreferenced_blobs(catalog: Catalog, kept: set[str]) -> int:
-    """Blobs are tracker's own copies (a run's saved notebook), never the user's files."""
+    """Blobs are tracker's own copies (a run's saved notebook, kept contents), never the user's
+    files. A shared store (``TRACKER_STORE``) is left alone: other catalogs may use it."""
     folder = catalog.blob_dir
     if not folder.exists():
         return 0
@@ -260,4 +261,7 @@ def _remove_unreferenced_blobs(catalog: Catalog, kept: set[str]) -> int:
         if blob.is_file() and blob.name not in kept and blob.stat().st_mtime < cutoff:
             blob.unlink()
             removed += 1
+    for partial in (folder / ".staging").glob(".*.part"):  # copies a killed process left
+        if partial.stat().st_mtime < cutoff:
+            partial.unlink()
     return removed

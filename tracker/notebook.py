@@ -180,6 +180,19 @@ def _from_parent_cmdline(namespace: Mapping[str, Any], first_cell: str | None) -
     return None
 
 
+def executed_notebook(input_path: str) -> str | None:
+    """The notebook the runner is writing this kernel's outputs to, if it names one: papermill's
+    output path (it saves it after every cell, so it holds them all at the kernel's shutdown).
+    ``jupyter execute --inplace`` and nbconvert write theirs only after the kernel is gone."""
+    for pid in _process.ancestor_pids(levels=2):
+        argv = _process.process_cmdline(pid)
+        for base in _launch_dirs(pid) if argv else ():
+            output = _process.papermill_output(argv, base)
+            if output and os.path.isfile(output) and not os.path.samefile(output, input_path):
+                return output
+    return None
+
+
 def _existing_notebooks_named(argv: Sequence[str], bases: Sequence[str]) -> list[str]:
     for base in bases:
         named = [path for path in _process.notebooks_in_argv(argv, base) if _is_notebook_file(path)]

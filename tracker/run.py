@@ -31,7 +31,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, events, models, notices, redaction, teardown, values
+from tracker import (
+    _ids,
+    arguments,
+    events,
+    keeping,
+    models,
+    notices,
+    redaction,
+    teardown,
+    values,
+)
 from tracker import tags as tagging
 from tracker._process import process_start
 from tracker.errors import (
@@ -99,6 +109,7 @@ class Run:
         self.session = False  # True for the run the notebook extension owns
         self._warned = notices.Once()  # the topics of the warnings given (one each)
         self._unhashed: dict[str, hashing.StatKey] = {}  # inputs whose hash was put off
+        self._keeper: keeping.Keeper | None = None
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "running"
@@ -245,19 +256,35 @@ class Run:
         """Remove a tag (nothing happens if the run has none of that key)."""
         self._push(events.Tag(self.id, tagging.checked_key(key), None, time.time()))
 
-    def log_input(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
+    def log_input(self, path: str | os.PathLike[str], *, keep: bool | None = None,
+                  via: str = "call") -> None:
         """Record a file (or URI) this run read, with its content as of this call. ``via``
-        says how it was seen (:data:`tracker.models.VIAS`): automatic capture passes its own."""
+        says how it was seen (:data:`tracker.models.VIAS`): automatic capture passes its own.
+        ``keep=True`` keeps a copy of its content whatever the policy, ``False`` never
+        (:mod:`tracker.keeping`; None: the policy decides)."""
         from tracker import hashing  # with capture, ~10 ms that `import tracker` need not pay
 
-        self._log_artifact("input", path, via, hashing.HASH_ON_LOG_MAX)
+        self._log_artifact("input", path, via, hashing.HASH_ON_LOG_MAX, keep)
 
-    def log_output(self, path: str | os.PathLike[str], *, via: str = "call") -> None:
-        """Record a file (or URI) this run wrote, with its content as of this call; ``via`` as
-        for :meth:`log_input`."""
+    def log_output(self, path: str | os.PathLike[str], *, keep: bool | None = None,
+                   via: str = "call") -> None:
+        """Record a file (or URI) this run wrote, with its content as of this call; ``keep``
+        and ``via`` as for :meth:`log_input`."""
         from tracker import hashing
 
-        self._log_artifact("output", path, via, hashing.HASH_ON_LOG_MAX)
+        self._log_artifact("output", path, via, hashing.HASH_ON_LOG_MAX, keep)
+
+    @property
+    def keeper(self) -> keeping.Keeper:
+        """Which file contents this run keeps (the notebook extension sets the notebook's
+        policy); ``$TRACKER_KEEP`` or the defaults until then."""
+        if self._keeper is None:
+            self._keeper = keeping.Keeper(keeping.global_policy())
+        return self._keeper
+
+    @keeper.setter
+    def keeper(self, keeper: keeping.Keeper) -> None:
+        self._keeper = keeper
 
     def record_read(self, path: str, *, via: str) -> None:
         """Record a file the extension saw opened for reading: hashed now only if small
@@ -276,8 +303,10 @@ class Run:
             hashing.pin_file(path, seen)
 
     def _log_artifact(self, role: str, path: str | os.PathLike[str], via: str,
-                      hash_limit: int) -> None:
+                      hash_limit: int, keep: bool | None = None) -> None:
         arguments.choice(via, "via", models.VIAS)
+        if keep is not None and not isinstance(keep, bool):
+            raise ArgumentError(f"keep must be True, False or None, not {type(keep).__name__}")
         facts = None
         try:
             uri = os.fspath(path)
@@ -296,6 +325,8 @@ class Run:
         # `https://user:password@...` and keys in a URI never reach the spool.
         uri = self._recorder.redactor.text(uri) or uri
         fields = None if facts is None else facts.fields()
+        if fields is not None:  # a regular file: the policy decides on its content now
+            fields["keep"] = self.keeper.decide(role, uri, facts.size if facts else None, keep)
         self._push(events.Artifact(self.id, role, uri, fields, time.time(), via))
 
     def record(self, kind: str, *payload: Any) -> None:

@@ -456,7 +456,7 @@ _LATEST = "coalesce(a.version = live.version, false) AS latest"
 _ARTIFACTS_OF_RUN = f"""
 WITH {_LIVE_VERSIONS}
 SELECT ra.role, ra.via, a.uri, a.version, a.size, a.mtime, a.hash, a.producer_run_id, a.blob,
-       ra.logged_at, {_LATEST}
+       a.kept, ra.logged_at, {_LATEST}
 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id
      LEFT JOIN live ON live.key = a.key
 WHERE ra.run_id = ? ORDER BY ra.role, a.uri
@@ -490,7 +490,7 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
 _ARTIFACTS = f"""
 WITH {_LIVE_VERSIONS}
 SELECT ra.run_id, r.name AS run_name, ra.role, ra.via, a.uri, a.version, a.size, a.mtime,
-       a.hash, a.producer_run_id, ra.logged_at, {_LATEST}
+       a.hash, a.producer_run_id, a.kept, ra.logged_at, {_LATEST}
 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id JOIN runs r ON r.id = ra.run_id
      LEFT JOIN live ON live.key = a.key
 WHERE ($run IS NULL OR ra.run_id = $run) AND ($role IS NULL OR ra.role = $role)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrackerSettings", "tracker_settings"]
+__all__ = ["TrackerSettings", "keep_field", "tracker_settings"]
 
 _MAX_NAME = 200  # characters of a project, name or label: shown in tables, part of run keys
 _MAX_LABELS = 100
@@ -37,6 +37,7 @@ class TrackerSettings:
     capture_include: tuple[str, ...] = ()
     capture_exclude: tuple[str, ...] = ()
     redact: bool | dict[str, Any] | None = None  # see tracker.redaction.rules_from
+    keep: dict[str, Any] | None = None  # see tracker.keeping.policy_from
     problems: tuple[str, ...] = ()
 
 
@@ -122,6 +123,61 @@ def _redact_field(value: Any) -> bool | dict[str, Any]:
     return chosen
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _size_field(value: Any) -> int:
+    """Bytes: a whole number, or text such as ``"100MB"`` or ``"1 GiB"`` (powers of 1024)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _Unusable(f"must be a size such as 100000000 or \"100MB\", not {_json_type(value)}")
+    if isinstance(value, int):
+        size = value
+    else:
+        found = _SIZE.fullmatch(value)
+        if found is None:
+            raise _Unusable(f"{value[:40]!r} is not a size such as \"100MB\" or \"1GiB\"")
+        size = int(float(found[1]) * _UNITS[(found[2] or "")[:1].lower()])
+    if size < 0:
+        raise _Unusable("must not be negative")
+    return size
+
+
+_KEEP_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "enabled": _flag_field, "output_max": _size_field, "input_max": _size_field,
+    "run_max": _size_field, "exclude": _patterns_field}
+
+
+def _keep_field(value: Any) -> dict[str, Any]:
+    """``true``/``false``, or ``{"enabled", "output_max", "input_max", "run_max", "exclude"}``:
+    which file contents runs keep (:mod:`tracker.keeping`)."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    if not isinstance(value, dict):
+        raise _Unusable(f"must be true, false or an object, not {_json_type(value)}")
+    unknown = sorted(set(value) - set(_KEEP_FIELDS))
+    if unknown:
+        raise _Unusable(f"has unknown fields {', '.join(map(repr, unknown[:5]))} (known: "
+                        f"{', '.join(_KEEP_FIELDS)})")
+    chosen: dict[str, Any] = {}
+    for name, check in _KEEP_FIELDS.items():
+        if value.get(name) is not None:
+            try:
+                chosen[name] = check(value[name])
+            except _Unusable as why:
+                raise _Unusable(f"field {name!r} {why}") from None
+    return chosen
+
+
+def keep_field(value: Any) -> dict[str, Any]:
+    """The keep policy fields of ``value`` (as in ``metadata.tracker.keep``), checked;
+    ValueError saying why for anything unusable (``$TRACKER_KEEP`` uses this)."""
+    try:
+        return _keep_field(value)
+    except _Unusable as why:
+        raise ValueError(str(why)) from None
+
+
 # (setting, where it is in metadata.tracker, its check, what is used instead when unusable)
 _FIELDS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any], str], ...] = (
     ("project", ("project",), _text_field, "the default project"),
@@ -132,6 +188,7 @@ _FIELDS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any], str], ...] = (
     ("capture_include", ("capture", "include"), _patterns_field, "no extra patterns"),
     ("capture_exclude", ("capture", "exclude"), _patterns_field, "no extra patterns"),
     ("redact", ("redact",), _redact_field, "the default redaction rules"),
+    ("keep", ("keep",), _keep_field, "the default keep policy"),
 )
 
 

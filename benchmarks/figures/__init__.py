@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmarks.figures import (  # noqa: F401 (imported to register)
     calls,
     concurrency,
+    contents,
     hashing,
     kernel,
     mlflow_import,

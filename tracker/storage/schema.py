@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -59,10 +59,12 @@ TABLES: dict[str, str] = {
     "metric_keys": "key VARCHAR NOT NULL",
     "metrics": "run_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value DOUBLE, step BIGINT, "
     "logged_at TIMESTAMPTZ NOT NULL",
-    # One row per distinct content of a path: version counts up per key.
+    # One row per distinct content of a path: version counts up per key. `blob` names the
+    # stored copy (a notebook's, or a kept content's `blake3-<hex>`); `kept` says whether the
+    # content was kept (tracker.keeping: kept, changed, unreadable, not kept; NULL before v5).
     "artifacts": "id VARCHAR NOT NULL, key VARCHAR NOT NULL, version INTEGER NOT NULL, "
     "uri VARCHAR NOT NULL, size BIGINT, mtime TIMESTAMPTZ, hash VARCHAR, "
-    "producer_run_id VARCHAR, blob VARCHAR, created_at TIMESTAMPTZ NOT NULL",
+    "producer_run_id VARCHAR, blob VARCHAR, created_at TIMESTAMPTZ NOT NULL, kept VARCHAR",
     # `via`: how the file was seen (tracker.models.VIAS); NULL for links older than version 3.
     "run_artifacts": "run_id VARCHAR NOT NULL, artifact_id VARCHAR NOT NULL, "
     "role VARCHAR NOT NULL, logged_at TIMESTAMPTZ NOT NULL, via VARCHAR",
@@ -154,10 +156,15 @@ def _add_tags(con: Connection) -> None:
     con.execute(f"CREATE TABLE tags ({TABLES['tags']})")
 
 
+def _add_artifact_kept(con: Connection) -> None:
+    """Version 7: whether each version's content was kept; unknown (NULL) for older ones."""
+    con.execute("ALTER TABLE artifacts ADD COLUMN kept VARCHAR")
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
 MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via,
                                     3: _lazy_value_columns, 4: _add_status_changes,
-                                    5: _add_tags}
+                                    5: _add_tags, 6: _add_artifact_kept}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

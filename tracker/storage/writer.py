@@ -391,21 +391,31 @@ def _link_artifact(con: Any, run_id: str, role: str, uri: str, facts: dict[str, 
         [uri]).fetchone()
     if latest is not None and digest is not None and latest[2] == digest:
         artifact_id = latest[0]
+        _add_kept(con, artifact_id, facts)
     else:
         from tracker._ids import new_run_id
 
         artifact_id = new_run_id()
         producer = run_id if role == "output" else None
         con.execute(
-            "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [artifact_id, uri, (latest[1] + 1) if latest else 1, uri, facts.get("size"),
-             _ts(facts.get("mtime")), digest, producer, facts.get("blob"), _ts(ts)])
+             _ts(facts.get("mtime")), digest, producer, facts.get("blob"), _ts(ts),
+             facts.get("kept")])
     linked = con.execute(
         "SELECT 1 FROM run_artifacts WHERE run_id = ? AND artifact_id = ? AND role = ?",
         [run_id, artifact_id, role]).fetchone()
     if linked is None:
         con.execute("INSERT INTO run_artifacts VALUES (?, ?, ?, ?, ?)",
                     [run_id, artifact_id, role, _ts(ts), via])
+
+
+def _add_kept(con: Any, artifact_id: str, facts: dict[str, Any]) -> None:
+    """A content kept by a later sighting of the same version (another run wrote the same
+    bytes and kept them) is recorded on the version that lacked it."""
+    if facts.get("kept") == "kept" and facts.get("blob"):
+        con.execute("UPDATE artifacts SET blob = ?, kept = 'kept' WHERE id = ? "
+                    "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
 
 
 def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:

@@ -1,0 +1,190 @@
+"""Kept contents: what runs read and wrote is kept once per content, verified, and comes back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tracker
+from tracker import retrieval
+from tracker.storage import contents
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _store_keys(catalog: tracker.Catalog) -> list[str]:
+    return sorted(entry.key for entry in catalog.content_store.entries())
+
+
+def test_each_version_of_an_output_comes_back(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    table = tmp_path / "results.csv"
+    with catalog.start_run("first") as first:
+        first.log_output(_write(table, b"epoch,loss\n1,0.5\n"))
+    catalog.flush()  # kept by the flusher, before the next run rewrites the file
+    with catalog.start_run("second") as second:
+        second.log_output(_write(table, b"epoch,loss\n1,0.4\n2,0.3\n"))
+    old = retrieval.get_artifact(catalog, table, run=first.id)
+    assert (old.version, old.kept) == (1, "kept")
+    assert old.read_dataframe()["loss"].tolist() == [0.5]
+    with old.open() as stream:
+        assert stream.read() == b"epoch,loss\n1,0.5\n"
+    assert retrieval.get_artifact(catalog, table).version == 2
+    restored = old.restore(tmp_path / "back.csv")
+    assert restored.read_bytes() == b"epoch,loss\n1,0.5\n"
+    with pytest.raises(tracker.ArgumentError, match="overwrite=True"):
+        old.restore(table)  # never over a file without being asked
+    assert table.read_bytes() == b"epoch,loss\n1,0.4\n2,0.3\n"
+
+
+def test_identical_contents_are_stored_once(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    for index in range(3):
+        with catalog.start_run(f"run{index}") as run:
+            run.log_output(_write(tmp_path / f"copy{index}.bin", data))
+    catalog.flush()
+    keys = _store_keys(catalog)
+    assert len(keys) == 1 and keys[0].startswith("blake3-")
+    usage = retrieval.disk_usage(catalog)
+    assert (usage["contents"], usage["bytes"], usage["live_bytes"]) == (1, 100_000, 100_000)
+    assert set(catalog.artifacts()["kept"]) == {"kept"}
+
+
+def test_the_policy_keeps_small_inputs_and_outputs_up_to_a_size(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_KEEP", '{"output_max": "10KB", "exclude": ["*.log"]}')
+    with catalog.start_run("policy") as run:
+        run.log_input(_write(tmp_path / "config.yaml", b"lr: 0.1\n"))
+        run.log_input(_write(tmp_path / "big-input.bin", os.urandom(2 << 20)))
+        run.log_output(_write(tmp_path / "small.bin", os.urandom(1000)))
+        run.log_output(_write(tmp_path / "large.bin", os.urandom(20_000)))
+        run.log_output(_write(tmp_path / "forced.bin", os.urandom(20_000)), keep=True)
+        run.log_output(_write(tmp_path / "refused.bin", os.urandom(10)), keep=False)
+        run.log_output(_write(tmp_path / "train.log", b"step 1\n"))
+    kept = {Path(row.uri).name: row.kept for row in catalog.artifacts(run.id).itertuples()}
+    assert kept == {"config.yaml": "kept", "big-input.bin": "not kept", "small.bin": "kept",
+                    "large.bin": "not kept", "forced.bin": "kept", "refused.bin": "not kept",
+                    "train.log": "not kept"}
+    with pytest.raises(retrieval.ArtifactNotFoundError, match="keep=True"):
+        retrieval.get_artifact(catalog, tmp_path / "large.bin").open()
+
+
+def test_keeping_can_be_switched_off(catalog: tracker.Catalog, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_KEEP", "off")
+    with catalog.start_run("off") as run:
+        run.log_output(_write(tmp_path / "small.bin", b"x"))
+    assert list(catalog.artifacts(run.id)["kept"]) == ["not kept"]  # (a read flushes first)
+    assert _store_keys(catalog) == []
+
+
+def test_a_file_changed_before_it_was_stored_is_never_stored_under_its_version(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    model = tmp_path / "model.bin"
+    with catalog.start_run("racy") as run:
+        run.log_output(_write(model, b"the bytes the run wrote"))  # hashed now, copied later
+        model.write_bytes(b"other bytes, written before the copy")
+    row = catalog.artifacts(run.id).iloc[0]
+    assert row["kept"] == "changed"
+    assert _store_keys(catalog) == []
+
+
+def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path) -> None:
+    store = contents.FolderStore(tmp_path / "store")
+    store.folder.mkdir()
+    source = _write(tmp_path / "data.bin", b"content")
+    with pytest.raises(contents.ContentChanged):
+        contents.keep_file(store, str(source), tmp_path, expected_hash="xxh3_128:" + "0" * 32)
+    assert list(store.entries()) == [] and list(tmp_path.glob(".*.part")) == []
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert store.path(kept.key).read_bytes() == b"content"
+    assert kept.key == contents.hash_contents(store.path(kept.key))[0]
+
+
+def test_a_missing_version_says_how_to_list_them(catalog: tracker.Catalog,
+                                                 tmp_path: Path) -> None:
+    with catalog.start_run("one") as run:
+        run.log_output(_write(tmp_path / "a.txt", b"a"))
+    with pytest.raises(LookupError, match="tracker versions"):
+        retrieval.get_artifact(catalog, tmp_path / "a.txt", version=7)
+    assert retrieval.versions(catalog, tmp_path / "a.txt")["version"].tolist() == [1]
+
+
+def test_pickles_are_never_loaded_as_dataframes(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("pickle") as run:
+        run.log_output(_write(tmp_path / "model.pkl", b"\x80\x04N."))
+    with pytest.raises(tracker.ArgumentError, match="CSV, Parquet"):
+        retrieval.get_artifact(catalog, tmp_path / "model.pkl").read_dataframe()
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3 bucket on a local moto server started for the test (never the internet)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    boto3 = pytest.importorskip("boto3")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("TRACKER_STORE_ENDPOINT", endpoint),
+                        ("TRACKER_STORE", "s3://team-contents/tracker")):
+        monkeypatch.setenv(name, value)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket="team-contents")
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield "s3://team-contents/tracker"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_contents_can_live_in_a_bucket(bucket: str, catalog: tracker.Catalog,
+                                       tmp_path: Path) -> None:
+    with catalog.start_run("team") as run:
+        run.log_output(_write(tmp_path / "scores.csv", b"score\n1\n2\n"))
+    got = retrieval.get_artifact(catalog, tmp_path / "scores.csv")
+    assert got.kept == "kept"
+    assert got.read_dataframe()["score"].tolist() == [1, 2]
+    assert got.restore(tmp_path / "back.csv").read_bytes() == b"score\n1\n2\n"
+    assert [entry.key for entry in catalog.content_store.entries()] == [got.blob]
+    assert retrieval.disk_usage(catalog)["location"] == bucket
+    assert not any(catalog.blob_dir.glob("blake3-*"))  # nothing left beside the catalog
+
+
+def test_a_big_output_is_hashed_from_its_kept_copy(catalog: tracker.Catalog, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import hashing
+
+    monkeypatch.setattr(hashing, "HASH_ON_LOG_MAX", 1000)  # files past it are hashed later
+    data = os.urandom(5000)
+    with catalog.start_run("big") as run:
+        run.log_output(_write(tmp_path / "big.bin", data), keep=True)
+        run.log_output(_write(tmp_path / "moved.bin", data[:3000]), keep=True)
+        (tmp_path / "moved.bin").write_bytes(b"rewritten before the flusher came")
+    rows = {Path(row.uri).name: row for row in catalog.artifacts(run.id).itertuples()}
+    assert rows["big.bin"].kept == "kept"
+    assert rows["big.bin"].hash == hashing.hash_bytes(data)
+    with retrieval.get_artifact(catalog, tmp_path / "big.bin").open() as stream:
+        assert stream.read() == data
+    assert rows["moved.bin"].kept == "changed" and pd.isna(rows["moved.bin"].hash)

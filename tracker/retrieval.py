@@ -1,0 +1,216 @@
+"""Getting kept contents back: one version of a file, its versions, a run's notebook, the store's
+disk use.
+
+:func:`get_artifact` finds a version in the catalog and returns a :class:`KeptFile`, which
+restores, opens or loads the bytes the run saw from the content store
+(:mod:`tracker.storage.contents`); the notebook stored with a run comes from the blob folder.
+Nothing is ever unpickled on the user's behalf: :meth:`KeptFile.read_dataframe` reads CSV,
+Parquet, Feather and JSON only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tracker import arguments
+from tracker.errors import ArgumentError, TrackerError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracker.catalog import Catalog
+
+__all__ = ["ArtifactNotFoundError", "KeptFile", "disk_usage", "get_artifact", "run_notebook",
+           "versions"]
+
+_BLOB = re.compile(r"[a-z0-9_]{1,32}-[0-9a-f]{1,128}")  # a stored file's name: no path in it
+_READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet",
+            ".pq": "read_parquet", ".feather": "read_feather", ".arrow": "read_feather",
+            ".json": "read_json", ".jsonl": "read_json", ".ndjson": "read_json"}
+
+
+class ArtifactNotFoundError(TrackerError, LookupError):
+    """No recorded version matches, or its content was not kept."""
+
+
+@dataclass(frozen=True)
+class KeptFile:
+    """One version of a file a run read or wrote, as recorded; its bytes when ``kept``."""
+
+    uri: str
+    version: int
+    size: int | None
+    mtime: Any
+    hash: str | None
+    kept: str | None  # tracker.keeping's statuses: kept, changed, unreadable, not kept
+    blob: str | None
+    producer_run_id: str | None
+    runs: tuple[str, ...]  # the runs that read or wrote this version
+    catalog: Catalog
+
+    def open(self) -> IO[bytes]:
+        """The kept bytes as a binary file object (close it, or use ``with``)."""
+        from tracker.storage import contents
+
+        blob = self._blob()
+        if contents.is_key(blob):
+            return self.catalog.content_store.open(blob)
+        return open(self.catalog.blob_dir / blob, "rb")  # noqa: SIM115 - the caller closes it
+
+    def restore(self, to: str | os.PathLike[str] | None = None, *,
+                overwrite: bool = False) -> Path:
+        """Write the kept bytes to ``to`` (default: where the file was); an existing file is
+        replaced only with ``overwrite=True``. Returns the path written."""
+        from tracker.storage import contents
+
+        blob = self._blob()
+        dest = Path(os.path.expanduser(os.fspath(to))) if to is not None else Path(self.uri)
+        if dest.is_dir():
+            dest = dest / Path(self.uri).name
+        if dest.exists() and not overwrite:
+            raise ArgumentError(f"{dest} exists; pass overwrite=True (--force) to replace it, "
+                                "or choose another destination")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(f".{dest.name}.restoring")
+        if contents.is_key(blob):
+            self.catalog.content_store.restore(blob, partial)
+        else:
+            contents.copy_file(self.catalog.blob_dir / blob, partial)
+        os.replace(partial, dest)
+        return dest
+
+    def read_dataframe(self, **options: Any) -> pd.DataFrame:
+        """The kept content as a DataFrame: CSV, TSV, Parquet, Feather or JSON (by the file's
+        suffix); ``options`` go to the pandas reader. Pickles are never loaded."""
+        import pandas as pd
+
+        suffix = Path(self.uri).suffix.lower()
+        reader = _READERS.get(suffix)
+        if reader is None:
+            raise ArgumentError(f"{self.uri} is not CSV, Parquet, Feather or JSON; use .open() "
+                                "or .restore() and read it yourself")
+        if suffix == ".tsv":
+            options.setdefault("sep", "\t")
+        if suffix in (".jsonl", ".ndjson"):
+            options.setdefault("lines", True)
+        with self.open() as stream:
+            frame: pd.DataFrame = getattr(pd, reader)(stream, **options)
+        return frame
+
+    def _blob(self) -> str:
+        if self.blob is None or not _BLOB.fullmatch(self.blob):
+            why = f"its content was not kept ({self.kept})" if self.kept else \
+                "its content was not kept (recorded before contents were kept)"
+            raise ArtifactNotFoundError(
+                f"version {self.version} of {self.uri}: {why}; keep it next time with "
+                "tracker.log_output(path, keep=True) or a larger limit in the keep policy")
+        return self.blob
+
+
+_VERSION_ROWS = """
+SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, a.producer_run_id,
+       list(DISTINCT ra.run_id ORDER BY ra.run_id) FILTER (WHERE ra.run_id IS NOT NULL) AS runs,
+       bool_or(r.deleted_at IS NULL) AS live,
+       bool_or(ra.run_id = $run) AS of_run,
+       bool_or(ra.run_id = $run AND ra.role = 'output') AS output_of_run
+FROM artifacts a LEFT JOIN run_artifacts ra ON ra.artifact_id = a.id
+     LEFT JOIN runs r ON r.id = ra.run_id
+WHERE a.key = $key
+GROUP BY ALL ORDER BY a.version
+"""
+
+
+def _uri(path_or_uri: str | os.PathLike[str]) -> str:
+    text = os.fspath(path_or_uri)
+    arguments.text(text, "path_or_uri", "'model.pkl'")
+    return text if "://" in text else os.path.realpath(os.path.expanduser(text))
+
+
+def _version_rows(catalog: Catalog, uri: str, run: str | None) -> list[dict[str, Any]]:
+    from tracker.search import prepare_read, resolve
+
+    prepare_read(catalog)
+    with catalog.connect() as con:
+        run_id = resolve(con, run) if run is not None else None
+        cursor = con.execute(_VERSION_ROWS, {"run": run_id, "key": uri})
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def get_artifact(catalog: Catalog, path_or_uri: str | os.PathLike[str], run: str | None = None,
+                 version: int | None = None) -> KeptFile:
+    """See :func:`tracker.get_artifact`."""
+    if version is not None:
+        arguments.count(version, "version", minimum=1)
+    uri = _uri(path_or_uri)
+    rows = _version_rows(catalog, uri, run)
+    if run is not None:  # what that run wrote, else what it read
+        rows = sorted((row for row in rows if row["of_run"]),
+                      key=lambda row: (bool(row["output_of_run"]), row["version"]))
+    elif version is None:  # the newest version a run outside the trash touched
+        rows = [row for row in rows if row["live"]] or rows
+    if version is not None:
+        rows = [row for row in rows if row["version"] == version]
+    if not rows:
+        where = f" in run {run}" if run is not None else ""
+        which = f"version {version} of " if version is not None else ""
+        raise ArtifactNotFoundError(f"no recorded {which}{uri}{where}; 'tracker versions "
+                                    f"{uri}' lists the versions the catalog knows")
+    return _kept_file(catalog, rows[-1])
+
+
+def _kept_file(catalog: Catalog, row: dict[str, Any]) -> KeptFile:
+    return KeptFile(row["uri"], row["version"], row["size"], row["mtime"], row["hash"],
+                    row["kept"], row["blob"], row["producer_run_id"], tuple(row["runs"] or ()),
+                    catalog)
+
+
+def versions(catalog: Catalog, path_or_uri: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every recorded version of a file: size, time, hash, whether kept, and its runs."""
+    import pandas as pd
+
+    rows = _version_rows(catalog, _uri(path_or_uri), None)
+    columns = ["version", "size", "mtime", "hash", "kept", "producer_run_id", "runs"]
+    return pd.DataFrame([{name: row[name] for name in columns} for row in rows],
+                        columns=columns)
+
+
+def run_notebook(catalog: Catalog, run: str) -> KeptFile:
+    """The notebook stored with ``run`` (the executed one where the runner wrote it)."""
+    from tracker.search import prepare_read, records, resolve
+
+    prepare_read(catalog)
+    with catalog.connect() as con:
+        run_id = resolve(con, run)
+        rows = records(con, "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
+                            "a.producer_run_id, [ra.run_id] AS runs FROM run_artifacts ra JOIN "
+                            "artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ? AND "
+                            "ra.role = 'notebook' ORDER BY ra.logged_at", [run_id])
+    if not rows:
+        raise ArtifactNotFoundError(f"run {run} has no stored notebook (it did not run in a "
+                                    "notebook, or the notebook was never found)")
+    return _kept_file(catalog, rows[-1])
+
+
+def disk_usage(catalog: Catalog) -> dict[str, Any]:
+    """The content store's size: what live runs reference, what only trashed runs do (purge
+    reclaims it), and what nothing references (purge removes it)."""
+    from tracker.search import prepare_read
+
+    prepare_read(catalog)  # this process's own contents are stored by then
+    store = catalog.content_store
+    stored = {entry.key: entry.size for entry in store.entries()}
+    with catalog.connect() as con:
+        referenced = dict(con.execute(
+            "SELECT a.blob, bool_or(r.deleted_at IS NULL) FROM artifacts a "
+            "JOIN run_artifacts ra ON ra.artifact_id = a.id JOIN runs r ON r.id = ra.run_id "
+            "WHERE a.kept = 'kept' GROUP BY a.blob").fetchall())
+    live = sum(size for key, size in stored.items() if referenced.get(key))
+    trashed = sum(size for key, size in stored.items() if referenced.get(key) is False)
+    return {"location": store.location, "contents": len(stored),
+            "bytes": sum(stored.values()), "live_bytes": live, "trashed_bytes": trashed,
+            "unreferenced_bytes": sum(stored.values()) - live - trashed}

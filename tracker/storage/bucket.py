@@ -1,0 +1,86 @@
+"""Kept contents in an S3-compatible bucket (``TRACKER_STORE=s3://bucket/prefix``), for teams.
+
+boto3 is an optional dependency (``pip install tracker[bucket]``), imported when a bucket is
+first used. The endpoint of a server other than AWS (MinIO, Ceph, a test server) comes from
+``TRACKER_STORE_ENDPOINT`` or boto3's own ``AWS_ENDPOINT_URL``; credentials as boto3 finds them.
+A content is uploaded only once it was verified in the local staging folder, and an object
+already present is not uploaded again (its name is its BLAKE3 hash).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlparse
+
+from tracker.storage.contents import Entry, is_key
+
+ENDPOINT_VARIABLE = "TRACKER_STORE_ENDPOINT"
+
+
+class BucketStore:
+    """Contents as objects ``<prefix>/<key>`` in one bucket; shared: purge leaves it alone."""
+
+    shared = True
+
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.location = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client = client
+
+    @classmethod
+    def from_url(cls, url: str) -> BucketStore:
+        parsed = urlparse(url)
+        if not parsed.netloc:
+            raise ValueError(f"{url[:80]!r} names no bucket; use s3://bucket/prefix")
+        try:
+            import boto3
+        except ImportError:
+            raise ValueError("kept contents in a bucket need boto3: pip install "
+                             "'tracker[bucket]'") from None
+        endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+        return cls(parsed.netloc, parsed.path, boto3.client("s3", endpoint_url=endpoint))
+
+    def _name(self, key: str) -> str:
+        if not is_key(key):
+            raise ValueError(f"{key[:80]!r} is not the name of a kept content")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def has(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise OSError(f"{self.location}: {exc}") from None
+        return True
+
+    def add(self, staged: Path, key: str) -> None:
+        try:
+            self._client.upload_file(str(staged), self.bucket, self._name(key))
+        except Exception as exc:  # botocore's errors: the batch is tried again later
+            raise OSError(f"{self.location}: {exc}") from None
+        staged.unlink()
+
+    def open(self, key: str) -> IO[bytes]:
+        body: IO[bytes] = self._client.get_object(Bucket=self.bucket,
+                                                  Key=self._name(key))["Body"]
+        return body
+
+    def restore(self, key: str, dest: Path) -> None:
+        self._client.download_file(self.bucket, self._name(key), str(dest))
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._name(key))
+
+    def entries(self) -> Iterator[Entry]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else "")
+        for page in pages:
+            for item in page.get("Contents", ()):
+                name = item["Key"].rsplit("/", 1)[-1]
+                if is_key(name):
+                    yield Entry(name, item["Size"], item["LastModified"].timestamp())

@@ -1,0 +1,230 @@
+"""The content-addressed store of kept file contents: each distinct content stored once.
+
+A kept content's name is ``blake3-<hex>``: BLAKE3 is a cryptographic hash, so nobody can make
+two contents share a name (xxh3, which notices changes, does not resist that), and it hashes at
+about memory speed (docs/design.md §8). The store is the catalog's blob folder,
+another folder (a team's shared one) or an S3-compatible bucket: ``TRACKER_STORE``.
+
+Copies are made so that a stored content is exactly what its name says and what the catalog
+recorded: the source is copied into a private temporary file (a reflink where the file system
+shares blocks, else ``copy_file_range``, else a plain copy), its stat key must be the same
+before and after the copy, and the copy itself is hashed, BLAKE3 for its name and xxh3 to match
+the hash the run recorded. Anything else raises :class:`ContentChanged` and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, NamedTuple, Protocol
+
+__all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
+           "is_key", "keep_file"]
+
+KEY_PREFIX = "blake3-"
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+_CHUNK = 8 << 20
+_HEX = frozenset("0123456789abcdef")
+
+
+class ContentChanged(OSError):
+    """The file changed while (or since) it was looked at: its bytes are not the recorded ones."""
+
+
+class Kept(NamedTuple):
+    """A content in the store: its name, size, and its xxh3 hash as tracker records hashes."""
+
+    key: str
+    size: int
+    fast_hash: str
+
+
+class Entry(NamedTuple):
+    """A stored content as a listing shows it."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+class ContentStore(Protocol):
+    """What a store does; :class:`FolderStore` and ``tracker.storage.bucket.BucketStore``."""
+
+    location: str
+    shared: bool  # another catalog may use it too: purge leaves it alone
+
+    def has(self, key: str) -> bool: ...
+    def add(self, staged: Path, key: str) -> None: ...
+    def open(self, key: str) -> IO[bytes]: ...
+    def restore(self, key: str, dest: Path) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def entries(self) -> Iterator[Entry]: ...
+
+
+def is_key(name: str) -> bool:
+    """Whether ``name`` is a kept content's name (and so holds no path)."""
+    digest = name[len(KEY_PREFIX):]
+    return name.startswith(KEY_PREFIX) and len(digest) == 64 and set(digest) <= _HEX
+
+
+def _check_key(key: str) -> str:
+    if not is_key(key):
+        raise ValueError(f"{key[:80]!r} is not the name of a kept content")
+    return key
+
+
+class FolderStore:
+    """Contents as files named by their key in one folder (private: mode 0700)."""
+
+    def __init__(self, folder: Path, *, shared: bool = False) -> None:
+        self.folder = folder
+        self.location = str(folder)
+        self.shared = shared
+
+    def path(self, key: str) -> Path:
+        return self.folder / _check_key(key)
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def add(self, staged: Path, key: str) -> None:
+        """Move a verified staged copy in under its key (the same content: the first stays)."""
+        target = self.path(key)
+        if target.exists():
+            staged.unlink()
+            return
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.replace(staged, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # A shared folder on another device: copied under a temporary name, then renamed.
+            partial = self.folder / f".{staged.name}"
+            copy_file(staged, partial)
+            os.replace(partial, target)
+            staged.unlink()
+
+    def open(self, key: str) -> IO[bytes]:
+        return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
+
+    def restore(self, key: str, dest: Path) -> None:
+        copy_file(self.path(key), dest)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def entries(self) -> Iterator[Entry]:
+        if not self.folder.is_dir():
+            return
+        for item in os.scandir(self.folder):
+            if is_key(item.name) and item.is_file(follow_symlinks=False):
+                info = item.stat(follow_symlinks=False)
+                yield Entry(item.name, info.st_size, info.st_mtime)
+
+
+def staging_dir(blob_dir: Path) -> Path:
+    """Where copies wait until they are verified: beside the catalog, private."""
+    folder = blob_dir / ".staging"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def keep_file(store: ContentStore, path: str, staging: Path, *,
+              expected_hash: str | None, seen: Sequence[int] | None = None) -> Kept:
+    """Copy the regular file at ``path`` into ``store``, verified; ContentChanged if it is not
+    (any more) the content recorded: another stat key than ``seen``, a change during the copy,
+    or a copy whose xxh3 is not ``expected_hash``."""
+    staged = staging / f".{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
+    try:
+        size = _copy_unchanged(path, staged, seen)
+        key, fast = hash_contents(staged)
+        if expected_hash is not None and fast != expected_hash:
+            raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
+        os.chmod(staged, 0o400)  # a kept content never changes
+        if store.has(key):
+            staged.unlink()
+        else:
+            store.add(staged, key)
+        return Kept(key, size, fast)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> int:
+    """Copy ``path`` to ``staged``; its size. ContentChanged unless its stat key is ``seen``
+    (when given) and stays the same across the copy."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        if seen is not None and tuple(seen) != _key(before):
+            raise ContentChanged(errno.ESTALE, "changed since it was logged", path)
+        os.set_blocking(fd, True)
+        out = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _copy_fd(fd, out, before.st_size)
+        finally:
+            os.close(out)
+        if _key(os.fstat(fd)) != _key(before) or os.stat(staged).st_size != before.st_size:
+            raise ContentChanged(errno.ESTALE, "changed while it was copied", path)
+        return before.st_size
+    finally:
+        os.close(fd)
+
+
+def _key(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def copy_file(source: Path, dest: Path) -> None:
+    """Copy ``source`` to ``dest`` the fastest way the file systems allow."""
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        _copy_fd(src.fileno(), out.fileno(), os.fstat(src.fileno()).st_size)
+
+
+def _copy_fd(src: int, out: int, size: int) -> None:
+    """A reflink (shared blocks: btrfs, XFS) if the file system can, else copy_file_range
+    (an in-kernel copy; ext4 here), else a read/write copy (across devices, old kernels)."""
+    try:
+        fcntl.ioctl(out, _FICLONE, src)
+        return
+    except OSError:
+        pass
+    done = 0
+    try:
+        while done < size:
+            copied = os.copy_file_range(src, out, size - done, done, done)
+            if copied == 0:
+                break
+            done += copied
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or done:
+            raise
+    with os.fdopen(os.dup(src), "rb") as reader, os.fdopen(os.dup(out), "wb") as writer:
+        reader.seek(0)
+        shutil.copyfileobj(reader, writer, _CHUNK)
+
+
+def hash_contents(path: Path) -> tuple[str, str]:
+    """(``blake3-<hex>``, ``xxh3_128:<hex>``) of a file, in one read."""
+    import blake3
+    import xxhash
+
+    strong, fast = blake3.blake3(), xxhash.xxh3_128()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as stream:
+        while n := stream.readinto(view):
+            strong.update(view[:n])
+            fast.update(view[:n])
+    return KEY_PREFIX + strong.hexdigest(), "xxh3_128:" + fast.hexdigest()
