@@ -22,7 +22,7 @@ import random
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 try:
@@ -113,16 +113,23 @@ def describe_process(pid: int) -> str:
     return f"PID {pid} ({command[:120]})" if command else f"PID {pid}"
 
 
+class Written(Exception):  # noqa: N818 (not an error: the wait's purpose was met)
+    """Raised by :func:`locked` instead of taking the lock: ``written`` said that another
+    process, holding the lock, already wrote what the caller was waiting to write."""
+
+
 @contextmanager
 def locked(catalog_path: str, *, write: bool, timeout: float,
            cancel: threading.Event | None = None,
-           deadline: float | None = None) -> Iterator[None]:
+           deadline: float | None = None,
+           written: Callable[[], bool] | None = None) -> Iterator[None]:
     """Hold the catalog's sidecar lock (exclusive if ``write``) for the ``with`` block.
 
     Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass (or at
     ``deadline``, a ``time.monotonic()`` shared by a whole operation), or at once when
     ``cancel`` is set while waiting (the flusher thread stopping at exit), or when the
-    interpreter exits in a background thread (:mod:`tracker.teardown`).
+    interpreter exits in a background thread (:mod:`tracker.teardown`). Raises
+    :class:`Written` when ``written`` (asked between tries) returns True.
     """
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
@@ -132,7 +139,7 @@ def locked(catalog_path: str, *, write: bool, timeout: float,
         raise _locked_error(catalog_path, "another thread of this process", timeout)
     try:
         _acquire(fd, path, catalog_path, write=write, deadline=deadline, timeout=timeout,
-                 cancel=cancel)
+                 cancel=cancel, written=written)
         try:
             yield
         finally:
@@ -143,7 +150,8 @@ def locked(catalog_path: str, *, write: bool, timeout: float,
 
 
 def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: float,
-             timeout: float, cancel: threading.Event | None) -> None:
+             timeout: float, cancel: threading.Event | None,
+             written: Callable[[], bool] | None) -> None:
     if fcntl is None:
         return
     mode = (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB
@@ -155,6 +163,8 @@ def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: fl
         except OSError:
             if (cancel is not None and cancel.is_set()) or teardown.exiting():
                 raise _locked_error(catalog_path, "nobody: the wait was cancelled", 0) from None
+            if written is not None and written():
+                raise Written from None
             if time.monotonic() >= deadline:
                 holder = holder_of(path, write=write) or "another process"
                 raise _locked_error(catalog_path, holder, timeout) from None

@@ -101,6 +101,31 @@ def _transaction(con: Any, batch: Batch) -> list[Reject]:
             for run_id, seq, event in startless]
 
 
+def apply_together(con: Any, batch: Batch,
+                   others: Batch) -> tuple[list[Reject], dict[str, int]] | None:
+    """Apply ``batch`` and ``others`` (events other, live processes spooled and are waiting to
+    write: group commit, docs/design.md §6) in one transaction; return ``batch``'s events no
+    run could take, and each of the others' runs with its last sequence number now committed.
+    None, with nothing applied, when the catalog refuses any of it: their owners then write
+    (and quarantine) their own events."""
+    foreign = {item.run_id for item in others}
+    con.execute("BEGIN")
+    try:
+        startless = apply(con, batch, others)
+        committed = dict(con.execute(
+            "SELECT id, spool_seq FROM runs WHERE list_contains(?, id) AND spool_seq IS NOT NULL",
+            [sorted(foreign)]).fetchall())
+        con.execute("COMMIT")
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            con.execute("ROLLBACK")
+        if _data_error(exc):
+            return None
+        raise
+    return [Reject("no start event of this run was ever stored", run_id, seq, event)
+            for run_id, seq, event in startless if run_id not in foreign], committed
+
+
 def _data_error(exc: BaseException) -> bool:
     """An error about the events themselves (a value the catalog cannot hold, a malformed
     event), as opposed to the catalog being locked, full or unreadable."""
@@ -125,13 +150,18 @@ class _Rows:
         self.artifacts: list[tuple[Any, ...]] = []
 
 
-def apply(con: Any, batch: Batch) -> list[Spooled]:
+def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
     """Apply events inside the caller's transaction; return those of runs whose start was
-    never stored (nothing to attach them to: the caller keeps them)."""
+    never stored (nothing to attach them to: the caller keeps them).
+
+    ``others`` are events read from live processes' spools: of each of their runs only those
+    that continue its stored sequence without a gap are applied (a spool read while its owner
+    truncates it could skip lines, and runs.spool_seq would then skip them for good)."""
     by_run: dict[str, list[Spooled]] = defaultdict(list)
-    for item in batch:
+    for item in [*batch, *others]:
         by_run[item.run_id].append(item)
-    known = _known(con, by_run, batch)
+    foreign = {item.run_id for item in others}
+    known = _known(con, by_run, [*batch, *others])
     rows = _Rows()
     now = time.time()
     startless = []
@@ -139,10 +169,22 @@ def apply(con: Any, batch: Batch) -> list[Spooled]:
         row = known.runs.get(run_id)
         applied = (row or {}).get("spool_seq") or 0
         fresh = [item for item in numbered if item.seq > applied]
+        if run_id in foreign:
+            fresh = _unbroken(fresh, applied)
         if fresh and not _gather(rows, run_id, fresh, row, now):
             startless += fresh
     _write(con, rows, known)
     return startless
+
+
+def _unbroken(numbered: list[Spooled], applied: int) -> list[Spooled]:
+    """The events that follow sequence number ``applied`` one by one."""
+    unbroken: list[Spooled] = []
+    for item in sorted(numbered, key=lambda item: item.seq):
+        if item.seq != applied + len(unbroken) + 1:
+            break
+        unbroken.append(item)
+    return unbroken
 
 
 class _Known:
