@@ -89,7 +89,7 @@ def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare,
 
 
 def apply_shared(con: Any, store: Store, prepared: Batch, keep: writer.Keep,
-           skip: set[Path]) -> list[Reject]:
+                 skip: set[Path]) -> list[Reject]:
     """Apply ``prepared`` with what other processes have spooled meanwhile (group commit: one
     attach for several waiting writers), then tell those processes what is committed; alone
     when there is nothing else or the catalog refuses any of it."""
