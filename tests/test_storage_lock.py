@@ -117,3 +117,30 @@ def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert overlaps == []
+
+
+READER = textwrap.dedent("""
+    import pathlib, sys, time
+    from tracker.storage.lock import locked
+    pathlib.Path(sys.argv[2]).touch()
+    with locked(sys.argv[1], write=False, timeout=30):
+        pathlib.Path(sys.argv[3]).touch()
+        time.sleep(0.2)
+""")
+
+
+def test_a_waiting_reader_goes_before_a_waiting_writer(tmp_path: Path, hold: Hold) -> None:
+    # Without a turn for readers, the writer won half of these races (both retry every few ms).
+    for turn in range(5):
+        path = tmp_path / f"catalog-{turn}.duckdb"
+        writer = hold(path, "write")
+        waiting, read = tmp_path / f"waiting-{turn}", tmp_path / f"read-{turn}"
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(path), str(waiting),
+                                   str(read)])
+        while not waiting.exists():
+            time.sleep(0.01)
+        time.sleep(0.3)  # the reader is in its wait
+        threading.Timer(0.3, writer.kill).start()
+        with locked(str(path), write=True, timeout=30):
+            assert read.exists(), f"the writer went first in turn {turn}"
+        reader.wait()

@@ -124,3 +124,87 @@ def test_a_first_write_recovers_in_the_same_open(store: Store) -> None:
     assert _runs(store) == [("new", "running"), ("orphan", "crashed")]
     assert store.last_recovery > 0
     assert os.listdir(store.spool_dir) == []
+
+
+def _metrics(store: Store) -> list[tuple[object, ...]]:
+    with store.connect() as con:
+        return con.execute("SELECT run_id, value FROM metrics ORDER BY run_id, step").fetchall()
+
+
+def _mine(run_id: str) -> list[events.Spooled]:
+    start = events.Start(run_id, {"name": run_id, "started_at": time.time()})
+    return [events.Spooled(run_id, 1, start)]
+
+
+def test_a_writer_commits_what_live_processes_spooled_and_tells_them(
+        store: Store, live_pid: int) -> None:
+    spool = _spool(store, live_pid, _started("theirs", live_pid))
+    before = spool.read_bytes()
+    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert _runs(store) == [("mine", "running"), ("theirs", "running")]
+    assert _metrics(store) == [("theirs", 0.5)]
+    theirs = [events.Spooled("theirs", seq, None) for seq in (1, 2)]
+    assert spools.written(spool, theirs)  # its owner need not wait for the lock
+    assert not spools.written(spool, [*theirs, events.Spooled("theirs", 3, None)])
+    assert spool.read_bytes() == before  # the owner still truncates its own spool
+    # The owner's own write of the same events later applies nothing twice.
+    _write(store, _started("theirs", live_pid))
+    assert _metrics(store) == [("theirs", 0.5)]
+
+
+def test_a_live_spool_is_taken_up_to_a_gap_a_file_to_hash_or_a_torn_line(
+        store: Store, live_pid: int) -> None:
+    now = time.time()
+    gap = [*_started("gap", live_pid), [4, "metric", "gap", "loss", 0.1, 3, now]]
+    held = [_started("held", live_pid)[0],
+            [2, "artifact", "held", "input", "/data.csv", None, now, "call"],
+            [3, "metric", "held", "loss", 0.2, 1, now]]
+    spool = _spool(store, live_pid, [*gap, *held])
+    with open(spool, "ab") as f:
+        f.write(b'[3, "metric", "gap", "loss", 0.3, 2')  # its owner is still appending
+    recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY)
+    assert _metrics(store) == [("gap", 0.5)]
+    assert _runs(store) == [("gap", "running"), ("held", "running"), ("mine", "running")]
+    assert json.loads(spools.written_path(spool).read_text()) == {"gap": 2, "held": 1}
+
+
+_HOLDER = """
+import pathlib, sys, time
+from tracker.storage import recovery, writer
+from tracker.storage.store import Store
+
+store = Store(pathlib.Path(sys.argv[1]), timeout=5.0)
+with store.connect(write=True) as con:
+    pathlib.Path(sys.argv[2]).touch()  # holding the lock
+    while not pathlib.Path(sys.argv[3]).exists():
+        time.sleep(0.01)
+    time.sleep(0.3)  # the other writer is in its wait for the lock
+    recovery.apply_shared(con, store, [], writer.keeper(store), skip=set())
+    time.sleep(60)  # killed -9 here, the lock still held
+"""
+
+
+def test_a_waiting_writer_returns_once_the_lock_holder_committed_its_batch(
+        store: Store, tmp_path: Path) -> None:
+    holding, waiting = tmp_path / "holding", tmp_path / "waiting"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(store.path), str(holding),
+                               str(waiting)])
+    try:
+        while not holding.exists():
+            assert holder.poll() is None
+            time.sleep(0.01)
+        lines = _started("mine", os.getpid())
+        spool = _spool(store, os.getpid(), lines)
+        batch = [events.Spooled("mine", int(str(line[0])), events.from_list(line[1:]))
+                 for line in lines]
+        store.last_recovery = time.monotonic()  # not this object's first write
+        waiting.touch()
+        started = time.monotonic()
+        assert recovery.write_events(store, batch, prepare=_as_is, spool=spool,
+                                     local=recovery.Local({"mine"}, {spool}), timeout=30) == 0
+        assert time.monotonic() - started < 20  # long before the holder lets go
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _runs(store) == [("mine", "running")]  # committed before the kill
+    assert _metrics(store) == [("mine", 0.5)]

@@ -68,6 +68,46 @@ def test_the_file_is_detached_after_each_operation(tmp_path: Path) -> None:
     assert not store.path.with_name("catalog.duckdb.wal").exists()  # checkpointed on detach
 
 
+def _read_note(path: Path) -> subprocess.CompletedProcess[str]:
+    """Another process opens the file read-write outside tracker's lock and reads meta.note."""
+    script = textwrap.dedent("""
+        import duckdb, sys
+        con = duckdb.connect(sys.argv[1])
+        row = con.execute("SELECT value FROM meta WHERE key = 'note'").fetchone()
+        print(row[0] if row else "none")
+        con.close()
+    """)
+    return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_transaction_left_open_is_rolled_back_and_the_file_closed(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.connect(write=True) as con:
+        con.execute("SELECT 1")  # the catalog exists
+    with store.connect(write=True) as con:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO meta VALUES ('note', 'never committed')")
+    assert _read_note(store.path).stdout.strip() == "none"
+    with store.connect(write=True) as con:  # the next operation attaches as usual
+        con.execute("INSERT INTO meta VALUES ('note', 'next')")
+    assert _read_note(store.path).stdout.strip() == "next"
+
+
+def test_an_operation_that_failed_mid_transaction_is_rolled_back(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.connect(write=True) as con:
+        con.execute("SELECT 1")  # the catalog exists
+    with pytest.raises(duckdb.CatalogException), store.connect(write=True) as con:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO meta VALUES ('note', 'never committed')")
+        con.execute("SELECT * FROM no_such_table")
+    done = _read_note(store.path)
+    assert done.stdout.strip() == "none", done.stderr
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
 def test_a_draft_left_by_a_killed_process_is_rebuilt(tmp_path: Path) -> None:
     store = _store(tmp_path)
     draft = store.path.with_name("catalog.duckdb.draft")

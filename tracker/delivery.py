@@ -27,12 +27,14 @@ if TYPE_CHECKING:
 
 
 def write_events(catalog: Catalog, batch: Batch, *, local: recovery.Local,
-                 timeout: float | None = None, cancel: threading.Event | None = None) -> int:
+                 spool: Path | None = None, timeout: float | None = None,
+                 cancel: threading.Event | None = None) -> int:
     """Prepare ``batch`` and write it, recovering on this object's first write (see
     :func:`tracker.storage.recovery.write_events`); return how many events were quarantined.
-    ``local`` is what this process itself writes to the catalog."""
+    ``local`` is what this process itself writes to the catalog; ``spool`` the file that holds
+    ``batch``, from which another writer may commit it first."""
     return recovery.write_events(catalog.store, batch, prepare=_preparer(catalog), local=local,
-                                 timeout=timeout, cancel=cancel)
+                                 spool=spool, timeout=timeout, cancel=cancel)
 
 
 def recover(catalog: Catalog, *, local: recovery.Local, force: bool = False) -> None:

@@ -606,7 +606,7 @@ class Recorder:
             return
         try:
             kept = delivery.write_events(self.catalog, batch, local=local_to(self.catalog.path),
-                                         timeout=timeout, cancel=cancel)
+                                         spool=self.spool_path, timeout=timeout, cancel=cancel)
         except BaseException:
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
@@ -637,6 +637,7 @@ class Recorder:
             self._spool.close()
             self._spool = None
             self.spool_path.unlink(missing_ok=True)
+            spools.written_path(self.spool_path).unlink(missing_ok=True)
 
     # -- the background thread -----------------------------------------------------------
 

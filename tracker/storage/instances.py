@@ -23,6 +23,7 @@ exit handler waits until none is busy, and refuses new operations from backgroun
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -153,11 +154,15 @@ def detach(connection: Any, path: str) -> None:
     detached = False
     try:
         try:
-            connection.execute("ROLLBACK")  # an operation that failed mid-transaction
+            _detach(connection)
         except duckdb.Error:
-            pass  # none was open: the usual case
-        connection.execute("USE memory")
-        connection.execute("DETACH catalog")
+            # An operation that failed mid-transaction (an aborted one refuses USE). Rolled back
+            # only then: a ROLLBACK tried on every detach failed in the usual case, ~0.5 ms. A
+            # transaction left open without an error detaches, and closing the cursor below
+            # rolls it back and closes the file, still before the caller's unlock.
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            _detach(connection)
         detached = True
     except duckdb.Error:
         pass
@@ -166,6 +171,11 @@ def detach(connection: Any, path: str) -> None:
         _release(path)
     if not detached:
         discard(path)  # the file must not stay open: drop its whole instance instead
+
+
+def _detach(connection: Any) -> None:
+    connection.execute("USE memory")
+    connection.execute("DETACH catalog")
 
 
 def discard(path: str) -> None:

@@ -16,13 +16,14 @@ file would drop the process's locks on it).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 try:
@@ -43,6 +44,13 @@ _FLOCK = "hhqqi4x"  # struct flock on Linux x86_64/aarch64: type, whence, start,
 # that had waited longest slept, and its run took 8.7 s.
 _FIRST_PAUSE = 0.001
 _MAX_PAUSE = 0.005
+
+# Byte 0 of the lock file is the lock; a reader waiting for it holds a shared lock on byte 1,
+# and a writer leaves byte 0 to such readers (for _DEFER_TO_READERS at most, in case a reader is
+# stuck): with 8 writers retrying as often as 2 readers, reads waited behind write after write.
+_LOCK = (1, 0)  # length, start
+_READERS_WAITING = (1, 1)
+_DEFER_TO_READERS = 0.5
 
 _guard = threading.Lock()
 _fds: dict[str, int] = {}
@@ -93,7 +101,7 @@ def holder_of(path: str, *, write: bool = True) -> str | None:
     if fcntl is None or path not in _fds:
         return None
     kind = fcntl.F_WRLCK if write else fcntl.F_RDLCK
-    query = struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 0, 0)
+    query = struct.pack(_FLOCK, kind, os.SEEK_SET, _LOCK[1], _LOCK[0], 0)
     try:
         answer = fcntl.fcntl(_fds[path], fcntl.F_GETLK, query)
     except OSError:
@@ -111,16 +119,23 @@ def describe_process(pid: int) -> str:
     return f"PID {pid} ({command[:120]})" if command else f"PID {pid}"
 
 
+class Written(Exception):  # noqa: N818 (not an error: the wait's purpose was met)
+    """Raised by :func:`locked` instead of taking the lock: ``written`` said that another
+    process, holding the lock, already wrote what the caller was waiting to write."""
+
+
 @contextmanager
 def locked(catalog_path: str, *, write: bool, timeout: float,
            cancel: threading.Event | None = None,
-           deadline: float | None = None) -> Iterator[None]:
+           deadline: float | None = None,
+           written: Callable[[], bool] | None = None) -> Iterator[None]:
     """Hold the catalog's sidecar lock (exclusive if ``write``) for the ``with`` block.
 
     Raises :class:`CatalogLockedError` naming the holder when ``timeout`` seconds pass (or at
     ``deadline``, a ``time.monotonic()`` shared by a whole operation), or at once when
     ``cancel`` is set while waiting (the flusher thread stopping at exit), or when the
-    interpreter exits in a background thread (:mod:`tracker.teardown`).
+    interpreter exits in a background thread (:mod:`tracker.teardown`). Raises
+    :class:`Written` when ``written`` (asked between tries) returns True.
     """
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
@@ -130,35 +145,72 @@ def locked(catalog_path: str, *, write: bool, timeout: float,
         raise _locked_error(catalog_path, "another thread of this process", timeout)
     try:
         _acquire(fd, path, catalog_path, write=write, deadline=deadline, timeout=timeout,
-                 cancel=cancel)
+                 cancel=cancel, written=written)
         try:
             yield
         finally:
             if fcntl is not None:
-                fcntl.lockf(fd, fcntl.LOCK_UN)
+                fcntl.lockf(fd, fcntl.LOCK_UN, *_LOCK)
     finally:
         thread_lock.release()
 
 
 def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: float,
-             timeout: float, cancel: threading.Event | None) -> None:
+             timeout: float, cancel: threading.Event | None,
+             written: Callable[[], bool] | None) -> None:
     if fcntl is None:
         return
-    mode = (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    if write:
+        _wait_for(fd, path, catalog_path, fcntl.LOCK_EX, deadline=deadline, timeout=timeout,
+                  cancel=cancel, written=written)
+        return
+    try:
+        _wait_for(fd, path, catalog_path, fcntl.LOCK_SH, deadline=deadline, timeout=timeout,
+                  cancel=cancel, written=written)
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.lockf(fd, fcntl.LOCK_UN, *_READERS_WAITING)
+
+
+def _wait_for(fd: int, path: str, catalog_path: str, mode: int, *, deadline: float,
+              timeout: float, cancel: threading.Event | None,
+              written: Callable[[], bool] | None) -> None:
+    write = mode == fcntl.LOCK_EX
     pause = _FIRST_PAUSE
+    deferring_since: float | None = None
     while True:
         try:
-            fcntl.lockf(fd, mode)
+            if write and _readers_waiting(fd):
+                deferring_since = deferring_since or time.monotonic()
+                if time.monotonic() - deferring_since < _DEFER_TO_READERS:
+                    raise BlockingIOError  # their turn first
+            fcntl.lockf(fd, mode | fcntl.LOCK_NB, *_LOCK)
             return
         except OSError:
+            if not write:  # says so to writers (an older tracker's whole-file lock refuses it)
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, *_READERS_WAITING)
             if (cancel is not None and cancel.is_set()) or teardown.exiting():
                 raise _locked_error(catalog_path, "nobody: the wait was cancelled", 0) from None
+            if written is not None and written():
+                raise Written from None
             if time.monotonic() >= deadline:
                 holder = holder_of(path, write=write) or "another process"
                 raise _locked_error(catalog_path, holder, timeout) from None
         # Jitter keeps processes that collided from colliding again in step.
         time.sleep(min(pause * (0.5 + random.random()), max(deadline - time.monotonic(), 0)))
         pause = min(pause * 2, _MAX_PAUSE)
+
+
+def _readers_waiting(fd: int) -> bool:
+    """Whether another process's reader is waiting for the lock."""
+    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _READERS_WAITING[1],
+                        _READERS_WAITING[0], 0)
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    except OSError:
+        return False
+    return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
 
 
 def _locked_error(catalog_path: str, holder: str, timeout: float) -> CatalogLockedError:

@@ -14,6 +14,7 @@ hashed, blobs stored) by a ``prepare`` function from above too, outside the lock
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import warnings
@@ -24,6 +25,7 @@ from typing import Any, NamedTuple
 from tracker.errors import CatalogError, TrackerWarning
 from tracker.events import Spooled
 from tracker.storage import spools, writer
+from tracker.storage.lock import Written
 from tracker.storage.spools import Reject
 from tracker.storage.store import Store
 from tracker.storage.writer import Batch
@@ -42,37 +44,63 @@ class Local(NamedTuple):
 
 
 def write_events(store: Store, batch: Batch, *, prepare: Prepare, local: Local,
-                 timeout: float | None = None, cancel: threading.Event | None = None) -> int:
+                 spool: Path | None = None, timeout: float | None = None,
+                 cancel: threading.Event | None = None) -> int:
     """Apply ``batch`` in one write transaction (``prepare`` hashes and copies before it);
     return how many events were quarantined rather than applied.
 
     A process's first write also recovers what dead processes left, in the same catalog open:
-    one open where a fresh kernel's first run used to need two.
+    one open where a fresh kernel's first run used to need two. ``batch`` is all in ``spool``
+    (when given): while waiting for the lock, this returns as soon as another writer has
+    committed all of it from there (group commit, docs/design.md §6).
     """
     recovering = not store.last_recovery
     if recovering:
         store.last_recovery = time.monotonic()
     orphans = orphaned_spools(store, local) if recovering else []
     return commit(store, batch, orphans, prepare=prepare, local=local, find_dead=recovering,
-                  timeout=timeout, cancel=cancel)
+                  spool=spool, timeout=timeout, cancel=cancel)
 
 
 def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare, local: Local,
-           find_dead: bool, dead: Sequence[str] = (), timeout: float | None = None,
-           cancel: threading.Event | None = None) -> int:
-    """Apply ``batch`` and the orphaned spools, mark dead runs crashed, then retire the spools
-    (under the lock, so that two recovering processes never quarantine a line twice)."""
+           find_dead: bool, dead: Sequence[str] = (), spool: Path | None = None,
+           timeout: float | None = None, cancel: threading.Event | None = None) -> int:
+    """Apply ``batch``, the orphaned spools and what other processes have spooled, mark dead
+    runs crashed, then retire the orphaned spools (under the lock, so that two recovering
+    processes never quarantine a line twice)."""
     spooled, unreadable = spools.read(orphans)
     prepared, rejected = prepare([*batch, *spooled])
-    with store.connect(write=True, timeout=timeout, cancel=cancel) as con:
-        # Each refused event is in quarantine, on disk, before a commit moves runs.spool_seq
-        # past it: else a failed quarantine write, or a kill, would make a replay skip it.
-        keep = writer.keeper(store)
-        keep(rejected)
-        rejected += writer.apply_all(con, prepared, keep)
-        mark_crashed(con, dead_runs(con, local) if find_dead else dead, spooled)
-        spools.retire(store, unreadable)
+    # Only a plain batch may be left to another writer: recovery and quarantine are ours.
+    alone = bool(batch) and not (orphans or rejected or dead or find_dead)
+    written = functools.partial(spools.written, spool, batch) if spool and alone else None
+    try:
+        with store.connect(write=True, timeout=timeout, cancel=cancel, written=written) as con:
+            # Each refused event is in quarantine, on disk, before a commit moves
+            # runs.spool_seq past it: else a failed quarantine write, or a kill, would make a
+            # replay skip it.
+            keep = writer.keeper(store)
+            keep(rejected)
+            rejected += apply_shared(con, store, prepared, keep, skip={*local.spools, *orphans})
+            mark_crashed(con, dead_runs(con, local) if find_dead else dead, spooled)
+            spools.retire(store, unreadable)
+    except Written:
+        return 0  # another process committed the whole batch from our spool
     return len(rejected) + sum(len(lines) for lines in unreadable.values())
+
+
+def apply_shared(con: Any, store: Store, prepared: Batch, keep: writer.Keep,
+                 skip: set[Path]) -> list[Reject]:
+    """Apply ``prepared`` with what other processes have spooled meanwhile (group commit: one
+    attach for several waiting writers), then tell those processes what is committed; alone
+    when there is nothing else or the catalog refuses any of it."""
+    others = spools.waiting_elsewhere(store.spool_dir, skip)
+    together = writer.apply_together(
+        con, prepared, [item for items in others.values() for item in items]) if others else None
+    if together is None:
+        return writer.apply_all(con, prepared, keep)
+    startless, committed = together
+    spools.mark_written(others, committed)
+    return keep(startless)
 
 
 def maybe_recover(store: Store, *, prepare: Prepare, local: Local, force: bool = False) -> None:

@@ -143,6 +143,81 @@ def _spooled_event(line: bytes) -> Spooled:
     return Spooled(event.run_id, seq, event)
 
 
+def waiting_elsewhere(folder: Path, skip: set[Path]) -> dict[Path, list[Spooled]]:
+    """The events in other processes' spools (``skip`` excepted), for a writer holding the lock
+    to commit along with its own (group commit, docs/design.md §6).
+
+    A spool is read as it is now: its owner may be appending (a last line without its newline
+    ends the read) or truncating it (a line that does not parse ends it). Events a writer must
+    prepare first (files to hash, blobs to copy) end a run's share: their owner writes them.
+    """
+    found: dict[Path, list[Spooled]] = {}
+    if not folder.exists():
+        return found
+    for path in folder.glob("*.jsonl"):
+        if path in skip:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # gone: its owner finished
+        events_read = _whole_events(data)
+        if events_read:
+            found[path] = events_read
+    return found
+
+
+def _whole_events(data: bytes) -> list[Spooled]:
+    read: list[Spooled] = []
+    held: set[str] = set()  # runs whose next event needs preparing
+    for line in data.split(b"\n")[1:-1]:  # the owner line; the last, unfinished one
+        try:
+            item = _spooled_event(line)
+        except (ValueError, TypeError, IndexError):
+            break
+        if isinstance(item.event, events.Artifact | events.Stored):
+            held.add(item.run_id)
+        if item.run_id not in held:
+            read.append(item)
+    return read
+
+
+def written_path(spool: Path) -> Path:
+    """Where a writer that committed a spool's events says up to which sequence number, per
+    run: ``<spool>.written``, a JSON object {run id: seq}."""
+    return spool.with_suffix(".written")
+
+
+def mark_written(read: dict[Path, list[Spooled]], committed: dict[str, int]) -> None:
+    """Tell the owner of each spool in ``read`` which of its events are in the catalog now
+    (``committed``: run id -> last sequence number applied), so it need not wait its turn.
+    What the catalog holds stays true, so an old mark never misleads; a spool gone meanwhile
+    gets none."""
+    for path, items in read.items():
+        runs = {item.run_id for item in items}
+        mark = {run_id: seq for run_id, seq in committed.items() if run_id in runs}
+        if not mark or not path.exists():
+            continue
+        target = written_path(path)
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        try:
+            partial.write_text(json.dumps(mark), encoding="utf-8")
+            os.replace(partial, target)
+        except OSError:
+            partial.unlink(missing_ok=True)  # only a shortcut lost: the owner writes itself
+
+
+def written(spool: Path, batch: Iterable[Spooled]) -> bool:
+    """Whether another process has committed all of ``batch`` (events of ``spool``)."""
+    try:
+        mark = json.loads(written_path(spool).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(mark, dict) and all(
+        isinstance(mark.get(item.run_id), int) and mark[item.run_id] >= item.seq
+        for item in batch)
+
+
 def retire(store: Store, unreadable: dict[Path, list[Reject]]) -> None:
     """Spools whose events are committed go, once their unreadable lines are in quarantine
     (a spool whose lines could not be kept stays; a replay is harmless: see runs.spool_seq).
@@ -153,6 +228,7 @@ def retire(store: Store, unreadable: dict[Path, list[Reject]]) -> None:
         if lines:
             quarantine(store, path.stem, lines)
         path.unlink(missing_ok=True)
+        written_path(path).unlink(missing_ok=True)
 
 
 def quarantine_dir(store: Store) -> Path:

@@ -21,7 +21,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,23 +85,26 @@ class Store:
 
     @contextlib.contextmanager
     def connect(self, *, write: bool = False, timeout: float | None = None,
-                cancel: threading.Event | None = None) -> Iterator[Any]:
+                cancel: threading.Event | None = None,
+                written: Callable[[], bool] | None = None) -> Iterator[Any]:
         """A DuckDB connection under the sidecar lock, detached then unlocked on exit; see
-        :meth:`tracker.Catalog.connect`."""
+        :meth:`tracker.Catalog.connect`. A writer waiting for the lock asks ``written``
+        between tries and gets :class:`tracker.storage.lock.Written` once it says another
+        process wrote its events (group commit)."""
         self.vet()
         wait = _Wait(self.wait(timeout))
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready and not write and not self.path.exists():
                 self._prepare(wait)  # a read of a catalog nobody has written yet creates it
-            with self._locked(write, wait, cancel) as connection:
+            with self._locked(write, wait, cancel, written) as connection:
                 # The schema check rides on the first connection: a fresh kernel's first write
                 # creates the catalog and writes its run in one open, not three.
                 if self._ready or self._check(connection, write):
                     yield connection
                     return
             self._prepare(wait)  # migrate, refuse or explain, under an exclusive lock
-            with self._locked(write, wait, cancel) as connection:
+            with self._locked(write, wait, cancel, written) as connection:
                 yield connection
 
     def vet(self) -> None:
@@ -131,10 +134,10 @@ class Store:
                 yield self.path
 
     @contextlib.contextmanager
-    def _locked(self, write: bool, wait: _Wait,
-                cancel: threading.Event | None) -> Iterator[Any]:
+    def _locked(self, write: bool, wait: _Wait, cancel: threading.Event | None,
+                written: Callable[[], bool] | None = None) -> Iterator[Any]:
         with _lock.locked(str(self.path), write=write, timeout=wait.total,
-                          deadline=wait.deadline, cancel=cancel), \
+                          deadline=wait.deadline, cancel=cancel, written=written), \
                 self._attached(write=write, wait=wait) as connection:
             yield connection
 
