@@ -49,6 +49,7 @@ from tracker.catalog import Catalog
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,
+    ArtifactNotFoundError,
     CatalogError,
     CatalogFullError,
     CatalogLockedError,
@@ -56,7 +57,6 @@ from tracker.errors import (
     CatalogVersionError,
     DescriptorError,
     FilterSyntaxError,
-    NoActiveRunError,
     NotACatalogError,
     ReadOnlySQLError,
     RunNotFoundError,
@@ -72,6 +72,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AmbiguousRunError",
     "ArgumentError",
+    "ArtifactNotFoundError",
     "Catalog",
     "CatalogError",
     "CatalogFullError",
@@ -80,7 +81,6 @@ __all__ = [
     "CatalogVersionError",
     "DescriptorError",
     "FilterSyntaxError",
-    "NoActiveRunError",
     "NotACatalogError",
     "ReadOnlySQLError",
     "Run",

@@ -318,7 +318,7 @@ class Catalog:
                      version: int | None = None) -> KeptFile:
         """One recorded version of a file (the newest, the one ``run`` wrote or else read, or
         ``version``), to ``.restore(to=...)``, ``.open()`` or ``.read_dataframe()`` if it was
-        kept. Raises :class:`tracker.retrieval.ArtifactNotFoundError` (a LookupError) when no
+        kept. Raises :class:`tracker.ArtifactNotFoundError` (a LookupError) when no
         version matches or its content was not kept."""
         from tracker import retrieval
 

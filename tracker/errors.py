@@ -4,6 +4,7 @@ Each also inherits the standard exception a caller would already catch::
 
     TrackerError
     ├── RunNotFoundError        (LookupError)     no run matches a reference
+    ├── ArtifactNotFoundError   (LookupError)     no recorded version, or its content not kept
     ├── AmbiguousRunError       (LookupError)     a prefix matches several runs
     ├── FilterSyntaxError       (ValueError)      a filter string does not parse
     ├── ArgumentError           (ValueError, TypeError)  an argument a function cannot use
@@ -16,7 +17,6 @@ Each also inherits the standard exception a caller would already catch::
     │   ├── CatalogOwnershipError (PermissionError) owned by someone else, or open to others
     │   ├── CatalogFullError    (OSError)         the disk is full
     │   └── NotACatalogError                      not a DuckDB catalog, or corrupt
-    └── NoActiveRunError        (RuntimeError)    a logging call with no run started
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousRunError",
     "ArgumentError",
+    "ArtifactNotFoundError",
     "CatalogError",
     "CatalogFullError",
     "CatalogLockedError",
@@ -31,7 +32,6 @@ __all__ = [
     "CatalogVersionError",
     "DescriptorError",
     "FilterSyntaxError",
-    "NoActiveRunError",
     "NotACatalogError",
     "ReadOnlySQLError",
     "RunNotFoundError",
@@ -139,8 +139,8 @@ class NotACatalogError(CatalogError):
     """The file is not a tracker catalog, or it is corrupt; it is left untouched."""
 
 
-class NoActiveRunError(TrackerError, RuntimeError):
-    """A call needs an active run and none is started."""
+class ArtifactNotFoundError(TrackerError, LookupError):
+    """No recorded version of a file matches, or its content was not kept."""
 
 
 class TrackerWarning(UserWarning):

@@ -10,31 +10,29 @@ Parquet, Feather and JSON only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tracker import arguments
-from tracker.errors import ArgumentError, TrackerError
+from tracker.errors import ArgumentError, ArtifactNotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tracker.catalog import Catalog
 
-__all__ = ["ArtifactNotFoundError", "KeptFile", "disk_usage", "get_artifact", "run_notebook",
+__all__ = ["KeptFile", "disk_usage", "get_artifact", "run_notebook",
            "versions"]
 
 _BLOB = re.compile(r"[a-z0-9_]{1,32}-[0-9a-f]{1,128}")  # a stored file's name: no path in it
 _READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet",
             ".pq": "read_parquet", ".feather": "read_feather", ".arrow": "read_feather",
             ".json": "read_json", ".jsonl": "read_json", ".ndjson": "read_json"}
-
-
-class ArtifactNotFoundError(TrackerError, LookupError):
-    """No recorded version matches, or its content was not kept."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +55,10 @@ class KeptFile:
         from tracker.storage import contents
 
         blob = self._blob()
-        if contents.is_key(blob):
-            return self.catalog.content_store.open(blob)
-        return open(self.catalog.blob_dir / blob, "rb")  # noqa: SIM115 - the caller closes it
+        with self._readable():
+            if contents.is_key(blob):
+                return self.catalog.content_store.open(blob)
+            return open(self.catalog.blob_dir / blob, "rb")  # noqa: SIM115 - the caller closes it
 
     def restore(self, to: str | os.PathLike[str] | None = None, *,
                 overwrite: bool = False) -> Path:
@@ -74,13 +73,20 @@ class KeptFile:
         if dest.exists() and not overwrite:
             raise ArgumentError(f"{dest} exists; pass overwrite=True (--force) to replace it, "
                                 "or choose another destination")
-        dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.restoring")
-        if contents.is_key(blob):
-            self.catalog.content_store.restore(blob, partial)
-        else:
-            contents.copy_file(self.catalog.blob_dir / blob, partial)
-        os.replace(partial, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with self._readable():
+                if contents.is_key(blob):
+                    self.catalog.content_store.restore(blob, partial)
+                else:
+                    contents.copy_file(self.catalog.blob_dir / blob, partial)
+            os.replace(partial, dest)
+        except OSError as exc:
+            raise ArgumentError(f"cannot write {dest} ({exc.strerror or exc}); choose another "
+                                "destination") from None
+        finally:
+            partial.unlink(missing_ok=True)
         return dest
 
     def read_dataframe(self, **options: Any) -> pd.DataFrame:
@@ -100,6 +106,18 @@ class KeptFile:
         with self.open() as stream:
             frame: pd.DataFrame = getattr(pd, reader)(stream, **options)
         return frame
+
+    @contextlib.contextmanager
+    def _readable(self) -> Iterator[None]:
+        """Kept bytes missing from the store (a run imported from another catalog, a store
+        cleaned by hand) as ArtifactNotFoundError, not a bare OSError."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(
+                f"version {self.version} of {self.uri} was kept, but its content is missing "
+                f"from the store ({self.blob}): it was removed, or the run was imported from "
+                "another catalog, whose contents are not carried") from None
 
     def _blob(self) -> str:
         if self.blob is None or not _BLOB.fullmatch(self.blob):
