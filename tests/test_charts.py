@@ -110,4 +110,6 @@ def test_the_table_opens_charts_of_its_filtered_runs(catalog: tracker.Catalog,
 
     assert isinstance(table.view, RunCharts)
     assert "4 runs drawn" in table.view.note.value
+    table.filters.text.value = "params.lr <= 0.02"  # the open charts follow the new filter
+    assert "2 runs drawn" in table.view.note.value
     table.close()

@@ -12,9 +12,9 @@ import pytest
 import tracker
 
 PUBLIC = {
-    "AmbiguousRunError", "ArgumentError", "ArtifactNotFoundError", "Catalog", "CatalogError", "CatalogFullError",
-    "CatalogLockedError", "CatalogOwnershipError", "CatalogVersionError", "DescriptorError",
-    "FilterSyntaxError", "NotACatalogError", "ReadOnlySQLError", "Run",
+    "AmbiguousRunError", "ArgumentError", "ArtifactNotFoundError", "Catalog", "CatalogError",
+    "CatalogFullError", "CatalogLockedError", "CatalogOwnershipError", "CatalogVersionError",
+    "DescriptorError", "FilterSyntaxError", "NotACatalogError", "ReadOnlySQLError", "Run",
     "RunInfo", "RunNotFoundError", "SQLError", "TrackerError", "TrackerWarning", "artifacts",
     "count_runs", "current_run", "default_catalog", "delete_run", "delete_runs", "delete_tag",
     "end_run", "export_run", "flush", "get_artifact", "get_run", "import_mlflow", "import_run",

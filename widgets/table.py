@@ -300,6 +300,9 @@ class RunTable(w.VBox):
     def _filter_changed(self) -> None:
         self.offset = 0
         self.refresh()
+        view = self.view
+        if hasattr(view, "set_filter"):  # open charts follow the filter (tracker.widgets.charts)
+            view.set_filter(self._where)
 
     def sort_by(self, key: str, *, descending: bool | None = None) -> None:
         """Sort by a field (``"metrics.acc"``); None flips the direction of the current key."""
@@ -426,7 +429,8 @@ class RunTable(w.VBox):
 
     @property
     def view(self) -> w.Widget | None:
-        """The view open in the panel (a RunDetail, RunComparison or TrashView), if any."""
+        """The view open in the panel (a RunDetail, RunComparison, RunCharts or TrashView), if
+        any."""
         return self.panel.children[1] if self.panel.children else None
 
     def _open_panel(self, view: w.Widget) -> None:
