@@ -29,17 +29,22 @@ class NotAvailable(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """The goal an issue set for a figure, e.g. ``Target("<=", 150)`` in the figure's unit."""
+    """The goal an issue set for a figure, e.g. ``Target("<=", 150)`` in the figure's unit, or
+    with ``versus_mlflow`` a goal for the ratio column (``Target(">=", 2, True)``: at least twice
+    as good as MLflow in the same run)."""
 
     op: str
     value: float
+    versus_mlflow: bool = False
 
     def met(self, value: float) -> bool:
-        """Whether ``value`` reaches the target."""
+        """Whether ``value`` (the median, or the ratio for a goal versus MLflow) reaches it."""
         return value <= self.value if self.op == "<=" else value >= self.value
 
     def text(self, unit: str) -> str:
-        """The target as the table shows it, e.g. ``<= 150 ms``."""
+        """The target as the table shows it, e.g. ``<= 150 ms`` or ``>= 2x MLflow``."""
+        if self.versus_mlflow:
+            return f"{self.op} {_number(self.value)}x MLflow"
         return f"{self.op} {_number(self.value)} {unit}".rstrip()
 
 
@@ -161,10 +166,13 @@ class Row:
 
     def target_met(self) -> bool | None:
         """Whether our median reaches the target (None without target or number)."""
-        stats = self.ours.stats
-        if self.figure.target is None or stats is None:
+        stats, target = self.ours.stats, self.figure.target
+        if target is None or stats is None:
             return None
-        return self.figure.target.met(stats.median)
+        if target.versus_mlflow:
+            ratio = self.ratio()
+            return None if ratio is None else target.met(ratio[0])
+        return target.met(stats.median)
 
     def _better(self, ours: float, theirs: float) -> float:
         if self.figure.higher_is_better:

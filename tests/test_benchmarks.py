@@ -92,6 +92,16 @@ def test_rates_compare_the_other_way_and_counts_not_at_all() -> None:
     assert count.ratio() is None
 
 
+def test_a_target_versus_mlflow_is_met_by_the_ratio() -> None:
+    from benchmarks.framework import Figure, Measure, Row, Target
+
+    figure = Figure("r", "runs/s", "runs/s", Target(">=", 2, versus_mlflow=True), mlflow=True)
+    assert Row(figure, Measure.of([80.0]), Measure.of([37.0])).target_met() is True
+    assert Row(figure, Measure.of([60.0]), Measure.of([37.0])).target_met() is False
+    assert Row(figure, Measure.of([60.0]), None).target_met() is None  # nothing to compare
+    assert figure.target is not None and figure.target.text("runs/s") == ">= 2x MLflow"
+
+
 def test_unavailable_figure_shows_its_reason() -> None:
     from benchmarks import report
     from benchmarks.framework import Figure, Measure, Row

@@ -37,8 +37,10 @@ def figures(ctx: Context) -> tuple[Figure, ...]:
     """Throughput, slowest wait, lost runs and errors of the concurrent write test."""
     title = f"{WRITERS} processes x {_runs_each(ctx)} runs"
     return (
-        Figure("concurrent.runs_per_s", f"{title}: runs/s", "runs/s", mlflow=True),
-        Figure("concurrent.max_wait", f"{title}: slowest run", "s", mlflow=True),
+        Figure("concurrent.runs_per_s", f"{title}: runs/s", "runs/s", Target(">=", 2, True),
+               mlflow=True),
+        Figure("concurrent.max_wait", f"{title}: slowest run", "s", Target(">=", 1, True),
+               mlflow=True),
         Figure("concurrent.lost", f"{title}: runs lost", "count", _NONE_LOST, mlflow=True),
         Figure("concurrent.errors", f"{title}: failed writes", "count", mlflow=True),
     )
