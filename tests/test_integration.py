@@ -101,7 +101,8 @@ def run_tool(args: list[str], *, cwd: Path, env: Mapping[str, str],
 
 
 def runs_by_name(catalog_path: Path) -> dict[str, RunInfo]:
-    """Every run in the catalog by name (names are unique within one test)."""
+    """Every run in the catalog by name (names are unique within one test; a notebook's run
+    is named after it with its number, "standard #1")."""
     catalog = tracker.Catalog(catalog_path)
     frame = catalog.runs(order_by="started_at")
     names = list(frame["name"])
@@ -174,7 +175,7 @@ def test_jupyter_execute_records_the_whole_run(tmp_path: Path, env: dict[str, st
 
     run_tool([str(BIN / "jupyter"), "execute", "standard.ipynb"], cwd=folder, env=env)
 
-    run = runs_by_name(catalog_path)["standard"]
+    run = runs_by_name(catalog_path)["standard #1"]
     assert run.status == "completed"
     assert_standard_run(run, folder, notebook)
     assert run.params == {"alpha": 0.5, "label": "default"}
@@ -213,7 +214,7 @@ def test_files_cleaned_in_place_keep_the_read_content_and_link_the_next_reader(
         run_tool([str(BIN / "jupyter"), "execute", f"{name}.ipynb"], cwd=folder, env=env)
 
     runs = runs_by_name(catalog_path)
-    cleaner, reader = runs["cleaner"], runs["reader"]
+    cleaner, reader = runs["cleaner #1"], runs["reader #1"]
     after = {path.name: path.read_bytes() for path in (folder / "data").iterdir()}
     assert all(after[name] != before[name] for name in before)
     names = sorted(before)
@@ -240,7 +241,7 @@ def test_nbconvert_execute_status_follows_the_last_cell(tmp_path: Path, env: dic
               "fails_middle.ipynb"], cwd=tmp_path, env=env)
 
     runs = runs_by_name(catalog_path)
-    failed, recovered = runs["fails_last"], runs["fails_middle"]
+    failed, recovered = runs["fails_last #1"], runs["fails_middle #1"]
     assert failed.status == "failed"
     assert failed.notebook == str(tmp_path / "fails_last.ipynb")
     assert [(c["success"], c["error_type"]) for c in failed.cells] == [
@@ -310,16 +311,16 @@ def test_nbclient_lineage_and_auto_loading_kernel_config(tmp_path: Path, env: di
         client.execute(env=kernel_env)
 
     runs = runs_by_name(catalog_path)
-    assert set(runs) == {"producer", "consumer"}
-    assert runs["consumer"].notebook == str(consumer)
-    assert runs["consumer"].status == "completed"
-    assert [cell["seq"] for cell in runs["consumer"].cells] == [1, 2]
-    lineage = tracker.Catalog(catalog_path).lineage(runs["consumer"].id)
+    assert set(runs) == {"producer #1", "consumer #1"}
+    assert runs["consumer #1"].notebook == str(consumer)
+    assert runs["consumer #1"].status == "completed"
+    assert [cell["seq"] for cell in runs["consumer #1"].cells] == [1, 2]
+    lineage = tracker.Catalog(catalog_path).lineage(runs["consumer #1"].id)
     upstream = lineage[lineage["direction"] == "upstream"]
-    assert list(upstream["run_id"]) == [runs["producer"].id]
+    assert list(upstream["run_id"]) == [runs["producer #1"].id]
     assert list(upstream["uri"]) == [str(tmp_path / "shared.csv")]
-    downstream = tracker.Catalog(catalog_path).lineage(runs["producer"].id)
-    assert list(downstream["run_id"]) == [runs["consumer"].id]
+    downstream = tracker.Catalog(catalog_path).lineage(runs["producer #1"].id)
+    assert list(downstream["run_id"]) == [runs["consumer #1"].id]
 
 
 def test_nbval_records_each_notebook_and_its_failed_last_cell(
@@ -334,10 +335,10 @@ def test_nbval_records_each_notebook_and_its_failed_last_cell(
 
     runs = runs_by_name(catalog_path)
     # nbval kills its kernels (no atexit): the extension ends each run after its last cell.
-    assert runs["standard"].status == "completed"
-    assert_standard_run(runs["standard"], folder, notebook)
-    assert runs["raises"].status == "failed"
-    assert runs["raises"].cells[-1]["error_type"] == "RuntimeError"
+    assert runs["standard #1"].status == "completed"
+    assert_standard_run(runs["standard #1"], folder, notebook)
+    assert runs["raises #1"].status == "failed"
+    assert runs["raises #1"].cells[-1]["error_type"] == "RuntimeError"
 
 
 def test_plain_ipython_process_records_a_run_without_notebook(
@@ -440,7 +441,7 @@ def test_secrets_reach_neither_the_spool_nor_the_catalog_nor_the_stored_notebook
         assert b"<redacted:str:" in spooled  # the cells are in the spool, redacted
         assert not [secret for secret in secrets if secret in spooled]
 
-    run = runs_by_name(catalog_path)["secrets"]
+    run = runs_by_name(catalog_path)["secrets #1"]
     assert run.params["db_password"].startswith("<redacted:str:") and run.params["rows"] == 3
     assert run.params["github"].startswith("<redacted:str:")
     stored = [a for a in run.artifacts if a["role"] == "notebook"]

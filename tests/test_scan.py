@@ -235,7 +235,7 @@ def kernel_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunInfo, Path,
     client = NotebookClient(nbformat.read(path, as_version=4), timeout=TIMEOUT,
                             kernel_name="python3", resources={"metadata": {"path": str(folder)}})
     client.execute(env=env)
-    runs = tracker.Catalog(catalog_path).runs(where="name = 'scan'")
+    runs = tracker.Catalog(catalog_path).runs(where="name = 'scan #1'")
     return tracker.Catalog(catalog_path).get_run(runs["id"].iloc[0]), folder, catalog_path
 
 
