@@ -500,8 +500,9 @@ class RunTable(w.VBox):
     def close(self) -> None:
         """Stop live updates and close the widget."""
         self._closed = True
-        if self._ticker is not None:
-            self._ticker.stop()
+        ticker = getattr(self, "_ticker", None)  # unset when __init__ never ran (bad options)
+        if ticker is not None:
+            ticker.stop()
         super().close()
 
     # -- callbacks ---------------------------------------------------------------------
