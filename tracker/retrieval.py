@@ -195,10 +195,13 @@ def get_artifact(catalog: Catalog, path_or_uri: str | os.PathLike[str], run: str
                       key=lambda row: (bool(row["output_of_run"]), row["version"]))
     elif version is None:  # the newest version a run outside the trash touched
         rows = [row for row in rows if row["live"]] or rows
+    touched = sorted(row["version"] for row in rows)
     if version is not None:
         rows = [row for row in rows if row["version"] == version]
     if not rows:
         where = f" in run {run}" if run is not None else ""
+        if run is not None and touched:  # the run and the version disagree: say what it has
+            where += f" (it read or wrote version {', '.join(map(str, touched))})"
         which = f"version {version} of " if version is not None else ""
         raise ArtifactNotFoundError(f"no recorded {which}{uri}{where}; 'tracker versions "
                                     f"{uri}' lists the versions the catalog knows")
