@@ -10,9 +10,9 @@ descriptors :mod:`tracker.exchange` (docs/design.md §1).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import functools
 import importlib
+import inspect
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
