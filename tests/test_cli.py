@@ -665,3 +665,24 @@ def test_get_versions_and_du_give_kept_contents_back(
     assert "contents           1 (14 B)" in capsys.readouterr().out
     assert main(["notebook", run.id]) == 1
     assert "has no stored notebook" in capsys.readouterr().err
+
+
+def test_get_version_is_the_version_that_run_read_or_wrote(
+        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, tmp_path: Path) -> None:
+    output = tmp_path / "model.txt"
+    runs = []
+    for text in ("first", "second"):
+        with catalog.start_run(text) as run:
+            output.write_text(text)
+            run.log_output(output)
+        catalog.flush()  # kept before the next run rewrites it
+        runs.append(run.id)
+    back = tmp_path / "back.txt"
+    assert main(["get", runs[1], str(output), "--version", "2", "-o", str(back)]) == 0
+    assert back.read_text() == "second"
+    capsys.readouterr()
+    assert main(["get", runs[0], str(output), "--version", "2", "-o", str(tmp_path / "x")]) == 1
+    assert "it read or wrote version 1" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    code, _, err = _cli(capsys, "get", runs[1], str(output), "--version", "0")
+    assert code == 2 and "must be 1 or more, not 0" in err

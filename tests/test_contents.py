@@ -204,3 +204,69 @@ def test_a_big_output_is_hashed_from_its_kept_copy(catalog: tracker.Catalog, tmp
     with retrieval.get_artifact(catalog, tmp_path / "big.bin").open() as stream:
         assert stream.read() == data
     assert rows["moved.bin"].kept == "changed" and pd.isna(rows["moved.bin"].hash)
+
+
+def test_a_kept_content_missing_from_a_bucket_is_a_lookup_error(
+        bucket: str, catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("team") as run:
+        run.log_output(_write(tmp_path / "scores.csv", b"score\n1\n"))
+    kept = retrieval.get_artifact(catalog, tmp_path / "scores.csv")
+    catalog.content_store.delete(kept.blob or "")  # cleaned from the bucket by hand
+    with pytest.raises(tracker.ArtifactNotFoundError, match="missing from the store"):
+        kept.open()
+    with pytest.raises(tracker.ArtifactNotFoundError, match="missing from the store"):
+        kept.restore(tmp_path / "back.csv")
+
+
+@pytest.mark.parametrize("path", [123, "out\0.csv", ""])
+def test_get_artifact_refuses_what_is_no_path(catalog: tracker.Catalog, path: object) -> None:
+    with pytest.raises(tracker.ArgumentError, match="path_or_uri"):
+        catalog.get_artifact(path)  # type: ignore[arg-type]
+
+
+def _kept(catalog: tracker.Catalog, tmp_path: Path) -> retrieval.KeptFile:
+    with catalog.start_run("writer") as run:
+        run.log_output(_write(tmp_path / "table.csv", b"a\n1\n"))
+    catalog.flush()
+    return catalog.get_artifact(tmp_path / "table.csv")
+
+
+@pytest.mark.parametrize("to", [5, "/tmp/x\0y"])
+def test_restore_refuses_what_is_no_path(catalog: tracker.Catalog, tmp_path: Path,
+                                         to: object) -> None:
+    with pytest.raises(tracker.ArgumentError, match="^to "):
+        _kept(catalog, tmp_path).restore(to)  # type: ignore[arg-type]
+
+
+def test_restore_under_a_file_says_it_cannot_write_there(catalog: tracker.Catalog,
+                                                         tmp_path: Path) -> None:
+    kept = _kept(catalog, tmp_path)
+    with pytest.raises(tracker.ArgumentError, match="cannot write"):
+        kept.restore(tmp_path / "table.csv" / "back.csv")
+
+
+def test_restore_never_touches_a_file_or_link_it_was_not_asked_to(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    kept = _kept(catalog, tmp_path)
+    mine = _write(tmp_path / ".back.csv.restoring", b"my notes")  # the old staging name
+    secret = _write(tmp_path / "secret", b"keep me")
+    os.symlink(secret, tmp_path / ".other.csv.restoring")
+    assert kept.restore(tmp_path / "back.csv").read_bytes() == b"a\n1\n"
+    assert kept.restore(tmp_path / "other.csv").read_bytes() == b"a\n1\n"
+    assert (mine.read_bytes(), secret.read_bytes()) == (b"my notes", b"keep me")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [
+        ".back.csv.restoring", ".other.csv.restoring"]  # nothing staged is left
+
+
+@pytest.mark.parametrize("setting", ["ftp://x/y", "s3://"])
+def test_a_store_setting_tracker_cannot_use_says_what_to_set(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        setting: str) -> None:
+    _kept(catalog, tmp_path)
+    monkeypatch.setenv("TRACKER_STORE", setting)
+    catalog = tracker.Catalog(catalog.path)  # a catalog opened with that setting
+    kept = catalog.get_artifact(tmp_path / "table.csv")
+    for use in (kept.open, kept.read_dataframe, lambda: kept.restore(tmp_path / "b.csv"),
+                lambda: retrieval.disk_usage(catalog)):
+        with pytest.raises(tracker.ArgumentError, match="TRACKER_STORE"):
+            use()

@@ -34,9 +34,11 @@ def test_a_run_round_trips_between_catalogs(catalog: tracker.Catalog, tmp_path: 
     other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
     assert other.import_run(descriptor) == run.id
     before, after = catalog.get_run(run.id), other.get_run(run.id)
-    for field in ("name", "status", "labels", "params", "started_at", "ended_at", "artifacts",
-                  "tags"):
+    for field in ("name", "status", "labels", "params", "started_at", "ended_at", "tags"):
         assert getattr(after, field) == getattr(before, field), field
+    # the file's record travels; its kept content does not (exports carry no contents)
+    assert [{**row, "blob": None, "kept": "not kept"} for row in before.artifacts] == \
+        after.artifacts
     assert after.artifacts[0]["via"] == "call"  # how the file was seen travels with it
     assert after.tags == {"source": "manual", "stage": "draft"}
     assert after.param_history["lr"] == before.param_history["lr"]
@@ -468,3 +470,28 @@ def test_a_notebook_too_big_to_carry_is_referred_to_by_hash_with_a_warning(
     other.import_run(path)
     [kept] = other.get_run(run_id).artifacts  # the record of it, without its content
     assert kept["hash"] == catalog.get_run(run_id).artifacts[0]["hash"]
+
+
+def test_an_import_never_points_a_run_at_kept_contents_it_did_not_carry(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    target = tracker.Catalog(tmp_path / "target" / "catalog.duckdb")
+    private = tmp_path / "private.csv"
+    private.write_text("salary\n100\n")
+    with target.start_run("victim") as victim:
+        victim.log_output(private)
+    target.flush()
+    [theirs] = [a["blob"] for a in target.get_run(victim.id).artifacts]
+    assert theirs  # kept in the target's store
+    out = tmp_path / "out.csv"
+    out.write_text("x\n1\n")
+    with catalog.start_run("source") as run:
+        run.log_output(out)
+    path = catalog.export_run(run.id, tmp_path / "run.json")
+    data = json.loads(path.read_text())
+    data["artifacts"][0].update(blob=theirs, kept="kept")  # edited by hand
+    path.write_text(json.dumps(data))
+    target.import_run(path)
+    [row] = target.get_run(run.id).artifacts
+    assert (row["blob"], row["kept"]) == (None, "not kept")
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
+        target.get_artifact(out, run=run.id).open()

@@ -210,8 +210,18 @@ def test_set_status_ends_a_running_run_whose_process_is_gone(
 def test_set_status_refuses_a_status_tracker_does_not_know(catalog: tracker.Catalog) -> None:
     with catalog.start_run("done") as run:
         pass
-    with pytest.raises(ValueError, match="status must be one of 'running'"):
+    with pytest.raises(ValueError, match=r"status must be one of 'running' \(its process"):
         catalog.set_status(run.id, "finished")
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_set_status_refuses_none_even_when_forced(catalog: tracker.Catalog,
+                                                   force: bool) -> None:
+    with catalog.start_run("done") as run:
+        pass
+    with pytest.raises(tracker.ArgumentError, match="status must be one of 'running'"):
+        catalog.set_status(run.id, None, force=force)  # type: ignore[arg-type]
+    assert catalog.get_run(run.id).status == "completed"
 
 
 def test_purge_removes_a_runs_status_history(catalog: tracker.Catalog) -> None:

@@ -156,3 +156,24 @@ def test_an_artifact_folder_moved_with_its_store_is_found_beside_it(tmp_path: Pa
     # another run's folder, or a folder that is still where it was, is never taken
     assert mlflow_reader.moved_folder(recorded, store, "f" * 32) is None
     assert mlflow_reader.moved_folder(moved.as_uri(), store, run_id) is None
+
+
+def test_a_run_with_a_time_no_date_can_hold_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    store = copy_store("mlruns", tmp_path)
+    run_id = "f2f1a32251cb46f9a8f9a1c4c4c31ab3"
+    # a metric logged with timestamp=time.time_ns() by mistake: far past the year 9999
+    [metric] = Path(store).glob(f"*/{run_id}/metrics/loss")
+    metric.write_text("1767225651500000000 0.5 0\n")
+    report = tracker.import_mlflow(store)
+    assert list(report.skipped) == [run_id]
+    assert "is not a date tracker can store" in report.skipped[run_id]
+    assert len(report.imported) == 8
+    assert len(tracker.runs(include_deleted=True)) == 8
+
+
+def test_a_reader_whose_output_is_not_json_is_refused_naming_its_python(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nprintf 'Welcome \\377\\n'\n")  # chatter, not a record
+    python.chmod(0o755)
+    with pytest.raises(tracker.ArgumentError, match=f"reader run by {python} wrote output"):
+        tracker.import_mlflow(copy_store("mlruns", tmp_path), mlflow_python=python)

@@ -8,6 +8,7 @@ look at the rendered values and at the catalog.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import re
 import subprocess
 import sys
@@ -944,3 +945,16 @@ def test_times_show_seconds_and_name_the_local_zone(catalog: tracker.Catalog) ->
     started = catalog.get_run(ids[0]).started_at.astimezone()
     compared = RunComparison(ids, catalog=catalog).table.value
     assert f"{started:%H:%M:%S} {started:%Z}" in compared
+
+
+def test_show_refuses_an_unknown_option_naming_the_allowed_ones(
+        catalog: tracker.Catalog) -> None:
+    for show in (catalog.show, tracker.show):
+        with pytest.raises(tracker.ArgumentError, match="no option 'bogus'.*page_size, columns"):
+            show(bogus=1)
+
+
+def test_a_table_whose_options_are_refused_closes_quietly() -> None:
+    with pytest.raises(TypeError):
+        RunTable(bogus=1)  # type: ignore[call-arg]
+    gc.collect()  # its __del__ closes it: an error there would fail this test

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
-from tracker.errors import CatalogError
+from tracker.errors import ArgumentError, CatalogError
 from tracker.storage.store import Store
 
 if TYPE_CHECKING:
@@ -403,7 +404,14 @@ class Catalog:
         ``where`` and ``options``) and return it; drawn once, even as a cell's last line."""
         # Looked up when called: the widgets sit above the catalog and import it, so naming
         # them in an import here would close a circle (docs/design.md section 1).
-        table = importlib.import_module("tracker.widgets").RunTable(where, self, **options)
+        table_type = importlib.import_module("tracker.widgets").RunTable
+        allowed = [name for name in inspect.signature(table_type).parameters
+                   if name not in ("where", "catalog")]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ArgumentError(f"show() has no option {', '.join(map(repr, unknown))}; its "
+                                f"options are {', '.join(allowed)}")
+        table = table_type(where, self, **options)
         table.display()
         return table
 

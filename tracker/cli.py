@@ -240,9 +240,16 @@ def _add_yes(sub: argparse.ArgumentParser) -> None:
 
 
 def _non_negative(text: str) -> int:
-    number = int(text)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {number}")
+    return _at_least(int(text), 0)
+
+
+def _positive(text: str) -> int:
+    return _at_least(int(text), 1)
+
+
+def _at_least(number: int, minimum: int) -> int:
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {number}")
     return number
 
 
@@ -781,8 +788,8 @@ def _add_content_commands(commands: _Commands) -> None:
     get.add_argument("path", metavar="PATH", help="the file's path (or URI) as recorded")
     get.add_argument("-o", "--output", metavar="DEST",
                      help="where to write it (default: a file of the same name here)")
-    get.add_argument("--version", metavar="N", type=_non_negative,
-                     help="that version of the file instead of the run's")
+    get.add_argument("--version", metavar="N", type=_positive,
+                     help="that version of the file (one the run read or wrote)")
     get.add_argument("--force", action="store_true", help="replace DEST if it exists")
     versions = commands.add("versions", _cmd_versions, "list the recorded versions of a file",
                             "tracker versions results/model.pkl")
@@ -800,8 +807,8 @@ def _add_content_commands(commands: _Commands) -> None:
 def _cmd_get(args: argparse.Namespace) -> int:
     from tracker import retrieval
 
-    kept = retrieval.get_artifact(_catalog(args), args.path,
-                                  run=None if args.version else args.ref, version=args.version)
+    kept = retrieval.get_artifact(_catalog(args), args.path, run=args.ref,
+                                  version=args.version)
     written = _restore(kept, args.output, args.force)
     print(f"{written} (version {kept.version} of {kept.uri}, {_size_text(kept.size)})")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import events
+from tracker.errors import ArgumentError
 from tracker.events import Event, Spooled
 from tracker.storage import recovery
 from tracker.storage.spools import Reject
@@ -135,7 +136,7 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
         return {"kept": keeping.UNREADABLE}
     try:
         store = catalog.content_store
-    except ValueError:  # TRACKER_STORE names no usable store (boto3 missing, no bucket)
+    except ArgumentError:  # TRACKER_STORE names no usable store (boto3 missing, no bucket)
         return {"kept": keeping.NOT_KEPT}
     try:
         kept = contents.keep_file(

@@ -261,7 +261,8 @@ def _keep_notebooks(catalog: Catalog, data: dict[str, Any]) -> list[dict[str, An
     """Store the notebooks the descriptor carries as this catalog's blobs (redacted, as any
     stored notebook is) and return the artifacts pointing at them. A notebook is refused
     unless its text has the hash its blob name says: a file edited by hand could otherwise
-    put other content under a name every reader trusts."""
+    put other content under a name every reader trusts. Any other blob is dropped: exports
+    carry no kept contents, and a row naming one would show the run another run's bytes."""
     renamed: dict[str, dict[str, Any]] = {}
     for index, row in enumerate(data["notebooks"]):
         content = row["content"].encode()
@@ -269,8 +270,16 @@ def _keep_notebooks(catalog: Catalog, data: dict[str, Any]) -> list[dict[str, An
             raise DescriptorError(f"notebooks[{index}].content does not match its blob name "
                                   f"{row['blob']}; re-export the run", field="notebooks")
         renamed[row["blob"]] = _store_blob(catalog, content)
-    return [{**row, **renamed[row["blob"]]} if row["blob"] in renamed else row
-            for row in data["artifacts"]]
+    return [_backed(row, renamed) for row in data["artifacts"]]
+
+
+def _backed(row: dict[str, Any], stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An artifact row pointing only at what this import stored (a carried notebook)."""
+    if row["role"] == "notebook" and row.get("blob") in stored:
+        return {**row, **stored[row["blob"]]}
+    if row.get("blob") is None and row.get("kept") != "kept":
+        return row
+    return {**row, "blob": None, "kept": "not kept"}
 
 
 def _store_blob(catalog: Catalog, content: bytes) -> dict[str, Any]:

@@ -86,6 +86,14 @@ def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None
             run.name = changes["name"]
 
 
+#: Each status, and what it means (shown when a status is refused).
+STATUS_MEANINGS: dict[str, str] = {
+    models.RUNNING: "its process is still going",
+    models.COMPLETED: "it ended as it should",
+    models.FAILED: "it ended with an error",
+    models.CRASHED: "its process died without ending it",
+}
+
 #: What a status set by hand may be, by the run's status now (``force=True`` skips the rules):
 #: a finished run never runs again, and ``crashed`` is tracker's finding that a run's process
 #: died, not a verdict a person gives. A running run is ended by its own process, or by hand
@@ -100,7 +108,10 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) -> RunInfo:
     """See :meth:`tracker.Catalog.set_status`."""
-    arguments.choice(status, "status", {name: "" for name in models.STATUSES})
+    if not isinstance(status, str):  # choice() lets None through, and NULL breaks the row
+        raise ArgumentError(f"status must be one of {', '.join(map(repr, models.STATUSES))}; "
+                            f"not {status!r:.60}")
+    arguments.choice(status, "status", STATUS_MEANINGS)
     if not isinstance(force, bool):
         raise ArgumentError(f"force must be True or False, not {force!r:.60}")
     prepare_read(catalog)

@@ -168,8 +168,12 @@ def _read(uri: str, python: str) -> Iterator[dict[str, Any]]:
                             "that has MLflow (--mlflow-python)")
     if done.returncode != 0:
         raise ArgumentError(f"MLflow could not read {uri}: {reason or 'no reason given'}")
-    for line in done.stdout.decode("utf-8").splitlines():
-        yield json.loads(line)
+    try:
+        records = [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both
+        raise ArgumentError(f"the MLflow reader run by {python} wrote output tracker cannot "
+                            f"read ({exc}); is {python} a Python with MLflow?") from None
+    yield from records
 
 
 def _reason(stderr: str) -> str:
@@ -273,7 +277,13 @@ def _runs(count: int) -> str:
 
 
 def _time(millis: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc)
+    """An MLflow time (ms since the epoch); one no datetime can hold (e.g. nanoseconds logged
+    by mistake) refuses only its run."""
+    try:
+        return dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise DescriptorError(f"time {millis!r:.30} ms is not a date tracker can store "
+                              "(years 1-9999)") from None
 
 
 def _now() -> dt.datetime:

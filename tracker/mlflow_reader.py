@@ -88,7 +88,8 @@ def _pages(search: Any) -> Iterator[Any]:
 
 
 def _emit(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # ASCII JSON reads back whatever encoding the reader's python gives its stdout
+    sys.stdout.write(json.dumps(record) + "\n")
 
 
 def _histories(client: Any, runs: list[Any]) -> dict[str, list[list[Any]]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,26 +68,33 @@ class KeptFile:
         from tracker.storage import contents
 
         blob = self._blob()
-        dest = Path(os.path.expanduser(os.fspath(to))) if to is not None else Path(self.uri)
+        dest = Path(os.path.expanduser(arguments.path(to, "to"))) if to is not None \
+            else Path(self.uri)
         if dest.is_dir():
             dest = dest / Path(self.uri).name
         if dest.exists() and not overwrite:
-            raise ArgumentError(f"{dest} exists; pass overwrite=True (--force) to replace it, "
-                                "or choose another destination")
-        partial = dest.with_name(f".{dest.name}.restoring")
+            raise _exists(dest)
+        staged: Path | None = None
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
+            # a fresh file of a name nobody has (O_EXCL): never a user's file or a symlink
+            fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+            os.close(fd)
+            staged = Path(name)
             with self._readable():
                 if contents.is_key(blob):
-                    self.catalog.content_store.restore(blob, partial)
+                    self.catalog.content_store.restore(blob, staged)
                 else:
-                    contents.copy_file(self.catalog.blob_dir / blob, partial)
-            os.replace(partial, dest)
+                    contents.copy_file(self.catalog.blob_dir / blob, staged)
+            os.chmod(staged, 0o644)  # mkstemp's 0600 is not what a restored file had
+            _publish(staged, dest, overwrite=overwrite)
         except OSError as exc:
             raise ArgumentError(f"cannot write {dest} ({exc.strerror or exc}); choose another "
                                 "destination") from None
         finally:
-            partial.unlink(missing_ok=True)
+            if staged is not None:
+                with contextlib.suppress(OSError):
+                    staged.unlink(missing_ok=True)
         return dest
 
     def read_dataframe(self, **options: Any) -> pd.DataFrame:
@@ -129,6 +137,23 @@ class KeptFile:
         return self.blob
 
 
+def _exists(dest: Path) -> ArgumentError:
+    return ArgumentError(f"{dest} exists; pass overwrite=True (--force) to replace it, or "
+                         "choose another destination")
+
+
+def _publish(staged: Path, dest: Path, *, overwrite: bool) -> None:
+    """Put the restored file at ``dest``: replacing what is there only with ``overwrite``;
+    else a hard link, which fails (FileExistsError) if ``dest`` appeared meanwhile."""
+    if overwrite:
+        os.replace(staged, dest)
+        return
+    try:
+        os.link(staged, dest, follow_symlinks=False)
+    except FileExistsError:
+        raise _exists(dest) from None
+
+
 _VERSION_ROWS = """
 SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, a.producer_run_id,
        list(DISTINCT ra.run_id ORDER BY ra.run_id) FILTER (WHERE ra.run_id IS NOT NULL) AS runs,
@@ -143,8 +168,7 @@ GROUP BY ALL ORDER BY a.version
 
 
 def _uri(path_or_uri: str | os.PathLike[str]) -> str:
-    text = os.fspath(path_or_uri)
-    arguments.text(text, "path_or_uri", "'model.pkl'")
+    text = arguments.path(path_or_uri, "path_or_uri")
     return text if "://" in text else os.path.realpath(os.path.expanduser(text))
 
 
@@ -171,10 +195,13 @@ def get_artifact(catalog: Catalog, path_or_uri: str | os.PathLike[str], run: str
                       key=lambda row: (bool(row["output_of_run"]), row["version"]))
     elif version is None:  # the newest version a run outside the trash touched
         rows = [row for row in rows if row["live"]] or rows
+    touched = sorted(row["version"] for row in rows)
     if version is not None:
         rows = [row for row in rows if row["version"] == version]
     if not rows:
         where = f" in run {run}" if run is not None else ""
+        if run is not None and touched:  # the run and the version disagree: say what it has
+            where += f" (it read or wrote version {', '.join(map(str, touched))})"
         which = f"version {version} of " if version is not None else ""
         raise ArtifactNotFoundError(f"no recorded {which}{uri}{where}; 'tracker versions "
                                     f"{uri}' lists the versions the catalog knows")

@@ -300,9 +300,9 @@ class RunTable(w.VBox):
     def _filter_changed(self) -> None:
         self.offset = 0
         self.refresh()
-        view = self.view
-        if hasattr(view, "set_filter"):  # open charts follow the filter (tracker.widgets.charts)
-            view.set_filter(self._where)
+        follow = getattr(self.view, "set_filter", None)
+        if follow is not None:  # open charts follow the filter (tracker.widgets.charts)
+            follow(self._where)
 
     def sort_by(self, key: str, *, descending: bool | None = None) -> None:
         """Sort by a field (``"metrics.acc"``); None flips the direction of the current key."""
@@ -500,8 +500,9 @@ class RunTable(w.VBox):
     def close(self) -> None:
         """Stop live updates and close the widget."""
         self._closed = True
-        if self._ticker is not None:
-            self._ticker.stop()
+        ticker = getattr(self, "_ticker", None)  # unset when __init__ never ran (bad options)
+        if ticker is not None:
+            ticker.stop()
         super().close()
 
     # -- callbacks ---------------------------------------------------------------------

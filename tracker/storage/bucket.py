@@ -9,12 +9,15 @@ already present is not uploaded again (its name is its BLAKE3 hash).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from tracker.errors import ArgumentError
 from tracker.storage.contents import Entry, is_key
 
 ENDPOINT_VARIABLE = "TRACKER_STORE_ENDPOINT"
@@ -35,12 +38,13 @@ class BucketStore:
     def from_url(cls, url: str) -> BucketStore:
         parsed = urlparse(url)
         if not parsed.netloc:
-            raise ValueError(f"{url[:80]!r} names no bucket; use s3://bucket/prefix")
+            raise ArgumentError(f"TRACKER_STORE={url[:80]!r} names no bucket; set it to "
+                                "s3://bucket/prefix")
         try:
             import boto3
         except ImportError:
-            raise ValueError("kept contents in a bucket need boto3: pip install "
-                             "'tracker[bucket]'") from None
+            raise ArgumentError("kept contents in a bucket (TRACKER_STORE) need boto3: pip "
+                                "install 'tracker[bucket]', or unset TRACKER_STORE") from None
         endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
         return cls(parsed.netloc, parsed.path, boto3.client("s3", endpoint_url=endpoint))
 
@@ -51,12 +55,23 @@ class BucketStore:
 
     def has(self, key: str) -> bool:
         try:
-            self._client.head_object(Bucket=self.bucket, Key=self._name(key))
+            with self._missing(key):
+                self._client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _missing(self, key: str) -> Iterator[None]:
+        """botocore's ClientError as OSError: FileNotFoundError for a missing object, as a
+        folder store raises, so callers need not know botocore."""
+        try:
+            yield
         except self._client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                raise FileNotFoundError(errno.ENOENT, "no such object in the bucket",
+                                        f"{self.location}/{key}") from None
             raise OSError(f"{self.location}: {exc}") from None
-        return True
 
     def add(self, staged: Path, key: str) -> None:
         try:
@@ -66,12 +81,14 @@ class BucketStore:
         staged.unlink()
 
     def open(self, key: str) -> IO[bytes]:
-        body: IO[bytes] = self._client.get_object(Bucket=self.bucket,
-                                                  Key=self._name(key))["Body"]
+        with self._missing(key):
+            body: IO[bytes] = self._client.get_object(Bucket=self.bucket,
+                                                      Key=self._name(key))["Body"]
         return body
 
     def restore(self, key: str, dest: Path) -> None:
-        self._client.download_file(self.bucket, self._name(key), str(dest))
+        with self._missing(key):
+            self._client.download_file(self.bucket, self._name(key), str(dest))
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._name(key))

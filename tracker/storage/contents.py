@@ -186,8 +186,10 @@ def _key(info: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def copy_file(source: Path, dest: Path) -> None:
-    """Copy ``source`` to ``dest`` the fastest way the file systems allow."""
-    with open(source, "rb") as src, open(dest, "wb") as out:
+    """Copy ``source`` to ``dest`` the fastest way the file systems allow; a symlink at
+    ``dest`` is refused, never followed (restoring writes nowhere else than it was told)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(source, "rb") as src, open(os.open(dest, flags, 0o600), "wb") as out:
         _copy_fd(src.fileno(), out.fileno(), os.fstat(src.fileno()).st_size)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tracker.errors import ArgumentError
 from tracker.storage.contents import ContentStore, FolderStore
 
 __all__ = ["STORE_VARIABLE", "open_store"]
@@ -25,6 +26,7 @@ def open_store(blob_dir: Path, setting: str | None = None) -> ContentStore:
 
         return BucketStore.from_url(setting)
     if "://" in setting:
-        raise ValueError(f"{STORE_VARIABLE}={setting[:80]!r}: only s3:// buckets and folders "
-                         "can hold kept contents")
+        raise ArgumentError(f"{STORE_VARIABLE}={setting[:80]!r}: only s3:// buckets and "
+                            f"folders can hold kept contents; set {STORE_VARIABLE} to "
+                            "s3://bucket/prefix or a folder, or unset it")
     return FolderStore(Path(os.path.expanduser(setting)), shared=True)
