@@ -92,12 +92,14 @@ class FolderStore:
         return self.folder / _check_key(key)
 
     def has(self, key: str) -> bool:
-        return self.path(key).is_file()
+        """Whether the content is stored; if so its mtime becomes now, so that a purge does
+        not take it for an old unreferenced content while a run is about to reference it."""
+        return refresh(self.path(key))
 
     def add(self, staged: Path, key: str) -> None:
         """Move a verified staged copy in under its key (the same content: the first stays)."""
         target = self.path(key)
-        if target.exists():
+        if refresh(target):
             staged.unlink()
             return
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -128,6 +130,18 @@ class FolderStore:
             if is_key(item.name) and item.is_file(follow_symlinks=False):
                 info = item.stat(follow_symlinks=False)
                 yield Entry(item.name, info.st_size, info.st_mtime)
+
+
+def refresh(path: Path) -> bool:
+    """Whether ``path`` is a stored file, its mtime set to now: purge removes only contents
+    unreferenced *and* untouched for an hour, so one a run reuses survives until it commits."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except PermissionError:  # a shared store's content of another user: purge leaves those
+        pass
+    return path.is_file()
 
 
 def staging_dir(blob_dir: Path) -> Path:
