@@ -152,6 +152,15 @@ def test_a_writer_commits_what_live_processes_spooled_and_tells_them(
     assert _metrics(store) == [("theirs", 0.5)]
 
 
+def test_a_bad_live_spool_never_blocks_another_writer(store: Store, live_pid: int) -> None:
+    # An int no float can hold raises OverflowError, not one of the catalog's data errors.
+    bad = [*_started("theirs", live_pid), [3, "metric", "theirs", "loss", 10**400, 2, 1.0]]
+    spool = _spool(store, live_pid, bad)
+    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert _runs(store) == [("mine", "running")]  # theirs is left to its owner to write
+    assert not spools.written_path(spool).exists()
+
+
 def test_a_live_spool_is_taken_up_to_a_gap_a_file_to_hash_or_a_torn_line(
         store: Store, live_pid: int) -> None:
     now = time.time()

@@ -106,8 +106,9 @@ def apply_together(con: Any, batch: Batch,
     """Apply ``batch`` and ``others`` (events other, live processes spooled and are waiting to
     write: group commit, docs/design.md §6) in one transaction; return ``batch``'s events no
     run could take, and each of the others' runs with its last sequence number now committed.
-    None, with nothing applied, when the catalog refuses any of it: their owners then write
-    (and quarantine) their own events."""
+    None, with nothing applied, when anything in it fails: their owners then write (and
+    quarantine) their own events. Any error, not only a data error: one bad foreign spool must
+    never block this writer's own batch (alone, :func:`apply_all` raises a genuine I/O error)."""
     foreign = {item.run_id for item in others}
     con.execute("BEGIN")
     try:
@@ -116,12 +117,10 @@ def apply_together(con: Any, batch: Batch,
             "SELECT id, spool_seq FROM runs WHERE list_contains(?, id) AND spool_seq IS NOT NULL",
             [sorted(foreign)]).fetchall())
         con.execute("COMMIT")
-    except Exception as exc:
+    except Exception:
         with contextlib.suppress(Exception):
             con.execute("ROLLBACK")
-        if _data_error(exc):
-            return None
-        raise
+        return None
     return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless if run_id not in foreign], committed
 
