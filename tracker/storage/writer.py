@@ -393,8 +393,21 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
 
 def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) -> None:
     """Apply tag changes ``(run_id, key, value, epoch seconds)`` in order: a value replaces the
-    run's tag of that key, None removes it. Keys and values are bound, never SQL text."""
+    run's tag of that key, None removes it, unless the stored tag was set later (another
+    process's flush may bring an older change after a newer one). Keys and values are bound,
+    never SQL text."""
     final = {(run_id, key): (value, ts) for run_id, key, value, ts in changes}  # last one wins
+    run_ids, keys = (list(column) for column in zip(*final, strict=True))
+    stored = {(run_id, key): set_at for run_id, key, set_at in con.execute(
+        "SELECT tags.run_id, tags.key, epoch(tags.set_at) FROM tags, (SELECT "
+        "unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS key) changed "
+        "WHERE tags.run_id = changed.run_id AND tags.key = changed.key",
+        [run_ids, keys]).fetchall()}
+    # set_at holds microseconds: a change within one of the stored time is not older than it
+    final = {name: (value, ts) for name, (value, ts) in final.items()
+             if name not in stored or ts >= stored[name] - 1e-6}
+    if not final:
+        return
     run_ids, keys = (list(column) for column in zip(*final, strict=True))
     con.execute("DELETE FROM tags USING (SELECT unnest(?::VARCHAR[]) AS run_id, "
                 "unnest(?::VARCHAR[]) AS key) changed "
