@@ -195,6 +195,22 @@ def test_set_status_does_not_end_a_run_whose_process_is_alive(
     run.end()
 
 
+def test_a_run_ending_after_its_status_was_set_by_hand_keeps_both_in_its_history(
+        catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("forced")
+    catalog.flush()
+    catalog.set_status(run.id, "failed", force=True)
+    run.end()  # its own process ends it later: the later event wins, and both are history
+    catalog.flush()
+    info = catalog.get_run(run.id)
+    assert info.status == "completed"
+    assert [(change["old_status"], change["new_status"], change["forced"])
+            for change in info.status_history] == [("running", "failed", True),
+                                                   ("failed", "completed", False)]
+    assert (info.status_history[1]["username"], info.status_history[1]["host"]) == (
+        info.user, info.host)
+
+
 def test_set_status_ends_a_running_run_whose_process_is_gone(
         catalog: tracker.Catalog) -> None:
     with catalog.start_run("orphan") as run:

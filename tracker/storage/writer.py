@@ -333,6 +333,7 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
                      known.metric_keys)
     if rows.new_runs:
         _insert_runs(con, rows.new_runs)
+    _record_ends_after_hand(con, rows.updates)
     for run_id, updates in rows.updates:
         _update_run(con, run_id, updates)
     if rows.cells:
@@ -343,6 +344,24 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
         _insert_environment(con, env_id, data)
     for artifact in rows.artifacts:
         _link_artifact(con, *artifact)
+
+
+def _record_ends_after_hand(con: Any, updates: list[tuple[str, dict[str, Any]]]) -> None:
+    """A run's own end arriving after its status was set by hand (tracker.set_status) wins,
+    as the later event, and is kept in the status history beside the hand-set change: from
+    that status to the process's, by the run's user on its host, not forced."""
+    ended = [(run_id, state["status"], state["ended_at"]) for run_id, state in updates
+             if "status" in state and state.get("ended_at") is not None]
+    if not ended:
+        return
+    ids, statuses, times = (list(column) for column in zip(*ended, strict=True))
+    con.execute(
+        "INSERT INTO status_changes SELECT r.id, r.status, e.status, r.username, r.host, "
+        "to_timestamp(e.ts), false FROM runs r, (SELECT unnest(?::VARCHAR[]) AS id, "
+        "unnest(?::VARCHAR[]) AS status, unnest(?::DOUBLE[]) AS ts) e "
+        "WHERE r.id = e.id AND r.status <> e.status "
+        "AND EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = r.id)",
+        [ids, statuses, times])
 
 
 def _merged(stored: str | None, new: dict[str, Any]) -> str:
