@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import tracker
-from tracker import retrieval
+from tracker import delivery, hashing, retrieval
 from tracker.storage import contents
 
 
@@ -204,3 +204,24 @@ def test_a_big_output_is_hashed_from_its_kept_copy(catalog: tracker.Catalog, tmp
     with retrieval.get_artifact(catalog, tmp_path / "big.bin").open() as stream:
         assert stream.read() == data
     assert rows["moved.bin"].kept == "changed" and pd.isna(rows["moved.bin"].hash)
+
+
+def test_a_bucket_out_of_reach_is_retried_later_never_judged_unreadable(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    pytest.importorskip("boto3")
+    with socket.socket() as probe:  # a port nothing listens on: the network is down
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_MAX_ATTEMPTS", "1"),
+                        ("TRACKER_STORE_ENDPOINT", closed),
+                        ("TRACKER_STORE", "s3://team-contents/tracker")):
+        monkeypatch.setenv(name, value)
+    path = str(_write(tmp_path / "scores.csv", b"score\n1\n"))
+    # An OSError out of preparing a batch leaves its events pending, to be written later
+    # (not quarantined, not recorded as a content that could not be read).
+    with pytest.raises(contents.StoreUnavailable, match="unavailable"):
+        delivery.keep_content(catalog, path, hashing.file_facts(path).fields(), None)
+    assert not list(contents.staging_dir(catalog.blob_dir).iterdir())  # no copy left behind

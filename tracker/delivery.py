@@ -144,8 +144,9 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
     except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
         return {"kept": keeping.CHANGED}
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise  # the store is full: the batch waits and is tried again
+        if isinstance(exc, contents.StoreUnavailable) or exc.errno in (errno.ENOSPC,
+                                                                        errno.EDQUOT):
+            raise  # the store is full or out of reach: the batch waits and is tried again
         return {"kept": keeping.UNREADABLE}
     return {"kept": keeping.KEPT, "blob": kept.key, "hash": kept.fast_hash}
 

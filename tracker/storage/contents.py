@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 __all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "is_key", "keep_file"]
+           "StoreUnavailable", "is_key", "keep_file"]
 
 KEY_PREFIX = "blake3-"
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -36,6 +36,11 @@ _HEX = frozenset("0123456789abcdef")
 
 class ContentChanged(OSError):
     """The file changed while (or since) it was looked at: its bytes are not the recorded ones."""
+
+
+class StoreUnavailable(OSError):
+    """The store cannot be reached or refused the request now (a bucket's network or server
+    error): like a full disk, the batch waits and is tried again; nothing is judged unreadable."""
 
 
 class Kept(NamedTuple):
