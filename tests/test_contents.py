@@ -123,6 +123,21 @@ def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path)
     assert kept.key == contents.hash_contents(store.path(kept.key))[0]
 
 
+def test_a_copy_the_file_system_cuts_short_is_finished_by_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some FUSE and NFS mounts: copy_file_range copies part of a file, then returns 0.
+    real = os.copy_file_range
+
+    def stops_early(src: int, dst: int, count: int, offset_src: int, offset_dst: int) -> int:
+        return 0 if offset_src else real(src, dst, min(count, 4), offset_src, offset_dst)
+
+    monkeypatch.setattr(os, "copy_file_range", stops_early)
+    store = contents.FolderStore(tmp_path / "store")
+    source = _write(tmp_path / "data.bin", b"a content that did not change")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert store.path(kept.key).read_bytes() == b"a content that did not change"
+
+
 def test_a_missing_version_says_how_to_list_them(catalog: tracker.Catalog,
                                                  tmp_path: Path) -> None:
     with catalog.start_run("one") as run:

@@ -222,10 +222,11 @@ def _copy_fd(src: int, out: int, size: int) -> None:
     try:
         while done < size:
             copied = os.copy_file_range(src, out, size - done, done, done)
-            if copied == 0:
+            if copied == 0:  # some FUSE and NFS mounts stop early: copied again below
                 break
             done += copied
-        return
+        if done == size:
+            return
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or done:
             raise
