@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,6 +138,24 @@ def test_a_copy_the_file_system_cuts_short_is_finished_by_reading(
     source = _write(tmp_path / "data.bin", b"a content that did not change")
     kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
     assert store.path(kept.key).read_bytes() == b"a content that did not change"
+
+
+def test_a_failed_copy_into_a_store_on_another_device_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system (/dev/shm) beside the temporary folder")
+    shared = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        store = contents.FolderStore(shared, shared=True)
+        source = _write(tmp_path / "data.bin", b"content")
+        key = contents.hash_contents(source)[0]
+        (shared / key / "in-the-way").mkdir(parents=True)  # the final rename fails
+        with pytest.raises(OSError):
+            contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+        assert sorted(path.name for path in shared.iterdir()) == [key]
+        assert list(tmp_path.glob(".*.part")) == []
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_missing_version_says_how_to_list_them(catalog: tracker.Catalog,

@@ -115,8 +115,11 @@ class FolderStore:
                 raise
             # A shared folder on another device: copied under a temporary name, then renamed.
             partial = self.folder / f".{staged.name}"
-            copy_file(staged, partial)
-            os.replace(partial, target)
+            try:
+                copy_file(staged, partial)
+                os.replace(partial, target)
+            finally:  # a failed copy (a full disk, retried later) leaves no partial behind
+                partial.unlink(missing_ok=True)
             staged.unlink()
 
     def open(self, key: str) -> IO[bytes]:
