@@ -148,6 +148,8 @@ class _Rows:
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
         self.tags: list[tuple[str, str, str | None, float]] = []
+        # runs' own ends arriving after a status set by hand: (run_id, status, epoch seconds)
+        self.ends_after_hand: list[tuple[str, str, float]] = []
 
 
 def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
@@ -199,11 +201,12 @@ class _Known:
 # One statement for the three look-ups: each cost ~1-1.5 ms (planning, mostly), the data
 # little. Keys are checked for the whole batch, before knowing which events are new.
 _KNOWN = (
-    "SELECT 'run', id, spool_seq, params::VARCHAR, metrics::VARCHAR FROM runs "
+    "SELECT 'run', id, spool_seq, params::VARCHAR, metrics::VARCHAR, "
+    "EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = runs.id) FROM runs "
     "WHERE list_contains($runs, id) "
-    "UNION ALL SELECT 'param', key, NULL, kind, NULL FROM param_keys "
+    "UNION ALL SELECT 'param', key, NULL, kind, NULL, NULL FROM param_keys "
     "WHERE list_contains($params, key) "
-    "UNION ALL SELECT 'metric', key, NULL, NULL, NULL FROM metric_keys "
+    "UNION ALL SELECT 'metric', key, NULL, NULL, NULL, NULL FROM metric_keys "
     "WHERE list_contains($metrics, key)")
 
 
@@ -212,10 +215,11 @@ def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch) -> _Known:
     metrics = sorted({item.event.key for item in batch
                       if isinstance(item.event, events.Metric)})
     known = _Known()
-    for table, key, seq, text, metrics_text in con.execute(
+    for table, key, seq, text, metrics_text, by_hand in con.execute(
             _KNOWN, {"runs": list(by_run), "params": params, "metrics": metrics}).fetchall():
         if table == "run":
-            known.runs[key] = {"spool_seq": seq, "params": text, "metrics": metrics_text}
+            known.runs[key] = {"spool_seq": seq, "params": text, "metrics": metrics_text,
+                               "by_hand": by_hand}
         elif table == "param":
             known.param_keys.add((key, text))
         else:
@@ -257,6 +261,8 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             state.update(event.attrs)
         elif isinstance(event, events.End):
             state.update(status=event.status, ended_at=event.ts, error=event.error)
+            if row is not None and row.get("by_hand"):
+                rows.ends_after_hand.append((run_id, event.status, event.ts))
     if row is None and "id" not in state:  # nothing to attach them to
         _truncate(rows, *start)
         return False
@@ -333,7 +339,8 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
                      known.metric_keys)
     if rows.new_runs:
         _insert_runs(con, rows.new_runs)
-    _record_ends_after_hand(con, rows.updates)
+    if rows.ends_after_hand:
+        _record_ends_after_hand(con, rows.ends_after_hand)
     for run_id, updates in rows.updates:
         _update_run(con, run_id, updates)
     if rows.cells:
@@ -346,22 +353,17 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
         _link_artifact(con, *artifact)
 
 
-def _record_ends_after_hand(con: Any, updates: list[tuple[str, dict[str, Any]]]) -> None:
+def _record_ends_after_hand(con: Any, ends: list[tuple[str, str, float]]) -> None:
     """A run's own end arriving after its status was set by hand (tracker.set_status) wins,
     as the later event, and is kept in the status history beside the hand-set change: from
-    that status to the process's, by the run's user on its host, not forced."""
-    ended = [(run_id, state["status"], state["ended_at"]) for run_id, state in updates
-             if "status" in state and state.get("ended_at") is not None]
-    if not ended:
-        return
-    ids, statuses, times = (list(column) for column in zip(*ended, strict=True))
+    that status to the process's, by the run's user on its host, not forced. Before the
+    run's row is updated: the stored status is the one set by hand."""
+    ids, statuses, times = (list(column) for column in zip(*ends, strict=True))
     con.execute(
         "INSERT INTO status_changes SELECT r.id, r.status, e.status, r.username, r.host, "
         "to_timestamp(e.ts), false FROM runs r, (SELECT unnest(?::VARCHAR[]) AS id, "
         "unnest(?::VARCHAR[]) AS status, unnest(?::DOUBLE[]) AS ts) e "
-        "WHERE r.id = e.id AND r.status <> e.status "
-        "AND EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = r.id)",
-        [ids, statuses, times])
+        "WHERE r.id = e.id AND r.status <> e.status", [ids, statuses, times])
 
 
 def _merged(stored: str | None, new: dict[str, Any]) -> str:
@@ -417,24 +419,20 @@ def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) 
     never SQL text."""
     final = {(run_id, key): (value, ts) for run_id, key, value, ts in changes}  # last one wins
     run_ids, keys = (list(column) for column in zip(*final, strict=True))
-    stored = {(run_id, key): set_at for run_id, key, set_at in con.execute(
-        "SELECT tags.run_id, tags.key, epoch(tags.set_at) FROM tags, (SELECT "
-        "unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS key) changed "
-        "WHERE tags.run_id = changed.run_id AND tags.key = changed.key",
-        [run_ids, keys]).fetchall()}
+    values_, times = (list(column) for column in zip(*final.values(), strict=True))
     # set_at holds microseconds: a change within one of the stored time is not older than it
-    final = {name: (value, ts) for name, (value, ts) in final.items()
-             if name not in stored or ts >= stored[name] - 1e-6}
-    if not final:
-        return
-    run_ids, keys = (list(column) for column in zip(*final, strict=True))
     con.execute("DELETE FROM tags USING (SELECT unnest(?::VARCHAR[]) AS run_id, "
-                "unnest(?::VARCHAR[]) AS key) changed "
-                "WHERE tags.run_id = changed.run_id AND tags.key = changed.key", [run_ids, keys])
-    kept = [(run_id, key, value, ts) for (run_id, key), (value, ts) in final.items()
-            if value is not None]
-    if kept:
-        _insert(con, "tags", kept)
+                "unnest(?::VARCHAR[]) AS key, unnest(?::DOUBLE[]) AS ts) changed "
+                "WHERE tags.run_id = changed.run_id AND tags.key = changed.key "
+                "AND epoch(tags.set_at) <= changed.ts + 1e-6", [run_ids, keys, times])
+    if any(value is not None for value in values_):  # where a newer tag stayed, it stays
+        con.execute("INSERT INTO tags (run_id, key, value, set_at) "
+                    "SELECT run_id, key, value, to_timestamp(ts) FROM (SELECT "
+                    "unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS key, "
+                    "unnest(?::VARCHAR[]) AS value, unnest(?::DOUBLE[]) AS ts) changed "
+                    "WHERE value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tags "
+                    "WHERE tags.run_id = changed.run_id AND tags.key = changed.key)",
+                    [run_ids, keys, values_, times])
 
 
 def _insert_keys(con: Any, table: str, keys: set[tuple[str, ...]],
