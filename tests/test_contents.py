@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pandas as pd
 import pytest
 
 import tracker
-from tracker import retrieval
+from tracker import delivery, hashing, retrieval
 from tracker.storage import contents
 
 
@@ -121,6 +123,39 @@ def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path)
     kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
     assert store.path(kept.key).read_bytes() == b"content"
     assert kept.key == contents.hash_contents(store.path(kept.key))[0]
+
+
+def test_a_copy_the_file_system_cuts_short_is_finished_by_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some FUSE and NFS mounts: copy_file_range copies part of a file, then returns 0.
+    real = os.copy_file_range
+
+    def stops_early(src: int, dst: int, count: int, offset_src: int, offset_dst: int) -> int:
+        return 0 if offset_src else real(src, dst, min(count, 4), offset_src, offset_dst)
+
+    monkeypatch.setattr(os, "copy_file_range", stops_early)
+    store = contents.FolderStore(tmp_path / "store")
+    source = _write(tmp_path / "data.bin", b"a content that did not change")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert store.path(kept.key).read_bytes() == b"a content that did not change"
+
+
+def test_a_failed_copy_into_a_store_on_another_device_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system (/dev/shm) beside the temporary folder")
+    shared = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        store = contents.FolderStore(shared, shared=True)
+        source = _write(tmp_path / "data.bin", b"content")
+        key = contents.hash_contents(source)[0]
+        (shared / key / "in-the-way").mkdir(parents=True)  # the final rename fails
+        with pytest.raises(OSError):
+            contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+        assert sorted(path.name for path in shared.iterdir()) == [key]
+        assert list(tmp_path.glob(".*.part")) == []
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_missing_version_says_how_to_list_them(catalog: tracker.Catalog,
@@ -270,3 +305,24 @@ def test_a_store_setting_tracker_cannot_use_says_what_to_set(
                 lambda: retrieval.disk_usage(catalog)):
         with pytest.raises(tracker.ArgumentError, match="TRACKER_STORE"):
             use()
+
+
+def test_a_bucket_out_of_reach_is_retried_later_never_judged_unreadable(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    pytest.importorskip("boto3")
+    with socket.socket() as probe:  # a port nothing listens on: the network is down
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_MAX_ATTEMPTS", "1"),
+                        ("TRACKER_STORE_ENDPOINT", closed),
+                        ("TRACKER_STORE", "s3://team-contents/tracker")):
+        monkeypatch.setenv(name, value)
+    path = str(_write(tmp_path / "scores.csv", b"score\n1\n"))
+    # An OSError out of preparing a batch leaves its events pending, to be written later
+    # (not quarantined, not recorded as a content that could not be read).
+    with pytest.raises(contents.StoreUnavailable, match="unavailable"):
+        delivery.keep_content(catalog, path, hashing.file_facts(path).fields(), None)
+    assert not list(contents.staging_dir(catalog.blob_dir).iterdir())  # no copy left behind

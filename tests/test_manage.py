@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 import tracker
+from tracker.storage import contents
 
 
 def test_update_run_renames_and_relabels(catalog: tracker.Catalog) -> None:
@@ -194,6 +195,22 @@ def test_set_status_does_not_end_a_run_whose_process_is_alive(
     run.end()
 
 
+def test_a_run_ending_after_its_status_was_set_by_hand_keeps_both_in_its_history(
+        catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("forced")
+    catalog.flush()
+    catalog.set_status(run.id, "failed", force=True)
+    run.end()  # its own process ends it later: the later event wins, and both are history
+    catalog.flush()
+    info = catalog.get_run(run.id)
+    assert info.status == "completed"
+    assert [(change["old_status"], change["new_status"], change["forced"])
+            for change in info.status_history] == [("running", "failed", True),
+                                                   ("failed", "completed", False)]
+    assert (info.status_history[1]["username"], info.status_history[1]["host"]) == (
+        info.user, info.host)
+
+
 def test_set_status_ends_a_running_run_whose_process_is_gone(
         catalog: tracker.Catalog) -> None:
     with catalog.start_run("orphan") as run:
@@ -247,3 +264,22 @@ def test_purge_keeps_contents_another_run_still_references(catalog: tracker.Cata
     catalog.delete_run(catalog.runs(name="survivor")["id"][0])
     catalog.purge()
     assert list(catalog.content_store.entries()) == []
+
+
+def test_purge_spares_a_kept_content_a_run_is_about_to_reference(catalog: tracker.Catalog,
+                                                                tmp_path: Path) -> None:
+    data = b"weights a trashed run kept two days ago"
+    (tmp_path / "old.bin").write_bytes(data)
+    with catalog.start_run("trashed") as run:
+        run.log_output(tmp_path / "old.bin")
+    catalog.flush()
+    [content] = list(catalog.content_store.entries())
+    os.utime(catalog.blob_dir / content.key, (time.time() - 2 * 86400,) * 2)
+    catalog.delete_run(run.id)
+    # Another run's write prepares the same bytes (outside the lock) and finds them stored...
+    (tmp_path / "new.bin").write_bytes(data)
+    kept = contents.keep_file(catalog.content_store, str(tmp_path / "new.bin"),
+                              contents.staging_dir(catalog.blob_dir), expected_hash=None)
+    assert kept.key == content.key
+    catalog.purge()  # ...and a purge runs before that write commits its reference
+    assert (catalog.blob_dir / content.key).read_bytes() == data

@@ -91,6 +91,19 @@ def test_a_tag_set_again_replaces_its_value_and_delete_tag_removes_it(
     assert info.params == {}  # tags are not params
 
 
+def test_what_is_logged_on_an_ended_run_is_recorded(catalog: tracker.Catalog) -> None:
+    run = catalog.start_run("reviewed")
+    run.log_param("a", 1)
+    run.end()
+    catalog.flush()
+    run.set_tag("verdict", "good")  # the natural use: a verdict once the run is over
+    run.log_metric("late", 1.0)
+    catalog.flush()
+    info = catalog.get_run(run.id)
+    assert info.tags == {"verdict": "good"}
+    assert info.metrics == {"late": 1.0} and info.params == {"a": 1}
+
+
 def test_tags_of_any_run_are_set_by_reference(catalog: tracker.Catalog) -> None:
     with catalog.start_run("finished", params={"lr": 0.1}) as run:
         run.set_tag("stage", "draft")

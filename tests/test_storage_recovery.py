@@ -152,6 +152,29 @@ def test_a_writer_commits_what_live_processes_spooled_and_tells_them(
     assert _metrics(store) == [("theirs", 0.5)]
 
 
+def test_a_bad_live_spool_never_blocks_another_writer(store: Store, live_pid: int) -> None:
+    # An int no float can hold raises OverflowError, not one of the catalog's data errors.
+    bad = [*_started("theirs", live_pid), [3, "metric", "theirs", "loss", 10**400, 2, 1.0]]
+    spool = _spool(store, live_pid, bad)
+    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert _runs(store) == [("mine", "running")]  # theirs is left to its owner to write
+    assert not spools.written_path(spool).exists()
+
+
+def test_a_mark_a_killed_writer_left_half_written_is_swept_by_recovery(
+        store: Store, live_pid: int) -> None:
+    spool = _spool(store, live_pid, _started("theirs", live_pid))
+    left = spools.written_path(spool).with_suffix(".4242.part")  # its writer died writing it
+    left.write_text('{"theirs": ')
+    os.utime(left, (time.time() - 120,) * 2)
+    fresh = spools.written_path(spool).with_suffix(".4243.part")  # one being written now
+    fresh.write_text("{}")
+    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert not left.exists() and fresh.exists()
+    assert sorted(path.suffix for path in store.spool_dir.iterdir()) == [
+        ".jsonl", ".part", ".written"]
+
+
 def test_a_live_spool_is_taken_up_to_a_gap_a_file_to_hash_or_a_torn_line(
         store: Store, live_pid: int) -> None:
     now = time.time()

@@ -131,3 +131,22 @@ def test_kernels_of_one_notebook_writing_at_once_never_share_a_number(tmp_path: 
     names = [name for (name,) in _rows(Store(path, timeout=5.0), "SELECT name FROM runs")]
     assert sorted(names, key=lambda n: int(n.split("#")[1])) == [
         f"train_cnn #{n}" for n in range(1, 21)]
+
+
+def test_an_older_tag_change_arriving_late_never_replaces_a_newer_one(tmp_path: Path) -> None:
+    # Process P spooled stage=draft at t1; another set stage=final by reference at t2; P's
+    # flush brings t1 afterwards. The same for a delete older than the value it would remove.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    t1 = time.time()
+    _apply(store, _run("r1")[:1])
+    with store.connect(write=True) as con:
+        writer.write_tags(con, [("r1", "stage", "final", t1 + 5), ("r1", "owner", "ann", t1 + 5)])
+    late = [events.Tag("r1", "stage", "draft", t1), events.Tag("r1", "owner", None, t1),
+            events.Tag("r1", "note", "kept", t1)]
+    _apply(store, [events.Spooled("r1", seq, event) for seq, event in enumerate(late, 2)])
+    assert _rows(store, "SELECT key, value FROM tags ORDER BY key") == [
+        ("note", "kept"), ("owner", "ann"), ("stage", "final")]
+    newer = [events.Tag("r1", "stage", "shipped", t1 + 9), events.Tag("r1", "owner", None, t1 + 9)]
+    _apply(store, [events.Spooled("r1", seq, event) for seq, event in enumerate(newer, 5)])
+    assert _rows(store, "SELECT key, value FROM tags ORDER BY key") == [
+        ("note", "kept"), ("stage", "shipped")]

@@ -145,8 +145,9 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
     except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
         return {"kept": keeping.CHANGED}
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise  # the store is full: the batch waits and is tried again
+        if isinstance(exc, contents.StoreUnavailable) or exc.errno in (errno.ENOSPC,
+                                                                        errno.EDQUOT):
+            raise  # the store is full or out of reach: the batch waits and is tried again
         return {"kept": keeping.UNREADABLE}
     return {"kept": keeping.KEPT, "blob": kept.key, "hash": kept.fast_hash}
 
@@ -156,6 +157,7 @@ def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
     artifact event carries them (with ``blob``, the stored copy's name)."""
     from tracker import redaction
     from tracker.hashing import file_facts, hash_bytes
+    from tracker.storage import contents
 
     facts = file_facts(path)
     if facts.hash is None:
@@ -166,7 +168,7 @@ def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
     folder = catalog.blob_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     blob = folder / digest.replace(":", "-")
-    if not blob.exists():
+    if not contents.refresh(blob):  # a hit is touched: purge spares it until the run commits
         # Written under another name and renamed: a process killed mid-copy must not leave a
         # truncated file under the hash's name, which every later run would trust. (Purge
         # removes such leftovers, as it does any unreferenced file over an hour old.)

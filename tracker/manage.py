@@ -10,6 +10,7 @@ files are never touched.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import socket
 import time
@@ -22,6 +23,8 @@ from tracker.search import check_filters, matching, prepare_read, resolve
 from tracker.storage import columns, recovery
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tracker.catalog import Catalog
     from tracker.models import RunInfo
 
@@ -253,10 +256,25 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
         con.execute("BEGIN")
         for statement in _PURGE:
             con.execute(statement, {"ids": chosen} if "$ids" in statement else {})
+        con.execute("COMMIT")
+        # Under the write lock: no run commits a reference between this read and the unlinks.
         kept_blobs = {row[0] for row in con.execute(
             "SELECT DISTINCT blob FROM artifacts WHERE blob IS NOT NULL").fetchall()}
-        con.execute("COMMIT")
-    return {"runs": len(chosen), "blobs": _remove_unreferenced_blobs(catalog, kept_blobs)}
+        removed = _remove_unreferenced_blobs(catalog, kept_blobs)
+    return {"runs": len(chosen), "blobs": removed}
+
+
+def _remove_if_untouched(blob: Path, cutoff: float) -> int:
+    """Remove ``blob`` unless a run's write (outside the lock) reused it meanwhile: it is
+    moved aside first, so a reuse either touched it before (its mtime is new: it goes back)
+    or finds it gone (and stores it again). 1 if removed."""
+    aside = blob.with_name(f".{blob.name}.{os.getpid()}.purged")
+    os.replace(blob, aside)
+    if aside.stat().st_mtime >= cutoff:
+        os.replace(aside, blob)  # the same content by its name, if a run stored it again
+        return 0
+    aside.unlink()
+    return 1
 
 
 def _remove_unreferenced_blobs(catalog: Catalog, kept: set[str]) -> int:
@@ -270,8 +288,7 @@ def _remove_unreferenced_blobs(catalog: Catalog, kept: set[str]) -> int:
     cutoff = time.time() - 3600
     for blob in folder.iterdir():
         if blob.is_file() and blob.name not in kept and blob.stat().st_mtime < cutoff:
-            blob.unlink()
-            removed += 1
+            removed += _remove_if_untouched(blob, cutoff)
     for partial in (folder / ".staging").glob(".*.part"):  # copies a killed process left
         if partial.stat().st_mtime < cutoff:
             partial.unlink()

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -615,19 +615,18 @@ class Recorder:
             self.warn(f"{kept} event(s) the catalog could not store were kept in "
                       f"{spools.quarantine_dir(self.catalog.store)}")
         self._last_write = time.monotonic()
-        self._after_write({item.run_id for item in batch})
+        self._after_write()
 
-    def _after_write(self, run_ids: Iterable[str]) -> None:
-        """Everything up to now is in the catalog: empty the spool, forget ended runs."""
-        live = {run.id for run in self.stack}
+    def _after_write(self) -> None:
+        """Everything up to now is in the catalog: empty the spool. Each run keeps its sequence
+        counter for the life of the process: an event logged on an ended run (a tag set after
+        the end) must number past what runs.spool_seq and any ``.written`` mark hold, or the
+        writer would take it for one already applied and skip it."""
         with self._spool_lock:
             if self._pending or self._spool is None:
                 return
             self._spool.truncate(0)  # append mode: the next write lands at offset 0
             spools.append_whole(self._spool, self._owner_line)
-            for run_id in run_ids:
-                if run_id not in live:
-                    self._seq.pop(run_id, None)
 
     def _remove_spool(self) -> None:
         """At exit, once everything is in the catalog, the spool file goes."""

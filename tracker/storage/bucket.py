@@ -18,7 +18,7 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from tracker.errors import ArgumentError
-from tracker.storage.contents import Entry, is_key
+from tracker.storage.contents import Entry, StoreUnavailable, is_key
 
 ENDPOINT_VARIABLE = "TRACKER_STORE_ENDPOINT"
 
@@ -54,11 +54,15 @@ class BucketStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def has(self, key: str) -> bool:
+        name = self._name(key)
         try:
-            with self._missing(key):
-                self._client.head_object(Bucket=self.bucket, Key=self._name(key))
-        except FileNotFoundError:
-            return False
+            self._client.head_object(Bucket=self.bucket, Key=name)
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._unavailable(exc) from None
+        except Exception as exc:  # botocore's others: no connection, a timeout
+            raise self._unavailable(exc) from None
         return True
 
     @contextlib.contextmanager
@@ -74,11 +78,16 @@ class BucketStore:
             raise OSError(f"{self.location}: {exc}") from None
 
     def add(self, staged: Path, key: str) -> None:
+        name = self._name(key)
         try:
-            self._client.upload_file(str(staged), self.bucket, self._name(key))
+            self._client.upload_file(str(staged), self.bucket, name)
         except Exception as exc:  # botocore's errors: the batch is tried again later
-            raise OSError(f"{self.location}: {exc}") from None
+            raise self._unavailable(exc) from None
         staged.unlink()
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(errno.EAGAIN, f"{self.location} is unavailable ({exc}); "
+                                "kept contents wait and are stored once it answers")
 
     def open(self, key: str) -> IO[bytes]:
         with self._missing(key):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 __all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "is_key", "keep_file"]
+           "StoreUnavailable", "is_key", "keep_file"]
 
 KEY_PREFIX = "blake3-"
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -36,6 +36,11 @@ _HEX = frozenset("0123456789abcdef")
 
 class ContentChanged(OSError):
     """The file changed while (or since) it was looked at: its bytes are not the recorded ones."""
+
+
+class StoreUnavailable(OSError):
+    """The store cannot be reached or refused the request now (a bucket's network or server
+    error): like a full disk, the batch waits and is tried again; nothing is judged unreadable."""
 
 
 class Kept(NamedTuple):
@@ -92,12 +97,14 @@ class FolderStore:
         return self.folder / _check_key(key)
 
     def has(self, key: str) -> bool:
-        return self.path(key).is_file()
+        """Whether the content is stored; if so its mtime becomes now, so that a purge does
+        not take it for an old unreferenced content while a run is about to reference it."""
+        return refresh(self.path(key))
 
     def add(self, staged: Path, key: str) -> None:
         """Move a verified staged copy in under its key (the same content: the first stays)."""
         target = self.path(key)
-        if target.exists():
+        if refresh(target):
             staged.unlink()
             return
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -108,8 +115,11 @@ class FolderStore:
                 raise
             # A shared folder on another device: copied under a temporary name, then renamed.
             partial = self.folder / f".{staged.name}"
-            copy_file(staged, partial)
-            os.replace(partial, target)
+            try:
+                copy_file(staged, partial)
+                os.replace(partial, target)
+            finally:  # a failed copy (a full disk, retried later) leaves no partial behind
+                partial.unlink(missing_ok=True)
             staged.unlink()
 
     def open(self, key: str) -> IO[bytes]:
@@ -128,6 +138,18 @@ class FolderStore:
             if is_key(item.name) and item.is_file(follow_symlinks=False):
                 info = item.stat(follow_symlinks=False)
                 yield Entry(item.name, info.st_size, info.st_mtime)
+
+
+def refresh(path: Path) -> bool:
+    """Whether ``path`` is a stored file, its mtime set to now: purge removes only contents
+    unreferenced *and* untouched for an hour, so one a run reuses survives until it commits."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except PermissionError:  # a shared store's content of another user: purge leaves those
+        pass
+    return path.is_file()
 
 
 def staging_dir(blob_dir: Path) -> Path:
@@ -205,10 +227,11 @@ def _copy_fd(src: int, out: int, size: int) -> None:
     try:
         while done < size:
             copied = os.copy_file_range(src, out, size - done, done, done)
-            if copied == 0:
+            if copied == 0:  # some FUSE and NFS mounts stop early: copied again below
                 break
             done += copied
-        return
+        if done == size:
+            return
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or done:
             raise

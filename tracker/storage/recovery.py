@@ -83,6 +83,8 @@ def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare,
             rejected += apply_shared(con, store, prepared, keep, skip={*local.spools, *orphans})
             mark_crashed(con, dead_runs(con, local) if find_dead else dead, spooled)
             spools.retire(store, unreadable)
+            if find_dead or orphans or dead:  # recovering: what killed writers left goes too
+                spools.sweep_marks(store.spool_dir)
     except Written:
         return 0  # another process committed the whole batch from our spool
     return len(rejected) + sum(len(lines) for lines in unreadable.values())

@@ -12,6 +12,7 @@ or in quarantine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -204,7 +205,19 @@ def mark_written(read: dict[Path, list[Spooled]], committed: dict[str, int]) -> 
             partial.write_text(json.dumps(mark), encoding="utf-8")
             os.replace(partial, target)
         except OSError:
-            partial.unlink(missing_ok=True)  # only a shortcut lost: the owner writes itself
+            pass  # only a shortcut lost: the owner writes itself
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def sweep_marks(folder: Path, *, older_than: float = 60.0) -> None:
+    """Remove ``.written`` marks half-written by a writer killed meanwhile (``*.part``): a
+    mark takes microseconds to write, so one untouched for a minute is nobody's."""
+    cutoff = time.time() - older_than
+    for partial in folder.glob("*.part"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or never ours to remove
+            if partial.stat().st_mtime < cutoff:
+                partial.unlink()
 
 
 def written(spool: Path, batch: Iterable[Spooled]) -> bool:

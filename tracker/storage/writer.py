@@ -106,8 +106,9 @@ def apply_together(con: Any, batch: Batch,
     """Apply ``batch`` and ``others`` (events other, live processes spooled and are waiting to
     write: group commit, docs/design.md §6) in one transaction; return ``batch``'s events no
     run could take, and each of the others' runs with its last sequence number now committed.
-    None, with nothing applied, when the catalog refuses any of it: their owners then write
-    (and quarantine) their own events."""
+    None, with nothing applied, when anything in it fails: their owners then write (and
+    quarantine) their own events. Any error, not only a data error: one bad foreign spool must
+    never block this writer's own batch (alone, :func:`apply_all` raises a genuine I/O error)."""
     foreign = {item.run_id for item in others}
     con.execute("BEGIN")
     try:
@@ -116,12 +117,10 @@ def apply_together(con: Any, batch: Batch,
             "SELECT id, spool_seq FROM runs WHERE list_contains(?, id) AND spool_seq IS NOT NULL",
             [sorted(foreign)]).fetchall())
         con.execute("COMMIT")
-    except Exception as exc:
+    except Exception:
         with contextlib.suppress(Exception):
             con.execute("ROLLBACK")
-        if _data_error(exc):
-            return None
-        raise
+        return None
     return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless if run_id not in foreign], committed
 
@@ -149,6 +148,8 @@ class _Rows:
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
         self.tags: list[tuple[str, str, str | None, float]] = []
+        # runs' own ends arriving after a status set by hand: (run_id, status, epoch seconds)
+        self.ends_after_hand: list[tuple[str, str, float]] = []
 
 
 def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
@@ -200,11 +201,12 @@ class _Known:
 # One statement for the three look-ups: each cost ~1-1.5 ms (planning, mostly), the data
 # little. Keys are checked for the whole batch, before knowing which events are new.
 _KNOWN = (
-    "SELECT 'run', id, spool_seq, params::VARCHAR, metrics::VARCHAR FROM runs "
+    "SELECT 'run', id, spool_seq, params::VARCHAR, metrics::VARCHAR, "
+    "EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = runs.id) FROM runs "
     "WHERE list_contains($runs, id) "
-    "UNION ALL SELECT 'param', key, NULL, kind, NULL FROM param_keys "
+    "UNION ALL SELECT 'param', key, NULL, kind, NULL, NULL FROM param_keys "
     "WHERE list_contains($params, key) "
-    "UNION ALL SELECT 'metric', key, NULL, NULL, NULL FROM metric_keys "
+    "UNION ALL SELECT 'metric', key, NULL, NULL, NULL, NULL FROM metric_keys "
     "WHERE list_contains($metrics, key)")
 
 
@@ -213,10 +215,11 @@ def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch) -> _Known:
     metrics = sorted({item.event.key for item in batch
                       if isinstance(item.event, events.Metric)})
     known = _Known()
-    for table, key, seq, text, metrics_text in con.execute(
+    for table, key, seq, text, metrics_text, by_hand in con.execute(
             _KNOWN, {"runs": list(by_run), "params": params, "metrics": metrics}).fetchall():
         if table == "run":
-            known.runs[key] = {"spool_seq": seq, "params": text, "metrics": metrics_text}
+            known.runs[key] = {"spool_seq": seq, "params": text, "metrics": metrics_text,
+                               "by_hand": by_hand}
         elif table == "param":
             known.param_keys.add((key, text))
         else:
@@ -258,6 +261,8 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             state.update(event.attrs)
         elif isinstance(event, events.End):
             state.update(status=event.status, ended_at=event.ts, error=event.error)
+            if row is not None and row.get("by_hand"):
+                rows.ends_after_hand.append((run_id, event.status, event.ts))
     if row is None and "id" not in state:  # nothing to attach them to
         _truncate(rows, *start)
         return False
@@ -334,6 +339,8 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
                      known.metric_keys)
     if rows.new_runs:
         _insert_runs(con, rows.new_runs)
+    if rows.ends_after_hand:
+        _record_ends_after_hand(con, rows.ends_after_hand)
     for run_id, updates in rows.updates:
         _update_run(con, run_id, updates)
     if rows.cells:
@@ -344,6 +351,19 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
         _insert_environment(con, env_id, data)
     for artifact in rows.artifacts:
         _link_artifact(con, *artifact)
+
+
+def _record_ends_after_hand(con: Any, ends: list[tuple[str, str, float]]) -> None:
+    """A run's own end arriving after its status was set by hand (tracker.set_status) wins,
+    as the later event, and is kept in the status history beside the hand-set change: from
+    that status to the process's, by the run's user on its host, not forced. Before the
+    run's row is updated: the stored status is the one set by hand."""
+    ids, statuses, times = (list(column) for column in zip(*ends, strict=True))
+    con.execute(
+        "INSERT INTO status_changes SELECT r.id, r.status, e.status, r.username, r.host, "
+        "to_timestamp(e.ts), false FROM runs r, (SELECT unnest(?::VARCHAR[]) AS id, "
+        "unnest(?::VARCHAR[]) AS status, unnest(?::DOUBLE[]) AS ts) e "
+        "WHERE r.id = e.id AND r.status <> e.status", [ids, statuses, times])
 
 
 def _merged(stored: str | None, new: dict[str, Any]) -> str:
@@ -394,16 +414,25 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
 
 def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) -> None:
     """Apply tag changes ``(run_id, key, value, epoch seconds)`` in order: a value replaces the
-    run's tag of that key, None removes it. Keys and values are bound, never SQL text."""
+    run's tag of that key, None removes it, unless the stored tag was set later (another
+    process's flush may bring an older change after a newer one). Keys and values are bound,
+    never SQL text."""
     final = {(run_id, key): (value, ts) for run_id, key, value, ts in changes}  # last one wins
     run_ids, keys = (list(column) for column in zip(*final, strict=True))
+    values_, times = (list(column) for column in zip(*final.values(), strict=True))
+    # set_at holds microseconds: a change within one of the stored time is not older than it
     con.execute("DELETE FROM tags USING (SELECT unnest(?::VARCHAR[]) AS run_id, "
-                "unnest(?::VARCHAR[]) AS key) changed "
-                "WHERE tags.run_id = changed.run_id AND tags.key = changed.key", [run_ids, keys])
-    kept = [(run_id, key, value, ts) for (run_id, key), (value, ts) in final.items()
-            if value is not None]
-    if kept:
-        _insert(con, "tags", kept)
+                "unnest(?::VARCHAR[]) AS key, unnest(?::DOUBLE[]) AS ts) changed "
+                "WHERE tags.run_id = changed.run_id AND tags.key = changed.key "
+                "AND epoch(tags.set_at) <= changed.ts + 1e-6", [run_ids, keys, times])
+    if any(value is not None for value in values_):  # where a newer tag stayed, it stays
+        con.execute("INSERT INTO tags (run_id, key, value, set_at) "
+                    "SELECT run_id, key, value, to_timestamp(ts) FROM (SELECT "
+                    "unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS key, "
+                    "unnest(?::VARCHAR[]) AS value, unnest(?::DOUBLE[]) AS ts) changed "
+                    "WHERE value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tags "
+                    "WHERE tags.run_id = changed.run_id AND tags.key = changed.key)",
+                    [run_ids, keys, values_, times])
 
 
 def _insert_keys(con: Any, table: str, keys: set[tuple[str, ...]],
