@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -326,3 +327,20 @@ def test_a_bucket_out_of_reach_is_retried_later_never_judged_unreadable(
     with pytest.raises(contents.StoreUnavailable, match="unavailable"):
         delivery.keep_content(catalog, path, hashing.file_facts(path).fields(), None)
     assert not list(contents.staging_dir(catalog.blob_dir).iterdir())  # no copy left behind
+
+
+@pytest.mark.filterwarnings("ignore::tracker.TrackerWarning")  # the flusher's own retries
+def test_flush_while_the_store_is_out_of_reach_raises_a_catalog_error_and_keeps_the_run(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def out_of_reach(*args: object, **kwargs: object) -> None:
+        raise contents.StoreUnavailable(errno.EAGAIN, "s3://team is unavailable")
+
+    monkeypatch.setattr(delivery, "keep_content", out_of_reach)  # the bucket's network is down
+    with catalog.start_run("offline") as run:
+        run.log_output(_write(tmp_path / "scores.csv", b"score\n1\n"), keep=True)
+    # A public function raises only TrackerError subclasses; what was logged waits.
+    with pytest.raises(tracker.CatalogError, match="unavailable"):
+        catalog.flush(timeout=10)
+    monkeypatch.undo()  # the network is back
+    catalog.flush()
+    assert catalog.get_run(run.id).outputs[0]["kept"] == "kept"

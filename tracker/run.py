@@ -49,6 +49,7 @@ from tracker.errors import (
     CatalogError,
     CatalogFullError,
     CatalogLockedError,
+    TrackerError,
     TrackerWarning,
 )
 from tracker.storage import spools
@@ -586,6 +587,11 @@ class Recorder:
                 holder=holder)
         try:
             self._write(max(deadline - time.monotonic(), 0.0))
+        except TrackerError:
+            raise
+        except OSError as exc:  # a full disk, a bucket out of reach: kept, and retried
+            error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
+            raise error(self._trouble(exc), path=str(self.catalog.path)) from exc
         finally:
             self._db_lock.release()
 
