@@ -59,8 +59,7 @@ def _import(store: str, folder: Path, expected: int) -> float:
 
     catalog = tracker.Catalog(folder / "catalog.duckdb")
     started = time.perf_counter()
-    report = tracker.import_mlflow(store, catalog=catalog,
-                                   mlflow_python=mlflow_env.venv_python())
+    report = catalog.import_mlflow(store, mlflow_python=mlflow_env.venv_python())
     elapsed = time.perf_counter() - started
     if len(report.imported) != expected:
         raise RuntimeError(f"imported {len(report.imported)} runs, expected {expected}")
