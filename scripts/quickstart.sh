@@ -61,7 +61,7 @@ fi
 grep -v "running over TCP without encryption" "$log" >&2 || true
 say "notebook done in $(( $(date +%s) - started )) s; the run tracker recorded:"
 echo
-run_id="$("$venv/bin/tracker" runs --where "name = 'quickstart'" --limit 1 --columns id \
+run_id="$("$venv/bin/tracker" runs --where "notebook_name = 'quickstart'" --limit 1 --columns id \
     --format csv | tail -n 1)"
 "$venv/bin/tracker" show "$run_id"
 echo
