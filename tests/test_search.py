@@ -141,6 +141,19 @@ def test_a_filter_on_a_key_no_run_has_warns_with_the_closest_keys(
         catalog.runs("params.acc > 0.5")
 
 
+def test_points_at_one_step_in_the_same_microsecond_resolve_to_the_last_logged(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    with catalog.start_run("quick") as run:
+        monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)  # a coarse clock
+        run.log_metric("loss", 0.4, step=10)
+        run.log_metric("loss", 0.3, step=10)
+        monkeypatch.undo()
+    frame = catalog.runs(order_by="metrics_at_max_step.loss")
+    assert frame["metrics_at_max_step.loss"].tolist() == [0.3] == frame["metrics.loss"].tolist()
+
+
 def test_metrics_are_the_last_logged_and_mlflow_s_latest_is_the_largest_step(
         catalog: tracker.Catalog) -> None:
     with catalog.start_run("resumed") as run:

@@ -463,8 +463,10 @@ def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
 
 
 def stepped_metric_sql(alias: str) -> str:
-    """SQL of a run's value of one metric (the key bound to its ``?``) at its largest step."""
-    return (f"(SELECT arg_max(m.value, (coalesce(m.step, 0), m.logged_at)) FROM metrics m "
+    """SQL of a run's value of one metric (the key bound to its ``?``) at its largest step;
+    of points logged at one step in the same microsecond, the one inserted last (rowid)."""
+    return (f"(SELECT arg_max(m.value, (coalesce(m.step, 0), m.logged_at, m.rowid)) "
+            f"FROM metrics m "
             f"WHERE m.run_id = {alias}.id AND m.key = ?)")
 
 
