@@ -100,12 +100,19 @@ def run_tool(args: list[str], *, cwd: Path, env: Mapping[str, str],
     return result
 
 
-def runs_by_name(catalog_path: Path) -> dict[str, RunInfo]:
+def runs_by_name(catalog_path: Path, *expected: str) -> dict[str, RunInfo]:
     """Every run in the catalog by name (names are unique within one test; a notebook's run
-    is named after it with its number, "standard #1")."""
+    is named after it with its number, "standard #1"). With ``expected`` names, reads again
+    for up to 5 s until they are all there: a killed kernel's last events reach the catalog
+    when a reader can ingest its spool, within 1 s as the README promises, not at once."""
     catalog = tracker.Catalog(catalog_path)
-    frame = catalog.runs(order_by="started_at")
-    names = list(frame["name"])
+    deadline = time.monotonic() + 5
+    while True:
+        frame = catalog.runs(order_by="started_at")
+        names = list(frame["name"])
+        if set(expected) <= set(names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(set(names)) == len(names), names
     return {name: catalog.get_run(run_id) for name, run_id in zip(names, frame["id"], strict=True)}
 
@@ -333,7 +340,8 @@ def test_nbval_records_each_notebook_and_its_failed_last_cell(
     run_tool([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
               "standard.ipynb", "raises.ipynb"], cwd=folder, env=env)
 
-    runs = runs_by_name(catalog_path)
+    runs = runs_by_name(catalog_path, "standard #1", "raises #1")
+    assert set(runs) == {"standard #1", "raises #1"}
     # nbval kills its kernels (no atexit): the extension ends each run after its last cell.
     assert runs["standard #1"].status == "completed"
     assert_standard_run(runs["standard #1"], folder, notebook)
