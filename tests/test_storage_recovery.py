@@ -231,3 +231,29 @@ def test_a_waiting_writer_returns_once_the_lock_holder_committed_its_batch(
         holder.wait()
     assert _runs(store) == [("mine", "running")]  # committed before the kill
     assert _metrics(store) == [("mine", 0.5)]
+
+
+def test_a_process_that_exited_but_was_never_reaped_is_dead() -> None:
+    # A kernel nbval killed, whose parent exited first, in a container whose init never
+    # reaps: the pid lives on as a zombie, and its spool must still be recovered.
+    import socket
+    import subprocess
+    import sys
+
+    from tracker._process import process_start
+    from tracker.storage import spools
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = process_start(child.pid)
+    deadline = time.monotonic() + 10
+    while not _zombie(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # exited; not waited for yet
+    try:
+        assert spools.owner_alive(socket.gethostname(), child.pid, started) is False
+    finally:
+        child.wait()
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[-1].split()[0] == "Z"

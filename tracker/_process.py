@@ -24,6 +24,13 @@ def process_start(pid: int) -> float | None:
         return None
 
 
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but was not reaped (state Z or X): its parent died first and
+    nothing waits for it (a kernel nbval killed, in a container whose init does not reap)."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in ("Z", "X")
+
+
 def _stat_fields(pid: int) -> list[str]:
     """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...); none if
     unreadable. The name (field 2) may hold spaces and parentheses: split after the last ")"."""

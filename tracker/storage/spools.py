@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import events, values
-from tracker._process import process_start
+from tracker._process import is_zombie, process_start
 from tracker.events import Spooled
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ def owner_alive(host: str | None, pid: int | None, started: float | None) -> boo
         return False
     except PermissionError:
         pass
+    if is_zombie(pid):  # exited, not reaped: its spool is an orphan's
+        return False
     now = process_start(pid)
     return started is None or now is None or abs(now - started) < 1e-6
 
