@@ -501,8 +501,10 @@ def test_detail_files_show_the_hash_algorithm_apart_and_twelve_hex_digits(
                      rf"{hexdigits[:12]}<", files)
 
 
-def test_detail_produced_by_opens_the_producing_run(catalog: tracker.Catalog,
-                                                   tmp_path: Path) -> None:
+def _detail_of_a_reader(catalog: tracker.Catalog,
+                        tmp_path: Path) -> tuple[tracker.Run, tracker.Run, RunDetail]:
+    """A run "writer" writes out.txt and a run "reader" reads it: both, and the reader's
+    detail."""
     data = tmp_path / "out.txt"
     data.write_text("hello")
     producer = catalog.start_run("writer")
@@ -511,7 +513,12 @@ def test_detail_produced_by_opens_the_producing_run(catalog: tracker.Catalog,
     reader = catalog.start_run("reader")
     reader.log_input(data)
     reader.end()
-    detail = RunDetail(reader.id, catalog=catalog)
+    return producer, reader, RunDetail(reader.id, catalog=catalog)
+
+
+def test_detail_produced_by_opens_the_producing_run(catalog: tracker.Catalog,
+                                                   tmp_path: Path) -> None:
+    producer, reader, detail = _detail_of_a_reader(catalog, tmp_path)
     grid = next(c for c in detail.files.children if isinstance(c, w.GridBox))
     button = next(c for c in grid.children if isinstance(c, w.Button))
     assert button.description == f"writer ({producer.id[-8:]})"
@@ -565,15 +572,7 @@ def test_detail_shows_papermills_injected_value_as_the_starting_value(
 
 def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Catalog,
                                                            tmp_path: Path) -> None:
-    data = tmp_path / "out.txt"
-    data.write_text("hello")
-    producer = catalog.start_run("writer")
-    producer.log_output(data)
-    producer.end()
-    reader = catalog.start_run("reader")
-    reader.log_input(data)
-    reader.end()
-    detail = RunDetail(reader.id, catalog=catalog)
+    producer, reader, detail = _detail_of_a_reader(catalog, tmp_path)
     # Named in full with a short id: ten runs of one notebook stay ten different buttons.
     assert detail.links[producer.id].description == f"⇠ writer ({producer.id[-8:]})"
 

@@ -573,8 +573,7 @@ class Recorder:
         try:
             self.spool()
         except OSError as exc:
-            error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
-            raise error(self._trouble(exc), path=str(self.catalog.path)) from exc
+            raise self._failed_stage(exc) from exc
         wait = self.catalog.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         if not self._db_lock.acquire(timeout=max(wait, 0.001)):
@@ -590,10 +589,14 @@ class Recorder:
         except TrackerError:
             raise
         except OSError as exc:  # a full disk, a bucket out of reach: kept, and retried
-            error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
-            raise error(self._trouble(exc), path=str(self.catalog.path)) from exc
+            raise self._failed_stage(exc) from exc
         finally:
             self._db_lock.release()
+
+    def _failed_stage(self, exc: OSError) -> CatalogError:
+        """A stage's OSError as the catalog error a caller of flush() catches."""
+        error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
+        return error(self._trouble(exc), path=str(self.catalog.path))
 
     def _trouble(self, exc: BaseException) -> str:
         """What a failed stage means for the user, and what to do."""
