@@ -26,8 +26,8 @@ from tracker.errors import (
     CatalogVersionError,
     NotACatalogError,
 )
-from tracker.storage import columns, schema
 from tracker.storage import instances as _duckdb
+from tracker.storage import schema, value_columns
 
 
 def test_catalog_is_created_private_to_the_user(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def _make_version_2(path: Path) -> None:
     index on the run id of params and metrics, no ``via`` on artifact links, no history of
     statuses set by hand, no tags and no ``kept`` on artifact versions."""
     with tracker.Catalog(path).connect(write=True) as con:
-        columns.catch_up(con)  # every value column filled
+        value_columns.catch_up(con)  # every value column filled
     con = duckdb.connect(str(path))
     for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
         for column in [name, f"{name}_json"] if namespace == "params" else [name]:

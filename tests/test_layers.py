@@ -179,15 +179,15 @@ def test_no_module_reads_another_modules_private_names() -> None:
 def test_the_private_name_check_sees_each_way_of_reading_one() -> None:
     # The crossings the review found (exchange.py and manage.py used the reads' helpers).
     parsed = {name: ast.parse(source) for name, source in {
-        "tracker.search": "def _prepare_read(): ...\ndef _records(): ...",
+        "tracker.queries": "def _flush_for_read(): ...\ndef _records(): ...",
         "tracker.storage.writer": "def _insert_missing(): ...",
-        "tracker.manage": "from tracker.search import _prepare_read\n"
-                          "from tracker import search\nsearch._records()",
+        "tracker.manage": "from tracker.queries import _flush_for_read\n"
+                          "from tracker import queries\nsearch._records()",
         "tracker.exchange": "import tracker.storage.writer as writer\n"
                             "writer._insert_missing()",
     }.items()}
     assert _private_reads(parsed) == [
-        "tracker.manage: from tracker.search import _prepare_read",
+        "tracker.manage: from tracker.queries import _flush_for_read",
         "tracker.manage: search._records",
         "tracker.exchange: writer._insert_missing",
     ]

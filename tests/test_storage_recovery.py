@@ -81,7 +81,7 @@ def _runs(store: Store) -> list[tuple[object, ...]]:
 def test_a_dead_process_spool_is_ingested_and_its_run_marked_crashed(store: Store) -> None:
     pid = _dead_pid()
     spool = _spool(store, pid, _started("r1", pid))
-    recovery.maybe_recover(store, prepare=_as_is, local=NOBODY)
+    recovery.maybe_recover(store, complete=_as_is, local=NOBODY)
     assert _runs(store) == [("r1", "crashed")]
     assert not spool.exists()
     with store.connect() as con:
@@ -91,7 +91,7 @@ def test_a_dead_process_spool_is_ingested_and_its_run_marked_crashed(store: Stor
 def test_a_live_process_spool_is_left_alone(store: Store, live_pid: int) -> None:
     spool = _spool(store, live_pid, _started("r1", live_pid))
     before = spool.read_bytes()
-    recovery.maybe_recover(store, prepare=_as_is, local=NOBODY, force=True)
+    recovery.maybe_recover(store, complete=_as_is, local=NOBODY, force=True)
     assert _runs(store) == []
     assert spool.read_bytes() == before
 
@@ -100,7 +100,7 @@ def test_a_run_whose_process_died_is_marked_crashed_once_due(store: Store,
                                                             live_pid: int) -> None:
     pid = _dead_pid()
     _write(store, [*_started("dead", pid), *_started("alive", live_pid)])
-    recovery.maybe_recover(store, prepare=_as_is, local=NOBODY, force=True)
+    recovery.maybe_recover(store, complete=_as_is, local=NOBODY, force=True)
     assert _runs(store) == [("alive", "running"), ("dead", "crashed")]
 
 
@@ -110,7 +110,7 @@ def test_this_process_own_runs_and_spool_are_never_recovered(store: Store) -> No
     spool = _spool(store, pid, _started("other", pid))
     _write(store, _started("mine", pid))
     own = recovery.Local({"mine"}, {spool})
-    recovery.maybe_recover(store, prepare=_as_is, local=own, force=True)
+    recovery.maybe_recover(store, complete=_as_is, local=own, force=True)
     assert _runs(store) == [("mine", "running")]
     assert spool.exists()
 
@@ -120,7 +120,7 @@ def test_a_first_write_recovers_in_the_same_open(store: Store) -> None:
     _spool(store, pid, _started("orphan", pid))
     now = time.time()
     batch = [events.Spooled("new", 1, events.Start("new", {"name": "new", "started_at": now}))]
-    assert recovery.write_events(store, batch, prepare=_as_is, local=NOBODY) == 0
+    assert recovery.write_events(store, batch, complete=_as_is, local=NOBODY) == 0
     assert _runs(store) == [("new", "running"), ("orphan", "crashed")]
     assert store.last_recovery > 0
     assert os.listdir(store.spool_dir) == []
@@ -140,7 +140,7 @@ def test_a_writer_commits_what_live_processes_spooled_and_tells_them(
         store: Store, live_pid: int) -> None:
     spool = _spool(store, live_pid, _started("theirs", live_pid))
     before = spool.read_bytes()
-    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert recovery.write_events(store, _mine("mine"), complete=_as_is, local=NOBODY) == 0
     assert _runs(store) == [("mine", "running"), ("theirs", "running")]
     assert _metrics(store) == [("theirs", 0.5)]
     theirs = [events.Spooled("theirs", seq, None) for seq in (1, 2)]
@@ -156,7 +156,7 @@ def test_a_bad_live_spool_never_blocks_another_writer(store: Store, live_pid: in
     # An int no float can hold raises OverflowError, not one of the catalog's data errors.
     bad = [*_started("theirs", live_pid), [3, "metric", "theirs", "loss", 10**400, 2, 1.0]]
     spool = _spool(store, live_pid, bad)
-    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert recovery.write_events(store, _mine("mine"), complete=_as_is, local=NOBODY) == 0
     assert _runs(store) == [("mine", "running")]  # theirs is left to its owner to write
     assert not spools.written_path(spool).exists()
 
@@ -169,7 +169,7 @@ def test_a_mark_a_killed_writer_left_half_written_is_swept_by_recovery(
     os.utime(left, (time.time() - 120,) * 2)
     fresh = spools.written_path(spool).with_suffix(".4243.part")  # one being written now
     fresh.write_text("{}")
-    assert recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY) == 0
+    assert recovery.write_events(store, _mine("mine"), complete=_as_is, local=NOBODY) == 0
     assert not left.exists() and fresh.exists()
     assert sorted(path.suffix for path in store.spool_dir.iterdir()) == [
         ".jsonl", ".part", ".written"]
@@ -185,7 +185,7 @@ def test_a_live_spool_is_taken_up_to_a_gap_a_file_to_hash_or_a_torn_line(
     spool = _spool(store, live_pid, [*gap, *held])
     with open(spool, "ab") as f:
         f.write(b'[3, "metric", "gap", "loss", 0.3, 2')  # its owner is still appending
-    recovery.write_events(store, _mine("mine"), prepare=_as_is, local=NOBODY)
+    recovery.write_events(store, _mine("mine"), complete=_as_is, local=NOBODY)
     assert _metrics(store) == [("gap", 0.5)]
     assert _runs(store) == [("gap", "running"), ("held", "running"), ("mine", "running")]
     assert json.loads(spools.written_path(spool).read_text()) == {"gap": 2, "held": 1}
@@ -223,7 +223,7 @@ def test_a_waiting_writer_returns_once_the_lock_holder_committed_its_batch(
         store.last_recovery = time.monotonic()  # not this object's first write
         waiting.touch()
         started = time.monotonic()
-        assert recovery.write_events(store, batch, prepare=_as_is, spool=spool,
+        assert recovery.write_events(store, batch, complete=_as_is, spool=spool,
                                      local=recovery.Local({"mine"}, {spool}), timeout=30) == 0
         assert time.monotonic() - started < 20  # long before the holder lets go
     finally:

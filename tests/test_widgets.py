@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tracker
-from tracker import query
+from tracker import filter_language
 from tracker.widgets import RunComparison, RunDetail, RunTable, TrashView, _plot
 from tracker.widgets._html import STYLE
 from tracker.widgets.filters import completions, field_name, literal
@@ -766,14 +766,14 @@ def test_hostile_strings_show_only_escaped_in_every_html_value(catalog: tracker.
 
 @given(st.text())
 def test_literal_round_trips_any_text_through_the_filter_language(text: str) -> None:
-    compiled = query.compile_filter(f"name = {literal(text)}")
+    compiled = filter_language.compile_filter(f"name = {literal(text)}")
 
     assert compiled.params == (text,)
 
 
 @given(st.text(min_size=1))
 def test_field_name_round_trips_any_param_key(key: str) -> None:
-    assert query.parse_key(field_name("params", key)) == ("params", key)
+    assert filter_language.parse_key(field_name("params", key)) == ("params", key)
 
 
 def test_sparkline_thins_long_series_and_writes_only_numbers() -> None:

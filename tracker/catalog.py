@@ -3,7 +3,7 @@
 :class:`Catalog` is the public face: the module-level functions of ``tracker`` call the same
 methods on the default catalog. It keeps no storage code of its own: the file, its lock, its
 connections and schema are a :class:`tracker.storage.store.Store` (``catalog.store``); runs are
-recorded by :mod:`tracker.run`; reads are :mod:`tracker.search`, changes :mod:`tracker.manage`,
+recorded by :mod:`tracker.run`; reads are :mod:`tracker.queries`, changes :mod:`tracker.manage`,
 descriptors :mod:`tracker.exchange` (docs/design.md §1).
 """
 
@@ -257,14 +257,14 @@ class Catalog:
         if self._recorder is not None:
             self._recorder.flush(timeout=wait)
 
-    # -- reading and managing runs (tracker.manage and tracker.search do the work) -----
+    # -- reading and managing runs (tracker.manage and tracker.queries do the work) -----
 
     def get_run(self, ref: str) -> RunInfo:
         """The run ``ref`` names: an id, a unique prefix of 4+ characters of an id or of a short
         id (the 8 characters listings show), or its key."""
-        from tracker import search
+        from tracker import queries
 
-        return search.get_run(self, ref)
+        return queries.get_run(self, ref)
 
     def runs(self, where: str | None = None, *, order_by: str | Sequence[str] | None = None,
              limit: int | None = None, offset: int = 0, include_deleted: bool = False,
@@ -276,31 +276,31 @@ class Catalog:
         ``equals`` adds equality tests (``status="failed"``). Newest first unless ``order_by``.
         ``frame.attrs["total"]`` is the number of runs matching, whatever ``limit`` cut.
         """
-        from tracker import search
+        from tracker import queries
 
-        return search.runs(self, where, order_by=order_by, limit=limit, offset=offset,
+        return queries.runs(self, where, order_by=order_by, limit=limit, offset=offset,
                            include_deleted=include_deleted, deleted_only=deleted_only, **equals)
 
     def count_runs(self, where: str | None = None, *, by: str | None = "status",
                    include_deleted: bool = False) -> pd.DataFrame:
         """Numbers of runs grouped ``by`` an attribute or ``params.x`` (None: one total)."""
-        from tracker import search
+        from tracker import queries
 
-        return search.count_runs(self, where, by=by, include_deleted=include_deleted)
+        return queries.count_runs(self, where, by=by, include_deleted=include_deleted)
 
     def keys(self) -> list[str]:
         """Every params, metrics and tags column the runs table can have (``params.lr``,
         ``metrics.acc``, ``tags.source``...), params first, each sorted: for column pickers and
         autocompletion."""
-        from tracker import search
+        from tracker import queries
 
-        return search.keys(self)
+        return queries.keys(self)
 
     def metric_history(self, ref: str, key: str | None = None) -> pd.DataFrame:
         """Every recorded value of a run's metrics (or of one), in order: for plots."""
-        from tracker import search
+        from tracker import queries
 
-        return search.metric_history(self, ref, key)
+        return queries.metric_history(self, ref, key)
 
     def artifacts(self, run: str | None = None, *, role: str | None = None,
                   include_deleted: bool = False) -> pd.DataFrame:
@@ -311,9 +311,9 @@ class Catalog:
         Deleted runs' records are left out unless ``include_deleted`` (or ``run`` names one);
         ``latest`` marks each path's newest version that a run outside the trash touched.
         """
-        from tracker import search
+        from tracker import queries
 
-        return search.artifacts(self, run, role=role, include_deleted=include_deleted)
+        return queries.artifacts(self, run, role=role, include_deleted=include_deleted)
 
     def get_artifact(self, path_or_uri: str | os.PathLike[str], run: str | None = None,
                      version: int | None = None) -> KeptFile:
@@ -328,9 +328,9 @@ class Catalog:
     def lineage(self, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
         """The runs that produced what ``ref`` read, and the runs that read what it wrote;
         deleted runs only with ``include_deleted``."""
-        from tracker import search
+        from tracker import queries
 
-        return search.lineage(self, ref, include_deleted=include_deleted)
+        return queries.lineage(self, ref, include_deleted=include_deleted)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -339,9 +339,9 @@ class Catalog:
         ``params`` binds ``?`` (a list) or ``$name`` (a dict). Anything but a single read
         raises :class:`ReadOnlySQLError`; a query DuckDB rejects, :class:`SQLError`.
         """
-        from tracker import search
+        from tracker import queries
 
-        return search.sql(self, query, params)
+        return queries.sql(self, query, params)
 
     def update_run(self, ref: str, *, name: str | None = None,
                    labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:

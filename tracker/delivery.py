@@ -30,49 +30,49 @@ if TYPE_CHECKING:
 def write_events(catalog: Catalog, batch: Batch, *, local: recovery.Local,
                  spool: Path | None = None, timeout: float | None = None,
                  cancel: threading.Event | None = None) -> int:
-    """Prepare ``batch`` and write it, recovering on this object's first write (see
+    """Complete ``batch`` and write it, recovering on this object's first write (see
     :func:`tracker.storage.recovery.write_events`); return how many events were quarantined.
     ``local`` is what this process itself writes to the catalog; ``spool`` the file that holds
     ``batch``, from which another writer may commit it first."""
-    return recovery.write_events(catalog.store, batch, prepare=_preparer(catalog), local=local,
+    return recovery.write_events(catalog.store, batch, complete=_completer(catalog), local=local,
                                  spool=spool, timeout=timeout, cancel=cancel)
 
 
 def recover(catalog: Catalog, *, local: recovery.Local, force: bool = False) -> None:
     """What dead processes left, recovered if the catalog is free (never waits: a read calls
     this); see :func:`tracker.storage.recovery.maybe_recover`."""
-    recovery.maybe_recover(catalog.store, prepare=_preparer(catalog), local=local, force=force)
+    recovery.maybe_recover(catalog.store, complete=_completer(catalog), local=local, force=force)
 
 
-def _preparer(catalog: Catalog) -> recovery.Prepare:
-    return functools.partial(prepared_batch, catalog)
+def _completer(catalog: Catalog) -> recovery.Complete:
+    return functools.partial(completed_batch, catalog)
 
 
-def prepared_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list[Reject]]:
-    """Each event prepared (files hashed, blobs stored), and those too malformed to prepare; an
+def completed_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list[Reject]]:
+    """Each event completed (files hashed, blobs stored), and those too malformed to complete; an
     OSError (a file that cannot be read or copied now) is raised, to be retried."""
-    prepared, rejected = [], []
+    completed, rejected = [], []
     for run_id, seq, event in batch:
         try:
-            prepared.append(Spooled(run_id, seq, _prepare(catalog, event)))
+            completed.append(Spooled(run_id, seq, _complete(catalog, event)))
         except OSError:
             raise
         except Exception as exc:
             rejected.append(Reject(f"{type(exc).__name__}: {exc}", run_id, seq, event))
-    return prepared, rejected
+    return completed, rejected
 
 
-def _prepare(catalog: Catalog, event: Event) -> Event:
+def _complete(catalog: Catalog, event: Event) -> Event:
     """Hash local files and store blobs outside the lock: the slow part of an event."""
     if not isinstance(event, events.Artifact | events.Stored):
         return event
     from tracker.capture import suppressed
 
     with suppressed():  # tracker reading a file is not the notebook reading it
-        return _prepared(catalog, event)
+        return _completed(catalog, event)
 
 
-def _prepared(catalog: Catalog, event: Event) -> Event:
+def _completed(catalog: Catalog, event: Event) -> Event:
     if isinstance(event, events.Artifact) and "://" not in event.uri:
         return event._replace(facts=_facts(catalog, event.uri, event.facts))
     if isinstance(event, events.Stored):

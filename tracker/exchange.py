@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from tracker import arguments, descriptor, redaction, tags, values
 from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
 from tracker.hashing import hash_bytes
-from tracker.search import prepare_read, records, resolve
-from tracker.storage import columns, schema
+from tracker.queries import flush_for_read, records, resolve
 from tracker.storage import files as _files
+from tracker.storage import schema, value_columns
 from tracker.storage.writer import insert_missing
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     """See :meth:`tracker.Catalog.export_run`."""
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
@@ -197,7 +197,7 @@ def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]]) -> list[str
             return []
         con.execute("BEGIN")
         _insert_runs(con, added)
-        columns.refresh(con, [data["run"]["id"] for data in added])
+        value_columns.refresh(con, [data["run"]["id"] for data in added])
         con.execute("COMMIT")
     return [data["run"]["id"] for data in added]
 

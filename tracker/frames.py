@@ -1,6 +1,6 @@
 """Query results as pandas DataFrames, the form every read of tracker returns.
 
-Shared by the reads of :mod:`tracker.search` and the user's own ``sql()``
+Shared by the reads of :mod:`tracker.queries` and the user's own ``sql()``
 (:mod:`tracker.readonly_sql`); pandas and pyarrow are imported when a frame is first made.
 """
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from tracker import arguments, models, redaction, tags, values
 from tracker.errors import ArgumentError, TrackerError
-from tracker.search import check_filters, matching, prepare_read, resolve
-from tracker.storage import columns, recovery
+from tracker.queries import check_filters, flush_for_read, matching, resolve
+from tracker.storage import recovery, value_columns
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,7 +69,7 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
         changes["labels"] = [stored(label) for label in given]
     if notes is not None:
         changes["notes"] = stored(notes)
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect(write=True) as con:
         run_id = resolve(con, ref)
         if changes:
@@ -117,7 +117,7 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
     arguments.choice(status, "status", STATUS_MEANINGS)
     if not isinstance(force, bool):
         raise ArgumentError(f"force must be True or False, not {force!r:.60}")
-    prepare_read(catalog)
+    flush_for_read(catalog)
     from tracker.run import local_to, user_name
 
     with catalog.connect(write=True) as con:
@@ -179,7 +179,7 @@ def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
                                           for key, value in tags.pairs(given)]
     rows += [(tags.checked_key(key), None) for key in removed]
     now = time.time()
-    prepare_read(catalog)  # this process's queued events first: they are older
+    flush_for_read(catalog)  # this process's queued events first: they are older
     with catalog.connect(write=True) as con:
         run_id = resolve(con, ref)
         if rows:
@@ -197,14 +197,14 @@ def delete_runs(catalog: Catalog, where: str | None = None, *,
                             "run say so: delete_runs('id IS NOT NULL')")
     ids = arguments.texts(ids, "ids", _IDS_EXAMPLE)
     check_filters(where, equals)
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect(write=True) as con:
         if ids is not None:
             chosen = [resolve(con, ref) for ref in ids]
         else:
-            placed = columns.placement(con)
+            placed = value_columns.placement(con)
             condition = matching(where, equals, placed.layout)
-            every, args = columns.source(placed)
+            every, args = value_columns.source(placed)
             chosen = [row[0] for row in con.execute(
                 f"SELECT id FROM {every} r WHERE {condition.sql}",
                 [*args, *condition.params]).fetchall()]
@@ -245,7 +245,7 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
     """See :meth:`tracker.Catalog.purge`. Returns counts of what was removed."""
     age = parse_age(older_than) if older_than is not None else 0.0
     ids = arguments.texts(ids, "ids", _IDS_EXAMPLE)
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect(write=True) as con:
         ids = [resolve(con, ref) for ref in ids] if ids is not None else None
         chosen = [row[0] for row in con.execute(

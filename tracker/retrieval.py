@@ -173,9 +173,9 @@ def _uri(path_or_uri: str | os.PathLike[str]) -> str:
 
 
 def _version_rows(catalog: Catalog, uri: str, run: str | None) -> list[dict[str, Any]]:
-    from tracker.search import prepare_read, resolve
+    from tracker.queries import flush_for_read, resolve
 
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
         cursor = con.execute(_VERSION_ROWS, {"run": run_id, "key": uri})
@@ -226,9 +226,9 @@ def versions(catalog: Catalog, path_or_uri: str | os.PathLike[str]) -> pd.DataFr
 
 def run_notebook(catalog: Catalog, run: str) -> KeptFile:
     """The notebook stored with ``run`` (the executed one where the runner wrote it)."""
-    from tracker.search import prepare_read, records, resolve
+    from tracker.queries import flush_for_read, records, resolve
 
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run)
         rows = records(con, "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
@@ -244,9 +244,9 @@ def run_notebook(catalog: Catalog, run: str) -> KeptFile:
 def disk_usage(catalog: Catalog) -> dict[str, Any]:
     """The content store's size: what live runs reference, what only trashed runs do (purge
     reclaims it), and what nothing references (purge removes it)."""
-    from tracker.search import prepare_read
+    from tracker.queries import flush_for_read
 
-    prepare_read(catalog)  # this process's own contents are stored by then
+    flush_for_read(catalog)  # this process's own contents are stored by then
     store = catalog.content_store
     stored = {entry.key: entry.size for entry in store.entries()}
     with catalog.connect() as con:

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, query, search
+from tracker import arguments, filter_language, queries
 from tracker.errors import ArgumentError
 from tracker.frames import frame
-from tracker.storage import columns
+from tracker.storage import value_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,12 +46,12 @@ def sample(catalog: Catalog, where: str | None, fields: Sequence[str], *,
     fields = list(dict.fromkeys(arguments.texts(fields, "fields", "['params.lr', 'metrics.acc']")
                                 or []))
     keys = [_key(field) for field in fields]
-    search.check_filters(where)
-    search.prepare_read(catalog)
+    queries.check_filters(where)
+    queries.flush_for_read(catalog)
     with catalog.connect() as con:
-        placed = columns.placement(con)
-        condition = search.matching(where, layout=placed.layout)
-        source, args = columns.source(placed)
+        placed = value_columns.placement(con)
+        condition = queries.matching(where, layout=placed.layout)
+        source, args = value_columns.source(placed)
         # Column names are the catalog's own (p1, m2...), aliased to positions: no user text.
         chosen = [f"r.{placed.layout[key]} AS f{index}" if key in placed.layout
                   else f"NULL AS f{index}" for index, key in enumerate(keys)]
@@ -66,7 +66,7 @@ def sample(catalog: Catalog, where: str | None, fields: Sequence[str], *,
 
 
 def _key(field: str) -> tuple[str, str]:
-    namespace, key = query.parse_key(field, argument="fields")
+    namespace, key = filter_language.parse_key(field, argument="fields")
     if namespace not in ("params", "metrics"):
         raise ArgumentError(f"charts draw params and metrics, not {field!r}; "
                             "name them as 'params.lr' or 'metrics.acc'")

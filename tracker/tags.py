@@ -6,7 +6,7 @@ the active run (queued like a param: :class:`tracker.events.Tag`) or on any run 
 finished or not, which writes at once. They live in a table of their own, so tagging a run never
 rewrites the ``runs`` row the process recording it may be updating. Labels stay what they were:
 bare names in a list (``labels CONTAINS 'x'``), set when a run starts or by ``update_run``.
-Writing by reference is :func:`tracker.manage.set_tags`; reading, :mod:`tracker.search`.
+Writing by reference is :func:`tracker.manage.set_tags`; reading, :mod:`tracker.queries`.
 """
 
 from __future__ import annotations

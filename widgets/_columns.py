@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tracker import query
+from tracker import filter_language
 from tracker.models import STATUSES
 
 from . import _html as h
@@ -189,13 +189,13 @@ def _names_carry_notebooks(records: Sequence[Record]) -> bool:
 
 def sort_text(key: str, *, descending: bool) -> str:
     """``key`` checked as a field (FilterSyntaxError if unknown) and written as a sort key."""
-    namespace, field = query.parse_key(key)
+    namespace, field = filter_language.parse_key(key)
     return f"{field_name(namespace, field)} {'DESC' if descending else 'ASC'}"
 
 
 def sort_column(key: str) -> str:
     """The canonical field text of a sort key, to compare with columns' keys."""
-    namespace, field = query.parse_key(key)
+    namespace, field = filter_language.parse_key(key)
     if namespace == "attributes":
         return {"username": "user"}.get(field, field)
     return field_name(namespace, field)

@@ -3,8 +3,8 @@
 Everything here ends as one string of tracker's filter language, which the catalog compiles with
 bound parameters. Values the user picks (a project, a label) are written as quoted literals by
 :func:`literal`, never pasted raw; the text the user types is checked with
-:func:`tracker.query.compile_filter` first, so a typo shows inline with its position (and the
-compiler's "did you mean") instead of reaching the catalog. While it does not parse, the bar
+:func:`tracker.filter_language.compile_filter` first, so a typo shows inline with its position (and
+the compiler's "did you mean") instead of reaching the catalog. While it does not parse, the bar
 carries the class ``tracker-filter-invalid``, and the style sheet fades every view after it (the
 table, its toolbar and pager) as stale. The box offers the fields and the catalog's
 ``params.*``/``metrics.*`` keys as completions of the word being typed.
@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from tracker import query
+from tracker import filter_language
 from tracker.errors import FilterSyntaxError
 from tracker.models import STATUSES
 
@@ -61,7 +61,7 @@ def completions(text: str, keys: Sequence[str]) -> list[str]:
     (an attribute, ``inputs``/``outputs`` or one of ``keys``, such as ``params.lr``), or with
     `` and <field>`` appended once it is a complete filter. A browser's list shows those that
     contain what is typed, so the completions of the word being typed are what it shows."""
-    fields = [*sorted(query.ATTRIBUTES), *sorted(query.FILE_FIELDS),
+    fields = [*sorted(filter_language.ATTRIBUTES), *sorted(filter_language.FILE_FIELDS),
               *(field_name(*key.split(".", 1)) for key in keys)]
     match = _PARTIAL.search(text)
     start = match.start() if match else len(text)
@@ -77,7 +77,7 @@ def completions(text: str, keys: Sequence[str]) -> list[str]:
 
 def _parses(text: str) -> bool:
     try:
-        query.compile_filter(text)
+        filter_language.compile_filter(text)
     except FilterSyntaxError:
         return False
     return True
@@ -150,7 +150,7 @@ class FilterBar(w.VBox):
         """
         typed = self.text.value.strip()
         try:
-            query.compile_filter(typed)
+            filter_language.compile_filter(typed)
         except FilterSyntaxError as exc:
             self._show_error(exc)
             raise

@@ -8,8 +8,8 @@ same transaction as its own batch. A read never waits for, or fails on, recovery
 (docs/design.md §3).
 
 What this process itself is writing is never recovered by it: the layer above (``tracker.run``,
-which owns the recorders) says what that is, as a :class:`Local`. Events are prepared (files
-hashed, blobs stored) by a ``prepare`` function from above too, outside the lock.
+which owns the recorders) says what that is, as a :class:`Local`. Events are completed (files
+hashed, blobs stored) by a ``complete`` function from above too, outside the lock.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from tracker.storage.writer import Batch
 
 RECOVERY_INTERVAL = 30.0  # seconds between checks for dead runs by a reading process
 STALE_HEARTBEAT = spools.STALE_HEARTBEAT
-#: Makes a batch ready to write outside the lock: (the events prepared, those refused)
-Prepare = Callable[[Batch], tuple[list[Spooled], list[Reject]]]
+#: Makes a batch ready to write outside the lock: (the events completed, those refused)
+Complete = Callable[[Batch], tuple[list[Spooled], list[Reject]]]
 
 
 class Local(NamedTuple):
@@ -43,10 +43,10 @@ class Local(NamedTuple):
     spools: set[Path]  # its spool files
 
 
-def write_events(store: Store, batch: Batch, *, prepare: Prepare, local: Local,
+def write_events(store: Store, batch: Batch, *, complete: Complete, local: Local,
                  spool: Path | None = None, timeout: float | None = None,
                  cancel: threading.Event | None = None) -> int:
-    """Apply ``batch`` in one write transaction (``prepare`` hashes and copies before it);
+    """Apply ``batch`` in one write transaction (``complete`` hashes and copies before it);
     return how many events were quarantined rather than applied.
 
     A process's first write also recovers what dead processes left, in the same catalog open:
@@ -58,18 +58,18 @@ def write_events(store: Store, batch: Batch, *, prepare: Prepare, local: Local,
     if recovering:
         store.last_recovery = time.monotonic()
     orphans = orphaned_spools(store, local) if recovering else []
-    return commit(store, batch, orphans, prepare=prepare, local=local, find_dead=recovering,
+    return commit(store, batch, orphans, complete=complete, local=local, find_dead=recovering,
                   spool=spool, timeout=timeout, cancel=cancel)
 
 
-def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare, local: Local,
+def commit(store: Store, batch: Batch, orphans: list[Path], *, complete: Complete, local: Local,
            find_dead: bool, dead: Sequence[str] = (), spool: Path | None = None,
            timeout: float | None = None, cancel: threading.Event | None = None) -> int:
     """Apply ``batch``, the orphaned spools and what other processes have spooled, mark dead
     runs crashed, then retire the orphaned spools (under the lock, so that two recovering
     processes never quarantine a line twice)."""
     spooled, unreadable = spools.read(orphans)
-    prepared, rejected = prepare([*batch, *spooled])
+    completed, rejected = complete([*batch, *spooled])
     # Only a plain batch may be left to another writer: recovery and quarantine are ours.
     alone = bool(batch) and not (orphans or rejected or dead or find_dead)
     written = functools.partial(spools.written, spool, batch) if spool and alone else None
@@ -80,7 +80,7 @@ def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare,
             # replay skip it.
             keep = writer.keeper(store)
             keep(rejected)
-            rejected += apply_shared(con, store, prepared, keep, skip={*local.spools, *orphans})
+            rejected += apply_shared(con, store, completed, keep, skip={*local.spools, *orphans})
             mark_crashed(con, dead_runs(con, local) if find_dead else dead, spooled)
             spools.retire(store, unreadable)
             if find_dead or orphans or dead:  # recovering: what killed writers left goes too
@@ -90,22 +90,22 @@ def commit(store: Store, batch: Batch, orphans: list[Path], *, prepare: Prepare,
     return len(rejected) + sum(len(lines) for lines in unreadable.values())
 
 
-def apply_shared(con: Any, store: Store, prepared: Batch, keep: writer.Keep,
+def apply_shared(con: Any, store: Store, completed: Batch, keep: writer.Keep,
                  skip: set[Path]) -> list[Reject]:
-    """Apply ``prepared`` with what other processes have spooled meanwhile (group commit: one
+    """Apply ``completed`` with what other processes have spooled meanwhile (group commit: one
     attach for several waiting writers), then tell those processes what is committed; alone
     when there is nothing else or the catalog refuses any of it."""
     others = spools.waiting_elsewhere(store.spool_dir, skip)
     together = writer.apply_together(
-        con, prepared, [item for items in others.values() for item in items]) if others else None
+        con, completed, [item for items in others.values() for item in items]) if others else None
     if together is None:
-        return writer.apply_all(con, prepared, keep)
+        return writer.apply_all(con, completed, keep)
     startless, committed = together
     spools.mark_written(others, committed)
     return keep(startless)
 
 
-def maybe_recover(store: Store, *, prepare: Prepare, local: Local, force: bool = False) -> None:
+def maybe_recover(store: Store, *, complete: Complete, local: Local, force: bool = False) -> None:
     """Ingest orphaned spools and mark runs whose process died as crashed, without ever making
     the read that calls this wait or fail.
 
@@ -127,7 +127,7 @@ def maybe_recover(store: Store, *, prepare: Prepare, local: Local, force: bool =
     if not orphans and not dead:
         return
     try:
-        kept = commit(store, [], orphans, prepare=prepare, local=local, find_dead=False,
+        kept = commit(store, [], orphans, complete=complete, local=local, find_dead=False,
                       dead=dead, timeout=None if force else 0.0)
     except Exception as exc:  # the read goes on; the spools stay for a later one
         if dead:

@@ -4,7 +4,7 @@ The ``runs`` table carries each run's latest params and metrics as flat JSON obj
 (``{"optimizer.lr": 0.01}``), the faithful record; ``run_values`` the same values one typed
 column per key (``p1``, ``m1``..., added as keys appear), which filters and tables scan. Writers
 leave ``run_values`` behind (``runs.values_fresh`` NULL) and readers fill it:
-``tracker.storage.columns``.
+``tracker.storage.value_columns``.
 The full histories live in ``params`` and ``metrics``. No table has a PRIMARY KEY: on big tables
 it makes DuckDB's checkpoint-on-close slow; uniqueness comes from the writers (ids are random,
 one process owns a run) and from ``spool_seq`` when a spool is replayed.
@@ -77,7 +77,7 @@ TABLES: dict[str, str] = {
     "new_status VARCHAR NOT NULL, username VARCHAR, host VARCHAR, "
     "changed_at TIMESTAMPTZ NOT NULL, forced BOOLEAN NOT NULL",
     # The column of run_values that holds each params and metrics key; see
-    # tracker.storage.columns.
+    # tracker.storage.value_columns.
     "value_columns": "namespace VARCHAR NOT NULL, key VARCHAR NOT NULL, name VARCHAR NOT NULL",
     # One row per run whose values_fresh is true; a column per key is added as keys appear.
     "run_values": "id VARCHAR NOT NULL",
@@ -131,7 +131,7 @@ def _add_artifact_via(con: Connection) -> None:
 def _lazy_value_columns(con: Connection) -> None:
     """Version 4: the value columns move from ``runs`` to ``run_values``, filled by readers
     (``values_fresh``); no run_id indexes. Both made every write slower (docs/design.md §6)."""
-    from tracker.storage import columns
+    from tracker.storage import value_columns
 
     con.execute("DROP INDEX IF EXISTS metrics_run")
     con.execute("DROP INDEX IF EXISTS params_run")
@@ -142,7 +142,7 @@ def _lazy_value_columns(con: Connection) -> None:
     con.execute("DELETE FROM value_columns")
     con.execute("ALTER TABLE runs ADD COLUMN values_fresh BOOLEAN")
     con.execute(f"CREATE TABLE run_values ({TABLES['run_values']})")
-    columns.refresh(con)
+    value_columns.refresh(con)
 
 
 def _add_status_changes(con: Connection) -> None:

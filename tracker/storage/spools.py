@@ -152,7 +152,7 @@ def waiting_elsewhere(folder: Path, skip: set[Path]) -> dict[Path, list[Spooled]
 
     A spool is read as it is now: its owner may be appending (a last line without its newline
     ends the read) or truncating it (a line that does not parse ends it). Events a writer must
-    prepare first (files to hash, blobs to copy) end a run's share: their owner writes them.
+    completing first (files to hash, blobs to copy) end a run's share: their owner writes them.
     """
     found: dict[Path, list[Spooled]] = {}
     if not folder.exists():
@@ -172,7 +172,7 @@ def waiting_elsewhere(folder: Path, skip: set[Path]) -> dict[Path, list[Spooled]
 
 def _whole_events(data: bytes) -> list[Spooled]:
     read: list[Spooled] = []
-    held: set[str] = set()  # runs whose next event needs preparing
+    held: set[str] = set()  # runs whose next event needs completing
     for line in data.split(b"\n")[1:-1]:  # the owner line; the last, unfinished one
         try:
             item = _spooled_event(line)

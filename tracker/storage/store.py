@@ -96,14 +96,15 @@ class Store:
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready and not write and not self.path.exists():
-                self._prepare(wait)  # a read of a catalog nobody has written yet creates it
+                # a read of a catalog nobody has written yet creates it
+                self._create_or_migrate(wait)
             with self._locked(write, wait, cancel, written) as connection:
                 # The schema check rides on the first connection: a fresh kernel's first write
                 # creates the catalog and writes its run in one open, not three.
                 if self._ready or self._check(connection, write):
                     yield connection
                     return
-            self._prepare(wait)  # migrate, refuse or explain, under an exclusive lock
+            self._create_or_migrate(wait)  # migrate, refuse or explain, under an exclusive lock
             with self._locked(write, wait, cancel, written) as connection:
                 yield connection
 
@@ -128,7 +129,7 @@ class Store:
         with _translated(self.path):
             self.ensure_folder()
             if not self._ready:
-                self._prepare(wait)
+                self._create_or_migrate(wait)
             with _lock.locked(str(self.path), write=False, timeout=wait.total,
                               deadline=wait.deadline):
                 yield self.path
@@ -222,7 +223,7 @@ class Store:
 
     # -- schema ------------------------------------------------------------------------
 
-    def _prepare(self, wait: _Wait) -> None:
+    def _create_or_migrate(self, wait: _Wait) -> None:
         """Create, check or migrate the catalog once per Store."""
         with _lock.locked(str(self.path), write=True, timeout=wait.total,
                           deadline=wait.deadline):

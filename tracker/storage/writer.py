@@ -1,7 +1,7 @@
 """Writing a batch of recorded events into the catalog: one statement per table.
 
 Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died
-(:mod:`tracker.storage.recovery`), already prepared (files hashed, blobs stored) by
+(:mod:`tracker.storage.recovery`), already completed (files hashed, blobs stored) by
 ``tracker.delivery``.
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.
@@ -326,7 +326,7 @@ def _last_number(con: Any, base: str) -> int:
 
 def _write(con: Any, rows: _Rows, known: _Known) -> None:
     """One statement per table for the whole batch, none for keys the catalog has. A run's
-    value columns are left to readers (``tracker.storage.columns``): its row is written with
+    value columns are left to readers (``tracker.storage.value_columns``): its row is written with
     ``values_fresh`` NULL."""
     _number_names(con, rows)
     if rows.params:
@@ -408,7 +408,8 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
         clauses.append("duration = ? - epoch(started_at)")
         args.append(updates["ended_at"])
     if "params" in sets or "metrics" in sets:
-        clauses.append("values_fresh = NULL")  # the value columns now lag: tracker.storage.columns
+        # the value columns now lag: tracker.storage.value_columns
+        clauses.append("values_fresh = NULL")
     con.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = ?", [*args, run_id])
 
 

@@ -4,8 +4,8 @@ This module owns the grammar users type into ``runs(filter=...)`` and the widget
 (MLflow's search syntax plus OR, NOT and parentheses), keyword filters (``compile_equals``) and
 sort keys (``compile_order_by``). Everything compiles to SQL over ``runs AS r`` with ``?``
 placeholders: every value the user typed is bound, never pasted, and params and metrics keys are
-looked up in the catalog's map of internal column names (``tracker.storage.columns``), so any key
-text works and none reaches the SQL. Reading order: a tokenizer, a
+looked up in the catalog's map of internal column names (``tracker.storage.value_columns``), so
+any key text works and none reaches the SQL. Reading order: a tokenizer, a
 recursive-descent parser to an AST of dataclasses, a compiler from the AST, the public functions.
 
 Semantics worth knowing:
@@ -427,19 +427,19 @@ class _Scope:
     """Where fields live: ``runs AS alias``, and the column of ``runs`` holding each key."""
 
     alias: str
-    columns: Mapping[tuple[str, str], str]
+    layout: Mapping[tuple[str, str], str]
 
     def value(self, field: _Field, suffix: str = "") -> str:
         """A param's text form (``suffix="_json"``: its JSON text), a metric's number."""
-        name = self.columns.get((field.namespace, field.key))
+        name = self.layout.get((field.namespace, field.key))
         # A key no run has is missing everywhere; the column names are ours, never user text.
         return f"{self.alias}.{name}{suffix}" if name else "CAST(NULL AS VARCHAR)"
 
 
-def _scope(alias: str, columns: Mapping[tuple[str, str], str] | None) -> _Scope:
+def _scope(alias: str, layout: Mapping[tuple[str, str], str] | None) -> _Scope:
     if not _IDENTIFIER.match(alias):
         raise ArgumentError(f"alias must be a SQL identifier, not {alias!r}")
-    return _Scope(alias, columns or {})
+    return _Scope(alias, layout or {})
 
 
 def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
@@ -630,10 +630,10 @@ def _file_uris(path: str) -> tuple[str, ...]:
 
 
 def compile_filter(text: str | None, *, alias: str = "r",
-                   columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
+                   layout: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """Compile a filter string to a WHERE-clause fragment over ``runs AS <alias>``.
 
-    ``columns`` names the column of each (namespace, key) (``tracker.storage.columns.layout``); keys
+    ``layout`` names the value column of each (namespace, key) (``value_columns.layout``); keys
     it lacks match no run.
 
     Blank or None matches every run (``TRUE``). Raises FilterSyntaxError (a ValueError) naming
@@ -642,7 +642,7 @@ def compile_filter(text: str | None, *, alias: str = "r",
     >>> compile_filter("params.lr > 0.01 and status = 'FINISHED'").params
     (0.01, 'completed')
     """
-    scope = _scope(alias, columns)
+    scope = _scope(alias, layout)
     checked = arguments.filter_text(text, "where")
     if checked is None:
         return Compiled("TRUE", ())
@@ -651,13 +651,13 @@ def compile_filter(text: str | None, *, alias: str = "r",
 
 
 def compile_equals(equals: Mapping[str, Any], *, alias: str = "r",
-                   columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
+                   layout: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """AND of ``key = value`` for keyword filters such as ``runs(status="completed")``.
 
     Keys resolve and values type as in the filter language (``"params.lr"``, ``"user"``); a
     list, tuple or set means IN, None means IS NULL, a date or datetime compares as ISO text.
     """
-    scope = _scope(alias, columns)
+    scope = _scope(alias, layout)
     parts = []
     for key, value in equals.items():
         with _reported(key):
@@ -730,13 +730,13 @@ def _predicate_fields(node: _Node) -> list[_Field]:
 
 
 def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
-                     columns: Mapping[tuple[str, str], str] | None = None) -> Compiled:
+                     layout: Mapping[tuple[str, str], str] | None = None) -> Compiled:
     """Compile sort keys such as ``"metrics.acc DESC"`` to an ORDER BY list (without ORDER BY).
 
     Missing values sort last in both directions; params sort numerically when numeric, then by
     text; the run id breaks ties so pages are stable. None sorts newest first.
     """
-    scope = _scope(alias, columns)
+    scope = _scope(alias, layout)
     texts = [items] if isinstance(items, str | None) else arguments.texts(
         items, "order_by", "['metrics.acc DESC', 'name']")
     keys: list[tuple[_Field, bool]] = []

@@ -12,20 +12,20 @@ import duckdb
 import pytest
 
 import tracker
-from tracker import search
-from tracker.storage import columns
+from tracker import queries
+from tracker.storage import value_columns
 
 
 @pytest.fixture(autouse=True)
 def _every_read_catches_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads fill the value columns once many runs lag (search.CATCH_UP_AT); here, at once."""
-    monkeypatch.setattr(search, "CATCH_UP_AT", 1)
+    """Reads fill the value columns once many runs lag (queries.CATCH_UP_AT); here, at once."""
+    monkeypatch.setattr(queries, "CATCH_UP_AT", 1)
 
 
 def _row(catalog: tracker.Catalog, run_id: str) -> dict[str, object]:
     """A run's row in ``runs`` as stored, value columns by key, plus whether they are fresh."""
     with catalog.connect() as con:
-        layout = columns.layout(con)
+        layout = value_columns.layout(con)
         row = con.execute("SELECT * FROM runs LEFT JOIN run_values USING (id) WHERE id = ?",
                           [run_id]).fetchone()
         names = [d[0] for d in con.description]
@@ -85,22 +85,22 @@ def test_refresh_rebuilds_every_run_from_the_json(catalog: tracker.Catalog) -> N
         pass
     catalog.runs()
     with catalog.connect(write=True) as con:
-        name = columns.layout(con)["params", "lr"]
+        name = value_columns.layout(con)["params", "lr"]
         con.execute(f"UPDATE run_values SET {name} = 'stale'")
-        columns.refresh(con)
+        value_columns.refresh(con)
     assert _values(catalog, run.id)["params.lr"] == "0.1"
 
 
 def test_pointers_escape_slashes_and_tildes() -> None:
-    assert columns.pointer("a~/b.c") == "/a~0~1b.c"
+    assert value_columns.pointer("a~/b.c") == "/a~0~1b.c"
     con = duckdb.connect()
     assert con.execute("SELECT json_extract_string(?, ?)",
-                       ['{"a~/b.c": 1}', columns.pointer("a~/b.c")]).fetchone() == ("1",)
+                       ['{"a~/b.c": 1}', value_columns.pointer("a~/b.c")]).fetchone() == ("1",)
 
 
 def test_a_read_fills_the_value_columns_once_enough_runs_lag(
         catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(search, "CATCH_UP_AT", 2)
+    monkeypatch.setattr(queries, "CATCH_UP_AT", 2)
     with catalog.start_run(params={"lr": 0.1}) as first:
         first.log_metric("acc", 0.5)
     catalog.flush()

@@ -1,7 +1,7 @@
 """The filter language, run for real against DuckDB: every filter below is compiled and executed
 over a hand-made catalog, and its matches compared with the runs it should find. Filters name
 params and metrics by key; ``runs`` holds each key's values in an internal column (``p1``, ``m1``)
-and the catalog's layout (``columns.layout``) says which, so every compile is given it."""
+and the catalog's layout (``value_columns.layout``) says which, so every compile is given it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tracker.cli import main
 from tracker.errors import ArgumentError, FilterSyntaxError
-from tracker.query import (
+from tracker.filter_language import (
     ATTRIBUTES,
     Compiled,
     compile_equals,
@@ -28,7 +28,7 @@ from tracker.query import (
     compile_order_by,
     parse_key,
 )
-from tracker.storage import columns, schema
+from tracker.storage import schema, value_columns
 from tracker.storage.schema import RUN_COLUMNS
 
 HOSTILE = "we\"ird 'key'.with/slash~0 ünï (x)"
@@ -94,13 +94,13 @@ def _create(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute(statement)
     for run in RUNS:
         _insert_run(connection, run)
-    columns.refresh(connection)
+    value_columns.refresh(connection)
 
 
 def _insert(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
     """Add one run as a writer does: its row, its keys, then its value columns."""
     _insert_run(connection, run)
-    columns.refresh(connection, [run["id"]])
+    value_columns.refresh(connection, [run["id"]])
 
 
 def _insert_run(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
@@ -140,13 +140,14 @@ def db() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def matching(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> set[str]:
-    runs, args = columns.source(columns.placement(connection))  # with their value columns
+    # with their value columns
+    runs, args = value_columns.source(value_columns.placement(connection))
     sql = f"SELECT id FROM {runs} r WHERE {compiled.sql}"
     return {row[0] for row in connection.execute(sql, [*args, *compiled.params]).fetchall()}
 
 
 def ordered(connection: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[str]:
-    runs, args = columns.source(columns.placement(connection))
+    runs, args = value_columns.source(value_columns.placement(connection))
     sql = f"SELECT id FROM {runs} r ORDER BY {compiled.sql}"
     return [row[0] for row in connection.execute(sql, [*args, *compiled.params]).fetchall()]
 
@@ -340,48 +341,48 @@ CASES: list[tuple[str, set[str]]] = [
 def test_filter_matches_the_expected_runs(
     db: duckdb.DuckDBPyConnection, text: str, expected: set[str]
 ) -> None:
-    assert matching(db, compile_filter(text, columns=columns.layout(db))) == expected
+    assert matching(db, compile_filter(text, layout=value_columns.layout(db))) == expected
 
 
 def test_none_matches_every_run(db: duckdb.DuckDBPyConnection) -> None:
     assert compile_filter(None) == Compiled("TRUE", ())
-    assert matching(db, compile_filter(None, columns=columns.layout(db))) == ALL
+    assert matching(db, compile_filter(None, layout=value_columns.layout(db))) == ALL
 
 
 def test_values_are_bound_and_keys_never_reach_the_sql(db: duckdb.DuckDBPyConnection) -> None:
-    layout = columns.layout(db)
+    layout = value_columns.layout(db)
     compiled = compile_filter(f"params.{quoted(INJECTION, '`')} = {quoted(INJECTION)}",
-                              columns=layout)
+                              layout=layout)
     assert "DROP" not in compiled.sql
     assert f"r.{layout['params', INJECTION]}" in compiled.sql  # the key's internal column
     assert compiled.params == (INJECTION,)  # only the value is bound
     assert matching(db, compiled) == set()
     assert matching(db, compile_filter(f"params.{quoted(INJECTION, '`')} = 1",
-                                       columns=layout)) == ids(7)
+                                       layout=layout)) == ids(7)
 
 
 def test_injection_leaves_the_table_intact(db: duckdb.DuckDBPyConnection) -> None:
-    layout = columns.layout(db)
+    layout = value_columns.layout(db)
     for text in (f"name = {quoted(INJECTION)}", f"`params.{INJECTION}` IS NULL"):
-        matching(db, compile_filter(text, columns=layout))
+        matching(db, compile_filter(text, layout=layout))
     assert db.execute("SELECT count(*) FROM runs").fetchone() == (len(RUNS),)
-    assert columns.layout(db) == layout
+    assert value_columns.layout(db) == layout
 
 
 def test_keys_name_internal_columns() -> None:
     layout = {("params", "a~/b.c"): "p7", ("metrics", "a~/b.c"): "m2"}
-    compiled = compile_filter("params.`a~/b.c` = 1 AND metrics.`a~/b.c` = 2", columns=layout)
+    compiled = compile_filter("params.`a~/b.c` = 1 AND metrics.`a~/b.c` = 2", layout=layout)
     assert "a~" not in compiled.sql
     assert "r.p7" in compiled.sql and "r.m2" in compiled.sql
     assert compiled.params == (1.0, 2.0)
-    boolean = compile_filter("params.`a~/b.c` = true", columns=layout)
+    boolean = compile_filter("params.`a~/b.c` = true", layout=layout)
     assert "r.p7_json" in boolean.sql and boolean.params == (True,)
     # The key reaches DuckDB only as data: refresh reads it from the JSON by pointer.
-    assert columns.pointer("a~/b.c") == "/a~0~1b.c"
+    assert value_columns.pointer("a~/b.c") == "/a~0~1b.c"
 
 
 def test_a_key_missing_from_the_layout_compiles_to_null() -> None:
-    compiled = compile_filter("params.`a~/b.c` = 1", columns={("params", "other"): "p1"})
+    compiled = compile_filter("params.`a~/b.c` = 1", layout={("params", "other"): "p1"})
     assert "a~" not in compiled.sql and "p1" not in compiled.sql
     assert "CAST(NULL AS VARCHAR)" in compiled.sql
     assert compiled.params == (1.0,)
@@ -389,31 +390,32 @@ def test_a_key_missing_from_the_layout_compiles_to_null() -> None:
 
 def test_a_key_missing_from_the_layout_matches_no_run(db: duckdb.DuckDBPyConnection) -> None:
     # "lr" is in every run's JSON, but a layout without it (or a key no run has) finds nothing.
-    layout = {key: name for key, name in columns.layout(db).items() if key != ("params", "lr")}
+    layout = {key: name for key, name in value_columns.layout(db).items()
+              if key != ("params", "lr")}
     for key in ("params.lr", "params.nope", "metrics.nope"):
         for text in (f"{key} = 0.1", f"{key} != 0.1", f"{key} > -1", f"{key} IN (0.1, 1)"):
-            assert matching(db, compile_filter(text, columns=layout)) == set(), text
-        assert matching(db, compile_filter(f"{key} IS NULL", columns=layout)) == ALL
-        assert matching(db, compile_filter(f"{key} IS NOT NULL", columns=layout)) == set()
-        assert matching(db, compile_filter(f"NOT {key} = 0.1", columns=layout)) == ALL
-        assert ordered(db, compile_order_by(key, columns=layout)) == sorted(ALL)
+            assert matching(db, compile_filter(text, layout=layout)) == set(), text
+        assert matching(db, compile_filter(f"{key} IS NULL", layout=layout)) == ALL
+        assert matching(db, compile_filter(f"{key} IS NOT NULL", layout=layout)) == set()
+        assert matching(db, compile_filter(f"NOT {key} = 0.1", layout=layout)) == ALL
+        assert ordered(db, compile_order_by(key, layout=layout)) == sorted(ALL)
     for text in ("params.lr = 'auto'", "params.lr LIKE '%'", "params.lr = true"):
-        assert matching(db, compile_filter(text, columns=layout)) == set(), text
-    assert matching(db, compile_equals({"params.lr": 0.1}, columns=layout)) == set()
+        assert matching(db, compile_filter(text, layout=layout)) == set(), text
+    assert matching(db, compile_equals({"params.lr": 0.1}, layout=layout)) == set()
 
 
 def test_filter_fragment_combines_safely_with_and(db: duckdb.DuckDBPyConnection) -> None:
-    compiled = compile_filter("name = 'alpha' OR name = 'beta'", columns=columns.layout(db))
+    compiled = compile_filter("name = 'alpha' OR name = 'beta'", layout=value_columns.layout(db))
     sql = f"SELECT id FROM runs r WHERE r.status = 'failed' AND {compiled.sql}"
     assert {row[0] for row in db.execute(sql, compiled.params).fetchall()} == ids(2)
 
 
 def test_alias_qualifies_every_column(db: duckdb.DuckDBPyConnection) -> None:
     text = "params.lr > 0.01 AND labels CONTAINS 'gpu' AND duration > 1"
-    compiled = compile_filter(text, alias="x", columns=columns.layout(db))
+    compiled = compile_filter(text, alias="x", layout=value_columns.layout(db))
     assert "r." not in compiled.sql
-    assert f"x.{columns.layout(db)['params', 'lr']}" in compiled.sql
-    runs, args = columns.source(columns.placement(db))
+    assert f"x.{value_columns.layout(db)['params', 'lr']}" in compiled.sql
+    runs, args = value_columns.source(value_columns.placement(db))
     rows = db.execute(f"SELECT id FROM {runs} x WHERE {compiled.sql}",
                       [*args, *compiled.params]).fetchall()
     assert {row[0] for row in rows} == ids(1)
@@ -523,7 +525,7 @@ ORDERS: list[tuple[Any, list[str]]] = [
 def test_order_by_sorts_runs(
     db: duckdb.DuckDBPyConnection, items: Any, expected: list[str]
 ) -> None:
-    assert ordered(db, compile_order_by(items, columns=columns.layout(db))) == expected
+    assert ordered(db, compile_order_by(items, layout=value_columns.layout(db))) == expected
 
 
 def test_order_by_appends_the_id_tie_breaker_once() -> None:
@@ -533,8 +535,8 @@ def test_order_by_appends_the_id_tie_breaker_once() -> None:
 
 
 def test_order_by_names_columns_not_keys(db: duckdb.DuckDBPyConnection) -> None:
-    layout = columns.layout(db)
-    compiled = compile_order_by(f"params.{quoted(INJECTION, '`')}", columns=layout)
+    layout = value_columns.layout(db)
+    compiled = compile_order_by(f"params.{quoted(INJECTION, '`')}", layout=layout)
     assert "DROP" not in compiled.sql
     assert f"r.{layout['params', INJECTION]}" in compiled.sql
     assert compiled.params == ()
@@ -575,7 +577,7 @@ EQUALS: list[tuple[dict[str, Any], set[str]]] = [
 def test_compile_equals_matches(
     db: duckdb.DuckDBPyConnection, equals: dict[str, Any], expected: set[str]
 ) -> None:
-    assert matching(db, compile_equals(equals, columns=columns.layout(db))) == expected
+    assert matching(db, compile_equals(equals, layout=value_columns.layout(db))) == expected
 
 
 @pytest.mark.parametrize(
@@ -623,7 +625,8 @@ def test_attributes_name_runs_columns() -> None:
 
 
 def test_import_stays_light() -> None:
-    code = "import sys, tracker.query; print(sorted({'duckdb', 'pandas'} & set(sys.modules)))"
+    code = ("import sys, tracker.filter_language; "
+            "print(sorted({'duckdb', 'pandas'} & set(sys.modules)))")
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -647,7 +650,7 @@ def test_any_name_round_trips(
     db.execute("BEGIN")
     try:
         _insert(db, {**NEW_RUN, "name": value})
-        found = matching(db, compile_filter(f"name = {literal}", columns=columns.layout(db)))
+        found = matching(db, compile_filter(f"name = {literal}", layout=value_columns.layout(db)))
     finally:
         db.execute("ROLLBACK")
     assert found == {"new"} | {run["id"] for run in RUNS if run.get("name") == value}
@@ -668,9 +671,9 @@ def test_any_key_round_trips(db: duckdb.DuckDBPyConnection, key: str, form: str)
     db.execute("BEGIN")
     try:
         _insert(db, {**NEW_RUN, column: {key: 12345.5}})
-        layout = columns.layout(db)  # read after the insert: a new key gets a new column
-        found = matching(db, compile_filter(f"{field} = 12345.5", columns=layout))
-        top = ordered(db, compile_order_by(f"{field} DESC", columns=layout))[0]
+        layout = value_columns.layout(db)  # read after the insert: a new key gets a new column
+        found = matching(db, compile_filter(f"{field} = 12345.5", layout=layout))
+        top = ordered(db, compile_order_by(f"{field} DESC", layout=layout))[0]
     finally:
         db.execute("ROLLBACK")
     assert found == {"new"}
@@ -682,9 +685,9 @@ def test_any_key_round_trips(db: duckdb.DuckDBPyConnection, key: str, form: str)
 @_QUIET
 @given(key=st.text(), value=st.text())
 def test_sql_text_does_not_depend_on_user_text(key: str, value: str) -> None:
-    reference = compile_filter("params.`k` = 'v' OR name LIKE 'v'", columns={("params", "k"): "p1"})
+    reference = compile_filter("params.`k` = 'v' OR name LIKE 'v'", layout={("params", "k"): "p1"})
     text = f"params.{quoted(key, '`')} = {quoted(value)} OR name LIKE {quoted(value)}"
-    compiled = compile_filter(text, columns={("params", key): "p1"})
+    compiled = compile_filter(text, layout={("params", key): "p1"})
     assert compiled.sql == reference.sql
     assert compiled.params == (value, value)
     # A key the layout lacks compiles the same whatever its text.
@@ -724,7 +727,7 @@ def test_and_or_not_are_intersection_union_and_complement(
     db: duckdb.DuckDBPyConnection, case: _Case
 ) -> None:
     text, expected = case
-    assert matching(db, compile_filter(text, columns=columns.layout(db))) == expected
+    assert matching(db, compile_filter(text, layout=value_columns.layout(db))) == expected
 
 
 @_QUIET
@@ -744,7 +747,8 @@ def test_not_binds_tighter_than_and_tighter_than_or(
         else:
             groups.append(matched)
     text = texts[0] + "".join(f" {join} {t}" for join, t in zip(joins, texts[1:], strict=False))
-    assert matching(db, compile_filter(text, columns=columns.layout(db))) == set().union(*groups)
+    layout = value_columns.layout(db)
+    assert matching(db, compile_filter(text, layout=layout)) == set().union(*groups)
 
 
 _TOKENS = [
@@ -760,7 +764,7 @@ _SOUP = st.lists(st.sampled_from(_TOKENS), max_size=12).map(" ".join)
 @given(st.one_of(st.text(), _SOUP, _TREES.map(lambda case: case[0][: len(case[0]) // 2])))
 def test_garbage_raises_only_filter_syntax_errors(db: duckdb.DuckDBPyConnection, text: str) -> None:
     try:
-        compiled = compile_filter(text, columns=columns.layout(db))
+        compiled = compile_filter(text, layout=value_columns.layout(db))
     except FilterSyntaxError as error:
         assert 0 <= error.position <= len(text)
         return
@@ -773,7 +777,7 @@ def test_order_by_garbage_raises_only_filter_syntax_errors(
     db: duckdb.DuckDBPyConnection, text: str
 ) -> None:
     try:
-        compiled = compile_order_by(text, columns=columns.layout(db))
+        compiled = compile_order_by(text, layout=value_columns.layout(db))
     except FilterSyntaxError as error:
         assert 0 <= error.position <= len(text)
         return
@@ -973,7 +977,7 @@ def mlflow_db() -> Iterator[duckdb.DuckDBPyConnection]:
         connection.execute(statement)
     for run in MLFLOW_RUNS:
         _insert_run(connection, run)
-    columns.refresh(connection)
+    value_columns.refresh(connection)
     yield connection
     connection.close()
 
@@ -982,7 +986,8 @@ def mlflow_db() -> Iterator[duckdb.DuckDBPyConnection]:
 def test_mlflow_filters_match_what_mlflow_matches(
     mlflow_db: duckdb.DuckDBPyConnection, text: str, expected: set[str]
 ) -> None:
-    assert matching(mlflow_db, compile_filter(text, columns=columns.layout(mlflow_db))) == expected
+    layout = value_columns.layout(mlflow_db)
+    assert matching(mlflow_db, compile_filter(text, layout=layout)) == expected
 
 
 @pytest.mark.parametrize("text", MLFLOW_REFUSED + MLFLOW_NOT_APPLICABLE)
@@ -995,14 +1000,14 @@ def test_mlflow_filters_mlflow_refuses_or_tracker_cannot_answer_are_syntax_error
 @pytest.mark.parametrize("text", MLFLOW_WIDER)
 def test_mlflow_refusals_that_tracker_accepts_on_purpose_run(
         mlflow_db: duckdb.DuckDBPyConnection, text: str) -> None:
-    matching(mlflow_db, compile_filter(text, columns=columns.layout(mlflow_db)))
+    matching(mlflow_db, compile_filter(text, layout=value_columns.layout(mlflow_db)))
 
 
 @pytest.mark.parametrize(("items", "expected"), MLFLOW_ORDERS)
 def test_mlflow_order_by_cases_sort(
     mlflow_db: duckdb.DuckDBPyConnection, items: Any, expected: list[str]
 ) -> None:
-    compiled = compile_order_by(items, columns=columns.layout(mlflow_db))
+    compiled = compile_order_by(items, layout=value_columns.layout(mlflow_db))
     assert ordered(mlflow_db, compiled) == expected
 
 

@@ -1,10 +1,11 @@
 """Reading the catalog: runs as DataFrames, one run in full, artifacts, lineage and raw SQL.
 
 The runs table is one SELECT over ``runs`` joined to ``run_values``, where each params and
-metrics key is a column (``tracker.storage.columns``), cast here to its type (``params.lr`` DOUBLE,
-``params.model`` VARCHAR, ...) so pandas receives it ready-made. Types come from ``param_keys``,
-the kinds ever logged for each key. Rows whose columns writers left behind are read from their
-JSON, and the read then fills those columns if the catalog is free (:func:`_catch_up`).
+metrics key is a column (``tracker.storage.value_columns``), cast here to its type
+(``params.lr`` DOUBLE, ``params.model`` VARCHAR, ...) so pandas receives it ready-made. Types
+come from ``param_keys``, the kinds ever logged for each key. Rows whose columns writers left
+behind are read from their JSON, and the read then fills those columns if the catalog is free
+(:func:`_catch_up`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, delivery, query, readonly_sql, values
+from tracker import _ids, arguments, delivery, filter_language, readonly_sql, values
 from tracker.errors import (
     AmbiguousRunError,
     ArgumentError,
@@ -27,7 +28,7 @@ from tracker.errors import (
 )
 from tracker.frames import frame
 from tracker.models import RunInfo
-from tracker.storage import columns
+from tracker.storage import value_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,7 @@ ROLES = {"input": "files and URIs the run read", "output": "those it wrote",
          "notebook": "the notebook as last saved, stored with the run"}
 
 
-def prepare_read(catalog: Catalog) -> None:
+def flush_for_read(catalog: Catalog) -> None:
     """Make this process's own writes visible and mark dead runs before reading.
 
     The flush waits at most READ_FLUSH_WAIT for the write lock: a process that merely reads
@@ -77,13 +78,13 @@ def _visibility(include_deleted: bool, deleted_only: bool) -> str:
 
 
 def matching(where: str | None, equals: Mapping[str, Any] | None = None,
-             layout: columns.Layout | None = None, *, include_deleted: bool = False,
-             deleted_only: bool = False) -> query.Compiled:
+             layout: value_columns.Layout | None = None, *, include_deleted: bool = False,
+             deleted_only: bool = False) -> filter_language.Compiled:
     """The WHERE condition (on ``runs r``) for a filter, equality tests and the trash;
-    ``layout`` is the catalog's :func:`tracker.storage.columns.layout`."""
-    condition = query.compile_filter(where, columns=layout)
-    equal = query.compile_equals(equals or {}, columns=layout)
-    return query.Compiled(
+    ``layout`` is the catalog's :func:`tracker.storage.value_columns.layout`."""
+    condition = filter_language.compile_filter(where, layout=layout)
+    equal = filter_language.compile_equals(equals or {}, layout=layout)
+    return filter_language.Compiled(
         f"{_visibility(include_deleted, deleted_only)} AND ({condition.sql}) AND ({equal.sql})",
         (*condition.params, *equal.params))
 
@@ -92,9 +93,9 @@ def check_filters(where: str | None, equals: Mapping[str, Any] | None = None,
                   order_by: str | Sequence[str] | None = None) -> None:
     """Raise a bad filter's FilterSyntaxError before the catalog is opened, or created: the
     SQL needs the catalog's column layout (:func:`matching`), finding a mistake does not."""
-    query.compile_filter(where)
-    query.compile_equals(equals or {})
-    query.compile_order_by(order_by)
+    filter_language.compile_filter(where)
+    filter_language.compile_equals(equals or {})
+    filter_language.compile_order_by(order_by)
 
 
 def runs(catalog: Catalog, where: str | None = None, *,
@@ -105,20 +106,20 @@ def runs(catalog: Catalog, where: str | None = None, *,
     check_filters(where, equals, order_by)
     limit = None if limit is None else arguments.count(limit, "limit")
     offset = arguments.count(offset, "offset")
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
-        placed = columns.placement(con)
+        placed = value_columns.placement(con)
         filtered, ordered = _Lookups(placed.layout), _Lookups(placed.layout)
         condition = matching(where, equals, filtered, include_deleted=include_deleted,
                              deleted_only=deleted_only)
-        order = query.compile_order_by(order_by, columns=ordered)
+        order = filter_language.compile_order_by(order_by, layout=ordered)
         tags = tag_keys(con)
         notes = missing_key_notes(placed.layout, tags, where, equals, order_by)
-        stepped = [key for namespace, key in query.fields(where, equals, order_by)
-                   if namespace == query.STEPPED]
+        stepped = [key for namespace, key in filter_language.fields(where, equals, order_by)
+                   if namespace == filter_language.STEPPED]
         selected = _Columns(_param_kinds(con), placed.layout, tags, stepped)
         if limit is None and not offset:
-            every, args = columns.source(placed)
+            every, args = value_columns.source(placed)
             table = frame(con, f"SELECT {selected.sql} FROM {every} r WHERE {condition.sql} "
                                f"ORDER BY {order.sql}",
                           [*selected.params, *args, *condition.params, *order.params])
@@ -126,14 +127,14 @@ def runs(catalog: Catalog, where: str | None = None, *,
         else:
             # The page's runs are chosen first, joining only the value columns the filter and
             # the order need; only those runs are then read in full.
-            needed, args = columns.source(placed, filtered.keys_used | ordered.keys_used)
-            page, page_args = columns.source(
+            needed, args = value_columns.source(placed, filtered.keys_used | ordered.keys_used)
+            page, page_args = value_columns.source(
                 placed, runs=f"WHERE rowid IN (SELECT r.rowid FROM {needed} r WHERE "
                              f"{condition.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?)",
                 args=[*args, *condition.params, *order.params, limit, offset])
             table = frame(con, f"SELECT {selected.sql} FROM {page} r ORDER BY {order.sql}",
                           [*selected.params, *page_args, *order.params])
-            counted, args = columns.source(placed, filtered.keys_used)
+            counted, args = value_columns.source(placed, filtered.keys_used)
             total = con.execute(f"SELECT count(*) FROM {counted} r WHERE {condition.sql}",
                                 [*args, *condition.params]).fetchone()[0]
     _catch_up(catalog, placed)
@@ -146,22 +147,23 @@ def tag_keys(con: Any) -> list[str]:
     return [row[0] for row in con.execute("SELECT DISTINCT key FROM tags ORDER BY key").fetchall()]
 
 
-def missing_key_notes(layout: columns.Layout, tags: Sequence[str], where: str | None,
+def missing_key_notes(layout: value_columns.Layout, tags: Sequence[str], where: str | None,
                       equals: Mapping[str, Any] | None = None,
                       order_by: str | Sequence[str] | None = None) -> list[str]:
     """A note for each params, metrics or tags key the filter names that no run has, with the
     closest keys runs do have: "no run has params.alpah; did you mean params.alpha?". A typo
     otherwise reads as an empty answer. For the API's warnings, the CLI and the widgets."""
     known = {*layout, *(("tags", key) for key in tags),
-             *((query.STEPPED, key) for space, key in layout if space == "metrics")}
+             *((filter_language.STEPPED, key) for space, key in layout if space == "metrics")}
     notes = []
-    for namespace, key in query.fields(where, equals, order_by):
+    for namespace, key in filter_language.fields(where, equals, order_by):
         if (namespace, key) in known:
             continue
         # Close keys of the same kind; else the same key of another kind (params.acc: metrics).
         same = sorted(k for space, k in known if space == namespace)
         close = [f"{namespace}.{k}" for k in difflib.get_close_matches(key, same, n=3)] or \
-            sorted(f"{space}.{k}" for space, k in known if k == key and space != query.STEPPED)
+            sorted(f"{space}.{k}" for space, k in known
+                   if k == key and space != filter_language.STEPPED)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         notes.append(f"no run has {namespace}.{key}{hint}")
     return notes
@@ -177,7 +179,7 @@ class _Lookups(dict[tuple[str, str], str]):
     """A layout that remembers which keys a compiled filter, order or group looked up, so
     the query joins the value columns of those keys only."""
 
-    def __init__(self, layout: columns.Layout) -> None:
+    def __init__(self, layout: value_columns.Layout) -> None:
         super().__init__(layout)
         self.keys_used: set[tuple[str, str]] = set()
 
@@ -186,7 +188,7 @@ class _Lookups(dict[tuple[str, str], str]):
         return super().get(key, default)
 
 
-def _catch_up(catalog: Catalog, placed: columns.Placement) -> None:
+def _catch_up(catalog: Catalog, placed: value_columns.Placement) -> None:
     """After a read that found CATCH_UP_AT or more runs whose value columns writers left
     behind, fill them if the write lock is free at once, so the next reads scan plain columns;
     never wait for it, and never fail the read that is done (a busy or read-only catalog stays
@@ -195,7 +197,7 @@ def _catch_up(catalog: Catalog, placed: columns.Placement) -> None:
         return
     with contextlib.suppress(CatalogError), catalog.connect(write=True, timeout=0) as con:
         con.execute("BEGIN")
-        columns.catch_up(con)
+        value_columns.catch_up(con)
         con.execute("COMMIT")
 
 
@@ -221,9 +223,10 @@ class _Columns:
     ``metrics_at_max_step.<key>`` the filter or order names; ``params`` are the values the SQL
     binds, which come before any other."""
 
-    def __init__(self, kinds: Mapping[str, set[str]], layout: columns.Layout,
+    def __init__(self, kinds: Mapping[str, set[str]], layout: value_columns.Layout,
                  tags: Sequence[str] = (), stepped: Sequence[str] = ()) -> None:
-        params, metrics = columns.named(layout, "params"), columns.named(layout, "metrics")
+        params = value_columns.named(layout, "params")
+        metrics = value_columns.named(layout, "metrics")
         self.decode = [f"params.{k}" for k, _ in params if not _typed(kinds.get(k, set()))]
         parts = [f'{expression} AS "{name}"' for name, expression in _ATTRIBUTES]
         parts += [f"{_param_value(kinds.get(k, set()), f'r.{name}')} AS {_quoted('params.' + k)}"
@@ -232,7 +235,8 @@ class _Columns:
         # A tag column reads the tags table by a bound key: keys never become SQL text.
         parts += [f"(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = ?) AS "
                   f"{_quoted('tags.' + key)}" for key in tags]
-        parts += [f"{query.stepped_metric_sql('r')} AS {_quoted(f'{query.STEPPED}.{key}')}"
+        stepped_sql = filter_language.stepped_metric_sql("r")
+        parts += [f"{stepped_sql} AS {_quoted(f'{filter_language.STEPPED}.{key}')}"
                   for key in stepped]
         self.params = [*tags, *stepped]
         self.sql = ", ".join(parts)
@@ -273,17 +277,17 @@ def _decode_json(text: Any) -> Any:
 def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "status",
                include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.count_runs`."""
-    scope, key = query.parse_key(by, argument="by") if by is not None else ("", "")
+    scope, key = filter_language.parse_key(by, argument="by") if by is not None else ("", "")
     check_filters(where)
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
-        placed = columns.placement(con)
+        placed = value_columns.placement(con)
         used = _Lookups(placed.layout)
         condition = matching(where, layout=used, include_deleted=include_deleted)
         grouped = {by: None} if by is not None and scope != "attributes" else None
         notes = missing_key_notes(placed.layout, tag_keys(con), where, grouped)
         group, bound = _group_expression(scope, key, used) if by is not None else ("", [])
-        counted, args = columns.source(placed, used.keys_used)
+        counted, args = value_columns.source(placed, used.keys_used)
         base = f"FROM {counted} r WHERE {condition.sql}"
         if by is None:
             counts = frame(con, f"SELECT count(*) AS count {base}", [*args, *condition.params])
@@ -298,22 +302,23 @@ def count_runs(catalog: Catalog, where: str | None = None, *, by: str | None = "
 
 def keys(catalog: Catalog) -> list[str]:
     """See :meth:`tracker.Catalog.keys`."""
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
-        layout = columns.placement(con).layout
+        layout = value_columns.placement(con).layout
         tags = tag_keys(con)
     return [*(f"{namespace}.{key}" for namespace in ("params", "metrics")
-              for key, _ in columns.named(layout, namespace)), *(f"tags.{key}" for key in tags)]
+              for key, _ in value_columns.named(layout, namespace)),
+            *(f"tags.{key}" for key in tags)]
 
 
-def _group_expression(scope: str, key: str, layout: columns.Layout) -> tuple[str, list[str]]:
+def _group_expression(scope: str, key: str, layout: value_columns.Layout) -> tuple[str, list[str]]:
     """The SQL of a group and the values it binds."""
     if scope == "attributes":
         return f"r.{key}", []
     if scope == "tags":
         return "(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = ?)", [key]
-    if scope == query.STEPPED:
-        return query.stepped_metric_sql("r"), [key]
+    if scope == filter_language.STEPPED:
+        return filter_language.stepped_metric_sql("r"), [key]
     name = layout.get((scope, key))
     return (f"r.{name}" if name else "NULL"), []
 
@@ -392,7 +397,7 @@ def _encodable(text: str) -> bool:
 
 def get_run(catalog: Catalog, ref: str) -> RunInfo:
     """See :meth:`tracker.Catalog.get_run`."""
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         return _run_info(con, run_id)
@@ -476,7 +481,7 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
     if key is not None and not _encodable(key):
         raise ArgumentError("key is not valid text (it holds a lone surrogate); no metric "
                             "key can, so pass the key as logged, such as 'loss'")
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         return frame(
@@ -503,7 +508,7 @@ def artifacts(catalog: Catalog, run: str | None = None, *, role: str | None = No
               include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.artifacts`."""
     arguments.choice(role, "role", ROLES)
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
         return frame(con, _ARTIFACTS,
@@ -530,7 +535,7 @@ ORDER BY 1 DESC, 5, 2
 
 def lineage(catalog: Catalog, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.lineage`."""
-    prepare_read(catalog)
+    flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
         return frame(con, _LINEAGE, {"run": run_id, "deleted": bool(include_deleted)})
@@ -540,5 +545,5 @@ def sql(catalog: Catalog, text: str,
         params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
     """See :meth:`tracker.Catalog.sql`; :mod:`tracker.readonly_sql` makes it read-only."""
     readonly_sql.check(text, params)  # before the catalog is opened, or created
-    prepare_read(catalog)
+    flush_for_read(catalog)
     return readonly_sql.run(catalog, text, params)
