@@ -50,6 +50,33 @@ def catalog(tmp_path: Path) -> Iterator[tracker.Catalog]:
     _end_open_runs(fresh)
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session (tests/pg_server.py); a missing server
+    or driver fails the test under CI=true, else skips it (as the browser tests do)."""
+    import importlib.util
+
+    import pg_server
+
+    try:
+        if importlib.util.find_spec("psycopg") is None:
+            raise pg_server.PostgresUnavailable(
+                "psycopg is not installed (pip install -e '.[test]' or 'tracker[postgres]')")
+        cluster = pg_server.Cluster()
+    except pg_server.PostgresUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is needed in CI: {exc}")
+        pytest.skip(f"no PostgreSQL here: {exc}")
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """The URL of a fresh, empty database of its own on the session's PostgreSQL cluster."""
+    return str(pg_cluster.url(pg_cluster.fresh_database()))
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A private folder on its own 16 MB tmpfs, to fill up for real (root can mount one, and CI

@@ -48,7 +48,7 @@ def test_errors_are_also_the_standard_exceptions_callers_catch() -> None:
 def test_importing_tracker_loads_no_heavy_library() -> None:
     code = ("import sys, tracker; heavy = [m for m in ('duckdb', 'pandas', 'ipywidgets', "
             "'anywidget', 'numpy', 'pyarrow', 'IPython', 'nbformat', 'polars', 'h5py', 'netCDF4', "
-            "'xarray', 'h5netcdf', 'sqlite3') if m in sys.modules]; print(heavy)")
+            "'xarray', 'h5netcdf', 'sqlite3', 'psycopg') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -1,0 +1,41 @@
+"""The throwaway PostgreSQL cluster the back-end tests use (tests/pg_server.py) is real: a
+server on a Unix socket, a fresh database per test, and it can be stopped and started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+
+def test_each_test_gets_an_empty_database_of_its_own(pg_cluster: Any, pg_url: str) -> None:
+    with psycopg.connect(pg_url) as connection:
+        version = connection.execute("SHOW server_version_num").fetchone()
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')").fetchone()
+        connection.execute("CREATE TABLE mine (x int)")
+    assert version is not None and int(version[0]) >= 150000
+    assert tables == (0,)
+    other = pg_cluster.url(pg_cluster.fresh_database())
+    with psycopg.connect(other) as connection:
+        assert connection.execute("SELECT to_regclass('mine')").fetchone() == (None,)
+
+
+def test_the_server_listens_on_its_socket_only(pg_url: str) -> None:
+    with psycopg.connect(pg_url) as connection:
+        assert connection.execute("SHOW listen_addresses").fetchone() == ("",)
+        assert connection.info.host.startswith("/")
+
+
+def test_a_stopped_server_refuses_connections_and_comes_back(pg_cluster: Any,
+                                                             pg_url: str) -> None:
+    pg_cluster.stop()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pg_url, connect_timeout=2)
+    finally:
+        pg_cluster.start()
+    with psycopg.connect(pg_url) as connection:
+        assert connection.execute("SELECT 1").fetchone() == (1,)
