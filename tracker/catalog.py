@@ -86,9 +86,12 @@ class Catalog:
                  timeout: float | None = None) -> None:
         raw = arguments.path(path, "path") if path is not None else os.fspath(default_path())
         if "://" in raw:
+            from tracker.storage.pg_url import redacted  # a password in it is never shown
+
+            shown = redacted(raw)
             raise CatalogError(
-                f"catalog {raw!r}: only DuckDB files are supported in this version "
-                "(PostgreSQL catalogs are planned)", path=raw)
+                f"catalog {shown!r}: only DuckDB files are supported in this version "
+                "(PostgreSQL catalogs are planned)", path=shown)
         #: the catalog file and the protocol to use it (the storage layer)
         self.store = Store(Path(raw).expanduser().absolute(),
                            _lock_timeout() if timeout is None else

@@ -93,8 +93,10 @@ def _patterns_field(value: Any) -> tuple[str, ...]:
 def _catalog_field(value: Any) -> str:
     path = _text_field(value, limit=_MAX_PATH)
     if _URL.match(path):
-        raise _Unusable(f"{path[:60]!r} is a server: team catalogs on a server are not "
-                        "supported yet")
+        from tracker.storage.pg_url import redacted  # a password in it is never shown
+
+        raise _Unusable(f"{redacted(path)[:60]!r} is a server: team catalogs on a server are "
+                        "not supported yet")
     # A notebook someone else wrote must not make tracker create a file just anywhere
     # (``~/.ipython/profile_default/startup/00-x.py`` would run at every start).
     if not path.lower().endswith(".duckdb"):
