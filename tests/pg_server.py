@@ -17,12 +17,14 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 PORT = 5432  # names the socket file (.s.PGSQL.5432) in the cluster's own folder; no TCP
 SUPERUSER = "postgres"
 TEMPLATE = "tracker_template"
 #: the role the password tests log in as; the cluster asks it for a password (scram-sha-256)
 PASSWORD_ROLE = "tracker_pw"
+ROLE_PASSWORD = "pa:ss@w/rd#1"  # ':' '@' '/' '#': a URL must percent-encode each
 
 
 class PostgresUnavailable(RuntimeError):
@@ -68,6 +70,7 @@ class Cluster:
                        encoding="utf-8")
         self.start()
         self.admin(f"CREATE DATABASE {TEMPLATE}")
+        self.admin(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'")
 
     def _server(self, command: list[str]) -> None:
         """Run one of the server's programs as the server's user; fail with its output."""
@@ -89,8 +92,9 @@ class Cluster:
         self._server(["pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"])
 
     def url(self, database: str, user: str = SUPERUSER, password: str | None = None) -> str:
-        """A libpq URL of ``database`` on this cluster's socket."""
-        secret = f":{password}" if password is not None else ""
+        """A libpq URL of ``database`` on this cluster's socket (the password
+        percent-encoded, as URLs need)."""
+        secret = f":{quote(password, safe='')}" if password is not None else ""
         return (f"postgresql://{user}{secret}@/{database}"
                 f"?host={self.socket_dir}&port={PORT}")
 

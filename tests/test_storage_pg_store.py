@@ -1,0 +1,205 @@
+"""A PostgreSQL catalog's store (tracker/storage/pg_store.py) on a real server: its schema is
+created once, versioned and migrated in one transaction, a newer one refused; a server that
+cannot be reached, a wrong password or a missing privilege is a CatalogError that never shows
+the password; libpq's own conventions (PGPASSFILE) work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from pg_server import PASSWORD_ROLE
+from pg_server import ROLE_PASSWORD as PASSWORD
+
+from tracker.errors import CatalogError, CatalogVersionError, NotACatalogError
+from tracker.storage import pg_schema, schema
+from tracker.storage.pg_store import PgStore
+
+
+def _tables(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'tracker' ORDER BY table_name, ordinal_position").fetchall()
+    tables: dict[str, list[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, []).append(column)
+    return tables
+
+
+def _version(url: str) -> str:
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT value FROM tracker.meta WHERE key = 'schema_version'").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_the_first_connection_creates_the_file_catalogs_tables(pg_url: str) -> None:
+    with PgStore(pg_url, 10).connect() as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    tables = _tables(pg_url)
+    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT)
+    for table, names in tables.items():
+        expected = [name for name in schema.column_names(table) if name != "values_fresh"]
+        assert names[:len(expected)] == expected, table
+    assert _version(pg_url) == str(schema.SCHEMA_VERSION)
+
+
+def test_a_read_only_connection_refuses_writes(pg_url: str) -> None:
+    store = PgStore(pg_url, 10)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), store.connect() as connection:
+        connection.execute("DELETE FROM runs")
+    with store.connect(write=True) as connection:
+        connection.execute("INSERT INTO meta VALUES ('note', 'kept')")
+    with store.connect() as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key = 'note'").fetchone() == \
+            ("kept",)
+
+
+def test_a_failed_operation_writes_nothing(pg_url: str) -> None:
+    store = PgStore(pg_url, 10)
+    with pytest.raises(RuntimeError), store.connect(write=True) as connection:
+        connection.execute("INSERT INTO meta VALUES ('note', 'lost')")
+        raise RuntimeError("the caller failed")
+    with store.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM meta WHERE key = 'note'").fetchone() \
+            == (0,)
+
+
+def test_processes_starting_together_create_the_catalog_once(pg_url: str,
+                                                             tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        from tracker.storage.pg_store import PgStore
+        with PgStore({pg_url!r}, 30).connect(write=True) as connection:
+            connection.execute("INSERT INTO meta VALUES (%s, 'here')", [__import__('sys').argv[1]])
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", code, f"worker{n}"],
+                                stderr=subprocess.PIPE, text=True) for n in range(6)]
+    errors = [worker.communicate(timeout=120)[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 6, errors
+    with psycopg.connect(pg_url) as connection:
+        assert connection.execute("SELECT count(*) FROM tracker.meta WHERE value = 'here'"
+                                  ).fetchone() == (6,)
+
+
+def test_a_newer_catalog_is_refused(pg_url: str) -> None:
+    with PgStore(pg_url, 10).connect():
+        pass
+    with psycopg.connect(pg_url) as connection:
+        connection.execute("UPDATE tracker.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(CatalogVersionError, match="version 99, newer") as refused:
+        with PgStore(pg_url, 10).connect():
+            pass
+    assert refused.value.version == 99
+    assert _version(pg_url) == "99"
+
+
+def _older(url: str) -> None:
+    """Make the catalog at ``url`` one version older than this tracker's."""
+    with PgStore(url, 10).connect():
+        pass
+    with psycopg.connect(url) as connection:
+        connection.execute("UPDATE tracker.meta SET value = %s WHERE key = 'schema_version'",
+                           [str(schema.SCHEMA_VERSION - 1)])
+
+
+def test_a_migration_is_one_transaction(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _older(pg_url)
+
+    def broken(connection: Any) -> None:
+        connection.execute("CREATE TABLE half_done (x int)")
+        connection.execute("ALTER TABLE runs ADD COLUMN nonsense nonsense_type")
+
+    monkeypatch.setitem(pg_schema.MIGRATIONS, schema.SCHEMA_VERSION - 1, broken)
+    with pytest.raises(psycopg.errors.UndefinedObject), PgStore(pg_url, 10).connect():
+        pass
+    assert "half_done" not in _tables(pg_url)
+    assert _version(pg_url) == str(schema.SCHEMA_VERSION - 1)
+
+    def adds(connection: Any) -> None:
+        connection.execute("CREATE TABLE added (x int)")
+
+    monkeypatch.setitem(pg_schema.MIGRATIONS, schema.SCHEMA_VERSION - 1, adds)
+    with PgStore(pg_url, 10).connect():
+        pass
+    assert "added" in _tables(pg_url)
+    assert _version(pg_url) == str(schema.SCHEMA_VERSION)
+
+
+def test_every_schema_version_since_postgres_began_has_a_postgres_migration() -> None:
+    missing = [version for version in range(pg_schema.FIRST_VERSION, schema.SCHEMA_VERSION)
+               if version not in pg_schema.MIGRATIONS]
+    assert missing == [], "add tracker.storage.pg_schema.MIGRATIONS for these versions"
+
+
+def test_a_database_with_other_tables_in_the_tracker_schema_is_left_untouched(
+        pg_url: str) -> None:
+    with psycopg.connect(pg_url) as connection:
+        connection.execute("CREATE SCHEMA tracker")
+        connection.execute("CREATE TABLE tracker.invoices (n int)")
+    with pytest.raises(NotACatalogError, match="not a tracker catalog"):
+        with PgStore(pg_url, 10).connect():
+            pass
+    assert _tables(pg_url) == {"invoices": ["n"]}
+
+
+def test_a_server_that_cannot_be_reached_is_a_catalog_error(tmp_path: Path) -> None:
+    url = f"postgresql://alice:{quote(PASSWORD, safe='')}@/runs?host={tmp_path}&port=5999"
+    with pytest.raises(CatalogError, match="cannot connect to the catalog") as refused:
+        with PgStore(url, 2).connect():
+            pass
+    assert "pa" not in str(refused.value).split("alice:")[1].split("@")[0]
+    assert "alice:***@" in str(refused.value)
+    assert repr(PgStore(url, 2)) == f"PgStore('postgresql://alice:***@/runs?host={tmp_path}&port=5999')"
+
+
+@pytest.fixture
+def password_role(pg_cluster: Any, pg_url: str) -> str:
+    """The test's database, owned by the role that must give PASSWORD (the cluster asks it
+    for one)."""
+    database = pg_url.split("/")[3].split("?")[0]
+    pg_cluster.admin(f"ALTER DATABASE {database} OWNER TO {PASSWORD_ROLE}")
+    return database
+
+
+def test_a_password_in_the_url_works_and_a_wrong_one_is_never_shown(
+        pg_cluster: Any, password_role: str) -> None:
+    role = PASSWORD_ROLE
+    with PgStore(pg_cluster.url(password_role, role, PASSWORD), 10).connect() as connection:
+        assert connection.execute("SELECT current_user").fetchone() == (role,)
+    wrong = "wr0ng-" + PASSWORD
+    with pytest.raises(CatalogError, match="password authentication failed") as refused:
+        with PgStore(pg_cluster.url(password_role, role, wrong), 10).connect():
+            pass
+    assert "wr0ng" not in str(refused.value) + refused.value.path
+
+
+def test_libpq_finds_the_password_in_pgpassfile(pg_cluster: Any, password_role: str,
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    passfile = tmp_path / "pgpass"
+    escaped = PASSWORD.replace("\\", "\\\\").replace(":", "\\:")
+    passfile.write_text(f"*:*:{password_role}:{PASSWORD_ROLE}:{escaped}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    url = pg_cluster.url(password_role, PASSWORD_ROLE)
+    assert PASSWORD not in url
+    with PgStore(url, 10).connect(write=True) as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_a_role_that_may_not_create_the_catalog_is_told_what_to_ask_for(
+        pg_cluster: Any, pg_url: str) -> None:
+    database = pg_url.split("/")[3].split("?")[0]
+    visitor = f"visitor_{database}"
+    pg_cluster.admin(f"CREATE ROLE {visitor} LOGIN")
+    with pytest.raises(CatalogError, match="ask its owner to grant"):
+        with PgStore(pg_cluster.url(database, visitor), 10).connect():
+            pass

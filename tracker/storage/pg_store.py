@@ -1,0 +1,161 @@
+"""One PostgreSQL catalog: its connections and its schema, for a team sharing one server.
+
+The counterpart of :mod:`tracker.storage.store` for a ``postgresql://`` catalog. No sidecar lock
+and no global write lock: each operation is one connection and one transaction, and
+PostgreSQL's own locks keep writers apart (a run's row is locked while its events are applied,
+:mod:`tracker.storage.pg_writer`). The URL is handed to libpq as it is, so its conventions hold
+(``PGPASSFILE``, ``PGSERVICE``, ``~/.pg_service.conf``, ``sslmode``...); it is shown only
+:func:`~tracker.storage.pg_url.redacted`.
+
+The tables live in the ``tracker`` schema (:mod:`tracker.storage.pg_schema`). The first
+connection of a :class:`PgStore` creates them, or checks their version and migrates them, in one
+transaction under an advisory lock, so processes starting together create them once; a
+catalog of a newer version is refused (:class:`tracker.errors.CatalogVersionError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from tracker import arguments
+from tracker.errors import (
+    CatalogError,
+    CatalogVersionError,
+    NotACatalogError,
+    TrackerError,
+    first_line,
+)
+from tracker.storage import pg_schema
+from tracker.storage.pg_url import redacted
+
+# The advisory lock taken while the schema is created or migrated (any fixed number: it names
+# the lock for every process using this database). 0x7472616b = "trak".
+SCHEMA_LOCK = 0x7472616B
+_MIN_CONNECT_TIMEOUT = 2  # libpq's connect_timeout: whole seconds, and it reads less as 2
+
+
+class PgStore:
+    """The PostgreSQL catalog at ``url`` (a libpq URL); ``timeout`` bounds how long an
+    operation waits to connect."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url = url  # with any password in it: handed to libpq, never shown
+        #: the URL as it may be shown: any password in it hidden
+        self.shown = redacted(url)
+        self.timeout = timeout
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"PgStore({self.shown!r})"
+
+    def wait(self, timeout: float | None) -> float:
+        """Seconds an operation may wait: ``timeout`` checked, else the store's."""
+        return self.timeout if timeout is None else arguments.seconds(timeout, "timeout")
+
+    @contextlib.contextmanager
+    def connect(self, *, write: bool = False, timeout: float | None = None) -> Iterator[Any]:
+        """A psycopg connection in one transaction (READ ONLY unless ``write``), committed on
+        exit, rolled back on an exception; the schema is created or checked first, once per
+        store. A server that cannot be reached raises :class:`tracker.errors.CatalogError`."""
+        connection = self._open(self.wait(timeout))
+        try:
+            with translated(self.shown):
+                if not self._ready:
+                    self._create_or_migrate(connection)
+                with connection.transaction():
+                    if not write:
+                        connection.execute("SET TRANSACTION READ ONLY")
+                    yield connection
+        finally:
+            connection.close()
+
+    def _open(self, wait: float) -> Any:
+        import psycopg
+
+        seconds = max(_MIN_CONNECT_TIMEOUT, math.ceil(wait))
+        with translated(self.shown):
+            connection = psycopg.connect(self._url, connect_timeout=seconds, autocommit=True,
+                                         application_name="tracker")
+            try:
+                connection.execute(f"SET search_path TO {pg_schema.SCHEMA}")
+            except BaseException:
+                connection.close()
+                raise
+        return connection
+
+    def _create_or_migrate(self, connection: Any) -> None:
+        """Create, check or migrate the catalog's tables, in one transaction."""
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEMA_LOCK])
+            version = self._version_in(connection)
+            if version is not None and version > pg_schema.SCHEMA_VERSION:
+                raise CatalogVersionError(
+                    f"catalog {self.shown} has schema version {version}, newer than this "
+                    f"tracker reads (version {pg_schema.SCHEMA_VERSION}); upgrade tracker "
+                    f"(pip install -U 'tracker[postgres]') to a release that reads schema "
+                    f"{version}", path=self.shown, version=version)
+            if version is None:
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_schema.SCHEMA}")
+                for statement in pg_schema.create_statements():
+                    connection.execute(statement)
+            elif version < pg_schema.SCHEMA_VERSION:
+                for _, migrate in pg_schema.pending_migrations(version):
+                    migrate(connection)
+            if version != pg_schema.SCHEMA_VERSION:
+                connection.execute(
+                    "INSERT INTO meta VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [str(pg_schema.SCHEMA_VERSION)])
+        self._ready = True
+
+    def _version_in(self, connection: Any) -> int | None:
+        """The schema version stored; None when the ``tracker`` schema has no table yet."""
+        found = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
+            [pg_schema.SCHEMA]).fetchall()
+        tables = [row[0] for row in found]
+        if not tables:
+            return None
+        if "meta" not in tables or "runs" not in tables:
+            raise NotACatalogError(
+                f"{self.shown} has a schema {pg_schema.SCHEMA!r} that is not a tracker catalog "
+                f"(it has tables {tables[:5]}); it was left untouched: use another database",
+                path=self.shown)
+        row = connection.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = str(row[0]) if row else ""
+        if not (version.isascii() and version.isdigit()) or int(version) < 1:
+            raise NotACatalogError(
+                f"catalog {self.shown} has no valid schema version (meta.schema_version is "
+                f"{version!r}); it was left untouched", path=self.shown)
+        return int(version)
+
+
+@contextlib.contextmanager
+def translated(shown: str) -> Iterator[None]:
+    """The one place psycopg's errors about the server become tracker's: one that cannot be
+    reached or refuses the login, a lost connection, a missing privilege. An error about a statement
+    (a data error, say) passes as it is, for the caller to judge."""
+    import psycopg
+
+    try:
+        yield
+    except TrackerError:
+        raise
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise CatalogError(
+            f"catalog {shown}: the database refused ({_first_line(exc)}); ask its owner to "
+            f"grant this role USAGE and CREATE on the schema {pg_schema.SCHEMA!r}, or to "
+            "create the catalog by running tracker once as the owner", path=shown) from None
+    except psycopg.OperationalError as exc:
+        raise CatalogError(
+            f"cannot connect to the catalog {shown} ({_first_line(exc)}); check that the server "
+            "is up and that the URL, ~/.pgpass (PGPASSFILE) or PGSERVICE are right",
+            path=shown) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return first_line(str(exc), type(exc).__name__)[:300]
