@@ -1,0 +1,268 @@
+"""Writing a batch of recorded events into a PostgreSQL catalog, in one transaction.
+
+The counterpart of :mod:`tracker.storage.writer` for a shared server, where many processes on
+many machines write at once with no global lock:
+
+- A run is created by ``INSERT ... ON CONFLICT (id) DO NOTHING``, so a batch sent again (its
+  commit was lost with the connection) never duplicates it.
+- Each run's row is then locked (``FOR UPDATE``, in id order so two writers never deadlock) and
+  ``runs.spool_seq`` says which of its events are already applied: only later ones are, so a
+  replayed spool or a retried flush applies nothing twice. Writers of different runs never wait
+  for each other.
+- A name numbered per notebook (``train #12``) and an artifact's version count up under an
+  advisory lock on the name or path, held to the commit.
+
+The values written are the file catalog's (same columns, same JSON text), so both back ends read
+the same. A batch the server refuses raises; the caller keeps the events (spool, quarantine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from tracker import _ids, events, models, values
+from tracker.events import Spooled
+
+Batch = Sequence[Spooled]
+
+# The Start attributes that are columns of a new run's row (besides id, status, started_at).
+_START_COLUMNS = ("name", "project", "host", "pid", "process_start", "username", "labels",
+                  "notes", "parent_id", "notebook", "notebook_name", "notebook_title",
+                  "notebook_hash")
+# The columns a later event may change (an Update's attrs are filtered by this list: its keys
+# come from the recorder, and only these become SQL text).
+_SETTABLE = ("name", "project", "notebook", "notebook_name", "notebook_title", "notebook_hash",
+             "labels", "notes", "status", "ended_at", "error", "environment_id")
+_TIMES = ("started_at", "ended_at", "heartbeat_at")
+_NUMBER = "number the name"  # a key no column has: the update asks for a numbered name
+
+
+def _ts(seconds: float | None) -> dt.datetime | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+
+
+def apply(con: Any, batch: Batch) -> list[Spooled]:
+    """Apply ``batch`` inside the caller's transaction; return the events of runs whose start
+    was never stored (nothing to attach them to: the caller keeps them)."""
+    by_run: dict[str, list[Spooled]] = defaultdict(list)
+    for item in sorted(batch, key=lambda item: (item.run_id, item.seq)):
+        by_run[item.run_id].append(item)
+    _create_runs(con, by_run)
+    stored = _locked_rows(con, sorted(by_run))
+    rows = _Rows()
+    startless: list[Spooled] = []
+    now = time.time()
+    for run_id, numbered in by_run.items():
+        row = stored.get(run_id)
+        if row is None:
+            startless += numbered
+            continue
+        fresh = [item for item in numbered if item.seq > (row["spool_seq"] or 0)]
+        if fresh:
+            rows.fold(run_id, fresh, row, now)
+    rows.write(con)
+    return startless
+
+
+def _create_runs(con: Any, by_run: dict[str, list[Spooled]]) -> None:
+    """Insert the row of each run whose Start is in the batch, unless it exists; ``spool_seq``
+    0, so the run's events (its Start too) are then applied as new."""
+    for run_id, numbered in by_run.items():
+        start = next((item.event for item in numbered if isinstance(item.event, events.Start)),
+                     None)
+        if start is None:
+            continue
+        attrs = start.attrs
+        columns: dict[str, Any] = {
+            "id": run_id, "status": models.RUNNING, "params": "{}", "metrics": "{}",
+            "started_at": _ts(attrs.get("started_at") or time.time()), "spool_seq": 0}
+        columns.update({k: attrs[k] for k in _START_COLUMNS if attrs.get(k) is not None})
+        if attrs.get(models.NUMBERED_NAME) and isinstance(columns.get("name"), str):
+            columns["name"] = _numbered(con, columns["name"])
+        names = ", ".join(columns)
+        marks = ", ".join(["%s"] * len(columns))
+        con.execute(f"INSERT INTO runs ({names}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
+                    list(columns.values()))
+
+
+def _numbered(con: Any, base: str) -> str:
+    """``base #N``, N one more than any run named so (or plain ``base``, from before names were
+    numbered) has; the advisory lock on the name keeps two writers from drawing one number."""
+    con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"name:{base}"])
+    numbered, plain = con.execute(
+        "SELECT coalesce(max(CASE WHEN substr(name, %s) ~ '^[0-9]{1,18}$' "
+        "THEN substr(name, %s)::bigint END), 0), count(*) FILTER (WHERE name = %s) "
+        "FROM runs WHERE name = %s OR starts_with(name, %s)",
+        [len(base) + 3, len(base) + 3, base, base, f"{base} #"]).fetchone()
+    return f"{base} #{max(int(numbered), int(plain)) + 1}"
+
+
+def _locked_rows(con: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored state of these runs, their rows locked to the end of the transaction."""
+    found = con.execute(
+        "SELECT id, spool_seq, params, metrics, status, "
+        "EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = runs.id) "
+        "FROM runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [run_ids]).fetchall()
+    return {row[0]: {"spool_seq": row[1], "params": row[2], "metrics": row[3],
+                     "status": row[4], "by_hand": row[5]} for row in found}
+
+
+class _Rows:
+    """A batch's events folded into rows per table, each table then written in one call."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, dict[str, Any]]] = []
+        self.params: list[tuple[Any, ...]] = []
+        self.metrics: list[tuple[Any, ...]] = []
+        self.cells: list[tuple[Any, ...]] = []
+        self.environments: dict[str, str] = {}
+        self.artifacts: list[tuple[Any, ...]] = []
+        self.tags: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self.ends_after_hand: list[tuple[str, str, str, float]] = []
+
+    def fold(self, run_id: str, fresh: list[Spooled], row: dict[str, Any], now: float) -> None:
+        """Fold one run's new events into rows and the updates of its row."""
+        state: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        metrics: dict[str, Any] = {}
+        for item in fresh:
+            event = item.event
+            if isinstance(event, events.Param):
+                self.params.append((run_id, event.key, json.dumps(event.value), event.kind,
+                                    _ts(event.ts)))
+                params[event.key] = event.value
+            elif isinstance(event, events.Metric):
+                self.metrics.append((run_id, event.key, event.value, event.step, _ts(event.ts)))
+                metrics[event.key] = values.encode_float(event.value)
+            elif isinstance(event, events.Artifact):
+                self.artifacts.append((run_id, event.role, event.uri, event.facts or {},
+                                       event.ts, event.via))
+            elif isinstance(event, events.Cell):
+                self.cells.append(_cell_row(run_id, event.cell))
+            elif isinstance(event, events.Tag):
+                self.tags[(run_id, event.key)] = (event.value, event.ts)
+            elif isinstance(event, events.Env):
+                self.environments[event.env_id] = json.dumps(event.data, default=str)
+                state["environment_id"] = event.env_id
+            elif isinstance(event, events.Update):
+                state.update({k: v for k, v in event.attrs.items() if k in _SETTABLE})
+                state[_NUMBER] = bool(event.attrs.get(models.NUMBERED_NAME))
+            elif isinstance(event, events.End):
+                state.update(status=event.status, ended_at=event.ts, error=event.error)
+                if row["by_hand"]:
+                    self.ends_after_hand.append((run_id, row["status"], event.status, event.ts))
+        if params:
+            state["params"] = _merged(row["params"], params)
+        if metrics:
+            state["metrics"] = _merged(row["metrics"], metrics)
+        state.update(heartbeat_at=now, spool_seq=fresh[-1].seq)
+        self.updates.append((run_id, state))
+
+    def write(self, con: Any) -> None:
+        """Write the folded rows; keys and values are bound, column names come from fixed
+        lists."""
+        cursor = con.cursor()
+        if self.params:
+            cursor.executemany("INSERT INTO params (run_id, key, value, kind, logged_at) "
+                               "VALUES (%s, %s, %s, %s, %s)", self.params)
+            cursor.executemany("INSERT INTO param_keys VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                               sorted({(row[1], row[3]) for row in self.params}))
+        if self.metrics:
+            cursor.executemany("INSERT INTO metrics (run_id, key, value, step, logged_at) "
+                               "VALUES (%s, %s, %s, %s, %s)", self.metrics)
+            cursor.executemany("INSERT INTO metric_keys VALUES (%s) ON CONFLICT DO NOTHING",
+                               sorted({(row[1],) for row in self.metrics}))
+        if self.cells:
+            cursor.executemany(f"INSERT INTO cells VALUES ({', '.join(['%s'] * 11)})",
+                               self.cells)
+        if self.environments:
+            cursor.executemany("INSERT INTO environments VALUES (%s, %s, %s) "
+                               "ON CONFLICT (id) DO NOTHING",
+                               [(key, data, _ts(time.time()))
+                                for key, data in sorted(self.environments.items())])
+        if self.ends_after_hand:
+            # Before the row's status changes: the stored one is the status set by hand.
+            cursor.executemany(
+                "INSERT INTO status_changes (run_id, old_status, new_status, username, host, "
+                "changed_at, forced) SELECT id, %s, %s, username, host, %s, false FROM runs "
+                "WHERE id = %s AND %s <> %s",
+                [(old, new, _ts(ts), run_id, old, new)
+                 for run_id, old, new, ts in self.ends_after_hand])
+        for run_id, state in self.updates:
+            if state.pop(_NUMBER, False) and isinstance(state.get("name"), str):
+                state["name"] = _numbered(cursor, state["name"])
+            _update_run(cursor, run_id, state)
+        _write_tags(cursor, self.tags)
+        for artifact in self.artifacts:
+            _link_artifact(cursor, *artifact)
+
+
+def _update_run(cursor: Any, run_id: str, state: dict[str, Any]) -> None:
+    names = [name for name in state if name in (*_SETTABLE, "params", "metrics",
+                                                 "heartbeat_at", "spool_seq")]
+    clauses = [f"{name} = %s" for name in names]
+    args = [_ts(state[name]) if name in _TIMES else state[name] for name in names]
+    if state.get("ended_at") is not None:
+        clauses.append("duration = %s - extract(epoch FROM started_at)")
+        args.append(state["ended_at"])
+    cursor.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = %s", [*args, run_id])
+
+
+def _write_tags(cursor: Any, tags: dict[tuple[str, str], tuple[str | None, float]]) -> None:
+    """A tag change replaces (or, with None, removes) the run's tag of that key, unless the
+    stored one was set later (another process's flush may bring an older change)."""
+    if not tags:
+        return
+    removed = [(run_id, key, _ts(ts + 1e-6)) for (run_id, key), (value, ts) in tags.items()
+               if value is None]
+    cursor.executemany("DELETE FROM tags WHERE run_id = %s AND key = %s AND set_at <= %s",
+                       removed)
+    cursor.executemany(
+        "INSERT INTO tags VALUES (%s, %s, %s, %s) ON CONFLICT (run_id, key) DO UPDATE SET "
+        "value = excluded.value, set_at = excluded.set_at "
+        "WHERE tags.set_at <= excluded.set_at + interval '1 microsecond'",
+        [(run_id, key, value, _ts(ts)) for (run_id, key), (value, ts) in tags.items()
+         if value is not None])
+
+
+def _merged(stored: str | None, new: dict[str, Any]) -> str:
+    current = json.loads(stored) if stored else {}
+    current.update(new)
+    return json.dumps(current)
+
+
+def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[str, Any],
+                   ts: float, via: str | None) -> None:
+    """Link a run to the version of ``uri`` it read or wrote (a new version when the content
+    changed), under an advisory lock on the path: versions count up one by one."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"path:{uri}"])
+    digest = facts.get("hash")
+    latest = cursor.execute(
+        "SELECT id, version, hash FROM artifacts WHERE key = %s ORDER BY version DESC LIMIT 1",
+        [uri]).fetchone()
+    if latest is not None and digest is not None and latest[2] == digest:
+        artifact_id = latest[0]
+        if facts.get("kept") == "kept" and facts.get("blob"):
+            cursor.execute("UPDATE artifacts SET blob = %s, kept = 'kept' WHERE id = %s "
+                           "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
+    else:
+        artifact_id = _ids.new_run_id()
+        cursor.execute(
+            "INSERT INTO artifacts VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [artifact_id, uri, (latest[1] + 1) if latest else 1, uri, facts.get("size"),
+             _ts(facts.get("mtime")), digest, run_id if role == "output" else None,
+             facts.get("blob"), _ts(ts), facts.get("kept")])
+    cursor.execute("INSERT INTO run_artifacts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                   [run_id, artifact_id, role, _ts(ts), via])
+
+
+def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:
+    return (run_id, cell["seq"], cell.get("execution_count"), cell.get("cell_id"),
+            cell.get("source_hash"), cell.get("source"), _ts(cell.get("started_at")),
+            cell.get("duration"), cell.get("success"), cell.get("error_type"),
+            cell.get("error_message"))
