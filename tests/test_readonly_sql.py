@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,116 @@ def test_a_result_pandas_cannot_hold_says_to_cast_it(catalog: tracker.Catalog,
         catalog.sql(query)
     cast = catalog.sql("SELECT CAST(union_value(k := 1) AS VARCHAR) AS u")
     assert cast["u"].tolist() == ["1"]
+
+
+# -- a PostgreSQL catalog (tracker/pg_readonly_sql.py): the server's parser and rules --------
+
+PG_ATTACKS = [
+    "SELECT 1; DELETE FROM runs",
+    "DELETE FROM runs",
+    "UPDATE runs SET name = 'changed'",
+    "DROP TABLE metrics",
+    "WITH gone AS (DELETE FROM runs RETURNING id) SELECT * FROM gone",
+    "EXPLAIN ANALYZE DELETE FROM runs",
+    "CREATE TABLE stolen AS SELECT * FROM runs",
+    "COPY runs TO '/tmp/tracker-stolen.csv'",
+    "SET default_transaction_read_only = off",
+    "COMMIT",
+    "  /* a comment first */ TRUNCATE runs",
+    "SELECT nextval('params_seq_seq')",
+    "SELECT set_config('transaction_read_only', 'off', true)",
+    "",
+]
+
+
+@pytest.fixture
+def pg_catalog(pg_url: str) -> Any:
+    """A PostgreSQL catalog's store holding one run, named 'mine', with lr 0.1."""
+    from tracker import events
+    from tracker.storage import pg_writer
+    from tracker.storage.pg_store import PgStore
+
+    store = PgStore(pg_url, 10)
+    now = time.time()
+    batch = [events.Start("01mine", {"name": "mine", "started_at": now}),
+             events.Param("01mine", "lr", 0.1, "float", now)]
+    with store.connect(write=True) as con:
+        pg_writer.apply(con, [events.Spooled("01mine", n, e) for n, e in enumerate(batch, 1)])
+    return store
+
+
+def _pg_state(store: Any) -> list[Any]:
+    with store.connect() as con:
+        return [con.execute("SELECT id, name, params, spool_seq FROM runs").fetchall(),
+                con.execute("SELECT count(*) FROM params").fetchone(),
+                con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'tracker' "
+                            "ORDER BY 1").fetchall(),
+                con.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()]
+
+
+def test_pg_sql_reads_the_catalog_with_positional_params(pg_catalog: Any) -> None:
+    from tracker import pg_readonly_sql
+
+    found = pg_readonly_sql.run(pg_catalog, "SELECT name FROM runs WHERE name = $1", ["mine"])
+    assert found["name"].tolist() == ["mine"]
+    lr = pg_readonly_sql.run(pg_catalog, "SELECT (params::jsonb->>'lr')::float8 AS lr FROM runs")
+    assert lr["lr"].tolist() == [0.1]
+    assert pg_readonly_sql.run(pg_catalog, "VALUES (1, 'a')").shape == (1, 2)
+    assert len(pg_readonly_sql.run(pg_catalog, "WITH r AS (SELECT * FROM runs) "
+                                               "SELECT id FROM r")) == 1
+
+
+@pytest.mark.parametrize("attack", PG_ATTACKS)
+def test_pg_sql_refuses_anything_but_reading(pg_catalog: Any, attack: str) -> None:
+    from tracker import pg_readonly_sql
+
+    before = _pg_state(pg_catalog)
+    with pytest.raises(tracker.ReadOnlySQLError, match="one read-only query is allowed"):
+        pg_readonly_sql.run(pg_catalog, attack)
+    assert _pg_state(pg_catalog) == before
+    assert not Path("/tmp/tracker-stolen.csv").exists()
+
+
+@pytest.mark.parametrize(("query", "params"), [
+    ("SELECT * FROM nowhere", None), ("SELECT nothing FROM runs", None),
+    ("SELECT 1 +", None), ("SELECT 1/0", None),
+])
+def test_pg_a_failing_query_is_an_sql_error_with_the_servers_reason(
+        pg_catalog: Any, query: str, params: list[object] | None) -> None:
+    from tracker import pg_readonly_sql
+
+    with pytest.raises(tracker.SQLError) as caught:
+        pg_readonly_sql.run(pg_catalog, query, params)
+    assert not isinstance(caught.value, tracker.ReadOnlySQLError)
+    assert "\n" not in str(caught.value) and str(caught.value)
+
+
+@pytest.mark.parametrize(("query", "params"), [
+    (None, None), (b"SELECT 1", None), ("SELECT $1", "1"), ("SELECT $1", 1),
+    ("SELECT $a", {"a": "x"}), ("SELECT '\x00'", None),
+])
+def test_pg_sql_refuses_arguments_of_the_wrong_type(pg_catalog: Any, query: object,
+                                                    params: object) -> None:
+    from tracker import pg_readonly_sql
+
+    with pytest.raises(tracker.ArgumentError):
+        pg_readonly_sql.run(pg_catalog, query, params)  # type: ignore[arg-type]
+
+
+def test_pg_sql_undoes_what_a_function_writes_despite_read_only(pg_catalog: Any) -> None:
+    from tracker import pg_readonly_sql
+
+    before = _pg_state(pg_catalog)
+    made = pg_readonly_sql.run(pg_catalog, "SELECT lo_from_bytea(0, 'x') AS oid")
+    assert len(made) == 1  # the server let it run ...
+    assert _pg_state(pg_catalog) == before  # ... and it was rolled back
+
+
+def test_pg_a_long_query_is_stopped(pg_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import pg_readonly_sql
+
+    monkeypatch.setenv("TRACKER_SQL_TIMEOUT", "0.5")
+    started = time.monotonic()
+    with pytest.raises(tracker.SQLError, match="longer than 0.5 s"):
+        pg_readonly_sql.run(pg_catalog, "SELECT pg_sleep(30)")
+    assert time.monotonic() - started < 10
