@@ -28,6 +28,7 @@ from tracker.filter_language import (
     compile_order_by,
     parse_key,
 )
+from tracker.sql_dialects import DUCKDB, POSTGRES
 from tracker.storage import schema, value_columns
 from tracker.storage.schema import RUN_COLUMNS
 
@@ -128,6 +129,67 @@ def _insert_run(connection: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> N
         )
     for key, value in run.get("tags", {}).items():
         connection.execute("INSERT INTO tags VALUES (?, ?, ?, now())", [run["id"], key, value])
+
+
+@pytest.fixture(scope="module")
+def pg_db(pg_cluster: Any) -> Iterator[Any]:
+    """The runs above in a PostgreSQL catalog's tables (one database for the module)."""
+    import psycopg
+
+    from tracker.storage.pg_store import PgStore
+
+    url = pg_cluster.url(pg_cluster.fresh_database())
+    with PgStore(url, 10).connect(write=True) as connection:
+        connection.execute("SET TimeZone = 'UTC'")
+        for run in RUNS:
+            row = {key: json.dumps(value) if key in ("params", "metrics") else value
+                   for key, value in run.items() if key != "tags"}
+            names = [name for name, _ in RUN_COLUMNS if name in row]
+            connection.execute(f"INSERT INTO runs ({', '.join(names)}) "
+                               f"VALUES ({', '.join('%s' for _ in names)})",
+                               [row[name] for name in names])
+            for key, value in run.get("tags", {}).items():
+                connection.execute("INSERT INTO tags VALUES (%s, %s, %s, now())",
+                                   [run["id"], key, value])
+    connection = psycopg.connect(url, autocommit=True)
+    connection.execute("SET search_path TO tracker")
+    connection.execute("SET TimeZone = 'UTC'")
+    yield connection
+    connection.close()
+
+
+class Backend:
+    """Compiles for one back end and runs the result on its copy of the runs above."""
+
+    def __init__(self, name: str, connection: Any) -> None:
+        self.name, self.connection = name, connection
+        self.dialect = POSTGRES if name == "postgresql" else DUCKDB
+
+    def layout(self) -> dict[tuple[str, str], str]:
+        return {} if self.name == "postgresql" else value_columns.layout(self.connection)
+
+    def rows(self, compiled: Compiled, clause: str) -> list[str]:
+        if self.name == "duckdb":
+            if clause == "WHERE":
+                return sorted(matching(self.connection, compiled))
+            return ordered(self.connection, compiled)
+        found = self.connection.execute(f"SELECT id FROM runs r {clause} {compiled.sql}",
+                                        list(compiled.params)).fetchall()
+        return [row[0] for row in found]
+
+    def matching(self, compiled: Compiled) -> set[str]:
+        return set(self.rows(compiled, "WHERE"))
+
+    def ordered(self, compiled: Compiled) -> list[str]:
+        return self.rows(compiled, "ORDER BY")
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def backend(request: pytest.FixtureRequest, db: Any) -> Backend:
+    """Each back end in turn: the same filters must find the same runs in both."""
+    if request.param == "duckdb":
+        return Backend("duckdb", db)
+    return Backend("postgresql", request.getfixturevalue("pg_db"))
 
 
 @pytest.fixture(scope="module")
@@ -337,11 +399,18 @@ CASES: list[tuple[str, set[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), CASES)
-def test_filter_matches_the_expected_runs(
-    db: duckdb.DuckDBPyConnection, text: str, expected: set[str]
-) -> None:
-    assert matching(db, compile_filter(text, layout=value_columns.layout(db))) == expected
+# Where PostgreSQL answers otherwise, on purpose: a list or object param's text form is the JSON
+# text as stored ("[64, 32]", Python's spacing), where DuckDB's value columns hold it minified.
+PG_DIFFERENT = {"params.layers = '[64,32]'": set(), "params.layers = '[64, 32]'": ids(1)}
+
+
+@pytest.mark.parametrize(("text", "expected"), [*CASES, ("params.layers = '[64, 32]'", set())])
+def test_filter_matches_the_expected_runs(backend: Backend, text: str,
+                                          expected: set[str]) -> None:
+    if backend.name == "postgresql":
+        expected = PG_DIFFERENT.get(text, expected)
+    compiled = compile_filter(text, layout=backend.layout(), dialect=backend.dialect)
+    assert backend.matching(compiled) == expected
 
 
 def test_none_matches_every_run(db: duckdb.DuckDBPyConnection) -> None:
@@ -522,10 +591,9 @@ ORDERS: list[tuple[Any, list[str]]] = [
 
 
 @pytest.mark.parametrize(("items", "expected"), ORDERS)
-def test_order_by_sorts_runs(
-    db: duckdb.DuckDBPyConnection, items: Any, expected: list[str]
-) -> None:
-    assert ordered(db, compile_order_by(items, layout=value_columns.layout(db))) == expected
+def test_order_by_sorts_runs(backend: Backend, items: Any, expected: list[str]) -> None:
+    compiled = compile_order_by(items, layout=backend.layout(), dialect=backend.dialect)
+    assert backend.ordered(compiled) == expected
 
 
 def test_order_by_appends_the_id_tie_breaker_once() -> None:
@@ -574,10 +642,10 @@ EQUALS: list[tuple[dict[str, Any], set[str]]] = [
 
 
 @pytest.mark.parametrize(("equals", "expected"), EQUALS)
-def test_compile_equals_matches(
-    db: duckdb.DuckDBPyConnection, equals: dict[str, Any], expected: set[str]
-) -> None:
-    assert matching(db, compile_equals(equals, layout=value_columns.layout(db))) == expected
+def test_compile_equals_matches(backend: Backend, equals: dict[str, Any],
+                                expected: set[str]) -> None:
+    compiled = compile_equals(equals, layout=backend.layout(), dialect=backend.dialect)
+    assert backend.matching(compiled) == expected
 
 
 @pytest.mark.parametrize(
@@ -692,6 +760,10 @@ def test_sql_text_does_not_depend_on_user_text(key: str, value: str) -> None:
     assert compiled.params == (value, value)
     # A key the layout lacks compiles the same whatever its text.
     assert compile_filter(text).sql == compile_filter("params.`k` = 'v' OR name LIKE 'v'").sql
+    # PostgreSQL binds the key too: neither reaches the SQL text.
+    pg = compile_filter(text, dialect=POSTGRES)
+    assert pg.sql == compile_filter("params.`k` = 'v' OR name LIKE 'v'", dialect=POSTGRES).sql
+    assert pg.params == (key, value, value)
 
 
 # Every filter of CASES, parenthesized, with the runs it matches: the leaves of random trees.

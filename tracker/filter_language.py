@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from tracker import arguments
 from tracker.errors import ArgumentError, FilterSyntaxError
+from tracker.sql_dialects import DUCKDB, Dialect
 
 __all__ = [
     "ATTRIBUTES", "STEPPED", "Compiled", "compile_equals", "compile_filter", "compile_order_by",
@@ -424,22 +425,24 @@ class _Operand:
 
 @dataclass(frozen=True)
 class _Scope:
-    """Where fields live: ``runs AS alias``, and the column of ``runs`` holding each key."""
+    """Where fields live: ``runs AS alias``, the column of ``runs`` holding each key, and the
+    back end's SQL (:mod:`tracker.sql_dialects`)."""
 
     alias: str
     layout: Mapping[tuple[str, str], str]
+    dialect: Dialect = DUCKDB
 
-    def value(self, field: _Field, suffix: str = "") -> str:
-        """A param's text form (``suffix="_json"``: its JSON text), a metric's number."""
-        name = self.layout.get((field.namespace, field.key))
-        # A key no run has is missing everywhere; the column names are ours, never user text.
-        return f"{self.alias}.{name}{suffix}" if name else "CAST(NULL AS VARCHAR)"
+    def value(self, field: _Field, suffix: str = "") -> tuple[str, tuple[Any, ...]]:
+        """A param's text form (``suffix="_json"``: its JSON text), a metric's number, and the
+        values they bind; a key no run has is missing everywhere."""
+        return self.dialect.value(self.alias, self.layout, field.namespace, field.key, suffix)
 
 
-def _scope(alias: str, layout: Mapping[tuple[str, str], str] | None) -> _Scope:
+def _scope(alias: str, layout: Mapping[tuple[str, str], str] | None,
+           dialect: Dialect = DUCKDB) -> _Scope:
     if not _IDENTIFIER.match(alias):
         raise ArgumentError(f"alias must be a SQL identifier, not {alias!r}")
-    return _Scope(alias, layout or {})
+    return _Scope(alias, layout or {}, dialect)
 
 
 def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
@@ -450,33 +453,31 @@ def _field_sql(field: _Field, scope: _Scope) -> tuple[str, tuple[Any, ...]]:
         return (f"(SELECT max(t.value) FROM tags t WHERE t.run_id = {scope.alias}.id "
                 "AND t.key = ?)", (field.key,))
     if field.namespace == STEPPED:
-        return stepped_metric_sql(scope.alias), (field.key,)
+        return scope.dialect.stepped_metric(scope.alias), (field.key,)
     if field.namespace != "attributes":
-        return scope.value(field), ()
+        return scope.value(field)
     if field.key == "status":
         return f"lower({scope.alias}.status)", ()
     if field.key == "duration":
         # A running run has no duration yet: it is the time elapsed so far.
-        alias = scope.alias
-        return f"coalesce({alias}.duration, epoch(now()) - epoch({alias}.started_at))", ()
+        alias, epoch = scope.alias, scope.dialect.epoch
+        return f"coalesce({alias}.duration, {epoch('now()')} - {epoch(f'{alias}.started_at')})", ()
     return f"{scope.alias}.{field.key}", ()
 
 
 def stepped_metric_sql(alias: str) -> str:
     """SQL of a run's value of one metric (the key bound to its ``?``) at its largest step;
     of points logged at one step in the same microsecond, the one inserted last (rowid)."""
-    return (f"(SELECT arg_max(m.value, (coalesce(m.step, 0), m.logged_at, m.rowid)) "
-            f"FROM metrics m "
-            f"WHERE m.run_id = {alias}.id AND m.key = ?)")
+    return DUCKDB.stepped_metric(alias)
 
 
 def _number_sql(field: _Field, scope: _Scope, *, ordered: bool) -> tuple[str, tuple[Any, ...]]:
     sql, params = _field_sql(field, scope)
     if field.namespace == "attributes":
         return sql, params
-    sql = f"TRY_CAST({sql} AS DOUBLE)"
-    # DuckDB orders NaN above every number; ranges and sorting treat it as missing instead.
-    return (f"nullif({sql}, 'NaN'::DOUBLE)" if ordered else sql), params
+    sql = scope.dialect.try_double(sql)
+    # NaN sorts above every number; ranges and sorting treat it as missing instead.
+    return (f"nullif({sql}, {scope.dialect.nan()})" if ordered else sql), params
 
 
 def _number(literal: _Literal, field: _Field) -> float:
@@ -520,9 +521,9 @@ def _operand(field: _Field, literal: _Literal, *, ordered: bool, scope: _Scope) 
         if ordered:
             raise _Problem("true/false only compare with =, != or IN", literal.position)
         # JSON text is true for a boolean but "true" for a string: only booleans compare.
-        text = scope.value(field, "_json")
+        text, bound = scope.value(field, "_json")
         sql = f"CASE {text} WHEN 'true' THEN true WHEN 'false' THEN false END"
-        return _Operand(sql, (), value)
+        return _Operand(sql, bound, value)
     if kind == "text" or (kind == "params" and isinstance(value, str)):
         return _Operand(*_field_sql(field, scope), _text(literal, field))
     if kind in ("params", "metrics", "number"):
@@ -575,7 +576,9 @@ def _compile_predicate(predicate: _Predicate, scope: _Scope) -> Compiled:
     placeholders = ", ".join(operand.placeholder for operand in operands)
     right = f"({placeholders})" if op == "IN" else placeholders
     negation = "NOT " if predicate.negated else ""
-    return Compiled(f"{first.sql} {negation}{_OPERATORS[op]} {right}", first.params + bound)
+    escape = scope.dialect.like_escape() if op in ("LIKE", "ILIKE") else ""
+    return Compiled(f"{first.sql} {negation}{_OPERATORS[op]} {right}{escape}",
+                    first.params + bound)
 
 
 def _check_pattern(predicate: _Predicate) -> None:
@@ -592,11 +595,12 @@ def _compile_labels(predicate: _Predicate, scope: _Scope) -> Compiled:
     """labels CONTAINS 'x' (also spelled = 'x'), IN (any of), their negations, IS [NOT] NULL."""
     column, op = f"{scope.alias}.labels", predicate.op
     if op == "NULL":
-        return Compiled(f"coalesce(len({column}), 0) {'>' if predicate.negated else '='} 0", ())
+        counted = scope.dialect.labels_count(column)
+        return Compiled(f"{counted} {'>' if predicate.negated else '='} 0", ())
     if op not in ("CONTAINS", "IN", "=", "!="):
         raise _Problem("labels support CONTAINS, =, !=, IN and IS [NOT] NULL", predicate.position)
     bound = tuple(_text(literal, predicate.field) for literal in predicate.values)
-    sql = f"list_has_any({column}, [{', '.join('?' for _ in bound)}])"
+    sql = scope.dialect.labels_any(column, len(bound))
     if predicate.negated or op == "!=":
         # A run without labels does not contain the label, so it matches the negation.
         sql = f"NOT coalesce({sql}, false)"
@@ -630,11 +634,12 @@ def _file_uris(path: str) -> tuple[str, ...]:
 
 
 def compile_filter(text: str | None, *, alias: str = "r",
-                   layout: Mapping[tuple[str, str], str] | None = None) -> Compiled:
+                   layout: Mapping[tuple[str, str], str] | None = None,
+                   dialect: Dialect = DUCKDB) -> Compiled:
     """Compile a filter string to a WHERE-clause fragment over ``runs AS <alias>``.
 
     ``layout`` names the value column of each (namespace, key) (``value_columns.layout``); keys
-    it lacks match no run.
+    it lacks match no run. ``dialect`` is the back end's SQL (:mod:`tracker.sql_dialects`).
 
     Blank or None matches every run (``TRUE``). Raises FilterSyntaxError (a ValueError) naming
     the problem and its offset.
@@ -642,29 +647,34 @@ def compile_filter(text: str | None, *, alias: str = "r",
     >>> compile_filter("params.lr > 0.01 and status = 'FINISHED'").params
     (0.01, 'completed')
     """
-    scope = _scope(alias, layout)
+    scope = _scope(alias, layout, dialect)
     checked = arguments.filter_text(text, "where")
     if checked is None:
         return Compiled("TRUE", ())
     with _reported(checked):
-        return _compile_node(_parse(checked, _Parser.expression), scope)
+        return _finished(_compile_node(_parse(checked, _Parser.expression), scope), dialect)
+
+
+def _finished(compiled: Compiled, dialect: Dialect) -> Compiled:
+    return Compiled(dialect.finish(compiled.sql), compiled.params)
 
 
 def compile_equals(equals: Mapping[str, Any], *, alias: str = "r",
-                   layout: Mapping[tuple[str, str], str] | None = None) -> Compiled:
+                   layout: Mapping[tuple[str, str], str] | None = None,
+                   dialect: Dialect = DUCKDB) -> Compiled:
     """AND of ``key = value`` for keyword filters such as ``runs(status="completed")``.
 
     Keys resolve and values type as in the filter language (``"params.lr"``, ``"user"``); a
     list, tuple or set means IN, None means IS NULL, a date or datetime compares as ISO text.
     """
-    scope = _scope(alias, layout)
+    scope = _scope(alias, layout, dialect)
     parts = []
     for key, value in equals.items():
         with _reported(key):
             parts.append(_compile_predicate(_equality(_parse(key, _Parser.field), value), scope))
     if len(parts) < 2:
-        return parts[0] if parts else Compiled("TRUE", ())
-    return _joined("AND", parts)
+        return _finished(parts[0], dialect) if parts else Compiled("TRUE", ())
+    return _finished(_joined("AND", parts), dialect)
 
 
 def _equality(field: _Field, value: Any) -> _Predicate:
@@ -730,13 +740,14 @@ def _predicate_fields(node: _Node) -> list[_Field]:
 
 
 def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
-                     layout: Mapping[tuple[str, str], str] | None = None) -> Compiled:
+                     layout: Mapping[tuple[str, str], str] | None = None,
+                     dialect: Dialect = DUCKDB) -> Compiled:
     """Compile sort keys such as ``"metrics.acc DESC"`` to an ORDER BY list (without ORDER BY).
 
     Missing values sort last in both directions; params sort numerically when numeric, then by
     text; the run id breaks ties so pages are stable. None sorts newest first.
     """
-    scope = _scope(alias, layout)
+    scope = _scope(alias, layout, dialect)
     texts = [items] if isinstance(items, str | None) else arguments.texts(
         items, "order_by", "['metrics.acc DESC', 'name']")
     keys: list[tuple[_Field, bool]] = []
@@ -756,7 +767,7 @@ def compile_order_by(items: str | Sequence[str] | None, *, alias: str = "r",
     if not any((field.namespace, field.key) == ("attributes", "id") for field, _ in keys):
         # The tie-breaker follows the last key, so a reversed sort is the exact reverse order.
         terms.append(f"{scope.alias}.id {'DESC' if keys[-1][1] else 'ASC'}")
-    return Compiled(", ".join(terms), tuple(params))
+    return _finished(Compiled(", ".join(terms), tuple(params)), dialect)
 
 
 def _sort_expressions(field: _Field, scope: _Scope) -> list[tuple[str, tuple[Any, ...]]]:

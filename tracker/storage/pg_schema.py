@@ -58,6 +58,15 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX runs_name ON runs (name)",
 )
 
+# The filter compiler's safe cast (tracker.sql_dialects): DuckDB's TRY_CAST(x AS DOUBLE), which
+# PostgreSQL lacks. An exception block rather than a pattern: no text can make it fail a query
+# ('1e999' is out of range, not a pattern mismatch).
+FUNCTIONS: tuple[str, ...] = (
+    "CREATE FUNCTION try_float8(value text) RETURNS double precision LANGUAGE plpgsql "
+    "IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN value::double precision; "
+    "EXCEPTION WHEN others THEN RETURN NULL; END $$",
+)
+
 Connection = Any  # a psycopg.Connection; typed loosely to keep psycopg lazy
 Migration = Callable[[Connection], None]
 
@@ -97,7 +106,7 @@ def create_statements() -> list[str]:
         if table in KEYS:
             body.append(KEYS[table])
         created.append(f"CREATE TABLE {table} ({', '.join(body)})")
-    return [*created, *INDEXES]
+    return [*created, *INDEXES, *FUNCTIONS]
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:
