@@ -41,7 +41,7 @@ READ_FLUSH_WAIT = 1.0  # seconds a read waits to write this process's own events
 # catching up at every read halved the writers' runs/s; 200 gave slowest runs of 3.8-4.0 s
 # and a reader p99 of 0.40-0.52 s, 1,000 gave 5.1-5.2 s and 0.51-0.59 s (docs/design.md §6).
 CATCH_UP_AT = 200
-_ATTRIBUTES = (
+ATTRIBUTES = (
     ("id", "r.id"), ("name", "r.name"), ("project", "r.project"), ("status", "r.status"),
     ("notebook", "r.notebook"), ("notebook_name", "r.notebook_name"),
     ("notebook_title", "r.notebook_title"), ("started_at", "r.started_at"),
@@ -139,7 +139,7 @@ def runs(catalog: Catalog, where: str | None = None, *,
                                 [*args, *condition.params]).fetchone()[0]
     _catch_up(catalog, placed)
     _warn(notes)
-    return _tidy(table, selected.decode, total)
+    return tidy(table, selected.decode, total)
 
 
 def tag_keys(con: Any) -> list[str]:
@@ -201,9 +201,11 @@ def _catch_up(catalog: Catalog, placed: value_columns.Placement) -> None:
         con.execute("COMMIT")
 
 
-def _tidy(table: pd.DataFrame, decode: list[str], total: int) -> pd.DataFrame:
+def tidy(table: pd.DataFrame, decode: list[str], total: int) -> pd.DataFrame:
+    """The runs table as returned: the key columns no run of it has dropped, the ``decode``
+    columns' JSON text decoded, ``attrs["total"]`` set (PostgreSQL's reads share this)."""
     # Columns come from every key the catalog knows; keep those this result has values for.
-    empty = [c for c in table.columns[len(_ATTRIBUTES):] if table[c].isna().all()]
+    empty = [c for c in table.columns[len(ATTRIBUTES):] if table[c].isna().all()]
     table = table.drop(columns=empty)
     for column in decode:
         if column in table:
@@ -228,7 +230,7 @@ class _Columns:
         params = value_columns.named(layout, "params")
         metrics = value_columns.named(layout, "metrics")
         self.decode = [f"params.{k}" for k, _ in params if not _typed(kinds.get(k, set()))]
-        parts = [f'{expression} AS "{name}"' for name, expression in _ATTRIBUTES]
+        parts = [f'{expression} AS "{name}"' for name, expression in ATTRIBUTES]
         parts += [f"{_param_value(kinds.get(k, set()), f'r.{name}')} AS {_quoted('params.' + k)}"
                   for k, name in params]
         parts += [f"r.{name} AS {_quoted('metrics.' + k)}" for k, name in metrics]

@@ -58,12 +58,18 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX runs_name ON runs (name)",
 )
 
-# The filter compiler's safe cast (tracker.sql_dialects): DuckDB's TRY_CAST(x AS DOUBLE), which
-# PostgreSQL lacks. An exception block rather than a pattern: no text can make it fail a query
-# ('1e999' is out of range, not a pattern mismatch).
+# Safe casts for the filter compiler (tracker.sql_dialects) and the reads (tracker.pg_queries):
+# DuckDB's TRY_CAST(x AS DOUBLE / BIGINT), which PostgreSQL lacks. An exception block rather
+# than a pattern: no text can make them fail a query ('1e999' is out of range, not a mismatch).
 FUNCTIONS: tuple[str, ...] = (
     "CREATE FUNCTION try_float8(value text) RETURNS double precision LANGUAGE plpgsql "
     "IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN value::double precision; "
+    "EXCEPTION WHEN others THEN RETURN NULL; END $$",
+    # a metric's stored value (metrics_at_max_step) is a double already
+    "CREATE FUNCTION try_float8(value double precision) RETURNS double precision LANGUAGE sql "
+    "IMMUTABLE PARALLEL SAFE AS 'SELECT value'",
+    "CREATE FUNCTION try_int8(value text) RETURNS bigint LANGUAGE plpgsql "
+    "IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN value::bigint; "
     "EXCEPTION WHEN others THEN RETURN NULL; END $$",
 )
 

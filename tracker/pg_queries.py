@@ -1,0 +1,218 @@
+"""Reading a PostgreSQL catalog: the runs table, counts and keys, as the same DataFrames as the
+file catalog's (:mod:`tracker.queries`): same columns, same dtypes.
+
+Results reach pandas the way the file catalog's do, by way of Arrow and
+:func:`tracker.frames.frame`, so dtypes follow one rule (``Int64``, ``boolean``, timestamps with
+their zone, labels as lists). Params and metrics are read from each run's JSON, the key bound
+(:mod:`tracker.sql_dialects`), and typed by the kinds ever logged for the key, as the file
+catalog types its value columns.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tracker import arguments, filter_language, queries
+from tracker.errors import TrackerWarning
+from tracker.frames import frame
+from tracker.sql_dialects import POSTGRES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from tracker.storage.pg_store import PgStore
+
+_ATTRIBUTES = tuple(
+    (name, "coalesce(r.duration, date_part('epoch', now()) - date_part('epoch', r.started_at))"
+     if name == "duration" else expression) for name, expression in queries.ATTRIBUTES)
+_TEXT_KINDS = {"str", "datetime", "date", "time", "path", "decimal", "enum", "bytes"}
+_NUMERIC = {"int", "float", "timedelta"}
+
+
+def runs(store: PgStore, where: str | None = None, *,
+         order_by: str | Sequence[str] | None = None, limit: int | None = None,
+         offset: int = 0, include_deleted: bool = False, deleted_only: bool = False,
+         **equals: Any) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.runs`."""
+    queries.check_filters(where, equals, order_by)
+    limit = None if limit is None else arguments.count(limit, "limit")
+    offset = arguments.count(offset, "offset")
+    with store.connect() as con:
+        kinds, metric_keys, tags = _keys(con)
+        condition = _matching(where, equals, include_deleted, deleted_only)
+        order = filter_language.compile_order_by(order_by, dialect=POSTGRES)
+        stepped = [key for namespace, key in filter_language.fields(where, equals, order_by)
+                   if namespace == filter_language.STEPPED]
+        names, expressions, bound, decode = _columns(kinds, metric_keys, tags, stepped)
+        page = "" if limit is None and not offset else " LIMIT %s OFFSET %s"
+        table = frame(ArrowConnection(con),
+                      f"SELECT {_aliased(expressions)} FROM runs r WHERE {condition.sql} "
+                      f"ORDER BY {order.sql}{page}",
+                      [*bound, *condition.params, *order.params,
+                       *([limit, offset] if page else [])])
+        table.columns = names
+        total = len(table) if not page else con.execute(
+            f"SELECT count(*) FROM runs r WHERE {condition.sql}", condition.params).fetchone()[0]
+    layout = {**{("params", key): "" for key in kinds},
+              **{("metrics", key): "" for key in metric_keys}}
+    _warn(queries.missing_key_notes(layout, tags, where, equals, order_by))
+    return queries.tidy(table, decode, total)
+
+
+def count_runs(store: PgStore, where: str | None = None, *, by: str | None = "status",
+               include_deleted: bool = False) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.count_runs`."""
+    scope, key = filter_language.parse_key(by, argument="by") if by is not None else ("", "")
+    queries.check_filters(where)
+    with store.connect() as con:
+        kinds, metric_keys, tags = _keys(con)
+        condition = _matching(where, None, include_deleted, False)
+        base = f"FROM runs r WHERE {condition.sql}"
+        if by is None:
+            counts = frame(ArrowConnection(con), f"SELECT count(*) AS count {base}",
+                           condition.params)
+        else:
+            group, bound = _group(scope, key)
+            counts = frame(ArrowConnection(con),
+                           f"SELECT {group} AS c0, count(*) AS count {base} "
+                           "GROUP BY 1 ORDER BY count DESC, 1", [*bound, *condition.params])
+            counts.columns = [by, "count"]
+    grouped = {by: None} if by is not None and scope != "attributes" else None
+    layout = {**{("params", k): "" for k in kinds}, **{("metrics", k): "" for k in metric_keys}}
+    _warn(queries.missing_key_notes(layout, tags, where, grouped))
+    return counts
+
+
+def keys(store: PgStore) -> list[str]:
+    """See :meth:`tracker.Catalog.keys`."""
+    with store.connect() as con:
+        kinds, metric_keys, tags = _keys(con)
+    return [*(f"params.{key}" for key in sorted(kinds)),
+            *(f"metrics.{key}" for key in sorted(metric_keys)), *(f"tags.{key}" for key in tags)]
+
+
+def _keys(con: Any) -> tuple[dict[str, set[str]], list[str], list[str]]:
+    """Each param key with the kinds logged for it (none aside), the metric keys, the tag
+    keys."""
+    kinds: dict[str, set[str]] = {}
+    for key, kind in con.execute("SELECT key, kind FROM param_keys").fetchall():
+        kinds.setdefault(key, set()).add(kind)
+    metric_keys = [row[0] for row in con.execute("SELECT key FROM metric_keys").fetchall()]
+    tags = [row[0] for row in con.execute("SELECT DISTINCT key FROM tags").fetchall()]
+    return ({key: found - {"none"} for key, found in kinds.items()}, sorted(metric_keys),
+            sorted(tags))
+
+
+def _matching(where: str | None, equals: Mapping[str, Any] | None, include_deleted: bool,
+              deleted_only: bool) -> filter_language.Compiled:
+    visible = ("r.deleted_at IS NOT NULL" if deleted_only else
+               "TRUE" if include_deleted else "r.deleted_at IS NULL")
+    condition = filter_language.compile_filter(where, dialect=POSTGRES)
+    equal = filter_language.compile_equals(equals or {}, dialect=POSTGRES)
+    return filter_language.Compiled(f"{visible} AND ({condition.sql}) AND ({equal.sql})",
+                                    (*condition.params, *equal.params))
+
+
+def _columns(kinds: Mapping[str, set[str]], metric_keys: Sequence[str], tags: Sequence[str],
+             stepped: Sequence[str]) -> tuple[list[str], list[str], list[Any], list[str]]:
+    """The runs table's column names and their SQL, the values the SQL binds (each key), and
+    the params columns that hold JSON text to decode. Names never enter the SQL (keys are data,
+    and PostgreSQL cuts names at 63 bytes): the columns are named once read."""
+    names = [name for name, _ in _ATTRIBUTES]
+    expressions = [expression for _, expression in _ATTRIBUTES]
+    bound: list[Any] = []
+    decode = []
+    for key in sorted(kinds):
+        expression, is_json = _param_value(kinds[key])
+        names.append(f"params.{key}")
+        expressions.append(expression)
+        if is_json:
+            decode.append(f"params.{key}")
+    names += [f"metrics.{key}" for key in metric_keys]
+    expressions += ["try_float8(r.metrics::json ->> %s)"] * len(metric_keys)
+    names += [f"tags.{key}" for key in tags]
+    expressions += ["(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = %s)"
+                    ] * len(tags)
+    names += [f"{filter_language.STEPPED}.{key}" for key in stepped]
+    expressions += [POSTGRES.finish(POSTGRES.stepped_metric("r"))] * len(stepped)
+    bound += [*sorted(kinds), *metric_keys, *tags, *stepped]
+    return names, expressions, bound, decode
+
+
+def _aliased(expressions: Sequence[str]) -> str:
+    return ", ".join(f"{expression} AS c{i}" for i, expression in enumerate(expressions))
+
+
+def _param_value(kinds: set[str]) -> tuple[str, bool]:
+    """A param's typed value from the run's JSON (the key bound to its ``%s``), and whether it
+    is JSON text (its kinds are mixed), as :mod:`tracker.queries` types the value columns."""
+    if kinds and kinds <= {"int"}:
+        return "try_int8(r.params::json ->> %s)", False
+    if kinds and kinds <= _NUMERIC:
+        return "try_float8(r.params::json ->> %s)", False
+    if kinds == {"bool"}:
+        return ("CASE (r.params::json -> %s)::text WHEN 'true' THEN true "
+                "WHEN 'false' THEN false END"), False
+    if kinds and kinds <= _TEXT_KINDS:
+        return "(r.params::json ->> %s)", False
+    return "((r.params::json -> %s)::text)", True
+
+
+def _group(scope: str, key: str) -> tuple[str, list[str]]:
+    """The SQL of a count's group and the values it binds."""
+    if scope == "attributes":
+        return f"r.{key}", []  # a runs column: parse_key names only those
+    if scope == "tags":
+        return "(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = %s)", [key]
+    if scope == filter_language.STEPPED:
+        return POSTGRES.finish(POSTGRES.stepped_metric("r")), [key]
+    if scope == "metrics":
+        return "try_float8(r.metrics::json ->> %s)", [key]
+    return "(r.params::json ->> %s)", [key]
+
+
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        warnings.warn(note, TrackerWarning, stacklevel=4)
+
+
+class ArrowConnection:
+    """A psycopg connection that answers ``execute`` with a result :func:`tracker.frames.frame`
+    converts: the rows as an Arrow table typed by the columns' PostgreSQL types."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _ArrowResult:
+        return _ArrowResult(self._connection.execute(sql, list(params)), self._connection)
+
+
+class _ArrowResult:
+    def __init__(self, cursor: Any, connection: Any) -> None:
+        self._cursor = cursor
+        self.description = cursor.description
+        self._zone = str(getattr(connection.info.timezone, "key", "UTC"))
+
+    def to_arrow_table(self) -> pa.Table:
+        import pyarrow as pa
+
+        rows = self._cursor.fetchall()
+        names = [column.name for column in self.description]
+        arrays = [pa.array([row[i] for row in rows], type=_arrow_type(column.type_code,
+                                                                       self._zone))
+                  for i, column in enumerate(self.description)]
+        return pa.Table.from_arrays(arrays, names=names)
+
+
+def _arrow_type(oid: int, zone: str) -> Any:
+    """The Arrow type of a PostgreSQL column type (by its OID); None lets Arrow infer."""
+    import pyarrow as pa
+
+    types = {25: pa.string(), 1043: pa.string(), 19: pa.string(), 1042: pa.string(),
+             21: pa.int16(), 23: pa.int32(), 20: pa.int64(), 700: pa.float32(),
+             701: pa.float64(), 16: pa.bool_(), 1184: pa.timestamp("us", tz=zone),
+             1114: pa.timestamp("us"), 1009: pa.list_(pa.string())}
+    return types.get(oid)
