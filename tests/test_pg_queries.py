@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,26 @@ def _events() -> list[events.Spooled]:
         shapes += [events.Metric(run_id, key, value, step, start + 2 + step)
                    for key, series in metrics.items() for step, value in enumerate(series)]
         shapes += [events.Tag(run_id, key, value, start + 3) for key, value in tags.items()]
+        shapes += _files(run_id, start)
+        shapes.append(events.Env(run_id, f"env{n % 2}", {"python": "3.11", "n": n % 2}))
+        shapes.append(events.Cell(run_id, {"seq": 1, "execution_count": 1, "source": "x = 1",
+                                           "started_at": start + 1, "duration": 0.25,
+                                           "success": n != 1, "error_type": None}))
         shapes.append(events.End(run_id, status, start + 50, None))
         batch += [events.Spooled(run_id, seq, event) for seq, event in enumerate(shapes, 1)]
     return batch
+
+
+def _files(run_id: str, start: float) -> list[events.Event]:
+    """r1 writes a.csv, r2 reads it and writes b.csv, r3 reads both; r4 rewrites a.csv."""
+    def seen(role: str, name: str, digest: str) -> events.Artifact:
+        return events.Artifact(run_id, role, f"/data/{name}",
+                               {"size": 10, "mtime": start, "hash": digest}, start + 4, "api")
+
+    return {"01r1": [seen("output", "a.csv", "h1")],
+            "01r2": [seen("input", "a.csv", "h1"), seen("output", "b.csv", "h2")],
+            "01r3": [seen("input", "a.csv", "h1"), seen("input", "b.csv", "h2")],
+            "01r4": [seen("output", "a.csv", "h3")]}.get(run_id, [])
 
 
 @pytest.fixture
@@ -123,3 +141,54 @@ def test_a_key_no_run_has_warns_with_the_closest(both: tuple[tracker.Catalog, Pg
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pg_queries.runs(both[1], "params.lr > 1")
+
+
+@pytest.mark.parametrize("ref", ["01r1", "01r2", "01r4", "01r6"])
+def test_one_run_in_full_is_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+                                              ref: str) -> None:
+    catalog, store = both
+    expected, got = catalog.get_run(ref), pg_queries.get_run(store, ref)
+    # heartbeat_at is when each writer applied the batch
+    assert replace(got, heartbeat_at=None) == replace(expected, heartbeat_at=None)
+    assert got.artifacts == expected.artifacts and got.cells == expected.cells
+
+
+def test_references_resolve_as_in_the_file_catalog(
+        both: tuple[tracker.Catalog, PgStore]) -> None:
+    catalog, store = both
+    for ref in ("01r3", "tracker://default/runs/01r3", "tracker://p/runs/01r2"):
+        assert pg_queries.get_run(store, ref).id == catalog.get_run(ref).id
+    for ref in ("01r", "tracker://p/runs/01r3", "nope", "01r9"):
+        with pytest.raises(tracker.TrackerError) as pg_error:
+            pg_queries.get_run(store, ref)
+        with pytest.raises(tracker.TrackerError) as file_error:
+            catalog.get_run(ref)
+        assert type(pg_error.value) is type(file_error.value)
+        assert str(pg_error.value) == str(file_error.value)
+
+
+@pytest.mark.parametrize("key", [None, "acc", "loss", "nothing"])
+def test_metric_history_is_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+                                             key: str | None) -> None:
+    catalog, store = both
+    for ref in ("01r1", "01r2", "01r3"):
+        pd.testing.assert_frame_equal(pg_queries.metric_history(store, ref, key),
+                                      catalog.metric_history(ref, key))
+
+
+@pytest.mark.parametrize("read", [{}, {"run": "01r2"}, {"role": "input"},
+                                  {"run": "01r4", "role": "output"}])
+def test_artifacts_are_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+                                         read: dict[str, Any]) -> None:
+    catalog, store = both
+    pd.testing.assert_frame_equal(pg_queries.artifacts(store, **read), catalog.artifacts(**read))
+
+
+@pytest.mark.parametrize("ref", ["01r1", "01r2", "01r3", "01r5"])
+def test_lineage_is_the_file_catalogs(both: tuple[tracker.Catalog, PgStore], ref: str) -> None:
+    catalog, store = both
+    got = pg_queries.lineage(store, ref)
+    pd.testing.assert_frame_equal(got, catalog.lineage(ref))
+    if ref == "01r2":  # not only empty frames agree
+        assert sorted(zip(got["direction"], got["run_id"])) == [
+            ("downstream", "01r3"), ("upstream", "01r1")]

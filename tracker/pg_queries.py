@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments, filter_language, queries
-from tracker.errors import TrackerWarning
+from tracker.errors import ArgumentError, TrackerWarning
 from tracker.frames import frame
+from tracker.models import RunInfo
 from tracker.sql_dialects import POSTGRES
+from tracker.storage import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,6 +94,79 @@ def keys(store: PgStore) -> list[str]:
         kinds, metric_keys, tags = _keys(con)
     return [*(f"params.{key}" for key in sorted(kinds)),
             *(f"metrics.{key}" for key in sorted(metric_keys)), *(f"tags.{key}" for key in tags)]
+
+
+def _columns_but_run_id(table: str) -> str:
+    return ", ".join(name for name in schema.column_names(table) if name != "run_id")
+
+
+RUN_STATEMENTS = queries.RunStatements(
+    run="SELECT *, coalesce(duration, date_part('epoch', now()) - date_part('epoch', "
+        "started_at)) AS live_duration FROM runs WHERE id = %s",
+    params="SELECT key, value, kind, logged_at FROM params WHERE run_id = %s "
+           "ORDER BY logged_at, seq",
+    environment="SELECT data FROM environments WHERE id = %s",
+    tags="SELECT key, value FROM tags WHERE run_id = %s ORDER BY key",
+    artifacts=POSTGRES.finish(queries.ARTIFACTS_OF_RUN),
+    cells=f"SELECT {_columns_but_run_id('cells')} FROM cells WHERE run_id = %s ORDER BY seq",
+    status_history=f"SELECT {_columns_but_run_id('status_changes')} FROM status_changes "
+                   "WHERE run_id = %s ORDER BY changed_at, seq",
+)
+# DuckDB's named values ($run) as psycopg's, typed: PostgreSQL cannot type a bare NULL value.
+_NAMED = {"$run": "%(run)s::text", "$role": "%(role)s::text", "$deleted": "%(deleted)s::boolean"}
+
+
+def _named(sql: str) -> str:
+    for duckdb_name, postgres_name in _NAMED.items():
+        sql = sql.replace(duckdb_name, postgres_name)
+    return sql
+
+
+def get_run(store: PgStore, ref: str) -> RunInfo:
+    """See :meth:`tracker.Catalog.get_run`."""
+    with store.connect() as con:
+        return queries.run_info(con, queries.resolve(con, ref, POSTGRES), RUN_STATEMENTS)
+
+
+def metric_history(store: PgStore, ref: str, key: str | None = None) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.metric_history`."""
+    arguments.text(key, "key", "'loss'")
+    if key is not None and not _encodable(key):
+        raise ArgumentError("key is not valid text (it holds a lone surrogate or a NUL); no "
+                            "metric key can, so pass the key as logged, such as 'loss'")
+    with store.connect() as con:
+        run_id = queries.resolve(con, ref, POSTGRES)
+        return frame(ArrowConnection(con),
+                     "SELECT key, value, step, logged_at FROM metrics WHERE run_id = %s "
+                     "AND (%s::text IS NULL OR key = %s) ORDER BY key, logged_at, seq",
+                     [run_id, key, key])
+
+
+def artifacts(store: PgStore, run: str | None = None, *, role: str | None = None,
+              include_deleted: bool = False) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.artifacts`."""
+    arguments.choice(role, "role", queries.ROLES)
+    with store.connect() as con:
+        run_id = queries.resolve(con, run, POSTGRES) if run is not None else None
+        return frame(ArrowConnection(con), _named(queries.ARTIFACTS),
+                     {"run": run_id, "role": role, "deleted": bool(include_deleted)})
+
+
+def lineage(store: PgStore, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
+    """See :meth:`tracker.Catalog.lineage`."""
+    with store.connect() as con:
+        run_id = queries.resolve(con, ref, POSTGRES)
+        return frame(ArrowConnection(con), _named(queries.LINEAGE),
+                     {"run": run_id, "deleted": bool(include_deleted)})
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be bound: valid Unicode with no NUL (PostgreSQL's text has none)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _keys(con: Any) -> tuple[dict[str, set[str]], list[str], list[str]]:
@@ -186,8 +261,9 @@ class ArrowConnection:
     def __init__(self, connection: Any) -> None:
         self._connection = connection
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _ArrowResult:
-        return _ArrowResult(self._connection.execute(sql, list(params)), self._connection)
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _ArrowResult:
+        bound = params if isinstance(params, Mapping) else list(params)
+        return _ArrowResult(self._connection.execute(sql, bound), self._connection)
 
 
 class _ArrowResult:

@@ -15,6 +15,7 @@ import difflib
 import json
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tracker import _ids, arguments, delivery, filter_language, readonly_sql, values
@@ -28,6 +29,7 @@ from tracker.errors import (
 )
 from tracker.frames import frame
 from tracker.models import RunInfo
+from tracker.sql_dialects import DUCKDB, POSTGRES, Dialect
 from tracker.storage import value_columns
 
 if TYPE_CHECKING:
@@ -328,14 +330,15 @@ def _group_expression(scope: str, key: str, layout: value_columns.Layout) -> tup
 # -- one run --------------------------------------------------------------------------------
 
 
-def resolve(con: Any, ref: str) -> str:
+def resolve(con: Any, ref: str, dialect: Dialect = DUCKDB) -> str:
     """The full id a reference names (an id, a prefix of 4+ characters of an id or of its short
-    id, or a run key); a key names the run only in its own project."""
+    id, or a run key); a key names the run only in its own project. ``dialect``: the back end's
+    SQL (:mod:`tracker.sql_dialects`)."""
     project, text = _ids.parse_ref(arguments.ref(ref))
     missing = RunNotFoundError(arguments.shown_ref(ref))
     if not text or len(ref) > arguments.MAX_REF or not _encodable(ref):
         raise missing
-    if con.execute("SELECT 1 FROM runs WHERE id = ?", [text]).fetchone():
+    if con.execute(dialect.finish("SELECT 1 FROM runs WHERE id = ?"), [text]).fetchone():
         run_id = text
     elif not _ids.is_id_text(text):
         raise missing
@@ -344,9 +347,9 @@ def resolve(con: Any, ref: str) -> str:
                             f"{_ids.MIN_REF} or more characters of its id or short id (the "
                             f"{_ids.SHORT} characters listings show)")
     else:
-        run_id = _unique_prefix(con, ref, text)
+        run_id = _unique_prefix(con, ref, text, dialect)
     if project is not None and not con.execute(
-            "SELECT 1 FROM runs WHERE id = ? AND coalesce(project, 'default') = ?",
+            dialect.finish("SELECT 1 FROM runs WHERE id = ? AND coalesce(project, 'default') = ?"),
             [run_id, project]).fetchone():
         raise missing  # the id exists, but in another project than the key says
     return run_id
@@ -356,18 +359,24 @@ CANDIDATES = 10  # runs an ambiguous reference lists
 # Which ids a prefix names (by whether it is short enough to be a short id's). An id prefix
 # reads only the row groups whose ids can start with it; a short id's needs every id: measured
 # on 100,000 runs, `contains` first cut that scan from ~45 ms to ~18 ms (docs/design.md).
+# PostgreSQL reads its id index for a prefix; named values are %(p)s there.
 _PREFIX_OF = {
-    False: "starts_with(id, $p)",
-    True: "contains(id, $p) AND (starts_with(id, $p) "
-          f"OR starts_with(right(id, {_ids.SHORT}), $p))",
+    (DUCKDB.name, False): "starts_with(id, $p)",
+    (DUCKDB.name, True): "contains(id, $p) AND (starts_with(id, $p) "
+                         f"OR starts_with(right(id, {_ids.SHORT}), $p))",
+    (POSTGRES.name, False): "starts_with(id, %(p)s)",
+    (POSTGRES.name, True): "(starts_with(id, %(p)s) "
+                           f"OR starts_with(right(id, {_ids.SHORT}), %(p)s))",
 }
+_CANDIDATES_LIMIT = {DUCKDB.name: "$n", POSTGRES.name: "%(n)s"}
 
 
-def _unique_prefix(con: Any, ref: str, prefix: str) -> str:
+def _unique_prefix(con: Any, ref: str, prefix: str, dialect: Dialect) -> str:
     """The one run whose id, or short id, starts with ``prefix``."""
+    where = _PREFIX_OF[dialect.name, len(prefix) <= _ids.SHORT]
     rows = con.execute(
-        f"SELECT id, count(*) OVER () FROM runs WHERE {_PREFIX_OF[len(prefix) <= _ids.SHORT]} "
-        "ORDER BY started_at DESC, id LIMIT $n",
+        f"SELECT id, count(*) OVER () FROM runs WHERE {where} "
+        f"ORDER BY started_at DESC, id LIMIT {_CANDIDATES_LIMIT[dialect.name]}",
         {"p": prefix, "n": CANDIDATES}).fetchall()
     if not rows:
         raise RunNotFoundError(arguments.shown_ref(ref))
@@ -402,18 +411,33 @@ def get_run(catalog: Catalog, ref: str) -> RunInfo:
     flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return _run_info(con, run_id)
+        return run_info(con, run_id)
 
 
-def _run_info(con: Any, run_id: str) -> RunInfo:
-    cursor = con.execute(
-        "SELECT *, coalesce(duration, epoch(now()) - epoch(started_at)) AS live_duration "
-        "FROM runs WHERE id = ?", [run_id])
+@dataclass(frozen=True)
+class RunStatements:
+    """The statements that read one run in full, each binding its id: a back end's spelling
+    (:data:`RUN_STATEMENTS` is DuckDB's; tracker.pg_queries has PostgreSQL's)."""
+
+    run: str
+    params: str
+    environment: str
+    tags: str
+    artifacts: str
+    cells: str
+    status_history: str
+
+
+def run_info(con: Any, run_id: str, statements: RunStatements | None = None) -> RunInfo:
+    """The run ``run_id`` in full, read by ``statements`` (DuckDB's by default)."""
+    sql = statements or RUN_STATEMENTS
+    cursor = con.execute(sql.run, [run_id])
     names = [d[0] for d in cursor.description]
     row = dict(zip(names, cursor.fetchone()))
-    history = _param_history(con, run_id)
-    env = con.execute("SELECT data FROM environments WHERE id = ?",
-                      [row["environment_id"]]).fetchone()
+    history: dict[str, list[tuple[Any, Any]]] = {}
+    for key, value, kind, logged_at in con.execute(sql.params, [run_id]).fetchall():
+        history.setdefault(key, []).append((logged_at, values.decode(json.loads(value), kind)))
+    env = con.execute(sql.environment, [row["environment_id"]]).fetchone()
     metrics = {k: values.decode(v, "float") for k, v in json.loads(row["metrics"] or "{}").items()}
     return RunInfo(
         id=run_id, key=_ids.run_key(row["project"] or "default", run_id), name=row["name"],
@@ -425,29 +449,18 @@ def _run_info(con: Any, run_id: str) -> RunInfo:
         labels=tuple(row["labels"] or ()), notes=row["notes"], parent_id=row["parent_id"],
         deleted_at=row["deleted_at"], error=row["error"],
         params={key: entries[-1][1] for key, entries in history.items()},
-        metrics=metrics, param_history=history, tags=run_tags(con, run_id),
+        metrics=metrics, param_history=history,
+        tags=dict(con.execute(sql.tags, [run_id]).fetchall()),
         environment=json.loads(env[0]) if env else None,
-        artifacts=records(con, _ARTIFACTS_OF_RUN, [run_id]),
-        cells=records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
-                       [run_id]),
-        status_history=records(con, "SELECT * EXCLUDE (run_id) FROM status_changes "
-                                    "WHERE run_id = ? ORDER BY changed_at, rowid", [run_id]),
+        artifacts=records(con, sql.artifacts, [run_id]),
+        cells=records(con, sql.cells, [run_id]),
+        status_history=records(con, sql.status_history, [run_id]),
     )
 
 
 def run_tags(con: Any, run_id: str) -> dict[str, str]:
     """A run's tags, by key."""
-    return dict(con.execute("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key",
-                            [run_id]).fetchall())
-
-
-def _param_history(con: Any, run_id: str) -> dict[str, list[tuple[Any, Any]]]:
-    history: dict[str, list[tuple[Any, Any]]] = {}
-    for key, value, kind, logged_at in con.execute(
-            "SELECT key, value, kind, logged_at FROM params WHERE run_id = ? "
-            "ORDER BY logged_at, rowid", [run_id]).fetchall():
-        history.setdefault(key, []).append((logged_at, values.decode(json.loads(value), kind)))
-    return history
+    return dict(con.execute(RUN_STATEMENTS.tags, [run_id]).fetchall())
 
 
 # Each path's newest version that a run outside the trash produced or read: "latest" skips
@@ -460,7 +473,7 @@ live AS (SELECT a.key, max(a.version) AS version FROM artifacts a
 """
 _LATEST = "coalesce(a.version = live.version, false) AS latest"
 
-_ARTIFACTS_OF_RUN = f"""
+ARTIFACTS_OF_RUN = f"""
 WITH {_LIVE_VERSIONS}
 SELECT ra.role, ra.via, a.uri, a.version, a.size, a.mtime, a.hash, a.producer_run_id, a.blob,
        a.kept, ra.logged_at, {_LATEST}
@@ -468,6 +481,20 @@ FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id
      LEFT JOIN live ON live.key = a.key
 WHERE ra.run_id = ? ORDER BY ra.role, a.uri
 """
+
+
+RUN_STATEMENTS = RunStatements(
+    run="SELECT *, coalesce(duration, epoch(now()) - epoch(started_at)) AS live_duration "
+        "FROM runs WHERE id = ?",
+    params="SELECT key, value, kind, logged_at FROM params WHERE run_id = ? "
+           "ORDER BY logged_at, rowid",
+    environment="SELECT data FROM environments WHERE id = ?",
+    tags="SELECT key, value FROM tags WHERE run_id = ? ORDER BY key",
+    artifacts=ARTIFACTS_OF_RUN,
+    cells="SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
+    status_history="SELECT * EXCLUDE (run_id) FROM status_changes WHERE run_id = ? "
+                   "ORDER BY changed_at, rowid",
+)
 
 
 def records(con: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
@@ -494,7 +521,7 @@ def metric_history(catalog: Catalog, ref: str, key: str | None = None) -> pd.Dat
 
 
 # A run named in `run` is shown even from the trash: naming it asks for it, as get_run does.
-_ARTIFACTS = f"""
+ARTIFACTS = f"""
 WITH {_LIVE_VERSIONS}
 SELECT ra.run_id, r.name AS run_name, ra.role, ra.via, a.uri, a.version, a.size, a.mtime,
        a.hash, a.producer_run_id, a.kept, ra.logged_at, {_LATEST}
@@ -513,11 +540,11 @@ def artifacts(catalog: Catalog, run: str | None = None, *, role: str | None = No
     flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, run) if run is not None else None
-        return frame(con, _ARTIFACTS,
+        return frame(con, ARTIFACTS,
                      {"run": run_id, "role": role, "deleted": bool(include_deleted)})
 
 
-_LINEAGE = """
+LINEAGE = """
 SELECT 'upstream' AS direction, p.id AS run_id, p.name AS run_name, p.status, a.uri, a.version,
        a.hash
 FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id JOIN runs p
@@ -540,7 +567,7 @@ def lineage(catalog: Catalog, ref: str, *, include_deleted: bool = False) -> pd.
     flush_for_read(catalog)
     with catalog.connect() as con:
         run_id = resolve(con, ref)
-        return frame(con, _LINEAGE, {"run": run_id, "deleted": bool(include_deleted)})
+        return frame(con, LINEAGE, {"run": run_id, "deleted": bool(include_deleted)})
 
 
 def sql(catalog: Catalog, text: str,
