@@ -203,3 +203,15 @@ def test_a_role_that_may_not_create_the_catalog_is_told_what_to_ask_for(
     with pytest.raises(CatalogError, match="ask its owner to grant"):
         with PgStore(pg_cluster.url(database, visitor), 10).connect():
             pass
+
+
+def test_an_operation_the_server_stops_is_not_called_unreachable(pg_url: str) -> None:
+    store = PgStore(pg_url, 10)
+    with store.connect(write=True) as connection:
+        connection.execute("INSERT INTO meta VALUES ('row', 'x')")
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("SELECT * FROM tracker.meta WHERE key = 'row' FOR UPDATE")
+        with pytest.raises(CatalogError, match="stopped the operation .*lock timeout"):
+            with store.connect(write=True) as connection:
+                connection.execute("SET LOCAL lock_timeout = '100ms'")
+                connection.execute("UPDATE meta SET value = 'y' WHERE key = 'row'")

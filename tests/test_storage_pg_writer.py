@@ -186,3 +186,40 @@ def test_writers_in_parallel_processes_lose_nothing(pg_url: str) -> None:
         assert numbers == list(range(1, 201))
         assert con.execute("SELECT count(*) FROM metrics").fetchone() == (2000,)
         assert con.execute("SELECT count(*) FROM params").fetchone() == (200,)
+
+
+@pytest.mark.slow
+def test_writers_linking_the_same_files_in_any_order_never_deadlock(pg_url: str) -> None:
+    """8 processes, each run writing new contents of the same 6 paths in a random order: no
+    writer fails, and each path's versions are 1..80 with none twice."""
+    code = textwrap.dedent(f"""
+        import random, sys, time
+        from tracker import events
+        from tracker.storage import pg_writer
+        from tracker.storage.pg_store import PgStore
+        store = PgStore({pg_url!r}, 60)
+        worker = sys.argv[1]
+        for n in range(10):
+            run_id = f"01{{worker}}{{n:03d}}"
+            now = time.time()
+            paths = [f"/data/p{{i}}.csv" for i in range(6)]
+            random.shuffle(paths)
+            batch = [events.Start(run_id, {{"name": run_id, "started_at": now}}),
+                     *[events.Artifact(run_id, "output", path,
+                                       {{"hash": f"{{run_id}}-{{path}}"}}, now)
+                       for path in paths]]
+            numbered = [events.Spooled(run_id, s, e) for s, e in enumerate(batch, 1)]
+            with store.connect(write=True) as con:
+                assert pg_writer.apply(con, numbered) == []
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", code, f"w{n}"], stderr=subprocess.PIPE,
+                                text=True) for n in range(8)]
+    errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 8, errors
+    with PgStore(pg_url, 10).connect() as con:
+        versions = con.execute("SELECT key, array_agg(version ORDER BY version) FROM artifacts "
+                               "GROUP BY key").fetchall()
+        links = con.execute("SELECT count(*) FROM run_artifacts").fetchone()
+    assert len(versions) == 6
+    assert all(found == list(range(1, 81)) for _, found in versions)
+    assert links == (480,)

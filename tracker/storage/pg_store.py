@@ -34,6 +34,9 @@ from tracker.storage.pg_url import redacted
 # The advisory lock taken while the schema is created or migrated (any fixed number: it names
 # the lock for every process using this database). 0x7472616b = "trak".
 SCHEMA_LOCK = 0x7472616B
+# SQLSTATE classes of a connection that failed or went away: 08 connection, 28 login, 57P
+# the server shutting down or unreachable; other operational errors are about one operation.
+_CONNECTION_STATES = ("08", "28", "57P")
 _MIN_CONNECT_TIMEOUT = 2  # libpq's connect_timeout: whole seconds, and it reads less as 2
 
 
@@ -151,6 +154,11 @@ def translated(shown: str) -> Iterator[None]:
             f"grant this role USAGE and CREATE on the schema {pg_schema.SCHEMA!r}, or to "
             "create the catalog by running tracker once as the owner", path=shown) from None
     except psycopg.OperationalError as exc:
+        if exc.sqlstate and not exc.sqlstate.startswith(_CONNECTION_STATES):
+            # a deadlock, a lock or statement timeout: the server is there, the operation lost
+            raise CatalogError(
+                f"catalog {shown}: the server stopped the operation ({_first_line(exc)}); "
+                "nothing of it was written: try again", path=shown) from None
         raise CatalogError(
             f"cannot connect to the catalog {shown} ({_first_line(exc)}); check that the server "
             "is up and that the URL, ~/.pgpass (PGPASSFILE) or PGSERVICE are right",

@@ -10,7 +10,9 @@ many machines write at once with no global lock:
   replayed spool or a retried flush applies nothing twice. Writers of different runs never wait
   for each other.
 - A name numbered per notebook (``train #12``) and an artifact's version count up under an
-  advisory lock on the name or path, held to the commit.
+  advisory lock on the name or path, held to the commit. A batch takes all of its advisory locks
+  first, in one sorted order, then its rows in id order: two writers never wait for each other
+  in a circle (a deadlock PostgreSQL would break by failing one).
 
 The values written are the file catalog's (same columns, same JSON text), so both back ends read
 the same. A batch the server refuses raises; the caller keeps the events (spool, quarantine).
@@ -52,6 +54,7 @@ def apply(con: Any, batch: Batch) -> list[Spooled]:
     by_run: dict[str, list[Spooled]] = defaultdict(list)
     for item in sorted(batch, key=lambda item: (item.run_id, item.seq)):
         by_run[item.run_id].append(item)
+    _take_advisory_locks(con, batch)
     _create_runs(con, by_run)
     stored = _locked_rows(con, sorted(by_run))
     rows = _Rows()
@@ -90,10 +93,25 @@ def _create_runs(con: Any, by_run: dict[str, list[Spooled]]) -> None:
                     list(columns.values()))
 
 
+def _take_advisory_locks(con: Any, batch: Batch) -> None:
+    """Lock every name the batch may number and every path it links, in sorted order, to the
+    end of the transaction."""
+    keys = set()
+    for item in batch:
+        event = item.event
+        if isinstance(event, events.Start | events.Update) and \
+                event.attrs.get(models.NUMBERED_NAME) and isinstance(event.attrs.get("name"), str):
+            keys.add(f"name:{event.attrs['name']}")
+        elif isinstance(event, events.Artifact):
+            keys.add(f"path:{event.uri}")
+    for key in sorted(keys):
+        con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
 def _numbered(con: Any, base: str) -> str:
     """``base #N``, N one more than any run named so (or plain ``base``, from before names were
-    numbered) has; the advisory lock on the name keeps two writers from drawing one number."""
-    con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"name:{base}"])
+    numbered) has; the advisory lock on the name (:func:`_take_advisory_locks`) keeps two writers
+    from drawing one number."""
     numbered, plain = con.execute(
         "SELECT coalesce(max(CASE WHEN substr(name, %s) ~ '^[0-9]{1,18}$' "
         "THEN substr(name, %s)::bigint END), 0), count(*) FILTER (WHERE name = %s) "
@@ -239,8 +257,8 @@ def _merged(stored: str | None, new: dict[str, Any]) -> str:
 def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[str, Any],
                    ts: float, via: str | None) -> None:
     """Link a run to the version of ``uri`` it read or wrote (a new version when the content
-    changed), under an advisory lock on the path: versions count up one by one."""
-    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"path:{uri}"])
+    changed), under the advisory lock on the path (:func:`_take_advisory_locks`): versions count
+    up one by one."""
     digest = facts.get("hash")
     latest = cursor.execute(
         "SELECT id, version, hash FROM artifacts WHERE key = %s ORDER BY version DESC LIMIT 1",
