@@ -109,7 +109,7 @@ def op_populate(job: dict[str, Any]) -> dict[str, Any]:
     import tracker
     from tracker import _ids, delivery, values
     from tracker.events import Spooled
-    from tracker.run import local_to
+    from tracker.recorder import local_to
 
     catalog = tracker.Catalog(job["catalog"])
     started = time.perf_counter()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported with tracker: the recorder's exit handler is registered before any of the user's
+# (atexit runs the last registered first), so a handler of theirs can still log to a run.
+import tracker.recorder  # noqa: F401
 from tracker.api import (
     artifacts,
     count_runs,

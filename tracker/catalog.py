@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
+    from tracker.recorder import Recorder
     from tracker.retrieval import KeptFile
-    from tracker.run import Recorder, Run
+    from tracker.run import Run
     from tracker.storage.contents import ContentStore
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -115,7 +116,7 @@ class Catalog:
 
     @property
     def spool_dir(self) -> Path:
-        """Where runs append their events before they reach the catalog (see tracker.run)."""
+        """Where runs append their events before they reach the catalog (see tracker.recorder)."""
         return self.store.spool_dir
 
     @property
@@ -168,7 +169,7 @@ class Catalog:
 
     @property
     def recorder(self) -> Recorder | None:
-        """This process's recorder of runs in this catalog (``tracker.run``); None until the
+        """This process's recorder of runs in this catalog (``tracker.recorder``); None until the
         first run. For tracker's own modules, which keep it in step with the catalog."""
         return self._recorder
 
@@ -176,7 +177,7 @@ class Catalog:
         """This process's recorder of runs in this catalog, created by the first call."""
         if self._recorder is not None:  # every log call comes here: no import on this path
             return self._recorder
-        from tracker.run import Recorder
+        from tracker.recorder import Recorder
 
         self.vet()  # before the first event reaches a spool file beside the catalog
         self._recorder = Recorder(self)

@@ -36,7 +36,8 @@ from typing import Any
 from tracker import api, keeping, models, notices, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError
-from tracker.run import Recorder, Run
+from tracker.recorder import Recorder
+from tracker.run import Run
 from tracker.settings import TrackerSettings
 from tracker.storage import instances as _duckdb
 
@@ -541,7 +542,7 @@ def load(ip: Any) -> None:
         _duckdb.start_in_background()  # the run's first write needs it; the user does not wait
         session = Session(ip)
         setattr(ip, _SESSION_ATTR, session)
-        atexit.register(session.at_exit)  # registered after tracker.run's, so it runs first
+        atexit.register(session.at_exit)  # registered after tracker.recorder's, so it runs first
         if _in_kernel(ip):
             _end_on_shutdown_request(session, ip.kernel)
     if session.run is None or session.run.ended:
