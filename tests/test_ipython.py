@@ -19,7 +19,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from jupyter_client.manager import KernelManager
 
 import tracker
-from tracker import ipython
+from tracker import ipython, magics
 from tracker.errors import TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
@@ -518,7 +518,7 @@ def test_unknown_magic_command_prints_the_usage(ip: InteractiveShell, notebook: 
     assert run(ip, "%tracker frobnicate").success
     out = capsys.readouterr().out
     assert "unknown command 'frobnicate'" in out
-    for command in ipython.SUBCOMMANDS[1:]:
+    for command in magics.SUBCOMMANDS[1:]:
         assert f"%tracker {command}" in out
     assert run(ip, "%tracker help").success
     assert "unknown" not in capsys.readouterr().out
