@@ -47,6 +47,7 @@ _ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snaps
 # SIGTERM 2.5 s after the request by default.
 _SHUTDOWN_CELL_WAIT = 1.0
 _SHUTDOWN_WRITE_WAIT = 1.0
+_NAME_WAIT = 1.0  # seconds %tracker waits for the catalog to learn a run's number
 
 class Session:
     """The extension's state in one kernel: the run, the notebook, the hooks and the capture."""
@@ -72,6 +73,7 @@ class Session:
         self._warned = notices.Once()  # topics: None (a failure), "notebook", "settings"
         self._locate_tries = 0
         self._named = False  # the run got its name from `%tracker new NAME`
+        self._numbering: str | None = None  # the run whose number the catalog has yet to give
         self._environment: threading.Thread | None = None
         self._environment_of: str | None = None  # the run whose snapshot was recorded
 
@@ -125,6 +127,7 @@ class Session:
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
             project=settings.project, labels=settings.labels, attrs=attrs)
+        self._numbering = self.run.id if models.NUMBERED_NAME in attrs else None
         self.run.keeper = keeping.Keeper(keeping.policy_from(settings.keep))
         self._start_capture(settings, capture)
         self._environment = threading.Thread(
@@ -144,8 +147,8 @@ class Session:
         ended = self.run
         run = self.start()
         why = f" (run {ended.id} was ended)" if ended is not None else ""
-        print(f"tracker: {by} started run {run.id} '{run.name}', which records this notebook's "
-              f"cells{why}; %tracker end ends it")
+        print(f"tracker: {by} started run {run.id} '{self.run_name()}', which records this "
+              f"notebook's cells{why}; %tracker end ends it")
         return run
 
     def _autostart(self) -> Run | None:
@@ -185,6 +188,20 @@ class Session:
         if self.notebook is None or self.notebook.settings.name:
             return {}
         return {models.NUMBERED_NAME: True}
+
+    def run_name(self) -> str:
+        """The session run's name as the catalog shows it. A number the catalog gives when it
+        writes the run ("train_cnn #12") is read back, after writing the run now, and kept in
+        ``run.name``; if the catalog is out of reach, the name says the number is to come."""
+        run, catalog = self.run, self.catalog
+        if run is None or catalog is None or self._numbering != run.id:
+            return run.name if run is not None else ""
+        with contextlib.suppress(TrackerError):
+            catalog.flush(timeout=_NAME_WAIT)
+            run.name = catalog.get_run(run.id).name
+            self._numbering = None
+            return run.name
+        return f"{run.name} (its number is given when the catalog is written)"
 
     def _warn_no_notebook(self) -> None:
         if not self._warned.first("notebook"):
@@ -288,6 +305,7 @@ class Session:
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
             attrs.update(self._numbered())
+            self._numbering = run.id if models.NUMBERED_NAME in attrs else None
         if settings.project:
             attrs["project"] = run.project = settings.project
         if settings.labels is not None:

@@ -65,7 +65,7 @@ def _status(session: Session, rest: str) -> None:
     where = session.notebook.path if session.notebook else "no notebook"
     params = ", ".join(f"{k}={v!r}" for k, v in list(run.params.items())[:8]) or "none"
     metrics = ", ".join(f"{k}={v:g}" for k, v in list(run.metrics.items())[:8]) or "none"
-    print(f"run {run.id} '{run.name}' ({state})\n  notebook: {where}\n"
+    print(f"run {run.id} '{session.run_name()}' ({state})\n  notebook: {where}\n"
           f"  catalog:  {run.catalog.path}\n  params:   {params}\n  metrics:  {metrics}\n"
           f"  cells:    {session.cells_recorded} recorded\n  key:      {run.key}")
 
@@ -73,7 +73,7 @@ def _status(session: Session, rest: str) -> None:
 def _new(session: Session, rest: str) -> None:
     session.end()
     run = session.start(name=" ".join(shlex.split(rest)) or None)
-    print(f"tracker: started run {run.id} '{run.name}'")
+    print(f"tracker: started run {run.id} '{session.run_name()}'")
 
 
 def _end(session: Session, rest: str) -> None:
