@@ -578,7 +578,7 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     if frame.empty:
         return _fail(f"no recorded version of {args.path}")
     frame = frame.assign(runs=frame["runs"].map(lambda ids: " ".join(ids or ())))
-    print(frame_table(frame, {"size": size_text}))
+    print(frame_table(frame, {"size": size_text})[0])
     return 0
 
 
