@@ -22,7 +22,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import __version__, _ids, models, profile, values
+from tracker import __version__, _ids, lineage_command, models, profile, values
 from tracker.errors import ArgumentError, TrackerError, TrackerWarning
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trash_commands(commands)
     _add_moving_commands(commands)
     _add_content_commands(commands)
+    lineage_command.add_command(commands)
     return parser
 
 

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import _ids, arguments, queries
+from tracker import _ids, arguments
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -116,6 +116,8 @@ SELECT id, name, status, deleted_at IS NOT NULL FROM runs WHERE id IN (SELECT un
 def lineage_graph(catalog: Catalog, ref: str, *, depth: int = DEFAULT_DEPTH,
                   include_deleted: bool = False) -> LineageGraph:
     """See :meth:`tracker.Catalog.lineage_graph`."""
+    from tracker import queries  # here: the command line imports this module to add its command
+
     depth = min(arguments.count(depth, "depth", minimum=1), MAX_DEPTH)
     include_deleted = bool(include_deleted)
     queries.flush_for_read(catalog)
