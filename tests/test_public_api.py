@@ -18,10 +18,10 @@ PUBLIC = {
     "RunInfo", "RunNotFoundError", "SQLError", "TrackerError", "TrackerWarning", "artifacts",
     "count_runs", "current_run", "default_catalog", "delete_run", "delete_runs", "delete_tag",
     "end_run", "export_run", "flush", "get_artifact", "get_run", "import_mlflow", "import_run",
-    "keys", "lineage", "lineage_graph", "load_ipython_extension", "log_input", "log_metric", "log_metrics",
-    "log_output", "log_param", "log_params", "metric_history", "purge", "restore_run", "runs",
-    "set_status", "set_tag", "set_tags", "show", "sql", "start_run", "unload_ipython_extension",
-    "update_run", "use_catalog",
+    "keys", "lineage", "lineage_graph", "load_ipython_extension", "log_input", "log_metric",
+    "log_metrics", "log_output", "log_param", "log_params", "metric_history", "purge",
+    "restore_run", "runs", "set_status", "set_tag", "set_tags", "show", "sql", "start_run",
+    "unload_ipython_extension", "update_run", "use_catalog",
 }
 
 

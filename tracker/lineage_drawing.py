@@ -2,7 +2,7 @@
 
 Layers by longest path (every edge points right: inputs, then the run, then its outputs), with
 nodes that only feed others (raw inputs) pulled right next to the runs that read them; then a
-few barycentre sweeps order each layer so edges cross less (docs/design.md §12). Every label
+few barycentre sweeps order each layer so edges cross less (docs/design.md §10). Every label
 and tooltip is XML-escaped; ids go into attributes escaped too. The standalone SVG has fixed
 colours on a white background (it is opened anywhere); the widget asks for ``themed=True``,
 which takes JupyterLab's CSS variables so light and dark themes both read.
@@ -139,8 +139,9 @@ def _order(columns: list[list[str]], edges: Sequence[tuple[str, str]]) -> list[l
         for index in indexes:
             fixed = columns[index - 1] if sweep % 2 == 0 else columns[index + 1]
             position = {key: row for row, key in enumerate(fixed)}
-            columns[index] = sorted(columns[index], key=lambda key, p=position, c=columns[index]:
-                                    _barycentre(key, neighbours, p, c.index(key)))
+            weight = {key: _barycentre(key, neighbours, position, row)
+                      for row, key in enumerate(columns[index])}
+            columns[index] = sorted(columns[index], key=weight.__getitem__)
     return columns
 
 

@@ -6,7 +6,7 @@ read and wrote (paths open in JupyterLab when under the server root, "produced b
 run), with buttons to the runs that produced its inputs or read its outputs; its lineage picture
 (runs and file versions around it, a run node opens that run); the environment; the executed
 cells with their errors. Four catalog reads (``get_run``, ``metric_history``, ``lineage``,
-``lineage_graph``: bounded, docs/design.md §12), whatever the catalog's size.
+``lineage_graph``: bounded, docs/design.md §10), whatever the catalog's size.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from . import _html as h
 from ._catalog import CatalogLike, current_run_id, resolve_catalog
 from ._feedback import close_tree, styled
 from ._lab import lab_url, server_root
-from .lineage import LineagePicture
 from ._plot import sparkline
+from .lineage import LineagePicture
 
 MAX_CELLS = 200  # the latest cells; a week-long session can execute thousands
 MAX_LINKS = 24
