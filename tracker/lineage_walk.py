@@ -126,8 +126,6 @@ def lineage_graph(catalog: Catalog, ref: str, *, depth: int = DEFAULT_DEPTH,
         walk = _Walk(con, focus, include_deleted)
         upstream, downstream = [focus], [focus]
         for _ in range(depth):
-            if walk.full():
-                break
             upstream = walk.upstream(upstream)
             downstream = walk.downstream(downstream)
             if not upstream and not downstream:
@@ -137,14 +135,14 @@ def lineage_graph(catalog: Catalog, ref: str, *, depth: int = DEFAULT_DEPTH,
 
 
 class _Walk:
-    """The graph as it grows: nodes by key, edges in order, and the runs met so far."""
+    """The graph as it grows: nodes by key and edges, both in the order found."""
 
     def __init__(self, con: Any, focus: str, include_deleted: bool) -> None:
         self.con = con
         self.focus = focus
         self.include_deleted = include_deleted
         self.nodes: dict[str, Node] = {}
-        self.edges: list[Edge] = []
+        self.edges: dict[Edge, None] = {}  # an ordered set
         self.truncated = False
         self._more = 0
         self.add_runs([focus])
@@ -244,8 +242,8 @@ class _Walk:
     def link(self, source: str, target: str, verb: str) -> None:
         """Add the edge once, between nodes both in the graph."""
         edge = Edge(source, target, verb)
-        if source in self.nodes and target in self.nodes and edge not in self.edges:
-            self.edges.append(edge)
+        if source in self.nodes and target in self.nodes:
+            self.edges.setdefault(edge)
 
 
 def run_key(run_id: str) -> str:
