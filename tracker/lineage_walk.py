@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import _ids, arguments
 
@@ -25,15 +25,13 @@ MAX_DEPTH = 20
 FANOUT = 6  # neighbours of one node drawn before the rest become "+N more"
 MAX_NODES = 120  # a picture of more nodes is not read, only scrolled
 
-KINDS = {"run": "a run", "file": "one version of a file or URI", "more": "neighbours left out"}
-
 
 @dataclasses.dataclass(frozen=True)
 class Node:
     """One node: a run (``run_id`` set), a file version, or a "+N more" stand-in."""
 
     key: str  # unique in the graph: "run:<id>", "file:<artifact id>", "more:<n>"
-    kind: str  # one of KINDS
+    kind: str  # "run", "file" (one version of a file or URI) or "more" (neighbours left out)
     label: str  # what the picture writes (cut to fit there; whole in ``detail``)
     detail: str  # the tooltip: whole names, ids, paths, hashes
     run_id: str | None = None
@@ -108,6 +106,28 @@ ranked AS (SELECT l.artifact_id, r.id,
            WHERE $deleted OR r.deleted_at IS NULL)
 SELECT artifact_id, id, total FROM ranked WHERE n <= $fanout ORDER BY artifact_id, n
 """
+
+
+class _FileRow(NamedTuple):
+    """A row of _FILES: one file version a run read or wrote."""
+
+    run_id: str
+    file_id: str
+    uri: str
+    version: int
+    digest: str | None
+    producer: str | None
+    total: int  # files of this run and role in all
+
+
+class _ReaderRow(NamedTuple):
+    """A row of _READERS: one run that read a file version."""
+
+    file_id: str
+    run_id: str
+    total: int  # readers of this file version in all
+
+
 _RUNS = """
 SELECT id, name, status, deleted_at IS NOT NULL FROM runs WHERE id IN (SELECT unnest($ids))
 """
@@ -154,7 +174,8 @@ class _Walk:
     def upstream(self, runs: Sequence[str]) -> list[str]:
         """Add the files ``runs`` read and the runs that produced them; the runs added."""
         rows = self._files(runs, "input")
-        made = {(row[5], row[1]) for row in rows if row[5] and row[5] != row[0]}
+        made = {(row.producer, row.file_id) for row in rows
+                if row.producer and row.producer != row.run_id}
         added = self.add_runs(sorted({producer for producer, _ in made}))
         for producer, file_id in sorted(made):
             self.link(run_key(producer), file_node_key(file_id), "wrote")
@@ -163,38 +184,40 @@ class _Walk:
     def downstream(self, runs: Sequence[str]) -> list[str]:
         """Add the files ``runs`` wrote and the runs that read them; the runs added."""
         rows = self._files(runs, "output")
-        files = sorted({row[1] for row in rows if file_node_key(row[1]) in self.nodes})
+        files = sorted({row.file_id for row in rows if file_node_key(row.file_id) in self.nodes})
         if not files:
             return []
-        readers = self.con.execute(_READERS, {"files": files, "fanout": FANOUT,
-                                              "deleted": self.include_deleted}).fetchall()
-        added = self.add_runs(sorted({reader for _, reader, _ in readers}))
-        for file_id, reader, _ in readers:
-            self.link(file_node_key(file_id), run_key(reader), "read")
-        for file_id, total in _totals(readers).items():
-            self.more(file_node_key(file_id), total, "run", upstream=False)
+        readers = [_ReaderRow(*row) for row in self.con.execute(
+            _READERS, {"files": files, "fanout": FANOUT, "deleted": self.include_deleted})
+            .fetchall()]
+        added = self.add_runs(dict.fromkeys(row.run_id for row in readers))  # newest first
+        for row in readers:
+            self.link(file_node_key(row.file_id), run_key(row.run_id), "read")
+        for file_id, left_out in _left_out([(row.file_id, row.total) for row in readers]):
+            self.more(file_node_key(file_id), left_out, "run", upstream=False)
         return added
 
-    def _files(self, runs: Sequence[str], role: str) -> list[tuple[Any, ...]]:
+    def _files(self, runs: Sequence[str], role: str) -> list[_FileRow]:
         """Add the file versions ``runs`` read (``role`` "input") or wrote ("output"), with
         their edges and "+N more files"; returns the rows read."""
         if not runs:
             return []
-        rows: list[tuple[Any, ...]] = self.con.execute(
-            _FILES, {"role": role, "runs": list(runs), "fanout": FANOUT}).fetchall()
+        rows = [_FileRow(*row) for row in self.con.execute(
+            _FILES, {"role": role, "runs": list(runs), "fanout": FANOUT}).fetchall()]
         upstream = role == "input"
-        for run_id, file_id, uri, version, digest, _, _ in rows:
-            key = file_node_key(file_id)
+        for row in rows:
+            key = file_node_key(row.file_id)
             if key not in self.nodes:
-                self.add(Node(key, "file", f"{_base_name(uri)} v{version}",
-                              f"{uri}\nversion {version}" + (f"\n{digest}" if digest else ""),
-                              uri=uri, version=version))
+                digest = f"\n{row.digest}" if row.digest else ""
+                self.add(Node(key, "file", f"{_base_name(row.uri)} v{row.version}",
+                              f"{row.uri}\nversion {row.version}{digest}", uri=row.uri,
+                              version=row.version))
             if upstream:
-                self.link(key, run_key(run_id), "read")
+                self.link(key, run_key(row.run_id), "read")
             else:
-                self.link(run_key(run_id), key, "wrote")
-        for run_id, total in _totals(rows).items():
-            self.more(run_key(run_id), total, "file", upstream=upstream)
+                self.link(run_key(row.run_id), key, "wrote")
+        for run_id, left_out in _left_out([(row.run_id, row.total) for row in rows]):
+            self.more(run_key(run_id), left_out, "file", upstream=upstream)
         return rows
 
     def more(self, anchor: str, left_out: int, noun: str, *, upstream: bool) -> None:
@@ -256,15 +279,13 @@ def file_node_key(artifact_id: str) -> str:
     return f"file:{artifact_id}"
 
 
-def _totals(rows: Sequence[tuple[Any, ...]]) -> dict[Any, int]:
-    """Per anchor (the first field of each row): how many neighbours were left out, from the
-    total each row carries (its last field) and the rows drawn."""
-    drawn: dict[Any, int] = {}
-    totals: dict[Any, int] = {}
-    for row in rows:
-        drawn[row[0]] = drawn.get(row[0], 0) + 1
-        totals[row[0]] = int(row[-1])
-    return {anchor: totals[anchor] - count for anchor, count in drawn.items()}
+def _left_out(drawn: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Per anchor, in order: how many of its neighbours were not drawn, from the (anchor,
+    total) of each neighbour that was."""
+    counts: dict[str, list[int]] = {}
+    for anchor, total in drawn:
+        counts.setdefault(anchor, [0, total])[0] += 1
+    return [(anchor, total - shown) for anchor, (shown, total) in counts.items()]
 
 
 def _base_name(uri: str) -> str:
