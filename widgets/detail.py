@@ -58,9 +58,10 @@ class RunDetail(w.VBox):
         self.files = w.VBox()
         self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.picture = LineagePicture(on_open=lambda run_id: self.on_open(run_id))
-        self.lineage = w.VBox()
-        self.lineage_title = w.HTML(h.join([h.section("Lineage"), h.muted(
-            "inputs → runs → outputs; click a run to open it")]))
+        # Always in the tree, hidden when there is nothing to draw, so closing the detail
+        # closes the picture's comm too.
+        self.lineage = w.VBox([w.HTML(h.join([h.section("Lineage"), h.muted(
+            "inputs → runs → outputs; click a run to open it")])), self.picture])
         self.environment = w.HTML()
         self.cells = w.HTML()
         super().__init__([self.header, self.status, self.params, self.metrics, self.files,
@@ -126,7 +127,10 @@ class RunDetail(w.VBox):
         linked = any(item["role"] in ("input", "output") for item in info.artifacts)
         graph = self.catalog.lineage_graph(info.id) if linked else None
         self.picture.show(graph)
-        self.lineage.children = [self.lineage_title, self.picture] if graph else []
+        if graph is None:
+            self.lineage.add_class("tracker-hidden")
+        else:
+            self.lineage.remove_class("tracker-hidden")
 
     def _link(self, lineage: Any) -> None:
         for button in self.links.values():
