@@ -16,6 +16,7 @@ from tracker.catalog import Catalog
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.lineage_walk import LineageGraph
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
     from tracker.retrieval import KeptFile
@@ -170,6 +171,12 @@ def lineage(ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
     """Runs upstream (produced what ``ref`` read) and downstream (read what it wrote);
     deleted ones only with ``include_deleted``."""
     return default_catalog().lineage(ref, include_deleted=include_deleted)
+
+
+def lineage_graph(ref: str, *, depth: int = 3, include_deleted: bool = False) -> LineageGraph:
+    """The runs and files upstream and downstream of ``ref`` as a graph; ``.svg()`` draws it,
+    and a notebook shows it as a picture: ``tracker.lineage_graph("01m7zw")``."""
+    return default_catalog().lineage_graph(ref, depth=depth, include_deleted=include_deleted)
 
 
 def update_run(ref: str, *, name: str | None = None, labels: Sequence[str] | None = None,

@@ -26,6 +26,7 @@ from tracker.storage.store import Store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.lineage_walk import LineageGraph
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
     from tracker.recorder import Recorder
@@ -332,6 +333,17 @@ class Catalog:
         from tracker import queries
 
         return queries.lineage(self, ref, include_deleted=include_deleted)
+
+    def lineage_graph(self, ref: str, *, depth: int = 3,
+                      include_deleted: bool = False) -> LineageGraph:
+        """The runs and file versions upstream and downstream of ``ref``, ``depth`` runs each
+        way, as a graph that draws itself (``.svg()``, ``.text()``; a picture in a notebook).
+        A file read by many runs shows a few and "+N more"; deleted runs only with
+        ``include_deleted``."""
+        from tracker import lineage_walk
+
+        return lineage_walk.lineage_graph(self, ref, depth=depth,
+                                          include_deleted=include_deleted)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

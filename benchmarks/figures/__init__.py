@@ -8,6 +8,7 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     contents,
     hashing,
     kernel,
+    lineage,
     mlflow_import,
     queries,
     scan,
