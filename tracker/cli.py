@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trash_commands(commands)
     _add_moving_commands(commands)
     _add_content_commands(commands)
+    from tracker.diff_commands import add_commands as add_diff_commands  # issue #14
+
+    add_diff_commands(commands)
     return parser
 
 
