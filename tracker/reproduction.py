@@ -163,7 +163,7 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
                                     "re-execute")
     with retrieval.run_notebook(catalog, original.id).open() as stream:
         notebook = nbformat.read(stream, as_version=4)
-    scratch = _scratch(workdir)
+    scratch = _scratch(workdir, catalog.folder)
     root = _root(original)
     target = scratch / os.path.relpath(original.notebook, root)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,11 +187,15 @@ def _non_negative(value: Any, name: str) -> float:
     return float(value)
 
 
-def _scratch(workdir: str | os.PathLike[str] | None) -> Path:
-    """An empty folder to run in: ``workdir`` (created; it must be empty) or a new temp one."""
+def _scratch(workdir: str | os.PathLike[str] | None, catalog_folder: Path) -> Path:
+    """An empty folder to run in: ``workdir`` (created; it must be empty) or a new temp one.
+    Never inside the catalog's folder, where capture records nothing."""
     if workdir is None:
         return Path(tempfile.mkdtemp(prefix="tracker-reproduce-")).resolve()
     folder = Path(os.path.expanduser(arguments.path(workdir, "workdir"))).resolve()
+    if folder.is_relative_to(catalog_folder.resolve()):
+        raise ArgumentError(f"{folder} is inside the catalog's folder, where nothing is "
+                            "recorded; choose a workdir elsewhere")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if any(folder.iterdir()):

@@ -10,6 +10,7 @@ executed cells with their errors. Three catalog reads (``get_run``, ``metric_his
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,9 @@ class RunDetail(w.VBox):
         self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.environment = w.HTML()
         self.cells = w.HTML()
-        super().__init__([self.header, self.status, self.params, self.metrics, self.files,
+        self.reproduce = _reproduce_control(self)
+        super().__init__([self.header, self.status, self.reproduce, self.params, self.metrics,
+                          self.files,
                           self.related, self.environment, self.cells])
         styled(self)
         self.load(run_id)
@@ -159,6 +162,27 @@ def _status_control(detail: RunDetail) -> w.HBox:
 
     button.on_click(apply)
     return w.HBox([choice, button, message])
+
+
+def _reproduce_control(detail: RunDetail) -> w.HBox:
+    """A button that shows the command reproducing the run. Not run from here: the re-run
+    would execute in this kernel's process, whose own run would record the scratch folder's
+    files, and a kernel-long job has no place in a button callback (docs/design.md)."""
+    button = w.Button(description="reproduce", tooltip="show the command that re-runs this "
+                                                        "notebook and compares its outputs")
+    command = w.HTML()
+
+    def show(_: Any) -> None:
+        if detail.info is not None:
+            command.value = h.code(reproduce_command(str(detail.catalog.path), detail.info.id))
+
+    button.on_click(show)
+    return w.HBox([button, command])
+
+
+def reproduce_command(catalog: str, run_id: str) -> str:
+    """The shell command that reproduces ``run_id`` of the catalog at ``catalog``."""
+    return f"tracker --catalog {shlex.quote(catalog)} reproduce {shlex.quote(run_id)}"
 
 
 def _header(info: RunInfo, *, here: bool) -> str:
