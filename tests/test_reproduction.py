@@ -60,9 +60,8 @@ def _papermill(path: Path, catalog: Path, *params: str, **env: str) -> str:
     return new.pop()
 
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_a_deterministic_run_reproduces_with_its_recorded_parameters(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
@@ -91,6 +90,7 @@ def test_a_deterministic_run_reproduces_with_its_recorded_parameters(
     assert catalog.runs(f"tags.reproduces = '{original}'")["id"].tolist() == [again.id]
 
 
+@pytest.mark.slow
 def test_a_run_writing_a_random_number_does_not_reproduce_and_names_the_output(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
@@ -106,6 +106,7 @@ def test_a_run_writing_a_random_number_does_not_reproduce_and_names_the_output(
     assert text.rstrip().endswith("NOT REPRODUCED: out/noise.txt differ")
 
 
+@pytest.mark.slow
 def test_a_changed_input_is_reported_and_its_kept_version_used(tmp_path: Path) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
     path = _notebook(tmp_path / "kept")
@@ -122,6 +123,7 @@ def test_a_changed_input_is_reported_and_its_kept_version_used(tmp_path: Path) -
     assert data.read_text() == "100\n"
 
 
+@pytest.mark.slow
 def test_a_changed_input_that_was_not_kept_is_reported_and_fails(tmp_path: Path) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
     path = _notebook(tmp_path / "not-kept")
@@ -136,6 +138,7 @@ def test_a_changed_input_that_was_not_kept_is_reported_and_fails(tmp_path: Path)
     assert [(m.key, m.a, m.b) for m in report.metrics] == [("total", 6.0, 100.0)]
 
 
+@pytest.mark.slow
 def test_the_tolerance_decides_whether_a_noisy_metric_matches(tmp_path: Path) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
     path = _notebook(tmp_path, "tracker.log_metric('noisy', 0.5 + random.random() * 1e-9)\n")
@@ -150,6 +153,7 @@ def test_the_tolerance_decides_whether_a_noisy_metric_matches(tmp_path: Path) ->
     assert status == 0
 
 
+@pytest.mark.slow
 def test_a_failing_cell_is_reported_not_raised(tmp_path: Path) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
     path = _notebook(tmp_path, "if 'tracker-reproduce' in os.getcwd():\n"
@@ -220,3 +224,21 @@ def test_the_report_html_escapes_every_recorded_string() -> None:
     page = report._repr_html_()
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_run_detail_shows_the_reproduce_command_escaped(tmp_path: Path) -> None:
+    from tracker.widgets import RunDetail
+
+    catalog = tracker.Catalog(tmp_path / "it's <here>" / "catalog.duckdb")
+    with catalog.start_run("a") as first:
+        pass
+    with catalog.start_run("b") as second:
+        pass
+    detail = RunDetail(first.id, catalog=catalog)
+    button, shown = detail.reproduce.children
+    button.click()
+    assert f"reproduce {first.id}</pre>" in shown.value
+    assert "tracker --catalog &#x27;" in shown.value and "&lt;here&gt;" in shown.value
+    assert "<here>" not in shown.value
+    detail.load(second.id)
+    assert shown.value == ""

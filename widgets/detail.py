@@ -71,6 +71,7 @@ class RunDetail(w.VBox):
         history = self.catalog.metric_history(info.id)
         lineage = self.catalog.lineage(info.id)
         self.info = info
+        self.reproduce.children[1].value = ""  # the command shown was the previous run's
         self.header.value = _header(info, here=info.id == current_run_id(self.catalog))
         self.status.children[0].value = info.status
         self.params.value = _params(info)
