@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,12 +99,16 @@ def test_a_run_writing_a_random_number_does_not_reproduce_and_names_the_output(
                                "    f.write(str(random.random()))\n")
     original = _papermill(path, catalog_path)
 
-    status = main(["--catalog", str(catalog_path), "reproduce", original])
+    status = main(["--catalog", str(catalog_path), "reproduce", original])  # a temp folder
 
     text = capsys.readouterr().out
     assert status == 1
     assert "CHANGED  out/noise.txt" in text and "identical  out/model.txt" in text
     assert text.rstrip().endswith("NOT REPRODUCED: out/noise.txt differ")
+    scratch = Path(text.splitlines()[0].rsplit(" in ", 1)[1])
+    assert scratch.name.startswith("tracker-reproduce-")
+    assert (scratch / "out" / "noise.txt").exists()
+    shutil.rmtree(scratch)
 
 
 @pytest.mark.slow
@@ -114,7 +119,7 @@ def test_a_changed_input_is_reported_and_its_kept_version_used(tmp_path: Path) -
     data = path.parent / "data.csv"
     data.write_text("100\n", encoding="utf-8")  # changed since the run
 
-    report = tracker.Catalog(catalog_path).reproduce(original)
+    report = tracker.Catalog(catalog_path).reproduce(original, workdir=tmp_path / "again")
 
     assert [(c.path, c.status) for c in report.inputs] == [(str(data), "restored")]
     assert "kept version 1" in report.inputs[0].detail
@@ -130,7 +135,7 @@ def test_a_changed_input_that_was_not_kept_is_reported_and_fails(tmp_path: Path)
     original = _papermill(path, catalog_path, TRACKER_KEEP="off")
     (path.parent / "data.csv").write_text("100\n", encoding="utf-8")
 
-    report = tracker.Catalog(catalog_path).reproduce(original)
+    report = tracker.Catalog(catalog_path).reproduce(original, workdir=tmp_path / "again")
 
     assert [c.status for c in report.inputs] == ["changed"]
     assert not report.ok
@@ -145,18 +150,19 @@ def test_the_tolerance_decides_whether_a_noisy_metric_matches(tmp_path: Path) ->
     original = _papermill(path, catalog_path)
     catalog = tracker.Catalog(catalog_path)
 
-    exact = catalog.reproduce(original)
+    exact = catalog.reproduce(original, workdir=tmp_path / "exact")
     assert not exact.ok
     assert [(f.path, f.status) for f in exact.outputs] == [("out/model.txt", "same")]
     assert "NOT REPRODUCED: metrics.noisy differ" in str(exact)
-    status = main(["--catalog", str(catalog_path), "reproduce", original, "--tolerance", "1e-6"])
+    status = main(["--catalog", str(catalog_path), "reproduce", original, "--tolerance", "1e-6",
+                   "--workdir", str(tmp_path / "tolerant")])
     assert status == 0
 
 
 @pytest.mark.slow
 def test_a_failing_cell_is_reported_not_raised(tmp_path: Path) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
-    path = _notebook(tmp_path, "if 'tracker-reproduce' in os.getcwd():\n"
+    path = _notebook(tmp_path, "if 'second-time' in os.getcwd():\n"
                                "    raise RuntimeError('not here')\n")
     original = _papermill(path, catalog_path)
     catalog = tracker.Catalog(catalog_path)
@@ -168,7 +174,7 @@ def test_a_failing_cell_is_reported_not_raised(tmp_path: Path) -> None:
         catalog.reproduce(original, workdir=catalog_path.parent / "again")
     assert not (catalog_path.parent / "again").exists()
 
-    report = catalog.reproduce(original)  # a new temporary folder, tracker-reproduce-...
+    report = catalog.reproduce(original, workdir=tmp_path / "second-time")
 
     assert report.error == "cell failed: RuntimeError: not here"
     assert not report.ok
