@@ -10,6 +10,7 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     kernel,
     mlflow_import,
     queries,
+    reproduce,
     scan,
     startup,
     visibility,
