@@ -35,12 +35,12 @@ tracker.log_metric("total", total)
 """
 
 
-def _notebook(folder: Path, extra: str = "") -> Path:
+def _notebook(folder: Path, extra: str = "", *, load: str = "%load_ext tracker") -> Path:
     """A training-like notebook: a parameters cell, reads data.csv, writes out/model.txt."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data.csv").write_text("1\n2\n3\n", encoding="utf-8")
     notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%load_ext tracker"),
+        nbformat.v4.new_code_cell(load),
         nbformat.v4.new_code_cell("scale = 1", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(TRAIN + extra)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -89,6 +89,22 @@ def test_a_deterministic_run_reproduces_with_its_recorded_parameters(
     assert again.tags == {"reproduces": original}
     assert again.params["scale"] == 7 and again.status == "completed"
     assert catalog.runs(f"tags.reproduces = '{original}'")["id"].tolist() == [again.id]
+
+
+@pytest.mark.slow
+def test_a_notebook_recorded_by_an_auto_loaded_extension_is_recorded_again(
+        tmp_path: Path) -> None:
+    catalog_path = tmp_path / "catalog" / "catalog.duckdb"
+    path = _notebook(tmp_path / "auto", load="print('no %load_ext here')")
+    profile = Path(__file__).resolve().parents[1] / "jupyter_config" / "ipython"
+    original = _papermill(path, catalog_path, IPYTHONDIR=str(profile))
+
+    # this process's IPYTHONDIR does not load the extension: the reproducing kernel does
+    assert os.environ.get("IPYTHONDIR") != str(profile)
+    report = tracker.Catalog(catalog_path).reproduce(original, workdir=tmp_path / "again")
+
+    assert report.ok, str(report)
+    assert report.run is not None and report.run != original
 
 
 @pytest.mark.slow

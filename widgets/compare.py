@@ -3,7 +3,8 @@
 One ``runs()`` query reads the runs' params and latest metrics as columns; one
 ``metric_history`` per run draws each shared metric as overlaid series. Attributes, params and
 metrics share one table (one header, so every value sits under its run), each run headed by its
-name and a short id that tells it apart from the others.
+name and a short id that tells it apart from the others. For two runs, ``tracker.diff`` adds
+their code (a unified diff of the executed cells) and environment differences.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Sections: the run's facts; params with the history of values that changed (paper
 values are the starting value, not a change); metrics with a small plot per series; the files it
 read and wrote (paths open in JupyterLab when under the server root, "produced by" opens that
 run), with buttons to the runs that produced its inputs or read its outputs; the environment; the
-executed cells with their errors. Three catalog reads (``get_run``, ``metric_history``,
+executed cells with their errors; a button that shows the ``tracker reproduce`` command. Three
+catalog reads (``get_run``, ``metric_history``,
 ``lineage``), whatever the catalog's size.
 """
 
