@@ -5,8 +5,7 @@ values are the starting value, not a change); metrics with a small plot per seri
 read and wrote (paths open in JupyterLab when under the server root, "produced by" opens that
 run), with buttons to the runs that produced its inputs or read its outputs; the environment; the
 executed cells with their errors; a button that shows the ``tracker reproduce`` command. Three
-catalog reads (``get_run``, ``metric_history``,
-``lineage``), whatever the catalog's size.
+catalog reads (``get_run``, ``metric_history``, ``lineage``), whatever the catalog's size.
 """
 
 from __future__ import annotations
