@@ -17,7 +17,7 @@ import tracker
 from tracker.cli import main
 from tracker.diffing import FileDiff, MetricDiff
 from tracker.reexecution import inject_parameters
-from tracker.reproduction import InputCheck, Reproduction
+from tracker.reproduction import InputCheck, Reproduction, placed
 
 TRAIN = """\
 import csv
@@ -264,3 +264,11 @@ def test_the_run_detail_shows_the_reproduce_command_escaped(tmp_path: Path) -> N
     assert "<here>" not in shown.value
     detail.load(second.id)
     assert shown.value == ""
+
+
+def test_a_recorded_path_never_leads_outside_the_scratch_folder(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    assert placed(scratch, "/home/u", "/home/u/data/x.csv") == scratch / "data" / "x.csv"
+    assert placed(scratch, "/home/u", "/home/u/a/../../../etc/passwd") is None
+    assert placed(scratch, "/home/u", "/etc/passwd") is None
+    assert placed(scratch, "/home/u", "/home/u") is None

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from tracker.catalog import Catalog
     from tracker.models import RunInfo
 
-__all__ = ["InputCheck", "Reproduction", "reproduce"]
+__all__ = ["InputCheck", "Reproduction", "placed", "reproduce"]
 
 REPRODUCES = "reproduces"  # the tag that links a reproduction to the run it reproduces
 #: an output's comparison (tracker.diffing's statuses) as the report words it
@@ -165,7 +165,10 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
         notebook = nbformat.read(stream, as_version=4)
     scratch = _scratch(workdir, catalog.folder)
     root = _root(original)
-    target = scratch / os.path.relpath(original.notebook, root)
+    target = placed(scratch, root, original.notebook)
+    if target is None:
+        raise ArgumentError(f"run {ref}'s notebook path {original.notebook!r} cannot be laid "
+                            "out in a scratch folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     checks = [_place_input(catalog, item, scratch, root) for item in _first_versions(original)]
     values, skipped = reexecution.inject_parameters(notebook, original.params)
@@ -218,7 +221,14 @@ def _root(original: RunInfo) -> str:
     paths = [os.path.dirname(original.notebook)]
     paths += [a["uri"] for a in original.artifacts
               if a["role"] in ("input", "output") and _local(a["uri"])]
-    return os.path.commonpath(paths)
+    return os.path.commonpath([os.path.normpath(path) for path in paths])
+
+
+def placed(scratch: Path, root: str, path: str) -> Path | None:
+    """Where ``path`` (under ``root``) goes in the scratch folder; None for a path that would
+    land outside it (a recorded path with ``..`` in it, from an edited import)."""
+    inside = Path(os.path.normpath(scratch / os.path.relpath(os.path.normpath(path), root)))
+    return inside if inside.is_relative_to(scratch) and inside != scratch else None
 
 
 def _first_versions(original: RunInfo) -> list[dict[str, Any]]:
@@ -236,7 +246,9 @@ def _place_input(catalog: Catalog, item: dict[str, Any], scratch: Path, root: st
     uri = item["uri"]
     if not _local(uri):
         return InputCheck(uri, "not checked", "a URI: read where it is")
-    dest = scratch / os.path.relpath(uri, root)
+    dest = placed(scratch, root, uri)
+    if dest is None:
+        return InputCheck(uri, "not checked", "its path leads outside the scratch folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     now = hashing.file_facts(uri).hash if os.path.exists(uri) else None
     recorded = item.get("hash")
@@ -285,7 +297,7 @@ def _compare_outputs(original: RunInfo, new: RunInfo | None, scratch: Path,
     out: list[FileDiff] = []
     matched: set[str] = set()
     for uri, digest in before.items():
-        there = str(scratch / os.path.relpath(uri, root)) if _local(uri) else uri
+        there = str(placed(scratch, root, uri)) if _local(uri) else uri
         matched.add(there)
         out.append(FileDiff("output", file_key(uri, original.notebook),
                             compare_hashes(True, there in after, digest, after.get(there)),
