@@ -272,3 +272,14 @@ def test_a_recorded_path_never_leads_outside_the_scratch_folder(tmp_path: Path) 
     assert placed(scratch, "/home/u", "/home/u/a/../../../etc/passwd") is None
     assert placed(scratch, "/home/u", "/etc/passwd") is None
     assert placed(scratch, "/home/u", "/home/u") is None
+
+
+def test_a_notebook_for_a_kernel_not_installed_is_reported(tmp_path: Path) -> None:
+    from tracker.reexecution import execute
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    notebook.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x",
+                                       "language": "python"}
+    ran = execute(notebook, tmp_path / "n.ipynb", catalog=tmp_path / "c" / "catalog.duckdb",
+                  timeout=None)
+    assert ran.error is not None and "no kernel named 'no-such-kernel'" in ran.error

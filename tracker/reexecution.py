@@ -118,6 +118,7 @@ def execute(notebook: Any, path: Path, *, catalog: Path, timeout: float | None) 
     import nbformat
 
     try:
+        from jupyter_client.kernelspec import NoSuchKernel
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     except ImportError:
@@ -136,6 +137,9 @@ def execute(notebook: Any, path: Path, *, catalog: Path, timeout: float | None) 
         client.execute(env=env)
     except CellExecutionError as exc:
         error = f"cell failed: {exc.ename}: {exc.evalue}"
+    except NoSuchKernel as exc:
+        error = f"no kernel named {exc.name!r} is installed; install it, or set the notebook's "\
+                "kernelspec"
     except (CellTimeoutError, DeadKernelError, TimeoutError, RuntimeError, OSError) as exc:
         error = f"the notebook did not finish: {type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start

@@ -48,8 +48,8 @@ _OUTPUT_STATUS = {"same": "identical", "changed": "CHANGED", "removed": "NOT WRI
 class InputCheck:
     """An input of the original run: ``same`` (copied), ``restored`` (changed or missing;
     its kept version copied instead), ``changed`` or ``missing`` (not kept: the reproduction
-    reads what is there now, or nothing), ``unknown`` (recorded without a hash), ``not
-    checked`` (a URI)."""
+    reads what is there now, or nothing), ``unknown`` (recorded without a hash),
+    ``unreadable``, ``not checked`` (a URI)."""
 
     path: str
     status: str
@@ -162,7 +162,12 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
         raise ArtifactNotFoundError(f"run {ref} did not run in a notebook: there is nothing to "
                                     "re-execute")
     with retrieval.run_notebook(catalog, original.id).open() as stream:
-        notebook = nbformat.read(stream, as_version=4)
+        try:
+            notebook = nbformat.read(stream, as_version=4)
+        except Exception as exc:  # nbformat raises JSON, validation and encoding errors alike
+            raise ArtifactNotFoundError(f"the notebook stored with run {ref} cannot be read as "
+                                        f"a notebook ({type(exc).__name__}): nothing to "
+                                        "re-execute") from None
     scratch = _scratch(workdir, catalog.folder)
     root = _root(original)
     target = placed(scratch, root, original.notebook)
@@ -170,7 +175,8 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
         raise ArgumentError(f"run {ref}'s notebook path {original.notebook!r} cannot be laid "
                             "out in a scratch folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    checks = [_place_input(catalog, item, scratch, root) for item in _first_versions(original)]
+    checks = [_checked_input(catalog, item, scratch, root)
+              for item in _first_versions(original)]
     values, skipped = reexecution.inject_parameters(notebook, original.params)
     ran = reexecution.execute(notebook, target, catalog=catalog.path, timeout=timeout)
     new = _new_run(catalog, target)
@@ -237,6 +243,16 @@ def _first_versions(original: RunInfo) -> list[dict[str, Any]]:
     for item in sorted(original.inputs, key=lambda a: a.get("version") or 0):
         first.setdefault(item["uri"], item)
     return list(first.values())
+
+
+def _checked_input(catalog: Catalog, item: dict[str, Any], scratch: Path,
+                   root: str) -> InputCheck:
+    """:func:`_place_input`, with a file that cannot be read or copied reported, not raised."""
+    try:
+        return _place_input(catalog, item, scratch, root)
+    except OSError as exc:
+        return InputCheck(item["uri"], "unreadable", f"{exc.strerror or exc}: the reproduction "
+                                                     "runs without it")
 
 
 def _place_input(catalog: Catalog, item: dict[str, Any], scratch: Path, root: str) -> InputCheck:
