@@ -201,17 +201,17 @@ def test_a_failing_cell_is_reported_not_raised(tmp_path: Path) -> None:
 def test_parameters_are_injected_after_the_parameters_cell() -> None:
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("%load_ext tracker"),
-        nbformat.v4.new_code_cell("lr = 0.1\nname: str = 'a'\ntoken = 'x'\nmissing = 1",
-                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("lr = 0.1\nname: str = 'a'\ntoken = 'x'\nmissing = 1\n"
+                                  "same = 3", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("# Parameters\nlr = 0.5\n",
                                   metadata={"tags": ["injected-parameters"]}),
         nbformat.v4.new_code_cell("print(lr)")])
     params = {"lr": 0.5, "name": "b'\"", "token": "<redacted:str:0123abcd>",
-              "nan": float("nan"), "other": 3}
+              "nan": float("nan"), "other": 3, "same": 3}
 
     values, skipped = inject_parameters(notebook, params)
 
-    assert values == {"lr": 0.5, "name": "b'\""}
+    assert values == {"lr": 0.5, "name": "b'\""}  # same = 3: the cell's own value, left alone
     assert set(skipped) == {"token", "missing"}
     sources = [cell.source for cell in notebook.cells]
     assert sources[1].startswith("lr = 0.1")
@@ -224,6 +224,22 @@ def test_a_notebook_without_a_parameters_cell_runs_as_stored() -> None:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     assert inject_parameters(notebook, {"x": 2}) == ({}, {})
     assert [cell.source for cell in notebook.cells] == ["x = 1"]
+
+
+def test_a_run_made_with_the_defaults_runs_its_own_code_unchanged() -> None:
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("k = 5\nseed = 0\nsplit = 0.3",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(k)")])
+    assert inject_parameters(notebook, {"k": 5, "seed": 0, "split": 0.3}) == ({}, {})
+    assert len(notebook.cells) == 2
+    # a value edited and re-run in the session was recorded: that one is set again
+    assert inject_parameters(notebook, {"k": 7, "seed": 0, "split": 0.3}) == ({"k": 7}, {})
+    assert notebook.cells[1].source == "# Parameters\nk = 7\n"
+    assert notebook.cells[1].metadata["tags"] == ["injected-parameters"]
+    # seed = 0 recorded as False (another type) did change
+    assert inject_parameters(notebook, {"k": 7, "seed": False, "split": 0.3})[0] == {
+        "k": 7, "seed": False}
 
 
 def test_a_run_without_a_notebook_cannot_be_reproduced(tmp_path: Path) -> None:

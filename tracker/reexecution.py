@@ -27,24 +27,40 @@ PARAMETERS = "parameters"
 INJECTED = "injected-parameters"
 _INJECTED_HEADER = "# Parameters"  # papermill's first line, which the run detail recognises
 _REDACTED = "<redacted:"
+_COMPUTED = object()  # an assignment whose value is not a literal
 
 
 def _tags(cell: Any) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def _assigned_names(source: str) -> list[str]:
-    """The names a cell assigns at top level (``lr = 0.1``, ``lr: float = 0.1``), in order."""
+def _assignments(source: str) -> dict[str, Any]:
+    """The names a cell assigns at top level (``lr = 0.1``, ``lr: float = 0.1``), in order,
+    with the value when it is a literal (else ``_COMPUTED``)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return []
-    names: list[str] = []
+        return {}
+    names: dict[str, Any] = {}
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, ast.AnnAssign) else []
-        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+        value = getattr(node, "value", None)
+        for target in targets:
+            if isinstance(target, ast.Name):
+                names[target.id] = _evaluated(value) if len(targets) == 1 else _COMPUTED
     return names
+
+
+def _evaluated(node: ast.expr | None) -> Any:
+    try:
+        return ast.literal_eval(node) if node is not None else _COMPUTED
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _COMPUTED
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
 def _literal(value: Any) -> str | None:
@@ -65,36 +81,36 @@ def _literal(value: Any) -> str | None:
 
 def inject_parameters(notebook: Any, params: Mapping[str, Any]) -> tuple[dict[str, Any],
                                                                         dict[str, str]]:
-    """Put ``params``'s values for the names the parameters cell (or an earlier injected
-    cell) assigns into a fresh injected-parameters cell after it, replacing the old one.
+    """Set the recorded values the notebook's own would not give again, as papermill does:
+    a fresh injected-parameters cell after the parameters cell (replacing an earlier one),
+    for the names that earlier cell set and those whose recorded value differs from the
+    parameters cell's. Names whose value is the cell's own are left alone, so a run made with
+    the defaults executes exactly its recorded code.
 
     Returns what was injected and, per name left out, why. A notebook without a parameters
-    cell is left as it is: it runs with its own values.
+    cell (or injected cell) is left as it is: it runs with its own values.
     """
     import nbformat
 
     cells = list(notebook.cells)
     injected = [c for c in cells if INJECTED in _tags(c)]
-    names = [name for c in injected for name in _assigned_names(c.source)]
+    before = {name: value for c in injected for name, value in _assignments(c.source).items()}
     at = next((i for i, c in enumerate(cells) if PARAMETERS in _tags(c)), None)
-    if at is None and not injected:
-        return {}, {}
-    if at is not None:
-        names = _assigned_names(cells[at].source) + [n for n in names if n not in
-                                                      _assigned_names(cells[at].source)]
+    defaults = _assignments(cells[at].source) if at is not None else {}
     values: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    lines = [_INJECTED_HEADER]
-    for name in names:
+    for name in [*defaults, *(n for n in before if n not in defaults)]:
         if name not in params:
             skipped[name] = "not recorded"
-            continue
-        literal = _literal(params[name])
-        if literal is None:
+        elif name not in before and _same(defaults[name], params[name]):
+            continue  # the parameters cell sets the recorded value itself
+        elif _literal(params[name]) is None:
             skipped[name] = "no Python literal for its recorded value (redacted, or a repr)"
-            continue
-        values[name] = params[name]
-        lines.append(f"{name} = {literal}")
+        else:
+            values[name] = params[name]
+    if not values and not injected:
+        return values, skipped
+    lines = [_INJECTED_HEADER, *(f"{name} = {_literal(value)}" for name, value in values.items())]
     fresh = nbformat.v4.new_code_cell("\n".join(lines) + "\n", metadata={"tags": [INJECTED]})
     kept = [c for c in cells if INJECTED not in _tags(c)]
     position = kept.index(cells[at]) + 1 if at is not None else 0
