@@ -22,6 +22,7 @@ PUBLIC = {
     "log_metrics", "log_output", "log_param", "log_params", "metric_history", "purge",
     "restore_run", "runs", "set_status", "set_tag", "set_tags", "show", "sql", "start_run",
     "unload_ipython_extension", "update_run", "use_catalog",
+    "diff", "reproduce",  # issue #14: tracker.diffing, tracker.reproduction
 }
 
 

@@ -26,10 +26,12 @@ from tracker.storage.store import Store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.diffing import RunDiff
     from tracker.lineage_walk import LineageGraph
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
     from tracker.recorder import Recorder
+    from tracker.reproduction import Reproduction
     from tracker.retrieval import KeptFile
     from tracker.run import Run
     from tracker.storage.contents import ContentStore
@@ -344,6 +346,24 @@ class Catalog:
 
         return lineage_walk.lineage_graph(self, ref, depth=depth,
                                           include_deleted=include_deleted)
+    def diff(self, a: str, b: str) -> RunDiff:
+        """What differs between runs ``a`` and ``b``: params, the executed code (a unified
+        diff), inputs and outputs (by content hash), environment and latest metrics."""
+        from tracker import diffing
+
+        return diffing.diff_runs(self, a, b)
+
+    def reproduce(self, ref: str, *, tolerance: float = 0.0,
+                  workdir: str | os.PathLike[str] | None = None,
+                  timeout: float | None = None) -> Reproduction:
+        """Re-execute run ``ref``'s stored notebook with its recorded parameters and inputs in
+        a scratch folder (``workdir``, default a new temporary one); the new run is tagged
+        ``reproduces=<ref's id>``. The report's ``ok`` is True when every output is
+        identical and every metric within ``tolerance``. ``timeout``: seconds per cell."""
+        from tracker import reproduction
+
+        return reproduction.reproduce(self, ref, tolerance=tolerance, workdir=workdir,
+                                      timeout=timeout)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

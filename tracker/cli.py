@@ -21,7 +21,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import __version__, _ids, lineage_command, models, profile
+from tracker import __version__, _ids, diff_commands, lineage_command, models, profile
 from tracker.errors import ArgumentError, TrackerError, TrackerWarning
 from tracker.run_text import run_text
 from tracker.terminal_text import (
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_moving_commands(commands)
     _add_content_commands(commands)
     lineage_command.add_command(commands)
+    diff_commands.add_commands(commands)
     return parser
 
 

@@ -5,12 +5,14 @@ values are the starting value, not a change); metrics with a small plot per seri
 read and wrote (paths open in JupyterLab when under the server root, "produced by" opens that
 run), with buttons to the runs that produced its inputs or read its outputs; its lineage picture
 (runs and file versions around it, a run node opens that run); the environment; the executed
-cells with their errors. Four catalog reads (``get_run``, ``metric_history``, ``lineage``,
-``lineage_graph``: bounded, docs/design.md §10), whatever the catalog's size.
+cells with their errors; a button that shows the ``tracker reproduce`` command. Four catalog
+reads (``get_run``, ``metric_history``, ``lineage``, ``lineage_graph``: bounded, docs/design.md
+§10), whatever the catalog's size.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -64,8 +66,9 @@ class RunDetail(w.VBox):
             "inputs → runs → outputs; click a run to open it")])), self.picture])
         self.environment = w.HTML()
         self.cells = w.HTML()
-        super().__init__([self.header, self.status, self.params, self.metrics, self.files,
-                          self.related, self.lineage, self.environment, self.cells])
+        self.reproduce = _reproduce_control(self)
+        super().__init__([self.header, self.status, self.reproduce, self.params, self.metrics,
+                          self.files, self.related, self.lineage, self.environment, self.cells])
         styled(self)
         self.load(run_id)
 
@@ -75,6 +78,7 @@ class RunDetail(w.VBox):
         history = self.catalog.metric_history(info.id)
         lineage = self.catalog.lineage(info.id)
         self.info = info
+        self.reproduce.children[1].value = ""  # the command shown was the previous run's
         self.header.value = _header(info, here=info.id == current_run_id(self.catalog))
         self.status.children[0].value = info.status
         self.params.value = _params(info)
@@ -178,6 +182,27 @@ def _status_control(detail: RunDetail) -> w.HBox:
 
     button.on_click(apply)
     return w.HBox([choice, button, message])
+
+
+def _reproduce_control(detail: RunDetail) -> w.HBox:
+    """A button that shows the command reproducing the run. Not run from here: the re-run
+    would execute in this kernel's process, whose own run would record the scratch folder's
+    files, and a kernel-long job has no place in a button callback (docs/design.md)."""
+    button = w.Button(description="reproduce", tooltip="show the command that re-runs this "
+                                                        "notebook and compares its outputs")
+    command = w.HTML()
+
+    def show(_: Any) -> None:
+        if detail.info is not None:
+            command.value = h.code(reproduce_command(str(detail.catalog.path), detail.info.id))
+
+    button.on_click(show)
+    return w.HBox([button, command])
+
+
+def reproduce_command(catalog: str, run_id: str) -> str:
+    """The shell command that reproduces ``run_id`` of the catalog at ``catalog``."""
+    return f"tracker --catalog {shlex.quote(catalog)} reproduce {shlex.quote(run_id)}"
 
 
 def _header(info: RunInfo, *, here: bool) -> str:

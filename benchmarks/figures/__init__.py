@@ -11,6 +11,7 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     lineage,
     mlflow_import,
     queries,
+    reproduce,
     scan,
     startup,
     visibility,
