@@ -667,6 +667,18 @@ def test_get_versions_and_du_give_kept_contents_back(
     assert "has no stored notebook" in capsys.readouterr().err
 
 
+def test_versions_prints_a_table(capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
+                                 tmp_path: Path) -> None:
+    output = tmp_path / "model.bin"
+    with catalog.start_run("kept") as run:
+        output.write_bytes(b"x" * 2048)
+        run.log_output(output)
+    assert main(["versions", str(output)]) == 0
+    header, row = capsys.readouterr().out.splitlines()  # it printed a (text, columns) pair
+    assert header.split()[0] == "version" and "size" in header.split()
+    assert row.split()[0] == "1" and "2.0 KB" in row and run.id in row
+
+
 def test_get_version_is_the_version_that_run_read_or_wrote(
         capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, tmp_path: Path) -> None:
     output = tmp_path / "model.txt"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker.run import SPOOL_BOUND
+from tracker.recorder import SPOOL_BOUND
 from tracker.storage import lock as _lock
 
 WRITER = textwrap.dedent("""

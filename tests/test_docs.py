@@ -47,7 +47,7 @@ def test_every_command_has_help_and_an_example(command: str,
 
 
 def test_every_magic_is_in_the_readme() -> None:
-    from tracker.ipython import SUBCOMMANDS
+    from tracker.magics import SUBCOMMANDS
 
     readme = _readme()
     missing = [sub for sub in SUBCOMMANDS if f"%tracker {sub}" not in readme]

@@ -359,6 +359,7 @@ REF_CALLS: dict[str, Callable[[tracker.Catalog, Any], Any]] = {
     "get_run": lambda c, r: c.get_run(r),
     "metric_history": lambda c, r: c.metric_history(r),
     "lineage": lambda c, r: c.lineage(r),
+    "lineage_graph": lambda c, r: c.lineage_graph(r),
     "artifacts": lambda c, r: c.artifacts(r),
     "delete_run": lambda c, r: c.delete_run(r),
     "restore_run": lambda c, r: c.restore_run(r),

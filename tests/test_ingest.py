@@ -18,7 +18,7 @@ import pytest
 
 import tracker
 from tracker import delivery, events
-from tracker.run import local_to
+from tracker.recorder import local_to
 from tracker.storage import spools
 
 

@@ -19,11 +19,12 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from jupyter_client.manager import KernelManager
 
 import tracker
-from tracker import ipython
+from tracker import ipython, magics
 from tracker.errors import TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
 from tracker.notebook import read_notebook
+from tracker.storage.lock import locked
 
 
 def write_notebook(path: Path, *cells: tuple[str, str] | str,
@@ -408,10 +409,25 @@ def test_status_magic_prints_the_run(ip: InteractiveShell, notebook: Path,
     capsys.readouterr()
     assert run(ip, "%tracker").success
     out = capsys.readouterr().out
-    assert f"run {started.id} 'analysis' (running)" in out
+    assert f"run {started.id} 'analysis #1' (running)" in out
     assert str(notebook) in out
     assert "lr=0.1, epochs=3" in out
     assert "cells:    2 recorded" in out
+
+
+def test_status_magic_says_the_number_is_to_come_while_the_catalog_is_locked(
+        ip: InteractiveShell, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = tracker.default_catalog()
+    catalog.runs()  # the catalog exists
+    with locked(str(catalog.path), write=True, timeout=10):  # another process writing, say
+        started = loaded(ip)
+        capsys.readouterr()
+        assert run(ip, "%tracker").success
+        waiting = capsys.readouterr().out
+    assert run(ip, "%tracker").success
+    assert "'analysis (its number is given when the catalog is written)' (running)" in waiting
+    assert f"run {started.id} 'analysis #1' (running)" in capsys.readouterr().out
+    assert started.name == "analysis #1"
 
 
 def test_runs_of_one_notebook_are_numbered_in_order(ip: InteractiveShell,
@@ -518,7 +534,7 @@ def test_unknown_magic_command_prints_the_usage(ip: InteractiveShell, notebook: 
     assert run(ip, "%tracker frobnicate").success
     out = capsys.readouterr().out
     assert "unknown command 'frobnicate'" in out
-    for command in ipython.SUBCOMMANDS[1:]:
+    for command in magics.SUBCOMMANDS[1:]:
         assert f"%tracker {command}" in out
     assert run(ip, "%tracker help").success
     assert "unknown" not in capsys.readouterr().out
@@ -573,7 +589,7 @@ def test_a_log_call_after_end_starts_the_next_run_and_says_so(
     second = session_run(ip)
     out = capsys.readouterr().out
     assert out.count("started run") == 1
-    assert f"started run {second.id} 'analysis'" in out and f"run {first.id} was ended" in out
+    assert f"started run {second.id} 'analysis #2'" in out and f"run {first.id} was ended" in out
     assert run(ip, "after = 2").success
     info = recorded(second.id)
     assert info.status == "running" and info.metrics == {"loss": pytest.approx(1 / 3)}
@@ -914,6 +930,25 @@ def driven_kernel(folder: Path, env: dict[str, str]) -> Iterator[tuple[KernelMan
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_a_kernel_shows_the_numbered_name_the_catalog_gives_its_run(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    # The catalog numbers a notebook's runs when it writes them; the kernel said 'numbered'.
+    notebook = write_notebook(tmp_path / "numbered.ipynb", "%load_ext tracker")
+    env = {**kernel_env, "TRACKER_NOTEBOOK": str(notebook)}
+    with driven_kernel(tmp_path, env) as (_, execute):
+        execute("%load_ext tracker")
+        status = execute("%tracker")
+        name = execute("import tracker\nprint(tracker.current_run().name)").strip()
+        started = execute("%tracker new")
+        second = execute("print(tracker.current_run().name)").strip()
+    assert "'numbered #1' (running)" in status
+    assert name == "numbered #1"
+    assert started.startswith("tracker: started run ") and "'numbered #2'" in started
+    assert second == "numbered #2"
+    assert sorted(tracker.runs()["name"]) == ["numbered #1", "numbered #2"]
 
 
 @pytest.mark.slow

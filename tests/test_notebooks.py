@@ -23,6 +23,8 @@ NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 EXAMPLES = ("quickstart", "producer", "consumer", "parameterized")
 # The tour drives the widgets on a catalog of its own; it records nothing in TRACKER_CATALOG.
 TOUR = "widgets_tour"
+# Runs train.ipynb twice, reproduces one run and diffs the two, on a catalog of its own.
+REPRODUCE_TOUR = "reproduce_tour"
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,7 @@ def test_example_notebooks_pass_nbval_and_are_recorded(tmp_path: Path) -> None:
     env.pop("TRACKER_NOTEBOOK", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         *(f"{name}.ipynb" for name in (*EXAMPLES, TOUR))],
+         *(f"{name}.ipynb" for name in (*EXAMPLES, TOUR, REPRODUCE_TOUR))],
         cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
 
@@ -70,6 +72,12 @@ def test_example_notebooks_pass_nbval_and_are_recorded(tmp_path: Path) -> None:
 
     tour = tracker.Catalog(folder / "tour-runs" / "catalog.duckdb")
     assert "sweep-lr-0.1" in set(tour.runs(include_deleted=True)["name"])
+
+    loop = tracker.Catalog(folder / "reproduce-runs" / "catalog.duckdb").runs(
+        order_by="started_at")
+    assert list(loop["name"]) == ["train #1", "train #2", "train #3"]
+    assert list(loop["tags.reproduces"].fillna("")) == ["", "", loop["id"][0]]
+    assert list(loop["status"]) == ["completed"] * 3
 
 
 def test_a_papermill_run_keeps_the_executed_notebook(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ PUBLIC = {
     "RunInfo", "RunNotFoundError", "SQLError", "TrackerError", "TrackerWarning", "artifacts",
     "count_runs", "current_run", "default_catalog", "delete_run", "delete_runs", "delete_tag",
     "end_run", "export_run", "flush", "get_artifact", "get_run", "import_mlflow", "import_run",
-    "keys", "lineage", "load_ipython_extension", "log_input", "log_metric", "log_metrics",
-    "log_output", "log_param", "log_params", "metric_history", "purge", "restore_run", "runs",
-    "set_status", "set_tag", "set_tags", "show", "sql", "start_run", "unload_ipython_extension",
-    "update_run", "use_catalog",
+    "keys", "lineage", "lineage_graph", "load_ipython_extension", "log_input", "log_metric",
+    "log_metrics", "log_output", "log_param", "log_params", "metric_history", "purge",
+    "restore_run", "runs", "set_status", "set_tag", "set_tags", "show", "sql", "start_run",
+    "unload_ipython_extension", "update_run", "use_catalog",
+    "diff", "reproduce",  # issue #14: tracker.diffing, tracker.reproduction
 }
 
 
@@ -65,6 +66,9 @@ BAD_CALLS = {
     "metric_history(key=5)": lambda: tracker.metric_history("01m7zwkkx6hq", key=5),
     "artifacts(role='inputs')": lambda: tracker.artifacts(role="inputs"),
     "lineage(b'')": lambda: tracker.lineage(b"01m7zwkkx6hq"),
+    "lineage_graph(depth=0)": lambda: tracker.lineage_graph("01m7zwkkx6hq", depth=0),
+    "lineage_graph(depth='2')": lambda: tracker.lineage_graph("01m7zwkkx6hq", depth="2"),
+    "lineage_graph(None)": lambda: tracker.lineage_graph(None),
     "purge('abc')": lambda: tracker.purge(older_than="abc"),
     "delete_runs()": lambda: tracker.delete_runs(),
     "delete_run(5)": lambda: tracker.delete_run(5),

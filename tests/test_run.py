@@ -13,7 +13,7 @@ import pytest
 import tracker
 from tracker import delivery, hashing
 from tracker.hashing import hash_bytes
-from tracker.run import SPOOL_BOUND, local_to
+from tracker.recorder import SPOOL_BOUND, local_to
 from tracker.storage import lock as _lock
 from tracker.storage import recovery, spools
 
@@ -376,7 +376,7 @@ def test_a_short_run_reaches_the_catalog_in_one_write(
     with catalog.start_run("warm-up"):  # the flusher thread is running from here on
         pass
     catalog.flush()
-    monkeypatch.setattr("tracker.run.START_DELAY", 5.0, raising=False)  # however slow the test
+    monkeypatch.setattr("tracker.recorder.START_DELAY", 5.0, raising=False)  # however slow the test
     writes = _counting_writes(monkeypatch)
     with catalog.start_run("short", params={"lr": 0.1}) as run:
         time.sleep(0.05)  # the flusher had time to write the start on its own
@@ -446,3 +446,20 @@ def test_tracker_capture_0_turns_a_script_s_capture_off(tmp_path: Path) -> None:
     (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     run_id, _ = _script(tmp_path, _SCRIPT, TRACKER_CAPTURE="0")
     assert tracker.get_run(run_id).artifacts == []
+
+
+_LOGS_AT_EXIT = '''
+import atexit
+import tracker
+
+atexit.register(lambda: tracker.log_metric("at_exit", 1.0))
+print(tracker.start_run(name="job").id)
+'''
+
+
+def test_an_exit_handler_the_script_registers_after_import_can_still_log(tmp_path: Path) -> None:
+    # The recorder's own exit handler (it ends the runs and writes) is registered by
+    # `import tracker`, so it runs after the script's: not when the first run starts.
+    (run_id,) = _script(tmp_path, _LOGS_AT_EXIT)
+    info = tracker.get_run(run_id)
+    assert (info.status, info.metrics) == ("completed", {"at_exit": 1.0})

@@ -582,6 +582,60 @@ def test_detail_links_open_the_producer_in_place_by_default(catalog: tracker.Cat
     assert reader.id in detail.links  # the writer's output was read by the reader
 
 
+def test_detail_draws_the_lineage_and_a_run_node_opens_that_run(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    producer, reader, detail = _detail_of_a_reader(catalog, tmp_path)
+    assert visible(detail.lineage) and detail.picture in detail.lineage.children
+    svg = detail.picture.svg
+    assert f'data-run="{producer.id}"' in svg and f'data-run="{reader.id}"' in svg
+    assert "var(--jp-" in svg  # the theme's colours, in the browser's detail
+
+    detail.picture.handle_event({"event": "open", "id": reader.id})  # the focus: stays
+    assert detail.info is not None and detail.info.id == reader.id
+    detail.picture.handle_event({"event": "open", "id": "01m7zwkkx6hqzzzz"})  # not drawn
+    detail.picture.handle_event({"event": "open", "id": 5})
+    assert detail.info.id == reader.id
+    detail.picture.handle_event({"event": "open", "id": producer.id})  # what the browser sends
+
+    assert detail.info.id == producer.id
+    assert f'data-run="{reader.id}"' in detail.picture.svg
+    assert "tl-focus" in detail.picture.svg
+
+
+def test_detail_of_a_run_without_files_draws_no_lineage(catalog: tracker.Catalog) -> None:
+    detail = RunDetail(make_run(catalog, "alone"), catalog=catalog)
+    assert not visible(detail.lineage)
+    assert detail.picture.svg == ""
+
+
+def test_table_opens_a_run_clicked_in_the_lineage_in_its_detail(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    producer, reader, _ = _detail_of_a_reader(catalog, tmp_path)
+    table = RunTable(catalog=catalog, live=False)
+    click(table, "open", reader.id)
+    assert isinstance(table.view, RunDetail)
+    table.view.picture.handle_event({"event": "open", "id": producer.id})
+    assert isinstance(table.view, RunDetail)
+    assert table.view.info is not None and table.view.info.id == producer.id
+    table.close()
+
+
+def test_the_lineage_picture_escapes_hostile_names(catalog: tracker.Catalog,
+                                                   tmp_path: Path) -> None:
+    hostile = tmp_path / f"{IMG}.csv"
+    hostile.write_text("1")
+    with catalog.start_run(SCRIPT) as writer:
+        writer.log_output(hostile)
+    with catalog.start_run(IMG) as reader:
+        reader.log_input(hostile)
+    svg = RunDetail(reader.id, catalog=catalog).picture.svg
+    assert "<script" not in svg.lower() and "<img" not in svg.lower()
+    assert "&lt;script&gt;" in svg and "&lt;img src=x" in svg
+    script = (Path(tracker.widgets.__file__).parent / "lineage.js").read_text(encoding="utf-8")
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", script)
+    assert "image/svg+xml" in script  # parsed as XML: a script in it would never run
+
+
 def test_table_opens_detail_from_the_name_button(table: RunTable, three: list[str]) -> None:
     reveals = table.grid.reveal
     click(table, "open", three[0])

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported with tracker: the recorder's exit handler is registered before any of the user's
+# (atexit runs the last registered first), so a handler of theirs can still log to a run.
+import tracker.recorder  # noqa: F401
 from tracker.api import (
     artifacts,
     count_runs,
@@ -17,6 +20,7 @@ from tracker.api import (
     delete_run,
     delete_runs,
     delete_tag,
+    diff,
     end_run,
     export_run,
     flush,
@@ -26,6 +30,7 @@ from tracker.api import (
     import_run,
     keys,
     lineage,
+    lineage_graph,
     log_input,
     log_metric,
     log_metrics,
@@ -34,6 +39,7 @@ from tracker.api import (
     log_params,
     metric_history,
     purge,
+    reproduce,
     restore_run,
     runs,
     set_status,
@@ -96,6 +102,7 @@ __all__ = [
     "delete_run",
     "delete_runs",
     "delete_tag",
+    "diff",
     "end_run",
     "export_run",
     "flush",
@@ -105,6 +112,7 @@ __all__ = [
     "import_run",
     "keys",
     "lineage",
+    "lineage_graph",
     "load_ipython_extension",
     "log_input",
     "log_metric",
@@ -114,6 +122,7 @@ __all__ = [
     "log_params",
     "metric_history",
     "purge",
+    "reproduce",
     "restore_run",
     "runs",
     "set_status",

@@ -16,8 +16,11 @@ from tracker.catalog import Catalog
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.diffing import RunDiff
+    from tracker.lineage_walk import LineageGraph
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
+    from tracker.reproduction import Reproduction
     from tracker.retrieval import KeptFile
     from tracker.run import Run
 
@@ -170,6 +173,24 @@ def lineage(ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
     """Runs upstream (produced what ``ref`` read) and downstream (read what it wrote);
     deleted ones only with ``include_deleted``."""
     return default_catalog().lineage(ref, include_deleted=include_deleted)
+
+
+def lineage_graph(ref: str, *, depth: int = 3, include_deleted: bool = False) -> LineageGraph:
+    """The runs and files upstream and downstream of ``ref`` as a graph; ``.svg()`` draws it,
+    and a notebook shows it as a picture: ``tracker.lineage_graph("01m7zw")``."""
+    return default_catalog().lineage_graph(ref, depth=depth, include_deleted=include_deleted)
+def diff(a: str, b: str) -> RunDiff:
+    """What differs between two runs (params, code, files, environment, metrics): a
+    :class:`tracker.diffing.RunDiff` that prints as text and shows as HTML in a notebook."""
+    return default_catalog().diff(a, b)
+
+
+def reproduce(ref: str, *, tolerance: float = 0.0,
+              workdir: str | os.PathLike[str] | None = None,
+              timeout: float | None = None) -> Reproduction:
+    """Re-execute a run's notebook and compare: see :meth:`Catalog.reproduce`."""
+    return default_catalog().reproduce(ref, tolerance=tolerance, workdir=workdir,
+                                       timeout=timeout)
 
 
 def update_run(ref: str, *, name: str | None = None, labels: Sequence[str] | None = None,

@@ -26,10 +26,14 @@ from tracker.storage.store import Store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tracker.diffing import RunDiff
+    from tracker.lineage_walk import LineageGraph
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
+    from tracker.recorder import Recorder
+    from tracker.reproduction import Reproduction
     from tracker.retrieval import KeptFile
-    from tracker.run import Recorder, Run
+    from tracker.run import Run
     from tracker.storage.contents import ContentStore
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -118,7 +122,7 @@ class Catalog:
 
     @property
     def spool_dir(self) -> Path:
-        """Where runs append their events before they reach the catalog (see tracker.run)."""
+        """Where runs append their events before they reach the catalog (see tracker.recorder)."""
         return self.store.spool_dir
 
     @property
@@ -171,7 +175,7 @@ class Catalog:
 
     @property
     def recorder(self) -> Recorder | None:
-        """This process's recorder of runs in this catalog (``tracker.run``); None until the
+        """This process's recorder of runs in this catalog (``tracker.recorder``); None until the
         first run. For tracker's own modules, which keep it in step with the catalog."""
         return self._recorder
 
@@ -179,7 +183,7 @@ class Catalog:
         """This process's recorder of runs in this catalog, created by the first call."""
         if self._recorder is not None:  # every log call comes here: no import on this path
             return self._recorder
-        from tracker.run import Recorder
+        from tracker.recorder import Recorder
 
         self.vet()  # before the first event reaches a spool file beside the catalog
         self._recorder = Recorder(self)
@@ -334,6 +338,35 @@ class Catalog:
         from tracker import queries
 
         return queries.lineage(self, ref, include_deleted=include_deleted)
+
+    def lineage_graph(self, ref: str, *, depth: int = 3,
+                      include_deleted: bool = False) -> LineageGraph:
+        """The runs and file versions upstream and downstream of ``ref``, ``depth`` runs each
+        way, as a graph that draws itself (``.svg()``, ``.text()``; a picture in a notebook).
+        A file read by many runs shows a few and "+N more"; deleted runs only with
+        ``include_deleted``."""
+        from tracker import lineage_walk
+
+        return lineage_walk.lineage_graph(self, ref, depth=depth,
+                                          include_deleted=include_deleted)
+    def diff(self, a: str, b: str) -> RunDiff:
+        """What differs between runs ``a`` and ``b``: params, the executed code (a unified
+        diff), inputs and outputs (by content hash), environment and latest metrics."""
+        from tracker import diffing
+
+        return diffing.diff_runs(self, a, b)
+
+    def reproduce(self, ref: str, *, tolerance: float = 0.0,
+                  workdir: str | os.PathLike[str] | None = None,
+                  timeout: float | None = None) -> Reproduction:
+        """Re-execute run ``ref``'s stored notebook with its recorded parameters and inputs in
+        a scratch folder (``workdir``, default a new temporary one); the new run is tagged
+        ``reproduces=<ref's id>``. The report's ``ok`` is True when every output is
+        identical and every metric within ``tolerance``. ``timeout``: seconds per cell."""
+        from tracker import reproduction
+
+        return reproduction.reproduce(self, ref, tolerance=tolerance, workdir=workdir,
+                                      timeout=timeout)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

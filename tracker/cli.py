@@ -1,7 +1,8 @@
 """The ``tracker`` command line: list, show, delete, restore, purge, move and query runs.
 
-This module parses arguments, calls the library and formats what it returns; it holds no SQL
-and no logic of its own, and the library never imports it. Errors become one line on stderr
+This module parses arguments, calls the library and formats what it returns (the text forms are
+:mod:`tracker.terminal_text` and :mod:`tracker.run_text`); it holds no SQL and no logic of its own,
+and the library never imports it. Errors become one line on stderr
 (``tracker: error: ...``) and exit status 1; usage errors exit 2, as argparse does.
 """
 
@@ -12,38 +13,39 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
-import shutil
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import __version__, _ids, models, profile, values
+from tracker import __version__, _ids, diff_commands, lineage_command, models, profile
 from tracker.errors import ArgumentError, TrackerError, TrackerWarning
+from tracker.run_text import run_text
+from tracker.terminal_text import (
+    HEADERS,
+    WHOLE,
+    duration_text,
+    frame_table,
+    local_time,
+    pairs,
+    plain,
+    plural,
+    size_text,
+    write_frame,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tracker.catalog import Catalog
-    from tracker.models import RunInfo
 
 __all__ = ["build_parser", "main"]
 
 _ERRORS = (TrackerError, ValueError, OSError)
 _DEFAULT_COLUMNS = ("id", "name", "status", "started_at", "duration", "notebook_name")
-_HEADERS = {"started_at": "started", "notebook_name": "notebook"}
-# Never cut: ids are what the user copies into the next command; a cut time or status says little.
-_WHOLE = ("id", "status", "started_at")
-# How narrow a column may be cut (at most its natural width); others keep their header's width,
-# at least _MIN_WIDTH. A name cut to a few characters no longer tells runs apart.
-_FLOORS = {"name": 16, "notebook_name": 10}
-_MIN_WIDTH = 6
-_GAP = "  "
-_ELLIPSIS = "…"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trash_commands(commands)
     _add_moving_commands(commands)
     _add_content_commands(commands)
+    lineage_command.add_command(commands)
+    diff_commands.add_commands(commands)
     return parser
 
 
@@ -294,21 +298,21 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     columns = _chosen_columns(frame, args.columns, table=table)
     shown = frame.reindex(columns=columns)
     if not table:
-        _write_frame(shown, args.format)
+        write_frame(shown, args.format)
         return 0
     formatters: dict[str, Callable[[Any], str]] = {"id": _ids.short_id,  # what to copy
-                                                   "started_at": _local_time,
-                                                   "duration": _duration_text}
+                                                   "started_at": local_time,
+                                                   "duration": duration_text}
     # The params and metrics that differ between the shown runs go, least telling first, when
     # they do not fit the terminal; the line below the table counts them.
     optional = _varying(frame) if args.columns is None else []
     dropped: list[str] = []
     if len(shown):
-        text, dropped = _frame_table(shown, formatters, droppable=optional)
+        text, dropped = frame_table(shown, formatters, droppable=optional)
         print(text)
     total = _total(catalog, args, shown=len(shown))
-    more = f"; +{_plural(len(dropped), 'more column')} (--columns)" if dropped else ""
-    print(f"{len(shown)} of {_plural(total, 'run')}{more}")
+    more = f"; +{plural(len(dropped), 'more column')} (--columns)" if dropped else ""
+    print(f"{len(shown)} of {plural(total, 'run')}{more}")
     return 0
 
 
@@ -322,10 +326,10 @@ def _chosen_columns(frame: pd.DataFrame, requested: list[str] | None, *,
     if requested is None and not table:
         return list(frame.columns)
     if requested is None:
-        shown = [c for c in _DEFAULT_COLUMNS if frame[c].notna().any() or c in _WHOLE]
+        shown = [c for c in _DEFAULT_COLUMNS if frame[c].notna().any() or c in WHOLE]
         varying = set(_varying(frame))
         return [*shown, *(c for c in frame.columns if c in varying)]
-    aliases = {header: column for column, header in _HEADERS.items()}
+    aliases = {header: column for column, header in HEADERS.items()}
     chosen = [aliases.get(name, name) for name in requested]
     for name in chosen:
         # A params/metrics key no run on this page has is an empty column, not an error.
@@ -374,114 +378,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     info = catalog.get_run(args.ref)
     if args.format == "json":
-        print(json.dumps(_plain(dataclasses.asdict(info)), indent=2, ensure_ascii=False))
+        print(json.dumps(plain(dataclasses.asdict(info)), indent=2, ensure_ascii=False))
         return 0
     lineage = catalog.lineage(info.id, include_deleted=args.all) if info.artifacts else None
-    print("\n".join(_run_text(info, lineage)))
+    print("\n".join(run_text(info, lineage)))
     return 0
-
-
-def _run_text(info: RunInfo, lineage: pd.DataFrame | None) -> list[str]:
-    links = [] if lineage is None else lineage.to_dict("records")
-    sections = [
-        ("params", _param_lines(info)),
-        ("tags", _pairs(sorted(info.tags.items()))),
-        ("metrics (latest)", _pairs((key, _cell_text(value))
-                                    for key, value in sorted(info.metrics.items()))),
-        ("inputs", _artifact_lines(info.inputs, links, direction="upstream")),
-        ("outputs", _artifact_lines(info.outputs, links, direction="downstream")),
-        ("environment", [_environment_text(info.environment)]),
-        ("cells", _cell_lines(info.cells)),
-    ]
-    lines = _pairs(_attributes(info), indent="")
-    for title, body in sections:
-        if body:
-            lines += ["", title, *body]
-    return lines
-
-
-def _attributes(info: RunInfo) -> list[tuple[str, str]]:
-    notebook = info.notebook or info.notebook_name
-    if notebook and info.notebook_title:
-        notebook = f"{notebook} ({info.notebook_title})"
-    process = info.host and f"{info.host}, pid {info.pid}, user {info.user}"
-    deleted = info.deleted_at and (f"{_local_time(info.deleted_at, seconds=True)} "
-                                   f"(restore with: tracker restore {info.id})")
-    rows = [
-        ("id", info.id), ("name", info.name), ("key", info.key), ("project", info.project),
-        ("status", info.status), ("error", info.error),
-        ("started", _local_time(info.started_at, seconds=True)),
-        ("ended", info.ended_at and _local_time(info.ended_at, seconds=True)),
-        ("duration", info.duration is not None and _duration_text(info.duration)),
-        ("notebook", notebook), ("process", process),
-        ("labels", ", ".join(info.labels)), ("notes", info.notes),
-        ("parent", info.parent_id), ("deleted", deleted),
-    ]
-    return [(name, str(value)) for name, value in rows if value]
-
-
-def _param_lines(info: RunInfo) -> list[str]:
-    rows = []
-    for key, value in sorted(info.params.items()):
-        text = _cell_text(value)
-        history = [_cell_text(v) for _, v in info.param_history.get(key, [])]
-        if len(set(history)) > 1:
-            text += f"  (changed: {' -> '.join(history)})"
-        rows.append((key, text))
-    return _pairs(rows)
-
-
-def _artifact_lines(artifacts: list[dict[str, Any]], links: list[dict[str, Any]], *,
-                    direction: str) -> list[str]:
-    """One line per file: version, size, how it was seen, and the runs upstream or downstream
-    of it."""
-    lines = []
-    for artifact in artifacts:
-        version = f"v{artifact['version']}" + ("" if artifact.get("latest") else ", superseded")
-        related = [f"{link['run_name']} ({link['run_id']})" for link in links
-                   if link["direction"] == direction and link["uri"] == artifact["uri"]
-                   and link["version"] == artifact["version"]]
-        label = "from" if direction == "upstream" else "read by"
-        via = artifact.get("via")
-        parts = [artifact["uri"], version, _size_text(artifact.get("size")),
-                 f"via {via}" if via else ""]
-        if related:
-            parts.append(f"{label} {', '.join(related)}")
-        lines.append(_GAP + _GAP.join(part for part in parts if part))
-    return lines
-
-
-def _environment_text(env: dict[str, Any] | None) -> str:
-    if not env:
-        return f"{_GAP}not recorded"
-    parts = [f"python {env.get('python', '?')}", str(env.get("platform", ""))]
-    git = env.get("git")
-    if git:
-        branch = f" on {git['branch']}" if git.get("branch") else ""
-        dirty = " (dirty)" if git.get("dirty") else ""
-        parts.append(f"git {str(git.get('commit') or '?')[:10]}{branch}{dirty}")
-    parts.append(f"{len(env.get('packages') or {})} packages")
-    return _GAP + "; ".join(part for part in parts if part)
-
-
-def _cell_lines(cells: list[dict[str, Any]]) -> list[str]:
-    if not cells:
-        return []
-    failed = [cell for cell in cells if cell.get("success") is False]
-    lines = [f"{_GAP}{len(cells)} executed, {len(failed)} failed"]
-    for cell in failed:
-        number = cell.get("execution_count") or cell.get("seq")
-        message = (cell.get("error_message") or "").strip().splitlines()
-        error = ": ".join(part for part in (cell.get("error_type"), message[:1] and message[0])
-                          if part)
-        lines.append(f"{_GAP}[{number}] {error or 'failed'}")
-    return lines
-
-
-def _pairs(rows: Iterable[tuple[str, str]], *, indent: str = _GAP) -> list[str]:
-    rows = list(rows)
-    width = max((len(key) for key, _ in rows), default=0)
-    return [f"{indent}{key.ljust(width)}  {value}" for key, value in rows]
 
 
 # -- changing runs -----------------------------------------------------------------------------
@@ -510,7 +411,7 @@ def _cmd_rm(args: argparse.Namespace) -> int:
     if not ids:
         print("no runs match")
         return 0
-    if not _confirmed(f"delete {_plural(len(ids), 'run')}", yes=args.yes):
+    if not _confirmed(f"delete {plural(len(ids), 'run')}", yes=args.yes):
         return 1
     deleted = catalog.delete_runs(ids=ids)
     for run_id in deleted:
@@ -554,10 +455,10 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         age = f" deleted more than {args.older_than} ago" if args.older_than else ""
         print(f"no runs in the trash{age}")
         return 0
-    if not _confirmed(f"purge {_plural(len(ids), 'run')} for good", yes=args.yes):
+    if not _confirmed(f"purge {plural(len(ids), 'run')} for good", yes=args.yes):
         return 1
     removed = catalog.purge(args.older_than, ids=ids)
-    runs, blobs = _plural(removed["runs"], "run"), _plural(removed["blobs"], "stored file")
+    runs, blobs = plural(removed["runs"], "run"), plural(removed["blobs"], "stored file")
     print(f"purged {runs}, {blobs}")
     return 0
 
@@ -575,10 +476,6 @@ def _confirmed(action: str, *, yes: bool) -> bool:
         return True
     print("Aborted.", file=sys.stderr)
     return False
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # -- moving runs and the profile ---------------------------------------------------------------
@@ -622,159 +519,12 @@ def _cmd_disable(args: argparse.Namespace) -> int:
 def _cmd_sql(args: argparse.Namespace) -> int:
     frame = _catalog(args).sql(args.query)
     if args.format != "table":
-        _write_frame(frame, args.format)
+        write_frame(frame, args.format)
         return 0
     if len(frame):  # the query's own column names: nothing renamed, nothing left out
-        print(_frame_table(frame, {}, short_headers=False)[0])
-    print(_plural(len(frame), "row"))
+        print(frame_table(frame, {}, short_headers=False)[0])
+    print(plural(len(frame), "row"))
     return 0
-
-
-# -- formatting ---------------------------------------------------------------------------------
-
-
-def _write_frame(frame: pd.DataFrame, fmt: str) -> None:
-    if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False)
-        return
-    print(json.dumps(_plain(_records(frame)), indent=2, ensure_ascii=False))
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts, missing values (NaN, NaT) as None."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready data: ISO times, lists for arrays and tuples, NaN/inf as JSON text."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _plain(value.tolist())
-    if isinstance(value, float):
-        return values.encode_float(value)
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    return str(value)
-
-
-def _frame_table(frame: pd.DataFrame, formatters: dict[str, Callable[[Any], str]], *,
-                 droppable: Sequence[str] = (),
-                 short_headers: bool = True) -> tuple[str, list[str]]:
-    """The frame as a table that fits the terminal, and the ``droppable`` columns (least
-    telling last) it had to leave out. ``short_headers``: ``lr`` for ``params.lr``, and the
-    runs table's own names (``started``), else the columns' names as they are."""
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    columns = [str(column) for column in frame.columns]
-    texts = [formatters.get(column, _cell_text) for column in columns]
-    rows = [["" if value is None else text(value)
-             for text, value in zip(texts, record.values())] for record in _records(frame)]
-    headers = _headers(columns) if short_headers else columns
-    natural = [max([len(header), *(len(row[i]) for row in rows)])
-               for i, header in enumerate(headers)]
-    floor = [width if column in _WHOLE else
-             min(width, _FLOORS.get(column, max(len(header), _MIN_WIDTH)))
-             for column, header, width in zip(columns, headers, natural)]
-    budget = shutil.get_terminal_size().columns
-    kept = _kept(columns, floor, [c for c in droppable if c in columns], budget)
-    widths = _fitted([natural[i] for i in kept], [floor[i] for i in kept],
-                     budget - len(_GAP) * (len(kept) - 1))
-    right = [is_numeric_dtype(frame[columns[i]]) and not is_bool_dtype(frame[columns[i]])
-             for i in kept]
-    lines = [_table_line([cells[i] for i in kept], widths, right) for cells in [headers, *rows]]
-    return "\n".join(lines), [c for i, c in enumerate(columns) if i not in kept]
-
-
-def _kept(columns: list[str], floor: list[int], droppable: list[str], budget: int) -> list[int]:
-    """Indexes of the columns to show: the droppable ones go, last first, until the others'
-    narrowest widths (and the gaps between them) fit the budget."""
-    kept = list(range(len(columns)))
-    for column in reversed(droppable):
-        if sum(floor[i] for i in kept) + len(_GAP) * (len(kept) - 1) <= budget:
-            break
-        kept.remove(columns.index(column))
-    return kept
-
-
-def _headers(columns: list[str]) -> list[str]:
-    """Short headers: ``params.lr`` is ``lr`` unless another column's key is also ``lr``."""
-    full = [_HEADERS.get(column, column) for column in columns]
-    short = [column.partition(".")[2] if column.startswith(("params.", "metrics.")) else header
-             for column, header in zip(columns, full)]
-    return [name if short.count(name) == 1 else header for name, header in zip(short, full)]
-
-
-def _fitted(widths: list[int], floor: list[int], budget: int) -> list[int]:
-    """Widths cut to ``budget``, the widest first, none below its floor."""
-    widths = list(widths)
-    while sum(widths) > budget:
-        widest = max(range(len(widths)), key=lambda i: widths[i] - floor[i])
-        if widths[widest] <= floor[widest]:
-            break
-        widths[widest] -= 1
-    return widths
-
-
-def _table_line(cells: list[str], widths: list[int], right: list[bool]) -> str:
-    parts = []
-    for cell, width, flush_right in zip(cells, widths, right):
-        text = cell if len(cell) <= width else cell[:width - 1] + _ELLIPSIS
-        parts.append(text.rjust(width) if flush_right else text.ljust(width))
-    return _GAP.join(parts).rstrip()
-
-
-def _cell_text(value: Any) -> str:
-    """A value as one line of table text; missing values are blank."""
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return _local_time(value)
-    if hasattr(value, "tolist"):
-        return _cell_text(value.tolist())
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_cell_text(item) for item in value)
-    if isinstance(value, dict):
-        return json.dumps(_plain(value), ensure_ascii=False)
-    return " ".join(str(value).split())
-
-
-def _local_time(value: dt.datetime, *, seconds: bool = False) -> str:
-    """Local wall-clock time with its zone named: in full, or short as ``ls -l`` does, to the
-    second either way (runs started in the same minute stay apart)."""
-    # A pandas Timestamp too; a naive time is taken as local already.
-    local = dt.datetime.fromtimestamp(value.timestamp()).astimezone()
-    if seconds or local.year != dt.date.today().year:
-        return local.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-    return local.strftime("%b %d %H:%M:%S %Z").strip()
-
-
-def _duration_text(seconds: float) -> str:
-    """1.2s, 3m05s, 2h10m, 3d04h."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole >= 86400:
-        return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
-    if whole >= 3600:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 60}m{whole % 60:02d}s"
-
-
-def _size_text(size: int | None) -> str:
-    if size is None:
-        return ""
-    if size < 1024:
-        return f"{size} B"
-    exponent = min(int(math.log(size, 1024)), 4)
-    return f"{size / 1024 ** exponent:.1f} {'BKMGT'[exponent]}B"
-
 
 
 # -- kept contents ------------------------------------------------------------------------------
@@ -810,7 +560,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
     kept = retrieval.get_artifact(_catalog(args), args.path, run=args.ref,
                                   version=args.version)
     written = _restore(kept, args.output, args.force)
-    print(f"{written} (version {kept.version} of {kept.uri}, {_size_text(kept.size)})")
+    print(f"{written} (version {kept.version} of {kept.uri}, {size_text(kept.size)})")
     return 0
 
 
@@ -825,12 +575,12 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 
     frame = retrieval.versions(_catalog(args), args.path)
     if args.format != "table":
-        _write_frame(frame, args.format)
+        write_frame(frame, args.format)
         return 0
     if frame.empty:
         return _fail(f"no recorded version of {args.path}")
     frame = frame.assign(runs=frame["runs"].map(lambda ids: " ".join(ids or ())))
-    print(_frame_table(frame, {"size": _size_text}))
+    print(frame_table(frame, {"size": size_text})[0])
     return 0
 
 
@@ -846,11 +596,11 @@ def _cmd_du(args: argparse.Namespace) -> int:
     from tracker import retrieval
 
     usage = retrieval.disk_usage(_catalog(args))
-    print("\n".join(_pairs([("store", usage["location"]),
-                  ("contents", f"{usage['contents']:,} ({_size_text(usage['bytes']) or '0 B'})"),
-                  ("live runs", _size_text(usage["live_bytes"]) or "0 B"),
-                  ("trashed runs only", f"{_size_text(usage['trashed_bytes']) or '0 B'} "
+    print("\n".join(pairs([("store", usage["location"]),
+                  ("contents", f"{usage['contents']:,} ({size_text(usage['bytes']) or '0 B'})"),
+                  ("live runs", size_text(usage["live_bytes"]) or "0 B"),
+                  ("trashed runs only", f"{size_text(usage['trashed_bytes']) or '0 B'} "
                                         "(tracker purge reclaims it)"),
-                  ("unreferenced", _size_text(usage["unreferenced_bytes"]) or "0 B")],
+                  ("unreferenced", size_text(usage["unreferenced_bytes"]) or "0 B")],
                  indent="")))
     return 0

@@ -1,6 +1,7 @@
 """The IPython extension: ``%load_ext tracker`` makes the kernel session a recorded run.
 
-Loading starts the session's run at once (named from the notebook) and registers two hooks:
+Loading starts the session's run at once (named from the notebook), registers the ``%tracker``
+magic (:mod:`tracker.magics`) and two hooks:
 ``pre_run_cell`` notes when a cell starts; ``post_run_cell`` records the cell (source, timing,
 error), the values of the ``parameters`` / ``injected-parameters`` cells, the files the cell wrote,
 and makes all of it durable in the spool before the next cell runs. Reads and writes are seen by
@@ -16,27 +17,25 @@ auto-loaded kernel has run no cell yet, ``jupyter execute a.ipynb b.ipynb`` name
 few cells' sources are tried too, and the no-notebook warning waits until they have been.
 
 Nothing here may break the user's notebook: every hook body is guarded, and the first failure
-becomes one :class:`~tracker.errors.TrackerWarning`; a failing ``%tracker`` command warns too.
+becomes one :class:`~tracker.errors.TrackerWarning`.
 """
 
 from __future__ import annotations
 
-import ast
 import atexit
 import contextlib
 import os
-import re
-import shlex
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker import api, keeping, models, notices, redaction
+from tracker import api, keeping, magics, models, notices, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError
-from tracker.run import Recorder, Run
+from tracker.recorder import Recorder
+from tracker.run import Run
 from tracker.settings import TrackerSettings
 from tracker.storage import instances as _duckdb
 
@@ -48,19 +47,7 @@ _ENVIRONMENT_WAIT = 0.3  # seconds an ending run waits for its environment snaps
 # SIGTERM 2.5 s after the request by default.
 _SHUTDOWN_CELL_WAIT = 1.0
 _SHUTDOWN_WRITE_WAIT = 1.0
-
-USAGE = """\
-%tracker                  status of this notebook's run
-%tracker new [NAME]       end this run and start another in the same kernel
-%tracker end              end this run (cells are recorded again once
-                          %tracker new or a logging call starts the next)
-%tracker param K=V ...    set params (values are Python literals, else text)
-%tracker tag K=V ...      set tags (text; again replaces); --delete K ... removes them
-%tracker input PATH ...   record files or URIs this run read
-%tracker output PATH ...  record files or URIs this run wrote
-%tracker runs [FILTER]    show the runs table (the filter language of tracker.runs)
-%tracker help             this list"""
-
+_NAME_WAIT = 1.0  # seconds %tracker waits for the catalog to learn a run's number
 
 class Session:
     """The extension's state in one kernel: the run, the notebook, the hooks and the capture."""
@@ -86,8 +73,14 @@ class Session:
         self._warned = notices.Once()  # topics: None (a failure), "notebook", "settings"
         self._locate_tries = 0
         self._named = False  # the run got its name from `%tracker new NAME`
+        self._numbering: str | None = None  # the run whose number the catalog has yet to give
         self._environment: threading.Thread | None = None
         self._environment_of: str | None = None  # the run whose snapshot was recorded
+
+    @property
+    def cells_recorded(self) -> int:
+        """How many cells of the current run have been recorded (``%tracker`` shows it)."""
+        return self._cell_seq
 
     # -- guarded entry points -----------------------------------------------------------
 
@@ -134,6 +127,7 @@ class Session:
         self.run = recorder.start_run(
             name or self._notebook_name() or "ipython-session", session=True,
             project=settings.project, labels=settings.labels, attrs=attrs)
+        self._numbering = self.run.id if models.NUMBERED_NAME in attrs else None
         self.run.keeper = keeping.Keeper(keeping.policy_from(settings.keep))
         self._start_capture(settings, capture)
         self._environment = threading.Thread(
@@ -153,8 +147,8 @@ class Session:
         ended = self.run
         run = self.start()
         why = f" (run {ended.id} was ended)" if ended is not None else ""
-        print(f"tracker: {by} started run {run.id} '{run.name}', which records this notebook's "
-              f"cells{why}; %tracker end ends it")
+        print(f"tracker: {by} started run {run.id} '{self.run_name()}', which records this "
+              f"notebook's cells{why}; %tracker end ends it")
         return run
 
     def _autostart(self) -> Run | None:
@@ -194,6 +188,20 @@ class Session:
         if self.notebook is None or self.notebook.settings.name:
             return {}
         return {models.NUMBERED_NAME: True}
+
+    def run_name(self) -> str:
+        """The session run's name as the catalog shows it. A number the catalog gives when it
+        writes the run ("train_cnn #12") is read back, after writing the run now, and kept in
+        ``run.name``; if the catalog is out of reach, the name says the number is to come."""
+        run, catalog = self.run, self.catalog
+        if run is None or catalog is None or self._numbering != run.id:
+            return run.name if run is not None else ""
+        with contextlib.suppress(TrackerError):
+            catalog.flush(timeout=_NAME_WAIT)
+            run.name = catalog.get_run(run.id).name
+            self._numbering = None
+            return run.name
+        return f"{run.name} (its number is given when the catalog is written)"
 
     def _warn_no_notebook(self) -> None:
         if not self._warned.first("notebook"):
@@ -297,6 +305,7 @@ class Session:
         if not self._named:
             attrs["name"] = run.name = self._notebook_name() or run.name
             attrs.update(self._numbered())
+            self._numbering = run.id if models.NUMBERED_NAME in attrs else None
         if settings.project:
             attrs["project"] = run.project = settings.project
         if settings.labels is not None:
@@ -541,7 +550,7 @@ def load(ip: Any) -> None:
         _duckdb.start_in_background()  # the run's first write needs it; the user does not wait
         session = Session(ip)
         setattr(ip, _SESSION_ATTR, session)
-        atexit.register(session.at_exit)  # registered after tracker.run's, so it runs first
+        atexit.register(session.at_exit)  # registered after tracker.recorder's, so it runs first
         if _in_kernel(ip):
             _end_on_shutdown_request(session, ip.kernel)
     if session.run is None or session.run.ended:
@@ -551,7 +560,7 @@ def load(ip: Any) -> None:
     if not session.hooked:
         ip.events.register("pre_run_cell", _hook(session, "pre_run_cell"))
         ip.events.register("post_run_cell", _hook(session, "post_run_cell"))
-        ip.register_magic_function(_magic(session), "line", "tracker")
+        ip.register_magic_function(magics.magic(session), "line", "tracker")
         session.hooked = True
 
 
@@ -595,190 +604,3 @@ def _hook(session: Session, name: str) -> Callable[[Any], None]:
 
     session.__dict__[f"_hook_{name}"] = hook
     return hook
-
-
-# -- the %tracker magic ----------------------------------------------------------------------
-
-
-def _magic(session: Session) -> Callable[[str], Any]:
-    def tracker(line: str) -> Any:
-        """Control this notebook's run; ``%tracker help`` lists the sub-commands."""
-        words = line.split(None, 1)
-        command = words[0] if words else "status"
-        rest = words[1] if len(words) > 1 else ""
-        handler = _COMMANDS.get(command)
-        if handler is None:
-            if command not in ("help", "-h", "--help"):
-                print(f"tracker: unknown command {command!r}")
-            print(USAGE)
-            return None
-        try:
-            return handler(session, rest.strip())
-        except Exception as exc:  # a command the user asked for: say why, every time
-            _warn(f"tracker: %tracker {line.strip()} failed ({type(exc).__name__}: {exc})")
-            return None
-
-    tracker.__doc__ = USAGE
-    return tracker
-
-
-def _status(session: Session, rest: str) -> None:
-    run = session.run
-    if run is None:
-        print("tracker: no run (start one with %tracker new)")
-        return
-    state = "ended" if run.ended else "running"
-    where = session.notebook.path if session.notebook else "no notebook"
-    params = ", ".join(f"{k}={v!r}" for k, v in list(run.params.items())[:8]) or "none"
-    metrics = ", ".join(f"{k}={v:g}" for k, v in list(run.metrics.items())[:8]) or "none"
-    print(f"run {run.id} '{run.name}' ({state})\n  notebook: {where}\n"
-          f"  catalog:  {run.catalog.path}\n  params:   {params}\n  metrics:  {metrics}\n"
-          f"  cells:    {session._cell_seq} recorded\n  key:      {run.key}")
-
-
-def _new(session: Session, rest: str) -> None:
-    session.end()
-    run = session.start(name=" ".join(shlex.split(rest)) or None)
-    print(f"tracker: started run {run.id} '{run.name}'")
-
-
-def _end(session: Session, rest: str) -> None:
-    if session.run is None or session.run.ended:
-        print("tracker: no run is open")
-        return
-    session.end()
-    print(f"tracker: ended run {session.run.id} ({session.run.exit_status})")
-
-
-def _param(session: Session, rest: str) -> None:
-    try:
-        params = parse_params(rest)
-    except ValueError as exc:  # the user's typing: say what is wrong, record nothing
-        print(f"tracker: {exc}; nothing was recorded (usage: %tracker param K=V ...)")
-        return
-    run = _open_run(session, "%tracker param")
-    for key, value in params:
-        run.log_param(key, value)
-
-
-def parse_params(line: str) -> list[tuple[str, Any]]:
-    """``K=V`` words as (key, value) pairs, values as Python literals, else text.
-
-    A word ends at a space outside quotes and brackets, so ``d={'k': 1}`` is one word. Raises
-    ValueError for any word that is not ``K=V``, an unclosed quote or bracket, or a value that
-    starts like a literal (a quote or bracket) but is not one: then nothing is recorded.
-    """
-    pairs = []
-    for word in _words(line):
-        key, sep, text = word.partition("=")
-        if not sep or not (key.isidentifier() or _DOTTED.fullmatch(key)):
-            raise ValueError(f"expected KEY=VALUE, got {word!r}")
-        pairs.append((key, _literal(text)))
-    return pairs
-
-
-_DOTTED = re.compile(r"[A-Za-z_][\w.-]*")  # keys such as optimizer.lr or batch-size
-_CLOSING = {"(": ")", "[": "]", "{": "}"}
-
-
-def _words(line: str) -> list[str]:
-    """Split at spaces that are outside quotes and brackets."""
-    words: list[str] = []
-    current: list[str] = []
-    closers: list[str] = []  # the brackets or quote still open, innermost last
-    escaped = False
-    for char in line.strip():
-        if escaped:
-            escaped = False
-        elif closers and closers[-1] in "'\"":
-            escaped = char == "\\"
-            if char == closers[-1]:
-                closers.pop()
-        elif char in "'\"":
-            closers.append(char)
-        elif char in _CLOSING:
-            closers.append(_CLOSING[char])
-        elif closers and char == closers[-1]:
-            closers.pop()
-        elif char.isspace() and not closers:
-            if current:
-                words.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if closers:
-        raise ValueError(f"{closers[-1]!r} missing at the end of {line.strip()!r}")
-    if current:
-        words.append("".join(current))
-    return words
-
-
-def _tag(session: Session, rest: str) -> None:
-    """``K=V ...`` sets tags, ``--delete K ...`` removes them; a malformed word records nothing."""
-    words = shlex.split(rest)
-    removing = words[:1] == ["--delete"]
-    pairs = [word.partition("=") for word in words]
-    bad = [] if removing else [word for word, (key, sep, _) in zip(words, pairs, strict=True)
-                               if not sep or not key]
-    if bad or not words[1 if removing else 0:]:
-        shown = repr(bad[0]) if bad else "nothing"
-        print(f"tracker: expected KEY=VALUE ... or --delete KEY ..., got {shown}; no tag set")
-        return
-    run = _open_run(session, "%tracker tag")
-    if removing:
-        for key in words[1:]:
-            run.delete_tag(key)
-        return
-    run.set_tags({key: value for key, _, value in pairs})
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        if text and text[0] in "'\"([{":
-            raise ValueError(f"{text!r} is not a Python literal") from None
-        return text
-
-
-def _input(session: Session, rest: str) -> None:
-    _artifacts(session, "input", rest)
-
-
-def _output(session: Session, rest: str) -> None:
-    _artifacts(session, "output", rest)
-
-
-def _artifacts(session: Session, role: str, rest: str) -> None:
-    """``%tracker input|output PATH ...``: every path, or a usage line when none is given."""
-    paths = shlex.split(rest)
-    if not paths:
-        print(f"tracker: give the file or URI this run {'read' if role == 'input' else 'wrote'}"
-              f": %tracker {role} PATH ...")
-        return
-    run = _open_run(session, f"%tracker {role}")
-    for path in paths:
-        (run.log_input if role == "input" else run.log_output)(path)
-
-
-def _runs(session: Session, rest: str) -> Any:
-    from tracker.widgets import RunTable
-
-    return RunTable(rest or None, catalog=session.catalog)
-
-
-def _open_run(session: Session, by: str) -> Run:
-    """The session's run; after ``%tracker end``, a new one, with a notice saying so."""
-    run = session.run
-    if run is not None and not run.ended:
-        return run
-    return session.resume(by)
-
-
-_COMMANDS: dict[str, Callable[[Session, str], Any]] = {
-    "status": _status, "new": _new, "end": _end, "param": _param, "tag": _tag, "input": _input,
-    "output": _output, "runs": _runs,
-}
-#: The sub-commands of ``%tracker``, in the order USAGE lists them (tests check USAGE and the
-#: README against it)
-SUBCOMMANDS = tuple(_COMMANDS)

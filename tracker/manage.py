@@ -118,7 +118,7 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
     if not isinstance(force, bool):
         raise ArgumentError(f"force must be True or False, not {force!r:.60}")
     flush_for_read(catalog)
-    from tracker.run import local_to, user_name
+    from tracker.recorder import local_to, user_name
 
     with catalog.connect(write=True) as con:
         run_id = resolve(con, ref)

@@ -66,7 +66,7 @@ def flush_for_read(catalog: Catalog) -> None:
     this process's newest events, silently: they are safe in the spool and the flusher writes
     them once the lock is free (a warning here would fire on every busy background refresh).
     """
-    from tracker.run import flush_pending, local_to
+    from tracker.recorder import flush_pending, local_to
 
     with contextlib.suppress(CatalogLockedError):
         flush_pending(catalog.path, timeout=min(READ_FLUSH_WAIT, catalog.timeout))

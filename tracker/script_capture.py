@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from tracker import capture
 
 if TYPE_CHECKING:
-    from tracker.run import Recorder, Run
+    from tracker.recorder import Recorder
+    from tracker.run import Run
 
 
 class ScriptCapture:

@@ -33,7 +33,7 @@ def before_teardown(stop: Callable[[], None]) -> None:
 
 def exiting() -> bool:
     """True in a background thread once the interpreter exits: it must not start DuckDB work.
-    The main thread still writes what is left (``tracker.run``'s exit handler does)."""
+    The main thread still writes what is left (``tracker.recorder``'s exit handler does)."""
     return _exiting.is_set() and threading.current_thread() is not threading.main_thread()
 
 

@@ -3,7 +3,8 @@
 One ``runs()`` query reads the runs' params and latest metrics as columns; one
 ``metric_history`` per run draws each shared metric as overlaid series. Attributes, params and
 metrics share one table (one header, so every value sits under its run), each run headed by its
-name and a short id that tells it apart from the others.
+name and a short id that tells it apart from the others. For two runs, ``tracker.diff`` adds
+their code (a unified diff of the executed cells) and environment differences.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ipywidgets as w
 
 from tracker import arguments
 from tracker._ids import short_id
+from tracker.diffing import RunDiff
 from tracker.errors import ArgumentError, RunNotFoundError
 
 from . import _html as h
@@ -82,11 +84,15 @@ class RunComparison(w.VBox):
         self.table = w.HTML()
         self._render_table()
         self.plots = w.HTML(self._plots([s for s in self.sources if s.startswith("metrics.")]))
+        # code and environment: what tracker.diff says, for a pair of runs only
+        self.differences = w.HTML(code_and_environment(self.catalog.diff(*self.ids))
+                                  if len(self.ids) == 2 else "")
         self.open_buttons = [self._open_button(label, run_id, on_open)
                              for label, run_id in zip(self.labels, self.ids)]
         title = w.HTML(h.section(f"Comparing {len(self.records)} runs"))
         buttons = w.HBox(self.open_buttons, layout=w.Layout(flex_flow="row wrap"))
-        super().__init__([title, buttons, self.differences_only, self.table, self.plots])
+        super().__init__([title, buttons, self.differences_only, self.table, self.differences,
+                          self.plots])
         styled(self)
 
     @staticmethod
@@ -196,3 +202,13 @@ def _metric_row(key: str, values: Sequence[Any], best_is: str | None,
             cells.append(f'<td class="tracker-num">{h.esc(text)}</td>')
     title = f' title="{h.esc(note)}"' if note else ""
     return f"<tr><td{title}>{h.esc(key)}</td>{''.join(cells)}</tr>"
+
+
+def code_and_environment(diff: RunDiff) -> h.Safe:
+    """The "code" (a unified diff of the executed cells) and "environment" (Python, git
+    commit, packages whose versions differ) sections of two runs' comparison."""
+    code = h.code(diff.code) if diff.code else h.muted("the same cells ran")
+    changes = diff.environment.lines()
+    environment = h.table(["difference"], [[line] for line in changes]) if changes \
+        else h.muted("the same environment")
+    return h.join([h.section("Code"), code, h.section("Environment"), environment])

@@ -3,13 +3,16 @@
 Sections: the run's facts; params with the history of values that changed (papermill's injected
 values are the starting value, not a change); metrics with a small plot per series; the files it
 read and wrote (paths open in JupyterLab when under the server root, "produced by" opens that
-run), with buttons to the runs that produced its inputs or read its outputs; the environment; the
-executed cells with their errors. Three catalog reads (``get_run``, ``metric_history``,
-``lineage``), whatever the catalog's size.
+run), with buttons to the runs that produced its inputs or read its outputs; its lineage picture
+(runs and file versions around it, a run node opens that run); the environment; the executed
+cells with their errors; a button that shows the ``tracker reproduce`` command. Four catalog
+reads (``get_run``, ``metric_history``, ``lineage``, ``lineage_graph``: bounded, docs/design.md
+§10), whatever the catalog's size.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +27,7 @@ from ._catalog import CatalogLike, current_run_id, resolve_catalog
 from ._feedback import close_tree, styled
 from ._lab import lab_url, server_root
 from ._plot import sparkline
+from .lineage import LineagePicture
 
 MAX_CELLS = 200  # the latest cells; a week-long session can execute thousands
 MAX_LINKS = 24
@@ -55,10 +59,16 @@ class RunDetail(w.VBox):
         self.metrics = w.HTML()
         self.files = w.VBox()
         self.related = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.picture = LineagePicture(on_open=lambda run_id: self.on_open(run_id))
+        # Always in the tree, hidden when there is nothing to draw, so closing the detail
+        # closes the picture's comm too.
+        self.lineage = w.VBox([w.HTML(h.join([h.section("Lineage"), h.muted(
+            "inputs → runs → outputs; click a run to open it")])), self.picture])
         self.environment = w.HTML()
         self.cells = w.HTML()
-        super().__init__([self.header, self.status, self.params, self.metrics, self.files,
-                          self.related, self.environment, self.cells])
+        self.reproduce = _reproduce_control(self)
+        super().__init__([self.header, self.status, self.reproduce, self.params, self.metrics,
+                          self.files, self.related, self.lineage, self.environment, self.cells])
         styled(self)
         self.load(run_id)
 
@@ -68,12 +78,14 @@ class RunDetail(w.VBox):
         history = self.catalog.metric_history(info.id)
         lineage = self.catalog.lineage(info.id)
         self.info = info
+        self.reproduce.children[1].value = ""  # the command shown was the previous run's
         self.header.value = _header(info, here=info.id == current_run_id(self.catalog))
         self.status.children[0].value = info.status
         self.params.value = _params(info)
         self.metrics.value = _metrics(info, history)
         self._show_files(info, lineage)
         self._link(lineage)
+        self._draw_lineage(info)
         self.environment.value = _environment(info.environment)
         self.cells.value = _cells(info.cells)
 
@@ -112,6 +124,17 @@ class RunDetail(w.VBox):
         button.add_class("tracker-link")
         button.on_click(lambda _: self.on_open(producer))
         return button
+
+    def _draw_lineage(self, info: RunInfo) -> None:
+        """The lineage picture, for a run that read or wrote files (the trash left out, as in
+        the related runs above)."""
+        linked = any(item["role"] in ("input", "output") for item in info.artifacts)
+        graph = self.catalog.lineage_graph(info.id) if linked else None
+        self.picture.show(graph)
+        if graph is None:
+            self.lineage.add_class("tracker-hidden")
+        else:
+            self.lineage.remove_class("tracker-hidden")
 
     def _link(self, lineage: Any) -> None:
         for button in self.links.values():
@@ -159,6 +182,27 @@ def _status_control(detail: RunDetail) -> w.HBox:
 
     button.on_click(apply)
     return w.HBox([choice, button, message])
+
+
+def _reproduce_control(detail: RunDetail) -> w.HBox:
+    """A button that shows the command reproducing the run. Not run from here: the re-run
+    would execute in this kernel's process, whose own run would record the scratch folder's
+    files, and a kernel-long job has no place in a button callback (docs/design.md)."""
+    button = w.Button(description="reproduce", tooltip="show the command that re-runs this "
+                                                        "notebook and compares its outputs")
+    command = w.HTML()
+
+    def show(_: Any) -> None:
+        if detail.info is not None:
+            command.value = h.code(reproduce_command(str(detail.catalog.path), detail.info.id))
+
+    button.on_click(show)
+    return w.HBox([button, command])
+
+
+def reproduce_command(catalog: str, run_id: str) -> str:
+    """The shell command that reproduces ``run_id`` of the catalog at ``catalog``."""
+    return f"tracker --catalog {shlex.quote(catalog)} reproduce {shlex.quote(run_id)}"
 
 
 def _header(info: RunInfo, *, here: bool) -> str:

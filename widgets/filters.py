@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from tracker import filter_language
+from tracker import filter_language, filter_syntax
 from tracker.errors import FilterSyntaxError
 from tracker.models import STATUSES
 
@@ -61,7 +61,7 @@ def completions(text: str, keys: Sequence[str]) -> list[str]:
     (an attribute, ``inputs``/``outputs`` or one of ``keys``, such as ``params.lr``), or with
     `` and <field>`` appended once it is a complete filter. A browser's list shows those that
     contain what is typed, so the completions of the word being typed are what it shows."""
-    fields = [*sorted(filter_language.ATTRIBUTES), *sorted(filter_language.FILE_FIELDS),
+    fields = [*sorted(filter_language.ATTRIBUTES), *sorted(filter_syntax.FILE_FIELDS),
               *(field_name(*key.split(".", 1)) for key in keys)]
     match = _PARTIAL.search(text)
     start = match.start() if match else len(text)

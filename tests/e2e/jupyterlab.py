@@ -59,14 +59,25 @@ _SERVER_CONFIG = {
 _NOTEBOOK = ".jp-NotebookPanel"
 
 # The execution indicator says "idle" while the panel is still attached to "No Kernel"; running
-# cells then would pop up the "Select Kernel" dialog. So idle needs a named kernel too.
+# cells then would pop up the "Select Kernel" dialog. So idle needs a named kernel too. In a
+# narrow window (800 px) JupyterLab folds both into the notebook toolbar's overflow menu; the
+# status bar's kernel item ("Python 3 (ipykernel) | Idle") tells the same and stays visible.
 _KERNEL_IDLE_JS = """(panelSelector) => {
     const panel = document.querySelector(panelSelector);
     if (!panel) return false;
-    const status = panel.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status;
-    const kernel = panel.querySelector('.jp-Toolbar-kernelName')?.innerText.trim();
     const running = [...panel.querySelectorAll('.jp-InputArea-prompt')]
         .some((prompt) => prompt.textContent.includes('*'));
+    const indicator = panel.querySelector('.jp-Notebook-ExecutionIndicator');
+    const name = panel.querySelector('.jp-Toolbar-kernelName');
+    let status, kernel;
+    if (indicator && name) {
+        status = indicator.dataset.status;
+        kernel = name.innerText.trim();
+    } else {
+        const item = document.querySelector('.jp-StatusBar-TextItem[title^="Change kernel"]');
+        [kernel, status] = (item?.textContent ?? '').split(' | ').map((part) => part.trim());
+        status = status?.toLowerCase();
+    }
     return status === 'idle' && Boolean(kernel) && kernel !== 'No Kernel' && !running;
 }"""
 

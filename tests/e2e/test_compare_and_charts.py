@@ -17,7 +17,7 @@ import pytest
 
 import tracker
 from tracker import _ids, delivery, events, models
-from tracker.run import local_to
+from tracker.recorder import local_to
 
 from .jupyterlab import Lab, open_notebook, run_all_cells, wait_for, write_notebook
 

@@ -105,12 +105,9 @@ def lab_env(runs: dict[str, Any]) -> dict[str, str]:
 
 def _open(page: Page, lab: Lab, name: str, width: int) -> None:
     write_notebook(lab.root / name, ["import tracker\ntracker.show()"])
-    # Opened wide: at 800 px JupyterLab folds the kernel name into its toolbar's overflow
-    # menu, where the harness's idle check cannot read it. Then the window is narrowed.
-    page.set_viewport_size({"width": 1400, "height": 900})
+    page.set_viewport_size({"width": width, "height": 900})  # opened at that width, as a user would
     open_notebook(page, lab, name)
     run_all_cells(page)
-    page.set_viewport_size({"width": width, "height": 900})
     wait_for(page, f"{ROW} button.tracker-grid-name")
 
 

@@ -7,7 +7,7 @@ process is gone (pid and process start time on this host, a stale heartbeat on a
 same transaction as its own batch. A read never waits for, or fails on, recovery
 (docs/design.md §3).
 
-What this process itself is writing is never recovered by it: the layer above (``tracker.run``,
+What this process itself is writing is never recovered by it: the layer above (``tracker.recorder``,
 which owns the recorders) says what that is, as a :class:`Local`. Events are completed (files
 hashed, blobs stored) by a ``complete`` function from above too, outside the lock.
 """

@@ -2,7 +2,7 @@
 quarantine what cannot be stored.
 
 A spool is ``<catalog>.spool/<host>-<pid>-<id>.jsonl``: an owner line, then one JSON line per
-event, ``[seq, kind, run id, ...]`` (a :mod:`tracker.events` shape; written by ``tracker.run``,
+event, ``[seq, kind, run id, ...]`` (a :mod:`tracker.events` shape; written by ``tracker.recorder``,
 applied by :mod:`tracker.storage.writer`).
 Nothing in a spool is ever dropped: a line that is not an event, and an event the catalog
 refuses, go to ``<catalog>.spool/quarantine/<name>.jsonl`` as ``{"error", "run_id", "seq",

@@ -73,7 +73,7 @@ class Store:
 
     @property
     def spool_dir(self) -> Path:
-        """Where runs append their events before they reach the catalog (see tracker.run)."""
+        """Where runs append their events before they reach the catalog (see tracker.recorder)."""
         return self.folder / f"{self.path.name}.spool"
 
     @property

@@ -1,7 +1,7 @@
 """Writing a batch of recorded events into the catalog: one statement per table.
 
-Events arrive from a process's recorder (``tracker.run``) or from a spool file whose process died
-(:mod:`tracker.storage.recovery`), already completed (files hashed, blobs stored) by
+Events arrive from a process's recorder (``tracker.recorder``) or from a spool file whose process
+died (:mod:`tracker.storage.recovery`), already completed (files hashed, blobs stored) by
 ``tracker.delivery``.
 Each carries a per-run sequence number; ``runs.spool_seq`` remembers the last one applied, so a
 spool replayed after a crash between commit and truncation never applies an event twice.

@@ -1,0 +1,325 @@
+"""``tracker reproduce``: run a recorded notebook run again and say whether it came out the same.
+
+The stored notebook is re-executed in a scratch folder laid out like the original: the notebook
+at its place relative to its inputs, each input copied there after its content is checked
+against the recorded hash (a changed or missing input is replaced by its kept version when
+there is one). Relative paths therefore read what the run read, and the user's own files are
+never overwritten. The new run is recorded in the same catalog and tagged
+``reproduces=<original id>``. Outputs are identical when their content hashes are equal;
+metrics match within a tolerance (docs/design.md "Reproducing a run").
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import arguments
+from tracker.diffing import (
+    EnvironmentDiff,
+    FileDiff,
+    MetricDiff,
+    compare_hashes,
+    environment_diff,
+    file_key,
+    metric_diffs,
+)
+from tracker.errors import ArgumentError, ArtifactNotFoundError
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+    from tracker.models import RunInfo
+
+__all__ = ["InputCheck", "Reproduction", "placed", "reproduce"]
+
+REPRODUCES = "reproduces"  # the tag that links a reproduction to the run it reproduces
+#: an output's comparison (tracker.diffing's statuses) as the report words it
+_OUTPUT_STATUS = {"same": "identical", "changed": "CHANGED", "removed": "NOT WRITTEN",
+                  "added": "NEW", "unknown": "NO HASH"}
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """An input of the original run: ``same`` (copied), ``restored`` (changed or missing;
+    its kept version copied instead), ``changed`` or ``missing`` (not kept: the reproduction
+    reads what is there now, or nothing), ``unknown`` (recorded without a hash),
+    ``unreadable``, ``not checked`` (a URI)."""
+
+    path: str
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What ``tracker reproduce`` found; ``ok`` (exit status 0) when every output of the
+    original is identical, no new one appeared, every metric is within ``tolerance`` and
+    every cell ran."""
+
+    original: str
+    run: str | None
+    workdir: str
+    notebook: str
+    tolerance: float
+    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters_skipped: dict[str, str] = field(default_factory=dict)
+    inputs: list[InputCheck] = field(default_factory=list)
+    outputs: list[FileDiff] = field(default_factory=list)
+    metrics: list[MetricDiff] = field(default_factory=list)
+    environment: EnvironmentDiff = field(default_factory=EnvironmentDiff)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every output identical, every metric within tolerance, no cell failed."""
+        return (self.error is None and self.run is not None
+                and all(f.status == "same" for f in self.outputs)
+                and all(m.within(self.tolerance) for m in self.metrics))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for ``--format json``)."""
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["metrics"] = [{**asdict(m), "difference": m.difference,
+                            "within_tolerance": m.within(self.tolerance)} for m in self.metrics]
+        data["environment"]["packages"] = {name: list(pair) for name, pair
+                                           in self.environment.packages.items()}
+        return data
+
+    def rows(self) -> list[tuple[str, list[tuple[str, ...]]]]:
+        """The report's sections as (title, rows of text): what text and HTML both show."""
+        params: list[tuple[str, ...]] = [(k, repr(v)) for k, v in self.parameters.items()]
+        params += [(k, f"not injected: {why}") for k, why in self.parameters_skipped.items()]
+        inputs: list[tuple[str, ...]] = [(c.status, c.path, c.detail) for c in self.inputs]
+        environment: list[tuple[str, ...]] = [(line,) for line in self.environment.lines()]
+        outputs: list[tuple[str, ...]] = [(_OUTPUT_STATUS.get(f.status, f.status), f.path)
+                                          for f in self.outputs]
+        metrics: list[tuple[str, ...]] = [
+            (m.key, _number(m.a), _number(m.b), _number(m.difference),
+             "ok" if m.within(self.tolerance) else "DIFFERS") for m in self.metrics]
+        return [("parameters", params), ("inputs", inputs),
+                ("environment (original -> now)", environment), ("outputs", outputs),
+                (f"metrics (tolerance {self.tolerance:g})", metrics)]
+
+    def verdict(self) -> str:
+        """One line: reproduced, or what did not."""
+        if self.error:
+            return f"NOT REPRODUCED: {self.error}"
+        if self.run is None:
+            return "NOT REPRODUCED: the notebook recorded no run"
+        bad = [f.path for f in self.outputs if f.status != "same"]
+        bad += [f"metrics.{m.key}" for m in self.metrics if not m.within(self.tolerance)]
+        return "reproduced: every output identical" if not bad else \
+            f"NOT REPRODUCED: {', '.join(bad)} differ"
+
+    def __str__(self) -> str:
+        lines = [f"reproduction of {self.original}: run {self.run or '-'} "
+                 f"({self.seconds:.1f} s) in {self.workdir}"]
+        for title, rows in self.rows():
+            lines.append(f"{title}:")
+            lines += ["  " + "  ".join(row) for row in rows] or ["  none"]
+        lines.append(self.verdict())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The report as HTML for a notebook; every string escaped."""
+        parts = [f"<div><b>{_esc(self.verdict())}</b></div>",
+                 f"<div>run {_esc(self.run or '-')} in {_esc(self.workdir)}</div>"]
+        for title, rows in self.rows():
+            body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
+                           for row in rows) or "<tr><td>none</td></tr>"
+            parts.append(f"<div><b>{_esc(title)}</b><table>{body}</table></div>")
+        return '<div class="tracker-reproduction">' + "".join(parts) + "</div>"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
+              workdir: str | os.PathLike[str] | None = None,
+              timeout: float | None = None) -> Reproduction:
+    """See :func:`tracker.reproduce`."""
+    import nbformat
+
+    from tracker import reexecution, retrieval
+
+    tolerance = _non_negative(tolerance, "tolerance")
+    timeout = None if timeout is None else _non_negative(timeout, "timeout")
+    original = catalog.get_run(ref)
+    if not original.notebook:
+        raise ArtifactNotFoundError(f"run {ref} did not run in a notebook: there is nothing to "
+                                    "re-execute")
+    with retrieval.run_notebook(catalog, original.id).open() as stream:
+        try:
+            notebook = nbformat.read(stream, as_version=4)
+        except Exception as exc:  # nbformat raises JSON, validation and encoding errors alike
+            raise ArtifactNotFoundError(f"the notebook stored with run {ref} cannot be read as "
+                                        f"a notebook ({type(exc).__name__}): nothing to "
+                                        "re-execute") from None
+    scratch = _scratch(workdir, catalog.folder)
+    root = _root(original)
+    target = placed(scratch, root, original.notebook)
+    if target is None:
+        raise ArgumentError(f"run {ref}'s notebook path {original.notebook!r} cannot be laid "
+                            "out in a scratch folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    checks = [_checked_input(catalog, item, scratch, root)
+              for item in _first_versions(original)]
+    values, skipped = reexecution.inject_parameters(notebook, original.params)
+    ran = reexecution.execute(notebook, target, catalog=catalog.path, timeout=timeout)
+    new = _new_run(catalog, target)
+    if new is not None:
+        catalog.set_tag(REPRODUCES, original.id, run=new.id)
+    return Reproduction(
+        original.id, new.id if new else None, str(scratch), str(target), tolerance, values,
+        skipped, checks, _compare_outputs(original, new, scratch, root),
+        metric_diffs(original.metrics, new.metrics if new else {}),
+        environment_diff(original.environment, new.environment if new else None),
+        ran.seconds, ran.error)
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ArgumentError(f"{name} must be a number >= 0, not {value!r}")
+    return float(value)
+
+
+def _scratch(workdir: str | os.PathLike[str] | None, catalog_folder: Path) -> Path:
+    """An empty folder to run in: ``workdir`` (created; it must be empty) or a new temp one.
+    Never inside the catalog's folder, where capture records nothing."""
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix="tracker-reproduce-")).resolve()
+    folder = Path(os.path.expanduser(arguments.path(workdir, "workdir"))).resolve()
+    if folder.is_relative_to(catalog_folder.resolve()):
+        raise ArgumentError(f"{folder} is inside the catalog's folder, where nothing is "
+                            "recorded; choose a workdir elsewhere")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if any(folder.iterdir()):
+            raise ArgumentError(f"{folder} is not empty; give an empty or new folder, or none "
+                                "for a temporary one")
+    except OSError as exc:
+        raise ArgumentError(f"cannot use {folder} ({exc.strerror or exc}); choose another "
+                            "workdir") from None
+    return folder
+
+
+def _local(uri: str) -> bool:
+    return "://" not in uri and os.path.isabs(uri)
+
+
+def _root(original: RunInfo) -> str:
+    """The folder the scratch folder stands for: the deepest one holding the notebook and
+    every local file the run read or wrote, so relative paths resolve alike in both."""
+    assert original.notebook is not None
+    paths = [os.path.dirname(original.notebook)]
+    paths += [a["uri"] for a in original.artifacts
+              if a["role"] in ("input", "output") and _local(a["uri"])]
+    return os.path.commonpath([os.path.normpath(path) for path in paths])
+
+
+def placed(scratch: Path, root: str, path: str) -> Path | None:
+    """Where ``path`` (under ``root``) goes in the scratch folder; None for a path that would
+    land outside it (a recorded path with ``..`` in it, from an edited import)."""
+    inside = Path(os.path.normpath(scratch / os.path.relpath(os.path.normpath(path), root)))
+    return inside if inside.is_relative_to(scratch) and inside != scratch else None
+
+
+def _first_versions(original: RunInfo) -> list[dict[str, Any]]:
+    """Each input once, at the first version the run read (what it started from)."""
+    first: dict[str, dict[str, Any]] = {}
+    for item in sorted(original.inputs, key=lambda a: a.get("version") or 0):
+        first.setdefault(item["uri"], item)
+    return list(first.values())
+
+
+def _checked_input(catalog: Catalog, item: dict[str, Any], scratch: Path,
+                   root: str) -> InputCheck:
+    """:func:`_place_input`, with a file that cannot be read or copied reported, not raised."""
+    try:
+        return _place_input(catalog, item, scratch, root)
+    except OSError as exc:
+        return InputCheck(item["uri"], "unreadable", f"{exc.strerror or exc}: the reproduction "
+                                                     "runs without it")
+
+
+def _place_input(catalog: Catalog, item: dict[str, Any], scratch: Path, root: str) -> InputCheck:
+    """Check one input against its recorded hash and put it (or its kept version) in place."""
+    from tracker import hashing, retrieval
+
+    uri = item["uri"]
+    if not _local(uri):
+        return InputCheck(uri, "not checked", "a URI: read where it is")
+    dest = placed(scratch, root, uri)
+    if dest is None:
+        return InputCheck(uri, "not checked", "its path leads outside the scratch folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    now = hashing.file_facts(uri).hash if os.path.exists(uri) else None
+    recorded = item.get("hash")
+    if recorded and now == recorded:
+        _copy(uri, dest)
+        return InputCheck(uri, "same")
+    try:
+        retrieval.get_artifact(catalog, uri, version=item["version"]).restore(dest)
+        why = "missing" if now is None else "changed since"
+        return InputCheck(uri, "restored", f"{why}; its kept version {item['version']} is used")
+    except ArtifactNotFoundError:
+        pass
+    if now is None:
+        return InputCheck(uri, "missing", "not kept: the reproduction runs without it")
+    _copy(uri, dest)
+    if not recorded:
+        return InputCheck(uri, "unknown", "recorded without a hash; the file as it is now")
+    return InputCheck(uri, "changed", "changed since and not kept: the file as it is now")
+
+
+def _copy(source: str, dest: Path) -> None:
+    if os.path.isdir(source):
+        shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(source, dest)
+
+
+def _new_run(catalog: Catalog, notebook: Path) -> RunInfo | None:
+    """The run the re-executed notebook recorded (the newest with its path), if any."""
+    found = catalog.runs(notebook=str(notebook), limit=1)
+    return catalog.get_run(str(found["id"].iloc[0])) if len(found) else None
+
+
+def _outputs(info: RunInfo) -> dict[str, str | None]:
+    """``{uri: hash}``: each output's last version."""
+    return {a["uri"]: a.get("hash") for a in sorted(info.outputs,
+                                                    key=lambda a: a.get("version") or 0)}
+
+
+def _compare_outputs(original: RunInfo, new: RunInfo | None, scratch: Path,
+                     root: str) -> list[FileDiff]:
+    """Each output of the original against the file at its place in the scratch folder, and
+    any output only the reproduction wrote."""
+    before = _outputs(original)
+    after = _outputs(new) if new is not None else {}
+    out: list[FileDiff] = []
+    matched: set[str] = set()
+    for uri, digest in before.items():
+        there = str(placed(scratch, root, uri)) if _local(uri) else uri
+        matched.add(there)
+        out.append(FileDiff("output", file_key(uri, original.notebook),
+                            compare_hashes(True, there in after, digest, after.get(there)),
+                            digest, after.get(there)))
+    extra: Sequence[str] = sorted(set(after) - matched)
+    notebook = new.notebook if new is not None else None
+    out += [FileDiff("output", file_key(uri, notebook), "added", None, after[uri])
+            for uri in extra]
+    return out
