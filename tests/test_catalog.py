@@ -289,9 +289,18 @@ def test_another_tool_holding_duckdb_is_waited_for_then_named(catalog: tracker.C
         holder.wait()
 
 
-def test_postgres_urls_are_refused_clearly(tmp_path: Path) -> None:
-    with pytest.raises(tracker.CatalogError, match="only DuckDB"):
-        tracker.Catalog("postgresql://db.example/runs")
+def test_urls_of_other_databases_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(tracker.CatalogError, match="nor a postgresql:// URL") as refused:
+        tracker.Catalog("mysql://ann:hunter2@db.example/runs")
+    assert "hunter2" not in str(refused.value)
+
+
+def test_a_postgres_url_is_a_postgres_catalog(tmp_path: Path) -> None:
+    catalog = tracker.Catalog(f"postgresql://ann:hunter2@/runs?host={tmp_path}&port=5999")
+    assert type(catalog).__name__ == "PgCatalog" and "hunter2" not in repr(catalog)
+    with pytest.raises(tracker.CatalogError, match="cannot connect") as refused:
+        catalog.runs()
+    assert "hunter2" not in str(refused.value)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
-"""The reads of a PostgreSQL catalog (tracker/pg_queries.py) give the file catalog's DataFrames:
-the same events are written to both back ends by their writers, and every read is compared,
-columns, dtypes and values."""
+"""The reads of a PostgreSQL catalog (Catalog("postgresql://..."), tracker/pg_queries.py) give
+the file catalog's DataFrames: the same events are written to both back ends by their writers,
+and every read through the Catalog front is compared, columns, dtypes and values."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import tracker
-from tracker import events, pg_queries
+from tracker import events
 from tracker.storage import pg_writer, writer
 from tracker.storage.pg_store import PgStore
 from tracker.storage.store import Store
@@ -71,9 +71,12 @@ def _files(run_id: str, start: float) -> list[events.Event]:
             "01r4": [seen("output", "a.csv", "h3")]}.get(run_id, [])
 
 
+Both = tuple[tracker.Catalog, tracker.Catalog]  # a file catalog and a PostgreSQL one
+
+
 @pytest.fixture
-def both(pg_url: str, tmp_path: Path) -> tuple[tracker.Catalog, PgStore]:
-    """The same runs in a file catalog and in a PostgreSQL catalog."""
+def both(pg_url: str, tmp_path: Path) -> Both:
+    """The same runs in a file catalog and in a PostgreSQL catalog, each behind Catalog."""
     batch = _events()
     path = tmp_path / "both.duckdb"
     duck = Store(path, 10)
@@ -82,8 +85,7 @@ def both(pg_url: str, tmp_path: Path) -> tuple[tracker.Catalog, PgStore]:
     store = PgStore(pg_url, 10)
     with store.connect(write=True) as con:
         assert pg_writer.apply(con, batch) == []
-    return tracker.Catalog(path), store
-
+    return tracker.Catalog(path), tracker.Catalog(pg_url)
 
 READS: list[dict[str, Any]] = [
     {},
@@ -101,17 +103,17 @@ READS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("read", READS, ids=[str(read) for read in READS])
-def test_runs_are_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+def test_runs_are_the_file_catalogs(both: Both,
                                     read: dict[str, Any]) -> None:
-    catalog, store = both
+    catalog, pg = both
     expected = catalog.runs(**read)
-    got = pg_queries.runs(store, **read)
+    got = pg.runs(**read)
     pd.testing.assert_frame_equal(got, expected)
     assert got.attrs["total"] == expected.attrs["total"]
 
 
-def test_the_runs_table_has_every_shape_of_value(both: tuple[tracker.Catalog, PgStore]) -> None:
-    table = pg_queries.runs(both[1]).set_index("name")
+def test_the_runs_table_has_every_shape_of_value(both: Both) -> None:
+    table = both[1].runs().set_index("name")
     assert table.loc["delta", "params.big"] == 2**60  # beyond a double's 53 bits
     assert str(table["params.n"].dtype) == "Int64" and str(table["pid"].dtype) == "Int32"
     assert (table.loc["alpha", "params.mix"], table.loc["beta", "params.mix"]) == (1, "a")
@@ -122,45 +124,45 @@ def test_the_runs_table_has_every_shape_of_value(both: tuple[tracker.Catalog, Pg
 
 
 @pytest.mark.parametrize("by", ["status", "params.model", "tags.stage", "metrics.acc", None])
-def test_counts_are_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+def test_counts_are_the_file_catalogs(both: Both,
                                       by: str | None) -> None:
-    catalog, store = both
-    pd.testing.assert_frame_equal(pg_queries.count_runs(store, by=by),
+    catalog, pg = both
+    pd.testing.assert_frame_equal(pg.count_runs(by=by),
                                   catalog.count_runs(by=by))
 
 
-def test_keys_are_the_file_catalogs(both: tuple[tracker.Catalog, PgStore]) -> None:
-    catalog, store = both
-    assert pg_queries.keys(store) == catalog.keys()
+def test_keys_are_the_file_catalogs(both: Both) -> None:
+    catalog, pg = both
+    assert pg.keys() == catalog.keys()
 
 
-def test_a_key_no_run_has_warns_with_the_closest(both: tuple[tracker.Catalog, PgStore]) -> None:
+def test_a_key_no_run_has_warns_with_the_closest(both: Both) -> None:
     with pytest.warns(tracker.TrackerWarning, match="did you mean params.lr"):
-        table = pg_queries.runs(both[1], "params.lrr > 1")
+        table = both[1].runs("params.lrr > 1")
     assert len(table) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pg_queries.runs(both[1], "params.lr > 1")
+        both[1].runs("params.lr > 1")
 
 
 @pytest.mark.parametrize("ref", ["01r1", "01r2", "01r4", "01r6"])
-def test_one_run_in_full_is_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+def test_one_run_in_full_is_the_file_catalogs(both: Both,
                                               ref: str) -> None:
-    catalog, store = both
-    expected, got = catalog.get_run(ref), pg_queries.get_run(store, ref)
+    catalog, pg = both
+    expected, got = catalog.get_run(ref), pg.get_run(ref)
     # heartbeat_at is when each writer applied the batch
     assert replace(got, heartbeat_at=None) == replace(expected, heartbeat_at=None)
     assert got.artifacts == expected.artifacts and got.cells == expected.cells
 
 
 def test_references_resolve_as_in_the_file_catalog(
-        both: tuple[tracker.Catalog, PgStore]) -> None:
-    catalog, store = both
+        both: Both) -> None:
+    catalog, pg = both
     for ref in ("01r3", "tracker://default/runs/01r3", "tracker://p/runs/01r2"):
-        assert pg_queries.get_run(store, ref).id == catalog.get_run(ref).id
+        assert pg.get_run(ref).id == catalog.get_run(ref).id
     for ref in ("01r", "tracker://p/runs/01r3", "nope", "01r9"):
         with pytest.raises(tracker.TrackerError) as pg_error:
-            pg_queries.get_run(store, ref)
+            pg.get_run(ref)
         with pytest.raises(tracker.TrackerError) as file_error:
             catalog.get_run(ref)
         assert type(pg_error.value) is type(file_error.value)
@@ -168,26 +170,26 @@ def test_references_resolve_as_in_the_file_catalog(
 
 
 @pytest.mark.parametrize("key", [None, "acc", "loss", "nothing"])
-def test_metric_history_is_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+def test_metric_history_is_the_file_catalogs(both: Both,
                                              key: str | None) -> None:
-    catalog, store = both
+    catalog, pg = both
     for ref in ("01r1", "01r2", "01r3"):
-        pd.testing.assert_frame_equal(pg_queries.metric_history(store, ref, key),
+        pd.testing.assert_frame_equal(pg.metric_history(ref, key),
                                       catalog.metric_history(ref, key))
 
 
 @pytest.mark.parametrize("read", [{}, {"run": "01r2"}, {"role": "input"},
                                   {"run": "01r4", "role": "output"}])
-def test_artifacts_are_the_file_catalogs(both: tuple[tracker.Catalog, PgStore],
+def test_artifacts_are_the_file_catalogs(both: Both,
                                          read: dict[str, Any]) -> None:
-    catalog, store = both
-    pd.testing.assert_frame_equal(pg_queries.artifacts(store, **read), catalog.artifacts(**read))
+    catalog, pg = both
+    pd.testing.assert_frame_equal(pg.artifacts(**read), catalog.artifacts(**read))
 
 
 @pytest.mark.parametrize("ref", ["01r1", "01r2", "01r3", "01r5"])
-def test_lineage_is_the_file_catalogs(both: tuple[tracker.Catalog, PgStore], ref: str) -> None:
-    catalog, store = both
-    got = pg_queries.lineage(store, ref)
+def test_lineage_is_the_file_catalogs(both: Both, ref: str) -> None:
+    catalog, pg = both
+    got = pg.lineage(ref)
     pd.testing.assert_frame_equal(got, catalog.lineage(ref))
     if ref == "01r2":  # not only empty frames agree
         assert sorted(zip(got["direction"], got["run_id"])) == [

@@ -47,7 +47,7 @@ def default_path() -> Path:
     return Path.home() / ".tracker" / "catalog.duckdb"
 
 
-def _lock_timeout() -> float:
+def lock_timeout() -> float:
     """``$TRACKER_LOCK_TIMEOUT`` seconds; unset, the default. A value that is not a number of
     seconds (``abc``, ``nan``, ``-5``) is a warning and the default, never a failing operation."""
     import warnings  # here, not at the top: only this function of the module warns
@@ -86,6 +86,20 @@ class Catalog:
         catalog.runs("metrics.acc > 0.9")
     """
 
+    def __new__(cls, path: str | os.PathLike[str] | None = None, *,
+                timeout: float | None = None) -> Catalog:
+        """A :class:`tracker.pg_catalog.PgCatalog` for a ``postgresql://`` URL (the argument or
+        ``$TRACKER_CATALOG``, read as text: a path would fold its ``//``)."""
+        from tracker.storage.pg_url import is_postgres_url
+
+        raw = os.environ.get("TRACKER_CATALOG", "") if path is None else path
+        if cls is Catalog and isinstance(raw, str) and is_postgres_url(raw):
+            # Looked up when called: PgCatalog is a Catalog, importing it here would close a
+            # circle (as for the widgets in show()).
+            pg_type: type[Catalog] = importlib.import_module("tracker.pg_catalog").PgCatalog
+            return super().__new__(pg_type)
+        return super().__new__(cls)
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = None) -> None:
         raw = arguments.path(path, "path") if path is not None else os.fspath(default_path())
@@ -93,12 +107,11 @@ class Catalog:
             from tracker.storage.pg_url import redacted  # a password in it is never shown
 
             shown = redacted(raw)
-            raise CatalogError(
-                f"catalog {shown!r}: only DuckDB files are supported in this version "
-                "(PostgreSQL catalogs are planned)", path=shown)
+            raise CatalogError(f"catalog {shown!r}: not a catalog file, nor a postgresql:// "
+                               "URL (the only two kinds of catalog)", path=shown)
         #: the catalog file and the protocol to use it (the storage layer)
         self.store = Store(Path(raw).expanduser().absolute(),
-                           _lock_timeout() if timeout is None else
+                           lock_timeout() if timeout is None else
                            arguments.seconds(timeout, "timeout"))
         self._recorder: Recorder | None = None  # created by the first run
 

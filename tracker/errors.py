@@ -33,6 +33,7 @@ __all__ = [
     "DescriptorError",
     "FilterSyntaxError",
     "NotACatalogError",
+    "NotOnPostgresError",
     "ReadOnlySQLError",
     "RunNotFoundError",
     "SQLError",
@@ -129,6 +130,10 @@ class CatalogVersionError(CatalogError):
 class CatalogOwnershipError(CatalogError, PermissionError):
     """The catalog (file or folder) belongs to another user or is writable by others, so
     whoever controls it could read or forge our runs; it must be trusted explicitly."""
+
+
+class NotOnPostgresError(CatalogError, NotImplementedError):
+    """An operation a PostgreSQL catalog does not offer yet (only reads are ported so far)."""
 
 
 class CatalogFullError(CatalogError, OSError):
