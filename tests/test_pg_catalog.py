@@ -92,3 +92,15 @@ def test_a_file_catalog_is_still_a_file_catalog(tmp_path: Path) -> None:
     with catalog.start_run("x") as run:
         run.log_metric("acc", 1.0)
     assert catalog.runs()["metrics.acc"].tolist() == [1.0]
+
+
+def test_the_command_line_reads_the_server(secret_url: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tracker import cli
+
+    assert cli.main(["--catalog", secret_url, "runs"]) == 0
+    assert cli.main(["--catalog", secret_url, "sql", "SELECT 40 + 2 AS answer"]) == 0
+    assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0
+    shown = capsys.readouterr()
+    assert "42" in shown.out and "not yet supported on PostgreSQL catalogs" in shown.err
+    assert SECRET not in shown.out + shown.err
