@@ -57,8 +57,6 @@ def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]
         ("log_param", lambda c: c.log_param("lr", 1)),
         ("log_metric", lambda c: c.log_metric("acc", 1.0)),
         ("set_tag", lambda c: c.set_tag("k", "v", run="01r1")),
-        ("delete_run", lambda c: c.delete_run("01r1")),
-        ("restore_run", lambda c: c.restore_run("01r1")),
         ("purge", lambda c: c.purge()),
         ("set_status", lambda c: c.set_status("01r1", "failed")),
         ("export_run", lambda c: c.export_run("01r1", out)),
@@ -94,13 +92,16 @@ def test_a_file_catalog_is_still_a_file_catalog(tmp_path: Path) -> None:
     assert catalog.runs()["metrics.acc"].tolist() == [1.0]
 
 
-def test_the_command_line_reads_the_server(secret_url: str,
+def test_the_command_line_reads_the_server(secret_url: str, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from tracker import cli
 
     assert cli.main(["--catalog", secret_url, "runs"]) == 0
     assert cli.main(["--catalog", secret_url, "sql", "SELECT 40 + 2 AS answer"]) == 0
-    assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0
+    assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0  # no such run
+    (tmp_path / "run.json").write_text("{}")
+    assert cli.main(["--catalog", secret_url, "import", str(tmp_path / "run.json")]) != 0
     shown = capsys.readouterr()
     assert "42" in shown.out and "not yet supported on PostgreSQL catalogs" in shown.err
     assert SECRET not in shown.out + shown.err
+

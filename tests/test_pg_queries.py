@@ -194,3 +194,18 @@ def test_lineage_is_the_file_catalogs(both: Both, ref: str) -> None:
     if ref == "01r2":  # not only empty frames agree
         assert sorted(zip(got["direction"], got["run_id"])) == [
             ("downstream", "01r3"), ("upstream", "01r1")]
+
+
+def test_runs_are_deleted_and_restored(both: Both) -> None:
+    for catalog in both:  # the file catalog, then the PostgreSQL one: the same answers
+        assert catalog.delete_run("01r1") == "01r1"
+        assert catalog.delete_runs("params.lr > 0.05") == ["01r3"]
+        assert sorted(catalog.runs()["id"]) == ["01r2", "01r4", "01r5", "01r6"]
+        assert catalog.get_run("01r1").deleted_at is not None
+        assert len(catalog.runs(include_deleted=True)) == 6
+        assert catalog.restore_runs(["01r1", "01r3"]) == ["01r1", "01r3"]
+        assert len(catalog.runs()) == 6 and catalog.get_run("01r1").deleted_at is None
+        with pytest.raises(tracker.ArgumentError, match="needs a filter"):
+            catalog.delete_runs()
+        with pytest.raises(tracker.RunNotFoundError):
+            catalog.delete_run("nope")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
 from tracker.catalog import Catalog, lock_timeout
-from tracker.errors import NotOnPostgresError
+from tracker.errors import ArgumentError, NotOnPostgresError
 from tracker.storage.pg_store import PgStore
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 # What a PostgreSQL catalog offers today; every other public name of Catalog refuses.
 PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count_runs", "keys",
-                    "metric_history", "artifacts", "lineage", "sql", "store", "recorder"})
+                    "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
+                    "delete_run", "delete_runs", "restore_run", "restore_runs"})
 
 
 class PgCatalog(Catalog):
@@ -117,6 +118,33 @@ class PgCatalog(Catalog):
         from tracker import pg_readonly_sql
 
         return pg_readonly_sql.run(self._pg, query, params)  # type: ignore[arg-type]
+
+    def delete_run(self, ref: str) -> str:
+        """See :meth:`tracker.Catalog.delete_run`."""
+        return self.delete_runs(ids=[ref])[0]
+
+    def delete_runs(self, where: str | None = None, *, ids: Sequence[str] | None = None,
+                    **equals: Any) -> list[str]:
+        """See :meth:`tracker.Catalog.delete_runs`; a filter is read first, then its runs are
+        deleted (a run starting in between is not)."""
+        from tracker import pg_manage
+
+        if ids is None:
+            if where is None and not equals:
+                raise ArgumentError("delete_runs needs a filter, ids or equality tests; to "
+                                    "delete every run say so: delete_runs('id IS NOT NULL')")
+            ids = list(self.runs(where, **equals)["id"])
+        return pg_manage.delete_runs(self._pg, ids)
+
+    def restore_run(self, ref: str) -> str:
+        """See :meth:`tracker.Catalog.restore_run`."""
+        return self.restore_runs([ref])[0]
+
+    def restore_runs(self, refs: Sequence[str]) -> list[str]:
+        """See :meth:`tracker.Catalog.restore_runs`."""
+        from tracker import pg_manage
+
+        return pg_manage.restore_runs(self._pg, refs)
 
     @property
     def _pg(self) -> PgStore:
