@@ -791,6 +791,20 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]
 
 
+def test_a_postgresql_catalog_warns_once_and_the_notebook_runs_unrecorded(
+        ip: InteractiveShell, notebook: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # recording into PostgreSQL is not ported yet (tracker/pg_catalog.py): refused, not broken
+    monkeypatch.setenv("TRACKER_CATALOG", pg_url.replace("postgres@", "postgres:s3cr3t@", 1))
+    tracker.use_catalog(None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(ip, "%load_ext tracker").success
+        assert run(ip, "y = 6 * 7").success and ip.user_ns["y"] == 42
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
+    assert len(messages) == 1 and "not yet supported on PostgreSQL catalogs" in messages[0]
+    assert "s3cr3t" not in messages[0] and tracker.current_run() is None
+
+
 def test_a_shutdown_request_after_unloading_ends_the_run_as_completed(
         ip: InteractiveShell, notebook: Path) -> None:
     started = loaded(ip)
