@@ -801,7 +801,8 @@ def test_a_postgresql_catalog_warns_once_and_the_notebook_runs_unrecorded(
         assert run(ip, "%load_ext tracker").success
         assert run(ip, "y = 6 * 7").success and ip.user_ns["y"] == 42
     messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
-    assert len(messages) == 1 and "not yet supported on PostgreSQL catalogs" in messages[0]
+    assert len(messages) == 1 and "recording runs (a notebook's run" in messages[0]
+    assert "not yet supported on PostgreSQL catalogs" in messages[0]
     assert "s3cr3t" not in messages[0] and tracker.current_run() is None
 
 

@@ -2,9 +2,10 @@
 
 ``Catalog("postgresql://...")`` (or ``$TRACKER_CATALOG`` set to such a URL) is a
 :class:`PgCatalog`. Its reads are :mod:`tracker.pg_queries` and :mod:`tracker.pg_readonly_sql`,
-giving the file catalog's DataFrames. Everything else (recording runs, changes, exports,
-kept contents, widgets) is not ported yet and raises :class:`tracker.errors.NotOnPostgresError`,
-a CatalogError: never a wrong result, never a file created next to the notebook.
+giving the file catalog's DataFrames; the trash is :mod:`tracker.pg_manage`. Everything else
+(recording runs, other changes, exports, kept contents, widgets) is not ported yet and raises
+:class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
+created next to the notebook.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count_runs", "keys",
                     "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
                     "delete_run", "delete_runs", "restore_run", "restore_runs"})
+
+# Internal names a user meets through other doors, said as what the user was doing.
+_SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
 
 
 class PgCatalog(Catalog):
@@ -157,14 +161,14 @@ def _refuse(name: str, shown: str) -> None:
     """Raise the error of an operation not ported to PostgreSQL catalogs yet."""
     raise NotOnPostgresError(
         f"{name} is not yet supported on PostgreSQL catalogs: only reads (runs, count_runs, "
-        "get_run, metric_history, keys, artifacts, lineage, sql) are; use a catalog file for "
-        "the rest", path=shown)
+        "get_run, metric_history, keys, artifacts, lineage, sql) and moving runs to the trash "
+        "and back are; use a catalog file for the rest", path=shown)
 
 
 def _refusing(name: str, attribute: Any) -> Any:
     """A stand-in for Catalog's ``name`` that refuses, as a property if it was one."""
     def refused(self: PgCatalog, *args: Any, **kwargs: Any) -> Any:
-        _refuse(f"Catalog.{name}", self._pg.shown)
+        _refuse(_SAID.get(name, f"Catalog.{name}"), self._pg.shown)
 
     refused.__doc__ = f"Not yet supported on PostgreSQL catalogs (see Catalog.{name})."
     return property(refused) if isinstance(attribute, property | cached_property) else refused
