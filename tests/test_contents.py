@@ -107,11 +107,50 @@ def test_a_file_changed_before_it_was_stored_is_never_stored_under_its_version(
         catalog: tracker.Catalog, tmp_path: Path) -> None:
     model = tmp_path / "model.bin"
     with catalog.start_run("racy") as run:
-        run.log_output(_write(model, b"the bytes the run wrote"))  # hashed now, copied later
-        model.write_bytes(b"other bytes, written before the copy")
+        with open(model, "wb", buffering=0) as unseen:  # opened before the file was logged
+            unseen.write(b"the bytes the run wrote")
+            run.log_output(model)  # hashed now, copied later
+            unseen.seek(0)
+            unseen.write(b"other bytes, written before the copy")
     row = catalog.artifacts(run.id).iloc[0]
     assert row["kept"] == "changed"
     assert _store_keys(catalog) == []
+
+
+def test_a_checkpoint_saved_again_before_its_copy_keeps_every_version(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    """Rewritten, replaced by a rename, removed: each logged version is saved as it goes."""
+    checkpoint = tmp_path / "ckpt.bin"
+    versions = [os.urandom(50_000) for _ in range(4)]
+    with catalog.start_run("epochs") as run:
+        run.log_output(_write(checkpoint, versions[0]))
+        run.log_output(_write(checkpoint, versions[1]))  # a write-open: saved first
+        _write(tmp_path / "ckpt.tmp", versions[2]).replace(checkpoint)  # renamed over it
+        run.log_output(checkpoint)
+        _write(tmp_path / "other.bin", versions[3])
+        run.log_output(tmp_path / "other.bin")
+        (tmp_path / "other.bin").unlink()  # removed before its copy
+    rows = catalog.artifacts(run.id).sort_values(["uri", "version"])
+    assert list(rows["kept"]) == ["kept"] * 4
+    for version, data in enumerate(versions[:3], start=1):
+        with retrieval.get_artifact(catalog, checkpoint, version=version).open() as stream:
+            assert stream.read() == data
+    with retrieval.get_artifact(catalog, tmp_path / "other.bin").open() as stream:
+        assert stream.read() == versions[3]
+    assert list((catalog.blob_dir / ".staging").iterdir()) == []  # no copy left behind
+
+
+def test_a_big_checkpoint_rewritten_before_its_copy_is_kept_with_its_own_hash(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "HASH_ON_LOG_MAX", 1000)  # known by its stat key until copied
+    checkpoint, first = tmp_path / "model.bin", os.urandom(5000)
+    with catalog.start_run("big") as run:
+        run.log_output(_write(checkpoint, first), keep=True)
+        checkpoint.write_bytes(b"the next epoch")
+    row = catalog.artifacts(run.id).iloc[0]
+    assert (row.kept, row.hash) == ("kept", hashing.hash_bytes(first))
+    with retrieval.get_artifact(catalog, checkpoint).open() as stream:
+        assert stream.read() == first
 
 
 def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path) -> None:
@@ -232,8 +271,10 @@ def test_a_big_output_is_hashed_from_its_kept_copy(catalog: tracker.Catalog, tmp
     data = os.urandom(5000)
     with catalog.start_run("big") as run:
         run.log_output(_write(tmp_path / "big.bin", data), keep=True)
-        run.log_output(_write(tmp_path / "moved.bin", data[:3000]), keep=True)
-        (tmp_path / "moved.bin").write_bytes(b"rewritten before the flusher came")
+        with open(_write(tmp_path / "moved.bin", data[:3000]), "r+b", buffering=0) as unseen:
+            run.log_output(tmp_path / "moved.bin", keep=True)
+            unseen.truncate(0)  # through a descriptor: no open, rename or removal to see
+            unseen.write(b"rewritten before the flusher came")
     rows = {Path(row.uri).name: row for row in catalog.artifacts(run.id).itertuples()}
     assert rows["big.bin"].kept == "kept"
     assert rows["big.bin"].hash == hashing.hash_bytes(data)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 __all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "StoreUnavailable", "is_key", "keep_file"]
+           "StoreUnavailable", "is_key", "keep_file", "stage_copy", "store_staged"]
 
 KEY_PREFIX = "blake3-"
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -164,20 +164,41 @@ def keep_file(store: ContentStore, path: str, staging: Path, *,
     """Copy the regular file at ``path`` into ``store``, verified; ContentChanged if it is not
     (any more) the content recorded: another stat key than ``seen``, a change during the copy,
     or a copy whose xxh3 is not ``expected_hash``."""
-    staged = staging / f".{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
+    staged = stage_copy(path, staging, seen)
     try:
-        size = _copy_unchanged(path, staged, seen)
-        key, fast = hash_contents(staged)
-        if expected_hash is not None and fast != expected_hash:
-            raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
-        os.chmod(staged, 0o400)  # a kept content never changes
-        if store.has(key):
-            staged.unlink()
-        else:
-            store.add(staged, key)
-        return Kept(key, size, fast)
+        return store_staged(store, staged, path, expected_hash=expected_hash)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None) -> Path:
+    """A private copy of ``path`` in ``staging``, made while the file kept one stat key
+    (``seen`` when given): a content saved before the file is overwritten, stored later by
+    :func:`store_staged`. ContentChanged (and nothing left behind) otherwise."""
+    staged = staging / f".{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
+    try:
+        _copy_unchanged(path, staged, seen)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def store_staged(store: ContentStore, staged: Path, path: str, *,
+                 expected_hash: str | None) -> Kept:
+    """Move the copy ``staged`` (of ``path``) into ``store`` under its BLAKE3 name once its
+    xxh3 is ``expected_hash`` (when given), else ContentChanged. The caller removes
+    ``staged`` if it is still there (a failure)."""
+    size = staged.stat().st_size
+    key, fast = hash_contents(staged)
+    if expected_hash is not None and fast != expected_hash:
+        raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
+    os.chmod(staged, 0o400)  # a kept content never changes
+    if store.has(key):
+        staged.unlink()
+    else:
+        store.add(staged, key)
+    return Kept(key, size, fast)
 
 
 def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> int:
