@@ -43,7 +43,7 @@ class _Waiting:
     blob_dir: Path
     seen: tuple[int, ...] | None
     count: int = 0
-    staged: Path | None = None  # copied before the file changed
+    staged: contents.Staged | None = None  # copied before the file changed
     kept: contents.Kept | None = None  # stored: later events of the same content reuse it
 
 
@@ -113,10 +113,10 @@ def _save(path: str) -> None:
         if wanted:
             waiting.staged = staged
     if not wanted:  # the flusher kept it meanwhile
-        staged.unlink(missing_ok=True)
+        staged.path.unlink(missing_ok=True)
 
 
-def claim(path: str, ident: Identity | None) -> contents.Kept | Path | None:
+def claim(path: str, ident: Identity | None) -> contents.Kept | contents.Staged | None:
     """For the flusher: the stored content of this version (kept for an earlier event), or
     its copy saved before the file changed (the caller stores it, then calls :func:`settle`)."""
     with _lock:
@@ -152,4 +152,4 @@ def _drop(path: str) -> None:
 
 def _discard(waiting: _Waiting) -> None:
     if waiting.staged is not None:
-        waiting.staged.unlink(missing_ok=True)
+        waiting.staged.path.unlink(missing_ok=True)

@@ -7,9 +7,10 @@ another folder (a team's shared one) or an S3-compatible bucket: ``TRACKER_STORE
 
 Copies are made so that a stored content is exactly what its name says and what the catalog
 recorded: the source is copied into a private temporary file (a reflink where the file system
-shares blocks, else ``copy_file_range``, else a plain copy), its stat key must be the same
-before and after the copy, and the copy itself is hashed, BLAKE3 for its name and xxh3 to match
-the hash the run recorded. Anything else raises :class:`ContentChanged` and nothing is stored.
+shares blocks, else read once and written by :mod:`tracker.storage.hashed_copy`), its stat key
+must be the same before and after the copy, and the bytes written are hashed as they are
+written (the clone, after it is made), BLAKE3 for its name and xxh3 to match the hash the run
+recorded. Anything else raises :class:`ContentChanged` and nothing is stored.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
+from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
+
 __all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "StoreUnavailable", "is_key", "keep_file", "stage_copy", "store_staged"]
+           "Staged", "StoreUnavailable", "is_key", "keep_file", "stage_copy", "store_staged"]
 
 KEY_PREFIX = "blake3-"
-_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _CHUNK = 8 << 20
 _HEX = frozenset("0123456789abcdef")
 
@@ -159,6 +161,15 @@ def staging_dir(blob_dir: Path) -> Path:
     return folder
 
 
+class Staged(NamedTuple):
+    """A private copy in the staging folder, hashed as it was written: where, and what."""
+
+    path: Path
+    key: str
+    size: int
+    fast_hash: str
+
+
 def keep_file(store: ContentStore, path: str, staging: Path, *,
               expected_hash: str | None, seen: Sequence[int] | None = None) -> Kept:
     """Copy the regular file at ``path`` into ``store``, verified; ContentChanged if it is not
@@ -168,42 +179,40 @@ def keep_file(store: ContentStore, path: str, staging: Path, *,
     try:
         return store_staged(store, staged, path, expected_hash=expected_hash)
     finally:
-        staged.unlink(missing_ok=True)
+        staged.path.unlink(missing_ok=True)
 
 
-def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None) -> Path:
-    """A private copy of ``path`` in ``staging``, made while the file kept one stat key
-    (``seen`` when given): a content saved before the file is overwritten, stored later by
-    :func:`store_staged`. ContentChanged (and nothing left behind) otherwise."""
+def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None) -> Staged:
+    """A private copy of ``path`` in ``staging``, hashed as it was written, made while the file
+    kept one stat key (``seen`` when given): a content saved before the file is overwritten,
+    stored later by :func:`store_staged`. ContentChanged (and nothing left behind) otherwise."""
     staged = staging / f".{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
     try:
-        _copy_unchanged(path, staged, seen)
+        hashes = _copy_unchanged(path, staged, seen)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    return staged
+    return Staged(staged, KEY_PREFIX + hashes.blake3, hashes.size, "xxh3_128:" + hashes.xxh3)
 
 
-def store_staged(store: ContentStore, staged: Path, path: str, *,
+def store_staged(store: ContentStore, staged: Staged, path: str, *,
                  expected_hash: str | None) -> Kept:
     """Move the copy ``staged`` (of ``path``) into ``store`` under its BLAKE3 name once its
-    xxh3 is ``expected_hash`` (when given), else ContentChanged. The caller removes
-    ``staged`` if it is still there (a failure)."""
-    size = staged.stat().st_size
-    key, fast = hash_contents(staged)
-    if expected_hash is not None and fast != expected_hash:
+    xxh3 is ``expected_hash`` (when given), else ContentChanged. The caller removes the
+    staged file if it is still there (a failure)."""
+    if expected_hash is not None and staged.fast_hash != expected_hash:
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
-    os.chmod(staged, 0o400)  # a kept content never changes
-    if store.has(key):
-        staged.unlink()
+    os.chmod(staged.path, 0o400)  # a kept content never changes
+    if store.has(staged.key):
+        staged.path.unlink()
     else:
-        store.add(staged, key)
-    return Kept(key, size, fast)
+        store.add(staged.path, staged.key)
+    return Kept(staged.key, staged.size, staged.fast_hash)
 
 
-def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> int:
-    """Copy ``path`` to ``staged``; its size. ContentChanged unless its stat key is ``seen``
-    (when given) and stays the same across the copy."""
+def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> Hashes:
+    """Copy ``path`` to ``staged``, hashing what is written. ContentChanged unless its stat
+    key is ``seen`` (when given) and stays the same across the copy."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         before = os.fstat(fd)
@@ -212,14 +221,14 @@ def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> int:
         if seen is not None and tuple(seen) != _key(before):
             raise ContentChanged(errno.ESTALE, "changed since it was logged", path)
         os.set_blocking(fd, True)
-        out = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        out = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            _copy_fd(fd, out, before.st_size)
+            hashes = copy_hashed(fd, out)
         finally:
             os.close(out)
-        if _key(os.fstat(fd)) != _key(before) or os.stat(staged).st_size != before.st_size:
+        if _key(os.fstat(fd)) != _key(before) or hashes.size != before.st_size:
             raise ContentChanged(errno.ESTALE, "changed while it was copied", path)
-        return before.st_size
+        return hashes
     finally:
         os.close(fd)
 
@@ -240,7 +249,7 @@ def _copy_fd(src: int, out: int, size: int) -> None:
     """A reflink (shared blocks: btrfs, XFS) if the file system can, else copy_file_range
     (an in-kernel copy; ext4 here), else a read/write copy (across devices, old kernels)."""
     try:
-        fcntl.ioctl(out, _FICLONE, src)
+        fcntl.ioctl(out, FICLONE, src)
         return
     except OSError:
         pass
@@ -263,14 +272,9 @@ def _copy_fd(src: int, out: int, size: int) -> None:
 
 def hash_contents(path: Path) -> tuple[str, str]:
     """(``blake3-<hex>``, ``xxh3_128:<hex>``) of a file, in one read."""
-    import blake3
-    import xxhash
-
-    strong, fast = blake3.blake3(), xxhash.xxh3_128()
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as stream:
-        while n := stream.readinto(view):
-            strong.update(view[:n])
-            fast.update(view[:n])
-    return KEY_PREFIX + strong.hexdigest(), "xxh3_128:" + fast.hexdigest()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        hashes = hash_fd(fd)
+    finally:
+        os.close(fd)
+    return KEY_PREFIX + hashes.blake3, "xxh3_128:" + hashes.xxh3
