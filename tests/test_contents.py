@@ -165,6 +165,31 @@ def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path)
     assert kept.key == contents.hash_contents(store.path(kept.key))[0]
 
 
+def test_a_copy_is_hashed_as_it_is_written_never_read_back(tmp_path: Path) -> None:
+    import blake3
+    import xxhash
+
+    from tracker.storage import hashed_copy
+
+    data = os.urandom(2 * hashed_copy.BUFFER + 12_345)  # buffers handed over, a short last one
+    source = _write(tmp_path / "source.bin", data)
+    with open(source, "rb") as src, open(tmp_path / "copy.bin", "wb+") as out:
+        hashes = hashed_copy.copy_hashed(src.fileno(), out.fileno())
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    assert hashes == (blake3.blake3(data).hexdigest(), xxhash.xxh3_128(data).hexdigest(),
+                      len(data))
+
+
+def test_a_copy_the_writer_cannot_finish_raises_instead_of_hanging(tmp_path: Path) -> None:
+    from tracker.storage import hashed_copy
+
+    source = _write(tmp_path / "source.bin", os.urandom(6 * hashed_copy.BUFFER))
+    with open(source, "rb") as src, open(source, "rb") as read_only:  # writes fail: EBADF
+        with pytest.raises(OSError) as failed:
+            hashed_copy.copy_hashed(src.fileno(), read_only.fileno())
+    assert failed.value.errno == errno.EBADF
+
+
 def test_a_copy_the_file_system_cuts_short_is_finished_by_reading(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Some FUSE and NFS mounts: copy_file_range copies part of a file, then returns 0.
