@@ -207,10 +207,12 @@ def purge(older_than: str | float | None = None, *,
     return default_catalog().purge(older_than, ids=ids)
 
 
-def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False,
+               contents: bool = False) -> Path:
     """Write a run as a self-contained YAML or JSON descriptor (an existing file only with
-    ``overwrite=True``; never a catalog)."""
-    return default_catalog().export_run(ref, path, overwrite=overwrite)
+    ``overwrite=True``; never a catalog); ``contents`` also carries its kept contents in
+    ``<path>.contents/``."""
+    return default_catalog().export_run(ref, path, overwrite=overwrite, contents=contents)
 
 
 def import_run(path: str | os.PathLike[str]) -> str:

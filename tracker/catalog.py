@@ -416,15 +416,17 @@ class Catalog:
         return table
 
     def export_run(self, ref: str, path: str | os.PathLike[str], *,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, contents: bool = False) -> Path:
         """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run.
 
         An existing file is replaced only with ``overwrite=True``; a catalog, its files and
-        any DuckDB database never are. The file appears whole or not at all.
+        any DuckDB database never are. The file appears whole or not at all. ``contents``
+        also copies the run's kept contents into ``<path>.contents/``, which an import
+        takes in after checking each one.
         """
         from tracker import exchange
 
-        return exchange.export_run(self, ref, path, overwrite=overwrite)
+        return exchange.export_run(self, ref, path, overwrite=overwrite, contents=contents)
 
     def import_run(self, path: str | os.PathLike[str]) -> str:
         """Read a descriptor written by :meth:`export_run` into this catalog; returns the id."""

@@ -198,6 +198,8 @@ def _add_moving_commands(commands: _Commands) -> None:
                           "tracker export 01m7zwkkx6hq run.yaml")
     export.add_argument("ref", metavar="REF", help="the run to export")
     export.add_argument("file", metavar="FILE", help="where to write it: .yaml, .yml or .json")
+    export.add_argument("--contents", action="store_true",
+                        help="also copy the run's kept contents into FILE.contents/")
     export.add_argument("--force", action="store_true",
                         help="replace FILE if it exists (never a catalog or a DuckDB file)")
     imported = commands.add("import", _cmd_import, "add a run written by 'tracker export'",
@@ -587,7 +589,8 @@ def _plural(count: int, noun: str) -> str:
 def _cmd_export(args: argparse.Namespace) -> int:
     if Path(args.file).suffix.lower() not in (".yaml", ".yml", ".json"):
         args.parser.error(f"FILE must end in .yaml, .yml or .json, not {args.file!r}")
-    path = _catalog(args).export_run(args.ref, args.file, overwrite=args.force)
+    path = _catalog(args).export_run(args.ref, args.file, overwrite=args.force,
+                                     contents=args.contents)
     print(f"exported {args.ref} to {path}")
     return 0
 
