@@ -410,3 +410,62 @@ def test_flush_while_the_store_is_out_of_reach_raises_a_catalog_error_and_keeps_
     monkeypatch.undo()  # the network is back
     catalog.flush()
     assert catalog.get_run(run.id).outputs[0]["kept"] == "kept"
+
+
+@pytest.fixture(params=["folder", "bucket"])
+def shared_setting(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> str:
+    """A shared store: a team folder, or a bucket on the local moto server."""
+    if request.param == "bucket":
+        return str(request.getfixturevalue("bucket"))
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    return str(tmp_path / "team-store")
+
+
+def test_a_shared_store_loses_only_what_no_catalog_marks(
+        shared_setting: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import shared_store
+
+    first = tracker.Catalog(tmp_path / "a" / "catalog.duckdb")
+    second = tracker.Catalog(tmp_path / "b" / "catalog.duckdb")
+    common, mine, theirs = os.urandom(3000), os.urandom(3000), os.urandom(3000)
+    with first.start_run("a") as gone:
+        gone.log_output(_write(tmp_path / "a-only.bin", mine))
+        gone.log_output(_write(tmp_path / "a-common.bin", common))
+    with second.start_run("b") as stays:
+        stays.log_output(_write(tmp_path / "b-only.bin", theirs))
+        stays.log_output(_write(tmp_path / "b-common.bin", common))
+    second.flush()
+    store = first.content_store
+    stray = contents.stage_copy(str(_write(tmp_path / "stray.bin", b"kept by an old tracker")),
+                                contents.staging_dir(first.blob_dir))
+    contents.store_staged(store, stray, "stray.bin", expected_hash=None)  # no catalog marks it
+    assert len(list(store.entries())) == 4
+
+    first.delete_run(gone.id)
+    assert first.purge(store=True)["shared"] == 0  # within the grace period: all stay
+    monkeypatch.setattr(shared_store, "SETTLE", 0)  # marks made by runs long committed
+    monkeypatch.setattr(shared_store, "GRACE", -1)  # contents stored long ago
+    assert first.purge()["shared"] == 0  # marks updated, nothing removed unless asked
+    assert first.purge(store=True)["shared"] == 2  # a-only and the stray content
+    left = {entry.key for entry in store.entries()}
+    assert left == {second.get_artifact(tmp_path / name).blob
+                    for name in ("b-only.bin", "b-common.bin")}
+    for name, data in (("b-only.bin", theirs), ("b-common.bin", common)):
+        with second.get_artifact(tmp_path / name).open() as stream:
+            assert stream.read() == data
+
+
+def test_a_content_reused_while_it_is_removed_goes_back(tmp_path: Path) -> None:
+    store = contents.FolderStore(tmp_path / "team", shared=True)
+    staged = contents.stage_copy(str(_write(tmp_path / "x.bin", b"x")), tmp_path)
+    kept = contents.store_staged(store, staged, "x.bin", expected_hash=None)
+    real_marks = store.marks
+
+    def marked_meanwhile() -> dict[str, dict[str, float]]:
+        store.mark("0" * 32, kept.key)  # another catalog reuses it as it is set aside
+        return real_marks()
+
+    store.marks = marked_meanwhile  # type: ignore[method-assign]
+    assert not store.remove_unless_marked(kept.key)
+    assert store.path(kept.key).read_bytes() == b"x"

@@ -95,17 +95,21 @@ def take_in(catalog: Catalog, artifacts: Iterable[dict[str, Any]], descriptor: P
     for row in artifacts:
         if row.get("blob") in _kept_keys([row]):
             wanted.setdefault(row["blob"], row)
+    from tracker import shared_store
+
     catalog.ensure_folder()
     staging = contents.staging_dir(catalog.blob_dir)
+    store = catalog.content_store
+    owner = shared_store.owner(catalog) if store.shared else None
     taken = set()
     for key, row in wanted.items():
-        if _take_one(catalog.content_store, folder / key, key, row, staging):
+        if _take_one(store, folder / key, key, row, staging, owner):
             taken.add(key)
     return taken
 
 
 def _take_one(store: contents.ContentStore, path: Path, key: str, row: dict[str, Any],
-              staging: Path) -> bool:
+              staging: Path, owner: str | None) -> bool:
     """Store the file ``path`` as the content ``key`` once it proves to be it; False if the
     folder does not carry it."""
     try:
@@ -122,7 +126,8 @@ def _take_one(store: contents.ContentStore, path: Path, key: str, row: dict[str,
     try:
         if staged.key != key or staged.fast_hash != row.get("hash"):
             raise _refused(path, "does not have the content its name and the descriptor say")
-        contents.store_staged(store, staged, str(path), expected_hash=row.get("hash"))
+        contents.store_staged(store, staged, str(path), expected_hash=row.get("hash"),
+                              owner=owner)
     finally:
         with contextlib.suppress(OSError):
             staged.path.unlink(missing_ok=True)

@@ -389,15 +389,18 @@ class Catalog:
         return manage.restore_runs(self, refs)
 
     def purge(self, older_than: str | float | None = None, *,
-              ids: Sequence[str] | None = None) -> dict[str, int]:
+              ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
         """Delete for good the soft-deleted runs (deleted longer ago than ``older_than``).
 
         Also removes stored blobs no run references. Never touches a user's own files.
-        ``older_than`` is seconds or text such as ``"30d"``, ``"12h"``.
+        ``older_than`` is seconds or text such as ``"30d"``, ``"12h"``. In a shared store
+        (``TRACKER_STORE``) it updates this catalog's reference marks; ``store=True`` also
+        removes the contents no catalog marks, stored over 7 days ago
+        (:mod:`tracker.shared_store`).
         """
         from tracker import manage
 
-        return manage.purge(self, older_than, ids=ids)
+        return manage.purge(self, older_than, ids=ids, store=store)
 
     def show(self, where: str | None = None, **options: Any) -> Any:
         """Display the runs browser on this catalog (a ``tracker.widgets.RunTable`` given

@@ -178,6 +178,9 @@ def _add_trash_commands(commands: _Commands) -> None:
                          "tracker purge --older-than 30d", "tracker purge --yes")
     purge.add_argument("--older-than", metavar="AGE", type=_age,
                        help="only runs deleted longer ago than AGE (30d, 12h, 90m; default: all)")
+    purge.add_argument("--store", action="store_true",
+                       help="also remove from a shared TRACKER_STORE the contents no catalog "
+                            "marks, stored over 7 days ago")
     _add_yes(purge)
 
 
@@ -552,15 +555,17 @@ def _cmd_purge(args: argparse.Namespace) -> int:
             seconds=parse_age(args.older_than))
         where = f"deleted_at <= '{cutoff.isoformat()}'"
     ids = list(catalog.runs(where, deleted_only=True)["id"])
-    if not ids:
+    if not ids and not args.store:
         age = f" deleted more than {args.older_than} ago" if args.older_than else ""
         print(f"no runs in the trash{age}")
         return 0
     if not _confirmed(f"purge {_plural(len(ids), 'run')} for good", yes=args.yes):
         return 1
-    removed = catalog.purge(args.older_than, ids=ids)
+    removed = catalog.purge(args.older_than, ids=ids, store=args.store)
     runs, blobs = _plural(removed["runs"], "run"), _plural(removed["blobs"], "stored file")
-    print(f"purged {runs}, {blobs}")
+    shared = f", {_plural(removed['shared'], 'content')} from the shared store" \
+        if args.store else ""
+    print(f"purged {runs}, {blobs}{shared}")
     return 0
 
 

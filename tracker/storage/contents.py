@@ -29,7 +29,8 @@ from typing import IO, NamedTuple, Protocol
 from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
 
 __all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "Staged", "StoreUnavailable", "is_key", "keep_file", "stage_copy", "store_staged"]
+           "Staged", "StoreUnavailable", "is_key", "is_owner", "keep_file", "stage_copy",
+           "store_staged"]
 
 KEY_PREFIX = "blake3-"
 _CHUNK = 8 << 20
@@ -73,12 +74,28 @@ class ContentStore(Protocol):
     def restore(self, key: str, dest: Path) -> None: ...
     def delete(self, key: str) -> None: ...
     def entries(self) -> Iterator[Entry]: ...
+    # A shared store's reference marks: which catalog references which content.
+    def mark(self, owner: str, key: str) -> None: ...
+    def unmark(self, owner: str, key: str) -> None: ...
+    def marks(self) -> dict[str, dict[str, float]]: ...
+    def remove_unless_marked(self, key: str) -> bool: ...
+
+
+def is_owner(name: str) -> bool:
+    """Whether ``name`` is a catalog's id in a shared store's marks (32 hex digits)."""
+    return len(name) == 32 and set(name) <= _HEX
 
 
 def is_key(name: str) -> bool:
     """Whether ``name`` is a kept content's name (and so holds no path)."""
     digest = name[len(KEY_PREFIX):]
     return name.startswith(KEY_PREFIX) and len(digest) == 64 and set(digest) <= _HEX
+
+
+def _check_owner(owner: str) -> str:
+    if not is_owner(owner):
+        raise ValueError(f"{owner[:80]!r} is not a catalog's id in a shared store")
+    return owner
 
 
 def _check_key(key: str) -> str:
@@ -141,6 +158,47 @@ class FolderStore:
                 info = item.stat(follow_symlinks=False)
                 yield Entry(item.name, info.st_size, info.st_mtime)
 
+    def mark(self, owner: str, key: str) -> None:
+        """Note that the catalog ``owner`` references ``key``: an empty file
+        ``.marks/<owner>/<key>`` (:mod:`tracker.shared_store`)."""
+        folder = self._marks / _check_owner(owner)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / _check_key(key)).touch()
+
+    def unmark(self, owner: str, key: str) -> None:
+        (self._marks / _check_owner(owner) / _check_key(key)).unlink(missing_ok=True)
+
+    def marks(self) -> dict[str, dict[str, float]]:
+        """Each marked content's name, with the catalogs that mark it and when they did."""
+        found: dict[str, dict[str, float]] = {}
+        if self._marks.is_dir():
+            for owner in os.scandir(self._marks):
+                if is_owner(owner.name) and owner.is_dir(follow_symlinks=False):
+                    for mark in os.scandir(owner.path):
+                        if is_key(mark.name):
+                            found.setdefault(mark.name, {})[owner.name] = \
+                                mark.stat(follow_symlinks=False).st_mtime
+        return found
+
+    def remove_unless_marked(self, key: str) -> bool:
+        """Remove a content no catalog marks. It is moved aside before the marks are read
+        again: a catalog marks a content before it looks for it, so one that found it here
+        has marked it by then (it goes back), and one that looks later stores it again."""
+        aside = self.folder / f".{_check_key(key)}.{os.getpid()}.aside"
+        try:
+            os.replace(self.path(key), aside)
+        except FileNotFoundError:
+            return False
+        if key in self.marks():
+            os.replace(aside, self.path(key))
+            return False
+        aside.unlink()
+        return True
+
+    @property
+    def _marks(self) -> Path:
+        return self.folder / ".marks"
+
 
 def refresh(path: Path) -> bool:
     """Whether ``path`` is a stored file, its mtime set to now: purge removes only contents
@@ -171,13 +229,14 @@ class Staged(NamedTuple):
 
 
 def keep_file(store: ContentStore, path: str, staging: Path, *,
-              expected_hash: str | None, seen: Sequence[int] | None = None) -> Kept:
+              expected_hash: str | None, seen: Sequence[int] | None = None,
+              owner: str | None = None) -> Kept:
     """Copy the regular file at ``path`` into ``store``, verified; ContentChanged if it is not
     (any more) the content recorded: another stat key than ``seen``, a change during the copy,
-    or a copy whose xxh3 is not ``expected_hash``."""
+    or a copy whose xxh3 is not ``expected_hash``. ``owner``: see :func:`store_staged`."""
     staged = stage_copy(path, staging, seen)
     try:
-        return store_staged(store, staged, path, expected_hash=expected_hash)
+        return store_staged(store, staged, path, expected_hash=expected_hash, owner=owner)
     finally:
         staged.path.unlink(missing_ok=True)
 
@@ -196,12 +255,15 @@ def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None) -> S
 
 
 def store_staged(store: ContentStore, staged: Staged, path: str, *,
-                 expected_hash: str | None) -> Kept:
+                 expected_hash: str | None, owner: str | None = None) -> Kept:
     """Move the copy ``staged`` (of ``path``) into ``store`` under its BLAKE3 name once its
-    xxh3 is ``expected_hash`` (when given), else ContentChanged. The caller removes the
-    staged file if it is still there (a failure)."""
+    xxh3 is ``expected_hash`` (when given), else ContentChanged; marked for the catalog
+    ``owner`` first in a shared store. The caller removes the staged file if it is still
+    there (a failure)."""
     if expected_hash is not None and staged.fast_hash != expected_hash:
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
+    if owner is not None:  # before looking: see FolderStore.remove_unless_marked
+        store.mark(owner, staged.key)
     os.chmod(staged.path, 0o400)  # a kept content never changes
     if store.has(staged.key):
         staged.path.unlink()
