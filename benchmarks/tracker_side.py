@@ -433,16 +433,17 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
     from tracker import retrieval
 
     copy = source + ".copy"
-    run = catalog.start_run(f"keep{index}")
+    runs = []
 
-    def keep() -> None:
-        run.log_output(source, keep=True)
-        run.end()
+    def keep() -> None:  # the run starts here (<1 ms): open during cp, it might record more
+        runs.append(catalog.start_run(f"keep{index}"))
+        runs[0].log_output(source, keep=True)
+        runs[0].end()
         catalog.flush()
 
     took = _timed_pair(("cp", lambda: subprocess.run(["cp", source, copy], check=True)),
                        ("keep", keep), index, copy)
-    kept = retrieval.get_artifact(catalog, source, run=run.id)
+    kept = retrieval.get_artifact(catalog, source, run=runs[0].id)
     blob = os.path.join(catalog.blob_dir, kept.blob or "")
     took |= _timed_pair(("cp_back", lambda: subprocess.run(["cp", blob, copy], check=True)),
                         ("restore", lambda: kept.restore(copy)), index, copy)
