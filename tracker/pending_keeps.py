@@ -105,7 +105,8 @@ def _save(path: str) -> None:
         return
     waiting = todo[-1]
     try:
-        staged = contents.stage_copy(path, contents.staging_dir(waiting.blob_dir), waiting.seen)
+        staged = contents.stage_copy(path, contents.staging_dir(waiting.blob_dir), waiting.seen,
+                                     hashed=False)  # the flusher hashes it
     except OSError:  # changed already, gone, unreadable: recorded as such by the flusher
         return
     with _lock:

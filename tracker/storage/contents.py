@@ -241,16 +241,21 @@ def keep_file(store: ContentStore, path: str, staging: Path, *,
         staged.path.unlink(missing_ok=True)
 
 
-def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None) -> Staged:
+def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None, *,
+               hashed: bool = True) -> Staged:
     """A private copy of ``path`` in ``staging``, hashed as it was written, made while the file
-    kept one stat key (``seen`` when given): a content saved before the file is overwritten,
-    stored later by :func:`store_staged`. ContentChanged (and nothing left behind) otherwise."""
+    kept one stat key (``seen`` when given), to be stored by :func:`store_staged`;
+    ContentChanged (and nothing left behind) otherwise. ``hashed=False`` copies the fastest
+    way and leaves hashing to :func:`store_staged`: a content saved on the user's thread,
+    just before the file is overwritten."""
     staged = staging / f".{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
     try:
-        hashes = _copy_unchanged(path, staged, seen)
+        hashes = _copy_unchanged(path, staged, seen, hashed=hashed)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
+    if hashes is None:
+        return Staged(staged, "", staged.stat().st_size, "")
     return Staged(staged, KEY_PREFIX + hashes.blake3, hashes.size, "xxh3_128:" + hashes.xxh3)
 
 
@@ -260,6 +265,9 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
     xxh3 is ``expected_hash`` (when given), else ContentChanged; marked for the catalog
     ``owner`` first in a shared store. The caller removes the staged file if it is still
     there (a failure)."""
+    if not staged.key:  # copied without hashing: hashed now, off the user's thread
+        key, fast = hash_contents(staged.path)
+        staged = staged._replace(key=key, fast_hash=fast)
     if expected_hash is not None and staged.fast_hash != expected_hash:
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
     if owner is not None:  # before looking: see FolderStore.remove_unless_marked
@@ -272,9 +280,10 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
     return Kept(staged.key, staged.size, staged.fast_hash)
 
 
-def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> Hashes:
-    """Copy ``path`` to ``staged``, hashing what is written. ContentChanged unless its stat
-    key is ``seen`` (when given) and stays the same across the copy."""
+def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None, *,
+                    hashed: bool) -> Hashes | None:
+    """Copy ``path`` to ``staged``, hashing what is written if ``hashed``. ContentChanged
+    unless its stat key is ``seen`` (when given) and stays the same across the copy."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         before = os.fstat(fd)
@@ -285,10 +294,13 @@ def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None) -> Hash
         os.set_blocking(fd, True)
         out = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            hashes = copy_hashed(fd, out)
+            hashes = copy_hashed(fd, out) if hashed else None
+            if hashes is None:
+                _copy_fd(fd, out, before.st_size)
+            size = os.fstat(out).st_size
         finally:
             os.close(out)
-        if _key(os.fstat(fd)) != _key(before) or hashes.size != before.st_size:
+        if _key(os.fstat(fd)) != _key(before) or size != before.st_size:
             raise ContentChanged(errno.ESTALE, "changed while it was copied", path)
         return hashes
     finally:
