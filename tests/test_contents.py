@@ -497,3 +497,34 @@ def test_a_copy_into_a_fresh_file_never_truncates_it(tmp_path: Path,
     longer = _write(tmp_path / "longer.bin", b"x" * 100)
     contents.copy_file(source, longer)
     assert longer.read_bytes() == b"the kept bytes" and len(truncations) == 1
+
+
+@pytest.mark.slow
+def test_a_checkpoint_saved_by_each_cell_of_a_real_kernel_keeps_every_version(
+        tmp_path: Path) -> None:
+    """Cells a few milliseconds apart each save the checkpoint again: the capture records one
+    version per cell, and each version's bytes come back, not ``changed``."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    catalog_path = tmp_path / "catalog" / "catalog.duckdb"
+    env = {**os.environ, "TRACKER_CATALOG": str(catalog_path)}
+    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
+        env.pop(name, None)
+    saves = [f"with open('ckpt.bin', 'wb') as out:\n    out.write(b'epoch {epoch} ' * 1000)"
+             for epoch in range(3)]
+    notebook = new_notebook(cells=[new_code_cell(source) for source in
+                                   ["%load_ext tracker", *saves]],
+                            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                     "display_name": "Python 3"}})
+    nbformat.write(notebook, tmp_path / "train.ipynb")
+    NotebookClient(nbformat.read(tmp_path / "train.ipynb", as_version=4), timeout=120,
+                   kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+                   ).execute(env=env)
+    catalog = tracker.Catalog(catalog_path)
+    checkpoint = tmp_path / "ckpt.bin"
+    assert list(catalog.artifacts(role="output")["kept"]) == ["kept"] * 3
+    for epoch in range(3):
+        with catalog.get_artifact(checkpoint, version=epoch + 1).open() as stream:
+            assert stream.read() == f"epoch {epoch} ".encode() * 1000
