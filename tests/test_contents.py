@@ -528,3 +528,24 @@ def test_a_checkpoint_saved_by_each_cell_of_a_real_kernel_keeps_every_version(
     for epoch in range(3):
         with catalog.get_artifact(checkpoint, version=epoch + 1).open() as stream:
             assert stream.read() == f"epoch {epoch} ".encode() * 1000
+
+
+def test_purge_with_a_shared_store_out_of_reach_raises_a_catalog_error(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    pytest.importorskip("boto3")
+    with socket.socket() as probe:  # a port nothing listens on: the network is down
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_MAX_ATTEMPTS", "1"),
+                        ("TRACKER_STORE_ENDPOINT", closed),
+                        ("TRACKER_STORE", "s3://team-contents/tracker")):
+        monkeypatch.setenv(name, value)
+    with catalog.start_run("gone") as run:
+        pass
+    catalog.delete_run(run.id)
+    with pytest.raises(tracker.CatalogError, match="could not be cleaned.*runs were purged"):
+        catalog.purge(store=True)
+    assert catalog.runs(deleted_only=True).empty

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments, models, redaction, tags, values
-from tracker.errors import ArgumentError, TrackerError
+from tracker.errors import ArgumentError, CatalogError, TrackerError
 from tracker.queries import check_filters, flush_for_read, matching, resolve
 from tracker.storage import recovery, value_columns
 
@@ -276,8 +276,13 @@ def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
             return 0
     except ArgumentError:  # TRACKER_STORE names no usable store: nothing to clean
         return 0
-    return shared_store.reclaim(catalog, {key for key in kept if contents.is_key(key)},
-                                remove=remove)
+    try:
+        return shared_store.reclaim(catalog, {key for key in kept if contents.is_key(key)},
+                                    remove=remove)
+    except Exception as exc:  # a bucket's network or server error, a folder gone
+        raise CatalogError(f"the shared store {catalog.content_store.location} could not be "
+                           f"cleaned ({type(exc).__name__}: {exc}); the runs were purged; run "
+                           "purge again once it can be reached", path=str(catalog.path)) from None
 
 
 def _remove_if_untouched(blob: Path, cutoff: float) -> int:
