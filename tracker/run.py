@@ -735,15 +735,17 @@ class Recorder:
             pass
         started = time.monotonic()
         self.stop_threads()
-        deadline = max(deadline - (time.monotonic() - started), 0.05)
+        until = time.monotonic() + max(deadline - (time.monotonic() - started), 0.05)
         try:
             self.spool()  # whatever the flusher left; the next process ingests what is late
-            if self._db_lock.acquire(timeout=deadline):
+            if self._db_lock.acquire(timeout=max(until - time.monotonic(), 0.05)):
                 try:
-                    self._write(deadline)
+                    self._write(max(until - time.monotonic(), 0.05))
                 finally:
                     self._db_lock.release()
             self._remove_spool()
+            # The file left whole on its own: commits checkpointed out of its log.
+            self.catalog.store.checkpoint(timeout=max(until - time.monotonic(), 0.05))
         except Exception:
             pass  # at exit nobody can be warned; the spool holds everything
 
