@@ -744,8 +744,9 @@ class Recorder:
                 finally:
                     self._db_lock.release()
             self._remove_spool()
-            # The file left whole on its own: commits checkpointed out of its log.
-            self.catalog.store.checkpoint(timeout=max(until - time.monotonic(), 0.05))
+            # The file left whole on its own: commits checkpointed out of its log. Not waited
+            # for: while another process holds the lock, the log stays (any DuckDB replays it).
+            self.catalog.store.checkpoint(timeout=0.0)
         except Exception:
             pass  # at exit nobody can be warned; the spool holds everything
 
