@@ -433,6 +433,22 @@ def _script(tmp_path: Path, source: str, **env: str) -> list[str]:
     return done.stdout.split()
 
 
+def test_a_script_leaves_the_catalog_whole_in_one_file_at_exit(tmp_path: Path) -> None:
+    # Writes leave their commits in the catalog's log (tracker.storage.instances); a process
+    # that exits checkpoints it, so a copy of the .duckdb file alone holds every run.
+    catalog = tmp_path / "catalog.duckdb"
+    (run_id,) = _script(tmp_path, "import tracker\n"
+                        "with tracker.start_run('whole', params={'lr': 0.1}) as run:\n"
+                        "    tracker.log_metric('acc', 0.5)\n"
+                        "tracker.flush()\n"
+                        "print(run.id)\n", TRACKER_CATALOG=str(catalog))
+    assert not catalog.with_name("catalog.duckdb.wal").exists()
+    copy = tmp_path / "copy" / "catalog.duckdb"
+    copy.parent.mkdir()
+    copy.write_bytes(catalog.read_bytes())
+    assert tracker.Catalog(copy).get_run(run_id).metrics == {"acc": 0.5}
+
+
 def test_a_script_s_run_records_the_files_it_reads_and_writes(tmp_path: Path) -> None:
     (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     run_id, child_id = _script(tmp_path, _SCRIPT)
