@@ -467,33 +467,43 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
-    """One round: cp, keep, cp of the kept copy, restore; the kept copy deleted after."""
+    """One round: cp and keep, then cp of the kept copy and restore, each pair in the order
+    the round's parity says (whichever goes second writes while the first one's gigabyte is
+    still being written back); the kept copy deleted after."""
     import subprocess
 
     from tracker import retrieval
 
     copy = source + ".copy"
-    started = time.perf_counter()
-    subprocess.run(["cp", source, copy], check=True)
-    cp = time.perf_counter() - started
-    os.unlink(copy)
-    run = catalog.start_run(f"keep{index}")
-    started = time.perf_counter()
-    run.log_output(source, keep=True)
-    run.end()
-    catalog.flush()
-    keep = time.perf_counter() - started
-    kept = retrieval.get_artifact(catalog, source, run=run.id)
-    started = time.perf_counter()
-    subprocess.run(["cp", os.path.join(catalog.blob_dir, kept.blob), copy], check=True)
-    cp_back = time.perf_counter() - started
-    os.unlink(copy)
-    started = time.perf_counter()
-    kept.restore(copy)
-    restore = time.perf_counter() - started
-    os.unlink(copy)
+    runs = []
+
+    def keep() -> None:  # the run starts here (<1 ms): open during cp, it might record more
+        runs.append(catalog.start_run(f"keep{index}"))
+        runs[0].log_output(source, keep=True)
+        runs[0].end()
+        catalog.flush()
+
+    took = _timed_pair(("cp", lambda: subprocess.run(["cp", source, copy], check=True)),
+                       ("keep", keep), index, copy)
+    kept = retrieval.get_artifact(catalog, source, run=runs[0].id)
+    blob = os.path.join(catalog.blob_dir, kept.blob or "")
+    took |= _timed_pair(("cp_back", lambda: subprocess.run(["cp", blob, copy], check=True)),
+                        ("restore", lambda: kept.restore(copy)), index, copy)
     catalog.content_store.delete(kept.blob)
-    return {"keep": keep, "cp": cp, "restore": restore, "cp_back": cp_back}
+    return took
+
+
+def _timed_pair(first: tuple[str, Any], second: tuple[str, Any], index: int,
+                copy: str) -> dict[str, float]:
+    """Seconds each of two steps takes, swapped on odd rounds; ``copy`` removed after each."""
+    took = {}
+    for name, step in (first, second) if index % 2 == 0 else (second, first):
+        started = time.perf_counter()
+        step()
+        took[name] = time.perf_counter() - started
+        if os.path.exists(copy):
+            os.unlink(copy)
+    return took
 
 
 def _touch(path: str) -> None:

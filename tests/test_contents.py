@@ -107,11 +107,50 @@ def test_a_file_changed_before_it_was_stored_is_never_stored_under_its_version(
         catalog: tracker.Catalog, tmp_path: Path) -> None:
     model = tmp_path / "model.bin"
     with catalog.start_run("racy") as run:
-        run.log_output(_write(model, b"the bytes the run wrote"))  # hashed now, copied later
-        model.write_bytes(b"other bytes, written before the copy")
+        with open(model, "wb", buffering=0) as unseen:  # opened before the file was logged
+            unseen.write(b"the bytes the run wrote")
+            run.log_output(model)  # hashed now, copied later
+            unseen.seek(0)
+            unseen.write(b"other bytes, written before the copy")
     row = catalog.artifacts(run.id).iloc[0]
     assert row["kept"] == "changed"
     assert _store_keys(catalog) == []
+
+
+def test_a_checkpoint_saved_again_before_its_copy_keeps_every_version(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    """Rewritten, replaced by a rename, removed: each logged version is saved as it goes."""
+    checkpoint = tmp_path / "ckpt.bin"
+    versions = [os.urandom(50_000) for _ in range(4)]
+    with catalog.start_run("epochs") as run:
+        run.log_output(_write(checkpoint, versions[0]))
+        run.log_output(_write(checkpoint, versions[1]))  # a write-open: saved first
+        _write(tmp_path / "ckpt.tmp", versions[2]).replace(checkpoint)  # renamed over it
+        run.log_output(checkpoint)
+        _write(tmp_path / "other.bin", versions[3])
+        run.log_output(tmp_path / "other.bin")
+        (tmp_path / "other.bin").unlink()  # removed before its copy
+    rows = catalog.artifacts(run.id).sort_values(["uri", "version"])
+    assert list(rows["kept"]) == ["kept"] * 4
+    for version, data in enumerate(versions[:3], start=1):
+        with retrieval.get_artifact(catalog, checkpoint, version=version).open() as stream:
+            assert stream.read() == data
+    with retrieval.get_artifact(catalog, tmp_path / "other.bin").open() as stream:
+        assert stream.read() == versions[3]
+    assert list((catalog.blob_dir / ".staging").iterdir()) == []  # no copy left behind
+
+
+def test_a_big_checkpoint_rewritten_before_its_copy_is_kept_with_its_own_hash(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "HASH_ON_LOG_MAX", 1000)  # known by its stat key until copied
+    checkpoint, first = tmp_path / "model.bin", os.urandom(5000)
+    with catalog.start_run("big") as run:
+        run.log_output(_write(checkpoint, first), keep=True)
+        checkpoint.write_bytes(b"the next epoch")
+    row = catalog.artifacts(run.id).iloc[0]
+    assert (row.kept, row.hash) == ("kept", hashing.hash_bytes(first))
+    with retrieval.get_artifact(catalog, checkpoint).open() as stream:
+        assert stream.read() == first
 
 
 def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path) -> None:
@@ -124,6 +163,31 @@ def test_a_copy_that_does_not_match_the_recorded_hash_is_refused(tmp_path: Path)
     kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
     assert store.path(kept.key).read_bytes() == b"content"
     assert kept.key == contents.hash_contents(store.path(kept.key))[0]
+
+
+def test_a_copy_is_hashed_as_it_is_written_never_read_back(tmp_path: Path) -> None:
+    import blake3
+    import xxhash
+
+    from tracker.storage import hashed_copy
+
+    data = os.urandom(2 * hashed_copy.BUFFER + 12_345)  # buffers handed over, a short last one
+    source = _write(tmp_path / "source.bin", data)
+    with open(source, "rb") as src, open(tmp_path / "copy.bin", "wb+") as out:
+        hashes = hashed_copy.copy_hashed(src.fileno(), out.fileno())
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    assert hashes == (blake3.blake3(data).hexdigest(), xxhash.xxh3_128(data).hexdigest(),
+                      len(data))
+
+
+def test_a_copy_the_writer_cannot_finish_raises_instead_of_hanging(tmp_path: Path) -> None:
+    from tracker.storage import hashed_copy
+
+    source = _write(tmp_path / "source.bin", os.urandom(6 * hashed_copy.BUFFER))
+    with open(source, "rb") as src, open(source, "rb") as read_only:  # writes fail: EBADF
+        with pytest.raises(OSError) as failed:
+            hashed_copy.copy_hashed(src.fileno(), read_only.fileno())
+    assert failed.value.errno == errno.EBADF
 
 
 def test_a_copy_the_file_system_cuts_short_is_finished_by_reading(
@@ -232,8 +296,10 @@ def test_a_big_output_is_hashed_from_its_kept_copy(catalog: tracker.Catalog, tmp
     data = os.urandom(5000)
     with catalog.start_run("big") as run:
         run.log_output(_write(tmp_path / "big.bin", data), keep=True)
-        run.log_output(_write(tmp_path / "moved.bin", data[:3000]), keep=True)
-        (tmp_path / "moved.bin").write_bytes(b"rewritten before the flusher came")
+        with open(_write(tmp_path / "moved.bin", data[:3000]), "r+b", buffering=0) as unseen:
+            run.log_output(tmp_path / "moved.bin", keep=True)
+            unseen.truncate(0)  # through a descriptor: no open, rename or removal to see
+            unseen.write(b"rewritten before the flusher came")
     rows = {Path(row.uri).name: row for row in catalog.artifacts(run.id).itertuples()}
     assert rows["big.bin"].kept == "kept"
     assert rows["big.bin"].hash == hashing.hash_bytes(data)
@@ -344,3 +410,142 @@ def test_flush_while_the_store_is_out_of_reach_raises_a_catalog_error_and_keeps_
     monkeypatch.undo()  # the network is back
     catalog.flush()
     assert catalog.get_run(run.id).outputs[0]["kept"] == "kept"
+
+
+@pytest.fixture(params=["folder", "bucket"])
+def shared_setting(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> str:
+    """A shared store: a team folder, or a bucket on the local moto server."""
+    if request.param == "bucket":
+        return str(request.getfixturevalue("bucket"))
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    return str(tmp_path / "team-store")
+
+
+def test_a_shared_store_loses_only_what_no_catalog_marks(
+        shared_setting: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import shared_store
+
+    first = tracker.Catalog(tmp_path / "a" / "catalog.duckdb")
+    second = tracker.Catalog(tmp_path / "b" / "catalog.duckdb")
+    common, mine, theirs = os.urandom(3000), os.urandom(3000), os.urandom(3000)
+    with first.start_run("a") as gone:
+        gone.log_output(_write(tmp_path / "a-only.bin", mine))
+        gone.log_output(_write(tmp_path / "a-common.bin", common))
+    with second.start_run("b") as stays:
+        stays.log_output(_write(tmp_path / "b-only.bin", theirs))
+        stays.log_output(_write(tmp_path / "b-common.bin", common))
+    second.flush()
+    store = first.content_store
+    stray = contents.stage_copy(str(_write(tmp_path / "stray.bin", b"kept by an old tracker")),
+                                contents.staging_dir(first.blob_dir))
+    contents.store_staged(store, stray, "stray.bin", expected_hash=None)  # no catalog marks it
+    assert len(list(store.entries())) == 4
+
+    first.delete_run(gone.id)
+    assert first.purge(store=True)["shared"] == 0  # within the grace period: all stay
+    monkeypatch.setattr(shared_store, "SETTLE", 0)  # marks made by runs long committed
+    monkeypatch.setattr(shared_store, "GRACE", -1)  # contents stored long ago
+    assert first.purge()["shared"] == 0  # marks updated, nothing removed unless asked
+    assert first.purge(store=True)["shared"] == 2  # a-only and the stray content
+    left = {entry.key for entry in store.entries()}
+    assert left == {second.get_artifact(tmp_path / name).blob
+                    for name in ("b-only.bin", "b-common.bin")}
+    for name, data in (("b-only.bin", theirs), ("b-common.bin", common)):
+        with second.get_artifact(tmp_path / name).open() as stream:
+            assert stream.read() == data
+
+
+def test_a_content_reused_while_it_is_removed_goes_back(tmp_path: Path) -> None:
+    store = contents.FolderStore(tmp_path / "team", shared=True)
+    staged = contents.stage_copy(str(_write(tmp_path / "x.bin", b"x")), tmp_path)
+    kept = contents.store_staged(store, staged, "x.bin", expected_hash=None)
+    real_marks = store.marks
+
+    def marked_meanwhile() -> dict[str, dict[str, float]]:
+        store.mark("0" * 32, kept.key)  # another catalog reuses it as it is set aside
+        return real_marks()
+
+    store.marks = marked_meanwhile  # type: ignore[method-assign]
+    assert not store.remove_unless_marked(kept.key)
+    assert store.path(kept.key).read_bytes() == b"x"
+
+
+def test_a_copy_into_a_fresh_file_never_truncates_it(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """On ext4 a truncation makes close() write the whole file back (auto_da_alloc): a 1 GiB
+    restore spent 0.4 s there. A longer file in the way is still cut to the copy's size."""
+    source = _write(tmp_path / "kept.bin", b"the kept bytes")
+    truncations: list[object] = []
+    real_open, real_ftruncate = os.open, os.ftruncate
+
+    def watched_open(path: object, flags: int, *args: object) -> int:
+        if flags & os.O_TRUNC:
+            truncations.append(path)
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    def watched_ftruncate(fd: int, length: int) -> None:
+        truncations.append(fd)
+        real_ftruncate(fd, length)
+
+    monkeypatch.setattr(os, "open", watched_open)
+    monkeypatch.setattr(os, "ftruncate", watched_ftruncate)
+    fresh = tmp_path / "fresh.bin"
+    fresh.touch()  # as restore's mkstemp leaves it
+    contents.copy_file(source, fresh)
+    assert fresh.read_bytes() == b"the kept bytes" and truncations == []
+    longer = _write(tmp_path / "longer.bin", b"x" * 100)
+    contents.copy_file(source, longer)
+    assert longer.read_bytes() == b"the kept bytes" and len(truncations) == 1
+
+
+@pytest.mark.slow
+def test_a_checkpoint_saved_by_each_cell_of_a_real_kernel_keeps_every_version(
+        tmp_path: Path) -> None:
+    """Cells a few milliseconds apart each save the checkpoint again: the capture records one
+    version per cell, and each version's bytes come back, not ``changed``."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    catalog_path = tmp_path / "catalog" / "catalog.duckdb"
+    env = {**os.environ, "TRACKER_CATALOG": str(catalog_path)}
+    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
+        env.pop(name, None)
+    saves = [f"with open('ckpt.bin', 'wb') as out:\n    out.write(b'epoch {epoch} ' * 1000)"
+             for epoch in range(3)]
+    notebook = new_notebook(cells=[new_code_cell(source) for source in
+                                   ["%load_ext tracker", *saves]],
+                            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                     "display_name": "Python 3"}})
+    nbformat.write(notebook, tmp_path / "train.ipynb")
+    NotebookClient(nbformat.read(tmp_path / "train.ipynb", as_version=4), timeout=120,
+                   kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+                   ).execute(env=env)
+    catalog = tracker.Catalog(catalog_path)
+    checkpoint = tmp_path / "ckpt.bin"
+    assert list(catalog.artifacts(role="output")["kept"]) == ["kept"] * 3
+    for epoch in range(3):
+        with catalog.get_artifact(checkpoint, version=epoch + 1).open() as stream:
+            assert stream.read() == f"epoch {epoch} ".encode() * 1000
+
+
+def test_purge_with_a_shared_store_out_of_reach_raises_a_catalog_error(
+        catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    pytest.importorskip("boto3")
+    with socket.socket() as probe:  # a port nothing listens on: the network is down
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_MAX_ATTEMPTS", "1"),
+                        ("TRACKER_STORE_ENDPOINT", closed),
+                        ("TRACKER_STORE", "s3://team-contents/tracker")):
+        monkeypatch.setenv(name, value)
+    with catalog.start_run("gone") as run:
+        pass
+    catalog.delete_run(run.id)
+    with pytest.raises(tracker.CatalogError, match="could not be cleaned.*runs were purged"):
+        catalog.purge(store=True)
+    assert catalog.runs(deleted_only=True).empty

@@ -495,3 +495,77 @@ def test_an_import_never_points_a_run_at_kept_contents_it_did_not_carry(
     assert (row["blob"], row["kept"]) == (None, "not kept")
     with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
         target.get_artifact(out, run=run.id).open()
+
+
+def _exported_with_contents(catalog: tracker.Catalog, tmp_path: Path,
+                            data: bytes) -> tuple[str, Path, Path]:
+    """A run that kept ``data`` as model.bin, exported with its contents; (id, output, file)."""
+    output = tmp_path / "model.bin"
+    output.write_bytes(data)
+    with catalog.start_run("trained") as run:
+        run.log_output(output)
+    path = catalog.export_run(run.id, tmp_path / "run.json", contents=True)
+    return run.id, output, path
+
+
+def test_kept_contents_travel_with_an_export_that_carries_them(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = os.urandom(3000)
+    run_id, output, path = _exported_with_contents(catalog, tmp_path, data)
+    [key] = [entry.name for entry in (tmp_path / "run.json.contents").iterdir()]
+    assert key == catalog.get_artifact(output).blob
+    output.unlink()  # gone from disk: only the export has its bytes now
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(path)
+    kept = other.get_artifact(output, run=run_id)
+    assert (kept.kept, kept.blob) == ("kept", key)
+    with kept.open() as stream:
+        assert stream.read() == data
+    with pytest.raises(tracker.ArgumentError, match="already exists"):
+        catalog.export_run(run_id, tmp_path / "run.json", contents=True)
+    plain = tracker.Catalog(tmp_path / "plain" / "catalog.duckdb")
+    plain.import_run(catalog.export_run(run_id, tmp_path / "bare.json"))  # no contents: as before
+    assert plain.get_artifact(output, run=run_id).kept == "not kept"
+
+
+def _tamper_bytes(folder: Path) -> None:
+    [carried] = list(folder.iterdir())
+    carried.chmod(0o600)
+    carried.write_bytes(os.urandom(carried.stat().st_size))  # same size, other bytes
+
+
+def _tamper_link(folder: Path) -> None:
+    [carried] = list(folder.iterdir())
+    target = folder.parent / "elsewhere.bin"
+    carried.rename(target)
+    carried.symlink_to(target)  # the right bytes, but through a link
+
+
+def _tamper_hash(folder: Path) -> None:
+    descriptor_path = folder.parent / "run.json"
+    data = json.loads(descriptor_path.read_text())
+    data["artifacts"][0]["hash"] = "xxh3_128:" + "0" * 32  # the descriptor lies about it
+    descriptor_path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("tamper", [_tamper_bytes, _tamper_link, _tamper_hash])
+def test_a_carried_content_is_taken_in_only_if_it_proves_to_be_what_it_claims(
+        catalog: tracker.Catalog, tmp_path: Path, tamper: Callable[[Path], None]) -> None:
+    run_id, _, path = _exported_with_contents(catalog, tmp_path, os.urandom(3000))
+    tamper(tmp_path / "run.json.contents")
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    with pytest.raises(tracker.DescriptorError, match="nothing was imported"):
+        other.import_run(path)
+    with pytest.raises(tracker.RunNotFoundError):
+        other.get_run(run_id)
+    assert list(other.content_store.entries()) == []
+
+
+def test_a_version_whose_content_the_export_lacks_is_imported_not_kept(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    run_id, output, path = _exported_with_contents(catalog, tmp_path, os.urandom(3000))
+    for carried in (tmp_path / "run.json.contents").iterdir():
+        carried.unlink()
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(path)
+    assert other.get_artifact(output, run=run_id).kept == "not kept"

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 import tracker
-from tracker.storage import schema
+from tracker.storage import instances, schema
 from tracker.storage.store import Store
 
 
@@ -65,7 +65,30 @@ def test_the_file_is_detached_after_each_operation(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script, str(store.path)], capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == "committed", done.stderr
-    assert not store.path.with_name("catalog.duckdb.wal").exists()  # checkpointed on detach
+
+
+def test_small_writes_stay_in_the_log_until_it_passes_its_limit(tmp_path: Path) -> None:
+    # Checkpointing at every detach was most of a small write's time (docs/design.md §6): a
+    # commit goes to the log, and the commit that takes the log past its limit checkpoints it,
+    # so the log every attach replays stays small. Other processes read every commit.
+    store = _store(tmp_path)
+    wal = store.path.with_name("catalog.duckdb.wal")
+    with store.connect(write=True):
+        pass
+    assert store.path.exists() and not wal.exists()  # a new catalog is published whole
+    sizes = []
+    for i in range(60):
+        with store.connect(write=True) as con:
+            con.execute("INSERT INTO meta VALUES (?, ?)", [f"k{i}", "x" * 1500])
+        sizes.append(wal.stat().st_size if wal.exists() else 0)
+    assert sizes[0] > 0  # the first write is in the log only
+    assert sizes.count(0) >= 2  # checkpointed, more than once, each time the log was full
+    assert max(sizes) <= instances.WAL_LIMIT + 4096  # one write of ~1.5 KiB past the limit
+    script = ("import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+              "print(con.execute(\"SELECT count(*) FROM meta WHERE key LIKE 'k%'\").fetchone()[0])")
+    done = subprocess.run([sys.executable, "-c", script, str(store.path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "60", done.stderr
 
 
 def _read_note(path: Path) -> subprocess.CompletedProcess[str]:
@@ -145,6 +168,23 @@ def test_a_version_1_catalog_is_backed_up_and_migrated_once(tmp_path: Path) -> N
         assert con.execute("SELECT id FROM runs").fetchall() == [("r1",)]
     assert _version(store.path) == str(schema.SCHEMA_VERSION)
     assert _version(store.path.with_name("catalog.duckdb.v1.bak")) == "1"
+
+
+def test_a_catalog_is_backed_up_with_the_commits_still_in_its_log(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    _version_1_catalog(store.path)
+    con = duckdb.connect(str(store.path))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")  # r2 stays in the log, as tracker's
+    con.execute("INSERT INTO runs (id, status, started_at) VALUES ('r2', 'running', now())")
+    con.close()
+    assert store.path.with_name("catalog.duckdb.wal").exists()
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
+    backup = duckdb.connect(str(store.path.with_name("catalog.duckdb.v1.bak")), read_only=True)
+    try:
+        assert backup.execute("SELECT id FROM runs ORDER BY id").fetchall() == [("r1",), ("r2",)]
+    finally:
+        backup.close()
 
 
 def test_a_newer_catalog_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -222,16 +222,18 @@ def restore_run(ref: str) -> str:
 
 
 def purge(older_than: str | float | None = None, *,
-          ids: Sequence[str] | None = None) -> dict[str, int]:
+          ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
     """Delete for good the runs soft-deleted more than ``older_than`` ago (e.g. ``"30d"``),
-    only those of ``ids`` if given."""
-    return default_catalog().purge(older_than, ids=ids)
+    only those of ``ids`` if given; ``store`` also cleans a shared ``TRACKER_STORE``."""
+    return default_catalog().purge(older_than, ids=ids, store=store)
 
 
-def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def export_run(ref: str, path: str | os.PathLike[str], *, overwrite: bool = False,
+               contents: bool = False) -> Path:
     """Write a run as a self-contained YAML or JSON descriptor (an existing file only with
-    ``overwrite=True``; never a catalog)."""
-    return default_catalog().export_run(ref, path, overwrite=overwrite)
+    ``overwrite=True``; never a catalog); ``contents`` also carries its kept contents in
+    ``<path>.contents/``."""
+    return default_catalog().export_run(ref, path, overwrite=overwrite, contents=contents)
 
 
 def import_run(path: str | os.PathLike[str]) -> str:

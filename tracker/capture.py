@@ -49,7 +49,8 @@ from typing import Any
 
 from tracker.errors import TrackerWarning
 
-__all__ = ["FileCapture", "reporting", "seen", "stat_signature", "suppressed", "watch"]
+__all__ = ["CHANGE_EVENTS", "FileCapture", "reporting", "seen", "stat_signature", "suppressed",
+           "watch", "watch_changes"]
 
 _READ = "read"
 _WRITE = "write"
@@ -87,6 +88,9 @@ _active: tuple[FileCapture, ...] = ()
 _cwd: str | None = None
 _hook_installed = False
 _install_lock = threading.Lock()
+# Told of every event that may change a file, capture or not: see watch_changes().
+_before_change: Callable[[str, tuple[Any, ...]], None] | None = None
+CHANGE_EVENTS = frozenset({"open", "os.rename", "os.remove", "os.truncate"})
 
 
 @contextlib.contextmanager
@@ -116,6 +120,7 @@ def seen(path: str, role: str, *, via: str) -> None:
 def before_write(path: str) -> None:
     """A native writer is about to write ``path``: like a write-open, a file the run read is
     announced first (``before_overwrite``), while it still holds what was read."""
+    _announce_change("open", (path, "wb", 0))
     with suppressed():
         for capture in _active:
             capture._on_native_write(path)
@@ -131,7 +136,9 @@ def watch(path: str, *, via: str, existed: bool) -> None:
 
 def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
     global _cwd
-    # Called for every audit event in the process: the common case must cost two comparisons.
+    # Called for every audit event in the process: the common case must cost three comparisons.
+    if _before_change is not None and event in CHANGE_EVENTS:
+        _announce_change(event, args)
     if event != "open":
         if event == "os.chdir":
             _cwd = None
@@ -167,6 +174,28 @@ def _on_side_event(event: str, args: tuple[Any, ...]) -> None:
             else:
                 capture._on_process(event, args)
     except Exception:  # raising here would fail the user's rename or process
+        pass
+    finally:
+        _guard.busy = False
+
+
+def watch_changes(callback: Callable[[str, tuple[Any, ...]], None] | None) -> None:
+    """Have ``callback(event, args)`` called before each :data:`CHANGE_EVENTS` audit event of
+    this process, in any thread but tracker's own, whether or not a capture is active (None:
+    no more). :mod:`tracker.pending_keeps` saves a content waiting to be kept this way."""
+    global _before_change
+    _install_hook()
+    _before_change = callback
+
+
+def _announce_change(event: str, args: tuple[Any, ...]) -> None:
+    callback = _before_change
+    if callback is None or getattr(_guard, "busy", False):
+        return
+    _guard.busy = True
+    try:
+        callback(event, args)
+    except Exception:  # raising here would fail the user's open, rename or removal
         pass
     finally:
         _guard.busy = False

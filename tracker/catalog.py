@@ -438,15 +438,18 @@ class Catalog:
         return manage.restore_runs(self, refs)
 
     def purge(self, older_than: str | float | None = None, *,
-              ids: Sequence[str] | None = None) -> dict[str, int]:
+              ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
         """Delete for good the soft-deleted runs (deleted longer ago than ``older_than``).
 
         Also removes stored blobs no run references. Never touches a user's own files.
-        ``older_than`` is seconds or text such as ``"30d"``, ``"12h"``.
+        ``older_than`` is seconds or text such as ``"30d"``, ``"12h"``. In a shared store
+        (``TRACKER_STORE``) it updates this catalog's reference marks; ``store=True`` also
+        removes the contents no catalog marks, stored over 7 days ago
+        (:mod:`tracker.shared_store`).
         """
         from tracker import manage
 
-        return manage.purge(self, older_than, ids=ids)
+        return manage.purge(self, older_than, ids=ids, store=store)
 
     def show(self, where: str | None = None, **options: Any) -> Any:
         """Display the runs browser on this catalog (a ``tracker.widgets.RunTable`` given
@@ -465,15 +468,17 @@ class Catalog:
         return table
 
     def export_run(self, ref: str, path: str | os.PathLike[str], *,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, contents: bool = False) -> Path:
         """Write a self-contained YAML (``.yaml``/``.yml``) or JSON descriptor of a run.
 
         An existing file is replaced only with ``overwrite=True``; a catalog, its files and
-        any DuckDB database never are. The file appears whole or not at all.
+        any DuckDB database never are. The file appears whole or not at all. ``contents``
+        also copies the run's kept contents into ``<path>.contents/``, which an import
+        takes in after checking each one.
         """
         from tracker import exchange
 
-        return exchange.export_run(self, ref, path, overwrite=overwrite)
+        return exchange.export_run(self, ref, path, overwrite=overwrite, contents=contents)
 
     def import_run(self, path: str | os.PathLike[str]) -> str:
         """Read a descriptor written by :meth:`export_run` into this catalog; returns the id."""

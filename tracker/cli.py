@@ -182,6 +182,9 @@ def _add_trash_commands(commands: _Commands) -> None:
                          "tracker purge --older-than 30d", "tracker purge --yes")
     purge.add_argument("--older-than", metavar="AGE", type=_age,
                        help="only runs deleted longer ago than AGE (30d, 12h, 90m; default: all)")
+    purge.add_argument("--store", action="store_true",
+                       help="also remove from a shared TRACKER_STORE the contents no catalog "
+                            "marks, stored over 7 days ago")
     _add_yes(purge)
 
 
@@ -202,6 +205,8 @@ def _add_moving_commands(commands: _Commands) -> None:
                           "tracker export 01m7zwkkx6hq run.yaml")
     export.add_argument("ref", metavar="REF", help="the run to export")
     export.add_argument("file", metavar="FILE", help="where to write it: .yaml, .yml or .json")
+    export.add_argument("--contents", action="store_true",
+                        help="also copy the run's kept contents into FILE.contents/")
     export.add_argument("--force", action="store_true",
                         help="replace FILE if it exists (never a catalog or a DuckDB file)")
     imported = commands.add("import", _cmd_import, "add a run written by 'tracker export'",
@@ -451,15 +456,17 @@ def _cmd_purge(args: argparse.Namespace) -> int:
             seconds=parse_age(args.older_than))
         where = f"deleted_at <= '{cutoff.isoformat()}'"
     ids = list(catalog.runs(where, deleted_only=True)["id"])
-    if not ids:
+    if not ids and not args.store:
         age = f" deleted more than {args.older_than} ago" if args.older_than else ""
         print(f"no runs in the trash{age}")
         return 0
     if not _confirmed(f"purge {plural(len(ids), 'run')} for good", yes=args.yes):
         return 1
-    removed = catalog.purge(args.older_than, ids=ids)
+    removed = catalog.purge(args.older_than, ids=ids, store=args.store)
     runs, blobs = plural(removed["runs"], "run"), plural(removed["blobs"], "stored file")
-    print(f"purged {runs}, {blobs}")
+    shared = f", {plural(removed['shared'], 'content')} from the shared store" \
+        if args.store else ""
+    print(f"purged {runs}, {blobs}{shared}")
     return 0
 
 
@@ -484,7 +491,8 @@ def _confirmed(action: str, *, yes: bool) -> bool:
 def _cmd_export(args: argparse.Namespace) -> int:
     if Path(args.file).suffix.lower() not in (".yaml", ".yml", ".json"):
         args.parser.error(f"FILE must end in .yaml, .yml or .json, not {args.file!r}")
-    path = _catalog(args).export_run(args.ref, args.file, overwrite=args.force)
+    path = _catalog(args).export_run(args.ref, args.file, overwrite=args.force,
+                                     contents=args.contents)
     print(f"exported {args.ref} to {path}")
     return 0
 

@@ -25,6 +25,7 @@ from tracker.storage.writer import Batch
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
+    from tracker.storage.contents import ContentStore, Kept
 
 
 def write_events(catalog: Catalog, batch: Batch, *, local: recovery.Local,
@@ -127,9 +128,7 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
     it (or, for a big file not hashed yet, its stat key ``seen`` when it was logged, and then
     the copy's hash is the version's); ``kept`` says how it went: a file that changed since is
     never stored under this version."""
-    import errno
-
-    from tracker import keeping
+    from tracker import keeping, pending_keeps, shared_store
     from tracker.storage import contents
 
     if facts.get("hash") is None and not seen:  # a file that could not be read
@@ -137,19 +136,70 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
     try:
         store = catalog.content_store
     except ArgumentError:  # TRACKER_STORE names no usable store (boto3 missing, no bucket)
+        pending_keeps.settle(path, pending_keeps.identity(facts.get("hash"), seen), None)
         return {"kept": keeping.NOT_KEPT}
     try:
-        kept = contents.keep_file(
-            store, path, contents.staging_dir(catalog.blob_dir),
-            expected_hash=facts.get("hash"), seen=tuple(seen) if seen else None)
+        owner = shared_store.owner(catalog) if store.shared else None
+        kept = _keep(store, catalog.blob_dir, path, facts.get("hash"), seen, owner)
     except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
         return {"kept": keeping.CHANGED}
     except OSError as exc:
-        if isinstance(exc, contents.StoreUnavailable) or exc.errno in (errno.ENOSPC,
-                                                                        errno.EDQUOT):
+        if _retryable(exc):
             raise  # the store is full or out of reach: the batch waits and is tried again
         return {"kept": keeping.UNREADABLE}
     return {"kept": keeping.KEPT, "blob": kept.key, "hash": kept.fast_hash}
+
+
+def _keep(store: ContentStore, blob_dir: Path, path: str, expected_hash: str | None,
+          seen: list[int] | None, owner: str | None) -> Kept:
+    """The version of ``path`` stored (and marked for ``owner`` in a shared store): copied
+    now, or saved before it changed (see :mod:`tracker.pending_keeps`). A retryable error
+    leaves the version waiting."""
+    from tracker import pending_keeps
+    from tracker.storage import contents
+
+    ident = pending_keeps.identity(expected_hash, seen)
+    try:
+        kept = _from_saved(store, path, ident, expected_hash, owner)
+        if kept is None:
+            try:
+                kept = contents.keep_file(store, path, contents.staging_dir(blob_dir),
+                                          expected_hash=expected_hash,
+                                          seen=tuple(seen) if seen else None, owner=owner)
+            except (contents.ContentChanged, FileNotFoundError):
+                kept = _from_saved(store, path, ident, expected_hash, owner)  # saved as it changed
+                if kept is None:
+                    raise
+    except OSError as exc:
+        if _retryable(exc):
+            raise  # tried again later: the saved copy waits too
+        pending_keeps.settle(path, ident, None)
+        raise
+    pending_keeps.settle(path, ident, kept)
+    return kept
+
+
+def _retryable(exc: OSError) -> bool:
+    """Whether copying may work later: the store is full or out of reach (not the file)."""
+    import errno
+
+    from tracker.storage import contents
+
+    return isinstance(exc, contents.StoreUnavailable) or exc.errno in (errno.ENOSPC,
+                                                                       errno.EDQUOT)
+
+
+def _from_saved(store: ContentStore, path: str, ident: Any, expected_hash: str | None,
+                owner: str | None) -> Kept | None:
+    """This version as stored for an earlier event, or stored now from the copy saved before
+    the file changed; None when there is neither."""
+    from tracker import pending_keeps
+    from tracker.storage import contents
+
+    saved = pending_keeps.claim(path, ident)
+    if saved is None or isinstance(saved, contents.Kept):
+        return saved
+    return contents.store_staged(store, saved, path, expected_hash=expected_hash, owner=owner)
 
 
 def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +37,9 @@ _BULK = 50  # rows above which an insert scans a DataFrame
 
 
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
-               overwrite: bool = False) -> Path:
-    """See :meth:`tracker.Catalog.export_run`."""
+               overwrite: bool = False, contents: bool = False) -> Path:
+    """See :meth:`tracker.Catalog.export_run`; ``contents`` carries the run's kept contents
+    in a folder beside the descriptor (:mod:`tracker.carried_contents`)."""
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
     flush_for_read(catalog)
@@ -63,6 +64,10 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
                          "ORDER BY key", [run_id]),
         }
     data["notebooks"] = _stored_notebooks(catalog, data["artifacts"])
+    if contents:  # before the descriptor: one that exists has its contents beside it
+        from tracker import carried_contents
+
+        carried_contents.carry(catalog, data["artifacts"], target, overwrite=overwrite)
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
     _write_whole(target, text, overwrite=overwrite)
     return target
@@ -173,21 +178,27 @@ def _dump(data: dict[str, Any], *, yaml: bool) -> str:
 
 def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`."""
-    data = descriptor.load(Path(arguments.path(path, "path")))
+    from tracker import carried_contents
+
+    source = Path(arguments.path(path, "path"))
+    data = descriptor.load(source)
     run_id = data["run"]["id"]
-    if not import_checked(catalog, [data]):
+    carried = carried_contents.take_in(catalog, data["artifacts"], source.expanduser())
+    if not import_checked(catalog, [data], carried=carried):
         raise ArgumentError(f"run {run_id} is already in {catalog.path}; nothing imported "
                             "(import into another catalog, or purge it there first)")
     return run_id
 
 
-def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]]) -> list[str]:
+def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
+                   carried: Set[str] = frozenset()) -> list[str]:
     """Add the runs of descriptors checked by :func:`tracker.descriptor.validate`, in one
     transaction, each as logging would have recorded it here; a run whose id the catalog
-    already holds is left as it is. Returns the ids added."""
+    already holds is left as it is. ``carried``: the kept contents the import stored in this
+    catalog's store (the only ones its rows may name). Returns the ids added."""
     recorded = [_as_recorded(catalog, data) for data in runs]
     for data in recorded:  # the notebooks it carries become this catalog's blobs first
-        data["artifacts"] = _keep_notebooks(catalog, data)
+        data["artifacts"] = _keep_notebooks(catalog, data, carried)
     with catalog.connect(write=True) as con:
         ids = [data["run"]["id"] for data in recorded]
         present = {row[0] for row in con.execute(
@@ -257,12 +268,14 @@ def _tags_as_recorded(redactor: redaction.Redactor,
     return list(kept.values())
 
 
-def _keep_notebooks(catalog: Catalog, data: dict[str, Any]) -> list[dict[str, Any]]:
+def _keep_notebooks(catalog: Catalog, data: dict[str, Any],
+                    carried: Set[str]) -> list[dict[str, Any]]:
     """Store the notebooks the descriptor carries as this catalog's blobs (redacted, as any
     stored notebook is) and return the artifacts pointing at them. A notebook is refused
     unless its text has the hash its blob name says: a file edited by hand could otherwise
-    put other content under a name every reader trusts. Any other blob is dropped: exports
-    carry no kept contents, and a row naming one would show the run another run's bytes."""
+    put other content under a name every reader trusts. Any other blob is dropped unless the
+    import stored it (``carried``, checked): a row naming one would show the run another
+    run's bytes."""
     renamed: dict[str, dict[str, Any]] = {}
     for index, row in enumerate(data["notebooks"]):
         content = row["content"].encode()
@@ -270,14 +283,18 @@ def _keep_notebooks(catalog: Catalog, data: dict[str, Any]) -> list[dict[str, An
             raise DescriptorError(f"notebooks[{index}].content does not match its blob name "
                                   f"{row['blob']}; re-export the run", field="notebooks")
         renamed[row["blob"]] = _store_blob(catalog, content)
-    return [_backed(row, renamed) for row in data["artifacts"]]
+    return [_backed(row, renamed, carried) for row in data["artifacts"]]
 
 
-def _backed(row: dict[str, Any], stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """An artifact row pointing only at what this import stored (a carried notebook)."""
+def _backed(row: dict[str, Any], stored: dict[str, dict[str, Any]],
+            carried: Set[str]) -> dict[str, Any]:
+    """An artifact row pointing only at what this import stored (a carried notebook or a
+    carried kept content)."""
     if row["role"] == "notebook" and row.get("blob") in stored:
         return {**row, **stored[row["blob"]]}
     if row.get("blob") is None and row.get("kept") != "kept":
+        return row
+    if row.get("kept") == "kept" and row.get("blob") in carried:
         return row
     return {**row, "blob": None, "kept": "not kept"}
 

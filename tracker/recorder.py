@@ -436,15 +436,18 @@ class Recorder:
             pass
         started = time.monotonic()
         self.stop_threads()
-        deadline = max(deadline - (time.monotonic() - started), 0.05)
+        until = time.monotonic() + max(deadline - (time.monotonic() - started), 0.05)
         try:
             self.spool()  # whatever the flusher left; the next process ingests what is late
-            if self._db_lock.acquire(timeout=deadline):
+            if self._db_lock.acquire(timeout=max(until - time.monotonic(), 0.05)):
                 try:
-                    self._write(deadline)
+                    self._write(max(until - time.monotonic(), 0.05))
                 finally:
                     self._db_lock.release()
             self._remove_spool()
+            # The file left whole on its own: commits checkpointed out of its log. Not waited
+            # for: while another process holds the lock, the log stays (any DuckDB replays it).
+            self.catalog.store.checkpoint(timeout=0.0)
         except Exception:
             pass  # at exit nobody can be warned; the spool holds everything
 

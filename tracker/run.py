@@ -284,6 +284,10 @@ class Run:
         fields = None if facts is None else facts.fields()
         if fields is not None:  # a regular file: the policy decides on its content now
             fields["keep"] = self.keeper.decide(role, uri, facts.size if facts else None, keep)
+            if fields["keep"]:  # saved if it changes before the flusher copies it
+                from tracker import pending_keeps
+
+                pending_keeps.expect(uri, fields, self.catalog.blob_dir)
         self._push(events.Artifact(self.id, role, uri, fields, time.time(), via))
 
     def record(self, kind: str, *payload: Any) -> None:

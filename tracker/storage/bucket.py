@@ -18,7 +18,7 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from tracker.errors import ArgumentError
-from tracker.storage.contents import Entry, StoreUnavailable, is_key
+from tracker.storage.contents import Entry, StoreUnavailable, is_key, is_owner
 
 ENDPOINT_VARIABLE = "TRACKER_STORE_ENDPOINT"
 
@@ -108,5 +108,54 @@ class BucketStore:
         for page in pages:
             for item in page.get("Contents", ()):
                 name = item["Key"].rsplit("/", 1)[-1]
-                if is_key(name):
+                if is_key(name) and item["Key"] == self._name(name):  # not a mark
                     yield Entry(name, item["Size"], item["LastModified"].timestamp())
+
+    def mark(self, owner: str, key: str) -> None:
+        """Note that the catalog ``owner`` references ``key``: an empty object
+        ``<prefix>/.marks/<owner>/<key>`` (:mod:`tracker.shared_store`)."""
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._mark(owner, key), Body=b"")
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    def unmark(self, owner: str, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._mark(owner, key))
+
+    def marks(self) -> dict[str, dict[str, float]]:
+        found: dict[str, dict[str, float]] = {}
+        start = self._hidden("marks")
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                       Prefix=start)
+        for page in pages:
+            for item in page.get("Contents", ()):
+                owner, _, key = item["Key"][len(start):].partition("/")
+                if is_owner(owner) and is_key(key):
+                    found.setdefault(key, {})[owner] = item["LastModified"].timestamp()
+        return found
+
+    def remove_unless_marked(self, key: str) -> bool:
+        """As ``FolderStore.remove_unless_marked``: copied aside and deleted, then the marks
+        are read again; a content marked meanwhile is copied back."""
+        name = self._name(key)
+        aside = f"{self._hidden('aside')}{key}"
+        with contextlib.suppress(FileNotFoundError), self._missing(key):
+            self._client.copy_object(Bucket=self.bucket, Key=aside,
+                                     CopySource={"Bucket": self.bucket, "Key": name})
+            self._client.delete_object(Bucket=self.bucket, Key=name)
+            marked = key in self.marks()
+            if marked:
+                self._client.copy_object(Bucket=self.bucket, Key=name,
+                                         CopySource={"Bucket": self.bucket, "Key": aside})
+            self._client.delete_object(Bucket=self.bucket, Key=aside)
+            return not marked
+        return False
+
+    def _hidden(self, folder: str) -> str:
+        """Where tracker's own objects of one kind (marks, contents set aside) live."""
+        return f"{self.prefix}/.{folder}/" if self.prefix else f".{folder}/"
+
+    def _mark(self, owner: str, key: str) -> str:
+        if not (is_owner(owner) and is_key(key)):
+            raise ValueError(f"{owner[:40]!r}/{key[:80]!r} is not a mark of a kept content")
+        return f"{self._hidden('marks')}{owner}/{key}"

@@ -2,9 +2,10 @@
 for one operation at a time.
 
 Starting a DuckDB database costs ~20-25 ms on this machine, even in memory; attaching a file to
-a running one and detaching it again costs ~3. Detaching closes the file as closing a connection
-does: it checkpoints and releases DuckDB's file lock, so other processes see a catalog that no
-one holds between operations (docs/design.md §2).
+a running one and detaching it again costs ~3. Detaching closes the file and releases DuckDB's
+file lock, so other processes see a catalog that no one holds between operations (docs/design.md
+§2). It does not checkpoint: commits stay in the file's log until it passes a few KiB (see
+_CONFIG), and whoever attaches next replays them.
 
 There is one instance per catalog file, not one per process: DuckDB keeps a detached database
 open while any transaction that began before the DETACH still runs, so a query on another
@@ -32,6 +33,8 @@ from typing import Any
 from tracker import teardown
 from tracker.errors import CatalogError
 
+#: Bytes of log (commits not yet checkpointed into the file) past which a commit checkpoints.
+WAL_LIMIT = 16 * 1024
 _CONFIG: dict[str, Any] = {
     "storage_compatibility_version": "v1.5.0",  # files stay readable by duckdb 1.5
     # A file that is not DuckDB (SQLite, Parquet) made DuckDB fetch an extension to read it:
@@ -42,6 +45,12 @@ _CONFIG: dict[str, Any] = {
     # only costs memory, times each instance a process keeps.
     "threads": 2,
     "async_threads": 1,
+    # A write's commit goes to the log (.wal) and its detach does not checkpoint: the commit
+    # that takes the log past WAL_LIMIT checkpoints it into the file. Checkpointing at every
+    # detach was most of a small write's time (one run: ~5 of ~15 ms); replaying a log this
+    # small adds about 1 ms to an attach (docs/design.md §6).
+    "checkpoint_on_detach": "DISABLED",
+    "checkpoint_threshold": f"{WAL_LIMIT}b",
 }
 KEPT = 4  # instances kept open for catalogs not in use
 

@@ -158,9 +158,11 @@ class Store:
         connection = self._open(draft if creating else self.path, write=write, wait=wait)
         try:
             yield connection
+            if creating:  # detaching leaves commits in the log: a draft is published whole
+                connection.execute("CHECKPOINT")
         finally:
             # Detached before the sidecar lock is released: DuckDB's own file lock must be
-            # gone, and a write checkpointed, before the next process may open the file.
+            # gone, and a write's log on disk, before the next process may open the file.
             _duckdb.detach(connection, str(self.path))
         if creating:
             self._publish(draft)
@@ -236,12 +238,28 @@ class Store:
                     f"(pip install -U tracker) to a release that reads schema {version}",
                     path=str(self.path), version=version)
             if version is not None and version < schema.SCHEMA_VERSION:
-                backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
-                shutil.copy2(self.path, backup)
-                os.chmod(backup, 0o600)
+                self._back_up(self.path.with_name(f"{self.path.name}.v{version}.bak"))
             if version != schema.SCHEMA_VERSION:
                 self._build(version, wait)
         self._ready = True
+
+    def _back_up(self, backup: Path) -> None:
+        """Copy the catalog to ``backup`` with its log (commits not yet checkpointed into the
+        file), which DuckDB replays when the copy is opened."""
+        _wal(backup).unlink(missing_ok=True)  # a stale log must not replay into the copy
+        for source, target in ((self.path, backup), (_wal(self.path), _wal(backup))):
+            if source.exists():
+                shutil.copy2(source, target)
+                os.chmod(target, 0o600)
+
+    def checkpoint(self, *, timeout: float | None = None) -> None:
+        """Move what the log holds into the catalog file, leaving the file whole on its own (a
+        process that wrote does this as it exits: a user copying only the ``.duckdb`` file
+        then misses nothing)."""
+        if not _wal(self.path).exists():
+            return
+        with self.connect(write=True, timeout=timeout) as connection:
+            connection.execute("CHECKPOINT")
 
     def _stored_version(self, wait: _Wait) -> int | None:
         with self._attached(write=False, wait=wait) as connection:
