@@ -115,6 +115,35 @@ def test_this_process_own_runs_and_spool_are_never_recovered(store: Store) -> No
     assert spool.exists()
 
 
+class _Killed(BaseException):
+    """A SIGKILL, at the point a test chooses."""
+
+
+def test_a_first_write_killed_before_the_catalog_exists_never_loses_a_recovered_spool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nbval kills kernels while their first write may run. A writer that creates the catalog
+    # and recovers a dead process's spool in the same open, killed just before the new file is
+    # renamed into place, must not have retired that spool already: the next creator deletes
+    # the unpublished draft, and the orphan's run would be gone (seen in CI: a notebook's run
+    # missing from the catalog after `pytest --nbval`).
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    pid = _dead_pid()
+    orphan = _spool(store, pid, _started("orphan", pid))
+
+    def killed(self: Store, draft: Path) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(Store, "_publish", killed)
+    with pytest.raises(_Killed):
+        recovery.write_events(store, _mine("mine"), complete=_as_is, local=NOBODY)
+    monkeypatch.undo()
+
+    assert orphan.exists()
+    recovery.maybe_recover(Store(store.path, timeout=5.0), complete=_as_is, local=NOBODY,
+                           force=True)
+    assert _runs(store) == [("orphan", "crashed")]
+
+
 def test_a_first_write_recovers_in_the_same_open(store: Store) -> None:
     pid = _dead_pid()
     _spool(store, pid, _started("orphan", pid))

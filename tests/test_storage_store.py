@@ -34,9 +34,10 @@ def _version(path: Path) -> str:
 def test_a_first_write_publishes_a_whole_private_catalog(tmp_path: Path) -> None:
     store = _store(tmp_path)
     with store.connect(write=True) as con:
+        # Built as a draft and renamed into place, whole, before the write runs: what the
+        # write commits is in the file at the catalog's path, never in an unpublished draft.
+        assert store.path.exists() and not store.path.with_name("catalog.duckdb.draft").exists()
         con.execute("INSERT INTO meta VALUES ('note', 'first')")
-        assert not store.path.exists()  # built as a draft until it is complete
-        assert store.path.with_name("catalog.duckdb.draft").exists()
     assert store.path.exists() and not store.path.with_name("catalog.duckdb.draft").exists()
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert _version(store.path) == str(schema.SCHEMA_VERSION)

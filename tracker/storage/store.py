@@ -146,26 +146,34 @@ class Store:
     def _attached(self, *, write: bool, wait: _Wait) -> Iterator[Any]:
         """The catalog file attached for one operation; the caller holds the sidecar lock.
 
-        A new catalog is built in a draft file beside it and renamed into place once complete:
-        DuckDB creates a file before it writes the header, and a process killed in between
-        (nbval SIGKILLs kernels while their last write may run) would leave an empty file that
-        no DuckDB can open, and that tracker must never overwrite.
+        A write to a catalog that does not exist yet first publishes an empty one
+        (:meth:`_publish_new`), so what the write commits, and the spools it then retires, are
+        in the file at the catalog's path, never in a draft a kill could leave unpublished.
         """
-        draft = self.path.with_name(f"{self.path.name}.draft")
-        creating = write and not self.path.exists()
-        if creating:
-            _remove_database(draft)  # a process killed while creating left it
-        connection = self._open(draft if creating else self.path, write=write, wait=wait)
+        if write and not self.path.exists():
+            self._publish_new(wait)
+        connection = self._open(self.path, write=write, wait=wait)
         try:
             yield connection
-            if creating:  # detaching leaves commits in the log: a draft is published whole
-                connection.execute("CHECKPOINT")
         finally:
             # Detached before the sidecar lock is released: DuckDB's own file lock must be
             # gone, and a write's log on disk, before the next process may open the file.
             _duckdb.detach(connection, str(self.path))
-        if creating:
-            self._publish(draft)
+
+    def _publish_new(self, wait: _Wait) -> None:
+        """Build a new catalog's tables in a draft file beside it, checkpointed, and rename it
+        into place: DuckDB creates a file before it writes the header, and a process killed in
+        between (nbval SIGKILLs kernels while their last write may run) would leave an empty
+        file that no DuckDB can open, and that tracker must never overwrite."""
+        draft = self.path.with_name(f"{self.path.name}.draft")
+        _remove_database(draft)  # a process killed while creating left it
+        connection = self._open(draft, write=True, wait=wait)
+        try:
+            self._create(connection)
+            connection.execute("CHECKPOINT")  # a draft is published whole, with no log
+        finally:
+            _duckdb.detach(connection, str(self.path))
+        self._publish(draft)
 
     def _publish(self, draft: Path) -> None:
         """Rename a complete, checkpointed draft to the catalog's path."""
@@ -180,10 +188,7 @@ class Store:
         version = self._version_in(connection)
         if version is None and write:
             self._create(connection)
-            # An empty DuckDB file someone made becomes private; a new catalog is still a
-            # draft here, made private when it is published.
-            if self.path.exists():
-                os.chmod(self.path, 0o600)
+            os.chmod(self.path, 0o600)  # an empty DuckDB file someone made becomes private
             version = schema.SCHEMA_VERSION
         self._ready = version == schema.SCHEMA_VERSION
         return self._ready
@@ -293,7 +298,8 @@ class Store:
     def _build(self, version: int | None, wait: _Wait) -> None:
         with self._attached(write=True, wait=wait) as connection:
             if version is None:
-                self._create(connection)
+                if self._version_in(connection) is None:  # an empty DuckDB file someone made
+                    self._create(connection)
                 return
             connection.execute("BEGIN")
             for _, migrate in schema.pending_migrations(version):
