@@ -374,8 +374,8 @@ def test_a_store_setting_tracker_cannot_use_says_what_to_set(
             use()
 
 
-def test_a_bucket_out_of_reach_is_retried_later_never_judged_unreadable(
-        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _bucket_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point TRACKER_STORE at a bucket whose endpoint is a port nothing listens on."""
     import socket
 
     pytest.importorskip("boto3")
@@ -387,6 +387,11 @@ def test_a_bucket_out_of_reach_is_retried_later_never_judged_unreadable(
                         ("TRACKER_STORE_ENDPOINT", closed),
                         ("TRACKER_STORE", "s3://team-contents/tracker")):
         monkeypatch.setenv(name, value)
+
+
+def test_a_bucket_out_of_reach_is_retried_later_never_judged_unreadable(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _bucket_out_of_reach(monkeypatch)
     path = str(_write(tmp_path / "scores.csv", b"score\n1\n"))
     # An OSError out of preparing a batch leaves its events pending, to be written later
     # (not quarantined, not recorded as a content that could not be read).
@@ -532,17 +537,7 @@ def test_a_checkpoint_saved_by_each_cell_of_a_real_kernel_keeps_every_version(
 
 def test_purge_with_a_shared_store_out_of_reach_raises_a_catalog_error(
         catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
-    pytest.importorskip("boto3")
-    with socket.socket() as probe:  # a port nothing listens on: the network is down
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
-                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_MAX_ATTEMPTS", "1"),
-                        ("TRACKER_STORE_ENDPOINT", closed),
-                        ("TRACKER_STORE", "s3://team-contents/tracker")):
-        monkeypatch.setenv(name, value)
+    _bucket_out_of_reach(monkeypatch)
     with catalog.start_run("gone") as run:
         pass
     catalog.delete_run(run.id)

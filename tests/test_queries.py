@@ -238,13 +238,20 @@ def _common_prefix(ids: list[str]) -> str:
     return prefix
 
 
-def test_lineage_links_a_reader_to_the_writer(catalog: tracker.Catalog, tmp_path: Path) -> None:
+def _featurize_then_train(catalog: tracker.Catalog,
+                          tmp_path: Path) -> tuple[Path, tracker.Run, tracker.Run]:
+    """A run that writes features.parquet, and one that reads it."""
     features = tmp_path / "features.parquet"
     features.write_bytes(b"PAR1 pretend")
     with catalog.start_run("featurize") as producer:
         producer.log_output(features)
     with catalog.start_run("train") as consumer:
         consumer.log_input(features)
+    return features, producer, consumer
+
+
+def test_lineage_links_a_reader_to_the_writer(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    features, producer, consumer = _featurize_then_train(catalog, tmp_path)
     up = catalog.lineage(consumer.id)
     assert list(zip(up["direction"], up["run_name"])) == [("upstream", "featurize")]
     down = catalog.lineage(producer.id)
@@ -254,12 +261,7 @@ def test_lineage_links_a_reader_to_the_writer(catalog: tracker.Catalog, tmp_path
 
 def test_lineage_and_artifacts_leave_out_deleted_runs_unless_asked(
         catalog: tracker.Catalog, tmp_path: Path) -> None:
-    features = tmp_path / "features.parquet"
-    features.write_bytes(b"PAR1 pretend")
-    with catalog.start_run("featurize") as producer:
-        producer.log_output(features)
-    with catalog.start_run("train") as consumer:
-        consumer.log_input(features)
+    features, producer, consumer = _featurize_then_train(catalog, tmp_path)
     tracker.use_catalog(catalog)
     tracker.delete_run(consumer.id)
     assert catalog.lineage(producer.id).empty
