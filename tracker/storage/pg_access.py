@@ -59,8 +59,10 @@ def _policies(table: str) -> list[str]:
     cannot move a row into a project the role may not write)."""
     read, write = _check(table, _READABLE), _check(table, _WRITABLE)
     if table != "runs":
-        # runs' own policy already limits the sub-select to readable runs
-        read = f"EXISTS (SELECT 1 FROM {_S}.runs r WHERE r.id = {table}.run_id)"
+        # runs' own policy limits the sub-select to readable runs. IN, hashed once per scan:
+        # as EXISTS, its cost estimate (millions) set JIT off, 0.6 s for 20k params, not 36 ms.
+        # Writes keep EXISTS, an index probe per row: IN hashed every run per INSERT (25 ms).
+        read = f"{table}.run_id IN (SELECT r.id FROM {_S}.runs r)"
     on = f"ON {_S}.{table}"
     return [f"ALTER TABLE {_S}.{table} ENABLE ROW LEVEL SECURITY",
             *(f"DROP POLICY IF EXISTS {name} {on}"
