@@ -72,8 +72,7 @@ def grant(url: str | None, role: Any, project: Any, *, read_only: bool = False) 
     given = Grant(_role(role), _project(project), not read_only)
     store = store_of(url)
     with store.connect(write=True) as connection:
-        _must_own(connection, store)
-        _must_have_grants(connection, store)
+        _must_administer(connection, store)
         _must_exist(connection, given.role, store)
         for step in grant_steps(given):
             connection.execute(step.query, step.params or None)
@@ -86,8 +85,7 @@ def revoke(url: str | None, role: Any, project: Any) -> Grant:
     who, what = _role(role), _project(project)
     store = store_of(url)
     with store.connect(write=True) as connection:
-        _must_own(connection, store)
-        _must_have_grants(connection, store)
+        _must_administer(connection, store)
         removed = connection.execute(
             f"DELETE FROM {_GRANTS} WHERE grantee = %s AND project = %s RETURNING can_write",
             [who, what]).fetchone()
@@ -103,8 +101,7 @@ def grants(url: str | None) -> list[Grant]:
     """Every grant of the catalog, by role then project."""
     store = store_of(url)
     with store.connect() as connection:
-        _must_own(connection, store)
-        _must_have_grants(connection, store)
+        _must_administer(connection, store)
         rows = connection.execute(f"SELECT grantee, project, can_write FROM {_GRANTS} "
                                   "ORDER BY grantee, project").fetchall()
     return [Grant(*row) for row in rows]
@@ -187,8 +184,10 @@ def _must_own(connection: Any, store: PgStore) -> None:
             "or a superuser: connect as it (the user in the URL, or PGUSER)", path=store.shown)
 
 
-def _must_have_grants(connection: Any, store: PgStore) -> None:
-    """CatalogError for a catalog created before access control (init adds it)."""
+def _must_administer(connection: Any, store: PgStore) -> None:
+    """:func:`_must_own`, and CatalogError for a catalog created before access control
+    (:func:`init` adds it)."""
+    _must_own(connection, store)
     if connection.execute("SELECT to_regclass(%s)", [_GRANTS]).fetchone()[0] is None:
         raise CatalogError(f"the catalog {store.shown} predates access control: run "
                            "'tracker admin init' on it first", path=store.shown)
