@@ -5,7 +5,9 @@ work as documented, and the SQL script a DBA runs gives the same catalog."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import psycopg
@@ -293,13 +295,17 @@ def test_init_adds_access_control_to_a_catalog_created_before_it(team: Team) -> 
     assert _ids(team.catalog(team.role_a).runs()) == ["runa0001"]
 
 
-def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: str) -> None:
+def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: str,
+                                                     tmp_path: Path) -> None:
     database = pg_url.split("/")[3].split("?")[0]
     role = f"carl_{database}"
     pg_cluster.admin(f"CREATE ROLE {role} LOGIN")
     text = pg_admin.script([pg_admin.Grant(role, "A", True)])
-    with psycopg.connect(pg_url, autocommit=True) as connection:
-        connection.execute(text.encode())  # as psql would: one script, simple protocol
+    script = tmp_path / "catalog.sql"
+    script.write_text(text, encoding="utf-8")
+    done = subprocess.run([str(pg_cluster.bin / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                           str(script), pg_url], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
     with psycopg.connect(pg_url) as connection:
         policies = connection.execute("SELECT count(*) FROM pg_policies WHERE schemaname = "
                                       "'tracker'").fetchone()

@@ -109,11 +109,13 @@ def grants(url: str | None) -> list[Grant]:
 
 def script(to_grant: Sequence[Grant] = ()) -> str:
     """The SQL that creates a catalog in a new database with its access control and the
-    grants ``to_grant``, for its owner to run in one transaction (``psql -1 -f``)."""
+    grants ``to_grant``, for its owner to run (``psql -v ON_ERROR_STOP=1 -f``): one
+    transaction, so a failed statement leaves the database as it was."""
     from psycopg import sql
 
     steps = [_Step(f"CREATE SCHEMA IF NOT EXISTS {pg_schema.SCHEMA}"),
-             _Step(f"SET LOCAL search_path TO {pg_schema.SCHEMA}"),
+             _Step(f"SET search_path TO {pg_schema.SCHEMA}"),
+             _Step("SET client_min_messages TO warning"),  # no "policy ... does not exist"
              *map(_Step, pg_schema.create_statements()),
              _Step("INSERT INTO meta VALUES ('schema_version', %s)",
                    (str(pg_schema.SCHEMA_VERSION),)),
@@ -121,7 +123,7 @@ def script(to_grant: Sequence[Grant] = ()) -> str:
              *(step for given in to_grant for step in grant_steps(given))]
     lines = [f"-- A tracker catalog (schema version {pg_schema.SCHEMA_VERSION}) with row-level "
              "security by project.", "-- Run as the database's owner on a new database: "
-             "psql -1 -v ON_ERROR_STOP=1 -f this.sql", "BEGIN;"]
+             "psql -v ON_ERROR_STOP=1 -f this.sql", "BEGIN;"]
     for step in steps:
         if step.params:
             text = sql.SQL(step.query.replace("%s", "{}")).format(
