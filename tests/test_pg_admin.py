@@ -316,8 +316,11 @@ def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: st
 
 
 def test_the_admin_command(granted: Team, capsys: pytest.CaptureFixture[str]) -> None:
-    url = granted.owner_url
+    url = granted.owner_url.replace("postgres@", "postgres:Secr3t@", 1)  # trust: unused
     assert main(["admin", "init", url]) == 0
+    assert "postgres:***@" in capsys.readouterr().out
+    assert main(["admin", "grants", "--catalog", url.replace("/t_", "/missing_")]) == 1
+    assert "Secr3t" not in capsys.readouterr().err
     assert main(["admin", "grant", granted.role_b, "--project", "A", "--read-only",
                  "--catalog", url]) == 0
     assert main(["admin", "grants", "--catalog", url]) == 0
