@@ -1,7 +1,8 @@
 """A PostgreSQL catalog's store (tracker/storage/pg_store.py) on a real server: its schema is
 created once, versioned and migrated in one transaction, a newer one refused; a server that
 cannot be reached, a wrong password or a missing privilege is a CatalogError that never shows
-the password; libpq's own conventions (PGPASSFILE) work."""
+the password; libpq's own conventions work (PGPASSFILE, PGSERVICE with PGSERVICEFILE, sslmode
+in the URL) and a password read from any of them is never shown."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pg_server import PASSWORD_ROLE
 from pg_server import ROLE_PASSWORD as PASSWORD
 
 from tracker.errors import CatalogError, CatalogVersionError, NotACatalogError
-from tracker.storage import pg_schema, schema
+from tracker.storage import pg_access, pg_schema, schema
 from tracker.storage.pg_store import PgStore
 
 
@@ -45,7 +46,8 @@ def test_the_first_connection_creates_the_file_catalogs_tables(pg_url: str) -> N
     with PgStore(pg_url, 10).connect() as connection:
         assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     tables = _tables(pg_url)
-    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT)
+    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | {pg_access.GRANTS}
+    del tables[pg_access.GRANTS]  # who sees which project: PostgreSQL's alone (pg_access)
     for table, names in tables.items():
         expected = [name for name in schema.column_names(table) if name != "values_fresh"]
         assert names[:len(expected)] == expected, table
@@ -200,7 +202,7 @@ def test_a_role_that_may_not_create_the_catalog_is_told_what_to_ask_for(
     database = pg_url.split("/")[3].split("?")[0]
     visitor = f"visitor_{database}"
     pg_cluster.admin(f"CREATE ROLE {visitor} LOGIN")
-    with pytest.raises(CatalogError, match="ask its owner to grant"):
+    with pytest.raises(CatalogError, match="ask its owner to grant this role a project"):
         with PgStore(pg_cluster.url(database, visitor), 10).connect():
             pass
 
@@ -215,3 +217,69 @@ def test_an_operation_the_server_stops_is_not_called_unreachable(pg_url: str) ->
             with store.connect(write=True) as connection:
                 connection.execute("SET LOCAL lock_timeout = '100ms'")
                 connection.execute("UPDATE meta SET value = 'y' WHERE key = 'row'")
+
+
+def _service_file(path: Path, database: str, socket_dir: Path, password: str) -> Path:
+    path.write_text(f"[team]\nhost={socket_dir}\nport=5432\ndbname={database}\n"
+                    f"user={PASSWORD_ROLE}\npassword={password}\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("how", ["url", "environment"])
+def test_libpq_reads_the_service_file_and_never_shows_its_password(
+        pg_cluster: Any, password_role: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        how: str) -> None:
+    services = _service_file(tmp_path / "services.conf", password_role, pg_cluster.socket_dir,
+                             PASSWORD)
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    url = "postgresql://?service=team"
+    if how == "environment":
+        monkeypatch.setenv("PGSERVICE", "team")
+        url = "postgresql://"
+    store = PgStore(url, 10)
+    with store.connect() as connection:
+        assert connection.execute("SELECT current_user, current_database()").fetchone() == \
+            (PASSWORD_ROLE, password_role)
+    wrong = "wr0ng-" + PASSWORD
+    _service_file(services, password_role, pg_cluster.socket_dir, wrong)
+    with pytest.raises(CatalogError, match="password authentication failed") as refused:
+        with PgStore(url, 10).connect():
+            pass
+    shown = f"{refused.value} {refused.value.path} {store!r}"
+    assert "wr0ng" not in shown and PASSWORD not in shown
+
+
+def test_a_wrong_password_in_pgpassfile_is_never_shown(
+        pg_cluster: Any, password_role: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:{PASSWORD_ROLE}:wr0ng-secret\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    with pytest.raises(CatalogError, match="password authentication failed") as refused:
+        with PgStore(pg_cluster.url(password_role, PASSWORD_ROLE), 10).connect():
+            pass
+    assert "wr0ng" not in f"{refused.value} {refused.value.path}"
+
+
+@pytest.mark.parametrize("mode", ["disable", "prefer", "require"])
+def test_sslmode_in_the_url_goes_to_libpq(pg_cluster: Any, password_role: str,
+                                          mode: str) -> None:
+    # libpq ignores sslmode on a Unix socket (the tests' server has no TCP port): what is
+    # tested is that the URL reaches libpq whole, the password percent-encoded beside it
+    url = pg_cluster.url(password_role, PASSWORD_ROLE, PASSWORD) + f"&sslmode={mode}"
+    with PgStore(url, 10).connect() as connection:
+        options = {option.keyword: option.val for option in connection.pgconn.info}
+        assert options[b"sslmode"] == mode.encode()
+        assert connection.execute("SELECT current_user").fetchone() == (PASSWORD_ROLE,)
+
+
+def test_a_bad_sslmode_is_a_catalog_error_without_the_password(pg_cluster: Any,
+                                                               password_role: str) -> None:
+    url = pg_cluster.url(password_role, PASSWORD_ROLE, PASSWORD) + "&sslmode=bogus"
+    with pytest.raises(CatalogError, match="sslmode") as refused:
+        with PgStore(url, 10).connect():
+            pass
+    shown = f"{refused.value} {refused.value.path} {PgStore(url, 10)!r}"
+    assert PASSWORD not in shown and quote(PASSWORD, safe="") not in shown
+    assert f"{PASSWORD_ROLE}:***@" in shown

@@ -16,6 +16,7 @@ Each also inherits the standard exception a caller would already catch::
     │   ├── CatalogVersionError                   written by a newer tracker
     │   ├── CatalogOwnershipError (PermissionError) owned by someone else, or open to others
     │   ├── CatalogFullError    (OSError)         the disk is full
+    │   ├── ProjectAccessError  (PermissionError) a PostgreSQL role may not do this
     │   └── NotACatalogError                      not a DuckDB catalog, or corrupt
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "FilterSyntaxError",
     "NotACatalogError",
     "NotOnPostgresError",
+    "ProjectAccessError",
     "ReadOnlySQLError",
     "RunNotFoundError",
     "SQLError",
@@ -134,6 +136,11 @@ class CatalogOwnershipError(CatalogError, PermissionError):
 
 class NotOnPostgresError(CatalogError, NotImplementedError):
     """An operation a PostgreSQL catalog does not offer yet (only reads are ported so far)."""
+
+
+class ProjectAccessError(CatalogError, PermissionError):
+    """On a PostgreSQL catalog, the role connected may not do this: change a run of a project
+    granted to it read-only, or administer a catalog it does not own."""
 
 
 class CatalogFullError(CatalogError, OSError):

@@ -16,7 +16,8 @@ locks, each enough alone for writes:
   closed after the query, with whatever session state it made (an advisory lock, say).
 
 Params bind PostgreSQL's ``$1, $2...`` from a list; named params (``$name``) are DuckDB's only.
-Which tables a role may read is PostgreSQL's access control (``GRANT``), not this module's.
+Which tables a role may read is PostgreSQL's access control (``GRANT``), not this module's, and
+which rows its row-level security by project (:mod:`tracker.storage.pg_access`).
 """
 
 from __future__ import annotations

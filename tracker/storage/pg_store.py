@@ -10,7 +10,9 @@ PostgreSQL's own locks keep writers apart (a run's row is locked while its event
 The tables live in the ``tracker`` schema (:mod:`tracker.storage.pg_schema`). The first
 connection of a :class:`PgStore` creates them, or checks their version and migrates them, in one
 transaction under an advisory lock, so processes starting together create them once; a
-catalog of a newer version is refused (:class:`tracker.errors.CatalogVersionError`).
+catalog of a newer version is refused (:class:`tracker.errors.CatalogVersionError`). Its
+access control (:mod:`tracker.storage.pg_access`) is created with it: until the owner grants
+a project (``tracker admin grant``), other roles see no run.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from tracker.errors import (
     CatalogError,
     CatalogVersionError,
     NotACatalogError,
+    ProjectAccessError,
     TrackerError,
     first_line,
 )
-from tracker.storage import pg_schema
+from tracker.storage import pg_access, pg_schema
 from tracker.storage.pg_url import redacted
 
 # The advisory lock taken while the schema is created or migrated (any fixed number: it names
@@ -102,7 +105,7 @@ class PgStore:
                     f"{version}", path=self.shown, version=version)
             if version is None:
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_schema.SCHEMA}")
-                for statement in pg_schema.create_statements():
+                for statement in [*pg_schema.create_statements(), *pg_access.statements()]:
                     connection.execute(statement)
             elif version < pg_schema.SCHEMA_VERSION:
                 for _, migrate in pg_schema.pending_migrations(version):
@@ -127,8 +130,8 @@ class PgStore:
                 f"{self.shown} has a schema {pg_schema.SCHEMA!r} that is not a tracker catalog "
                 f"(it has tables {tables[:5]}); it was left untouched: use another database",
                 path=self.shown)
-        row = connection.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = connection.execute(  # qualified: a role without USAGE is told it, not "no meta"
+            f"SELECT value FROM {pg_schema.SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
         version = str(row[0]) if row else ""
         if not (version.isascii() and version.isdigit()) or int(version) < 1:
             raise NotACatalogError(
@@ -149,10 +152,15 @@ def translated(shown: str) -> Iterator[None]:
     except TrackerError:
         raise
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise CatalogError(
+        if "row-level security" in str(exc):
+            raise ProjectAccessError(
+                f"catalog {shown}: this role may not write runs of that project "
+                f"({_first_line(exc)}); nothing of it was written: ask the catalog's owner "
+                "for write access (tracker admin grant ROLE --project P)", path=shown) from None
+        raise ProjectAccessError(
             f"catalog {shown}: the database refused ({_first_line(exc)}); ask its owner to "
-            f"grant this role USAGE and CREATE on the schema {pg_schema.SCHEMA!r}, or to "
-            "create the catalog by running tracker once as the owner", path=shown) from None
+            "grant this role a project (tracker admin grant ROLE --project P), or to create "
+            "the catalog by running tracker admin init as the owner", path=shown) from None
     except psycopg.OperationalError as exc:
         if exc.sqlstate and not exc.sqlstate.startswith(_CONNECTION_STATES):
             # a deadlock, a lock or statement timeout: the server is there, the operation lost

@@ -1,0 +1,336 @@
+"""Who sees what on a PostgreSQL catalog (tracker/pg_admin.py, tracker/storage/pg_access.py), on
+a real server with two real roles: a role granted project A reads, changes and records only A's
+runs, whatever it sends (the public reads, sql(), its own SQL); the grants and `tracker admin`
+work as documented, and the SQL script a DBA runs gives the same catalog."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import tracker
+from tracker import events, pg_admin
+from tracker.cli import main
+from tracker.errors import (
+    ArgumentError,
+    CatalogError,
+    ProjectAccessError,
+    ReadOnlySQLError,
+    RunNotFoundError,
+)
+from tracker.storage import pg_access, pg_schema, pg_writer
+from tracker.storage.pg_store import PgStore
+
+T0 = 1_780_000_000.0
+RUN_TABLES_SQL = ("params", "metrics", "tags", "cells", "run_artifacts", "status_changes")
+
+
+class Team(NamedTuple):
+    """A catalog holding one run of project A, one of B and one with no project, and a fresh
+    role per project (granted nothing yet)."""
+
+    owner_url: str
+    database: str
+    role_a: str
+    role_b: str
+    cluster: Any
+
+    def url(self, role: str) -> str:
+        return str(self.cluster.url(self.database, role))
+
+    def catalog(self, role: str) -> tracker.Catalog:
+        return tracker.Catalog(self.url(role))
+
+
+def _events(run_id: str, project: str | None) -> list[events.Spooled]:
+    start: dict[str, Any] = {"name": run_id, "started_at": T0, "host": "box", "pid": 1}
+    if project is not None:
+        start["project"] = project
+    shapes: list[events.Event] = [
+        events.Start(run_id, start),
+        events.Param(run_id, "lr", 0.1, "float", T0 + 1),
+        events.Metric(run_id, "loss", 0.5, 1, T0 + 2),
+        events.Tag(run_id, "stage", "dev", T0 + 2),
+        events.Cell(run_id, {"seq": 1, "execution_count": 1, "source": "x = 1",
+                             "started_at": T0 + 1, "duration": 0.5, "success": True}),
+        events.Artifact(run_id, "output", f"/data/{run_id}.csv",
+                        {"size": 1, "mtime": T0, "hash": f"h-{run_id}"}, T0 + 3, "api"),
+        events.End(run_id, "completed", T0 + 4, None),
+    ]
+    return [events.Spooled(run_id, seq, event) for seq, event in enumerate(shapes, 1)]
+
+
+def _apply(url: str, batch: list[events.Spooled]) -> None:
+    with PgStore(url, 10).connect(write=True) as connection:
+        assert pg_writer.apply(connection, batch) == []
+
+
+@pytest.fixture
+def team(pg_cluster: Any, pg_url: str) -> Team:
+    database = pg_url.split("/")[3].split("?")[0]
+    role_a, role_b = f"ann_{database}", f"bob_{database}"
+    for role in (role_a, role_b):
+        pg_cluster.admin(f"CREATE ROLE {role} LOGIN")
+    pg_admin.init(pg_url)
+    _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B"),
+                    *_events("run00001", None)])
+    return Team(pg_url, database, role_a, role_b, pg_cluster)
+
+
+@pytest.fixture
+def granted(team: Team) -> Team:
+    pg_admin.grant(team.owner_url, team.role_a, "A")
+    pg_admin.grant(team.owner_url, team.role_b, "B")
+    return team
+
+
+def _ids(frame: Any, column: str = "id") -> list[str]:
+    return sorted(set(frame[column]))
+
+
+def test_a_role_reads_only_its_projects_runs(granted: Team) -> None:
+    ann = granted.catalog(granted.role_a)
+    assert _ids(ann.runs()) == ["runa0001"]
+    assert _ids(ann.runs("params.lr > 0 or id = 'runb0001'", include_deleted=True)) == \
+        ["runa0001"]
+    assert ann.count_runs(by=None)["count"].tolist() == [1]
+    assert ann.get_run("runa0001").project == "A"
+    for ref in ("runb0001", "runb", "run00001"):
+        with pytest.raises(RunNotFoundError):
+            ann.get_run(ref)
+    assert ann.keys() and ann.metric_history("runa0001")["value"].tolist() == [0.5]
+    assert _ids(ann.artifacts(), "run_id") == ["runa0001"]
+    bob = granted.catalog(granted.role_b)
+    assert _ids(bob.runs()) == ["runb0001"]
+
+
+@pytest.mark.parametrize("table", ["runs", *RUN_TABLES_SQL])
+def test_sql_sees_only_the_projects_rows_of_every_run_table(granted: Team, table: str) -> None:
+    column = "id" if table == "runs" else "run_id"
+    owner = tracker.Catalog(granted.owner_url).sql(f"SELECT {column} FROM tracker.{table}")
+    seen = granted.catalog(granted.role_a).sql(f"SELECT {column} FROM tracker.{table}")
+    expected = {"runa0001"} if table != "status_changes" else set()
+    assert set(seen[column]) == expected
+    assert set(owner[column]) >= expected  # the owner bypasses row-level security
+
+
+def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:
+    with psycopg.connect(granted.owner_url) as connection:
+        secured = dict(connection.execute(
+            "SELECT relname, relrowsecurity FROM pg_class WHERE relkind = 'r' AND "
+            "relnamespace = 'tracker'::regnamespace").fetchall())
+    assert set(secured) == {*pg_access.run_tables(), *pg_access.SHARED}
+    assert {name for name, on in secured.items() if on} == \
+        {*pg_access.run_tables(), pg_access.GRANTS}
+    assert set(RUN_TABLES_SQL) | {"runs"} <= set(pg_access.run_tables())
+
+
+def test_a_role_cannot_change_another_projects_runs(granted: Team) -> None:
+    ann = granted.catalog(granted.role_a)
+    for change in (ann.delete_run, ann.restore_run):
+        with pytest.raises(RunNotFoundError):
+            change("runb0001")
+    with pytest.raises(RunNotFoundError):
+        ann.delete_runs(ids=["runa0001", "runb0001"])
+    assert ann.delete_runs("id IS NOT NULL") == ["runa0001"]  # the filter sees A's runs only
+    with psycopg.connect(granted.url(granted.role_a)) as connection:
+        for statement in ("UPDATE tracker.runs SET name = 'mine', deleted_at = now()",
+                          "DELETE FROM tracker.params", "DELETE FROM tracker.metrics",
+                          "UPDATE tracker.tags SET value = 'x'", "DELETE FROM tracker.cells",
+                          "DELETE FROM tracker.run_artifacts"):
+            connection.execute(statement)
+        # a run of A cannot be moved into B
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            connection.execute("UPDATE tracker.runs SET project = 'B'")
+    owner = tracker.Catalog(granted.owner_url)
+    b_run = owner.get_run("runb0001")
+    assert (b_run.name, b_run.deleted_at, b_run.params) == ("runb0001", None, {"lr": 0.1})
+    assert owner.sql("SELECT count(*) AS n FROM tracker.params WHERE run_id = 'runb0001'"
+                     )["n"].tolist() == [1]
+    assert owner.sql("SELECT value FROM tracker.tags WHERE run_id = 'runb0001'"
+                     )["value"].tolist() == ["dev"]
+
+
+def test_sql_cannot_write_even_where_the_role_may(granted: Team) -> None:
+    with pytest.raises(ReadOnlySQLError):
+        granted.catalog(granted.role_a).sql("WITH d AS (DELETE FROM tracker.runs RETURNING 1) "
+                                            "SELECT * FROM d")
+
+
+def test_a_role_records_into_its_project_only(granted: Team) -> None:
+    _apply(granted.url(granted.role_a), _events("runa0002", "A"))
+    assert _ids(granted.catalog(granted.role_a).runs()) == ["runa0001", "runa0002"]
+    for project in ("B", None):
+        with pytest.raises(ProjectAccessError, match="may not write runs of that project"):
+            _apply(granted.url(granted.role_a), _events("run2", project))
+    # events of B's existing run are not applied either: the run is not there for this role
+    with PgStore(granted.url(granted.role_a), 10).connect(write=True) as connection:
+        late = [events.Spooled("runb0001", 99, events.Param("runb0001", "lr", 9, "int", T0))]
+        assert pg_writer.apply(connection, late) == late
+    assert _ids(tracker.Catalog(granted.owner_url).runs()) == \
+        ["run00001", "runa0001", "runa0002", "runb0001"]
+
+
+def test_a_read_only_grant_reads_and_refuses_every_change(team: Team) -> None:
+    pg_admin.grant(team.owner_url, team.role_a, "A", read_only=True)
+    ann = team.catalog(team.role_a)
+    assert _ids(ann.runs()) == ["runa0001"]
+    with pytest.raises(ProjectAccessError, match="permission denied for table runs"):
+        ann.delete_run("runa0001")
+    assert ann.get_run("runa0001").deleted_at is None
+    with pytest.raises(ProjectAccessError, match="permission denied for table runs"):
+        _apply(team.url(team.role_a), _events("runa0003", "A"))
+    with psycopg.connect(team.url(team.role_a)) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("DELETE FROM tracker.params")
+
+
+def test_a_change_of_a_read_only_projects_run_is_refused_not_skipped(granted: Team) -> None:
+    pg_admin.grant(granted.owner_url, granted.role_a, "B", read_only=True)
+    ann = granted.catalog(granted.role_a)
+    with pytest.raises(ProjectAccessError, match="may read but not change the runs runb0001, "
+                                                 "of project"):
+        ann.delete_runs(ids=["runa0001", "runb0001"])
+    assert ann.runs(include_deleted=True)["deleted_at"].isna().all()  # nothing was changed
+    assert ann.delete_run("runa0001") == "runa0001"
+
+
+def test_runs_with_no_project_are_the_default_projects(team: Team) -> None:
+    pg_admin.grant(team.owner_url, team.role_a, pg_access.DEFAULT_PROJECT)
+    assert _ids(team.catalog(team.role_a).runs()) == ["run00001"]
+    _apply(team.url(team.role_a), _events("run00003", None))
+    assert _ids(team.catalog(team.role_a).runs()) == ["run00001", "run00003"]
+
+
+def test_members_of_a_granted_group_role_inherit_its_projects(team: Team) -> None:
+    group = f"analysts_{team.database}"
+    team.cluster.admin(f"CREATE ROLE {group} NOLOGIN")
+    team.cluster.admin(f"GRANT {group} TO {team.role_b}")
+    pg_admin.grant(team.owner_url, group, "A")
+    pg_admin.grant(team.owner_url, group, "B", read_only=True)
+    assert _ids(team.catalog(team.role_b).runs()) == ["runa0001", "runb0001"]
+    with pytest.raises(ProjectAccessError, match="permission denied for schema tracker"):
+        team.catalog(team.role_a).runs()  # ann is in no group: granted nothing
+
+
+def test_a_role_granted_nothing_sees_no_run(team: Team) -> None:
+    with psycopg.connect(team.owner_url) as connection:  # even with SELECT granted by hand
+        connection.execute(f"GRANT USAGE ON SCHEMA tracker TO {team.role_a}")
+        connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA tracker TO {team.role_a}")
+    ann = team.catalog(team.role_a)
+    assert ann.runs().empty
+    assert ann.sql("SELECT * FROM tracker.params").empty
+    assert ann.sql("SELECT * FROM tracker.project_grants").empty
+
+
+def test_revoke_takes_the_project_and_then_the_privileges_away(granted: Team) -> None:
+    pg_admin.grant(granted.owner_url, granted.role_a, "B", read_only=True)
+    assert pg_admin.grants(granted.owner_url) == [
+        pg_admin.Grant(granted.role_a, "A", True), pg_admin.Grant(granted.role_a, "B", False),
+        pg_admin.Grant(granted.role_b, "B", True)]
+    assert pg_admin.revoke(granted.owner_url, granted.role_a, "A") == \
+        pg_admin.Grant(granted.role_a, "A", True)
+    ann = granted.catalog(granted.role_a)
+    assert _ids(ann.runs()) == ["runb0001"]
+    with psycopg.connect(granted.url(granted.role_a)) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no write privilege left
+            connection.execute("DELETE FROM tracker.params")
+    pg_admin.revoke(granted.owner_url, granted.role_a, "B")
+    with pytest.raises(CatalogError, match="the database refused"):
+        granted.catalog(granted.role_a).runs()
+    with pytest.raises(ArgumentError, match="has no grant on project 'B'; its grants: none"):
+        pg_admin.revoke(granted.owner_url, granted.role_a, "B")
+
+
+def test_only_the_owner_administers_and_only_existing_roles_are_granted(granted: Team) -> None:
+    with pytest.raises(ProjectAccessError, match="must run as the role owning the catalog"):
+        pg_admin.grant(granted.url(granted.role_a), granted.role_a, "B")
+    with pytest.raises(ArgumentError, match="there is no role 'nobody_here'"):
+        pg_admin.grant(granted.owner_url, "nobody_here", "A")
+    for bad in ("", "a\x00b", 3):
+        with pytest.raises(ArgumentError):
+            pg_admin.grant(granted.owner_url, bad, "A")
+        with pytest.raises(ArgumentError):
+            pg_admin.grant(granted.owner_url, granted.role_a, bad)
+    with pytest.raises(ArgumentError, match="works on a PostgreSQL catalog"):
+        pg_admin.init("catalog.duckdb")
+
+
+def test_hostile_role_and_project_names_stay_names(team: Team) -> None:
+    role = f'x"; DROP TABLE tracker.runs; --{uuid.uuid4().hex[:6]}'
+    project = "A'); DELETE FROM tracker.runs; --"
+    with psycopg.connect(team.owner_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    _apply(team.owner_url, _events("runh0001", project))
+    pg_admin.grant(team.owner_url, role, project)
+    with psycopg.connect(team.owner_url) as connection:
+        connection.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        assert connection.execute("SELECT id FROM tracker.runs").fetchall() == [("runh0001",)]
+    assert len(tracker.Catalog(team.owner_url).runs()) == 4
+
+
+def _older(url: str) -> None:
+    """Take the catalog at ``url`` back to before access control."""
+    with psycopg.connect(url) as connection:
+        for table in pg_access.run_tables():
+            connection.execute(f"ALTER TABLE tracker.{table} DISABLE ROW LEVEL SECURITY")
+            for policy in ("read", "insert", "update", "delete"):
+                connection.execute(f"DROP POLICY tracker_{policy} ON tracker.{table}")
+        connection.execute(f"DROP TABLE tracker.{pg_access.GRANTS}")
+
+
+def test_init_adds_access_control_to_a_catalog_created_before_it(team: Team) -> None:
+    _older(team.owner_url)
+    with pytest.raises(CatalogError, match="run 'tracker admin init' on it first"):
+        pg_admin.grant(team.owner_url, team.role_a, "A")
+    pg_admin.init(team.owner_url)
+    pg_admin.init(team.owner_url)  # again: nothing changes
+    pg_admin.grant(team.owner_url, team.role_a, "A")
+    assert _ids(team.catalog(team.role_a).runs()) == ["runa0001"]
+
+
+def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: str,
+                                                     tmp_path: Path) -> None:
+    database = pg_url.split("/")[3].split("?")[0]
+    role = f"carl_{database}"
+    pg_cluster.admin(f"CREATE ROLE {role} LOGIN")
+    text = pg_admin.script([pg_admin.Grant(role, "A", True)])
+    script = tmp_path / "catalog.sql"
+    script.write_text(text, encoding="utf-8")
+    done = subprocess.run([str(pg_cluster.bin / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                           str(script), pg_url], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    with psycopg.connect(pg_url) as connection:
+        policies = connection.execute("SELECT count(*) FROM pg_policies WHERE schemaname = "
+                                      "'tracker'").fetchone()
+    assert policies == (4 * len(pg_access.run_tables()) + 1,)
+    _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B")])
+    assert _ids(tracker.Catalog(pg_cluster.url(database, role)).runs()) == ["runa0001"]
+    assert f"schema version {pg_schema.SCHEMA_VERSION}" in text
+
+
+def test_the_admin_command(granted: Team, capsys: pytest.CaptureFixture[str]) -> None:
+    url = granted.owner_url.replace("postgres@", "postgres:Secr3t@", 1)  # trust: unused
+    assert main(["admin", "init", url]) == 0
+    assert "postgres:***@" in capsys.readouterr().out
+    assert main(["admin", "grants", "--catalog", url.replace("/t_", "/missing_")]) == 1
+    assert "Secr3t" not in capsys.readouterr().err
+    assert main(["admin", "grant", granted.role_b, "--project", "A", "--read-only",
+                 "--catalog", url]) == 0
+    assert main(["admin", "grants", "--catalog", url]) == 0
+    out = capsys.readouterr().out
+    assert f"{granted.role_b}  A  read\n" in out and f"{granted.role_a}  A  read, write" in out
+    assert main(["admin", "revoke", granted.role_b, "--project", "A", "--catalog", url]) == 0
+    assert _ids(granted.catalog(granted.role_b).runs()) == ["runb0001"]
+    assert main(["admin", "grant", "nobody_here", "--project", "A", "--catalog", url]) == 1
+    assert "there is no role 'nobody_here'" in capsys.readouterr().err
+    assert main(["admin", "sql", "--grant", "ann", "--project", "A"]) == 0
+    script = capsys.readouterr().out
+    assert script.startswith("-- A tracker catalog") and 'GRANT USAGE ON SCHEMA "tracker" ' \
+        'TO "ann"' in script and "VALUES ('ann', 'A', true)" in script
