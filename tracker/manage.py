@@ -55,13 +55,27 @@ def _seconds(text: Any) -> float | None:
 def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
                labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
     """See :meth:`tracker.Catalog.update_run`."""
-    changes: dict[str, Any] = {}
+    changes = edits(catalog, name=name, labels=labels, notes=notes)
+    flush_for_read(catalog)
+    with catalog.connect(write=True) as con:
+        run_id = resolve(con, ref)
+        if changes:
+            sets = ", ".join(f"{column} = ?" for column in changes)
+            con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*changes.values(), run_id])
+    sync_active(catalog, run_id, changes)
+    return catalog.get_run(run_id)
+
+
+def edits(catalog: Catalog, *, name: str | None, labels: Sequence[str] | None,
+          notes: str | None) -> dict[str, Any]:
+    """The columns ``update_run`` sets (of :data:`EDITABLE`), checked, as stored: text with no
+    lone surrogates, secrets replaced (edits included)."""
     redactor = redaction.for_catalog(catalog)
 
     def stored(text: Any) -> str:
-        """Storable text (no lone surrogates) with secrets replaced: edits included."""
         return redactor.text(values.text(text)) or ""
 
+    changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = stored(name)
     if labels is not None:
@@ -69,17 +83,14 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
         changes["labels"] = [stored(label) for label in given]
     if notes is not None:
         changes["notes"] = stored(notes)
-    flush_for_read(catalog)
-    with catalog.connect(write=True) as con:
-        run_id = resolve(con, ref)
-        if changes:
-            sets = ", ".join(f"{column} = ?" for column in changes)
-            con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*changes.values(), run_id])
-    _sync_active(catalog, run_id, changes)
-    return catalog.get_run(run_id)
+    return changes
 
 
-def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None:
+#: The columns of a run ``update_run`` may change: the only names its SQL holds.
+EDITABLE = ("name", "labels", "notes")
+
+
+def sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None:
     """Keep this process's in-memory run in step, so a later flush does not undo a rename."""
     recorder = catalog.recorder
     if recorder is None or "name" not in changes:
@@ -100,7 +111,7 @@ STATUS_MEANINGS: dict[str, str] = {
 #: What a status set by hand may be, by the run's status now (``force=True`` skips the rules):
 #: a finished run never runs again, and ``crashed`` is tracker's finding that a run's process
 #: died, not a verdict a person gives. A running run is ended by its own process, or by hand
-#: once that process is gone (:func:`_check_transition`).
+#: once that process is gone (:func:`check_transition`).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     models.RUNNING: (models.COMPLETED, models.FAILED, models.CRASHED),
     models.COMPLETED: (models.FAILED,),
@@ -111,12 +122,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) -> RunInfo:
     """See :meth:`tracker.Catalog.set_status`."""
-    if not isinstance(status, str):  # choice() lets None through, and NULL breaks the row
-        raise ArgumentError(f"status must be one of {', '.join(map(repr, models.STATUSES))}; "
-                            f"not {status!r:.60}")
-    arguments.choice(status, "status", STATUS_MEANINGS)
-    if not isinstance(force, bool):
-        raise ArgumentError(f"force must be True or False, not {force!r:.60}")
+    check_status(status, force)
     flush_for_read(catalog)
     from tracker.recorder import local_to, user_name
 
@@ -128,7 +134,7 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
         if old != status:  # setting the status a run has is no change, and not history
             if not force:
                 own = run_id in local_to(catalog.path).runs
-                _check_transition(old, status, alive=own or not recovery.is_dead(
+                check_transition(old, status, alive=own or not recovery.is_dead(
                     host, pid, started, heartbeat), where=f"pid {pid} on {host}")
             con.execute("BEGIN")
             _apply_status(con, run_id, status)
@@ -138,7 +144,17 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
     return catalog.get_run(run_id)
 
 
-def _check_transition(old: str, new: str, *, alive: bool, where: str) -> None:
+def check_status(status: Any, force: Any) -> None:
+    """ArgumentError unless ``status`` is one tracker knows and ``force`` a bool."""
+    if not isinstance(status, str):  # choice() lets None through, and NULL breaks the row
+        raise ArgumentError(f"status must be one of {', '.join(map(repr, models.STATUSES))}; "
+                            f"not {status!r:.60}")
+    arguments.choice(status, "status", STATUS_MEANINGS)
+    if not isinstance(force, bool):
+        raise ArgumentError(f"force must be True or False, not {force!r:.60}")
+
+
+def check_transition(old: str, new: str, *, alive: bool, where: str) -> None:
     """Refuse a change :data:`TRANSITIONS` does not allow, saying why and how to force it."""
     if old == models.RUNNING and alive:
         raise _refused(f"it is running and its process ({where}) is alive: the run is ended "
@@ -174,10 +190,7 @@ def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
     returns its id."""
     from tracker.storage.writer import write_tags
 
-    redactor = redaction.for_catalog(catalog)
-    rows: list[tuple[str, str | None]] = [tags.checked(key, value, redactor)
-                                          for key, value in tags.pairs(given)]
-    rows += [(tags.checked_key(key), None) for key in removed]
+    rows = tag_rows(catalog, given, removed)
     now = time.time()
     flush_for_read(catalog)  # this process's queued events first: they are older
     with catalog.connect(write=True) as con:
@@ -187,6 +200,16 @@ def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
             write_tags(con, [(run_id, key, value, now) for key, value in rows])
             con.execute("COMMIT")
     return run_id
+
+
+def tag_rows(catalog: Catalog, given: Mapping[str, Any],
+             removed: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``(key, value)`` of each tag to set, checked and redacted, then ``(key, None)`` of each
+    to remove."""
+    redactor = redaction.for_catalog(catalog)
+    rows: list[tuple[str, str | None]] = [tags.checked(key, value, redactor)
+                                          for key, value in tags.pairs(given)]
+    return rows + [(tags.checked_key(key), None) for key in removed]
 
 
 def delete_runs(catalog: Catalog, where: str | None = None, *,

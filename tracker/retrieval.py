@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tracker.catalog import Catalog
+    from tracker.sql_dialects import Dialect
 
 __all__ = ["KeptFile", "disk_usage", "get_artifact", "run_notebook",
            "versions"]
@@ -59,7 +61,7 @@ class KeptFile:
         with self._readable():
             if contents.is_key(blob):
                 return self.catalog.content_store.open(blob)
-            return open(self.catalog.blob_dir / blob, "rb")  # noqa: SIM115 - the caller closes it
+            return self.catalog.store.open_blob(blob)
 
     def restore(self, to: str | os.PathLike[str] | None = None, *,
                 overwrite: bool = False) -> Path:
@@ -84,6 +86,9 @@ class KeptFile:
             with self._readable():
                 if contents.is_key(blob):
                     self.catalog.content_store.restore(blob, staged)
+                elif _on_postgres(self.catalog):
+                    with self.open() as source, open(staged, "wb") as out:
+                        shutil.copyfileobj(source, out)
                 else:
                     contents.copy_file(self.catalog.blob_dir / blob, staged)
             os.chmod(staged, 0o644)  # mkstemp's 0600 is not what a restored file had
@@ -226,19 +231,43 @@ def versions(catalog: Catalog, path_or_uri: str | os.PathLike[str]) -> pd.DataFr
 
 def run_notebook(catalog: Catalog, run: str) -> KeptFile:
     """The notebook stored with ``run`` (the executed one where the runner wrote it)."""
-    from tracker.queries import flush_for_read, records, resolve
+    from tracker.queries import records, resolve
 
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        run_id = resolve(con, run)
-        rows = records(con, "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
-                            "a.producer_run_id, [ra.run_id] AS runs FROM run_artifacts ra JOIN "
-                            "artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ? AND "
-                            "ra.role = 'notebook' ORDER BY ra.logged_at", [run_id])
+    with _reading(catalog) as (con, dialect):
+        run_id = resolve(con, run, dialect)
+        rows = records(con, dialect.finish(
+            "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
+            "a.producer_run_id, ARRAY[ra.run_id] AS runs FROM run_artifacts ra JOIN "
+            "artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ? AND "
+            "ra.role = 'notebook' ORDER BY ra.logged_at"), [run_id])
     if not rows:
         raise ArtifactNotFoundError(f"run {run} has no stored notebook (it did not run in a "
                                     "notebook, or the notebook was never found)")
     return _kept_file(catalog, rows[-1])
+
+
+@contextlib.contextmanager
+def _reading(catalog: Catalog) -> Iterator[tuple[Any, Dialect]]:
+    """A read connection to ``catalog`` and the SQL dialect it speaks: a PostgreSQL
+    catalog's, or a file catalog's once this process's queued events are written."""
+    from tracker.sql_dialects import DUCKDB, POSTGRES
+
+    if _on_postgres(catalog):
+        with catalog.store.connect() as con:
+            yield con, POSTGRES
+        return
+    from tracker.queries import flush_for_read
+
+    flush_for_read(catalog)
+    with catalog.connect() as con:
+        yield con, DUCKDB
+
+
+def _on_postgres(catalog: Catalog) -> bool:
+    """Whether ``catalog`` is a PostgreSQL one (its blobs are in its database)."""
+    from tracker.storage.pg_store import PgStore
+
+    return isinstance(catalog.store, PgStore)
 
 
 def disk_usage(catalog: Catalog) -> dict[str, Any]:
