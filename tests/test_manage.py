@@ -492,3 +492,30 @@ def test_purge_removes_the_notebooks_no_run_references(stored: tracker.Catalog) 
     assert stored.purge()["blobs"] == 1
     stored.restore_run("01r3")  # nothing else was touched
     assert sorted(stored.runs()["id"]) == ["01r3", "01r4"]
+
+
+def test_delete_by_filter_judges_a_run_as_it_is_once_its_row_is_locked(pg_url: str) -> None:
+    import threading
+
+    import psycopg
+
+    catalog = tracker.Catalog(pg_url)
+    _record(catalog, _stored_runs())
+    ending = psycopg.connect(pg_url, options="-c search_path=tracker")  # another process...
+    ending.execute("UPDATE runs SET status = 'completed' WHERE id = '01r3'")  # ...ends a run
+    deleted: list[list[str]] = []
+    deleting = threading.Thread(target=lambda: deleted.append(
+        catalog.delete_runs("status = 'running'")))
+    deleting.start()
+    with psycopg.connect(pg_url, autocommit=True) as watcher:
+        for _ in range(200):  # until the delete waits for the ended run's row
+            if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+                               "= 'Lock' AND application_name = 'tracker'").fetchone()[0]:
+                break
+            time.sleep(0.05)
+    ending.commit()
+    ending.close()
+    deleting.join(30)
+    # read first and deleted after, the ended run went to the trash with the running one
+    assert deleted == [["01r4"]]
+    assert not catalog.get_run("01r3").deleted and catalog.get_run("01r4").deleted
