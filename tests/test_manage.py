@@ -519,3 +519,28 @@ def test_delete_by_filter_judges_a_run_as_it_is_once_its_row_is_locked(pg_url: s
     # read first and deleted after, the ended run went to the trash with the running one
     assert deleted == [["01r4"]]
     assert not catalog.get_run("01r3").deleted and catalog.get_run("01r4").deleted
+
+
+def test_a_kept_file_and_the_lineage_graph_are_read_back(
+        stored: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "shared"))  # a folder the team shares
+    data = tmp_path / "a.csv"
+    data.write_bytes(b"x,y\n1,2\n")
+    kept = contents.keep_file(stored.content_store, str(data),
+                              contents.staging_dir(tmp_path / "staging"), expected_hash=None)
+    facts = {"size": kept.size, "hash": kept.fast_hash, "kept": "kept", "blob": kept.key}
+    _record(stored, [
+        events.Spooled("01r1", 8, events.Artifact("01r1", "output", str(data), facts,
+                                                  T0 + 5, "api")),
+        events.Spooled("01r2", 4, events.Artifact("01r2", "input", str(data), facts,
+                                                  T0 + 105, "api"))])
+    version = stored.get_artifact(data)
+    assert (version.version, version.producer_run_id, version.runs) == (1, "01r1",
+                                                                        ("01r1", "01r2"))
+    assert version.read_dataframe()["y"].tolist() == [2]
+    assert stored.get_artifact(data, run="01r2").version == 1
+    with pytest.raises(tracker.ArtifactNotFoundError, match="no recorded version 2"):
+        stored.get_artifact(data, version=2)
+    graph = stored.lineage_graph("01r2")
+    assert sorted(node.label for node in graph.nodes) == ["a.csv v1", "alpha", "beta"]
+    assert "alpha" in graph.text() and "beta" in graph.text()

@@ -3,8 +3,10 @@
 ``Catalog("postgresql://...")`` (or ``$TRACKER_CATALOG`` set to such a URL) is a
 :class:`PgCatalog`. Its reads are :mod:`tracker.pg_queries` and :mod:`tracker.pg_readonly_sql`,
 giving the file catalog's DataFrames; changes of stored runs (edits, statuses, tags, the
-trash, purge) are :mod:`tracker.pg_manage`. Everything else (recording runs, exports, kept
-contents, widgets) is not ported yet and raises
+trash, purge) are :mod:`tracker.pg_manage`; a run's notebook, a kept file's versions and the
+lineage graph are the file catalog's statements in PostgreSQL's spelling
+(:mod:`tracker.reading`), kept contents come from ``TRACKER_STORE``. Everything else
+(recording runs, exports, widgets) is not ported yet and raises
 :class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
 created next to the notebook.
 """
@@ -14,11 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
 from tracker.catalog import Catalog, lock_timeout
-from tracker.errors import ArgumentError, NotOnPostgresError
+from tracker.errors import ArgumentError, CatalogError, NotOnPostgresError
 from tracker.storage.pg_store import PgStore
 
 if TYPE_CHECKING:
@@ -27,13 +30,14 @@ if TYPE_CHECKING:
     from tracker.models import RunInfo
     from tracker.recorder import Recorder
     from tracker.run import Run
+    from tracker.storage.contents import ContentStore
 
 # What a PostgreSQL catalog offers today; every other public name of Catalog refuses.
 PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count_runs", "keys",
                     "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
                     "delete_run", "delete_runs", "restore_run", "restore_runs",
                     "update_run", "set_status", "set_tag", "set_tags", "delete_tag", "purge",
-                    "diff"})
+                    "diff", "lineage_graph", "get_artifact", "content_store"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -56,6 +60,20 @@ class PgCatalog(Catalog):
     def timeout(self) -> float:
         """Seconds an operation waits to connect by default."""
         return float(self.store.timeout)
+
+    @cached_property
+    def content_store(self) -> ContentStore:
+        """Where kept contents live: ``$TRACKER_STORE`` (a folder every machine sees, or an
+        ``s3://`` bucket); a PostgreSQL catalog has no folder of its own to keep them in."""
+        from tracker.storage.stores import STORE_VARIABLE, open_store
+
+        setting = os.environ.get(STORE_VARIABLE, "").strip()
+        if not setting:
+            raise CatalogError(
+                f"kept contents of the PostgreSQL catalog {self._pg.shown} live in a shared "
+                f"store: set {STORE_VARIABLE} to a folder every machine sees or to "
+                "s3://bucket/prefix", path=self._pg.shown)
+        return open_store(Path(setting), setting)
 
     @property
     def recorder(self) -> Recorder | None:

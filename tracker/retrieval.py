@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tracker.catalog import Catalog
-    from tracker.sql_dialects import Dialect
 
 __all__ = ["KeptFile", "disk_usage", "get_artifact", "run_notebook",
            "versions"]
@@ -67,6 +66,7 @@ class KeptFile:
                 overwrite: bool = False) -> Path:
         """Write the kept bytes to ``to`` (default: where the file was); an existing file is
         replaced only with ``overwrite=True``. Returns the path written."""
+        from tracker.reading import on_postgres
         from tracker.storage import contents
 
         blob = self._blob()
@@ -86,7 +86,7 @@ class KeptFile:
             with self._readable():
                 if contents.is_key(blob):
                     self.catalog.content_store.restore(blob, staged)
-                elif _on_postgres(self.catalog):
+                elif on_postgres(self.catalog):
                     with self.open() as source, open(staged, "wb") as out:
                         shutil.copyfileobj(source, out)
                 else:
@@ -161,14 +161,16 @@ def _publish(staged: Path, dest: Path, *, overwrite: bool) -> None:
 
 _VERSION_ROWS = """
 SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, a.producer_run_id,
-       list(DISTINCT ra.run_id ORDER BY ra.run_id) FILTER (WHERE ra.run_id IS NOT NULL) AS runs,
+       array_agg(DISTINCT ra.run_id ORDER BY ra.run_id) FILTER (WHERE ra.run_id IS NOT NULL)
+           AS runs,
        bool_or(r.deleted_at IS NULL) AS live,
        bool_or(ra.run_id = $run) AS of_run,
        bool_or(ra.run_id = $run AND ra.role = 'output') AS output_of_run
 FROM artifacts a LEFT JOIN run_artifacts ra ON ra.artifact_id = a.id
      LEFT JOIN runs r ON r.id = ra.run_id
 WHERE a.key = $key
-GROUP BY ALL ORDER BY a.version
+GROUP BY a.id, a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, a.producer_run_id
+ORDER BY a.version
 """
 
 
@@ -178,12 +180,12 @@ def _uri(path_or_uri: str | os.PathLike[str]) -> str:
 
 
 def _version_rows(catalog: Catalog, uri: str, run: str | None) -> list[dict[str, Any]]:
-    from tracker.queries import flush_for_read, resolve
+    from tracker.queries import resolve
+    from tracker.reading import read_connection
 
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        run_id = resolve(con, run) if run is not None else None
-        cursor = con.execute(_VERSION_ROWS, {"run": run_id, "key": uri})
+    with read_connection(catalog) as (con, dialect):
+        run_id = resolve(con, run, dialect) if run is not None else None
+        cursor = con.execute(dialect.finish_named(_VERSION_ROWS), {"run": run_id, "key": uri})
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -232,8 +234,9 @@ def versions(catalog: Catalog, path_or_uri: str | os.PathLike[str]) -> pd.DataFr
 def run_notebook(catalog: Catalog, run: str) -> KeptFile:
     """The notebook stored with ``run`` (the executed one where the runner wrote it)."""
     from tracker.queries import records, resolve
+    from tracker.reading import read_connection
 
-    with _reading(catalog) as (con, dialect):
+    with read_connection(catalog) as (con, dialect):
         run_id = resolve(con, run, dialect)
         rows = records(con, dialect.finish(
             "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
@@ -244,30 +247,6 @@ def run_notebook(catalog: Catalog, run: str) -> KeptFile:
         raise ArtifactNotFoundError(f"run {run} has no stored notebook (it did not run in a "
                                     "notebook, or the notebook was never found)")
     return _kept_file(catalog, rows[-1])
-
-
-@contextlib.contextmanager
-def _reading(catalog: Catalog) -> Iterator[tuple[Any, Dialect]]:
-    """A read connection to ``catalog`` and the SQL dialect it speaks: a PostgreSQL
-    catalog's, or a file catalog's once this process's queued events are written."""
-    from tracker.sql_dialects import DUCKDB, POSTGRES
-
-    if _on_postgres(catalog):
-        with catalog.store.connect() as con:
-            yield con, POSTGRES
-        return
-    from tracker.queries import flush_for_read
-
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        yield con, DUCKDB
-
-
-def _on_postgres(catalog: Catalog) -> bool:
-    """Whether ``catalog`` is a PostgreSQL one (its blobs are in its database)."""
-    from tracker.storage.pg_store import PgStore
-
-    return isinstance(catalog.store, PgStore)
 
 
 def disk_usage(catalog: Catalog) -> dict[str, Any]:
