@@ -544,3 +544,25 @@ def test_a_kept_file_and_the_lineage_graph_are_read_back(
     graph = stored.lineage_graph("01r2")
     assert sorted(node.label for node in graph.nodes) == ["a.csv v1", "alpha", "beta"]
     assert "alpha" in graph.text() and "beta" in graph.text()
+
+
+def test_purge_waits_for_a_writer_linking_a_version_of_its_runs_files(pg_url: str) -> None:
+    import threading
+
+    import psycopg
+
+    catalog = tracker.Catalog(pg_url)
+    _record(catalog, _stored_runs())
+    catalog.delete_run("01r1")
+    writing = psycopg.connect(pg_url)  # a writer about to link a run to the notebook's version
+    writing.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    ["path:/work/analysis.ipynb"])
+    purged: list[dict[str, int]] = []
+    purging = threading.Thread(target=lambda: purged.append(catalog.purge()))
+    purging.start()
+    purging.join(1.5)
+    assert purged == []  # it waits for the writer, not removes the version under it
+    writing.rollback()
+    writing.close()
+    purging.join(30)
+    assert purged[0]["runs"] == 1

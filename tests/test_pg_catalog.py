@@ -94,9 +94,12 @@ def test_the_command_line_reads_the_server(secret_url: str, tmp_path: Path,
     assert cli.main(["--catalog", secret_url, "runs"]) == 0
     assert cli.main(["--catalog", secret_url, "sql", "SELECT 40 + 2 AS answer"]) == 0
     assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0  # no such run
+    assert cli.main(["--catalog", secret_url, "status", "01r1", "failed"]) != 0
+    assert cli.main(["--catalog", secret_url, "purge", "--yes"]) == 0
     (tmp_path / "run.json").write_text("{}")
     assert cli.main(["--catalog", secret_url, "import", str(tmp_path / "run.json")]) != 0
     shown = capsys.readouterr()
     assert "42" in shown.out and "not yet supported on PostgreSQL catalogs" in shown.err
+    assert "purged 0 runs" in shown.out and "01r1" in shown.err
     assert SECRET not in shown.out + shown.err
 

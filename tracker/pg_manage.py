@@ -151,14 +151,27 @@ def purge(store: PgStore, age: float, refs: Sequence[str] | None) -> dict[str, i
     """Remove for good the runs in the trash for ``age`` seconds or more (of those ``refs``
     names, if given), with everything recorded about them, and the stored blobs no run
     references any more: one transaction. Counts of what was removed."""
+    old_enough = ("SELECT id FROM runs WHERE deleted_at IS NOT NULL "
+                  "AND deleted_at <= now() - make_interval(secs => %s) "
+                  "AND (%s::text[] IS NULL OR id = ANY(%s)) ORDER BY id")
     with store.connect(write=True) as con:
         ids = None if refs is None else [queries.resolve(con, ref, POSTGRES) for ref in refs]
+        candidates = [row[0] for row in con.execute(old_enough, [age, ids, ids]).fetchall()]
+        _lock_paths(con, candidates)  # first, as a writer takes them: versions may go
         chosen = [row[0] for row in con.execute(
-            "SELECT id FROM runs WHERE deleted_at IS NOT NULL "
-            "AND deleted_at <= now() - make_interval(secs => %s) "
-            "AND (%s::text[] IS NULL OR id = ANY(%s)) ORDER BY id FOR UPDATE",
-            [age, ids, ids]).fetchall()]
+            f"{old_enough} FOR UPDATE", [age, candidates, candidates]).fetchall()]
         for statement in _PURGE:
             con.execute(statement, {"ids": chosen})
         blobs = pg_blobs.remove_unreferenced(con)
     return {"runs": len(chosen), "blobs": blobs, "shared": 0}
+
+
+def _lock_paths(con: Any, run_ids: Sequence[str]) -> None:
+    """Take the advisory lock of each path these runs read or wrote, in sorted order, as
+    :mod:`tracker.storage.pg_writer` takes them before linking a version: no writer links a run
+    to a version while the purge finds it unlinked and removes it."""
+    for (key,) in con.execute(
+            "SELECT DISTINCT a.key FROM artifacts a JOIN run_artifacts ra "
+            "ON ra.artifact_id = a.id WHERE ra.run_id = ANY(%s) ORDER BY 1",
+            [list(run_ids)]).fetchall():
+        con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"path:{key}"])
