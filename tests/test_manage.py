@@ -437,6 +437,7 @@ def test_tags_of_a_stored_run_are_set_replaced_and_removed(stored: tracker.Catal
 def test_delete_by_filter_and_purge_what_is_old_enough(stored: tracker.Catalog) -> None:
     assert stored.delete_runs("params.lr > 0.05") == ["01r1", "01r2"]
     assert stored.delete_runs("params.lr > 0.05") == []  # in the trash already
+    assert list(stored.runs(deleted_only=True, order_by="name")["id"]) == ["01r1", "01r2"]
     _execute(stored, "UPDATE runs SET deleted_at = deleted_at - INTERVAL '40 days' "
                      "WHERE id = ?", ["01r1"])
     assert stored.purge(older_than="30d") == {"runs": 1, "blobs": 0, "shared": 0}

@@ -100,10 +100,9 @@ class PgCatalog(Catalog):
         """See :meth:`tracker.Catalog.runs`."""
         from tracker import pg_queries
 
-        if deleted_only:
-            _refuse("runs(deleted_only=True)", self._pg.shown)
         return pg_queries.runs(self._pg, where, order_by=order_by, limit=limit, offset=offset,
-                               include_deleted=include_deleted, **equals)
+                               include_deleted=include_deleted, deleted_only=deleted_only,
+                               **equals)
 
     def count_runs(self, where: str | None = None, *, by: str | None = "status",
                    include_deleted: bool = False) -> pd.DataFrame:
