@@ -290,6 +290,13 @@ def test_purge_spares_a_kept_content_a_run_is_about_to_reference(catalog: tracke
 
 # -- the same changes on both back ends: runs written by each back end's writer ---------------
 
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home of the test's own: a PostgreSQL catalog's redaction key is made under ~."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
 T0 = 1_780_000_000.5
 DEAD_PID = 2147483000  # no process has it: the run's process is gone
 NOTEBOOK = b'{"cells": [], "nbformat": 4}'
@@ -383,6 +390,8 @@ def test_update_run_edits_a_stored_run(stored: tracker.Catalog) -> None:
     assert stored.get_run("01r1").labels == ("paper",)  # the refused call changed nothing
     assert stored.update_run("01r1", notes="api_key=AKIAABCDEFGHIJKLMNOP").notes != \
         "api_key=AKIAABCDEFGHIJKLMNOP"  # an edit is redacted as a recorded note is
+    if isinstance(stored, PgCatalog):  # with a key of the user's, never in the database
+        assert len(list((Path.home() / ".tracker" / "keys").glob("*.key"))) == 1
     with pytest.raises(tracker.RunNotFoundError):
         stored.update_run("nope", name="x")
 
