@@ -576,3 +576,27 @@ def test_purge_waits_for_a_writer_linking_a_version_of_its_runs_files(pg_url: st
     writing.close()
     purging.join(30)
     assert purged[0]["runs"] == 1
+
+
+def test_purge_brings_the_catalogs_marks_in_a_shared_store_up_to_date(
+        stored: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import shared_store
+
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    data = tmp_path / "model.bin"
+    data.write_bytes(os.urandom(3000))
+    me = shared_store.owner(stored)
+    kept = contents.keep_file(stored.content_store, str(data),
+                              contents.staging_dir(tmp_path / "staging"), expected_hash=None,
+                              owner=me)
+    _record(stored, [events.Spooled("01r1", 8, events.Artifact(
+        "01r1", "output", str(data), {"size": kept.size, "hash": kept.fast_hash,
+                                      "kept": "kept", "blob": kept.key}, T0 + 5, "api"))])
+    assert shared_store.owner(stored) == me  # one id, kept with the catalog
+    stored.delete_run("01r1")
+    monkeypatch.setattr(shared_store, "SETTLE", 0)  # marks made by runs long committed
+    assert stored.purge(store=True)["shared"] == 0  # stored within the grace period: stays
+    assert me not in stored.content_store.marks().get(kept.key, {})  # unmarked
+    monkeypatch.setattr(shared_store, "GRACE", -1)  # stored long ago
+    assert stored.purge(store=True)["shared"] == 1
+    assert list(stored.content_store.entries()) == []

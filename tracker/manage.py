@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, models, redaction, tags, values
+from tracker import arguments, models, reading, redaction, tags, values
 from tracker.errors import ArgumentError, CatalogError, TrackerError
 from tracker.queries import check_filters, flush_for_read, matching, resolve
 from tracker.storage import recovery, value_columns
@@ -284,11 +284,11 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
         kept_blobs = {row[0] for row in con.execute(
             "SELECT DISTINCT blob FROM artifacts WHERE blob IS NOT NULL").fetchall()}
         removed = _remove_unreferenced_blobs(catalog, kept_blobs)
-        shared = _reclaim_shared(catalog, kept_blobs, remove=store)
+        shared = reclaim_shared(catalog, kept_blobs, remove=store)
     return {"runs": len(chosen), "blobs": removed, "shared": shared}
 
 
-def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
+def reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
     """This catalog's marks in a shared store brought up to date; with ``remove``, what no
     catalog marks removed (:mod:`tracker.shared_store`). Nothing for the catalog's own."""
     from tracker import shared_store
@@ -297,7 +297,7 @@ def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
     try:
         if not catalog.content_store.shared:
             return 0
-    except ArgumentError:  # TRACKER_STORE names no usable store: nothing to clean
+    except (ArgumentError, CatalogError):  # no usable store (TRACKER_STORE): nothing to clean
         return 0
     try:
         return shared_store.reclaim(catalog, {key for key in kept if contents.is_key(key)},
@@ -305,7 +305,8 @@ def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
     except Exception as exc:  # a bucket's network or server error, a folder gone
         raise CatalogError(f"the shared store {catalog.content_store.location} could not be "
                            f"cleaned ({type(exc).__name__}: {exc}); the runs were purged; run "
-                           "purge again once it can be reached", path=str(catalog.path)) from None
+                           "purge again once it can be reached",
+                           path=reading.shown(catalog)) from None
 
 
 def _remove_if_untouched(blob: Path, cutoff: float) -> int:

@@ -201,14 +201,17 @@ class PgCatalog(Catalog):
 
     def purge(self, older_than: str | float | None = None, *,
               ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
-        """See :meth:`tracker.Catalog.purge`: the runs, and the stored notebooks no run
-        references (the ``blobs`` table). Kept contents in ``TRACKER_STORE`` are not reclaimed
-        from a PostgreSQL catalog yet (``shared`` is 0): they stay, nothing is lost."""
+        """See :meth:`tracker.Catalog.purge`: the runs, the stored notebooks no run references
+        (the ``blobs`` table), and this catalog's marks in ``TRACKER_STORE``."""
         from tracker import manage, pg_manage
 
         age = manage.parse_age(older_than) if older_than is not None else 0.0
         refs = arguments.texts(ids, "ids", "['01m7zwkkx6hq']")
-        return pg_manage.purge(self._pg, age, refs)
+        removed = pg_manage.purge(self._pg, age, refs)
+        # After the commit, as the file catalog does: a run committing a reference meanwhile
+        # made its mark just now, and a mark younger than shared_store.SETTLE stays.
+        kept = pg_manage.referenced_blobs(self._pg)
+        return {**removed, "shared": manage.reclaim_shared(self, kept, remove=store)}
 
     def restore_run(self, ref: str) -> str:
         """See :meth:`tracker.Catalog.restore_run`."""

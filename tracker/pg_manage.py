@@ -150,7 +150,7 @@ _PURGE = (
 def purge(store: PgStore, age: float, refs: Sequence[str] | None) -> dict[str, int]:
     """Remove for good the runs in the trash for ``age`` seconds or more (of those ``refs``
     names, if given), with everything recorded about them, and the stored blobs no run
-    references any more: one transaction. Counts of what was removed."""
+    references any more: one transaction. Counts of what was removed (runs, blobs)."""
     old_enough = ("SELECT id FROM runs WHERE deleted_at IS NOT NULL "
                   "AND deleted_at <= now() - make_interval(secs => %s) "
                   "AND (%s::text[] IS NULL OR id = ANY(%s)) ORDER BY id")
@@ -163,7 +163,14 @@ def purge(store: PgStore, age: float, refs: Sequence[str] | None) -> dict[str, i
         for statement in _PURGE:
             con.execute(statement, {"ids": chosen})
         blobs = pg_blobs.remove_unreferenced(con)
-    return {"runs": len(chosen), "blobs": blobs, "shared": 0}
+    return {"runs": len(chosen), "blobs": blobs}
+
+
+def referenced_blobs(store: PgStore) -> set[str]:
+    """The stored contents and blobs some remaining run's artifacts name."""
+    with store.connect() as con:
+        return {row[0] for row in con.execute(
+            "SELECT DISTINCT blob FROM artifacts WHERE blob IS NOT NULL").fetchall()}
 
 
 def _lock_paths(con: Any, run_ids: Sequence[str]) -> None:

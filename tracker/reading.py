@@ -1,5 +1,6 @@
-"""One read connection to either back end, with the SQL dialect it speaks, for the reads that
-are the same statement on both (a run's notebook, a file's versions, the lineage graph)."""
+"""Which back end a catalog is, and one read connection to either with the SQL dialect it
+speaks, for the reads that are the same statement on both (a run's notebook, a file's
+versions, the lineage graph)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,9 @@ def read_connection(catalog: Catalog) -> Iterator[tuple[Any, Dialect]]:
     flush_for_read(catalog)
     with catalog.connect() as con:
         yield con, DUCKDB
+
+
+def shown(catalog: Catalog) -> str:
+    """The catalog as errors name it: its file, or its URL with any password hidden."""
+    store: Any = catalog.store  # a PgStore when on PostgreSQL
+    return str(store.shown) if on_postgres(catalog) else str(catalog.path)
