@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import duckdb
 import pytest
 
 import tracker
-from tracker.storage import contents
+from tracker import events
+from tracker.pg_catalog import PgCatalog
+from tracker.storage import contents, pg_blobs, pg_writer, writer
 
 
 def test_update_run_renames_and_relabels(catalog: tracker.Catalog) -> None:
@@ -283,3 +286,317 @@ def test_purge_spares_a_kept_content_a_run_is_about_to_reference(catalog: tracke
     assert kept.key == content.key
     catalog.purge()  # ...and a purge runs before that write commits its reference
     assert (catalog.blob_dir / content.key).read_bytes() == data
+
+
+# -- the same changes on both back ends: runs written by each back end's writer ---------------
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home of the test's own: a PostgreSQL catalog's redaction key is made under ~."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+T0 = 1_780_000_000.5
+DEAD_PID = 2147483000  # no process has it: the run's process is gone
+NOTEBOOK = b'{"cells": [], "nbformat": 4}'
+BLOB = "sha256-" + "ab" * 32  # the stored copy's name, as delivery names it
+
+
+def _stored_runs() -> list[events.Spooled]:
+    """A completed run with a param, a metric, a tag and an environment; a crashed one; a
+    running one whose process is this test's (alive); a running one whose process is gone."""
+    here = {"host": socket.gethostname(), "username": "ann"}
+    shapes: dict[str, list[events.Event]] = {
+        "01r1": [events.Start("01r1", {"name": "alpha", "started_at": T0, "pid": 1, **here}),
+                 events.Param("01r1", "lr", 0.1, "float", T0 + 1),
+                 events.Metric("01r1", "acc", 0.9, 0, T0 + 2),
+                 events.Tag("01r1", "stage", "dev", T0 + 2),
+                 events.Env("01r1", "env1", {"python": "3.11"}),
+                 events.Artifact("01r1", "notebook", "/work/analysis.ipynb",
+                                 {"size": len(NOTEBOOK), "hash": BLOB.replace("-", ":"),
+                                  "blob": BLOB}, T0 + 9, "stored"),
+                 events.End("01r1", "completed", T0 + 10, None)],
+        "01r2": [events.Start("01r2", {"name": "beta", "started_at": T0 + 100, "pid": 1,
+                                       **here}),
+                 events.Param("01r2", "lr", 0.2, "float", T0 + 101),
+                 events.End("01r2", "crashed", T0 + 110, None)],
+        "01r3": [events.Start("01r3", {"name": "live", "started_at": T0 + 200,
+                                       "pid": os.getpid(), **here})],
+        "01r4": [events.Start("01r4", {"name": "orphan", "started_at": T0 + 300,
+                                       "pid": DEAD_PID, **here})],
+    }
+    return [events.Spooled(run_id, seq, event) for run_id, run in shapes.items()
+            for seq, event in enumerate(run, 1)]
+
+
+def _record(catalog: tracker.Catalog, batch: list[events.Spooled]) -> None:
+    """Write ``batch`` as a recording process would, with the catalog's own writer."""
+    if isinstance(catalog, PgCatalog):
+        with catalog.store.connect(write=True) as con:
+            assert pg_writer.apply(con, batch) == []
+        return
+    with catalog.store.connect(write=True) as con:
+        assert writer.apply_all(con, batch, writer.keeper(catalog.store)) == []
+
+
+def _execute(catalog: tracker.Catalog, sql: str, args: list[Any]) -> None:
+    """Change the stored rows behind tracker's back (``?`` placeholders), as time or a killed
+    process would."""
+    if isinstance(catalog, PgCatalog):
+        with catalog.store.connect(write=True) as con:
+            con.execute(sql.replace("?", "%s"), args)
+        return
+    con = duckdb.connect(str(catalog.path))
+    con.execute(sql, args)
+    con.close()
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def stored(request: pytest.FixtureRequest, tmp_path: Path) -> tracker.Catalog:
+    """The runs of :func:`_stored_runs` in a catalog file, or in a PostgreSQL catalog."""
+    catalog = tracker.Catalog(request.getfixturevalue("pg_url") if request.param ==
+                              "postgresql" else tmp_path / "stored.duckdb")
+    _record(catalog, _stored_runs())
+    _store_blob(catalog, BLOB, NOTEBOOK)
+    return catalog
+
+
+def _store_blob(catalog: tracker.Catalog, key: str, data: bytes) -> None:
+    """Store a run's notebook where its catalog keeps blobs, as a recording process does."""
+    if isinstance(catalog, PgCatalog):
+        with catalog.store.connect(write=True) as con:
+            pg_blobs.store(con, key, data)
+        return
+    catalog.blob_dir.mkdir(parents=True, exist_ok=True)
+    (catalog.blob_dir / key).write_bytes(data)
+
+
+def _age_blob(catalog: tracker.Catalog, key: str, seconds: float) -> None:
+    """Make the stored blob ``key`` look stored ``seconds`` ago."""
+    if isinstance(catalog, PgCatalog):
+        _execute(catalog, "UPDATE blobs SET stored_at = now() - make_interval(secs => ?) "
+                          "WHERE key = ?", [seconds, key])
+        return
+    os.utime(catalog.blob_dir / key, (time.time() - seconds,) * 2)
+
+
+def test_update_run_edits_a_stored_run(stored: tracker.Catalog) -> None:
+    info = stored.update_run("01r1", name="final", labels=["paper"], notes="figure 3")
+    assert (info.name, info.labels, info.notes) == ("final", ("paper",), "figure 3")
+    assert list(stored.runs(name="final")["id"]) == ["01r1"]
+    with pytest.raises(tracker.ArgumentError, match="^labels "):
+        stored.update_run("01r1", labels=["ok", 5])
+    assert stored.get_run("01r1").labels == ("paper",)  # the refused call changed nothing
+    assert stored.update_run("01r1", notes="api_key=AKIAABCDEFGHIJKLMNOP").notes != \
+        "api_key=AKIAABCDEFGHIJKLMNOP"  # an edit is redacted as a recorded note is
+    if isinstance(stored, PgCatalog):  # with a key of the user's, never in the database
+        assert len(list((Path.home() / ".tracker" / "keys").glob("*.key"))) == 1
+    with pytest.raises(tracker.RunNotFoundError):
+        stored.update_run("nope", name="x")
+
+
+def test_set_status_follows_the_rules_and_keeps_the_history(stored: tracker.Catalog) -> None:
+    info = stored.set_status("01r2", "completed")
+    assert (info.status, [(c["old_status"], c["new_status"], c["forced"])
+                          for c in info.status_history]) == (
+        "completed", [("crashed", "completed", False)])
+    assert info.status_history[0]["username"] and info.status_history[0]["host"]
+    with pytest.raises(ValueError, match="a completed run may be marked failed by hand, "
+                                         "not running; pass force=True"):
+        stored.set_status("01r1", "running")
+    forced = stored.set_status("01r1", "running", force=True)
+    assert (forced.status, forced.ended_at, forced.status_history[0]["forced"]) == (
+        "running", None, True)
+    with pytest.raises(ValueError, match=r"its process \(pid \d+ on .*\) is alive"):
+        stored.set_status("01r3", "failed")
+    ended = stored.set_status("01r4", "failed")  # its process is gone
+    assert ended.status == "failed" and ended.ended_at is not None
+    assert ended.duration is not None and ended.duration >= 0
+    with pytest.raises(tracker.ArgumentError, match="status must be one of 'running'"):
+        stored.set_status("01r4", None, force=True)  # type: ignore[arg-type]
+    assert stored.set_status("01r4", "failed").status_history == ended.status_history
+    assert list(stored.runs("status = 'failed'")["id"]) == ["01r4"]
+
+
+def test_a_run_ending_after_a_status_set_by_hand_keeps_both(stored: tracker.Catalog) -> None:
+    stored.set_status("01r3", "failed", force=True)
+    _record(stored, [events.Spooled("01r3", 2, events.End("01r3", "completed", time.time(),
+                                                           None))])
+    info = stored.get_run("01r3")
+    assert info.status == "completed"
+    assert [(c["old_status"], c["new_status"], c["forced"]) for c in info.status_history] == [
+        ("running", "failed", True), ("failed", "completed", False)]
+
+
+def test_tags_of_a_stored_run_are_set_replaced_and_removed(stored: tracker.Catalog) -> None:
+    stored.set_tag("source", "manual", run="01r2")
+    stored.set_tags({"stage": "prod", "reviewed": True}, run="01r1")
+    stored.delete_tag("source", run="01r2")
+    stored.delete_tag("never set", run="01r2")  # nothing to do
+    assert stored.get_run("01r1").tags == {"reviewed": "True", "stage": "prod"}
+    assert stored.get_run("01r2").tags == {}
+    assert list(stored.runs("tags.stage = 'prod'")["id"]) == ["01r1"]
+    with pytest.raises(tracker.ArgumentError, match="tag key"):
+        stored.set_tag("", "x", run="01r1")
+    with pytest.raises(tracker.RunNotFoundError):
+        stored.set_tag("k", "v", run="nope")
+
+
+def test_delete_by_filter_and_purge_what_is_old_enough(stored: tracker.Catalog) -> None:
+    assert stored.delete_runs("params.lr > 0.05") == ["01r1", "01r2"]
+    assert stored.delete_runs("params.lr > 0.05") == []  # in the trash already
+    assert list(stored.runs(deleted_only=True, order_by="name")["id"]) == ["01r1", "01r2"]
+    _execute(stored, "UPDATE runs SET deleted_at = deleted_at - INTERVAL '40 days' "
+                     "WHERE id = ?", ["01r1"])
+    assert stored.purge(older_than="30d") == {"runs": 1, "blobs": 0, "shared": 0}
+    with pytest.raises(tracker.RunNotFoundError):
+        stored.get_run("01r1")
+    for table in ("params", "metrics", "tags", "environments"):
+        left = stored.sql(f"SELECT count(*) AS n FROM {table} WHERE "  # noqa: S608 - fixed
+                          f"{'id' if table == 'environments' else 'run_id'} IN ('01r1', 'env1')")
+        assert int(left["n"].iloc[0]) == 0, table
+    assert stored.get_run("01r2").deleted
+    assert stored.purge(ids=["01r2"])["runs"] == 1
+    assert sorted(stored.runs(include_deleted=True)["id"]) == ["01r3", "01r4"]
+    with pytest.raises(tracker.ArgumentError, match="^ids "):
+        stored.purge(ids="01r3")
+
+
+def test_diff_compares_two_stored_runs(stored: tracker.Catalog) -> None:
+    diff = stored.diff("01r1", "01r2")
+    assert diff.params_changed == {"lr": (0.1, 0.2)}
+    assert [(m.key, m.a, m.b) for m in diff.metrics] == [("acc", 0.9, None)]
+
+
+def test_the_notebook_stored_with_a_run_is_written_back(stored: tracker.Catalog, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from tracker import cli, retrieval
+
+    with retrieval.run_notebook(stored, "01r1").open() as stream:
+        assert stream.read() == NOTEBOOK
+    catalog = str(stored.store.shown if isinstance(stored, PgCatalog) else stored.path)
+    assert cli.main(["--catalog", catalog, "notebook", "01r1", "-o",
+                     str(tmp_path / "ran.ipynb")]) == 0
+    assert (tmp_path / "ran.ipynb").read_bytes() == NOTEBOOK
+    with pytest.raises(tracker.ArtifactNotFoundError, match="no stored notebook"):
+        retrieval.run_notebook(stored, "01r2")
+
+
+def test_purge_removes_the_notebooks_no_run_references(stored: tracker.Catalog) -> None:
+    from tracker import retrieval
+
+    _record(stored, [events.Spooled("01r2", 4, events.Artifact(  # the same notebook, again
+        "01r2", "notebook", "/work/analysis.ipynb", {"size": len(NOTEBOOK),
+                                                     "hash": BLOB.replace("-", ":"),
+                                                     "blob": BLOB}, T0 + 109, "stored"))])
+    _age_blob(stored, BLOB, 7200)
+    stored.delete_run("01r1")
+    assert stored.purge() == {"runs": 1, "blobs": 0, "shared": 0}  # 01r2 still references it
+    with retrieval.run_notebook(stored, "01r2").open() as stream:
+        assert stream.read() == NOTEBOOK
+    stored.delete_run("01r2")
+    _store_blob(stored, BLOB, NOTEBOOK)  # a write on its way reuses it: spared for an hour
+    assert stored.purge()["blobs"] == 0
+    _age_blob(stored, BLOB, 7200)
+    assert stored.purge()["blobs"] == 1
+    stored.restore_run("01r3")  # nothing else was touched
+    assert sorted(stored.runs()["id"]) == ["01r3", "01r4"]
+
+
+def test_delete_by_filter_judges_a_run_as_it_is_once_its_row_is_locked(pg_url: str) -> None:
+    import threading
+
+    import psycopg
+
+    catalog = tracker.Catalog(pg_url)
+    _record(catalog, _stored_runs())
+    ending = psycopg.connect(pg_url, options="-c search_path=tracker")  # another process...
+    ending.execute("UPDATE runs SET status = 'completed' WHERE id = '01r3'")  # ...ends a run
+    deleted: list[list[str]] = []
+    deleting = threading.Thread(target=lambda: deleted.append(
+        catalog.delete_runs("status = 'running'")))
+    deleting.start()
+    with psycopg.connect(pg_url, autocommit=True) as watcher:
+        for _ in range(200):  # until the delete waits for the ended run's row
+            if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+                               "= 'Lock' AND application_name = 'tracker'").fetchone()[0]:
+                break
+            time.sleep(0.05)
+    ending.commit()
+    ending.close()
+    deleting.join(30)
+    # read first and deleted after, the ended run went to the trash with the running one
+    assert deleted == [["01r4"]]
+    assert not catalog.get_run("01r3").deleted and catalog.get_run("01r4").deleted
+
+
+def test_a_kept_file_and_the_lineage_graph_are_read_back(
+        stored: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "shared"))  # a folder the team shares
+    data = tmp_path / "a.csv"
+    data.write_bytes(b"x,y\n1,2\n")
+    kept = contents.keep_file(stored.content_store, str(data),
+                              contents.staging_dir(tmp_path / "staging"), expected_hash=None)
+    facts = {"size": kept.size, "hash": kept.fast_hash, "kept": "kept", "blob": kept.key}
+    _record(stored, [
+        events.Spooled("01r1", 8, events.Artifact("01r1", "output", str(data), facts,
+                                                  T0 + 5, "api")),
+        events.Spooled("01r2", 4, events.Artifact("01r2", "input", str(data), facts,
+                                                  T0 + 105, "api"))])
+    version = stored.get_artifact(data)
+    assert (version.version, version.producer_run_id, version.runs) == (1, "01r1",
+                                                                        ("01r1", "01r2"))
+    assert version.read_dataframe()["y"].tolist() == [2]
+    assert stored.get_artifact(data, run="01r2").version == 1
+    with pytest.raises(tracker.ArtifactNotFoundError, match="no recorded version 2"):
+        stored.get_artifact(data, version=2)
+    graph = stored.lineage_graph("01r2")
+    assert sorted(node.label for node in graph.nodes) == ["a.csv v1", "alpha", "beta"]
+    assert "alpha" in graph.text() and "beta" in graph.text()
+
+
+def test_purge_waits_for_a_writer_linking_a_version_of_its_runs_files(pg_url: str) -> None:
+    import threading
+
+    import psycopg
+
+    catalog = tracker.Catalog(pg_url)
+    _record(catalog, _stored_runs())
+    catalog.delete_run("01r1")
+    writing = psycopg.connect(pg_url)  # a writer about to link a run to the notebook's version
+    writing.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    ["path:/work/analysis.ipynb"])
+    purged: list[dict[str, int]] = []
+    purging = threading.Thread(target=lambda: purged.append(catalog.purge()))
+    purging.start()
+    purging.join(1.5)
+    assert purged == []  # it waits for the writer, not removes the version under it
+    writing.rollback()
+    writing.close()
+    purging.join(30)
+    assert purged[0]["runs"] == 1
+
+
+def test_purge_brings_the_catalogs_marks_in_a_shared_store_up_to_date(
+        stored: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import shared_store
+
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    data = tmp_path / "model.bin"
+    data.write_bytes(os.urandom(3000))
+    me = shared_store.owner(stored)
+    kept = contents.keep_file(stored.content_store, str(data),
+                              contents.staging_dir(tmp_path / "staging"), expected_hash=None,
+                              owner=me)
+    _record(stored, [events.Spooled("01r1", 8, events.Artifact(
+        "01r1", "output", str(data), {"size": kept.size, "hash": kept.fast_hash,
+                                      "kept": "kept", "blob": kept.key}, T0 + 5, "api"))])
+    assert shared_store.owner(stored) == me  # one id, kept with the catalog
+    stored.delete_run("01r1")
+    monkeypatch.setattr(shared_store, "SETTLE", 0)  # marks made by runs long committed
+    assert stored.purge(store=True)["shared"] == 0  # stored within the grace period: stays
+    assert me not in stored.content_store.marks().get(kept.key, {})  # unmarked
+    monkeypatch.setattr(shared_store, "GRACE", -1)  # stored long ago
+    assert stored.purge(store=True)["shared"] == 1
+    assert list(stored.content_store.entries()) == []

@@ -24,7 +24,7 @@ from tracker.errors import (
     ReadOnlySQLError,
     RunNotFoundError,
 )
-from tracker.storage import pg_access, pg_schema, pg_writer
+from tracker.storage import pg_access, pg_blobs, pg_schema, pg_writer
 from tracker.storage.pg_store import PgStore
 
 T0 = 1_780_000_000.0
@@ -125,10 +125,29 @@ def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:
         secured = dict(connection.execute(
             "SELECT relname, relrowsecurity FROM pg_class WHERE relkind = 'r' AND "
             "relnamespace = 'tracker'::regnamespace").fetchall())
-    assert set(secured) == {*pg_access.run_tables(), *pg_access.SHARED}
+    assert set(secured) == {*pg_access.run_tables(), *pg_access.SHARED, pg_access.BLOBS}
     assert {name for name, on in secured.items() if on} == \
-        {*pg_access.run_tables(), pg_access.GRANTS}
+        {*pg_access.run_tables(), pg_access.GRANTS, pg_access.BLOBS}
     assert set(RUN_TABLES_SQL) | {"runs"} <= set(pg_access.run_tables())
+
+
+def test_a_stored_notebook_is_read_only_through_a_run_the_role_sees(granted: Team) -> None:
+    for run_id, project in (("runa0002", "A"), ("runb0002", "B")):
+        with PgStore(granted.owner_url, 10).connect(write=True) as connection:
+            pg_blobs.store(connection, f"blob-{run_id}", b"{}")
+            connection.execute("UPDATE blobs SET stored_at = now() - interval '2 hours'")
+        notebook = events.Artifact(run_id, "notebook", "/work/nb.ipynb",
+                                   {"size": 2, "hash": f"h:{run_id}", "blob": f"blob-{run_id}"},
+                                   T0 + 1, "stored")
+        _apply(granted.owner_url, [*_events(run_id, project)[:1],
+                                   events.Spooled(run_id, 9, notebook)])
+    ann = granted.catalog(granted.role_a)
+    assert set(ann.sql("SELECT key FROM tracker.blobs")["key"]) == {"blob-runa0002"}
+    with PgStore(granted.url(granted.role_a), 10).connect(write=True) as connection:
+        pg_blobs.store(connection, "blob-runb0002", b"{}")  # B's: stored already, skipped
+        assert connection.execute("DELETE FROM blobs").rowcount == 0  # all referenced
+    with PgStore(granted.owner_url, 10).connect() as connection:
+        assert pg_blobs.read(connection, "blob-runb0002") == b"{}"
 
 
 def test_a_role_cannot_change_another_projects_runs(granted: Team) -> None:
@@ -309,7 +328,7 @@ def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: st
     with psycopg.connect(pg_url) as connection:
         policies = connection.execute("SELECT count(*) FROM pg_policies WHERE schemaname = "
                                       "'tracker'").fetchone()
-    assert policies == (4 * len(pg_access.run_tables()) + 1,)
+    assert policies == (4 * (len(pg_access.run_tables()) + 1) + 1,)  # and the blobs
     _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B")])
     assert _ids(tracker.Catalog(pg_cluster.url(database, role)).runs()) == ["runa0001"]
     assert f"schema version {pg_schema.SCHEMA_VERSION}" in text

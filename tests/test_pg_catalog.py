@@ -56,19 +56,13 @@ def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]
         ("start_run", lambda c: c.start_run("x")),
         ("log_param", lambda c: c.log_param("lr", 1)),
         ("log_metric", lambda c: c.log_metric("acc", 1.0)),
-        ("set_tag", lambda c: c.set_tag("k", "v", run="01r1")),
-        ("purge", lambda c: c.purge()),
-        ("set_status", lambda c: c.set_status("01r1", "failed")),
+        ("tagging the active run", lambda c: c.set_tag("k", "v")),
         ("export_run", lambda c: c.export_run("01r1", out)),
         ("import_run", lambda c: c.import_run(out)),
         ("import_mlflow", lambda c: c.import_mlflow(tmp_path)),
-        ("get_artifact", lambda c: c.get_artifact("a.csv")),
         ("show", lambda c: c.show()),
-        ("diff", lambda c: c.diff("01r1", "01r2")),
-        ("lineage_graph", lambda c: c.lineage_graph("01r1")),
         ("reproduce", lambda c: c.reproduce("01r1")),
         ("path", lambda c: c.path),
-        ("deleted_only", lambda c: c.runs(deleted_only=True)),
     ]
 
 
@@ -79,7 +73,7 @@ def test_what_is_not_ported_is_refused_by_name(secret_url: str, tmp_path: Path) 
                            match="not yet supported on PostgreSQL catalogs") as refused:
             call(catalog)
         assert isinstance(refused.value, tracker.CatalogError), name
-        assert name.split("_only")[0] in str(refused.value), name
+        assert name in str(refused.value), name
         assert SECRET not in str(refused.value) and SECRET not in refused.value.path
     assert os.listdir(tmp_path) == []  # nothing written next to the caller
 
@@ -99,9 +93,12 @@ def test_the_command_line_reads_the_server(secret_url: str, tmp_path: Path,
     assert cli.main(["--catalog", secret_url, "runs"]) == 0
     assert cli.main(["--catalog", secret_url, "sql", "SELECT 40 + 2 AS answer"]) == 0
     assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0  # no such run
+    assert cli.main(["--catalog", secret_url, "status", "01r1", "failed"]) != 0
+    assert cli.main(["--catalog", secret_url, "purge", "--yes"]) == 0
     (tmp_path / "run.json").write_text("{}")
     assert cli.main(["--catalog", secret_url, "import", str(tmp_path / "run.json")]) != 0
     shown = capsys.readouterr()
     assert "42" in shown.out and "not yet supported on PostgreSQL catalogs" in shown.err
+    assert "no runs in the trash" in shown.out and "no run matches '01r1'" in shown.err
     assert SECRET not in shown.out + shown.err
 

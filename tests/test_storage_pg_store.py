@@ -46,8 +46,10 @@ def test_the_first_connection_creates_the_file_catalogs_tables(pg_url: str) -> N
     with PgStore(pg_url, 10).connect() as connection:
         assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     tables = _tables(pg_url)
-    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | {pg_access.GRANTS}
-    del tables[pg_access.GRANTS]  # who sees which project: PostgreSQL's alone (pg_access)
+    # and its own: who sees which project (pg_access), the stored notebooks (pg_blobs)
+    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | {pg_access.GRANTS,
+                                                                         "blobs"}
+    del tables[pg_access.GRANTS], tables["blobs"]
     for table, names in tables.items():
         expected = [name for name in schema.column_names(table) if name != "values_fresh"]
         assert names[:len(expected)] == expected, table

@@ -19,6 +19,7 @@ from tracker import _ids, arguments
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
+    from tracker.sql_dialects import Dialect
 
 DEFAULT_DEPTH = 3  # runs each way: a producer's producer's producer is as far as people look
 MAX_DEPTH = 20
@@ -84,7 +85,7 @@ class LineageGraph:
 # FANOUT first by path of each run, and how many each has in all.
 _FILES = """
 WITH links AS (SELECT DISTINCT run_id, artifact_id FROM run_artifacts
-               WHERE role = $role AND run_id IN (SELECT unnest($runs))),
+               WHERE role = $role AND run_id IN (SELECT unnest($runs::text[]))),
 ranked AS (SELECT l.run_id, a.id, a.uri, a.version, a.hash, a.producer_run_id,
                   row_number() OVER (PARTITION BY l.run_id ORDER BY a.uri, a.version) AS n,
                   count(*) OVER (PARTITION BY l.run_id) AS total
@@ -96,7 +97,7 @@ WHERE n <= $fanout ORDER BY run_id, n
 _READERS = """
 WITH links AS (SELECT DISTINCT ra.artifact_id, ra.run_id FROM run_artifacts ra
                JOIN artifacts a ON a.id = ra.artifact_id
-               WHERE ra.role = 'input' AND ra.artifact_id IN (SELECT unnest($files))
+               WHERE ra.role = 'input' AND ra.artifact_id IN (SELECT unnest($files::text[]))
                  AND ra.run_id IS DISTINCT FROM a.producer_run_id),
 ranked AS (SELECT l.artifact_id, r.id,
                   row_number() OVER (PARTITION BY l.artifact_id
@@ -129,7 +130,8 @@ class _ReaderRow(NamedTuple):
 
 
 _RUNS = """
-SELECT id, name, status, deleted_at IS NOT NULL FROM runs WHERE id IN (SELECT unnest($ids))
+SELECT id, name, status, deleted_at IS NOT NULL FROM runs
+WHERE id IN (SELECT unnest($ids::text[]))
 """
 
 
@@ -137,13 +139,13 @@ def lineage_graph(catalog: Catalog, ref: str, *, depth: int = DEFAULT_DEPTH,
                   include_deleted: bool = False) -> LineageGraph:
     """See :meth:`tracker.Catalog.lineage_graph`."""
     from tracker import queries  # here: the command line imports this module to add its command
+    from tracker.reading import read_connection
 
     depth = min(arguments.count(depth, "depth", minimum=1), MAX_DEPTH)
     include_deleted = bool(include_deleted)
-    queries.flush_for_read(catalog)
-    with catalog.connect() as con:
-        focus = queries.resolve(con, ref)
-        walk = _Walk(con, focus, include_deleted)
+    with read_connection(catalog) as (con, dialect):
+        focus = queries.resolve(con, ref, dialect)
+        walk = _Walk(con, focus, include_deleted, dialect)
         upstream, downstream = [focus], [focus]
         for _ in range(depth):
             upstream = walk.upstream(upstream)
@@ -157,8 +159,9 @@ def lineage_graph(catalog: Catalog, ref: str, *, depth: int = DEFAULT_DEPTH,
 class _Walk:
     """The graph as it grows: nodes by key and edges, both in the order found."""
 
-    def __init__(self, con: Any, focus: str, include_deleted: bool) -> None:
+    def __init__(self, con: Any, focus: str, include_deleted: bool, dialect: Dialect) -> None:
         self.con = con
+        self.sql = dialect.finish_named  # the statements' named values, as the back end spells
         self.focus = focus
         self.include_deleted = include_deleted
         self.nodes: dict[str, Node] = {}
@@ -188,7 +191,8 @@ class _Walk:
         if not files:
             return []
         readers = [_ReaderRow(*row) for row in self.con.execute(
-            _READERS, {"files": files, "fanout": FANOUT, "deleted": self.include_deleted})
+            self.sql(_READERS),
+            {"files": files, "fanout": FANOUT, "deleted": self.include_deleted})
             .fetchall()]
         added = self.add_runs(dict.fromkeys(row.run_id for row in readers))  # newest first
         for row in readers:
@@ -203,7 +207,7 @@ class _Walk:
         if not runs:
             return []
         rows = [_FileRow(*row) for row in self.con.execute(
-            _FILES, {"role": role, "runs": list(runs), "fanout": FANOUT}).fetchall()]
+            self.sql(_FILES), {"role": role, "runs": list(runs), "fanout": FANOUT}).fetchall()]
         upstream = role == "input"
         for row in rows:
             key = file_node_key(row.file_id)
@@ -242,7 +246,8 @@ class _Walk:
         if not wanted:
             return []
         added = []
-        for run_id, name, status, deleted in self.con.execute(_RUNS, {"ids": wanted}).fetchall():
+        found = self.con.execute(self.sql(_RUNS), {"ids": wanted}).fetchall()
+        for run_id, name, status, deleted in found:
             focus = run_id == self.focus
             if deleted and not (focus or self.include_deleted):
                 continue

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, models, redaction, tags, values
+from tracker import arguments, models, reading, redaction, tags, values
 from tracker.errors import ArgumentError, CatalogError, TrackerError
 from tracker.queries import check_filters, flush_for_read, matching, resolve
 from tracker.storage import recovery, value_columns
@@ -55,13 +55,27 @@ def _seconds(text: Any) -> float | None:
 def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
                labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
     """See :meth:`tracker.Catalog.update_run`."""
-    changes: dict[str, Any] = {}
+    changes = edits(catalog, name=name, labels=labels, notes=notes)
+    flush_for_read(catalog)
+    with catalog.connect(write=True) as con:
+        run_id = resolve(con, ref)
+        if changes:
+            sets = ", ".join(f"{column} = ?" for column in changes)
+            con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*changes.values(), run_id])
+    sync_active(catalog, run_id, changes)
+    return catalog.get_run(run_id)
+
+
+def edits(catalog: Catalog, *, name: str | None, labels: Sequence[str] | None,
+          notes: str | None) -> dict[str, Any]:
+    """The columns ``update_run`` sets (of :data:`EDITABLE`), checked, as stored: text with no
+    lone surrogates, secrets replaced (edits included)."""
     redactor = redaction.for_catalog(catalog)
 
     def stored(text: Any) -> str:
-        """Storable text (no lone surrogates) with secrets replaced: edits included."""
         return redactor.text(values.text(text)) or ""
 
+    changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = stored(name)
     if labels is not None:
@@ -69,17 +83,14 @@ def update_run(catalog: Catalog, ref: str, *, name: str | None = None,
         changes["labels"] = [stored(label) for label in given]
     if notes is not None:
         changes["notes"] = stored(notes)
-    flush_for_read(catalog)
-    with catalog.connect(write=True) as con:
-        run_id = resolve(con, ref)
-        if changes:
-            sets = ", ".join(f"{column} = ?" for column in changes)
-            con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*changes.values(), run_id])
-    _sync_active(catalog, run_id, changes)
-    return catalog.get_run(run_id)
+    return changes
 
 
-def _sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None:
+#: The columns of a run ``update_run`` may change: the only names its SQL holds.
+EDITABLE = ("name", "labels", "notes")
+
+
+def sync_active(catalog: Catalog, run_id: str, changes: dict[str, Any]) -> None:
     """Keep this process's in-memory run in step, so a later flush does not undo a rename."""
     recorder = catalog.recorder
     if recorder is None or "name" not in changes:
@@ -100,7 +111,7 @@ STATUS_MEANINGS: dict[str, str] = {
 #: What a status set by hand may be, by the run's status now (``force=True`` skips the rules):
 #: a finished run never runs again, and ``crashed`` is tracker's finding that a run's process
 #: died, not a verdict a person gives. A running run is ended by its own process, or by hand
-#: once that process is gone (:func:`_check_transition`).
+#: once that process is gone (:func:`check_transition`).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     models.RUNNING: (models.COMPLETED, models.FAILED, models.CRASHED),
     models.COMPLETED: (models.FAILED,),
@@ -111,12 +122,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) -> RunInfo:
     """See :meth:`tracker.Catalog.set_status`."""
-    if not isinstance(status, str):  # choice() lets None through, and NULL breaks the row
-        raise ArgumentError(f"status must be one of {', '.join(map(repr, models.STATUSES))}; "
-                            f"not {status!r:.60}")
-    arguments.choice(status, "status", STATUS_MEANINGS)
-    if not isinstance(force, bool):
-        raise ArgumentError(f"force must be True or False, not {force!r:.60}")
+    check_status(status, force)
     flush_for_read(catalog)
     from tracker.recorder import local_to, user_name
 
@@ -128,7 +134,7 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
         if old != status:  # setting the status a run has is no change, and not history
             if not force:
                 own = run_id in local_to(catalog.path).runs
-                _check_transition(old, status, alive=own or not recovery.is_dead(
+                check_transition(old, status, alive=own or not recovery.is_dead(
                     host, pid, started, heartbeat), where=f"pid {pid} on {host}")
             con.execute("BEGIN")
             _apply_status(con, run_id, status)
@@ -138,7 +144,17 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
     return catalog.get_run(run_id)
 
 
-def _check_transition(old: str, new: str, *, alive: bool, where: str) -> None:
+def check_status(status: Any, force: Any) -> None:
+    """ArgumentError unless ``status`` is one tracker knows and ``force`` a bool."""
+    if not isinstance(status, str):  # choice() lets None through, and NULL breaks the row
+        raise ArgumentError(f"status must be one of {', '.join(map(repr, models.STATUSES))}; "
+                            f"not {status!r:.60}")
+    arguments.choice(status, "status", STATUS_MEANINGS)
+    if not isinstance(force, bool):
+        raise ArgumentError(f"force must be True or False, not {force!r:.60}")
+
+
+def check_transition(old: str, new: str, *, alive: bool, where: str) -> None:
     """Refuse a change :data:`TRANSITIONS` does not allow, saying why and how to force it."""
     if old == models.RUNNING and alive:
         raise _refused(f"it is running and its process ({where}) is alive: the run is ended "
@@ -174,10 +190,7 @@ def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
     returns its id."""
     from tracker.storage.writer import write_tags
 
-    redactor = redaction.for_catalog(catalog)
-    rows: list[tuple[str, str | None]] = [tags.checked(key, value, redactor)
-                                          for key, value in tags.pairs(given)]
-    rows += [(tags.checked_key(key), None) for key in removed]
+    rows = tag_rows(catalog, given, removed)
     now = time.time()
     flush_for_read(catalog)  # this process's queued events first: they are older
     with catalog.connect(write=True) as con:
@@ -187,6 +200,16 @@ def set_tags(catalog: Catalog, ref: str, given: Mapping[str, Any],
             write_tags(con, [(run_id, key, value, now) for key, value in rows])
             con.execute("COMMIT")
     return run_id
+
+
+def tag_rows(catalog: Catalog, given: Mapping[str, Any],
+             removed: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``(key, value)`` of each tag to set, checked and redacted, then ``(key, None)`` of each
+    to remove."""
+    redactor = redaction.for_catalog(catalog)
+    rows: list[tuple[str, str | None]] = [tags.checked(key, value, redactor)
+                                          for key, value in tags.pairs(given)]
+    return rows + [(tags.checked_key(key), None) for key in removed]
 
 
 def delete_runs(catalog: Catalog, where: str | None = None, *,
@@ -261,11 +284,11 @@ def purge(catalog: Catalog, older_than: str | float | None = None, *,
         kept_blobs = {row[0] for row in con.execute(
             "SELECT DISTINCT blob FROM artifacts WHERE blob IS NOT NULL").fetchall()}
         removed = _remove_unreferenced_blobs(catalog, kept_blobs)
-        shared = _reclaim_shared(catalog, kept_blobs, remove=store)
+        shared = reclaim_shared(catalog, kept_blobs, remove=store)
     return {"runs": len(chosen), "blobs": removed, "shared": shared}
 
 
-def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
+def reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
     """This catalog's marks in a shared store brought up to date; with ``remove``, what no
     catalog marks removed (:mod:`tracker.shared_store`). Nothing for the catalog's own."""
     from tracker import shared_store
@@ -274,7 +297,7 @@ def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
     try:
         if not catalog.content_store.shared:
             return 0
-    except ArgumentError:  # TRACKER_STORE names no usable store: nothing to clean
+    except (ArgumentError, CatalogError):  # no usable store (TRACKER_STORE): nothing to clean
         return 0
     try:
         return shared_store.reclaim(catalog, {key for key in kept if contents.is_key(key)},
@@ -282,7 +305,8 @@ def _reclaim_shared(catalog: Catalog, kept: set[str], *, remove: bool) -> int:
     except Exception as exc:  # a bucket's network or server error, a folder gone
         raise CatalogError(f"the shared store {catalog.content_store.location} could not be "
                            f"cleaned ({type(exc).__name__}: {exc}); the runs were purged; run "
-                           "purge again once it can be reached", path=str(catalog.path)) from None
+                           "purge again once it can be reached",
+                           path=reading.shown(catalog)) from None
 
 
 def _remove_if_untouched(blob: Path, cutoff: float) -> int:

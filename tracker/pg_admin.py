@@ -143,7 +143,7 @@ def grant_steps(given: Grant) -> list[_Step]:
              _Step(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, who))]
     if given.can_write:
         steps += [_Step(sql.SQL("GRANT INSERT, UPDATE, DELETE ON {} TO {}").format(
-                      _tables(pg_access.run_tables()), who)),
+                      _tables((*pg_access.run_tables(), pg_access.BLOBS)), who)),
                   _Step(sql.SQL("GRANT INSERT, UPDATE ON {} TO {}").format(
                       _tables(pg_access.SHARED_WRITES), who))]
     return [*steps, _Step(_UPSERT, tuple(given))]

@@ -2,8 +2,11 @@
 
 ``Catalog("postgresql://...")`` (or ``$TRACKER_CATALOG`` set to such a URL) is a
 :class:`PgCatalog`. Its reads are :mod:`tracker.pg_queries` and :mod:`tracker.pg_readonly_sql`,
-giving the file catalog's DataFrames; the trash is :mod:`tracker.pg_manage`. Everything else
-(recording runs, other changes, exports, kept contents, widgets) is not ported yet and raises
+giving the file catalog's DataFrames; changes of stored runs (edits, statuses, tags, the
+trash, purge) are :mod:`tracker.pg_manage`; a run's notebook, a kept file's versions and the
+lineage graph are the file catalog's statements in PostgreSQL's spelling
+(:mod:`tracker.reading`), kept contents come from ``TRACKER_STORE``. Everything else
+(recording runs, exports, widgets) is not ported yet and raises
 :class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
 created next to the notebook.
 """
@@ -13,11 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
 from tracker.catalog import Catalog, lock_timeout
-from tracker.errors import ArgumentError, NotOnPostgresError
+from tracker.errors import ArgumentError, CatalogError, NotOnPostgresError
 from tracker.storage.pg_store import PgStore
 
 if TYPE_CHECKING:
@@ -26,11 +30,14 @@ if TYPE_CHECKING:
     from tracker.models import RunInfo
     from tracker.recorder import Recorder
     from tracker.run import Run
+    from tracker.storage.contents import ContentStore
 
 # What a PostgreSQL catalog offers today; every other public name of Catalog refuses.
 PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count_runs", "keys",
                     "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
-                    "delete_run", "delete_runs", "restore_run", "restore_runs"})
+                    "delete_run", "delete_runs", "restore_run", "restore_runs",
+                    "update_run", "set_status", "set_tag", "set_tags", "delete_tag", "purge",
+                    "diff", "lineage_graph", "get_artifact", "content_store"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -53,6 +60,20 @@ class PgCatalog(Catalog):
     def timeout(self) -> float:
         """Seconds an operation waits to connect by default."""
         return float(self.store.timeout)
+
+    @cached_property
+    def content_store(self) -> ContentStore:
+        """Where kept contents live: ``$TRACKER_STORE`` (a folder every machine sees, or an
+        ``s3://`` bucket); a PostgreSQL catalog has no folder of its own to keep them in."""
+        from tracker.storage.stores import STORE_VARIABLE, open_store
+
+        setting = os.environ.get(STORE_VARIABLE, "").strip()
+        if not setting:
+            raise CatalogError(
+                f"kept contents of the PostgreSQL catalog {self._pg.shown} live in a shared "
+                f"store: set {STORE_VARIABLE} to a folder every machine sees or to "
+                "s3://bucket/prefix", path=self._pg.shown)
+        return open_store(Path(setting), setting)
 
     @property
     def recorder(self) -> Recorder | None:
@@ -79,10 +100,9 @@ class PgCatalog(Catalog):
         """See :meth:`tracker.Catalog.runs`."""
         from tracker import pg_queries
 
-        if deleted_only:
-            _refuse("runs(deleted_only=True)", self._pg.shown)
         return pg_queries.runs(self._pg, where, order_by=order_by, limit=limit, offset=offset,
-                               include_deleted=include_deleted, **equals)
+                               include_deleted=include_deleted, deleted_only=deleted_only,
+                               **equals)
 
     def count_runs(self, where: str | None = None, *, by: str | None = "status",
                    include_deleted: bool = False) -> pd.DataFrame:
@@ -129,16 +149,69 @@ class PgCatalog(Catalog):
 
     def delete_runs(self, where: str | None = None, *, ids: Sequence[str] | None = None,
                     **equals: Any) -> list[str]:
-        """See :meth:`tracker.Catalog.delete_runs`; a filter is read first, then its runs are
-        deleted (a run starting in between is not)."""
+        """See :meth:`tracker.Catalog.delete_runs`; a filter picks its runs and deletes them in
+        one transaction."""
         from tracker import pg_manage
 
-        if ids is None:
-            if where is None and not equals:
-                raise ArgumentError("delete_runs needs a filter, ids or equality tests; to "
-                                    "delete every run say so: delete_runs('id IS NOT NULL')")
-            ids = list(self.runs(where, **equals)["id"])
-        return pg_manage.delete_runs(self._pg, ids)
+        if ids is not None:
+            return pg_manage.delete_runs(self._pg, ids)
+        if where is None and not equals:
+            raise ArgumentError("delete_runs needs a filter, ids or equality tests; to "
+                                "delete every run say so: delete_runs('id IS NOT NULL')")
+        return pg_manage.delete_matching(self._pg, where, equals)
+
+    def update_run(self, ref: str, *, name: str | None = None,
+                   labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
+        """See :meth:`tracker.Catalog.update_run`."""
+        from tracker import manage, pg_manage
+
+        changes = manage.edits(self, name=name, labels=labels, notes=notes)
+        run_id = pg_manage.update_run(self._pg, ref, changes)
+        manage.sync_active(self, run_id, changes)
+        return self.get_run(run_id)
+
+    def set_status(self, ref: str, status: str, *, force: bool = False) -> RunInfo:
+        """See :meth:`tracker.Catalog.set_status`."""
+        from tracker import manage, pg_manage
+
+        manage.check_status(status, force)
+        recorder = self.recorder
+        own = {run.id for run in recorder.stack} if recorder is not None else set()
+        return self.get_run(pg_manage.set_status(self._pg, ref, status, force=force, own=own))
+
+    def set_tags(self, tags: Mapping[str, Any], *, run: str | None = None) -> None:
+        """See :meth:`tracker.Catalog.set_tags`; on a stored run (``run``) only, as no run is
+        recorded into a PostgreSQL catalog yet."""
+        self._tag(run, tags, ())
+
+    def delete_tag(self, key: str, *, run: str | None = None) -> None:
+        """See :meth:`tracker.Catalog.delete_tag`; on a stored run (``run``) only."""
+        self._tag(run, {}, [key])
+
+    def _tag(self, run: str | None, tags: Mapping[str, Any], removed: Sequence[str]) -> None:
+        import time
+
+        from tracker import manage, pg_manage
+
+        if run is None:
+            _refuse("tagging the active run (set_tag without run=, a recorded run)",
+                    self._pg.shown)
+        rows = manage.tag_rows(self, tags, removed)
+        pg_manage.set_tags(self._pg, str(run), rows, time.time())
+
+    def purge(self, older_than: str | float | None = None, *,
+              ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
+        """See :meth:`tracker.Catalog.purge`: the runs, the stored notebooks no run references
+        (the ``blobs`` table), and this catalog's marks in ``TRACKER_STORE``."""
+        from tracker import manage, pg_manage
+
+        age = manage.parse_age(older_than) if older_than is not None else 0.0
+        refs = arguments.texts(ids, "ids", "['01m7zwkkx6hq']")
+        removed = pg_manage.purge(self._pg, age, refs)
+        # After the commit, as the file catalog does: a run committing a reference meanwhile
+        # made its mark just now, and a mark younger than shared_store.SETTLE stays.
+        kept = pg_manage.referenced_blobs(self._pg)
+        return {**removed, "shared": manage.reclaim_shared(self, kept, remove=store)}
 
     def restore_run(self, ref: str) -> str:
         """See :meth:`tracker.Catalog.restore_run`."""
@@ -161,8 +234,9 @@ def _refuse(name: str, shown: str) -> None:
     """Raise the error of an operation not ported to PostgreSQL catalogs yet."""
     raise NotOnPostgresError(
         f"{name} is not yet supported on PostgreSQL catalogs: only reads (runs, count_runs, "
-        "get_run, metric_history, keys, artifacts, lineage, sql) and moving runs to the trash "
-        "and back are; use a catalog file for the rest", path=shown)
+        "get_run, metric_history, keys, artifacts, lineage, sql) and changing stored runs "
+        "(update_run, set_status, tags, the trash, purge) are; use a catalog file for the "
+        "rest", path=shown)
 
 
 def _refusing(name: str, attribute: Any) -> Any:

@@ -525,7 +525,14 @@ def for_catalog(catalog: Catalog, setting: Any = None) -> Redactor:
 
 
 def key_file(catalog: Catalog) -> Path:
-    """``<catalog>.key``: the secret the markers' HMAC uses, beside the catalog."""
+    """``<catalog>.key``: the secret the markers' HMAC uses, beside the catalog. A PostgreSQL
+    catalog has no folder: its key is this user's, ``~/.tracker/keys/<digest of the URL as
+    shown>.key`` (kept out of the database, where any reader's sql() would see it)."""
+    from tracker.storage.pg_store import PgStore
+
+    if isinstance(catalog.store, PgStore):
+        digest = hashlib.sha256(catalog.store.shown.encode()).hexdigest()[:16]
+        return Path.home() / ".tracker" / "keys" / f"{digest}.key"
     return catalog.folder / f"{catalog.path.name}.key"
 
 

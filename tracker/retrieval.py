@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,12 +60,13 @@ class KeptFile:
         with self._readable():
             if contents.is_key(blob):
                 return self.catalog.content_store.open(blob)
-            return open(self.catalog.blob_dir / blob, "rb")  # noqa: SIM115 - the caller closes it
+            return self.catalog.store.open_blob(blob)
 
     def restore(self, to: str | os.PathLike[str] | None = None, *,
                 overwrite: bool = False) -> Path:
         """Write the kept bytes to ``to`` (default: where the file was); an existing file is
         replaced only with ``overwrite=True``. Returns the path written."""
+        from tracker.reading import on_postgres
         from tracker.storage import contents
 
         blob = self._blob()
@@ -84,6 +86,9 @@ class KeptFile:
             with self._readable():
                 if contents.is_key(blob):
                     self.catalog.content_store.restore(blob, staged)
+                elif on_postgres(self.catalog):
+                    with self.open() as source, open(staged, "wb") as out:
+                        shutil.copyfileobj(source, out)
                 else:
                     contents.copy_file(self.catalog.blob_dir / blob, staged)
             os.chmod(staged, 0o644)  # mkstemp's 0600 is not what a restored file had
@@ -156,14 +161,16 @@ def _publish(staged: Path, dest: Path, *, overwrite: bool) -> None:
 
 _VERSION_ROWS = """
 SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, a.producer_run_id,
-       list(DISTINCT ra.run_id ORDER BY ra.run_id) FILTER (WHERE ra.run_id IS NOT NULL) AS runs,
+       array_agg(DISTINCT ra.run_id ORDER BY ra.run_id) FILTER (WHERE ra.run_id IS NOT NULL)
+           AS runs,
        bool_or(r.deleted_at IS NULL) AS live,
        bool_or(ra.run_id = $run) AS of_run,
        bool_or(ra.run_id = $run AND ra.role = 'output') AS output_of_run
 FROM artifacts a LEFT JOIN run_artifacts ra ON ra.artifact_id = a.id
      LEFT JOIN runs r ON r.id = ra.run_id
 WHERE a.key = $key
-GROUP BY ALL ORDER BY a.version
+GROUP BY a.id, a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, a.producer_run_id
+ORDER BY a.version
 """
 
 
@@ -173,12 +180,12 @@ def _uri(path_or_uri: str | os.PathLike[str]) -> str:
 
 
 def _version_rows(catalog: Catalog, uri: str, run: str | None) -> list[dict[str, Any]]:
-    from tracker.queries import flush_for_read, resolve
+    from tracker.queries import resolve
+    from tracker.reading import read_connection
 
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        run_id = resolve(con, run) if run is not None else None
-        cursor = con.execute(_VERSION_ROWS, {"run": run_id, "key": uri})
+    with read_connection(catalog) as (con, dialect):
+        run_id = resolve(con, run, dialect) if run is not None else None
+        cursor = con.execute(dialect.finish_named(_VERSION_ROWS), {"run": run_id, "key": uri})
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -226,15 +233,16 @@ def versions(catalog: Catalog, path_or_uri: str | os.PathLike[str]) -> pd.DataFr
 
 def run_notebook(catalog: Catalog, run: str) -> KeptFile:
     """The notebook stored with ``run`` (the executed one where the runner wrote it)."""
-    from tracker.queries import flush_for_read, records, resolve
+    from tracker.queries import records, resolve
+    from tracker.reading import read_connection
 
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        run_id = resolve(con, run)
-        rows = records(con, "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
-                            "a.producer_run_id, [ra.run_id] AS runs FROM run_artifacts ra JOIN "
-                            "artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ? AND "
-                            "ra.role = 'notebook' ORDER BY ra.logged_at", [run_id])
+    with read_connection(catalog) as (con, dialect):
+        run_id = resolve(con, run, dialect)
+        rows = records(con, dialect.finish(
+            "SELECT a.uri, a.version, a.size, a.mtime, a.hash, a.kept, a.blob, "
+            "a.producer_run_id, ARRAY[ra.run_id] AS runs FROM run_artifacts ra JOIN "
+            "artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ? AND "
+            "ra.role = 'notebook' ORDER BY ra.logged_at"), [run_id])
     if not rows:
         raise ArtifactNotFoundError(f"run {run} has no stored notebook (it did not run in a "
                                     "notebook, or the notebook was never found)")

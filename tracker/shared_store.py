@@ -24,7 +24,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracker.storage import contents
 
@@ -41,8 +41,25 @@ _OWNER_FILE = ".store-owner"
 
 
 def owner(catalog: Catalog) -> str:
-    """This catalog's id in shared stores, made on first use."""
+    """This catalog's id in shared stores, made on first use: in its blob folder, or for a
+    PostgreSQL catalog in its ``meta`` table (one id for every machine using it)."""
+    from tracker.storage.pg_store import PgStore  # not tracker.reading: it reads above here
+
+    if isinstance(catalog.store, PgStore):
+        return _owner_in_database(catalog.store)
     return _owner_in(catalog.blob_dir)
+
+
+@functools.lru_cache(maxsize=16)
+def _owner_in_database(store: Any) -> str:
+    with store.connect(write=True) as con:
+        con.execute("INSERT INTO meta VALUES ('store_owner', %s) ON CONFLICT (key) DO NOTHING",
+                    [secrets.token_hex(16)])
+        text = str(con.execute("SELECT value FROM meta WHERE key = 'store_owner'").fetchone()[0])
+    if not contents.is_owner(text):
+        raise OSError(errno.EINVAL, "not a catalog id; delete meta.store_owner to make another",
+                      store.shown)
+    return text
 
 
 @functools.lru_cache(maxsize=16)

@@ -10,6 +10,7 @@ neither does a key or a value typed by a user become SQL text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -62,6 +63,10 @@ class Dialect:
         """The compiled SQL with this back end's placeholders (``?`` as compiled)."""
         return sql
 
+    def finish_named(self, sql: str) -> str:
+        """A statement of tracker's with named values (``$run``) in this back end's spelling."""
+        return sql
+
 
 class _Postgres(Dialect):
     """PostgreSQL: a cast function of the catalog's schema (``try_float8``, created with it),
@@ -99,6 +104,9 @@ class _Postgres(Dialect):
 
     def finish(self, sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")
+
+    def finish_named(self, sql: str) -> str:
+        return re.sub(r"\$([a-z_]+)", r"%(\1)s", sql.replace("%", "%%"))
 
 
 DUCKDB = Dialect()

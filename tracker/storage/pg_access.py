@@ -14,6 +14,9 @@ statement (filters, ``sql()``, psql alike), so no query of tracker's is trusted 
 - :data:`SHARED` tables are catalog-wide, not per project: the key lists, the environments and
   the file records (a path's versions count up across projects, so a writer must see every
   version to number the next one). What a run did with a file is its ``run_artifacts`` row.
+- :data:`BLOBS`, the stored notebooks, are keyed by content: a role reads one through a file link
+  of a run it sees, or while no run references it (on its way into a batch, or left by a purge
+  within the grace); any writer stores one, and removes one no run references.
 
 The owner of the tables and superusers bypass row-level security: they see every project (the
 owner runs ``tracker admin``). Every statement here is idempotent, so they both create a catalog
@@ -28,6 +31,7 @@ DEFAULT_PROJECT = "default"  # the project of a run recorded with none
 GRANTS = "project_grants"  # the table of (grantee, project, can_write)
 #: tables without per-project rows (see the module's docstring)
 SHARED = ("meta", "param_keys", "metric_keys", "artifacts", "environments", GRANTS)
+BLOBS = "blobs"  # stored notebooks, seen through the runs that reference them
 #: shared tables a writer adds to (and updates: an artifact's kept blob)
 SHARED_WRITES = ("param_keys", "metric_keys", "artifacts", "environments")
 
@@ -73,6 +77,22 @@ def _policies(table: str) -> list[str]:
             f"CREATE POLICY tracker_delete {on} FOR DELETE USING ({write})"]
 
 
+def _blob_policies() -> list[str]:
+    """A stored notebook is read through a visible run's file link (run_artifacts' own policy),
+    or while unreferenced; stored by any writer; removed only while unreferenced."""
+    referenced = f"EXISTS (SELECT 1 FROM {_S}.artifacts a WHERE a.blob = {BLOBS}.key)"
+    seen = (f"EXISTS (SELECT 1 FROM {_S}.artifacts a JOIN {_S}.run_artifacts ra "
+            f"ON ra.artifact_id = a.id WHERE a.blob = {BLOBS}.key)")
+    on = f"ON {_S}.{BLOBS}"
+    return [f"ALTER TABLE {_S}.{BLOBS} ENABLE ROW LEVEL SECURITY",
+            *(f"DROP POLICY IF EXISTS {name} {on}"
+              for name in ("tracker_read", "tracker_insert", "tracker_update", "tracker_delete")),
+            f"CREATE POLICY tracker_read {on} FOR SELECT USING ({seen} OR NOT {referenced})",
+            f"CREATE POLICY tracker_insert {on} FOR INSERT WITH CHECK (true)",
+            f"CREATE POLICY tracker_update {on} FOR UPDATE USING (true) WITH CHECK (true)",
+            f"CREATE POLICY tracker_delete {on} FOR DELETE USING (NOT {referenced})"]
+
+
 def statements() -> list[str]:
     """The DDL of access control, idempotent: the grants table and every run table's
     policies (run by the tables' owner)."""
@@ -84,4 +104,5 @@ def statements() -> list[str]:
         f"DROP POLICY IF EXISTS tracker_own_grants ON {grants}",
         f"CREATE POLICY tracker_own_grants ON {grants} FOR SELECT USING ({_MINE})",
         *(statement for table in run_tables() for statement in _policies(table)),
+        *_blob_policies(),
     ]

@@ -13,6 +13,10 @@ and nothing recorded may be refused. Three things differ, each for a reason:
   by an identity column where the file catalog uses its row order.
 - No ``run_values``/``value_columns`` and no ``runs.values_fresh``: they are the file catalog's
   way around slow DuckDB writes, which PostgreSQL does not need.
+- ``blobs``: the notebooks stored with runs live in the database (``bytea``, by content key),
+  where the file catalog has its blob folder: every machine that reaches the server reads them,
+  and a purge removes them in the transaction that finds them unreferenced
+  (:mod:`tracker.storage.pg_blobs`). Kept contents stay in ``TRACKER_STORE``.
 
 The schema version is the file catalog's: a PostgreSQL catalog starts at :data:`FIRST_VERSION`,
 and each later version of :mod:`tracker.storage.schema` needs its entry in :data:`MIGRATIONS`
@@ -48,6 +52,11 @@ KEYS: dict[str, str] = {
     "environments": "PRIMARY KEY (id)",
     "tags": "PRIMARY KEY (run_id, key)",
 }
+#: tables only a PostgreSQL catalog has (see the module's docstring)
+OWN_TABLES: tuple[str, ...] = (
+    "CREATE TABLE blobs (key text PRIMARY KEY, data bytea NOT NULL, "
+    "stored_at timestamptz NOT NULL DEFAULT now())",
+)
 INDEXES: tuple[str, ...] = (
     "CREATE INDEX params_run ON params (run_id, seq)",
     "CREATE INDEX metrics_run ON metrics (run_id, key, seq)",
@@ -112,7 +121,7 @@ def create_statements() -> list[str]:
         if table in KEYS:
             body.append(KEYS[table])
         created.append(f"CREATE TABLE {table} ({', '.join(body)})")
-    return [*created, *INDEXES, *FUNCTIONS]
+    return [*created, *OWN_TABLES, *INDEXES, *FUNCTIONS]
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

@@ -18,9 +18,10 @@ a project (``tracker admin grant``), other roles see no run.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from tracker import arguments
 from tracker.errors import (
@@ -31,7 +32,7 @@ from tracker.errors import (
     TrackerError,
     first_line,
 )
-from tracker.storage import pg_access, pg_schema
+from tracker.storage import pg_access, pg_blobs, pg_schema
 from tracker.storage.pg_url import redacted
 
 # The advisory lock taken while the schema is created or migrated (any fixed number: it names
@@ -77,6 +78,15 @@ class PgStore:
                     yield connection
         finally:
             connection.close()
+
+    def open_blob(self, key: str) -> IO[bytes]:
+        """The stored blob ``key`` (a run's notebook) as a binary file; FileNotFoundError if
+        there is none, as for a file catalog's blob folder."""
+        with self.connect() as con:
+            data = pg_blobs.read(con, key)
+        if data is None:
+            raise FileNotFoundError(f"no blob {key} in {self.shown}")
+        return io.BytesIO(data)
 
     def _open(self, wait: float) -> Any:
         import psycopg

@@ -215,7 +215,7 @@ class _Rows:
             if state.pop(_NUMBER, False) and isinstance(state.get("name"), str):
                 state["name"] = _numbered(cursor, state["name"])
             _update_run(cursor, run_id, state)
-        _write_tags(cursor, self.tags)
+        write_tags(cursor, self.tags)
         for artifact in self.artifacts:
             _link_artifact(cursor, *artifact)
 
@@ -231,7 +231,7 @@ def _update_run(cursor: Any, run_id: str, state: dict[str, Any]) -> None:
     cursor.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = %s", [*args, run_id])
 
 
-def _write_tags(cursor: Any, tags: dict[tuple[str, str], tuple[str | None, float]]) -> None:
+def write_tags(cursor: Any, tags: dict[tuple[str, str], tuple[str | None, float]]) -> None:
     """A tag change replaces (or, with None, removes) the run's tag of that key, unless the
     stored one was set later (another process's flush may bring an older change)."""
     if not tags:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tracker import arguments
 from tracker.errors import (
@@ -80,6 +80,11 @@ class Store:
     def blob_dir(self) -> Path:
         """Where stored files (a run's saved notebook) live, by content hash."""
         return self.folder / f"{self.path.name}.blobs"
+
+    def open_blob(self, key: str) -> IO[bytes]:
+        """The stored blob ``key`` (a run's notebook) as a binary file (FileNotFoundError if
+        missing); a PostgreSQL catalog's store answers the same from its database."""
+        return open(self.blob_dir / key, "rb")  # noqa: SIM115 - the caller closes it
 
     # -- connections -------------------------------------------------------------------
 
