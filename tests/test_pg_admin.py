@@ -182,6 +182,13 @@ def test_sql_cannot_write_even_where_the_role_may(granted: Team) -> None:
                                             "SELECT * FROM d")
 
 
+def test_sql_on_a_table_the_role_may_not_read_is_an_access_error(granted: Team) -> None:
+    ann = granted.catalog(granted.role_a)
+    with pytest.raises(ProjectAccessError, match="permission denied for table pg_authid") as caught:
+        ann.sql("SELECT rolpassword FROM pg_catalog.pg_authid")
+    assert not isinstance(caught.value, ReadOnlySQLError)  # not "one read-only query"
+
+
 def test_a_role_records_into_its_project_only(granted: Team) -> None:
     _apply(granted.url(granted.role_a), _events("runa0002", "A"))
     assert _ids(granted.catalog(granted.role_a).runs()) == ["runa0001", "runa0002"]

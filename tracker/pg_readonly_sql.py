@@ -26,7 +26,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracker import readonly_sql
-from tracker.errors import ArgumentError, ReadOnlySQLError, SQLError, first_line
+from tracker.errors import (
+    ArgumentError,
+    ProjectAccessError,
+    ReadOnlySQLError,
+    SQLError,
+    first_line,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +88,14 @@ def run(store: PgStore, text: str, params: Sequence[Any] | None = None) -> pd.Da
             raise SQLError(f"the query ran longer than {limit:g} s and was stopped; narrow it "
                            "(a WHERE, a LIMIT) or set TRACKER_SQL_TIMEOUT to allow more"
                            ) from None
-        except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege,
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # Writes meet read-only first (ReadOnlySqlTransaction): this is a read the role
+            # has no right to, not a write.
+            raise ProjectAccessError(
+                f"the server refused this query: {_first_line(exc)}; query the tracker schema's "
+                "tables, or ask the catalog's owner for access (tracker admin grant ROLE "
+                "--project P)", path=store.shown) from None
+        except (psycopg.errors.ReadOnlySqlTransaction,
                 psycopg.errors.ActiveSqlTransaction) as exc:
             raise ReadOnlySQLError(f"{ALLOWED} ({_first_line(exc)})") from None
         except psycopg.OperationalError:
