@@ -51,7 +51,6 @@ def test_the_module_level_reads_use_the_server(secret_url: str,
 
 def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]:
     """Each operation not ported to PostgreSQL catalogs, as one call."""
-    out = tmp_path / "out.json"
     return [
         ("start_run", lambda c: c.start_run("x")),
         ("log_param", lambda c: c.log_param("lr", 1)),
@@ -59,8 +58,6 @@ def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]
         ("set_tag", lambda c: c.set_tag("k", "v", run="01r1")),
         ("purge", lambda c: c.purge()),
         ("set_status", lambda c: c.set_status("01r1", "failed")),
-        ("export_run", lambda c: c.export_run("01r1", out)),
-        ("import_run", lambda c: c.import_run(out)),
         ("import_mlflow", lambda c: c.import_mlflow(tmp_path)),
         ("get_artifact", lambda c: c.get_artifact("a.csv")),
         ("show", lambda c: c.show()),
@@ -99,8 +96,7 @@ def test_the_command_line_reads_the_server(secret_url: str, tmp_path: Path,
     assert cli.main(["--catalog", secret_url, "runs"]) == 0
     assert cli.main(["--catalog", secret_url, "sql", "SELECT 40 + 2 AS answer"]) == 0
     assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0  # no such run
-    (tmp_path / "run.json").write_text("{}")
-    assert cli.main(["--catalog", secret_url, "import", str(tmp_path / "run.json")]) != 0
+    assert cli.main(["--catalog", secret_url, "import-mlflow", str(tmp_path)]) != 0
     shown = capsys.readouterr()
     assert "42" in shown.out and "not yet supported on PostgreSQL catalogs" in shown.err
     assert SECRET not in shown.out + shown.err

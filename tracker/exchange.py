@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence, Set
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import arguments, descriptor, redaction, tags, values
 from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
@@ -32,8 +32,48 @@ from tracker.storage.writer import insert_missing
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
-_RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
+RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
 _BULK = 50  # rows above which an insert scans a DataFrame
+
+
+class RecordStatements(NamedTuple):
+    """The SQL that reads one run's record on a back end; each binds the run's id once (the
+    environment's, the run's environment id)."""
+
+    run: str
+    params: str
+    metrics: str
+    artifacts: str
+    cells: str
+    environment: str
+    tags: str
+
+
+RECORD = RecordStatements(
+    run=f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",
+    params="SELECT key, value, kind, logged_at FROM params WHERE run_id = ? "
+           "ORDER BY logged_at, rowid",
+    metrics="SELECT key, value, step, logged_at FROM metrics WHERE run_id = ? "
+            "ORDER BY logged_at, rowid",
+    artifacts="SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at FROM run_artifacts ra "
+              "JOIN artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ?",
+    cells="SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
+    environment="SELECT * FROM environments WHERE id = ?",
+    tags="SELECT key, value, set_at FROM tags WHERE run_id = ? ORDER BY key",
+)
+
+
+def read_record(con: Any, run_id: str, statements: RecordStatements = RECORD
+                ) -> dict[str, Any]:
+    """Everything recorded about the run ``run_id`` (which must exist), as a descriptor holds
+    it (without ``notebooks``): the same sections from either back end's ``statements``."""
+    run = records(con, statements.run, [run_id])[0]
+    data: dict[str, Any] = {"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
+                            "run": run}
+    for section in ("params", "metrics", "artifacts", "cells", "tags"):
+        data[section] = records(con, getattr(statements, section), [run_id])
+    data["environment"] = records(con, statements.environment, [run["environment_id"]])
+    return data
 
 
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
@@ -44,36 +84,29 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     _check_target(catalog, target, overwrite=overwrite)
     flush_for_read(catalog)
     with catalog.connect() as con:
-        run_id = resolve(con, ref)
-        run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
-                       [run_id])[0]
-        data: dict[str, Any] = {
-            "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
-            "params": records(con, "SELECT key, value, kind, logged_at FROM params "
-                               "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "metrics": records(con, "SELECT key, value, step, logged_at FROM metrics "
-                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "artifacts": records(con, "SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at "
-                                  "FROM run_artifacts ra JOIN artifacts a ON a.id = "
-                                  "ra.artifact_id WHERE ra.run_id = ?", [run_id]),
-            "cells": records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
-                              "ORDER BY seq", [run_id]),
-            "environment": records(con, "SELECT * FROM environments WHERE id = ?",
-                                    [run["environment_id"]]),
-            "tags": records(con, "SELECT key, value, set_at FROM tags WHERE run_id = ? "
-                         "ORDER BY key", [run_id]),
-        }
-    data["notebooks"] = _stored_notebooks(catalog, data["artifacts"])
+        data = read_record(con, resolve(con, ref))
+    data["notebooks"] = stored_notebooks(catalog, data["artifacts"])
     if contents:  # before the descriptor: one that exists has its contents beside it
         from tracker import carried_contents
 
         carried_contents.carry(catalog, data["artifacts"], target, overwrite=overwrite)
-    text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
-    _write_whole(target, text, overwrite=overwrite)
+    write_descriptor(data, target, overwrite=overwrite)
     return target
 
 
-def _stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[dict[str, str]]:
+def write_descriptor(data: dict[str, Any], target: Path, *, overwrite: bool) -> None:
+    """Write the record ``data`` to ``target`` as YAML (``.yaml``/``.yml``) or JSON."""
+    text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
+    _write_whole(target, text, overwrite=overwrite)
+
+
+def as_descriptor(data: dict[str, Any]) -> dict[str, Any]:
+    """A record read from a catalog, checked as an imported descriptor is (what push copies
+    is exactly what an export then an import would)."""
+    return descriptor.validate(_plain(data))
+
+
+def stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The notebooks stored with the run, as text: without them an import elsewhere would
     keep only their hash. One too big to carry, or gone, is left out with a warning."""
     carried, limit = [], descriptor.MAX_NOTEBOOK_BYTES
@@ -111,6 +144,13 @@ def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
     if resolved in beside or inside:
         raise ArgumentError(f"{target} is the catalog {catalog.path} or one of its files; "
                             "export to another path")
+    check_file_target(target, overwrite=overwrite)
+
+
+def check_file_target(target: Path, *, overwrite: bool) -> None:
+    """Refuse to write over anything but a regular file, over a DuckDB database, or over any
+    file unless ``overwrite``."""
+    resolved = target.resolve()
     try:
         info = os.stat(resolved)
     except FileNotFoundError:
@@ -191,18 +231,16 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
 
 
 def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
-                   carried: Set[str] = frozenset()) -> list[str]:
+                   carried: Set[str] = frozenset(),
+                   redactor: redaction.Redactor | None = None) -> list[str]:
     """Add the runs of descriptors checked by :func:`tracker.descriptor.validate`, in one
     transaction, each as logging would have recorded it here; a run whose id the catalog
     already holds is left as it is. ``carried``: the kept contents the import stored in this
-    catalog's store (the only ones its rows may name). Returns the ids added."""
-    recorded = [_as_recorded(catalog, data) for data in runs]
-    for data in recorded:  # the notebooks it carries become this catalog's blobs first
-        data["artifacts"] = _keep_notebooks(catalog, data, carried)
+    catalog's store (the only ones its rows may name); ``redactor``: the one to record with
+    (default: this catalog's). Returns the ids added."""
+    recorded = _recorded_here(catalog, runs, carried, redactor)
     with catalog.connect(write=True) as con:
-        ids = [data["run"]["id"] for data in recorded]
-        present = {row[0] for row in con.execute(
-            "SELECT id FROM runs WHERE list_contains(?, id)", [ids]).fetchall()}
+        present = _present(con, [data["run"]["id"] for data in recorded])
         added = [data for data in recorded if data["run"]["id"] not in present]
         if not added:
             return []
@@ -211,6 +249,70 @@ def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
         value_columns.refresh(con, [data["run"]["id"] for data in added])
         con.execute("COMMIT")
     return [data["run"]["id"] for data in added]
+
+
+def update_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
+                   redactor: redaction.Redactor | None = None) -> list[str]:
+    """Bring the runs this catalog holds up to date with checked descriptors of them, in one
+    transaction (:mod:`tracker.record_diff`: nothing recorded here is removed); runs it does
+    not hold are left out. Returns the ids of the runs changed."""
+    from tracker import record_diff
+
+    recorded = _recorded_here(catalog, runs, frozenset(), redactor)
+    with catalog.connect(write=True) as con:
+        present = _present(con, [data["run"]["id"] for data in recorded])
+        found = [record_diff.changes(data, as_descriptor(read_record(con, data["run"]["id"])))
+                 for data in recorded if data["run"]["id"] in present]
+        changed = [change for change in found if not change.empty]
+        if not changed:
+            return []
+        con.execute("BEGIN")
+        for change in changed:
+            _write_changes(con, change)
+        value_columns.refresh(con, [change.run_id for change in changed])
+        con.execute("COMMIT")
+    return [change.run_id for change in changed]
+
+
+def _recorded_here(catalog: Catalog, runs: Sequence[dict[str, Any]], carried: Set[str],
+                   redactor: redaction.Redactor | None) -> list[dict[str, Any]]:
+    """The runs as this catalog records them: redacted, and the notebooks they carry stored
+    as its blobs."""
+    redactor = redaction.for_catalog(catalog) if redactor is None else redactor
+    recorded = [as_recorded(redactor, data) for data in runs]
+    for data in recorded:  # the notebooks it carries become this catalog's blobs first
+        data["artifacts"] = _keep_notebooks(catalog, data, carried)
+    return recorded
+
+
+def _present(con: Any, ids: list[str]) -> set[str]:
+    return {row[0] for row in con.execute(
+        "SELECT id FROM runs WHERE list_contains(?, id)", [ids]).fetchall()}
+
+
+def _write_changes(con: Any, change: Any) -> None:
+    """Write one run's :class:`tracker.record_diff.Changes` (the run is stored already)."""
+    run_id = change.run_id
+    names = [name for name in RUN_COLUMNS if name in change.run and name != "id"]
+    if names:
+        con.execute(f"UPDATE runs SET {', '.join(f'{name} = ?' for name in names)} "
+                    "WHERE id = ?", [*(change.run[name] for name in names), run_id])
+    for table in ("params", "metrics", "cells", "tags"):
+        rows = getattr(change, table)
+        if table == "tags" and rows:
+            con.executemany("DELETE FROM tags WHERE run_id = ? AND key = ?",
+                            [[run_id, row["key"]] for row in rows])
+        _insert(con, table, [{**row, "run_id": run_id} for row in rows])
+    _insert_keys(con, [{"params": change.params, "metrics": change.metrics}])
+    _insert_new(con, "environments", change.environment)
+    _insert_new(con, "artifacts", change.links)
+    _insert(con, "run_artifacts", [link(run_id, row) for row in change.links])
+
+
+def link(run_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The run_artifacts row of an artifact row of a descriptor."""
+    return {"run_id": run_id, "artifact_id": row["id"], "role": row["role"],
+            "logged_at": row["linked_at"], "via": row.get("via")}
 
 
 def _insert_runs(con: Any, added: Sequence[dict[str, Any]]) -> None:
@@ -223,9 +325,7 @@ def _insert_runs(con: Any, added: Sequence[dict[str, Any]]) -> None:
         rows["runs"].append({**data["run"], "spool_seq": None})
         for table in ("params", "metrics", "cells", "tags"):
             rows[table] += [{**row, "run_id": run_id} for row in data[table]]
-        rows["run_artifacts"] += [{"run_id": run_id, "artifact_id": row["id"],
-                                   "role": row["role"], "logged_at": row["linked_at"],
-                                   "via": row.get("via")} for row in data["artifacts"]]
+        rows["run_artifacts"] += [link(run_id, row) for row in data["artifacts"]]
     for table, table_rows in rows.items():
         _insert(con, table, table_rows)
     _insert_keys(con, added)
@@ -234,18 +334,18 @@ def _insert_runs(con: Any, added: Sequence[dict[str, Any]]) -> None:
             "environment" if table == "environments" else table]])
 
 
-def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
-    """The descriptor as logging would have recorded it here: an import is a recording, so
-    secrets (an export from an older tracker, a file edited by hand) are redacted, and keys
-    that do not print are escaped, exactly as at log time."""
-    redactor = redaction.for_catalog(catalog)
+def as_recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str, Any]:
+    """The descriptor as logging would have recorded it with ``redactor``: an import is a
+    recording, so secrets (an export from an older tracker, a file edited by hand) are
+    redacted, and keys that do not print are escaped, exactly as at log time."""
     params = []
     for row in data["params"]:
         key = values.key_text(row["key"])
         value, kind = redactor.param(key, json.loads(row["value"]), row["kind"])
         params.append({**row, "key": key, "value": json.dumps(value), "kind": kind})
-    run = {**data["run"], "labels": [redactor.text(label) for label in data["run"]["labels"]
-                                     or ()] or None,
+    labels = data["run"]["labels"]
+    run = {**data["run"], "labels": None if labels is None else [
+               redactor.text(label) for label in labels],
            # The latest value of each key, rebuilt from the (redacted) history.
            "params": json.dumps({row["key"]: json.loads(row["value"]) for row in params})}
     for field in ("name", "notes", "error"):
@@ -284,6 +384,11 @@ def _keep_notebooks(catalog: Catalog, data: dict[str, Any],
                                   f"{row['blob']}; re-export the run", field="notebooks")
         renamed[row["blob"]] = _store_blob(catalog, content)
     return [_backed(row, renamed, carried) for row in data["artifacts"]]
+
+
+def unbacked(row: dict[str, Any]) -> dict[str, Any]:
+    """An artifact row for a catalog that stored none of its bytes: its record, not kept."""
+    return _backed(row, {}, frozenset())
 
 
 def _backed(row: dict[str, Any], stored: dict[str, dict[str, Any]],

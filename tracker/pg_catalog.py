@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 # What a PostgreSQL catalog offers today; every other public name of Catalog refuses.
 PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count_runs", "keys",
                     "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
-                    "delete_run", "delete_runs", "restore_run", "restore_runs"})
+                    "delete_run", "delete_runs", "restore_run", "restore_runs",
+                    "export_run", "import_run", "push", "pull"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -150,6 +152,19 @@ class PgCatalog(Catalog):
 
         return pg_manage.restore_runs(self._pg, refs)
 
+    def export_run(self, ref: str, path: str | os.PathLike[str], *,
+                   overwrite: bool = False, contents: bool = False) -> Path:
+        """See :meth:`tracker.Catalog.export_run`; the same descriptor as a file catalog's."""
+        from tracker import pg_exchange
+
+        return pg_exchange.export_run(self, ref, path, overwrite=overwrite, contents=contents)
+
+    def import_run(self, path: str | os.PathLike[str]) -> str:
+        """See :meth:`tracker.Catalog.import_run`."""
+        from tracker import pg_exchange
+
+        return pg_exchange.import_run(self, path)
+
     @property
     def _pg(self) -> PgStore:
         """The store, typed as what it is here."""
@@ -161,8 +176,9 @@ def _refuse(name: str, shown: str) -> None:
     """Raise the error of an operation not ported to PostgreSQL catalogs yet."""
     raise NotOnPostgresError(
         f"{name} is not yet supported on PostgreSQL catalogs: only reads (runs, count_runs, "
-        "get_run, metric_history, keys, artifacts, lineage, sql) and moving runs to the trash "
-        "and back are; use a catalog file for the rest", path=shown)
+        "get_run, metric_history, keys, artifacts, lineage, sql), moving runs to the trash "
+        "and back, export/import and push/pull are; use a catalog file for the rest",
+        path=shown)
 
 
 def _refusing(name: str, attribute: Any) -> Any:

@@ -1,0 +1,203 @@
+"""Pushing runs from a file catalog to a team catalog on a real PostgreSQL server, and pulling
+them back (tracker/push.py, tracker/pg_exchange.py, tracker/record_diff.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tracker
+from tracker import cli
+
+SECRET = "s3cr3t-Pw"  # trust authentication on the test socket: libpq sends it, never asked
+
+
+@pytest.fixture
+def secret_url(pg_url: str) -> str:
+    """The test database's URL with a password in it."""
+    return pg_url.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@", 1)
+
+
+def _record_runs(catalog: tracker.Catalog, folder: Path) -> list[str]:
+    """A featurize run whose output a train run reads (named ``train #12``), with params of
+    several kinds, metric series (a NaN too), tags and labels; one more run in the trash."""
+    data = folder / "features.csv"
+    with catalog.start_run("featurize", params={"rows": 10}) as first:
+        data.write_text("x\n1\n")
+        first.log_output(data)
+    with catalog.start_run("train", labels=["baseline"],
+                           params={"lr": 0.1, "opt": "adam", "deep": {"layers": [64, 32]}}
+                           ) as second:
+        second.log_input(data)
+        second.set_tags({"stage": "draft"})
+        for step in range(5):
+            second.log_metric("loss", math.nan if step == 3 else 1 / (step + 1), step=step)
+        second.log_metric("acc", 0.9)
+    with catalog.start_run("train") as third:
+        third.log_param("lr", 0.2)
+    catalog.delete_run(third.id)
+    catalog.update_run(second.id, name="train #12")  # as a notebook's runs are numbered
+    return [first.id, second.id, third.id]
+
+
+def _same_runs(one: tracker.Catalog, other: tracker.Catalog) -> None:
+    """Both catalogs give the same runs table (columns, dtypes, values), histories, artifacts
+    and lineage; only the live durations of running runs could differ, and none runs."""
+    def table(catalog: tracker.Catalog) -> pd.DataFrame:
+        return catalog.runs(include_deleted=True, order_by="id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(table(one), table(other))
+    for run_id in table(one)["id"]:
+        pd.testing.assert_frame_equal(one.metric_history(run_id), other.metric_history(run_id))
+        assert one.get_run(run_id).param_history == other.get_run(run_id).param_history
+        pd.testing.assert_frame_equal(one.lineage(run_id, include_deleted=True),
+                                      other.lineage(run_id, include_deleted=True))
+
+
+def test_a_round_trip_file_to_server_to_file_gives_the_same_runs(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    pushed = catalog.push(pg_url)
+    assert sorted(pushed.copied) == sorted(ids) and not pushed.updated
+    server = tracker.Catalog(pg_url)
+    back = tracker.Catalog(tmp_path / "back" / "catalog.duckdb")
+    pulled = back.pull(pg_url)
+    assert sorted(pulled.copied) == sorted(ids)
+    _same_runs(catalog, server)
+    _same_runs(catalog, back)
+    assert list(server.runs()["name"]) == ["train #12", "featurize"]  # the trash stays there
+    assert server.get_run(ids[2]).deleted_at == catalog.get_run(ids[2]).deleted_at
+    assert server.get_run(ids[1]).tags == {"stage": "draft"}
+    features = server.artifacts(ids[0])
+    assert list(features["version"]) == [1] and list(features["role"]) == ["output"]
+
+
+def test_pushing_twice_adds_nothing(catalog: tracker.Catalog, pg_url: str,
+                                   tmp_path: Path) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    catalog.push(pg_url)
+    server = tracker.Catalog(pg_url)
+    counts = server.sql("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM "
+                        "metrics) AS metrics, (SELECT count(*) FROM params) AS params, "
+                        "(SELECT count(*) FROM run_artifacts) AS links, "
+                        "(SELECT count(*) FROM artifacts) AS artifacts")
+    again = catalog.push(pg_url)
+    assert (again.copied, again.updated, sorted(again.unchanged)) == ([], [], sorted(ids))
+    pd.testing.assert_frame_equal(server.sql(
+        "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM metrics) AS metrics, "
+        "(SELECT count(*) FROM params) AS params, (SELECT count(*) FROM run_artifacts) AS links, "
+        "(SELECT count(*) FROM artifacts) AS artifacts"), counts)
+    assert "copied 0, updated 0, already up to date 3" in str(again)
+
+
+def test_a_run_changed_after_a_push_is_brought_up_to_date(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    catalog.push(pg_url)
+    catalog.restore_run(ids[2])
+    catalog.set_tag("stage", "final", run=ids[1])
+    catalog.set_status(ids[0], "failed")
+    pushed = catalog.push(pg_url)
+    assert sorted(pushed.updated) == sorted(ids) and not pushed.copied
+    server = tracker.Catalog(pg_url)
+    _same_runs(catalog, server)
+    assert server.get_run(ids[1]).tags == {"stage": "final"}
+    assert server.get_run(ids[0]).status == "failed"
+    assert len(server.runs()) == 3  # out of the trash, and nothing duplicated
+    assert catalog.push(pg_url).updated == []
+
+
+def test_a_run_continued_locally_gains_only_its_new_history(
+        catalog: tracker.Catalog, pg_url: str) -> None:
+    with catalog.start_run("long") as run:
+        run.log_metric("loss", 1.0, step=0)
+    catalog.push(pg_url)
+    catalog.update_run(run.id, notes="continued")
+    with catalog.connect(write=True) as con:  # a second metric point, as a resumed run logs
+        con.execute("INSERT INTO metrics SELECT run_id, key, 0.5, 1, logged_at + INTERVAL 1 "
+                    "SECOND FROM metrics WHERE run_id = ?", [run.id])
+    catalog.push(pg_url)
+    history = tracker.Catalog(pg_url).metric_history(run.id)
+    assert list(history["step"]) == [0, 1] and list(history["value"]) == [1.0, 0.5]
+    assert tracker.Catalog(pg_url).get_run(run.id).notes == "continued"
+
+
+def test_push_where_copies_only_the_matching_runs(catalog: tracker.Catalog, pg_url: str,
+                                                  tmp_path: Path) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    pushed = catalog.push(pg_url, where="params.lr = 0.1")
+    assert pushed.copied == [ids[1]]
+    assert list(tracker.Catalog(pg_url).runs(include_deleted=True)["id"]) == [ids[1]]
+
+
+def test_pull_where_brings_runs_from_the_server(catalog: tracker.Catalog, pg_url: str,
+                                                tmp_path: Path) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    catalog.push(pg_url)
+    laptop = tracker.Catalog(tmp_path / "laptop" / "catalog.duckdb")
+    assert laptop.pull(pg_url, where="name = 'featurize'").copied == [ids[0]]
+    assert list(laptop.runs()["id"]) == [ids[0]]
+    assert laptop.pull(pg_url).copied == [ids[2], ids[1]]
+    tracker.Catalog(pg_url).restore_run(ids[2])  # changed on the server: pulled again
+    assert laptop.pull(pg_url).updated == [ids[2]]
+    assert laptop.get_run(ids[2]).deleted_at is None
+
+
+def test_a_version_already_taken_on_the_server_is_numbered_after_it(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("mine\n")
+    with catalog.start_run("mine") as mine:
+        mine.log_output(data)
+    colleague = tracker.Catalog(tmp_path / "colleague" / "catalog.duckdb")
+    data.write_text("theirs\n")
+    with colleague.start_run("theirs") as theirs:
+        theirs.log_output(data)
+    colleague.push(pg_url)
+    catalog.push(pg_url)
+    server = tracker.Catalog(pg_url)
+    assert list(server.artifacts(theirs.id)["version"]) == [1]
+    assert list(server.artifacts(mine.id)["version"]) == [2]
+    assert catalog.push(pg_url).unchanged == [mine.id]  # the renumbered version is the same
+
+
+def test_export_and_import_across_back_ends(catalog: tracker.Catalog, pg_url: str,
+                                            tmp_path: Path) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    server = tracker.Catalog(pg_url)
+    for run_id in ids:  # file -> server
+        assert server.import_run(catalog.export_run(run_id, tmp_path / f"{run_id}.yaml")) \
+            == run_id
+    _same_runs(catalog, server)
+    with pytest.raises(tracker.TrackerError, match="already in"):
+        server.import_run(tmp_path / f"{ids[1]}.yaml")
+    back = tracker.Catalog(tmp_path / "back" / "catalog.duckdb")
+    for run_id in ids:  # server -> file
+        back.import_run(server.export_run(run_id, tmp_path / f"{run_id}.json"))
+    _same_runs(catalog, back)
+    with pytest.raises(tracker.TrackerError, match="already exists"):
+        server.export_run(ids[0], tmp_path / f"{ids[0]}.json")
+    with pytest.raises(tracker.TrackerError, match="keeps no file contents"):
+        server.export_run(ids[0], tmp_path / "with.json", contents=True)
+
+
+def test_the_commands_push_and_pull_and_never_print_the_password(
+        catalog: tracker.Catalog, secret_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    local = ["--catalog", str(catalog.path)]
+    assert cli.main([*local, "push", "--to", secret_url, "--where", "params.lr = 0.1"]) == 0
+    assert cli.main([*local, "push", "--to", secret_url]) == 0
+    laptop = str(tmp_path / "laptop.duckdb")
+    assert cli.main(["--catalog", laptop, "pull", "--from", secret_url]) == 0
+    out, err = capsys.readouterr()
+    assert "copied 1, updated 0, already up to date 0" in out
+    assert "copied 2, updated 0, already up to date 1" in out
+    assert "copied 3, updated 0" in out
+    assert SECRET not in out + err and "postgres:***@" in out
+    assert sorted(tracker.Catalog(laptop).runs(include_deleted=True)["id"]) == sorted(ids)
+    assert cli.main([*local, "push", "--to", secret_url.replace("@/", "@/nowhere", 1)]) != 0
+    assert SECRET not in "".join(capsys.readouterr())

@@ -1,0 +1,185 @@
+"""Runs into and out of a PostgreSQL catalog: export, import, and the merge push/pull write.
+
+The descriptor format is the file catalog's (:mod:`tracker.exchange`), read by the same
+sections, so a run exported from either back end imports into either. What enters the server
+is a checked descriptor (:func:`tracker.descriptor.validate`), redacted as logging would, and
+written as :mod:`tracker.record_diff` says, in one transaction: a run the server lacks is
+added whole (same id, same numbered name), one it holds gains only what it lacks. Column
+names come from the catalog's own schema, values are bound.
+
+The server keeps no stored notebooks or kept contents yet: their records travel (name, hash,
+size, version, links), marked ``not kept``, not their bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import arguments, descriptor, exchange, queries, record_diff, redaction
+from tracker.errors import ArgumentError, NotOnPostgresError
+from tracker.sql_dialects import POSTGRES
+from tracker.storage import pg_schema, schema
+
+if TYPE_CHECKING:
+    from tracker.pg_catalog import PgCatalog
+    from tracker.storage.pg_store import PgStore
+
+
+def _but_run_id(table: str) -> str:
+    return ", ".join(name for name in schema.column_names(table) if name != "run_id")
+
+
+RECORD = exchange.RecordStatements(
+    run=f"SELECT {', '.join(exchange.RUN_COLUMNS)} FROM runs WHERE id = %s",
+    params="SELECT key, value, kind, logged_at FROM params WHERE run_id = %s "
+           "ORDER BY logged_at, seq",
+    metrics="SELECT key, value, step, logged_at FROM metrics WHERE run_id = %s "
+            "ORDER BY logged_at, seq",
+    artifacts=f"SELECT {', '.join('a.' + name for name in schema.column_names('artifacts'))}, "
+              "ra.role, ra.via, ra.logged_at AS linked_at FROM run_artifacts ra "
+              "JOIN artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = %s",
+    cells=f"SELECT {_but_run_id('cells')} FROM cells WHERE run_id = %s ORDER BY seq",
+    environment="SELECT id, data, created_at FROM environments WHERE id = %s",
+    tags="SELECT key, value, set_at FROM tags WHERE run_id = %s ORDER BY key",
+)
+_CHUNK = 100  # runs read or written per transaction
+
+
+def export_run(catalog: PgCatalog, ref: str, path: str | os.PathLike[str], *,
+               overwrite: bool = False, contents: bool = False) -> Path:
+    """See :meth:`tracker.Catalog.export_run`; kept contents are not carried from the server
+    (it keeps none yet)."""
+    if contents:
+        raise NotOnPostgresError("a PostgreSQL catalog keeps no file contents yet, so none can "
+                                 "be exported with the run; export it without contents "
+                                 "(tracker export without --contents)", path=catalog.store.shown)
+    target = Path(arguments.path(path, "path")).expanduser().absolute()
+    exchange.check_file_target(target, overwrite=overwrite)
+    with catalog.store.connect() as con:
+        data = exchange.read_record(con, queries.resolve(con, ref, POSTGRES), RECORD)
+    exchange.write_descriptor({**data, "notebooks": []}, target, overwrite=overwrite)
+    return target
+
+
+def import_run(catalog: PgCatalog, path: str | os.PathLike[str]) -> str:
+    """See :meth:`tracker.Catalog.import_run`: a run the server holds already is refused."""
+    data = descriptor.load(Path(arguments.path(path, "path")))
+    run_id = data["run"]["id"]
+    added, _ = merge(catalog.store, [data], redactor(), update=False)
+    if not added:
+        raise ArgumentError(f"run {run_id} is already in {catalog.store.shown}; nothing "
+                            "imported (import into another catalog, or purge it there first)")
+    return run_id
+
+
+def read_records(store: PgStore, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The records of these runs (which exist), as descriptors hold them, notebooks none."""
+    with store.connect() as con:
+        return [{**exchange.read_record(con, run_id, RECORD), "notebooks": []}
+                for run_id in run_ids]
+
+
+def redactor() -> redaction.Redactor:
+    """The redactor of what enters the server from a descriptor: the settings' rules, with
+    markers keyed for this process (the server has no key file beside it)."""
+    return redaction.Redactor(None, redaction.rules_from())
+
+
+def merge(store: PgStore, runs: Sequence[dict[str, Any]], redactor: redaction.Redactor, *,
+          update: bool = True) -> tuple[list[str], list[str]]:
+    """Write checked descriptors of runs into the server, each as logging would have recorded
+    it: runs it lacks are added, runs it holds brought up to date (unless not ``update``).
+    Returns the ids added and the ids updated."""
+    added: list[str] = []
+    updated: list[str] = []
+    for start in range(0, len(runs), _CHUNK):
+        recorded = [_recorded(redactor, data) for data in runs[start:start + _CHUNK]]
+        with store.connect(write=True) as con:
+            for change in _changes(con, recorded, update=update):
+                _write(con, change)
+                (added if change.new else updated).append(change.run_id)
+    return added, updated
+
+
+def _recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str, Any]:
+    recorded = exchange.as_recorded(redactor, data)
+    return {**recorded, "artifacts": [exchange.unbacked(row) for row in recorded["artifacts"]]}
+
+
+def _changes(con: Any, recorded: list[dict[str, Any]], *,
+             update: bool) -> list[record_diff.Changes]:
+    """What each run adds to the server, read under the locks that keep a concurrent push or
+    writer from changing the same rows: advisory locks on the runs and artifact paths in one
+    sorted order (as :mod:`tracker.storage.pg_writer` takes them), then the runs' rows."""
+    keys = {f"push:{data['run']['id']}" for data in recorded}
+    keys |= {f"path:{row['key']}" for data in recorded for row in data["artifacts"]}
+    for key in sorted(keys):
+        con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+    ids = sorted(data["run"]["id"] for data in recorded)
+    present = {row[0] for row in con.execute(
+        "SELECT id FROM runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]).fetchall()}
+    found = []
+    for data in recorded:
+        run_id = data["run"]["id"]
+        if run_id in present and not update:
+            continue
+        held = exchange.as_descriptor({**exchange.read_record(con, run_id, RECORD),
+                                       "notebooks": []}) if run_id in present else None
+        change = record_diff.changes(data, held)
+        if not change.empty:
+            found.append(change)
+    return found
+
+
+def _write(con: Any, change: record_diff.Changes) -> None:
+    """Write one run's changes; the table and column names are the schema's own."""
+    run_id = change.run_id
+    if change.new:
+        _insert(con, "runs", [change.run], "")
+    else:
+        names = [name for name in exchange.RUN_COLUMNS if name in change.run and name != "id"]
+        if names:
+            con.execute(f"UPDATE runs SET {', '.join(f'{name} = %s' for name in names)} "
+                        "WHERE id = %s", [*(change.run[name] for name in names), run_id])
+    for table in ("params", "metrics", "cells"):
+        _insert(con, table, [{**row, "run_id": run_id} for row in getattr(change, table)], "")
+    _insert(con, "tags", [{**row, "run_id": run_id} for row in change.tags], (
+        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
+        "set_at = excluded.set_at"))
+    cursor = con.cursor()
+    cursor.executemany("INSERT INTO param_keys VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                       sorted({(row["key"], row["kind"]) for row in change.params}))
+    cursor.executemany("INSERT INTO metric_keys VALUES (%s) ON CONFLICT DO NOTHING",
+                       sorted({(row["key"],) for row in change.metrics}))
+    _insert(con, "environments", change.environment, " ON CONFLICT (id) DO NOTHING")
+    for row in change.links:
+        _add_artifact(con, row)
+    _insert(con, "run_artifacts", [exchange.link(run_id, row) for row in change.links],
+            " ON CONFLICT DO NOTHING")
+
+
+def _insert(con: Any, table: str, rows: Sequence[dict[str, Any]], conflict: str) -> None:
+    """Insert rows by the table's own column names (never the rows' keys)."""
+    if not rows:
+        return
+    names = [name for name, kind in pg_schema.columns(table) if "IDENTITY" not in kind]
+    marks = ", ".join(["%s"] * len(names))
+    con.cursor().executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}){conflict}",
+        [[row.get(name) for name in names] for row in rows])
+
+
+def _add_artifact(con: Any, row: dict[str, Any]) -> None:
+    """Add an artifact version the server lacks, by its id; its version number is kept unless
+    another version of the path holds it here, then it is the next free one (the path's
+    advisory lock is held)."""
+    if con.execute("SELECT 1 FROM artifacts WHERE id = %s", [row["id"]]).fetchone():
+        return
+    taken, latest = con.execute(
+        "SELECT count(*) FILTER (WHERE version = %s), coalesce(max(version), 0) "
+        "FROM artifacts WHERE key = %s", [row["version"], row["key"]]).fetchone()
+    version = latest + 1 if taken else row["version"]
+    _insert(con, "artifacts", [{**row, "version": version}], "")
