@@ -3,6 +3,7 @@ them back (tracker/push.py, tracker/pg_exchange.py, tracker/record_diff.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -201,3 +202,37 @@ def test_the_commands_push_and_pull_and_never_print_the_password(
     assert sorted(tracker.Catalog(laptop).runs(include_deleted=True)["id"]) == sorted(ids)
     assert cli.main([*local, "push", "--to", secret_url.replace("@/", "@/nowhere", 1)]) != 0
     assert SECRET not in "".join(capsys.readouterr())
+
+
+def test_a_run_the_server_cannot_hold_is_skipped_and_said_the_others_go(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _record_runs(catalog, tmp_path)
+    catalog.update_run(ids[0], notes="a NUL \x00 PostgreSQL's text refuses")
+    pushed = catalog.push(pg_url)
+    assert list(pushed.skipped) == [ids[0]] and "NUL" in pushed.skipped[ids[0]]
+    assert sorted(pushed.copied) == sorted(ids[1:])
+    assert sorted(tracker.Catalog(pg_url).runs(include_deleted=True)["id"]) == sorted(ids[1:])
+    assert cli.main(["--catalog", str(catalog.path), "push", "--to", pg_url]) == 1
+    assert f"skipped {ids[0]}: " in capsys.readouterr().out
+    assert catalog.get_run(ids[0]).notes.startswith("a NUL")  # still here, nothing dropped
+
+
+def test_importing_into_the_server_checks_the_descriptor_first(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
+    with catalog.start_run("source", params={"lr": 0.1}) as run:
+        run.log_metric("loss", 0.5)
+    path = catalog.export_run(run.id, tmp_path / "run.json")
+    data = json.loads(path.read_text())
+    server = tracker.Catalog(pg_url)
+    data["run"]["id; DROP TABLE runs; --"] = "x"
+    path.write_text(json.dumps(data))
+    with pytest.raises(tracker.DescriptorError) as caught:
+        server.import_run(path)
+    assert caught.value.field == "run.id; DROP TABLE runs; --"
+    del data["run"]["id; DROP TABLE runs; --"]
+    data["run"]["notes"] = "a NUL \x00"
+    path.write_text(json.dumps(data))
+    with pytest.raises(tracker.CatalogError, match="cannot hold run"):
+        server.import_run(path)
+    assert server.runs().empty  # the tables are there, and nothing half-imported

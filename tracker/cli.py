@@ -519,13 +519,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    print(_catalog(args).push(args.to, where=args.where))
-    return 0
+    report = _catalog(args).push(args.to, where=args.where)
+    print(report)
+    return 1 if report.skipped else 0
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    print(_catalog(args).pull(args.source, where=args.where))
-    return 0
+    report = _catalog(args).pull(args.source, where=args.where)
+    print(report)
+    return 1 if report.skipped else 0
 
 
 def _cmd_import_mlflow(args: argparse.Namespace) -> int:

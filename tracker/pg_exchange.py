@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import arguments, descriptor, exchange, queries, record_diff, redaction
-from tracker.errors import ArgumentError, NotOnPostgresError
+from tracker.errors import ArgumentError, CatalogError, NotOnPostgresError, first_line
 from tracker.sql_dialects import POSTGRES
 from tracker.storage import pg_schema, schema
 
@@ -68,8 +68,11 @@ def import_run(catalog: PgCatalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`: a run the server holds already is refused."""
     data = descriptor.load(Path(arguments.path(path, "path")))
     run_id = data["run"]["id"]
-    added, _ = merge(catalog.store, [data], redactor(), update=False)
-    if not added:
+    merged = merge(catalog.store, [data], redactor(), update=False)
+    if run_id in merged.refused:
+        raise CatalogError(f"the server cannot hold run {run_id} ({merged.refused[run_id]}); "
+                           "nothing imported: keep it in a catalog file", path=catalog.store.shown)
+    if not merged.added:
         raise ArgumentError(f"run {run_id} is already in {catalog.store.shown}; nothing "
                             "imported (import into another catalog, or purge it there first)")
     return run_id
@@ -88,20 +91,53 @@ def redactor() -> redaction.Redactor:
     return redaction.Redactor(None, redaction.rules_from())
 
 
+class Merged(NamedTuple):
+    """What :func:`merge` did: the ids of the runs added and updated, and of each run the
+    server refused (a text with a NUL, a number out of its range), why."""
+
+    added: list[str]
+    updated: list[str]
+    refused: dict[str, str]
+
+
 def merge(store: PgStore, runs: Sequence[dict[str, Any]], redactor: redaction.Redactor, *,
-          update: bool = True) -> tuple[list[str], list[str]]:
+          update: bool = True) -> Merged:
     """Write checked descriptors of runs into the server, each as logging would have recorded
-    it: runs it lacks are added, runs it holds brought up to date (unless not ``update``).
-    Returns the ids added and the ids updated."""
-    added: list[str] = []
-    updated: list[str] = []
-    for start in range(0, len(runs), _CHUNK):
-        recorded = [_recorded(redactor, data) for data in runs[start:start + _CHUNK]]
-        with store.connect(write=True) as con:
-            for change in _changes(con, recorded, update=update):
-                _write(con, change)
-                (added if change.new else updated).append(change.run_id)
-    return added, updated
+    it: runs it lacks are added, runs it holds brought up to date (unless not ``update``), in
+    transactions of up to a hundred runs. A transaction the server refuses for its data is
+    tried again run by run, so one run it cannot hold keeps no other out."""
+    merged = Merged([], [], {})
+    recorded = [_recorded(redactor, data) for data in runs]
+    for start in range(0, len(recorded), _CHUNK):
+        _merge_chunk(store, recorded[start:start + _CHUNK], merged, update=update)
+    return merged
+
+
+def _merge_chunk(store: PgStore, chunk: list[dict[str, Any]], merged: Merged, *,
+                 update: bool) -> None:
+    """Merge ``chunk`` in one transaction, or, if the server refuses its data, run by run."""
+    import psycopg
+
+    try:
+        _merge_together(store, chunk, merged, update=update)
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        if len(chunk) == 1:
+            merged.refused[chunk[0]["run"]["id"]] = first_line(str(exc), type(exc).__name__)
+            return
+        for data in chunk:
+            _merge_chunk(store, [data], merged, update=update)
+
+
+def _merge_together(store: PgStore, recorded: list[dict[str, Any]], merged: Merged, *,
+                    update: bool) -> None:
+    """Merge the runs in one transaction; what it did is added to ``merged`` once committed."""
+    done: list[record_diff.Changes] = []
+    with store.connect(write=True) as con:
+        for change in _changes(con, recorded, update=update):
+            _write(con, change)
+            done.append(change)
+    for change in done:
+        (merged.added if change.new else merged.updated).append(change.run_id)
 
 
 def _recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str, Any]:

@@ -35,12 +35,16 @@ class Pushed:
     copied: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    #: runs the target refused, by id: why (they stay in the source; nothing was dropped)
+    skipped: dict[str, str] = field(default_factory=dict)
     #: what did not travel, said once (stored notebooks and kept contents on a server)
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.source} -> {self.target}: copied {len(self.copied)}, updated "
-                 f"{len(self.updated)}, already up to date {len(self.unchanged)}"]
+                 f"{len(self.updated)}, already up to date {len(self.unchanged)}"
+                 + (f", skipped {len(self.skipped)}" if self.skipped else "")]
+        lines += [f"skipped {run_id}: {why}" for run_id, why in self.skipped.items()]
         return "\n".join([*lines, *(f"note: {note}" for note in self.notes)])
 
 
@@ -52,10 +56,12 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         runs = [exchange.as_descriptor(data) for data in _read(source, chunk)]
-        added, updated = _write(source, target, runs)
+        added, updated, refused = _write(source, target, runs)
         report.copied += added
         report.updated += updated
-        report.unchanged += [run_id for run_id in chunk if run_id not in {*added, *updated}]
+        report.skipped.update(refused)
+        report.unchanged += [run_id for run_id in chunk
+                             if run_id not in {*added, *updated, *refused}]
         _note_left_behind(report, target, runs)
     return report
 
@@ -86,8 +92,9 @@ def _read(catalog: Catalog, run_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _write(source: Catalog, target: Catalog,
-           runs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Write checked runs into ``target``: the ids added, the ids updated."""
+           runs: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[str, str]]:
+    """Write checked runs into ``target``: the ids added, the ids updated, the runs refused
+    (by id: why)."""
     server = _server(target)
     if server is not None:
         # What a file catalog recorded is redacted already, under its key: redacting again
@@ -97,7 +104,7 @@ def _write(source: Catalog, target: Catalog,
         return pg_exchange.merge(server, runs, redactor)
     added = exchange.import_checked(target, runs)
     held = [data for data in runs if data["run"]["id"] not in set(added)]
-    return added, exchange.update_checked(target, held)
+    return added, exchange.update_checked(target, held), {}
 
 
 def _note_left_behind(report: Pushed, target: Catalog, runs: list[dict[str, Any]]) -> None:
