@@ -37,8 +37,8 @@ _BULK = 50  # rows above which an insert scans a DataFrame
 
 
 class RecordStatements(NamedTuple):
-    """The SQL that reads one run's record on a back end; each binds the run's id once (the
-    environment's, the run's environment id)."""
+    """The SQL that reads the records of runs on a back end. Each binds one list of run ids
+    (``environment``: of environment ids); each section's rows start with their ``run_id``."""
 
     run: str
     params: str
@@ -49,31 +49,48 @@ class RecordStatements(NamedTuple):
     tags: str
 
 
+_IDS = "list_contains(?::VARCHAR[], run_id)"
 RECORD = RecordStatements(
-    run=f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",
-    params="SELECT key, value, kind, logged_at FROM params WHERE run_id = ? "
+    run=f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE list_contains(?::VARCHAR[], id)",
+    params=f"SELECT run_id, key, value, kind, logged_at FROM params WHERE {_IDS} "
            "ORDER BY logged_at, rowid",
-    metrics="SELECT key, value, step, logged_at FROM metrics WHERE run_id = ? "
+    metrics=f"SELECT run_id, key, value, step, logged_at FROM metrics WHERE {_IDS} "
             "ORDER BY logged_at, rowid",
-    artifacts="SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at FROM run_artifacts ra "
-              "JOIN artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = ?",
-    cells="SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
-    environment="SELECT * FROM environments WHERE id = ?",
-    tags="SELECT key, value, set_at FROM tags WHERE run_id = ? ORDER BY key",
+    artifacts="SELECT ra.run_id, a.*, ra.role, ra.via, ra.logged_at AS linked_at "
+              "FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id "
+              "WHERE list_contains(?::VARCHAR[], ra.run_id)",
+    cells=f"SELECT * FROM cells WHERE {_IDS} ORDER BY seq",
+    environment="SELECT * FROM environments WHERE list_contains(?::VARCHAR[], id)",
+    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} ORDER BY key",
 )
+_SECTIONS = ("params", "metrics", "artifacts", "cells", "tags")
 
 
-def read_record(con: Any, run_id: str, statements: RecordStatements = RECORD
-                ) -> dict[str, Any]:
-    """Everything recorded about the run ``run_id`` (which must exist), as a descriptor holds
-    it (without ``notebooks``): the same sections from either back end's ``statements``."""
-    run = records(con, statements.run, [run_id])[0]
-    data: dict[str, Any] = {"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
-                            "run": run}
-    for section in ("params", "metrics", "artifacts", "cells", "tags"):
-        data[section] = records(con, getattr(statements, section), [run_id])
-    data["environment"] = records(con, statements.environment, [run["environment_id"]])
-    return data
+def read_records(con: Any, run_ids: Sequence[str], statements: RecordStatements = RECORD
+                 ) -> list[dict[str, Any]]:
+    """Everything recorded about these runs (which must exist), in their order, as descriptors
+    hold it (without ``notebooks``): the same sections from either back end's ``statements``,
+    one query per section for all the runs."""
+    ids = list(run_ids)
+    runs = {row["id"]: row for row in records(con, statements.run, [ids])}
+    sections = {section: _by_run(records(con, getattr(statements, section), [ids]))
+                for section in _SECTIONS}
+    environments = {row["id"]: row for row in records(con, statements.environment, [sorted(
+        {row["environment_id"] for row in runs.values() if row["environment_id"]})])}
+    return [{"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
+             "run": runs[run_id], **{section: sections[section].get(run_id, [])
+                                     for section in _SECTIONS},
+             "environment": [environments[runs[run_id]["environment_id"]]]
+             if runs[run_id]["environment_id"] in environments else []}
+            for run_id in ids]
+
+
+def _by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by their ``run_id``, which they lose; each group keeps its order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row.pop("run_id"), []).append(row)
+    return grouped
 
 
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
@@ -84,7 +101,7 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     _check_target(catalog, target, overwrite=overwrite)
     flush_for_read(catalog)
     with catalog.connect() as con:
-        data = read_record(con, resolve(con, ref))
+        data = read_records(con, [resolve(con, ref)])[0]
     data["notebooks"] = stored_notebooks(catalog, data["artifacts"])
     if contents:  # before the descriptor: one that exists has its contents beside it
         from tracker import carried_contents
@@ -261,7 +278,8 @@ def update_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
     recorded = _recorded_here(catalog, runs, frozenset(), redactor)
     with catalog.connect(write=True) as con:
         present = _present(con, [data["run"]["id"] for data in recorded])
-        found = [record_diff.changes(data, as_descriptor(read_record(con, data["run"]["id"])))
+        held = {data["run"]["id"]: data for data in read_records(con, sorted(present))}
+        found = [record_diff.changes(data, held[data["run"]["id"]])
                  for data in recorded if data["run"]["id"] in present]
         changed = [change for change in found if not change.empty]
         if not changed:

@@ -28,22 +28,21 @@ if TYPE_CHECKING:
     from tracker.storage.pg_store import PgStore
 
 
-def _but_run_id(table: str) -> str:
-    return ", ".join(name for name in schema.column_names(table) if name != "run_id")
-
-
+_IDS = "run_id = ANY(%s::text[])"
+_ARTIFACT_COLUMNS = ", ".join(f"a.{name}" for name in schema.column_names("artifacts"))
 RECORD = exchange.RecordStatements(
-    run=f"SELECT {', '.join(exchange.RUN_COLUMNS)} FROM runs WHERE id = %s",
-    params="SELECT key, value, kind, logged_at FROM params WHERE run_id = %s "
+    run=f"SELECT {', '.join(exchange.RUN_COLUMNS)} FROM runs WHERE id = ANY(%s::text[])",
+    params=f"SELECT run_id, key, value, kind, logged_at FROM params WHERE {_IDS} "
            "ORDER BY logged_at, seq",
-    metrics="SELECT key, value, step, logged_at FROM metrics WHERE run_id = %s "
+    metrics=f"SELECT run_id, key, value, step, logged_at FROM metrics WHERE {_IDS} "
             "ORDER BY logged_at, seq",
-    artifacts=f"SELECT {', '.join('a.' + name for name in schema.column_names('artifacts'))}, "
-              "ra.role, ra.via, ra.logged_at AS linked_at FROM run_artifacts ra "
-              "JOIN artifacts a ON a.id = ra.artifact_id WHERE ra.run_id = %s",
-    cells=f"SELECT {_but_run_id('cells')} FROM cells WHERE run_id = %s ORDER BY seq",
-    environment="SELECT id, data, created_at FROM environments WHERE id = %s",
-    tags="SELECT key, value, set_at FROM tags WHERE run_id = %s ORDER BY key",
+    artifacts=f"SELECT ra.run_id, {_ARTIFACT_COLUMNS}, ra.role, ra.via, ra.logged_at AS "
+              "linked_at FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id "
+              "WHERE ra.run_id = ANY(%s::text[])",
+    cells=f"SELECT {', '.join(schema.column_names('cells'))} FROM cells WHERE {_IDS} "
+          "ORDER BY seq",
+    environment="SELECT id, data, created_at FROM environments WHERE id = ANY(%s::text[])",
+    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} ORDER BY key",
 )
 _CHUNK = 100  # runs read or written per transaction
 
@@ -59,7 +58,7 @@ def export_run(catalog: PgCatalog, ref: str, path: str | os.PathLike[str], *,
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     exchange.check_file_target(target, overwrite=overwrite)
     with catalog.store.connect() as con:
-        data = exchange.read_record(con, queries.resolve(con, ref, POSTGRES), RECORD)
+        data = exchange.read_records(con, [queries.resolve(con, ref, POSTGRES)], RECORD)[0]
     exchange.write_descriptor({**data, "notebooks": []}, target, overwrite=overwrite)
     return target
 
@@ -81,8 +80,8 @@ def import_run(catalog: PgCatalog, path: str | os.PathLike[str]) -> str:
 def read_records(store: PgStore, run_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The records of these runs (which exist), as descriptors hold them, notebooks none."""
     with store.connect() as con:
-        return [{**exchange.read_record(con, run_id, RECORD), "notebooks": []}
-                for run_id in run_ids]
+        return [{**data, "notebooks": []}
+                for data in exchange.read_records(con, run_ids, RECORD)]
 
 
 def redactor() -> redaction.Redactor:
@@ -131,11 +130,9 @@ def _merge_chunk(store: PgStore, chunk: list[dict[str, Any]], merged: Merged, *,
 def _merge_together(store: PgStore, recorded: list[dict[str, Any]], merged: Merged, *,
                     update: bool) -> None:
     """Merge the runs in one transaction; what it did is added to ``merged`` once committed."""
-    done: list[record_diff.Changes] = []
     with store.connect(write=True) as con:
-        for change in _changes(con, recorded, update=update):
-            _write(con, change)
-            done.append(change)
+        done = _changes(con, recorded, update=update)
+        _write(con, done)
     for change in done:
         (merged.added if change.new else merged.updated).append(change.run_id)
 
@@ -157,44 +154,41 @@ def _changes(con: Any, recorded: list[dict[str, Any]], *,
     ids = sorted(data["run"]["id"] for data in recorded)
     present = {row[0] for row in con.execute(
         "SELECT id FROM runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]).fetchall()}
-    found = []
-    for data in recorded:
-        run_id = data["run"]["id"]
-        if run_id in present and not update:
-            continue
-        held = exchange.as_descriptor({**exchange.read_record(con, run_id, RECORD),
-                                       "notebooks": []}) if run_id in present else None
-        change = record_diff.changes(data, held)
-        if not change.empty:
-            found.append(change)
-    return found
+    wanted = [data for data in recorded if update or data["run"]["id"] not in present]
+    held = {data["run"]["id"]: data for data in
+            exchange.read_records(con, sorted(present), RECORD)} if update else {}
+    found = [record_diff.changes(data, held.get(data["run"]["id"])) for data in wanted]
+    return [change for change in found if not change.empty]
 
 
-def _write(con: Any, change: record_diff.Changes) -> None:
-    """Write one run's changes; the table and column names are the schema's own."""
-    run_id = change.run_id
-    if change.new:
-        _insert(con, "runs", [change.run], "")
-    else:
+def _write(con: Any, changes: Sequence[record_diff.Changes]) -> None:
+    """Write the runs' changes, one statement per table for them all (in a pipeline); the
+    table and column names are the schema's own."""
+    _insert(con, "runs", [change.run for change in changes if change.new], "")
+    for change in changes:
         names = [name for name in exchange.RUN_COLUMNS if name in change.run and name != "id"]
-        if names:
+        if names and not change.new:
             con.execute(f"UPDATE runs SET {', '.join(f'{name} = %s' for name in names)} "
-                        "WHERE id = %s", [*(change.run[name] for name in names), run_id])
+                        "WHERE id = %s", [*(change.run[name] for name in names), change.run_id])
+    rows = {table: [{**row, "run_id": change.run_id} for change in changes
+                    for row in getattr(change, table)]
+            for table in ("params", "metrics", "cells", "tags")}
     for table in ("params", "metrics", "cells"):
-        _insert(con, table, [{**row, "run_id": run_id} for row in getattr(change, table)], "")
-    _insert(con, "tags", [{**row, "run_id": run_id} for row in change.tags], (
-        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
-        "set_at = excluded.set_at"))
+        _insert(con, table, rows[table], "")
+    _insert(con, "tags", rows["tags"], " ON CONFLICT (run_id, key) DO UPDATE SET value = "
+            "excluded.value, set_at = excluded.set_at")
     cursor = con.cursor()
     cursor.executemany("INSERT INTO param_keys VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                       sorted({(row["key"], row["kind"]) for row in change.params}))
+                       sorted({(row["key"], row["kind"]) for row in rows["params"]}))
     cursor.executemany("INSERT INTO metric_keys VALUES (%s) ON CONFLICT DO NOTHING",
-                       sorted({(row["key"],) for row in change.metrics}))
-    _insert(con, "environments", change.environment, " ON CONFLICT (id) DO NOTHING")
-    for row in change.links:
-        _add_artifact(con, row)
-    _insert(con, "run_artifacts", [exchange.link(run_id, row) for row in change.links],
-            " ON CONFLICT DO NOTHING")
+                       sorted({(row["key"],) for row in rows["metrics"]}))
+    _insert(con, "environments", [row for change in changes for row in change.environment],
+            " ON CONFLICT (id) DO NOTHING")
+    for change in changes:
+        for row in change.links:
+            _add_artifact(con, row)
+    _insert(con, "run_artifacts", [exchange.link(change.run_id, row) for change in changes
+                                   for row in change.links], " ON CONFLICT DO NOTHING")
 
 
 def _insert(con: Any, table: str, rows: Sequence[dict[str, Any]], conflict: str) -> None:

@@ -62,7 +62,8 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
         report.skipped.update(refused)
         report.unchanged += [run_id for run_id in chunk
                              if run_id not in {*added, *updated, *refused}]
-        _note_left_behind(report, target, runs)
+        _note_left_behind(report, target, [data for data in runs
+                                           if data["run"]["id"] in {*added, *updated}])
     return report
 
 
@@ -86,7 +87,7 @@ def _read(catalog: Catalog, run_ids: Sequence[str]) -> list[dict[str, Any]]:
         return pg_exchange.read_records(server, run_ids)
     flush_for_read(catalog)
     with catalog.connect() as con:
-        records = [exchange.read_record(con, run_id) for run_id in run_ids]
+        records = exchange.read_records(con, run_ids)
     return [{**data, "notebooks": exchange.stored_notebooks(catalog, data["artifacts"])}
             for data in records]
 
@@ -108,8 +109,8 @@ def _write(source: Catalog, target: Catalog,
 
 
 def _note_left_behind(report: Pushed, target: Catalog, runs: list[dict[str, Any]]) -> None:
-    """Say once that a server got the records of notebooks and kept contents, not their
-    bytes."""
+    """Say once that a server got the records of notebooks and kept contents of the runs
+    written, not their bytes."""
     note = (f"{report.target} keeps no stored notebooks or kept contents yet: their records "
             "were copied, marked 'not kept'; the bytes stay in the source catalog")
     kept = any(row.get("blob") for data in runs for row in data["artifacts"])

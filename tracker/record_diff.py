@@ -6,13 +6,12 @@ catalog that has it already must add nothing twice and overwrite nothing recorde
 copy is a merge: history rows (params, metrics) the target lacks are appended, cells it lacks
 (by number) added, links to file versions it lacks added, a tag replaced only by one set as
 late or later, and the run's own attributes (status, end, name, trash...) taken from the source,
-which recorded them. Rows are compared by value, times in UTC and JSON by its data, so the
-same run read from either back end compares equal.
+which recorded them. Rows are compared by value, times by the instant and JSON by its data,
+so the same run read from either back end compares equal.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -66,13 +65,12 @@ def changes(source: dict[str, Any], target: dict[str, Any] | None) -> Changes:
 
 
 def canonical(value: Any) -> Any:
-    """``value`` as compared: times in UTC, floats as their JSON-safe text, lists as lists."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).isoformat()
-    if isinstance(value, float):
+    """``value`` as compared and hashed: a NaN as its text (it equals nothing, itself
+    included), lists as tuples. Aware times compare (and hash) by the instant, in any zone."""
+    if isinstance(value, float) and value != value:
         return values.encode_float(value)
     if isinstance(value, list | tuple):
-        return [canonical(item) for item in value]
+        return tuple(canonical(item) for item in value)
     return value
 
 
@@ -97,9 +95,9 @@ def _changed_attributes(source: dict[str, Any], target: dict[str, Any]) -> dict[
     return changed
 
 
-def _identity(row: dict[str, Any], fields: Sequence[str]) -> str:
-    return json.dumps([_json(canonical(row.get(name))) if name == "value"
-                       else canonical(row.get(name)) for name in fields])
+def _identity(row: dict[str, Any], fields: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(_json(canonical(row.get(name))) if name == "value"
+                 else canonical(row.get(name)) for name in fields)
 
 
 def _missing(source: list[dict[str, Any]], target: list[dict[str, Any]],
