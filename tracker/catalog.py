@@ -30,12 +30,12 @@ if TYPE_CHECKING:
     from tracker.lineage_walk import LineageGraph
     from tracker.mlflow_import import MLflowImport
     from tracker.models import RunInfo
-    from tracker.push import Pushed
     from tracker.recorder import Recorder
     from tracker.reproduction import Reproduction
     from tracker.retrieval import KeptFile
     from tracker.run import Run
     from tracker.storage.contents import ContentStore
+    from tracker.transfer import Pushed
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 
@@ -494,18 +494,18 @@ class Catalog:
         Idempotent: a run the target holds is brought up to date, never duplicated, and
         nothing recorded there is removed. The report lists the runs copied, updated and
         already up to date."""
-        from tracker import push
+        from tracker import transfer
 
         target = to if isinstance(to, Catalog) else Catalog(to)
-        return push.copy_runs(self, target, where)
+        return transfer.copy_runs(self, target, where)
 
     def pull(self, source: str | os.PathLike[str] | Catalog, *, where: str | None = None
              ) -> Pushed:
         """Copy another catalog's runs into this one: :meth:`push` the other way."""
-        from tracker import push
+        from tracker import transfer
 
         origin = source if isinstance(source, Catalog) else Catalog(source)
-        return push.copy_runs(origin, self, where)
+        return transfer.copy_runs(origin, self, where)
 
     def import_mlflow(self, store: str | os.PathLike[str], *,
                       mlflow_python: str | os.PathLike[str] | None = None) -> MLflowImport:

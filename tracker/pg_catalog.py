@@ -2,10 +2,11 @@
 
 ``Catalog("postgresql://...")`` (or ``$TRACKER_CATALOG`` set to such a URL) is a
 :class:`PgCatalog`. Its reads are :mod:`tracker.pg_queries` and :mod:`tracker.pg_readonly_sql`,
-giving the file catalog's DataFrames; the trash is :mod:`tracker.pg_manage`. Everything else
-(recording runs, other changes, exports, kept contents, widgets) is not ported yet and raises
-:class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
-created next to the notebook.
+giving the file catalog's DataFrames; the trash is :mod:`tracker.pg_manage`; export and import
+are :mod:`tracker.pg_exchange` (push/pull, :mod:`tracker.transfer`, work on either back end).
+Everything else (recording runs, other changes, kept contents, widgets) is not ported yet and
+raises :class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a
+file created next to the notebook.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Pushing runs from a file catalog to a team catalog on a real PostgreSQL server, and pulling
-them back (tracker/push.py, tracker/pg_exchange.py, tracker/record_diff.py)."""
+them back (tracker/transfer.py, tracker/pg_exchange.py, tracker/record_diff.py)."""
 
 from __future__ import annotations
 
