@@ -4,7 +4,6 @@ them back (tracker/transfer.py, tracker/pg_exchange.py, tracker/record_diff.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -23,7 +22,7 @@ def secret_url(pg_url: str) -> str:
     return pg_url.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@", 1)
 
 
-def _record_runs(catalog: tracker.Catalog, folder: Path) -> list[str]:
+def record_runs(catalog: tracker.Catalog, folder: Path) -> list[str]:
     """A featurize run whose output a train run reads (named ``train #12``), with params of
     several kinds, metric series (a NaN too), tags and labels; one more run in the trash."""
     data = folder / "features.csv"
@@ -48,7 +47,7 @@ def _record_runs(catalog: tracker.Catalog, folder: Path) -> list[str]:
     return [first.id, second.id, third.id]
 
 
-def _same_runs(one: tracker.Catalog, other: tracker.Catalog) -> None:
+def same_runs(one: tracker.Catalog, other: tracker.Catalog) -> None:
     """Both catalogs give the same runs table (columns, dtypes, values), histories, artifacts
     and lineage, and each run's record (the file versions' kept contents aside: exports carry
     none, and status set by hand keeps its history only where it was set)."""
@@ -58,28 +57,28 @@ def _same_runs(one: tracker.Catalog, other: tracker.Catalog) -> None:
     pd.testing.assert_frame_equal(table(one), table(other))
     for run_id in table(one)["id"]:
         pd.testing.assert_frame_equal(one.metric_history(run_id), other.metric_history(run_id))
-        assert _record(one, run_id) == _record(other, run_id)
+        assert record_of(one, run_id) == record_of(other, run_id)
         pd.testing.assert_frame_equal(one.lineage(run_id, include_deleted=True),
                                       other.lineage(run_id, include_deleted=True))
 
 
-def _record(catalog: tracker.Catalog, run_id: str) -> tracker.RunInfo:
+def record_of(catalog: tracker.Catalog, run_id: str) -> tracker.RunInfo:
     info = catalog.get_run(run_id)
     artifacts = [{**row, "blob": None, "kept": None} for row in info.artifacts]
     return dataclasses.replace(info, artifacts=artifacts, status_history=[])
 
 
-def test_a_round_trip_file_to_server_to_file_gives_the_same_runs(
+def test_a_round_trip_file_to_server_to_file_gives_thesame_runs(
         catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     pushed = catalog.push(pg_url)
     assert sorted(pushed.copied) == sorted(ids) and not pushed.updated
     server = tracker.Catalog(pg_url)
     back = tracker.Catalog(tmp_path / "back" / "catalog.duckdb")
     pulled = back.pull(pg_url)
     assert sorted(pulled.copied) == sorted(ids)
-    _same_runs(catalog, server)
-    _same_runs(catalog, back)
+    same_runs(catalog, server)
+    same_runs(catalog, back)
     assert list(server.runs()["name"]) == ["train #12", "featurize"]  # the trash stays there
     assert server.get_run(ids[2]).deleted_at == catalog.get_run(ids[2]).deleted_at
     assert server.get_run(ids[1]).tags == {"stage": "draft"}
@@ -90,7 +89,7 @@ def test_a_round_trip_file_to_server_to_file_gives_the_same_runs(
 
 def test_pushing_twice_adds_nothing(catalog: tracker.Catalog, pg_url: str,
                                    tmp_path: Path) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     catalog.push(pg_url)
     server = tracker.Catalog(pg_url)
     counts = server.sql("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM "
@@ -108,7 +107,7 @@ def test_pushing_twice_adds_nothing(catalog: tracker.Catalog, pg_url: str,
 
 def test_a_run_changed_after_a_push_is_brought_up_to_date(
         catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     catalog.push(pg_url)
     catalog.restore_run(ids[2])
     catalog.set_tag("stage", "final", run=ids[1])
@@ -116,7 +115,7 @@ def test_a_run_changed_after_a_push_is_brought_up_to_date(
     pushed = catalog.push(pg_url)
     assert sorted(pushed.updated) == sorted(ids) and not pushed.copied
     server = tracker.Catalog(pg_url)
-    _same_runs(catalog, server)
+    same_runs(catalog, server)
     assert server.get_run(ids[1]).tags == {"stage": "final"}
     assert server.get_run(ids[0]).status == "failed"
     assert len(server.runs()) == 3  # out of the trash, and nothing duplicated
@@ -140,7 +139,7 @@ def test_a_run_continued_locally_gains_only_its_new_history(
 
 def test_push_where_copies_only_the_matching_runs(catalog: tracker.Catalog, pg_url: str,
                                                   tmp_path: Path) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     pushed = catalog.push(pg_url, where="params.lr = 0.1")
     assert pushed.copied == [ids[1]]
     assert list(tracker.Catalog(pg_url).runs(include_deleted=True)["id"]) == [ids[1]]
@@ -148,7 +147,7 @@ def test_push_where_copies_only_the_matching_runs(catalog: tracker.Catalog, pg_u
 
 def test_pull_where_brings_runs_from_the_server(catalog: tracker.Catalog, pg_url: str,
                                                 tmp_path: Path) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     catalog.push(pg_url)
     laptop = tracker.Catalog(tmp_path / "laptop" / "catalog.duckdb")
     assert laptop.pull(pg_url, where="name = 'featurize'").copied == [ids[0]]
@@ -177,30 +176,10 @@ def test_a_version_already_taken_on_the_server_is_numbered_after_it(
     assert catalog.push(pg_url).unchanged == [mine.id]  # the renumbered version is the same
 
 
-def test_export_and_import_across_back_ends(catalog: tracker.Catalog, pg_url: str,
-                                            tmp_path: Path) -> None:
-    ids = _record_runs(catalog, tmp_path)
-    server = tracker.Catalog(pg_url)
-    for run_id in ids:  # file -> server
-        assert server.import_run(catalog.export_run(run_id, tmp_path / f"{run_id}.yaml")) \
-            == run_id
-    _same_runs(catalog, server)
-    with pytest.raises(tracker.TrackerError, match="already in"):
-        server.import_run(tmp_path / f"{ids[1]}.yaml")
-    back = tracker.Catalog(tmp_path / "back" / "catalog.duckdb")
-    for run_id in ids:  # server -> file
-        back.import_run(server.export_run(run_id, tmp_path / f"{run_id}.json"))
-    _same_runs(catalog, back)
-    with pytest.raises(tracker.TrackerError, match="already exists"):
-        server.export_run(ids[0], tmp_path / f"{ids[0]}.json")
-    with pytest.raises(tracker.TrackerError, match="keeps no file contents"):
-        server.export_run(ids[0], tmp_path / "with.json", contents=True)
-
-
 def test_the_commands_push_and_pull_and_never_print_the_password(
         catalog: tracker.Catalog, secret_url: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     local = ["--catalog", str(catalog.path)]
     assert cli.main([*local, "push", "--to", secret_url, "--where", "params.lr = 0.1"]) == 0
     assert cli.main([*local, "push", "--to", secret_url]) == 0
@@ -219,7 +198,7 @@ def test_the_commands_push_and_pull_and_never_print_the_password(
 def test_a_run_the_server_cannot_hold_is_skipped_and_said_the_others_go(
         catalog: tracker.Catalog, pg_url: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    ids = _record_runs(catalog, tmp_path)
+    ids = record_runs(catalog, tmp_path)
     catalog.update_run(ids[0], notes="a NUL \x00 PostgreSQL's text refuses")
     pushed = catalog.push(pg_url)
     assert list(pushed.skipped) == [ids[0]] and "NUL" in pushed.skipped[ids[0]]
@@ -230,21 +209,13 @@ def test_a_run_the_server_cannot_hold_is_skipped_and_said_the_others_go(
     assert catalog.get_run(ids[0]).notes.startswith("a NUL")  # still here, nothing dropped
 
 
-def test_importing_into_the_server_checks_the_descriptor_first(
-        catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
-    with catalog.start_run("source", params={"lr": 0.1}) as run:
-        run.log_metric("loss", 0.5)
-    path = catalog.export_run(run.id, tmp_path / "run.json")
-    data = json.loads(path.read_text())
-    server = tracker.Catalog(pg_url)
-    data["run"]["id; DROP TABLE runs; --"] = "x"
-    path.write_text(json.dumps(data))
-    with pytest.raises(tracker.DescriptorError) as caught:
-        server.import_run(path)
-    assert caught.value.field == "run.id; DROP TABLE runs; --"
-    del data["run"]["id; DROP TABLE runs; --"]
-    data["run"]["notes"] = "a NUL \x00"
-    path.write_text(json.dumps(data))
-    with pytest.raises(tracker.CatalogError, match="cannot hold run"):
-        server.import_run(path)
-    assert server.runs().empty  # the tables are there, and nothing half-imported
+def test_a_push_to_another_file_catalog_is_a_merge_too(catalog: tracker.Catalog,
+                                                       tmp_path: Path) -> None:
+    ids = record_runs(catalog, tmp_path)
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    assert sorted(catalog.push(other).copied) == sorted(ids)
+    catalog.set_tag("stage", "final", run=ids[1])
+    again = catalog.push(other.path)
+    assert again.updated == [ids[1]] and sorted(again.unchanged) == sorted([ids[0], ids[2]])
+    same_runs(catalog, other)
+    assert catalog.push(other).updated == []
