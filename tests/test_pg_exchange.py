@@ -36,6 +36,7 @@ def test_importing_into_the_server_checks_the_descriptor_first(
         catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
     with catalog.start_run("source", params={"lr": 0.1}) as run:
         run.log_metric("loss", 0.5)
+    catalog.flush()
     path = catalog.export_run(run.id, tmp_path / "run.json")
     data = json.loads(path.read_text())
     server = tracker.Catalog(pg_url)

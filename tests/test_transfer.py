@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 import tracker
-from tracker import cli
+from tracker import cli, pg_exchange, transfer
 
 SECRET = "s3cr3t-Pw"  # trust authentication on the test socket: libpq sends it, never asked
 
@@ -39,6 +41,7 @@ def record_runs(catalog: tracker.Catalog, folder: Path) -> list[str]:
         second.log_metric("acc", 0.9)
     with catalog.start_run("train") as third:
         third.log_param("lr", 0.2)
+    catalog.flush()  # a change by reference reads without waiting long for the writer
     catalog.delete_run(third.id)
     catalog.update_run(second.id, name="train #12")  # as a notebook's runs are numbered
     with catalog.connect(write=True) as con:  # an executed cell, as a notebook's run has
@@ -68,7 +71,7 @@ def record_of(catalog: tracker.Catalog, run_id: str) -> tracker.RunInfo:
     return dataclasses.replace(info, artifacts=artifacts, status_history=[])
 
 
-def test_a_round_trip_file_to_server_to_file_gives_thesame_runs(
+def test_a_round_trip_file_to_server_to_file_gives_the_same_runs(
         catalog: tracker.Catalog, pg_url: str, tmp_path: Path) -> None:
     ids = record_runs(catalog, tmp_path)
     pushed = catalog.push(pg_url)
@@ -126,6 +129,7 @@ def test_a_run_continued_locally_gains_only_its_new_history(
         catalog: tracker.Catalog, pg_url: str) -> None:
     with catalog.start_run("long") as run:
         run.log_metric("loss", 1.0, step=0)
+    catalog.flush()
     catalog.push(pg_url)
     catalog.update_run(run.id, notes="continued")
     with catalog.connect(write=True) as con:  # a second metric point, as a resumed run logs
@@ -168,6 +172,8 @@ def test_a_version_already_taken_on_the_server_is_numbered_after_it(
     data.write_text("theirs\n")
     with colleague.start_run("theirs") as theirs:
         theirs.log_output(data)
+    catalog.flush()
+    colleague.flush()
     colleague.push(pg_url)
     catalog.push(pg_url)
     server = tracker.Catalog(pg_url)
@@ -219,3 +225,27 @@ def test_a_push_to_another_file_catalog_is_a_merge_too(catalog: tracker.Catalog,
     assert again.updated == [ids[1]] and sorted(again.unchanged) == sorted([ids[0], ids[2]])
     same_runs(catalog, other)
     assert catalog.push(other).updated == []
+
+
+def test_two_machines_pushing_the_same_runs_at_once_store_each_once(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transfer, "_CHUNK", 2)  # several transactions each, interleaving
+    monkeypatch.setattr(pg_exchange, "_CHUNK", 2)
+    ids = record_runs(catalog, tmp_path)
+    laptop = tracker.Catalog(tmp_path / "laptop" / "catalog.duckdb")
+    catalog.push(laptop)  # the same runs on a second machine
+    reports: list[Any] = []
+    pushes = [threading.Thread(target=lambda c=c: reports.append(c.push(pg_url)))
+              for c in (catalog, laptop)]
+    for thread in pushes:
+        thread.start()
+    for thread in pushes:
+        thread.join(timeout=120)
+    assert len(reports) == 2
+    assert sorted(reports[0].copied + reports[1].copied) == sorted(ids)
+    server = tracker.Catalog(pg_url)
+    same_runs(catalog, server)
+    counts = server.sql("SELECT (SELECT count(*) FROM metrics) AS m, "
+                        "(SELECT count(*) FROM artifacts) AS a")
+    assert counts.to_dict("records") == [{"m": 6, "a": 1}]
