@@ -4,9 +4,9 @@ The descriptor holds everything recorded about the run (attributes, every param 
 its kind, every metric point, artifact versions and links, cells, environment, tags, and the
 notebook stored with it), so importing it into another catalog gives back the same run.
 Importing never overwrites: a run already present is refused (push and pull,
-:mod:`tracker.transfer`, bring one up to date by adding only what it lacks). Descriptors are checked by
-:mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own column names
-(:func:`tracker.storage.schema.column_names`) are put into SQL text.
+:mod:`tracker.transfer`, bring one up to date by adding only what it lacks). Descriptors are
+checked by :mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own
+column names (:func:`tracker.storage.schema.column_names`) are put into SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
