@@ -569,3 +569,12 @@ def test_a_version_whose_content_the_export_lacks_is_imported_not_kept(
     other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
     other.import_run(path)
     assert other.get_artifact(output, run=run_id).kept == "not kept"
+
+
+def test_an_empty_label_list_stays_empty(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    # the import turned [] into NULL, so a round trip changed the runs table's labels column
+    with catalog.start_run("bare") as run:
+        pass
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(catalog.export_run(run.id, tmp_path / "run.json"))
+    assert list(other.runs()["labels"]) == list(catalog.runs()["labels"]) == [[]]

@@ -51,14 +51,11 @@ def test_the_module_level_reads_use_the_server(secret_url: str,
 
 def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]:
     """Each operation not ported to PostgreSQL catalogs, as one call."""
-    out = tmp_path / "out.json"
     return [
         ("start_run", lambda c: c.start_run("x")),
         ("log_param", lambda c: c.log_param("lr", 1)),
         ("log_metric", lambda c: c.log_metric("acc", 1.0)),
         ("tagging the active run", lambda c: c.set_tag("k", "v")),
-        ("export_run", lambda c: c.export_run("01r1", out)),
-        ("import_run", lambda c: c.import_run(out)),
         ("import_mlflow", lambda c: c.import_mlflow(tmp_path)),
         ("show", lambda c: c.show()),
         ("reproduce", lambda c: c.reproduce("01r1")),
@@ -95,8 +92,7 @@ def test_the_command_line_reads_the_server(secret_url: str, tmp_path: Path,
     assert cli.main(["--catalog", secret_url, "rm", "--yes", "01r1"]) != 0  # no such run
     assert cli.main(["--catalog", secret_url, "status", "01r1", "failed"]) != 0
     assert cli.main(["--catalog", secret_url, "purge", "--yes"]) == 0
-    (tmp_path / "run.json").write_text("{}")
-    assert cli.main(["--catalog", secret_url, "import", str(tmp_path / "run.json")]) != 0
+    assert cli.main(["--catalog", secret_url, "import-mlflow", str(tmp_path)]) != 0
     shown = capsys.readouterr()
     assert "42" in shown.out and "not yet supported on PostgreSQL catalogs" in shown.err
     assert "no runs in the trash" in shown.out and "no run matches '01r1'" in shown.err

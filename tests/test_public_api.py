@@ -23,6 +23,7 @@ PUBLIC = {
     "restore_run", "runs", "set_status", "set_tag", "set_tags", "show", "sql", "start_run",
     "unload_ipython_extension", "update_run", "use_catalog",
     "diff", "reproduce",  # issue #14: tracker.diffing, tracker.reproduction
+    "push", "pull",  # issue #13: tracker.transfer
 }
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tracker.reproduction import Reproduction
     from tracker.retrieval import KeptFile
     from tracker.run import Run
+    from tracker.transfer import Pushed
 
 _default: Catalog | None = None
 
@@ -245,6 +246,17 @@ def import_mlflow(store: str | os.PathLike[str], *,
                   mlflow_python: str | os.PathLike[str] | None = None) -> MLflowImport:
     """Import an MLflow history into the default catalog: see :meth:`Catalog.import_mlflow`."""
     return default_catalog().import_mlflow(store, mlflow_python=mlflow_python)
+
+
+def push(to: str | os.PathLike[str] | Catalog, *, where: str | None = None) -> Pushed:
+    """Copy the default catalog's runs to another (a team's ``postgresql://`` catalog):
+    see :meth:`Catalog.push`."""
+    return default_catalog().push(to, where=where)
+
+
+def pull(source: str | os.PathLike[str] | Catalog, *, where: str | None = None) -> Pushed:
+    """Copy another catalog's runs into the default one: see :meth:`Catalog.pull`."""
+    return default_catalog().pull(source, where=where)
 
 
 def sql(query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tracker.retrieval import KeptFile
     from tracker.run import Run
     from tracker.storage.contents import ContentStore
+    from tracker.transfer import Pushed
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 
@@ -485,6 +486,26 @@ class Catalog:
         from tracker import exchange
 
         return exchange.import_run(self, path)
+
+    def push(self, to: str | os.PathLike[str] | Catalog, *, where: str | None = None
+             ) -> Pushed:
+        """Copy this catalog's runs (those ``where`` matches; trash included) to another, a
+        team's PostgreSQL catalog (``postgresql://...``) or a file, keeping their ids and names.
+        Idempotent: a run the target holds is brought up to date, never duplicated, and
+        nothing recorded there is removed. The report lists the runs copied, updated and
+        already up to date."""
+        from tracker import transfer
+
+        target = to if isinstance(to, Catalog) else Catalog(to)
+        return transfer.copy_runs(self, target, where)
+
+    def pull(self, source: str | os.PathLike[str] | Catalog, *, where: str | None = None
+             ) -> Pushed:
+        """Copy another catalog's runs into this one: :meth:`push` the other way."""
+        from tracker import transfer
+
+        origin = source if isinstance(source, Catalog) else Catalog(source)
+        return transfer.copy_runs(origin, self, where)
 
     def import_mlflow(self, store: str | os.PathLike[str], *,
                       mlflow_python: str | os.PathLike[str] | None = None) -> MLflowImport:

@@ -222,6 +222,21 @@ def _add_moving_commands(commands: _Commands) -> None:
                             "tracker import run.yaml",
                             "tracker --catalog team.duckdb import run.json")
     imported.add_argument("file", metavar="FILE", help="a descriptor written by 'tracker export'")
+    push = commands.add("push", _cmd_push, "copy runs to another catalog, such as a team's "
+                        "(again: adds nothing, brings changed runs up to date)",
+                        "tracker push --to postgresql://ann@db.example/runs",
+                        "tracker push --to postgresql://ann@db.example/runs --where "
+                        "\"project = 'nlp'\"")
+    push.add_argument("--to", metavar="URL", required=True,
+                      help="the target catalog: a postgresql:// URL or a catalog file")
+    pull = commands.add("pull", _cmd_pull, "copy runs from another catalog into this one",
+                        "tracker pull --from postgresql://ann@db.example/runs --where "
+                        "\"params.lr > 0.01\"")
+    pull.add_argument("--from", dest="source", metavar="URL", required=True,
+                      help="the catalog to copy from: a postgresql:// URL or a catalog file")
+    for command in (push, pull):
+        command.add_argument("--where", metavar="FILTER",
+                             help="only the runs this filter matches (trash included)")
     mlflow = commands.add("import-mlflow", _cmd_import_mlflow,
                           "add the runs of an MLflow store (again: adds only new runs)",
                           "tracker import-mlflow ./mlruns",
@@ -510,6 +525,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     run_id = _catalog(args).import_run(args.file)
     print(f"imported {run_id}")
     return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    report = _catalog(args).push(args.to, where=args.where)
+    print(report)
+    return 1 if report.skipped else 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    report = _catalog(args).pull(args.source, where=args.where)
+    print(report)
+    return 1 if report.skipped else 0
 
 
 def _cmd_import_mlflow(args: argparse.Namespace) -> int:

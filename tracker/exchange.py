@@ -3,9 +3,10 @@
 The descriptor holds everything recorded about the run (attributes, every param value with
 its kind, every metric point, artifact versions and links, cells, environment, tags, and the
 notebook stored with it), so importing it into another catalog gives back the same run.
-Importing never overwrites: a run already present is refused. Descriptors are checked by
-:mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own column names
-(:func:`tracker.storage.schema.column_names`) are put into SQL text.
+Importing never overwrites: a run already present is refused (push and pull,
+:mod:`tracker.transfer`, bring one up to date by adding only what it lacks). Descriptors are
+checked by :mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own
+column names (:func:`tracker.storage.schema.column_names`) are put into SQL text.
 Exporting never overwrites a file unless asked, and never a catalog or anything beside it.
 """
 
@@ -19,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence, Set
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import arguments, descriptor, redaction, tags, values
 from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
@@ -32,8 +33,65 @@ from tracker.storage.writer import insert_missing
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
-_RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
+RUN_COLUMNS = [name for name, _ in schema.RUN_COLUMNS if name != "spool_seq"]
 _BULK = 50  # rows above which an insert scans a DataFrame
+
+
+class RecordStatements(NamedTuple):
+    """The SQL that reads the records of runs on a back end. Each binds one list of run ids
+    (``environment``: of environment ids); each section's rows start with their ``run_id``."""
+
+    run: str
+    params: str
+    metrics: str
+    artifacts: str
+    cells: str
+    environment: str
+    tags: str
+
+
+_IDS = "list_contains(?::VARCHAR[], run_id)"
+RECORD = RecordStatements(
+    run=f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE list_contains(?::VARCHAR[], id)",
+    params=f"SELECT run_id, key, value, kind, logged_at FROM params WHERE {_IDS} "
+           "ORDER BY logged_at, rowid",
+    metrics=f"SELECT run_id, key, value, step, logged_at FROM metrics WHERE {_IDS} "
+            "ORDER BY logged_at, rowid",
+    artifacts="SELECT ra.run_id, a.*, ra.role, ra.via, ra.logged_at AS linked_at "
+              "FROM run_artifacts ra JOIN artifacts a ON a.id = ra.artifact_id "
+              "WHERE list_contains(?::VARCHAR[], ra.run_id)",
+    cells=f"SELECT * FROM cells WHERE {_IDS} ORDER BY seq",
+    environment="SELECT * FROM environments WHERE list_contains(?::VARCHAR[], id)",
+    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} ORDER BY key",
+)
+_SECTIONS = ("params", "metrics", "artifacts", "cells", "tags")
+
+
+def read_records(con: Any, run_ids: Sequence[str], statements: RecordStatements = RECORD
+                 ) -> list[dict[str, Any]]:
+    """Everything recorded about these runs (which must exist), in their order, as descriptors
+    hold it (without ``notebooks``): the same sections from either back end's ``statements``,
+    one query per section for all the runs."""
+    ids = list(run_ids)
+    runs = {row["id"]: row for row in records(con, statements.run, [ids])}
+    sections = {section: _by_run(records(con, getattr(statements, section), [ids]))
+                for section in _SECTIONS}
+    environments = {row["id"]: row for row in records(con, statements.environment, [sorted(
+        {row["environment_id"] for row in runs.values() if row["environment_id"]})])}
+    return [{"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
+             "run": runs[run_id], **{section: sections[section].get(run_id, [])
+                                     for section in _SECTIONS},
+             "environment": [environments[runs[run_id]["environment_id"]]]
+             if runs[run_id]["environment_id"] in environments else []}
+            for run_id in ids]
+
+
+def _by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by their ``run_id``, which they lose; each group keeps its order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row.pop("run_id"), []).append(row)
+    return grouped
 
 
 def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
@@ -44,36 +102,29 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     _check_target(catalog, target, overwrite=overwrite)
     flush_for_read(catalog)
     with catalog.connect() as con:
-        run_id = resolve(con, ref)
-        run = records(con, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
-                       [run_id])[0]
-        data: dict[str, Any] = {
-            "format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION, "run": run,
-            "params": records(con, "SELECT key, value, kind, logged_at FROM params "
-                               "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "metrics": records(con, "SELECT key, value, step, logged_at FROM metrics "
-                                "WHERE run_id = ? ORDER BY logged_at, rowid", [run_id]),
-            "artifacts": records(con, "SELECT a.*, ra.role, ra.via, ra.logged_at AS linked_at "
-                                  "FROM run_artifacts ra JOIN artifacts a ON a.id = "
-                                  "ra.artifact_id WHERE ra.run_id = ?", [run_id]),
-            "cells": records(con, "SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? "
-                              "ORDER BY seq", [run_id]),
-            "environment": records(con, "SELECT * FROM environments WHERE id = ?",
-                                    [run["environment_id"]]),
-            "tags": records(con, "SELECT key, value, set_at FROM tags WHERE run_id = ? "
-                         "ORDER BY key", [run_id]),
-        }
-    data["notebooks"] = _stored_notebooks(catalog, data["artifacts"])
+        data = read_records(con, [resolve(con, ref)])[0]
+    data["notebooks"] = stored_notebooks(catalog, data["artifacts"])
     if contents:  # before the descriptor: one that exists has its contents beside it
         from tracker import carried_contents
 
         carried_contents.carry(catalog, data["artifacts"], target, overwrite=overwrite)
-    text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
-    _write_whole(target, text, overwrite=overwrite)
+    write_descriptor(data, target, overwrite=overwrite)
     return target
 
 
-def _stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[dict[str, str]]:
+def write_descriptor(data: dict[str, Any], target: Path, *, overwrite: bool) -> None:
+    """Write the record ``data`` to ``target`` as YAML (``.yaml``/``.yml``) or JSON."""
+    text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
+    _write_whole(target, text, overwrite=overwrite)
+
+
+def as_descriptor(data: dict[str, Any]) -> dict[str, Any]:
+    """A record read from a catalog, checked as an imported descriptor is (what push copies
+    is exactly what an export then an import would)."""
+    return descriptor.validate(_plain(data))
+
+
+def stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The notebooks stored with the run, as text: without them an import elsewhere would
     keep only their hash. One too big to carry, or gone, is left out with a warning."""
     carried, limit = [], descriptor.MAX_NOTEBOOK_BYTES
@@ -111,6 +162,13 @@ def _check_target(catalog: Catalog, target: Path, *, overwrite: bool) -> None:
     if resolved in beside or inside:
         raise ArgumentError(f"{target} is the catalog {catalog.path} or one of its files; "
                             "export to another path")
+    check_file_target(target, overwrite=overwrite)
+
+
+def check_file_target(target: Path, *, overwrite: bool) -> None:
+    """Refuse to write over anything but a regular file, over a DuckDB database, or over any
+    file unless ``overwrite``."""
+    resolved = target.resolve()
     try:
         info = os.stat(resolved)
     except FileNotFoundError:
@@ -191,18 +249,16 @@ def import_run(catalog: Catalog, path: str | os.PathLike[str]) -> str:
 
 
 def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
-                   carried: Set[str] = frozenset()) -> list[str]:
+                   carried: Set[str] = frozenset(),
+                   redactor: redaction.Redactor | None = None) -> list[str]:
     """Add the runs of descriptors checked by :func:`tracker.descriptor.validate`, in one
     transaction, each as logging would have recorded it here; a run whose id the catalog
     already holds is left as it is. ``carried``: the kept contents the import stored in this
-    catalog's store (the only ones its rows may name). Returns the ids added."""
-    recorded = [_as_recorded(catalog, data) for data in runs]
-    for data in recorded:  # the notebooks it carries become this catalog's blobs first
-        data["artifacts"] = _keep_notebooks(catalog, data, carried)
+    catalog's store (the only ones its rows may name); ``redactor``: the one to record with
+    (default: this catalog's). Returns the ids added."""
+    recorded = _recorded_here(catalog, runs, carried, redactor)
     with catalog.connect(write=True) as con:
-        ids = [data["run"]["id"] for data in recorded]
-        present = {row[0] for row in con.execute(
-            "SELECT id FROM runs WHERE list_contains(?, id)", [ids]).fetchall()}
+        present = _present(con, [data["run"]["id"] for data in recorded])
         added = [data for data in recorded if data["run"]["id"] not in present]
         if not added:
             return []
@@ -211,6 +267,71 @@ def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
         value_columns.refresh(con, [data["run"]["id"] for data in added])
         con.execute("COMMIT")
     return [data["run"]["id"] for data in added]
+
+
+def update_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
+                   redactor: redaction.Redactor | None = None) -> list[str]:
+    """Bring the runs this catalog holds up to date with checked descriptors of them, in one
+    transaction (:mod:`tracker.record_diff`: nothing recorded here is removed); runs it does
+    not hold are left out. Returns the ids of the runs changed."""
+    from tracker import record_diff
+
+    recorded = _recorded_here(catalog, runs, frozenset(), redactor)
+    with catalog.connect(write=True) as con:
+        present = _present(con, [data["run"]["id"] for data in recorded])
+        held = {data["run"]["id"]: data for data in read_records(con, sorted(present))}
+        found = [record_diff.changes(data, held[data["run"]["id"]])
+                 for data in recorded if data["run"]["id"] in present]
+        changed = [change for change in found if not change.empty]
+        if not changed:
+            return []
+        con.execute("BEGIN")
+        for change in changed:
+            _write_changes(con, change)
+        value_columns.refresh(con, [change.run_id for change in changed])
+        con.execute("COMMIT")
+    return [change.run_id for change in changed]
+
+
+def _recorded_here(catalog: Catalog, runs: Sequence[dict[str, Any]], carried: Set[str],
+                   redactor: redaction.Redactor | None) -> list[dict[str, Any]]:
+    """The runs as this catalog records them: redacted, and the notebooks they carry stored
+    as its blobs."""
+    redactor = redaction.for_catalog(catalog) if redactor is None else redactor
+    recorded = [as_recorded(redactor, data) for data in runs]
+    for data in recorded:  # the notebooks it carries become this catalog's blobs first
+        data["artifacts"] = _keep_notebooks(catalog, data, carried)
+    return recorded
+
+
+def _present(con: Any, ids: list[str]) -> set[str]:
+    return {row[0] for row in con.execute(
+        "SELECT id FROM runs WHERE list_contains(?, id)", [ids]).fetchall()}
+
+
+def _write_changes(con: Any, change: Any) -> None:
+    """Write one run's :class:`tracker.record_diff.Changes` (the run is stored already)."""
+    run_id = change.run_id
+    names = [name for name in RUN_COLUMNS if name in change.run and name != "id"]
+    if names:
+        con.execute(f"UPDATE runs SET {', '.join(f'{name} = ?' for name in names)} "
+                    "WHERE id = ?", [*(change.run[name] for name in names), run_id])
+    for table in ("params", "metrics", "cells", "tags"):
+        rows = getattr(change, table)
+        if table == "tags" and rows:
+            con.executemany("DELETE FROM tags WHERE run_id = ? AND key = ?",
+                            [[run_id, row["key"]] for row in rows])
+        _insert(con, table, [{**row, "run_id": run_id} for row in rows])
+    _insert_keys(con, [{"params": change.params, "metrics": change.metrics}])
+    _insert_new(con, "environments", change.environment)
+    _insert_new(con, "artifacts", change.links)
+    _insert(con, "run_artifacts", [link(run_id, row) for row in change.links])
+
+
+def link(run_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The run_artifacts row of an artifact row of a descriptor."""
+    return {"run_id": run_id, "artifact_id": row["id"], "role": row["role"],
+            "logged_at": row["linked_at"], "via": row.get("via")}
 
 
 def _insert_runs(con: Any, added: Sequence[dict[str, Any]]) -> None:
@@ -223,9 +344,7 @@ def _insert_runs(con: Any, added: Sequence[dict[str, Any]]) -> None:
         rows["runs"].append({**data["run"], "spool_seq": None})
         for table in ("params", "metrics", "cells", "tags"):
             rows[table] += [{**row, "run_id": run_id} for row in data[table]]
-        rows["run_artifacts"] += [{"run_id": run_id, "artifact_id": row["id"],
-                                   "role": row["role"], "logged_at": row["linked_at"],
-                                   "via": row.get("via")} for row in data["artifacts"]]
+        rows["run_artifacts"] += [link(run_id, row) for row in data["artifacts"]]
     for table, table_rows in rows.items():
         _insert(con, table, table_rows)
     _insert_keys(con, added)
@@ -234,18 +353,18 @@ def _insert_runs(con: Any, added: Sequence[dict[str, Any]]) -> None:
             "environment" if table == "environments" else table]])
 
 
-def _as_recorded(catalog: Catalog, data: dict[str, Any]) -> dict[str, Any]:
-    """The descriptor as logging would have recorded it here: an import is a recording, so
-    secrets (an export from an older tracker, a file edited by hand) are redacted, and keys
-    that do not print are escaped, exactly as at log time."""
-    redactor = redaction.for_catalog(catalog)
+def as_recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str, Any]:
+    """The descriptor as logging would have recorded it with ``redactor``: an import is a
+    recording, so secrets (an export from an older tracker, a file edited by hand) are
+    redacted, and keys that do not print are escaped, exactly as at log time."""
     params = []
     for row in data["params"]:
         key = values.key_text(row["key"])
         value, kind = redactor.param(key, json.loads(row["value"]), row["kind"])
         params.append({**row, "key": key, "value": json.dumps(value), "kind": kind})
-    run = {**data["run"], "labels": [redactor.text(label) for label in data["run"]["labels"]
-                                     or ()] or None,
+    labels = data["run"]["labels"]
+    run = {**data["run"], "labels": None if labels is None else [
+               redactor.text(label) for label in labels],
            # The latest value of each key, rebuilt from the (redacted) history.
            "params": json.dumps({row["key"]: json.loads(row["value"]) for row in params})}
     for field in ("name", "notes", "error"):
@@ -284,6 +403,11 @@ def _keep_notebooks(catalog: Catalog, data: dict[str, Any],
                                   f"{row['blob']}; re-export the run", field="notebooks")
         renamed[row["blob"]] = _store_blob(catalog, content)
     return [_backed(row, renamed, carried) for row in data["artifacts"]]
+
+
+def unbacked(row: dict[str, Any]) -> dict[str, Any]:
+    """An artifact row for a catalog that stored none of its bytes: its record, not kept."""
+    return _backed(row, {}, frozenset())
 
 
 def _backed(row: dict[str, Any], stored: dict[str, dict[str, Any]],

@@ -5,8 +5,9 @@
 giving the file catalog's DataFrames; changes of stored runs (edits, statuses, tags, the
 trash, purge) are :mod:`tracker.pg_manage`; a run's notebook, a kept file's versions and the
 lineage graph are the file catalog's statements in PostgreSQL's spelling
-(:mod:`tracker.reading`), kept contents come from ``TRACKER_STORE``. Everything else
-(recording runs, exports, widgets) is not ported yet and raises
+(:mod:`tracker.reading`), kept contents come from ``TRACKER_STORE``; export and import are
+:mod:`tracker.pg_exchange` (push/pull, :mod:`tracker.transfer`, work on either back end).
+Everything else (recording runs, widgets) is not ported yet and raises
 :class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
 created next to the notebook.
 """
@@ -37,7 +38,8 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
                     "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
                     "delete_run", "delete_runs", "restore_run", "restore_runs",
                     "update_run", "set_status", "set_tag", "set_tags", "delete_tag", "purge",
-                    "diff", "lineage_graph", "get_artifact", "content_store"})
+                    "diff", "lineage_graph", "get_artifact", "content_store",
+                    "export_run", "import_run", "push", "pull"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -223,6 +225,19 @@ class PgCatalog(Catalog):
 
         return pg_manage.restore_runs(self._pg, refs)
 
+    def export_run(self, ref: str, path: str | os.PathLike[str], *,
+                   overwrite: bool = False, contents: bool = False) -> Path:
+        """See :meth:`tracker.Catalog.export_run`; the same descriptor as a file catalog's."""
+        from tracker import pg_exchange
+
+        return pg_exchange.export_run(self, ref, path, overwrite=overwrite, contents=contents)
+
+    def import_run(self, path: str | os.PathLike[str]) -> str:
+        """See :meth:`tracker.Catalog.import_run`."""
+        from tracker import pg_exchange
+
+        return pg_exchange.import_run(self, path)
+
     @property
     def _pg(self) -> PgStore:
         """The store, typed as what it is here."""
@@ -234,9 +249,9 @@ def _refuse(name: str, shown: str) -> None:
     """Raise the error of an operation not ported to PostgreSQL catalogs yet."""
     raise NotOnPostgresError(
         f"{name} is not yet supported on PostgreSQL catalogs: only reads (runs, count_runs, "
-        "get_run, metric_history, keys, artifacts, lineage, sql) and changing stored runs "
-        "(update_run, set_status, tags, the trash, purge) are; use a catalog file for the "
-        "rest", path=shown)
+        "get_run, metric_history, keys, artifacts, lineage, sql), changing stored runs "
+        "(update_run, set_status, tags, the trash, purge), export/import and push/pull are; "
+        "use a catalog file for the rest", path=shown)
 
 
 def _refusing(name: str, attribute: Any) -> Any:

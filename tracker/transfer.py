@@ -1,0 +1,118 @@
+"""Copying runs between catalogs: ``tracker push`` to a team catalog, ``tracker pull`` back.
+
+Each run travels as a checked descriptor, exactly what an export then an import would carry
+(:mod:`tracker.exchange`), with its id and its name (``train #12``) as they are. Copying is a
+merge (:mod:`tracker.record_diff`): a run the target lacks is added, one it holds is brought up
+to date (new history rows, cells, links and tags; the source's status, end, name and trash
+state), and one it holds as the source does is left alone, so pushing twice adds nothing.
+Runs in the trash are copied too, in the trash. The target is written in transactions of at
+most a hundred runs; a failure leaves the runs already written, and copying again finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tracker import exchange, pg_exchange, redaction
+from tracker.queries import flush_for_read
+from tracker.storage.pg_store import PgStore
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+
+_CHUNK = 100  # runs read and written together
+
+
+@dataclass
+class Pushed:
+    """What :meth:`tracker.Catalog.push` (or ``pull``) did: the runs copied, updated and left
+    as they were, by id."""
+
+    source: str
+    target: str
+    copied: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    #: runs the target refused, by id: why (they stay in the source; nothing was dropped)
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: what did not travel, said once (stored notebooks and kept contents on a server)
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} -> {self.target}: copied {len(self.copied)}, updated "
+                 f"{len(self.updated)}, already up to date {len(self.unchanged)}"
+                 + (f", skipped {len(self.skipped)}" if self.skipped else "")]
+        lines += [f"skipped {run_id}: {why}" for run_id, why in self.skipped.items()]
+        return "\n".join([*lines, *(f"note: {note}" for note in self.notes)])
+
+
+def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pushed:
+    """Copy the runs of ``source`` that ``where`` matches (all, trash included, when None)
+    into ``target``; see the module's docstring."""
+    ids = list(source.runs(where, include_deleted=True)["id"])
+    report = Pushed(_shown(source), _shown(target))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        runs = [exchange.as_descriptor(data) for data in _read(source, chunk)]
+        added, updated, refused = _write(source, target, runs)
+        report.copied += added
+        report.updated += updated
+        report.skipped.update(refused)
+        report.unchanged += [run_id for run_id in chunk
+                             if run_id not in {*added, *updated, *refused}]
+        _note_left_behind(report, target, [data for data in runs
+                                           if data["run"]["id"] in {*added, *updated}])
+    return report
+
+
+def _server(catalog: Catalog) -> PgStore | None:
+    """The server of a PostgreSQL catalog, None for a file (a PgCatalog is known by its store:
+    importing that class here would close a circle through Catalog.push)."""
+    store: Any = catalog.store
+    return store if isinstance(store, PgStore) else None
+
+
+def _shown(catalog: Catalog) -> str:
+    """The catalog as it may be printed: a server's URL without its password."""
+    server = _server(catalog)
+    return server.shown if server is not None else str(catalog.path)
+
+
+def _read(catalog: Catalog, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The records of these runs, each with the notebooks stored with it."""
+    server = _server(catalog)
+    if server is not None:
+        return pg_exchange.read_records(server, run_ids)
+    flush_for_read(catalog)
+    with catalog.connect() as con:
+        records = exchange.read_records(con, run_ids)
+    return [{**data, "notebooks": exchange.stored_notebooks(catalog, data["artifacts"])}
+            for data in records]
+
+
+def _write(source: Catalog, target: Catalog,
+           runs: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[str, str]]:
+    """Write checked runs into ``target``: the ids added, the ids updated, the runs refused
+    (by id: why)."""
+    server = _server(target)
+    if server is not None:
+        # What a file catalog recorded is redacted already, under its key: redacting again
+        # with it marks any secret the same way each time, so a push stays idempotent.
+        redactor = pg_exchange.redactor() if _server(source) else \
+            redaction.for_catalog(source)
+        return pg_exchange.merge(server, runs, redactor)
+    added = exchange.import_checked(target, runs)
+    held = [data for data in runs if data["run"]["id"] not in set(added)]
+    return added, exchange.update_checked(target, held), {}
+
+
+def _note_left_behind(report: Pushed, target: Catalog, runs: list[dict[str, Any]]) -> None:
+    """Say once that a server got the records of notebooks and kept contents of the runs
+    written, not their bytes."""
+    note = (f"{report.target} keeps no stored notebooks or kept contents yet: their records "
+            "were copied, marked 'not kept'; the bytes stay in the source catalog")
+    kept = any(row.get("blob") for data in runs for row in data["artifacts"])
+    if _server(target) is not None and kept and note not in report.notes:
+        report.notes.append(note)
