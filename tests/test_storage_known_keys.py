@@ -7,14 +7,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tracker import events
-from tracker.storage import instances, writer
+from tracker.storage import writer
 from tracker.storage.known_keys import KnownKeys
 from tracker.storage.store import Store
 
@@ -42,35 +39,9 @@ def _keys(store: Store) -> list[tuple[Any, ...]]:
                            "SELECT 'metric', key, NULL FROM metric_keys ORDER BY ALL").fetchall()
 
 
-class _Recording:
-    """A DuckDB connection that remembers the SQL it ran."""
-
-    def __init__(self, connection: Any, statements: list[str]) -> None:
-        self.connection = connection
-        self.statements = statements
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        self.statements.append(sql)
-        return self.connection.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.connection, name)
-
-
-@pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every statement run on an attached catalog from now on."""
-    ran: list[str] = []
-    attach, detach = instances.attach, instances.detach
-    monkeypatch.setattr(instances, "attach",
-                        lambda *a, **k: _Recording(attach(*a, **k), ran))
-    monkeypatch.setattr(instances, "detach",
-                        lambda connection, path: detach(connection.connection, path))
-    yield ran
-
-
 def test_a_write_of_keys_the_process_knows_looks_none_up(tmp_path: Path,
-                                                         statements: list[str]) -> None:
+                                                         sql_statements: list[str]) -> None:
+    statements = sql_statements
     store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
     _apply(store, _run("r1"))
     assert any("param_keys" in sql for sql in statements)  # learnt by the first write

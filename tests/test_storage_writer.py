@@ -170,3 +170,30 @@ def test_a_start_whose_column_has_the_wrong_type_is_quarantined(tmp_path: Path) 
     refused = _apply(store, [events.Spooled("r1", 1, bad), *_run("r2")])
     assert [(reject.run_id, reject.seq) for reject in refused] == [("r1", 1)]
     assert _rows(store, "SELECT id FROM runs") == [("r2",)]
+
+
+def test_the_end_of_a_stored_run_never_set_by_hand_adds_no_history(
+        tmp_path: Path, sql_statements: list[str]) -> None:
+    # A run longer than the start delay: its start is written first, its end later.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    batch = _run("r1")
+    _apply(store, batch[:-1])
+    sql_statements.clear()
+    _apply(store, batch[-1:])
+    assert not [sql for sql in sql_statements if "INSERT INTO status_changes" in sql]
+    assert _rows(store, "SELECT status FROM runs") == [("completed",)]
+    assert _rows(store, "SELECT count(*) FROM status_changes") == [(0,)]
+
+
+def test_the_end_of_a_run_set_by_hand_is_kept_in_its_history(tmp_path: Path) -> None:
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    batch = _run("r1")
+    _apply(store, batch[:-1])
+    with store.connect(write=True) as con:  # as tracker.set_status does
+        con.execute("UPDATE runs SET status = 'failed'")
+        con.execute("INSERT INTO status_changes VALUES ('r1', 'running', 'failed', 'me', 'h', "
+                    "now(), true)")
+    _apply(store, batch[-1:])
+    assert _rows(store, "SELECT old_status, new_status, forced FROM status_changes "
+                        "ORDER BY changed_at") == [("running", "failed", True),
+                                                   ("failed", "completed", False)]

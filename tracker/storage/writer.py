@@ -156,8 +156,7 @@ class _Rows:
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
         self.tags: list[tuple[str, str, str | None, float]] = []
-        # ends of runs already stored, which may follow a status set by hand:
-        # (run_id, status, epoch seconds)
+        # (run_id, status, epoch seconds) ending runs stored before, maybe set by hand since
         self.ends_after_hand: list[tuple[str, str, float]] = []
 
 
@@ -213,18 +212,25 @@ class _Known:
 
 # The runs and the keys are two statements: their UNION ALL cost 2.5 ms, the two 0.8 and 0.7
 # (planning, mostly; the data is little), and keys a process knows are not looked up at all
-# (tracker.storage.known_keys). Whether a run's status was set by hand is asked only when an
-# existing run ends (_record_ends_after_hand): here it cost every write ~0.8 ms.
-_RUNS = ("SELECT id, spool_seq, params::VARCHAR, metrics::VARCHAR FROM runs "
+# (tracker.storage.known_keys). Whether a run's status was set by hand is asked only when a
+# run that may be stored ends (its start is not in the batch): +0.4 ms, and a run never set by
+# hand then skips _record_ends_after_hand's insert (2.2 ms); asked at every write, 0.8-1.1 ms.
+_RUNS = ("SELECT id, spool_seq, params::VARCHAR, metrics::VARCHAR, {} FROM runs "
          "WHERE list_contains(?, id)")
+_UNASKED, _ASKED = _RUNS.format("NULL"), _RUNS.format("id IN (SELECT run_id FROM status_changes)")
 _KEYS = ("SELECT key, kind FROM param_keys WHERE list_contains($params, key) "
          "UNION ALL SELECT key, NULL FROM metric_keys WHERE list_contains($metrics, key)")
 
 
 def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: KnownKeys) -> _Known:
     known = _Known()
-    for run_id, seq, params, metrics in con.execute(_RUNS, [list(by_run)]).fetchall():
-        known.runs[run_id] = {"spool_seq": seq, "params": params, "metrics": metrics}
+    started = {item.run_id for item in batch if isinstance(item.event, events.Start)}
+    ending = any(isinstance(item.event, events.End) and item.run_id not in started
+                 for item in batch)
+    for run_id, seq, params, metrics, by_hand in con.execute(
+            _ASKED if ending else _UNASKED, [list(by_run)]).fetchall():
+        known.runs[run_id] = {"spool_seq": seq, "params": params, "metrics": metrics,
+                              "by_hand": by_hand}
     params = {(item.event.key, item.event.kind) for item in batch
               if isinstance(item.event, events.Param)}
     metrics = {(item.event.key,) for item in batch if isinstance(item.event, events.Metric)}
@@ -275,7 +281,8 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             state.update(event.attrs)
         elif isinstance(event, events.End):
             state.update(status=event.status, ended_at=event.ts, error=event.error)
-            if row is not None:  # its status may have been set by hand since it started
+            # its status may have been set by hand since it started (None: not asked)
+            if row is not None and row["by_hand"] is not False:
                 rows.ends_after_hand.append((run_id, event.status, event.ts))
     if row is None and "id" not in state:  # nothing to attach them to
         _truncate(rows, *start)
@@ -345,13 +352,12 @@ def _write(con: Any, rows: _Rows, known: _Known) -> None:
     _number_names(con, rows)
     if rows.params:
         _insert(con, "params", rows.params)
-        known.param_keys |= _insert_keys(con, "param_keys",
-                                         {(row[1], row[3]) for row in rows.params},
-                                         known.param_keys)
+        _insert_keys(con, "param_keys", {(row[1], row[3]) for row in rows.params},
+                     known.param_keys)
     if rows.metrics:
         _insert(con, "metrics", rows.metrics)
-        known.metric_keys |= _insert_keys(con, "metric_keys", {(row[1],) for row in rows.metrics},
-                                          known.metric_keys)
+        _insert_keys(con, "metric_keys", {(row[1],) for row in rows.metrics},
+                     known.metric_keys)
     if rows.new_runs:
         _insert_runs(con, rows.new_runs)
     if rows.ends_after_hand:
@@ -481,13 +487,13 @@ def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) 
 
 
 def _insert_keys(con: Any, table: str, keys: set[tuple[str, ...]],
-                 known: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
-    """Add the keys ``known`` does not hold (the writer holds the lock: nobody adds them
-    meanwhile); return them."""
-    missing = keys - known
+                 known: set[tuple[str, ...]]) -> None:
+    """Add the keys ``known`` does not hold, to the table and to ``known`` (the writer holds
+    the lock: nobody adds them meanwhile)."""
+    missing = sorted(keys - known)
     if missing:
-        _insert(con, table, [tuple(key) for key in sorted(missing)])
-    return missing
+        _insert(con, table, [tuple(key) for key in missing])
+        known.update(missing)
 
 
 def insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
@@ -530,8 +536,7 @@ def _insert(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
 
 
 def _unnested(name: str, kind: str) -> str:
-    """SQL unnesting the list bound as ``$name`` into a column of type ``kind``: the list's
-    cast gives the type, no CAST per value (20 params: ~0.85 ms against ~1.1)."""
+    """SQL unnesting list ``$name`` into a ``kind`` column, typed by the list's cast alone."""
     source = f"unnest(${name}::{_bound(kind)}[])"
     return source if _base(kind) == _bound(kind) else _typed(kind, source)
 
