@@ -159,3 +159,32 @@ def call_near_fifo() -> Callable[[Path, Callable[[], Any]], Any]:
         return outcome[0]
 
     return run
+
+
+class _Recording:
+    """A DuckDB connection that remembers the SQL it runs."""
+
+    def __init__(self, connection: Any, statements: list[str]) -> None:
+        self.connection = connection
+        self.statements = statements
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self.statements.append(sql)
+        return self.connection.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+@pytest.fixture
+def sql_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement run on an attached DuckDB catalog from now on, in order."""
+    from tracker.storage import instances
+
+    ran: list[str] = []
+    attach, detach = instances.attach, instances.detach
+    monkeypatch.setattr(instances, "attach",
+                        lambda *args, **kwargs: _Recording(attach(*args, **kwargs), ran))
+    monkeypatch.setattr(instances, "detach",
+                        lambda connection, path: detach(connection.connection, path))
+    return ran

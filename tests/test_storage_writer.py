@@ -150,3 +150,50 @@ def test_an_older_tag_change_arriving_late_never_replaces_a_newer_one(tmp_path: 
     _apply(store, [events.Spooled("r1", seq, event) for seq, event in enumerate(newer, 5)])
     assert _rows(store, "SELECT key, value FROM tags ORDER BY key") == [
         ("note", "kept"), ("stage", "shipped")]
+
+
+def test_a_new_run_is_stored_with_the_columns_it_has_and_the_rest_null(tmp_path: Path) -> None:
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    attrs = {"name": "train", "project": "p", "started_at": 1_700_000_000.5, "pid": 42,
+             "labels": ["a", "b"], "notes": "first", "process_start": 12.5}
+    _apply(store, [events.Spooled("r1", 1, events.Start("r1", attrs))])
+    assert _rows(store, "SELECT name, project, epoch(started_at), pid, labels, notes, "
+                        "process_start, status, ended_at, parent_id, spool_seq FROM runs") == [
+        ("train", "p", 1_700_000_000.5, 42, ["a", "b"], "first", 12.5, "running", None, None,
+         1)]
+
+
+def test_a_start_whose_column_has_the_wrong_type_is_quarantined(tmp_path: Path) -> None:
+    # A spool written by hand, or by another version: pid is no integer.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    bad = events.Start("r1", {"name": "r1", "started_at": time.time(), "pid": "not a pid"})
+    refused = _apply(store, [events.Spooled("r1", 1, bad), *_run("r2")])
+    assert [(reject.run_id, reject.seq) for reject in refused] == [("r1", 1)]
+    assert _rows(store, "SELECT id FROM runs") == [("r2",)]
+
+
+def test_the_end_of_a_stored_run_never_set_by_hand_adds_no_history(
+        tmp_path: Path, sql_statements: list[str]) -> None:
+    # A run longer than the start delay: its start is written first, its end later.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    batch = _run("r1")
+    _apply(store, batch[:-1])
+    sql_statements.clear()
+    _apply(store, batch[-1:])
+    assert not [sql for sql in sql_statements if "INSERT INTO status_changes" in sql]
+    assert _rows(store, "SELECT status FROM runs") == [("completed",)]
+    assert _rows(store, "SELECT count(*) FROM status_changes") == [(0,)]
+
+
+def test_the_end_of_a_run_set_by_hand_is_kept_in_its_history(tmp_path: Path) -> None:
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    batch = _run("r1")
+    _apply(store, batch[:-1])
+    with store.connect(write=True) as con:  # as tracker.set_status does
+        con.execute("UPDATE runs SET status = 'failed'")
+        con.execute("INSERT INTO status_changes VALUES ('r1', 'running', 'failed', 'me', 'h', "
+                    "now(), true)")
+    _apply(store, batch[-1:])
+    assert _rows(store, "SELECT old_status, new_status, forced FROM status_changes "
+                        "ORDER BY changed_at") == [("running", "failed", True),
+                                                   ("failed", "completed", False)]

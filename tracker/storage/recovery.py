@@ -97,9 +97,10 @@ def apply_shared(con: Any, store: Store, completed: Batch, keep: writer.Keep,
     when there is nothing else or the catalog refuses any of it."""
     others = spools.waiting_elsewhere(store.spool_dir, skip)
     together = writer.apply_together(
-        con, completed, [item for items in others.values() for item in items]) if others else None
+        con, completed, [item for items in others.values() for item in items],
+        store.keys) if others else None
     if together is None:
-        return writer.apply_all(con, completed, keep)
+        return writer.apply_all(con, completed, keep, store.keys)
     startless, committed = together
     spools.mark_written(others, committed)
     return keep(startless)

@@ -39,6 +39,7 @@ from tracker.storage import files as _files
 from tracker.storage import instances as _duckdb
 from tracker.storage import lock as _lock
 from tracker.storage import schema
+from tracker.storage.known_keys import KnownKeys
 
 _DUCKDB_LOCK = re.compile(r"Could not set lock on file|Conflicting lock")
 _PID = re.compile(r"\(PID (\d+)\)")
@@ -65,6 +66,8 @@ class Store:
         self._vetted = False  # the files' types and owners are checked once per object
         #: time.monotonic() of this object's last look for dead runs (tracker.storage.recovery)
         self.last_recovery = 0.0
+        #: the keys a write need not look up (checked against the file at each write's attach)
+        self.keys = KnownKeys()
 
     @property
     def folder(self) -> Path:
@@ -157,6 +160,8 @@ class Store:
         """
         if write and not self.path.exists():
             self._publish_new(wait)
+        if write:
+            self.keys.check(str(self.path))
         connection = self._open(self.path, write=write, wait=wait)
         try:
             yield connection
@@ -164,6 +169,8 @@ class Store:
             # Detached before the sidecar lock is released: DuckDB's own file lock must be
             # gone, and a write's log on disk, before the next process may open the file.
             _duckdb.detach(connection, str(self.path))
+        if write:
+            self.keys.seen(str(self.path))
 
     def _publish_new(self, wait: _Wait) -> None:
         """Build a new catalog's tables in a draft file beside it, checkpointed, and rename it

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tracker import events, models, values
 from tracker.events import Spooled
 from tracker.storage import schema, spools
+from tracker.storage.known_keys import KnownKeys
 
 if TYPE_CHECKING:
     from tracker.storage.store import Store
@@ -52,12 +53,13 @@ def keeper(store: Store) -> Keep:
     return keep
 
 
-def apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
+def apply_all(con: Any, batch: Batch, keep: Keep, keys: KnownKeys | None = None) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
     run; return the events refused, each passed to ``keep`` as soon as it is known (a lock or
-    I/O error is raised, not judged)."""
+    I/O error is raised, not judged). ``keys``: the keys this process knows the file holds."""
+    keys = keys or KnownKeys()
     try:
-        startless = _transaction(con, batch)
+        startless = _transaction(con, batch, keys)
     except Exception as exc:
         if not _data_error(exc):
             raise
@@ -67,14 +69,14 @@ def apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
     for item in batch:
         by_run[item.run_id].append(item)
     # A run whose start is refused: its other events come back as startless, so kept too.
-    return [reject for events in by_run.values() for reject in _bisected(con, events, keep)]
+    return [reject for events in by_run.values() for reject in _bisected(con, events, keep, keys)]
 
 
-def _bisected(con: Any, numbered: list[Spooled], keep: Keep) -> list[Reject]:
+def _bisected(con: Any, numbered: list[Spooled], keep: Keep, keys: KnownKeys) -> list[Reject]:
     """Apply ``events`` in order, halving around the ones the catalog refuses; a refused event
     goes to ``keep`` before the next half commits (and moves runs.spool_seq past it)."""
     try:
-        startless = _transaction(con, numbered)
+        startless = _transaction(con, numbered, keys)
     except Exception as exc:
         if not _data_error(exc):
             raise
@@ -84,25 +86,28 @@ def _bisected(con: Any, numbered: list[Spooled], keep: Keep) -> list[Reject]:
     else:
         return keep(startless)
     half = len(numbered) // 2
-    return _bisected(con, numbered[:half], keep) + _bisected(con, numbered[half:], keep)
+    return _bisected(con, numbered[:half], keep, keys) + \
+        _bisected(con, numbered[half:], keep, keys)
 
 
-def _transaction(con: Any, batch: Batch) -> list[Reject]:
+def _transaction(con: Any, batch: Batch, keys: KnownKeys) -> list[Reject]:
     """Apply ``batch`` in a transaction of its own; return the events no run could take."""
+    keys.begin()
     con.execute("BEGIN")
     try:
-        startless = apply(con, batch)
+        startless = apply(con, batch, keys=keys)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
+    keys.committed()
     return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless]
 
 
-def apply_together(con: Any, batch: Batch,
-                   others: Batch) -> tuple[list[Reject], dict[str, int]] | None:
+def apply_together(con: Any, batch: Batch, others: Batch, keys: KnownKeys | None = None,
+                   ) -> tuple[list[Reject], dict[str, int]] | None:
     """Apply ``batch`` and ``others`` (events other, live processes spooled and are waiting to
     write: group commit, docs/design.md §6) in one transaction; return ``batch``'s events no
     run could take, and each of the others' runs with its last sequence number now committed.
@@ -110,9 +115,11 @@ def apply_together(con: Any, batch: Batch,
     quarantine) their own events. Any error, not only a data error: one bad foreign spool must
     never block this writer's own batch (alone, :func:`apply_all` raises a genuine I/O error)."""
     foreign = {item.run_id for item in others}
+    keys = keys or KnownKeys()
+    keys.begin()
     con.execute("BEGIN")
     try:
-        startless = apply(con, batch, others)
+        startless = apply(con, batch, others, keys)
         committed = dict(con.execute(
             "SELECT id, spool_seq FROM runs WHERE list_contains(?, id) AND spool_seq IS NOT NULL",
             [sorted(foreign)]).fetchall())
@@ -121,6 +128,7 @@ def apply_together(con: Any, batch: Batch,
         with contextlib.suppress(Exception):
             con.execute("ROLLBACK")
         return None
+    keys.committed()
     return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless if run_id not in foreign], committed
 
@@ -148,14 +156,15 @@ class _Rows:
         self.environments: dict[str, Any] = {}
         self.artifacts: list[tuple[Any, ...]] = []
         self.tags: list[tuple[str, str, str | None, float]] = []
-        # ends of runs already stored, which may follow a status set by hand:
-        # (run_id, status, epoch seconds)
+        # (run_id, status, epoch seconds) ending runs stored before, maybe set by hand since
         self.ends_after_hand: list[tuple[str, str, float]] = []
 
 
-def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
+def apply(con: Any, batch: Batch, others: Batch = (), keys: KnownKeys | None = None,
+          ) -> list[Spooled]:
     """Apply events inside the caller's transaction; return those of runs whose start was
-    never stored (nothing to attach them to: the caller keeps them).
+    never stored (nothing to attach them to: the caller keeps them). The keys the catalog
+    holds once it commits go to ``keys`` (:meth:`KnownKeys.hold`); it commits them.
 
     ``others`` are events read from live processes' spools: of each of their runs only those
     that continue its stored sequence without a gap are applied (a spool read while its owner
@@ -164,7 +173,8 @@ def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
     for item in [*batch, *others]:
         by_run[item.run_id].append(item)
     foreign = {item.run_id for item in others}
-    known = _known(con, by_run, [*batch, *others])
+    keys = keys or KnownKeys()
+    known = _known(con, by_run, [*batch, *others], keys)
     rows = _Rows()
     now = time.time()
     startless = []
@@ -177,6 +187,7 @@ def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
         if fresh and not _gather(rows, run_id, fresh, row, now):
             startless += fresh
     _write(con, rows, known)
+    keys.hold(known.param_keys, known.metric_keys)
     return startless
 
 
@@ -199,32 +210,40 @@ class _Known:
         self.metric_keys: set[tuple[str, ...]] = set()
 
 
-# One statement for the three look-ups: each cost ~1-1.5 ms (planning, mostly), the data
-# little. Keys are checked for the whole batch, before knowing which events are new. Whether a
-# run's status was set by hand is asked only when an existing run ends
-# (_record_ends_after_hand): here it cost every write ~0.8 ms.
-_KNOWN = (
-    "SELECT 'run', id, spool_seq, params::VARCHAR, metrics::VARCHAR FROM runs "
-    "WHERE list_contains($runs, id) "
-    "UNION ALL SELECT 'param', key, NULL, kind, NULL FROM param_keys "
-    "WHERE list_contains($params, key) "
-    "UNION ALL SELECT 'metric', key, NULL, NULL, NULL FROM metric_keys "
-    "WHERE list_contains($metrics, key)")
+# The runs and the keys are two statements: their UNION ALL cost 2.5 ms, the two 0.8 and 0.7
+# (planning, mostly; the data is little), and keys a process knows are not looked up at all
+# (tracker.storage.known_keys). Whether a run's status was set by hand is asked only when a
+# run that may be stored ends (its start is not in the batch): +0.4 ms, and a run never set by
+# hand then skips _record_ends_after_hand's insert (2.2 ms); asked at every write, 0.8-1.1 ms.
+_RUNS = ("SELECT id, spool_seq, params::VARCHAR, metrics::VARCHAR, {} FROM runs "
+         "WHERE list_contains(?, id)")
+_UNASKED, _ASKED = _RUNS.format("NULL"), _RUNS.format("id IN (SELECT run_id FROM status_changes)")
+_KEYS = ("SELECT key, kind FROM param_keys WHERE list_contains($params, key) "
+         "UNION ALL SELECT key, NULL FROM metric_keys WHERE list_contains($metrics, key)")
 
 
-def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch) -> _Known:
-    params = sorted({item.event.key for item in batch if isinstance(item.event, events.Param)})
-    metrics = sorted({item.event.key for item in batch
-                      if isinstance(item.event, events.Metric)})
+def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: KnownKeys) -> _Known:
     known = _Known()
-    for table, key, seq, text, metrics_text in con.execute(
-            _KNOWN, {"runs": list(by_run), "params": params, "metrics": metrics}).fetchall():
-        if table == "run":
-            known.runs[key] = {"spool_seq": seq, "params": text, "metrics": metrics_text}
-        elif table == "param":
-            known.param_keys.add((key, text))
-        else:
+    started = {item.run_id for item in batch if isinstance(item.event, events.Start)}
+    ending = any(isinstance(item.event, events.End) and item.run_id not in started
+                 for item in batch)
+    for run_id, seq, params, metrics, by_hand in con.execute(
+            _ASKED if ending else _UNASKED, [list(by_run)]).fetchall():
+        known.runs[run_id] = {"spool_seq": seq, "params": params, "metrics": metrics,
+                              "by_hand": by_hand}
+    params = {(item.event.key, item.event.kind) for item in batch
+              if isinstance(item.event, events.Param)}
+    metrics = {(item.event.key,) for item in batch if isinstance(item.event, events.Metric)}
+    known.param_keys, known.metric_keys = params & keys.params, metrics & keys.metrics
+    if params <= keys.params and metrics <= keys.metrics:
+        return known
+    for key, kind in con.execute(_KEYS, {
+            "params": sorted({key for key, _ in params - keys.params}),
+            "metrics": sorted({key for key, in metrics - keys.metrics})}).fetchall():
+        if kind is None:
             known.metric_keys.add((key,))
+        else:
+            known.param_keys.add((key, kind))
     return known
 
 
@@ -262,7 +281,8 @@ def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
             state.update(event.attrs)
         elif isinstance(event, events.End):
             state.update(status=event.status, ended_at=event.ts, error=event.error)
-            if row is not None:  # its status may have been set by hand since it started
+            # its status may have been set by hand since it started (None: not asked)
+            if row is not None and row["by_hand"] is not False:
                 rows.ends_after_hand.append((run_id, event.status, event.ts))
     if row is None and "id" not in state:  # nothing to attach them to
         _truncate(rows, *start)
@@ -393,8 +413,34 @@ def _typed(kind: str, source: str) -> str:
     return f"CAST({source} AS {_bound(kind)})"
 
 
+def _insert_row(con: Any, table: str, row: dict[str, Any]) -> None:
+    """Insert one row: only the columns it has (any other is NULL), bound as values in their
+    Python form. A run: 1.2 ms against 1.8 ms with every column bound and cast, and 2.4 ms as
+    lists."""
+    kinds = _RUN_KINDS if table == "runs" else dict(schema.typed_columns(table))
+    given = [name for name in kinds if row.get(name) is not None]
+    if not given:  # refused by its NOT NULL columns, as a data error
+        con.execute(f"INSERT INTO {table} DEFAULT VALUES")
+        return
+    con.execute(f"INSERT INTO {table} ({', '.join(given)}) VALUES "
+                f"({', '.join(_value(kinds[name]) for name in given)})",
+                [row[name] for name in given])
+
+
+def _value(kind: str) -> str:
+    """A bound value of a column of type ``kind`` in its Python form: DuckDB casts the rest
+    on insert (a value of the wrong type is a conversion error, a data error, as a CAST's)."""
+    base = _base(kind)
+    if base == "TIMESTAMPTZ":
+        return "to_timestamp(?)"
+    return "?::VARCHAR[]" if base == "VARCHAR[]" else "?"
+
+
 def _insert_runs(con: Any, runs: list[dict[str, Any]]) -> None:
-    """Insert new runs (labels as JSON text; ``values_fresh`` NULL, as any column not given)."""
+    """Insert new runs (``values_fresh`` NULL, as any column not given)."""
+    if len(runs) == 1:
+        _insert_row(con, "runs", runs[0])
+        return
     _insert(con, "runs", [tuple(json.dumps(run[c]) if c == "labels" and c in run else run.get(c)
                                 for c in _RUN_NAMES) for run in runs])
 
@@ -442,11 +488,12 @@ def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) 
 
 def _insert_keys(con: Any, table: str, keys: set[tuple[str, ...]],
                  known: set[tuple[str, ...]]) -> None:
-    """Add the keys ``known`` does not hold (the writer holds the lock: nobody adds them
-    meanwhile)."""
+    """Add the keys ``known`` does not hold, to the table and to ``known`` (the writer holds
+    the lock: nobody adds them meanwhile)."""
     missing = sorted(keys - known)
     if missing:
         _insert(con, table, [tuple(key) for key in missing])
+        known.update(missing)
 
 
 def insert_missing(con: Any, table: str, keys: list[tuple[str, ...]]) -> None:
@@ -461,7 +508,7 @@ def _insert(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
     """Insert ``rows`` (tuples in the table's column order, times as epoch seconds; for runs,
     of :data:`_RUN_NAMES`) in one statement.
 
-    One row (a run) is bound as values: 1.7 ms against 2.4 ms as lists. Few rows are bound as
+    One row is bound as values (:func:`_insert_row`). Few rows are bound as
     one list per column and unnested: executemany ran one INSERT per row, 9 ms for a run's 20
     params against 0.6 ms. Many are scanned from a DataFrame: 100k metric points in ~0.1 s,
     against ~0.35 s as lists.
@@ -469,11 +516,10 @@ def _insert(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
     names, kinds = zip(*(schema.RUN_COLUMNS if table == "runs" else schema.typed_columns(table)))
     insert = f"INSERT INTO {table} ({', '.join(names)}) SELECT "
     if len(rows) == 1:
-        con.execute(insert + ", ".join(_typed(kind, "?") for kind in kinds), list(rows[0]))
+        _insert_row(con, table, dict(zip(names, rows[0], strict=True)))
         return
     if len(rows) < _BULK:
-        con.execute(insert + ", ".join(f"{_typed(kind, f'unnest(${name}::{_bound(kind)}[])')}"
-                                       for name, kind in zip(names, kinds)),
+        con.execute(insert + ", ".join(_unnested(name, kind) for name, kind in zip(names, kinds)),
                     {name: list(column) for name, column in
                      zip(names, zip(*rows, strict=True), strict=True)})
         return
@@ -487,6 +533,12 @@ def _insert(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
                                        for name, kind in zip(names, kinds)) + " FROM _tracker_rows")
     finally:
         con.unregister("_tracker_rows")
+
+
+def _unnested(name: str, kind: str) -> str:
+    """SQL unnesting list ``$name`` into a ``kind`` column, typed by the list's cast alone."""
+    source = f"unnest(${name}::{_bound(kind)}[])"
+    return source if _base(kind) == _bound(kind) else _typed(kind, source)
 
 
 def _base(kind: str) -> str:
