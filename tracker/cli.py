@@ -21,7 +21,15 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import __version__, _ids, diff_commands, lineage_command, models, profile
+from tracker import (
+    __version__,
+    _ids,
+    diff_commands,
+    lineage_command,
+    models,
+    profile,
+    sync_command,
+)
 from tracker.errors import ArgumentError, TrackerError, TrackerWarning
 from tracker.run_text import run_text
 from tracker.terminal_text import (
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_content_commands(commands)
     lineage_command.add_command(commands)
     diff_commands.add_commands(commands)
+    sync_command.add_command(commands)
     return parser
 
 
@@ -318,6 +327,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     total = _total(catalog, args, shown=len(shown))
     more = f"; +{plural(len(dropped), 'more column')} (--columns)" if dropped else ""
     print(f"{len(shown)} of {plural(total, 'run')}{more}")
+    sync_command.say_waiting(catalog)
     return 0
 
 

@@ -525,8 +525,9 @@ def for_catalog(catalog: Catalog, setting: Any = None) -> Redactor:
 
 
 def key_file(catalog: Catalog) -> Path:
-    """``<catalog>.key``: the secret the markers' HMAC uses, beside the catalog."""
-    return catalog.folder / f"{catalog.path.name}.key"
+    """The secret the markers' HMAC uses: ``<catalog>.key`` beside a catalog file, in the local
+    folder of a PostgreSQL catalog."""
+    return Path(catalog.store.key_file)
 
 
 def _load_key(path: Path | None) -> bytes:

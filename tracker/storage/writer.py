@@ -20,18 +20,17 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tracker import events, models, values
 from tracker.events import Spooled
 from tracker.storage import schema, spools
 
-if TYPE_CHECKING:
-    from tracker.storage.store import Store
-
 Batch = Sequence[Spooled]
 Reject = spools.Reject
 Keep = Callable[[list[Reject]], list[Reject]]  # quarantines rejects, returns them
+#: applies a batch in a transaction of its own, returning the events no run could take
+Transaction = Callable[[Any, Batch], list[Reject]]
 
 _BULK = 500  # rows above which an insert goes through a DataFrame rather than executemany
 
@@ -40,7 +39,7 @@ def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def keeper(store: Store) -> Keep:
+def keeper(store: spools.Spooling) -> Keep:
     """A function that quarantines rejects (durably) and returns them."""
     name = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -52,14 +51,18 @@ def keeper(store: Store) -> Keep:
     return keep
 
 
-def apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
+def apply_all(con: Any, batch: Batch, keep: Keep, *, transaction: Transaction | None = None,
+              data_error: Callable[[BaseException], bool] | None = None) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
     run; return the events refused, each passed to ``keep`` as soon as it is known (a lock or
-    I/O error is raised, not judged)."""
+    I/O error is raised, not judged). ``transaction`` and ``data_error`` are the back end's
+    (DuckDB's by default: :func:`_transaction`, :func:`_data_error`)."""
+    transaction = transaction or _transaction
+    data_error = data_error or _data_error
     try:
-        startless = _transaction(con, batch)
+        startless = transaction(con, batch)
     except Exception as exc:
-        if not _data_error(exc):
+        if not data_error(exc):
             raise
     else:
         return keep(startless)
@@ -67,16 +70,18 @@ def apply_all(con: Any, batch: Batch, keep: Keep) -> list[Reject]:
     for item in batch:
         by_run[item.run_id].append(item)
     # A run whose start is refused: its other events come back as startless, so kept too.
-    return [reject for events in by_run.values() for reject in _bisected(con, events, keep)]
+    return [reject for events in by_run.values()
+            for reject in _bisected(con, events, keep, transaction, data_error)]
 
 
-def _bisected(con: Any, numbered: list[Spooled], keep: Keep) -> list[Reject]:
+def _bisected(con: Any, numbered: list[Spooled], keep: Keep, transaction: Transaction,
+              data_error: Callable[[BaseException], bool]) -> list[Reject]:
     """Apply ``events`` in order, halving around the ones the catalog refuses; a refused event
     goes to ``keep`` before the next half commits (and moves runs.spool_seq past it)."""
     try:
-        startless = _transaction(con, numbered)
+        startless = transaction(con, numbered)
     except Exception as exc:
-        if not _data_error(exc):
+        if not data_error(exc):
             raise
         if len(numbered) == 1:
             run_id, seq, event = numbered[0]
@@ -84,7 +89,8 @@ def _bisected(con: Any, numbered: list[Spooled], keep: Keep) -> list[Reject]:
     else:
         return keep(startless)
     half = len(numbered) // 2
-    return _bisected(con, numbered[:half], keep) + _bisected(con, numbered[half:], keep)
+    return _bisected(con, numbered[:half], keep, transaction, data_error) + \
+        _bisected(con, numbered[half:], keep, transaction, data_error)
 
 
 def _transaction(con: Any, batch: Batch) -> list[Reject]:
@@ -97,6 +103,11 @@ def _transaction(con: Any, batch: Batch) -> list[Reject]:
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
+    return startless_rejects(startless)
+
+
+def startless_rejects(startless: Batch) -> list[Reject]:
+    """Events of runs whose start was never stored, as rejects to keep in quarantine."""
     return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless]
 
