@@ -53,10 +53,8 @@ def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]
     """Each operation not ported to PostgreSQL catalogs, as one call."""
     out = tmp_path / "out.json"
     return [
-        ("start_run", lambda c: c.start_run("x")),
-        ("log_param", lambda c: c.log_param("lr", 1)),
-        ("log_metric", lambda c: c.log_metric("acc", 1.0)),
         ("set_tag", lambda c: c.set_tag("k", "v", run="01r1")),
+        ("delete_tag", lambda c: c.delete_tag("k", run="01r1")),
         ("purge", lambda c: c.purge()),
         ("set_status", lambda c: c.set_status("01r1", "failed")),
         ("export_run", lambda c: c.export_run("01r1", out)),

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tracker.errors import CatalogError, first_line
 from tracker.storage import pg_writer, spools, writer
 from tracker.storage.pg_store import PgStore
 from tracker.storage.recovery import RECOVERY_INTERVAL, Complete, Local
@@ -75,12 +76,28 @@ def commit(store: PgStore, batch: Batch, orphans: list[Path], *, complete: Compl
     completed, rejected = complete([*batch, *spooled])
     keep = writer.keeper(store)
     keep(rejected)
-    with store.connect(write=True, timeout=timeout) as con:
+    with _refused_kept(store), store.connect(write=True, timeout=timeout) as con:
         rejected += writer.apply_all(con, completed, keep, transaction=_savepoint,
                                      data_error=_data_error)
         mark_crashed(con, dead_runs(con, local) if find_dead else [], spooled)
     spools.retire(store, unreadable)
     return len(rejected) + sum(len(lines) for lines in unreadable.values())
+
+
+@contextlib.contextmanager
+def _refused_kept(store: PgStore) -> Iterator[None]:
+    """A statement the server refused for another reason than the events (a table dropped, a
+    privilege revoked) as the CatalogError callers expect; the events stay in the spool."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise CatalogError(
+            f"catalog {store.shown} refused what was recorded ({first_line(str(exc))[:300]}); "
+            f"it is kept in {store.spool_dir} and sent again by the next write or `tracker "
+            "sync`: ask the catalog's owner to check its tables and your role's privileges",
+            path=store.shown) from None
 
 
 def _savepoint(con: Any, batch: Batch) -> list[Reject]:
