@@ -306,8 +306,8 @@ def test_two_machines_record_into_one_catalog_and_judge_only_their_own(
 @pytest.mark.slow
 def test_a_notebook_kernel_records_its_run_and_a_killed_one_ends_crashed(
         pg_url: str, tmp_path: Path) -> None:
-    from nbclient import NotebookClient
     import nbformat
+    from nbclient import NotebookClient
 
     env = {**os.environ, "TRACKER_CATALOG": pg_url}
     for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):

@@ -87,7 +87,7 @@ class Catalog:
     """
 
     #: whether runs keep file contents and notebooks here (a PostgreSQL catalog does not yet)
-    _stores_contents = True
+    stores_contents = True
 
     def __new__(cls, path: str | os.PathLike[str] | None = None, *,
                 timeout: float | None = None) -> Catalog:

@@ -36,7 +36,8 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
                     # recording (the run=... form of the tag calls is refused below)
                     "recorder_for_write", "start_run", "end_run", "log_param", "log_params",
                     "log_metric", "log_metrics", "log_input", "log_output", "set_tag",
-                    "set_tags", "delete_tag", "spool_dir", "ensure_folder", "vet", "folder"})
+                    "set_tags", "delete_tag", "spool_dir", "ensure_folder", "vet", "folder",
+                    "stores_contents"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -45,7 +46,7 @@ _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
 class PgCatalog(Catalog):
     """The PostgreSQL catalog at ``url`` (a libpq URL, shown only without its password)."""
 
-    _stores_contents = False  # no shared content store yet: files are recorded, not kept
+    stores_contents = False  # no shared content store yet: files are recorded, not kept
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = None) -> None:

@@ -93,8 +93,9 @@ def _refused_kept(store: PgStore) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
+        said = first_line(str(exc), type(exc).__name__)[:300]
         raise CatalogError(
-            f"catalog {store.shown} refused what was recorded ({first_line(str(exc))[:300]}); "
+            f"catalog {store.shown} refused what was recorded ({said}); "
             f"it is kept in {store.spool_dir} and sent again by the next write or `tracker "
             "sync`: ask the catalog's owner to check its tables and your role's privileges",
             path=store.shown) from None
