@@ -22,9 +22,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tracker import events, models, values
+from tracker import events, models
 from tracker.events import Spooled
-from tracker.storage import schema, spools
+from tracker.storage import event_fold, schema, spools
 
 Batch = Sequence[Spooled]
 Reject = spools.Reject
@@ -147,23 +147,6 @@ def _data_error(exc: BaseException) -> bool:
         isinstance(exc, (duckdb.Error, OSError))
 
 
-class _Rows:
-    """Rows gathered from a whole batch, so each table gets one insert, not one per event."""
-
-    def __init__(self) -> None:
-        self.new_runs: list[dict[str, Any]] = []
-        self.updates: list[tuple[str, dict[str, Any]]] = []
-        self.params: list[tuple[Any, ...]] = []
-        self.metrics: list[tuple[Any, ...]] = []
-        self.cells: list[tuple[Any, ...]] = []
-        self.environments: dict[str, Any] = {}
-        self.artifacts: list[tuple[Any, ...]] = []
-        self.tags: list[tuple[str, str, str | None, float]] = []
-        # ends of runs already stored, which may follow a status set by hand:
-        # (run_id, status, epoch seconds)
-        self.ends_after_hand: list[tuple[str, str, float]] = []
-
-
 def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
     """Apply events inside the caller's transaction; return those of runs whose start was
     never stored (nothing to attach them to: the caller keeps them).
@@ -176,7 +159,7 @@ def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
         by_run[item.run_id].append(item)
     foreign = {item.run_id for item in others}
     known = _known(con, by_run, [*batch, *others])
-    rows = _Rows()
+    rows = event_fold.Rows()
     now = time.time()
     startless = []
     for run_id, numbered in by_run.items():
@@ -185,7 +168,7 @@ def apply(con: Any, batch: Batch, others: Batch = ()) -> list[Spooled]:
         fresh = [item for item in numbered if item.seq > applied]
         if run_id in foreign:
             fresh = _unbroken(fresh, applied)
-        if fresh and not _gather(rows, run_id, fresh, row, now):
+        if fresh and not event_fold.gather(rows, run_id, fresh, row, now):
             startless += fresh
     _write(con, rows, known)
     return startless
@@ -239,79 +222,7 @@ def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch) -> _Known:
     return known
 
 
-def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
-            row: dict[str, Any] | None, now: float) -> bool:
-    """Fold one run's events into column values (a whole new row, or updates) and rows;
-    False, and nothing gathered, for events of a run whose start was never recorded."""
-    start = len(rows.params), len(rows.metrics), len(rows.cells), len(rows.artifacts), \
-        len(rows.tags)
-    state: dict[str, Any] = {}
-    params: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    for _, _, event in numbered:
-        if isinstance(event, events.Start):
-            if row is None:
-                state.update(_start_columns(run_id, event.attrs))
-        elif isinstance(event, events.Param):
-            rows.params.append((run_id, event.key, json.dumps(event.value), event.kind,
-                                event.ts))
-            params[event.key] = event.value
-        elif isinstance(event, events.Metric):
-            rows.metrics.append((run_id, event.key, event.value, event.step, event.ts))
-            metrics[event.key] = values.encode_float(event.value)
-        elif isinstance(event, events.Artifact):
-            rows.artifacts.append((run_id, event.role, event.uri, event.facts, event.ts,
-                                   event.via))
-        elif isinstance(event, events.Cell):
-            rows.cells.append(_cell_row(run_id, event.cell))
-        elif isinstance(event, events.Tag):
-            rows.tags.append((run_id, event.key, event.value, event.ts))
-        elif isinstance(event, events.Env):
-            rows.environments[event.env_id] = event.data
-            state["environment_id"] = event.env_id
-        elif isinstance(event, events.Update):
-            state.update(event.attrs)
-        elif isinstance(event, events.End):
-            state.update(status=event.status, ended_at=event.ts, error=event.error)
-            if row is not None:  # its status may have been set by hand since it started
-                rows.ends_after_hand.append((run_id, event.status, event.ts))
-    if row is None and "id" not in state:  # nothing to attach them to
-        _truncate(rows, *start)
-        return False
-    if params:
-        state["params"] = _merged((row or {}).get("params"), params)
-    if metrics:
-        state["metrics"] = _merged((row or {}).get("metrics"), metrics)
-    state.update(heartbeat_at=now, spool_seq=numbered[-1].seq)
-    if row is None:
-        if state.get("ended_at") is not None:
-            state["duration"] = state["ended_at"] - state["started_at"]
-        rows.new_runs.append(state)
-    else:
-        rows.updates.append((run_id, state))
-    return True
-
-
-def _truncate(rows: _Rows, params: int, metrics: int, cells: int, artifacts: int,
-              tags: int) -> None:
-    """Take back the rows a run's events added (the run turned out to have no row)."""
-    del rows.params[params:], rows.metrics[metrics:], rows.cells[cells:]
-    del rows.artifacts[artifacts:], rows.tags[tags:]
-
-
-def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    columns = {"id": run_id, "status": models.RUNNING, "params": "{}", "metrics": "{}",
-               "started_at": attrs.get("started_at") or time.time()}
-    columns.update({k: v for k, v in attrs.items() if k in _START_KEYS and v is not None})
-    return columns
-
-
-_START_KEYS = {"name", "project", "host", "pid", "process_start", "username", "labels", "notes",
-               "parent_id", "notebook", "notebook_name", "notebook_title", "notebook_hash",
-               models.NUMBERED_NAME}
-
-
-def _number_names(con: Any, rows: _Rows) -> None:
+def _number_names(con: Any, rows: event_fold.Rows) -> None:
     """Give each run that asked for it (models.NUMBERED_NAME) the next number of its name,
     "train_cnn #12". Assigned here, inside the write transaction, which holds the catalog's
     exclusive lock: kernels of one notebook started at once can never draw the same number."""
@@ -336,7 +247,7 @@ def _last_number(con: Any, base: str) -> int:
     return max(int(numbered), int(plain))
 
 
-def _write(con: Any, rows: _Rows, known: _Known) -> None:
+def _write(con: Any, rows: event_fold.Rows, known: _Known) -> None:
     """One statement per table for the whole batch, none for keys the catalog has. A run's
     value columns are left to readers (``tracker.storage.value_columns``): its row is written with
     ``values_fresh`` NULL."""
@@ -379,12 +290,6 @@ def _record_ends_after_hand(con: Any, ends: list[tuple[str, str, float]]) -> Non
         "WHERE r.id = e.id AND r.status <> e.status "
         "AND EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = r.id)",
         [ids, statuses, times])
-
-
-def _merged(stored: str | None, new: dict[str, Any]) -> str:
-    current = json.loads(stored) if stored else {}
-    current.update(new)
-    return json.dumps(current)
 
 
 _RUN_NAMES = [name for name, _ in schema.RUN_COLUMNS]
@@ -544,13 +449,6 @@ def _add_kept(con: Any, artifact_id: str, facts: dict[str, Any]) -> None:
     if facts.get("kept") == "kept" and facts.get("blob"):
         con.execute("UPDATE artifacts SET blob = ?, kept = 'kept' WHERE id = ? "
                     "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
-
-
-def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:
-    return (run_id, cell["seq"], cell.get("execution_count"), cell.get("cell_id"),
-            cell.get("source_hash"), cell.get("source"), cell.get("started_at"),
-            cell.get("duration"), cell.get("success"), cell.get("error_type"),
-            cell.get("error_message"))
 
 
 def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
