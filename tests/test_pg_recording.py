@@ -50,6 +50,15 @@ def _metric_rows(catalog: tracker.Catalog, run_id: str) -> list[tuple[Any, ...]]
     return [tuple(row) for row in frame.itertuples(index=False)]
 
 
+def _running(url: str, name: str, key: str, value: float) -> tuple[tracker.Catalog, Any]:
+    """A catalog with a run started and one value of a metric (step 0) on the server."""
+    catalog = tracker.Catalog(url)
+    run = catalog.start_run(name)
+    catalog.log_metric(key, value, step=0)
+    catalog.flush()
+    return catalog, run
+
+
 class _Outage:
     """Takes the test cluster's server away and brings it back."""
 
@@ -134,10 +143,7 @@ def test_the_spool_is_a_private_folder_named_without_the_password(
 
 def test_a_server_stopped_mid_run_loses_nothing_and_warns_once(
         pg_url: str, stopped: Any) -> None:
-    catalog = tracker.Catalog(pg_url)
-    run = catalog.start_run("through the outage")
-    catalog.log_metric("loss", 1.0, step=0)
-    catalog.flush()
+    catalog, run = _running(pg_url, "through the outage", "loss", 1.0)
     stopped.stop()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -164,10 +170,7 @@ def test_a_connection_cut_during_a_flush_is_retried_without_duplicates(
         pg_url: str, pg_cluster: Any) -> None:
     import psycopg
 
-    catalog = tracker.Catalog(pg_url)
-    run = catalog.start_run("cut")
-    catalog.log_metric("acc", 0.1, step=0)
-    catalog.flush()
+    catalog, run = _running(pg_url, "cut", "acc", 0.1)
     with psycopg.connect(pg_url) as admin:
         # hold the run's row, so the next flush waits inside its transaction
         admin.execute("SELECT 1 FROM tracker.runs WHERE id = %s FOR UPDATE", [run.id])
@@ -188,6 +191,23 @@ def test_a_connection_cut_during_a_flush_is_retried_without_duplicates(
     catalog.flush()
     assert _metric_rows(catalog, run.id) == [
         ("acc", pytest.approx(0.1 * (s + 1)), s) for s in range(6)]
+
+
+def test_a_write_the_server_refuses_is_a_catalog_error_and_waits_in_the_spool(
+        pg_url: str, pg_cluster: Any) -> None:
+    catalog, run = _running(pg_url, "refused", "m", 1.0)
+    database = pg_url.split("@/")[1].split("?")[0]
+    pg_cluster.admin("ALTER TABLE tracker.metrics RENAME TO metrics_away", database)
+    with warnings.catch_warnings(record=True):  # the flusher may meet it first: one warning
+        warnings.simplefilter("always")
+        catalog.log_metric("m", 2.0, step=1)
+        with pytest.raises(CatalogError, match="refused what was recorded.*tracker sync"):
+            catalog.flush()
+    assert pg_recovery.waiting(catalog._pg) == 1
+    pg_cluster.admin("ALTER TABLE tracker.metrics_away RENAME TO metrics", database)
+    catalog.end_run()
+    catalog.flush()
+    assert _metric_rows(catalog, run.id) == [("m", 1.0, 0), ("m", 2.0, 1)]
 
 
 def _catching(call: Any, failures: list[BaseException]) -> None:

@@ -21,16 +21,19 @@ import fcntl
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import CatalogError, first_line
-from tracker.storage import pg_writer, spools, writer
+from tracker.storage import pg_writer, recovery, spools, writer
 from tracker.storage.pg_store import PgStore
 from tracker.storage.recovery import RECOVERY_INTERVAL, Complete, Local
 from tracker.storage.writer import Batch, Reject
 
+_CRASHED = ("UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
+            "duration = extract(epoch FROM coalesce(heartbeat_at, started_at) - started_at) "
+            "WHERE status = 'running' AND id = ANY(%s)")
 _LOCK_NAME = ".recovering"  # in the spool folder; not a *.jsonl, so never taken for a spool
 
 
@@ -79,7 +82,8 @@ def commit(store: PgStore, batch: Batch, orphans: list[Path], *, complete: Compl
     with _refused_kept(store), store.connect(write=True, timeout=timeout) as con:
         rejected += writer.apply_all(con, completed, keep, transaction=_savepoint,
                                      data_error=_data_error)
-        mark_crashed(con, dead_runs(con, local) if find_dead else [], spooled)
+        recovery.mark_crashed(con, dead_runs(con, local) if find_dead else [], spooled,
+                              _CRASHED)
     spools.retire(store, unreadable)
     return len(rejected) + sum(len(lines) for lines in unreadable.values())
 
@@ -126,17 +130,6 @@ def dead_runs(con: Any, local: Local) -> list[str]:
                           "WHERE status = 'running' AND host = %s", [host]).fetchall()
     return [run_id for run_id, pid, started in running
             if run_id not in local.runs and spools.owner_alive(host, pid, started) is False]
-
-
-def mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
-    """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
-    crashed = sorted(set(dead) | {item.run_id for item in spooled})
-    if not crashed:
-        return
-    con.execute(
-        "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
-        "duration = extract(epoch FROM coalesce(heartbeat_at, started_at) - started_at) "
-        "WHERE status = 'running' AND id = ANY(%s)", [crashed])
 
 
 @contextlib.contextmanager
