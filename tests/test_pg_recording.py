@@ -166,6 +166,33 @@ def test_a_server_stopped_mid_run_loses_nothing_and_warns_once(
     assert pg_recovery.waiting(catalog._pg) == 0
 
 
+def test_a_notebook_that_starts_offline_warns_once_and_sends_everything_later(
+        ip: Any, pg_url: str, stopped: _Outage, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker import api
+
+    secret_url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")
+    monkeypatch.setenv("TRACKER_CATALOG", secret_url)
+    api.use_catalog(None)  # the default catalog, as a kernel started with this setting has it
+    tracker.Catalog(pg_url).runs()  # the tables exist; then the server goes away
+    stopped.stop()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run_cell("%load_ext tracker")
+        for step in range(5):  # five cells, each logging, while the server is away
+            ip.run_cell(f"import tracker\ntracker.log_metric('m', {step}.0, step={step})")
+            time.sleep(0.3)
+    said = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)
+            and "no notebook found" not in str(w.message)]
+    assert len(said) == 1 and "retries in the background" in said[0], said
+    assert "hunter2" not in said[0] and "postgres:***@" in said[0]
+    stopped.start()
+    run = api.current_run()
+    assert run is not None
+    tracker.flush()
+    assert _metric_rows(tracker.Catalog(pg_url), run.id) == [("m", float(s), s) for s in range(5)]
+    assert len(tracker.Catalog(pg_url).get_run(run.id).cells) == 6
+
+
 def test_a_connection_cut_during_a_flush_is_retried_without_duplicates(
         pg_url: str, pg_cluster: Any) -> None:
     import psycopg
