@@ -26,6 +26,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     """Point the default catalog and IPython's profile at the test's own folder."""
     monkeypatch.setenv("TRACKER_CATALOG", str(tmp_path / "default" / "catalog.duckdb"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    # a PostgreSQL catalog's local folder (spools) is under the user's data folder
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv("TRACKER_NOTEBOOK", raising=False)
     monkeypatch.delenv("TRACKER_PROJECT", raising=False)
     tracker.use_catalog(None)

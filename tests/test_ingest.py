@@ -54,7 +54,7 @@ def _lines(events: list[list[Any]]) -> list[str]:
 
 def _write(catalog: tracker.Catalog, batch: list[events.Spooled]) -> int:
     """Write ``batch`` as this process's recorder would (recovering on a first write)."""
-    return delivery.write_events(catalog, batch, local=local_to(catalog.path))
+    return delivery.write_events(catalog, batch, local=local_to(catalog.spool_dir))
 
 
 def _quarantined(catalog: tracker.Catalog) -> list[dict[str, Any]]:

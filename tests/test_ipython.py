@@ -791,19 +791,25 @@ def test_unusable_notebook_metadata_warns_once_and_the_run_is_recorded(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "ipython", "odd.ipynb"]
 
 
-def test_a_postgresql_catalog_warns_once_and_the_notebook_runs_unrecorded(
+def test_a_postgresql_catalog_records_the_notebook_run(
         ip: InteractiveShell, notebook: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # recording into PostgreSQL is not ported yet (tracker/pg_catalog.py): refused, not broken
+    # recorded into the server (tracker/storage/pg_recovery.py); the old code refused it
     monkeypatch.setenv("TRACKER_CATALOG", pg_url.replace("postgres@", "postgres:s3cr3t@", 1))
     tracker.use_catalog(None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert run(ip, "%load_ext tracker").success
         assert run(ip, "y = 6 * 7").success and ip.user_ns["y"] == 42
-    messages = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
-    assert len(messages) == 1 and "recording runs (a notebook's run" in messages[0]
-    assert "not yet supported on PostgreSQL catalogs" in messages[0]
-    assert "s3cr3t" not in messages[0] and tracker.current_run() is None
+    assert [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)] == []
+    started = tracker.current_run()
+    assert started is not None
+    tracker.flush()
+    info = tracker.Catalog(pg_url).get_run(started.id)
+    assert (info.notebook, info.status) == (str(notebook), "running")
+    assert [cell["source"] for cell in info.cells] == ["%load_ext tracker", "y = 6 * 7"]
+    assert run(ip, "%tracker end").success
+    tracker.flush()  # here, not after the session's last test has stopped the server
+    assert tracker.Catalog(pg_url).get_run(started.id).status == "completed"
 
 
 def test_a_shutdown_request_after_unloading_ends_the_run_as_completed(

@@ -52,10 +52,6 @@ def test_the_module_level_reads_use_the_server(secret_url: str,
 def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]:
     """Each operation not ported to PostgreSQL catalogs, as one call."""
     return [
-        ("start_run", lambda c: c.start_run("x")),
-        ("log_param", lambda c: c.log_param("lr", 1)),
-        ("log_metric", lambda c: c.log_metric("acc", 1.0)),
-        ("tagging the active run", lambda c: c.set_tag("k", "v")),
         ("import_mlflow", lambda c: c.import_mlflow(tmp_path)),
         ("show", lambda c: c.show()),
         ("reproduce", lambda c: c.reproduce("01r1")),

@@ -307,7 +307,7 @@ def test_recovery_leaves_a_spool_whose_owner_is_still_writing_its_first_line(
 
     long_ago = time.time() - recovery.STALE_HEARTBEAT - 60
     os.utime(being_written, (long_ago, long_ago))
-    delivery.recover(catalog, local=local_to(catalog.path), force=True)
+    delivery.recover(catalog, local=local_to(catalog.spool_dir), force=True)
     assert not being_written.exists()  # nobody finished it: left over, and nothing to ingest
     assert list(catalog.runs()["name"]) == ["recovering"]
 

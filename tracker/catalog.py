@@ -87,6 +87,9 @@ class Catalog:
         catalog.runs("metrics.acc > 0.9")
     """
 
+    #: whether runs keep file contents and notebooks here (a PostgreSQL catalog does not yet)
+    stores_contents = True
+
     def __new__(cls, path: str | os.PathLike[str] | None = None, *,
                 timeout: float | None = None) -> Catalog:
         """A :class:`tracker.pg_catalog.PgCatalog` for a ``postgresql://`` URL (the argument or

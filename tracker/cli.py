@@ -29,6 +29,7 @@ from tracker import (
     lineage_command,
     models,
     profile,
+    sync_command,
 )
 from tracker.errors import ArgumentError, TrackerError, TrackerWarning
 from tracker.run_text import run_text
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage_command.add_command(commands)
     diff_commands.add_commands(commands)
     admin_command.add_command(commands)
+    sync_command.add_command(commands)
     return parser
 
 
@@ -342,6 +344,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     total = _total(catalog, args, shown=len(shown))
     more = f"; +{plural(len(dropped), 'more column')} (--columns)" if dropped else ""
     print(f"{len(shown)} of {plural(total, 'run')}{more}")
+    sync_command.say_waiting(catalog)
     return 0
 
 

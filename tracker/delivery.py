@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tracker import events
 from tracker.errors import ArgumentError
@@ -34,7 +34,15 @@ def write_events(catalog: Catalog, batch: Batch, *, local: recovery.Local,
     """Complete ``batch`` and write it, recovering on this object's first write (see
     :func:`tracker.storage.recovery.write_events`); return how many events were quarantined.
     ``local`` is what this process itself writes to the catalog; ``spool`` the file that holds
-    ``batch``, from which another writer may commit it first."""
+    ``batch``, from which another writer may commit it first. A PostgreSQL catalog's batch goes
+    to :mod:`tracker.storage.pg_recovery` (one transaction, no lock to wait for or cancel)."""
+    from tracker.storage.pg_store import PgStore
+
+    if isinstance(catalog.store, PgStore):
+        from tracker.storage import pg_recovery
+
+        return pg_recovery.write_events(catalog.store, batch, complete=_completer(catalog),
+                                        local=local, timeout=timeout)
     return recovery.write_events(catalog.store, batch, complete=_completer(catalog), local=local,
                                  spool=spool, timeout=timeout, cancel=cancel)
 
@@ -43,6 +51,17 @@ def recover(catalog: Catalog, *, local: recovery.Local, force: bool = False) -> 
     """What dead processes left, recovered if the catalog is free (never waits: a read calls
     this); see :func:`tracker.storage.recovery.maybe_recover`."""
     recovery.maybe_recover(catalog.store, complete=_completer(catalog), local=local, force=force)
+
+
+def sync(catalog: Catalog, *, local: recovery.Local, timeout: float | None = None) -> int:
+    """Send what this machine's dead processes left for a PostgreSQL catalog and mark their
+    runs crashed (see :func:`tracker.storage.pg_recovery.sync`); return how many events were
+    quarantined."""
+    from tracker.storage import pg_recovery
+    from tracker.storage.pg_store import PgStore
+
+    return pg_recovery.sync(cast(PgStore, catalog.store), complete=_completer(catalog), local=local,
+                            timeout=timeout)
 
 
 def _completer(catalog: Catalog) -> recovery.Complete:

@@ -66,7 +66,7 @@ def _status(session: Session, rest: str) -> None:
     params = ", ".join(f"{k}={v!r}" for k, v in list(run.params.items())[:8]) or "none"
     metrics = ", ".join(f"{k}={v:g}" for k, v in list(run.metrics.items())[:8]) or "none"
     print(f"run {run.id} '{session.run_name()}' ({state})\n  notebook: {where}\n"
-          f"  catalog:  {run.catalog.path}\n  params:   {params}\n  metrics:  {metrics}\n"
+          f"  catalog:  {run.catalog.store.shown}\n  params:   {params}\n  metrics:  {metrics}\n"
           f"  cells:    {session.cells_recorded} recorded\n  key:      {run.key}")
 
 

@@ -133,7 +133,7 @@ def set_status(catalog: Catalog, ref: str, status: str, *, force: bool = False) 
             "WHERE id = ?", [run_id]).fetchone()
         if old != status:  # setting the status a run has is no change, and not history
             if not force:
-                own = run_id in local_to(catalog.path).runs
+                own = run_id in local_to(catalog.spool_dir).runs
                 check_transition(old, status, alive=own or not recovery.is_dead(
                     host, pid, started, heartbeat), where=f"pid {pid} on {host}")
             con.execute("BEGIN")

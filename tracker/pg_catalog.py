@@ -7,13 +7,16 @@ trash, purge) are :mod:`tracker.pg_manage`; a run's notebook, a kept file's vers
 lineage graph are the file catalog's statements in PostgreSQL's spelling
 (:mod:`tracker.reading`), kept contents come from ``TRACKER_STORE``; export and import are
 :mod:`tracker.pg_exchange` (push/pull, :mod:`tracker.transfer`, work on either back end).
-Everything else (recording runs, widgets) is not ported yet and raises
+Runs are recorded as into a file catalog, by a recorder whose spool is a private local folder
+and whose writes go through :mod:`tracker.storage.pg_recovery` (offline, they wait there:
+:meth:`PgCatalog.sync`). Everything else (widgets) is not ported yet and raises
 :class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
 created next to the notebook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -30,7 +33,6 @@ if TYPE_CHECKING:
 
     from tracker.models import RunInfo
     from tracker.recorder import Recorder
-    from tracker.run import Run
     from tracker.storage.contents import ContentStore
 
 # What a PostgreSQL catalog offers today; every other public name of Catalog refuses.
@@ -39,7 +41,11 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
                     "delete_run", "delete_runs", "restore_run", "restore_runs",
                     "update_run", "set_status", "set_tag", "set_tags", "delete_tag", "purge",
                     "diff", "lineage_graph", "get_artifact", "content_store",
-                    "export_run", "import_run", "push", "pull"})
+                    "export_run", "import_run", "push", "pull",
+                    # recording
+                    "recorder_for_write", "start_run", "end_run", "log_param", "log_params",
+                    "log_metric", "log_metrics", "log_input", "log_output", "spool_dir",
+                    "ensure_folder", "vet", "folder", "stores_contents"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -48,12 +54,15 @@ _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
 class PgCatalog(Catalog):
     """The PostgreSQL catalog at ``url`` (a libpq URL, shown only without its password)."""
 
+    stores_contents = False  # no shared content store yet: files are recorded, not kept
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = None) -> None:
         url = os.fspath(path) if path is not None else os.environ.get("TRACKER_CATALOG", "")
         #: the server's connections and schema (tracker.storage.pg_store)
         self.store: Any = PgStore(url, lock_timeout() if timeout is None else
                                   arguments.seconds(timeout, "timeout"))
+        self._recorder: Recorder | None = None  # created by the first run
 
     def __repr__(self) -> str:
         return f"Catalog({self._pg.shown!r})"
@@ -77,24 +86,23 @@ class PgCatalog(Catalog):
                 "s3://bucket/prefix", path=self._pg.shown)
         return open_store(Path(setting), setting)
 
-    @property
-    def recorder(self) -> Recorder | None:
-        """No run is recorded into a PostgreSQL catalog yet: no recorder."""
-        return None
 
-    def current_run(self) -> Run | None:
-        """No run is recorded into a PostgreSQL catalog yet: always None."""
-        return None
+    def sync(self, *, timeout: float | None = None) -> int:
+        """See :meth:`tracker.Catalog.sync`: this process's events, then those this machine's
+        dead processes left, sent to the server; their runs that never ended are crashed."""
+        from tracker import delivery
+        from tracker.recorder import local_to
+        from tracker.storage import pg_recovery
 
-    def flush(self, *, timeout: float | None = None) -> None:
-        """Nothing is buffered for a PostgreSQL catalog: reads see every write at once."""
-        self.store.wait(timeout)
+        self.flush(timeout=timeout)
+        delivery.sync(self, local=local_to(self.spool_dir), timeout=timeout)
+        return pg_recovery.waiting(self._pg)
 
     def get_run(self, ref: str) -> RunInfo:
         """See :meth:`tracker.Catalog.get_run`."""
         from tracker import pg_queries
 
-        return pg_queries.get_run(self._pg, ref)
+        return pg_queries.get_run(self._sent(), ref)
 
     def runs(self, where: str | None = None, *, order_by: str | Sequence[str] | None = None,
              limit: int | None = None, offset: int = 0, include_deleted: bool = False,
@@ -102,48 +110,48 @@ class PgCatalog(Catalog):
         """See :meth:`tracker.Catalog.runs`."""
         from tracker import pg_queries
 
-        return pg_queries.runs(self._pg, where, order_by=order_by, limit=limit, offset=offset,
-                               include_deleted=include_deleted, deleted_only=deleted_only,
-                               **equals)
+        return pg_queries.runs(self._sent(), where, order_by=order_by, limit=limit,
+                               offset=offset, include_deleted=include_deleted,
+                               deleted_only=deleted_only, **equals)
 
     def count_runs(self, where: str | None = None, *, by: str | None = "status",
                    include_deleted: bool = False) -> pd.DataFrame:
         """See :meth:`tracker.Catalog.count_runs`."""
         from tracker import pg_queries
 
-        return pg_queries.count_runs(self._pg, where, by=by, include_deleted=include_deleted)
+        return pg_queries.count_runs(self._sent(), where, by=by, include_deleted=include_deleted)
 
     def keys(self) -> list[str]:
         """See :meth:`tracker.Catalog.keys`."""
         from tracker import pg_queries
 
-        return pg_queries.keys(self._pg)
+        return pg_queries.keys(self._sent())
 
     def metric_history(self, ref: str, key: str | None = None) -> pd.DataFrame:
         """See :meth:`tracker.Catalog.metric_history`."""
         from tracker import pg_queries
 
-        return pg_queries.metric_history(self._pg, ref, key)
+        return pg_queries.metric_history(self._sent(), ref, key)
 
     def artifacts(self, run: str | None = None, *, role: str | None = None,
                   include_deleted: bool = False) -> pd.DataFrame:
         """See :meth:`tracker.Catalog.artifacts`."""
         from tracker import pg_queries
 
-        return pg_queries.artifacts(self._pg, run, role=role, include_deleted=include_deleted)
+        return pg_queries.artifacts(self._sent(), run, role=role, include_deleted=include_deleted)
 
     def lineage(self, ref: str, *, include_deleted: bool = False) -> pd.DataFrame:
         """See :meth:`tracker.Catalog.lineage`."""
         from tracker import pg_queries
 
-        return pg_queries.lineage(self._pg, ref, include_deleted=include_deleted)
+        return pg_queries.lineage(self._sent(), ref, include_deleted=include_deleted)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """See :meth:`tracker.Catalog.sql`; ``params`` binds ``$1``... from a list."""
         from tracker import pg_readonly_sql
 
-        return pg_readonly_sql.run(self._pg, query, params)  # type: ignore[arg-type]
+        return pg_readonly_sql.run(self._sent(), query, params)  # type: ignore[arg-type]
 
     def delete_run(self, ref: str) -> str:
         """See :meth:`tracker.Catalog.delete_run`."""
@@ -182,24 +190,27 @@ class PgCatalog(Catalog):
         return self.get_run(pg_manage.set_status(self._pg, ref, status, force=force, own=own))
 
     def set_tags(self, tags: Mapping[str, Any], *, run: str | None = None) -> None:
-        """See :meth:`tracker.Catalog.set_tags`; on a stored run (``run``) only, as no run is
-        recorded into a PostgreSQL catalog yet."""
+        """See :meth:`tracker.Catalog.set_tags`: the active run's through its recorder, a
+        stored run's in one transaction."""
+        if run is None:
+            super().set_tags(tags)
+            return
         self._tag(run, tags, ())
 
     def delete_tag(self, key: str, *, run: str | None = None) -> None:
-        """See :meth:`tracker.Catalog.delete_tag`; on a stored run (``run``) only."""
+        """See :meth:`tracker.Catalog.delete_tag`."""
+        if run is None:
+            super().delete_tag(key)
+            return
         self._tag(run, {}, [key])
 
-    def _tag(self, run: str | None, tags: Mapping[str, Any], removed: Sequence[str]) -> None:
+    def _tag(self, run: str, tags: Mapping[str, Any], removed: Sequence[str]) -> None:
         import time
 
         from tracker import manage, pg_manage
 
-        if run is None:
-            _refuse("tagging the active run (set_tag without run=, a recorded run)",
-                    self._pg.shown)
         rows = manage.tag_rows(self, tags, removed)
-        pg_manage.set_tags(self._pg, str(run), rows, time.time())
+        pg_manage.set_tags(self._pg, run, rows, time.time())
 
     def purge(self, older_than: str | float | None = None, *,
               ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
@@ -237,6 +248,17 @@ class PgCatalog(Catalog):
         from tracker import pg_exchange
 
         return pg_exchange.import_run(self, path)
+
+    def _sent(self) -> PgStore:
+        """The store, once this process's own events are on the server (as a file catalog's
+        reads flush first); when they cannot be sent now, the read goes on without them (they
+        wait in the spool, and the read says whether the server is there)."""
+        from tracker.queries import READ_FLUSH_WAIT
+        from tracker.recorder import flush_pending
+
+        with contextlib.suppress(CatalogError):
+            flush_pending(self.spool_dir, timeout=min(READ_FLUSH_WAIT, self.timeout))
+        return self._pg
 
     @property
     def _pg(self) -> PgStore:

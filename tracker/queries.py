@@ -69,8 +69,8 @@ def flush_for_read(catalog: Catalog) -> None:
     from tracker.recorder import flush_pending, local_to
 
     with contextlib.suppress(CatalogLockedError):
-        flush_pending(catalog.path, timeout=min(READ_FLUSH_WAIT, catalog.timeout))
-    delivery.recover(catalog, local=local_to(catalog.path))
+        flush_pending(catalog.spool_dir, timeout=min(READ_FLUSH_WAIT, catalog.timeout))
+    delivery.recover(catalog, local=local_to(catalog.spool_dir))
 
 
 def _visibility(include_deleted: bool, deleted_only: bool) -> str:

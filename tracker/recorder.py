@@ -280,11 +280,11 @@ class Recorder:
         if not self._db_lock.acquire(timeout=max(wait, 0.001)):
             from tracker.storage import lock as _lock
 
-            holder = _lock.holder_of(f"{self.catalog.path}.lock") or "another process"
+            shown = self.catalog.store.shown
+            holder = _lock.holder_of(f"{shown}.lock") or "another process"
             raise CatalogLockedError(
-                f"catalog {self.catalog.path} is locked by {holder}; gave up after {wait:g} s "
-                "(set TRACKER_LOCK_TIMEOUT to wait longer)", path=str(self.catalog.path),
-                holder=holder)
+                f"catalog {shown} is locked by {holder}; gave up after {wait:g} s "
+                "(set TRACKER_LOCK_TIMEOUT to wait longer)", path=shown, holder=holder)
         try:
             self._write(max(deadline - time.monotonic(), 0.0))
         except TrackerError:
@@ -297,15 +297,16 @@ class Recorder:
     def _failed_stage(self, exc: OSError) -> CatalogError:
         """A stage's OSError as the catalog error a caller of flush() catches."""
         error = CatalogFullError if exc.errno == errno.ENOSPC else CatalogError
-        return error(self._trouble(exc), path=str(self.catalog.path))
+        return error(self._trouble(exc), path=self.catalog.store.shown)
 
     def _trouble(self, exc: BaseException) -> str:
         """What a failed stage means for the user, and what to do."""
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return (f"the disk holding {self.spool_path.parent} is full: what this process "
                     "logs is kept in memory, in order, and written once space is freed")
-        return (f"could not record to the catalog {self.catalog.path} ({exc}); "
-                "tracking retries in the background")
+        return (f"could not record to the catalog {self.catalog.store.shown} ({exc}); what is "
+                f"logged is kept in {self.spool_path.parent} and tracking retries in the "
+                "background")
 
     def _write(self, timeout: float | None, cancel: threading.Event | None = None) -> None:
         from tracker import delivery
@@ -315,7 +316,8 @@ class Recorder:
         if not batch:
             return
         try:
-            kept = delivery.write_events(self.catalog, batch, local=local_to(self.catalog.path),
+            kept = delivery.write_events(self.catalog, batch,
+                                         local=local_to(self.catalog.spool_dir),
                                          spool=self.spool_path, timeout=timeout, cancel=cancel)
         except BaseException:
             with self._spool_lock:  # keep them for the next attempt, in order
@@ -461,24 +463,26 @@ def _warn_if_escaped(*texts: Any) -> None:
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
-def flush_pending(path: Path, *, timeout: float | None = None) -> None:
-    """Write what every recorder of this process holds for the catalog at ``path``, each
-    within ``timeout`` (the catalog's own by default); raises CatalogLockedError past it.
+def flush_pending(spool_dir: Path, *, timeout: float | None = None) -> None:
+    """Write what every recorder of this process holds for the catalog spooling into
+    ``spool_dir`` (any Catalog object of it), each within ``timeout`` (the catalog's own by
+    default); raises CatalogLockedError past it.
 
     Reads call this so that they see this process's own writes, whichever Catalog object
     made them.
     """
     for recorder in list(_recorders):
-        if recorder.catalog.path == path:
+        if recorder.catalog.spool_dir == spool_dir:
             recorder.flush(timeout=timeout)
 
 
-def local_to(path: Path) -> recovery.Local:
-    """What this process itself writes to the catalog at ``path`` (any Catalog object): its
-    active runs and its spools, which recovery must never take for a dead process's."""
+def local_to(spool_dir: Path) -> recovery.Local:
+    """What this process itself writes to the catalog spooling into ``spool_dir`` (any Catalog
+    object of it): its active runs and its spools, which recovery must never take for a dead
+    process's."""
     from tracker.storage import recovery
 
-    mine = [recorder for recorder in list(_recorders) if recorder.catalog.path == path]
+    mine = [recorder for recorder in list(_recorders) if recorder.catalog.spool_dir == spool_dir]
     return recovery.Local({run.id for recorder in mine for run in recorder.stack},
                           {recorder.spool_path for recorder in mine})
 

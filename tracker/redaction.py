@@ -527,15 +527,9 @@ def for_catalog(catalog: Catalog, setting: Any = None) -> Redactor:
 
 
 def key_file(catalog: Catalog) -> Path:
-    """``<catalog>.key``: the secret the markers' HMAC uses, beside the catalog. A PostgreSQL
-    catalog has no folder: its key is this user's, ``~/.tracker/keys/<digest of the URL as
-    shown>.key`` (kept out of the database, where any reader's sql() would see it)."""
-    from tracker.storage.pg_store import PgStore
-
-    if isinstance(catalog.store, PgStore):
-        digest = hashlib.sha256(catalog.store.shown.encode()).hexdigest()[:16]
-        return Path.home() / ".tracker" / "keys" / f"{digest}.key"
-    return catalog.folder / f"{catalog.path.name}.key"
+    """The secret the markers' HMAC uses: ``<catalog>.key`` beside a catalog file, in the local
+    folder of a PostgreSQL catalog."""
+    return Path(catalog.store.key_file)
 
 
 def _load_key(path: Path | None) -> bytes:

@@ -283,7 +283,8 @@ class Run:
         uri = self._recorder.redactor.text(uri) or uri
         fields = None if facts is None else facts.fields()
         if fields is not None:  # a regular file: the policy decides on its content now
-            fields["keep"] = self.keeper.decide(role, uri, facts.size if facts else None, keep)
+            fields["keep"] = self.catalog.stores_contents and \
+                self.keeper.decide(role, uri, facts.size if facts else None, keep)
             if fields["keep"]:  # saved if it changes before the flusher copies it
                 from tracker import pending_keeps
 

@@ -57,7 +57,7 @@ def catalogs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         run.end()
         ids.append(run.id)
     big = tracker.Catalog(tmp_path_factory.mktemp("big") / "catalog.duckdb")
-    rng, batch, local = random.Random(15), [], local_to(big.path)
+    rng, batch, local = random.Random(15), [], local_to(big.spool_dir)
     for i in range(RUNS):
         batch += _sweep_events(_ids.new_run_id(), rng, time.time() - RUNS + i)
         if len(batch) > 12_000:

@@ -18,9 +18,13 @@ a project (``tracker admin grant``), other roles see no run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
+import os
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from tracker import arguments
@@ -54,9 +58,50 @@ class PgStore:
         self.shown = redacted(url)
         self.timeout = timeout
         self._ready = False
+        #: this user's private folder for the catalog on this machine: spools, quarantine
+        self.folder = local_folder(self.shown)
+        #: time.monotonic() of this object's last recovery (tracker.storage.pg_recovery)
+        self.last_recovery = 0.0
 
     def __repr__(self) -> str:
         return f"PgStore({self.shown!r})"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where runs append their events until the server has them (see tracker.recorder)."""
+        return self.folder / "spool"
+
+    @property
+    def key_file(self) -> Path:
+        """The secret redaction markers are keyed with (tracker.redaction)."""
+        return self.folder / "redaction.key"
+
+    def ensure_folder(self) -> None:
+        """Create the local folder, private to the user (mode 0700), if missing."""
+        if self.folder.is_dir():
+            return
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.folder, 0o700)
+        except OSError as exc:
+            raise CatalogError(f"cannot create {self.folder}, where runs of {self.shown} are "
+                               f"spooled ({exc.strerror or exc}); set XDG_DATA_HOME to a "
+                               "folder you can write", path=self.shown) from None
+
+    def vet(self) -> None:
+        """Refuse a local folder that is not a plain folder of this user's (one planted by
+        someone else would see, or feed, what runs record)."""
+        try:
+            found = os.lstat(self.folder)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+            raise CatalogError(f"{self.folder}, where runs of {self.shown} are spooled, is not "
+                               "a folder of yours; remove it or set XDG_DATA_HOME elsewhere",
+                               path=self.shown)
+
+    def checkpoint(self, *, timeout: float | None = None) -> None:
+        """Nothing to do: the server keeps its own log (the file catalog folds its log here)."""
 
     def wait(self, timeout: float | None) -> float:
         """Seconds an operation may wait: ``timeout`` checked, else the store's."""
@@ -148,6 +193,16 @@ class PgStore:
                 f"catalog {self.shown} has no valid schema version (meta.schema_version is "
                 f"{version!r}); it was left untouched", path=self.shown)
         return int(version)
+
+
+def local_folder(shown: str) -> Path:
+    """``$XDG_DATA_HOME/tracker/postgresql/<hash>`` (``~/.local/share`` by default): a data
+    folder, not a cache, since it holds what the server has not received yet. Named by a hash
+    of the URL without its password, so a password never names a file, and changing it keeps
+    the folder."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    digest = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:24]
+    return Path(base).expanduser() / "tracker" / "postgresql" / digest
 
 
 @contextlib.contextmanager

@@ -27,21 +27,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from tracker import _ids, events, models, values
+from tracker import _ids, events, models
 from tracker.events import Spooled
+from tracker.storage import event_fold
 
 Batch = Sequence[Spooled]
 
-# The Start attributes that are columns of a new run's row (besides id, status, started_at).
-_START_COLUMNS = ("name", "project", "host", "pid", "process_start", "username", "labels",
-                  "notes", "parent_id", "notebook", "notebook_name", "notebook_title",
-                  "notebook_hash")
 # The columns a later event may change (an Update's attrs are filtered by this list: its keys
 # come from the recorder, and only these become SQL text).
 _SETTABLE = ("name", "project", "notebook", "notebook_name", "notebook_title", "notebook_hash",
              "labels", "notes", "status", "ended_at", "error", "environment_id")
 _TIMES = ("started_at", "ended_at", "heartbeat_at")
-_NUMBER = "number the name"  # a key no column has: the update asks for a numbered name
 
 
 def _ts(seconds: float | None) -> dt.datetime | None:
@@ -57,7 +53,7 @@ def apply(con: Any, batch: Batch) -> list[Spooled]:
     _take_advisory_locks(con, batch)
     _create_runs(con, by_run)
     stored = _locked_rows(con, sorted(by_run))
-    rows = _Rows()
+    rows = event_fold.Rows()
     startless: list[Spooled] = []
     now = time.time()
     for run_id, numbered in by_run.items():
@@ -67,8 +63,8 @@ def apply(con: Any, batch: Batch) -> list[Spooled]:
             continue
         fresh = [item for item in numbered if item.seq > (row["spool_seq"] or 0)]
         if fresh:
-            rows.fold(run_id, fresh, row, now)
-    rows.write(con)
+            event_fold.gather(rows, run_id, fresh, row, now)
+    _write(con, rows)
     return startless
 
 
@@ -80,12 +76,9 @@ def _create_runs(con: Any, by_run: dict[str, list[Spooled]]) -> None:
                      None)
         if start is None:
             continue
-        attrs = start.attrs
-        columns: dict[str, Any] = {
-            "id": run_id, "status": models.RUNNING, "params": "{}", "metrics": "{}",
-            "started_at": _ts(attrs.get("started_at") or time.time()), "spool_seq": 0}
-        columns.update({k: attrs[k] for k in _START_COLUMNS if attrs.get(k) is not None})
-        if attrs.get(models.NUMBERED_NAME) and isinstance(columns.get("name"), str):
+        columns = event_fold.start_columns(run_id, start.attrs)
+        columns.update(started_at=_ts(columns["started_at"]), spool_seq=0)
+        if columns.pop(models.NUMBERED_NAME, False) and isinstance(columns.get("name"), str):
             columns["name"] = _numbered(con, columns["name"])
         names = ", ".join(columns)
         marks = ", ".join(["%s"] * len(columns))
@@ -123,101 +116,55 @@ def _numbered(con: Any, base: str) -> str:
 def _locked_rows(con: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored state of these runs, their rows locked to the end of the transaction."""
     found = con.execute(
-        "SELECT id, spool_seq, params, metrics, status, "
-        "EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = runs.id) "
-        "FROM runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [run_ids]).fetchall()
-    return {row[0]: {"spool_seq": row[1], "params": row[2], "metrics": row[3],
-                     "status": row[4], "by_hand": row[5]} for row in found}
+        "SELECT id, spool_seq, params, metrics FROM runs WHERE id = ANY(%s) ORDER BY id "
+        "FOR UPDATE", [run_ids]).fetchall()
+    return {row[0]: {"spool_seq": row[1], "params": row[2], "metrics": row[3]}
+            for row in found}
 
 
-class _Rows:
-    """A batch's events folded into rows per table, each table then written in one call."""
+def _write(con: Any, rows: event_fold.Rows) -> None:
+    """Write the folded rows (times bound as timestamps); keys and values are bound, column
+    names come from fixed lists."""
+    cursor = con.cursor()
+    if rows.params:
+        cursor.executemany("INSERT INTO params (run_id, key, value, kind, logged_at) "
+                           "VALUES (%s, %s, %s, %s, %s)", _timed(rows.params, 4))
+        cursor.executemany("INSERT INTO param_keys VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                           sorted({(row[1], row[3]) for row in rows.params}))
+    if rows.metrics:
+        cursor.executemany("INSERT INTO metrics (run_id, key, value, step, logged_at) "
+                           "VALUES (%s, %s, %s, %s, %s)", _timed(rows.metrics, 4))
+        cursor.executemany("INSERT INTO metric_keys VALUES (%s) ON CONFLICT DO NOTHING",
+                           sorted({(row[1],) for row in rows.metrics}))
+    if rows.cells:
+        cursor.executemany(f"INSERT INTO cells VALUES ({', '.join(['%s'] * 11)})",
+                           _timed(rows.cells, 6))
+    if rows.environments:
+        cursor.executemany("INSERT INTO environments VALUES (%s, %s, %s) "
+                           "ON CONFLICT (id) DO NOTHING",
+                           [(key, json.dumps(data, default=str), _ts(time.time()))
+                            for key, data in sorted(rows.environments.items())])
+    if rows.ends_after_hand:
+        # Before the row's status changes: the stored one is the status set by hand. Only a
+        # run whose status was set by hand gets a row (tracker.storage.writer does the same).
+        cursor.executemany(
+            "INSERT INTO status_changes (run_id, old_status, new_status, username, host, "
+            "changed_at, forced) SELECT id, status, %s, username, host, %s, false FROM runs "
+            "WHERE id = %s AND status <> %s "
+            "AND EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = runs.id)",
+            [(new, _ts(ts), run_id, new) for run_id, new, ts in rows.ends_after_hand])
+    for run_id, state in rows.updates:
+        if state.pop(models.NUMBERED_NAME, False) and isinstance(state.get("name"), str):
+            state["name"] = _numbered(cursor, state["name"])
+        _update_run(cursor, run_id, state)
+    write_tags(cursor, {(run_id, key): (value, ts) for run_id, key, value, ts in rows.tags})
+    for run_id, role, uri, facts, ts, via in rows.artifacts:
+        _link_artifact(cursor, run_id, role, uri, facts or {}, ts, via)
 
-    def __init__(self) -> None:
-        self.updates: list[tuple[str, dict[str, Any]]] = []
-        self.params: list[tuple[Any, ...]] = []
-        self.metrics: list[tuple[Any, ...]] = []
-        self.cells: list[tuple[Any, ...]] = []
-        self.environments: dict[str, str] = {}
-        self.artifacts: list[tuple[Any, ...]] = []
-        self.tags: dict[tuple[str, str], tuple[str | None, float]] = {}
-        self.ends_after_hand: list[tuple[str, str, str, float]] = []
 
-    def fold(self, run_id: str, fresh: list[Spooled], row: dict[str, Any], now: float) -> None:
-        """Fold one run's new events into rows and the updates of its row."""
-        state: dict[str, Any] = {}
-        params: dict[str, Any] = {}
-        metrics: dict[str, Any] = {}
-        for item in fresh:
-            event = item.event
-            if isinstance(event, events.Param):
-                self.params.append((run_id, event.key, json.dumps(event.value), event.kind,
-                                    _ts(event.ts)))
-                params[event.key] = event.value
-            elif isinstance(event, events.Metric):
-                self.metrics.append((run_id, event.key, event.value, event.step, _ts(event.ts)))
-                metrics[event.key] = values.encode_float(event.value)
-            elif isinstance(event, events.Artifact):
-                self.artifacts.append((run_id, event.role, event.uri, event.facts or {},
-                                       event.ts, event.via))
-            elif isinstance(event, events.Cell):
-                self.cells.append(_cell_row(run_id, event.cell))
-            elif isinstance(event, events.Tag):
-                self.tags[(run_id, event.key)] = (event.value, event.ts)
-            elif isinstance(event, events.Env):
-                self.environments[event.env_id] = json.dumps(event.data, default=str)
-                state["environment_id"] = event.env_id
-            elif isinstance(event, events.Update):
-                state.update({k: v for k, v in event.attrs.items() if k in _SETTABLE})
-                state[_NUMBER] = bool(event.attrs.get(models.NUMBERED_NAME))
-            elif isinstance(event, events.End):
-                state.update(status=event.status, ended_at=event.ts, error=event.error)
-                if row["by_hand"]:
-                    self.ends_after_hand.append((run_id, row["status"], event.status, event.ts))
-        if params:
-            state["params"] = _merged(row["params"], params)
-        if metrics:
-            state["metrics"] = _merged(row["metrics"], metrics)
-        state.update(heartbeat_at=now, spool_seq=fresh[-1].seq)
-        self.updates.append((run_id, state))
-
-    def write(self, con: Any) -> None:
-        """Write the folded rows; keys and values are bound, column names come from fixed
-        lists."""
-        cursor = con.cursor()
-        if self.params:
-            cursor.executemany("INSERT INTO params (run_id, key, value, kind, logged_at) "
-                               "VALUES (%s, %s, %s, %s, %s)", self.params)
-            cursor.executemany("INSERT INTO param_keys VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                               sorted({(row[1], row[3]) for row in self.params}))
-        if self.metrics:
-            cursor.executemany("INSERT INTO metrics (run_id, key, value, step, logged_at) "
-                               "VALUES (%s, %s, %s, %s, %s)", self.metrics)
-            cursor.executemany("INSERT INTO metric_keys VALUES (%s) ON CONFLICT DO NOTHING",
-                               sorted({(row[1],) for row in self.metrics}))
-        if self.cells:
-            cursor.executemany(f"INSERT INTO cells VALUES ({', '.join(['%s'] * 11)})",
-                               self.cells)
-        if self.environments:
-            cursor.executemany("INSERT INTO environments VALUES (%s, %s, %s) "
-                               "ON CONFLICT (id) DO NOTHING",
-                               [(key, data, _ts(time.time()))
-                                for key, data in sorted(self.environments.items())])
-        if self.ends_after_hand:
-            # Before the row's status changes: the stored one is the status set by hand.
-            cursor.executemany(
-                "INSERT INTO status_changes (run_id, old_status, new_status, username, host, "
-                "changed_at, forced) SELECT id, %s, %s, username, host, %s, false FROM runs "
-                "WHERE id = %s AND %s <> %s",
-                [(old, new, _ts(ts), run_id, old, new)
-                 for run_id, old, new, ts in self.ends_after_hand])
-        for run_id, state in self.updates:
-            if state.pop(_NUMBER, False) and isinstance(state.get("name"), str):
-                state["name"] = _numbered(cursor, state["name"])
-            _update_run(cursor, run_id, state)
-        write_tags(cursor, self.tags)
-        for artifact in self.artifacts:
-            _link_artifact(cursor, *artifact)
+def _timed(rows: list[tuple[Any, ...]], column: int) -> list[tuple[Any, ...]]:
+    """``rows`` with the epoch seconds at ``column`` as timestamps."""
+    return [(*row[:column], _ts(row[column]), *row[column + 1:]) for row in rows]
 
 
 def _update_run(cursor: Any, run_id: str, state: dict[str, Any]) -> None:
@@ -248,12 +195,6 @@ def write_tags(cursor: Any, tags: dict[tuple[str, str], tuple[str | None, float]
          if value is not None])
 
 
-def _merged(stored: str | None, new: dict[str, Any]) -> str:
-    current = json.loads(stored) if stored else {}
-    current.update(new)
-    return json.dumps(current)
-
-
 def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[str, Any],
                    ts: float, via: str | None) -> None:
     """Link a run to the version of ``uri`` it read or wrote (a new version when the content
@@ -277,10 +218,3 @@ def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[st
              facts.get("blob"), _ts(ts), facts.get("kept")])
     cursor.execute("INSERT INTO run_artifacts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                    [run_id, artifact_id, role, _ts(ts), via])
-
-
-def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:
-    return (run_id, cell["seq"], cell.get("execution_count"), cell.get("cell_id"),
-            cell.get("source_hash"), cell.get("source"), _ts(cell.get("started_at")),
-            cell.get("duration"), cell.get("success"), cell.get("error_type"),
-            cell.get("error_message"))

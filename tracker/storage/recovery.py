@@ -164,12 +164,15 @@ def is_dead(host: str | None, pid: int | None, started: float | None,
     return heartbeat is not None and time.time() - heartbeat > STALE_HEARTBEAT
 
 
-def mark_crashed(con: Any, dead: Sequence[str], spooled: Batch) -> None:
+# Crashed runs end at their last sign of life; a back end spells the duration and the list of
+# ids its own way (tracker.storage.pg_recovery passes PostgreSQL's).
+CRASHED = ("UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
+           "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
+           "WHERE status = 'running' AND list_contains(?, id)")
+
+
+def mark_crashed(con: Any, dead: Sequence[str], spooled: Batch, statement: str = CRASHED) -> None:
     """Dead runs, and runs of dead processes' spools, that never ended are crashed."""
     crashed = sorted(set(dead) | {item.run_id for item in spooled})
-    if not crashed:
-        return
-    con.execute(
-        "UPDATE runs SET status = 'crashed', ended_at = coalesce(heartbeat_at, started_at), "
-        "duration = epoch(coalesce(heartbeat_at, started_at)) - epoch(started_at) "
-        "WHERE status = 'running' AND list_contains(?, id)", [crashed])
+    if crashed:
+        con.execute(statement, [crashed])

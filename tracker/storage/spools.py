@@ -19,14 +19,18 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from tracker import events, values
 from tracker._process import is_zombie, process_start
 from tracker.events import Spooled
 
-if TYPE_CHECKING:
-    from tracker.storage.store import Store
+
+class Spooling(Protocol):
+    """A catalog's store as far as spools go: a file catalog's, or a PostgreSQL one's."""
+
+    @property
+    def spool_dir(self) -> Path: ...
 
 STALE_HEARTBEAT = 600.0  # a run on another host with no sign of life for this long crashed
 
@@ -233,7 +237,7 @@ def written(spool: Path, batch: Iterable[Spooled]) -> bool:
         for item in batch)
 
 
-def retire(store: Store, unreadable: dict[Path, list[Reject]]) -> None:
+def retire(store: Spooling, unreadable: dict[Path, list[Reject]]) -> None:
     """Spools whose events are committed go, once their unreadable lines are in quarantine
     (a spool whose lines could not be kept stays; a replay is harmless: see runs.spool_seq).
     Called under the catalog's write lock, so two processes never quarantine a line twice."""
@@ -246,12 +250,12 @@ def retire(store: Store, unreadable: dict[Path, list[Reject]]) -> None:
         written_path(path).unlink(missing_ok=True)
 
 
-def quarantine_dir(store: Store) -> Path:
+def quarantine_dir(store: Spooling) -> Path:
     """Where events that could not be stored are kept, as JSON lines, each with its error."""
     return store.spool_dir / "quarantine"
 
 
-def quarantine(store: Store, name: str, rejects: Iterable[Reject]) -> Path:
+def quarantine(store: Spooling, name: str, rejects: Iterable[Reject]) -> Path:
     """Append ``rejects`` to ``quarantine/<name>.jsonl`` (private to the user, like the spool),
     flushed and fsynced before returning."""
     folder = quarantine_dir(store)

@@ -80,6 +80,16 @@ class Store:
         return self.folder / f"{self.path.name}.spool"
 
     @property
+    def key_file(self) -> Path:
+        """``<catalog>.key``: the secret redaction markers are keyed with (tracker.redaction)."""
+        return self.folder / f"{self.path.name}.key"
+
+    @property
+    def shown(self) -> str:
+        """The catalog as messages name it: its path."""
+        return str(self.path)
+
+    @property
     def blob_dir(self) -> Path:
         """Where stored files (a run's saved notebook) live, by content hash."""
         return self.folder / f"{self.path.name}.blobs"

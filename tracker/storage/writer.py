@@ -14,25 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tracker import events, models, values
+from tracker import events, models
 from tracker.events import Spooled
-from tracker.storage import schema, spools
+from tracker.storage import event_fold, schema, spools
 from tracker.storage.known_keys import KnownKeys
-
-if TYPE_CHECKING:
-    from tracker.storage.store import Store
 
 Batch = Sequence[Spooled]
 Reject = spools.Reject
 Keep = Callable[[list[Reject]], list[Reject]]  # quarantines rejects, returns them
+#: applies a batch in a transaction of its own, returning the events no run could take
+Transaction = Callable[[Any, Batch], list[Reject]]
 
 _BULK = 500  # rows above which an insert goes through a DataFrame rather than executemany
 
@@ -41,7 +41,7 @@ def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def keeper(store: Store) -> Keep:
+def keeper(store: spools.Spooling) -> Keep:
     """A function that quarantines rejects (durably) and returns them."""
     name = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -53,15 +53,21 @@ def keeper(store: Store) -> Keep:
     return keep
 
 
-def apply_all(con: Any, batch: Batch, keep: Keep, keys: KnownKeys | None = None) -> list[Reject]:
+def apply_all(con: Any, batch: Batch, keep: Keep, keys: KnownKeys | None = None, *,
+              transaction: Transaction | None = None,
+              data_error: Callable[[BaseException], bool] | None = None) -> list[Reject]:
     """Apply ``batch`` in one transaction; if the catalog refuses some of its data, apply run by
     run; return the events refused, each passed to ``keep`` as soon as it is known (a lock or
-    I/O error is raised, not judged). ``keys``: the keys this process knows the file holds."""
-    keys = keys or KnownKeys()
+    I/O error is raised, not judged). ``keys``: the keys this process knows the file holds;
+    ``transaction`` and ``data_error`` are the back end's (DuckDB's by default:
+    :func:`_transaction`, :func:`_data_error`)."""
+    if transaction is None:
+        transaction = functools.partial(_transaction, keys=keys or KnownKeys())
+    data_error = data_error or _data_error
     try:
-        startless = _transaction(con, batch, keys)
+        startless = transaction(con, batch)
     except Exception as exc:
-        if not _data_error(exc):
+        if not data_error(exc):
             raise
     else:
         return keep(startless)
@@ -69,16 +75,18 @@ def apply_all(con: Any, batch: Batch, keep: Keep, keys: KnownKeys | None = None)
     for item in batch:
         by_run[item.run_id].append(item)
     # A run whose start is refused: its other events come back as startless, so kept too.
-    return [reject for events in by_run.values() for reject in _bisected(con, events, keep, keys)]
+    return [reject for events in by_run.values()
+            for reject in _bisected(con, events, keep, transaction, data_error)]
 
 
-def _bisected(con: Any, numbered: list[Spooled], keep: Keep, keys: KnownKeys) -> list[Reject]:
+def _bisected(con: Any, numbered: list[Spooled], keep: Keep, transaction: Transaction,
+              data_error: Callable[[BaseException], bool]) -> list[Reject]:
     """Apply ``events`` in order, halving around the ones the catalog refuses; a refused event
     goes to ``keep`` before the next half commits (and moves runs.spool_seq past it)."""
     try:
-        startless = _transaction(con, numbered, keys)
+        startless = transaction(con, numbered)
     except Exception as exc:
-        if not _data_error(exc):
+        if not data_error(exc):
             raise
         if len(numbered) == 1:
             run_id, seq, event = numbered[0]
@@ -86,8 +94,8 @@ def _bisected(con: Any, numbered: list[Spooled], keep: Keep, keys: KnownKeys) ->
     else:
         return keep(startless)
     half = len(numbered) // 2
-    return _bisected(con, numbered[:half], keep, keys) + \
-        _bisected(con, numbered[half:], keep, keys)
+    return _bisected(con, numbered[:half], keep, transaction, data_error) + \
+        _bisected(con, numbered[half:], keep, transaction, data_error)
 
 
 def _transaction(con: Any, batch: Batch, keys: KnownKeys) -> list[Reject]:
@@ -102,6 +110,11 @@ def _transaction(con: Any, batch: Batch, keys: KnownKeys) -> list[Reject]:
             con.execute("ROLLBACK")
         raise
     keys.committed()
+    return startless_rejects(startless)
+
+
+def startless_rejects(startless: Batch) -> list[Reject]:
+    """Events of runs whose start was never stored, as rejects to keep in quarantine."""
     return [Reject("no start event of this run was ever stored", run_id, seq, event)
             for run_id, seq, event in startless]
 
@@ -144,22 +157,6 @@ def _data_error(exc: BaseException) -> bool:
         isinstance(exc, (duckdb.Error, OSError))
 
 
-class _Rows:
-    """Rows gathered from a whole batch, so each table gets one insert, not one per event."""
-
-    def __init__(self) -> None:
-        self.new_runs: list[dict[str, Any]] = []
-        self.updates: list[tuple[str, dict[str, Any]]] = []
-        self.params: list[tuple[Any, ...]] = []
-        self.metrics: list[tuple[Any, ...]] = []
-        self.cells: list[tuple[Any, ...]] = []
-        self.environments: dict[str, Any] = {}
-        self.artifacts: list[tuple[Any, ...]] = []
-        self.tags: list[tuple[str, str, str | None, float]] = []
-        # (run_id, status, epoch seconds) ending runs stored before, maybe set by hand since
-        self.ends_after_hand: list[tuple[str, str, float]] = []
-
-
 def apply(con: Any, batch: Batch, others: Batch = (), keys: KnownKeys | None = None,
           ) -> list[Spooled]:
     """Apply events inside the caller's transaction; return those of runs whose start was
@@ -175,7 +172,7 @@ def apply(con: Any, batch: Batch, others: Batch = (), keys: KnownKeys | None = N
     foreign = {item.run_id for item in others}
     keys = keys or KnownKeys()
     known = _known(con, by_run, [*batch, *others], keys)
-    rows = _Rows()
+    rows = event_fold.Rows()
     now = time.time()
     startless = []
     for run_id, numbered in by_run.items():
@@ -184,7 +181,7 @@ def apply(con: Any, batch: Batch, others: Batch = (), keys: KnownKeys | None = N
         fresh = [item for item in numbered if item.seq > applied]
         if run_id in foreign:
             fresh = _unbroken(fresh, applied)
-        if fresh and not _gather(rows, run_id, fresh, row, now):
+        if fresh and not event_fold.gather(rows, run_id, fresh, row, now):
             startless += fresh
     _write(con, rows, known)
     keys.hold(known.param_keys, known.metric_keys)
@@ -247,80 +244,7 @@ def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: Known
     return known
 
 
-def _gather(rows: _Rows, run_id: str, numbered: list[Spooled],
-            row: dict[str, Any] | None, now: float) -> bool:
-    """Fold one run's events into column values (a whole new row, or updates) and rows;
-    False, and nothing gathered, for events of a run whose start was never recorded."""
-    start = len(rows.params), len(rows.metrics), len(rows.cells), len(rows.artifacts), \
-        len(rows.tags)
-    state: dict[str, Any] = {}
-    params: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    for _, _, event in numbered:
-        if isinstance(event, events.Start):
-            if row is None:
-                state.update(_start_columns(run_id, event.attrs))
-        elif isinstance(event, events.Param):
-            rows.params.append((run_id, event.key, json.dumps(event.value), event.kind,
-                                event.ts))
-            params[event.key] = event.value
-        elif isinstance(event, events.Metric):
-            rows.metrics.append((run_id, event.key, event.value, event.step, event.ts))
-            metrics[event.key] = values.encode_float(event.value)
-        elif isinstance(event, events.Artifact):
-            rows.artifacts.append((run_id, event.role, event.uri, event.facts, event.ts,
-                                   event.via))
-        elif isinstance(event, events.Cell):
-            rows.cells.append(_cell_row(run_id, event.cell))
-        elif isinstance(event, events.Tag):
-            rows.tags.append((run_id, event.key, event.value, event.ts))
-        elif isinstance(event, events.Env):
-            rows.environments[event.env_id] = event.data
-            state["environment_id"] = event.env_id
-        elif isinstance(event, events.Update):
-            state.update(event.attrs)
-        elif isinstance(event, events.End):
-            state.update(status=event.status, ended_at=event.ts, error=event.error)
-            # its status may have been set by hand since it started (None: not asked)
-            if row is not None and row["by_hand"] is not False:
-                rows.ends_after_hand.append((run_id, event.status, event.ts))
-    if row is None and "id" not in state:  # nothing to attach them to
-        _truncate(rows, *start)
-        return False
-    if params:
-        state["params"] = _merged((row or {}).get("params"), params)
-    if metrics:
-        state["metrics"] = _merged((row or {}).get("metrics"), metrics)
-    state.update(heartbeat_at=now, spool_seq=numbered[-1].seq)
-    if row is None:
-        if state.get("ended_at") is not None:
-            state["duration"] = state["ended_at"] - state["started_at"]
-        rows.new_runs.append(state)
-    else:
-        rows.updates.append((run_id, state))
-    return True
-
-
-def _truncate(rows: _Rows, params: int, metrics: int, cells: int, artifacts: int,
-              tags: int) -> None:
-    """Take back the rows a run's events added (the run turned out to have no row)."""
-    del rows.params[params:], rows.metrics[metrics:], rows.cells[cells:]
-    del rows.artifacts[artifacts:], rows.tags[tags:]
-
-
-def _start_columns(run_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    columns = {"id": run_id, "status": models.RUNNING, "params": "{}", "metrics": "{}",
-               "started_at": attrs.get("started_at") or time.time()}
-    columns.update({k: v for k, v in attrs.items() if k in _START_KEYS and v is not None})
-    return columns
-
-
-_START_KEYS = {"name", "project", "host", "pid", "process_start", "username", "labels", "notes",
-               "parent_id", "notebook", "notebook_name", "notebook_title", "notebook_hash",
-               models.NUMBERED_NAME}
-
-
-def _number_names(con: Any, rows: _Rows) -> None:
+def _number_names(con: Any, rows: event_fold.Rows) -> None:
     """Give each run that asked for it (models.NUMBERED_NAME) the next number of its name,
     "train_cnn #12". Assigned here, inside the write transaction, which holds the catalog's
     exclusive lock: kernels of one notebook started at once can never draw the same number."""
@@ -345,7 +269,7 @@ def _last_number(con: Any, base: str) -> int:
     return max(int(numbered), int(plain))
 
 
-def _write(con: Any, rows: _Rows, known: _Known) -> None:
+def _write(con: Any, rows: event_fold.Rows, known: _Known) -> None:
     """One statement per table for the whole batch, none for keys the catalog has. A run's
     value columns are left to readers (``tracker.storage.value_columns``): its row is written with
     ``values_fresh`` NULL."""
@@ -388,12 +312,6 @@ def _record_ends_after_hand(con: Any, ends: list[tuple[str, str, float]]) -> Non
         "WHERE r.id = e.id AND r.status <> e.status "
         "AND EXISTS (SELECT 1 FROM status_changes s WHERE s.run_id = r.id)",
         [ids, statuses, times])
-
-
-def _merged(stored: str | None, new: dict[str, Any]) -> str:
-    current = json.loads(stored) if stored else {}
-    current.update(new)
-    return json.dumps(current)
 
 
 _RUN_NAMES = [name for name, _ in schema.RUN_COLUMNS]
@@ -585,13 +503,6 @@ def _add_kept(con: Any, artifact_id: str, facts: dict[str, Any]) -> None:
     if facts.get("kept") == "kept" and facts.get("blob"):
         con.execute("UPDATE artifacts SET blob = ?, kept = 'kept' WHERE id = ? "
                     "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
-
-
-def _cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:
-    return (run_id, cell["seq"], cell.get("execution_count"), cell.get("cell_id"),
-            cell.get("source_hash"), cell.get("source"), cell.get("started_at"),
-            cell.get("duration"), cell.get("success"), cell.get("error_type"),
-            cell.get("error_message"))
 
 
 def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
