@@ -293,9 +293,17 @@ def _copy(source: str, dest: Path) -> None:
 
 
 def _new_run(catalog: Catalog, notebook: Path) -> RunInfo | None:
-    """The run the re-executed notebook recorded (the newest with its path), if any."""
-    found = catalog.runs(notebook=str(notebook), limit=1)
-    return catalog.get_run(str(found["id"].iloc[0])) if len(found) else None
+    """The run the re-executed notebook recorded (the newest with its path), if any. Looked
+    up directly, not with ``catalog.runs``: its DataFrame would cost the report a pandas import
+    (1.7 s of a loaded `tracker reproduce`)."""
+    from tracker.queries import flush_for_read, records
+
+    flush_for_read(catalog)
+    with catalog.connect() as con:
+        found = records(con, "SELECT id FROM runs WHERE notebook = ? AND deleted_at IS NULL "
+                             "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1",
+                        [str(notebook)])
+    return catalog.get_run(str(found[0]["id"])) if found else None
 
 
 def _outputs(info: RunInfo) -> dict[str, str | None]:

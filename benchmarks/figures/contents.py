@@ -50,7 +50,8 @@ def measure_contents(ctx: Context) -> dict[str, Outcome]:
     restore = [ours / cp for ours, cp in zip(got["restore"], got["cp_back"])]
     note = f"cp median {statistics.median(got['cp']):.2f} s"
     return {
-        "contents.keep": Outcome(Measure.of(result.samples, note=note + "; no reflink on ext4")),
+        "contents.keep": Outcome(Measure.of(
+            result.samples, note=note + "; no reflink on ext4: kernel copy, hashed from it")),
         "contents.restore": Outcome(Measure.of(restore, note="copy_file_range vs cp")),
         "contents.dedup": Outcome(Measure.of([got["store_bytes"] / size],
                                              note="blake3-keyed, one copy per content")),

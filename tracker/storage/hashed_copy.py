@@ -1,17 +1,21 @@
 """Copying a file and hashing exactly the bytes written, in one pass.
 
 Keeping a content costs a copy and two hashes (BLAKE3 names it, xxh3 matches the hash the run
-recorded). Copying first and hashing the copy reads every byte twice; here each buffer is read
-once, hashed while it is in the CPU's cache, and written by a second thread meanwhile (BLAKE3
-and xxh3 release the GIL), so the copy and the hashing overlap. Because the hashes are of the
-very buffers written, the copy needs no reading back to be verified. Where the file system can
-share blocks (a reflink), the file is cloned and the clone is hashed instead: no copy at all.
+recorded). The copy is the kernel's (``copy_file_range``, as ``cp`` does), in 16 MiB chunks;
+a second thread hashes each chunk of the *copy* as soon as it is written, through a read-only
+map of the private staging file: the pages are still in memory, so the hashes are of the
+stored bytes and cost no read and no copy to user space (BLAKE3 and xxh3 release the GIL, so
+copying and hashing overlap). Where the file system can share blocks (a reflink), the file is
+cloned and the clone is hashed: no copy at all. Where the kernel cannot copy (another device,
+an old kernel), each 1 MiB buffer is read once, hashed, and written by a second thread.
 Measured in benchmarks/figures/contents.py (docs/design.md §8).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import mmap
 import os
 import queue
 import threading
@@ -23,6 +27,12 @@ __all__ = ["BUFFER", "FICLONE", "Hashes", "copy_hashed", "hash_fd"]
 #: is hashed, large enough that system calls cost nothing; four of them in flight.
 BUFFER = 1 << 20
 _IN_FLIGHT = 4
+#: The kernel copies this much per call; the hasher maps and hashes each such chunk of the copy.
+CHUNK = 16 << 20
+#: copy_file_range cannot copy between these two files (other devices, an old kernel): read.
+#: Map the chunk's pages at once (Linux), rather than one page fault per 64 KiB while hashing.
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
@@ -39,8 +49,14 @@ def copy_hashed(src: int, out: int) -> Hashes:
     try:
         fcntl.ioctl(out, FICLONE, src)
     except OSError:
-        return _copy_and_hash(src, out)
-    return hash_fd(out)
+        pass
+    else:
+        return hash_fd(out)
+    hashes = _kernel_copy_and_hash(src, out)
+    if hashes is not None:
+        return hashes
+    os.ftruncate(out, 0)  # whatever the kernel copied before it gave up: copied again
+    return _copy_and_hash(src, out)
 
 
 def hash_fd(fd: int) -> Hashes:
@@ -52,6 +68,60 @@ def hash_fd(fd: int) -> Hashes:
         fast.update(view[:n])
         size += n
     return _hashes(strong, fast, size)
+
+
+def _kernel_copy_and_hash(src: int, out: int) -> Hashes | None:
+    """Copy with copy_file_range while a hasher thread hashes each chunk of ``out`` (which must
+    be open for reading too) behind it; None if the kernel cannot copy these files whole."""
+    strong, fast, size = _hashers()
+    written: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    failed: list[OSError] = []
+    hasher = threading.Thread(target=_hash_behind, args=(out, written, (strong, fast), failed),
+                              name="tracker-keep-hasher", daemon=True)
+    _advise_sequential(src)
+    hasher.start()
+    try:
+        while not failed and (n := _kernel_copy(src, out, size)):
+            size += n
+            written.put(size)
+    finally:
+        written.put(None)
+        hasher.join()
+    if failed:
+        raise failed[0]
+    if size < os.fstat(src).st_size:  # refused, or cut short (some FUSE and NFS mounts)
+        return None
+    return _hashes(strong, fast, size)
+
+
+def _kernel_copy(src: int, out: int, offset: int) -> int:
+    """Bytes the kernel copied at ``offset`` (0: the end, or it cannot copy these files)."""
+    try:
+        return os.copy_file_range(src, out, CHUNK, offset, offset)
+    except OSError as exc:
+        if exc.errno in _NO_KERNEL_COPY:
+            return 0
+        raise
+
+
+def _hash_behind(out: int, written: queue.SimpleQueue[int | None], hashers: tuple[Any, Any],
+                 failed: list[OSError]) -> None:
+    """The hasher thread: maps what the copier reports written (up to each offset it sends)
+    and hashes it. Mapped read-only, only bytes already written, of a private file nobody else
+    opens, so the file cannot shrink under the map."""
+    done = 0
+    while (end := written.get()) is not None:
+        if failed:
+            continue
+        start = done - done % mmap.ALLOCATIONGRANULARITY
+        try:
+            with mmap.mmap(out, end - start, mmap.MAP_SHARED | _POPULATE, mmap.PROT_READ,
+                           offset=start) as mapped, memoryview(mapped) as view:
+                for hasher in hashers:
+                    hasher.update(view[done - start:])
+        except OSError as exc:
+            failed.append(exc)
+        done = end
 
 
 def _copy_and_hash(src: int, out: int) -> Hashes:
@@ -111,8 +181,9 @@ def _hashers() -> tuple[Any, Any, int]:
     import blake3
     import xxhash
 
-    # BLAKE3 splits a buffer over the cores left idle (AUTO): the writer needs only one.
-    return blake3.blake3(max_threads=blake3.blake3.AUTO), xxhash.xxh3_128(), 0
+    # One thread: the copy has the other core. Spread over idle cores (AUTO), BLAKE3 took twice
+    # the CPU time on a loaded machine, and the wall time followed (docs/design.md §8).
+    return blake3.blake3(), xxhash.xxh3_128(), 0
 
 
 def _hashes(strong: Any, fast: Any, size: int) -> Hashes:
