@@ -5,14 +5,14 @@ tracker's PostgreSQL writer (:mod:`benchmarks.tracker_side`'s ``pg_populate``), 
 ``runs`` rows in SQL, fresh ids, until there are ``--runs`` (the history tables ``params`` and
 ``metrics`` keep the loaded runs only: the reads below never scan them, and their size per run
 is printed to extrapolate). Then it times the read figures' queries through the public API
-(medians of ``--repeats``), prints table and index sizes, and the plans of those queries as
-the server ran them (``auto_explain``, with ANALYZE and BUFFERS). docs/scaling.md holds a run.
+(medians of ``--repeats``), prints table and index sizes, and the plans of the filter and
+top-100 queries (``EXPLAIN (ANALYZE, BUFFERS)`` of the SQL they sent). ``--url`` uses a catalog
+already loaded instead. docs/scaling.md holds a run.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import time
@@ -33,7 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--load", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--url", help="a catalog holding --load runs already (no new server)")
+    parser.add_argument("--reads", default="filter,top,count,page,table",
+                        help="the reads to time, comma-separated (default: all)")
     args = parser.parse_args(argv)
+    if args.url:
+        _measure(args.url, args)
+        return 0
     cluster = Cluster({"max_connections": "200"})
     try:
         cluster.admin(f"CREATE DATABASE {_DATABASE}")
@@ -41,13 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         tracker_job({"op": "pg_populate", "n": args.load, "catalog": url}).check()
         _say(f"loaded {args.load:,} runs with pg_writer in {time.perf_counter() - started:.0f} s")
-        _grow(url, args.load, args.runs)
-        _time_reads(url, args.repeats)
-        _sizes(url)
-        _explain(cluster, url)
+        _measure(url, args)
     finally:
         cluster.close()
     return 0
+
+
+def _measure(url: str, args: argparse.Namespace) -> None:
+    _grow(url, args.load, args.runs)
+    _time_reads(url, args.reads.split(","), args.repeats)
+    _sizes(url)
+    _explain(url)
 
 
 def _say(line: str) -> None:
@@ -60,6 +70,10 @@ def _grow(url: str, loaded: int, wanted: int) -> None:
 
     from tracker.storage import pg_schema
 
+    with psycopg.connect(url) as con:
+        row = con.execute("SELECT count(*) FROM tracker.runs").fetchone()
+    if row is not None and row[0] >= wanted:
+        return  # grown by an earlier run of this script
     copies = -(-wanted // loaded)  # the loaded runs count as the first copy
     names = [name for name, _ in pg_schema.columns("runs")]
     changed = {"id": "r.id || '~' || k", "name": "r.name || '~' || k",
@@ -89,9 +103,11 @@ def _reads(url: str) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _time_reads(url: str, repeats: int) -> None:
-    """Median seconds of each read (the whole table: once, it is the slowest)."""
-    for name, read in _reads(url).items():
+def _time_reads(url: str, names: list[str], repeats: int) -> None:
+    """Median seconds of each read named (the whole table: once, it is the slowest)."""
+    reads = _reads(url)
+    for name in names:
+        read = reads[name]
         read()  # warm: imports, the server's cache
         samples, rows = [], 0
         for _ in range(1 if name == "table" else repeats):
@@ -116,22 +132,34 @@ def _sizes(url: str) -> None:
              f"~{rows:,} rows")
 
 
-def _explain(cluster: Cluster, url: str) -> None:
-    """The plans of the filter and top-100 reads, logged by the server's auto_explain."""
-    log = cluster.root / "server.log"
-    for setting in ("session_preload_libraries = 'auto_explain'",
-                    "auto_explain.log_min_duration = 0", "auto_explain.log_analyze = on",
-                    "auto_explain.log_buffers = on"):
-        cluster.admin(f"ALTER DATABASE {_DATABASE} SET {setting}")
-    reads = _reads(url)  # a new catalog: new connections load auto_explain
-    for name in _EXPLAINED:
-        before = log.stat().st_size
-        reads[name]()
-        with open(log, encoding="utf-8", errors="replace") as text:
-            text.seek(before)
-            plans = re.findall(r"Query Text: SELECT .*? FROM runs r .*?(?=\n\S|\Z)", text.read(),
-                               flags=re.S)
-        _say(f"--- plan of {name} ---\n" + (max(plans, key=len) if plans else "(not logged)"))
+def _explain(url: str) -> None:
+    """The plans of the filter and top-100 reads: each read's SQL, as pg_queries sent it,
+    run again under EXPLAIN (ANALYZE, BUFFERS) with the same values."""
+    import psycopg
+
+    from tracker import pg_queries
+
+    sent: list[tuple[str, Any]] = []
+    execute = pg_queries.ArrowConnection.execute
+
+    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+        sent.append((sql, params))
+        return execute(self, sql, params)
+
+    pg_queries.ArrowConnection.execute = recording  # type: ignore[method-assign]
+    try:
+        reads = _reads(url)
+        for name in _EXPLAINED:
+            sent.clear()
+            reads[name]()
+            sql, params = sent[0]
+            with psycopg.connect(url) as con:
+                con.execute("SET search_path TO tracker")
+                plan = con.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}",  # type: ignore[arg-type]
+                                   list(params)).fetchall()
+            _say(f"--- plan of {name} ---\n" + "\n".join(row[0] for row in plan))
+    finally:
+        pg_queries.ArrowConnection.execute = execute  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
