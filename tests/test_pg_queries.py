@@ -231,3 +231,31 @@ def _server_version(url: str) -> int:
     with psycopg.connect(url) as connection:
         row = connection.execute("SHOW server_version_num").fetchone()
     return int(row[0]) if row else 0
+
+
+def test_a_page_of_the_newest_runs_is_read_from_the_index(both: Both, pg_url: str) -> None:
+    """runs(limit=25) in the default order (a widget's first render) must not sort the whole
+    table: at 1M runs that sort took over 40 s. Sorts are priced out so the plan shows whether
+    the index gives the order."""
+    import psycopg
+
+    from tracker import pg_queries
+
+    sent: list[tuple[str, Any]] = []
+    execute = pg_queries.ArrowConnection.execute
+
+    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+        sent.append((sql, params))
+        return execute(self, sql, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pg_queries.ArrowConnection, "execute", recording)
+        assert len(both[1].runs(limit=25)) == 6
+    sql, params = sent[0]
+    with psycopg.connect(pg_url) as connection:
+        connection.execute("SET search_path TO tracker")
+        connection.execute("SET enable_sort = off")
+        connection.execute("SET enable_seqscan = off")
+        plan = "\n".join(row[0] for row in connection.execute(
+            f"EXPLAIN {sql}", list(params)).fetchall())  # type: ignore[arg-type]
+    assert "runs_started" in plan and "Sort" not in plan, plan

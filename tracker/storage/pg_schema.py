@@ -54,7 +54,9 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX cells_run ON cells (run_id, seq)",
     "CREATE INDEX status_changes_run ON status_changes (run_id, seq)",
     "CREATE INDEX run_artifacts_artifact ON run_artifacts (artifact_id)",
-    "CREATE INDEX runs_started ON runs (started_at DESC)",
+    # the runs table's default order (newest first, tracker.filter_language), so that a page
+    # of it (a widget's first render) reads 25 index entries instead of sorting every run
+    "CREATE INDEX runs_started ON runs (started_at DESC NULLS LAST, id DESC)",
     "CREATE INDEX runs_name ON runs (name)",
 )
 
