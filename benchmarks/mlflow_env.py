@@ -1,7 +1,8 @@
 """The MLflow side's own virtual environment: benchmarks/.mlflow-venv, never a project dependency.
 
-The benchmark command creates it on first use (``pip install mlflow``, latest release) so the
-project itself never depends on MLflow; ``--quick`` only uses it when it already exists.
+The benchmark command creates it on first use (``pip install mlflow psycopg2-binary``, latest
+releases: psycopg2 is the driver MLflow's ``postgresql://`` tracking URIs use) so the project
+itself never depends on MLflow; ``--quick`` only uses it when it already exists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 VENV = Path(__file__).resolve().parent / ".mlflow-venv"
 _INSTALL_TIMEOUT_S = 1800
+PACKAGES = ("mlflow", "psycopg2-binary")
 
 
 def venv_python() -> Path:
@@ -41,6 +43,8 @@ def ensure_venv(*, install: bool, log: object = sys.stderr) -> str | None:
     install MLflow).
     """
     if mlflow_version() is not None:
+        if install and not has_driver():  # a venv made before the PostgreSQL figures
+            _pip(*PACKAGES[1:])
         return None
     if not install:
         return f"MLflow venv not installed ({VENV}); run the full suite once to create it"
@@ -55,7 +59,20 @@ def ensure_venv(*, install: bool, log: object = sys.stderr) -> str | None:
 def _install() -> None:
     # `python -m venv` from the project venv builds on the base interpreter, not on the venv.
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    _pip("--upgrade", "pip")
+    _pip(*PACKAGES)
+
+
+def _pip(*arguments: str) -> None:
+    """``pip install`` into the venv."""
     pip = [str(venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     env = {**os.environ, "PIP_NO_INPUT": "1"}
-    subprocess.run([*pip, "--upgrade", "pip"], check=True, env=env, timeout=_INSTALL_TIMEOUT_S)
-    subprocess.run([*pip, "mlflow"], check=True, env=env, timeout=_INSTALL_TIMEOUT_S)
+    subprocess.run([*pip, *arguments], check=True, env=env, timeout=_INSTALL_TIMEOUT_S)
+
+
+def has_driver() -> bool:
+    """Whether the venv has psycopg2, MLflow's PostgreSQL driver (the PostgreSQL figures need
+    it; a venv made before them lacks it)."""
+    done = subprocess.run([str(venv_python()), "-c", "import psycopg2"], capture_output=True,
+                          timeout=60)
+    return done.returncode == 0

@@ -1,8 +1,10 @@
 """MLflow's half of every comparison; runs only in the MLflow venv (benchmarks/.mlflow-venv).
 
 ``python -m benchmarks.mlflow_side '<json job>'`` runs one job (see :mod:`benchmarks.jobs`) and
-prints its samples (seconds) and result. The tracking store is SQLite (``sqlite:///<db>``), the
-backend MLflow users share between notebooks on one machine. Jobs mirror
+prints its samples (seconds) and result. The tracking store is SQLite (``sqlite:///<db>``, a job's
+``db``), the backend MLflow users share between notebooks on one machine, or a PostgreSQL
+database (a job's ``uri``, ``postgresql+psycopg2://...``: a team's shared server;
+artifacts then go to the job's ``folder``). Jobs mirror
 :mod:`benchmarks.tracker_side`: the same operation, each tool's own public API.
 """
 
@@ -32,14 +34,25 @@ EXPERIMENT = "bench"
 _STATUS = {"completed": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
 
 
-def _connect(db: str) -> str:
-    """Point MLflow at ``db`` (created on first use) and return the bench experiment id."""
+def _connect(job: dict[str, Any]) -> str:
+    """Point MLflow at the job's store (``uri``, else the SQLite file ``db``; created on first
+    use) and return the bench experiment id."""
     import mlflow
 
     # Artifacts default to ./mlruns: keep them beside the temporary database.
-    os.chdir(Path(db).parent)
-    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    os.chdir(job.get("folder") or Path(job["db"]).parent)
+    mlflow.set_tracking_uri(job.get("uri") or f"sqlite:///{job['db']}")
     return mlflow.set_experiment(EXPERIMENT).experiment_id
+
+
+def _database(job: dict[str, Any]) -> Any:
+    """A DB-API connection to the job's store, for what MLflow has no call for (bulk rows,
+    every run id): psycopg2 for a ``uri``, sqlite3 for a ``db``."""
+    if job.get("uri"):
+        import psycopg2
+
+        return psycopg2.connect(job["uri"].replace("+psycopg2", "", 1))  # libpq's URL
+    return sqlite3.connect(job["db"])
 
 
 def op_import(job: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +68,7 @@ def op_first_run(job: dict[str, Any]) -> dict[str, Any]:
     """Import, point at a fresh SQLite db, start and end one run (the runner times the process)."""
     import mlflow
 
-    _connect(job["db"])
+    _connect(job)
     with mlflow.start_run() as run:
         pass
     return {"run_id": run.info.run_id}
@@ -65,7 +78,7 @@ def op_one_run(job: dict[str, Any]) -> dict[str, Any]:
     """Time start + log_params(20) + log_metrics(5) + end of one run, after a warm-up run."""
     import mlflow
 
-    _connect(job["db"])
+    _connect(job)
     runs = data.synthetic_runs(job["repeats"] + 1)
 
     def one() -> float:
@@ -85,7 +98,7 @@ def op_log_calls(job: dict[str, Any]) -> dict[str, Any]:
     """Per-call seconds of log_param or log_metric, in batches of ``batch`` calls."""
     import mlflow
 
-    _connect(job["db"])
+    _connect(job)
     log = mlflow.log_param if job["kind"] == "param" else mlflow.log_metric
     batch = per_call_batch(log, kind=job["kind"], size=job["batch"])
 
@@ -99,7 +112,7 @@ def op_metric_loop(job: dict[str, Any]) -> dict[str, Any]:
     """Seconds for ``calls`` log_metric calls with increasing steps (the runner extrapolates)."""
     import mlflow
 
-    _connect(job["db"])
+    _connect(job)
 
     def loop() -> float:
         with mlflow.start_run():
@@ -113,20 +126,31 @@ def op_metric_loop(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_populate(job: dict[str, Any]) -> dict[str, Any]:
-    """Create the schema through MLflow, then bulk-insert ``n`` runs with sqlite3 in one go."""
+    """Create the schema through MLflow, then bulk-insert ``n`` runs in one transaction with
+    the database's driver (MLflow has no bulk path: its own calls would take hours)."""
     started = time.perf_counter()
-    experiment_id = _connect(job["db"])
-    connection = sqlite3.connect(job["db"])
+    experiment_id = _connect(job)
+    connection = _database(job)
     with connection:
-        for table, rows in _rows(int(experiment_id), job["n"], Path(job["db"]).parent).items():
-            columns = list(rows[0])
-            marks = ", ".join("?" * len(columns))
-            connection.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
-                [tuple(row.values()) for row in rows],
-            )
+        for table, rows in _rows(int(experiment_id), job["n"], Path.cwd()).items():
+            _insert(connection, table, rows, postgres=bool(job.get("uri")))
     connection.close()
     return {"seconds": time.perf_counter() - started, "experiment_id": experiment_id}
+
+
+def _insert(connection: Any, table: str, rows: list[dict[str, Any]], *, postgres: bool) -> None:
+    """Insert ``rows`` (dicts of the same columns) into ``table``; on PostgreSQL many rows per
+    statement (psycopg2's executemany sends one statement per row)."""
+    columns = ", ".join(rows[0])
+    values = [tuple(row.values()) for row in rows]
+    if postgres:
+        from psycopg2.extras import execute_values
+
+        execute_values(connection.cursor(), f"INSERT INTO {table} ({columns}) VALUES %s",
+                       values, page_size=5_000)
+        return
+    marks = ", ".join("?" * len(rows[0]))
+    connection.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
 
 
 def _rows(experiment_id: int, n: int, root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -160,7 +184,7 @@ def _rows(experiment_id: int, n: int, root: Path) -> dict[str, list[dict[str, An
             {"key": k, "value": str(v), "run_uuid": run_id} for k, v in run.params.items()
         ]
         for key, value in run.metrics.items():
-            point = {"key": key, "value": value, "timestamp": start_ms, "step": 0, "is_nan": 0}
+            point = {"key": key, "value": value, "timestamp": start_ms, "step": 0, "is_nan": False}
             tables["metrics"].append({**point, "run_uuid": run_id})
             tables["latest_metrics"].append({**point, "run_uuid": run_id})
     return tables
@@ -170,7 +194,7 @@ def op_query(job: dict[str, Any]) -> dict[str, Any]:
     """Time runs-table queries (``kinds``: table, filter, top, count) on a populated db."""
     import mlflow
 
-    experiment_id = _connect(job["db"])
+    experiment_id = _connect(job)
     mlflow.search_runs([experiment_id], max_results=1)  # warm-up: imports, engine, first page
     rows: dict[str, int] = {}
     for kind in job["kinds"]:
@@ -210,7 +234,7 @@ def op_worker(job: dict[str, Any]) -> dict[str, Any]:
     """One of several processes writing runs at once; reports latencies, errors and its runs."""
     from mlflow.tracking import MlflowClient
 
-    experiment_id = _connect(job["db"])
+    experiment_id = _connect(job)
     client = MlflowClient()
     waits: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
@@ -243,7 +267,7 @@ def op_reader(job: dict[str, Any]) -> dict[str, Any]:
     """One of the processes looping over ``mlflow.search_runs()`` while others write."""
     import mlflow
 
-    experiment_id = _connect(job["db"])
+    experiment_id = _connect(job)
     errors = read_loop(lambda: mlflow.search_runs([experiment_id]), go=job["go"],
                        stop=job["stop"])
     return {"errors": errors}
@@ -253,7 +277,7 @@ def op_watch(job: dict[str, Any]) -> dict[str, Any]:
     """Long-lived process B: polls ``mlflow.search_runs()``, says when each finished run shows."""
     import mlflow
 
-    experiment_id = _connect(job["db"])
+    experiment_id = _connect(job)
 
     def finished() -> set[str]:
         frame = mlflow.search_runs([experiment_id])
@@ -269,7 +293,7 @@ def op_end_run(job: dict[str, Any]) -> dict[str, Any]:
     """Process A: start, log and end one run, then exit; ``ended_at`` is the end call's time."""
     import mlflow
 
-    _connect(job["db"])
+    _connect(job)
     mlflow.start_run(run_name=job["name"])
     mlflow.log_param("lr", 0.1)
     mlflow.log_metric("loss", 0.5)
@@ -282,7 +306,7 @@ def op_script(job: dict[str, Any]) -> dict[str, Any]:
     """Issue #10's script with MLflow: ``runs`` runs of one metric, then exit with status 0."""
     import mlflow
 
-    _connect(job["db"])
+    _connect(job)
     ended_at = 0.0
     for i in range(job["runs"]):
         with mlflow.start_run(run_name=f"w{job['worker']}-{i}"):
@@ -292,9 +316,12 @@ def op_script(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_count_runs(job: dict[str, Any]) -> dict[str, Any]:
-    """Finished runs in the db, read with sqlite3 (what survived a concurrent write test)."""
-    connection = sqlite3.connect(job["db"])
-    ids = [row[0] for row in connection.execute("SELECT run_uuid FROM runs")]
+    """Every run id in the store, read with its driver (what survived a concurrent write
+    test)."""
+    connection = _database(job)
+    cursor = connection.cursor()
+    cursor.execute("SELECT run_uuid FROM runs")
+    ids = [row[0] for row in cursor.fetchall()]
     connection.close()
     return {"ids": ids}
 

@@ -107,22 +107,46 @@ def op_populate(job: dict[str, Any]) -> dict[str, Any]:
     over an hour for 100k runs; ``delivery.write_events`` is the same code the flusher runs.
     """
     import tracker
-    from tracker import _ids, delivery, values
-    from tracker.events import Spooled
+    from tracker import delivery
     from tracker.recorder import local_to
 
     catalog = tracker.Catalog(job["catalog"])
     started = time.perf_counter()
-    batch: list[Spooled] = []
-    local = local_to(catalog.path)
-    for i, run in enumerate(data.synthetic_runs(job["n"]), start=1):
-        batch += _run_events(_ids.new_run_id(), run, values.normalize_param)
-        if i % _POPULATE_CHUNK == 0:
-            delivery.write_events(catalog, batch, local=local)
-            batch = []
-    if batch:
+    local = local_to(catalog.spool_dir)
+    for batch in _event_batches(job["n"]):
         delivery.write_events(catalog, batch, local=local)
     return {"seconds": time.perf_counter() - started}
+
+
+def op_pg_populate(job: dict[str, Any]) -> dict[str, Any]:
+    """Write ``n`` synthetic runs into a PostgreSQL catalog with its writer
+    (``tracker.storage.pg_writer.apply``, what a flush into the server runs), one transaction
+    per batch; then ANALYZE, as autovacuum would soon after a load this size."""
+    from tracker.storage import pg_writer
+    from tracker.storage.pg_store import PgStore
+
+    store = PgStore(job["catalog"], 60.0)
+    started = time.perf_counter()
+    for batch in _event_batches(job["n"]):
+        with store.connect(write=True) as con:
+            pg_writer.apply(con, batch)
+    with store.connect(write=True) as con:
+        con.execute("ANALYZE")
+    return {"seconds": time.perf_counter() - started}
+
+
+def _event_batches(n: int) -> Any:
+    """The events of ``n`` synthetic runs, :data:`_POPULATE_CHUNK` runs per list."""
+    from tracker import _ids, values
+
+    batch: list[Any] = []
+    for i, run in enumerate(data.synthetic_runs(n), start=1):
+        batch += _run_events(_ids.new_run_id(), run, values.normalize_param)
+        if i % _POPULATE_CHUNK == 0:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _run_events(run_id: str, run: data.SyntheticRun, normalize: Any) -> list[Any]:
@@ -369,7 +393,7 @@ def _populate_hub(catalog: Any, readers: int) -> None:
     """One run that wrote hub.parquet, then ``readers`` runs that read it (ids in that order)."""
     from tracker import _ids, delivery
     from tracker import events as shapes
-    from tracker.run import local_to
+    from tracker.recorder import local_to
 
     facts = {"hash": "xxh3_128:" + "0" * 32, "size": 1 << 20}
     batch: list[Any] = []
@@ -383,7 +407,7 @@ def _populate_hub(catalog: Any, readers: int) -> None:
             shapes.Artifact(run_id, role, "/data/hub.parquet", facts, at, "call"),
             shapes.End(run_id, "completed", at + 1, None)]
         batch += [shapes.Spooled(run_id, seq, event) for seq, event in enumerate(events, 1)]
-    delivery.write_events(catalog, batch, local=local_to(catalog.path))
+    delivery.write_events(catalog, batch, local=local_to(catalog.spool_dir))
 
 
 def op_count_runs(job: dict[str, Any]) -> dict[str, Any]:

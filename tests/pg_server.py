@@ -1,133 +1,46 @@
-"""A throwaway PostgreSQL cluster for the tests: Debian's initdb/pg_ctl, a temporary folder, a
-Unix socket and no TCP port, so nothing outside this machine can reach it.
+"""The throwaway PostgreSQL cluster of the tests: benchmarks/pg_server.py's (a temporary folder,
+a Unix socket, no TCP port), made fast (no fsync) and given what the tests need: a template
+database and a role that must give a password.
 
-initdb and postgres refuse to run as root (as tests and CI do): then they run as the
-``postgres`` system user that Debian's package creates, which owns the cluster's folder. Not
-root, they run as the user. ``tests/conftest.py`` starts one cluster per test session and gives
-each test a fresh database (``CREATE DATABASE ... TEMPLATE``, fast).
+``tests/conftest.py`` starts one cluster per test session and gives each test a fresh database
+(``CREATE DATABASE ... TEMPLATE``, fast).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
+import sys
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
-PORT = 5432  # names the socket file (.s.PGSQL.5432) in the cluster's own folder; no TCP
-SUPERUSER = "postgres"
+REPO = Path(__file__).resolve().parent.parent
+# benchmarks/ is not an installed package: import the copy beside these tests.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import pg_server as server  # noqa: E402
+from benchmarks.pg_server import PORT, SUPERUSER, PostgresUnavailable, binaries  # noqa: E402
+
+__all__ = ["PORT", "SUPERUSER", "TEMPLATE", "PASSWORD_ROLE", "ROLE_PASSWORD", "Cluster",
+           "PostgresUnavailable", "binaries"]
+
 TEMPLATE = "tracker_template"
 #: the role the password tests log in as; the cluster asks it for a password (scram-sha-256)
 PASSWORD_ROLE = "tracker_pw"
 ROLE_PASSWORD = "pa:ss@w/rd#1"  # ':' '@' '/' '#': a URL must percent-encode each
+# Tests need no durability: a crash of the test machine loses a throwaway cluster anyway.
+_FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
-class PostgresUnavailable(RuntimeError):
-    """No PostgreSQL server can be started here; the message says why and what to install."""
-
-
-def binaries() -> Path:
-    """The folder of Debian's initdb and pg_ctl (``/usr/lib/postgresql/<version>/bin``, not
-    always on PATH), newest version first; else the folder of an initdb on PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-                   reverse=True)
-    initdb = found[0] if found else shutil.which("initdb")
-    if initdb is None:
-        raise PostgresUnavailable("initdb was not found (apt-get install postgresql, or run "
-                                  "scripts/test.sh / .ci/run as root, which install it)")
-    return Path(initdb).resolve().parent
-
-
-class Cluster:
-    """A running PostgreSQL cluster in its own temporary folder; :meth:`stop` and :meth:`start`
-    let fault tests take the server away and bring it back."""
+class Cluster(server.Cluster):
+    """The tests' cluster: fast, with a template database and the password role."""
 
     def __init__(self) -> None:
-        self.bin = binaries()
-        self.root = Path(tempfile.mkdtemp(prefix="tracker-pg-"))
-        self.data = self.root / "data"
-        self.socket_dir = self.root  # the socket file sits beside the data folder
-        self._owner = _server_user()
-        if self._owner is not None:
-            # The server's user must reach its folder; root reaches everything anyway.
-            os.chmod(self.root, 0o755)
-            os.chown(self.root, self._owner.pw_uid, self._owner.pw_gid)
-        self._server(["initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
-                      "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"])
-        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(f"listen_addresses = ''\nunix_socket_directories = '{self.socket_dir}'\n"
-                       f"port = {PORT}\nfsync = off\nsynchronous_commit = off\n"
-                       "full_page_writes = off\nmax_connections = 100\n")
-        # The password role must give its password; everyone else is trusted on the socket.
-        hba = self.data / "pg_hba.conf"
-        hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n",
-                       encoding="utf-8")
-        self.start()
+        super().__init__(_FAST, hba=(f"local all {PASSWORD_ROLE} scram-sha-256",))
         self.admin(f"CREATE DATABASE {TEMPLATE}")
         self.admin(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'")
-
-    def _server(self, command: list[str]) -> None:
-        """Run one of the server's programs as the server's user; fail with its output."""
-        argv = [str(self.bin / command[0]), *command[1:]]
-        if self._owner is not None:
-            argv = ["runuser", "-u", self._owner.pw_name, "--", *argv]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise PostgresUnavailable(f"{command[0]} failed ({done.returncode}): "
-                                      f"{(done.stderr or done.stdout).strip()[-2000:]}")
-
-    def start(self) -> None:
-        """Start (or restart) the server and wait until it accepts connections."""
-        self._server(["pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
-                      "-w", "-t", "60", "start"])
-
-    def stop(self) -> None:
-        """Stop the server at once (open connections are cut, as when a server goes away)."""
-        self._server(["pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"])
-
-    def url(self, database: str, user: str = SUPERUSER, password: str | None = None) -> str:
-        """A libpq URL of ``database`` on this cluster's socket (the password
-        percent-encoded, as URLs need)."""
-        secret = f":{quote(password, safe='')}" if password is not None else ""
-        return (f"postgresql://{user}{secret}@/{database}"
-                f"?host={self.socket_dir}&port={PORT}")
-
-    def admin(self, statement: str, database: str = "postgres") -> None:
-        """Run one statement as the superuser (in autocommit: CREATE DATABASE needs it)."""
-        import psycopg
-
-        with psycopg.connect(self.url(database), autocommit=True) as connection:
-            connection.execute(statement)  # type: ignore[arg-type]
 
     def fresh_database(self) -> str:
         """A new empty database, copied from the template; returns its name."""
         name = f"t_{uuid.uuid4().hex[:16]}"
         self.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         return name
-
-    def close(self) -> None:
-        """Stop the server and remove its folder."""
-        try:
-            self.stop()
-        except PostgresUnavailable:
-            pass  # already stopped (a fault test left it so)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _server_user() -> pwd.struct_passwd | None:
-    """The user the server runs as: ``postgres`` when we are root (initdb refuses root),
-    else None (this user)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("postgres")
-    except KeyError:
-        raise PostgresUnavailable("running as root, but there is no postgres system user to "
-                                  "run the server as (apt-get install postgresql creates it)")\
-            from None

@@ -109,3 +109,39 @@ def test_unavailable_figure_shows_its_reason() -> None:
     row = Row(Figure("w", "widget", "ms"), Measure.unavailable("widgets not landed"), None)
     table = report.text_table([row])
     assert "not available: widgets not landed" in table
+
+
+@pytest.mark.slow
+def test_postgres_group_measures_reads_and_never_fakes_the_writers(tmp_path: Path,
+                                                                    pg_url: str) -> None:
+    """The PostgreSQL group starts its own server; reads get numbers, and the writer figures
+    get numbers only when tracker can record into PostgreSQL (else they say so)."""
+    import tracker
+    from tracker.errors import NotOnPostgresError
+
+    try:
+        with tracker.Catalog(pg_url).start_run("probe"):
+            pass
+        recording = True
+    except NotOnPostgresError:
+        recording = False
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "postgres", "--no-mlflow",
+         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((out / "latest.json").read_text())["figures"]
+    reads = ["pg.query.filter", "pg.query.top", "pg.query.table", "pg.widget.render"]
+    assert all("median" in figures[key]["tracker"] for key in reads), {
+        key: figures[key]["tracker"] for key in reads}
+    assert figures["pg.query.filter"]["tracker"]["note"] == "31 rows"  # of 200: p0 'x', m0 > .5
+    writes = [key for key in figures if key.startswith(("pg.write.", "pg.visible."))]
+    assert len(writes) == 6
+    for key in writes:
+        measured = figures[key]["tracker"]
+        if recording:
+            assert "median" in measured, (key, measured)
+        else:
+            assert measured["missing"].startswith("not measured: recording into PostgreSQL"), \
+                (key, measured)

@@ -209,3 +209,53 @@ def test_runs_are_deleted_and_restored(both: Both) -> None:
             catalog.delete_runs()
         with pytest.raises(tracker.RunNotFoundError):
             catalog.delete_run("nope")
+
+
+def test_reads_hold_in_a_parallel_plan(both: Both, pg_cluster: Any, pg_url: str) -> None:
+    """A runs table of some 50,000 runs gets parallel plans; the safe casts must run in them
+    (an EXCEPTION block's subtransaction is refused there). Parallel plans are forced here."""
+    database = pg_url.split("@/")[1].split("?")[0]
+    force = "debug_parallel_query" if _server_version(pg_url) >= 160000 else "force_parallel_mode"
+    for setting in (f"{force} = on", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+                    "min_parallel_table_scan_size = 0"):
+        pg_cluster.admin(f"ALTER DATABASE {database} SET {setting}")
+    catalog, pg = tracker.Catalog(both[0].path), tracker.Catalog(pg_url)  # new connections
+    for read in ({}, {"where": "params.lr > 0.05 and metrics.acc >= 0.5"},
+                 {"order_by": "metrics.acc DESC", "limit": 3}, {"where": "params.n > 5"}):
+        pd.testing.assert_frame_equal(pg.runs(**read), catalog.runs(**read))
+
+
+def _server_version(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SHOW server_version_num").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_page_of_the_newest_runs_is_read_from_the_index(both: Both, pg_url: str) -> None:
+    """runs(limit=25) in the default order (a widget's first render) must not sort the whole
+    table: at 1M runs that sort took over 40 s. Sorts are priced out so the plan shows whether
+    the index gives the order."""
+    import psycopg
+
+    from tracker import pg_queries
+
+    sent: list[tuple[str, Any]] = []
+    execute = pg_queries.ArrowConnection.execute
+
+    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+        sent.append((sql, params))
+        return execute(self, sql, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pg_queries.ArrowConnection, "execute", recording)
+        assert len(both[1].runs(limit=25)) == 6
+    sql, params = sent[0]
+    with psycopg.connect(pg_url) as connection:
+        connection.execute("SET search_path TO tracker")
+        connection.execute("SET enable_sort = off")
+        connection.execute("SET enable_seqscan = off")
+        plan = "\n".join(row[0] for row in connection.execute(
+            f"EXPLAIN {sql}", list(params)).fetchall())  # type: ignore[arg-type]
+    assert "runs_started" in plan and "Sort" not in plan, plan

@@ -10,6 +10,7 @@ from benchmarks.figures import (  # noqa: F401 (imported to register)
     kernel,
     lineage,
     mlflow_import,
+    postgres,
     queries,
     reproduce,
     scan,

@@ -63,7 +63,7 @@ def reader_figures(ctx: Context) -> tuple[Figure, ...]:
 def measure_concurrency(ctx: Context) -> dict[str, Outcome]:
     """Run the write test on each side and report the four figures."""
     require("tracker", "Catalog")
-    return on_both_sides(ctx, lambda side, store: _contest(
+    return on_both_sides(ctx, lambda side, store: contest(
         ctx, side, store, runs_each=_runs_each(ctx), readers=0, prefix="concurrent"))
 
 
@@ -71,12 +71,14 @@ def measure_concurrency(ctx: Context) -> dict[str, Outcome]:
 def measure_readers(ctx: Context) -> dict[str, Outcome]:
     """Run the write test with readers on each side and report the six figures."""
     require("tracker", "Catalog", "runs", "use_catalog")
-    return on_both_sides(ctx, lambda side, store: _contest(
+    return on_both_sides(ctx, lambda side, store: contest(
         ctx, side, store, runs_each=_runs_each_read(ctx), readers=READERS, prefix="readers"))
 
 
-def _contest(ctx: Context, side: str, store: dict[str, str], *, runs_each: int, readers: int,
-             prefix: str) -> dict[str, Measure]:
+def contest(ctx: Context, side: str, store: dict[str, str], *, runs_each: int, readers: int,
+            prefix: str) -> dict[str, Measure]:
+    """:data:`WRITERS` writers of ``runs_each`` runs each and ``readers`` readers on ``side``'s
+    ``store``, all started at once; the figures keyed ``prefix.runs_per_s``..."""
     folder = Path(tempfile.mkdtemp(dir=ctx.workdir))
     go, stop = str(folder / "go"), folder / "stop"
     writers = [start(side, {"op": "worker", "worker": i, "runs": runs_each, "go": go, **store})

@@ -51,7 +51,7 @@ def measure_queries(ctx: Context) -> dict[str, Outcome]:
     outcomes = {}
     for n in ctx.sizes:
         job = {"op": "query", "n": n, "repeats": ctx.repeats, "budget_s": 5 if ctx.quick else 20}
-        ours, our_rows = _run_kinds(tracker_job, {**job, "catalog": tracker_catalog(ctx, n)},
+        ours, our_rows = run_kinds(tracker_job, {**job, "catalog": tracker_catalog(ctx, n)},
                                     timeout_s=None)
         theirs, their_rows = _mlflow_kinds(ctx, n, job)
         for kind, _, _ in QUERIES:
@@ -84,13 +84,13 @@ def _mlflow_kinds(ctx: Context, n: int,
     if ctx.mlflow_missing is not None:
         missing = Measure.unavailable(ctx.mlflow_missing)
         return {kind: missing for kind, _, _ in QUERIES}, {}
-    return _run_kinds(mlflow_job, {**job, "db": mlflow_db(ctx, n)}, timeout_s=ctx.timeout_s)
+    return run_kinds(mlflow_job, {**job, "db": mlflow_db(ctx, n)}, timeout_s=ctx.timeout_s)
 
 
-def _run_kinds(side: Side, job: dict[str, Any],
+def run_kinds(side: Side, job: dict[str, Any],
                *, timeout_s: float | None) -> tuple[dict[str, Measure], dict[str, int]]:
-    """Every query in as few processes as possible: a timed-out query is reported as
-    "> limit" and a new process carries on with the queries after it."""
+    """Every query of :data:`QUERIES` on ``side``, in as few processes as possible: a timed-out
+    query is reported as "> limit" and a new process carries on with the queries after it."""
     kinds = [kind for kind, _, _ in QUERIES]
     measures: dict[str, Measure] = {}
     rows: dict[str, int] = {}

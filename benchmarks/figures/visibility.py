@@ -52,17 +52,21 @@ def figures(ctx: Context) -> tuple[Figure, ...]:
 def measure_visibility(ctx: Context) -> dict[str, Outcome]:
     """One long-lived B per side, watching A after A, then the scripts."""
     require("tracker", "Catalog", "runs", "use_catalog")
-    return on_both_sides(ctx, lambda side, store: _visibility(ctx, side, store))
+    return on_both_sides(ctx, lambda side, store: visibility(ctx, side, store))
 
 
-def _visibility(ctx: Context, side: str, store: dict[str, str]) -> dict[str, Measure]:
+def visibility(ctx: Context, side: str, store: dict[str, str], *,
+               scripts: bool = True) -> dict[str, Measure]:
+    """The figures of one long-lived B on ``side``'s ``store``: A after A, then (``scripts``)
+    the scripts scenario."""
     stop = Path(tempfile.mkdtemp(dir=ctx.workdir)) / "stop"
     watcher = start(side, {"op": "watch", "stop": str(stop), "poll_s": POLL_S, **store})
     figures: dict[str, Measure] = {}
     try:
         if watcher.expect("ready", timeout_s=300):
             figures = _one_run_figures(ctx, side, store, watcher)
-            figures["visible.scripts"] = _scripts_figure(ctx, side, store, watcher)
+            if scripts:
+                figures["visible.scripts"] = _scripts_figure(ctx, side, store, watcher)
     finally:
         stop.touch()
         watcher.wait(timeout_s=60).check()  # B's failure is the group's, with B's stderr
