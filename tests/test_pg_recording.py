@@ -23,6 +23,7 @@ import pytest
 from test_integration import execute, kernel, write_notebook
 
 import tracker
+import tracker.cli
 from tracker import cli
 from tracker.errors import CatalogError, TrackerWarning
 from tracker.storage import pg_recovery
@@ -382,6 +383,11 @@ def test_a_notebook_kernel_records_its_run_and_a_killed_one_ends_crashed(
     assert [a["uri"] for a in run.inputs] == [str(tmp_path / "input.csv")]
     assert [a["uri"] for a in run.outputs] == [str(tmp_path / "out.txt")]
     assert len(run.cells) == 4
+    # the notebook is stored with the run, in the server's blobs table: any machine gets it back
+    assert tracker.cli.main(["--catalog", pg_url, "notebook", run_id, "-o",
+                             str(tmp_path / "back.ipynb")]) == 0
+    back = (tmp_path / "back.ipynb").read_text()
+    assert "# Team run" in back and "open('input.csv')" in back
 
     doomed = write_notebook(tmp_path / "doomed.ipynb", "x = 1")
     with kernel(tmp_path, {**env, "TRACKER_NOTEBOOK": str(doomed)}) as (manager, client):

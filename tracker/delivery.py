@@ -11,7 +11,6 @@ what dead processes left, in one transaction.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -222,11 +221,10 @@ def _from_saved(store: ContentStore, path: str, ident: Any, expected_hash: str |
 
 
 def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
-    """Copy the file at ``path``, redacted, into the blob folder; return its facts as an
+    """Store the file at ``path``, redacted, as a blob of the catalog; return its facts as an
     artifact event carries them (with ``blob``, the stored copy's name)."""
     from tracker import redaction
     from tracker.hashing import file_facts, hash_bytes
-    from tracker.storage import contents
 
     facts = file_facts(path)
     if facts.hash is None:
@@ -234,20 +232,6 @@ def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
     # What is stored is the notebook with its secrets replaced, and the hash is of that.
     content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
     digest = hash_bytes(content)
-    folder = catalog.blob_dir
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    blob = folder / digest.replace(":", "-")
-    if not contents.refresh(blob):  # a hit is touched: purge spares it until the run commits
-        # Written under another name and renamed: a process killed mid-copy must not leave a
-        # truncated file under the hash's name, which every later run would trust. (Purge
-        # removes such leftovers, as it does any unreferenced file over an hour old.)
-        partial = folder / f".{blob.name}.{os.getpid()}-{threading.get_ident()}.part"
-        _write_private(partial, content)
-        os.replace(partial, blob)
-    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": blob.name}
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """Write a file only its owner may read (mode 0600 from the start)."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(content)
+    key = digest.replace(":", "-")
+    catalog.store.save_blob(key, content)  # the blob folder, or a PostgreSQL catalog's table
+    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": key}

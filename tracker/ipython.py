@@ -448,8 +448,7 @@ class Session:
     def _store_notebook(self, run: Run) -> None:
         """Keep the notebook with the run (copied when the event is written): the executed one,
         outputs included, where the runner writes one (papermill), else as last saved."""
-        if self.notebook is not None and os.path.exists(self.notebook.path) and \
-                run.catalog.stores_contents:
+        if self.notebook is not None and os.path.exists(self.notebook.path):
             path = self.notebook.path
             run.record("stored", "notebook", _executed_copy(path) or path, time.time())
 

@@ -133,6 +133,12 @@ class PgStore:
             raise FileNotFoundError(f"no blob {key} in {self.shown}")
         return io.BytesIO(data)
 
+    def save_blob(self, key: str, content: bytes) -> None:
+        """Store ``content`` as the blob ``key`` in the database (every machine reading the
+        server has it), or mark the one stored as used now (see pg_blobs)."""
+        with self.connect(write=True) as con:
+            pg_blobs.store(con, key, content)
+
     def _open(self, wait: float) -> Any:
         import psycopg
 

@@ -99,6 +99,24 @@ class Store:
         missing); a PostgreSQL catalog's store answers the same from its database."""
         return open(self.blob_dir / key, "rb")  # noqa: SIM115 - the caller closes it
 
+    def save_blob(self, key: str, content: bytes) -> None:
+        """Store ``content`` as the blob ``key`` (its content hash), or touch the one stored:
+        purge spares a touched blob until the run referencing it commits."""
+        from tracker.storage import contents
+
+        folder = self.blob_dir
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        blob = folder / key
+        if contents.refresh(blob):
+            return
+        # Written under another name and renamed: a process killed mid-copy must not leave a
+        # truncated file under the hash's name, which every later run would trust. (Purge
+        # removes such leftovers, as it does any unreferenced file over an hour old.)
+        partial = folder / f".{key}.{os.getpid()}-{threading.get_ident()}.part"
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(content)
+        os.replace(partial, blob)
+
     # -- connections -------------------------------------------------------------------
 
     @contextlib.contextmanager
