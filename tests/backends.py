@@ -6,7 +6,7 @@ The feed is a tee on :mod:`tracker.storage.writer`: each batch ``apply_all`` (or
 ``apply_together``) committed, less what it refused, is applied to PostgreSQL by
 :func:`tracker.storage.pg_writer.apply`. What does not travel as events (tags set after the fact,
 ``update_run``, a crash found by recovery) is not fed: tests of such changes stay file-only,
-pinned with ``@pytest.mark.parametrize("backend", FILE_ONLY)`` and a comment naming what is
+pinned with ``@pytest.mark.parametrize("read_backend", FILE_ONLY)`` and a comment naming what is
 missing on PostgreSQL, to be flipped to ``BOTH`` once it is ported.
 """
 
@@ -25,6 +25,9 @@ from tracker.storage import pg_writer, writer
 from tracker.storage.pg_store import PgStore
 
 BOTH = ["file", "postgresql"]
+# A password in every mirror's URL (the test server trusts its socket, so libpq sends it
+# unasked): whatever a read-side test shows can be checked for it.
+SECRET = "s3cr3t-Mirror"
 FILE_ONLY = ["file"]
 
 # The reads of a PostgreSQL catalog: a mirror flushes its file catalog before each.
@@ -52,10 +55,21 @@ for _name in _READS:
     setattr(MirrorCatalog, _name, _flushing(getattr(pg_catalog.PgCatalog, _name)))
 
 
+def address(catalog: tracker.Catalog) -> str:
+    """What ``--catalog`` takes to read ``catalog`` from the CLI (a file's path, a PostgreSQL
+    URL), once everything recorded through it is written."""
+    catalog.flush()
+    if isinstance(catalog, MirrorCatalog):
+        catalog.source.flush()
+    return str(catalog.path)
+
+
 def mirror(source: tracker.Catalog, url: str, monkeypatch: pytest.MonkeyPatch) -> MirrorCatalog:
     """A PostgreSQL catalog at ``url`` fed, for the rest of the test, every event the file
     catalog writer commits (``source``'s and any other in this process)."""
     assert not source.path.exists(), "reads must come before any fixture that records"
+    url = url.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@", 1)
+    assert SECRET in url
     store = PgStore(url, 10)
 
     def feed(applied: Sequence[Spooled]) -> None:

@@ -78,21 +78,21 @@ def pg_url(pg_cluster: Any) -> str:
 
 
 @pytest.fixture(params=["file", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
+def read_backend(request: pytest.FixtureRequest) -> str:
     """The back end a read-side test reads from, each in turn (tests/backends.py); a test pins
-    it with ``@pytest.mark.parametrize("backend", backends.FILE_ONLY)`` and says why."""
+    it with ``@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)`` and says why."""
     return str(request.param)
 
 
 @pytest.fixture
-def reads(backend: str, catalog: tracker.Catalog,
+def reads(read_backend: str, catalog: tracker.Catalog,
           request: pytest.FixtureRequest) -> Iterator[tracker.Catalog]:
     """The catalog a test reads: ``catalog`` itself, or a PostgreSQL catalog fed every event
     ``catalog``'s writer commits (tests/backends.py), so both hold the same runs. Its own
     patch: a test's ``monkeypatch.undo()`` must not stop the feed."""
     import backends
 
-    if backend == "file":
+    if read_backend == "file":
         yield catalog
         return
     with pytest.MonkeyPatch.context() as patch:

@@ -103,7 +103,7 @@ def test_count_runs_groups_by_status_or_a_param(reads: tracker.Catalog, catalog:
 
 
 # tags set on a run after the fact (set_tags) are not written to PostgreSQL yet
-@pytest.mark.parametrize("backend", backends.FILE_ONLY)
+@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
 def test_tags_are_columns_filters_sort_keys_and_groups(
         reads: tracker.Catalog, catalog: tracker.Catalog, three_runs: list[str]) -> None:
     a, b, c = three_runs
@@ -128,7 +128,7 @@ def test_tags_are_columns_filters_sort_keys_and_groups(
 
 
 # tags set on a run after the fact (set_tags) are not written to PostgreSQL yet
-@pytest.mark.parametrize("backend", backends.FILE_ONLY)
+@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
 def test_a_filter_on_a_key_no_run_has_warns_with_the_closest_keys(
         reads: tracker.Catalog, catalog: tracker.Catalog, three_runs: list[str]) -> None:
     catalog.set_tag("source", "cli", run=three_runs[0])
@@ -383,7 +383,7 @@ def test_hostile_filters_are_tracker_errors(
 
 # recording a name holding NUL into PostgreSQL (whose text cannot hold one) is the recording
 # port's to decide
-@pytest.mark.parametrize("backend", backends.FILE_ONLY)
+@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
 def test_a_filter_with_a_nul_byte_is_a_value_like_any_other(
         reads: tracker.Catalog, catalog: tracker.Catalog) -> None:
     catalog.start_run("a\x00b").end()

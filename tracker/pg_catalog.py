@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 # What a PostgreSQL catalog offers today; every other public name of Catalog refuses.
 PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count_runs", "keys",
                     "metric_history", "artifacts", "lineage", "sql", "store", "recorder",
-                    "delete_run", "delete_runs", "restore_run", "restore_runs"})
+                    "delete_run", "delete_runs", "restore_run", "restore_runs",
+                    # reads built on the ones above, and the runs browser (issue #13)
+                    "path", "diff", "show"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -48,6 +50,12 @@ class PgCatalog(Catalog):
 
     def __repr__(self) -> str:
         return f"Catalog({self._pg.shown!r})"
+
+    @property
+    def path(self) -> str:  # type: ignore[override]  # a URL, not a file
+        """The catalog's URL as it may be shown (any password in it hidden): what tells two
+        catalogs apart, as a file catalog's path does."""
+        return self._pg.shown
 
     @property
     def timeout(self) -> float:

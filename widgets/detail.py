@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as w
 
 from tracker._ids import short_id
-from tracker.errors import TrackerError
+from tracker.errors import NotOnPostgresError, TrackerError
 from tracker.models import STATUSES, RunInfo
 
 from . import _html as h
@@ -62,8 +62,10 @@ class RunDetail(w.VBox):
         self.picture = LineagePicture(on_open=lambda run_id: self.on_open(run_id))
         # Always in the tree, hidden when there is nothing to draw, so closing the detail
         # closes the picture's comm too.
+        self.lineage_note = w.HTML()  # why no picture is drawn, when it cannot be
         self.lineage = w.VBox([w.HTML(h.join([h.section("Lineage"), h.muted(
-            "inputs → runs → outputs; click a run to open it")])), self.picture])
+            "inputs → runs → outputs; click a run to open it")])), self.lineage_note,
+            self.picture])
         self.environment = w.HTML()
         self.cells = w.HTML()
         self.reproduce = _reproduce_control(self)
@@ -129,9 +131,14 @@ class RunDetail(w.VBox):
         """The lineage picture, for a run that read or wrote files (the trash left out, as in
         the related runs above)."""
         linked = any(item["role"] in ("input", "output") for item in info.artifacts)
-        graph = self.catalog.lineage_graph(info.id) if linked else None
+        note = ""
+        try:
+            graph = self.catalog.lineage_graph(info.id) if linked else None
+        except NotOnPostgresError as exc:  # the graph walk is not ported yet: say so
+            graph, note = None, h.message(str(exc), "warn")
         self.picture.show(graph)
-        if graph is None:
+        self.lineage_note.value = note
+        if graph is None and not note:
             self.lineage.add_class("tracker-hidden")
         else:
             self.lineage.remove_class("tracker-hidden")
