@@ -40,6 +40,7 @@ class MirrorCatalog(pg_catalog.PgCatalog):
     flushes ``source``, whose writer feeds this catalog (see :func:`mirror`)."""
 
     source: tracker.Catalog
+    url: str  # with its password, as a user's setting may hold one
 
 
 def _flushing(read: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,10 +58,11 @@ for _name in _READS:
 
 def address(catalog: tracker.Catalog) -> str:
     """What ``--catalog`` takes to read ``catalog`` from the CLI (a file's path, a PostgreSQL
-    URL), once everything recorded through it is written."""
-    catalog.flush()
+    URL holding :data:`SECRET`), once everything recorded through it is written."""
     if isinstance(catalog, MirrorCatalog):
         catalog.source.flush()
+        return catalog.url
+    catalog.flush()
     return str(catalog.path)
 
 
@@ -96,5 +98,5 @@ def mirror(source: tracker.Catalog, url: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(writer, "apply_all", apply_all)
     monkeypatch.setattr(writer, "apply_together", apply_together)
     catalog = MirrorCatalog(url)
-    catalog.source = source
+    catalog.source, catalog.url = source, url
     return catalog
