@@ -1144,8 +1144,8 @@ def test_files_filter_binds_the_path() -> None:
 
 def test_files_filter_works_from_the_cli(reads: Any, pipeline: dict[str, str],
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--catalog", backends.address(reads), "runs", "--where", "outputs contains 'model.pt'",
-                 "--format", "json"]) == 0
+    assert main(["--catalog", backends.address(reads), "runs",
+                 "--where", "outputs contains 'model.pt'", "--format", "json"]) == 0
     assert [record["name"] for record in json.loads(capsys.readouterr().out)] == ["train"]
 
 
