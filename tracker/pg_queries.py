@@ -212,6 +212,11 @@ def _matching(where: str | None, equals: Mapping[str, Any] | None, include_delet
                "TRUE" if include_deleted else "r.deleted_at IS NULL")
     condition = filter_language.compile_filter(where, dialect=POSTGRES)
     equal = filter_language.compile_equals(equals or {}, dialect=POSTGRES)
+    if any(isinstance(value, str) and "\x00" in value
+           for value in (*condition.params, *equal.params)):
+        raise ArgumentError("a value in the filter holds a NUL character, which no text in a "
+                            "PostgreSQL catalog can hold (the server refuses to compare it); "
+                            "remove it from the filter")
     return filter_language.Compiled(f"{visible} AND ({condition.sql}) AND ({equal.sql})",
                                     (*condition.params, *equal.params))
 
