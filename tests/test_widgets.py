@@ -539,6 +539,15 @@ def test_the_runs_browser_on_postgresql_is_the_file_catalogs(
         from_file.close()
 
 
+@pytest.mark.parametrize("read_backend", ["postgresql"])
+def test_the_trash_on_postgresql_says_it_is_not_ported_yet(table: RunTable) -> None:
+    table.trash_button.click()
+    trash = table.view
+    assert isinstance(trash, TrashView) and trash.rows == []
+    assert "runs(deleted_only=True) is not yet supported on PostgreSQL" in trash.notice.text
+    assert backends.SECRET not in " ".join(html_values(trash))
+
+
 def files_text(detail: RunDetail) -> str:
     """The detail's files section as the HTML of its cells, in order, between "|"."""
     grids = [child for child in detail.files.children if isinstance(child, w.GridBox)]
