@@ -266,15 +266,15 @@ def test_lineage_links_a_reader_to_the_writer(
 
 
 def test_lineage_and_artifacts_leave_out_deleted_runs_unless_asked(
-        catalog: tracker.Catalog, tmp_path: Path) -> None:
+        reads: tracker.Catalog, catalog: tracker.Catalog, tmp_path: Path) -> None:
     features, producer, consumer = _featurize_then_train(catalog, tmp_path)
-    tracker.use_catalog(catalog)
+    tracker.use_catalog(reads)
     tracker.delete_run(consumer.id)
-    assert catalog.lineage(producer.id).empty
+    assert reads.lineage(producer.id).empty
     assert list(tracker.lineage(producer.id, include_deleted=True)["run_name"]) == ["train"]
     assert list(tracker.artifacts()["run_name"]) == ["featurize"]
     assert list(tracker.artifacts(include_deleted=True)["run_name"]) == ["featurize", "train"]
-    assert list(catalog.artifacts(consumer.id)["role"]) == ["input"]  # named: shown
+    assert list(reads.artifacts(consumer.id)["role"]) == ["input"]  # named: shown
 
 
 def test_sql_reads_but_never_writes(
