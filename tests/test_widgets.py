@@ -937,8 +937,8 @@ def test_import_tracker_does_not_import_ipywidgets() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_show_displays_a_run_table(catalog: tracker.Catalog, three: list[str]) -> None:
-    tracker.use_catalog(catalog)
+def test_show_displays_a_run_table(reads: tracker.Catalog, three: list[str]) -> None:
+    tracker.use_catalog(reads)
     table = tracker.show("status = 'failed'", live=False)
 
     assert isinstance(table, RunTable)
@@ -946,12 +946,12 @@ def test_show_displays_a_run_table(catalog: tracker.Catalog, three: list[str]) -
     table.close()
 
 
-def test_any_catalog_shows_its_own_runs(catalog: tracker.Catalog, three: list[str],
+def test_any_catalog_shows_its_own_runs(reads: tracker.Catalog, three: list[str],
                                         tmp_path: Path) -> None:
     tracker.use_catalog(tmp_path / "elsewhere.duckdb")  # the default is another, empty one
-    table = tracker.Catalog(catalog.path).show("status = 'failed'", live=False)
+    table = tracker.Catalog(backends.address(reads)).show("status = 'failed'", live=False)
     assert isinstance(table, RunTable)
-    assert table.catalog.path == catalog.path and table.rows == [three[1]]
+    assert table.catalog.path == reads.path and table.rows == [three[1]]
     table.close()
     tracker.use_catalog(None)
 
