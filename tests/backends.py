@@ -13,9 +13,11 @@ missing on PostgreSQL, to be flipped to ``BOTH`` once it is ported.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import tracker
@@ -35,6 +37,11 @@ _READS = ("get_run", "runs", "count_runs", "keys", "metric_history", "artifacts"
           "sql", "delete_run", "delete_runs", "restore_run", "restore_runs")
 
 
+# Reads compared with the file catalog's at each call, and changes made on both.
+_COMPARED = ("runs", "count_runs", "keys", "metric_history", "artifacts", "lineage")
+_CHANGES = ("delete_run", "delete_runs", "restore_run", "restore_runs")
+
+
 class MirrorCatalog(pg_catalog.PgCatalog):
     """A PostgreSQL catalog holding what ``source`` (a file catalog) recorded: each read first
     flushes ``source``, whose writer feeds this catalog (see :func:`mirror`)."""
@@ -52,8 +59,48 @@ def _flushing(read: Callable[..., Any]) -> Callable[..., Any]:
     return flushed
 
 
+def _compared(read: Callable[..., Any]) -> Callable[..., Any]:
+    """``read``, whose DataFrame must be the file catalog's for the same call: columns, dtypes
+    and values (a live run's duration aside: each back end reads its own clock)."""
+    @functools.wraps(read)
+    def compared(self: MirrorCatalog, *args: Any, **kwargs: Any) -> Any:
+        got = read(self, *args, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the mirror's read has warned already
+            expected = getattr(self.source, read.__name__)(*args, **kwargs)
+        if isinstance(got, pd.DataFrame):
+            live = "duration" in got.columns and "ended_at" in got.columns
+            pd.testing.assert_frame_equal(_settled(got) if live else got,
+                                          _settled(expected) if live else expected)
+        else:
+            assert got == expected
+        return got
+
+    return compared
+
+
+def _settled(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(duration=table["duration"].where(table["ended_at"].notna()))
+
+
+def _mirrored(change: Callable[..., Any]) -> Callable[..., Any]:
+    """``change`` made on both catalogs, so they keep holding the same runs."""
+    @functools.wraps(change)
+    def both(self: MirrorCatalog, *args: Any, **kwargs: Any) -> Any:
+        done = change(self, *args, **kwargs)
+        assert getattr(self.source, change.__name__)(*args, **kwargs) == done
+        return done
+
+    return both
+
+
 for _name in _READS:
-    setattr(MirrorCatalog, _name, _flushing(getattr(pg_catalog.PgCatalog, _name)))
+    _read = _flushing(getattr(pg_catalog.PgCatalog, _name))
+    if _name in _CHANGES:
+        _read = _mirrored(_read)
+    elif _name in _COMPARED:
+        _read = _compared(_read)
+    setattr(MirrorCatalog, _name, _read)
 
 
 def address(catalog: tracker.Catalog) -> str:
