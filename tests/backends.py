@@ -126,14 +126,16 @@ def mirror(source: tracker.Catalog, url: str, monkeypatch: pytest.MonkeyPatch) -
             with store.connect(write=True) as con:
                 assert pg_writer.apply(con, applied) == []
 
-    def apply_all(con: Any, batch: Sequence[Spooled], keep: writer.Keep) -> list[Any]:
-        rejects = original_all(con, batch, keep)
+    def apply_all(con: Any, batch: Sequence[Spooled], keep: writer.Keep, *more: Any,
+                  **options: Any) -> list[Any]:
+        rejects = original_all(con, batch, keep, *more, **options)
         refused = {(reject.run_id, reject.seq) for reject in rejects}
         feed([item for item in batch if (item.run_id, item.seq) not in refused])
         return rejects
 
-    def apply_together(con: Any, batch: Sequence[Spooled], others: Sequence[Spooled]) -> Any:
-        together = original_together(con, batch, others)
+    def apply_together(con: Any, batch: Sequence[Spooled], others: Sequence[Spooled],
+                       *more: Any, **options: Any) -> Any:
+        together = original_together(con, batch, others, *more, **options)
         if together is not None:
             startless, committed = together
             refused = {(reject.run_id, reject.seq) for reject in startless}
