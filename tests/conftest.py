@@ -79,6 +79,28 @@ def pg_url(pg_cluster: Any) -> str:
     return str(pg_cluster.url(pg_cluster.fresh_database()))
 
 
+@pytest.fixture(params=["file", "postgresql"])
+def read_backend(request: pytest.FixtureRequest) -> str:
+    """The back end a read-side test reads from, each in turn (tests/backends.py); a test pins
+    it with ``@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)`` and says why."""
+    return str(request.param)
+
+
+@pytest.fixture
+def reads(read_backend: str, catalog: tracker.Catalog,
+          request: pytest.FixtureRequest) -> Iterator[tracker.Catalog]:
+    """The catalog a test reads: ``catalog`` itself, or a PostgreSQL catalog fed every event
+    ``catalog``'s writer commits (tests/backends.py), so both hold the same runs. Its own
+    patch: a test's ``monkeypatch.undo()`` must not stop the feed."""
+    import backends
+
+    if read_backend == "file":
+        yield catalog
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        yield backends.mirror(catalog, request.getfixturevalue("pg_url"), patch)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A private folder on its own 16 MB tmpfs, to fill up for real (root can mount one, and CI

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import backends
 import pytest
 from mlflow_stores import copy_store
 
@@ -47,7 +48,16 @@ def _run(catalog: tracker.Catalog, name: str, *, params: Mapping[str, Any] | Non
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
+    assert backends.SECRET not in captured.out + captured.err  # a catalog URL's password
     return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli_reads(reads: tracker.Catalog, monkeypatch: pytest.MonkeyPatch) -> tracker.Catalog:
+    """Point the command line at the catalog the test reads (tests/backends.py): the file, or
+    the PostgreSQL catalog by a URL holding a password. Before any fixture that records."""
+    monkeypatch.setenv("TRACKER_CATALOG", backends.address(reads))
+    return reads
 
 
 @pytest.fixture
@@ -65,8 +75,8 @@ def three(catalog: tracker.Catalog) -> list[str]:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def test_runs_lists_newest_first_then_the_count(capsys: pytest.CaptureFixture[str],
-                                                three: list[str]) -> None:
+def test_runs_lists_newest_first_then_the_count(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, err = _cli(capsys, "runs")
     lines = out.splitlines()
     assert (code, err) == (0, "")
@@ -77,15 +87,15 @@ def test_runs_lists_newest_first_then_the_count(capsys: pytest.CaptureFixture[st
     assert lines[-1] == "3 of 3 runs"
 
 
-def test_a_short_id_copied_from_runs_names_the_run(capsys: pytest.CaptureFixture[str],
-                                                   three: list[str]) -> None:
+def test_a_short_id_copied_from_runs_names_the_run(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     short = _cli(capsys, "runs")[1].splitlines()[2].split()[0]
     code, out, _ = _cli(capsys, "show", short)
     assert (code, out.splitlines()[0].split()) == (0, ["id", three[1]])
 
 
-def test_show_of_a_shared_prefix_lists_the_runs_it_matches(capsys: pytest.CaptureFixture[str],
-                                                          three: list[str]) -> None:
+def test_show_of_a_shared_prefix_lists_the_runs_it_matches(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     shared = three[0][:5]
     assert all(run_id.startswith(shared) for run_id in three)  # made within seconds
     code, _, err = _cli(capsys, "show", shared)
@@ -94,7 +104,7 @@ def test_show_of_a_shared_prefix_lists_the_runs_it_matches(capsys: pytest.Captur
 
 
 def test_runs_and_show_give_start_times_to_the_second_with_the_local_zone(
-        capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     started = tracker.Catalog(os.environ["TRACKER_CATALOG"]).get_run(three[0]).started_at
     local = started.astimezone()
     zone = local.strftime("%Z")
@@ -104,22 +114,23 @@ def test_runs_and_show_give_start_times_to_the_second_with_the_local_zone(
     assert f"{local:%Y-%m-%d %H:%M:%S} {zone}" in shown
 
 
-def test_runs_shows_only_params_and_metrics_that_vary(capsys: pytest.CaptureFixture[str],
-                                                      three: list[str]) -> None:
+def test_runs_shows_only_params_and_metrics_that_vary(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     header = _cli(capsys, "runs")[1].splitlines()[0].split()
     assert "lr" in header and "acc" in header
     assert "model" not in header  # the same on every run: nothing to compare
 
 
-def test_runs_limit_reports_how_many_match_in_all(capsys: pytest.CaptureFixture[str],
-                                                  three: list[str]) -> None:
+def test_runs_limit_reports_how_many_match_in_all(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, _ = _cli(capsys, "runs", "--limit", "2")
     assert code == 0
     assert len(out.splitlines()) == 4
     assert out.splitlines()[-1] == "2 of 3 runs"
 
 
-def test_runs_where_and_order_by(capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+def test_runs_where_and_order_by(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, _ = _cli(capsys, "runs", "--where", "params.lr < 0.25",
                         "--order-by", "metrics.acc DESC")
     assert code == 0
@@ -127,8 +138,8 @@ def test_runs_where_and_order_by(capsys: pytest.CaptureFixture[str], three: list
     assert out.splitlines()[-1] == "2 of 2 runs"
 
 
-def test_runs_bad_filter_exits_1_naming_the_position(capsys: pytest.CaptureFixture[str],
-                                                     three: list[str]) -> None:
+def test_runs_bad_filter_exits_1_naming_the_position(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, err = _cli(capsys, "runs", "--where", "params.lr >> 3")
     assert (code, out) == (1, "")
     assert err.startswith("tracker: error: ")
@@ -136,8 +147,8 @@ def test_runs_bad_filter_exits_1_naming_the_position(capsys: pytest.CaptureFixtu
     assert len(err.splitlines()) == 1
 
 
-def test_runs_warns_on_stderr_about_a_key_no_run_has(capsys: pytest.CaptureFixture[str],
-                                                     three: list[str]) -> None:
+def test_runs_warns_on_stderr_about_a_key_no_run_has(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, err = _cli(capsys, "runs", "--where", "params.lrr > 0.15")
     assert (code, out.splitlines()[-1]) == (0, "0 of 0 runs")
     assert err == "tracker: warning: no run has params.lrr; did you mean params.lr?\n"
@@ -168,9 +179,9 @@ def test_tag_refuses_what_is_not_a_tag(capsys: pytest.CaptureFixture[str],
     assert code == 1 and err.startswith("tracker: error: ")
 
 
-def test_runs_cuts_long_cells_to_the_terminal_width(capsys: pytest.CaptureFixture[str],
-                                                    catalog: tracker.Catalog,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_cuts_long_cells_to_the_terminal_width(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = _run(catalog, "a-very-long-run-name-" * 4)
     catalog.flush()
     monkeypatch.setenv("COLUMNS", "70")
@@ -183,7 +194,7 @@ def test_runs_cuts_long_cells_to_the_terminal_width(capsys: pytest.CaptureFixtur
 
 
 def test_runs_fits_80_columns_and_counts_the_columns_left_out(
-        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
         monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(3):
         _run(catalog, f"experiment-with-a-long-name-{i}",
@@ -205,8 +216,8 @@ def test_runs_fits_80_columns_and_counts_the_columns_left_out(
     assert len(lines[0].split()) == 11 and lines[-1] == "3 of 3 runs"
 
 
-def test_runs_csv_and_json_hold_every_column(capsys: pytest.CaptureFixture[str],
-                                             three: list[str]) -> None:
+def test_runs_csv_and_json_hold_every_column(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, _ = _cli(capsys, "runs", "--format", "json")
     records = json.loads(out)
     assert code == 0
@@ -219,7 +230,8 @@ def test_runs_csv_and_json_hold_every_column(capsys: pytest.CaptureFixture[str],
     assert out.splitlines() == ["name,params.lr", "gamma,0.3", "beta,0.2", "alpha,0.1"]
 
 
-def test_runs_columns_are_checked(capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+def test_runs_columns_are_checked(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, _ = _cli(capsys, "runs", "--columns", "name,started,params.missing")
     assert code == 0
     assert out.splitlines()[0].split() == ["name", "started", "missing"]
@@ -239,7 +251,7 @@ def test_runs_deleted_shows_the_trash_and_all_shows_both(
     assert _cli(capsys, "runs", "--all", "--deleted")[0] == 2
 
 
-def test_runs_on_an_empty_catalog(capsys: pytest.CaptureFixture[str],
+def test_runs_on_an_empty_catalog(cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str],
                                   catalog: tracker.Catalog) -> None:
     assert _cli(capsys, "runs") == (0, "0 of 0 runs\n", "")
 
@@ -248,7 +260,8 @@ def test_runs_on_an_empty_catalog(capsys: pytest.CaptureFixture[str],
 
 
 def test_show_prints_params_history_metrics_and_file_lineage(
-        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, tmp_path: Path) -> None:
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
+        tmp_path: Path) -> None:
     raw, clean = tmp_path / "raw.csv", tmp_path / "clean.csv"
     raw.write_text("a\n1\n")
     with catalog.start_run("prepare", params={"lr": 0.1}, labels=["etl"]) as producer:
@@ -287,7 +300,7 @@ def test_show_leaves_deleted_readers_out_of_the_lineage_unless_all(
     assert f"{clean}  v1  4 B  via call  read by train ({consumer.id})" in shown
 
 
-def test_show_json_has_every_field(capsys: pytest.CaptureFixture[str],
+def test_show_json_has_every_field(cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str],
                                    three: list[str]) -> None:
     code, out, _ = _cli(capsys, "show", three[1], "--format", "json")
     data = json.loads(out)
@@ -299,7 +312,8 @@ def test_show_json_has_every_field(capsys: pytest.CaptureFixture[str],
 
 
 def test_show_summarises_environment_and_failed_cells(
-        capsys: pytest.CaptureFixture[str], three: list[str], tmp_path: Path) -> None:
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str],
+        tmp_path: Path) -> None:
     exported = tmp_path / "run.json"
     assert _cli(capsys, "export", three[0], str(exported))[0] == 0
     descriptor = json.loads(exported.read_text())
@@ -323,7 +337,8 @@ def test_show_summarises_environment_and_failed_cells(
     assert "[2] ZeroDivisionError: division by zero" in out
 
 
-def test_show_unknown_run_exits_1(capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
+def test_show_unknown_run_exits_1(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, err = _cli(capsys, "show", "zzzzzzzz")
     assert (code, out) == (1, "")
     assert err == "tracker: error: no run matches 'zzzzzzzz'\n"
@@ -391,8 +406,8 @@ def test_restore_of_a_run_not_in_the_trash_says_so(capsys: pytest.CaptureFixture
                                 f"restored {three[0]}"]
 
 
-def test_sql_shows_the_query_s_own_column_names(capsys: pytest.CaptureFixture[str],
-                                                three: list[str]) -> None:
+def test_sql_shows_the_query_s_own_column_names(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, _ = _cli(capsys, "sql", "SELECT name, notebook, notebook_name, started_at "
                         "FROM runs ORDER BY name LIMIT 1")
     assert code == 0
@@ -517,8 +532,8 @@ def test_import_mlflow_of_something_else_exits_1(capsys: pytest.CaptureFixture[s
     assert err.startswith("tracker: error: ") and "is not an MLflow store" in err
 
 
-def test_sql_prints_a_table_and_refuses_writes(capsys: pytest.CaptureFixture[str],
-                                               three: list[str]) -> None:
+def test_sql_prints_a_table_and_refuses_writes(
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, _ = _cli(capsys, "sql", "SELECT name FROM runs ORDER BY name")
     assert code == 0
     assert out.splitlines() == ["name", "alpha", "beta", "gamma", "3 rows"]
@@ -640,7 +655,8 @@ def test_status_refuses_running_for_a_finished_run_unless_forced(
 
 
 def test_runs_csv_and_json_keep_int_params_whole_when_some_runs_lack_them(
-        capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog) -> None:
+        cli_reads: tracker.Catalog, capsys: pytest.CaptureFixture[str],
+        catalog: tracker.Catalog) -> None:
     _run(catalog, "with", params={"epochs": 3})
     _run(catalog, "without")
     catalog.flush()

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import backends
 import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1092,8 +1093,10 @@ def test_mlflow_order_by_refusals_are_syntax_errors(items: str) -> None:
 
 
 @pytest.fixture
-def pipeline(catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """prepare writes data/x.csv, train reads it and writes model.pt; cwd is tmp_path."""
+def pipeline(reads: Any, catalog: Any, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """prepare writes data/x.csv, train reads it and writes model.pt; cwd is tmp_path. Read
+    from each back end in turn (``reads``)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.csv").write_text("a,b\n1,2\n")
@@ -1122,14 +1125,14 @@ def pipeline(catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     ("inputs contains './data/../data/x.csv'", {"train"}),
 ])
 def test_files_filter_finds_the_runs_that_read_or_wrote_a_path(
-        catalog: Any, pipeline: dict[str, str], text: str, expected: set[str]) -> None:
-    assert set(catalog.runs(text)["name"]) == expected
+        reads: Any, pipeline: dict[str, str], text: str, expected: set[str]) -> None:
+    assert set(reads.runs(text)["name"]) == expected
 
 
-def test_files_filter_takes_an_absolute_path(catalog: Any, pipeline: dict[str, str],
+def test_files_filter_takes_an_absolute_path(reads: Any, pipeline: dict[str, str],
                                              tmp_path: Path) -> None:
     absolute = str(tmp_path / "data" / "x.csv")
-    assert list(catalog.runs(f"inputs contains {json.dumps(absolute)}")["name"]) == ["train"]
+    assert list(reads.runs(f"inputs contains {json.dumps(absolute)}")["name"]) == ["train"]
 
 
 def test_files_filter_binds_the_path() -> None:
@@ -1139,10 +1142,10 @@ def test_files_filter_binds_the_path() -> None:
     assert compiled.params[0] == "output"
 
 
-def test_files_filter_works_from_the_cli(catalog: Any, pipeline: dict[str, str],
+def test_files_filter_works_from_the_cli(reads: Any, pipeline: dict[str, str],
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--catalog", str(catalog.path), "runs", "--where", "outputs contains 'model.pt'",
-                 "--format", "json"]) == 0
+    assert main(["--catalog", backends.address(reads), "runs",
+                 "--where", "outputs contains 'model.pt'", "--format", "json"]) == 0
     assert [record["name"] for record in json.loads(capsys.readouterr().out)] == ["train"]
 
 

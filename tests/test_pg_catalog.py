@@ -53,9 +53,7 @@ def _calls(tmp_path: Path) -> list[tuple[str, Callable[[tracker.Catalog], Any]]]
     """Each operation not ported to PostgreSQL catalogs, as one call."""
     return [
         ("import_mlflow", lambda c: c.import_mlflow(tmp_path)),
-        ("show", lambda c: c.show()),
         ("reproduce", lambda c: c.reproduce("01r1")),
-        ("path", lambda c: c.path),
     ]
 
 
@@ -69,6 +67,12 @@ def test_what_is_not_ported_is_refused_by_name(secret_url: str, tmp_path: Path) 
         assert name in str(refused.value), name
         assert SECRET not in str(refused.value) and SECRET not in refused.value.path
     assert os.listdir(tmp_path) == []  # nothing written next to the caller
+
+
+def test_its_path_is_the_url_without_the_password(secret_url: str) -> None:
+    catalog = tracker.Catalog(secret_url)
+    assert catalog.path == secret_url.replace(SECRET, "***") and SECRET not in catalog.path
+    assert catalog.path == tracker.Catalog(catalog.path).path  # the same catalog
 
 
 def test_a_file_catalog_is_still_a_file_catalog(tmp_path: Path) -> None:

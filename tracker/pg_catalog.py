@@ -45,7 +45,9 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
                     # recording
                     "recorder_for_write", "start_run", "end_run", "log_param", "log_params",
                     "log_metric", "log_metrics", "log_input", "log_output", "spool_dir",
-                    "ensure_folder", "vet", "folder", "stores_contents"})
+                    "ensure_folder", "vet", "folder", "stores_contents",
+                    # the runs browser
+                    "path", "show"})
 
 # Internal names a user meets through other doors, said as what the user was doing.
 _SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
@@ -66,6 +68,12 @@ class PgCatalog(Catalog):
 
     def __repr__(self) -> str:
         return f"Catalog({self._pg.shown!r})"
+
+    @property
+    def path(self) -> str:  # type: ignore[override]  # a URL, not a file
+        """The catalog's URL as it may be shown (any password in it hidden): what tells two
+        catalogs apart, as a file catalog's path does."""
+        return self._pg.shown
 
     @property
     def timeout(self) -> float:

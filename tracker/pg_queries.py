@@ -96,6 +96,31 @@ def keys(store: PgStore) -> list[str]:
             *(f"metrics.{key}" for key in sorted(metric_keys)), *(f"tags.{key}" for key in tags)]
 
 
+def sample(store: PgStore, where: str | None, keys: Sequence[tuple[str, str]],
+           limit: int) -> pd.DataFrame:
+    """The rows of :func:`tracker.samples.sample`: id, name, the matched count as ``_total``
+    and ``f0``, ``f1``... for ``keys`` (params as their text form, metrics as numbers), the
+    ``limit`` matching runs first in the order of a hash of their id (md5 here: DuckDB's
+    ``hash`` is its own, so the two back ends sample alike but not the same runs)."""
+    condition = _matching(where, None, False, False)
+    with store.connect() as con:
+        kinds, metric_keys, _ = _keys(con)
+        known = [(namespace, key) for namespace, key in keys
+                 if key in (metric_keys if namespace == "metrics" else kinds)]
+        fields = [("try_float8(r.metrics::json ->> %s)" if namespace == "metrics" else
+                   "(r.params::json ->> %s)") + f" AS f{keys.index((namespace, key))}"
+                  for namespace, key in known]
+        table = frame(ArrowConnection(con),
+                      f"SELECT r.id, r.name, count(*) OVER () AS _total"
+                      f"{''.join(', ' + field for field in fields)} FROM runs r "
+                      f"WHERE {condition.sql} ORDER BY md5(r.id), r.id LIMIT %s",
+                      [*(key for _, key in known), *condition.params, limit])
+    for index, key in enumerate(keys):
+        if key not in known:  # no run has it: an untyped column of None, as in a file catalog
+            table.insert(3 + index, f"f{index}", [None] * len(table))
+    return table
+
+
 def _columns_but_run_id(table: str) -> str:
     return ", ".join(name for name in schema.column_names(table) if name != "run_id")
 
@@ -187,6 +212,11 @@ def _matching(where: str | None, equals: Mapping[str, Any] | None, include_delet
                "TRUE" if include_deleted else "r.deleted_at IS NULL")
     condition = filter_language.compile_filter(where, dialect=POSTGRES)
     equal = filter_language.compile_equals(equals or {}, dialect=POSTGRES)
+    if any(isinstance(value, str) and "\x00" in value
+           for value in (*condition.params, *equal.params)):
+        raise ArgumentError("a value in the filter holds a NUL character, which no text in a "
+                            "PostgreSQL catalog can hold (the server refuses to compare it); "
+                            "remove it from the filter")
     return filter_language.Compiled(f"{visible} AND ({condition.sql}) AND ({equal.sql})",
                                     (*condition.params, *equal.params))
 

@@ -336,7 +336,8 @@ def resolve(con: Any, ref: str, dialect: Dialect = DUCKDB) -> str:
     SQL (:mod:`tracker.sql_dialects`)."""
     project, text = _ids.parse_ref(arguments.ref(ref))
     missing = RunNotFoundError(arguments.shown_ref(ref))
-    if not text or len(ref) > arguments.MAX_REF or not _encodable(ref):
+    # No id holds a NUL (PostgreSQL's text cannot even be compared with one).
+    if not text or len(ref) > arguments.MAX_REF or not _encodable(ref) or "\x00" in text:
         raise missing
     if con.execute(dialect.finish("SELECT 1 FROM runs WHERE id = ?"), [text]).fetchone():
         run_id = text

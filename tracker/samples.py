@@ -19,6 +19,7 @@ from tracker import arguments, filter_language, queries
 from tracker.errors import ArgumentError
 from tracker.frames import frame
 from tracker.storage import value_columns
+from tracker.storage.pg_store import PgStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +48,21 @@ def sample(catalog: Catalog, where: str | None, fields: Sequence[str], *,
                                 or []))
     keys = [_key(field) for field in fields]
     queries.check_filters(where)
+    if isinstance(catalog.store, PgStore):
+        from tracker import pg_queries
+
+        table = pg_queries.sample(catalog.store, where, keys, limit)
+    else:
+        table = _sampled(catalog, where, keys, limit)
+    total = int(table["_total"].iloc[0]) if len(table) else 0
+    table = table.drop(columns="_total").rename(
+        columns={f"f{index}": field for index, field in enumerate(fields)})
+    return Sample(table, total)
+
+
+def _sampled(catalog: Catalog, where: str | None, keys: Sequence[tuple[str, str]],
+             limit: int) -> pd.DataFrame:
+    """The sample's rows from a catalog file (f0, f1... for ``keys``, and ``_total``)."""
     queries.flush_for_read(catalog)
     with catalog.connect() as con:
         placed = value_columns.placement(con)
@@ -55,14 +71,10 @@ def sample(catalog: Catalog, where: str | None, fields: Sequence[str], *,
         # Column names are the catalog's own (p1, m2...), aliased to positions: no user text.
         chosen = [f"r.{placed.layout[key]} AS f{index}" if key in placed.layout
                   else f"NULL AS f{index}" for index, key in enumerate(keys)]
-        table = frame(con, f"SELECT r.id, r.name, count(*) OVER () AS _total"
-                           f"{''.join(', ' + c for c in chosen)} FROM {source} r "
-                           f"WHERE {condition.sql} ORDER BY hash(r.id), r.id LIMIT ?",
-                      [*args, *condition.params, limit])
-    total = int(table["_total"].iloc[0]) if len(table) else 0
-    table = table.drop(columns="_total").rename(
-        columns={f"f{index}": field for index, field in enumerate(fields)})
-    return Sample(table, total)
+        return frame(con, f"SELECT r.id, r.name, count(*) OVER () AS _total"
+                          f"{''.join(', ' + c for c in chosen)} FROM {source} r "
+                          f"WHERE {condition.sql} ORDER BY hash(r.id), r.id LIMIT ?",
+                     [*args, *condition.params, limit])
 
 
 def _key(field: str) -> tuple[str, str]:

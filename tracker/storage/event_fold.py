@@ -40,8 +40,10 @@ def gather(rows: Rows, run_id: str, numbered: list[Spooled],
     state: dict[str, Any] = {}
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    started = None  # the Start's own time, when the start is in these events
     for _, _, event in numbered:
         if isinstance(event, events.Start):
+            started = event.attrs.get("started_at")
             if row is None:
                 state.update(start_columns(run_id, event.attrs))
         elif isinstance(event, events.Param):
@@ -76,9 +78,11 @@ def gather(rows: Rows, run_id: str, numbered: list[Spooled],
     if metrics:
         state["metrics"] = merged((row or {}).get("metrics"), metrics)
     state.update(heartbeat_at=now, spool_seq=numbered[-1].seq)
+    if state.get("ended_at") is not None and (row is None or started is not None):
+        # from the events' own times (a PostgreSQL writer creates the row first, then folds
+        # the Start with the rest): never from a stored start rounded to the microsecond
+        state["duration"] = state["ended_at"] - (started or state["started_at"])
     if row is None:
-        if state.get("ended_at") is not None:
-            state["duration"] = state["ended_at"] - state["started_at"]
         rows.new_runs.append(state)
     else:
         rows.updates.append((run_id, state))

@@ -40,7 +40,21 @@ _SETTABLE = ("name", "project", "notebook", "notebook_name", "notebook_title", "
 _TIMES = ("started_at", "ended_at", "heartbeat_at")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def _ts(seconds: float | None) -> dt.datetime | None:
+    """Epoch seconds as an instant to the microsecond the file catalog stores in runs, params,
+    metrics, cells and tags: DuckDB's ``to_timestamp`` rounds ``seconds * 1e6``, where
+    ``fromtimestamp`` is 1 µs off it for about one value in eight."""
+    if seconds is None:
+        return None
+    return _EPOCH + dt.timedelta(microseconds=round(seconds * 1e6))
+
+
+def _file_ts(seconds: float | None) -> dt.datetime | None:
+    """The instant of a file's record (artifacts, run_artifacts), which the file catalog's
+    writer converts in Python."""
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
@@ -169,11 +183,12 @@ def _timed(rows: list[tuple[Any, ...]], column: int) -> list[tuple[Any, ...]]:
 
 def _update_run(cursor: Any, run_id: str, state: dict[str, Any]) -> None:
     names = [name for name in state if name in (*_SETTABLE, "params", "metrics",
-                                                 "heartbeat_at", "spool_seq")]
+                                                 "heartbeat_at", "spool_seq", "duration")]
     clauses = [f"{name} = %s" for name in names]
     args = [_ts(state[name]) if name in _TIMES else state[name] for name in names]
-    if state.get("ended_at") is not None:
-        clauses.append("duration = %s - extract(epoch FROM started_at)")
+    if state.get("ended_at") is not None and "duration" not in state:
+        # in float8, as DuckDB computes it (numeric arithmetic ended a few ulps apart)
+        clauses.append("duration = %s::float8 - extract(epoch FROM started_at)::float8")
         args.append(state["ended_at"])
     cursor.execute(f"UPDATE runs SET {', '.join(clauses)} WHERE id = %s", [*args, run_id])
 
@@ -214,7 +229,7 @@ def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[st
         cursor.execute(
             "INSERT INTO artifacts VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [artifact_id, uri, (latest[1] + 1) if latest else 1, uri, facts.get("size"),
-             _ts(facts.get("mtime")), digest, run_id if role == "output" else None,
-             facts.get("blob"), _ts(ts), facts.get("kept")])
+             _file_ts(facts.get("mtime")), digest, run_id if role == "output" else None,
+             facts.get("blob"), _file_ts(ts), facts.get("kept")])
     cursor.execute("INSERT INTO run_artifacts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                   [run_id, artifact_id, role, _ts(ts), via])
+                   [run_id, artifact_id, role, _file_ts(ts), via])
