@@ -67,14 +67,7 @@ def _policies(table: str) -> list[str]:
         # as EXISTS, its cost estimate (millions) set JIT off, 0.6 s for 20k params, not 36 ms.
         # Writes keep EXISTS, an index probe per row: IN hashed every run per INSERT (25 ms).
         read = f"{table}.run_id IN (SELECT r.id FROM {_S}.runs r)"
-    on = f"ON {_S}.{table}"
-    return [f"ALTER TABLE {_S}.{table} ENABLE ROW LEVEL SECURITY",
-            *(f"DROP POLICY IF EXISTS {name} {on}"
-              for name in ("tracker_read", "tracker_insert", "tracker_update", "tracker_delete")),
-            f"CREATE POLICY tracker_read {on} FOR SELECT USING ({read})",
-            f"CREATE POLICY tracker_insert {on} FOR INSERT WITH CHECK ({write})",
-            f"CREATE POLICY tracker_update {on} FOR UPDATE USING ({write}) WITH CHECK ({write})",
-            f"CREATE POLICY tracker_delete {on} FOR DELETE USING ({write})"]
+    return _enabled(table, read=read, insert=write, change=write, delete=write)
 
 
 def _blob_policies() -> list[str]:
@@ -83,14 +76,20 @@ def _blob_policies() -> list[str]:
     referenced = f"EXISTS (SELECT 1 FROM {_S}.artifacts a WHERE a.blob = {BLOBS}.key)"
     seen = (f"EXISTS (SELECT 1 FROM {_S}.artifacts a JOIN {_S}.run_artifacts ra "
             f"ON ra.artifact_id = a.id WHERE a.blob = {BLOBS}.key)")
-    on = f"ON {_S}.{BLOBS}"
-    return [f"ALTER TABLE {_S}.{BLOBS} ENABLE ROW LEVEL SECURITY",
+    return _enabled(BLOBS, read=f"{seen} OR NOT {referenced}", insert="true", change="true",
+                    delete=f"NOT {referenced}")
+
+
+def _enabled(table: str, *, read: str, insert: str, change: str, delete: str) -> list[str]:
+    """Row-level security on ``table`` with one policy per command, replacing any before."""
+    on = f"ON {_S}.{table}"
+    return [f"ALTER TABLE {_S}.{table} ENABLE ROW LEVEL SECURITY",
             *(f"DROP POLICY IF EXISTS {name} {on}"
               for name in ("tracker_read", "tracker_insert", "tracker_update", "tracker_delete")),
-            f"CREATE POLICY tracker_read {on} FOR SELECT USING ({seen} OR NOT {referenced})",
-            f"CREATE POLICY tracker_insert {on} FOR INSERT WITH CHECK (true)",
-            f"CREATE POLICY tracker_update {on} FOR UPDATE USING (true) WITH CHECK (true)",
-            f"CREATE POLICY tracker_delete {on} FOR DELETE USING (NOT {referenced})"]
+            f"CREATE POLICY tracker_read {on} FOR SELECT USING ({read})",
+            f"CREATE POLICY tracker_insert {on} FOR INSERT WITH CHECK ({insert})",
+            f"CREATE POLICY tracker_update {on} FOR UPDATE USING ({change}) WITH CHECK ({change})",
+            f"CREATE POLICY tracker_delete {on} FOR DELETE USING ({delete})"]
 
 
 def statements() -> list[str]:
