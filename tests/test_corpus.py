@@ -32,6 +32,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -190,6 +192,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     for name in ("TRACKER_NOTEBOOK", "TRACKER_CAPTURE", "PYTEST_CURRENT_TEST",
                  "JPY_SESSION_NAME"):
         env.pop(name, None)
+    # matplotlib's first import in a fresh home builds its font cache with a subprocess
+    # (fc-list): a cell that starts a process has the folder scanned, and the notebook running
+    # beside it would show up in that scan (README: a file another program changes meanwhile is
+    # recorded too). Built here first, as any machine that ran matplotlib once has it.
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env,
+                   check=True, capture_output=True, timeout=300)
     before = snapshot(folder)
     executions = execute_corpus(folder, env)
     after = snapshot(folder)
