@@ -16,6 +16,7 @@ from tracker.hashing import hash_bytes
 from tracker.recorder import SPOOL_BOUND, local_to
 from tracker.storage import lock as _lock
 from tracker.storage import recovery, spools
+from tracker.storage import store as store_module
 
 
 def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:
@@ -284,7 +285,7 @@ def test_a_stored_copy_cut_short_never_sits_under_its_hash(
         target.write_bytes(content[:1])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(delivery, "_write_private", killed_mid_copy)
+    monkeypatch.setattr(store_module, "_write_private", killed_mid_copy)
     with pytest.raises(OSError):
         delivery.store_blob(catalog, str(notebook))
     assert not [blob for blob in catalog.blob_dir.iterdir() if not blob.name.startswith(".")]

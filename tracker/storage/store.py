@@ -113,8 +113,7 @@ class Store:
         # truncated file under the hash's name, which every later run would trust. (Purge
         # removes such leftovers, as it does any unreferenced file over an hour old.)
         partial = folder / f".{key}.{os.getpid()}-{threading.get_ident()}.part"
-        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(content)
+        _write_private(partial, content)
         os.replace(partial, blob)
 
     # -- connections -------------------------------------------------------------------
@@ -442,3 +441,9 @@ def _wal(database: Path) -> Path:
 def _remove_database(database: Path) -> None:
     database.unlink(missing_ok=True)
     _wal(database).unlink(missing_ok=True)
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Write a file only its owner may read (mode 0600 from the start)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(content)
