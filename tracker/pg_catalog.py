@@ -49,9 +49,6 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
                     # the runs browser
                     "path", "show"})
 
-# Internal names a user meets through other doors, said as what the user was doing.
-_SAID = {"recorder_for_write": "recording runs (a notebook's run, start_run)"}
-
 
 class PgCatalog(Catalog):
     """The PostgreSQL catalog at ``url`` (a libpq URL, shown only without its password)."""
@@ -278,16 +275,15 @@ class PgCatalog(Catalog):
 def _refuse(name: str, shown: str) -> None:
     """Raise the error of an operation not ported to PostgreSQL catalogs yet."""
     raise NotOnPostgresError(
-        f"{name} is not yet supported on PostgreSQL catalogs: only reads (runs, count_runs, "
-        "get_run, metric_history, keys, artifacts, lineage, sql), changing stored runs "
-        "(update_run, set_status, tags, the trash, purge), export/import and push/pull are; "
-        "use a catalog file for the rest", path=shown)
+        f"{name} is not yet supported on PostgreSQL catalogs: recording, reads, changing "
+        "stored runs, export/import, push/pull and the runs browser are; use a catalog file "
+        "for the rest", path=shown)
 
 
 def _refusing(name: str, attribute: Any) -> Any:
     """A stand-in for Catalog's ``name`` that refuses, as a property if it was one."""
     def refused(self: PgCatalog, *args: Any, **kwargs: Any) -> Any:
-        _refuse(_SAID.get(name, f"Catalog.{name}"), self._pg.shown)
+        _refuse(f"Catalog.{name}", self._pg.shown)
 
     refused.__doc__ = f"Not yet supported on PostgreSQL catalogs (see Catalog.{name})."
     return property(refused) if isinstance(attribute, property | cached_property) else refused
