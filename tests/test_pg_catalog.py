@@ -165,19 +165,20 @@ def test_purge_removes_from_the_store_only_what_no_run_of_the_server_references(
         assert stream.read() == common
 
 
-def test_without_a_shared_store_files_are_recorded_not_kept_and_it_says_so_once(
+def test_without_a_shared_store_files_are_recorded_not_kept_and_a_request_is_told(
         pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("TRACKER_STORE", raising=False)
     catalog = tracker.Catalog(pg_url)
-    with pytest.warns(tracker.TrackerWarning, match="set TRACKER_STORE") as warned:
-        with catalog.start_run("no store") as run:
-            run.log_output(_write(tmp_path / "a.csv", b"a\n1\n"))
-            run.log_output(_write(tmp_path / "b.csv", b"b\n2\n"))
+    with catalog.start_run("no store") as run:  # as the settings chose: no warning
+        run.log_output(_write(tmp_path / "a.csv", b"a\n1\n"))
+        with pytest.warns(tracker.TrackerWarning, match="set TRACKER_STORE") as warned:
+            run.log_output(_write(tmp_path / "b.csv", b"b\n2\n"), keep=True)  # asked for
+            run.log_output(_write(tmp_path / "c.csv", b"c\n3\n"), keep=True)
     assert len(warned) == 1
     catalog.flush()
-    assert list(catalog.artifacts(run.id)["kept"]) == ["not kept", "not kept"]
-    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
+    assert list(catalog.artifacts(run.id)["kept"]) == ["not kept"] * 3
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept.*TRACKER_STORE set"):
         catalog.get_artifact(tmp_path / "a.csv").open()
     assert not list((tmp_path / "data").rglob("blake3-*"))  # no private copy either
     assert cli.main(["--catalog", pg_url, "du"]) == 1

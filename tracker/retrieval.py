@@ -136,9 +136,12 @@ class KeptFile:
         if self.blob is None or not _BLOB.fullmatch(self.blob):
             why = f"its content was not kept ({self.kept})" if self.kept else \
                 "its content was not kept (recorded before contents were kept)"
-            raise ArtifactNotFoundError(
-                f"version {self.version} of {self.uri}: {why}; keep it next time with "
-                "tracker.log_output(path, keep=True) or a larger limit in the keep policy")
+            fix = "keep it next time with tracker.log_output(path, keep=True) or a larger " \
+                "limit in the keep policy"
+            if not self.catalog.stores_contents:
+                fix = "this catalog keeps contents only with TRACKER_STORE set (a folder " \
+                    "every machine sees, or s3://bucket/prefix): set it to keep them next time"
+            raise ArtifactNotFoundError(f"version {self.version} of {self.uri}: {why}; {fix}")
         return self.blob
 
 

@@ -58,6 +58,7 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
     into ``target``; see the module's docstring."""
     ids = list(source.runs(where, include_deleted=True)["id"])
     report = Pushed(_shown(source), _shown(target))
+    behind: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         runs = [exchange.as_descriptor(data) for data in _read(source, chunk)]
@@ -69,8 +70,12 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
         report.skipped.update(refused)
         report.unchanged += [run_id for run_id in chunk
                              if run_id not in {*added, *updated, *refused}]
-        _note_left_behind(report, [data for data in runs
-                                   if data["run"]["id"] in {*added, *updated}], carried)
+        behind |= _left_behind([data for data in runs
+                                if data["run"]["id"] in {*added, *updated}], carried)
+    if behind:
+        report.notes.append(f"{len(behind)} kept content(s) stayed behind (the target keeps "
+                            "none, or the source's store lacks them: set TRACKER_STORE for a "
+                            "PostgreSQL catalog); those versions are recorded 'not kept' there")
     return report
 
 
@@ -115,12 +120,8 @@ def _write(source: Catalog, target: Catalog, runs: list[dict[str, Any]], carried
     return added, exchange.update_checked(target, held, carried=carried), {}
 
 
-def _note_left_behind(report: Pushed, runs: list[dict[str, Any]], carried: set[str]) -> None:
-    """Say how many kept contents of the runs written did not travel (the target keeps none,
-    or the source's store had lost them): their versions are ``not kept`` there."""
-    behind = {row["blob"] for data in runs for row in data["artifacts"]
-              if row.get("kept") == "kept" and row.get("blob") not in carried}
-    if behind:
-        report.notes.append(f"{len(behind)} kept content(s) stayed behind (the target keeps "
-                            "none, or the source's store lacks them: set TRACKER_STORE for a "
-                            "PostgreSQL catalog); those versions are recorded 'not kept' there")
+def _left_behind(runs: list[dict[str, Any]], carried: set[str]) -> set[str]:
+    """The kept contents of the runs written that did not travel (the target keeps none, or
+    the source's store had lost them): their versions are ``not kept`` there."""
+    return {row["blob"] for data in runs for row in data["artifacts"]
+            if row.get("kept") == "kept" and row.get("blob") not in carried}
