@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from test_contents import bucket, shared_setting  # noqa: F401  (fixtures, used by name)
 
 import tracker
 from tracker import api, cli
@@ -134,11 +135,11 @@ def test_kept_contents_go_to_the_shared_store_and_come_back_on_another_machine(
     assert not list((tmp_path / "data").rglob("blake3-*"))  # nothing kept on this machine only
 
 
+@pytest.mark.usefixtures("shared_setting")  # TRACKER_STORE: a team folder, or a moto bucket
 def test_purge_removes_from_the_store_only_what_no_run_of_the_server_references(
         pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tracker import shared_store
 
-    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
     ann = tracker.Catalog(pg_url)
     common, mine, theirs = os.urandom(3000), os.urandom(3000), os.urandom(3000)
     with ann.start_run("gone") as gone:
