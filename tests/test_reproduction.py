@@ -318,3 +318,27 @@ def test_a_notebook_for_a_kernel_not_installed_is_reported(tmp_path: Path) -> No
     ran = execute(notebook, tmp_path / "n.ipynb", catalog=tmp_path / "c" / "catalog.duckdb",
                   timeout=None)
     assert ran.error is not None and "no kernel named 'no-such-kernel'" in ran.error
+
+
+@pytest.mark.slow
+def test_a_run_of_a_postgresql_catalog_reproduces_into_it(
+        tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # the old code refused reproduce on a PostgreSQL catalog (NotOnPostgresError)
+    path = _notebook(tmp_path / "project")
+    subprocess.run([sys.executable, "-m", "papermill", path.name, "ran.ipynb", "-p", "scale",
+                    "7"], cwd=path.parent, env={**os.environ, "TRACKER_CATALOG": pg_url},
+                   capture_output=True, timeout=300, check=True)
+    server = tracker.Catalog(pg_url)
+    [original] = server.runs()["id"]
+
+    status = main(["--catalog", pg_url, "reproduce", original, "--format", "json",
+                   "--workdir", str(tmp_path / "again")])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["ok"], json.dumps(report, indent=1)
+    assert report["parameters"] == {"scale": 7}
+    assert [(o["path"], o["status"]) for o in report["outputs"]] == [("out/model.txt", "same")]
+    again = server.get_run(report["run"])
+    assert again.tags == {"reproduces": original} and again.params["scale"] == 7
+    assert server.runs(f"tags.reproduces = '{original}'")["id"].tolist() == [again.id]
+    assert not (tmp_path / "again" / "catalog.duckdb").exists()  # recorded into the server

@@ -126,9 +126,10 @@ class Execution:
     error: str | None
 
 
-def execute(notebook: Any, path: Path, *, catalog: Path, timeout: float | None) -> Execution:
+def execute(notebook: Any, path: Path, *, catalog: str, timeout: float | None) -> Execution:
     """Write ``notebook`` to ``path``, run it there in a fresh kernel recording into
-    ``catalog``, and save the executed notebook over ``path``."""
+    ``catalog`` (what ``TRACKER_CATALOG`` holds: a file or a URL), and save the executed
+    notebook over ``path``."""
     import time
 
     import nbformat
@@ -144,7 +145,7 @@ def execute(notebook: Any, path: Path, *, catalog: Path, timeout: float | None) 
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.write(notebook, path)  # the extension reads the notebook it is told it runs
-    env = {**os.environ, "TRACKER_CATALOG": str(catalog), "TRACKER_NOTEBOOK": str(path)}
+    env = {**os.environ, "TRACKER_CATALOG": catalog, "TRACKER_NOTEBOOK": str(path)}
     client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {
         "path": str(path.parent)}}, extra_arguments=["--ext=tracker"])
     start = time.perf_counter()
