@@ -3,16 +3,17 @@ stored with the run by a watcher process.
 
 Those runners write the executed notebook (outputs included) only once the kernel has exited:
 the run has ended and been written by then, with the input notebook as its snapshot. So at the
-kernel's shutdown :func:`spawn` starts ``python -m tracker.notebook_watch``, detached: a session
-of its own (ipykernel stops only the children in its process group, and the runner signals the
-kernel's group), stdin, stdout and stderr on /dev/null and no other descriptor of the kernel's
-(nbclient waits for the kernel's pipes to close), so the runner never waits for it. The watcher
-waits up to :data:`WAIT` seconds for the runner and the kernel to exit, then stores the notebook
-if the runner wrote it after the run ended, as a valid notebook holding the code cells the run
-executed: one more ``notebook`` record of the run, written the way the run's own events are
-(:mod:`tracker.delivery`, numbered after them), so ``tracker notebook RUN`` gives back the
-executed notebook and the input one stays recorded. It prints nothing; when anything fails the
-input notebook stays the run's snapshot, silently (nobody is left to warn: docs/design.md §8).
+kernel's shutdown :func:`spawn` starts ``python -m tracker.notebook_watch``, detached: not a
+child of the kernel, in a session of its own (ipykernel stops the children in its process group,
+the runner signals the kernel's group), stdin, stdout and stderr on /dev/null and no other
+descriptor of the kernel's (nbclient waits for the kernel's pipes to close), so the runner never
+waits for it. The watcher waits up to :data:`WAIT` seconds for the runner and the kernel to exit,
+then stores the notebook if the runner wrote it after the run ended, as a valid notebook holding
+the code cells the run executed: one more ``notebook`` record of the run, written the way the
+run's own events are (:mod:`tracker.delivery`, numbered after them), so ``tracker notebook RUN``
+gives back the executed notebook and the input one stays recorded. It prints nothing; when
+anything fails the input notebook stays the run's snapshot, silently (nobody is left to warn:
+docs/design.md §8).
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ _POLL = 0.1
 # written just after the run ended may look a few milliseconds older than its end.
 _CLOCK_SLACK = 0.05
 _SETTLE_TRIES = 20  # waits of _POLL * 5 for the kernel's last events to reach the catalog
-_watchers: list[subprocess.Popen[bytes]] = []  # kept: a dropped Popen warns that it still runs
+# The watcher is started by sh, which leaves it running in the background and exits at once
+# (printing its pid): so it is no child of the kernel, nothing the kernel must reap or stops
+# with its children; its own descriptors are /dev/null, and close_fds leaves it no other.
+_DETACHED = '"$@" </dev/null >/dev/null 2>&1 & echo $!'
+_START_WAIT = 5.0  # seconds for sh to start it
 
 
 class Watch(NamedTuple):
@@ -63,12 +68,12 @@ def spawn(catalog: Catalog, run_id: str, notebook: str, *, code_hash: str,
     env = dict(os.environ)
     if not on_postgres(catalog):  # a PostgreSQL catalog's URL came from there already
         env["TRACKER_CATALOG"] = str(catalog.path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.notebook_watch", json.dumps(watch._asdict())],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        close_fds=True, start_new_session=True, env=env)
-    _watchers.append(process)
-    return process.pid
+    started = subprocess.run(
+        ["/bin/sh", "-c", _DETACHED, "tracker-watch", sys.executable, "-m",
+         "tracker.notebook_watch", json.dumps(watch._asdict())],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        close_fds=True, start_new_session=True, env=env, timeout=_START_WAIT, check=True)
+    return int(started.stdout)
 
 
 def watch(spec: str) -> bool:

@@ -1,0 +1,251 @@
+"""The executed notebook of ``jupyter execute`` and nbconvert, which the runner writes after the
+kernel is gone, stored with the run by the watcher the kernel leaves behind.
+
+The runners are run for real (``jupyter execute --inplace`` / ``--output``, ``jupyter nbconvert
+--to notebook --execute --inplace`` / ``--output``), and the run's stored notebook read back with
+``tracker notebook RUN -o``, as a user would. The watcher's checks (a notebook written after the
+run, with the run's code) and its detachment are tested on their own, without a kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+import tracker
+from tracker import _process, notebook_watch
+from tracker.cli import main
+from tracker.notebook import read_notebook
+
+BIN = Path(sys.executable).parent
+TIMEOUT = 120
+CELLS = ("%load_ext tracker", "print('hello from the kernel')", "6 * 7")
+
+
+def write_notebook(path: Path, *cells: str) -> Path:
+    notebook = new_notebook(cells=[new_code_cell(source, id=f"cell-{index}")
+                                   for index, source in enumerate(cells)], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(notebook, path)
+    return path
+
+
+def outputs(path: Path) -> list[list[str]]:
+    """Each code cell's outputs, as text: what an executed notebook has and an input lacks."""
+    cells = nbformat.read(path, as_version=4).cells
+    return [[output.get("text") or output.get("data", {}).get("text/plain", "")
+             for output in cell.get("outputs", [])] for cell in cells]
+
+
+EXECUTED = [[], ["hello from the kernel\n"], ["42"]]
+
+
+def stored_notebook(catalog_path: Path, run_id: str, dest: Path, *, wait: float = 30.0) -> Path:
+    """``tracker notebook RUN -o DEST``, again until the executed notebook is the one given back
+    (the watcher stores it a moment after the runner exits), or ``wait`` seconds passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        assert main(["--catalog", str(catalog_path), "notebook", run_id, "-o", str(dest),
+                     "--force"]) == 0
+        if outputs(dest) == EXECUTED or time.monotonic() > deadline:
+            return dest
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    values = {**os.environ, "TRACKER_CATALOG": str(tmp_path / "catalog" / "catalog.duckdb")}
+    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
+        values.pop(name, None)
+    return values
+
+
+RUNNERS = {
+    "execute --inplace": (["jupyter", "execute", "--inplace", "nb.ipynb"], "nb.ipynb"),
+    "execute --output": (["jupyter", "execute", "--output", "ran.ipynb", "nb.ipynb"],
+                         "ran.ipynb"),
+    "nbconvert --inplace": (["jupyter", "nbconvert", "--to", "notebook", "--execute",
+                             "--inplace", "nb.ipynb"], "nb.ipynb"),
+    "nbconvert --output": (["jupyter", "nbconvert", "--to", "notebook", "--execute",
+                            "--output", "ran", "nb.ipynb"], "ran.ipynb"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", list(RUNNERS))
+def test_the_run_stores_the_notebook_the_runner_wrote_after_the_kernel(
+        runner: str, tmp_path: Path, env: dict[str, str]) -> None:
+    command, written = RUNNERS[runner]
+    source = write_notebook(tmp_path / "nb.ipynb", *CELLS)
+    started = time.monotonic()
+    result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The watcher waits up to a minute: had it kept the kernel's pipes, the runner (and
+    # capture_output here) would have waited for it.
+    assert took < notebook_watch.WAIT / 2
+    assert outputs(tmp_path / written) == EXECUTED
+
+    catalog_path = Path(env["TRACKER_CATALOG"])
+    run_id = tracker.Catalog(catalog_path).runs()["id"][0]
+    kept = stored_notebook(catalog_path, run_id, tmp_path / "kept.ipynb")
+    assert outputs(kept) == EXECUTED
+    recorded = tracker.Catalog(catalog_path).artifacts(run_id, role="notebook")
+    # The input notebook stays recorded; the executed one is the run's newest notebook.
+    assert sorted(recorded["uri"]) == sorted([str(source), str(tmp_path / written)])
+    assert tracker.Catalog(catalog_path).get_run(run_id).status == "completed"
+
+
+@pytest.mark.slow
+def test_jupyter_execute_without_an_output_keeps_the_input_notebook(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    source = write_notebook(tmp_path / "nb.ipynb", *CELLS)
+    subprocess.run([str(BIN / "jupyter"), "execute", "nb.ipynb"], cwd=tmp_path, env=env,
+                   capture_output=True, timeout=TIMEOUT, check=True)
+    catalog_path = Path(env["TRACKER_CATALOG"])
+    run_id = tracker.Catalog(catalog_path).runs()["id"][0]
+    assert main(["--catalog", str(catalog_path), "notebook", run_id,
+                 "-o", str(tmp_path / "kept.ipynb")]) == 0
+    assert outputs(tmp_path / "kept.ipynb") == [[], [], []]
+    assert list(tracker.Catalog(catalog_path).artifacts(run_id, role="notebook")["uri"]) == [
+        str(source)]
+
+
+# --------------------------------------------------------------------------- the watcher alone
+
+
+@pytest.fixture
+def ended_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tracker.Catalog, str]:
+    """A run that ended, in the catalog the watcher is given (``TRACKER_CATALOG``)."""
+    path = tmp_path / "catalog" / "catalog.duckdb"
+    monkeypatch.setenv("TRACKER_CATALOG", str(path))
+    catalog = tracker.Catalog(path)
+    with catalog.start_run("ran") as run:
+        run.log_param("lr", 0.1)
+    catalog.flush()
+    return catalog, run.id
+
+
+def executed_copy(path: Path) -> Path:
+    """The notebook as a runner writes it once executed: the input's code, with outputs."""
+    notebook = nbformat.read(write_notebook(path, *CELLS), as_version=4)
+    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="hello from the kernel\n")]
+    notebook.cells[2].outputs = [nbformat.v4.new_output(
+        "execute_result", data={"text/plain": "42"}, execution_count=2)]
+    nbformat.write(notebook, path)
+    return path
+
+
+def spec(run_id: str, path: Path, *, since: float, processes: list[list[float]] | None = None,
+         cells: tuple[str, ...] = CELLS) -> str:
+    """What the kernel hands the watcher: the run, the notebook, the code the run executed."""
+    code = read_notebook(str(write_notebook(path.parent / "input.ipynb", *cells))).code_hash
+    return json.dumps({"run_id": run_id, "notebook": str(path), "code_hash": code,
+                       "since": since, "processes": processes or []})
+
+
+def stored(catalog: tracker.Catalog, run_id: str) -> list[str]:
+    return list(catalog.artifacts(run_id, role="notebook")["uri"])
+
+
+def test_the_watcher_stores_a_notebook_written_after_the_run(
+        ended_run: tuple[tracker.Catalog, str], tmp_path: Path) -> None:
+    catalog, run_id = ended_run
+    before = time.time()
+    path = executed_copy(tmp_path / "ran.ipynb")
+    assert notebook_watch.watch(spec(run_id, path, since=before - 1)) is True
+    assert stored(catalog, run_id) == [str(path)]
+    kept = stored_notebook(catalog.path, run_id, tmp_path / "kept.ipynb", wait=0)
+    assert outputs(kept) == EXECUTED
+    run = catalog.get_run(run_id)
+    assert (run.status, run.params) == ("completed", {"lr": 0.1})  # the rest of it untouched
+
+
+@pytest.mark.parametrize("problem", ["older than the run's end", "other code", "not a notebook",
+                                     "missing"])
+def test_the_watcher_leaves_a_notebook_that_is_not_the_runs_executed_one(
+        problem: str, ended_run: tuple[tracker.Catalog, str], tmp_path: Path) -> None:
+    catalog, run_id = ended_run
+    path = executed_copy(tmp_path / "ran.ipynb")
+    since, cells = time.time() - 60, CELLS
+    if problem == "older than the run's end":
+        since = time.time() + 60
+    elif problem == "other code":
+        cells = (*CELLS, "print('a cell the run never had')")
+    elif problem == "not a notebook":
+        path.write_text('{"cells": "no"}', encoding="utf-8")
+    else:
+        path.unlink()
+    assert notebook_watch.watch(spec(run_id, path, since=since, cells=cells)) is False
+    assert stored(catalog, run_id) == []
+
+
+def test_the_watcher_gives_up_on_a_runner_that_does_not_end(
+        ended_run: tuple[tracker.Catalog, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog, run_id = ended_run
+    monkeypatch.setattr(notebook_watch, "WAIT", 0.3)
+    path = executed_copy(tmp_path / "ran.ipynb")
+    here = [os.getpid(), _process.process_start(os.getpid())]  # alive throughout
+    assert notebook_watch.watch(spec(run_id, path, since=0, processes=[here])) is False
+    assert stored(catalog, run_id) == []
+
+
+def test_the_watcher_numbers_its_record_after_the_kernels_unwritten_events(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kernel killed before it wrote its last events leaves them in its spool; the notebook
+    # must be numbered after them, or the catalog would skip them as applied (runs.spool_seq).
+    catalog_path = tmp_path / "catalog" / "catalog.duckdb"
+    monkeypatch.setenv("TRACKER_CATALOG", str(catalog_path))
+    script = ("import os, tracker\n"
+              f"catalog = tracker.Catalog({str(catalog_path)!r})\n"
+              "run = catalog.start_run('killed')\n"
+              "catalog.flush()\n"
+              "run.log_metric('late', 1.0)\n"
+              "catalog.recorder.spool()\n"
+              "print(run.id, flush=True)\n"
+              "os._exit(0)\n")
+    run_id = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=TIMEOUT, check=True).stdout.strip()
+    path = executed_copy(tmp_path / "ran.ipynb")
+    assert notebook_watch.watch(spec(run_id, path, since=0)) is True
+    catalog = tracker.Catalog(catalog_path)
+    assert catalog.get_run(run_id).metrics == {"late": 1.0}
+    assert stored(catalog, run_id) == [str(path)]
+
+
+def test_the_watcher_is_detached_from_the_kernel(ended_run: tuple[tracker.Catalog, str],
+                                                tmp_path: Path) -> None:
+    catalog, run_id = ended_run
+    path = executed_copy(tmp_path / "ran.ipynb")
+    code = read_notebook(str(path)).code_hash
+    assert code is not None
+    read_end, write_end = os.pipe()  # a pipe of the kernel's, as nbclient reads its output
+    os.set_inheritable(write_end, True)
+    with subprocess.Popen(["sleep", "30"]) as runner:
+        try:
+            pid = notebook_watch.spawn(catalog, run_id, str(path), code_hash=code,
+                                       wait_for=[runner.pid])
+            os.close(write_end)
+            assert os.read(read_end, 1) == b""  # at once: the watcher does not hold it open
+            assert os.getsid(pid) != os.getsid(0)  # a session of its own
+            assert _process.process_ppid(pid) != os.getpid()  # no child to reap
+            assert {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)} == {"/dev/null"}
+            time.sleep(1)
+            assert stored(catalog, run_id) == []  # the runner has not exited yet
+        finally:
+            runner.terminate()
+            os.close(read_end)
+    deadline = time.monotonic() + 30
+    while not stored(catalog, run_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stored(catalog, run_id) == [str(path)]
