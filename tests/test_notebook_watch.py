@@ -48,12 +48,12 @@ def outputs(path: Path) -> list[list[str]]:
 EXECUTED = [[], ["hello from the kernel\n"], ["42"]]
 
 
-def stored_notebook(catalog_path: Path, run_id: str, dest: Path, *, wait: float = 30.0) -> Path:
+def stored_notebook(catalog: str | Path, run_id: str, dest: Path, *, wait: float = 30.0) -> Path:
     """``tracker notebook RUN -o DEST``, again until the executed notebook is the one given back
     (the watcher stores it a moment after the runner exits), or ``wait`` seconds passed."""
     deadline = time.monotonic() + wait
     while True:
-        assert main(["--catalog", str(catalog_path), "notebook", run_id, "-o", str(dest),
+        assert main(["--catalog", str(catalog), "notebook", run_id, "-o", str(dest),
                      "--force"]) == 0
         if outputs(dest) == EXECUTED or time.monotonic() > deadline:
             return dest
@@ -249,3 +249,17 @@ def test_the_watcher_is_detached_from_the_kernel(ended_run: tuple[tracker.Catalo
     while not stored(catalog, run_id) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stored(catalog, run_id) == [str(path)]
+
+
+@pytest.mark.slow
+def test_a_postgresql_catalog_stores_the_executed_notebook_too(tmp_path: Path, pg_url: str,
+                                                               env: dict[str, str]) -> None:
+    # The watcher is given the URL the way the kernel was (TRACKER_CATALOG), never on its
+    # command line, where any user's `ps` would show the password.
+    write_notebook(tmp_path / "nb.ipynb", *CELLS)
+    subprocess.run([str(BIN / "jupyter"), "execute", "--inplace", "nb.ipynb"], cwd=tmp_path,
+                   env={**env, "TRACKER_CATALOG": pg_url}, capture_output=True,
+                   timeout=TIMEOUT, check=True)
+    run_id = tracker.Catalog(pg_url).runs()["id"][0]
+    kept = stored_notebook(pg_url, run_id, tmp_path / "kept.ipynb")
+    assert outputs(kept) == EXECUTED
