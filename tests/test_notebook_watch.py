@@ -263,3 +263,28 @@ def test_a_postgresql_catalog_stores_the_executed_notebook_too(tmp_path: Path, p
     run_id = tracker.Catalog(pg_url).runs()["id"][0]
     kept = stored_notebook(pg_url, run_id, tmp_path / "kept.ipynb")
     assert outputs(kept) == EXECUTED
+
+
+@pytest.mark.slow
+def test_a_secret_the_notebook_printed_is_redacted_in_the_stored_executed_notebook(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    password = "hunter2-" + "correct-horse"
+    write_notebook(tmp_path / "nb.ipynb", "%load_ext tracker", f"db_password = '{password}'",
+                   "print(db_password)")
+    subprocess.run([str(BIN / "jupyter"), "execute", "--inplace", "nb.ipynb"], cwd=tmp_path,
+                   env=env, capture_output=True, timeout=TIMEOUT, check=True)
+    assert password in (tmp_path / "nb.ipynb").read_text(encoding="utf-8")  # the runner's own
+
+    catalog_path = Path(env["TRACKER_CATALOG"])
+    catalog = tracker.Catalog(catalog_path)
+    run_id = catalog.runs()["id"][0]
+    deadline = time.monotonic() + 30
+    while len(catalog.artifacts(run_id, role="notebook")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert main(["--catalog", str(catalog_path), "notebook", run_id,
+                 "-o", str(tmp_path / "kept.ipynb")]) == 0
+    printed = outputs(tmp_path / "kept.ipynb")[2]
+    assert len(printed) == 1 and printed[0].startswith("<redacted:str:")
+    leaks = [path for path in catalog_path.parent.rglob("*")
+             if path.is_file() and password.encode() in path.read_bytes()]
+    assert leaks == []
