@@ -216,17 +216,20 @@ def _notebook_control(detail: RunDetail) -> w.HBox:
     message = w.HTML()
 
     def write(_: Any) -> None:
-        if detail.info is None:
-            return
-        try:
-            written = notebook_copy(detail.catalog, detail.info)
-        except TrackerError as exc:
-            message.value = h.message(str(exc), "error")
-            return
-        message.value = h.join(["written to ", _path(str(written), server_root())])
+        if detail.info is not None:
+            message.value = _notebook_written(detail.catalog, detail.info)
 
     button.on_click(write)
     return w.HBox([button, message])
+
+
+def _notebook_written(catalog: Any, info: RunInfo) -> str:
+    """Where the run's notebook was written, as a link, or why it could not be."""
+    try:
+        written = notebook_copy(catalog, info)
+    except TrackerError as exc:
+        return h.message(str(exc), "error")
+    return h.join(["written to ", _path(str(written), server_root())])
 
 
 def notebook_copy(catalog: Any, info: RunInfo) -> Path:
