@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -145,12 +146,23 @@ def executed_copy(path: Path) -> Path:
     return path
 
 
-def spec(run_id: str, path: Path, *, since: float, processes: list[list[float]] | None = None,
-         cells: tuple[str, ...] = CELLS) -> str:
+GONE = (0, -1.0)  # (pid, start time) of no process: one that has exited
+HERE = (os.getpid(), _process.process_start(os.getpid()))  # alive throughout
+
+
+def code_of(folder: Path, cells: tuple[str, ...] = CELLS) -> str:
+    """The code hash of the notebook the run executed, as the kernel hands it to the watcher."""
+    code = read_notebook(str(write_notebook(folder / "input.ipynb", *cells))).code_hash
+    assert code is not None
+    return code
+
+
+def spec(run_id: str, path: Path, *, since: float, runner: tuple[int, float | None] = GONE,
+         kernel: tuple[int, float | None] = GONE, cells: tuple[str, ...] = CELLS) -> str:
     """What the kernel hands the watcher: the run, the notebook, the code the run executed."""
-    code = read_notebook(str(write_notebook(path.parent / "input.ipynb", *cells))).code_hash
-    return json.dumps({"run_id": run_id, "notebook": str(path), "code_hash": code,
-                       "since": since, "processes": processes or []})
+    return json.dumps({"run_id": run_id, "notebook": str(path), "since": since,
+                       "code_hash": code_of(path.parent, cells), "runner": runner,
+                       "kernel": kernel})
 
 
 def stored(catalog: tracker.Catalog, run_id: str) -> list[str]:
@@ -189,15 +201,32 @@ def test_the_watcher_leaves_a_notebook_that_is_not_the_runs_executed_one(
     assert stored(catalog, run_id) == []
 
 
-def test_the_watcher_gives_up_on_a_runner_that_does_not_end(
+def test_the_watcher_gives_up_while_the_kernel_lives(
         ended_run: tuple[tracker.Catalog, str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     catalog, run_id = ended_run
     monkeypatch.setattr(notebook_watch, "WAIT", 0.3)
     path = executed_copy(tmp_path / "ran.ipynb")
-    here = [os.getpid(), _process.process_start(os.getpid())]  # alive throughout
-    assert notebook_watch.watch(spec(run_id, path, since=0, processes=[here])) is False
+    assert notebook_watch.watch(spec(run_id, path, since=0, kernel=HERE)) is False
     assert stored(catalog, run_id) == []
+
+
+def test_the_watcher_stores_what_the_runner_writes_before_it_runs_its_next_notebook(
+        ended_run: tuple[tracker.Catalog, str], tmp_path: Path) -> None:
+    # `jupyter execute a.ipynb b.ipynb` writes a's notebook, then runs b for as long as it
+    # takes: a's run gets its executed notebook once written, not when the runner exits.
+    catalog, run_id = ended_run
+    path = write_notebook(tmp_path / "ran.ipynb", *CELLS)  # the input, before the run ended
+    time.sleep(0.1)
+    since = time.time()
+    writer = threading.Timer(0.5, executed_copy, [path])
+    writer.start()
+    try:
+        assert notebook_watch.watch(spec(run_id, path, since=since, runner=HERE)) is True
+    finally:
+        writer.join()
+    assert outputs(stored_notebook(catalog.path, run_id, tmp_path / "kept.ipynb", wait=0)) \
+        == EXECUTED
 
 
 def test_the_watcher_numbers_its_record_after_the_kernels_unwritten_events(
@@ -223,32 +252,38 @@ def test_the_watcher_numbers_its_record_after_the_kernels_unwritten_events(
     assert stored(catalog, run_id) == [str(path)]
 
 
+KERNEL = ("import sys, tracker\n"
+          "from tracker import notebook_watch\n"
+          "catalog, run_id, path, code, runner = sys.argv[1:]\n"
+          "print(notebook_watch.spawn(tracker.Catalog(catalog), run_id, path, code_hash=code,\n"
+          "                           runner=int(runner)))\n")
+
+
 def test_the_watcher_is_detached_from_the_kernel(ended_run: tuple[tracker.Catalog, str],
                                                 tmp_path: Path) -> None:
     catalog, run_id = ended_run
-    path = executed_copy(tmp_path / "ran.ipynb")
-    code = read_notebook(str(path)).code_hash
-    assert code is not None
+    path = tmp_path / "ran.ipynb"
     read_end, write_end = os.pipe()  # a pipe of the kernel's, as nbclient reads its output
-    os.set_inheritable(write_end, True)
     with subprocess.Popen(["sleep", "30"]) as runner:
         try:
-            pid = notebook_watch.spawn(catalog, run_id, str(path), code_hash=code,
-                                       wait_for=[runner.pid])
+            # A stand-in kernel: it starts the watcher and exits, its stdout captured.
+            kernel = subprocess.run(
+                [sys.executable, "-c", KERNEL, str(catalog.path), run_id, str(path),
+                 code_of(tmp_path), str(runner.pid)], pass_fds=(write_end,),
+                capture_output=True, text=True, timeout=TIMEOUT, check=True)
+            pid = int(kernel.stdout)  # returned at once: the watcher holds no captured pipe
             os.close(write_end)
-            assert os.read(read_end, 1) == b""  # at once: the watcher does not hold it open
+            assert os.read(read_end, 1) == b""  # at once: nor the kernel's other descriptors
             assert os.getsid(pid) != os.getsid(0)  # a session of its own
-            assert _process.process_ppid(pid) != os.getpid()  # no child to reap
             assert {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)} == {"/dev/null"}
-            time.sleep(1)
-            assert stored(catalog, run_id) == []  # the runner has not exited yet
+            executed_copy(path)  # the runner writes it once the kernel is gone
+            deadline = time.monotonic() + 30
+            while not stored(catalog, run_id) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert stored(catalog, run_id) == [str(path)]
         finally:
             runner.terminate()
             os.close(read_end)
-    deadline = time.monotonic() + 30
-    while not stored(catalog, run_id) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert stored(catalog, run_id) == [str(path)]
 
 
 @pytest.mark.slow

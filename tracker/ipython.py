@@ -469,7 +469,7 @@ class Session:
 
         with capture.suppressed():  # tracker's own process, not one the notebook started
             notebook_watch.spawn(catalog, run.id, copy.path, code_hash=info.code_hash,
-                                 wait_for=(copy.runner, os.getpid()))
+                                 runner=copy.runner)
 
 
 def _executed_copy(path: str) -> ExecutedCopy | None:

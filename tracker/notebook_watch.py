@@ -7,12 +7,13 @@ kernel's shutdown :func:`spawn` starts ``python -m tracker.notebook_watch``, det
 child of the kernel, in a session of its own (ipykernel stops the children in its process group,
 the runner signals the kernel's group), stdin, stdout and stderr on /dev/null and no other
 descriptor of the kernel's (nbclient waits for the kernel's pipes to close), so the runner never
-waits for it. The watcher waits up to :data:`WAIT` seconds for the runner and the kernel to exit,
-then stores the notebook if the runner wrote it after the run ended, as a valid notebook holding
-the code cells the run executed: one more ``notebook`` record of the run, written the way the
-run's own events are (:mod:`tracker.delivery`, numbered after them), so ``tracker notebook RUN``
-gives back the executed notebook and the input one stays recorded. It prints nothing; when
-anything fails the input notebook stays the run's snapshot, silently (nobody is left to warn:
+waits for it. Once the kernel is gone, the watcher looks at the notebook each time it changes,
+until the runner exits or :data:`WAIT` seconds have passed, and stores it once the runner has
+written it after the run ended, as a valid notebook holding the code cells the run executed: one
+more ``notebook`` record of the run, written the way the run's own events are
+(:mod:`tracker.delivery`, numbered after them), so ``tracker notebook RUN`` gives back the
+executed notebook and the input one stays recorded. It prints nothing; when anything fails the
+input notebook stays the run's snapshot, silently (nobody is left to warn:
 docs/design.md §8).
 """
 
@@ -24,7 +25,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import _process
@@ -47,24 +47,26 @@ _START_WAIT = 5.0  # seconds for sh to start it
 
 class Watch(NamedTuple):
     """What the watcher needs: the run, the notebook the runner writes, the hash of the code
-    cells it must hold, the time it must be newer than, and the processes to wait for (pid and
-    start time, so a reused pid is not waited for)."""
+    cells it must hold, the time it must be newer than, and the runner's and the kernel's
+    process (pid and start time, so a reused pid is not taken for them)."""
 
     run_id: str
     notebook: str
     code_hash: str
     since: float
-    processes: list[tuple[int, float | None]]
+    runner: tuple[int, float | None]
+    kernel: tuple[int, float | None]
 
 
 def spawn(catalog: Catalog, run_id: str, notebook: str, *, code_hash: str,
-          wait_for: Sequence[int]) -> int:
-    """Start the watcher for the ``notebook`` a runner writes once the processes ``wait_for``
-    (the runner, the kernel) have exited; return its pid."""
+          runner: int) -> int:
+    """Start the watcher for the ``notebook`` that ``runner`` (a pid) writes once this process,
+    the kernel, has exited; return the watcher's pid."""
     from tracker.reading import on_postgres
 
+    here = os.getpid()
     watch = Watch(run_id, notebook, code_hash, time.time() - _CLOCK_SLACK,
-                  [(pid, _process.process_start(pid)) for pid in wait_for])
+                  (runner, _process.process_start(runner)), (here, _process.process_start(here)))
     env = dict(os.environ)
     if not on_postgres(catalog):  # a PostgreSQL catalog's URL came from there already
         env["TRACKER_CATALOG"] = str(catalog.path)
@@ -79,24 +81,43 @@ def spawn(catalog: Catalog, run_id: str, notebook: str, *, code_hash: str,
 def watch(spec: str) -> bool:
     """Wait, check and store as the module's docstring says; True if the notebook was stored."""
     given = Watch(**json.loads(spec))
-    if not _exited(given.processes, time.monotonic() + WAIT) or not _is_executed(given):
+    if not _written(given, time.monotonic() + WAIT):
         return False
     from tracker.catalog import Catalog
 
     return store(Catalog(), given.run_id, given.notebook)
 
 
-def _exited(processes: Sequence[Sequence[Any]], deadline: float) -> bool:
-    """Whether every process has exited (or been reaped) before ``deadline``."""
-    while any(_alive(pid, started) for pid, started in processes):
-        if time.monotonic() >= deadline:
-            return False
+def _written(given: Watch, deadline: float) -> bool:
+    """Whether the runner wrote the executed notebook before ``deadline``: looked at each time
+    the file changes once the kernel is gone (``jupyter execute a.ipynb b.ipynb`` writes a's
+    before it runs b), a last time when the runner has exited."""
+    seen: tuple[int, int] | None = None
+    while time.monotonic() < deadline:
+        runner_gone = not _alive(*given.runner)
+        if not _alive(*given.kernel):
+            now = _signature(given.notebook)
+            if now != seen and now is not None:
+                seen = now
+                if _is_executed(given):
+                    return True
+            if runner_gone:
+                return False
         time.sleep(_POLL)
-    return True
+    return False
 
 
 def _alive(pid: int, started: float | None) -> bool:
     return _process.process_start(pid) == started and not _process.is_zombie(pid)
+
+
+def _signature(path: str) -> tuple[int, int] | None:
+    """The file's (mtime_ns, size): a runner's write changes it."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _is_executed(given: Watch) -> bool:
@@ -104,7 +125,7 @@ def _is_executed(given: Watch) -> bool:
     code cells the run executed (a stale one from an earlier run, or another notebook, is not)."""
     try:
         if os.stat(given.notebook).st_mtime < given.since:
-            return False
+            return False  # the file as it was before the run ended (--inplace's input)
         import nbformat
 
         nbformat.validate(nbformat.read(given.notebook, as_version=4))
