@@ -81,10 +81,14 @@ def spawn(catalog: Catalog, run_id: str, notebook: str, *, code_hash: str,
 def watch(spec: str) -> bool:
     """Wait, check and store as the module's docstring says; True if the notebook was stored."""
     given = Watch(**json.loads(spec))
-    if not _written(given, time.monotonic() + WAIT):
-        return False
+    # Imported now, while the kernel and the runner finish: nbformat's jsonschema takes
+    # seconds on a loaded machine (see the docstring of tracker.notebook).
+    import nbformat  # noqa: F401
+
     from tracker.catalog import Catalog
 
+    if not _written(given, time.monotonic() + WAIT):
+        return False
     return store(Catalog(), given.run_id, given.notebook)
 
 
