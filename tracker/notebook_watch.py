@@ -25,14 +25,15 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tracker import _process
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
+    from tracker.storage.recovery import Local
 
-WAIT = 60.0  # seconds the watcher waits for the runner to exit and write the notebook
+WAIT = 60.0  # seconds the watcher waits for the runner to write the notebook
 _POLL = 0.1
 # File times come from the kernel's coarse clock, up to a tick behind time.time(): a notebook
 # written just after the run ended may look a few milliseconds older than its end.
@@ -162,7 +163,7 @@ def store(catalog: Catalog, run_id: str, notebook: str) -> bool:
     return False
 
 
-def _recover(catalog: Catalog, local: Any) -> None:
+def _recover(catalog: Catalog, local: Local) -> None:
     """What dead processes (the kernel) left in their spools, written now."""
     from tracker import delivery
     from tracker.reading import on_postgres
