@@ -440,7 +440,12 @@ class Session:
         # mid-write) is written by the exit handler or by the next process to open the catalog.
         with contextlib.suppress(Exception):
             recorder.flush(timeout=_SHUTDOWN_WRITE_WAIT)
-        self.guarded("watching for the executed notebook", lambda: self._watch_executed(run))
+        catalog, info = self.catalog, self.notebook
+        if catalog is not None and info is not None:
+            from tracker import notebook_watch
+
+            self.guarded("watching for the executed notebook",
+                         lambda: notebook_watch.follow(catalog, run.id, info))
 
     def at_exit(self) -> None:
         """Process exit without a shutdown request (a terminal, a script): end the run now, so
@@ -457,19 +462,6 @@ class Session:
             copy = _executed_copy(path)
             run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
                        time.time())
-
-    def _watch_executed(self, run: Run) -> None:
-        """``jupyter execute`` and nbconvert write the executed notebook once this kernel is
-        gone: a detached watcher stores it with the run then (:mod:`tracker.notebook_watch`)."""
-        info, catalog = self.notebook, self.catalog
-        copy = _executed_copy(info.path) if info is not None and info.code_hash else None
-        if copy is None or not copy.after_exit or catalog is None:
-            return
-        from tracker import capture, notebook_watch
-
-        with capture.suppressed():  # tracker's own process, not one the notebook started
-            notebook_watch.spawn(catalog, run.id, copy.path, code_hash=info.code_hash,
-                                 runner=copy.runner)
 
 
 def _executed_copy(path: str) -> ExecutedCopy | None:

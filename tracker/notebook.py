@@ -201,8 +201,8 @@ def executed_notebook(input_path: str) -> ExecutedCopy | None:
             output = _process.runner_output(argv, base, input_path)
             if output is None:
                 continue
-            if output.after_exit or (os.path.isfile(output.path)
-                                     and not os.path.samefile(output.path, input_path)):
+            if output.after_exit or (os.path.isfile(output.path) and
+                                     os.path.realpath(output.path) != os.path.realpath(input_path)):
                 return ExecutedCopy(output.path, pid, output.after_exit)
     return None
 

@@ -31,6 +31,7 @@ from tracker import _process
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
+    from tracker.notebook import NotebookInfo
     from tracker.storage.recovery import Local
 
 WAIT = 60.0  # seconds the watcher waits for the runner to write the notebook
@@ -57,6 +58,18 @@ class Watch(NamedTuple):
     since: float
     runner: tuple[int, float | None]
     kernel: tuple[int, float | None]
+
+
+def follow(catalog: Catalog, run_id: str, info: NotebookInfo) -> None:
+    """At the kernel's shutdown: start a watcher if the runner writes the notebook of ``info``
+    (what the run executed) once this kernel is gone."""
+    from tracker import capture
+    from tracker.notebook import executed_notebook
+
+    with capture.suppressed():  # tracker's own reads and process, not the notebook's
+        copy = executed_notebook(info.path)
+        if copy is not None and copy.after_exit and info.code_hash:
+            spawn(catalog, run_id, copy.path, code_hash=info.code_hash, runner=copy.runner)
 
 
 def spawn(catalog: Catalog, run_id: str, notebook: str, *, code_hash: str,
@@ -97,11 +110,13 @@ def _written(given: Watch, deadline: float) -> bool:
     """Whether the runner wrote the executed notebook before ``deadline``: looked at each time
     the file changes once the kernel is gone (``jupyter execute a.ipynb b.ipynb`` writes a's
     before it runs b), a last time when the runner has exited."""
+    from tracker.capture import stat_signature  # (mtime_ns, size): any write changes it
+
     seen: tuple[int, int] | None = None
     while time.monotonic() < deadline:
         runner_gone = not _alive(*given.runner)
         if not _alive(*given.kernel):
-            now = _signature(given.notebook)
+            now = stat_signature(given.notebook)
             if now != seen and now is not None:
                 seen = now
                 if _is_executed(given):
@@ -114,15 +129,6 @@ def _written(given: Watch, deadline: float) -> bool:
 
 def _alive(pid: int, started: float | None) -> bool:
     return _process.process_start(pid) == started and not _process.is_zombie(pid)
-
-
-def _signature(path: str) -> tuple[int, int] | None:
-    """The file's (mtime_ns, size): a runner's write changes it."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
 
 
 def _is_executed(given: Watch) -> bool:
