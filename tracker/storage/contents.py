@@ -378,17 +378,18 @@ def check_named(hashes: Hashes, key: str) -> None:
     """ContentDamaged unless ``hashes`` (of bytes read from the store) are of the content
     named ``key``."""
     if KEY_PREFIX + hashes.blake3 != key:
-        raise ContentDamaged(errno.ENOENT, "the stored bytes do not have the hash they are "
-                             "named for", key)
+        raise _misnamed(key)
 
 
 def check_file_named(path: Path, key: str) -> None:
     """:func:`check_named` for a file written from the store (a bucket's download)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        check_named(hash_fd(fd), key)
-    finally:
-        os.close(fd)
+    if hash_contents(path)[0] != key:
+        raise _misnamed(key)
+
+
+def _misnamed(key: str) -> ContentDamaged:
+    return ContentDamaged(errno.ENOENT, "the stored bytes do not have the hash they are named "
+                          "for", key)
 
 
 def hash_contents(path: Path) -> tuple[str, str]:
