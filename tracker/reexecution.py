@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from tracker.errors import TrackerError
 
-__all__ = ["Execution", "execute", "inject_parameters"]
+__all__ = ["Execution", "execute", "inject_parameters", "skip_iri_grammars"]
 
 PARAMETERS = "parameters"
 INJECTED = "injected-parameters"
@@ -116,6 +117,16 @@ def inject_parameters(notebook: Any, params: Mapping[str, Any]) -> tuple[dict[st
     position = kept.index(cells[at]) + 1 if at is not None else 0
     notebook.cells = [*kept[:position], fresh, *kept[position:]]
     return values, skipped
+
+
+def skip_iri_grammars() -> None:
+    """For a process of tracker's own (``tracker reproduce``), before nbclient is imported:
+    jsonschema, which nbformat imports, loads ``rfc3987_syntax`` if it can, and that compiles
+    its IRI grammars at import (2-4 s of a 3-6 s nbclient import here) for a format check
+    nbformat's schemas never ask for. Marked missing, jsonschema leaves that check out. Never
+    in a user's process (``tracker.reproduce()``): its jsonschema may want it."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ class KeptFile:
             with self._readable():
                 if contents.is_key(blob):
                     self.catalog.content_store.restore(blob, staged)
+                    contents.check_size(staged, self.size, blob)
                 elif on_postgres(self.catalog):
                     with self.open() as source, open(staged, "wb") as out:
                         shutil.copyfileobj(source, out)
@@ -123,9 +124,18 @@ class KeptFile:
     @contextlib.contextmanager
     def _readable(self) -> Iterator[None]:
         """Kept bytes missing from the store (a run imported from another catalog, a store
-        cleaned by hand) as ArtifactNotFoundError, not a bare OSError."""
+        cleaned by hand) or no longer matching their name as ArtifactNotFoundError, not a
+        bare OSError."""
+        from tracker.storage.contents import ContentDamaged
+
         try:
             yield
+        except ContentDamaged:
+            raise ArtifactNotFoundError(
+                f"version {self.version} of {self.uri} was kept, but the stored file "
+                f"{self.blob} is not that content any more (altered or damaged in "
+                f"the store {self.catalog.content_store.location}): nothing was written; "
+                "restore it from another copy of the store") from None
         except FileNotFoundError:
             raise ArtifactNotFoundError(
                 f"version {self.version} of {self.uri} was kept, but its content is missing "
