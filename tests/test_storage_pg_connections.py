@@ -26,6 +26,19 @@ def _backend(store: PgStore, *, write: bool = False) -> int:
         return int(connection.execute("SELECT pg_backend_pid()").fetchone()[0])
 
 
+def _settled_count(url: str, backends: list[int], expected: int) -> bool:
+    """Whether, within 10 s, exactly ``expected`` of ``backends`` are still connected (a
+    closed connection's server process ends a moment later)."""
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as admin:
+        while True:
+            alive = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                  [backends]).fetchone()
+            if alive == (expected,) or time.monotonic() > deadline:
+                return alive == (expected,)
+            time.sleep(0.05)
+
+
 def _counting_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every connection psycopg opens from now on (the URL it was given)."""
     opened: list[str] = []
@@ -68,6 +81,7 @@ def test_threads_never_share_a_connection(pg_url: str) -> None:
         thread.join(20)
     assert len(set(seen)) == 3
     # afterwards at most KEEP stay open, and the next operations use them
+    assert _settled_count(pg_url, seen, pg_connections.KEEP)
     after = {_backend(store) for _ in range(5)}
     assert after <= set(seen) and len(after) == 1
 
@@ -139,9 +153,4 @@ def test_a_store_that_is_dropped_closes_its_idle_connections(pg_url: str) -> Non
     backend = _backend(store)
     del store
     gc.collect()
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        deadline = time.monotonic() + 10
-        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                            [backend]).fetchone() != (0,):
-            assert time.monotonic() < deadline, "the dropped store's connection stayed open"
-            time.sleep(0.05)
+    assert _settled_count(pg_url, [backend], 0), "the dropped store's connection stayed open"
