@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,36 +113,28 @@ def test_unavailable_figure_shows_its_reason() -> None:
 
 
 @pytest.mark.slow
-def test_postgres_group_measures_reads_and_never_fakes_the_writers(tmp_path: Path,
-                                                                    pg_url: str) -> None:
-    """The PostgreSQL group starts its own server; reads get numbers, and the writer figures
-    get numbers only when tracker can record into PostgreSQL (else they say so)."""
-    import tracker
-    from tracker.errors import NotOnPostgresError
-
-    try:
-        with tracker.Catalog(pg_url).start_run("probe"):
-            pass
-        recording = True
-    except NotOnPostgresError:
-        recording = False
+def test_postgres_groups_measure_writers_and_reads_apart(tmp_path: Path,
+                                                         pg_cluster: Any) -> None:
+    """The two PostgreSQL groups each start their own server (``pg_cluster``: skipped, or
+    failed under CI, where there is none): ``postgres`` the writers with readers and one run's
+    way to a reader, ``postgres_100k`` the reads; each runs alone."""
     out = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", "postgres", "--no-mlflow",
-         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads((out / "latest.json").read_text())["figures"]
-    reads = ["pg.query.filter", "pg.query.top", "pg.query.table", "pg.widget.render"]
-    assert all("median" in figures[key]["tracker"] for key in reads), {
-        key: figures[key]["tracker"] for key in reads}
-    assert figures["pg.query.filter"]["tracker"]["note"] == "31 rows"  # of 200: p0 'x', m0 > .5
-    writes = [key for key in figures if key.startswith(("pg.write.", "pg.visible."))]
-    assert len(writes) == 6
-    for key in writes:
-        measured = figures[key]["tracker"]
-        if recording:
-            assert "median" in measured, (key, measured)
+    groups = {"postgres": ("pg.write.", "pg.visible."),
+              "postgres_100k": ("pg.query.", "pg.widget.")}
+    for group, prefixes in groups.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--quick", "--only", group, "--no-mlflow",
+             "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        figures = json.loads((out / "latest.json").read_text())["figures"]
+        assert all(key.startswith(prefixes) for key in figures), sorted(figures)
+        assert all("median" in figures[key]["tracker"] for key in figures), {
+            key: figures[key]["tracker"] for key in figures}
+        if group == "postgres":
+            assert len(figures) == 6
+            assert figures["pg.write.lost"]["tracker"]["median"] == 0
         else:
-            assert measured["missing"].startswith("not measured: recording into PostgreSQL"), \
-                (key, measured)
+            assert figures["pg.query.filter"]["tracker"]["note"] == "31 rows"  # of 200
+
+

@@ -253,3 +253,19 @@ def test_pg_a_long_query_is_stopped(pg_catalog: Any, monkeypatch: pytest.MonkeyP
     with pytest.raises(tracker.SQLError, match="longer than 0.5 s"):
         pg_readonly_sql.run(pg_catalog, "SELECT pg_sleep(30)")
     assert time.monotonic() - started < 10
+
+
+def test_pg_a_lock_a_query_takes_ends_with_the_query(pg_catalog: Any, pg_url: str) -> None:
+    """A session's advisory lock survives the rolled-back savepoint: the query's connection is
+    closed after it, never kept for the process's next operation (which would hold the lock,
+    and could block other processes' writers, until the process exits)."""
+    import psycopg
+
+    from tracker import pg_readonly_sql
+
+    assert len(pg_readonly_sql.run(pg_catalog, "SELECT pg_advisory_lock(7) AS taken")) == 1
+    with psycopg.connect(pg_url) as other:  # waits a moment for the closed session to end
+        other.execute("SET lock_timeout = '5s'")
+        other.execute("SELECT pg_advisory_lock(7)")  # LockNotAvailable if still held
+        assert other.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                             "AND objid = 7 AND pid = pg_backend_pid()").fetchone() == (1,)

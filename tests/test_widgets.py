@@ -12,6 +12,7 @@ import gc
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -1116,3 +1117,53 @@ def test_a_table_whose_options_are_refused_closes_quietly() -> None:
     with pytest.raises(TypeError):
         RunTable(bogus=1)  # type: ignore[call-arg]
     gc.collect()  # its __del__ closes it: an error there would fail this test
+
+
+def _recorded_offline(url: str) -> str:
+    """The id of a run a script recorded into ``url`` and exited while the server was away:
+    it waits in this machine's spool of that catalog."""
+    script = textwrap.dedent(f"""
+        import json, warnings, tracker
+        warnings.simplefilter("ignore")  # the one warning that the server is away
+        catalog = tracker.Catalog({url!r})
+        with catalog.start_run("offline") as run:
+            run.log_metric("m", 1.0)
+        print(json.dumps(run.id))""")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return str(done.stdout.strip().splitlines()[-1].strip('"'))
+
+
+@pytest.mark.parametrize("backend", backends.BOTH)
+def test_the_status_line_says_which_runs_wait_to_be_sent(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if backend == "file":  # a catalog file is written directly: nothing ever waits
+        catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+        _recorded_offline(str(tmp_path / "catalog.duckdb"))
+        table = RunTable(catalog=catalog, live=False)
+        assert "runs 1–1 of 1" in table.pager.value and "not yet sent" not in table.pager.value
+        table.close()
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    # a password and markup in the URL: neither may reach the page as they are
+    url = cluster.url(cluster.fresh_database()).replace(
+        "postgresql://postgres@", f"postgresql://postgres:{backends.SECRET}@") + \
+        "&application_name=<b>team</b>"
+    tracker.Catalog(url).runs()  # the catalog exists; then the server goes away
+    cluster.admin("CHECKPOINT")
+    cluster.stop()
+    try:
+        run_id = _recorded_offline(url)
+    finally:
+        cluster.start()
+    catalog = tracker.Catalog(url)
+    table = RunTable(catalog=catalog, live=False)
+    shown = table.pager.value
+    assert "1 run recorded on this machine not yet sent to postgresql://postgres:***@" in shown
+    assert "(tracker sync)" in shown and "tracker-warn" in shown
+    assert backends.SECRET not in shown and "<b>team" not in shown and "&lt;b&gt;team" in shown
+    assert catalog.sync() == 0
+    table.refresh()
+    assert "not yet sent" not in table.pager.value and table.rows == [run_id]
+    table.close()

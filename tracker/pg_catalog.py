@@ -116,6 +116,14 @@ class PgCatalog(Catalog):
         delivery.sync(self, local=local_to(self.spool_dir), timeout=timeout)
         return pg_recovery.waiting(self._pg)
 
+    def waiting_runs(self) -> int:
+        """How many runs recorded on this machine the server has not received yet: they wait
+        in the local spool until the next write or :meth:`sync` sends them (the runs browser
+        and ``tracker runs`` say so)."""
+        from tracker.storage import pg_recovery
+
+        return pg_recovery.waiting(self._pg)
+
     def get_run(self, ref: str) -> RunInfo:
         """See :meth:`tracker.Catalog.get_run`."""
         from tracker import pg_queries

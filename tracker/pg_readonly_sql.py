@@ -73,7 +73,9 @@ def run(store: PgStore, text: str, params: Sequence[Any] | None = None) -> pd.Da
 
     bound = check(text, params)
     limit = readonly_sql.time_limit()
-    with store.connect() as connection:  # a READ ONLY transaction
+    # a READ ONLY transaction, on a connection closed afterwards: the query may leave session
+    # state (pg_advisory_lock) that the next operation must not inherit
+    with store.connect(keep=False) as connection:
         connection.execute(f"SET LOCAL statement_timeout = {int(limit * 1000)}")
         cursor = psycopg.RawCursor(connection)  # $1, $2...; no client-side % formatting
         try:

@@ -19,6 +19,7 @@ import ipywidgets as w
 
 from tracker import arguments
 from tracker.errors import FilterSyntaxError
+from tracker.terminal_text import plural
 
 from . import _columns as cols
 from . import _html as h
@@ -76,6 +77,7 @@ class RunTable(w.VBox):
         self._error = ""
         self._where: str | None = None
         self._legend = ""
+        self._waiting = ""  # a team catalog's runs of this machine not sent yet
         self._syncing = False  # set while the kernel updates the grid: no echo to handlers
         self._shown_in: int | None = None  # the cell display() drew this table in
         self._closed = False
@@ -169,6 +171,7 @@ class RunTable(w.VBox):
             frame = self._page(where)
             if count:
                 self.total = frame.attrs["total"]
+                self._waiting = _waiting_text(self.catalog)
             if frame.empty and self.offset and self.total:
                 # The page emptied (runs deleted elsewhere): show the last page that has runs.
                 self.offset = (self.total - 1) // self.page_size * self.page_size
@@ -228,7 +231,7 @@ class RunTable(w.VBox):
             text = (f"runs {self.offset + 1:,}–{self.offset + shown:,} of {self.total:,}"
                     f" · page {self.offset // self.page_size + 1:,} of "
                     f"{(self.total - 1) // self.page_size + 1:,}")
-        self.pager.value = h.join([h.muted(text), "  ", self._legend])
+        self.pager.value = h.join([h.muted(text), "  ", self._legend, self._waiting])
         self.previous_button.disabled = self.first_button.disabled = self.offset == 0
         self.next_button.disabled = self.offset + self.page_size >= self.total
 
@@ -561,3 +564,16 @@ def _pinned_first(columns: list[cols.Column], pinned: set[str]) -> list[cols.Col
 def _descending_first(key: str) -> bool:
     column = cols.ATTRIBUTE_COLUMNS.get(key)
     return column.descending_first if column else key.startswith("metrics.")
+
+
+def _waiting_text(catalog: Any) -> Any:
+    """For a PostgreSQL catalog with runs of this machine still in its local spool (recorded
+    while the server was out of reach), a warning saying how many and how to send them."""
+    from tracker.pg_catalog import PgCatalog
+
+    left = catalog.waiting_runs() if isinstance(catalog, PgCatalog) else 0
+    if not left:
+        return ""
+    said = (f"{plural(left, 'run')} recorded on this machine not yet sent to "
+            f"{catalog.store.shown} (tracker sync)")
+    return h.join(["  ", h.message(said, "warn")])

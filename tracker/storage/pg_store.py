@@ -1,8 +1,9 @@
 """One PostgreSQL catalog: its connections and its schema, for a team sharing one server.
 
 The counterpart of :mod:`tracker.storage.store` for a ``postgresql://`` catalog. No sidecar lock
-and no global write lock: each operation is one connection and one transaction, and
-PostgreSQL's own locks keep writers apart (a run's row is locked while its events are applied,
+and no global write lock: each operation is one transaction, on a connection the process keeps
+between operations (:mod:`tracker.storage.pg_connections`), and PostgreSQL's own locks keep
+writers apart (a run's row is locked while its events are applied,
 :mod:`tracker.storage.pg_writer`). The URL is handed to libpq as it is, so its conventions hold
 (``PGPASSFILE``, ``PGSERVICE``, ``~/.pg_service.conf``, ``sslmode``...); it is shown only
 :func:`~tracker.storage.pg_url.redacted`.
@@ -23,7 +24,7 @@ import io
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +37,7 @@ from tracker.errors import (
     TrackerError,
     first_line,
 )
-from tracker.storage import pg_access, pg_blobs, pg_schema
+from tracker.storage import pg_access, pg_blobs, pg_connections, pg_schema
 from tracker.storage.pg_url import redacted
 
 # The advisory lock taken while the schema is created or migrated (any fixed number: it names
@@ -58,6 +59,7 @@ class PgStore:
         self.shown = redacted(url)
         self.timeout = timeout
         self._ready = False
+        self._idle = pg_connections.Idle(self)  # this process's connections, between operations
         #: this user's private folder for the catalog on this machine: spools, quarantine
         self.folder = local_folder(self.shown)
         #: time.monotonic() of this object's last recovery (tracker.storage.pg_recovery)
@@ -114,21 +116,17 @@ class PgStore:
         return self.timeout if timeout is None else arguments.seconds(timeout, "timeout")
 
     @contextlib.contextmanager
-    def connect(self, *, write: bool = False, timeout: float | None = None) -> Iterator[Any]:
+    def connect(self, *, write: bool = False, timeout: float | None = None,
+                keep: bool = True) -> Iterator[Any]:
         """A psycopg connection in one transaction (READ ONLY unless ``write``), committed on
         exit, rolled back on an exception; the schema is created or checked first, once per
-        store. A server that cannot be reached raises :class:`tracker.errors.CatalogError`."""
-        connection = self._open(self.wait(timeout))
-        try:
-            with translated(self.shown):
-                if not self._ready:
-                    self._create_or_migrate(connection)
-                with connection.transaction():
-                    if not write:
-                        connection.execute("SET TRANSACTION READ ONLY")
-                    yield connection
-        finally:
-            connection.close()
+        store. The connection is this process's, reused by its next operation
+        (:mod:`tracker.storage.pg_connections`); ``keep=False`` closes it afterwards (it ran
+        SQL of the user's, which may leave session state, an advisory lock say). A server
+        that cannot be reached raises :class:`tracker.errors.CatalogError`."""
+        with translated(self.shown), contextlib.ExitStack() as stack:
+            yield self._begun(stack, write=write, wait=self.wait(timeout),
+                              done=self._idle.give if keep else _close)
 
     def open_blob(self, key: str) -> IO[bytes]:
         """The stored blob ``key`` (a run's notebook) as a binary file; FileNotFoundError if
@@ -158,6 +156,28 @@ class PgStore:
                 connection.close()
                 raise
         return connection
+
+    def _begun(self, stack: contextlib.ExitStack, *, write: bool, wait: float,
+               done: Callable[[Any], None]) -> Any:
+        """A connection in a new transaction, passed to ``done`` once ``stack`` ended the
+        transaction: an idle one of this process's while it answers, else a new one."""
+        import psycopg
+
+        reused = self._idle.take()
+        if reused is not None:
+            stack.callback(done, reused)
+            try:
+                return _transaction(stack, reused, write=write)
+            except psycopg.OperationalError:
+                if not reused.broken:
+                    raise
+                # Gone while idle (a server restarted, a backend terminated): only BEGIN was
+                # sent, so a new connection starts the operation over.
+        connection = self._open(wait)
+        stack.callback(done, connection)
+        if not self._ready:
+            self._create_or_migrate(connection)
+        return _transaction(stack, connection, write=write)
 
     def _create_or_migrate(self, connection: Any) -> None:
         """Create, check or migrate the catalog's tables, in one transaction."""
@@ -205,6 +225,17 @@ class PgStore:
                 f"catalog {self.shown} has no valid schema version (meta.schema_version is "
                 f"{version!r}); it was left untouched", path=self.shown)
         return int(version)
+
+
+def _close(connection: Any) -> None:
+    connection.close()
+
+
+def _transaction(stack: contextlib.ExitStack, connection: Any, *, write: bool) -> Any:
+    """``connection`` in a transaction ``stack`` ends (commits, or rolls back on an error)."""
+    connection.read_only = not write  # BEGIN READ ONLY: no statement of its own
+    stack.enter_context(connection.transaction())
+    return connection
 
 
 def local_folder(shown: str) -> Path:

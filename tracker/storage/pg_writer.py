@@ -78,7 +78,8 @@ def apply(con: Any, batch: Batch) -> list[Spooled]:
         fresh = [item for item in numbered if item.seq > (row["spool_seq"] or 0)]
         if fresh:
             event_fold.gather(rows, run_id, fresh, row, now)
-    _write(con, rows)
+    with con.pipeline():  # the inserts and updates go in one round trip
+        _write(con, rows)
     return startless
 
 
