@@ -289,6 +289,42 @@ def op_watch(job: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def op_watch_recent(job: dict[str, Any]) -> dict[str, Any]:
+    """Long-lived process B reading the 10 newest runs (a runs browser's first page)."""
+    import mlflow
+
+    experiment_id = _connect(job)
+
+    def finished() -> set[str]:
+        frame = mlflow.search_runs([experiment_id], max_results=10,
+                                   order_by=["attributes.start_time DESC"])
+        if frame.empty:
+            return set()
+        return set(frame.loc[frame["status"] == "FINISHED", "tags.mlflow.runName"])
+
+    watch(finished, stop=job["stop"], poll_s=job["poll_s"])
+    return {}
+
+
+def op_end_runs(job: dict[str, Any]) -> dict[str, Any]:
+    """Long-lived process A: one warm-up run, then ``count`` runs ``pause_s`` apart; each
+    name with the time of its end call."""
+    import mlflow
+
+    _connect(job)
+    ended_at = {}
+    for i in range(job["count"] + 1):
+        name = f"live-{i}"
+        mlflow.start_run(run_name=name)
+        mlflow.log_param("lr", 0.1)
+        mlflow.log_metric("loss", 0.5)
+        if i:
+            ended_at[name] = time.time()
+        mlflow.end_run()
+        time.sleep(job["pause_s"])
+    return {"ended_at": ended_at}
+
+
 def op_end_run(job: dict[str, Any]) -> dict[str, Any]:
     """Process A: start, log and end one run, then exit; ``ended_at`` is the end call's time."""
     import mlflow

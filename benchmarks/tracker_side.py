@@ -251,6 +251,39 @@ def op_watch(job: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def op_watch_recent(job: dict[str, Any]) -> dict[str, Any]:
+    """Long-lived process B reading the 10 newest runs (a runs browser's first page)."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+
+    def finished() -> set[str]:
+        frame = tracker.runs(limit=10)
+        return set(frame.loc[frame["status"] == "completed", "name"])
+
+    watch(finished, stop=job["stop"], poll_s=job["poll_s"])
+    return {}
+
+
+def op_end_runs(job: dict[str, Any]) -> dict[str, Any]:
+    """Long-lived process A: one warm-up run, then ``count`` runs ``pause_s`` apart; each
+    name with the time of its end call."""
+    import tracker
+
+    tracker.use_catalog(job["catalog"])
+    ended_at = {}
+    for i in range(job["count"] + 1):
+        name = f"live-{i}"
+        tracker.start_run(name)
+        tracker.log_param("lr", 0.1)
+        tracker.log_metric("loss", 0.5)
+        if i:  # the first run warms the process up: imports, the connection
+            ended_at[name] = time.time()
+        tracker.end_run()
+        time.sleep(job["pause_s"])
+    return {"ended_at": ended_at}
+
+
 def op_end_run(job: dict[str, Any]) -> dict[str, Any]:
     """Process A: start, log and end one run, then exit; ``ended_at`` is the end call's time."""
     import tracker

@@ -20,6 +20,8 @@ from benchmarks.jobs import Job
 from benchmarks.sides import on_both_sides, require, side_job, start
 
 POLL_S = 0.05
+LIVE_POLL_S = 0.005  # B of the live figure: a browser refreshing often, reading the newest runs
+LIVE_PAUSE_S = 0.3  # between A's runs in the live figure: each is seen before the next ends
 SCRIPTS = 4
 _WITHIN = Target("<=", 1000)  # ms: #10 wants every reader to see a finished run within 1 s
 _LIMIT_S = 10.0  # a run B has not seen by then is reported as "> 10 s"
@@ -95,6 +97,30 @@ def _one_run_figures(ctx: Context, side: str, store: dict[str, str],
                else Measure.seconds([max(latencies)], "ms"))
     return {"visible.one": Measure.seconds(latencies, "ms", note=note),
             "visible.one_max": slowest.noted(note)}
+
+
+def live_visibility(ctx: Context, side: str, store: dict[str, str]) -> Measure:
+    """One run's way from a long-lived A (a notebook mid-session: imported, connected) to a
+    long-lived B reading the newest runs every :data:`LIVE_POLL_S`: A's end call to B's read."""
+    stop = Path(tempfile.mkdtemp(dir=ctx.workdir)) / "stop"
+    watcher = start(side, {"op": "watch_recent", "stop": str(stop), "poll_s": LIVE_POLL_S,
+                           **store})
+    try:
+        if not watcher.expect("ready", timeout_s=300):
+            return Measure.unavailable("B did not start")
+        ended = side_job(side)({"op": "end_runs", "count": _repeats(ctx),
+                                "pause_s": LIVE_PAUSE_S, **store}).check().result["ended_at"]
+        _seen(watcher, set(ended), _LIMIT_S)
+    finally:
+        stop.touch()
+        watcher.wait(timeout_s=60).check()
+    sightings = _sightings(watcher)
+    latencies = [sightings[name] - at for name, at in ended.items() if name in sightings]
+    note = (f"A and B long-lived; A ends a run every {LIVE_PAUSE_S * 1000:.0f} ms, B reads "
+            f"the 10 newest runs every {LIVE_POLL_S * 1000:.0f} ms")
+    if len(latencies) < len(ended):
+        note += f"; {len(ended) - len(latencies)} of {len(ended)} not seen within {_LIMIT_S:g} s"
+    return Measure.seconds(latencies, "ms", note=note)
 
 
 def _scripts_figure(ctx: Context, side: str, store: dict[str, str], watcher: Job) -> Measure:
