@@ -330,3 +330,96 @@ def test_a_waiting_writer_tries_again_every_few_milliseconds(
     finally:
         _release(holder)
     assert len(pauses) > 10 and max(pauses) <= 0.01
+
+
+TAGGER = textwrap.dedent("""
+    import sys, tracker
+    catalog = tracker.Catalog(sys.argv[1])
+    run_id, worker = sys.argv[2], sys.argv[3]
+    for i in range(30):
+        catalog.set_tags({f"{worker}-{i}": i, "last": worker}, run=run_id)
+    catalog.delete_tag("stage", run=run_id)
+""")
+
+
+@pytest.mark.slow
+def test_two_processes_tagging_one_run_at_once_lose_no_tag(catalog: tracker.Catalog) -> None:
+    with catalog.start_run("reviewed") as run:
+        run.set_tags({"stage": "draft", "owner": "ann"})
+    taggers = [subprocess.Popen([sys.executable, "-c", TAGGER, backends.address(catalog),
+                                 run.id[:8], worker], stderr=subprocess.PIPE, text=True)
+               for worker in ("ann", "bob")]
+    for tagger in taggers:
+        _, err = tagger.communicate(timeout=300)
+        assert tagger.returncode == 0, err
+    tags = catalog.get_run(run.id).tags
+    assert tags.pop("last") in ("ann", "bob")
+    assert tags == {"owner": "ann", **{f"{worker}-{i}": str(i) for worker in ("ann", "bob")
+                                       for i in range(30)}}
+
+
+RECORDING = textwrap.dedent("""
+    import sys, time, tracker
+    catalog = tracker.Catalog(sys.argv[1])
+    with catalog.start_run("recording", params={"lr": 0.1}) as run:
+        catalog.flush()  # in the catalog: another process can find it
+        print(run.id, flush=True)
+        for step in range(300):
+            run.log_metric("loss", 1 / (step + 1), step=step)
+            if step % 30 == 0:
+                catalog.flush()  # written while the other process deletes it
+            time.sleep(0.002)
+        run.set_tag("verdict", "good")
+""")
+
+
+def test_a_run_deleted_while_its_process_records_stays_deleted_and_loses_nothing(
+        catalog: tracker.Catalog) -> None:
+    recording = subprocess.Popen([sys.executable, "-c", RECORDING, backends.address(catalog)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert recording.stdout is not None
+    run_id = recording.stdout.readline().strip()
+    assert catalog.delete_run(run_id) == run_id  # while it logs
+    _, err = recording.communicate(timeout=300)
+    assert recording.returncode == 0, err
+    assert catalog.runs().empty  # its later writes did not bring it back
+    [deleted] = catalog.runs(deleted_only=True).itertuples()
+    assert (deleted.id, deleted.status) == (run_id, "completed")
+    assert catalog.metric_history(run_id, "loss")["step"].tolist() == list(range(300))
+    catalog.restore_run(run_id)
+    info = catalog.get_run(run_id)
+    assert (info.params, info.metrics, info.tags) == (
+        {"lr": 0.1}, {"loss": 1 / 300}, {"verdict": "good"})
+
+
+TABLES = ("runs", "params", "metrics", "tags", "cells", "run_artifacts", "artifacts")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("write_backend", ["postgresql"])
+def test_what_was_logged_while_the_server_held_its_tables_survives_kill_9(
+        catalog: tracker.Catalog) -> None:
+    # The PostgreSQL counterpart of the DuckDB file lock held above: another session holds
+    # every table tracker writes, so the logger's flusher waits inside its transaction.
+    import psycopg
+
+    address = backends.address(catalog)
+    catalog.runs()  # the tables exist
+    with psycopg.connect(address) as holder:
+        holder.execute(f"LOCK TABLE {', '.join(f'tracker.{t}' for t in TABLES)} "
+                       "IN EXCLUSIVE MODE")
+        logger = subprocess.Popen([sys.executable, "-c", LOGGER, address],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert logger.stdout is not None
+        first = logger.stdout.readline()  # logging has begun
+        time.sleep(3 * SPOOL_BOUND)  # the logger's writer waits for the tables all along
+        assert holder.execute("SELECT count(*) FROM tracker.runs").fetchone() == (0,)
+        logger.kill()
+        killed_at = time.time()
+        out, _ = logger.communicate()
+    progress = [line.split() for line in (first + out).splitlines()]
+    safe = max(int(count) for at, count in progress if float(at) <= killed_at - SPOOL_BOUND)
+    assert safe > 0
+    assert backends.settled(catalog).runs()["status"].tolist() == ["crashed"]
+    recorded = int(catalog.sql("SELECT count(*) FROM metrics").iloc[0, 0])
+    assert recorded >= safe
