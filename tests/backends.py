@@ -126,6 +126,19 @@ def settled(catalog: tracker.Catalog) -> tracker.Catalog:
     return catalog
 
 
+def recovered(catalog: tracker.Catalog) -> tracker.Catalog:
+    """``catalog`` once what this machine's dead processes left is recovered now, however
+    recently it last was: the file catalog's recovery, a PostgreSQL catalog's ``sync``."""
+    if isinstance(catalog, pg_catalog.PgCatalog):
+        catalog.sync()
+        return catalog
+    from tracker import delivery
+    from tracker.recorder import local_to
+
+    delivery.recover(catalog, local=local_to(catalog.spool_dir), force=True)
+    return catalog
+
+
 def mirror(source: tracker.Catalog, url: str, monkeypatch: pytest.MonkeyPatch) -> MirrorCatalog:
     """A PostgreSQL catalog at ``url`` fed, for the rest of the test, every event the file
     catalog writer commits (``source``'s and any other in this process)."""

@@ -48,13 +48,15 @@ def _end_open_runs(catalog: tracker.Catalog | None) -> None:
 def catalog(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tracker.Catalog]:
     """A fresh, empty catalog in the test's temporary folder; in a test that records on both
     back ends (``write_backend``, tests/backends.py), a fresh PostgreSQL database in its turn."""
-    where: Any = tmp_path / "catalog.duckdb"
-    if "write_backend" in request.fixturenames and \
-            request.getfixturevalue("write_backend") == "postgresql":
-        where = request.getfixturevalue("pg_url")
-    fresh = tracker.Catalog(where)
+    on_server = "write_backend" in request.fixturenames and \
+        request.getfixturevalue("write_backend") == "postgresql"
+    fresh = tracker.Catalog(request.getfixturevalue("pg_url") if on_server else
+                            tmp_path / "catalog.duckdb")
     yield fresh
     _end_open_runs(fresh)
+    if on_server:  # sent before the session's server stops, not into its shutdown
+        with contextlib.suppress(tracker.CatalogError):
+            fresh.flush()
 
 
 @pytest.fixture(params=["file", "postgresql"])
