@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import backends
 import duckdb
 import pytest
 
-import backends
 import tracker
 from tracker import events
 from tracker.pg_catalog import PgCatalog

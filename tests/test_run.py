@@ -18,7 +18,7 @@ import pytest
 import tracker
 from tracker import delivery, hashing
 from tracker.hashing import hash_bytes
-from tracker.recorder import SPOOL_BOUND, local_to
+from tracker.recorder import SPOOL_BOUND
 from tracker.storage import lock as _lock
 from tracker.storage import recovery, spools
 from tracker.storage import store as store_module

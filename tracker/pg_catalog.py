@@ -256,8 +256,9 @@ class PgCatalog(Catalog):
 
     def _sent(self) -> PgStore:
         """The store, once this process's own events are on the server (as a file catalog's
-        reads and changes flush first: a change finds the runs this process just ended); when they cannot be sent now, the read goes on without them (they
-        wait in the spool, and the read says whether the server is there)."""
+        reads and changes flush first: a change finds the runs this process just ended); when
+        they cannot be sent now, the read goes on without them (they wait in the spool, and
+        the read says whether the server is there)."""
         from tracker.queries import READ_FLUSH_WAIT
         from tracker.recorder import flush_pending
 
