@@ -116,6 +116,13 @@ def address(catalog: tracker.Catalog) -> str:
     return str(catalog.path)
 
 
+def on_server(request: pytest.FixtureRequest) -> bool:
+    """Whether the test records into PostgreSQL now: marked :data:`WRITES_ON_BOTH` (or
+    parametrised by ``write_backend``), in its PostgreSQL turn."""
+    return "write_backend" in request.fixturenames and \
+        request.getfixturevalue("write_backend") == "postgresql"
+
+
 def settled(catalog: tracker.Catalog) -> tracker.Catalog:
     """``catalog`` once what this machine's dead processes left is in it (their spools sent,
     their runs crashed). A file catalog's reads see to that themselves; a PostgreSQL

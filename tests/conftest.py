@@ -48,8 +48,9 @@ def _end_open_runs(catalog: tracker.Catalog | None) -> None:
 def catalog(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tracker.Catalog]:
     """A fresh, empty catalog in the test's temporary folder; in a test that records on both
     back ends (``write_backend``, tests/backends.py), a fresh PostgreSQL database in its turn."""
-    on_server = "write_backend" in request.fixturenames and \
-        request.getfixturevalue("write_backend") == "postgresql"
+    import backends
+
+    on_server = backends.on_server(request)
     fresh = tracker.Catalog(request.getfixturevalue("pg_url") if on_server else
                             tmp_path / "catalog.duckdb")
     yield fresh

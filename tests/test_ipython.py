@@ -59,8 +59,7 @@ def _default_catalog(request: pytest.FixtureRequest,
                      monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In a test marked for both back ends (tests/backends.py), the session's default catalog
     is the suite's file, then a fresh PostgreSQL database (``$TRACKER_CATALOG``)."""
-    on_server = "write_backend" in request.fixturenames and \
-        request.getfixturevalue("write_backend") == "postgresql"
+    on_server = backends.on_server(request)
     if on_server:
         monkeypatch.setenv("TRACKER_CATALOG", request.getfixturevalue("pg_url"))
         tracker.use_catalog(None)
