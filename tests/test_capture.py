@@ -624,3 +624,16 @@ print(writes)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == repr([(str(root / "late.parquet"), "pandas")])
+
+
+def test_the_audit_hook_ignores_events_once_interpreter_exit_cleared_its_module(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An audit hook cannot be removed: at exit, after module globals are set to None, a
+    # process still running (a Popen's finalizer, a watcher started at shutdown) raises audit
+    # events that used to fail the hook with "argument of type 'NoneType' is not iterable".
+    import tracker.capture as capture
+
+    monkeypatch.setattr(capture, "_SIDE_EVENTS", None)
+    monkeypatch.setattr(capture, "reporting", None)
+    capture._audit_hook("subprocess.Popen", ("sleep", ["sleep", "1"], None, None))
+    capture._audit_hook("sqlite3.connect", ("x.db",))

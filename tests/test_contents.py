@@ -254,6 +254,54 @@ def test_a_failed_copy_into_a_store_on_another_device_leaves_nothing_behind(
         shutil.rmtree(shared)
 
 
+def test_a_stored_content_cut_short_is_never_given_back(catalog: tracker.Catalog,
+                                                       tmp_path: Path) -> None:
+    # The catalog's own store (0700, contents 0400, verified when stored) is trusted, and its
+    # size checked: a content cut short (by hand, a failed backup) is refused, nothing written.
+    with catalog.start_run("writer") as run:
+        run.log_output(_write(tmp_path / "model.bin", b"the trained weights"))
+    catalog.flush()
+    kept = catalog.get_artifact(tmp_path / "model.bin")
+    stored = catalog.content_store.path(kept.blob)  # type: ignore[attr-defined]
+    stored.chmod(0o600)
+    stored.write_bytes(b"the trained")
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not that content any more"):
+        kept.restore(tmp_path / "back.bin")
+    assert not (tmp_path / "back.bin").exists()
+    assert not list(tmp_path.glob(".back.bin.*"))  # no partial copy left
+
+
+def test_a_content_altered_in_a_shared_folder_is_never_given_back(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Others can write a team's folder: what is restored from it is hashed as it is copied
+    # (as when it was kept), so bytes swapped for others of the same size are refused.
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    with catalog.start_run("writer") as run:
+        run.log_output(_write(tmp_path / "model.bin", b"the trained weights"))
+    catalog.flush()
+    kept = catalog.get_artifact(tmp_path / "model.bin")
+    stored = tmp_path / "team-store" / str(kept.blob)
+    stored.chmod(0o600)
+    stored.write_bytes(b"the trained weighTs")
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not that content any more"):
+        kept.restore(tmp_path / "back.bin")
+    assert not (tmp_path / "back.bin").exists()
+    assert not list(tmp_path.glob(".back.bin.*"))
+
+
+def test_a_content_altered_in_a_bucket_is_never_given_back(
+        bucket: str, catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("team") as run:
+        run.log_output(_write(tmp_path / "scores.csv", b"score\n1\n2\n"))
+    kept = retrieval.get_artifact(catalog, tmp_path / "scores.csv")
+    store = catalog.content_store
+    store._client.put_object(Bucket=store.bucket, Key=store._name(kept.blob),  # type: ignore[attr-defined]
+                             Body=b"score\n1\n3\n")
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not that content any more"):
+        kept.restore(tmp_path / "back.csv")
+    assert not (tmp_path / "back.csv").exists()
+
+
 def test_a_missing_version_says_how_to_list_them(catalog: tracker.Catalog,
                                                  tmp_path: Path) -> None:
     with catalog.start_run("one") as run:

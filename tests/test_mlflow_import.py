@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow_stores import copy_store
 
@@ -177,3 +178,29 @@ def test_a_reader_whose_output_is_not_json_is_refused_naming_its_python(tmp_path
     python.chmod(0o755)
     with pytest.raises(tracker.ArgumentError, match=f"reader run by {python} wrote output"):
         tracker.import_mlflow(copy_store("mlruns", tmp_path), mlflow_python=python)
+
+
+@pytest.mark.slow
+def test_an_mlflow_history_imports_into_a_postgresql_catalog_once(
+        tmp_path: Path, pg_url: str) -> None:
+    # the old code refused import_mlflow on a PostgreSQL catalog (NotOnPostgresError)
+    store = copy_store("mlruns", tmp_path)
+    server = tracker.Catalog(pg_url)
+    report = server.import_mlflow(store)
+    assert len(report.imported) == 9 and report.skipped == {}
+    local = tracker.Catalog(tmp_path / "catalog.duckdb")
+    local.import_mlflow(store)
+    for catalog in (server, local):  # the same runs as in a file catalog
+        counts = catalog.count_runs(by="project")
+        assert dict(zip(counts["project"], counts["count"])) == {"churn": 4, "sweeps": 3,
+                                                                 "Default": 1}
+    differ = ["deleted_at", "params.db_password"]  # each import's time; each catalog's key
+    pd.testing.assert_frame_equal(
+        server.runs(include_deleted=True, order_by="id").drop(columns=differ),
+        local.runs(include_deleted=True, order_by="id").drop(columns=differ))
+    assert _run(server, "baseline").params["db_password"].startswith("<redacted:str:")
+    sweep = _run(server, "sweep")
+    assert {_run(server, f"trial-{i}").parent_id for i in (0, 1)} == {sweep.id}
+    again = server.import_mlflow(store)
+    assert again.imported == {} and set(again.skipped.values()) == {"already imported"}
+    assert len(server.runs(include_deleted=True)) == 9

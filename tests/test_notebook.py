@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker._process import notebooks_in_argv, papermill_output
+from tracker._process import RunnerOutput, notebooks_in_argv, papermill_output, runner_output
 from tracker.notebook import (
     Located,
     NotebookInfo,
@@ -314,6 +314,47 @@ def test_other_commands_name_no_notebook(argv: list[str]) -> None:
 def test_papermill_names_the_executed_notebook_it_writes(argv: list[str],
                                                          expected: str | None) -> None:
     assert papermill_output(argv, "/w") == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # jupyter execute writes nothing unless told, next to the notebook when told
+        (["jupyter", "execute", "sub/nb.ipynb"], None),
+        (["jupyter", "execute", "--inplace", "sub/nb.ipynb"], "/w/sub/nb.ipynb"),
+        (["jupyter-execute", "--output", "ran.ipynb", "sub/nb.ipynb"], "/w/sub/ran.ipynb"),
+        (["jupyter", "execute", "--output=ran_{notebook_name}", "sub/nb.ipynb"],
+         "/w/sub/ran_nb.ipynb"),
+        (["jupyter", "execute", "--NbClientApp.inplace=True", "sub/nb.ipynb"], "/w/sub/nb.ipynb"),
+        (["jupyter", "execute", "--output", "{oops}", "sub/nb.ipynb"], None),
+        # nbconvert: only to a notebook file; its default name has a .nbconvert suffix
+        (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace", "sub/nb.ipynb"],
+         "/w/sub/nb.ipynb"),
+        (["python", "-m", "nbconvert", "--execute", "--inplace", "sub/nb.ipynb"],
+         "/w/sub/nb.ipynb"),
+        (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output", "ran",
+          "sub/nb.ipynb"], "/w/sub/ran.ipynb"),
+        (["jupyter", "nbconvert", "--to=notebook", "--execute", "--output=ran.ipynb",
+          "sub/nb.ipynb"], "/w/sub/ran.ipynb"),
+        (["jupyter", "nbconvert", "--to", "notebook", "--execute", "sub/nb.ipynb"],
+         "/w/sub/nb.nbconvert.ipynb"),
+        (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir", "out",
+          "sub/nb.ipynb"], "/w/out/nb.ipynb"),
+        (["jupyter", "nbconvert", "--to", "html", "--execute", "sub/nb.ipynb"], None),
+        (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--stdout", "sub/nb.ipynb"],
+         None),
+        (["jupyter", "execute", "--inplace", "sub/other.ipynb"], None),  # not this notebook
+    ],
+)
+def test_runners_name_the_executed_notebook_they_write_after_the_kernel(
+        argv: list[str], expected: str | None) -> None:
+    found = runner_output(argv, "/w", "/w/sub/nb.ipynb")
+    assert found == (RunnerOutput(expected, after_exit=True) if expected else None)
+
+
+def test_papermill_writes_its_executed_notebook_while_the_kernel_runs() -> None:
+    found = runner_output(["papermill", "sub/nb.ipynb", "out.ipynb"], "/w", "/w/sub/nb.ipynb")
+    assert found == RunnerOutput("/w/out.ipynb", after_exit=False)
 
 
 def test_nbconvert_expands_quoted_globs(tmp_path: Path) -> None:

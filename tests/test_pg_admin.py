@@ -360,3 +360,17 @@ def test_the_admin_command(granted: Team, capsys: pytest.CaptureFixture[str]) ->
     script = capsys.readouterr().out
     assert script.startswith("-- A tracker catalog") and 'GRANT USAGE ON SCHEMA "tracker" ' \
         'TO "ann"' in script and "VALUES ('ann', 'A', true)" in script
+
+
+def test_deleting_by_filter_runs_the_role_may_only_read_is_refused_and_deletes_nothing(
+        granted: Team) -> None:
+    # the old code's FOR UPDATE skipped runb0001 (row-level security hides it from a lock)
+    # and deleted runa0001 alone, saying nothing
+    pg_admin.grant(granted.owner_url, granted.role_a, "B", read_only=True)
+    ann = granted.catalog(granted.role_a)
+    with pytest.raises(ProjectAccessError, match="may read but not change the runs runb0001, "
+                                                 "of project.s. 'B': nothing was changed"):
+        ann.delete_runs("params.lr > 0")
+    assert ann.runs(include_deleted=True)["deleted_at"].isna().all()  # runa0001 too
+    assert ann.delete_runs("params.lr > 0 and project = 'A'") == ["runa0001"]
+    assert _ids(ann.runs(deleted_only=True)) == ["runa0001"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_transfer import record_runs, same_runs
@@ -28,8 +29,9 @@ def test_export_and_import_across_back_ends(catalog: tracker.Catalog, pg_url: st
     same_runs(catalog, back)
     with pytest.raises(tracker.TrackerError, match="already exists"):
         server.export_run(ids[0], tmp_path / f"{ids[0]}.json")
-    with pytest.raises(tracker.TrackerError, match="keeps no file contents"):
-        server.export_run(ids[0], tmp_path / "with.json", contents=True)
+    # nothing of it is kept on the server (no TRACKER_STORE): no folder of contents either
+    server.export_run(ids[0], tmp_path / "with.json", contents=True)
+    assert not (tmp_path / "with.json.contents").exists()
 
 
 def test_importing_into_the_server_checks_the_descriptor_first(
@@ -51,3 +53,28 @@ def test_importing_into_the_server_checks_the_descriptor_first(
     with pytest.raises(tracker.CatalogError, match="cannot hold run"):
         server.import_run(path)
     assert server.runs().empty  # the tables are there, and nothing half-imported
+
+
+def test_a_run_kept_on_a_server_exports_with_its_contents_and_imports_anywhere(
+        pg_cluster: Any, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old code refused export_run(contents=True) on a server, which kept nothing
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    server = tracker.Catalog(pg_url)
+    model = tmp_path / "model.bin"
+    with server.start_run("kept") as run:
+        model.write_bytes(b"the weights")
+        run.log_output(model)
+    server.flush()
+    kept = server.get_artifact(model).blob
+    path = server.export_run(run.id, tmp_path / "run.yaml", contents=True)
+    assert [item.name for item in (tmp_path / "run.yaml.contents").iterdir()] == [kept]
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "other-store"))  # another team's
+    other = tracker.Catalog(pg_cluster.url(pg_cluster.fresh_database()))
+    assert other.import_run(path) == run.id
+    assert [entry.key for entry in other.content_store.entries()] == [kept]
+    monkeypatch.delenv("TRACKER_STORE")  # a laptop keeping in its own folder
+    local = tracker.Catalog(tmp_path / "local" / "catalog.duckdb")
+    assert local.import_run(path) == run.id
+    for catalog in (other, local):
+        with catalog.get_artifact(model).open() as stream:
+            assert stream.read() == b"the weights"

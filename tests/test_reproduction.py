@@ -95,19 +95,21 @@ _REPRODUCE_AND_LOOK = """
 import sys
 from tracker.cli import main
 status = main(["--catalog", sys.argv[1], "reproduce", sys.argv[2], "--workdir", sys.argv[3]])
-print(status, "pandas" in sys.modules)
+print(status, "pandas" in sys.modules, sys.modules.get("rfc3987_syntax") is not None)
 """
 
 
 @pytest.mark.slow
-def test_a_reproduction_reports_without_importing_pandas(tmp_path: Path) -> None:
-    # pandas costs a fresh `tracker reproduce` 0.3-1.7 s of issue #14's 2 s budget.
+def test_a_reproduction_reports_without_importing_pandas_or_iri_grammars(tmp_path: Path) -> None:
+    # pandas costs a fresh `tracker reproduce` 0.3-1.7 s of issue #14's 2 s budget, and
+    # rfc3987_syntax (jsonschema's, under nbformat) 2-4 s compiling grammars nothing uses.
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
     original = _papermill(_notebook(tmp_path / "project"), catalog_path)
     done = subprocess.run([sys.executable, "-c", _REPRODUCE_AND_LOOK, str(catalog_path),
                            original, str(tmp_path / "again")],
                           capture_output=True, text=True, timeout=300, check=False)
-    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["0", "False", "False"], \
+        done.stdout[-2000:] + done.stderr[-2000:]
 
 
 @pytest.mark.slow
@@ -318,3 +320,27 @@ def test_a_notebook_for_a_kernel_not_installed_is_reported(tmp_path: Path) -> No
     ran = execute(notebook, tmp_path / "n.ipynb", catalog=tmp_path / "c" / "catalog.duckdb",
                   timeout=None)
     assert ran.error is not None and "no kernel named 'no-such-kernel'" in ran.error
+
+
+@pytest.mark.slow
+def test_a_run_of_a_postgresql_catalog_reproduces_into_it(
+        tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # the old code refused reproduce on a PostgreSQL catalog (NotOnPostgresError)
+    path = _notebook(tmp_path / "project")
+    subprocess.run([sys.executable, "-m", "papermill", path.name, "ran.ipynb", "-p", "scale",
+                    "7"], cwd=path.parent, env={**os.environ, "TRACKER_CATALOG": pg_url},
+                   capture_output=True, timeout=300, check=True)
+    server = tracker.Catalog(pg_url)
+    [original] = server.runs()["id"]
+
+    status = main(["--catalog", pg_url, "reproduce", original, "--format", "json",
+                   "--workdir", str(tmp_path / "again")])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["ok"], json.dumps(report, indent=1)
+    assert report["parameters"] == {"scale": 7}
+    assert [(o["path"], o["status"]) for o in report["outputs"]] == [("out/model.txt", "same")]
+    again = server.get_run(report["run"])
+    assert again.tags == {"reproduces": original} and again.params["scale"] == 7
+    assert server.runs(f"tags.reproduces = '{original}'")["id"].tolist() == [again.id]
+    assert not (tmp_path / "again" / "catalog.duckdb").exists()  # recorded into the server

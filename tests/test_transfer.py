@@ -4,8 +4,10 @@ them back (tracker/transfer.py, tracker/pg_exchange.py, tracker/record_diff.py).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pandas as pd
 import pytest
 
 import tracker
-from tracker import cli, pg_exchange, transfer
+from tracker import cli, pg_exchange, retrieval, transfer
 
 SECRET = "s3cr3t-Pw"  # trust authentication on the test socket: libpq sends it, never asked
 
@@ -249,3 +251,74 @@ def test_two_machines_pushing_the_same_runs_at_once_store_each_once(
     counts = server.sql("SELECT (SELECT count(*) FROM metrics) AS m, "
                         "(SELECT count(*) FROM artifacts) AS a")
     assert counts.to_dict("records") == [{"m": 6, "a": 1}]
+
+
+def _run_with_contents(catalog: tracker.Catalog, folder: Path) -> tuple[str, Path]:
+    """A run that kept an output and stored its notebook, as a notebook's run does."""
+    notebook = folder / "analysis.ipynb"
+    notebook.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
+                   "outputs": [], "source": "weights = train()"}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    model = folder / "model.bin"
+    with catalog.start_run("with contents") as run:
+        model.write_bytes(b"the weights")
+        run.log_output(model)
+        run.record("stored", "notebook", str(notebook), time.time())
+    catalog.flush()
+    return run.id, model
+
+
+def _server_holds(server: tracker.Catalog) -> tuple[int, list[str]]:
+    blobs = server.sql("SELECT count(*) AS n FROM blobs")["n"][0]
+    return int(blobs), sorted(entry.key for entry in server.content_store.entries())
+
+
+def test_push_and_pull_carry_stored_notebooks_and_kept_contents(
+        catalog: tracker.Catalog, secret_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old code copied their records only, marked 'not kept', and said so in a note
+    run_id, model = _run_with_contents(catalog, tmp_path)
+    assert catalog.content_store.location == str(catalog.blob_dir)  # this laptop keeps its own
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))  # the team's store
+    server = tracker.Catalog(secret_url)
+    pushed = catalog.push(server)
+    assert pushed.copied == [run_id] and pushed.notes == []
+    kept = catalog.get_artifact(model).blob
+    assert _server_holds(server) == (1, [kept])
+    with server.get_artifact(model).open() as stream:
+        assert stream.read() == b"the weights"
+    assert cli.main(["--catalog", secret_url, "notebook", run_id, "-o",
+                     str(tmp_path / "from-server.ipynb")]) == 0
+    assert "weights = train()" in (tmp_path / "from-server.ipynb").read_text()
+
+    again = catalog.push(server)  # pushing twice adds nothing, bytes included
+    assert (again.copied, again.updated, again.unchanged) == ([], [], [run_id])
+    assert _server_holds(server) == (1, [kept])
+
+    monkeypatch.delenv("TRACKER_STORE")  # another laptop, keeping in its own folder
+    back = tracker.Catalog(tmp_path / "back" / "catalog.duckdb")
+    assert back.pull(server).copied == [run_id]
+    assert cli.main(["--catalog", str(back.path), "notebook", run_id, "-o",
+                     str(tmp_path / "pulled.ipynb")]) == 0
+    assert (tmp_path / "pulled.ipynb").read_text() == (tmp_path / "from-server.ipynb").read_text()
+    assert back.get_artifact(model).restore(tmp_path / "pulled.bin").read_bytes() == \
+        b"the weights"
+    assert [entry.key for entry in back.content_store.entries()] == [kept]
+
+
+def test_a_push_to_a_server_without_a_store_says_what_stayed_behind(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACKER_STORE", raising=False)
+    run_id, model = _run_with_contents(catalog, tmp_path)
+    pushed = catalog.push(pg_url)
+    assert pushed.copied == [run_id]
+    [note] = pushed.notes
+    assert note.startswith("1 kept content(s) stayed behind") and "set TRACKER_STORE" in note
+    server = tracker.Catalog(pg_url)
+    assert list(server.artifacts(run_id, role="output")["kept"]) == ["not kept"]
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
+        server.get_artifact(model).open()
+    with retrieval.run_notebook(server, run_id).open() as stream:  # the notebook travels
+        assert b"weights = train()" in stream.read()

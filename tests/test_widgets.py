@@ -486,6 +486,39 @@ def test_detail_sets_the_status_by_hand_and_shows_a_refusal(
     detail.close()
 
 
+def test_detail_writes_the_runs_executed_notebook_into_the_working_folder(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    saved = tmp_path / "train.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("print('hi')")]), saved)
+    executed = tmp_path / "train-ran.ipynb"  # what jupyter execute --output wrote afterwards
+    nbformat.write(new_notebook(cells=[new_code_cell(
+        "print('hi')", outputs=[new_output("stream", name="stdout", text="hi\n")])]), executed)
+    run = catalog.start_run("train")
+    run.record("stored", "notebook", str(saved), time.time())
+    run.end()
+    # The watcher (tracker.notebook_watch) records the executed notebook after the run ended.
+    run.record("stored", "notebook", str(executed), time.time() + 1)
+    bare = make_run(catalog, "scripted")  # no notebook stored with it
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    detail = RunDetail(run.id, catalog=catalog)
+    button, message = detail.notebook.children
+    button.click()
+    written = work / f"{run.name}-{run.id}.ipynb"
+    assert f"written to <span class=\"tracker-path\">{written}</span>" in message.value
+    assert nbformat.read(written, as_version=4).cells[0].outputs[0]["text"] == "hi\n"
+    detail.load(bare)
+    assert message.value == ""  # the previous run's copy is not this one's
+    button.click()
+    assert "has no stored notebook" in message.value
+    detail.close()
+
+
 def _shapes_apart(view: w.Widget) -> list[tuple[list[str], str]]:
     """Each HTML value of ``view`` as its sorted lines and points, and the rest."""
     shape = r"<polyline .*?</polyline>|<circle .*?</circle>"

@@ -11,6 +11,8 @@ import glob
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 _SUFFIX = ".ipynb"
 
@@ -158,6 +160,103 @@ def papermill_output(argv: Sequence[str], cwd: str) -> str | None:
     if len(named) < 2 or not named[1].endswith(_SUFFIX) or "://" in named[1]:
         return None
     return os.path.normpath(os.path.join(cwd, named[1]))
+
+
+class RunnerOutput(NamedTuple):
+    """The executed notebook a runner's command line says it writes (absolute, unchecked), and
+    whether it writes it only once the kernel is gone (``jupyter execute``, nbconvert) rather
+    than after every cell (papermill)."""
+
+    path: str
+    after_exit: bool
+
+
+def runner_output(argv: Sequence[str], cwd: str, notebook: str) -> RunnerOutput | None:
+    """Where the command line ``argv`` (run in ``cwd``) writes ``notebook`` once executed:
+    papermill's output, ``jupyter execute --inplace`` / ``--output``, ``jupyter nbconvert
+    --execute --to notebook`` (``--inplace``, ``--output``, ``--output-dir``, or its default
+    ``<name>.nbconvert.ipynb``). None when it writes no notebook file, or names another one."""
+    command = _command(argv)
+    if command is None:
+        return None
+    tool, args = command
+    if tool == "papermill":
+        path = papermill_output(argv, cwd)
+        return RunnerOutput(path, after_exit=False) if path else None
+    if os.path.normpath(notebook) not in notebooks_in_argv(argv, cwd):
+        return None
+    if tool in ("jupyter-execute", "nbclient"):
+        path = _execute_output(args, notebook)
+    elif tool in ("jupyter-nbconvert", "nbconvert"):
+        path = _nbconvert_output(args, notebook, cwd)
+    else:
+        return None
+    return RunnerOutput(path, after_exit=True) if path else None
+
+
+def _execute_output(args: Sequence[str], notebook: str) -> str | None:
+    """nbclient's ``jupyter execute``: ``--inplace``, or ``--output BASE`` in the notebook's
+    folder with ``.ipynb`` for a suffix (``{notebook_name}`` replaced); else nothing written."""
+    if _flag(args, "--inplace", "--NbClientApp.inplace"):
+        return notebook
+    base = _option(args, "--output", "--NbClientApp.output_base")
+    if base is None:
+        return None
+    name = _formatted(base, Path(notebook).stem)
+    try:
+        return str(Path(notebook).parent.joinpath(name).with_suffix(_SUFFIX)) if name else None
+    except ValueError:  # a folder-only name ("out/"): nbclient fails too
+        return None
+
+
+def _nbconvert_output(args: Sequence[str], notebook: str, cwd: str) -> str | None:
+    """nbconvert's notebook output: ``--output-dir`` (from ``cwd``) or the notebook's folder,
+    ``--output`` or the notebook's name, ``.nbconvert`` added when neither is given."""
+    inplace = _flag(args, "--inplace")
+    to = _option(args, "--to", "--NbConvertApp.export_format")
+    if _flag(args, "--stdout") or not (inplace or to == "notebook"):
+        return None
+    if inplace:
+        return notebook
+    folder = _option(args, "--output-dir", "--output_dir", "--FilesWriter.build_directory")
+    base = _option(args, "--output", "--NbConvertApp.output_base") or "{notebook_name}"
+    root, extension = os.path.splitext(base)
+    base = root if extension == _SUFFIX else base
+    name = _formatted(base, os.path.basename(notebook).rsplit(".", 1)[0])
+    if name is None:
+        return None
+    if not folder and base == "{notebook_name}":
+        name += ".nbconvert"  # nbconvert's suffix, so the input is not overwritten
+    where = os.path.join(cwd, folder) if folder else os.path.dirname(notebook)
+    return os.path.normpath(os.path.join(where, name + _SUFFIX))
+
+
+def _formatted(base: str, notebook_name: str) -> str | None:
+    """``base`` with ``{notebook_name}`` replaced, as the runners do; None if it is no pattern."""
+    try:
+        return base.format(notebook_name=notebook_name)
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def _option(args: Sequence[str], *names: str) -> str | None:
+    """The value last given to any of ``names`` (``--name value`` or ``--name=value``)."""
+    found = None
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in names:
+            if equals:
+                found = value
+            elif index + 1 < len(args):
+                found = args[index + 1]
+    return found
+
+
+def _flag(args: Sequence[str], flag: str, trait: str | None = None) -> bool:
+    """Whether ``flag`` (``--inplace``) is given, or ``trait`` set true
+    (``--NbClientApp.inplace=True``)."""
+    value = _option(args, trait) if trait else None
+    return flag in args or (value or "").lower() in ("true", "1")
 
 
 def _command(argv: Sequence[str]) -> tuple[str, list[str]] | None:

@@ -140,6 +140,8 @@ def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
     if _before_change is not None and event in CHANGE_EVENTS:
         _announce_change(event, args)
     if event != "open":
+        if _SIDE_EVENTS is None:
+            return  # interpreter exit cleared this module's globals; the hook stays installed
         if event == "os.chdir":
             _cwd = None
         elif event == "sqlite3.connect" and reporting():

@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
+from tracker.errors import ArgumentError, CatalogError, DescriptorError, TrackerWarning
 from tracker.storage import contents
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
-__all__ = ["SUFFIX", "carry", "folder_for", "take_in"]
+__all__ = ["SUFFIX", "carry", "copy_between", "folder_for", "take_in"]
 
 SUFFIX = ".contents"
 
@@ -106,6 +106,39 @@ def take_in(catalog: Catalog, artifacts: Iterable[dict[str, Any]], descriptor: P
         if _take_one(store, folder / key, key, row, staging, owner):
             taken.add(key)
     return taken
+
+
+def copy_between(source: Catalog, target: Catalog,
+                 artifacts: Iterable[dict[str, Any]]) -> set[str]:
+    """Copy the kept contents of ``artifacts`` from ``source``'s store into ``target``'s (push
+    and pull), each checked as an import checks a carried one; the names ``target`` holds
+    then. One it holds already is only marked as its (a shared store); none travels when
+    either catalog has no store (a PostgreSQL catalog without ``TRACKER_STORE``)."""
+    import tempfile
+
+    from tracker import shared_store
+
+    rows = {row["blob"]: row for row in artifacts if row.get("blob") in _kept_keys([row])}
+    if not rows or not target.stores_contents:
+        return set()
+    try:
+        origin = source.content_store
+    except (ArgumentError, CatalogError):  # a server without TRACKER_STORE here: none to copy
+        return set()
+    target.ensure_folder()
+    staging = contents.staging_dir(target.blob_dir)
+    store = target.content_store
+    owner = shared_store.owner(target) if store.shared else None
+    held = set()
+    with tempfile.TemporaryDirectory(dir=staging, prefix=".copy-") as folder:
+        for key, row in sorted(rows.items()):
+            if owner is not None:  # before looking, as a run marks what it keeps
+                store.mark(owner, key)
+            if store.has(key) or (_carry_one(origin, key, Path(folder)) and
+                                  _take_one(store, Path(folder) / key, key, row, staging,
+                                            owner)):
+                held.add(key)
+    return held
 
 
 def _take_one(store: contents.ContentStore, path: Path, key: str, row: dict[str, Any],

@@ -130,17 +130,17 @@ def stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[
     carried, limit = [], descriptor.MAX_NOTEBOOK_BYTES
     for blob in sorted({row["blob"] for row in artifacts
                         if row["role"] == "notebook" and row["blob"]}):
-        path = catalog.blob_dir / blob
-        try:
-            size = path.stat().st_size
-            content = path.read_bytes().decode() if size <= limit else None
+        try:  # the blob folder, or a PostgreSQL catalog's blobs table
+            with catalog.store.open_blob(blob) as stream:
+                data = stream.read(limit + 1)
+            content = data.decode() if len(data) <= limit else None
         except (OSError, UnicodeDecodeError) as exc:
             _warn(f"the stored notebook {blob} cannot be read ({exc}); the descriptor refers "
                   "to it by hash only")
             continue
         if content is None:
-            _warn(f"the stored notebook {blob} is {size / 2**20:.0f} MiB, more than the "
-                  f"{limit // 2**20} MiB a descriptor carries; it refers to it by hash only")
+            _warn(f"the stored notebook {blob} is more than the {limit // 2**20} MiB a "
+                  "descriptor carries; it refers to it by hash only")
             continue
         carried.append({"blob": blob, "content": content})
     return carried
@@ -256,7 +256,7 @@ def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
     already holds is left as it is. ``carried``: the kept contents the import stored in this
     catalog's store (the only ones its rows may name); ``redactor``: the one to record with
     (default: this catalog's). Returns the ids added."""
-    recorded = _recorded_here(catalog, runs, carried, redactor)
+    recorded = recorded_here(catalog, runs, carried, redactor)
     with catalog.connect(write=True) as con:
         present = _present(con, [data["run"]["id"] for data in recorded])
         added = [data for data in recorded if data["run"]["id"] not in present]
@@ -270,13 +270,15 @@ def import_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
 
 
 def update_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
+                   carried: Set[str] = frozenset(),
                    redactor: redaction.Redactor | None = None) -> list[str]:
     """Bring the runs this catalog holds up to date with checked descriptors of them, in one
     transaction (:mod:`tracker.record_diff`: nothing recorded here is removed); runs it does
-    not hold are left out. Returns the ids of the runs changed."""
+    not hold are left out. ``carried`` as for :func:`import_checked`. Returns the ids of the
+    runs changed."""
     from tracker import record_diff
 
-    recorded = _recorded_here(catalog, runs, frozenset(), redactor)
+    recorded = recorded_here(catalog, runs, carried, redactor)
     with catalog.connect(write=True) as con:
         present = _present(con, [data["run"]["id"] for data in recorded])
         held = {data["run"]["id"]: data for data in read_records(con, sorted(present))}
@@ -293,10 +295,11 @@ def update_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
     return [change.run_id for change in changed]
 
 
-def _recorded_here(catalog: Catalog, runs: Sequence[dict[str, Any]], carried: Set[str],
-                   redactor: redaction.Redactor | None) -> list[dict[str, Any]]:
-    """The runs as this catalog records them: redacted, and the notebooks they carry stored
-    as its blobs."""
+def recorded_here(catalog: Catalog, runs: Sequence[dict[str, Any]], carried: Set[str],
+                  redactor: redaction.Redactor | None) -> list[dict[str, Any]]:
+    """The runs as this catalog (either back end) records them: redacted, the notebooks they
+    carry stored as its blobs, and their rows naming only what it holds (those notebooks, and
+    the kept contents ``carried`` into its store)."""
     redactor = redaction.for_catalog(catalog) if redactor is None else redactor
     recorded = [as_recorded(redactor, data) for data in runs]
     for data in recorded:  # the notebooks it carries become this catalog's blobs first
@@ -403,11 +406,6 @@ def _keep_notebooks(catalog: Catalog, data: dict[str, Any],
                                   f"{row['blob']}; re-export the run", field="notebooks")
         renamed[row["blob"]] = _store_blob(catalog, content)
     return [_backed(row, renamed, carried) for row in data["artifacts"]]
-
-
-def unbacked(row: dict[str, Any]) -> dict[str, Any]:
-    """An artifact row for a catalog that stored none of its bytes: its record, not kept."""
-    return _backed(row, {}, frozenset())
 
 
 def _backed(row: dict[str, Any], stored: dict[str, dict[str, Any]],

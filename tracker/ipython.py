@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import api, keeping, magics, models, notices, redaction
 from tracker.catalog import Catalog
@@ -38,6 +38,9 @@ from tracker.recorder import Recorder
 from tracker.run import Run
 from tracker.settings import TrackerSettings
 from tracker.storage import instances as _duckdb
+
+if TYPE_CHECKING:
+    from tracker.notebook import ExecutedCopy
 
 _SESSION_ATTR = "_tracker_session"
 _LOCATE_TRIES = 3  # cells whose source may still reveal the notebook after loading
@@ -437,6 +440,12 @@ class Session:
         # mid-write) is written by the exit handler or by the next process to open the catalog.
         with contextlib.suppress(Exception):
             recorder.flush(timeout=_SHUTDOWN_WRITE_WAIT)
+        catalog, info = self.catalog, self.notebook
+        if catalog is not None and info is not None:
+            from tracker import notebook_watch
+
+            self.guarded("watching for the executed notebook",
+                         lambda: notebook_watch.follow(catalog, run.id, info))
 
     def at_exit(self) -> None:
         """Process exit without a shutdown request (a terminal, a script): end the run now, so
@@ -447,13 +456,15 @@ class Session:
 
     def _store_notebook(self, run: Run) -> None:
         """Keep the notebook with the run (copied when the event is written): the executed one,
-        outputs included, where the runner writes one (papermill), else as last saved."""
+        outputs included, where the runner writes it as it runs (papermill), else as last saved."""
         if self.notebook is not None and os.path.exists(self.notebook.path):
             path = self.notebook.path
-            run.record("stored", "notebook", _executed_copy(path) or path, time.time())
+            copy = _executed_copy(path)
+            run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
+                       time.time())
 
 
-def _executed_copy(path: str) -> str | None:
+def _executed_copy(path: str) -> ExecutedCopy | None:
     """The runner's executed copy of the notebook at ``path``, if it writes one."""
     from tracker import capture, notebook
 

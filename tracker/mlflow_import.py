@@ -4,8 +4,9 @@ The store is read by MLflow's own client (it knows every store version), in a ch
 running :mod:`tracker.mlflow_reader` under the Python that has MLflow: tracker's own by default,
 or another one (``mlflow_python``) when MLflow lives in its own environment. Each MLflow run
 becomes a run descriptor, checked by :mod:`tracker.descriptor` and added through
-:func:`tracker.exchange.import_checked` like any import, so nothing from the store becomes SQL
-text and secrets in params are redacted. A run's tracker id is its start time and a hash of its
+:func:`tracker.exchange.import_checked` like any import (into a PostgreSQL catalog, by
+:func:`tracker.pg_exchange.merge`), so nothing from the store becomes SQL text and secrets in
+params are redacted. A run's tracker id is its start time and a hash of its
 MLflow id, so importing the same store again adds nothing.
 """
 
@@ -86,17 +87,32 @@ def import_mlflow(catalog: Catalog, store: str | os.PathLike[str], *,
     pending = list(checked.items())
     for start in range(0, len(pending), _BATCH):
         batch = pending[start:start + _BATCH]
-        added = set(exchange.import_checked(catalog, [data for _, data in batch]))
+        added, refused = _add(catalog, [data for _, data in batch])
         for mlflow_id, data in batch:
-            if data["run"]["id"] in added:
-                report.imported[mlflow_id] = data["run"]["id"]
+            run_id = data["run"]["id"]
+            if run_id in added:
+                report.imported[mlflow_id] = run_id
             else:
-                report.skipped[mlflow_id] = "already imported"
+                report.skipped[mlflow_id] = f"refused by the catalog ({refused[run_id]})" \
+                    if run_id in refused else "already imported"
     running = sum(checked[mlflow_id]["run"]["status"] == "running" for mlflow_id in report.imported)
     if running:
         report.notes.append(f"{_runs(running)} still running in MLflow: imported as running, "
                             "and importing again does not update them")
     return report
+
+
+def _add(catalog: Catalog, runs: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+    """Add the checked runs the catalog lacks: the ids added, and the runs a server refused
+    (by id: why; a text with a NUL), which keep no other out."""
+    from tracker import reading
+
+    if reading.on_postgres(catalog):
+        from tracker import pg_exchange
+
+        merged = pg_exchange.merge(catalog, runs, pg_exchange.redactor(), update=False)
+        return set(merged.added), merged.refused
+    return set(exchange.import_checked(catalog, runs)), {}
 
 
 # -- the store ----------------------------------------------------------------------------

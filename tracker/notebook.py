@@ -25,6 +25,7 @@ from tracker.settings import TrackerSettings, tracker_settings
 
 __all__ = [
     "CodeCell",
+    "ExecutedCopy",
     "Located",
     "NotebookInfo",
     "assigned_names",
@@ -180,16 +181,29 @@ def _from_parent_cmdline(namespace: Mapping[str, Any], first_cell: str | None) -
     return None
 
 
-def executed_notebook(input_path: str) -> str | None:
-    """The notebook the runner is writing this kernel's outputs to, if it names one: papermill's
-    output path (it saves it after every cell, so it holds them all at the kernel's shutdown).
-    ``jupyter execute --inplace`` and nbconvert write theirs only after the kernel is gone."""
+class ExecutedCopy(NamedTuple):
+    """Where the runner writes this kernel's notebook once executed (``path``), the runner's
+    pid, and whether it writes it only once the kernel is gone (``after_exit``)."""
+
+    path: str
+    runner: int
+    after_exit: bool
+
+
+def executed_notebook(input_path: str) -> ExecutedCopy | None:
+    """The notebook the runner writes this kernel's outputs to, if it names one: papermill's
+    output (it saves it after every cell, so it holds them all at the kernel's shutdown), or
+    the one ``jupyter execute --inplace``/``--output`` and ``nbconvert --execute --to notebook``
+    write once the kernel is gone (:mod:`tracker.notebook_watch` stores that one)."""
     for pid in _process.ancestor_pids(levels=2):
         argv = _process.process_cmdline(pid)
         for base in _launch_dirs(pid) if argv else ():
-            output = _process.papermill_output(argv, base)
-            if output and os.path.isfile(output) and not os.path.samefile(output, input_path):
-                return output
+            output = _process.runner_output(argv, base, input_path)
+            if output is None:
+                continue
+            if output.after_exit or (os.path.isfile(output.path) and
+                                     os.path.realpath(output.path) != os.path.realpath(input_path)):
+                return ExecutedCopy(output.path, pid, output.after_exit)
     return None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from tracker import arguments
+from tracker import arguments, shared_store
 from tracker.errors import ArgumentError, CatalogError, ProjectAccessError
 from tracker.storage import pg_access, pg_schema
 from tracker.storage.pg_store import PgStore
@@ -63,6 +63,7 @@ def init(url: str | None) -> PgStore:
         _must_own(connection, store)
         for statement in pg_access.statements():
             connection.execute(statement)
+        shared_store.make_database_owner(connection)  # granted roles may not write meta
     return store
 
 

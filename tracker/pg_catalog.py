@@ -5,18 +5,19 @@
 giving the file catalog's DataFrames; changes of stored runs (edits, statuses, tags, the
 trash, purge) are :mod:`tracker.pg_manage`; a run's notebook, a kept file's versions and the
 lineage graph are the file catalog's statements in PostgreSQL's spelling
-(:mod:`tracker.reading`), kept contents come from ``TRACKER_STORE``; export and import are
-:mod:`tracker.pg_exchange` (push/pull, :mod:`tracker.transfer`, work on either back end).
-Runs are recorded as into a file catalog, by a recorder whose spool is a private local folder
-and whose writes go through :mod:`tracker.storage.pg_recovery` (offline, they wait there:
-:meth:`PgCatalog.sync`). Everything else (widgets) is not ported yet and raises
-:class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a wrong result, never a file
-created next to the notebook.
+(:mod:`tracker.reading`); export and import are :mod:`tracker.pg_exchange` (push/pull,
+:mod:`tracker.transfer`, work on either back end), and so are MLflow imports and
+reproductions. Runs are recorded as into a file catalog, by a recorder whose spool is a private
+local folder and whose writes go through :mod:`tracker.storage.pg_recovery` (offline, they wait
+there: :meth:`PgCatalog.sync`). Kept file contents live in the shared store ``TRACKER_STORE``
+names (a folder every machine sees, or a bucket): without one, files are recorded ``not kept``
+(a private store would hold contents no other machine could get back). What is left (raw
+DuckDB connections) raises :class:`tracker.errors.NotOnPostgresError`, a CatalogError: never a
+wrong result, never a file created next to the notebook.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -41,7 +42,8 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
                     "delete_run", "delete_runs", "restore_run", "restore_runs",
                     "update_run", "set_status", "set_tag", "set_tags", "delete_tag", "purge",
                     "diff", "lineage_graph", "get_artifact", "content_store",
-                    "export_run", "import_run", "push", "pull",
+                    "export_run", "import_run", "push", "pull", "import_mlflow",
+                    "reproduce", "blob_dir",
                     # recording
                     "recorder_for_write", "start_run", "end_run", "log_param", "log_params",
                     "log_metric", "log_metrics", "log_input", "log_output", "spool_dir",
@@ -52,8 +54,6 @@ PORTED = frozenset({"timeout", "flush", "current_run", "get_run", "runs", "count
 
 class PgCatalog(Catalog):
     """The PostgreSQL catalog at ``url`` (a libpq URL, shown only without its password)."""
-
-    stores_contents = False  # no shared content store yet: files are recorded, not kept
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = None) -> None:
@@ -77,6 +77,20 @@ class PgCatalog(Catalog):
         """Seconds an operation waits to connect by default."""
         return float(self.store.timeout)
 
+    @property
+    def stores_contents(self) -> bool:  # type: ignore[override]  # read from the setting
+        """Whether runs keep file contents: only into a shared store (``$TRACKER_STORE``),
+        which every machine reading the server reaches."""
+        from tracker.storage.stores import STORE_VARIABLE
+
+        return bool(os.environ.get(STORE_VARIABLE, "").strip())
+
+    @property
+    def blob_dir(self) -> Path:
+        """This machine's private folder where contents wait, verified, for the shared store
+        (the stored notebooks live in the server's ``blobs`` table)."""
+        return self._pg.folder / "blobs"
+
     @cached_property
     def content_store(self) -> ContentStore:
         """Where kept contents live: ``$TRACKER_STORE`` (a folder every machine sees, or an
@@ -90,7 +104,6 @@ class PgCatalog(Catalog):
                 f"store: set {STORE_VARIABLE} to a folder every machine sees or to "
                 "s3://bucket/prefix", path=self._pg.shown)
         return open_store(Path(setting), setting)
-
 
     def sync(self, *, timeout: float | None = None) -> int:
         """See :meth:`tracker.Catalog.sync`: this process's events, then those this machine's
@@ -259,11 +272,9 @@ class PgCatalog(Catalog):
         reads and changes flush first: a change finds the runs this process just ended); when
         they cannot be sent now, the read goes on without them (they wait in the spool, and
         the read says whether the server is there)."""
-        from tracker.queries import READ_FLUSH_WAIT
-        from tracker.recorder import flush_pending
+        from tracker import reading
 
-        with contextlib.suppress(CatalogError):
-            flush_pending(self.spool_dir, timeout=min(READ_FLUSH_WAIT, self.timeout))
+        reading.flush_own(self)
         return self._pg
 
     @property
@@ -277,8 +288,8 @@ def _refuse(name: str, shown: str) -> None:
     """Raise the error of an operation not ported to PostgreSQL catalogs yet."""
     raise NotOnPostgresError(
         f"{name} is not yet supported on PostgreSQL catalogs: recording, reads, changing "
-        "stored runs, export/import, push/pull and the runs browser are; use a catalog file "
-        "for the rest", path=shown)
+        "stored runs, kept contents, export/import, push/pull, import-mlflow, reproduce and "
+        "the runs browser are; use a catalog file for the rest", path=shown)
 
 
 def _refusing(name: str, attribute: Any) -> Any:

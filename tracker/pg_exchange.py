@@ -7,23 +7,25 @@ written as :mod:`tracker.record_diff` says, in one transaction: a run the server
 added whole (same id, same numbered name), one it holds gains only what it lacks. Column
 names come from the catalog's own schema, values are bound.
 
-The server keeps no stored notebooks or kept contents yet: their records travel (name, hash,
-size, version, links), marked ``not kept``, not their bytes.
+Stored notebooks travel with the run into and out of the server's ``blobs`` table; kept
+contents into and out of its shared store (``TRACKER_STORE``: :mod:`tracker.carried_contents`
+checks each one), and without that store their versions are recorded ``not kept``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker import arguments, descriptor, exchange, queries, record_diff, redaction
-from tracker.errors import ArgumentError, CatalogError, NotOnPostgresError, first_line
+from tracker.errors import ArgumentError, CatalogError, first_line
 from tracker.sql_dialects import POSTGRES
 from tracker.storage import pg_schema, schema
 
 if TYPE_CHECKING:
+    from tracker.catalog import Catalog
     from tracker.pg_catalog import PgCatalog
     from tracker.storage.pg_store import PgStore
 
@@ -49,25 +51,31 @@ _CHUNK = 100  # runs read or written per transaction
 
 def export_run(catalog: PgCatalog, ref: str, path: str | os.PathLike[str], *,
                overwrite: bool = False, contents: bool = False) -> Path:
-    """See :meth:`tracker.Catalog.export_run`; kept contents are not carried from the server
-    (it keeps none yet)."""
-    if contents:
-        raise NotOnPostgresError("a PostgreSQL catalog keeps no file contents yet, so none can "
-                                 "be exported with the run; export it without contents "
-                                 "(tracker export without --contents)", path=catalog.store.shown)
+    """See :meth:`tracker.Catalog.export_run`: the notebooks from the server's ``blobs``
+    table, the kept contents (``contents``) from its shared store."""
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     exchange.check_file_target(target, overwrite=overwrite)
     with catalog.store.connect() as con:
         data = exchange.read_records(con, [queries.resolve(con, ref, POSTGRES)], RECORD)[0]
-    exchange.write_descriptor({**data, "notebooks": []}, target, overwrite=overwrite)
+    data["notebooks"] = exchange.stored_notebooks(catalog, data["artifacts"])
+    if contents:  # before the descriptor: one that exists has its contents beside it
+        from tracker import carried_contents
+
+        carried_contents.carry(catalog, data["artifacts"], target, overwrite=overwrite)
+    exchange.write_descriptor(data, target, overwrite=overwrite)
     return target
 
 
 def import_run(catalog: PgCatalog, path: str | os.PathLike[str]) -> str:
     """See :meth:`tracker.Catalog.import_run`: a run the server holds already is refused."""
-    data = descriptor.load(Path(arguments.path(path, "path")))
+    from tracker import carried_contents
+
+    source = Path(arguments.path(path, "path"))
+    data = descriptor.load(source)
     run_id = data["run"]["id"]
-    merged = merge(catalog.store, [data], redactor(), update=False)
+    carried = carried_contents.take_in(catalog, data["artifacts"], source.expanduser()) \
+        if catalog.stores_contents else set()
+    merged = merge(catalog, [data], redactor(), update=False, carried=carried)
     if run_id in merged.refused:
         raise CatalogError(f"the server cannot hold run {run_id} ({merged.refused[run_id]}); "
                            "nothing imported: keep it in a catalog file", path=catalog.store.shown)
@@ -78,10 +86,10 @@ def import_run(catalog: PgCatalog, path: str | os.PathLike[str]) -> str:
 
 
 def read_records(store: PgStore, run_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """The records of these runs (which exist), as descriptors hold them, notebooks none."""
+    """The records of these runs (which exist), as descriptors hold them (without
+    ``notebooks``: :func:`tracker.exchange.stored_notebooks` adds them)."""
     with store.connect() as con:
-        return [{**data, "notebooks": []}
-                for data in exchange.read_records(con, run_ids, RECORD)]
+        return exchange.read_records(con, run_ids, RECORD)
 
 
 def redactor() -> redaction.Redactor:
@@ -99,14 +107,17 @@ class Merged(NamedTuple):
     refused: dict[str, str]
 
 
-def merge(store: PgStore, runs: Sequence[dict[str, Any]], redactor: redaction.Redactor, *,
-          update: bool = True) -> Merged:
-    """Write checked descriptors of runs into the server, each as logging would have recorded
-    it: runs it lacks are added, runs it holds brought up to date (unless not ``update``), in
-    transactions of up to a hundred runs. A transaction the server refuses for its data is
-    tried again run by run, so one run it cannot hold keeps no other out."""
+def merge(catalog: Catalog, runs: Sequence[dict[str, Any]], redactor: redaction.Redactor, *,
+          update: bool = True, carried: Set[str] = frozenset()) -> Merged:
+    """Write checked descriptors of runs into the PostgreSQL ``catalog``, each as logging
+    would have recorded it (its notebooks stored in the ``blobs`` table, its kept versions
+    kept where their content was ``carried`` into the catalog's store): runs it lacks are
+    added, runs it holds brought up to date (unless not ``update``), in transactions of up to
+    a hundred runs. A transaction the server refuses for its data is tried again run by run,
+    so one run it cannot hold keeps no other out."""
+    store: Any = catalog.store
     merged = Merged([], [], {})
-    recorded = [_recorded(redactor, data) for data in runs]
+    recorded = exchange.recorded_here(catalog, runs, carried, redactor)
     for start in range(0, len(recorded), _CHUNK):
         _merge_chunk(store, recorded[start:start + _CHUNK], merged, update=update)
     return merged
@@ -135,11 +146,6 @@ def _merge_together(store: PgStore, recorded: list[dict[str, Any]], merged: Merg
         _write(con, done)
     for change in done:
         (merged.added if change.new else merged.updated).append(change.run_id)
-
-
-def _recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str, Any]:
-    recorded = exchange.as_recorded(redactor, data)
-    return {**recorded, "artifacts": [exchange.unbacked(row) for row in recorded["artifacts"]]}
 
 
 def _changes(con: Any, recorded: list[dict[str, Any]], *,

@@ -34,17 +34,20 @@ def delete_runs(store: PgStore, refs: Sequence[str]) -> list[str]:
 def delete_matching(store: PgStore, where: str | None, equals: Mapping[str, Any]) -> list[str]:
     """Soft-delete the runs outside the trash that the filter and ``equals`` match; their ids.
 
-    The filter picks and locks the rows, and they are stamped, in one transaction: a run the
-    filter stops matching meanwhile (another process ends it) is judged as it is once locked
-    (PostgreSQL re-checks a locked row that changed), and none is stamped that did not match."""
+    One transaction: the filter picks the runs the role reads, which are locked (a run it may
+    read but not change is a ProjectAccessError and nothing is deleted: row-level security
+    would skip it silently), judged again as they are once locked (a run another process
+    ended meanwhile), and stamped; none is stamped that did not match."""
     queries.check_filters(where, equals)
     condition = filter_language.compile_filter(where, dialect=POSTGRES)
     equal = filter_language.compile_equals(equals, dialect=POSTGRES)
+    matching = (f"SELECT r.id FROM runs r WHERE r.deleted_at IS NULL AND ({condition.sql}) "
+                f"AND ({equal.sql}) AND (%s::text[] IS NULL OR r.id = ANY(%s)) ORDER BY r.id")
+    values = [*condition.params, *equal.params]
     with store.connect(write=True) as con:
-        chosen = [row[0] for row in con.execute(
-            f"SELECT r.id FROM runs r WHERE r.deleted_at IS NULL AND ({condition.sql}) "
-            f"AND ({equal.sql}) ORDER BY r.id FOR UPDATE",
-            [*condition.params, *equal.params]).fetchall()]
+        seen = [row[0] for row in con.execute(matching, [*values, None, None]).fetchall()]
+        _must_write(con, seen, store)
+        chosen = [row[0] for row in con.execute(matching, [*values, seen, seen]).fetchall()]
         con.execute("UPDATE runs SET deleted_at = now() WHERE id = ANY(%s)", [chosen])
     return chosen
 

@@ -27,6 +27,7 @@ def read_connection(catalog: Catalog) -> Iterator[tuple[Any, Dialect]]:
     from tracker.sql_dialects import DUCKDB, POSTGRES
 
     if on_postgres(catalog):
+        flush_own(catalog)
         with catalog.store.connect() as con:
             yield con, POSTGRES
         return
@@ -35,6 +36,26 @@ def read_connection(catalog: Catalog) -> Iterator[tuple[Any, Dialect]]:
     flush_for_read(catalog)
     with catalog.connect() as con:
         yield con, DUCKDB
+
+
+def flush_own(catalog: Catalog) -> None:
+    """Send this process's own events to a PostgreSQL catalog before a read (as a file
+    catalog's reads flush first); when they cannot be sent now, the read goes on without them
+    (they wait in the spool, and the read says whether the server is there)."""
+    from tracker.errors import CatalogError
+    from tracker.queries import READ_FLUSH_WAIT
+    from tracker.recorder import flush_pending
+
+    with contextlib.suppress(CatalogError):
+        flush_pending(catalog.spool_dir, timeout=min(READ_FLUSH_WAIT, catalog.timeout))
+
+
+def setting(catalog: Catalog) -> str:
+    """What ``TRACKER_CATALOG`` holds for a child process to record into ``catalog``: its
+    file, or its URL as given (a password in it included: for the child's environment only,
+    never shown)."""
+    store: Any = catalog.store
+    return str(store.secret_url) if on_postgres(catalog) else str(catalog.path)
 
 
 def shown(catalog: Catalog) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from tracker.errors import TrackerError
 
-__all__ = ["Execution", "execute", "inject_parameters"]
+__all__ = ["Execution", "execute", "inject_parameters", "skip_iri_grammars"]
 
 PARAMETERS = "parameters"
 INJECTED = "injected-parameters"
@@ -118,6 +119,16 @@ def inject_parameters(notebook: Any, params: Mapping[str, Any]) -> tuple[dict[st
     return values, skipped
 
 
+def skip_iri_grammars() -> None:
+    """For a process of tracker's own (``tracker reproduce``), before nbclient is imported:
+    jsonschema, which nbformat imports, loads ``rfc3987_syntax`` if it can, and that compiles
+    its IRI grammars at import (2-4 s of a 3-6 s nbclient import here) for a format check
+    nbformat's schemas never ask for. Marked missing, jsonschema leaves that check out. Never
+    in a user's process (``tracker.reproduce()``): its jsonschema may want it."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Execution:
     """How a re-execution ended: ``error`` is None when every cell ran."""
@@ -126,9 +137,10 @@ class Execution:
     error: str | None
 
 
-def execute(notebook: Any, path: Path, *, catalog: Path, timeout: float | None) -> Execution:
+def execute(notebook: Any, path: Path, *, catalog: str, timeout: float | None) -> Execution:
     """Write ``notebook`` to ``path``, run it there in a fresh kernel recording into
-    ``catalog``, and save the executed notebook over ``path``."""
+    ``catalog`` (what ``TRACKER_CATALOG`` holds: a file or a URL), and save the executed
+    notebook over ``path``."""
     import time
 
     import nbformat
@@ -144,7 +156,7 @@ def execute(notebook: Any, path: Path, *, catalog: Path, timeout: float | None) 
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.write(notebook, path)  # the extension reads the notebook it is told it runs
-    env = {**os.environ, "TRACKER_CATALOG": str(catalog), "TRACKER_NOTEBOOK": str(path)}
+    env = {**os.environ, "TRACKER_CATALOG": catalog, "TRACKER_NOTEBOOK": str(path)}
     client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {
         "path": str(path.parent)}}, extra_arguments=["--ext=tracker"])
     start = time.perf_counter()

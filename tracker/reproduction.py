@@ -153,7 +153,7 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
     """See :func:`tracker.reproduce`."""
     import nbformat
 
-    from tracker import reexecution, retrieval
+    from tracker import reading, reexecution, retrieval
 
     tolerance = _non_negative(tolerance, "tolerance")
     timeout = None if timeout is None else _non_negative(timeout, "timeout")
@@ -178,7 +178,8 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
     checks = [_checked_input(catalog, item, scratch, root)
               for item in _first_versions(original)]
     values, skipped = reexecution.inject_parameters(notebook, original.params)
-    ran = reexecution.execute(notebook, target, catalog=catalog.path, timeout=timeout)
+    ran = reexecution.execute(notebook, target, catalog=reading.setting(catalog),
+                              timeout=timeout)
     new = _new_run(catalog, target)
     if new is not None:
         catalog.set_tag(REPRODUCES, original.id, run=new.id)
@@ -296,13 +297,13 @@ def _new_run(catalog: Catalog, notebook: Path) -> RunInfo | None:
     """The run the re-executed notebook recorded (the newest with its path), if any. Looked
     up directly, not with ``catalog.runs``: its DataFrame would cost the report a pandas import
     (1.7 s of a loaded `tracker reproduce`)."""
-    from tracker.queries import flush_for_read, records
+    from tracker.queries import records
+    from tracker.reading import read_connection
 
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        found = records(con, "SELECT id FROM runs WHERE notebook = ? AND deleted_at IS NULL "
-                             "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1",
-                        [str(notebook)])
+    with read_connection(catalog) as (con, dialect):
+        found = records(con, dialect.finish(
+            "SELECT id FROM runs WHERE notebook = ? AND deleted_at IS NULL "
+            "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1"), [str(notebook)])
     return catalog.get_run(str(found[0]["id"])) if found else None
 
 

@@ -86,6 +86,7 @@ class KeptFile:
             with self._readable():
                 if contents.is_key(blob):
                     self.catalog.content_store.restore(blob, staged)
+                    contents.check_size(staged, self.size, blob)
                 elif on_postgres(self.catalog):
                     with self.open() as source, open(staged, "wb") as out:
                         shutil.copyfileobj(source, out)
@@ -123,9 +124,18 @@ class KeptFile:
     @contextlib.contextmanager
     def _readable(self) -> Iterator[None]:
         """Kept bytes missing from the store (a run imported from another catalog, a store
-        cleaned by hand) as ArtifactNotFoundError, not a bare OSError."""
+        cleaned by hand) or no longer matching their name as ArtifactNotFoundError, not a
+        bare OSError."""
+        from tracker.storage.contents import ContentDamaged
+
         try:
             yield
+        except ContentDamaged:
+            raise ArtifactNotFoundError(
+                f"version {self.version} of {self.uri} was kept, but the stored file "
+                f"{self.blob} is not that content any more (altered or damaged in "
+                f"the store {self.catalog.content_store.location}): nothing was written; "
+                "restore it from another copy of the store") from None
         except FileNotFoundError:
             raise ArtifactNotFoundError(
                 f"version {self.version} of {self.uri} was kept, but its content is missing "
@@ -136,9 +146,12 @@ class KeptFile:
         if self.blob is None or not _BLOB.fullmatch(self.blob):
             why = f"its content was not kept ({self.kept})" if self.kept else \
                 "its content was not kept (recorded before contents were kept)"
-            raise ArtifactNotFoundError(
-                f"version {self.version} of {self.uri}: {why}; keep it next time with "
-                "tracker.log_output(path, keep=True) or a larger limit in the keep policy")
+            fix = "keep it next time with tracker.log_output(path, keep=True) or a larger " \
+                "limit in the keep policy"
+            if not self.catalog.stores_contents:
+                fix = "this catalog keeps contents only with TRACKER_STORE set (a folder " \
+                    "every machine sees, or s3://bucket/prefix): set it to keep them next time"
+            raise ArtifactNotFoundError(f"version {self.version} of {self.uri}: {why}; {fix}")
         return self.blob
 
 
@@ -252,16 +265,15 @@ def run_notebook(catalog: Catalog, run: str) -> KeptFile:
 def disk_usage(catalog: Catalog) -> dict[str, Any]:
     """The content store's size: what live runs reference, what only trashed runs do (purge
     reclaims it), and what nothing references (purge removes it)."""
-    from tracker.queries import flush_for_read
+    from tracker.reading import read_connection
 
-    flush_for_read(catalog)  # this process's own contents are stored by then
     store = catalog.content_store
-    stored = {entry.key: entry.size for entry in store.entries()}
-    with catalog.connect() as con:
-        referenced = dict(con.execute(
+    with read_connection(catalog) as (con, dialect):  # this process's contents stored by then
+        referenced = dict(con.execute(dialect.finish(
             "SELECT a.blob, bool_or(r.deleted_at IS NULL) FROM artifacts a "
             "JOIN run_artifacts ra ON ra.artifact_id = a.id JOIN runs r ON r.id = ra.run_id "
-            "WHERE a.kept = 'kept' GROUP BY a.blob").fetchall())
+            "WHERE a.kept = 'kept' GROUP BY a.blob")).fetchall())
+    stored = {entry.key: entry.size for entry in store.entries()}
     live = sum(size for key, size in stored.items() if referenced.get(key))
     trashed = sum(size for key, size in stored.items() if referenced.get(key) is False)
     return {"location": store.location, "contents": len(stored),

@@ -283,13 +283,26 @@ class Run:
         uri = self._recorder.redactor.text(uri) or uri
         fields = None if facts is None else facts.fields()
         if fields is not None:  # a regular file: the policy decides on its content now
-            fields["keep"] = self.catalog.stores_contents and \
-                self.keeper.decide(role, uri, facts.size if facts else None, keep)
+            fields["keep"] = self.keeper.decide(role, uri, facts.size if facts else None,
+                                                keep) and self._stores_contents(asked=keep)
             if fields["keep"]:  # saved if it changes before the flusher copies it
                 from tracker import pending_keeps
 
                 pending_keeps.expect(uri, fields, self.catalog.blob_dir)
         self._push(events.Artifact(self.id, role, uri, fields, time.time(), via))
+
+    def _stores_contents(self, *, asked: bool | None) -> bool:
+        """Whether the catalog keeps contents. On one that cannot (a PostgreSQL catalog with no
+        shared store) files are recorded ``not kept``, as its settings chose, and a content
+        ``asked`` for (``keep=True``) is said not kept once per run."""
+        if self.catalog.stores_contents:
+            return True
+        if asked:
+            self._warn_once("keep:store", f"file contents are not kept in {self.catalog.path}: "
+                            "set TRACKER_STORE to a folder every machine sees, or to "
+                            "s3://bucket/prefix, to keep them (the files are still "
+                            "recorded)", stacklevel=5)
+        return False
 
     def record(self, kind: str, *payload: Any) -> None:
         """Queue an event of another kind (``cell``, ``env``, ``set``, ``stored``: the fields of

@@ -38,6 +38,7 @@ GRACE = 7 * 24 * 3600
 #: A mark younger than this may be a run's whose write to the catalog is still on its way.
 SETTLE = 3600
 _OWNER_FILE = ".store-owner"
+_OWNER_ROW = "SELECT value FROM meta WHERE key = 'store_owner'"
 
 
 def owner(catalog: Catalog) -> str:
@@ -50,12 +51,22 @@ def owner(catalog: Catalog) -> str:
     return _owner_in(catalog.blob_dir)
 
 
+def make_database_owner(con: Any) -> None:
+    """Give a PostgreSQL catalog its id in shared stores unless it has one (``tracker admin
+    init`` does, as the owner: a granted role may not write the ``meta`` table)."""
+    con.execute("INSERT INTO meta VALUES ('store_owner', %s) ON CONFLICT (key) DO NOTHING",
+                [secrets.token_hex(16)])
+
+
 @functools.lru_cache(maxsize=16)
 def _owner_in_database(store: Any) -> str:
-    with store.connect(write=True) as con:
-        con.execute("INSERT INTO meta VALUES ('store_owner', %s) ON CONFLICT (key) DO NOTHING",
-                    [secrets.token_hex(16)])
-        text = str(con.execute("SELECT value FROM meta WHERE key = 'store_owner'").fetchone()[0])
+    with store.connect() as con:
+        row = con.execute(_OWNER_ROW).fetchone()
+    if row is None:
+        with store.connect(write=True) as con:
+            make_database_owner(con)
+            row = con.execute(_OWNER_ROW).fetchone()
+    text = str(row[0])
     if not contents.is_owner(text):
         raise OSError(errno.EINVAL, "not a catalog id; delete meta.store_owner to make another",
                       store.shown)

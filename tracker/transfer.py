@@ -5,8 +5,13 @@ Each run travels as a checked descriptor, exactly what an export then an import 
 merge (:mod:`tracker.record_diff`): a run the target lacks is added, one it holds is brought up
 to date (new history rows, cells, links and tags; the source's status, end, name and trash
 state), and one it holds as the source does is left alone, so pushing twice adds nothing.
-Runs in the trash are copied too, in the trash. The target is written in transactions of at
-most a hundred runs; a failure leaves the runs already written, and copying again finishes.
+Runs in the trash are copied too, in the trash. The notebooks stored with the runs travel
+with them (a server keeps them in its ``blobs`` table), and so do their kept contents, from
+the source's content store into the target's, checked as an import checks them; a content the
+target holds already is not copied again, and one a target cannot keep (a server without
+``TRACKER_STORE``) is recorded ``not kept`` there, said in the report. The target is written
+in transactions of at most a hundred runs; a failure leaves the runs already written, and
+copying again finishes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracker import exchange, pg_exchange, redaction
+from tracker import carried_contents, exchange, pg_exchange, redaction
 from tracker.queries import flush_for_read
 from tracker.storage.pg_store import PgStore
 
@@ -37,7 +42,7 @@ class Pushed:
     unchanged: list[str] = field(default_factory=list)
     #: runs the target refused, by id: why (they stay in the source; nothing was dropped)
     skipped: dict[str, str] = field(default_factory=dict)
-    #: what did not travel, said once (stored notebooks and kept contents on a server)
+    #: what did not travel, said once (kept contents a target cannot keep)
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -53,17 +58,24 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
     into ``target``; see the module's docstring."""
     ids = list(source.runs(where, include_deleted=True)["id"])
     report = Pushed(_shown(source), _shown(target))
+    behind: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         runs = [exchange.as_descriptor(data) for data in _read(source, chunk)]
-        added, updated, refused = _write(source, target, runs)
+        carried = carried_contents.copy_between(
+            source, target, [row for data in runs for row in data["artifacts"]])
+        added, updated, refused = _write(source, target, runs, carried)
         report.copied += added
         report.updated += updated
         report.skipped.update(refused)
         report.unchanged += [run_id for run_id in chunk
                              if run_id not in {*added, *updated, *refused}]
-        _note_left_behind(report, target, [data for data in runs
-                                           if data["run"]["id"] in {*added, *updated}])
+        behind |= _left_behind([data for data in runs
+                                if data["run"]["id"] in {*added, *updated}], carried)
+    if behind:
+        report.notes.append(f"{len(behind)} kept content(s) stayed behind (the target keeps "
+                            "none, or the source's store lacks them: set TRACKER_STORE for a "
+                            "PostgreSQL catalog); those versions are recorded 'not kept' there")
     return report
 
 
@@ -84,35 +96,32 @@ def _read(catalog: Catalog, run_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The records of these runs, each with the notebooks stored with it."""
     server = _server(catalog)
     if server is not None:
-        return pg_exchange.read_records(server, run_ids)
-    flush_for_read(catalog)
-    with catalog.connect() as con:
-        records = exchange.read_records(con, run_ids)
+        records = pg_exchange.read_records(server, run_ids)
+    else:
+        flush_for_read(catalog)
+        with catalog.connect() as con:
+            records = exchange.read_records(con, run_ids)
     return [{**data, "notebooks": exchange.stored_notebooks(catalog, data["artifacts"])}
             for data in records]
 
 
-def _write(source: Catalog, target: Catalog,
-           runs: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[str, str]]:
-    """Write checked runs into ``target``: the ids added, the ids updated, the runs refused
-    (by id: why)."""
-    server = _server(target)
-    if server is not None:
+def _write(source: Catalog, target: Catalog, runs: list[dict[str, Any]], carried: set[str]
+           ) -> tuple[list[str], list[str], dict[str, str]]:
+    """Write checked runs into ``target``, whose store holds the kept contents ``carried``:
+    the ids added, the ids updated, the runs refused (by id: why)."""
+    if _server(target) is not None:
         # What a file catalog recorded is redacted already, under its key: redacting again
         # with it marks any secret the same way each time, so a push stays idempotent.
         redactor = pg_exchange.redactor() if _server(source) else \
             redaction.for_catalog(source)
-        return pg_exchange.merge(server, runs, redactor)
-    added = exchange.import_checked(target, runs)
+        return pg_exchange.merge(target, runs, redactor, carried=carried)
+    added = exchange.import_checked(target, runs, carried=carried)
     held = [data for data in runs if data["run"]["id"] not in set(added)]
-    return added, exchange.update_checked(target, held), {}
+    return added, exchange.update_checked(target, held, carried=carried), {}
 
 
-def _note_left_behind(report: Pushed, target: Catalog, runs: list[dict[str, Any]]) -> None:
-    """Say once that a server got the records of notebooks and kept contents of the runs
-    written, not their bytes."""
-    note = (f"{report.target} keeps no stored notebooks or kept contents yet: their records "
-            "were copied, marked 'not kept'; the bytes stay in the source catalog")
-    kept = any(row.get("blob") for data in runs for row in data["artifacts"])
-    if _server(target) is not None and kept and note not in report.notes:
-        report.notes.append(note)
+def _left_behind(runs: list[dict[str, Any]], carried: set[str]) -> set[str]:
+    """The kept contents of the runs written that did not travel (the target keeps none, or
+    the source's store had lost them): their versions are ``not kept`` there."""
+    return {row["blob"] for data in runs for row in data["artifacts"]
+            if row.get("kept") == "kept" and row.get("blob") not in carried}

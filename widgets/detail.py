@@ -5,15 +5,19 @@ values are the starting value, not a change); metrics with a small plot per seri
 read and wrote (paths open in JupyterLab when under the server root, "produced by" opens that
 run), with buttons to the runs that produced its inputs or read its outputs; its lineage picture
 (runs and file versions around it, a run node opens that run); the environment; the executed
-cells with their errors; a button that shows the ``tracker reproduce`` command. Four catalog
+cells with their errors; a button that shows the ``tracker reproduce`` command, and one that writes
+the notebook stored with the run (the executed one, outputs included, where the runner wrote
+one) into the working folder. Four catalog
 reads (``get_run``, ``metric_history``, ``lineage``, ``lineage_graph``: bounded, docs/design.md
 §10), whatever the catalog's size.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -67,7 +71,9 @@ class RunDetail(w.VBox):
         self.environment = w.HTML()
         self.cells = w.HTML()
         self.reproduce = _reproduce_control(self)
-        super().__init__([self.header, self.status, self.reproduce, self.params, self.metrics,
+        self.notebook = _notebook_control(self)
+        super().__init__([self.header, self.status, self.reproduce, self.notebook, self.params,
+                          self.metrics,
                           self.files, self.related, self.lineage, self.environment, self.cells])
         styled(self)
         self.load(run_id)
@@ -79,6 +85,7 @@ class RunDetail(w.VBox):
         lineage = self.catalog.lineage(info.id)
         self.info = info
         self.reproduce.children[1].value = ""  # the command shown was the previous run's
+        self.notebook.children[1].value = ""
         self.header.value = _header(info, here=info.id == current_run_id(self.catalog))
         self.status.children[0].value = info.status
         self.params.value = _params(info)
@@ -198,6 +205,40 @@ def _reproduce_control(detail: RunDetail) -> w.HBox:
 
     button.on_click(show)
     return w.HBox([button, command])
+
+
+def _notebook_control(detail: RunDetail) -> w.HBox:
+    """A button that writes the notebook stored with the run into the working folder and links
+    to it there: the executed one, outputs included, where the runner wrote one."""
+    button = w.Button(description="notebook", tooltip="write the notebook stored with this run "
+                                                     "(with its outputs where the runner saved "
+                                                     "them) into the current folder")
+    message = w.HTML()
+
+    def write(_: Any) -> None:
+        if detail.info is not None:
+            message.value = _notebook_written(detail.catalog, detail.info)
+
+    button.on_click(write)
+    return w.HBox([button, message])
+
+
+def _notebook_written(catalog: Any, info: RunInfo) -> str:
+    """Where the run's notebook was written, as a link, or why it could not be."""
+    try:
+        written = notebook_copy(catalog, info)
+    except TrackerError as exc:
+        return h.message(str(exc), "error")
+    return h.join(["written to ", _path(str(written), server_root())])
+
+
+def notebook_copy(catalog: Any, info: RunInfo) -> Path:
+    """Write the run's stored notebook to ``<notebook name>-<run id>.ipynb`` in the working
+    folder, replacing an earlier copy (the newest stored notebook may have come since)."""
+    from tracker.retrieval import run_notebook
+
+    name = f"{info.notebook_name or info.name or 'run'}-{info.id}.ipynb".replace(os.sep, "_")
+    return run_notebook(catalog, info.id).restore(Path.cwd() / name, overwrite=True)
 
 
 def reproduce_command(catalog: str, run_id: str) -> str:

@@ -28,6 +28,8 @@ def figures(ctx: Context) -> tuple[Figure, ...]:
     return (
         Figure("contents.keep", f"keep a new {size} output (x the time of cp)", "x",
                Target("<=", 1.2)),
+        Figure("contents.keep_copy", f"the copy of a new {size} output and its hashes alone, "
+               "without the run (x the time of cp)", "x"),
         Figure("contents.restore", f"restore a kept {size} file (x the time of cp)", "x",
                Target("<=", 1.0)),
         Figure("contents.dedup", f"store used by {_COPIES} runs writing the same {size}",
@@ -48,10 +50,13 @@ def measure_contents(ctx: Context) -> dict[str, Outcome]:
         shutil.rmtree(folder, ignore_errors=True)
     got = result.result
     restore = [ours / cp for ours, cp in zip(got["restore"], got["cp_back"])]
+    copied = [ours / cp for ours, cp in zip(got["copy_hashed"], got["cp_alone"])]
     note = f"cp median {statistics.median(got['cp']):.2f} s"
     return {
         "contents.keep": Outcome(Measure.of(
             result.samples, note=note + "; no reflink on ext4: kernel copy, hashed from it")),
+        "contents.keep_copy": Outcome(Measure.of(
+            copied, note="copy_file_range + BLAKE3/xxh3 of the copy, vs its own cp")),
         "contents.restore": Outcome(Measure.of(restore, note="copy_file_range vs cp")),
         "contents.dedup": Outcome(Measure.of([got["store_bytes"] / size],
                                              note="blake3-keyed, one copy per content")),

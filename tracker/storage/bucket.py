@@ -18,7 +18,13 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from tracker.errors import ArgumentError
-from tracker.storage.contents import Entry, StoreUnavailable, is_key, is_owner
+from tracker.storage.contents import (
+    Entry,
+    StoreUnavailable,
+    check_file_named,
+    is_key,
+    is_owner,
+)
 
 ENDPOINT_VARIABLE = "TRACKER_STORE_ENDPOINT"
 
@@ -96,8 +102,10 @@ class BucketStore:
         return body
 
     def restore(self, key: str, dest: Path) -> None:
+        """Download the content into ``dest``, then check it has its name's hash."""
         with self._missing(key):
             self._client.download_file(self.bucket, self._name(key), str(dest))
+        check_file_named(dest, key)
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._name(key))

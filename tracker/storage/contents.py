@@ -11,6 +11,10 @@ shares blocks, else read once and written by :mod:`tracker.storage.hashed_copy`)
 must be the same before and after the copy, and the bytes written are hashed as they are
 written (the clone, after it is made), BLAKE3 for its name and xxh3 to match the hash the run
 recorded. Anything else raises :class:`ContentChanged` and nothing is stored.
+
+Restoring trusts the catalog's own folder (0700, contents 0400, verified when stored; the
+caller checks the size) and hashes what comes from a shared folder or a bucket, where others
+can write: bytes without their name's hash raise :class:`ContentDamaged` (docs/design.md §8).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from typing import IO, NamedTuple, Protocol
 
 from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
 
-__all__ = ["ContentChanged", "Entry", "FolderStore", "Kept", "ContentStore", "KEY_PREFIX",
-           "Staged", "StoreUnavailable", "is_key", "is_owner", "keep_file", "stage_copy",
-           "store_staged"]
+__all__ = ["ContentChanged", "ContentDamaged", "ContentStore", "Entry", "FolderStore",
+           "KEY_PREFIX", "Kept", "Staged", "StoreUnavailable", "check_file_named", "check_size",
+           "is_key", "is_owner", "keep_file", "stage_copy", "store_staged"]
 
 KEY_PREFIX = "blake3-"
 _CHUNK = 8 << 20
@@ -39,6 +43,11 @@ _HEX = frozenset("0123456789abcdef")
 
 class ContentChanged(OSError):
     """The file changed while (or since) it was looked at: its bytes are not the recorded ones."""
+
+
+class ContentDamaged(FileNotFoundError):
+    """The stored file named for a content holds other bytes (altered or damaged in the
+    store): that content is not there, as if missing, and nothing is given back."""
 
 
 class StoreUnavailable(OSError):
@@ -145,7 +154,18 @@ class FolderStore:
         return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
 
     def restore(self, key: str, dest: Path) -> None:
-        copy_file(self.path(key), dest)
+        """Copy the content into ``dest``. From a shared folder (others can write there) the
+        copy is hashed as it is written, as when it was kept, and bytes without the hash they
+        are named for raise ContentDamaged; the catalog's own folder (0700, contents 0400,
+        verified when stored) is trusted, and its callers check the size."""
+        if not self.shared:
+            copy_file(self.path(key), dest)
+            return
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(self.path(key), "rb") as src, open(os.open(dest, flags, 0o600), "r+b") as out:
+            if os.fstat(out.fileno()).st_size:  # see copy_file: not truncated when empty
+                os.ftruncate(out.fileno(), 0)
+            check_named(copy_hashed(src.fileno(), out.fileno()), key)
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -346,6 +366,30 @@ def _copy_fd(src: int, out: int, size: int) -> None:
     with os.fdopen(os.dup(src), "rb") as reader, os.fdopen(os.dup(out), "wb") as writer:
         reader.seek(0)
         shutil.copyfileobj(reader, writer, _CHUNK)
+
+
+def check_size(path: Path, size: int | None, key: str) -> None:
+    """ContentDamaged unless the file written from the store has the recorded ``size``."""
+    if size is not None and os.stat(path).st_size != size:
+        raise ContentDamaged(errno.ENOENT, "the stored bytes are not of the recorded size", key)
+
+
+def check_named(hashes: Hashes, key: str) -> None:
+    """ContentDamaged unless ``hashes`` (of bytes read from the store) are of the content
+    named ``key``."""
+    if KEY_PREFIX + hashes.blake3 != key:
+        raise _misnamed(key)
+
+
+def check_file_named(path: Path, key: str) -> None:
+    """:func:`check_named` for a file written from the store (a bucket's download)."""
+    if hash_contents(path)[0] != key:
+        raise _misnamed(key)
+
+
+def _misnamed(key: str) -> ContentDamaged:
+    return ContentDamaged(errno.ENOENT, "the stored bytes do not have the hash they are named "
+                          "for", key)
 
 
 def hash_contents(path: Path) -> tuple[str, str]:

@@ -67,6 +67,12 @@ class PgStore:
         return f"PgStore({self.shown!r})"
 
     @property
+    def secret_url(self) -> str:
+        """The URL as given, any password in it: for libpq and a child process's
+        ``TRACKER_CATALOG`` only (tracker.reproduction), never to show."""
+        return self._url
+
+    @property
     def spool_dir(self) -> Path:
         """Where runs append their events until the server has them (see tracker.recorder)."""
         return self.folder / "spool"
