@@ -423,3 +423,17 @@ def test_what_was_logged_while_the_server_held_its_tables_survives_kill_9(
     assert backends.settled(catalog).runs()["status"].tolist() == ["crashed"]
     recorded = int(catalog.sql("SELECT count(*) FROM metrics").iloc[0, 0])
     assert recorded >= safe
+
+
+def test_a_run_edited_while_its_process_records_keeps_the_edit(catalog: tracker.Catalog) -> None:
+    recording = subprocess.Popen([sys.executable, "-c", RECORDING, backends.address(catalog)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert recording.stdout is not None
+    run_id = recording.stdout.readline().strip()
+    catalog.update_run(run_id, name="renamed", labels=["reviewed"], notes="by ann")  # meanwhile
+    _, err = recording.communicate(timeout=300)
+    assert recording.returncode == 0, err
+    info = catalog.get_run(run_id)
+    assert (info.name, info.labels, info.notes) == ("renamed", ("reviewed",), "by ann")
+    assert (info.status, info.params, info.tags) == ("completed", {"lr": 0.1}, {"verdict": "good"})
+    assert catalog.metric_history(run_id, "loss")["step"].tolist() == list(range(300))
