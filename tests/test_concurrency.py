@@ -373,15 +373,25 @@ RECORDING = textwrap.dedent("""
 """)
 
 
-def test_a_run_deleted_while_its_process_records_stays_deleted_and_loses_nothing(
-        catalog: tracker.Catalog) -> None:
+def _recording(catalog: tracker.Catalog) -> tuple[subprocess.Popen[str], str]:
+    """Another process recording a run (:data:`RECORDING`), once the run is in ``catalog``;
+    and the run's id."""
     recording = subprocess.Popen([sys.executable, "-c", RECORDING, backends.address(catalog)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert recording.stdout is not None
-    run_id = recording.stdout.readline().strip()
+    return recording, recording.stdout.readline().strip()
+
+
+def _finish(process: subprocess.Popen[str]) -> None:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+
+
+def test_a_run_deleted_while_its_process_records_stays_deleted_and_loses_nothing(
+        catalog: tracker.Catalog) -> None:
+    recording, run_id = _recording(catalog)
     assert catalog.delete_run(run_id) == run_id  # while it logs
-    _, err = recording.communicate(timeout=300)
-    assert recording.returncode == 0, err
+    _finish(recording)
     assert catalog.runs().empty  # its later writes did not bring it back
     [deleted] = catalog.runs(deleted_only=True).itertuples()
     assert (deleted.id, deleted.status) == (run_id, "completed")
@@ -426,13 +436,9 @@ def test_what_was_logged_while_the_server_held_its_tables_survives_kill_9(
 
 
 def test_a_run_edited_while_its_process_records_keeps_the_edit(catalog: tracker.Catalog) -> None:
-    recording = subprocess.Popen([sys.executable, "-c", RECORDING, backends.address(catalog)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert recording.stdout is not None
-    run_id = recording.stdout.readline().strip()
+    recording, run_id = _recording(catalog)
     catalog.update_run(run_id, name="renamed", labels=["reviewed"], notes="by ann")  # meanwhile
-    _, err = recording.communicate(timeout=300)
-    assert recording.returncode == 0, err
+    _finish(recording)
     info = catalog.get_run(run_id)
     assert (info.name, info.labels, info.notes) == ("renamed", ("reviewed",), "by ann")
     assert (info.status, info.params, info.tags) == ("completed", {"lr": 0.1}, {"verdict": "good"})
