@@ -27,6 +27,9 @@ from tracker.storage import pg_writer, writer
 from tracker.storage.pg_store import PgStore
 
 BOTH = ["file", "postgresql"]
+#: a module whose write-side tests record on both back ends: each test's ``catalog`` is a file,
+#: then a fresh PostgreSQL database (tests/conftest.py, ``write_backend``)
+WRITES_ON_BOTH = pytest.mark.usefixtures("write_backend")
 # A password in every mirror's URL (the test server trusts its socket, so libpq sends it
 # unasked): whatever a read-side test shows can be checked for it.
 SECRET = "s3cr3t-Mirror"
@@ -111,6 +114,36 @@ def address(catalog: tracker.Catalog) -> str:
         return catalog.url
     catalog.flush()
     return str(catalog.path)
+
+
+def on_server(request: pytest.FixtureRequest) -> bool:
+    """Whether the test records into PostgreSQL now: marked :data:`WRITES_ON_BOTH` (or
+    parametrised by ``write_backend``), in its PostgreSQL turn."""
+    return "write_backend" in request.fixturenames and \
+        request.getfixturevalue("write_backend") == "postgresql"
+
+
+def settled(catalog: tracker.Catalog) -> tracker.Catalog:
+    """``catalog`` once what this machine's dead processes left is in it (their spools sent,
+    their runs crashed). A file catalog's reads see to that themselves; a PostgreSQL
+    catalog's do not (a reader may be on any machine, and judges no process): there the next
+    write on this machine, or ``sync``, does."""
+    if isinstance(catalog, pg_catalog.PgCatalog):
+        catalog.sync()
+    return catalog
+
+
+def recovered(catalog: tracker.Catalog) -> tracker.Catalog:
+    """``catalog`` once what this machine's dead processes left is recovered now, however
+    recently it last was: the file catalog's recovery, a PostgreSQL catalog's ``sync``."""
+    if isinstance(catalog, pg_catalog.PgCatalog):
+        catalog.sync()
+        return catalog
+    from tracker import delivery
+    from tracker.recorder import local_to
+
+    delivery.recover(catalog, local=local_to(catalog.spool_dir), force=True)
+    return catalog
 
 
 def mirror(source: tracker.Catalog, url: str, monkeypatch: pytest.MonkeyPatch) -> MirrorCatalog:

@@ -45,11 +45,27 @@ def _end_open_runs(catalog: tracker.Catalog | None) -> None:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[tracker.Catalog]:
-    """A fresh, empty catalog in the test's temporary folder."""
-    fresh = tracker.Catalog(tmp_path / "catalog.duckdb")
+def catalog(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tracker.Catalog]:
+    """A fresh, empty catalog in the test's temporary folder; in a test that records on both
+    back ends (``write_backend``, tests/backends.py), a fresh PostgreSQL database in its turn."""
+    import backends
+
+    on_server = backends.on_server(request)
+    fresh = tracker.Catalog(request.getfixturevalue("pg_url") if on_server else
+                            tmp_path / "catalog.duckdb")
     yield fresh
     _end_open_runs(fresh)
+    if on_server:  # sent before the session's server stops, not into its shutdown
+        with contextlib.suppress(tracker.CatalogError):
+            fresh.flush()
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def write_backend(request: pytest.FixtureRequest) -> str:
+    """The back end a write-side test's ``catalog`` is, each in turn: a module opts in with
+    ``pytestmark = backends.WRITES_ON_BOTH``; a test pins it with
+    ``@pytest.mark.parametrize("write_backend", backends.FILE_ONLY)`` and says why."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

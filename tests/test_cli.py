@@ -27,13 +27,15 @@ class _Terminal(io.StringIO):
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tracker.Catalog]:
-    path = tmp_path / "catalog.duckdb"
-    monkeypatch.setenv("TRACKER_CATALOG", str(path))
+def catalog(catalog: tracker.Catalog, monkeypatch: pytest.MonkeyPatch
+            ) -> Iterator[tracker.Catalog]:
+    """The suite's ``catalog`` (a file; in a write-side test marked for both back ends, then a
+    PostgreSQL database), which the command line uses: ``$TRACKER_CATALOG`` names it."""
+    monkeypatch.setenv("TRACKER_CATALOG", str(catalog.path))
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     tracker.use_catalog(None)
-    yield tracker.Catalog(path)
+    yield catalog
     tracker.use_catalog(None)
 
 
@@ -154,6 +156,7 @@ def test_runs_warns_on_stderr_about_a_key_no_run_has(
     assert err == "tracker: warning: no run has params.lrr; did you mean params.lr?\n"
 
 
+@backends.WRITES_ON_BOTH
 def test_tag_sets_replaces_and_deletes_tags_that_runs_and_show_display(
         capsys: pytest.CaptureFixture[str], three: list[str]) -> None:
     code, out, err = _cli(capsys, "tag", three[0], "source=manual", "stage=draft")
@@ -170,6 +173,7 @@ def test_tag_sets_replaces_and_deletes_tags_that_runs_and_show_display(
     assert csv.splitlines() == ["name,tags.stage", "gamma,", "beta,", "alpha,final=yes"]
 
 
+@backends.WRITES_ON_BOTH
 def test_tag_refuses_what_is_not_a_tag(capsys: pytest.CaptureFixture[str],
                                        three: list[str]) -> None:
     assert _cli(capsys, "tag", three[0])[0] == 2
@@ -347,6 +351,7 @@ def test_show_unknown_run_exits_1(
 # -- rm, restore, purge ---------------------------------------------------------------------
 
 
+@backends.WRITES_ON_BOTH
 def test_rm_refuses_without_yes_when_stdin_is_not_a_terminal(
         capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
     code, out, err = _cli(capsys, "rm", three[0])
@@ -355,6 +360,7 @@ def test_rm_refuses_without_yes_when_stdin_is_not_a_terminal(
     assert not catalog.get_run(three[0]).deleted
 
 
+@backends.WRITES_ON_BOTH
 def test_rm_asks_on_a_terminal(capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
                                three: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
@@ -369,6 +375,7 @@ def test_rm_asks_on_a_terminal(capsys: pytest.CaptureFixture[str], catalog: trac
     assert catalog.get_run(three[1]).deleted
 
 
+@backends.WRITES_ON_BOTH
 def test_rm_then_restore(capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog,
                          three: list[str]) -> None:
     code, out, _ = _cli(capsys, "rm", three[1][:-1], "--yes")
@@ -379,6 +386,7 @@ def test_rm_then_restore(capsys: pytest.CaptureFixture[str], catalog: tracker.Ca
     assert not catalog.get_run(three[1]).deleted
 
 
+@backends.WRITES_ON_BOTH
 def test_rm_where_deletes_what_the_filter_matches(capsys: pytest.CaptureFixture[str],
                                                   catalog: tracker.Catalog,
                                                   three: list[str]) -> None:
@@ -396,6 +404,7 @@ def test_rm_needs_ids_or_a_filter(capsys: pytest.CaptureFixture[str], three: lis
     assert _cli(capsys, "rm", three[0], "--where", "status = 'failed'")[0] == 2
 
 
+@backends.WRITES_ON_BOTH
 def test_restore_of_a_run_not_in_the_trash_says_so(capsys: pytest.CaptureFixture[str],
                                                    catalog: tracker.Catalog,
                                                    three: list[str]) -> None:
@@ -414,6 +423,7 @@ def test_sql_shows_the_query_s_own_column_names(
     assert out.splitlines()[0].split() == ["name", "notebook", "notebook_name", "started_at"]
 
 
+@backends.WRITES_ON_BOTH
 def test_restore_unknown_run_exits_1(capsys: pytest.CaptureFixture[str],
                                      catalog: tracker.Catalog) -> None:
     code, _, err = _cli(capsys, "restore", "nosuchrun")
@@ -421,6 +431,7 @@ def test_restore_unknown_run_exits_1(capsys: pytest.CaptureFixture[str],
     assert "no run matches 'nosuchrun'" in err
 
 
+@backends.WRITES_ON_BOTH
 def test_purge_removes_only_the_trash_for_good(capsys: pytest.CaptureFixture[str],
                                                catalog: tracker.Catalog,
                                                three: list[str]) -> None:
@@ -635,6 +646,7 @@ def test_hostile_arguments_exit_with_one_line(capsys: pytest.CaptureFixture[str]
 # -- status (set by hand) ---------------------------------------------------------------------
 
 
+@backends.WRITES_ON_BOTH
 def test_status_marks_a_failed_run_completed_and_show_keeps_the_change(
         capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
     assert _cli(capsys, "status", three[2], "completed") == (
@@ -644,6 +656,7 @@ def test_status_marks_a_failed_run_completed_and_show_keeps_the_change(
         0, f"{three[2]} is already completed\n", "")
 
 
+@backends.WRITES_ON_BOTH
 def test_status_refuses_running_for_a_finished_run_unless_forced(
         capsys: pytest.CaptureFixture[str], catalog: tracker.Catalog, three: list[str]) -> None:
     code, out, err = _cli(capsys, "status", three[0], "running")

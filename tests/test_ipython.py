@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import backends
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from jupyter_client.manager import KernelManager
@@ -53,6 +54,21 @@ def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _default_catalog(request: pytest.FixtureRequest,
+                     monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In a test marked for both back ends (tests/backends.py), the session's default catalog
+    is the suite's file, then a fresh PostgreSQL database (``$TRACKER_CATALOG``)."""
+    on_server = backends.on_server(request)
+    if on_server:
+        monkeypatch.setenv("TRACKER_CATALOG", request.getfixturevalue("pg_url"))
+        tracker.use_catalog(None)
+    yield
+    if on_server:  # sent before the session's server stops, not into its shutdown
+        with contextlib.suppress(tracker.CatalogError):
+            tracker.flush()
+
+
 def run(ip: InteractiveShell, source: str, **options: Any) -> ExecutionResult:
     """Execute one cell as a front end would (stored in history, numbered)."""
     return ip.run_cell(source, store_history=True, **options)
@@ -81,6 +97,7 @@ def session_run(ip: InteractiveShell) -> tracker.Run:
 # --------------------------------------------------------------------------- one session, one run
 
 
+@backends.WRITES_ON_BOTH
 def test_loading_starts_a_run_named_after_the_notebook(ip: InteractiveShell,
                                                        notebook: Path) -> None:
     started = loaded(ip)
@@ -94,6 +111,7 @@ def test_loading_starts_a_run_named_after_the_notebook(ip: InteractiveShell,
     assert tracker.current_run() is started
 
 
+@backends.WRITES_ON_BOTH
 def test_loading_again_keeps_the_same_run(ip: InteractiveShell, notebook: Path) -> None:
     first = loaded(ip)
     assert run(ip, "%load_ext tracker").success
@@ -102,6 +120,7 @@ def test_loading_again_keeps_the_same_run(ip: InteractiveShell, notebook: Path) 
     assert len(tracker.runs()) == 1
 
 
+@backends.WRITES_ON_BOTH
 def test_reload_ext_keeps_the_same_run_and_its_hooks(ip: InteractiveShell,
                                                      notebook: Path) -> None:
     first = loaded(ip)
@@ -114,6 +133,7 @@ def test_reload_ext_keeps_the_same_run_and_its_hooks(ip: InteractiveShell,
     assert len(tracker.runs()) == 1
 
 
+@backends.WRITES_ON_BOTH
 def test_unloaded_extension_records_nothing_until_loaded_again(ip: InteractiveShell,
                                                                notebook: Path) -> None:
     first = loaded(ip)
@@ -129,6 +149,7 @@ def test_unloaded_extension_records_nothing_until_loaded_again(ip: InteractiveSh
 # --------------------------------------------------------------------------- parameters and cells
 
 
+@backends.WRITES_ON_BOTH
 def test_parameters_cell_values_are_recorded_with_history(ip: InteractiveShell,
                                                           notebook: Path) -> None:
     started = loaded(ip)
@@ -163,6 +184,7 @@ def test_parameters_cell_is_found_by_cell_id(ip: InteractiveShell, notebook: Pat
     assert info.cells[-1]["cell_id"] == "c1"
 
 
+@backends.WRITES_ON_BOTH
 def test_papermill_injected_cell_overrides_the_defaults(ip: InteractiveShell,
                                                         notebook: Path) -> None:
     started = loaded(ip)
@@ -173,6 +195,7 @@ def test_papermill_injected_cell_overrides_the_defaults(ip: InteractiveShell,
     assert [value for _, value in info.param_history["epochs"]] == [3, 10]
 
 
+@backends.WRITES_ON_BOTH
 def test_cells_are_recorded_in_order_with_errors(ip: InteractiveShell, notebook: Path) -> None:
     started = loaded(ip)
     assert run(ip, "a = 1").success
@@ -195,6 +218,7 @@ def test_cells_are_recorded_in_order_with_errors(ip: InteractiveShell, notebook:
     assert all(cell["cell_id"] is None for cell in cells)
 
 
+@backends.WRITES_ON_BOTH
 def test_secrets_in_cells_and_parameters_are_redacted(ip: InteractiveShell,
                                                        tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,6 +251,7 @@ def test_a_notebook_can_turn_redaction_off(ip: InteractiveShell, tmp_path: Path,
     assert info.cells[1]["source"] == "db_password = 'hunter2'"
 
 
+@backends.WRITES_ON_BOTH
 def test_run_status_follows_the_last_executed_cell(ip: InteractiveShell,
                                                    notebook: Path) -> None:
     started = loaded(ip)
@@ -239,6 +264,7 @@ def test_run_status_follows_the_last_executed_cell(ip: InteractiveShell,
     assert info.ended_at is not None
 
 
+@backends.WRITES_ON_BOTH
 def test_a_run_failed_by_its_last_cell_has_that_cell_s_error(ip: InteractiveShell,
                                                              notebook: Path) -> None:
     started = loaded(ip)
@@ -250,6 +276,7 @@ def test_a_run_failed_by_its_last_cell_has_that_cell_s_error(ip: InteractiveShel
     assert list(tracker.runs("error is not null")["id"]) == [started.id]
 
 
+@backends.WRITES_ON_BOTH
 def test_a_cell_that_succeeds_after_a_failure_leaves_no_error(ip: InteractiveShell,
                                                               notebook: Path) -> None:
     started = loaded(ip)
@@ -430,6 +457,7 @@ def test_status_magic_says_the_number_is_to_come_while_the_catalog_is_locked(
     assert started.name == "analysis #1"
 
 
+@backends.WRITES_ON_BOTH
 def test_runs_of_one_notebook_are_numbered_in_order(ip: InteractiveShell,
                                                    notebook: Path) -> None:
     # A run from before names were numbered keeps its name; numbering continues after it.
@@ -444,6 +472,7 @@ def test_runs_of_one_notebook_are_numbered_in_order(ip: InteractiveShell,
     assert names == ["analysis #2", "analysis #3", "by hand"]
 
 
+@backends.WRITES_ON_BOTH
 def test_new_magic_ends_the_run_and_starts_another(ip: InteractiveShell, notebook: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     first = loaded(ip)
@@ -461,6 +490,7 @@ def test_new_magic_ends_the_run_and_starts_another(ip: InteractiveShell, noteboo
     assert info.cells[-1]["source"] == "y = 2"
 
 
+@backends.WRITES_ON_BOTH
 def test_end_magic_ends_the_run_and_stops_recording(ip: InteractiveShell, notebook: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     started = loaded(ip)
@@ -474,6 +504,7 @@ def test_end_magic_ends_the_run_and_stops_recording(ip: InteractiveShell, notebo
     assert "after = 1" not in [cell["source"] for cell in info.cells]
 
 
+@backends.WRITES_ON_BOTH
 def test_param_magic_parses_python_literals(ip: InteractiveShell, notebook: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     started = loaded(ip)
@@ -486,6 +517,7 @@ def test_param_magic_parses_python_literals(ip: InteractiveShell, notebook: Path
                            "model": "cnn"}
 
 
+@backends.WRITES_ON_BOTH
 def test_tag_magic_sets_replaces_and_deletes_text_tags(ip: InteractiveShell, notebook: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     started = loaded(ip)
@@ -577,6 +609,7 @@ def test_input_and_output_magics_without_a_path_say_how(ip: InteractiveShell, no
     assert recorded(started.id).artifacts == []
 
 
+@backends.WRITES_ON_BOTH
 def test_a_log_call_after_end_starts_the_next_run_and_says_so(
         ip: InteractiveShell, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = loaded(ip)
@@ -598,6 +631,7 @@ def test_a_log_call_after_end_starts_the_next_run_and_says_so(
     assert len(tracker.runs()) == 2
 
 
+@backends.WRITES_ON_BOTH
 def test_param_magic_after_end_starts_the_next_run_and_says_so(
         ip: InteractiveShell, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = loaded(ip)

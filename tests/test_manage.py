@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import backends
 import duckdb
 import pytest
 
@@ -17,6 +18,7 @@ from tracker.pg_catalog import PgCatalog
 from tracker.storage import contents, pg_blobs, pg_writer, writer
 
 
+@backends.WRITES_ON_BOTH
 def test_update_run_renames_and_relabels(catalog: tracker.Catalog) -> None:
     with catalog.start_run("draft") as run:
         pass
@@ -24,6 +26,7 @@ def test_update_run_renames_and_relabels(catalog: tracker.Catalog) -> None:
     assert (info.name, info.labels, info.notes) == ("final", ("paper",), "figure 3")
 
 
+@backends.WRITES_ON_BOTH
 def test_delete_hides_a_run_until_restored(catalog: tracker.Catalog) -> None:
     with catalog.start_run("keep") as keep, catalog.start_run("bin") as doomed:
         pass
@@ -36,6 +39,7 @@ def test_delete_hides_a_run_until_restored(catalog: tracker.Catalog) -> None:
     assert keep.id in set(catalog.runs()["id"])
 
 
+@backends.WRITES_ON_BOTH
 def test_delete_runs_by_filter(catalog: tracker.Catalog) -> None:
     for lr in (0.1, 0.2, 0.3):
         with catalog.start_run(f"lr{lr}", params={"lr": lr}):
@@ -47,13 +51,13 @@ def test_delete_runs_by_filter(catalog: tracker.Catalog) -> None:
         catalog.delete_runs()
 
 
+@backends.WRITES_ON_BOTH
 def test_purge_removes_only_trashed_runs_older_than_asked(catalog: tracker.Catalog) -> None:
     with catalog.start_run("old") as old, catalog.start_run("new") as new:
         old.log_metric("m", 1.0)
     catalog.delete_runs(ids=[old.id, new.id])
-    con = duckdb.connect(str(catalog.path))
-    con.execute("UPDATE runs SET deleted_at = now() - INTERVAL 40 DAY WHERE id = ?", [old.id])
-    con.close()
+    _execute(catalog, "UPDATE runs SET deleted_at = now() - INTERVAL '40 days' WHERE id = ?",
+             [old.id])
     assert catalog.purge(older_than="30d")["runs"] == 1
     with pytest.raises(tracker.RunNotFoundError):
         catalog.get_run(old.id)
@@ -63,6 +67,7 @@ def test_purge_removes_only_trashed_runs_older_than_asked(catalog: tracker.Catal
     assert catalog.runs(include_deleted=True).empty
 
 
+@backends.WRITES_ON_BOTH
 def test_purge_keeps_the_latest_pointer_right_and_user_files(catalog: tracker.Catalog,
                                                              tmp_path: Path) -> None:
     data = tmp_path / "model.pkl"
@@ -80,6 +85,7 @@ def test_purge_keeps_the_latest_pointer_right_and_user_files(catalog: tracker.Ca
     assert data.read_bytes() == b"v2!"  # the user's file is never touched
 
 
+@backends.WRITES_ON_BOTH
 def test_the_latest_version_skips_the_trash_and_comes_back_on_restore(
         catalog: tracker.Catalog, tmp_path: Path) -> None:
     data = tmp_path / "model.pkl"
@@ -143,6 +149,7 @@ def test_bad_arguments_to_manage_runs_are_argument_errors(catalog: tracker.Catal
     assert not catalog.path.exists()  # refused before the catalog was opened, or created
 
 
+@backends.WRITES_ON_BOTH
 def test_update_run_keeps_a_label_list_as_given(catalog: tracker.Catalog) -> None:
     with catalog.start_run("draft") as run:
         pass
@@ -155,11 +162,10 @@ def test_update_run_keeps_a_label_list_as_given(catalog: tracker.Catalog) -> Non
 def _crash(catalog: tracker.Catalog, run_id: str) -> None:
     """Mark a run crashed as recovery would after its process died."""
     catalog.flush()
-    con = duckdb.connect(str(catalog.path))
-    con.execute("UPDATE runs SET status = 'crashed' WHERE id = ?", [run_id])
-    con.close()
+    _execute(catalog, "UPDATE runs SET status = 'crashed' WHERE id = ?", [run_id])
 
 
+@backends.WRITES_ON_BOTH
 def test_set_status_marks_a_crashed_run_completed_and_keeps_who_did_it(
         catalog: tracker.Catalog) -> None:
     with catalog.start_run("lost") as run:
@@ -174,6 +180,7 @@ def test_set_status_marks_a_crashed_run_completed_and_keeps_who_did_it(
     assert list(catalog.runs("status = 'completed'")["id"]) == [run.id]
 
 
+@backends.WRITES_ON_BOTH
 def test_set_status_never_brings_a_finished_run_back_to_running(
         catalog: tracker.Catalog) -> None:
     with catalog.start_run("done") as run:
@@ -188,6 +195,7 @@ def test_set_status_never_brings_a_finished_run_back_to_running(
     assert forced.status_history[0]["forced"] is True
 
 
+@backends.WRITES_ON_BOTH
 def test_set_status_does_not_end_a_run_whose_process_is_alive(
         catalog: tracker.Catalog) -> None:
     run = catalog.start_run("live")
@@ -198,6 +206,7 @@ def test_set_status_does_not_end_a_run_whose_process_is_alive(
     run.end()
 
 
+@backends.WRITES_ON_BOTH
 def test_a_run_ending_after_its_status_was_set_by_hand_keeps_both_in_its_history(
         catalog: tracker.Catalog) -> None:
     run = catalog.start_run("forced")
@@ -214,19 +223,19 @@ def test_a_run_ending_after_its_status_was_set_by_hand_keeps_both_in_its_history
         info.user, info.host)
 
 
+@backends.WRITES_ON_BOTH
 def test_set_status_ends_a_running_run_whose_process_is_gone(
         catalog: tracker.Catalog) -> None:
     with catalog.start_run("orphan") as run:
         pass
     catalog.flush()
-    con = duckdb.connect(str(catalog.path))  # as a killed process leaves it
-    con.execute("UPDATE runs SET status = 'running', ended_at = NULL, pid = 2147483000 "
-                "WHERE id = ?", [run.id])
-    con.close()
+    _execute(catalog, "UPDATE runs SET status = 'running', ended_at = NULL, pid = 2147483000 "
+             "WHERE id = ?", [run.id])  # as a killed process leaves it
     info = catalog.set_status(run.id, "failed")
     assert info.status == "failed" and info.ended_at is not None
 
 
+@backends.WRITES_ON_BOTH
 def test_set_status_refuses_a_status_tracker_does_not_know(catalog: tracker.Catalog) -> None:
     with catalog.start_run("done") as run:
         pass
@@ -234,6 +243,7 @@ def test_set_status_refuses_a_status_tracker_does_not_know(catalog: tracker.Cata
         catalog.set_status(run.id, "finished")
 
 
+@backends.WRITES_ON_BOTH
 @pytest.mark.parametrize("force", [False, True])
 def test_set_status_refuses_none_even_when_forced(catalog: tracker.Catalog,
                                                    force: bool) -> None:
@@ -244,6 +254,7 @@ def test_set_status_refuses_none_even_when_forced(catalog: tracker.Catalog,
     assert catalog.get_run(run.id).status == "completed"
 
 
+@backends.WRITES_ON_BOTH
 def test_purge_removes_a_runs_status_history(catalog: tracker.Catalog) -> None:
     with catalog.start_run("done") as run:
         pass

@@ -1,4 +1,8 @@
-"""Starting, logging to and ending runs, as a user of the Python API does."""
+"""Starting, logging to and ending runs, as a user of the Python API does.
+
+On both back ends (issue #13): each test's ``catalog`` is a file, then a PostgreSQL database
+(tests/backends.py); a test pinned to the file catalog says why.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import backends
 import pytest
 
 import tracker
 from tracker import delivery, hashing
 from tracker.hashing import hash_bytes
-from tracker.recorder import SPOOL_BOUND, local_to
+from tracker.recorder import SPOOL_BOUND
 from tracker.storage import lock as _lock
 from tracker.storage import recovery, spools
 from tracker.storage import store as store_module
+
+pytestmark = backends.WRITES_ON_BOTH
 
 
 def test_a_run_used_as_a_context_manager_completes(catalog: tracker.Catalog) -> None:
@@ -118,8 +125,8 @@ def test_tags_of_any_run_are_set_by_reference(catalog: tracker.Catalog) -> None:
         catalog.set_tag("stage", "x", run="zzzzzzzzzzzz")
 
 
-def test_module_functions_tag_the_active_run(tmp_path: Path) -> None:
-    tracker.use_catalog(tmp_path / "catalog.duckdb")
+def test_module_functions_tag_the_active_run(catalog: tracker.Catalog) -> None:
+    tracker.use_catalog(backends.address(catalog))
     try:
         tracker.set_tag("source", "script")
         tracker.set_tags({"team": "vision"})
@@ -156,6 +163,8 @@ def test_a_bad_tag_raises_an_argument_error_saying_what_a_tag_is(
     assert catalog.get_run(run.id).tags == {}
 
 
+# The default catalog: the file $TRACKER_CATALOG names (tests/conftest.py).
+@pytest.mark.parametrize("write_backend", backends.FILE_ONLY)
 def test_module_functions_log_to_the_default_catalog(tmp_path: Path) -> None:
     run = tracker.start_run("module-level")
     tracker.log_param("seed", 7)
@@ -275,6 +284,8 @@ def test_events_wait_in_the_spool_until_written(catalog: tracker.Catalog) -> Non
     assert recorder.spool_path.read_text().splitlines() == lines[:1]
 
 
+# A file catalog's blobs are files beside it; a PostgreSQL catalog's are rows of its blobs table.
+@pytest.mark.parametrize("write_backend", backends.FILE_ONLY)
 def test_a_stored_copy_cut_short_never_sits_under_its_hash(
         catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Blobs are named by content hash and never rewritten, so a truncated one would be trusted.
@@ -308,11 +319,14 @@ def test_recovery_leaves_a_spool_whose_owner_is_still_writing_its_first_line(
 
     long_ago = time.time() - recovery.STALE_HEARTBEAT - 60
     os.utime(being_written, (long_ago, long_ago))
-    delivery.recover(catalog, local=local_to(catalog.spool_dir), force=True)
+    backends.recovered(catalog)
     assert not being_written.exists()  # nobody finished it: left over, and nothing to ingest
     assert list(catalog.runs()["name"]) == ["recovering"]
 
 
+# DuckDB's file lock (the PostgreSQL counterpart, a table held on the server:
+# test_concurrency.py, test_what_was_logged_while_the_server_held_its_tables_survives_kill_9).
+@pytest.mark.parametrize("write_backend", backends.FILE_ONLY)
 def test_what_is_logged_is_spooled_while_the_writer_waits_for_the_lock(
         catalog: tracker.Catalog) -> None:
     catalog.runs()
@@ -329,6 +343,8 @@ def test_what_is_logged_is_spooled_while_the_writer_waits_for_the_lock(
 
 
 
+# The catalog file on a full disk (CatalogFullError); a PostgreSQL catalog's disk is the server's.
+@pytest.mark.parametrize("write_backend", backends.FILE_ONLY)
 def test_a_full_disk_never_breaks_logging_and_loses_nothing(
         small_disk: Path, fill_disk: Callable[[Path], Path]) -> None:
     catalog = tracker.Catalog(small_disk / "catalog.duckdb")
@@ -434,6 +450,8 @@ def _script(tmp_path: Path, source: str, **env: str) -> list[str]:
     return done.stdout.split()
 
 
+# DuckDB's log file, checkpointed at exit: a PostgreSQL server keeps its own.
+@pytest.mark.parametrize("write_backend", backends.FILE_ONLY)
 def test_a_script_leaves_the_catalog_whole_in_one_file_at_exit(tmp_path: Path) -> None:
     # Writes leave their commits in the catalog's log (tracker.storage.instances); a process
     # that exits checkpoints it, so a copy of the .duckdb file alone holds every run.
@@ -450,22 +468,31 @@ def test_a_script_leaves_the_catalog_whole_in_one_file_at_exit(tmp_path: Path) -
     assert tracker.Catalog(copy).get_run(run_id).metrics == {"acc": 0.5}
 
 
-def test_a_script_s_run_records_the_files_it_reads_and_writes(tmp_path: Path) -> None:
-    (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
-    run_id, child_id = _script(tmp_path, _SCRIPT)
-    info = tracker.get_run(run_id)
-    assert [(a["uri"], a["via"]) for a in info.inputs] == [(str(tmp_path / "raw.csv"), "open")]
-    assert sorted(a["uri"] for a in info.outputs) == [str(tmp_path / "clean.csv"),
-                                                      str(tmp_path / "final.txt")]
-    assert info.outputs[0]["hash"] == hash_bytes((tmp_path / info.outputs[0]["uri"]).read_bytes())
-    assert [a["uri"] for a in tracker.get_run(child_id).outputs] == [str(tmp_path / "child.txt")]
-    assert len(tracker.runs()) == 2  # before.csv and after.txt: written outside any run
+@pytest.fixture
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A script's working folder, apart from the catalog's (whose files are never recorded)."""
+    return tmp_path_factory.mktemp("work")
 
 
-def test_tracker_capture_0_turns_a_script_s_capture_off(tmp_path: Path) -> None:
-    (tmp_path / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
-    run_id, _ = _script(tmp_path, _SCRIPT, TRACKER_CAPTURE="0")
-    assert tracker.get_run(run_id).artifacts == []
+def test_a_script_s_run_records_the_files_it_reads_and_writes(catalog: tracker.Catalog,
+                                                                work: Path) -> None:
+    (work / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    run_id, child_id = _script(work, _SCRIPT, TRACKER_CATALOG=backends.address(catalog))
+    info = catalog.get_run(run_id)
+    assert [(a["uri"], a["via"]) for a in info.inputs] == [(str(work / "raw.csv"), "open")]
+    assert sorted(a["uri"] for a in info.outputs) == [str(work / "clean.csv"),
+                                                      str(work / "final.txt")]
+    assert info.outputs[0]["hash"] == hash_bytes((work / info.outputs[0]["uri"]).read_bytes())
+    assert [a["uri"] for a in catalog.get_run(child_id).outputs] == [str(work / "child.txt")]
+    assert len(catalog.runs()) == 2  # before.csv and after.txt: written outside any run
+
+
+def test_tracker_capture_0_turns_a_script_s_capture_off(catalog: tracker.Catalog,
+                                                        work: Path) -> None:
+    (work / "raw.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    run_id, _ = _script(work, _SCRIPT, TRACKER_CAPTURE="0",
+                        TRACKER_CATALOG=backends.address(catalog))
+    assert catalog.get_run(run_id).artifacts == []
 
 
 _LOGS_AT_EXIT = '''
@@ -477,9 +504,10 @@ print(tracker.start_run(name="job").id)
 '''
 
 
-def test_an_exit_handler_the_script_registers_after_import_can_still_log(tmp_path: Path) -> None:
+def test_an_exit_handler_the_script_registers_after_import_can_still_log(
+        catalog: tracker.Catalog, work: Path) -> None:
     # The recorder's own exit handler (it ends the runs and writes) is registered by
     # `import tracker`, so it runs after the script's: not when the first run starts.
-    (run_id,) = _script(tmp_path, _LOGS_AT_EXIT)
-    info = tracker.get_run(run_id)
+    (run_id,) = _script(work, _LOGS_AT_EXIT, TRACKER_CATALOG=backends.address(catalog))
+    info = catalog.get_run(run_id)
     assert (info.status, info.metrics) == ("completed", {"at_exit": 1.0})

@@ -190,11 +190,11 @@ class PgCatalog(Catalog):
         from tracker import pg_manage
 
         if ids is not None:
-            return pg_manage.delete_runs(self._pg, ids)
+            return pg_manage.delete_runs(self._sent(), ids)
         if where is None and not equals:
             raise ArgumentError("delete_runs needs a filter, ids or equality tests; to "
                                 "delete every run say so: delete_runs('id IS NOT NULL')")
-        return pg_manage.delete_matching(self._pg, where, equals)
+        return pg_manage.delete_matching(self._sent(), where, equals)
 
     def update_run(self, ref: str, *, name: str | None = None,
                    labels: Sequence[str] | None = None, notes: str | None = None) -> RunInfo:
@@ -202,7 +202,7 @@ class PgCatalog(Catalog):
         from tracker import manage, pg_manage
 
         changes = manage.edits(self, name=name, labels=labels, notes=notes)
-        run_id = pg_manage.update_run(self._pg, ref, changes)
+        run_id = pg_manage.update_run(self._sent(), ref, changes)
         manage.sync_active(self, run_id, changes)
         return self.get_run(run_id)
 
@@ -213,7 +213,7 @@ class PgCatalog(Catalog):
         manage.check_status(status, force)
         recorder = self.recorder
         own = {run.id for run in recorder.stack} if recorder is not None else set()
-        return self.get_run(pg_manage.set_status(self._pg, ref, status, force=force, own=own))
+        return self.get_run(pg_manage.set_status(self._sent(), ref, status, force=force, own=own))
 
     def set_tags(self, tags: Mapping[str, Any], *, run: str | None = None) -> None:
         """See :meth:`tracker.Catalog.set_tags`: the active run's through its recorder, a
@@ -236,7 +236,7 @@ class PgCatalog(Catalog):
         from tracker import manage, pg_manage
 
         rows = manage.tag_rows(self, tags, removed)
-        pg_manage.set_tags(self._pg, run, rows, time.time())
+        pg_manage.set_tags(self._sent(), run, rows, time.time())
 
     def purge(self, older_than: str | float | None = None, *,
               ids: Sequence[str] | None = None, store: bool = False) -> dict[str, int]:
@@ -246,7 +246,7 @@ class PgCatalog(Catalog):
 
         age = manage.parse_age(older_than) if older_than is not None else 0.0
         refs = arguments.texts(ids, "ids", "['01m7zwkkx6hq']")
-        removed = pg_manage.purge(self._pg, age, refs)
+        removed = pg_manage.purge(self._sent(), age, refs)
         # After the commit, as the file catalog does: a run committing a reference meanwhile
         # made its mark just now, and a mark younger than shared_store.SETTLE stays.
         kept = pg_manage.referenced_blobs(self._pg)
@@ -260,7 +260,7 @@ class PgCatalog(Catalog):
         """See :meth:`tracker.Catalog.restore_runs`."""
         from tracker import pg_manage
 
-        return pg_manage.restore_runs(self._pg, refs)
+        return pg_manage.restore_runs(self._sent(), refs)
 
     def export_run(self, ref: str, path: str | os.PathLike[str], *,
                    overwrite: bool = False, contents: bool = False) -> Path:
@@ -277,8 +277,9 @@ class PgCatalog(Catalog):
 
     def _sent(self) -> PgStore:
         """The store, once this process's own events are on the server (as a file catalog's
-        reads flush first); when they cannot be sent now, the read goes on without them (they
-        wait in the spool, and the read says whether the server is there)."""
+        reads and changes flush first: a change finds the runs this process just ended); when
+        they cannot be sent now, the read goes on without them (they wait in the spool, and
+        the read says whether the server is there)."""
         from tracker import reading
 
         reading.flush_own(self)
