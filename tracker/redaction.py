@@ -58,6 +58,11 @@ _TOKENIZER_WORD = (
     r"|input|output|next|first|last|image|vocab)_token_$"
 )
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+")
+# Letters of which every match of _SECRET_KEY holds one run, in any case: a key without any
+# is no secret under the default rules. One search (~0.2 us) instead of splitting the key into
+# words and matching them (~1.5 us): every new param key pays it on the logging path.
+_SECRET_KEY_NEEDLES = re.compile("pass|pwd|cred|secret|key|auth|bearer|cookie|token",
+                                 re.IGNORECASE)
 
 # Credential formats, recognised anywhere in text.
 _CREDENTIALS = (
@@ -128,6 +133,8 @@ class Rules:
         """Whether a param, variable or field named ``key`` holds a secret."""
         if self.extra_keys and any(p.search(key) for p in self.extra_keys):
             return True
+        if not _SECRET_KEY_NEEDLES.search(key):
+            return False
         # The words of the key, each between underscores ("apiKey" -> "_api_key_"); one sub
         # rather than split, lower and join per word: a third faster on the logging path.
         words = "_" + _WORD_BREAK.sub("_", key).strip("_").lower() + "_"
