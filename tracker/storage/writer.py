@@ -221,16 +221,11 @@ _KEYS = ("SELECT key, kind FROM param_keys WHERE list_contains($params, key) "
 
 def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: KnownKeys) -> _Known:
     known = _Known()
-    started = {item.run_id for item in batch if isinstance(item.event, events.Start)}
-    ending = any(isinstance(item.event, events.End) and item.run_id not in started
-                 for item in batch)
-    for run_id, seq, params, metrics, by_hand in con.execute(
-            _ASKED if ending else _UNASKED, [list(by_run)]).fetchall():
-        known.runs[run_id] = {"spool_seq": seq, "params": params, "metrics": metrics,
-                              "by_hand": by_hand}
-    params = {(item.event.key, item.event.kind) for item in batch
-              if isinstance(item.event, events.Param)}
-    metrics = {(item.event.key,) for item in batch if isinstance(item.event, events.Metric)}
+    params, metrics, started, ended = _keys_and_ends(batch)
+    for run_id, seq, stored_params, stored_metrics, by_hand in con.execute(
+            _ASKED if ended - started else _UNASKED, [list(by_run)]).fetchall():
+        known.runs[run_id] = {"spool_seq": seq, "params": stored_params,
+                              "metrics": stored_metrics, "by_hand": by_hand}
     known.param_keys, known.metric_keys = params & keys.params, metrics & keys.metrics
     if params <= keys.params and metrics <= keys.metrics:
         return known
@@ -242,6 +237,27 @@ def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: Known
         else:
             known.param_keys.add((key, kind))
     return known
+
+
+def _keys_and_ends(batch: Batch) -> tuple[set[tuple[str, ...]], set[tuple[str, ...]],
+                                           set[str], set[str]]:
+    """The batch's (param key, kind) and (metric key,) pairs, and the runs it starts and ends:
+    one pass, since a batch of a busy run holds tens of thousands of events."""
+    params: set[tuple[str, ...]] = set()
+    metrics: set[tuple[str, ...]] = set()
+    started: set[str] = set()
+    ended: set[str] = set()
+    for item in batch:
+        event = item.event
+        if isinstance(event, events.Param):
+            params.add((event.key, event.kind))
+        elif isinstance(event, events.Metric):
+            metrics.add((event.key,))
+        elif isinstance(event, events.Start):
+            started.add(item.run_id)
+        elif isinstance(event, events.End):
+            ended.add(item.run_id)
+    return params, metrics, started, ended
 
 
 def _number_names(con: Any, rows: event_fold.Rows) -> None:
