@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracker
 from tracker import redaction
@@ -50,6 +52,27 @@ def test_secret_named_keys_are_recognised(redactor: redaction.Redactor, key: str
 ])
 def test_ordinary_keys_are_not_secret(redactor: redaction.Redactor, key: str) -> None:
     assert redactor.rules is not None and not redactor.rules.secret_key(key)
+
+
+# Pieces a key is built from in the next test: the default rules' words, near misses, case
+# changes and separators, so that generated keys cross every branch of the key pattern.
+_KEY_PIECES = ["pass", "Pass", "PASS", "word", "wd", "pwd", "cred", "s", "ential", "secret",
+               "key", "Key", "KEY", "auth", "o", "orization", "bearer", "cookie", "token",
+               "Token", "api", "access", "db", "sql", "root", "pad", "max", "er", "ors", "_",
+               "-", ".", " ", "1", "\u212a", "ß", "T"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_KEY_PIECES), max_size=6).map("".join) | st.text(max_size=12))
+def test_the_quick_key_check_never_changes_a_decision(key: str) -> None:
+    """secret_key() answers most keys from a cheap search for the pattern's letters: whatever
+    the key, the answer is the one the words of the key give under the full patterns."""
+    rules = redaction.rules_from()
+    assert rules is not None
+    words = "_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+", "_", key).strip("_").lower() \
+        + "_"
+    expected = bool(rules.keys.search(words)) and not rules.tokenizer.search(words)
+    assert rules.secret_key(key) == expected
 
 
 # -- which values are credentials -------------------------------------------------------------

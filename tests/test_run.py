@@ -14,11 +14,13 @@ from pathlib import Path
 
 import backends
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tracker
 from tracker import delivery, hashing
 from tracker.hashing import hash_bytes
-from tracker.recorder import SPOOL_BOUND
+from tracker.recorder import SPOOL_BOUND, encode_line
 from tracker.storage import lock as _lock
 from tracker.storage import recovery, spools
 from tracker.storage import store as store_module
@@ -376,6 +378,31 @@ def test_an_event_json_cannot_hold_is_quarantined_not_dropped(catalog: tracker.C
             for line in path.read_text().splitlines()]
     assert [entry["event"] for entry in kept] == [
         ["env", run.id, "env-1", {"digits": hex(10**5000)}]]
+
+
+class _Described:
+    def __str__(self) -> str:
+        return "<described>"
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+    | st.builds(_Described), lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+
+
+@given(st.lists(_JSONISH, max_size=7))
+def test_a_spool_line_is_the_json_the_standard_encoder_writes(row: list[object]) -> None:
+    """Spool lines are encoded with the C encoder called directly (no per-line set-up): the text
+    is the one ``json.JSONEncoder(default=str)`` writes, NaN and objects included."""
+    assert encode_line(row) == json.JSONEncoder(default=str).encode(row)
+
+
+def test_a_cyclic_value_fails_to_encode_rather_than_looping() -> None:
+    looped: list[object] = [1]
+    looped.append(looped)
+    with pytest.raises((ValueError, RecursionError)):
+        encode_line(["param", "r", "k", looped])
 
 
 def _counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:

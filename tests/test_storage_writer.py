@@ -197,3 +197,26 @@ def test_the_end_of_a_run_set_by_hand_is_kept_in_its_history(tmp_path: Path) -> 
     assert _rows(store, "SELECT old_status, new_status, forced FROM status_changes "
                         "ORDER BY changed_at") == [("running", "failed", True),
                                                    ("failed", "completed", False)]
+
+
+def test_thousands_of_keys_are_looked_up_as_well_as_a_few(tmp_path: Path) -> None:
+    """A batch with more new keys than the writer looks for one by one (it joins them then):
+    keys stored by another process are found, and none is stored twice."""
+    path = tmp_path / "catalog.duckdb"
+    now = time.time()
+    many = [f"p{i:04d}" for i in range(writer._JOIN_FROM + 50)]
+
+    def run_with(run_id: str, keys: list[str]) -> list[events.Spooled]:
+        shapes: list[events.Event] = [events.Start(run_id, {"name": run_id, "started_at": now})]
+        shapes += [events.Param(run_id, key, 1, "int", now) for key in keys]
+        shapes += [events.Metric(run_id, key, 0.5, None, now) for key in keys]
+        return [events.Spooled(run_id, seq, event) for seq, event in enumerate(shapes, 1)]
+
+    _apply(Store(path, timeout=5.0), run_with("r1", many[:100]))
+    # Another process's store: it knows no key, so it looks all of them up.
+    _apply(Store(path, timeout=5.0), run_with("r2", many))
+    store = Store(path, timeout=5.0)
+    assert _rows(store, "SELECT count(*), count(DISTINCT key) FROM param_keys") == [
+        (len(many), len(many))]
+    assert _rows(store, "SELECT count(*), count(DISTINCT key) FROM metric_keys") == [
+        (len(many), len(many))]

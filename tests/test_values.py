@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import json
 import math
 import warnings
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tracker
 from tracker import values
@@ -200,3 +203,11 @@ def test_a_key_whose_str_raises_is_described(catalog: tracker.Catalog) -> None:
 def test_decode_keeps_a_bigint_that_is_not_hex_as_text() -> None:
     assert values.decode(hex(2**70), "bigint") == 2**70
     assert values.decode("zz", "bigint") == "zz"
+
+
+@given(st.text() | st.integers() | st.floats() | st.booleans() | st.none()
+       | st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.floats()))
+def test_json_text_is_json_dumps_character_for_character(value: Any) -> None:
+    """A param's value is written as JSON on every write: the quick path must not change a
+    character (NaN, infinities, lone surrogates and containers included)."""
+    assert values.json_text(value) == json.dumps(value)

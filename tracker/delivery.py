@@ -71,7 +71,11 @@ def completed_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list
     """Each event completed (files hashed, blobs stored), and those too malformed to complete; an
     OSError (a file that cannot be read or copied now) is raised, to be retried."""
     completed, rejected = [], []
-    for run_id, seq, event in batch:
+    for item in batch:
+        if not isinstance(item.event, _FILE_EVENTS):  # nothing to complete (most events)
+            completed.append(item)
+            continue
+        run_id, seq, event = item
         try:
             completed.append(Spooled(run_id, seq, _complete(catalog, event)))
         except OSError:
@@ -81,10 +85,11 @@ def completed_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list
     return completed, rejected
 
 
+_FILE_EVENTS = (events.Artifact, events.Stored)  # what completing touches
+
+
 def _complete(catalog: Catalog, event: Event) -> Event:
     """Hash local files and store blobs outside the lock: the slow part of an event."""
-    if not isinstance(event, events.Artifact | events.Stored):
-        return event
     from tracker.capture import suppressed
 
     with suppressed():  # tracker reading a file is not the notebook reading it

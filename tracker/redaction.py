@@ -58,6 +58,11 @@ _TOKENIZER_WORD = (
     r"|input|output|next|first|last|image|vocab)_token_$"
 )
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+")
+# Letters of which every match of _SECRET_KEY holds one run: a key whose lowercase holds none
+# is no secret under the default rules. One search (~0.2 us; case-insensitive, it took 1 us)
+# instead of splitting the key into words and matching them (~1.5 us): every new param key
+# pays it on the logging path.
+_SECRET_KEY_NEEDLES = re.compile("pass|pwd|cred|secret|key|auth|bearer|cookie|token")
 
 # Credential formats, recognised anywhere in text.
 _CREDENTIALS = (
@@ -128,6 +133,8 @@ class Rules:
         """Whether a param, variable or field named ``key`` holds a secret."""
         if self.extra_keys and any(p.search(key) for p in self.extra_keys):
             return True
+        if not _SECRET_KEY_NEEDLES.search(key.lower()):
+            return False
         # The words of the key, each between underscores ("apiKey" -> "_api_key_"); one sub
         # rather than split, lower and join per word: a third faster on the logging path.
         words = "_" + _WORD_BREAK.sub("_", key).strip("_").lower() + "_"
@@ -183,30 +190,27 @@ class Redactor:
 
         On the logging hot path: the key's decision is cached, and only text is scanned.
         """
-        if self.rules is None:
+        rules = self.rules
+        if rules is None:
             return value, kind
         try:
-            return self._param(key, value, kind)
+            secret = self._decisions.get(key)
+            if secret is None:
+                secret = self._decide(key)
+            if secret:
+                return self._hidden(value, kind), REDACTED
+            if kind == "str":
+                known = self._known.get(value)
+                if known is not None:  # a secret met before, now under an ordinary name
+                    return known, REDACTED
+                # "=" or ":" may start a `password=...` pair.
+                suspect = "=" in value or ":" in value or rules.suspect(value)
+                return (self.text(value) if suspect else value), kind
+            if isinstance(value, _CONTAINERS):  # containers, and objects stored by description
+                return self.value("", value), kind
+            return value, kind
         except Exception as exc:  # never into user code, and never stored unchecked
             return _failed(exc, kind), REDACTED
-
-    def _param(self, key: str, value: Any, kind: str) -> tuple[Any, str]:
-        secret = self._decisions.get(key)
-        if secret is None:
-            secret = self._decide(key)
-        if secret:
-            return self._hidden(value, kind), REDACTED
-        if kind == "str":
-            known = self._known.get(value)
-            if known is not None:  # a secret met before, now under an ordinary name
-                return known, REDACTED
-            assert self.rules is not None
-            # "=" or ":" may start a `password=...` pair.
-            suspect = "=" in value or ":" in value or self.rules.suspect(value)
-            return (self.text(value) if suspect else value), kind
-        if isinstance(value, _CONTAINERS):  # containers, and objects stored by description
-            return self.value("", value), kind
-        return value, kind
 
     def _decide(self, key: str) -> bool:
         assert self.rules is not None

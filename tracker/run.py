@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 MAX_PARAM_LEAVES = 100  # a nested dict param becomes at most this many dotted keys
 _PLAIN_PARAM = {str: "str", int: "int", bool: "bool", type(None): "none"}
-_MISSING = object()
 _INT64 = values.INT64
 
 
@@ -55,8 +54,7 @@ class Run:
         self._recorder = recorder
         self._push = recorder.queue.append
         self._redact = recorder.redactor.param  # secrets become markers before they are queued
-        self._params: dict[str, Any] = {}
-        self._kinds: dict[str, str] = {}
+        self._params: dict[str, tuple[Any, str]] = {}  # key -> (value as stored, its kind)
         self._metrics: dict[str, float] = {}
         self.ended = False
         #: set by whoever owns the run's ending (the notebook extension) for the exit handler
@@ -85,7 +83,7 @@ class Run:
     @property
     def params(self) -> dict[str, Any]:
         """The run's params as logged so far (flat, dotted keys)."""
-        return {k: values.decode(v, self._kinds.get(k)) for k, v in self._params.items()}
+        return {k: values.decode(v, kind) for k, (v, kind) in self._params.items()}
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -108,10 +106,10 @@ class Run:
         self._log_param_slow(key, value)
 
     def _set_param(self, key: str, value: Any, kind: str) -> None:
-        if self._kinds.get(key) == kind and self._params.get(key, _MISSING) == value:
+        logged = self._params.get(key)
+        if logged is not None and logged[1] == kind and logged[0] == value:
             return
-        self._params[key] = value
-        self._kinds[key] = kind
+        self._params[key] = (value, kind)
         self._push(events.Param(self.id, key, value, kind, time.time()))
 
     def _log_param_slow(self, key: Any, value: Any) -> None:

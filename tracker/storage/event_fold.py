@@ -7,7 +7,9 @@ seconds here; each writer binds them as its driver needs.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from tracker import events, models, values
@@ -47,7 +49,7 @@ def gather(rows: Rows, run_id: str, numbered: list[Spooled],
             if row is None:
                 state.update(start_columns(run_id, event.attrs))
         elif isinstance(event, events.Param):
-            rows.params.append((run_id, event.key, json.dumps(event.value), event.kind,
+            rows.params.append((run_id, event.key, values.json_text(event.value), event.kind,
                                 event.ts))
             params[event.key] = event.value
         elif isinstance(event, events.Metric):
@@ -111,10 +113,44 @@ START_KEYS = {"name", "project", "host", "pid", "process_start", "username", "la
 
 
 def merged(stored: str | None, new: dict[str, Any]) -> str:
-    """A run's params or metrics JSON text, ``new`` values over the ``stored`` ones."""
+    """A run's params or metrics JSON text, ``new`` values over the ``stored`` ones.
+
+    A big text this process made (:data:`_MADE`) whose keys ``new`` does not hold is extended
+    as text rather than parsed and written again: a run logging thousands of params per second
+    would otherwise parse all it has at every write."""
+    if stored and new and len(stored) >= _BIG:
+        made = _made_keys(stored)
+        if made is not None and made.isdisjoint(new):
+            text = stored[:-1] + ", " + json.dumps(new)[1:]
+            _remember(text, made.union(new))
+            return text
     current = json.loads(stored) if stored else {}
     current.update(new)
-    return json.dumps(current)
+    text = json.dumps(current)
+    if len(text) >= _BIG:
+        _remember(text, frozenset(current))
+    return text
+
+
+#: The last few big texts merged() returned, with their keys. A stored text equal to one of
+#: them is that very JSON object (json.dumps output, no duplicate keys), whoever read it back.
+_MADE: OrderedDict[str, frozenset[str]] = OrderedDict()
+_MADE_KEPT = 4
+_BIG = 64 * 1024  # characters; a smaller text parses in well under a millisecond
+_made_lock = threading.Lock()  # the flusher and a flush() of another catalog may both merge
+
+
+def _made_keys(text: str) -> frozenset[str] | None:
+    with _made_lock:
+        return _MADE.get(text)
+
+
+def _remember(text: str, keys: frozenset[str]) -> None:
+    with _made_lock:
+        _MADE[text] = keys
+        _MADE.move_to_end(text)
+        while len(_MADE) > _MADE_KEPT:
+            _MADE.popitem(last=False)
 
 
 def cell_row(run_id: str, cell: dict[str, Any]) -> tuple[Any, ...]:
