@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import psycopg
 import pytest
 from psycopg import sql
+from test_storage_pg_store import drop_values
 
 import tracker
 from tracker import events, pg_admin
@@ -26,8 +27,6 @@ from tracker.errors import (
 )
 from tracker.storage import pg_access, pg_blobs, pg_schema, pg_writer
 from tracker.storage.pg_store import PgStore
-
-from test_storage_pg_store import drop_values
 
 T0 = 1_780_000_000.0
 RUN_TABLES_SQL = ("params", "metrics", "tags", "cells", "run_artifacts", "status_changes",
