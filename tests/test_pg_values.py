@@ -49,9 +49,22 @@ def _same(ours: Any, theirs: Any) -> bool:
     return type(ours) is type(theirs) and ours == theirs
 
 
+# values plainly of each column's type: Arrow's JSON reader types these (the fast path)
+PLAIN: dict[str, list[Any]] = {
+    "int": [0, 1, -1, 2**63 - 1, -(2**63), None], "float": [0.5, 1, 1e300, -0.0, 5e-324, None],
+    "bool": [True, False, None], "str": ["a", "", "\u00e9", "\U0001f600", None],
+    "mixed": ["a", 1, None]}
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["every value", "plain values"])
 @pytest.mark.parametrize("shape", sorted(OLD_SQL))
-def test_each_column_holds_what_the_servers_reading_gave(pg_url: str, shape: str) -> None:
-    docs = [json.dumps({"k": value}) for value in VALUES] + ["{}", "{\"other\": 1}"]
+def test_each_column_holds_what_the_servers_reading_gave(pg_url: str, shape: str,
+                                                         plain: bool) -> None:
+    docs = [json.dumps({"k": value}) for value in (PLAIN[shape] if plain else VALUES)]
+    docs += ["{}", "{\"other\": 1}"]
+    table = pa.table({"params": docs, "metrics": ["{}"] * len(docs)})
+    fast = pg_values._by_arrow(table, {"k": KINDS[shape]}, [])
+    assert (fast is not None) == (plain and shape != "mixed")
     theirs = _server(pg_url, docs, shape)
     ours = _expanded(docs, KINDS[shape])
     if shape == "mixed":  # JSON text, decoded by the reads: the same values, maybe re-spaced
