@@ -140,8 +140,8 @@ def test_a_migration_is_one_transaction(pg_url: str, monkeypatch: pytest.MonkeyP
 def drop_values(url: str) -> None:
     """Take the catalog at ``url`` back to before ``latest_values`` (same schema version)."""
     with psycopg.connect(url) as connection:
-        connection.execute("DROP FUNCTION tracker.keep_latest() CASCADE")  # and its triggers
-        connection.execute("DROP FUNCTION tracker.store_latest(text, text, text)")
+        for function in ("keep_latest", "drop_latest"):  # and their triggers
+            connection.execute(f"DROP FUNCTION tracker.{function}() CASCADE")
         connection.execute(f"DROP TABLE tracker.{pg_schema.VALUES}")
         connection.execute("DROP FUNCTION tracker.latest_of(text)")
 

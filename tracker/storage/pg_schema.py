@@ -124,9 +124,11 @@ _LATEST_OF = (
     "LATERAL (SELECT CASE json_typeof(e.value) WHEN 'string' THEN e.value #>> '{}' "
     "WHEN 'null' THEN NULL ELSE e.value::text END) t(form) ORDER BY e.key, e.n DESC $$")
 VALUE_STATEMENTS: tuple[str, ...] = (
-    f"CREATE TABLE {VALUES} (run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE, "
-    "namespace text NOT NULL, key text NOT NULL, text_value text, number double precision, "
-    "json_type text NOT NULL, PRIMARY KEY (run_id, namespace, key))",
+    # no foreign key: its check is a query per value row written (25 a run); a run's rows go
+    # with it by the delete trigger below instead
+    f"CREATE TABLE {VALUES} (run_id text NOT NULL, namespace text NOT NULL, key text NOT NULL, "
+    "text_value text, number double precision, json_type text NOT NULL, "
+    "PRIMARY KEY (run_id, namespace, key))",
     # ranges and sorts on a key's number (NaN is missing there, as the filter language says),
     # with the run's id: the index alone answers which runs match (an index-only scan), not
     # one heap page per match (a key's rows lie one per run, all over the table)
@@ -136,22 +138,25 @@ VALUE_STATEMENTS: tuple[str, ...] = (
     # refuses one past ~2.7 kB, and nothing recorded may be refused)
     f"CREATE INDEX {VALUES}_text ON {VALUES} USING hash (text_value)",
     _LATEST_OF,
-    f"CREATE FUNCTION store_latest(run text, space text, doc text) RETURNS void LANGUAGE sql "
-    f"AS $$ INSERT INTO {_Q}{VALUES} AS v SELECT run, space, l.* FROM {_Q}latest_of(doc) l "
+    # PL/pgSQL keeps the statement's plan for the session (a SQL function plans it per call);
+    # only a document that changed is read again, and only values that changed are rewritten
+    "CREATE FUNCTION keep_latest() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"INSERT INTO {_Q}{VALUES} AS v SELECT NEW.id, d.namespace, l.* FROM (VALUES "
+    "('params', NEW.params, OLD.params), ('metrics', NEW.metrics, OLD.metrics)) "
+    f"d(namespace, doc, was), {_Q}latest_of(d.doc) l "
+    "WHERE TG_OP = 'INSERT' OR d.doc IS DISTINCT FROM d.was "
     "ON CONFLICT (run_id, namespace, key) DO UPDATE SET text_value = excluded.text_value, "
     "number = excluded.number, json_type = excluded.json_type WHERE (v.text_value, v.number, "
-    "v.json_type) IS DISTINCT FROM (excluded.text_value, excluded.number, excluded.json_type) $$",
-    "CREATE FUNCTION keep_latest() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "IF TG_OP = 'INSERT' OR NEW.params IS DISTINCT FROM OLD.params THEN "
-    f"PERFORM {_Q}store_latest(NEW.id, 'params', NEW.params); END IF; "
-    "IF TG_OP = 'INSERT' OR NEW.metrics IS DISTINCT FROM OLD.metrics THEN "
-    f"PERFORM {_Q}store_latest(NEW.id, 'metrics', NEW.metrics); END IF; "
+    "v.json_type) IS DISTINCT FROM (excluded.text_value, excluded.number, excluded.json_type); "
     "RETURN NULL; END $$",
+    "CREATE FUNCTION drop_latest() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"DELETE FROM {_Q}{VALUES} WHERE run_id = OLD.id; RETURN NULL; END $$",
     "CREATE TRIGGER keep_latest_new AFTER INSERT ON runs FOR EACH ROW "
     "EXECUTE FUNCTION keep_latest()",
     "CREATE TRIGGER keep_latest_changed AFTER UPDATE OF params, metrics ON runs FOR EACH ROW "
     "WHEN (OLD.params IS DISTINCT FROM NEW.params OR OLD.metrics IS DISTINCT FROM NEW.metrics) "
     "EXECUTE FUNCTION keep_latest()",
+    "CREATE TRIGGER drop_latest AFTER DELETE ON runs FOR EACH ROW EXECUTE FUNCTION drop_latest()",
 )
 #: fills the value table of a catalog created before it, in one statement
 BACKFILL = (f"INSERT INTO {VALUES} SELECT r.id, 'params', l.* FROM runs r, latest_of(r.params) l "
