@@ -43,6 +43,9 @@ def runs(store: PgStore, where: str | None = None, *,
     limit = None if limit is None else arguments.count(limit, "limit")
     offset = arguments.count(offset, "offset")
     with store.connect() as con:
+        # JIT compiling a plan over 100k runs took 0.5 s of a 2.5 s top-100 read, more than
+        # it saved (docs/scaling.md)
+        con.execute("SET LOCAL jit = off")
         kinds, metric_keys, tags = _keys(con)
         condition = _matching(where, equals, include_deleted, deleted_only)
         order = filter_language.compile_order_by(order_by, dialect=POSTGRES)

@@ -139,11 +139,19 @@ _KEY = "v.run_id = %s.id AND v.namespace = ? AND v.key = ?"
 
 def _of_row(column: str, alias: str, namespace: str, key: str,
             row: bool) -> tuple[str, tuple[str, ...]]:
-    """``column`` of the run's ``latest_values`` row of the key: as the keyed row's own
-    column, or by a sub-select (NULL for a run without the key)."""
+    """``column`` of the run's ``latest_values`` row of the key, as the keyed row's own
+    column; outside one (a sort key, IS NULL), the same value from the run's own JSON: at 100k
+    runs one ``->>`` a row beat a sub-select by primary key a row (2.9 s against 4.2 s for the
+    top 100 by a metric, docs/scaling.md)."""
     if row:
         return column, ()
-    return f"(SELECT {column} FROM latest_values v WHERE {_KEY % alias})", (namespace, key)
+    document = f"{alias}.{'params' if namespace == 'params' else 'metrics'}::json"
+    if column == "v.number":
+        return f"try_float8({document} ->> ?)", (key,)
+    if column == "v.text_value":
+        return f"({document} ->> ?)", (key,)
+    return f"CASE json_typeof({document} -> ?) WHEN 'boolean' THEN {document} ->> ? END", \
+        (key, key)
 
 
 DUCKDB = Dialect()
