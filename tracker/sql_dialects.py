@@ -88,7 +88,8 @@ class _Postgres(Dialect):
     ``%s`` placeholders (the compiled SQL holds no other ``%`` or ``?``: no user text), keys
     read from the typed copy of each run's latest values (``latest_values``, kept by a trigger:
     :mod:`tracker.storage.pg_schema`): a comparison is an ``EXISTS`` its indexes answer (by
-    key and number, by text), a value elsewhere (a sort, a column) one row by primary key."""
+    key and number, by text); a value elsewhere (a sort key, IS NULL) is read from the run's
+    JSON text (``json``, not ``jsonb``: it keeps numbers as written)."""
 
     def try_double(self, sql: str) -> str:
         return f"try_float8({sql})"
