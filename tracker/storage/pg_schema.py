@@ -119,8 +119,9 @@ _LATEST_OF = (
     f"CREATE FUNCTION latest_of(doc text) RETURNS TABLE (key text, text_value text, "
     "number double precision, json_type text) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ "
     f"SELECT DISTINCT ON (e.key) e.key, t.form, {_Q}try_float8(t.form), json_typeof(e.value) "
-    f"FROM json_each(regexp_replace(coalesce(doc, '{{}}'), '{_UNTEXTABLE}', "
-    r"'\\ufffd', 'g')::json) WITH ORDINALITY e(key, value, n), "
+    "FROM json_each(CASE WHEN strpos(doc, '\\u') > 0 "  # only then look for one (cheaper)
+    f"THEN regexp_replace(doc, '{_UNTEXTABLE}', "
+    r"'\\ufffd', 'g') ELSE coalesce(doc, '{}') END::json) WITH ORDINALITY e(key, value, n), "
     "LATERAL (SELECT CASE json_typeof(e.value) WHEN 'string' THEN e.value #>> '{}' "
     "WHEN 'null' THEN NULL ELSE e.value::text END) t(form) ORDER BY e.key, e.n DESC $$")
 VALUE_STATEMENTS: tuple[str, ...] = (
