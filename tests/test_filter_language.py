@@ -764,7 +764,7 @@ def test_sql_text_does_not_depend_on_user_text(key: str, value: str) -> None:
     # PostgreSQL binds the key too: neither reaches the SQL text.
     pg = compile_filter(text, dialect=POSTGRES)
     assert pg.sql == compile_filter("params.`k` = 'v' OR name LIKE 'v'", dialect=POSTGRES).sql
-    assert pg.params == (key, value, value)
+    assert pg.params == ("params", key, value, value)
 
 
 # Every filter of CASES, parenthesized, with the runs it matches: the leaves of random trees.

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import psycopg
 import pytest
 from psycopg import sql
+from test_storage_pg_store import drop_values
 
 import tracker
 from tracker import events, pg_admin
@@ -28,7 +29,8 @@ from tracker.storage import pg_access, pg_blobs, pg_schema, pg_writer
 from tracker.storage.pg_store import PgStore
 
 T0 = 1_780_000_000.0
-RUN_TABLES_SQL = ("params", "metrics", "tags", "cells", "run_artifacts", "status_changes")
+RUN_TABLES_SQL = ("params", "metrics", "tags", "cells", "run_artifacts", "status_changes",
+                  pg_schema.VALUES)
 
 
 class Team(NamedTuple):
@@ -118,6 +120,19 @@ def test_sql_sees_only_the_projects_rows_of_every_run_table(granted: Team, table
     expected = {"runa0001"} if table != "status_changes" else set()
     assert set(seen[column]) == expected
     assert set(owner[column]) >= expected  # the owner bypasses row-level security
+
+
+def test_values_added_to_an_older_catalog_are_secured_as_the_run_tables(granted: Team) -> None:
+    """Roles granted before ``latest_values`` existed read and write it after the owner's
+    next connection adds it, each only its projects' rows."""
+    drop_values(granted.owner_url)
+    assert len(tracker.Catalog(granted.owner_url).runs()) == 3  # the owner's connection adds it
+    ann = granted.catalog(granted.role_a)
+    assert _ids(ann.runs("params.lr > 0 and metrics.loss = 0.5")) == ["runa0001"]
+    seen = ann.sql(f"SELECT run_id FROM tracker.{pg_schema.VALUES}")
+    assert set(seen["run_id"]) == {"runa0001"}
+    _apply(granted.url(granted.role_a), _events("runa0002", "A"))  # its writes keep it
+    assert _ids(ann.runs("params.lr > 0")) == ["runa0001", "runa0002"]
 
 
 def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:

@@ -47,9 +47,9 @@ def test_the_first_connection_creates_the_file_catalogs_tables(pg_url: str) -> N
         assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     tables = _tables(pg_url)
     # and its own: who sees which project (pg_access), the stored notebooks (pg_blobs)
-    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | {pg_access.GRANTS,
-                                                                         "blobs"}
-    del tables[pg_access.GRANTS], tables["blobs"]
+    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | {
+        pg_access.GRANTS, "blobs", pg_schema.VALUES}
+    del tables[pg_access.GRANTS], tables["blobs"], tables[pg_schema.VALUES]
     for table, names in tables.items():
         expected = [name for name in schema.column_names(table) if name != "values_fresh"]
         assert names[:len(expected)] == expected, table
@@ -135,6 +135,31 @@ def test_a_migration_is_one_transaction(pg_url: str, monkeypatch: pytest.MonkeyP
         pass
     assert "added" in _tables(pg_url)
     assert _version(pg_url) == str(schema.SCHEMA_VERSION)
+
+
+def drop_values(url: str) -> None:
+    """Take the catalog at ``url`` back to before ``latest_values`` (same schema version)."""
+    with psycopg.connect(url) as connection:
+        for function in ("keep_latest", "drop_latest"):  # and their triggers
+            connection.execute(f"DROP FUNCTION tracker.{function}() CASCADE")
+        connection.execute(f"DROP TABLE tracker.{pg_schema.VALUES}")
+        connection.execute("DROP FUNCTION tracker.latest_of(text)")
+
+
+def test_a_catalog_from_before_the_value_table_gets_it_filled(pg_url: str) -> None:
+    with PgStore(pg_url, 10).connect(write=True) as connection:
+        connection.execute("INSERT INTO runs (id, status, started_at, params, metrics) "
+                           "VALUES ('r1', 'completed', now(), '{\"lr\": 0.1}', "
+                           "'{\"acc\": 0.5}')")
+    drop_values(pg_url)
+    with PgStore(pg_url, 10).connect() as connection:  # a tracker that has it connects
+        rows = connection.execute("SELECT run_id, namespace, key, number FROM latest_values "
+                                  "ORDER BY namespace").fetchall()
+    assert rows == [("r1", "metrics", "acc", 0.5), ("r1", "params", "lr", 0.1)]
+    with PgStore(pg_url, 10).connect(write=True) as connection:  # and the trigger keeps it
+        connection.execute("UPDATE runs SET params = '{\"lr\": 0.3}'")
+        assert connection.execute("SELECT number FROM latest_values WHERE key = 'lr'"
+                                  ).fetchall() == [(0.3,)]
 
 
 def test_every_schema_version_since_postgres_began_has_a_postgres_migration() -> None:

@@ -87,11 +87,18 @@ class _Scope:
     alias: str
     layout: Mapping[tuple[str, str], str]
     dialect: Dialect = DUCKDB
+    row: bool = False  # inside the back end's keyed row (Dialect.keyed), not the runs' row
 
     def value(self, field: _Field, suffix: str = "") -> tuple[str, tuple[Any, ...]]:
         """A param's text form (``suffix="_json"``: its JSON text), a metric's number, and the
         values they bind; a key no run has is missing everywhere."""
-        return self.dialect.value(self.alias, self.layout, field.namespace, field.key, suffix)
+        return self.dialect.value(self.alias, self.layout, field.namespace, field.key, suffix,
+                                  row=self.row)
+
+    def number(self, field: _Field) -> tuple[str, tuple[Any, ...]]:
+        """A param's or metric's value as a number, NULL when it is not one."""
+        return self.dialect.number(self.alias, self.layout, field.namespace, field.key,
+                                   row=self.row)
 
 
 def _scope(alias: str, layout: Mapping[tuple[str, str], str] | None,
@@ -131,7 +138,10 @@ def _number_sql(field: _Field, scope: _Scope, *, ordered: bool) -> tuple[str, tu
     sql, params = _field_sql(field, scope)
     if field.namespace == "attributes":
         return sql, params
-    sql = scope.dialect.try_double(sql)
+    if field.namespace in ("params", "metrics"):
+        sql, params = scope.number(field)
+    else:
+        sql = scope.dialect.try_double(sql)
     # NaN sorts above every number; ranges and sorting treat it as missing instead.
     return (f"nullif({sql}, {scope.dialect.nan()})" if ordered else sql), params
 
@@ -223,6 +233,20 @@ def _compile_predicate(predicate: _Predicate, scope: _Scope) -> Compiled:
         raise _Problem(f"CONTAINS works only on labels, not on {field}", predicate.position)
     if op in ("LIKE", "ILIKE"):
         _check_pattern(predicate)
+    keyed = scope.dialect.keyed(scope.alias, field.namespace, field.key) \
+        if field.namespace in ("params", "metrics") else None
+    if keyed is not None:
+        # the comparison inside the back end's EXISTS over the key's row, which its indexes
+        # answer; a run without the key has no row, so it matches no comparison, as before
+        start, key_bound = keyed
+        inside = _compared(predicate, replace(scope, row=True))
+        return Compiled(f"{start}{inside.sql}))", key_bound + inside.params)
+    return _compared(predicate, scope)
+
+
+def _compared(predicate: _Predicate, scope: _Scope) -> Compiled:
+    """A comparison of the field with the predicate's literals (=, <, IN, LIKE...)."""
+    field, op, values = predicate.field, predicate.op, predicate.values
     ordered = op in _ORDERING
     operands = [_operand(field, literal, ordered=ordered, scope=scope) for literal in values]
     first, bound = operands[0], tuple(operand.value for operand in operands)

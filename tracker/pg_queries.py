@@ -3,18 +3,20 @@ file catalog's (:mod:`tracker.queries`): same columns, same dtypes.
 
 Results reach pandas the way the file catalog's do, by way of Arrow and
 :func:`tracker.frames.frame`, so dtypes follow one rule (``Int64``, ``boolean``, timestamps with
-their zone, labels as lists). Params and metrics are read from each run's JSON, the key bound
-(:mod:`tracker.sql_dialects`), and typed by the kinds ever logged for the key, as the file
-catalog types its value columns.
+their zone, labels as lists). Filters and sorts read params and metrics from the catalog's
+``latest_values`` (:mod:`tracker.sql_dialects`); the runs table's columns come from each run's
+JSON, read as text and parsed once per row here (the server's ``->>`` parses the text again for
+every key: 25 times a row), then typed by the kinds ever logged for the key as the server's
+safe casts type them (:mod:`tracker.pg_values`), as the file catalog types its value columns.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tracker import arguments, filter_language, queries
+from tracker import arguments, filter_language, pg_values, queries
 from tracker.errors import ArgumentError, TrackerWarning
 from tracker.frames import frame
 from tracker.models import RunInfo
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 _ATTRIBUTES = tuple(
     (name, "coalesce(r.duration, date_part('epoch', now()) - date_part('epoch', r.started_at))"
      if name == "duration" else expression) for name, expression in queries.ATTRIBUTES)
-_TEXT_KINDS = {"str", "datetime", "date", "time", "path", "decimal", "enum", "bytes"}
-_NUMERIC = {"int", "float", "timedelta"}
 
 
 def runs(store: PgStore, where: str | None = None, *,
@@ -43,6 +43,9 @@ def runs(store: PgStore, where: str | None = None, *,
     limit = None if limit is None else arguments.count(limit, "limit")
     offset = arguments.count(offset, "offset")
     with store.connect() as con:
+        # JIT compiling a plan over 100k runs took 0.5 s of a 2.5 s top-100 read, more than
+        # it saved (docs/scaling.md)
+        con.execute("SET LOCAL jit = off")
         kinds, metric_keys, tags = _keys(con)
         condition = _matching(where, equals, include_deleted, deleted_only)
         order = filter_language.compile_order_by(order_by, dialect=POSTGRES)
@@ -50,7 +53,8 @@ def runs(store: PgStore, where: str | None = None, *,
                    if namespace == filter_language.STEPPED]
         names, expressions, bound, decode = _columns(kinds, metric_keys, tags, stepped)
         page = "" if limit is None and not offset else " LIMIT %s OFFSET %s"
-        table = frame(ArrowConnection(con),
+        expand = pg_values.Expansion(len(_ATTRIBUTES), kinds, metric_keys)
+        table = frame(ArrowConnection(con, expand),
                       f"SELECT {_aliased(expressions)} FROM runs r WHERE {condition.sql} "
                       f"ORDER BY {order.sql}{page}",
                       [*bound, *condition.params, *order.params,
@@ -223,47 +227,27 @@ def _matching(where: str | None, equals: Mapping[str, Any] | None, include_delet
 
 def _columns(kinds: Mapping[str, set[str]], metric_keys: Sequence[str], tags: Sequence[str],
              stepped: Sequence[str]) -> tuple[list[str], list[str], list[Any], list[str]]:
-    """The runs table's column names and their SQL, the values the SQL binds (each key), and
-    the params columns that hold JSON text to decode. Names never enter the SQL (keys are data,
-    and PostgreSQL cuts names at 63 bytes): the columns are named once read."""
+    """The runs table's column names, the SQL of those read in SQL (each run's params and
+    metrics JSON last: :class:`tracker.pg_values.Expansion` turns them into the key columns
+    that follow the attributes), the values the SQL binds (each key), and the params columns
+    that hold JSON text to decode. Names never enter the SQL (keys are data, and PostgreSQL
+    cuts names at 63 bytes): the columns are named once read."""
     names = [name for name, _ in _ATTRIBUTES]
     expressions = [expression for _, expression in _ATTRIBUTES]
-    bound: list[Any] = []
-    decode = []
-    for key in sorted(kinds):
-        expression, is_json = _param_value(kinds[key])
-        names.append(f"params.{key}")
-        expressions.append(expression)
-        if is_json:
-            decode.append(f"params.{key}")
+    names += [f"params.{key}" for key in sorted(kinds)]
     names += [f"metrics.{key}" for key in metric_keys]
-    expressions += ["try_float8(r.metrics::json ->> %s)"] * len(metric_keys)
+    decode = [f"params.{key}" for key in sorted(kinds) if pg_values.is_json(kinds[key])]
     names += [f"tags.{key}" for key in tags]
     expressions += ["(SELECT max(t.value) FROM tags t WHERE t.run_id = r.id AND t.key = %s)"
                     ] * len(tags)
     names += [f"{filter_language.STEPPED}.{key}" for key in stepped]
     expressions += [POSTGRES.finish(POSTGRES.stepped_metric("r"))] * len(stepped)
-    bound += [*sorted(kinds), *metric_keys, *tags, *stepped]
-    return names, expressions, bound, decode
+    expressions += ["r.params", "r.metrics"]
+    return names, expressions, [*tags, *stepped], decode
 
 
 def _aliased(expressions: Sequence[str]) -> str:
     return ", ".join(f"{expression} AS c{i}" for i, expression in enumerate(expressions))
-
-
-def _param_value(kinds: set[str]) -> tuple[str, bool]:
-    """A param's typed value from the run's JSON (the key bound to its ``%s``), and whether it
-    is JSON text (its kinds are mixed), as :mod:`tracker.queries` types the value columns."""
-    if kinds and kinds <= {"int"}:
-        return "try_int8(r.params::json ->> %s)", False
-    if kinds and kinds <= _NUMERIC:
-        return "try_float8(r.params::json ->> %s)", False
-    if kinds == {"bool"}:
-        return ("CASE (r.params::json -> %s)::text WHEN 'true' THEN true "
-                "WHEN 'false' THEN false END"), False
-    if kinds and kinds <= _TEXT_KINDS:
-        return "(r.params::json ->> %s)", False
-    return "((r.params::json -> %s)::text)", True
 
 
 def _group(scope: str, key: str) -> tuple[str, list[str]]:
@@ -286,21 +270,27 @@ def _warn(notes: list[str]) -> None:
 
 class ArrowConnection:
     """A psycopg connection that answers ``execute`` with a result :func:`tracker.frames.frame`
-    converts: the rows as an Arrow table typed by the columns' PostgreSQL types."""
+    converts: the rows as an Arrow table typed by the columns' PostgreSQL types, passed
+    through ``expand`` (the runs table's key columns) when given."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any,
+                 expand: Callable[[pa.Table], pa.Table] | None = None) -> None:
         self._connection = connection
+        self._expand = expand
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _ArrowResult:
         bound = params if isinstance(params, Mapping) else list(params)
-        return _ArrowResult(self._connection.execute(sql, bound), self._connection)
+        return _ArrowResult(self._connection.execute(sql, bound), self._connection,
+                            self._expand)
 
 
 class _ArrowResult:
-    def __init__(self, cursor: Any, connection: Any) -> None:
+    def __init__(self, cursor: Any, connection: Any,
+                 expand: Callable[[pa.Table], pa.Table] | None) -> None:
         self._cursor = cursor
         self.description = cursor.description
         self._zone = str(getattr(connection.info.timezone, "key", "UTC"))
+        self._expand = expand
 
     def to_arrow_table(self) -> pa.Table:
         import pyarrow as pa
@@ -310,7 +300,8 @@ class _ArrowResult:
         arrays = [pa.array([row[i] for row in rows], type=_arrow_type(column.type_code,
                                                                        self._zone))
                   for i, column in enumerate(self.description)]
-        return pa.Table.from_arrays(arrays, names=names)
+        table = pa.Table.from_arrays(arrays, names=names)
+        return table if self._expand is None else self._expand(table)
 
 
 def _arrow_type(oid: int, zone: str) -> Any:

@@ -11,6 +11,8 @@ statement (filters, ``sql()``, psql alike), so no query of tracker's is trusted 
 - ``project_grants`` shows each role only its own rows (``pg_has_role``), which is what the
   policies read: the list of a role's projects is computed once per statement (an ``ARRAY``
   sub-select, a PostgreSQL init plan), not once per row.
+- ``latest_values`` (each run's latest params and metrics, kept by a trigger) is a run table
+  like the others: a role reads, through a filter or ``sql()``, only the values of runs it sees.
 - :data:`SHARED` tables are catalog-wide, not per project: the key lists, the environments and
   the file records (a path's versions count up across projects, so a writer must see every
   version to number the next one). What a run did with a file is its ``run_artifacts`` row.
@@ -44,10 +46,11 @@ _MINE = (f"EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = {GRANTS
 
 
 def run_tables() -> tuple[str, ...]:
-    """The tables whose rows belong to one run, hence to its project: ``runs`` and every table
-    with a ``run_id``."""
-    return tuple(table for table in pg_schema.tables()
-                 if table == "runs" or "run_id" in dict(pg_schema.columns(table)))
+    """The tables whose rows belong to one run, hence to its project: ``runs``, every table
+    with a ``run_id``, and the latest values of its params and metrics."""
+    return (*(table for table in pg_schema.tables()
+              if table == "runs" or "run_id" in dict(pg_schema.columns(table))),
+            pg_schema.VALUES)
 
 
 def _check(table: str, projects: str) -> str:
@@ -90,6 +93,19 @@ def _enabled(table: str, *, read: str, insert: str, change: str, delete: str) ->
             f"CREATE POLICY tracker_insert {on} FOR INSERT WITH CHECK ({insert})",
             f"CREATE POLICY tracker_update {on} FOR UPDATE USING ({change}) WITH CHECK ({change})",
             f"CREATE POLICY tracker_delete {on} FOR DELETE USING ({delete})"]
+
+
+def value_statements() -> list[str]:
+    """Access control for the value table of a catalog created before it: its policies, and
+    the privileges each role has on ``runs`` given on it too (granted before it existed)."""
+    copied = (f"DO $$ DECLARE g record; BEGIN FOR g IN SELECT a.grantee::regrole::text AS who, "
+              f"a.privilege_type AS what FROM pg_catalog.pg_class c, "
+              f"pg_catalog.aclexplode(c.relacl) a WHERE c.oid = '{_S}.runs'::regclass "
+              "AND a.grantee NOT IN (0, c.relowner) AND a.privilege_type IN "
+              "('SELECT', 'INSERT', 'UPDATE', 'DELETE') LOOP "
+              f"EXECUTE format('GRANT %s ON {_S}.{pg_schema.VALUES} TO %s', g.what, g.who); "
+              "END LOOP; END $$")
+    return [*_policies(pg_schema.VALUES), copied]
 
 
 def statements() -> list[str]:

@@ -12,7 +12,11 @@ and nothing recorded may be refused. Three things differ, each for a reason:
 - ``seq``: PostgreSQL has no ``rowid``; histories (params, metrics, status changes) are ordered
   by an identity column where the file catalog uses its row order.
 - No ``run_values``/``value_columns`` and no ``runs.values_fresh``: they are the file catalog's
-  way around slow DuckDB writes, which PostgreSQL does not need.
+  way around slow DuckDB writes, which PostgreSQL does not need. Its own ``latest_values``
+  instead: one row per run and key with the latest value's text form, number and JSON type,
+  kept by a trigger on ``runs`` (in the transaction that changes the run's JSON, whoever
+  writes it: the writer, an import, psql), indexed by key and number and by text, so that a
+  filter or a sort by a key reads an index, not every run's JSON (docs/scaling.md).
 - ``blobs``: the notebooks stored with runs live in the database (``bytea``, by content key),
   where the file catalog has its blob folder: every machine that reaches the server reads them,
   and a purge removes them in the transaction that finds them unreferenced
@@ -20,7 +24,10 @@ and nothing recorded may be refused. Three things differ, each for a reason:
 
 The schema version is the file catalog's: a PostgreSQL catalog starts at :data:`FIRST_VERSION`,
 and each later version of :mod:`tracker.storage.schema` needs its entry in :data:`MIGRATIONS`
-(tests/test_storage_pg_store.py checks).
+(tests/test_storage_pg_store.py checks). A table of PostgreSQL's own added within a version
+(``latest_values``: :data:`VALUE_STATEMENTS`) is added to a catalog created before it by the
+next connection that creates or checks the schema (``PgStore``), filled from the runs
+(:data:`BACKFILL`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -98,6 +105,67 @@ FUNCTIONS: tuple[str, ...] = (
     "THEN RETURN value::numeric::int8; END IF; RETURN NULL; END $$",
 )
 
+#: the typed copy of each run's latest params and metrics, which filters and sorts read
+VALUES = "latest_values"
+_Q = SCHEMA + "."  # function bodies run under any search_path (a psql session's): qualified
+# A param's or metric's text form as ``->>`` gives it (a string unquoted, JSON null as NULL,
+# anything else as written), and the JSON type: of a key written twice, the last (as ``->>``).
+# An escaped NUL or lone surrogate (\u0000, \udc80) is valid JSON that no text holds: the
+# server refuses to parse a document with one, so it reads as U+FFFD here (the trigger must
+# never fail the write that records it; no filter value can hold either).
+_UNTEXTABLE = (r"\\u0000|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+               r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LATEST_OF = (
+    f"CREATE FUNCTION latest_of(doc text) RETURNS TABLE (key text, text_value text, "
+    "number double precision, json_type text) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ "
+    f"SELECT DISTINCT ON (e.key) e.key, t.form, {_Q}try_float8(t.form), json_typeof(e.value) "
+    "FROM json_each(CASE WHEN strpos(doc, '\\u') > 0 "  # only then look for one (cheaper)
+    f"THEN regexp_replace(doc, '{_UNTEXTABLE}', "
+    r"'\\ufffd', 'g') ELSE coalesce(doc, '{}') END::json) WITH ORDINALITY e(key, value, n), "
+    "LATERAL (SELECT CASE json_typeof(e.value) WHEN 'string' THEN e.value #>> '{}' "
+    "WHEN 'null' THEN NULL ELSE e.value::text END) t(form) ORDER BY e.key, e.n DESC $$")
+VALUE_STATEMENTS: tuple[str, ...] = (
+    # no foreign key: its check is a query per value row written (25 a run); a run's rows go
+    # with it by the delete trigger below instead
+    f"CREATE TABLE {VALUES} (run_id text NOT NULL, namespace text NOT NULL, key text NOT NULL, "
+    "text_value text, number double precision, json_type text NOT NULL, "
+    "PRIMARY KEY (run_id, namespace, key))",
+    # ranges and sorts on a key's number (NaN is missing there, as the filter language says),
+    # with the run's id: the index alone answers which runs match (an index-only scan), not
+    # one heap page per match (a key's rows lie one per run, all over the table)
+    f"CREATE INDEX {VALUES}_number ON {VALUES} (namespace, key, nullif(number, 'NaN'::float8)) "
+    "INCLUDE (run_id)",
+    # equality on the text form: a hash index takes a text of any length (a B-tree entry
+    # refuses one past ~2.7 kB, and nothing recorded may be refused)
+    f"CREATE INDEX {VALUES}_text ON {VALUES} USING hash (text_value)",
+    # how often a key holds a text (p0 = 'x': a third of its runs), which the planner would
+    # otherwise multiply out of the two columns' own frequencies (1 in 35 of that, at 100k)
+    f"CREATE STATISTICS {VALUES}_key_text (mcv) ON namespace, key, text_value FROM {VALUES}",
+    _LATEST_OF,
+    # PL/pgSQL keeps the statement's plan for the session (a SQL function plans it per call);
+    # only a document that changed is read again, and only values that changed are rewritten
+    "CREATE FUNCTION keep_latest() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"INSERT INTO {_Q}{VALUES} AS v SELECT NEW.id, d.namespace, l.* FROM (VALUES "
+    "('params', NEW.params, OLD.params), ('metrics', NEW.metrics, OLD.metrics)) "
+    f"d(namespace, doc, was), {_Q}latest_of(d.doc) l "
+    "WHERE TG_OP = 'INSERT' OR d.doc IS DISTINCT FROM d.was "
+    "ON CONFLICT (run_id, namespace, key) DO UPDATE SET text_value = excluded.text_value, "
+    "number = excluded.number, json_type = excluded.json_type WHERE (v.text_value, v.number, "
+    "v.json_type) IS DISTINCT FROM (excluded.text_value, excluded.number, excluded.json_type); "
+    "RETURN NULL; END $$",
+    "CREATE FUNCTION drop_latest() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"DELETE FROM {_Q}{VALUES} WHERE run_id = OLD.id; RETURN NULL; END $$",
+    "CREATE TRIGGER keep_latest_new AFTER INSERT ON runs FOR EACH ROW "
+    "EXECUTE FUNCTION keep_latest()",
+    "CREATE TRIGGER keep_latest_changed AFTER UPDATE OF params, metrics ON runs FOR EACH ROW "
+    "WHEN (OLD.params IS DISTINCT FROM NEW.params OR OLD.metrics IS DISTINCT FROM NEW.metrics) "
+    "EXECUTE FUNCTION keep_latest()",
+    "CREATE TRIGGER drop_latest AFTER DELETE ON runs FOR EACH ROW EXECUTE FUNCTION drop_latest()",
+)
+#: fills the value table of a catalog created before it, in one statement
+BACKFILL = (f"INSERT INTO {VALUES} SELECT r.id, 'params', l.* FROM runs r, latest_of(r.params) l "
+            f"UNION ALL SELECT r.id, 'metrics', l.* FROM runs r, latest_of(r.metrics) l")
+
 Connection = Any  # a psycopg.Connection; typed loosely to keep psycopg lazy
 Migration = Callable[[Connection], None]
 
@@ -137,7 +205,7 @@ def create_statements() -> list[str]:
         if table in KEYS:
             body.append(KEYS[table])
         created.append(f"CREATE TABLE {table} ({', '.join(body)})")
-    return [*created, *OWN_TABLES, *INDEXES, *FUNCTIONS]
+    return [*created, *OWN_TABLES, *INDEXES, *FUNCTIONS, *VALUE_STATEMENTS]
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

@@ -197,6 +197,8 @@ class PgStore:
             elif version < pg_schema.SCHEMA_VERSION:
                 for _, migrate in pg_schema.pending_migrations(version):
                     migrate(connection)
+            if version is not None:
+                _add_values(connection)
             if version != pg_schema.SCHEMA_VERSION:
                 connection.execute(
                     "INSERT INTO meta VALUES ('schema_version', %s) "
@@ -283,3 +285,19 @@ def translated(shown: str) -> Iterator[None]:
 
 def _first_line(exc: BaseException) -> str:
     return first_line(str(exc), type(exc).__name__)[:300]
+
+
+def _add_values(connection: Any) -> None:
+    """Give a catalog created before ``latest_values`` the table, filled from its runs, with
+    the policies and privileges of the other run tables (see pg_schema); nothing if it has it."""
+    def exists(table: str) -> bool:
+        found = connection.execute("SELECT to_regclass(%s)", [f"{pg_schema.SCHEMA}.{table}"])
+        return bool(found.fetchone()[0])
+
+    if exists(pg_schema.VALUES):
+        return
+    added = [*pg_schema.VALUE_STATEMENTS, pg_schema.BACKFILL]
+    if exists(pg_access.GRANTS):  # else access control comes with `tracker admin init`
+        added += pg_access.value_statements()
+    for statement in added:
+        connection.execute(statement)
