@@ -132,7 +132,8 @@ def test_postgres_groups_measure_writers_and_reads_apart(tmp_path: Path,
         assert all("median" in figures[key]["tracker"] for key in figures), {
             key: figures[key]["tracker"] for key in figures}
         if group == "postgres":
-            assert len(figures) == 6
+            assert len(figures) == 7  # 5 of the writers, a long-lived A's run, a script's
+            assert "long-lived" in figures["pg.visible.one"]["tracker"]["note"]
             assert figures["pg.write.lost"]["tracker"]["median"] == 0
         else:
             assert figures["pg.query.filter"]["tracker"]["note"] == "31 rows"  # of 200
