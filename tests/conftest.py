@@ -17,8 +17,12 @@ from traitlets.config import Config
 
 import tracker
 from tracker import api, ipython
+from tracker import recorder as recorder_module
 
 PYTHON = sys.executable
+
+
+_STOPPED: list[Any] = []  # recorders of finished tests, threads stopped (see _isolated)
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +35,18 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.delenv("TRACKER_NOTEBOOK", raising=False)
     monkeypatch.delenv("TRACKER_PROJECT", raising=False)
     tracker.use_catalog(None)
+    before = set(recorder_module._recorders)
     yield
     _end_open_runs(api._default)
     tracker.use_catalog(None)
+    # The test's recorders stop their flusher and spooler: left running, hundreds of them
+    # wrote into finished tests' catalogs beside the next tests' DuckDB work, and one such
+    # write died in duckdb.connect (SIGSEGV, the whole suite with it). What they hold stays
+    # in the test's spool, and the recorder is kept, as its threads kept it before: collected,
+    # it would leave its open spool file to the garbage collector (a ResourceWarning).
+    for made in set(recorder_module._recorders) - before:
+        made.stop_threads()
+        _STOPPED.append(made)
 
 
 def _end_open_runs(catalog: tracker.Catalog | None) -> None:
