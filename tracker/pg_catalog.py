@@ -106,8 +106,9 @@ class PgCatalog(Catalog):
         return open_store(Path(setting), setting)
 
     def sync(self, *, timeout: float | None = None) -> int:
-        """See :meth:`tracker.Catalog.sync`: this process's events, then those this machine's
-        dead processes left, sent to the server; their runs that never ended are crashed."""
+        """Send this process's events, then those this machine's dead processes left, to the
+        server (their runs that never ended are crashed); return how many runs still wait
+        (``tracker sync``; a file catalog has nothing to sync)."""
         from tracker import delivery
         from tracker.recorder import local_to
         from tracker.storage import pg_recovery
