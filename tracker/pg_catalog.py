@@ -111,11 +111,10 @@ class PgCatalog(Catalog):
         (``tracker sync``; a file catalog has nothing to sync)."""
         from tracker import delivery
         from tracker.recorder import local_to
-        from tracker.storage import pg_recovery
 
         self.flush(timeout=timeout)
         delivery.sync(self, local=local_to(self.spool_dir), timeout=timeout)
-        return pg_recovery.waiting(self._pg)
+        return self.waiting_runs()
 
     def waiting_runs(self) -> int:
         """How many runs recorded on this machine the server has not received yet: they wait

@@ -18,11 +18,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tracker import queries
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-TEXT_KINDS = {"str", "datetime", "date", "time", "path", "decimal", "enum", "bytes"}
-NUMERIC = {"int", "float", "timedelta"}
 # try_float8's and try_int8's tests of a text (ASCII digits and white space, as the server's)
 _NUMBER = re.compile(r"\s*[-+]?(?P<digits>\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?\s*\Z", re.ASCII)
 _SPECIAL = re.compile(r"\s*[-+]?(nan|inf|infinity)\s*\Z", re.ASCII | re.IGNORECASE)
@@ -35,7 +35,7 @@ ARROW_FROM = 200
 
 def is_json(kinds: set[str]) -> bool:
     """Whether a param column of these kinds holds JSON text (mixed kinds, or none known)."""
-    return not kinds or not (kinds <= NUMERIC or kinds == {"bool"} or kinds <= TEXT_KINDS)
+    return not queries.typed(kinds)
 
 
 class Expansion:
@@ -86,7 +86,7 @@ def _arrow_type(kinds: set[str]) -> Any:
 
     if kinds and kinds <= {"int"}:
         return pa.int64()
-    if kinds and kinds <= NUMERIC:
+    if kinds and kinds <= queries.NUMERIC_KINDS:
         return pa.float64()
     if kinds == {"bool"}:
         return pa.bool_()
@@ -126,7 +126,7 @@ def _param_column(docs: list[dict[str, Any]], key: str, kinds: set[str]) -> pa.A
     values = [doc.get(key) for doc in docs]
     if kinds and kinds <= {"int"}:
         return pa.array([_int8(value) for value in values], pa.int64())
-    if kinds and kinds <= NUMERIC:
+    if kinds and kinds <= queries.NUMERIC_KINDS:
         return _numbers(values)
     if kinds == {"bool"}:
         return pa.array([value if isinstance(value, bool) else None for value in values],

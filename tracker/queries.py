@@ -54,6 +54,7 @@ ATTRIBUTES = (
     ("deleted_at", "r.deleted_at"),
 )
 _NUMERIC = {"int": "BIGINT", "float": "DOUBLE", "timedelta": "DOUBLE"}
+NUMERIC_KINDS = frozenset(_NUMERIC)
 ROLES = {"input": "files and URIs the run read", "output": "those it wrote",
          "notebook": "the notebook as last saved, stored with the run"}
 
@@ -231,7 +232,7 @@ class _Columns:
                  tags: Sequence[str] = (), stepped: Sequence[str] = ()) -> None:
         params = value_columns.named(layout, "params")
         metrics = value_columns.named(layout, "metrics")
-        self.decode = [f"params.{k}" for k, _ in params if not _typed(kinds.get(k, set()))]
+        self.decode = [f"params.{k}" for k, _ in params if not typed(kinds.get(k, set()))]
         parts = [f'{expression} AS "{name}"' for name, expression in ATTRIBUTES]
         parts += [f"{_param_value(kinds.get(k, set()), f'r.{name}')} AS {_quoted('params.' + k)}"
                   for k, name in params]
@@ -246,22 +247,24 @@ class _Columns:
         self.sql = ", ".join(parts)
 
 
-def _typed(kinds: set[str]) -> bool:
-    return bool(kinds) and (kinds <= set(_NUMERIC) or kinds == {"bool"} or kinds <= _TEXT_KINDS)
+def typed(kinds: set[str]) -> bool:
+    """Whether a param key logged with these kinds gets a typed column (number, boolean, text);
+    otherwise (mixed kinds, none known) its column holds JSON text. Both back ends type alike."""
+    return bool(kinds) and (kinds <= NUMERIC_KINDS or kinds == {"bool"} or kinds <= TEXT_KINDS)
 
 
-_TEXT_KINDS = {"str", "datetime", "date", "time", "path", "decimal", "enum", "bytes"}
+TEXT_KINDS = frozenset({"str", "datetime", "date", "time", "path", "decimal", "enum", "bytes"})
 
 
 def _param_value(kinds: set[str], column: str) -> str:
     """A param key's typed value from its text column (JSON text when its kinds are mixed)."""
     if kinds and kinds <= {"int"}:
         return f"TRY_CAST({column} AS BIGINT)"
-    if kinds and kinds <= set(_NUMERIC):
+    if kinds and kinds <= NUMERIC_KINDS:
         return f"TRY_CAST({column} AS DOUBLE)"
     if kinds == {"bool"}:
         return f"TRY_CAST({column} AS BOOLEAN)"
-    if kinds and kinds <= _TEXT_KINDS:
+    if kinds and kinds <= TEXT_KINDS:
         return column
     return f"{column}_json"
 
