@@ -19,6 +19,7 @@ can write: bytes without their name's hash raise :class:`ContentDamaged` (docs/d
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -161,10 +162,7 @@ class FolderStore:
         if not self.shared:
             copy_file(self.path(key), dest)
             return
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        with open(self.path(key), "rb") as src, open(os.open(dest, flags, 0o600), "r+b") as out:
-            if os.fstat(out.fileno()).st_size:  # see copy_file: not truncated when empty
-                os.ftruncate(out.fileno(), 0)
+        with open(self.path(key), "rb") as src, _rewritten(dest) as out:
             check_named(copy_hashed(src.fileno(), out.fileno()), key)
 
     def delete(self, key: str) -> None:
@@ -334,13 +332,21 @@ def _key(info: os.stat_result) -> tuple[int, int, int, int]:
 def copy_file(source: Path, dest: Path) -> None:
     """Copy ``source`` to ``dest`` the fastest way the file systems allow; a symlink at
     ``dest`` is refused, never followed (restoring writes nowhere else than it was told)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    with open(source, "rb") as src, open(os.open(dest, flags, 0o600), "wb") as out:
+    with open(source, "rb") as src, _rewritten(dest) as out:
+        _copy_fd(src.fileno(), out.fileno(), os.fstat(src.fileno()).st_size)
+
+
+@contextlib.contextmanager
+def _rewritten(dest: Path) -> Iterator[IO[bytes]]:
+    """``dest`` opened to be written whole (readable too: a copy may be hashed from it), mode
+    0600 when created; a symlink there is refused, never followed."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(os.open(dest, flags, 0o600), "r+b") as out:
         # Truncated only if not empty: on ext4 a truncation makes close() start writing the
         # whole file back (auto_da_alloc), 0.4 s of a 1 GiB restore's 1.7 s here.
         if os.fstat(out.fileno()).st_size:
             os.ftruncate(out.fileno(), 0)
-        _copy_fd(src.fileno(), out.fileno(), os.fstat(src.fileno()).st_size)
+        yield out
 
 
 def _copy_fd(src: int, out: int, size: int) -> None:
