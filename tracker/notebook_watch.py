@@ -22,12 +22,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from tracker import _process
+from tracker.storage import spools
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -128,7 +130,8 @@ def _written(given: Watch, deadline: float) -> bool:
 
 
 def _alive(pid: int, started: float | None) -> bool:
-    return _process.process_start(pid) == started and not _process.is_zombie(pid)
+    """Whether ``pid`` is still the process that started at ``started`` (recovery's test)."""
+    return bool(spools.owner_alive(socket.gethostname(), pid, started))
 
 
 def _is_executed(given: Watch) -> bool:
