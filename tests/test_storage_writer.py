@@ -56,6 +56,30 @@ def test_a_replay_applies_only_the_events_after_the_last_one_applied(tmp_path: P
     assert _rows(store, "SELECT status FROM runs") == [("completed",)]
 
 
+def test_a_replay_that_starts_a_stored_run_keeps_what_was_stored(tmp_path: Path) -> None:
+    # The whole spool of a run replayed after its first part was committed: the batch starts
+    # the run, as a new run's batch does, yet the run is stored, and its summaries must be
+    # the stored ones brought up to date, not the replayed part's alone.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    now = time.time()
+    shapes: list[events.Event] = [
+        events.Start("r1", {"name": "r1", "project": "default", "started_at": now}),
+        events.Param("r1", "lr", 0.1, "float", now),
+        events.Metric("r1", "loss", 0.5, None, now),
+        events.Param("r1", "layers", 3, "int", now + 1),
+        events.Metric("r1", "acc", 0.9, None, now + 1),
+        events.End("r1", "completed", now + 2, None),
+    ]
+    batch = [events.Spooled("r1", seq, event) for seq, event in enumerate(shapes, 1)]
+    _apply(store, batch[:3])
+    _apply(store, batch)
+    [(params, metrics)] = _rows(store, "SELECT params::VARCHAR, metrics::VARCHAR FROM runs")
+    assert json.loads(params) == {"lr": 0.1, "layers": 3}
+    assert json.loads(metrics) == {"loss": 0.5, "acc": 0.9}
+    assert _rows(store, "SELECT count(*) FROM params") == [(2,)]
+    assert _rows(store, "SELECT count(*) FROM metrics") == [(2,)]
+
+
 def test_an_event_the_catalog_refuses_is_quarantined_and_the_rest_applied(
         tmp_path: Path) -> None:
     store = Store(tmp_path / "catalog.duckdb", timeout=5.0)

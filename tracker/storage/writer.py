@@ -215,6 +215,10 @@ class _Known:
 _RUNS = ("SELECT id, spool_seq, params::VARCHAR, metrics::VARCHAR, {} FROM runs "
          "WHERE list_contains(?, id)")
 _UNASKED, _ASKED = _RUNS.format("NULL"), _RUNS.format("id IN (SELECT run_id FROM status_changes)")
+# A batch that starts each of its runs (any run shorter than recorder.START_DELAY) first asks
+# only whether they are stored, without reading their JSON: 0.81-0.87 against 0.97-1.1 ms.
+# Only a replay finds one, and then asks for the whole rows.
+_ANY_STORED = "SELECT id FROM runs WHERE list_contains(?, id)"
 _KEYS = ("SELECT key, kind FROM param_keys WHERE {} "
          "UNION ALL SELECT key, NULL FROM metric_keys WHERE {}")
 # A few keys are looked for in the bound list row by row (1-2 ms: a join's set-up costs 5);
@@ -226,8 +230,8 @@ _JOIN_FROM = 256  # keys looked up in one batch
 def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: KnownKeys) -> _Known:
     known = _Known()
     params, metrics, started, ended = _keys_and_ends(batch)
-    for run_id, seq, stored_params, stored_metrics, by_hand in con.execute(
-            _ASKED if ended - started else _UNASKED, [list(by_run)]).fetchall():
+    for run_id, seq, stored_params, stored_metrics, by_hand in _stored_runs(
+            con, list(by_run), started, ended):
         known.runs[run_id] = {"spool_seq": seq, "params": stored_params,
                               "metrics": stored_metrics, "by_hand": by_hand}
     known.param_keys, known.metric_keys = params & keys.params, metrics & keys.metrics
@@ -243,6 +247,14 @@ def _known(con: Any, by_run: dict[str, list[Spooled]], batch: Batch, keys: Known
         else:
             known.param_keys.add((key, kind))
     return known
+
+
+def _stored_runs(con: Any, run_ids: list[str], started: set[str], ended: set[str],
+                 ) -> list[tuple[Any, ...]]:
+    """The stored rows of ``run_ids`` as ``_RUNS`` selects them (none for new runs)."""
+    if started.issuperset(run_ids) and not con.execute(_ANY_STORED, [run_ids]).fetchall():
+        return []
+    return con.execute(_ASKED if ended - started else _UNASKED, [run_ids]).fetchall()
 
 
 def _keys_and_ends(batch: Batch) -> tuple[set[tuple[str, ...]], set[tuple[str, ...]],
