@@ -225,7 +225,8 @@ class Catalog:
             run.end(status)
 
     def _active(self) -> Run:
-        return self.recorder_for_write().active_or_autostart()
+        # every log call comes here: the recorder's method only once there is none
+        return (self._recorder or self.recorder_for_write()).active_or_autostart()
 
     def log_param(self, key: str, value: Any) -> None:
         """Set a param of the active run (a run is started if none is)."""

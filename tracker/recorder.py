@@ -194,8 +194,9 @@ class Recorder:
 
     def active_or_autostart(self) -> Run:
         """The active run; a script that logs without starting one gets one, as in MLflow."""
-        if self.current is not None:
-            return self.current
+        run = self.current  # read once: every log call comes here
+        if run is not None:
+            return run
         run = self.autostart() if self.autostart is not None else None
         if run is not None:
             return run
