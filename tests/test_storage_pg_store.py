@@ -162,6 +162,46 @@ def test_a_catalog_from_before_the_value_table_gets_it_filled(pg_url: str) -> No
                                   ).fetchall() == [(0.3,)]
 
 
+def _value_indexes(url: str) -> list[str]:
+    with psycopg.connect(url) as connection:
+        return [row[0] for row in connection.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'tracker' AND tablename = %s "
+            "ORDER BY 1", [pg_schema.VALUES]).fetchall()]
+
+
+def test_a_catalog_from_before_the_value_indexes_gets_them_from_its_owner(
+        pg_cluster: Any, pg_url: str) -> None:
+    """The value table's first indexes could not answer a filter alone (the text's key was in
+    the table, not the index): the owner's next connection replaces them, in its check's
+    transaction; another role's connection leaves them, and reads on."""
+    with PgStore(pg_url, 10).connect(write=True) as connection:
+        connection.execute("INSERT INTO runs (id, status, started_at, params) VALUES "
+                           "('r1', 'completed', now(), '{\"model\": \"cnn\"}')")
+    with psycopg.connect(pg_url) as connection:  # the indexes as the first version made them
+        for name, _ in pg_schema.VALUE_INDEXES:
+            connection.execute(f"DROP INDEX tracker.{name}")
+        connection.execute("CREATE INDEX latest_values_number ON tracker.latest_values "
+                            "(namespace, key, nullif(number, 'NaN'::float8)) INCLUDE (run_id)")
+        connection.execute("CREATE INDEX latest_values_text ON tracker.latest_values "
+                            "USING hash (text_value)")
+    old = ["latest_values_number", "latest_values_pkey", "latest_values_text"]
+    assert _value_indexes(pg_url) == old
+    database = pg_url.split("@/")[1].split("?")[0]
+    pg_cluster.admin("CREATE ROLE reader_of_values LOGIN")
+    pg_cluster.admin("GRANT USAGE ON SCHEMA tracker TO reader_of_values", database)
+    pg_cluster.admin("GRANT SELECT ON ALL TABLES IN SCHEMA tracker TO reader_of_values",
+                     database)
+    other = pg_cluster.url(database, "reader_of_values")
+    with PgStore(other, 10).connect() as connection:  # not the owner: may not, reads on
+        # (row-level security shows it no run: no project is granted to it)
+        assert connection.execute("SELECT count(*) FROM latest_values").fetchone() == (0,)
+    assert _value_indexes(pg_url) == old
+    with PgStore(pg_url, 10).connect() as connection:
+        pass
+    assert _value_indexes(pg_url) == sorted(
+        ["latest_values_pkey", *(name for name, _ in pg_schema.VALUE_INDEXES)])
+
+
 def test_every_schema_version_since_postgres_began_has_a_postgres_migration() -> None:
     missing = [version for version in range(pg_schema.FIRST_VERSION, schema.SCHEMA_VERSION)
                if version not in pg_schema.MIGRATIONS]

@@ -240,8 +240,18 @@ def _compile_predicate(predicate: _Predicate, scope: _Scope) -> Compiled:
         # answer; a run without the key has no row, so it matches no comparison, as before
         start, key_bound = keyed
         inside = _compared(predicate, replace(scope, row=True))
-        return Compiled(f"{start}{inside.sql}))", key_bound + inside.params)
+        return Compiled(f"{start}{inside.sql}){_indexed_text(predicate, scope)})",
+                        key_bound + inside.params)
     return _compared(predicate, scope)
+
+
+def _indexed_text(predicate: _Predicate, scope: _Scope) -> str:
+    """What the back end adds to a param's equality with texts (= or IN) for its index."""
+    texts = [literal.value for literal in predicate.values]
+    if predicate.field.namespace != "params" or predicate.op not in ("=", "IN") \
+            or predicate.negated or not all(isinstance(text, str) for text in texts):
+        return ""
+    return scope.dialect.indexed_text(predicate.field.key, texts)
 
 
 def _compared(predicate: _Predicate, scope: _Scope) -> Compiled:

@@ -44,8 +44,9 @@ def runs(store: PgStore, where: str | None = None, *,
     offset = arguments.count(offset, "offset")
     with store.connect() as con:
         # JIT compiling a plan over 100k runs took 0.5 s of a 2.5 s top-100 read, more than
-        # it saved (docs/scaling.md)
-        con.execute("SET LOCAL jit = off")
+        # it saved; a filter's 16,747 runs of 100k (10 MB) are sorted in memory, not on disk
+        # past the default 4 MB (docs/scaling.md). One round trip for both.
+        con.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true)")
         kinds, metric_keys, tags = _keys(con)
         condition = _matching(where, equals, include_deleted, deleted_only)
         order = filter_language.compile_order_by(order_by, dialect=POSTGRES)
@@ -306,9 +307,11 @@ class _ArrowResult:
 
         rows = self._cursor.fetchall()
         names = [column.name for column in self.description]
-        arrays = [pa.array([row[i] for row in rows], type=_arrow_type(column.type_code,
-                                                                       self._zone))
-                  for i, column in enumerate(self.description)]
+        # the rows' columns in one pass in C (zip), not one Python loop a column: 45 ms of a
+        # 16,747-row filter's 20 columns against 23 here
+        columns = zip(*rows) if rows else ([] for _ in self.description)
+        arrays = [pa.array(values, type=_arrow_type(column.type_code, self._zone))
+                  for values, column in zip(columns, self.description, strict=True)]
         table = pa.Table.from_arrays(arrays, names=names)
         return table if self._expand is None else self._expand(table)
 

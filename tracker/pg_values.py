@@ -95,19 +95,21 @@ def _arrow_type(kinds: set[str]) -> Any:
 
 def _read_json(texts: pa.ChunkedArray, fields: list[tuple[str, Any]]) -> list[pa.Array] | None:
     """The ``fields`` of each JSON object text by Arrow's reader (None if it refuses one)."""
-    import io
-
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.json as pa_json
 
     if not fields:
         return []
-    lines = "\n".join(text or "{}" for text in texts.to_pylist()).encode()
+    # one line a text, joined by Arrow (no Python string a text: 12 ms of 18,000 against 0.5)
+    filled = pc.fill_null(texts, "{}").combine_chunks()
+    lines = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()),
+                                                    filled), "\n")[0].as_buffer()
     options = pa_json.ParseOptions(explicit_schema=pa.schema(fields),
                                    unexpected_field_behavior="ignore")
     try:
-        read = pa_json.read_json(io.BytesIO(lines), parse_options=options)
-    except (pa.ArrowInvalid, UnicodeEncodeError):
+        read = pa_json.read_json(pa.BufferReader(lines), parse_options=options)
+    except pa.ArrowInvalid:
         return None
     if read.num_rows != len(texts):
         return None

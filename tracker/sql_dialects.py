@@ -12,8 +12,10 @@ answer. In neither does a key or a value typed by a user become SQL text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from tracker.storage.pg_schema import TEXT_INDEXED
 
 __all__ = ["DUCKDB", "POSTGRES", "Dialect"]
 
@@ -74,6 +76,11 @@ class Dialect:
         closed, and the values it binds; None when values are compared in the runs' row."""
         return None
 
+    def indexed_text(self, key: str, texts: Sequence[str]) -> str:
+        """What is added to a keyed row's test of equality with ``texts`` (as :meth:`keyed`)
+        so that the back end's index of texts answers it; nothing when none would."""
+        return ""
+
     def finish(self, sql: str) -> str:
         """The compiled SQL with this back end's placeholders (``?`` as compiled)."""
         return sql
@@ -127,6 +134,15 @@ class _Postgres(Dialect):
     def keyed(self, alias: str, namespace: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         return f"EXISTS (SELECT 1 FROM latest_values v WHERE {_KEY % alias} AND (", \
             (namespace, key)
+
+    def indexed_text(self, key: str, texts: Sequence[str]) -> str:
+        # The text index holds short texts only (pg_schema.TEXT_INDEXED), and the server uses
+        # it only where the query states its condition. A row equal to one of these texts has
+        # the text's length, so the condition leaves no match out; with a longer text it is
+        # not stated, and the key's entries in the number index find the rows.
+        if all(len(key) + len(text) <= TEXT_INDEXED for text in texts):
+            return f" AND length(v.key) + length(v.text_value) <= {TEXT_INDEXED}"
+        return ""
 
     def finish(self, sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")

@@ -115,6 +115,28 @@ _Q = SCHEMA + "."  # function bodies run under any search_path (a psql session's
 # never fail the write that records it; no filter value can hold either).
 _UNTEXTABLE = (r"\\u0000|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
                r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+# A text whose length with its key's is at most this is in the text index (a B-tree entry
+# refuses one past ~2.7 kB: 4 bytes a character at most, with the namespace and run id); the
+# filter compiler states the same condition (tracker.sql_dialects) so that the server uses it.
+TEXT_INDEXED = 600
+#: the value table's indexes (name, what follows ``ON latest_values``). Both hold the run's id,
+#: so that which runs match is answered by the index alone (an index-only scan), not by one
+#: heap page per match: a key's rows lie one per run, all over the table (docs/scaling.md).
+VALUE_INDEXES: tuple[tuple[str, str], ...] = (
+    # ranges and sorts on a key's number (NaN is missing there, as the filter language says);
+    # ``number`` itself too: the server scans an expression index alone only if the columns
+    # under the expression are in it
+    (f"{VALUES}_by_number",
+     "(namespace, key, nullif(number, 'NaN'::float8)) INCLUDE (run_id, number)"),
+    # equality on a key's text; a longer text is not in it (nothing recorded may be refused)
+    # and is found by the key's entries in the index above
+    (f"{VALUES}_by_text", "(namespace, key, text_value) INCLUDE (run_id) "
+     f"WHERE length(key) + length(text_value) <= {TEXT_INDEXED}"),
+)
+#: the value table's indexes before VALUE_INDEXES, which the owner's next check replaces
+#: (pg_store): the number index without ``number`` and a hash index on the text alone, whose
+#: matches the server checked page by page for their key
+OLD_VALUE_INDEXES = (f"{VALUES}_number", f"{VALUES}_text")
 _LATEST_OF = (
     f"CREATE FUNCTION latest_of(doc text) RETURNS TABLE (key text, text_value text, "
     "number double precision, json_type text) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ "
@@ -130,14 +152,7 @@ VALUE_STATEMENTS: tuple[str, ...] = (
     f"CREATE TABLE {VALUES} (run_id text NOT NULL, namespace text NOT NULL, key text NOT NULL, "
     "text_value text, number double precision, json_type text NOT NULL, "
     "PRIMARY KEY (run_id, namespace, key))",
-    # ranges and sorts on a key's number (NaN is missing there, as the filter language says),
-    # with the run's id: the index alone answers which runs match (an index-only scan), not
-    # one heap page per match (a key's rows lie one per run, all over the table)
-    f"CREATE INDEX {VALUES}_number ON {VALUES} (namespace, key, nullif(number, 'NaN'::float8)) "
-    "INCLUDE (run_id)",
-    # equality on the text form: a hash index takes a text of any length (a B-tree entry
-    # refuses one past ~2.7 kB, and nothing recorded may be refused)
-    f"CREATE INDEX {VALUES}_text ON {VALUES} USING hash (text_value)",
+    *(f"CREATE INDEX {name} ON {VALUES} {body}" for name, body in VALUE_INDEXES),
     # how often a key holds a text (p0 = 'x': a third of its runs), which the planner would
     # otherwise multiply out of the two columns' own frequencies (1 in 35 of that, at 100k)
     f"CREATE STATISTICS {VALUES}_key_text (mcv) ON namespace, key, text_value FROM {VALUES}",

@@ -199,6 +199,7 @@ class PgStore:
                     migrate(connection)
             if version is not None:
                 _add_values(connection)
+                _renew_value_indexes(connection)
             if version != pg_schema.SCHEMA_VERSION:
                 connection.execute(
                     "INSERT INTO meta VALUES ('schema_version', %s) "
@@ -287,17 +288,36 @@ def _first_line(exc: BaseException) -> str:
     return first_line(str(exc), type(exc).__name__)[:300]
 
 
+def _exists(connection: Any, relation: str) -> bool:
+    """Whether the catalog's schema holds a table or index of that name."""
+    found = connection.execute("SELECT to_regclass(%s)", [f"{pg_schema.SCHEMA}.{relation}"])
+    return bool(found.fetchone()[0])
+
+
 def _add_values(connection: Any) -> None:
     """Give a catalog created before ``latest_values`` the table, filled from its runs, with
     the policies and privileges of the other run tables (see pg_schema); nothing if it has it."""
-    def exists(table: str) -> bool:
-        found = connection.execute("SELECT to_regclass(%s)", [f"{pg_schema.SCHEMA}.{table}"])
-        return bool(found.fetchone()[0])
-
-    if exists(pg_schema.VALUES):
+    if _exists(connection, pg_schema.VALUES):
         return
     added = [*pg_schema.VALUE_STATEMENTS, pg_schema.BACKFILL]
-    if exists(pg_access.GRANTS):  # else access control comes with `tracker admin init`
+    if _exists(connection, pg_access.GRANTS):  # else access control: `tracker admin init`
         added += pg_access.value_statements()
     for statement in added:
         connection.execute(statement)
+
+
+def _renew_value_indexes(connection: Any) -> None:
+    """Replace the value table's indexes of a catalog created before
+    :data:`~tracker.storage.pg_schema.VALUE_INDEXES` with them, when this role owns the table
+    (only its owner may); another role's reads stay right, only slower, until the owner's next
+    connection."""
+    missing = [(name, body) for name, body in pg_schema.VALUE_INDEXES
+               if not _exists(connection, name)]
+    if not missing or not connection.execute(
+            "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s::regclass",
+            [f"{pg_schema.SCHEMA}.{pg_schema.VALUES}"]).fetchone()[0]:
+        return
+    for name in pg_schema.OLD_VALUE_INDEXES:  # ours: fixed names, never user text
+        connection.execute(f"DROP INDEX IF EXISTS {pg_schema.SCHEMA}.{name}")
+    for name, body in missing:
+        connection.execute(f"CREATE INDEX {name} ON {pg_schema.SCHEMA}.{pg_schema.VALUES} {body}")
