@@ -12,6 +12,7 @@ safe casts type them (:mod:`tracker.pg_values`), as the file catalog types its v
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -318,10 +319,18 @@ class _ArrowResult:
 
 def _arrow_type(oid: int, zone: str) -> Any:
     """The Arrow type of a PostgreSQL column type (by its OID); None lets Arrow infer."""
+    return _arrow_types(zone).get(oid)
+
+
+@functools.cache
+def _arrow_types(zone: str) -> dict[int, Any]:
+    """Arrow's type of each PostgreSQL type read, by OID. Text is ``large_string``, which
+    pandas' string columns hold: with ``string`` pandas casts every text column again (a
+    quarter of a 10-row frame's conversion)."""
     import pyarrow as pa
 
-    types = {25: pa.string(), 1043: pa.string(), 19: pa.string(), 1042: pa.string(),
-             21: pa.int16(), 23: pa.int32(), 20: pa.int64(), 700: pa.float32(),
-             701: pa.float64(), 16: pa.bool_(), 1184: pa.timestamp("us", tz=zone),
-             1114: pa.timestamp("us"), 1009: pa.list_(pa.string())}
-    return types.get(oid)
+    text = pa.large_string()
+    return {25: text, 1043: text, 19: text, 1042: text, 21: pa.int16(), 23: pa.int32(),
+            20: pa.int64(), 700: pa.float32(), 701: pa.float64(), 16: pa.bool_(),
+            1184: pa.timestamp("us", tz=zone), 1114: pa.timestamp("us"),
+            1009: pa.list_(pa.string())}

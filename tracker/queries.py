@@ -208,8 +208,10 @@ def tidy(table: pd.DataFrame, decode: list[str], total: int) -> pd.DataFrame:
     """The runs table as returned: the key columns no run of it has dropped, the ``decode``
     columns' JSON text decoded, ``attrs["total"]`` set (PostgreSQL's reads share this)."""
     # Columns come from every key the catalog knows; keep those this result has values for.
-    empty = [c for c in table.columns[len(ATTRIBUTES):] if table[c].isna().all()]
-    table = table.drop(columns=empty)
+    # count() and no drop when none is empty: 0.4 of a 0.5 ms tidy of the 10 newest runs
+    empty = [c for c in table.columns[len(ATTRIBUTES):] if table[c].count() == 0]
+    if empty:
+        table = table.drop(columns=empty)
     for column in decode:
         if column in table:
             table[column] = table[column].map(_decode_json, na_action="ignore")
