@@ -268,11 +268,11 @@ def quarantine(store: Spooling, name: str, rejects: Iterable[Reject]) -> Path:
         # On disk before the caller commits past these events: a replay will not see them again.
         f.flush()
         os.fsync(f.fileno())
-    _fsync_folder(folder)
+    fsync_folder(folder)
     return path
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a new file's name in ``folder`` durable too."""
     fd = os.open(folder, os.O_RDONLY)
     try:
