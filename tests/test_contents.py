@@ -656,3 +656,18 @@ def test_a_kept_content_is_on_disk_before_its_name_is_in_the_store(
     assert [kind for kind, _ in steps] == ["sync", "rename", "sync"]
     assert steps[0][1].startswith(str(staging)) and steps[1:] == [
         ("rename", target), ("sync", str(tmp_path / "store"))]
+
+
+def test_a_store_on_a_file_system_that_cannot_sync_still_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some FUSE and network mounts refuse fsync (EINVAL): the content is kept as well as that
+    file system can keep it, not recorded unreadable."""
+    def cannot(fd: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fdatasync", cannot)
+    monkeypatch.setattr(os, "fsync", cannot)
+    store = contents.FolderStore(tmp_path / "store")
+    source = _write(tmp_path / "model.bin", b"weights")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert store.path(kept.key).read_bytes() == b"weights"

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
-from tracker.storage.spools import fsync_folder
+from tracker.storage.spools import sync_path
 
 __all__ = ["ContentChanged", "ContentDamaged", "ContentStore", "Entry", "FolderStore",
            "KEY_PREFIX", "Kept", "Staged", "StoreUnavailable", "check_file_named", "check_size",
@@ -141,7 +141,7 @@ class FolderStore:
             return
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            _sync_file(staged)
+            sync_path(staged)  # what cp does not do: see benchmarks/README.md
             os.replace(staged, target)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
@@ -150,12 +150,12 @@ class FolderStore:
             partial = self.folder / f".{staged.name}"
             try:
                 copy_file(staged, partial)
-                _sync_file(partial)
+                sync_path(partial)
                 os.replace(partial, target)
             finally:  # a failed copy (a full disk, retried later) leaves no partial behind
                 partial.unlink(missing_ok=True)
             staged.unlink()
-        fsync_folder(self.folder)
+        sync_path(self.folder)
 
     def open(self, key: str) -> IO[bytes]:
         return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
@@ -234,16 +234,6 @@ def refresh(path: Path) -> bool:
     except PermissionError:  # a shared store's content of another user: purge leaves those
         pass
     return path.is_file()
-
-
-def _sync_file(path: Path) -> None:
-    """Write ``path``'s bytes to disk (what ``cp`` does not do; measured against cp + fsync
-    in benchmarks/figures/contents.py)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def staging_dir(blob_dir: Path) -> Path:
