@@ -532,8 +532,10 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
     order rotated each round; then cp of the kept copy and restore, in the order of the round's
     parity. Each step starts settled (:func:`_settled`); the kept copy is deleted after."""
     import subprocess
+    from pathlib import Path
 
     from tracker import retrieval
+    from tracker.storage.spools import sync_path
 
     copy = source + ".copy"
     runs = []
@@ -549,11 +551,11 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
 
     def cp_synced() -> None:  # what keeping promises: the bytes on disk when it returns
         cp()
-        _sync(copy)
+        sync_path(Path(copy))
 
     def copy_synced() -> None:
         _copy_hashed(source, copy)
-        _sync(copy)
+        sync_path(Path(copy))
 
     steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("copy_hashed", copy_synced)]
     turn = index % len(steps)
@@ -608,14 +610,6 @@ def _settled(source: str, copy: str) -> None:
     if os.path.exists(copy):
         os.unlink(copy)
     subprocess.run(["sync", "-f", os.path.dirname(source)], check=True)
-
-
-def _sync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _cpu_seconds() -> float:
