@@ -226,9 +226,10 @@ class Job:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith(_MARK):
-                self._lines.put(line[len(_MARK) :])
+        with self.process.stdout:  # closed at its end: no pipe left for the collector
+            for line in self.process.stdout:
+                if line.startswith(_MARK):
+                    self._lines.put(line[len(_MARK) :])
         self._lines.put(None)
 
     def _stderr_tail(self) -> str:

@@ -501,20 +501,20 @@ def op_scan(job: dict[str, Any]) -> dict[str, Any]:
 
 def op_keep(job: dict[str, Any]) -> dict[str, Any]:
     """Keep a new output of ``size`` bytes (log_output + end + flush) against ``cp`` of it, and
-    restore it against ``cp`` of the stored copy, interleaved; then ``copies`` runs write the
-    same content to different paths, and the store's size is reported."""
+    restore it against ``cp`` of the stored copy, step by step in the same state (see
+    :func:`_settled`); then ``copies`` runs write the same content to different paths, and the
+    store's size is reported. Seconds and CPU seconds per step, one list entry per round."""
     import tracker
     from tracker import retrieval
 
     folder, size = job["folder"], job["size"]
     catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
     source = os.path.join(folder, "out.bin")
-    rounds: dict[str, list[float]] = {"keep": [], "cp": [], "copy_hashed": [], "cp_alone": [],
-                                      "restore": [], "cp_back": []}
+    rounds: dict[str, list[float]] = {}
     for index in range(job["repeats"]):
-        _write_random(source, size)
+        _write_random(source, size)  # a new output each round
         for name, seconds in _keep_round(catalog, source, index).items():
-            rounds[name].append(seconds)
+            rounds.setdefault(name, []).append(seconds)
         emit({"sample": rounds["keep"][-1] / rounds["cp"][-1]})
     for index in range(job["copies"]):
         with catalog.start_run(f"same{index}") as run:
@@ -528,12 +528,14 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
-    """One round: cp and keep, then cp of the kept copy and restore, each pair in the order
-    the round's parity says (whichever goes second writes while the first one's gigabyte is
-    still being written back); the kept copy deleted after."""
+    """One round: cp, cp + fdatasync, keep, and the copy + hashes + fdatasync alone, in an
+    order rotated each round; then cp of the kept copy and restore, in the order of the round's
+    parity. Each step starts settled (:func:`_settled`); the kept copy is deleted after."""
     import subprocess
+    from pathlib import Path
 
     from tracker import retrieval
+    from tracker.storage.spools import sync_path
 
     copy = source + ".copy"
     runs = []
@@ -544,16 +546,25 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
         runs[0].end()
         catalog.flush()
 
-    took = _timed_pair(("cp", lambda: subprocess.run(["cp", source, copy], check=True)),
-                       ("keep", keep), index, copy)
-    # The copy and its hashes alone, against a cp of their own: what keeping costs beyond
-    # the run around it (start, end, the catalog write).
-    took |= _timed_pair(("cp_alone", lambda: subprocess.run(["cp", source, copy], check=True)),
-                        ("copy_hashed", lambda: _copy_hashed(source, copy)), index, copy)
+    def cp() -> None:
+        subprocess.run(["cp", source, copy], check=True)
+
+    def cp_synced() -> None:  # what keeping promises: the bytes on disk when it returns
+        cp()
+        sync_path(Path(copy))
+
+    def copy_synced() -> None:
+        _copy_hashed(source, copy)
+        sync_path(Path(copy))
+
+    steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("copy_hashed", copy_synced)]
+    turn = index % len(steps)
+    took = _timed_steps(steps[turn:] + steps[:turn], source, copy)
     kept = retrieval.get_artifact(catalog, source, run=runs[0].id)
     blob = os.path.join(catalog.blob_dir, kept.blob or "")
-    took |= _timed_pair(("cp_back", lambda: subprocess.run(["cp", blob, copy], check=True)),
-                        ("restore", lambda: kept.restore(copy)), index, copy)
+    back = [("cp_back", lambda: subprocess.run(["cp", blob, copy], check=True)),
+            ("restore", lambda: kept.restore(copy))]
+    took |= _timed_steps(back[::-1] if index % 2 else back, blob, copy)
     catalog.content_store.delete(kept.blob)
     return took
 
@@ -573,17 +584,37 @@ def _copy_hashed(source: str, copy: str) -> None:
         os.close(src)
 
 
-def _timed_pair(first: tuple[str, Any], second: tuple[str, Any], index: int,
-                copy: str) -> dict[str, float]:
-    """Seconds each of two steps takes, swapped on odd rounds; ``copy`` removed after each."""
+def _timed_steps(steps: list[tuple[str, Any]], source: str, copy: str) -> dict[str, float]:
+    """Seconds (``name``) and CPU seconds of this process and its children (``name_cpu``:
+    the flusher's thread counts, cp's process too) of each step, each started settled."""
     took = {}
-    for name, step in (first, second) if index % 2 == 0 else (second, first):
-        started = time.perf_counter()
+    for name, step in steps:
+        _settled(source, copy)
+        cpu, started = _cpu_seconds(), time.perf_counter()
         step()
         took[name] = time.perf_counter() - started
-        if os.path.exists(copy):
-            os.unlink(copy)
+        took[f"{name}_cpu"] = _cpu_seconds() - cpu
+    _settled(source, copy)
     return took
+
+
+def _settled(source: str, copy: str) -> None:
+    """The same state before every step: ``source`` read once (all in the page cache: warm),
+    ``copy`` gone, and the file system synced (no step pays for the write-back of the
+    gigabyte the step before it, or the round's new output, left dirty)."""
+    import subprocess
+
+    with open(source, "rb") as stream:
+        while stream.read(16 << 20):
+            pass
+    if os.path.exists(copy):
+        os.unlink(copy)
+    subprocess.run(["sync", "-f", os.path.dirname(source)], check=True)
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _touch(path: str) -> None:

@@ -139,3 +139,23 @@ def test_postgres_groups_measure_writers_and_reads_apart(tmp_path: Path,
             assert figures["pg.query.filter"]["tracker"]["note"] == "31 rows"  # of 200
 
 
+
+
+def test_the_contents_group_times_each_step_in_every_round(tmp_path: Path) -> None:
+    """Keeping is timed against cp and cp + fdatasync (keeping syncs, cp does not) in rounds
+    whose order rotates, with CPU seconds beside each step; a ratio is taken within a round."""
+    from benchmarks.figures.contents import ratios
+    from benchmarks.sides import tracker_job
+
+    folder = tmp_path / "keep"
+    folder.mkdir()
+    got = tracker_job({"op": "keep", "folder": str(folder), "size": 1 << 20, "repeats": 4,
+                       "copies": 2}).check().result
+    steps = ("cp", "cp_sync", "keep", "copy_hashed", "cp_back", "restore")
+    for step in steps:
+        assert len(got[step]) == len(got[f"{step}_cpu"]) == 4, step
+        assert all(seconds > 0 for seconds in got[step]), step
+    assert got["store_bytes"] == 1 << 20  # two runs of the same content: stored once
+    assert ratios([2.0, 3.0], [1.0, 6.0]) == [2.0, 0.5]
+    with pytest.raises(ValueError):
+        ratios([1.0], [1.0, 2.0])  # rounds never paired out of step

@@ -623,3 +623,51 @@ def test_purge_with_a_shared_store_out_of_reach_raises_a_catalog_error(
     with pytest.raises(tracker.CatalogError, match="could not be cleaned.*runs were purged"):
         catalog.purge(store=True)
     assert catalog.runs(deleted_only=True).empty
+
+
+def test_a_kept_content_is_on_disk_before_its_name_is_in_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog commits ``kept`` durably next: the bytes are synced before the rename that
+    names them, and the folder after it, so a power cut cannot leave the name on no bytes."""
+    steps: list[tuple[str, str]] = []
+    real_fdatasync, real_fsync, real_replace = os.fdatasync, os.fsync, os.replace
+
+    def fdatasync(fd: int) -> None:
+        steps.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fdatasync(fd)
+
+    def fsync(fd: int) -> None:
+        steps.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: object, target: object) -> None:
+        steps.append(("rename", str(target)))
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    store = contents.FolderStore(tmp_path / "store")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    source = _write(tmp_path / "model.bin", b"weights")
+    kept = contents.keep_file(store, str(source), staging, expected_hash=None)
+    target = str(store.path(kept.key))
+    assert [kind for kind, _ in steps] == ["sync", "rename", "sync"]
+    assert steps[0][1].startswith(str(staging)) and steps[1:] == [
+        ("rename", target), ("sync", str(tmp_path / "store"))]
+
+
+def test_a_store_on_a_file_system_that_cannot_sync_still_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some FUSE and network mounts refuse fsync (EINVAL): the content is kept as well as that
+    file system can keep it, not recorded unreadable."""
+    def cannot(fd: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fdatasync", cannot)
+    monkeypatch.setattr(os, "fsync", cannot)
+    store = contents.FolderStore(tmp_path / "store")
+    source = _write(tmp_path / "model.bin", b"weights")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert store.path(kept.key).read_bytes() == b"weights"

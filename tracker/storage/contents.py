@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
+from tracker.storage.spools import sync_path
 
 __all__ = ["ContentChanged", "ContentDamaged", "ContentStore", "Entry", "FolderStore",
            "KEY_PREFIX", "Kept", "Staged", "StoreUnavailable", "check_file_named", "check_size",
@@ -131,13 +132,16 @@ class FolderStore:
         return refresh(self.path(key))
 
     def add(self, staged: Path, key: str) -> None:
-        """Move a verified staged copy in under its key (the same content: the first stays)."""
+        """Move a verified staged copy in under its key (the same content: the first stays),
+        on disk before this returns: the catalog records it ``kept`` next, and commits that
+        durably, so a power cut must not leave the record naming an empty or missing file."""
         target = self.path(key)
         if refresh(target):
             staged.unlink()
             return
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
+            sync_path(staged)  # what cp does not do: see benchmarks/README.md
             os.replace(staged, target)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
@@ -146,10 +150,12 @@ class FolderStore:
             partial = self.folder / f".{staged.name}"
             try:
                 copy_file(staged, partial)
+                sync_path(partial)
                 os.replace(partial, target)
             finally:  # a failed copy (a full disk, retried later) leaves no partial behind
                 partial.unlink(missing_ok=True)
             staged.unlink()
+        sync_path(self.folder)
 
     def open(self, key: str) -> IO[bytes]:
         return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it

@@ -13,9 +13,11 @@ or in quarantine.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -268,15 +270,19 @@ def quarantine(store: Spooling, name: str, rejects: Iterable[Reject]) -> Path:
         # On disk before the caller commits past these events: a replay will not see them again.
         f.flush()
         os.fsync(f.fileno())
-    _fsync_folder(folder)
+    sync_path(folder)
     return path
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a new file's name in ``folder`` durable too."""
-    fd = os.open(folder, os.O_RDONLY)
+def sync_path(path: Path) -> None:
+    """Put a file's bytes (``fdatasync``), or a folder's names (a new file's name), on disk. A
+    file system that cannot sync (EINVAL: some FUSE and network mounts) keeps them as it can."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        (os.fdatasync if stat.S_ISREG(os.fstat(fd).st_mode) else os.fsync)(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
     finally:
         os.close(fd)
 
