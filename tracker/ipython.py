@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import api, keeping, magics, models, notices, redaction
+from tracker import api, cell_outputs, keeping, magics, models, notices, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError
 from tracker.recorder import Recorder
@@ -64,6 +64,7 @@ class Session:
         self.located: Any = None
         self.capture: Any = None
         self.scan: Any = None  # tracker.scan.CellScan: files other processes wrote
+        self.outputs: Any = None  # tracker.cell_outputs.OutputCapture, in an ipykernel kernel
         self.hooked = False
         self._cell_seq = 0
         self._cell_start: float | None = None
@@ -133,6 +134,11 @@ class Session:
         self._numbering = self.run.id if models.NUMBERED_NAME in attrs else None
         self.run.keeper = keeping.Keeper(keeping.policy_from(settings.keep))
         self._start_capture(settings, capture)
+        if self.outputs is not None:  # the new run's outputs, from the cell starting it on
+            self.outputs.reset()
+            if first_cell is not None:
+                self.outputs.executed(getattr(self.ip, "execution_count", None), None,
+                                      first_cell)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
             daemon=True)
@@ -334,6 +340,9 @@ class Session:
                                         self._cell_id or getattr(info, "cell_id", None), source,
                                         self._cell_start, error, recorder.redactor))
         self._cell_start = None
+        if self.outputs is not None:
+            self.outputs.executed(result.execution_count,
+                                  self._cell_id or getattr(info, "cell_id", None), source)
         if result.success:
             self._record_parameters(run, source)
         if self.capture is not None:
@@ -462,6 +471,24 @@ class Session:
             copy = _executed_copy(path)
             run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
                        time.time())
+            if copy is None and self.outputs is not None:
+                self.guarded("keeping the cells' outputs", lambda: self._store_outputs(run, path))
+
+    def _store_outputs(self, run: Run, path: str) -> None:
+        """Where the runner saves no executed notebook, store the notebook at ``path`` with
+        the outputs the kernel published (:mod:`tracker.cell_outputs`) as the run's newest."""
+        from tracker import capture, delivery
+
+        if self.outputs.failure is not None:
+            raise self.outputs.failure
+        with capture.suppressed():  # reading the .ipynb is not one of the run's inputs
+            raw = Path(path).read_bytes()
+        built = self.outputs.notebook(raw)
+        if built is None or self.catalog is None:
+            return
+        now = time.time()
+        run.record("artifact", "notebook", path, delivery.store_notebook(self.catalog, built, now),
+                   now, "stored")
 
 
 def _executed_copy(path: str) -> ExecutedCopy | None:
@@ -564,6 +591,8 @@ def load(ip: Any) -> None:
         atexit.register(session.at_exit)  # registered after tracker.recorder's, so it runs first
         if _in_kernel(ip):
             _end_on_shutdown_request(session, ip.kernel)
+            session.outputs = session.guarded("capturing cell outputs",
+                                              lambda: cell_outputs.install(ip.kernel))
     if session.run is None or session.run.ended:
         session.guarded("starting the run", session.start)
     elif session.capture is not None:
