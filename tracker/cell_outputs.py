@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 MAX_OUTPUT = 4 * 1024 * 1024  # characters kept of one output (a plotly figure with its library)
-MAX_RUN = 32 * 1024 * 1024  # characters kept of all the run's outputs
+MAX_RUN = 16 * 1024 * 1024  # characters kept of all the run's outputs (built at the shutdown)
 _KINDS = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error",
                     "clear_output"})
 _CUT = "\n[output truncated by tracker: more than {} characters]\n"
@@ -34,7 +34,7 @@ _RUN_FULL = "[outputs not kept by tracker: the run's outputs passed {} character
 class Executed(NamedTuple):
     """A cell the run executed: its execution count, the client's cell id, its source."""
 
-    count: int | None
+    execution_count: int | None
     cell_id: str | None
     source: str
 
@@ -94,8 +94,7 @@ class OutputCapture:
             self._outputs.pop(request, None)
 
     def _update(self, content: dict[str, Any]) -> None:
-        display = (content.get("transient") or {}).get("display_id")
-        for output in self._displays.get(display, ()):
+        for output in self._displays.get(_display_id(content) or "", ()):
             output["data"], output["metadata"] = _bundle(content)
 
     def _add(self, request: str, kind: str, content: dict[str, Any]) -> None:
@@ -114,7 +113,7 @@ class OutputCapture:
         output = _output(kind, content)
         self._size += _cap(output)
         outputs.append(output)
-        display = (content.get("transient") or {}).get("display_id")
+        display = _display_id(content)
         if display:
             self._displays.setdefault(display, []).append(output)
 
@@ -152,7 +151,7 @@ class OutputCapture:
                 if isinstance(cell, dict) and cell.get("cell_type") == "code":
                     request = executed.get(index)
                     run = self._cells.get(request) if request else None
-                    cell["execution_count"] = run.count if run else None
+                    cell["execution_count"] = run.execution_count if run else None
                     cell["outputs"] = [dict(o) for o in self._outputs.get(request or "", ())]
         return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode(
             "utf-8", "surrogatepass")
@@ -173,6 +172,13 @@ def _header_type(msg: Any) -> str | None:
     return header.get("msg_type") if isinstance(header, dict) else None
 
 
+def _display_id(content: dict[str, Any]) -> str | None:
+    """The id a display was given to be updated by (``display(..., display_id=True)``)."""
+    transient = content.get("transient")
+    display = transient.get("display_id") if isinstance(transient, dict) else None
+    return display if isinstance(display, str) else None
+
+
 def _request_id(parent: Any) -> str | None:
     header = parent.get("header") if isinstance(parent, dict) else None
     return header.get("msg_id") if isinstance(header, dict) else None
@@ -188,7 +194,8 @@ def _matched(cells: list[Any], executed: dict[str, Executed]) -> dict[int, str]:
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        request = by_id.get(cell.get("id"))
+        cell_id = cell.get("id")
+        request = by_id.get(cell_id) if isinstance(cell_id, str) else None
         if request is None:
             source = " ".join(_joined(cell.get("source")).split())
             request = next((r for r in unmatched

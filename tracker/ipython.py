@@ -418,8 +418,10 @@ class Session:
             self._record_environment(run, at_end=True)
         self.guarded("recording outputs written after their cell",
                      lambda: self._outputs_at_end(run))
-        self._store_notebook(run)
+        executed = self._store_notebook(run)
         run.end(status or run.exit_status, error=error)
+        if executed is not None:  # after the end, which a slow build must not hold back
+            self.guarded("keeping the cells' outputs", lambda: self._store_outputs(run, executed))
 
     def _outputs_at_end(self, run: Run) -> None:
         """Outputs that changed since their cell (a log file its handler keeps writing) are
@@ -463,20 +465,21 @@ class Session:
         with contextlib.suppress(Exception):  # nobody is left to warn; the spool keeps the rest
             self.end()
 
-    def _store_notebook(self, run: Run) -> None:
+    def _store_notebook(self, run: Run) -> str | None:
         """Keep the notebook with the run (copied when the event is written): the executed one,
-        outputs included, where the runner writes it as it runs (papermill), else as last saved."""
-        if self.notebook is not None and os.path.exists(self.notebook.path):
-            path = self.notebook.path
-            copy = _executed_copy(path)
-            run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
-                       time.time())
-            if copy is None and self.outputs is not None:
-                self.guarded("keeping the cells' outputs", lambda: self._store_outputs(run, path))
+        outputs included, where the runner writes it as it runs (papermill), else as last saved.
+        The notebook to store with the cells' outputs when the runner writes none, if any."""
+        if self.notebook is None or not os.path.exists(self.notebook.path):
+            return None
+        path = self.notebook.path
+        copy = _executed_copy(path)
+        run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
+                   time.time())
+        return path if copy is None and self.outputs is not None else None
 
     def _store_outputs(self, run: Run, path: str) -> None:
-        """Where the runner saves no executed notebook, store the notebook at ``path`` with
-        the outputs the kernel published (:mod:`tracker.cell_outputs`) as the run's newest."""
+        """Store the notebook at ``path`` with the outputs the kernel published
+        (:mod:`tracker.cell_outputs`) as the ended run's newest notebook, durable on return."""
         from tracker import capture, delivery
 
         if self.outputs.failure is not None:
@@ -484,11 +487,12 @@ class Session:
         with capture.suppressed():  # reading the .ipynb is not one of the run's inputs
             raw = Path(path).read_bytes()
         built = self.outputs.notebook(raw)
-        if built is None or self.catalog is None:
+        if built is None or self.catalog is None or self.recorder is None:
             return
         now = time.time()
         run.record("artifact", "notebook", path, delivery.store_notebook(self.catalog, built, now),
                    now, "stored")
+        self.recorder.spool()
 
 
 def _executed_copy(path: str) -> ExecutedCopy | None:
