@@ -115,7 +115,8 @@ def test_nbclient_from_python_without_saving_keeps_outputs_cut_and_scrubbed(
         "shown.update('updated')",
         "db_password = 'hunter2-very-secret'\nprint(db_password)",
         f"print('x' * {big})",
-        "for _ in range(6):\n    display({'text/plain': 'y' * 4_000_000}, raw=True)")
+        "for _ in range(6):\n"
+        f"    display({{'text/plain': 'y' * {cell_outputs.MAX_RUN // 4}}}, raw=True)")
     executed = NotebookClient(nbformat.read(path, as_version=4), timeout=TIMEOUT,
                               kernel_name="python3",
                               resources={"metadata": {"path": str(tmp_path)}})
