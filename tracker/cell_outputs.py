@@ -30,6 +30,7 @@ MAX_RUN = 8 * 1024 * 1024  # characters kept of all the run's outputs
 _KINDS = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error",
                     "clear_output"})
 _CUT = "\n[output truncated by tracker: more than {} characters]\n"
+_KEPT = "kept"  # a stream output's characters so far, while it grows
 _RUN_FULL = "[outputs not kept by tracker: the run's outputs passed {} characters]\n"
 
 
@@ -98,6 +99,7 @@ class OutputCapture:
     def _update(self, content: dict[str, Any]) -> None:
         for output in self._displays.get(_display_id(content) or "", ()):
             output["data"], output["metadata"] = _bundle(content)
+            _cap(output)  # in place of what it showed: the run's count is not moved
 
     def _add(self, request: str, kind: str, content: dict[str, Any]) -> None:
         if request in self._clear_on_next:
@@ -154,7 +156,7 @@ class OutputCapture:
                     request = executed.get(index)
                     run = self._cells.get(request) if request else None
                     cell["execution_count"] = run.execution_count if run else None
-                    cell["outputs"] = [dict(o) for o in self._outputs.get(request or "", ())]
+                    cell["outputs"] = [_finished(o) for o in self._outputs.get(request or "", ())]
         return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode(
             "utf-8", "surrogatepass")
 
@@ -243,19 +245,28 @@ def _output(kind: str, content: dict[str, Any]) -> dict[str, Any]:
 
 def _append_stream(outputs: list[dict[str, Any]], content: dict[str, Any]) -> int:
     """Add a stream's text to ``outputs`` (to the last output if it is the same stream, as
-    Jupyter shows it), cut at :data:`MAX_OUTPUT`; the characters kept."""
+    Jupyter shows it), cut at :data:`MAX_OUTPUT`; the characters kept. The pieces are joined
+    when the notebook is built (:func:`_finished`): a cell printing for hours sends thousands."""
     name, text = str(content.get("name", "stdout")), str(content.get("text", ""))
     last = outputs[-1] if outputs else None
     if last is None or last["output_type"] != "stream" or last["name"] != name:
-        last = _stream(name, "")
+        last = {"output_type": "stream", "name": name, "text": [], _KEPT: 0}
         outputs.append(last)
-    room = MAX_OUTPUT - len(last["text"])
+    room = MAX_OUTPUT - last.get(_KEPT, MAX_OUTPUT)
     if room <= 0:
         return 0
     if len(text) > room:
         text = text[:room] + _CUT.format(MAX_OUTPUT)
-    last["text"] += text
+    last["text"].append(text)
+    last[_KEPT] += len(text)
     return len(text)
+
+
+def _finished(output: dict[str, Any]) -> dict[str, Any]:
+    """``output`` as the notebook stores it: a stream's pieces joined, and nothing else."""
+    if output["output_type"] != "stream" or isinstance(output["text"], str):
+        return output
+    return _stream(output["name"], "".join(output["text"]))
 
 
 def _cap(output: dict[str, Any]) -> int:
