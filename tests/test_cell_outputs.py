@@ -135,3 +135,21 @@ def test_nbclient_from_python_without_saving_keeps_outputs_cut_and_scrubbed(
     *kept, note = many.outputs
     assert {output.output_type for output in kept} == {"display_data"} and len(kept) < 6
     assert note.text.startswith("[outputs not kept by tracker")
+
+
+def test_a_failure_while_keeping_outputs_leaves_them_to_the_client_and_the_saved_notebook(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    from nbclient import NotebookClient
+
+    path = write_notebook(
+        tmp_path / "broken.ipynb", "%load_ext tracker",
+        "get_ipython()._tracker_session.outputs._outputs = None  # the next output fails",
+        "print('still shown')")
+    client = NotebookClient(nbformat.read(path, as_version=4), timeout=TIMEOUT,
+                            kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    executed = client.execute(env=env)
+
+    assert executed.cells[-1].outputs[0].text == "still shown\n"  # the client saw it
+    run_id, notebook = stored(env, tmp_path / "out.ipynb")
+    assert [cell.get("outputs", []) for cell in notebook.cells] == [[], [], [], []]
+    assert tracker.Catalog(env["TRACKER_CATALOG"]).get_run(run_id).status == "completed"

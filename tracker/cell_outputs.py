@@ -68,15 +68,17 @@ class OutputCapture:
              *args: Any, **kwargs: Any) -> Any:
         """The session's send, then the message observed (see the module's docstring)."""
         sent = self._send(stream, msg_or_type, content, parent, *args, **kwargs)
-        kind = msg_or_type if isinstance(msg_or_type, str) else _header_type(msg_or_type)
-        if kind in _KINDS and self.failure is None:
+        if self.failure is None:
             try:
-                self._observe(kind, msg_or_type, content, parent)
+                self._observe(msg_or_type, content, parent)
             except Exception as exc:
                 self.failure = exc
         return sent
 
-    def _observe(self, kind: str, msg: Any, content: Any, parent: Any) -> None:
+    def _observe(self, msg: Any, content: Any, parent: Any) -> None:
+        kind = msg if isinstance(msg, str) else _header_type(msg)
+        if kind not in _KINDS:
+            return
         if isinstance(msg, dict):
             content, parent = msg.get("content"), msg.get("parent_header")
         request = parent.get("msg_id") if isinstance(parent, dict) else None
@@ -173,7 +175,8 @@ def install(kernel: Any) -> OutputCapture | None:
 
 def _header_type(msg: Any) -> str | None:
     header = msg.get("header") if isinstance(msg, dict) else None
-    return header.get("msg_type") if isinstance(header, dict) else None
+    kind = header.get("msg_type") if isinstance(header, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def _display_id(content: dict[str, Any]) -> str | None:
