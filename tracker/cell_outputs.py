@@ -193,31 +193,27 @@ def _request_id(parent: Any) -> str | None:
 
 def _matched(cells: list[Any], executed: dict[str, Executed]) -> dict[int, str]:
     """The request whose outputs each code cell (by index) gets: the last execution of the cell
-    with its id, else of a cell with its source, taken in order (a notebook run top to bottom
-    executes each cell once; an edited or unsaved cell matches none)."""
+    with its id; else the first execution left with its source, in order (a notebook run top to
+    bottom executes each cell once; VS Code's cell ids are not the notebook's; an edited or
+    unsaved cell matches none)."""
+    from tracker.notebook import cell_source, normalise
+
+    code = [(index, cell) for index, cell in enumerate(cells)
+            if isinstance(cell, dict) and cell.get("cell_type") == "code"]
     by_id = {run.cell_id: request for request, run in executed.items() if run.cell_id}
-    unmatched = [request for request, run in executed.items() if not run.cell_id]
-    found: dict[int, str] = {}
-    for index, cell in enumerate(cells):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+    found = {index: by_id[cell["id"]] for index, cell in code
+             if isinstance(cell.get("id"), str) and cell["id"] in by_id}
+    taken = set(found.values())
+    left = [request for request in executed if request not in taken]
+    for index, cell in code:
+        if index in found:
             continue
-        cell_id = cell.get("id")
-        request = by_id.get(cell_id) if isinstance(cell_id, str) else None
-        if request is None:
-            source = " ".join(_joined(cell.get("source")).split())
-            request = next((r for r in unmatched
-                            if " ".join(executed[r].source.split()) == source), None)
-            if request is not None:
-                unmatched.remove(request)
+        source = normalise(cell_source(cell))
+        request = next((r for r in left if normalise(executed[r].source) == source), None)
         if request is not None:
+            left.remove(request)
             found[index] = request
     return found
-
-
-def _joined(source: Any) -> str:
-    if isinstance(source, list):
-        return "".join(part for part in source if isinstance(part, str))
-    return source if isinstance(source, str) else ""
 
 
 def _stream(name: str, text: str) -> dict[str, Any]:
