@@ -100,9 +100,9 @@ def test_plain_jupyter_execute_stores_the_outputs_the_kernel_published(
 
 def test_nbclient_from_python_without_saving_keeps_outputs_cut_and_scrubbed(
         tmp_path: Path, env: dict[str, str]) -> None:
-    """Cells matched by the id the client sends, outputs as a notebook shows them (a stream
-    written in pieces is one output, a display updated later shows its last value, a cleared
-    output is gone), a printed secret redacted, an output past its cap cut with a note and
+    """Cells matched by source (nbclient sends no cell id), outputs as a notebook shows them
+    (a stream written in pieces is one output, a display updated later shows its last value, a
+    cleared output is gone), a printed secret redacted, an output past its cap cut with a note and
     the outputs past the run's cap left out with one."""
     from nbclient import NotebookClient
 
@@ -153,3 +153,39 @@ def test_a_failure_while_keeping_outputs_leaves_them_to_the_client_and_the_saved
     run_id, notebook = stored(env, tmp_path / "out.ipynb")
     assert [cell.get("outputs", []) for cell in notebook.cells] == [[], [], [], []]
     assert tracker.Catalog(env["TRACKER_CATALOG"]).get_run(run_id).status == "completed"
+
+
+def test_an_interactive_session_keeps_each_cell_s_last_outputs_matched_by_cell_id(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """As JupyterLab runs cells: each request carries the cell's id, a cell runs again, and one
+    is edited and not saved (matched by its id, not its source)."""
+    from jupyter_client.manager import KernelManager
+
+    path = write_notebook(tmp_path / "lab.ipynb", "%load_ext tracker", "print('first')",
+                          "print('saved source')")
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path), env={**env, "TRACKER_NOTEBOOK": str(path)})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=TIMEOUT)
+        for cell_id, code in (("cell-0", "%load_ext tracker"), ("cell-1", "print('first')"),
+                              ("cell-1", "print('again')"), ("cell-2", "print('edited')")):
+            request = client.session.msg("execute_request", {
+                "code": code, "silent": False, "store_history": True, "user_expressions": {},
+                "allow_stdin": False, "stop_on_error": True}, metadata={"cellId": cell_id})
+            client.shell_channel.send(request)
+            reply = client.get_shell_msg(timeout=TIMEOUT)
+            while reply["parent_header"].get("msg_id") != request["header"]["msg_id"]:
+                reply = client.get_shell_msg(timeout=TIMEOUT)
+            assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+
+    _, notebook = stored(env, tmp_path / "out.ipynb")
+    _, load, rerun, edited = notebook.cells
+    assert [cell.execution_count for cell in (load, rerun, edited)] == [1, 3, 4]
+    assert [output.text for output in rerun.outputs] == ["again\n"]
+    assert [output.text for output in edited.outputs] == ["edited\n"]
+    assert edited.source == "print('saved source')"  # the notebook as saved

@@ -60,6 +60,9 @@ class OutputCapture:
             self._clear_on_next: set[str] = set()
             self._displays: dict[str, list[dict[str, Any]]] = {}
             self._size = 0
+            self._sizes: dict[str, int] = {}  # characters kept by request
+            self._shown: dict[str, set[str]] = {}  # display ids by request
+            self._by_cell: dict[str, str] = {}  # each cell id's last request
             self._full: set[str] = set()  # requests told the run's outputs are full
 
     # -- observing ---------------------------------------------------------------------------
@@ -96,7 +99,20 @@ class OutputCapture:
         if wait:  # cleared when the next output comes, as Jupyter does
             self._clear_on_next.add(request)
         else:
-            self._outputs.pop(request, None)
+            self._drop(request)
+
+    def _drop(self, request: str) -> None:
+        """Forget the outputs of ``request`` (cleared, or replaced by a later execution), and
+        give back their room under the run's cap."""
+        dropped = {id(output) for output in self._outputs.pop(request, ())}
+        self._size -= self._sizes.pop(request, 0)
+        for display in self._shown.pop(request, ()):
+            kept = [output for output in self._displays.get(display, ())
+                    if id(output) not in dropped]
+            if kept:
+                self._displays[display] = kept
+            else:
+                self._displays.pop(display, None)
 
     def _update(self, content: dict[str, Any]) -> None:
         for output in self._displays.get(_display_id(content) or "", ()):
@@ -106,7 +122,7 @@ class OutputCapture:
     def _add(self, request: str, kind: str, content: dict[str, Any]) -> None:
         if request in self._clear_on_next:
             self._clear_on_next.discard(request)
-            self._outputs.pop(request, None)
+            self._drop(request)
         outputs = self._outputs.setdefault(request, [])
         if self._size >= MAX_RUN:
             if request not in self._full:
@@ -114,14 +130,19 @@ class OutputCapture:
                 outputs.append(_stream("stderr", _RUN_FULL.format(MAX_RUN)))
             return
         if kind == "stream":
-            self._size += _append_stream(outputs, content)
+            self._count(request, _append_stream(outputs, content))
             return
         output = _output(kind, content)
-        self._size += _cap(output)
+        self._count(request, _cap(output))
         outputs.append(output)
         display = _display_id(content)
         if display:
             self._displays.setdefault(display, []).append(output)
+            self._shown.setdefault(request, set()).add(display)
+
+    def _count(self, request: str, size: int) -> None:
+        self._size += size
+        self._sizes[request] = self._sizes.get(request, 0) + size
 
     def executed(self, count: int | None, cell_id: str | None, source: str) -> None:
         """Note that the cell being executed now is one of the run's (its outputs are found
@@ -132,9 +153,20 @@ class OutputCapture:
             return
         if cell_id is None:  # the cell that loaded tracker: its id is in the request
             cell_id = (parent.get("metadata") or {}).get("cellId")
+        cell_id = cell_id if isinstance(cell_id, str) else None
         with self._lock:
-            self._cells[request] = Executed(count, cell_id if isinstance(cell_id, str) else None,
-                                            source)
+            if cell_id is not None:
+                self._forget_earlier(cell_id, request)
+            self._cells[request] = Executed(count, cell_id, source)
+
+    def _forget_earlier(self, cell_id: str, request: str) -> None:
+        """Drop the outputs of the cell's earlier executions, which its last replaces (a
+        plotting cell run again and again must not fill the run's cap)."""
+        earlier = self._by_cell.get(cell_id)
+        self._by_cell[cell_id] = request
+        if earlier is not None and earlier != request:
+            self._cells.pop(earlier, None)
+            self._drop(earlier)
 
     # -- the executed notebook ---------------------------------------------------------------
 

@@ -80,7 +80,6 @@ class Session:
         self._numbering: str | None = None  # the run whose number the catalog has yet to give
         self._environment: threading.Thread | None = None
         self._environment_of: str | None = None  # the run whose snapshot was recorded
-        self._executed: tuple[Run, str] | None = None  # the ended run's notebook to build
 
     @property
     def cells_recorded(self) -> int:
@@ -408,11 +407,9 @@ class Session:
 
     # -- ending ----------------------------------------------------------------------------
 
-    def end(self, status: str | None = None, *, error: str | None = None,
-            outputs: bool = True) -> None:
+    def end(self, status: str | None = None, *, error: str | None = None) -> None:
         """End the session's run, storing the saved notebook with it, then the notebook with
-        the cells' outputs where the runner writes none (``outputs`` False: left for
-        :meth:`store_outputs`, which a shutdown calls once the run's end is written)."""
+        the cells' outputs where the runner writes none."""
         run = self.run
         if run is None or run.ended:
             return
@@ -423,17 +420,11 @@ class Session:
         self.guarded("recording outputs written after their cell",
                      lambda: self._outputs_at_end(run))
         executed = self._store_notebook(run)
-        self._executed = (run, executed) if executed is not None else None
         run.end(status or run.exit_status, error=error)
-        if outputs:
-            self.store_outputs()
-
-    def store_outputs(self) -> None:
-        """Store the notebook with the outputs of the run just ended, if :meth:`end` left it
-        to do: after the end, which a slow build (seconds for many MiB) must not hold back."""
-        pending, self._executed = self._executed, None
-        if pending is not None:
-            self.guarded("keeping the cells' outputs", lambda: self._store_outputs(*pending))
+        # Once the end is in the spool: a client's kill during a slow build (seconds for many
+        # MiB) loses only this notebook, not the run's end.
+        if executed is not None:
+            self.guarded("keeping the cells' outputs", lambda: self._store_outputs(run, executed))
 
     def _outputs_at_end(self, run: Run) -> None:
         """Outputs that changed since their cell (a log file its handler keeps writing) are
@@ -456,10 +447,9 @@ class Session:
         if run is None or run.ended or recorder is None:
             return
         if self._idle.wait(_SHUTDOWN_CELL_WAIT):
-            self.end(outputs=False)
+            self.end()
         else:
-            self.end(models.FAILED, error="the kernel was shut down while a cell was running",
-                     outputs=False)
+            self.end(models.FAILED, error="the kernel was shut down while a cell was running")
         # Durable in the spool already: what cannot be written now (a locked catalog, a kill
         # mid-write) is written by the exit handler or by the next process to open the catalog.
         with contextlib.suppress(Exception):
@@ -470,7 +460,6 @@ class Session:
 
             self.guarded("watching for the executed notebook",
                          lambda: notebook_watch.follow(catalog, run.id, info))
-        self.store_outputs()  # last: a client that kills the kernel meanwhile loses only it
 
     def at_exit(self) -> None:
         """Process exit without a shutdown request (a terminal, a script): end the run now, so
