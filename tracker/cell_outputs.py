@@ -280,10 +280,10 @@ def _append_stream(outputs: list[dict[str, Any]], content: dict[str, Any]) -> in
     when the notebook is built (:func:`_finished`): a cell printing for hours sends thousands."""
     name, text = str(content.get("name", "stdout")), str(content.get("text", ""))
     last = outputs[-1] if outputs else None
-    if last is None or last["output_type"] != "stream" or last["name"] != name:
+    if last is None or _KEPT not in last or last["name"] != name:  # not a growing stream
         last = {"output_type": "stream", "name": name, "text": [], _KEPT: 0}
         outputs.append(last)
-    room = MAX_OUTPUT - last.get(_KEPT, MAX_OUTPUT)
+    room = MAX_OUTPUT - last[_KEPT]
     if room <= 0:
         return 0
     if len(text) > room:
