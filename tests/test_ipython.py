@@ -910,7 +910,11 @@ def alive(pid: int) -> bool:
 
 
 def stored_notebooks(info: RunInfo) -> list[str]:
-    return [a["uri"] for a in info.artifacts if a["role"] == "notebook" and a["blob"]]
+    """The paths of the notebooks stored with the run, each once: the notebook as saved, and
+    under its path the one with the cells' outputs where the runner writes none (stored last,
+    it is lost if the kernel is killed meanwhile; tests/test_cell_outputs.py checks it)."""
+    return list(dict.fromkeys(a["uri"] for a in info.artifacts
+                              if a["role"] == "notebook" and a["blob"]))
 
 
 def jupyter_execute(notebook: Path, env: dict[str, str]) -> None:

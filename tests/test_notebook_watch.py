@@ -103,21 +103,6 @@ def test_the_run_stores_the_notebook_the_runner_wrote_after_the_kernel(
     assert tracker.Catalog(catalog_path).get_run(run_id).status == "completed"
 
 
-@pytest.mark.slow
-def test_jupyter_execute_without_an_output_keeps_the_input_notebook(
-        tmp_path: Path, env: dict[str, str]) -> None:
-    source = write_notebook(tmp_path / "nb.ipynb", *CELLS)
-    subprocess.run([str(BIN / "jupyter"), "execute", "nb.ipynb"], cwd=tmp_path, env=env,
-                   capture_output=True, timeout=TIMEOUT, check=True)
-    catalog_path = Path(env["TRACKER_CATALOG"])
-    run_id = tracker.Catalog(catalog_path).runs()["id"][0]
-    assert main(["--catalog", str(catalog_path), "notebook", run_id,
-                 "-o", str(tmp_path / "kept.ipynb")]) == 0
-    assert outputs(tmp_path / "kept.ipynb") == [[], [], []]
-    assert list(tracker.Catalog(catalog_path).artifacts(run_id, role="notebook")["uri"]) == [
-        str(source)]
-
-
 # --------------------------------------------------------------------------- the watcher alone
 
 

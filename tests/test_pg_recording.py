@@ -388,6 +388,8 @@ def test_a_notebook_kernel_records_its_run_and_a_killed_one_ends_crashed(
                              str(tmp_path / "back.ipynb")]) == 0
     back = (tmp_path / "back.ipynb").read_text()
     assert "# Team run" in back and "open('input.csv')" in back
+    # nbclient saved nothing: the notebook given back holds the outputs the kernel published
+    assert nbformat.reads(back, as_version=4).cells[-1].outputs[0]["data"] == {"text/plain": "4"}
 
     doomed = write_notebook(tmp_path / "doomed.ipynb", "x = 1")
     with kernel(tmp_path, {**env, "TRACKER_NOTEBOOK": str(doomed)}) as (manager, client):

@@ -228,15 +228,23 @@ def _from_saved(store: ContentStore, path: str, ident: Any, expected_hash: str |
 def store_blob(catalog: Catalog, path: str) -> dict[str, Any]:
     """Store the file at ``path``, redacted, as a blob of the catalog; return its facts as an
     artifact event carries them (with ``blob``, the stored copy's name)."""
-    from tracker import redaction
-    from tracker.hashing import file_facts, hash_bytes
+    from tracker.hashing import file_facts
 
     facts = file_facts(path)
     if facts.hash is None:
         return facts.fields()
+    return store_notebook(catalog, Path(path).read_bytes(), facts.mtime)
+
+
+def store_notebook(catalog: Catalog, raw: bytes, mtime: float | None) -> dict[str, Any]:
+    """Store the notebook ``raw``, redacted, as a blob of the catalog; its facts as
+    :func:`store_blob` gives them (``mtime``: the file's, if it is one)."""
+    from tracker import redaction
+    from tracker.hashing import hash_bytes
+
     # What is stored is the notebook with its secrets replaced, and the hash is of that.
-    content = redaction.for_catalog(catalog).notebook(Path(path).read_bytes())
+    content = redaction.for_catalog(catalog).notebook(raw)
     digest = hash_bytes(content)
     key = digest.replace(":", "-")
     catalog.store.save_blob(key, content)  # the blob folder, or a PostgreSQL catalog's table
-    return {"size": len(content), "mtime": facts.mtime, "hash": digest, "blob": key}
+    return {"size": len(content), "mtime": mtime, "hash": digest, "blob": key}

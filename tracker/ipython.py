@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import api, keeping, magics, models, notices, redaction
+from tracker import api, cell_outputs, keeping, magics, models, notices, redaction
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError
 from tracker.recorder import Recorder
@@ -64,6 +64,7 @@ class Session:
         self.located: Any = None
         self.capture: Any = None
         self.scan: Any = None  # tracker.scan.CellScan: files other processes wrote
+        self.outputs: Any = None  # tracker.cell_outputs.OutputCapture, in an ipykernel kernel
         self.hooked = False
         self._cell_seq = 0
         self._cell_start: float | None = None
@@ -133,6 +134,11 @@ class Session:
         self._numbering = self.run.id if models.NUMBERED_NAME in attrs else None
         self.run.keeper = keeping.Keeper(keeping.policy_from(settings.keep))
         self._start_capture(settings, capture)
+        if self.outputs is not None:  # the new run's outputs, from the cell starting it on
+            self.outputs.reset()
+            if first_cell is not None:
+                self.outputs.executed(getattr(self.ip, "execution_count", None), None,
+                                      first_cell)
         self._environment = threading.Thread(
             target=self._record_environment, args=(self.run,), name="tracker-environment",
             daemon=True)
@@ -334,6 +340,9 @@ class Session:
                                         self._cell_id or getattr(info, "cell_id", None), source,
                                         self._cell_start, error, recorder.redactor))
         self._cell_start = None
+        if self.outputs is not None:
+            self.outputs.executed(result.execution_count,
+                                  self._cell_id or getattr(info, "cell_id", None), source)
         if result.success:
             self._record_parameters(run, source)
         if self.capture is not None:
@@ -399,7 +408,8 @@ class Session:
     # -- ending ----------------------------------------------------------------------------
 
     def end(self, status: str | None = None, *, error: str | None = None) -> None:
-        """End the session's run, storing the saved notebook with it."""
+        """End the session's run, storing the saved notebook with it, then the notebook with
+        the cells' outputs where the runner writes none."""
         run = self.run
         if run is None or run.ended:
             return
@@ -409,8 +419,12 @@ class Session:
             self._record_environment(run, at_end=True)
         self.guarded("recording outputs written after their cell",
                      lambda: self._outputs_at_end(run))
-        self._store_notebook(run)
+        executed = self._store_notebook(run)
         run.end(status or run.exit_status, error=error)
+        # Once the end is in the spool: a client's kill during a slow build (seconds for many
+        # MiB) loses only this notebook, not the run's end.
+        if executed is not None:
+            self.guarded("keeping the cells' outputs", lambda: self._store_outputs(run, executed))
 
     def _outputs_at_end(self, run: Run) -> None:
         """Outputs that changed since their cell (a log file its handler keeps writing) are
@@ -454,14 +468,34 @@ class Session:
         with contextlib.suppress(Exception):  # nobody is left to warn; the spool keeps the rest
             self.end()
 
-    def _store_notebook(self, run: Run) -> None:
+    def _store_notebook(self, run: Run) -> str | None:
         """Keep the notebook with the run (copied when the event is written): the executed one,
-        outputs included, where the runner writes it as it runs (papermill), else as last saved."""
-        if self.notebook is not None and os.path.exists(self.notebook.path):
-            path = self.notebook.path
-            copy = _executed_copy(path)
-            run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
-                       time.time())
+        outputs included, where the runner writes it as it runs (papermill), else as last saved.
+        The notebook to store with the cells' outputs when the runner writes none, if any."""
+        if self.notebook is None or not os.path.exists(self.notebook.path):
+            return None
+        path = self.notebook.path
+        copy = _executed_copy(path)
+        run.record("stored", "notebook", copy.path if copy and not copy.after_exit else path,
+                   time.time())
+        return path if copy is None and self.outputs is not None else None
+
+    def _store_outputs(self, run: Run, path: str) -> None:
+        """Store the notebook at ``path`` with the outputs the kernel published
+        (:mod:`tracker.cell_outputs`) as the ended run's newest notebook, durable on return."""
+        from tracker import capture, delivery
+
+        if self.outputs.failure is not None:
+            raise self.outputs.failure
+        with capture.suppressed():  # reading the .ipynb is not one of the run's inputs
+            raw = Path(path).read_bytes()
+        built = self.outputs.notebook(raw)
+        if built is None or self.catalog is None or self.recorder is None:
+            return
+        now = time.time()
+        run.record("artifact", "notebook", path, delivery.store_notebook(self.catalog, built, now),
+                   now, "stored")
+        self.recorder.spool()
 
 
 def _executed_copy(path: str) -> ExecutedCopy | None:
@@ -564,6 +598,8 @@ def load(ip: Any) -> None:
         atexit.register(session.at_exit)  # registered after tracker.recorder's, so it runs first
         if _in_kernel(ip):
             _end_on_shutdown_request(session, ip.kernel)
+            session.outputs = session.guarded("capturing cell outputs",
+                                              lambda: cell_outputs.install(ip.kernel))
     if session.run is None or session.run.ended:
         session.guarded("starting the run", session.start)
     elif session.capture is not None:

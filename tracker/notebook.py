@@ -29,10 +29,12 @@ __all__ = [
     "Located",
     "NotebookInfo",
     "assigned_names",
+    "cell_source",
     "cell_tags",
     "code_hash",
     "find_notebook",
     "is_injected_parameters",
+    "normalise",
     "read_notebook",
 ]
 
@@ -267,7 +269,8 @@ def _find_relative(path: str, start: str) -> str | None:
 # --------------------------------------------------------------------------- content match
 
 
-def _normalise(source: str) -> str:
+def normalise(source: str) -> str:
+    """``source`` with its whitespace made one space: how cell sources compare."""
     return " ".join(source.split())
 
 
@@ -293,13 +296,13 @@ def _only_match(paths: Sequence[str], first_cell: str) -> str | None:
     Papermill outputs (metadata ``papermill.input_path``) repeat their input's cells; when they
     make the match ambiguous, they give way to the one notebook that is not an output.
     """
-    wanted = _normalise(first_cell)
+    wanted = normalise(first_cell)
     fragments = _json_fragments(first_cell)
     inputs: list[str] = []
     outputs: list[str] = []
     for path in dict.fromkeys(paths):
         notebook = _load_json(path, fragments=fragments)
-        if notebook is None or all(_normalise(c.source) != wanted for c in _code_cells(notebook)):
+        if notebook is None or all(normalise(c.source) != wanted for c in _code_cells(notebook)):
             continue
         (outputs if _is_papermill_output(notebook) else inputs).append(path)
         if len(inputs) > 1:
@@ -398,7 +401,7 @@ def _code_cells(notebook: Mapping[str, Any]) -> Iterator[CodeCell]:
         if cell.get("cell_type") == "code":
             cell_id = cell.get("id")
             yield CodeCell(
-                cell_id if isinstance(cell_id, str) else None, _source(cell), _tags(cell)
+                cell_id if isinstance(cell_id, str) else None, cell_source(cell), _tags(cell)
             )
 
 
@@ -409,7 +412,8 @@ def _cells(notebook: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [cell for cell in cells if isinstance(cell, dict)]
 
 
-def _source(cell: Mapping[str, Any]) -> str:
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """A cell's source as one string (a notebook may store it as a list of lines)."""
     source = cell.get("source", "")
     if isinstance(source, list):
         return "".join(part for part in source if isinstance(part, str))
@@ -449,7 +453,7 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 def _title(notebook: Mapping[str, Any]) -> str | None:
     for cell in _cells(notebook):
         if cell.get("cell_type") == "markdown":
-            heading = _first_heading(_source(cell))
+            heading = _first_heading(cell_source(cell))
             if heading:
                 return heading
     return None
@@ -553,8 +557,8 @@ def cell_tags(info: NotebookInfo, *, cell_id: str | None, source: str) -> tuple[
         for cell in info.cells:
             if cell.cell_id == cell_id:
                 return cell.tags
-    wanted = _normalise(source)
+    wanted = normalise(source)
     for cell in info.cells:
-        if _normalise(cell.source) == wanted:
+        if normalise(cell.source) == wanted:
             return cell.tags
     return ()
