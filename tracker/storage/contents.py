@@ -330,7 +330,6 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
     if owner is not None:  # before looking: see FolderStore.remove_unless_marked
         store.mark(owner, staged.key)
-    os.chmod(staged.path, 0o400)  # a kept content never changes
     if store.has(staged.key):
         staged.path.unlink()
     else:
