@@ -22,6 +22,7 @@ from collections.abc import Callable
 _stoppers: list[Callable[[], None]] = []
 _exiting = threading.Event()
 _arm_lock = threading.Lock()
+_armed = False  # the handler is registered
 
 
 def before_teardown(stop: Callable[[], None]) -> None:
@@ -41,11 +42,28 @@ def arm(wait_idle: Callable[[], None]) -> None:
     """Register the exit handler, or move it after every handler registered so far: call it
     after ``import duckdb`` so that it runs before DuckDB's own. ``wait_idle`` returns once
     no operation is inside DuckDB (nor starting it)."""
+    global _armed
     if _exiting.is_set():
         return  # the main thread writing at exit: the handler has run
     with _arm_lock:
         atexit.unregister(_at_exit)
         atexit.register(_at_exit, wait_idle)
+        _armed = True
+
+
+def arm_without_duckdb() -> None:
+    """Register the exit handler unless it is: a process that uses only a PostgreSQL catalog
+    never imports duckdb, and its background threads (widgets, the flusher) must be stopped
+    at exit all the same, before they are cut off inside Arrow or a socket read (a hang)."""
+    global _armed
+    with _arm_lock:
+        if not _armed and not _exiting.is_set():
+            atexit.register(_at_exit, _no_wait)
+            _armed = True
+
+
+def _no_wait() -> None:
+    """No DuckDB instance to wait for (see :func:`arm_without_duckdb`)."""
 
 
 def _at_exit(wait_idle: Callable[[], None]) -> None:
