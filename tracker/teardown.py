@@ -10,6 +10,8 @@ first, so it runs before DuckDB's), marks the process as exiting, runs the stopp
 modules that own background threads (widgets, the flusher), then waits until no operation is
 inside DuckDB. From then on a thread other than the main one opens no catalog: its lock waits
 end at once and its attaches are refused, so the wait is short and nothing starts after it.
+A process that uses only a PostgreSQL catalog never imports duckdb: it registers the handler
+at its first connection, with nothing to wait for, so its threads are stopped all the same.
 """
 
 from __future__ import annotations
