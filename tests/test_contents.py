@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -671,3 +674,112 @@ def test_a_store_on_a_file_system_that_cannot_sync_still_keeps(
     source = _write(tmp_path / "model.bin", b"weights")
     kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
     assert store.path(kept.key).read_bytes() == b"weights"
+
+
+TEAM, ANN, BOB, EVE = 61000, 61001, 61002, 61003  # a group and three users no one else uses
+
+
+_AS_A_USER = """
+import os, sys
+from pathlib import Path
+from tracker.storage import contents  # before the switch: that user may not read Python
+
+uid, groups, folder, action, *args = sys.argv[1:]
+os.setgroups([int(group) for group in groups.split(",") if group])
+os.setgid(int(uid))
+os.setuid(int(uid))  # from here on a process of that user
+store = contents.FolderStore(Path(folder), shared=True)
+try:
+    if action == "keep":
+        contents.keep_file(store, args[0], Path(args[1]), expected_hash=None, owner="a" * 32)
+    else:
+        store.restore(args[0], Path(args[1]))
+        store.mark("a" * 32, args[0])  # the same catalog's id: one PostgreSQL catalog's users
+        store.mark("b" * 32, args[0])
+except PermissionError:
+    sys.exit(13)
+"""
+
+
+def _as_user(uid: int, groups: list[int], *args: str) -> int:
+    """Run :data:`_AS_A_USER` (``keep PATH STAGING`` or ``restore KEY TO``) on the team's
+    store as the user ``uid`` (its own group, and ``groups``): its exit code, 0 if it went
+    through, 13 if it was refused."""
+    return subprocess.run(
+        [sys.executable, "-c", _AS_A_USER, str(uid), ",".join(map(str, groups)), *args],
+        timeout=120, check=False).returncode
+
+
+@pytest.fixture
+def team_folder() -> Iterator[Path]:
+    """A folder every user may pass through (``tmp_path`` is root's alone), removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="tracker-team-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def _private_folder(parent: Path, uid: int) -> Path:
+    folder = parent / str(uid)
+    folder.mkdir(mode=0o700)
+    os.chown(folder, uid, uid)
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs processes as other users: needs root")
+def test_a_team_folder_shares_what_one_member_keeps_with_its_group_and_nobody_else(
+        team_folder: Path) -> None:
+    # the old code made the marks' folders 0700 and each content 0400 in its maker's group:
+    # the team's other members could neither restore a content nor mark it
+    store = team_folder / "store"
+    store.mkdir()
+    os.chown(store, 0, TEAM)
+    store.chmod(0o2770)  # as its admin makes it the team's
+    ann, bob, eve = (_private_folder(team_folder, uid) for uid in (ANN, BOB, EVE))
+    model = ann / "model.bin"
+    model.write_bytes(b"the team's weights")
+    os.chown(model, ANN, ANN)
+    key = contents.hash_contents(model)[0]
+    assert _as_user(ANN, [TEAM], str(store), "keep", str(model), str(ann)) == 0
+
+    content = os.stat(store / key)
+    assert (content.st_uid, content.st_gid, stat.S_IMODE(content.st_mode)) == (ANN, TEAM, 0o440)
+    for folder in (store / ".marks", store / ".marks" / ("a" * 32)):
+        assert (os.stat(folder).st_gid, stat.S_IMODE(os.stat(folder).st_mode)) == (TEAM, 0o2770)
+    assert stat.S_IMODE(os.stat(store / ".marks" / ("a" * 32) / key).st_mode) == 0o660
+
+    assert _as_user(BOB, [TEAM], str(store), "restore", key, str(bob / "back.bin")) == 0
+    assert (bob / "back.bin").read_bytes() == b"the team's weights"
+    assert _as_user(EVE, [], str(store), "restore", key, str(eve / "back.bin")) == 13
+    assert not (eve / "back.bin").exists()
+
+def test_a_shared_folder_tracker_creates_stays_private(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
+    with catalog.start_run("writer") as run:
+        run.log_output(_write(tmp_path / "model.bin", b"the trained weights"))
+    catalog.flush()
+    store = tmp_path / "team-store"
+    [content] = [entry for entry in store.iterdir() if contents.is_key(entry.name)]
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    assert stat.S_IMODE(content.stat().st_mode) == 0o400
+    assert {stat.S_IMODE(path.stat().st_mode) for path in (store / ".marks").rglob("*")} == \
+        {0o700, 0o600}
+
+
+def test_a_shared_folder_every_user_may_write_is_refused_unless_trusted(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old code used it: anyone could plant or remove kept contents and marks there
+    store = tmp_path / "public"
+    store.mkdir()
+    store.chmod(0o1777)  # like /tmp: the sticky bit does not make it the team's
+    monkeypatch.setenv("TRACKER_STORE", str(store))
+    with catalog.start_run("writer") as run:
+        run.log_output(_write(tmp_path / "model.bin", b"the trained weights"))
+    catalog.flush()
+    kept = catalog.get_artifact(tmp_path / "model.bin")
+    assert kept.kept == "not kept" and not list(store.iterdir())
+    with pytest.raises(tracker.CatalogOwnershipError, match="chmod 2770"):
+        _ = tracker.Catalog(catalog.path).content_store
+    monkeypatch.setenv("TRACKER_TRUSTED_CATALOGS", str(store))
+    assert tracker.Catalog(catalog.path).content_store.location == str(store)

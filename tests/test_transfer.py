@@ -322,3 +322,35 @@ def test_a_push_to_a_server_without_a_store_says_what_stayed_behind(
         server.get_artifact(model).open()
     with retrieval.run_notebook(server, run_id).open() as stream:  # the notebook travels
         assert b"weights = train()" in stream.read()
+
+
+def test_pushing_again_once_the_server_has_a_store_fills_in_what_was_not_kept(
+        catalog: tracker.Catalog, pg_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old code left the run alone (nothing in its records changed): 'not kept' for good
+    monkeypatch.delenv("TRACKER_STORE", raising=False)
+    run_id, model = _run_with_contents(catalog, tmp_path)
+    [version] = catalog.sql("SELECT id FROM artifacts WHERE key LIKE '%model.bin'")["id"]
+    server = tracker.Catalog(pg_url)
+    assert catalog.push(server).filled == []
+    laptop = tracker.Catalog(tmp_path / "laptop" / "catalog.duckdb")  # pulled meanwhile
+    assert laptop.pull(server).copied == [run_id]
+    assert laptop.get_artifact(model).kept == "not kept"
+
+    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))  # the server gets one
+    server = tracker.Catalog(pg_url)
+    again = catalog.push(server)
+    assert (again.unchanged, again.filled) == ([run_id], [version])
+    assert "kept contents filled in 1" in str(again)
+    with server.get_artifact(model).open() as stream:
+        assert stream.read() == b"the weights"
+    assert server.sql("SELECT count(*) AS n FROM artifacts WHERE key LIKE '%model.bin'"
+                      )["n"][0] == 1  # filled in, not a second version
+    assert catalog.push(server).filled == []  # once
+
+    monkeypatch.delenv("TRACKER_STORE")  # the laptop keeps in its own folder: pull fills it
+    pulled = laptop.pull(server)
+    assert (pulled.unchanged, pulled.filled) == ([run_id], [version])
+    assert laptop.get_artifact(model).restore(tmp_path / "back.bin").read_bytes() == \
+        b"the weights"
+    assert laptop.pull(server).filled == []

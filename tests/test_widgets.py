@@ -67,6 +67,17 @@ def table(reads: tracker.Catalog, three: list[str]) -> Iterator[RunTable]:
     view.close()
 
 
+@pytest.fixture
+def own_table(catalog: tracker.Catalog, three: list[str]) -> Iterator[RunTable]:
+    """The runs browser on ``three`` in ``catalog`` itself, for the actions that change the
+    catalog: a file catalog, then, in a test marked ``backends.WRITES_ON_BOTH``, a PostgreSQL
+    catalog recorded into directly (the mirror behind ``table`` is fed only by a file's
+    writer, so a change made on it alone would leave the two apart)."""
+    view = RunTable(catalog=catalog, live=False)
+    yield view
+    view.close()
+
+
 def names(table: RunTable | TrashView) -> list[str]:
     """The run names the grid shows, top to bottom."""
     return [row["name"] for row in table.grid.rows]
@@ -365,12 +376,10 @@ def test_notebook_column_shows_only_when_names_do_not_repeat_it() -> None:
     assert "notebook_name" in _columns.default_columns([], other)
 
 
-# the current run is a recorded one: recording into PostgreSQL is not ported yet
-@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
-def test_current_run_is_marked(
-        reads: tracker.Catalog, catalog: tracker.Catalog, three: list[str]) -> None:
+@backends.WRITES_ON_BOTH
+def test_current_run_is_marked(catalog: tracker.Catalog, three: list[str]) -> None:
     run = catalog.start_run("live one")
-    table = RunTable(catalog=reads, live=False)
+    table = RunTable(catalog=catalog, live=False)
     try:
         first, second = table.grid.rows[:2]
         assert first["name"] == "live one" and first["current"] is True
@@ -822,11 +831,10 @@ def test_compare_needs_two_runs(table: RunTable, three: list[str]) -> None:
     assert "two or more" in table.message
 
 
-# pinned: it moves runs to the trash through the file catalog, which the PostgreSQL mirror
-# (tests/backends.py) is not fed (the trash on PostgreSQL: test_manage.py, both back ends)
-@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
+@backends.WRITES_ON_BOTH
 def test_trash_restores_and_purges_only_after_confirmation(
-        table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+        own_table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+    table = own_table
     catalog.delete_runs(ids=three[:2])
     table.trash_button.click()
     trash = table.view
@@ -850,6 +858,7 @@ def test_trash_restores_and_purges_only_after_confirmation(
     assert trash.total == 0
 
 
+@backends.WRITES_ON_BOTH
 def test_purge_all_keeps_runs_deleted_after_the_question(catalog: tracker.Catalog,
                                                          three: list[str]) -> None:
     catalog.delete_runs(ids=three[:2])
@@ -868,11 +877,9 @@ def test_purge_all_keeps_runs_deleted_after_the_question(catalog: tracker.Catalo
 # -- escaping ----------------------------------------------------------------------------------
 
 
-# pinned: it moves runs to the trash through the file catalog, which the PostgreSQL mirror
-# (tests/backends.py) is not fed (the trash on PostgreSQL: test_manage.py, both back ends)
-@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
+@backends.WRITES_ON_BOTH
 def test_hostile_strings_show_only_escaped_in_every_html_value(
-        reads: tracker.Catalog, catalog: tracker.Catalog, tmp_path: Path) -> None:
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
     hostile_file = tmp_path / "<img src=x onerror=alert(2)>.csv"
     hostile_file.write_text("1")
     evil = catalog.start_run(SCRIPT, params={"model": IMG, IMG: 1}, labels=[IMG],
@@ -884,7 +891,7 @@ def test_hostile_strings_show_only_escaped_in_every_html_value(
                          "error_type": IMG, "error_message": SCRIPT})
     evil.end("failed", error=IMG)
     other = make_run(catalog, IMG, params={"model": SCRIPT})
-    table = RunTable(catalog=reads, live=False, columns=[
+    table = RunTable(catalog=catalog, live=False, columns=[
         "notebook_name", "status", "labels", "project", "notes", "params.model",
         f"params.{IMG}", f"metrics.{SCRIPT}"])
     table.set_filter(f"name = '{SCRIPT}' or {IMG}")  # a syntax error quoting the payload
@@ -1009,11 +1016,10 @@ def test_delete_and_undo_update_the_project_counts(table: RunTable, three: list[
     _wait_for(lambda: ("vision (2)", "vision") in table.filters.project.options)
 
 
-# pinned: it moves runs to the trash through the file catalog, which the PostgreSQL mirror
-# (tests/backends.py) is not fed (the trash on PostgreSQL: test_manage.py, both back ends)
-@pytest.mark.parametrize("read_backend", backends.FILE_ONLY)
+@backends.WRITES_ON_BOTH
 def test_trash_shows_project_and_params_selects_all_and_opens_runs(
-        table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+        own_table: RunTable, catalog: tracker.Catalog, three: list[str]) -> None:
+    table = own_table
     catalog.delete_runs(ids=three[:2])
     table.show_trash()
     trash = table.view

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tracker import events
-from tracker.errors import ArgumentError
+from tracker.errors import ArgumentError, CatalogOwnershipError
 from tracker.events import Event, Spooled
 from tracker.storage import recovery
 from tracker.storage.spools import Reject
@@ -158,7 +158,8 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
         return {"kept": keeping.UNREADABLE}
     try:
         store = catalog.content_store
-    except ArgumentError:  # TRACKER_STORE names no usable store (boto3 missing, no bucket)
+    except (ArgumentError, CatalogOwnershipError):  # TRACKER_STORE names no usable store
+        # (boto3 missing, no bucket, a folder every user may write): said when one is read
         pending_keeps.settle(path, pending_keeps.identity(facts.get("hash"), seen), None)
         return {"kept": keeping.NOT_KEPT}
     try:

@@ -295,6 +295,26 @@ def update_checked(catalog: Catalog, runs: Sequence[dict[str, Any]], *,
     return [change.run_id for change in changed]
 
 
+#: A version recorded ``not kept`` here takes the kept content a copy of its run carried into
+#: this catalog's store (its run was copied before the catalog had a store); nothing else
+#: changes: a version kept, changed or unreadable here, or of another hash, stays as it is.
+FILL_KEPT = ("UPDATE artifacts SET blob = v.blob, kept = 'kept' FROM (SELECT "
+             "unnest(?::VARCHAR[]) AS id, unnest(?::VARCHAR[]) AS hash, "
+             "unnest(?::VARCHAR[]) AS blob) v WHERE artifacts.id = v.id "
+             "AND artifacts.hash = v.hash AND artifacts.kept = 'not kept' RETURNING artifacts.id")
+
+
+def kept_versions(runs: Sequence[dict[str, Any]], carried: Set[str]) -> list[list[str]]:
+    """:data:`FILL_KEPT`'s values for ``runs``: the ids, hashes and content names of their
+    versions kept at the source whose content this catalog's store holds (``carried``);
+    empty lists when there are none."""
+    found = {row["id"]: (row["hash"], row["blob"]) for data in runs
+             for row in data["artifacts"]
+             if row.get("kept") == "kept" and row.get("blob") in carried and row.get("hash")}
+    return [list(found), [hashed for hashed, _ in found.values()],
+            [blob for _, blob in found.values()]]
+
+
 def recorded_here(catalog: Catalog, runs: Sequence[dict[str, Any]], carried: Set[str],
                   redactor: redaction.Redactor | None) -> list[dict[str, Any]]:
     """The runs as this catalog (either back end) records them: redacted, the notebooks they

@@ -9,7 +9,9 @@ Runs in the trash are copied too, in the trash. The notebooks stored with the ru
 with them (a server keeps them in its ``blobs`` table), and so do their kept contents, from
 the source's content store into the target's, checked as an import checks them; a content the
 target holds already is not copied again, and one a target cannot keep (a server without
-``TRACKER_STORE``) is recorded ``not kept`` there, said in the report. The target is written
+``TRACKER_STORE``) is recorded ``not kept`` there, said in the report. Copying again once
+the target has a store fills those versions in (``filled``), however unchanged their runs
+are; nothing else recorded there is changed. The target is written
 in transactions of at most a hundred runs; a failure leaves the runs already written, and
 copying again finishes.
 """
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracker import carried_contents, exchange, pg_exchange, redaction
 from tracker.queries import flush_for_read
+from tracker.sql_dialects import DUCKDB, POSTGRES
 from tracker.storage.pg_store import PgStore
 
 if TYPE_CHECKING:
@@ -44,11 +47,14 @@ class Pushed:
     skipped: dict[str, str] = field(default_factory=dict)
     #: what did not travel, said once (kept contents a target cannot keep)
     notes: list[str] = field(default_factory=list)
+    #: the versions recorded ``not kept`` in the target that now have their kept content
+    filled: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.source} -> {self.target}: copied {len(self.copied)}, updated "
                  f"{len(self.updated)}, already up to date {len(self.unchanged)}"
-                 + (f", skipped {len(self.skipped)}" if self.skipped else "")]
+                 + (f", skipped {len(self.skipped)}" if self.skipped else "")
+                 + (f", kept contents filled in {len(self.filled)}" if self.filled else "")]
         lines += [f"skipped {run_id}: {why}" for run_id, why in self.skipped.items()]
         return "\n".join([*lines, *(f"note: {note}" for note in self.notes)])
 
@@ -68,6 +74,7 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
         report.copied += added
         report.updated += updated
         report.skipped.update(refused)
+        report.filled += _fill_kept(target, runs, carried)
         report.unchanged += [run_id for run_id in chunk
                              if run_id not in {*added, *updated, *refused}]
         behind |= _left_behind([data for data in runs
@@ -118,6 +125,19 @@ def _write(source: Catalog, target: Catalog, runs: list[dict[str, Any]], carried
     added = exchange.import_checked(target, runs, carried=carried)
     held = [data for data in runs if data["run"]["id"] not in set(added)]
     return added, exchange.update_checked(target, held, carried=carried), {}
+
+
+def _fill_kept(target: Catalog, runs: list[dict[str, Any]], carried: set[str]) -> list[str]:
+    """Give the versions ``target`` records ``not kept`` the contents now ``carried`` into its
+    store (:data:`tracker.exchange.FILL_KEPT`); their ids."""
+    values = exchange.kept_versions(runs, carried)
+    if not values[0]:
+        return []
+    server = _server(target)
+    dialect = POSTGRES if server is not None else DUCKDB
+    with (server or target).connect(write=True) as con:
+        return [row[0] for row in con.execute(dialect.finish(exchange.FILL_KEPT),
+                                              values).fetchall()]
 
 
 def _left_behind(runs: list[dict[str, Any]], carried: set[str]) -> set[str]:

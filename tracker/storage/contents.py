@@ -15,6 +15,8 @@ recorded. Anything else raises :class:`ContentChanged` and nothing is stored.
 Restoring trusts the catalog's own folder (0700, contents 0400, verified when stored; the
 caller checks the size) and hashes what comes from a shared folder or a bucket, where others
 can write: bytes without their name's hash raise :class:`ContentDamaged` (docs/design.md §8).
+A shared folder's subfolders and contents are its group's, with the group permissions it has
+(a team's, made by an admin: ``chgrp team; chmod 2770``), read-only once stored.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def _check_key(key: str) -> str:
 
 
 class FolderStore:
-    """Contents as files named by their key in one folder (private: mode 0700)."""
+    """Contents as files named by their key in one folder: the catalog's own (private: 0700,
+    contents 0400), or a team's (``shared``), whose subfolders and contents take the folder's
+    group and its group permissions, never any for others (:meth:`_give`)."""
 
     def __init__(self, folder: Path, *, shared: bool = False) -> None:
         self.folder = folder
@@ -139,7 +143,8 @@ class FolderStore:
         if refresh(target):
             staged.unlink()
             return
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_root()
+        self._give(staged, 0o400)  # a kept content never changes
         try:
             sync_path(staged)  # what cp does not do: see benchmarks/README.md
             os.replace(staged, target)
@@ -151,6 +156,7 @@ class FolderStore:
             try:
                 copy_file(staged, partial)
                 sync_path(partial)
+                self._give(partial, 0o400)
                 os.replace(partial, target)
             finally:  # a failed copy (a full disk, retried later) leaves no partial behind
                 partial.unlink(missing_ok=True)
@@ -186,8 +192,19 @@ class FolderStore:
         """Note that the catalog ``owner`` references ``key``: an empty file
         ``.marks/<owner>/<key>`` (:mod:`tracker.shared_store`)."""
         folder = self._marks / _check_owner(owner)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (folder / _check_key(key)).touch()
+        mark = folder / _check_key(key)
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(mark)
+            return
+        self._make_root()
+        for made in (self._marks, folder):
+            with contextlib.suppress(FileExistsError):
+                made.mkdir(mode=0o700)
+                self._give(made, 0o700)
+        # Readable and writable by the group: the users of one PostgreSQL catalog share its id.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            self._give(mark, 0o600)
 
     def unmark(self, owner: str, key: str) -> None:
         (self._marks / _check_owner(owner) / _check_key(key)).unlink(missing_ok=True)
@@ -222,6 +239,29 @@ class FolderStore:
     @property
     def _marks(self) -> Path:
         return self.folder / ".marks"
+
+    def _make_root(self) -> None:
+        """Create the folder if it is missing, private (0700) even when shared: its admin
+        makes it a team's (README, Team catalogs), and what tracker stores in it follows."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _give(self, path: Path, private: int) -> None:
+        """Set the mode of an entry this store just made: ``private`` (the owner's bits) and,
+        in a shared folder, as many of the same bits for the group as the folder grants its
+        group, once the entry is the folder's group's (chown, as a member of it; else it
+        stays private). Others get nothing; a folder keeps its setgid bit."""
+        if not self.shared:
+            os.chmod(path, private)
+            return
+        root = os.stat(self.folder)
+        group = (private >> 3) & root.st_mode & 0o070
+        if group and os.stat(path).st_gid != root.st_gid:
+            try:
+                os.chown(path, -1, root.st_gid)
+            except PermissionError:  # not a member of the folder's group
+                group = 0
+        setgid = root.st_mode & stat.S_ISGID if path.is_dir() and group else 0
+        os.chmod(path, private | group | setgid)
 
 
 def refresh(path: Path) -> bool:
@@ -296,7 +336,6 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
     if owner is not None:  # before looking: see FolderStore.remove_unless_marked
         store.mark(owner, staged.key)
-    os.chmod(staged.path, 0o400)  # a kept content never changes
     if store.has(staged.key):
         staged.path.unlink()
     else:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from tracker import arguments
+from tracker import arguments, teardown
 from tracker.errors import (
     CatalogError,
     CatalogVersionError,
@@ -146,6 +146,7 @@ class PgStore:
     def _open(self, wait: float) -> Any:
         import psycopg
 
+        teardown.arm_without_duckdb()  # this process's threads reading here stop at exit
         seconds = max(_MIN_CONNECT_TIMEOUT, math.ceil(wait))
         with translated(self.shown):
             connection = psycopg.connect(self._url, connect_timeout=seconds, autocommit=True,

@@ -1,13 +1,20 @@
 """Which store holds kept contents: ``TRACKER_STORE`` names a folder or an S3-compatible
-bucket; unset, the catalog's own blob folder."""
+bucket; unset, the catalog's own blob folder.
+
+A shared folder is shared with a group by intent (its admin gives it one: ``chmod 2770``), but
+one every user may write (``/tmp``, sticky or not) is refused as a catalog there would be
+(:mod:`tracker.storage.files`): anyone could plant or remove contents and marks. Listing it
+in ``TRACKER_TRUSTED_CATALOGS`` lifts that, as for a catalog."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from tracker.errors import ArgumentError
+from tracker.errors import ArgumentError, CatalogOwnershipError
 from tracker.storage.contents import ContentStore, FolderStore
+from tracker.storage.files import TRUST_VARIABLE, is_trusted
 
 __all__ = ["STORE_VARIABLE", "open_store"]
 
@@ -29,4 +36,20 @@ def open_store(blob_dir: Path, setting: str | None = None) -> ContentStore:
         raise ArgumentError(f"{STORE_VARIABLE}={setting[:80]!r}: only s3:// buckets and "
                             f"folders can hold kept contents; set {STORE_VARIABLE} to "
                             "s3://bucket/prefix or a folder, or unset it")
-    return FolderStore(Path(os.path.expanduser(setting)), shared=True)
+    folder = Path(os.path.expanduser(setting))
+    _check_not_public(folder)
+    return FolderStore(folder, shared=True)
+
+
+def _check_not_public(folder: Path) -> None:
+    """CatalogOwnershipError if every user may write the shared ``folder``, unless trusted."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:  # missing (tracker makes it, private) or unreachable (said when used)
+        return
+    if mode & stat.S_IWOTH and not is_trusted(folder):
+        raise CatalogOwnershipError(
+            f"refusing the shared store {folder} ({STORE_VARIABLE}): every user may write "
+            "it, so anyone could plant or remove kept contents. Give it to a group instead "
+            f"(chgrp GROUP {folder} && chmod 2770 {folder}), or, if you trust it, add it to "
+            f"{TRUST_VARIABLE}", path=str(folder))
