@@ -138,12 +138,15 @@ def test_a_migration_is_one_transaction(pg_url: str, monkeypatch: pytest.MonkeyP
 
 
 def drop_values(url: str) -> None:
-    """Take the catalog at ``url`` back to before ``latest_values`` (same schema version)."""
+    """Take the catalog at ``url`` back to before ``latest_values`` (same schema version), and
+    so before the access control that came after it: the policies of the shared tables."""
     with psycopg.connect(url) as connection:
         for function in ("keep_latest", "drop_latest"):  # and their triggers
             connection.execute(f"DROP FUNCTION tracker.{function}() CASCADE")
-        connection.execute(f"DROP TABLE tracker.{pg_schema.VALUES}")
+        # and the key lists' policies, which read it
+        connection.execute(f"DROP TABLE tracker.{pg_schema.VALUES} CASCADE")
         connection.execute("DROP FUNCTION tracker.latest_of(text)")
+        connection.execute("DROP FUNCTION tracker.file_version, tracker.blob_in_use CASCADE")
 
 
 def test_a_catalog_from_before_the_value_table_gets_it_filled(pg_url: str) -> None:

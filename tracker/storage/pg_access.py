@@ -13,12 +13,18 @@ statement (filters, ``sql()``, psql alike), so no query of tracker's is trusted 
   sub-select, a PostgreSQL init plan), not once per row.
 - ``latest_values`` (each run's latest params and metrics, kept by a trigger) is a run table
   like the others: a role reads, through a filter or ``sql()``, only the values of runs it sees.
-- :data:`SHARED` tables are catalog-wide, not per project: the key lists, the environments and
-  the file records (a path's versions count up across projects, so a writer must see every
-  version to number the next one). What a run did with a file is its ``run_artifacts`` row.
+- :data:`REFERENCED` tables hold rows runs share (a version of a path two projects read, an
+  environment, a param or metric key): a role reads one while a run it sees references it (a
+  file link, ``runs.environment_id``, a latest value of the key), through that table's own
+  policy. Any writer adds one (``ON CONFLICT DO NOTHING`` needs no sight of an existing row);
+  a path's versions count up across projects, so a writer numbers the next one through
+  :data:`FILE_VERSION`, a ``SECURITY DEFINER`` function that answers only the latest number
+  and whether that version holds the writer's own content, never another project's rows.
+- :data:`SHARED` tables are catalog-wide: ``meta`` and the grants (each role its own rows).
 - :data:`BLOBS`, the stored notebooks, are keyed by content: a role reads one through a file link
   of a run it sees, or while no run references it (on its way into a batch, or left by a purge
-  within the grace); any writer stores one, and removes one no run references.
+  within the grace); any writer stores one, and removes one no run references (of any project:
+  :data:`BLOB_IN_USE` looks past the policies).
 
 The owner of the tables and superusers bypass row-level security: they see every project (the
 owner runs ``tracker admin``). Every statement here is idempotent, so they both create a catalog
@@ -31,11 +37,9 @@ from tracker.storage import pg_schema
 
 DEFAULT_PROJECT = "default"  # the project of a run recorded with none
 GRANTS = "project_grants"  # the table of (grantee, project, can_write)
-#: tables without per-project rows (see the module's docstring)
-SHARED = ("meta", "param_keys", "metric_keys", "artifacts", "environments", GRANTS)
+#: catalog-wide tables (see the module's docstring)
+SHARED = ("meta", GRANTS)
 BLOBS = "blobs"  # stored notebooks, seen through the runs that reference them
-#: shared tables a writer adds to (and updates: an artifact's kept blob)
-SHARED_WRITES = ("param_keys", "metric_keys", "artifacts", "environments")
 
 _S = pg_schema.SCHEMA
 _PROJECT = f"coalesce({{row}}project, '{DEFAULT_PROJECT}')"
@@ -43,6 +47,43 @@ _READABLE = f"ARRAY(SELECT g.project FROM {_S}.{GRANTS} g)"
 _WRITABLE = f"ARRAY(SELECT g.project FROM {_S}.{GRANTS} g WHERE g.can_write)"
 _MINE = (f"EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = {GRANTS}.grantee "
          "AND pg_catalog.pg_has_role(r.oid, 'USAGE'))")
+#: tables of rows runs share, each with what makes a row seen: a run the role sees (through
+#: the referencing table's own policy) references it; each lookup reads an index
+REFERENCED = {
+    "artifacts": f"EXISTS (SELECT 1 FROM {_S}.run_artifacts ra "
+                 "WHERE ra.artifact_id = artifacts.id)",
+    "environments": f"EXISTS (SELECT 1 FROM {_S}.runs r "
+                    "WHERE r.environment_id = environments.id)",
+    **{f"{name}_keys": f"EXISTS (SELECT 1 FROM {_S}.{pg_schema.VALUES} v "
+                       f"WHERE v.namespace = '{name}s' AND v.key = {name}_keys.key)"
+       for name in ("param", "metric")},
+}
+#: the shared tables a writer adds to (and updates: an artifact's kept blob)
+SHARED_WRITES = tuple(REFERENCED)
+# What the policies on environments need (runs(environment_id) has no index otherwise); the
+# others read indexes the schema has: run_artifacts(artifact_id), latest_values(namespace, key).
+_INDEXES = (f"CREATE INDEX IF NOT EXISTS runs_environment ON {_S}.runs (environment_id)",)
+#: ``(same_id, latest, taken)`` of a path for a writer numbering its version: ``wanted``'s id
+#: if the path has that version id (a version pushed before), else the latest version's id if
+#: it holds ``digest``; the latest number (0 for none); whether number ``number`` is taken.
+#: Past the policies (SECURITY DEFINER), so only writers may call it, and it answers nothing
+#: else of the rows it reads.
+FILE_VERSION = f"{_S}.file_version(path text, digest text, wanted text, number integer)"
+_FILE_VERSION = (
+    f"CREATE OR REPLACE FUNCTION {FILE_VERSION} RETURNS TABLE (same_id text, latest integer, "
+    "taken boolean) LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+    f"AS $$ SELECT coalesce((SELECT a.id FROM {_S}.artifacts a WHERE a.key = path "
+    "AND a.id = wanted), (SELECT CASE WHEN l.hash = digest THEN l.id END "
+    f"FROM {_S}.artifacts l WHERE l.key = path ORDER BY l.version DESC LIMIT 1)), "
+    f"(SELECT coalesce(max(a.version), 0) FROM {_S}.artifacts a WHERE a.key = path), "
+    f"EXISTS (SELECT 1 FROM {_S}.artifacts a WHERE a.key = path AND a.version = number) $$")
+#: whether any artifact of any project names the blob ``blob`` (a read or removal of a
+#: blob must not take a row another project references for an unreferenced one)
+BLOB_IN_USE = f"{_S}.blob_in_use(blob text)"
+_BLOB_IN_USE = (
+    f"CREATE OR REPLACE FUNCTION {BLOB_IN_USE} RETURNS boolean LANGUAGE sql STABLE "
+    "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+    f"AS $$ SELECT EXISTS (SELECT 1 FROM {_S}.artifacts a WHERE a.blob = blob_in_use.blob) $$")
 
 
 def run_tables() -> tuple[str, ...]:
@@ -73,14 +114,21 @@ def _policies(table: str) -> list[str]:
     return _enabled(table, read=read, insert=write, change=write, delete=write)
 
 
+def _referenced_policies(table: str) -> list[str]:
+    """Read and changed while a run the role sees references the row; added by any writer
+    (the table privileges say who writes)."""
+    seen = REFERENCED[table]
+    return _enabled(table, read=seen, insert="true", change=seen, delete=seen)
+
+
 def _blob_policies() -> list[str]:
     """A stored notebook is read through a visible run's file link (run_artifacts' own policy),
     or while unreferenced; stored by any writer; removed only while unreferenced."""
-    referenced = f"EXISTS (SELECT 1 FROM {_S}.artifacts a WHERE a.blob = {BLOBS}.key)"
     seen = (f"EXISTS (SELECT 1 FROM {_S}.artifacts a JOIN {_S}.run_artifacts ra "
             f"ON ra.artifact_id = a.id WHERE a.blob = {BLOBS}.key)")
-    return _enabled(BLOBS, read=f"{seen} OR NOT {referenced}", insert="true", change="true",
-                    delete=f"NOT {referenced}")
+    unused = f"NOT {_S}.blob_in_use({BLOBS}.key)"
+    return _enabled(BLOBS, read=f"{seen} OR {unused}", insert="true", change="true",
+                    delete=unused)
 
 
 def _enabled(table: str, *, read: str, insert: str, change: str, delete: str) -> list[str]:
@@ -95,22 +143,34 @@ def _enabled(table: str, *, read: str, insert: str, change: str, delete: str) ->
             f"CREATE POLICY tracker_delete {on} FOR DELETE USING ({delete})"]
 
 
+def _like_runs(privileges: str, grant: str) -> str:
+    """A block running ``grant`` (a ``format()`` text: ``%1$s`` a privilege, ``%2$s`` a role)
+    for each privilege in ``privileges`` a role holds on ``runs``: what was granted before the
+    object ``grant`` names existed."""
+    return (f"DO $$ DECLARE g record; BEGIN FOR g IN SELECT a.grantee::regrole::text AS who, "
+            f"a.privilege_type AS what FROM pg_catalog.pg_class c, "
+            f"pg_catalog.aclexplode(c.relacl) a WHERE c.oid = '{_S}.runs'::regclass "
+            f"AND a.grantee NOT IN (0, c.relowner) AND a.privilege_type IN ({privileges}) LOOP "
+            f"EXECUTE format('{grant}', g.what, g.who); END LOOP; END $$")
+
+
+def writer_functions() -> list[str]:
+    """What every writer calls, access control or none: :data:`FILE_VERSION`, for writers
+    only (a catalog without access control has its owner alone)."""
+    return [_FILE_VERSION, f"REVOKE ALL ON FUNCTION {FILE_VERSION} FROM PUBLIC"]
+
+
 def value_statements() -> list[str]:
     """Access control for the value table of a catalog created before it: its policies, and
     the privileges each role has on ``runs`` given on it too (granted before it existed)."""
-    copied = (f"DO $$ DECLARE g record; BEGIN FOR g IN SELECT a.grantee::regrole::text AS who, "
-              f"a.privilege_type AS what FROM pg_catalog.pg_class c, "
-              f"pg_catalog.aclexplode(c.relacl) a WHERE c.oid = '{_S}.runs'::regclass "
-              "AND a.grantee NOT IN (0, c.relowner) AND a.privilege_type IN "
-              "('SELECT', 'INSERT', 'UPDATE', 'DELETE') LOOP "
-              f"EXECUTE format('GRANT %s ON {_S}.{pg_schema.VALUES} TO %s', g.what, g.who); "
-              "END LOOP; END $$")
-    return [*_policies(pg_schema.VALUES), copied]
+    return [*_policies(pg_schema.VALUES),
+            _like_runs("'SELECT', 'INSERT', 'UPDATE', 'DELETE'",
+                       f"GRANT %1$s ON {_S}.{pg_schema.VALUES} TO %2$s")]
 
 
 def statements() -> list[str]:
-    """The DDL of access control, idempotent: the grants table and every run table's
-    policies (run by the tables' owner)."""
+    """The DDL of access control, idempotent: the grants table, every run table's policies,
+    the shared tables' and the functions they need (run by the tables' owner)."""
     grants = f"{_S}.{GRANTS}"
     return [
         f"CREATE TABLE IF NOT EXISTS {grants} (grantee text NOT NULL, project text NOT NULL, "
@@ -119,5 +179,10 @@ def statements() -> list[str]:
         f"DROP POLICY IF EXISTS tracker_own_grants ON {grants}",
         f"CREATE POLICY tracker_own_grants ON {grants} FOR SELECT USING ({_MINE})",
         *(statement for table in run_tables() for statement in _policies(table)),
+        *_INDEXES,
+        *(statement for table in REFERENCED for statement in _referenced_policies(table)),
+        *writer_functions(),
+        _like_runs("'INSERT'", f"GRANT EXECUTE ON FUNCTION {FILE_VERSION} TO %2$s"),
+        _BLOB_IN_USE,
         *_blob_policies(),
     ]

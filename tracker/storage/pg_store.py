@@ -199,6 +199,7 @@ class PgStore:
                     migrate(connection)
             if version is not None:
                 _add_values(connection)
+                _add_access(connection)
             if version != pg_schema.SCHEMA_VERSION:
                 connection.execute(
                     "INSERT INTO meta VALUES ('schema_version', %s) "
@@ -300,4 +301,18 @@ def _add_values(connection: Any) -> None:
     if exists(pg_access.GRANTS):  # else access control comes with `tracker admin init`
         added += pg_access.value_statements()
     for statement in added:
+        connection.execute(statement)
+
+
+def _add_access(connection: Any) -> None:
+    """Bring access control made before the shared tables had policies (no
+    ``file_version`` function, which writers now call) up to date: all of it where a grants
+    table says it is on, else that function alone; nothing if it is there."""
+    found = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'file_version' AND "
+        "pronamespace = %s::regnamespace), to_regclass(%s) IS NOT NULL",
+        [pg_schema.SCHEMA, f"{pg_schema.SCHEMA}.{pg_access.GRANTS}"]).fetchone()
+    if found[0]:
+        return
+    for statement in pg_access.statements() if found[1] else pg_access.writer_functions():
         connection.execute(statement)
