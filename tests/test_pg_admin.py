@@ -323,7 +323,7 @@ def _older(url: str) -> None:
             connection.execute(f"ALTER TABLE tracker.{table} DISABLE ROW LEVEL SECURITY")
             for policy in ("read", "insert", "update", "delete"):
                 connection.execute(f"DROP POLICY tracker_{policy} ON tracker.{table}")
-        connection.execute(f"DROP TABLE tracker.{pg_access.GRANTS}")
+        connection.execute(f"DROP TABLE tracker.{pg_access.GRANTS} CASCADE")  # and its views
 
 
 def test_init_adds_access_control_to_a_catalog_created_before_it(team: Team) -> None:
