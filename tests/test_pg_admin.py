@@ -141,7 +141,7 @@ def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:
             "SELECT relname, relrowsecurity FROM pg_class WHERE relkind = 'r' AND "
             "relnamespace = 'tracker'::regnamespace").fetchall())
     assert set(secured) == {*pg_access.run_tables(), *pg_access.SHARED, *pg_access.REFERENCED,
-                            pg_access.BLOBS}
+                            pg_access.BLOBS, pg_access.KEYS}
     assert {name for name, on in secured.items() if not on} == {"meta"}
     assert set(RUN_TABLES_SQL) | {"runs"} <= set(pg_access.run_tables())
 
@@ -352,7 +352,7 @@ def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: st
     with psycopg.connect(pg_url) as connection:
         policies = connection.execute("SELECT count(*) FROM pg_policies WHERE schemaname = "
                                       "'tracker'").fetchone()
-    tables = [*pg_access.run_tables(), *pg_access.REFERENCED, pg_access.BLOBS]
+    tables = [*pg_access.run_tables(), *pg_access.REFERENCED, pg_access.BLOBS, pg_access.KEYS]
     assert policies == (4 * len(tables) + 1,)  # and the grants'
     _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B")])
     assert _ids(tracker.Catalog(pg_cluster.url(database, role)).runs()) == ["runa0001"]
@@ -434,10 +434,13 @@ A_SEES = {
     "environments": ("id", {("env-shared",)}),
     "param_keys": ("key, kind", {("lr", "float"), ("both", "str")}),
     "metric_keys": ("key", {("loss",), ("both_loss",)}),
+    pg_access.KEYS: ("project, namespace, key", {("A", "params", "lr"), ("A", "params", "both"),
+                                                 ("A", "metrics", "loss"),
+                                                 ("A", "metrics", "both_loss")}),
 }
 
 
-@pytest.mark.parametrize("table", sorted(pg_access.REFERENCED))
+@pytest.mark.parametrize("table", [*sorted(pg_access.REFERENCED), pg_access.KEYS])
 def test_sql_sees_of_each_shared_table_only_rows_a_granted_run_references(
         sharing: Team, table: str) -> None:
     columns, expected = A_SEES[table]
@@ -504,3 +507,9 @@ def test_access_control_from_before_the_shared_tables_policies_is_brought_up_to_
     assert set(seen["id"]) == {"env-shared"}
     _apply(sharing.url(sharing.role_a), _shared_events(
         "runa0003", "A", "env-shared", [("output", "/data/shared.csv", "v4")], "both", "m"))
+
+
+def test_a_run_moved_into_a_project_brings_its_keys(sharing: Team) -> None:
+    with psycopg.connect(sharing.owner_url) as connection:  # as a writer's Update can
+        connection.execute("UPDATE tracker.runs SET project = 'A' WHERE id = 'runb0002'")
+    assert {"params.b_secret", "metrics.b_loss"} <= set(sharing.catalog(sharing.role_a).keys())
