@@ -15,11 +15,12 @@ statement (filters, ``sql()``, psql alike), so no query of tracker's is trusted 
   like the others: a role reads, through a filter or ``sql()``, only the values of runs it sees.
 - :data:`REFERENCED` tables hold rows runs share (a version of a path two projects read, an
   environment, a param or metric key): a role reads one while a run it sees references it (a
-  file link, ``runs.environment_id``, a latest value of the key), through that table's own
-  policy. Any writer adds one (``ON CONFLICT DO NOTHING`` needs no sight of an existing row);
-  a path's versions count up across projects, so a writer numbers the next one through
-  :data:`FILE_VERSION`, a ``SECURITY DEFINER`` function that answers only the latest number
-  and whether that version holds the writer's own content, never another project's rows.
+  file link, ``runs.environment_id``; a key while one of its projects has had it,
+  :data:`KEYS`), checked through :data:`VIEWS`. Any writer adds one (``ON CONFLICT DO
+  NOTHING`` needs no sight of an existing row); a path's versions count up across projects,
+  so a writer numbers the next one through :data:`FILE_VERSION`, a ``SECURITY DEFINER``
+  function that answers only the latest number and whether that version holds the writer's
+  own content, never another project's rows.
 - :data:`SHARED` tables are catalog-wide: ``meta`` and the grants (each role its own rows).
 - :data:`BLOBS`, the stored notebooks, are keyed by content: a role reads one through a file link
   of a run it sees, or while no run references it (on its way into a batch, or left by a purge
