@@ -46,13 +46,12 @@ _S = pg_schema.SCHEMA
 _PROJECT = f"coalesce({{row}}project, '{DEFAULT_PROJECT}')"
 _READABLE = f"ARRAY(SELECT g.project FROM {_S}.{GRANTS} g)"
 _WRITABLE = f"ARRAY(SELECT g.project FROM {_S}.{GRANTS} g WHERE g.can_write)"
-_MINE = (f"EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = {GRANTS}.grantee "
-         "AND pg_catalog.pg_has_role(r.oid, 'USAGE'))")
+# a grant of the role's (to it or to a role it inherits from); {row} names the grants row
+_MINE = ("EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname = {row}grantee "
+         "AND pg_catalog.pg_has_role(o.oid, 'USAGE'))")
 # The projects a role reads, for a view: a view reads its tables as their owner, past the
 # grants table's own policy, so it keeps the role's rows itself (current_user is the role's).
-_MY_READABLE = (f"ARRAY(SELECT g.project FROM {_S}.{GRANTS} g WHERE EXISTS (SELECT 1 FROM "
-                "pg_catalog.pg_roles o WHERE o.rolname = g.grantee AND "
-                "pg_catalog.pg_has_role(o.oid, 'USAGE')))")
+_MY_READABLE = f"ARRAY(SELECT g.project FROM {_S}.{GRANTS} g WHERE {_MINE.format(row='g.')})"
 #: what a role's runs reference, one security-barrier view each, readable by every granted
 #: role (each sees its own runs' references only). The shared tables' policies read these,
 #: not the run tables: a policy on a run table inside another table's policy made a hashed
@@ -101,9 +100,11 @@ REFERENCED = {
 }
 #: the shared tables a writer adds to (and updates: an artifact's kept blob)
 SHARED_WRITES = tuple(REFERENCED)
-# What the policies on environments need (runs(environment_id) has no index otherwise); the
-# others read indexes the schema has: run_artifacts(artifact_id), latest_values(namespace, key).
-_INDEXES = (f"CREATE INDEX IF NOT EXISTS runs_environment ON {_S}.runs (environment_id)",)
+# What the policies look rows up by that the schema has no index for: a run's environment
+# (seen_environments) and a notebook's file records (blob_in_use, once per blob read); the
+# others read run_artifacts(artifact_id) and the keys' primary key.
+_INDEXES = (f"CREATE INDEX IF NOT EXISTS runs_environment ON {_S}.runs (environment_id)",
+            f"CREATE INDEX IF NOT EXISTS artifacts_blob ON {_S}.artifacts (blob)")
 #: ``(same_id, latest, taken)`` of a path for a writer numbering its version: ``wanted``'s id
 #: if the path has that version id (a version pushed before), else the latest version's id if
 #: it holds ``digest``; the latest number (0 for none); whether number ``number`` is taken.
@@ -224,7 +225,8 @@ def statements() -> list[str]:
         "can_write boolean NOT NULL, PRIMARY KEY (grantee, project))",
         f"ALTER TABLE {grants} ENABLE ROW LEVEL SECURITY",
         f"DROP POLICY IF EXISTS tracker_own_grants ON {grants}",
-        f"CREATE POLICY tracker_own_grants ON {grants} FOR SELECT USING ({_MINE})",
+        f"CREATE POLICY tracker_own_grants ON {grants} FOR SELECT "
+        f"USING ({_MINE.format(row=f'{GRANTS}.')})",
         *(statement for table in run_tables() for statement in _policies(table)),
         *_INDEXES,
         *_views(),
