@@ -77,7 +77,10 @@ _KEY_STATEMENTS = (
     "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN "
     "IF TG_TABLE_NAME = 'runs' THEN "
     + _ADD_KEYS.format(values=f"{_S}.{pg_schema.VALUES}", where="WHERE v.run_id = NEW.id")
-    + "; ELSE " + _ADD_KEYS.format(values="added", where="") + "; END IF; RETURN NULL; END $$",
+    # most inserts of a run's values add no row (the ON CONFLICT update of a value): then no
+    # join is planned or run
+    + "; ELSIF EXISTS (SELECT 1 FROM added) THEN " + _ADD_KEYS.format(values="added", where="")
+    + "; END IF; RETURN NULL; END $$",
     f"DROP TRIGGER IF EXISTS add_project_keys ON {_S}.{pg_schema.VALUES}",
     f"CREATE TRIGGER add_project_keys AFTER INSERT ON {_S}.{pg_schema.VALUES} "
     "REFERENCING NEW TABLE AS added FOR EACH STATEMENT "
