@@ -140,9 +140,9 @@ def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:
         secured = dict(connection.execute(
             "SELECT relname, relrowsecurity FROM pg_class WHERE relkind = 'r' AND "
             "relnamespace = 'tracker'::regnamespace").fetchall())
-    assert set(secured) == {*pg_access.run_tables(), *pg_access.SHARED, pg_access.BLOBS}
-    assert {name for name, on in secured.items() if on} == \
-        {*pg_access.run_tables(), pg_access.GRANTS, pg_access.BLOBS}
+    assert set(secured) == {*pg_access.run_tables(), *pg_access.SHARED, *pg_access.REFERENCED,
+                            pg_access.BLOBS, pg_access.KEYS}
+    assert {name for name, on in secured.items() if not on} == {"meta"}
     assert set(RUN_TABLES_SQL) | {"runs"} <= set(pg_access.run_tables())
 
 
@@ -319,11 +319,11 @@ def test_hostile_role_and_project_names_stay_names(team: Team) -> None:
 def _older(url: str) -> None:
     """Take the catalog at ``url`` back to before access control."""
     with psycopg.connect(url) as connection:
-        for table in pg_access.run_tables():
+        for table in (*pg_access.run_tables(), *pg_access.REFERENCED):
             connection.execute(f"ALTER TABLE tracker.{table} DISABLE ROW LEVEL SECURITY")
             for policy in ("read", "insert", "update", "delete"):
                 connection.execute(f"DROP POLICY tracker_{policy} ON tracker.{table}")
-        connection.execute(f"DROP TABLE tracker.{pg_access.GRANTS}")
+        connection.execute(f"DROP TABLE tracker.{pg_access.GRANTS} CASCADE")  # and its views
 
 
 def test_init_adds_access_control_to_a_catalog_created_before_it(team: Team) -> None:
@@ -334,6 +334,8 @@ def test_init_adds_access_control_to_a_catalog_created_before_it(team: Team) -> 
     pg_admin.init(team.owner_url)  # again: nothing changes
     pg_admin.grant(team.owner_url, team.role_a, "A")
     assert _ids(team.catalog(team.role_a).runs()) == ["runa0001"]
+    assert set(team.catalog(team.role_a).sql("SELECT uri FROM tracker.artifacts")["uri"]) == \
+        {"/data/runa0001.csv"}
 
 
 def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: str,
@@ -350,7 +352,8 @@ def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: st
     with psycopg.connect(pg_url) as connection:
         policies = connection.execute("SELECT count(*) FROM pg_policies WHERE schemaname = "
                                       "'tracker'").fetchone()
-    assert policies == (4 * (len(pg_access.run_tables()) + 1) + 1,)  # and the blobs
+    tables = [*pg_access.run_tables(), *pg_access.REFERENCED, pg_access.BLOBS, pg_access.KEYS]
+    assert policies == (4 * len(tables) + 1,)  # and the grants'
     _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B")])
     assert _ids(tracker.Catalog(pg_cluster.url(database, role)).runs()) == ["runa0001"]
     assert f"schema version {pg_schema.SCHEMA_VERSION}" in text
@@ -389,3 +392,124 @@ def test_deleting_by_filter_runs_the_role_may_only_read_is_refused_and_deletes_n
     assert ann.runs(include_deleted=True)["deleted_at"].isna().all()  # runa0001 too
     assert ann.delete_runs("params.lr > 0 and project = 'A'") == ["runa0001"]
     assert _ids(ann.runs(deleted_only=True)) == ["runa0001"]
+
+
+def _shared_events(run_id: str, project: str, env: str, files: list[tuple[str, str, str]],
+                   param: str, metric: str) -> list[events.Spooled]:
+    """A run of ``project`` in environment ``env`` with one param and one metric of its own
+    and the files ``(role, path, hash)``."""
+    shapes: list[events.Event] = [
+        events.Start(run_id, {"name": run_id, "started_at": T0, "project": project}),
+        events.Param(run_id, param, "x", "str", T0 + 1),
+        events.Metric(run_id, metric, 1.0, 1, T0 + 1),
+        events.Env(run_id, env, {"packages": {f"{env}-package": "1.0"}}),
+        *(events.Artifact(run_id, role, path, {"size": 1, "hash": digest}, T0 + 2, "api")
+          for role, path, digest in files),
+        events.End(run_id, "completed", T0 + 3, None),
+    ]
+    return [events.Spooled(run_id, seq, event) for seq, event in enumerate(shapes, 1)]
+
+
+@pytest.fixture
+def sharing(granted: Team) -> Team:
+    """B's runs record a version 1 and 2 of /data/shared.csv, an environment and keys of their
+    own and one A uses too; then A's writer, seeing none of B's rows, records B's version 2
+    again (its input), its own version 3 of that path, and B's shared environment and key."""
+    bob, ann = granted.url(granted.role_b), granted.url(granted.role_a)
+    _apply(bob, _shared_events("runb0002", "B", "env-b", [("input", "/data/shared.csv", "v1"),
+                                                           ("output", "/data/b-only.csv", "b")],
+                               "b_secret", "b_loss"))
+    _apply(bob, _shared_events("runb0003", "B", "env-shared",
+                               [("output", "/data/shared.csv", "v2")], "both", "both_loss"))
+    _apply(ann, _shared_events("runa0002", "A", "env-shared",
+                               [("input", "/data/shared.csv", "v2"),
+                                ("output", "/data/shared.csv", "v3")], "both", "both_loss"))
+    return granted
+
+
+# What A's role sees of each table of shared rows (A's runs: runa0001, runa0002).
+A_SEES = {
+    "artifacts": ("uri, version", {("/data/runa0001.csv", 1), ("/data/shared.csv", 2),
+                                   ("/data/shared.csv", 3)}),
+    "environments": ("id", {("env-shared",)}),
+    "param_keys": ("key, kind", {("lr", "float"), ("both", "str")}),
+    "metric_keys": ("key", {("loss",), ("both_loss",)}),
+    pg_access.KEYS: ("project, namespace, key", {("A", "params", "lr"), ("A", "params", "both"),
+                                                 ("A", "metrics", "loss"),
+                                                 ("A", "metrics", "both_loss")}),
+}
+
+
+@pytest.mark.parametrize("table", [*sorted(pg_access.REFERENCED), pg_access.KEYS])
+def test_sql_sees_of_each_shared_table_only_rows_a_granted_run_references(
+        sharing: Team, table: str) -> None:
+    columns, expected = A_SEES[table]
+    seen = sharing.catalog(sharing.role_a).sql(f"SELECT * FROM tracker.{table}")
+    assert set(seen[columns.split(", ")].itertuples(index=False, name=None)) == expected
+    owner = tracker.Catalog(sharing.owner_url).sql(f"SELECT {columns} FROM tracker.{table}")
+    assert len(owner) > len(expected)  # B's own rows are there, for the owner
+
+
+def test_the_api_shows_a_role_nothing_of_another_projects_files_environments_or_keys(
+        sharing: Team) -> None:
+    ann = sharing.catalog(sharing.role_a)
+    assert ann.keys() == ["params.both", "params.lr", "metrics.both_loss", "metrics.loss",
+                          "tags.stage"]
+    assert not {"params.b_secret", "metrics.b_loss"} & set(ann.runs().columns)
+    files = ann.artifacts()
+    assert set(zip(files["uri"], files["version"])) == A_SEES["artifacts"][1]
+    assert ann.get_artifact("/data/shared.csv").version == 3
+    assert ann.lineage("runa0002").empty  # B's runb0003 wrote v2: not A's to see
+    assert "env-shared-package" in str(ann.diff("runa0001", "runa0002").environment)
+    bob = sharing.catalog(sharing.role_b)  # and B sees none of A's version 3
+    assert set(bob.artifacts()["version"]) == {1, 2}
+    assert _ids(tracker.Catalog(sharing.owner_url).lineage("runa0002"), "run_id") == \
+        ["runb0003"]
+
+
+def test_a_writer_shares_rows_another_project_recorded_without_seeing_them(
+        sharing: Team) -> None:
+    with psycopg.connect(sharing.owner_url) as connection:
+        versions = connection.execute(
+            "SELECT a.version, a.hash, array_agg(ra.run_id ORDER BY ra.run_id) "
+            "FROM tracker.artifacts a JOIN tracker.run_artifacts ra ON ra.artifact_id = a.id "
+            "WHERE a.key = '/data/shared.csv' GROUP BY a.version, a.hash "
+            "ORDER BY a.version").fetchall()
+        environments = connection.execute("SELECT count(*) FROM tracker.environments "
+                                           "WHERE id = 'env-shared'").fetchone()
+    # one version 2, read by A and written by B; A's own content numbered after B's
+    assert versions == [(1, "v1", ["runb0002"]), (2, "v2", ["runa0002", "runb0003"]),
+                        (3, "v3", ["runa0002"])]
+    assert environments == (1,)
+
+
+def test_the_version_function_is_the_writers_alone(sharing: Team) -> None:
+    pg_admin.grant(sharing.owner_url, sharing.role_b, "A", read_only=True)
+    pg_admin.revoke(sharing.owner_url, sharing.role_b, "B")  # bob now only reads A
+    with psycopg.connect(sharing.url(sharing.role_b)) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("SELECT * FROM tracker.file_version('/data/shared.csv', "
+                               "NULL, NULL, NULL)")
+    with psycopg.connect(sharing.url(sharing.role_a)) as connection:  # a writer: no rows
+        assert connection.execute(
+            "SELECT * FROM tracker.file_version('/data/b-only.csv', 'x', NULL, 1)"
+        ).fetchall() == [(None, 1, True)]
+
+
+def test_access_control_from_before_the_shared_tables_policies_is_brought_up_to_date(
+        sharing: Team) -> None:
+    with psycopg.connect(sharing.owner_url) as connection:
+        for table in pg_access.REFERENCED:
+            connection.execute(f"ALTER TABLE tracker.{table} DISABLE ROW LEVEL SECURITY")
+        connection.execute("DROP FUNCTION tracker.file_version, tracker.blob_in_use CASCADE")
+    tracker.Catalog(sharing.owner_url).runs()  # the owner's next connection
+    seen = sharing.catalog(sharing.role_a).sql("SELECT id FROM tracker.environments")
+    assert set(seen["id"]) == {"env-shared"}
+    _apply(sharing.url(sharing.role_a), _shared_events(
+        "runa0003", "A", "env-shared", [("output", "/data/shared.csv", "v4")], "both", "m"))
+
+
+def test_a_run_moved_into_a_project_brings_its_keys(sharing: Team) -> None:
+    with psycopg.connect(sharing.owner_url) as connection:  # as a writer's Update can
+        connection.execute("UPDATE tracker.runs SET project = 'A' WHERE id = 'runb0002'")
+    assert {"params.b_secret", "metrics.b_loss"} <= set(sharing.catalog(sharing.role_a).keys())

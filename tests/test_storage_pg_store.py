@@ -46,10 +46,12 @@ def test_the_first_connection_creates_the_file_catalogs_tables(pg_url: str) -> N
     with PgStore(pg_url, 10).connect() as connection:
         assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     tables = _tables(pg_url)
-    # and its own: who sees which project (pg_access), the stored notebooks (pg_blobs)
-    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | {
-        pg_access.GRANTS, "blobs", pg_schema.VALUES}
-    del tables[pg_access.GRANTS], tables["blobs"], tables[pg_schema.VALUES]
+    # and its own: who sees which project, each project's keys and what its runs reference
+    # (pg_access), the stored notebooks (pg_blobs)
+    own = {pg_access.GRANTS, pg_access.KEYS, *pg_access.VIEWS, "blobs", pg_schema.VALUES}
+    assert set(tables) == set(schema.TABLES) - set(pg_schema.LEFT_OUT) | own
+    for table in own:
+        del tables[table]
     for table, names in tables.items():
         expected = [name for name in schema.column_names(table) if name != "values_fresh"]
         assert names[:len(expected)] == expected, table
@@ -138,12 +140,15 @@ def test_a_migration_is_one_transaction(pg_url: str, monkeypatch: pytest.MonkeyP
 
 
 def drop_values(url: str) -> None:
-    """Take the catalog at ``url`` back to before ``latest_values`` (same schema version)."""
+    """Take the catalog at ``url`` back to before ``latest_values`` (same schema version), and
+    so before the access control that came after it: the policies of the shared tables."""
     with psycopg.connect(url) as connection:
         for function in ("keep_latest", "drop_latest"):  # and their triggers
             connection.execute(f"DROP FUNCTION tracker.{function}() CASCADE")
-        connection.execute(f"DROP TABLE tracker.{pg_schema.VALUES}")
+        # and the key lists' policies, which read it
+        connection.execute(f"DROP TABLE tracker.{pg_schema.VALUES} CASCADE")
         connection.execute("DROP FUNCTION tracker.latest_of(text)")
+        connection.execute("DROP FUNCTION tracker.file_version, tracker.blob_in_use CASCADE")
 
 
 def test_a_catalog_from_before_the_value_table_gets_it_filled(pg_url: str) -> None:

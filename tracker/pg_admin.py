@@ -146,7 +146,9 @@ def grant_steps(given: Grant) -> list[_Step]:
         steps += [_Step(sql.SQL("GRANT INSERT, UPDATE, DELETE ON {} TO {}").format(
                       _tables((*pg_access.run_tables(), pg_access.BLOBS)), who)),
                   _Step(sql.SQL("GRANT INSERT, UPDATE ON {} TO {}").format(
-                      _tables(pg_access.SHARED_WRITES), who))]
+                      _tables(pg_access.SHARED_WRITES), who)),
+                  _Step(sql.SQL(f"GRANT EXECUTE ON FUNCTION {pg_access.FILE_VERSION} TO {{}}"
+                                ).format(who))]
     return [*steps, _Step(_UPSERT, tuple(given))]
 
 
@@ -158,13 +160,16 @@ def _revoke_steps(connection: Any, role: str) -> list[_Step]:
     left, writes = connection.execute(f"SELECT count(*), coalesce(bool_or(can_write), false) "
                                       f"FROM {_GRANTS} WHERE grantee = %s", [role]).fetchone()
     who, schema = sql.Identifier(role), sql.Identifier(pg_schema.SCHEMA)
+    functions = _Step(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM {}").format(
+        schema, who))  # the writers' one (pg_access.FILE_VERSION)
     if not left:
         return [_Step(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema,
                                                                                       who)),
+                functions,
                 _Step(sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(schema, who))]
     if not writes:
         return [_Step(sql.SQL("REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} "
-                              "FROM {}").format(schema, who))]
+                              "FROM {}").format(schema, who)), functions]
     return []
 
 

@@ -189,7 +189,7 @@ def _write(con: Any, changes: Sequence[record_diff.Changes]) -> None:
     cursor.executemany("INSERT INTO metric_keys VALUES (%s) ON CONFLICT DO NOTHING",
                        sorted({(row["key"],) for row in rows["metrics"]}))
     _insert(con, "environments", [row for change in changes for row in change.environment],
-            " ON CONFLICT (id) DO NOTHING")
+            " ON CONFLICT DO NOTHING")  # no target: see pg_writer's environments
     for change in changes:
         for row in change.links:
             _add_artifact(con, row)
@@ -212,10 +212,10 @@ def _add_artifact(con: Any, row: dict[str, Any]) -> None:
     """Add an artifact version the server lacks, by its id; its version number is kept unless
     another version of the path holds it here, then it is the next free one (the path's
     advisory lock is held)."""
-    if con.execute("SELECT 1 FROM artifacts WHERE id = %s", [row["id"]]).fetchone():
+    # every project's versions count (pg_access.FILE_VERSION): this role may see none of them
+    known, latest, taken = con.execute("SELECT * FROM file_version(%s, NULL, %s, %s)",
+                                       [row["key"], row["id"], row["version"]]).fetchone()
+    if known is not None:
         return
-    taken, latest = con.execute(
-        "SELECT count(*) FILTER (WHERE version = %s), coalesce(max(version), 0) "
-        "FROM artifacts WHERE key = %s", [row["version"], row["key"]]).fetchone()
     version = latest + 1 if taken else row["version"]
     _insert(con, "artifacts", [{**row, "version": version}], "")

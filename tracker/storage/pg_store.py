@@ -201,6 +201,7 @@ class PgStore:
             if version is not None:
                 _add_values(connection)
                 _renew_value_indexes(connection)
+                _add_access(connection)
             if version != pg_schema.SCHEMA_VERSION:
                 connection.execute(
                     "INSERT INTO meta VALUES ('schema_version', %s) "
@@ -322,3 +323,17 @@ def _renew_value_indexes(connection: Any) -> None:
         connection.execute(f"DROP INDEX IF EXISTS {pg_schema.SCHEMA}.{name}")
     for name, body in missing:
         connection.execute(f"CREATE INDEX {name} ON {pg_schema.SCHEMA}.{pg_schema.VALUES} {body}")
+
+
+def _add_access(connection: Any) -> None:
+    """Bring access control made before the shared tables had policies (no
+    ``file_version`` function, which writers now call) up to date: all of it where a grants
+    table says it is on, else that function alone; nothing if it is there."""
+    found = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'file_version' AND "
+        "pronamespace = %s::regnamespace), to_regclass(%s) IS NOT NULL",
+        [pg_schema.SCHEMA, f"{pg_schema.SCHEMA}.{pg_access.GRANTS}"]).fetchone()
+    if found[0]:
+        return
+    for statement in pg_access.statements() if found[1] else pg_access.writer_functions():
+        connection.execute(statement)

@@ -155,8 +155,10 @@ def _write(con: Any, rows: event_fold.Rows) -> None:
         cursor.executemany(f"INSERT INTO cells VALUES ({', '.join(['%s'] * 11)})",
                            _timed(rows.cells, 6))
     if rows.environments:
+        # No conflict target: one asks for SELECT on the new row, and a role sees an
+        # environment only once a run of its references it (tracker.storage.pg_access).
         cursor.executemany("INSERT INTO environments VALUES (%s, %s, %s) "
-                           "ON CONFLICT (id) DO NOTHING",
+                           "ON CONFLICT DO NOTHING",
                            [(key, json.dumps(data, default=str), _ts(time.time()))
                             for key, data in sorted(rows.environments.items())])
     if rows.ends_after_hand:
@@ -217,20 +219,19 @@ def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[st
     changed), under the advisory lock on the path (:func:`_take_advisory_locks`): versions count
     up one by one."""
     digest = facts.get("hash")
-    latest = cursor.execute(
-        "SELECT id, version, hash FROM artifacts WHERE key = %s ORDER BY version DESC LIMIT 1",
-        [uri]).fetchone()
-    if latest is not None and digest is not None and latest[2] == digest:
-        artifact_id = latest[0]
-        if facts.get("kept") == "kept" and facts.get("blob"):
-            cursor.execute("UPDATE artifacts SET blob = %s, kept = 'kept' WHERE id = %s "
-                           "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
-    else:
-        artifact_id = _ids.new_run_id()
+    # every project's versions count (pg_access.FILE_VERSION): this role may see none of them
+    same_id, latest, _ = cursor.execute("SELECT * FROM file_version(%s, %s, NULL, NULL)",
+                                        [uri, digest]).fetchone()
+    artifact_id = same_id or _ids.new_run_id()
+    if same_id is None:
         cursor.execute(
             "INSERT INTO artifacts VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [artifact_id, uri, (latest[1] + 1) if latest else 1, uri, facts.get("size"),
+            [artifact_id, uri, latest + 1, uri, facts.get("size"),
              _file_ts(facts.get("mtime")), digest, run_id if role == "output" else None,
              facts.get("blob"), _file_ts(ts), facts.get("kept")])
+    # linked first: the link is what lets this role see (and so update) a version it shares
     cursor.execute("INSERT INTO run_artifacts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                    [run_id, artifact_id, role, _file_ts(ts), via])
+    if same_id is not None and facts.get("kept") == "kept" and facts.get("blob"):
+        cursor.execute("UPDATE artifacts SET blob = %s, kept = 'kept' WHERE id = %s "
+                       "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
