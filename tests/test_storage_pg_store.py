@@ -69,6 +69,16 @@ def test_a_read_only_connection_refuses_writes(pg_url: str) -> None:
             ("kept",)
 
 
+def test_every_session_reads_without_jit_and_sorts_a_large_filter_in_memory(pg_url: str) -> None:
+    # set per connection, not per read: a read costs no round trip for them, and a granted
+    # role's file reads (row-level security) are not JIT-compiled either
+    store = PgStore(pg_url, 10)
+    for keep in (True, False):  # kept ones and the fresh one a user's sql() gets
+        with store.connect(keep=keep) as connection:
+            assert connection.execute("SELECT current_setting('jit'), "
+                                      "current_setting('work_mem')").fetchone() == ("off", "32MB")
+
+
 def test_a_failed_operation_writes_nothing(pg_url: str) -> None:
     store = PgStore(pg_url, 10)
     with pytest.raises(RuntimeError), store.connect(write=True) as connection:

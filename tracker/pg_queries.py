@@ -44,10 +44,6 @@ def runs(store: PgStore, where: str | None = None, *,
     limit = None if limit is None else arguments.count(limit, "limit")
     offset = arguments.count(offset, "offset")
     with store.connect() as con:
-        # JIT compiling a plan over 100k runs took 0.5 s of a 2.5 s top-100 read, more than
-        # it saved; a filter's 16,747 runs of 100k (10 MB) are sorted in memory, not on disk
-        # past the default 4 MB (docs/scaling.md). One round trip for both.
-        con.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true)")
         kinds, metric_keys, tags = _keys(con)
         condition = _matching(where, equals, include_deleted, deleted_only)
         order = filter_language.compile_order_by(order_by, dialect=POSTGRES)
