@@ -73,6 +73,16 @@ def catalog(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tracker.
             fresh.flush()
 
 
+@pytest.fixture
+def runner_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a notebook runner started by a test (``jupyter execute``, nbclient):
+    a catalog in ``tmp_path``, and nothing of the test's own that names a notebook."""
+    values = {**os.environ, "TRACKER_CATALOG": str(tmp_path / "catalog" / "catalog.duckdb")}
+    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
+        values.pop(name, None)
+    return values
+
+
 @pytest.fixture(params=["file", "postgresql"])
 def write_backend(request: pytest.FixtureRequest) -> str:
     """The back end a write-side test's ``catalog`` is, each in turn: a module opts in with

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,17 +46,9 @@ def write_notebook(path: Path, *cells: str) -> Path:
     return path
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    values = {**os.environ, "TRACKER_CATALOG": str(tmp_path / "catalog" / "catalog.duckdb")}
-    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
-        values.pop(name, None)
-    return values
-
-
-def stored(env: dict[str, str], dest: Path) -> tuple[str, nbformat.NotebookNode]:
+def stored(runner_env: dict[str, str], dest: Path) -> tuple[str, nbformat.NotebookNode]:
     """The only run's id and the notebook ``tracker notebook RUN -o`` gives back, validated."""
-    catalog = env["TRACKER_CATALOG"]
+    catalog = runner_env["TRACKER_CATALOG"]
     run_id = tracker.Catalog(catalog).runs()["id"][0]
     assert main(["--catalog", catalog, "notebook", run_id, "-o", str(dest)]) == 0
     notebook = nbformat.read(dest, as_version=4)
@@ -66,17 +57,17 @@ def stored(env: dict[str, str], dest: Path) -> tuple[str, nbformat.NotebookNode]
 
 
 def test_plain_jupyter_execute_stores_the_outputs_the_kernel_published(
-        tmp_path: Path, env: dict[str, str]) -> None:
+        tmp_path: Path, runner_env: dict[str, str]) -> None:
     source = write_notebook(tmp_path / "nb.ipynb", *CELLS)
     saved = source.read_bytes()
     result = subprocess.run([str(BIN / "jupyter"), "execute", "--allow-errors", "nb.ipynb"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            cwd=tmp_path, env=runner_env, capture_output=True, text=True,
                             timeout=TIMEOUT, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "TrackerWarning" not in result.stderr
     assert source.read_bytes() == saved  # the user's notebook is not touched
 
-    run_id, notebook = stored(env, tmp_path / "out.ipynb")
+    run_id, notebook = stored(runner_env, tmp_path / "out.ipynb")
     title, load, hello, answer, image, error, after = notebook.cells
     assert title.cell_type == "markdown" and title.source == "# Outputs"
     assert [cell.execution_count for cell in notebook.cells[1:]] == [1, 2, 3, 4, 5, 6]
@@ -93,13 +84,13 @@ def test_plain_jupyter_execute_stores_the_outputs_the_kernel_published(
     assert any("1 / 0" in line or "\x1b" in line for line in failure.traceback)
     assert after.outputs[0].text == "after the error\n"
     # The notebook as saved stays recorded; the executed one is the run's newest.
-    recorded = tracker.Catalog(env["TRACKER_CATALOG"]).artifacts(run_id, role="notebook")
+    recorded = tracker.Catalog(runner_env["TRACKER_CATALOG"]).artifacts(run_id, role="notebook")
     assert list(recorded["uri"]) == [str(source), str(source)]
     assert len(set(recorded["hash"])) == 2
 
 
 def test_nbclient_from_python_without_saving_keeps_outputs_cut_and_scrubbed(
-        tmp_path: Path, env: dict[str, str]) -> None:
+        tmp_path: Path, runner_env: dict[str, str]) -> None:
     """Cells matched by source (nbclient sends no cell id), outputs as a notebook shows them
     (a stream written in pieces is one output, a display updated later shows its last value, a
     cleared output is gone), a printed secret redacted, an output past its cap cut with a note and
@@ -120,9 +111,9 @@ def test_nbclient_from_python_without_saving_keeps_outputs_cut_and_scrubbed(
     executed = NotebookClient(nbformat.read(path, as_version=4), timeout=TIMEOUT,
                               kernel_name="python3",
                               resources={"metadata": {"path": str(tmp_path)}})
-    executed.execute(env=env)
+    executed.execute(env=runner_env)
 
-    _, notebook = stored(env, tmp_path / "out.ipynb")
+    _, notebook = stored(runner_env, tmp_path / "out.ipynb")
     _, _, pieces, display, update, secret, huge, many = notebook.cells
     assert pieces.outputs == [{"output_type": "stream", "name": "stdout", "text": "ab\n"}]
     assert [output.data["text/plain"] for output in display.outputs] == ["'updated'"]
@@ -138,7 +129,7 @@ def test_nbclient_from_python_without_saving_keeps_outputs_cut_and_scrubbed(
 
 
 def test_a_failure_while_keeping_outputs_leaves_them_to_the_client_and_the_saved_notebook(
-        tmp_path: Path, env: dict[str, str]) -> None:
+        tmp_path: Path, runner_env: dict[str, str]) -> None:
     from nbclient import NotebookClient
 
     path = write_notebook(
@@ -147,16 +138,16 @@ def test_a_failure_while_keeping_outputs_leaves_them_to_the_client_and_the_saved
         "print('still shown')")
     client = NotebookClient(nbformat.read(path, as_version=4), timeout=TIMEOUT,
                             kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    executed = client.execute(env=env)
+    executed = client.execute(env=runner_env)
 
     assert executed.cells[-1].outputs[0].text == "still shown\n"  # the client saw it
-    run_id, notebook = stored(env, tmp_path / "out.ipynb")
+    run_id, notebook = stored(runner_env, tmp_path / "out.ipynb")
     assert [cell.get("outputs", []) for cell in notebook.cells] == [[], [], [], []]
-    assert tracker.Catalog(env["TRACKER_CATALOG"]).get_run(run_id).status == "completed"
+    assert tracker.Catalog(runner_env["TRACKER_CATALOG"]).get_run(run_id).status == "completed"
 
 
 def test_an_interactive_session_keeps_each_cell_s_last_outputs_matched_by_cell_id(
-        tmp_path: Path, env: dict[str, str]) -> None:
+        tmp_path: Path, runner_env: dict[str, str]) -> None:
     """As JupyterLab runs cells: each request carries the cell's id, a cell runs again, and one
     is edited and not saved (matched by its id, not its source)."""
     from jupyter_client.manager import KernelManager
@@ -164,7 +155,7 @@ def test_an_interactive_session_keeps_each_cell_s_last_outputs_matched_by_cell_i
     path = write_notebook(tmp_path / "lab.ipynb", "%load_ext tracker", "print('first')",
                           "print('saved source')")
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(cwd=str(tmp_path), env={**env, "TRACKER_NOTEBOOK": str(path)})
+    manager.start_kernel(cwd=str(tmp_path), env={**runner_env, "TRACKER_NOTEBOOK": str(path)})
     client = manager.client()
     client.start_channels()
     try:
@@ -183,7 +174,7 @@ def test_an_interactive_session_keeps_each_cell_s_last_outputs_matched_by_cell_i
         client.stop_channels()
         manager.shutdown_kernel(now=False)
 
-    _, notebook = stored(env, tmp_path / "out.ipynb")
+    _, notebook = stored(runner_env, tmp_path / "out.ipynb")
     _, load, rerun, edited = notebook.cells
     assert [cell.execution_count for cell in (load, rerun, edited)] == [1, 3, 4]
     assert [output.text for output in rerun.outputs] == ["again\n"]

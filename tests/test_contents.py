@@ -274,14 +274,20 @@ def test_a_stored_content_cut_short_is_never_given_back(catalog: tracker.Catalog
     assert not list(tmp_path.glob(".back.bin.*"))  # no partial copy left
 
 
-def test_a_content_altered_in_a_shared_folder_is_never_given_back(
-        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Others can write a team's folder: what is restored from it is hashed as it is copied
-    # (as when it was kept), so bytes swapped for others of the same size are refused.
+def _keep_in_a_team_folder(catalog: tracker.Catalog, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of ``catalog`` keeps ``model.bin`` in the shared folder ``tmp_path/team-store``."""
     monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
     with catalog.start_run("writer") as run:
         run.log_output(_write(tmp_path / "model.bin", b"the trained weights"))
     catalog.flush()
+
+
+def test_a_content_altered_in_a_shared_folder_is_never_given_back(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Others can write a team's folder: what is restored from it is hashed as it is copied
+    # (as when it was kept), so bytes swapped for others of the same size are refused.
+    _keep_in_a_team_folder(catalog, tmp_path, monkeypatch)
     kept = catalog.get_artifact(tmp_path / "model.bin")
     stored = tmp_path / "team-store" / str(kept.blob)
     stored.chmod(0o600)
@@ -753,12 +759,10 @@ def test_a_team_folder_shares_what_one_member_keeps_with_its_group_and_nobody_el
     assert _as_user(EVE, [], str(store), "restore", key, str(eve / "back.bin")) == 13
     assert not (eve / "back.bin").exists()
 
+
 def test_a_shared_folder_tracker_creates_stays_private(
         catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRACKER_STORE", str(tmp_path / "team-store"))
-    with catalog.start_run("writer") as run:
-        run.log_output(_write(tmp_path / "model.bin", b"the trained weights"))
-    catalog.flush()
+    _keep_in_a_team_folder(catalog, tmp_path, monkeypatch)
     store = tmp_path / "team-store"
     [content] = [entry for entry in store.iterdir() if contents.is_key(entry.name)]
     assert stat.S_IMODE(store.stat().st_mode) == 0o700

@@ -61,14 +61,6 @@ def stored_notebook(catalog: str | Path, run_id: str, dest: Path, *, wait: float
         time.sleep(0.2)
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    values = {**os.environ, "TRACKER_CATALOG": str(tmp_path / "catalog" / "catalog.duckdb")}
-    for name in ("TRACKER_NOTEBOOK", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
-        values.pop(name, None)
-    return values
-
-
 RUNNERS = {
     "execute --inplace": (["jupyter", "execute", "--inplace", "nb.ipynb"], "nb.ipynb"),
     "execute --output": (["jupyter", "execute", "--output", "ran.ipynb", "nb.ipynb"],
@@ -83,17 +75,17 @@ RUNNERS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", list(RUNNERS))
 def test_the_run_stores_the_notebook_the_runner_wrote_after_the_kernel(
-        runner: str, tmp_path: Path, env: dict[str, str]) -> None:
+        runner: str, tmp_path: Path, runner_env: dict[str, str]) -> None:
     command, written = RUNNERS[runner]
     source = write_notebook(tmp_path / "nb.ipynb", *CELLS)
-    result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=env,
+    result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=runner_env,
                             capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # nothing from tracker: no warning at the shutdown, no exit error from the watcher's start
     assert "Traceback" not in result.stderr and "TrackerWarning" not in result.stderr
     assert outputs(tmp_path / written) == EXECUTED
 
-    catalog_path = Path(env["TRACKER_CATALOG"])
+    catalog_path = Path(runner_env["TRACKER_CATALOG"])
     run_id = tracker.Catalog(catalog_path).runs()["id"][0]
     kept = stored_notebook(catalog_path, run_id, tmp_path / "kept.ipynb")
     assert outputs(kept) == EXECUTED
@@ -270,12 +262,12 @@ def test_the_watcher_is_detached_from_the_kernel(ended_run: tuple[tracker.Catalo
 
 @pytest.mark.slow
 def test_a_postgresql_catalog_stores_the_executed_notebook_too(tmp_path: Path, pg_url: str,
-                                                               env: dict[str, str]) -> None:
+                                                               runner_env: dict[str, str]) -> None:
     # The watcher is given the URL the way the kernel was (TRACKER_CATALOG), never on its
     # command line, where any user's `ps` would show the password.
     write_notebook(tmp_path / "nb.ipynb", *CELLS)
     subprocess.run([str(BIN / "jupyter"), "execute", "--inplace", "nb.ipynb"], cwd=tmp_path,
-                   env={**env, "TRACKER_CATALOG": pg_url}, capture_output=True,
+                   env={**runner_env, "TRACKER_CATALOG": pg_url}, capture_output=True,
                    timeout=TIMEOUT, check=True)
     run_id = tracker.Catalog(pg_url).runs()["id"][0]
     kept = stored_notebook(pg_url, run_id, tmp_path / "kept.ipynb")
@@ -284,15 +276,15 @@ def test_a_postgresql_catalog_stores_the_executed_notebook_too(tmp_path: Path, p
 
 @pytest.mark.slow
 def test_a_secret_the_notebook_printed_is_redacted_in_the_stored_executed_notebook(
-        tmp_path: Path, env: dict[str, str]) -> None:
+        tmp_path: Path, runner_env: dict[str, str]) -> None:
     password = "hunter2-" + "correct-horse"
     write_notebook(tmp_path / "nb.ipynb", "%load_ext tracker", f"db_password = '{password}'",
                    "print(db_password)")
     subprocess.run([str(BIN / "jupyter"), "execute", "--inplace", "nb.ipynb"], cwd=tmp_path,
-                   env=env, capture_output=True, timeout=TIMEOUT, check=True)
+                   env=runner_env, capture_output=True, timeout=TIMEOUT, check=True)
     assert password in (tmp_path / "nb.ipynb").read_text(encoding="utf-8")  # the runner's own
 
-    catalog_path = Path(env["TRACKER_CATALOG"])
+    catalog_path = Path(runner_env["TRACKER_CATALOG"])
     catalog = tracker.Catalog(catalog_path)
     run_id = catalog.runs()["id"][0]
     deadline = time.monotonic() + 30
