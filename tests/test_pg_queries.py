@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import tracker
-from tracker import events
+from tracker import events, pg_values
 from tracker.storage import pg_writer, writer
 from tracker.storage.pg_store import PgStore
 from tracker.storage.store import Store
@@ -307,3 +307,21 @@ def test_a_text_too_long_for_the_text_index_is_found(both: Both, tmp_path: Path)
         found = both[1].runs(**read)
         pd.testing.assert_frame_equal(found, both[0].runs(**read))
         assert "01r7" in list(found["id"]), read
+
+
+def test_a_large_result_read_by_arrow_is_the_small_results_read(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # keys of one kind each, so that Arrow's JSON reader (not Python) types them past
+    # ARROW_FROM rows; a read gives large_string texts, which its join once refused
+    catalog = tracker.Catalog(pg_url)
+    for i in range(3):
+        catalog.start_run(f"r{i}")
+        catalog.log_params({"lr": 0.1 * i, "layers": i, "model": f"m{i}", "flag": i % 2 == 0})
+        catalog.log_metrics({"acc": i / 3})
+        catalog.end_run()
+    catalog.flush()
+    by_python = catalog.runs()
+    monkeypatch.setattr(pg_values, "ARROW_FROM", 1)
+    by_arrow = catalog.runs()
+    pd.testing.assert_frame_equal(by_arrow, by_python)
+    assert by_arrow.loc[by_arrow["name"] == "r2", "params.model"].item() == "m2"

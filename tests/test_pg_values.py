@@ -56,13 +56,16 @@ PLAIN: dict[str, list[Any]] = {
     "mixed": ["a", 1, None]}
 
 
+# a read of the server gives large_string (pg_queries); tables made here give string too
+@pytest.mark.parametrize("text", [pa.large_string(), pa.string()], ids=str)
 @pytest.mark.parametrize("plain", [False, True], ids=["every value", "plain values"])
 @pytest.mark.parametrize("shape", sorted(OLD_SQL))
 def test_each_column_holds_what_the_servers_reading_gave(pg_url: str, shape: str,
-                                                         plain: bool) -> None:
+                                                         plain: bool, text: pa.DataType) -> None:
     docs = [json.dumps({"k": value}) for value in (PLAIN[shape] if plain else VALUES)]
     docs += ["{}", "{\"other\": 1}"]
-    table = pa.table({"params": docs, "metrics": ["{}"] * len(docs)})
+    table = pa.table({"params": pa.array(docs, text),
+                      "metrics": pa.array(["{}"] * len(docs), text)})
     fast = pg_values._by_arrow(table, {"k": KINDS[shape]}, [])
     assert (fast is not None) == (plain and shape != "mixed")
     theirs = _server(pg_url, docs, shape)
