@@ -248,6 +248,6 @@ def sql_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     attach, detach = instances.attach, instances.detach
     monkeypatch.setattr(instances, "attach",
                         lambda *args, **kwargs: _Recording(attach(*args, **kwargs), ran))
-    monkeypatch.setattr(instances, "detach",
-                        lambda connection, path: detach(connection.connection, path))
+    monkeypatch.setattr(instances, "detach", lambda connection, path, **kwargs:
+                        detach(connection.connection, path, **kwargs))
     return ran

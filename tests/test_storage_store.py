@@ -214,3 +214,16 @@ def test_side_files_are_named_after_the_catalog(tmp_path: Path) -> None:
     assert (store.spool_dir.name, store.blob_dir.name) == ("runs.duckdb.spool",
                                                            "runs.duckdb.blobs")
     assert store.wait(None) == 5.0 and store.wait(1) == 1.0
+
+
+def test_a_write_runs_on_the_calling_thread_alone_and_a_read_on_every_core(
+        tmp_path: Path) -> None:
+    # A write's few small statements are quicker without a pool of threads to wake; a read of a
+    # large catalog scans in parallel. Each has its own instance of the same file.
+    store = _store(tmp_path)
+    threads = "SELECT current_setting('threads')"
+    with store.connect(write=True) as con:
+        assert con.execute(threads).fetchone() == (instances.WRITE_THREADS,)
+    with store.connect() as con:
+        assert con.execute(threads).fetchone() == (instances.READ_THREADS,)
+    assert instances.WRITE_THREADS == 1 < instances.READ_THREADS

@@ -14,6 +14,11 @@ catalog in another thread would keep this file open, and locked, past our sideca
 (tracker.storage.lock serialises them, threads included), so its instance never has such a
 transaction.
 
+A file has two instances: one for writes, one for reads. A write is a few small statements, each
+~0.1 ms quicker on the calling thread alone than handed to a pool of threads it must wake (one
+run's write: ~0.75 of ~10 ms); a read of a large catalog scans in parallel on every core it is
+given (docs/design.md §6).
+
 Only the few most recently used instances are kept (each holds memory and a pool of threads: a
 process that read 200 catalogs kept 1 GB and 1,800 threads); an instance is closed only when no
 operation is inside it.
@@ -35,6 +40,9 @@ from tracker.errors import CatalogError
 
 #: Bytes of log (commits not yet checkpointed into the file) past which a commit checkpoints.
 WAL_LIMIT = 16 * 1024
+#: DuckDB threads of an instance that reads a catalog (its statements scan in parallel) and of
+#: one that writes (a few small statements, quicker on the calling thread alone).
+READ_THREADS, WRITE_THREADS = 2, 1
 _CONFIG: dict[str, Any] = {
     "storage_compatibility_version": "v1.5.0",  # files stay readable by duckdb 1.5
     # A file that is not DuckDB (SQLite, Parquet) made DuckDB fetch an extension to read it:
@@ -43,7 +51,7 @@ _CONFIG: dict[str, Any] = {
     "autoload_known_extensions": False,
     # Catalogs are small: a pool of threads per core per instance (and 8 more for async I/O)
     # only costs memory, times each instance a process keeps.
-    "threads": 2,
+    "threads": READ_THREADS,
     "async_threads": 1,
     # A write's commit goes to the log (.wal) and its detach does not checkpoint: the commit
     # that takes the log past WAL_LIMIT checkpoints it into the file. Checkpointing at every
@@ -54,9 +62,10 @@ _CONFIG: dict[str, Any] = {
 }
 KEPT = 4  # instances kept open for catalogs not in use
 
-_instances: OrderedDict[str, Any] = OrderedDict()  # catalog path -> its DuckDB, oldest first
-_busy: set[str] = set()  # paths with an operation inside their instance
-_spare: Any = None  # started ahead of need by start_in_background()
+_Key = tuple[str, bool]  # a catalog path, and whether its instance writes
+_instances: OrderedDict[_Key, Any] = OrderedDict()  # each instance, oldest first
+_busy: set[_Key] = set()  # instances with an operation inside them
+_spare: Any = None  # a writing instance started ahead of need by start_in_background()
 _guard = threading.Condition()  # notified when an operation leaves its instance
 
 
@@ -73,11 +82,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _new() -> Any:
+def _new(write: bool) -> Any:
     import duckdb
 
     teardown.arm(_wait_idle)  # after `import duckdb`: runs before DuckDB's own exit handlers
-    return duckdb.connect(config=dict(_CONFIG))
+    return duckdb.connect(config={**_CONFIG, "threads": WRITE_THREADS} if write else _CONFIG)
 
 
 def _wait_idle() -> None:
@@ -86,29 +95,33 @@ def _wait_idle() -> None:
         _guard.wait_for(lambda: not _busy)
 
 
-def _database(path: str) -> Any:
-    """The instance for ``path``, marked busy until :func:`_release`; old idle ones close."""
+def _database(key: _Key) -> Any:
+    """The instance for ``key``, marked busy until :func:`_release`; old idle ones close."""
     global _spare
+    path, write = key
     with _guard:
         # Checked under the guard that _wait_idle holds: no operation slips in after it.
         if teardown.exiting():
             raise CatalogError(f"catalog {path} is not opened from a background thread while "
                                "the process exits", path=path)
-        if path not in _instances:
-            _instances[path], _spare = (_spare or _new()), None
-        _instances.move_to_end(path)
-        _busy.add(path)
+        if key not in _instances:
+            if write and _spare is not None:
+                _instances[key], _spare = _spare, None
+            else:
+                _instances[key] = _new(write)
+        _instances.move_to_end(key)
+        _busy.add(key)
         idle = [other for other in _instances if other not in _busy]
         evicted = [_instances.pop(other) for other in idle[:max(len(idle) - KEPT, 0)]]
-        instance = _instances[path]
+        instance = _instances[key]
     for old in evicted:
         old.close()
     return instance
 
 
-def _release(path: str) -> None:
+def _release(key: _Key) -> None:
     with _guard:
-        _busy.discard(path)
+        _busy.discard(key)
         _guard.notify_all()
 
 
@@ -125,7 +138,7 @@ def start_in_background() -> None:
         global _spare
         with _guard:
             if _spare is None and not _instances and not teardown.exiting():
-                _spare = _new()
+                _spare = _new(write=True)
 
     # Armed now too: an exit during `import duckdb` waits for the thread (it holds _guard).
     teardown.arm(_wait_idle)
@@ -140,10 +153,11 @@ def attach(path: str, file: str | None = None, *, write: bool) -> Any:
     The caller serialises operations on one path (tracker.storage.lock does, across threads too).
     Raises CatalogError in a background thread while the interpreter exits.
     """
+    key = (path, write)
     try:
-        connection = _database(path).cursor()
+        connection = _database(key).cursor()
     except BaseException:
-        _release(path)
+        _release(key)
         raise
     literal = "'" + (file or path).replace("'", "''") + "'"
     try:
@@ -151,13 +165,14 @@ def attach(path: str, file: str | None = None, *, write: bool) -> Any:
         connection.execute("USE catalog")
     except BaseException:
         connection.close()
-        _release(path)
+        _release(key)
         raise
     return connection
 
 
-def detach(connection: Any, path: str) -> None:
-    """Close the file (checkpoint, release DuckDB's lock) and the connection."""
+def detach(connection: Any, path: str, *, write: bool) -> None:
+    """Close the file (release DuckDB's lock) and the connection that :func:`attach` gave
+    with the same arguments."""
     import duckdb
 
     detached = False
@@ -177,7 +192,7 @@ def detach(connection: Any, path: str) -> None:
         pass
     finally:
         connection.close()
-        _release(path)
+        _release((path, write))
     if not detached:
         discard(path)  # the file must not stay open: drop its whole instance instead
 
@@ -188,10 +203,10 @@ def _detach(connection: Any) -> None:
 
 
 def discard(path: str) -> None:
-    """Close the instance of ``path`` (after DuckDB's FatalException it is unusable)."""
+    """Close the instances of ``path`` (after DuckDB's FatalException one is unusable)."""
     with _guard:
-        if path in _busy:
-            return  # an operation is inside it; its detach will discard it
-        instance = _instances.pop(path, None)
-    if instance is not None:
+        # An instance with an operation inside is left: that operation's detach discards it.
+        closing = [_instances.pop(key) for key in [(path, False), (path, True)]
+                   if key in _instances and key not in _busy]
+    for instance in closing:
         instance.close()

@@ -195,7 +195,7 @@ class Store:
         finally:
             # Detached before the sidecar lock is released: DuckDB's own file lock must be
             # gone, and a write's log on disk, before the next process may open the file.
-            _duckdb.detach(connection, str(self.path))
+            _duckdb.detach(connection, str(self.path), write=write)
         if write:
             self.keys.seen(str(self.path))
 
@@ -211,7 +211,7 @@ class Store:
             self._create(connection)
             connection.execute("CHECKPOINT")  # a draft is published whole, with no log
         finally:
-            _duckdb.detach(connection, str(self.path))
+            _duckdb.detach(connection, str(self.path), write=True)
         self._publish(draft)
 
     def _publish(self, draft: Path) -> None:
