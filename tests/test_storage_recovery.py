@@ -16,7 +16,7 @@ import pytest
 
 from tracker import events
 from tracker._process import process_start
-from tracker.storage import recovery, spools, writer
+from tracker.storage import instances, recovery, spools, writer
 from tracker.storage.store import Store
 
 NOBODY = recovery.Local(set(), set())
@@ -178,6 +178,26 @@ def test_a_writer_commits_what_live_processes_spooled_and_tells_them(
     assert spool.read_bytes() == before  # the owner still truncates its own spool
     # The owner's own write of the same events later applies nothing twice.
     _write(store, _started("theirs", live_pid))
+    assert _metrics(store) == [("theirs", 0.5)]
+
+
+def test_a_plain_write_names_its_tables_rather_than_switching_database(
+        store: Store, live_pid: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two statements fewer per flush (USE catalog, USE memory): the writer's SQL says
+    # catalog.<table>. A recovering write still makes the catalog the default database.
+    assert recovery.write_events(store, _mine("first"), complete=_as_is, local=NOBODY) == 0
+    defaults: list[bool] = []
+    attach = instances.attach
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        defaults.append(bool(kwargs.get("default", True)))
+        return attach(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(instances, "attach", recorded)
+    _spool(store, live_pid, _started("theirs", live_pid))  # committed along: group commit
+    assert recovery.write_events(store, _mine("mine"), complete=_as_is, local=NOBODY) == 0
+    assert defaults == [False]
+    assert _runs(store) == [("first", "running"), ("mine", "running"), ("theirs", "running")]
     assert _metrics(store) == [("theirs", 0.5)]
 
 

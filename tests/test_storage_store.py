@@ -227,3 +227,16 @@ def test_a_write_runs_on_the_calling_thread_alone_and_a_read_on_every_core(
     with store.connect() as con:
         assert con.execute(threads).fetchone() == (instances.READ_THREADS,)
     assert instances.WRITE_THREADS == 1 < instances.READ_THREADS
+
+
+def test_a_qualified_write_leaves_the_default_database_alone(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    current = "SELECT current_database()"
+    with store.connect(write=True, qualified=True) as con:
+        assert con.execute(current).fetchone() == ("catalog",)  # the schema check needs it
+    with store.connect(write=True, qualified=True) as con:
+        assert con.execute(current).fetchone() == ("memory",)
+        con.execute("INSERT INTO catalog.meta VALUES ('note', 'qualified')")
+    with store.connect() as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'note'").fetchall() == [
+            ("qualified",)]

@@ -204,7 +204,7 @@ def test_the_end_of_a_stored_run_never_set_by_hand_adds_no_history(
     _apply(store, batch[:-1])
     sql_statements.clear()
     _apply(store, batch[-1:])
-    assert not [sql for sql in sql_statements if "INSERT INTO status_changes" in sql]
+    assert not [sql for sql in sql_statements if "INSERT INTO catalog.status_changes" in sql]
     assert _rows(store, "SELECT status FROM runs") == [("completed",)]
     assert _rows(store, "SELECT count(*) FROM status_changes") == [(0,)]
 

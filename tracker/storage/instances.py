@@ -145,8 +145,9 @@ def start_in_background() -> None:
     threading.Thread(target=start, name="tracker-duckdb", daemon=True).start()
 
 
-def attach(path: str, file: str | None = None, *, write: bool) -> Any:
-    """A connection whose default database is the catalog at ``path`` (created by a write),
+def attach(path: str, file: str | None = None, *, write: bool, default: bool = True) -> Any:
+    """A connection to the catalog at ``path`` (created by a write), attached as ``catalog``
+    and, if ``default``, its default database (else its statements name ``catalog.<table>``),
     read from ``file`` when that differs (a new catalog's draft).
 
     Raises duckdb.IOException as ``duckdb.connect`` would (locked, not a database, missing).
@@ -162,7 +163,8 @@ def attach(path: str, file: str | None = None, *, write: bool) -> Any:
     literal = "'" + (file or path).replace("'", "''") + "'"
     try:
         connection.execute(f"ATTACH {literal} AS catalog{'' if write else ' (READ_ONLY)'}")
-        connection.execute("USE catalog")
+        if default:
+            connection.execute("USE catalog")
     except BaseException:
         connection.close()
         _release(key)
@@ -170,7 +172,7 @@ def attach(path: str, file: str | None = None, *, write: bool) -> Any:
     return connection
 
 
-def detach(connection: Any, path: str, *, write: bool) -> None:
+def detach(connection: Any, path: str, *, write: bool, default: bool = True) -> None:
     """Close the file (release DuckDB's lock) and the connection that :func:`attach` gave
     with the same arguments."""
     import duckdb
@@ -178,7 +180,7 @@ def detach(connection: Any, path: str, *, write: bool) -> None:
     detached = False
     try:
         try:
-            _detach(connection)
+            _detach(connection, default)
         except duckdb.Error:
             # An operation that failed mid-transaction (an aborted one refuses USE). Rolled back
             # only then: a ROLLBACK tried on every detach failed in the usual case, ~0.5 ms. A
@@ -186,7 +188,7 @@ def detach(connection: Any, path: str, *, write: bool) -> None:
             # rolls it back and closes the file, still before the caller's unlock.
             with contextlib.suppress(duckdb.Error):
                 connection.execute("ROLLBACK")
-            _detach(connection)
+            _detach(connection, default)
         detached = True
     except duckdb.Error:
         pass
@@ -197,8 +199,9 @@ def detach(connection: Any, path: str, *, write: bool) -> None:
         discard(path)  # the file must not stay open: drop its whole instance instead
 
 
-def _detach(connection: Any) -> None:
-    connection.execute("USE memory")
+def _detach(connection: Any, default: bool) -> None:
+    if default:  # the default database cannot be detached
+        connection.execute("USE memory")
     connection.execute("DETACH catalog")
 
 

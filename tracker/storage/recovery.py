@@ -74,7 +74,9 @@ def commit(store: Store, batch: Batch, orphans: list[Path], *, complete: Complet
     alone = bool(batch) and not (orphans or rejected or dead or find_dead)
     written = functools.partial(spools.written, spool, batch) if spool and alone else None
     try:
-        with store.connect(write=True, timeout=timeout, cancel=cancel, written=written) as con:
+        # A plain batch runs only the writer's statements, which name their tables.
+        with store.connect(write=True, timeout=timeout, cancel=cancel, written=written,
+                           qualified=alone) as con:
             # Each refused event is in quarantine, on disk, before a commit moves
             # runs.spool_seq past it: else a failed quarantine write, or a kill, would make a
             # replay skip it.

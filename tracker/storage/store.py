@@ -121,11 +121,14 @@ class Store:
     @contextlib.contextmanager
     def connect(self, *, write: bool = False, timeout: float | None = None,
                 cancel: threading.Event | None = None,
-                written: Callable[[], bool] | None = None) -> Iterator[Any]:
+                written: Callable[[], bool] | None = None,
+                qualified: bool = False) -> Iterator[Any]:
         """A DuckDB connection under the sidecar lock, detached then unlocked on exit; see
         :meth:`tracker.Catalog.connect`. A writer waiting for the lock asks ``written``
         between tries and gets :class:`tracker.storage.lock.Written` once it says another
-        process wrote its events (group commit)."""
+        process wrote its events (group commit). ``qualified``: the caller names every table
+        ``catalog.<table>``, so the catalog need not be the default database (two statements
+        fewer; the schema check of a first connection still makes it so)."""
         self.vet()
         wait = _Wait(self.wait(timeout))
         with _translated(self.path):
@@ -133,7 +136,8 @@ class Store:
             if not self._ready and not write and not self.path.exists():
                 # a read of a catalog nobody has written yet creates it
                 self._create_or_migrate(wait)
-            with self._locked(write, wait, cancel, written) as connection:
+            default = not (qualified and self._ready)
+            with self._locked(write, wait, cancel, written, default) as connection:
                 # The schema check rides on the first connection: a fresh kernel's first write
                 # creates the catalog and writes its run in one open, not three.
                 if self._ready or self._check(connection, write):
@@ -171,14 +175,15 @@ class Store:
 
     @contextlib.contextmanager
     def _locked(self, write: bool, wait: _Wait, cancel: threading.Event | None,
-                written: Callable[[], bool] | None = None) -> Iterator[Any]:
+                written: Callable[[], bool] | None = None,
+                default: bool = True) -> Iterator[Any]:
         with _lock.locked(str(self.path), write=write, timeout=wait.total,
                           deadline=wait.deadline, cancel=cancel, written=written), \
-                self._attached(write=write, wait=wait) as connection:
+                self._attached(write=write, wait=wait, default=default) as connection:
             yield connection
 
     @contextlib.contextmanager
-    def _attached(self, *, write: bool, wait: _Wait) -> Iterator[Any]:
+    def _attached(self, *, write: bool, wait: _Wait, default: bool = True) -> Iterator[Any]:
         """The catalog file attached for one operation; the caller holds the sidecar lock.
 
         A write to a catalog that does not exist yet first publishes an empty one
@@ -189,13 +194,13 @@ class Store:
             self._publish_new(wait)
         if write:
             self.keys.check(str(self.path))
-        connection = self._open(self.path, write=write, wait=wait)
+        connection = self._open(self.path, write=write, wait=wait, default=default)
         try:
             yield connection
         finally:
             # Detached before the sidecar lock is released: DuckDB's own file lock must be
             # gone, and a write's log on disk, before the next process may open the file.
-            _duckdb.detach(connection, str(self.path), write=write)
+            _duckdb.detach(connection, str(self.path), write=write, default=default)
         if write:
             self.keys.seen(str(self.path))
 
@@ -244,7 +249,7 @@ class Store:
         # Another user may have made it between the first check (it was missing) and mkdir.
         _files.vet(self.path)
 
-    def _open(self, file: Path, *, write: bool, wait: _Wait) -> Any:
+    def _open(self, file: Path, *, write: bool, wait: _Wait, default: bool = True) -> Any:
         """Attach ``file``, waiting out another tool's DuckDB lock until the deadline; any
         other DuckDB error goes to :func:`_translated`."""
         import duckdb
@@ -252,7 +257,7 @@ class Store:
         pause = 0.01
         while True:
             try:
-                return _duckdb.attach(str(self.path), str(file), write=write)
+                return _duckdb.attach(str(self.path), str(file), write=write, default=default)
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not _DUCKDB_LOCK.search(text):
