@@ -2,15 +2,16 @@
 
 ``cp`` leaves its copy in the page cache; syncing a kept 1 GiB copy before the run records it
 took as long as the copy itself (docs/design.md §8). So a content is renamed into the private
-folder unsynced, and one background thread per process (``tracker-keep-sync``) syncs it just
-after. Until then its name is in this process's journal, ``.unsynced/<boot id>-<pid>-<start>``
-(0600 in a 0700 folder, the line synced before the rename: a few hundred bytes), so that after
-a crash the next process that uses the folder settles it (:func:`recover`): a journal of this
-boot whose process is gone lists contents still whole in the page cache (only a reboot loses
-them): they are synced; a journal of another boot lists contents a power cut may have cut
-short: each is hashed, and one whose bytes are not its name's is removed, so it is reported
-missing and kept again by a later run, never given back or trusted. A team's shared folder and
-a bucket do not come here: they are synced before the rename (many users, one journal each).
+folder unsynced, and one background thread per process (``tracker-keep-sync``) syncs it about a
+second later (:data:`HOLD`). Until then its name is in this process's journal,
+``.unsynced/<boot_id>-<pid>-<start>`` (0600 in a 0700 folder, the line synced before the rename:
+a few hundred bytes), so that after a crash the next process that uses the folder settles it
+(:func:`recover`): a journal of this boot whose process is gone lists contents still whole in
+the page cache (only a reboot loses them): they are synced; a journal of another boot lists
+contents a power cut may have cut short: each is hashed, and one whose bytes are not its name's
+is removed, so it is reported missing and kept again by a later run, never given back or
+trusted. A team's shared folder and a bucket do not come here: they are synced before the rename
+(many users, one journal each).
 """
 
 from __future__ import annotations
@@ -121,14 +122,11 @@ def recover(folder: Path) -> None:
             journals = list(os.scandir(folder / JOURNALS))
         except FileNotFoundError:
             journals = []
-        for journal in journals:
-            owner = journal.name.split("-")
-            if journal.name.startswith(".") or (boot is not None and
-                                                journal.name.startswith(boot) and
-                                                _alive(owner[-2:])):
-                continue
-            _settle(folder, Path(journal.path),
-                    trusted=boot is not None and journal.name.startswith(boot))
+        for entry in journals:
+            this_boot = boot is not None and entry.name.startswith(boot)
+            if entry.name.startswith(".") or (this_boot and _alive(entry.name.split("-")[-2:])):
+                continue  # a journal being rewritten, or a live process's
+            _settle(folder, Path(entry.path), trusted=this_boot)
         _recovered.add(folder)
 
 
