@@ -99,6 +99,16 @@ def test_a_kept_content_is_journaled_until_the_thread_syncs_it(
     assert _journals(store.folder) == []
 
 
+def test_a_content_deleted_before_its_sync_leaves_no_journal(tmp_path: Path) -> None:
+    store = contents.FolderStore(tmp_path / "store")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    store.delete(kept.key)  # within the hold, before the thread syncs it
+    assert write_behind.wait_synced(30)
+    assert _journals(store.folder) == []
+
+
 def test_a_normal_exit_syncs_what_it_kept_first(tmp_path: Path) -> None:
     source = tmp_path / "model.bin"
     source.write_bytes(b"weights")

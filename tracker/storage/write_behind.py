@@ -215,9 +215,13 @@ def _sync(folder: Path, keys: set[str]) -> None:
     synced (an I/O error) stays in the journal for the next process to settle."""
     synced = set()
     for key in keys:
-        with contextlib.suppress(OSError):  # FileNotFoundError: deleted since, nothing to sync
+        try:
             sync_path(folder / key)
-            synced.add(key)
+        except FileNotFoundError:  # deleted since, or its rename failed: nothing to sync
+            pass
+        except OSError:
+            continue
+        synced.add(key)
     with contextlib.suppress(OSError):
         sync_path(folder)
     with _lock:
@@ -259,8 +263,8 @@ def _at_exit() -> None:
 
 def _after_fork() -> None:
     """A forked child has no sync thread and a journal of its own (another pid)."""
-    global _thread, _closing, _released, _lock
-    _lock = threading.Condition()
+    global _thread, _closing, _released, _lock, _recovering
+    _lock, _recovering = threading.Condition(), threading.Lock()  # perhaps held by a thread gone
     _pending.clear()
     _journaled.clear()
     _journals.clear()
