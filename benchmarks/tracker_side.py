@@ -528,23 +528,30 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
-    """One round: cp, cp + fdatasync, keep, and the copy + hashes + fdatasync alone, in an
-    order rotated each round; then cp of the kept copy and restore, in the order of the round's
-    parity. Each step starts settled (:func:`_settled`); the kept copy is deleted after."""
+    """One round: cp, cp + fdatasync, keep (returning once the content is stored and the run
+    recorded: its sync follows in the background), keep until its bytes are on disk, and the
+    copy + hashes + fdatasync alone, in an order rotated each round, each keep into an empty
+    store; then cp of a kept copy and restore, in the order of the round's parity. Each step
+    starts settled (:func:`_settled`); the kept copy is deleted after."""
     import subprocess
     from pathlib import Path
 
     from tracker import retrieval
+    from tracker.storage import write_behind
     from tracker.storage.spools import sync_path
 
     copy = source + ".copy"
     runs = []
 
     def keep() -> None:  # the run starts here (<1 ms): open during cp, it might record more
-        runs.append(catalog.start_run(f"keep{index}"))
-        runs[0].log_output(source, keep=True)
-        runs[0].end()
-        catalog.flush()
+        runs.append(catalog.start_run(f"keep{index}-{len(runs)}"))
+        runs[-1].log_output(source, keep=True)
+        runs[-1].end()
+        catalog.flush()  # the content stored and the run recorded; its sync follows
+
+    def keep_synced() -> None:
+        keep()
+        write_behind.wait_synced()
 
     def cp() -> None:
         subprocess.run(["cp", source, copy], check=True)
@@ -557,10 +564,17 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
         _copy_hashed(source, copy)
         sync_path(Path(copy))
 
-    steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("copy_hashed", copy_synced)]
+    def fresh() -> None:  # each keep stores its copy anew, with no earlier sync running
+        write_behind.wait_synced()
+        for entry in list(catalog.content_store.entries()):
+            catalog.content_store.delete(entry.key)
+
+    steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("keep_synced", keep_synced),
+             ("copy_hashed", copy_synced)]
     turn = index % len(steps)
-    took = _timed_steps(steps[turn:] + steps[:turn], source, copy)
-    kept = retrieval.get_artifact(catalog, source, run=runs[0].id)
+    took = _timed_steps(steps[turn:] + steps[:turn], source, copy, fresh)
+    keep_synced()  # untimed: the kept copy restored below
+    kept = retrieval.get_artifact(catalog, source, run=runs[-1].id)
     blob = os.path.join(catalog.blob_dir, kept.blob or "")
     back = [("cp_back", lambda: subprocess.run(["cp", blob, copy], check=True)),
             ("restore", lambda: kept.restore(copy))]
@@ -584,11 +598,15 @@ def _copy_hashed(source: str, copy: str) -> None:
         os.close(src)
 
 
-def _timed_steps(steps: list[tuple[str, Any]], source: str, copy: str) -> dict[str, float]:
+def _timed_steps(steps: list[tuple[str, Any]], source: str, copy: str,
+                 reset: Any = None) -> dict[str, float]:
     """Seconds (``name``) and CPU seconds of this process and its children (``name_cpu``:
-    the flusher's thread counts, cp's process too) of each step, each started settled."""
+    the flusher's thread counts, cp's process too) of each step, each started settled (and
+    after ``reset``, untimed, when given)."""
     took = {}
     for name, step in steps:
+        if reset is not None:
+            reset()
         _settled(source, copy)
         cpu, started = _cpu_seconds(), time.perf_counter()
         step()

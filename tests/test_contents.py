@@ -634,10 +634,12 @@ def test_purge_with_a_shared_store_out_of_reach_raises_a_catalog_error(
     assert catalog.runs(deleted_only=True).empty
 
 
-def test_a_kept_content_is_on_disk_before_its_name_is_in_the_store(
+def test_a_kept_content_is_on_disk_before_its_name_is_in_a_shared_store(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The catalog commits ``kept`` durably next: the bytes are synced before the rename that
-    names them, and the folder after it, so a power cut cannot leave the name on no bytes."""
+    """The catalog commits ``kept`` durably next: in a shared folder (no journal there: see
+    tests/test_storage_write_behind.py for the catalog's own) the bytes are synced before the
+    rename that names them, and the folder after it, so a power cut cannot leave the name on
+    no bytes."""
     steps: list[tuple[str, str]] = []
     real_fdatasync, real_fsync, real_replace = os.fdatasync, os.fsync, os.replace
 
@@ -656,7 +658,7 @@ def test_a_kept_content_is_on_disk_before_its_name_is_in_the_store(
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    store = contents.FolderStore(tmp_path / "store")
+    store = contents.FolderStore(tmp_path / "store", shared=True)
     staging = tmp_path / "staging"
     staging.mkdir()
     source = _write(tmp_path / "model.bin", b"weights")

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
+from tracker.storage import write_behind
 from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
 from tracker.storage.spools import sync_path
 
@@ -133,18 +134,28 @@ class FolderStore:
     def has(self, key: str) -> bool:
         """Whether the content is stored; if so its mtime becomes now, so that a purge does
         not take it for an old unreferenced content while a run is about to reference it."""
+        self._recover()
         return refresh(self.path(key))
 
     def add(self, staged: Path, key: str) -> None:
-        """Move a verified staged copy in under its key (the same content: the first stays),
-        on disk before this returns: the catalog records it ``kept`` next, and commits that
-        durably, so a power cut must not leave the record naming an empty or missing file."""
+        """Move a verified staged copy in under its key (the same content: the first stays).
+        The catalog records it ``kept`` next, and commits that durably, so a power cut must
+        not leave the record naming an empty or missing file: into the catalog's own folder
+        it is renamed unsynced, journaled, and synced just after (:mod:`.write_behind`);
+        into a shared folder it is on disk before this returns."""
         target = self.path(key)
+        self._recover()
         if refresh(target):
             staged.unlink()
             return
         self._make_root()
         self._give(staged, 0o400)  # a kept content never changes
+        if not self.shared and write_behind.journal(self.folder, key):
+            try:
+                os.replace(staged, target)
+            finally:
+                write_behind.sync_behind(self.folder, key)
+            return
         try:
             sync_path(staged)  # what cp does not do: see benchmarks/README.md
             os.replace(staged, target)
@@ -164,6 +175,7 @@ class FolderStore:
         sync_path(self.folder)
 
     def open(self, key: str) -> IO[bytes]:
+        self._recover()
         return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
 
     def restore(self, key: str, dest: Path) -> None:
@@ -171,6 +183,7 @@ class FolderStore:
         copy is hashed as it is written, as when it was kept, and bytes without the hash they
         are named for raise ContentDamaged; the catalog's own folder (0700, contents 0400,
         verified when stored) is trusted, and its callers check the size."""
+        self._recover()
         if not self.shared:
             copy_file(self.path(key), dest)
             return
@@ -181,6 +194,7 @@ class FolderStore:
         self.path(key).unlink(missing_ok=True)
 
     def entries(self) -> Iterator[Entry]:
+        self._recover()
         if not self.folder.is_dir():
             return
         for item in os.scandir(self.folder):
@@ -235,6 +249,12 @@ class FolderStore:
             return False
         aside.unlink()
         return True
+
+    def _recover(self) -> None:
+        """Settle what crashed processes left unsynced in the catalog's own folder, once per
+        process (:func:`.write_behind.recover`); a shared folder syncs before each rename."""
+        if not self.shared:
+            write_behind.recover(self.folder)
 
     @property
     def _marks(self) -> Path:

@@ -1,0 +1,183 @@
+"""The catalog's own content folder syncs kept contents behind the keep: a journal names each
+until it is on disk, and the next process settles what a crashed one left (by boot)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tracker
+from tracker.storage import contents, write_behind
+
+# Keeps each file named on its command line in a run of the catalog, with its contents' syncs
+# held back (as if the disk were slow), says "kept", and sleeps until it is killed.
+_KEEPER = """
+import sys, time
+import tracker
+from tracker.storage import write_behind
+
+real = write_behind.sync_path
+write_behind.sync_path = lambda path: time.sleep(3600) if path.name.startswith("blake3-") \\
+    else real(path)
+catalog = tracker.Catalog(sys.argv[1])
+with catalog.start_run("writer") as run:
+    for path in sys.argv[2:]:
+        run.log_output(path, keep=True)
+catalog.flush()
+print("kept", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def keeper(tmp_path: Path) -> Iterator[tuple[tracker.Catalog, list[Path], subprocess.Popen[str]]]:
+    """A live process that kept two outputs in a catalog and has not synced them yet."""
+    outputs = [tmp_path / "whole.bin", tmp_path / "cut.bin"]
+    for path in outputs:
+        path.write_bytes(os.urandom(300_000))
+    catalog_path = tmp_path / "catalog.duckdb"
+    with subprocess.Popen([sys.executable, "-c", _KEEPER, str(catalog_path),
+                           *map(str, outputs)], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "kept\n"
+            yield tracker.Catalog(catalog_path), outputs, process
+        finally:
+            process.kill()
+
+
+def _journals(folder: Path) -> list[Path]:
+    return sorted((folder / write_behind.JOURNALS).glob("*"))
+
+
+def _killed(process: subprocess.Popen[str]) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths write_behind syncs from now on, in order."""
+    seen: list[Path] = []
+    real = write_behind.sync_path
+
+    def sync_path(path: Path) -> None:
+        seen.append(path)
+        real(path)
+
+    monkeypatch.setattr(write_behind, "sync_path", sync_path)
+    return seen
+
+
+def test_a_kept_content_is_journaled_until_the_thread_syncs_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = threading.Event()
+    real = write_behind.sync_path
+
+    def slow_sync(path: Path) -> None:  # a content waits for the test, as for a slow disk
+        if path.name.startswith(contents.KEY_PREFIX):
+            held.wait(30)
+        real(path)
+
+    monkeypatch.setattr(write_behind, "sync_path", slow_sync)
+    store = contents.FolderStore(tmp_path / "store")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert store.path(kept.key).read_bytes() == b"weights"  # in place before it is synced
+    [journal] = _journals(store.folder)
+    assert journal.read_text().split() == [kept.key]
+    assert journal.stat().st_mode & 0o777 == 0o600
+    assert not write_behind.wait_synced(0.2)
+    held.set()
+    assert write_behind.wait_synced(30)
+    assert _journals(store.folder) == []
+
+
+def test_a_content_deleted_before_its_sync_leaves_no_journal(tmp_path: Path) -> None:
+    store = contents.FolderStore(tmp_path / "store")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    store.delete(kept.key)  # within the hold, before the thread syncs it
+    assert write_behind.wait_synced(30)
+    assert _journals(store.folder) == []
+
+
+def test_a_normal_exit_syncs_what_it_kept_first(tmp_path: Path) -> None:
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    script = ("import sys, time\nfrom pathlib import Path\n"
+              "from tracker.storage import contents, write_behind\n"
+              "real = write_behind.sync_path\n"
+              "write_behind.sync_path = lambda path: (time.sleep(0.5), real(path))\n"
+              "contents.keep_file(contents.FolderStore(Path(sys.argv[1])), sys.argv[2], "
+              "Path(sys.argv[3]), expected_hash=None)\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "store"), str(source),
+                    str(tmp_path)], check=True, timeout=120)
+    assert _journals(tmp_path / "store") == []
+    assert len(list((tmp_path / "store").glob("blake3-*"))) == 1
+
+
+def test_a_shared_folder_syncs_before_the_rename_and_journals_nothing(tmp_path: Path) -> None:
+    store = contents.FolderStore(tmp_path / "team", shared=True)
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert not (store.folder / write_behind.JOURNALS).exists()
+
+
+def test_a_live_process_journal_is_left_alone(
+        keeper: tuple[tracker.Catalog, list[Path], subprocess.Popen[str]]) -> None:
+    catalog, outputs, _ = keeper
+    [journal] = _journals(catalog.blob_dir)
+    kept = catalog.get_artifact(outputs[0])
+    assert kept.kept == "kept" and kept.blob in journal.read_text().split()
+    with kept.open() as stream:  # recovery ran, and left the journal alone
+        assert stream.read() == outputs[0].read_bytes()
+    assert _journals(catalog.blob_dir) == [journal]
+
+
+def test_a_killed_process_journal_is_synced_by_the_next_one_of_the_same_boot(
+        keeper: tuple[tracker.Catalog, list[Path], subprocess.Popen[str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog, outputs, process = keeper
+    _killed(process)  # right after keeping: its thread never synced
+    keys = _journals(catalog.blob_dir)[0].read_text().split()
+    synced = _synced(monkeypatch)
+    for path in outputs:
+        with catalog.get_artifact(path).open() as stream:
+            assert stream.read() == path.read_bytes()
+    assert _journals(catalog.blob_dir) == []
+    assert {path.name for path in synced} >= set(keys)
+
+
+def test_after_a_reboot_a_content_cut_short_is_missing_and_kept_again(
+        keeper: tuple[tracker.Catalog, list[Path], subprocess.Popen[str]],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    catalog, (whole, cut), process = keeper
+    _killed(process)
+    cut_key = catalog.get_artifact(cut).blob
+    assert cut_key is not None
+    stored = catalog.blob_dir / cut_key
+    stored.chmod(0o600)
+    os.truncate(stored, 1000)  # what a power cut left of it: its write-back never finished
+    monkeypatch.setattr(write_behind, "boot_id", lambda: "another-boot")
+    assert catalog.get_artifact(whole).restore(tmp_path / "w").read_bytes() == whole.read_bytes()
+    with pytest.raises(tracker.ArtifactNotFoundError, match="missing from the store"):
+        catalog.get_artifact(cut).restore(tmp_path / "c")
+    assert not stored.exists() and _journals(catalog.blob_dir) == []
+    assert not list(catalog.blob_dir.glob(".*damaged"))
+    # the old code trusted the stored file of that name: the same bytes kept again stayed cut
+    with catalog.start_run("again") as run:
+        run.log_output(cut, keep=True)
+    catalog.flush()
+    again = catalog.get_artifact(cut, run=run.id)
+    assert again.blob == cut_key
+    assert again.restore(tmp_path / "c").read_bytes() == cut.read_bytes()
+    assert write_behind.wait_synced(30)

@@ -1,0 +1,274 @@
+"""The catalog's own content folder syncs kept contents behind the keep, with a journal.
+
+``cp`` leaves its copy in the page cache; syncing a kept 1 GiB copy before the run records it
+took as long as the copy itself (docs/design.md §8). So a content is renamed into the private
+folder unsynced, and one background thread per process (``tracker-keep-sync``) syncs it about a
+second later (:data:`HOLD`). Until then its name is in this process's journal,
+``.unsynced/<boot_id>-<pid>-<start>`` (0600 in a 0700 folder, the line synced before the rename:
+a few hundred bytes), so that after a crash the next process that uses the folder settles it
+(:func:`recover`): a journal of this boot whose process is gone lists contents still whole in
+the page cache (only a reboot loses them): they are synced; a journal of another boot lists
+contents a power cut may have cut short: each is hashed, and one whose bytes are not its name's
+is removed, so it is reported missing and kept again by a later run, never given back or
+trusted. A team's shared folder and a bucket do not come here: they are synced before the rename
+(many users, one journal each).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import threading
+from pathlib import Path
+
+from tracker._process import process_start
+from tracker.storage.hashed_copy import hash_fd
+from tracker.storage.spools import owner_alive, sync_path
+
+__all__ = ["EXIT_WAIT", "HOLD", "JOURNALS", "boot_id", "journal", "recover", "sync_behind",
+           "wait_synced"]
+
+JOURNALS = ".unsynced"
+EXIT_WAIT = 60.0  # seconds an exit waits for pending syncs; the next process does the rest
+#: Seconds a content's sync waits, unless :func:`wait_synced` asks for it: the catalog's commits
+#: that follow a keep (the record, the run's end) go first. A gigabyte's fdatasync started at
+#: once made the commit after it wait 0.35-0.47 s (medians; 18 ms when held back).
+HOLD = 1.0
+
+_PREFIX = "blake3-"  # a kept content's name: tracker.storage.contents.KEY_PREFIX
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_lock = threading.Condition()
+_pending: dict[Path, set[str]] = {}  # per folder, contents renamed in and not synced yet
+_journaled: dict[Path, set[str]] = {}  # per folder, what this process's journal lists
+_journals: dict[Path, Path] = {}  # per folder, this process's journal
+_thread: threading.Thread | None = None
+_closing = False  # the interpreter exits: contents are synced before their rename
+_released = False  # wait_synced asks for the pending syncs now
+_recovered: set[Path] = set()
+_recovering = threading.Lock()
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux), or None where there is none: then contents are synced before
+    their rename, as in a shared folder. Tests patch it to fake another boot."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def journal(folder: Path, key: str) -> bool:
+    """Note in this process's journal that ``key`` is about to be renamed into ``folder``
+    unsynced (the line on disk before this returns); False (nothing noted) when the caller
+    must sync it itself: no boot id, or the interpreter exiting. Then :func:`sync_behind`."""
+    boot = boot_id()
+    with _lock:
+        if boot is None or _closing:
+            return False
+        path = _journals.setdefault(folder, _journal_path(folder, boot))
+        fresh = not path.exists()
+        if fresh:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, f"{key}\n".encode("ascii"))
+        finally:
+            os.close(fd)
+        sync_path(path)
+        if fresh:  # the journal's name on disk too, and its folder's
+            sync_path(path.parent)
+            sync_path(folder)
+        _journaled.setdefault(folder, set()).add(key)
+    return True
+
+
+def sync_behind(folder: Path, key: str) -> None:
+    """Have the background thread sync the journaled ``key`` (renamed into ``folder`` or not:
+    a failed rename leaves nothing to sync) in :data:`HOLD` seconds, and then drop it from
+    the journal; at exit, done here and now."""
+    with _lock:
+        if not _closing:
+            _pending.setdefault(folder, set()).add(key)
+            _start()
+            _lock.notify_all()
+            return
+    _sync(folder, {key})
+
+
+def wait_synced(timeout: float | None = None) -> bool:
+    """Sync now every content this process kept, and wait until each is synced (or could not
+    be: it stays in the journal for the next process); False if ``timeout`` seconds passed
+    first."""
+    global _released
+    with _lock:
+        _released = any(_pending.values())
+        _lock.notify_all()
+        return _lock.wait_for(lambda: not any(_pending.values()), timeout)
+
+
+def recover(folder: Path) -> None:
+    """Settle what crashed processes left unsynced in ``folder`` (see the module's docstring),
+    once per process and folder: cheap when nothing is left. A live process's journal, and
+    this process's own, are left alone."""
+    if folder in _recovered:
+        return
+    with _recovering:
+        if folder in _recovered:
+            return
+        boot = boot_id()
+        try:
+            journals = list(os.scandir(folder / JOURNALS))
+        except FileNotFoundError:
+            journals = []
+        for entry in journals:
+            this_boot = boot is not None and entry.name.startswith(boot)
+            if entry.name.startswith(".") or (this_boot and _alive(entry.name.split("-")[-2:])):
+                continue  # a journal being rewritten, or a live process's
+            _settle(folder, Path(entry.path), trusted=this_boot)
+        _recovered.add(folder)
+
+
+def _alive(owner: list[str]) -> bool:
+    """Whether the process named by a journal's ``[pid, start]`` is this one or lives."""
+    try:
+        pid, started = int(owner[0]), float(owner[1])
+    except (IndexError, ValueError):
+        return False
+    return pid == os.getpid() or bool(owner_alive(socket.gethostname(), pid, started))
+
+
+def _settle(folder: Path, journal: Path, *, trusted: bool) -> None:
+    """Sync each content ``journal`` lists and remove it. ``trusted`` (this boot's): the
+    page cache holds their bytes. Else each is hashed first and removed unless whole."""
+    keys = set(journal.read_text(encoding="ascii", errors="replace").split())
+    for key in sorted(keys):
+        if not key.startswith(_PREFIX) or os.sep in key:  # a line a power cut tore
+            continue
+        path = folder / key
+        with contextlib.suppress(FileNotFoundError):
+            damaged = None if trusted else _damaged(path, key)
+            if damaged is None:
+                sync_path(path)
+            else:
+                _remove(folder, path, damaged)
+    sync_path(folder)  # each removal on disk before the journal that names it goes
+    journal.unlink(missing_ok=True)
+
+
+def _damaged(path: Path, key: str) -> int | None:
+    """The inode of ``path`` if its bytes are not the content named ``key``, else None."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        whole = _PREFIX + hash_fd(fd).blake3 == key
+        return None if whole else os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+
+
+def _remove(folder: Path, path: Path, damaged: int) -> None:
+    """Remove the content cut short (inode ``damaged``) at ``path``: renamed aside, then
+    deleted, unless what was renamed aside is another file (another process kept the
+    content again meanwhile, verified): that one is put back."""
+    aside = folder / f".{path.name}.{os.getpid()}.damaged"
+    os.replace(path, aside)
+    if os.stat(aside).st_ino != damaged:
+        os.replace(aside, path)
+        return
+    aside.unlink()
+
+
+def _journal_path(folder: Path, boot: str) -> Path:
+    pid = os.getpid()
+    return folder / JOURNALS / f"{boot}-{pid}-{process_start(pid) or 0:.0f}"
+
+
+def _start() -> None:
+    """Start the sync thread and its exit handler, once (the caller holds ``_lock``)."""
+    global _thread
+    if _thread is not None:
+        return
+    _thread = threading.Thread(target=_sync_forever, name="tracker-keep-sync", daemon=True)
+    _thread.start()
+    atexit.register(_at_exit)
+
+
+def _sync_forever() -> None:
+    global _released
+    while True:
+        with _lock:
+            _lock.wait_for(lambda: any(_pending.values()))
+            _lock.wait_for(_asked, HOLD)
+            _released = False
+            batch = {folder: set(keys) for folder, keys in _pending.items() if keys}
+        for folder, keys in batch.items():
+            _sync(folder, keys)
+
+
+def _asked() -> bool:
+    return _released
+
+
+def _sync(folder: Path, keys: set[str]) -> None:
+    """Sync ``keys`` and ``folder``, then drop them from the journal; one that cannot be
+    synced (an I/O error) stays in the journal for the next process to settle."""
+    synced = set()
+    for key in keys:
+        try:
+            sync_path(folder / key)
+        except FileNotFoundError:  # deleted since, or its rename failed: nothing to sync
+            pass
+        except OSError:
+            continue
+        synced.add(key)
+    with contextlib.suppress(OSError):
+        sync_path(folder)
+    with _lock:
+        _pending.get(folder, set()).difference_update(keys)
+        with contextlib.suppress(OSError):
+            _drop(folder, synced)
+        _lock.notify_all()
+
+
+def _drop(folder: Path, synced: set[str]) -> None:
+    """Rewrite this process's journal without ``synced`` (written and synced under another
+    name, then renamed over it), or remove it once it lists nothing (the caller holds
+    ``_lock``)."""
+    left = _journaled.get(folder, set()) - synced
+    _journaled[folder] = left
+    path = _journals.get(folder)
+    if path is None:
+        return
+    if not left:
+        path.unlink(missing_ok=True)
+        return
+    fresh = path.with_name(f".{path.name}")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, "".join(f"{key}\n" for key in sorted(left)).encode("ascii"))
+    finally:
+        os.close(fd)
+    sync_path(fresh)
+    os.replace(fresh, path)
+
+
+def _at_exit() -> None:
+    """At exit, wait (bounded) for pending syncs; contents kept later are synced at once."""
+    global _closing
+    with _lock:
+        _closing = True
+    wait_synced(EXIT_WAIT)
+
+
+def _after_fork() -> None:
+    """A forked child has no sync thread and a journal of its own (another pid)."""
+    global _thread, _closing, _released, _lock, _recovering
+    _lock, _recovering = threading.Condition(), threading.Lock()  # perhaps held by a thread gone
+    _pending.clear()
+    _journaled.clear()
+    _journals.clear()
+    _thread, _closing, _released = None, False, False
+
+
+os.register_at_fork(after_in_child=_after_fork)
