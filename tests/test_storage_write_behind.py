@@ -3,8 +3,10 @@ until it is on disk, and the next process settles what a crashed one left (by bo
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -124,6 +126,41 @@ def test_a_normal_exit_syncs_what_it_kept_first(tmp_path: Path) -> None:
     assert len(list((tmp_path / "store").glob("blake3-*"))) == 1
 
 
+def test_a_content_kept_while_the_interpreter_exits_is_synced_before_its_rename(
+        tmp_path: Path) -> None:
+    # A run ended at exit keeps its outputs then: no thread may start, and an exit handler
+    # registered then never runs, so the old code left the content unsynced and journaled.
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    script = ("import atexit, sys\nfrom pathlib import Path\n"
+              "from tracker.storage import contents\n"
+              "atexit.register(lambda: contents.keep_file(contents.FolderStore(Path(sys.argv[1])),"
+              " sys.argv[2], Path(sys.argv[3]), expected_hash=None))\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "store"), str(source),
+                    str(tmp_path)], check=True, timeout=120)
+    assert _journals(tmp_path / "store") == []
+    [kept] = (tmp_path / "store").glob("blake3-*")
+    assert kept.read_bytes() == b"weights"
+
+
+def test_a_content_whose_sync_fails_is_removed_not_trusted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = write_behind.sync_path
+
+    def failing(path: Path) -> None:  # the disk lost its delayed blocks
+        if path.name.startswith(contents.KEY_PREFIX):
+            raise OSError(errno.EIO, "Input/output error")
+        real(path)
+
+    monkeypatch.setattr(write_behind, "sync_path", failing)
+    store = contents.FolderStore(tmp_path / "store")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert write_behind.wait_synced(30)
+    assert not store.path(kept.key).exists() and _journals(store.folder) == []
+
+
 def test_a_shared_folder_syncs_before_the_rename_and_journals_nothing(tmp_path: Path) -> None:
     store = contents.FolderStore(tmp_path / "team", shared=True)
     source = tmp_path / "model.bin"
@@ -138,7 +175,12 @@ def test_a_live_process_journal_is_left_alone(
     [journal] = _journals(catalog.blob_dir)
     kept = catalog.get_artifact(outputs[0])
     assert kept.kept == "kept" and kept.blob in journal.read_text().split()
-    with kept.open() as stream:  # recovery ran, and left the journal alone
+    # Beside it, a journal of a process of this boot that is gone, naming the other output.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = journal.with_name(f"{write_behind.boot_id()}~{socket.gethostname()}~{gone}~1")
+    dead.write_text(catalog.get_artifact(outputs[1]).blob + "\n")
+    with kept.open() as stream:  # recovery ran: it settled the dead journal, not the live one
         assert stream.read() == outputs[0].read_bytes()
     assert _journals(catalog.blob_dir) == [journal]
 

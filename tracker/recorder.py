@@ -47,7 +47,9 @@ from tracker.errors import (
     TrackerWarning,
 )
 from tracker.run import Run
-from tracker.storage import spools
+
+# write_behind's exit handler, registered as it is imported, runs after _close_all below.
+from tracker.storage import spools, write_behind  # noqa: F401
 
 if TYPE_CHECKING:
     from tracker import script_capture

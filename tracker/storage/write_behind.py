@@ -4,8 +4,8 @@
 took as long as the copy itself (docs/design.md §8). So a content is renamed into the private
 folder unsynced, and one background thread per process (``tracker-keep-sync``) syncs it about a
 second later (:data:`HOLD`). Until then its name is in this process's journal,
-``.unsynced/<boot_id>-<pid>-<start>`` (0600 in a 0700 folder, the line synced before the rename:
-a few hundred bytes), so that after a crash the next process that uses the folder settles it
+``.unsynced/<boot_id>~<host>~<pid>~<start>`` (0600 in a 0700 folder, the line synced before the
+rename: a few hundred bytes), so that after a crash the next process that uses the folder settles it
 (:func:`recover`): a journal of this boot whose process is gone lists contents still whole in
 the page cache (only a reboot loses them): they are synced; a journal of another boot lists
 contents a power cut may have cut short: each is hashed, and one whose bytes are not its name's
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import socket
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from tracker._process import process_start
 from tracker.storage.hashed_copy import hash_fd
@@ -39,6 +41,8 @@ HOLD = 1.0
 
 _PREFIX = "blake3-"  # a kept content's name: tracker.storage.contents.KEY_PREFIX
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+#: This host, as a journal's name holds it (a folder shared by hosts: see :func:`recover`).
+_HOST = socket.gethostname().replace("~", "_").replace(os.sep, "_")
 _lock = threading.Condition()
 _pending: dict[Path, set[str]] = {}  # per folder, contents renamed in and not synced yet
 _journaled: dict[Path, set[str]] = {}  # per folder, what this process's journal lists
@@ -65,7 +69,8 @@ def journal(folder: Path, key: str) -> bool:
     must sync it itself: no boot id, or the interpreter exiting. Then :func:`sync_behind`."""
     boot = boot_id()
     with _lock:
-        if boot is None or _closing:
+        # At exit (threading has shut down: no thread may start) a content is synced here.
+        if boot is None or _closing or not threading.main_thread().is_alive():
             return False
         path = _journals.setdefault(folder, _journal_path(folder, boot))
         fresh = not path.exists()
@@ -110,8 +115,9 @@ def wait_synced(timeout: float | None = None) -> bool:
 
 def recover(folder: Path) -> None:
     """Settle what crashed processes left unsynced in ``folder`` (see the module's docstring),
-    once per process and folder: cheap when nothing is left. A live process's journal, and
-    this process's own, are left alone."""
+    once per process and folder: cheap when nothing is left. A live process's journal, this
+    process's own and another host's are left alone; one that cannot be settled now (an I/O
+    error) is left for the next process: a read never fails on it."""
     if folder in _recovered:
         return
     with _recovering:
@@ -120,60 +126,108 @@ def recover(folder: Path) -> None:
         boot = boot_id()
         try:
             journals = list(os.scandir(folder / JOURNALS))
-        except FileNotFoundError:
+        except OSError:
             journals = []
         for entry in journals:
-            this_boot = boot is not None and entry.name.startswith(boot)
-            if entry.name.startswith(".") or (this_boot and _alive(entry.name.split("-")[-2:])):
-                continue  # a journal being rewritten, or a live process's
-            _settle(folder, Path(entry.path), trusted=this_boot)
+            owner = _owner(entry.name)  # None: a journal being rewritten (".name")
+            if owner is None or owner.host != _HOST:
+                continue  # another host's: only it can tell whether its process lives
+            this_boot = owner.boot == boot
+            if this_boot and _alive(owner):
+                continue
+            with contextlib.suppress(OSError):
+                _settle(folder, Path(entry.path), trusted=this_boot)
         _recovered.add(folder)
 
 
-def _alive(owner: list[str]) -> bool:
-    """Whether the process named by a journal's ``[pid, start]`` is this one or lives."""
+class _Owner(NamedTuple):
+    """Whose a journal is, from its name: ``<boot>~<host>~<pid>~<start or unknown>``."""
+
+    boot: str
+    host: str
+    pid: int
+    start: float | None
+
+
+def _owner(name: str) -> _Owner | None:
+    fields = name.split("~")
+    if name.startswith(".") or len(fields) != 4:
+        return None
+    boot, host, pid, start = fields
     try:
-        pid, started = int(owner[0]), float(owner[1])
-    except (IndexError, ValueError):
-        return False
-    return pid == os.getpid() or bool(owner_alive(socket.gethostname(), pid, started))
+        return _Owner(boot, host, int(pid), None if start == "unknown" else float(start))
+    except ValueError:
+        return None
+
+
+def _alive(owner: _Owner) -> bool:
+    """Whether the process that owns a journal is this one or lives (an unknown start time
+    counts as the same process, as for spools)."""
+    return owner.pid == os.getpid() or \
+        bool(owner_alive(socket.gethostname(), owner.pid, owner.start))
 
 
 def _settle(folder: Path, journal: Path, *, trusted: bool) -> None:
-    """Sync each content ``journal`` lists and remove it. ``trusted`` (this boot's): the
-    page cache holds their bytes. Else each is hashed first and removed unless whole."""
-    keys = set(journal.read_text(encoding="ascii", errors="replace").split())
-    for key in sorted(keys):
-        if not key.startswith(_PREFIX) or os.sep in key:  # a line a power cut tore
-            continue
-        path = folder / key
-        with contextlib.suppress(FileNotFoundError):
-            damaged = None if trusted else _damaged(path, key)
-            if damaged is None:
-                sync_path(path)
-            else:
-                _remove(folder, path, damaged)
-    sync_path(folder)  # each removal on disk before the journal that names it goes
-    journal.unlink(missing_ok=True)
-
-
-def _damaged(path: Path, key: str) -> int | None:
-    """The inode of ``path`` if its bytes are not the content named ``key``, else None."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    """Sync each content ``journal`` lists and remove the journal. ``trusted`` (this boot's):
+    the page cache holds their bytes; else each is hashed first and removed unless whole.
+    Under an exclusive lock on the journal: processes started together after a reboot settle
+    it once, and none removes a content another has just kept again."""
+    fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        whole = _PREFIX + hash_fd(fd).blake3 == key
-        return None if whole else os.fstat(fd).st_ino
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another process is settling it
+        if os.fstat(fd).st_nlink == 0:
+            return  # settled meanwhile
+        keys = set(_read_all(fd).decode("ascii", errors="replace").split())
+        for key in sorted(keys):
+            if not key.startswith(_PREFIX) or os.sep in key:  # a line a power cut tore
+                continue
+            path = folder / key
+            with contextlib.suppress(FileNotFoundError):
+                damaged = None if trusted else _damaged(path, key)
+                if damaged is None:
+                    sync_path(path)
+                else:
+                    _remove(folder, path, damaged)
+        sync_path(folder)  # each removal on disk before the journal that names it goes
+        journal.unlink(missing_ok=True)
     finally:
         os.close(fd)
 
 
-def _remove(folder: Path, path: Path, damaged: int) -> None:
-    """Remove the content cut short (inode ``damaged``) at ``path``: renamed aside, then
-    deleted, unless what was renamed aside is another file (another process kept the
-    content again meanwhile, verified): that one is put back."""
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_Identity = tuple[int, int, int]  # inode, size, mtime in ns: one version of a file
+
+
+def _identity(info: os.stat_result) -> _Identity:
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _damaged(path: Path, key: str) -> _Identity | None:
+    """The identity of ``path`` if its bytes are not the content named ``key``, else None."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        whole = _PREFIX + hash_fd(fd).blake3 == key
+        return None if whole else _identity(os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
+def _remove(folder: Path, path: Path, damaged: _Identity | None) -> None:
+    """Remove the content at ``path``: renamed aside, then deleted, unless ``damaged`` is
+    given and what was renamed aside is another file (the content kept again meanwhile,
+    verified): that one is put back."""
     aside = folder / f".{path.name}.{os.getpid()}.damaged"
     os.replace(path, aside)
-    if os.stat(aside).st_ino != damaged:
+    if damaged is not None and _identity(os.stat(aside)) != damaged:
         os.replace(aside, path)
         return
     aside.unlink()
@@ -181,17 +235,18 @@ def _remove(folder: Path, path: Path, damaged: int) -> None:
 
 def _journal_path(folder: Path, boot: str) -> Path:
     pid = os.getpid()
-    return folder / JOURNALS / f"{boot}-{pid}-{process_start(pid) or 0:.0f}"
+    start = process_start(pid)
+    started = "unknown" if start is None else f"{start:.0f}"
+    return folder / JOURNALS / f"{boot}~{_HOST}~{pid}~{started}"
 
 
 def _start() -> None:
-    """Start the sync thread and its exit handler, once (the caller holds ``_lock``)."""
+    """Start the sync thread, once (the caller holds ``_lock``)."""
     global _thread
     if _thread is not None:
         return
     _thread = threading.Thread(target=_sync_forever, name="tracker-keep-sync", daemon=True)
     _thread.start()
-    atexit.register(_at_exit)
 
 
 def _sync_forever() -> None:
@@ -211,8 +266,9 @@ def _asked() -> bool:
 
 
 def _sync(folder: Path, keys: set[str]) -> None:
-    """Sync ``keys`` and ``folder``, then drop them from the journal; one that cannot be
-    synced (an I/O error) stays in the journal for the next process to settle."""
+    """Sync ``keys`` and ``folder``, then drop them from the journal. A content whose sync
+    fails (EIO, a full disk for its delayed blocks) may never reach the disk: it is removed,
+    as a damaged one is; one that cannot even be removed stays in the journal."""
     synced = set()
     for key in keys:
         try:
@@ -220,7 +276,12 @@ def _sync(folder: Path, keys: set[str]) -> None:
         except FileNotFoundError:  # deleted since, or its rename failed: nothing to sync
             pass
         except OSError:
-            continue
+            try:
+                _remove(folder, folder / key, None)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
         synced.add(key)
     with contextlib.suppress(OSError):
         sync_path(folder)
@@ -253,8 +314,12 @@ def _drop(folder: Path, synced: set[str]) -> None:
     os.replace(fresh, path)
 
 
+@atexit.register
 def _at_exit() -> None:
-    """At exit, wait (bounded) for pending syncs; contents kept later are synced at once."""
+    """At exit, wait (bounded) for pending syncs; contents kept later are synced at once.
+    Registered at import: ``tracker.recorder`` imports this module before it registers its own
+    handler, so this one runs after the runs' last writes (atexit runs the last registered
+    first), and a run's end never waits behind a gigabyte's sync."""
     global _closing
     with _lock:
         _closing = True
