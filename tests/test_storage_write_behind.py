@@ -63,6 +63,14 @@ def _killed(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
+def _keep_weights(tmp_path: Path) -> tuple[contents.FolderStore, contents.Kept]:
+    """A store under ``tmp_path`` with b"weights" kept in it (from model.bin)."""
+    folder = contents.FolderStore(tmp_path / "store")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    return folder, contents.keep_file(folder, str(source), tmp_path, expected_hash=None)
+
+
 def _synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The paths write_behind syncs from now on, in order."""
     seen: list[Path] = []
@@ -87,10 +95,7 @@ def test_a_kept_content_is_journaled_until_the_thread_syncs_it(
         real(path)
 
     monkeypatch.setattr(write_behind, "sync_path", slow_sync)
-    store = contents.FolderStore(tmp_path / "store")
-    source = tmp_path / "model.bin"
-    source.write_bytes(b"weights")
-    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    store, kept = _keep_weights(tmp_path)
     assert store.path(kept.key).read_bytes() == b"weights"  # in place before it is synced
     [journal] = _journals(store.folder)
     assert journal.read_text().split() == [kept.key]
@@ -102,10 +107,7 @@ def test_a_kept_content_is_journaled_until_the_thread_syncs_it(
 
 
 def test_a_content_deleted_before_its_sync_leaves_no_journal(tmp_path: Path) -> None:
-    store = contents.FolderStore(tmp_path / "store")
-    source = tmp_path / "model.bin"
-    source.write_bytes(b"weights")
-    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    store, kept = _keep_weights(tmp_path)
     store.delete(kept.key)  # within the hold, before the thread syncs it
     assert write_behind.wait_synced(30)
     assert _journals(store.folder) == []
@@ -153,10 +155,7 @@ def test_a_content_whose_sync_fails_is_removed_not_trusted(
         real(path)
 
     monkeypatch.setattr(write_behind, "sync_path", failing)
-    store = contents.FolderStore(tmp_path / "store")
-    source = tmp_path / "model.bin"
-    source.write_bytes(b"weights")
-    kept = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    store, kept = _keep_weights(tmp_path)
     assert write_behind.wait_synced(30)
     assert not store.path(kept.key).exists() and _journals(store.folder) == []
 
