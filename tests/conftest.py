@@ -146,16 +146,45 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     runs as root on this kind of machine: there a failure to mount fails the test)."""
     folder = tmp_path / "disk"
     folder.mkdir(mode=0o700)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
-                              str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs in CI: {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    _mounted_or_skip(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(folder)],
+                     "a tmpfs")
     try:
         yield folder
     finally:
         # Lazy: this process keeps the catalog's lock file open for its lifetime.
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _mounted_or_skip(command: list[str], what: str) -> None:
+    """Run a mount's command; in CI (root, the tools installed by .ci/run) a failure fails the
+    test, elsewhere it skips it."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+        problem = done.stderr.strip() if done.returncode else ""
+    except FileNotFoundError as exc:
+        problem = str(exc)
+    if not problem:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"cannot make {what} in CI: {problem}")
+    pytest.skip(f"cannot make {what} here: {problem}")
+
+
+@pytest.fixture
+def reflink_disk(tmp_path: Path) -> Iterator[Path]:
+    """A private folder on its own XFS file system with reflinks (a sparse 300 MiB image,
+    loop-mounted: root and Debian's xfsprogs, which .ci/run installs), where a copy can share
+    the source's blocks."""
+    image, folder = tmp_path / "xfs.img", tmp_path / "xfs"
+    folder.mkdir(mode=0o700)
+    with open(image, "wb") as f:
+        f.truncate(300 << 20)  # XFS's smallest
+    _mounted_or_skip(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], "an XFS image")
+    _mounted_or_skip(["mount", "-o", "loop", str(image), str(folder)], "an XFS mount")
+    try:
+        folder.chmod(0o700)
+        yield folder
+    finally:
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 

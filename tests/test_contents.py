@@ -17,7 +17,7 @@ import pytest
 
 import tracker
 from tracker import delivery, hashing, retrieval
-from tracker.storage import contents
+from tracker.storage import contents, hashed_copy
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -201,6 +201,36 @@ def test_a_copy_is_made_by_the_kernel_and_hashed_from_the_copy(
 
     monkeypatch.setattr(os, "write", no_write)
     _assert_copied_and_hashed(tmp_path, 2 * hashed_copy.CHUNK + 12_345)  # a short last chunk
+
+
+def _shares_blocks(path: Path) -> bool:
+    """Whether every extent of ``path`` is shared with another file (filefrag's FIEMAP flag)."""
+    extents = [line for line in subprocess.run(
+        ["filefrag", "-v", str(path)], capture_output=True, text=True, check=True
+    ).stdout.splitlines() if line.lstrip()[:1].isdigit()]
+    return bool(extents) and all("shared" in line for line in extents)
+
+
+def test_a_content_kept_where_blocks_can_be_shared_is_a_clone_not_a_copy(
+        reflink_disk: Path) -> None:
+    # The issue's "near zero where reflinks work": no byte is copied, the stored file shares
+    # the output's blocks, and the output written again later leaves it as it was.
+    catalog = tracker.Catalog(reflink_disk / "catalog.duckdb")
+    data = os.urandom(3 * hashed_copy.CHUNK // 2)
+    output = _write(reflink_disk / "model.bin", data)
+    with catalog.start_run("train") as run:
+        run.log_output(output, keep=True)
+    catalog.flush()
+    kept = catalog.get_artifact(output, run=run.id)
+    stored = catalog.content_store.path(kept.blob or "")
+    assert _shares_blocks(stored) and _shares_blocks(output)
+
+    with open(output, "r+b") as rewritten:  # in place: the clone's blocks are copied on write
+        rewritten.write(b"x" * 4096)
+    assert stored.read_bytes() == data
+    kept.restore(reflink_disk / "back.bin")
+    assert (reflink_disk / "back.bin").read_bytes() == data
+    assert _shares_blocks(reflink_disk / "back.bin")  # restored as a clone too
 
 
 def test_a_copy_the_kernel_refuses_is_read_and_written(
