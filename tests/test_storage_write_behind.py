@@ -113,6 +113,60 @@ def test_a_content_deleted_before_its_sync_leaves_no_journal(tmp_path: Path) -> 
     assert _journals(store.folder) == []
 
 
+def test_a_content_kept_again_while_its_first_sync_runs_is_synced_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Deleted and kept again (the same bytes: the same name) while the thread synced the first
+    # copy: the old code took the name out of the pending set and the journal with the first
+    # sync, so the second copy was never synced.
+    syncing, go_on = threading.Event(), threading.Event()
+    synced: list[Path] = []
+    real = write_behind.sync_path
+
+    def slow_sync(path: Path) -> None:
+        if path.name.startswith(contents.KEY_PREFIX) and not go_on.is_set():
+            syncing.set()
+            go_on.wait(30)
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(write_behind, "sync_path", slow_sync)
+    store, kept = _keep_weights(tmp_path)
+    write_behind.wait_synced(0)  # now, not in a second
+    assert syncing.wait(30)
+    store.delete(kept.key)
+    _, again = _keep_weights(tmp_path)
+    assert again.key == kept.key
+    go_on.set()
+    assert write_behind.wait_synced(30)
+    assert synced.count(store.path(kept.key)) == 2
+    assert _journals(store.folder) == []
+
+
+def test_a_fault_in_the_sync_thread_leaves_nobody_waiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The old thread died on it, and wait_synced() without a timeout waited forever.
+    real = write_behind.sync_path
+
+    def broken(path: Path) -> None:
+        if path.name.startswith(contents.KEY_PREFIX):
+            raise RuntimeError("a bug")
+        real(path)
+
+    monkeypatch.setattr(write_behind, "sync_path", broken)
+    store, kept = _keep_weights(tmp_path)
+    with pytest.warns(tracker.TrackerWarning, match="the next tracker process syncs them"):
+        assert write_behind.wait_synced(30)
+    [journal] = _journals(store.folder)
+    assert journal.read_text().split() == [kept.key]  # for the next process to sync
+
+    monkeypatch.setattr(write_behind, "sync_path", real)  # the thread still works
+    source = tmp_path / "other.bin"
+    source.write_bytes(b"other weights")
+    other = contents.keep_file(store, str(source), tmp_path, expected_hash=None)
+    assert write_behind.wait_synced(30)
+    assert journal.read_text().split() == [kept.key] and store.path(other.key).exists()
+
+
 def test_a_normal_exit_syncs_what_it_kept_first(tmp_path: Path) -> None:
     source = tmp_path / "model.bin"
     source.write_bytes(b"weights")

@@ -19,13 +19,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import itertools
 import os
 import socket
 import threading
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 from tracker._process import process_start
+from tracker.errors import TrackerWarning
 from tracker.storage.hashed_copy import hash_fd
 from tracker.storage.spools import owner_alive, sync_path
 
@@ -44,7 +47,10 @@ _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 #: This host, as a journal's name holds it (a folder shared by hosts: see :func:`recover`).
 _HOST = socket.gethostname().replace("~", "_").replace(os.sep, "_")
 _lock = threading.Condition()
-_pending: dict[Path, set[str]] = {}  # per folder, contents renamed in and not synced yet
+# Per folder, the contents renamed in and not synced yet, each with the turn of its latest
+# keep: a content deleted and kept again while its first sync runs is synced again.
+_pending: dict[Path, dict[str, int]] = {}
+_turns = itertools.count()
 _journaled: dict[Path, set[str]] = {}  # per folder, what this process's journal lists
 _journals: dict[Path, Path] = {}  # per folder, this process's journal
 _thread: threading.Thread | None = None
@@ -94,12 +100,12 @@ def sync_behind(folder: Path, key: str) -> None:
     a failed rename leaves nothing to sync) in :data:`HOLD` seconds, and then drop it from
     the journal; at exit, done here and now."""
     with _lock:
+        turn = _pending.setdefault(folder, {})[key] = next(_turns)
         if not _closing:
-            _pending.setdefault(folder, set()).add(key)
             _start()
             _lock.notify_all()
             return
-    _sync(folder, {key})
+    _sync_or_give_up(folder, {key: turn})
 
 
 def wait_synced(timeout: float | None = None) -> bool:
@@ -256,19 +262,20 @@ def _sync_forever() -> None:
             _lock.wait_for(lambda: any(_pending.values()))
             _lock.wait_for(_asked, HOLD)
             _released = False
-            batch = {folder: set(keys) for folder, keys in _pending.items() if keys}
+            batch = {folder: dict(keys) for folder, keys in _pending.items() if keys}
         for folder, keys in batch.items():
-            _sync(folder, keys)
+            _sync_or_give_up(folder, keys)
 
 
 def _asked() -> bool:
     return _released
 
 
-def _sync(folder: Path, keys: set[str]) -> None:
-    """Sync ``keys`` and ``folder``, then drop them from the journal. A content whose sync
-    fails (EIO, a full disk for its delayed blocks) may never reach the disk: it is removed,
-    as a damaged one is; one that cannot even be removed stays in the journal."""
+def _sync(folder: Path, keys: dict[str, int]) -> None:
+    """Sync ``keys`` (each with its turn) and ``folder``, then drop them from the pending set
+    and the journal, unless kept again since. A content whose sync fails (EIO, a full disk for
+    its delayed blocks) may never reach the disk: it is removed, as a damaged one is; one that
+    cannot even be removed stays in the journal."""
     synced = set()
     for key in keys:
         try:
@@ -286,10 +293,40 @@ def _sync(folder: Path, keys: set[str]) -> None:
     with contextlib.suppress(OSError):
         sync_path(folder)
     with _lock:
-        _pending.get(folder, set()).difference_update(keys)
+        done = _settled_turns(folder, keys)
         with contextlib.suppress(OSError):
-            _drop(folder, synced)
+            _drop(folder, synced & done)
         _lock.notify_all()
+
+
+def _settled_turns(folder: Path, keys: dict[str, int]) -> set[str]:
+    """Take ``keys`` out of the pending set but those kept again since their turn, and return
+    the ones taken out (the caller holds ``_lock``)."""
+    pending = _pending.get(folder, {})
+    done = {key for key, turn in keys.items() if pending.get(key) == turn}
+    for key in done:
+        del pending[key]
+    return done
+
+
+def _sync_or_give_up(folder: Path, keys: dict[str, int]) -> None:
+    """:func:`_sync`; after an unexpected error (a fault of ours) the pending ``keys`` are
+    given up: they stay in the journal, for the next process of this boot to sync
+    (:func:`recover`), no waiter hangs on them, and one warning says so."""
+    try:
+        _sync(folder, keys)
+    except Exception as exc:
+        _give_up(folder, keys, exc)
+
+
+def _give_up(folder: Path, keys: dict[str, int], exc: Exception) -> None:
+    with _lock:
+        _settled_turns(folder, keys)
+        _lock.notify_all()
+    with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
+        warnings.warn(f"tracker could not sync {len(keys)} kept content(s) in {folder} "
+                      f"({type(exc).__name__}: {exc}); the next tracker process syncs them",
+                      TrackerWarning, stacklevel=2)
 
 
 def _drop(folder: Path, synced: set[str]) -> None:
@@ -311,6 +348,8 @@ def _drop(folder: Path, synced: set[str]) -> None:
     finally:
         os.close(fd)
     sync_path(fresh)
+    # No sync of the journals' folder: should the rename be lost, the old journal is back,
+    # listing more contents than are unsynced, which recovery only syncs or checks again.
     os.replace(fresh, path)
 
 
