@@ -583,6 +583,57 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
     return took
 
 
+def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
+    """Keep a new output of ``size`` bytes on a file system with reflinks (``folder``), against
+    ``cp --reflink=never`` of it: the bytes a clone saves, and the hashes it does not. Seconds
+    and CPU seconds per step, one list entry per round; ``shared``: whether each kept copy was a
+    clone (FIEMAP's shared flag, through filefrag)."""
+    import subprocess
+
+    import tracker
+    from tracker.storage import write_behind
+
+    folder, size = job["folder"], job["size"]
+    catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
+    source, copy = os.path.join(folder, "out.bin"), os.path.join(folder, "out.copy")
+    rounds: dict[str, list[float]] = {"shared": []}
+
+    def keep() -> None:
+        with catalog.start_run("clone") as run:
+            run.log_output(source, keep=True)
+        catalog.flush()
+
+    def fresh() -> None:
+        write_behind.wait_synced()
+        for entry in list(catalog.content_store.entries()):
+            catalog.content_store.delete(entry.key)
+
+    steps = [("cp", lambda: subprocess.run(["cp", "--reflink=never", source, copy],
+                                           check=True)), ("keep", keep)]
+    for index in range(job["repeats"]):
+        _write_random(source, size)
+        for name, seconds in _timed_steps(steps[index % 2:] + steps[:index % 2], source, copy,
+                                          fresh).items():
+            rounds.setdefault(name, []).append(seconds)
+        fresh()
+        keep()  # untimed, into an empty store: was the timed keep's copy a clone?
+        kept = next(iter(catalog.content_store.entries())).key
+        rounds["shared"].append(float(_shared(os.path.join(catalog.blob_dir, kept))))
+        emit({"sample": rounds["keep"][-1] / rounds["cp"][-1]})
+    fresh()
+    return rounds
+
+
+def _shared(path: str) -> bool:
+    """Whether every extent of ``path`` is shared with another file."""
+    import subprocess
+
+    listing = subprocess.run(["filefrag", "-v", path], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    extents = [line for line in listing if line.lstrip()[:1].isdigit()]
+    return bool(extents) and all("shared" in line for line in extents)
+
+
 def _copy_hashed(source: str, copy: str) -> None:
     """What keeping does to a file's bytes, without the run: the kernel's copy, hashed."""
     from tracker.storage.hashed_copy import copy_hashed
