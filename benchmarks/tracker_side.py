@@ -564,15 +564,10 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
         _copy_hashed(source, copy)
         sync_path(Path(copy))
 
-    def fresh() -> None:  # each keep stores its copy anew, with no earlier sync running
-        write_behind.wait_synced()
-        for entry in list(catalog.content_store.entries()):
-            catalog.content_store.delete(entry.key)
-
     steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("keep_synced", keep_synced),
              ("copy_hashed", copy_synced)]
     turn = index % len(steps)
-    took = _timed_steps(steps[turn:] + steps[:turn], source, copy, fresh)
+    took = _timed_steps(steps[turn:] + steps[:turn], source, copy, lambda: _emptied(catalog))
     keep_synced()  # untimed: the kept copy restored below
     kept = retrieval.get_artifact(catalog, source, run=runs[-1].id)
     blob = os.path.join(catalog.blob_dir, kept.blob or "")
@@ -591,7 +586,6 @@ def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
     import subprocess
 
     import tracker
-    from tracker.storage import write_behind
 
     folder, size = job["folder"], job["size"]
     catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
@@ -603,29 +597,34 @@ def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
             run.log_output(source, keep=True)
         catalog.flush()
 
-    def fresh() -> None:
-        write_behind.wait_synced()
-        for entry in list(catalog.content_store.entries()):
-            catalog.content_store.delete(entry.key)
-
     steps = [("cp", lambda: subprocess.run(["cp", "--reflink=never", source, copy],
                                            check=True)), ("keep", keep)]
     for index in range(job["repeats"]):
         _write_random(source, size)
         for name, seconds in _timed_steps(steps[index % 2:] + steps[:index % 2], source, copy,
-                                          fresh).items():
+                                          lambda: _emptied(catalog)).items():
             rounds.setdefault(name, []).append(seconds)
-        fresh()
+        _emptied(catalog)
         keep()  # untimed, into an empty store: was the timed keep's copy a clone?
         kept = next(iter(catalog.content_store.entries())).key
         rounds["shared"].append(float(_shared(os.path.join(catalog.blob_dir, kept))))
         emit({"sample": rounds["keep"][-1] / rounds["cp"][-1]})
-    fresh()
+    _emptied(catalog)
     return rounds
 
 
+def _emptied(catalog: Any) -> None:
+    """Empty ``catalog``'s content store, once no earlier sync runs: each keep stores anew."""
+    from tracker.storage import write_behind
+
+    write_behind.wait_synced()
+    for entry in list(catalog.content_store.entries()):
+        catalog.content_store.delete(entry.key)
+
+
 def _shared(path: str) -> bool:
-    """Whether every extent of ``path`` is shared with another file."""
+    """Whether every extent of ``path`` is shared with another file (FIEMAP's shared flag,
+    through filefrag; tests/test_contents.py has its own: benchmarks/ is not installed)."""
     import subprocess
 
     listing = subprocess.run(["filefrag", "-v", path], capture_output=True, text=True,
