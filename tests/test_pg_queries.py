@@ -240,14 +240,14 @@ def _plan(both: Both, pg_url: str, read: dict[str, Any], *settings: str) -> str:
     from tracker import pg_queries
 
     sent: list[tuple[str, Any]] = []
-    execute = pg_queries.ArrowConnection.execute
+    query = pg_queries.ArrowConnection.sql
 
-    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+    def recording(self: Any, sql: str, params: Any = None) -> Any:
         sent.append((sql, params))
-        return execute(self, sql, params)
+        return query(self, sql, params)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pg_queries.ArrowConnection, "execute", recording)
+        patch.setattr(pg_queries.ArrowConnection, "sql", recording)
         assert len(both[1].runs(**read)) == len(both[0].runs(**read))
     sql, params = sent[0]
     with psycopg.connect(pg_url) as connection:
@@ -255,7 +255,7 @@ def _plan(both: Both, pg_url: str, read: dict[str, Any], *settings: str) -> str:
         for setting in settings:
             connection.execute(f"SET {setting}")
         return "\n".join(row[0] for row in connection.execute(
-            f"EXPLAIN {sql}", list(params)).fetchall())  # type: ignore[arg-type]
+            f"EXPLAIN {sql}", list(params or ())).fetchall())  # type: ignore[arg-type]
 
 
 def test_a_page_of_the_newest_runs_is_read_from_the_index(both: Both, pg_url: str) -> None:

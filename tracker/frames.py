@@ -6,7 +6,6 @@ Shared by the reads of :mod:`tracker.queries` and the user's own ``sql()``
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +24,16 @@ def frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None =
     """
     import pyarrow as pa
 
-    result = con.execute(sql, params or [])
-    if result.description is None:  # a statement with no result, such as SET
+    # The relation API (``sql``), not execute(): duckdb warns when Arrow is fetched from a
+    # DB-API result, and silencing that with warnings.catch_warnings() swapped the process's
+    # warning state under every other thread, losing warnings the user was catching.
+    con.complete()  # a result the caller left unread (a fetchone()) would refuse the relation
+    relation = con.sql(sql, params=params or None)
+    if relation is None:  # a statement with no result, such as SET
         import pandas as pd
 
         return pd.DataFrame()
-    with warnings.catch_warnings():
-        # duckdb 2 suggests its relation API to save a copy; measured, the copy costs nothing
-        # here, and relations refuse a connection that still holds a result from execute().
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-        arrow = fetch()
+    arrow = relation.to_arrow_table()
     # No thread pool: handing columns to threads cost more than it saved, most for small
     # results (the 10 newest runs: 0.92 ms threaded, 0.67 not; 2.6 and 1.1 on busy cores)
     # and nothing for big ones (100k runs: 35 and 31 ms).

@@ -276,19 +276,25 @@ def _warn(notes: list[str]) -> None:
 
 
 class ArrowConnection:
-    """A psycopg connection that answers ``execute`` with a result :func:`tracker.frames.frame`
-    converts: the rows as an Arrow table typed by the columns' PostgreSQL types, passed
-    through ``expand`` (the runs table's key columns) when given."""
+    """A psycopg connection that answers ``sql`` as duckdb's relation API does, with a result
+    :func:`tracker.frames.frame` converts: the rows as an Arrow table typed by the columns'
+    PostgreSQL types, passed through ``expand`` (the runs table's key columns) when given."""
 
     def __init__(self, connection: Any,
                  expand: Callable[[pa.Table], pa.Table] | None = None) -> None:
         self._connection = connection
         self._expand = expand
 
-    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _ArrowResult:
-        bound = params if isinstance(params, Mapping) else list(params)
-        return _ArrowResult(self._connection.execute(sql, bound), self._connection,
-                            self._expand)
+    def complete(self) -> None:
+        """Nothing to finish: psycopg runs the next statement whatever the last left unread."""
+
+    def sql(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+            ) -> _ArrowResult | None:
+        bound = params if isinstance(params, Mapping) else list(params or ())
+        cursor = self._connection.execute(sql, bound)
+        if cursor.description is None:  # a statement with no result
+            return None
+        return _ArrowResult(cursor, self._connection, self._expand)
 
 
 class _ArrowResult:
