@@ -57,6 +57,7 @@ _thread: threading.Thread | None = None
 _closing = False  # the interpreter exits: contents are synced before their rename
 _released = False  # wait_synced asks for the pending syncs now
 _recovered: set[Path] = set()
+_warned = False  # a give-up has been warned of: one warning per process, not one per batch
 _recovering = threading.Lock()
 
 
@@ -312,7 +313,7 @@ def _settled_turns(folder: Path, keys: dict[str, int]) -> set[str]:
 def _sync_or_give_up(folder: Path, keys: dict[str, int]) -> None:
     """:func:`_sync`; after an unexpected error (a fault of ours) the pending ``keys`` are
     given up: they stay in the journal, for the next process of this boot to sync
-    (:func:`recover`), no waiter hangs on them, and one warning says so."""
+    (:func:`recover`), no waiter hangs on them, and one warning per process says so."""
     try:
         _sync(folder, keys)
     except Exception as exc:
@@ -320,9 +321,13 @@ def _sync_or_give_up(folder: Path, keys: dict[str, int]) -> None:
 
 
 def _give_up(folder: Path, keys: dict[str, int], exc: Exception) -> None:
+    global _warned
     with _lock:
         _settled_turns(folder, keys)
         _lock.notify_all()
+        if _warned:
+            return
+        _warned = True
     with contextlib.suppress(Exception):  # under `-W error` the warning itself raises
         warnings.warn(f"tracker could not sync {len(keys)} kept content(s) in {folder} "
                       f"({type(exc).__name__}: {exc}); the next tracker process syncs them",
