@@ -160,3 +160,26 @@ def test_a_read_that_cannot_write_reads_lagging_rows_from_their_json(
         reader.communicate("\n", timeout=60)
     catalog.runs()
     assert _row(catalog, new.id)["fresh"] is _row(catalog, changed.id)["fresh"] is True
+
+
+@pytest.mark.parametrize("name", [
+    "id AS x FROM runs r; COPY (SELECT 'written') TO '{pwned}' (HEADER false); SELECT 1 --",
+    "m1; DROP TABLE runs --", "p1", "x1", "m01"])
+def test_a_value_column_name_the_file_holds_is_never_sql(tmp_path: Path, name: str) -> None:
+    """Column names come from the catalog file: one edited by hand (a downloaded catalog, a
+    trusted one) must be refused, not pasted into the reader's SQL."""
+    path = tmp_path / "catalog.duckdb"
+    catalog = tracker.Catalog(path)
+    with catalog.start_run("first") as run:
+        run.log_metric("loss", 0.5)
+    catalog.runs()
+    pwned = tmp_path / "pwned.txt"
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE runs SET values_fresh = true")
+    con.execute("UPDATE value_columns SET name = ? WHERE key = 'loss'",
+                [name.format(pwned=pwned)])
+    con.close()
+    with pytest.raises(tracker.NotACatalogError, match="value column"):
+        tracker.Catalog(path).runs()
+    assert not pwned.exists()
+    assert duckdb.connect(str(path)).execute("SELECT count(*) FROM runs").fetchone() == (1,)

@@ -135,8 +135,8 @@ def _lazy_value_columns(con: Connection) -> None:
 
     con.execute("DROP INDEX IF EXISTS metrics_run")
     con.execute("DROP INDEX IF EXISTS params_run")
-    for namespace, name in con.execute("SELECT namespace, name FROM value_columns").fetchall():
-        con.execute(f"ALTER TABLE runs DROP COLUMN {name}")  # names are ours: p1, m1...
+    for (namespace, _), name in value_columns.layout(con).items():  # checked: p1, m1...
+        con.execute(f"ALTER TABLE runs DROP COLUMN {name}")
         if namespace == "params":
             con.execute(f"ALTER TABLE runs DROP COLUMN {name}_json")
     con.execute("DELETE FROM value_columns")

@@ -22,9 +22,13 @@ values from its JSON, so no read ever sees a column disagree with what was commi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from tracker.errors import NotACatalogError
 
 Layout = Mapping[tuple[str, str], str]
 """(namespace, key) -> column of ``run_values``, e.g. ``("params", "lr") -> "p3"``."""
@@ -41,9 +45,35 @@ def named(layout: Layout, namespace: str) -> list[tuple[str, str]]:
 
 
 def layout(con: Any) -> dict[tuple[str, str], str]:
-    """Which column of ``run_values`` holds each params and metrics key."""
-    return {(namespace, key): name for namespace, key, name in
-            con.execute("SELECT namespace, key, name FROM value_columns").fetchall()}
+    """Which column of ``run_values`` holds each params and metrics key.
+
+    The names are read from the file but become SQL text, so each must be one :func:`ensure`
+    makes (``p3`` for params, ``m3`` for metrics); a file edited outside tracker that holds
+    another is refused (NotACatalogError), never queried."""
+    placed = {}
+    for namespace, key, name in con.execute(
+            "SELECT namespace, key, name FROM value_columns").fetchall():
+        if not (isinstance(name, str) and _NAME.fullmatch(name)
+                and _PREFIXES.get(namespace) == name[0]):
+            raise _foreign(con, namespace, name)
+        placed[namespace, key] = name
+    return placed
+
+
+_PREFIXES = {"params": "p", "metrics": "m"}
+_NAME = re.compile(r"[pm][1-9][0-9]{0,8}")
+
+
+def _foreign(con: Any, namespace: object, name: object) -> NotACatalogError:
+    from tracker.storage.files import restore_advice
+
+    row = con.execute("SELECT path FROM duckdb_databases() "
+                      "WHERE database_name = 'catalog'").fetchone()
+    path = str(row[0]) if row else "file"
+    return NotACatalogError(
+        f"catalog {path} cannot be read: it names a value column {str(name)[:60]!r} for "
+        f"{str(namespace)[:20]!r} that tracker never writes (the file was changed outside "
+        f"tracker); it was left untouched. {restore_advice(Path(path))}", path=path)
 
 
 def refresh(con: Any, run_ids: Sequence[str] | None = None) -> None:
