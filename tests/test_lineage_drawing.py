@@ -88,6 +88,16 @@ def test_the_svg_is_well_formed_escaped_and_carries_run_ids(
     assert len(list(root.iter(f"{SVG}path"))) >= 2  # two edges (and the arrow head)
 
 
+def test_a_run_id_with_quotes_stays_inside_its_attribute() -> None:
+    """A PostgreSQL catalog takes any run id a writer inserts; one closing the attribute it is
+    drawn in would have added an event handler to the widget's picture."""
+    focus = 'f" onmouseover="alert(1)'
+    root = ET.fromstring(lineage_drawing.svg(_graph([("r1", focus)], focus=focus)))
+    assert root.get("aria-label") == f"lineage of run {focus}"
+    assert not [name for element in root.iter() for name in element.attrib
+                if name.lower().startswith("on")]
+
+
 def test_standalone_colours_are_fixed_and_the_widget_s_follow_the_theme(
         catalog: tracker.Catalog, hostile: tuple[str, str, Path]) -> None:
     graph = catalog.lineage_graph(hostile[1])

@@ -171,7 +171,7 @@ def svg(graph: LineageGraph, *, themed: bool = False) -> str:
                for name, (fixed, variable) in _PALETTE.items()}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="tracker-lineage" '
              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="lineage of run {escape(graph.focus)}">',
+             f'role="img" aria-label={quoteattr(f"lineage of run {graph.focus}")}>',
              f"<style>{_style(colours)}</style>",
              '<defs><marker id="tl-arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" '
              'markerHeight="7" orient="auto"><path class="tl-arrow" d="M0,0 L8,4 L0,8 z"/>'

@@ -2,6 +2,17 @@
 // and says which run node was clicked. The SVG is parsed as XML (DOMParser never runs scripts)
 // and imported as nodes, never assigned as HTML.
 
+// Whatever the kernel sent, the picture runs nothing: no event handler attribute, and no link
+// but to a part of itself (a javascript: URL is a script too).
+function inert(node) {
+  for (const { name, value } of [...node.attributes]) {
+    const link = name === "href" || name.endsWith(":href");
+    if (name.toLowerCase().startsWith("on") || (link && !value.startsWith("#"))) {
+      node.removeAttribute(name);
+    }
+  }
+}
+
 function render({ model, el }) {
   const box = document.createElement("div");
   box.className = "tracker-lineage-box";
@@ -16,6 +27,7 @@ function render({ model, el }) {
       return;
     }
     root.querySelectorAll("script, foreignObject").forEach((node) => node.remove());
+    [root, ...root.querySelectorAll("*")].forEach(inert);
     box.replaceChildren(document.importNode(root, true));
   }
 

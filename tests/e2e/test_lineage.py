@@ -65,3 +65,32 @@ def test_clicking_a_run_in_the_lineage_opens_its_detail(lab: Lab, page: Page,
     wait_for(page, f"svg.tracker-lineage g.tl-focus[data-run='{runs['prepare']}']")
     assert page.locator(".tracker-ui img").count() == 0
     assert page.evaluate("typeof window.__pwned") == "undefined"
+
+
+HOSTILE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+    'class="tracker-lineage" width="200" height="60" onload="window.__pwned=1">'
+    '<g class="tl-run" ONMOUSEOVER="window.__pwned=2"><rect width="90" height="40"/>'
+    '<a href="javascript:window.__pwned=3"><text x="5" y="20">link</text></a>'
+    '<a xlink:href="javascript:window.__pwned=4"><text x="5" y="35">old link</text></a>'
+    '<use href="#tl-arrow"/></g></svg>')
+
+
+def test_the_picture_runs_nothing_whatever_svg_the_kernel_sends(lab: Lab, page: Page) -> None:
+    """The kernel escapes every label; the browser side must still show no handler and no
+    script link, should a picture ever carry one."""
+    write_notebook(lab.root / "hostile.ipynb", [
+        "from tracker.widgets.lineage import LineagePicture\n"
+        f"picture = LineagePicture()\npicture.svg = {HOSTILE_SVG!r}\npicture"])
+    open_notebook(page, lab, "hostile.ipynb")
+    run_all_cells(page)
+    wait_for(page, ".tracker-lineage-box svg.tracker-lineage text")
+    kept = page.evaluate(
+        "() => [...document.querySelectorAll('.tracker-lineage-box *')].flatMap((node) =>"
+        " [...node.attributes].map((a) => `${a.name}=${a.value}`))")
+    assert not [attribute for attribute in kept if attribute.lower().startswith("on")]
+    assert not [attribute for attribute in kept if "javascript" in attribute]
+    assert "href=#tl-arrow" in kept  # a link to a part of the picture stays
+    page.locator(".tracker-lineage-box g.tl-run").hover()
+    page.locator(".tracker-lineage-box text", has_text="old link").click()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
