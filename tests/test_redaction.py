@@ -342,6 +342,20 @@ def test_nested_and_container_params_are_scrubbed(catalog: tracker.Catalog) -> N
     assert GITHUB_TOKEN not in json.dumps(info.params) and info.params["tokens"][1] == "plain"
 
 
+def test_params_of_every_text_kind_are_scrubbed(catalog: tracker.Catalog) -> None:
+    """Paths, bytes and enums are stored as text too: the same credentials go."""
+    import enum
+
+    url = "postgresql://alice:hunter2pass@db.internal/prod"
+    target = enum.Enum("Target", {"PROD": url}).PROD
+    with catalog.start_run("kinds") as run:
+        run.log_params({"url_bytes": url.encode(), "target": target,
+                        "cache": Path(f"/cache/{GITHUB_TOKEN}/x"), "plain": Path("/data/x")})
+    stored = json.dumps(catalog.get_run(run.id).params)
+    assert "hunter2pass" not in stored and GITHUB_TOKEN not in stored
+    assert catalog.get_run(run.id).params["plain"] == "/data/x"
+
+
 def test_runs_with_the_same_secret_compare_equal(catalog: tracker.Catalog) -> None:
     markers = []
     for password in ("hunter2", "hunter2", "swordfish"):

@@ -199,7 +199,7 @@ class Redactor:
                 secret = self._decide(key)
             if secret:
                 return self._hidden(value, kind), REDACTED
-            if kind == "str":
+            if isinstance(value, str):  # a str, or a path, bytes or enum stored as text
                 known = self._known.get(value)
                 if known is not None:  # a secret met before, now under an ordinary name
                     return known, REDACTED
