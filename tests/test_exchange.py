@@ -339,6 +339,28 @@ def test_an_import_is_recorded_as_logging_would_record_it(
     assert secret.encode() not in stored
 
 
+def test_an_imported_environment_is_redacted(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    """An export edited by hand, or written with redaction off, may carry an environment with a
+    git remote's token or a password: the import takes them out, as for every other field."""
+    from tracker import _ids
+
+    with catalog.start_run("with environment") as run:
+        pass
+    written = catalog.export_run(run.id, tmp_path / "run.json")
+    data = json.loads(written.read_text())
+    env_id = _ids.new_run_id()
+    data["run"]["environment_id"] = env_id
+    data["environment"] = [{"id": env_id, "created_at": data["run"]["started_at"], "data": {
+        "git": {"remote": "https://alice:ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5@github.com/a/b"},
+        "note": "password=hunter2hunter2", "python": "3.11.7"}}]
+    written.write_text(json.dumps(data))
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(written)
+    [stored] = other.sql("SELECT data FROM environments")["data"]
+    assert "ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5" not in stored
+    assert "hunter2hunter2" not in stored and json.loads(stored)["python"] == "3.11.7"
+
+
 def test_a_version_1_descriptor_without_tags_imports(catalog: tracker.Catalog,
                                                      tmp_path: Path) -> None:
     with catalog.start_run("older") as run:

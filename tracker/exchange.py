@@ -394,7 +394,10 @@ def as_recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str,
         run[field] = redactor.text(run.get(field))
     artifacts = [{**row, "uri": redactor.text(row["uri"]), "key": redactor.text(row["key"])}
                  for row in data["artifacts"]]
+    environment = [{**row, "data": json.dumps(redactor.value("", json.loads(row["data"])))}
+                   for row in data["environment"]]
     return {**data, "run": run, "params": params, "artifacts": artifacts,
+            "environment": environment,
             "metrics": [{**row, "key": values.key_text(row["key"])} for row in data["metrics"]],
             "cells": [_cell_as_recorded(redactor, row) for row in data["cells"]],
             "tags": _tags_as_recorded(redactor, data["tags"])}
