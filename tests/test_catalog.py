@@ -486,6 +486,20 @@ def test_ownership_is_checked_once_per_catalog_object_not_per_operation(
         tracker.Catalog(catalog.path).runs()
 
 
+def test_a_folder_swapped_under_a_live_catalog_object_is_checked_again(tmp_path: Path) -> None:
+    """Whoever may write the parent can move the folder away and put one of theirs in its
+    place; the object that checked the first folder must not write into the second."""
+    catalog = _catalog_with_a_run(tmp_path / "alice" / "catalog.duckdb")
+    (tmp_path / "alice").rename(tmp_path / "alice.moved")
+    (tmp_path / "alice").mkdir(mode=0o777)
+    os.chown(tmp_path / "alice", NOBODY, NOBODY)
+    with pytest.raises(CatalogOwnershipError):
+        catalog.runs()
+    with pytest.raises(CatalogOwnershipError), catalog.connect(write=True):
+        pass
+    assert list((tmp_path / "alice").iterdir()) == []
+
+
 # -- what is at the path ------------------------------------------------------------------
 
 

@@ -173,8 +173,8 @@ class Catalog:
     def vet(self) -> None:
         """Refuse, before anything is opened or created, a catalog path that holds something
         other than a DuckDB file or that another user controls (see
-        :mod:`tracker.storage.files`). Every operation does this first (once per object); call
-        it to check a path early."""
+        :mod:`tracker.storage.files`). Every operation does this first (again in full only if
+        the folder was replaced); call it to check a path early."""
         self.store.vet()
 
     @contextlib.contextmanager

@@ -6,7 +6,8 @@ ownership": that user could read our runs or forge theirs into our queries. A fo
 sticky bit (``/tmp``) is refused too when others may write it: they cannot replace our files
 there, but they can create the sidecar names (``.lock``, ``.spool/``...) before we do. The
 checks cost a ``stat`` per path (the catalog, its folder, its sidecars), once per
-:class:`tracker.Catalog` object, not per operation.
+:class:`tracker.Catalog` object, and again whenever its folder is another one (moved away and
+replaced by whoever may write the parent): each operation compares the folder's inode.
 
 ``TRACKER_TRUSTED_CATALOGS`` (``os.pathsep``-separated catalog files or folders, ``*`` for all)
 lifts the ownership checks, never the file-type checks: a FIFO or a device at the catalog's

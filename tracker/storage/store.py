@@ -63,7 +63,9 @@ class Store:
         self.path = path
         self.timeout = timeout
         self._ready = False
-        self._vetted = False  # the files' types and owners are checked once per object
+        # The folder (device, inode) whose files' types and owners were last checked: checked
+        # again only when it is another folder (swapped by whoever may write its parent).
+        self._vetted: tuple[int, int] | None = None
         #: time.monotonic() of this object's last look for dead runs (tracker.storage.recovery)
         self.last_recovery = 0.0
         #: the keys a write need not look up (checked against the file at each write's attach)
@@ -151,11 +153,13 @@ class Store:
         """Refuse, before anything is opened or created, a catalog path that holds something
         other than a DuckDB file or that another user controls (see :mod:`tracker.storage.files`).
 
-        Every operation does this first (once per object); call it to check a path early.
+        Every operation does this first (a ``stat`` of the folder; the whole check again only
+        when the folder is another one than last time); call it to check a path early.
         """
-        if not self._vetted:
+        folder = _identity(self.path.parent)
+        if folder is None or folder != self._vetted:
             _files.vet(self.path)
-            self._vetted = True
+            self._vetted = folder
 
     @contextlib.contextmanager
     def read_locked(self, *, timeout: float | None = None) -> Iterator[Path]:
@@ -437,6 +441,15 @@ def _folder_error(path: Path, detail: str) -> CatalogError:
 
 def _first_line(text: str) -> str:
     return first_line(text, "no detail")[:300]
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """The folder's (device, inode), or None while it cannot be seen (not made yet)."""
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _wal(database: Path) -> Path:
