@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -538,3 +541,31 @@ def test_an_exit_handler_the_script_registers_after_import_can_still_log(
     (run_id,) = _script(work, _LOGS_AT_EXIT, TRACKER_CATALOG=backends.address(catalog))
     info = catalog.get_run(run_id)
     assert (info.status, info.metrics) == ("completed", {"at_exit": 1.0})
+
+
+# A catalog whose folder cannot be made, though nothing says so before it is needed (an
+# unmounted share, say): /proc takes no new folder, even from root.
+UNUSABLE = "/proc/tracker-no-such-folder/catalog.duckdb"
+
+
+def test_a_catalog_that_cannot_be_used_leaves_the_user_s_exception_alone() -> None:
+    catalog = tracker.Catalog(UNUSABLE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="the user's own bug"):
+            with catalog.start_run("train") as run:
+                run.log_metric("loss", 0.5)
+                raise ValueError("the user's own bug")
+        catalog.recorder.stop_threads()
+    assert len([w for w in caught if "kept in memory" in str(w.message)]) == 1
+    catalog.recorder.queue.clear()  # or this test process's exit would warn of them
+
+
+def test_a_script_whose_runs_reach_no_disk_says_so_at_exit() -> None:
+    script = ("import tracker\nwith tracker.start_run('train'):\n"
+              "    tracker.log_metric('loss', 0.5)\nprint('end of script')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "TRACKER_CATALOG": UNUSABLE},
+                          check=False)
+    assert done.returncode == 0 and done.stdout == "end of script\n"
+    assert "they are lost" in done.stderr

@@ -215,8 +215,8 @@ class Recorder:
             self.stack.remove(run)
         try:
             self.spool()
-        except OSError as exc:  # a full disk: the events stay queued, and end() returns
-            self.warn(self._trouble(exc))
+        except (OSError, TrackerError) as exc:  # a full disk, a folder that cannot be made:
+            self.warn(self._trouble(exc))  # the events stay queued, and end() returns
         self._write_soon()
 
     # -- the two stages ----------------------------------------------------------------
@@ -324,6 +324,10 @@ class Recorder:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return (f"the disk holding {self.spool_path.parent} is full: what this process "
                     "logs is kept in memory, in order, and written once space is freed")
+        if self._spool is None:  # nothing reached the disk yet
+            return (f"could not record to the catalog {self.catalog.store.shown} ({exc}); what "
+                    "this process logs is kept in memory, in order, and tracking retries in "
+                    "the background")
         return (f"could not record to the catalog {self.catalog.store.shown} ({exc}); what is "
                 f"logged is kept in {self.spool_path.parent} and tracking retries in the "
                 "background")
@@ -431,8 +435,8 @@ class Recorder:
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
         # The spooler and the writer often meet the same trouble at once: Once is thread-safe.
-        if self._warned.first():
-            warnings.warn(message, TrackerWarning, stacklevel=2)
+        if self._warned.first():  # from the flusher too: under `-W error` it must not raise
+            notices.warn(message, stacklevel=2)
 
     def stop_threads(self) -> None:
         """End the flusher and the spooler and wait for them; what they held stays queued for
@@ -470,8 +474,12 @@ class Recorder:
             # The file left whole on its own: commits checkpointed out of its log. Not waited
             # for: while another process holds the lock, the log stays (any DuckDB replays it).
             self.catalog.store.checkpoint(timeout=0.0)
-        except Exception:
-            pass  # at exit nobody can be warned; the spool holds everything
+        except Exception as exc:
+            if self._spool is None and (self.queue or self._pending):  # nothing on disk
+                notices.warn(f"tracker could not record this process's runs to the catalog "
+                             f"{self.catalog.store.shown} ({exc}); they are lost",
+                             stacklevel=1)
+            # otherwise the spool holds everything, for the next process to write
 
 
 def _warn_if_escaped(*texts: Any) -> None:
