@@ -133,6 +133,46 @@ def test_pyarrow_files_and_local_filesystem(seen: Seen) -> None:
     assert isinstance(pa.lib.OSFile("o.bin"), pa.OSFile)
 
 
+def test_wrapped_functions_and_classes_still_pickle(seen: Seen) -> None:
+    """Pool.map(pq.read_table, paths) pickles the function by its name: it must find it."""
+    import pickle
+
+    import pyarrow.parquet as pq
+
+    for wrapped in (pq.read_table, pl.read_csv, pa.OSFile, pa_fs.LocalFileSystem):
+        assert hasattr(wrapped, "__tracker_original__")
+        assert pickle.loads(pickle.dumps(wrapped)) is wrapped
+
+
+def test_a_user_s_subclass_of_a_replaced_class_checks_instances_as_usual(seen: Seen) -> None:
+    class MyFile(pa.OSFile):  # type: ignore[misc, valid-type]
+        pass
+
+    (seen.root / "a.bin").write_bytes(b"a")
+    assert not isinstance(pa.OSFile("a.bin"), MyFile)
+    assert not issubclass(pa.lib.OSFile, MyFile)
+    assert isinstance(MyFile("a.bin"), MyFile) and isinstance(MyFile("a.bin"), pa.OSFile)
+
+
+def test_a_thread_started_on_a_wrapped_function_runs_it(
+        seen: Seen, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no Python frame above the call, the wrapper's check of its caller found none and
+    raised instead of calling the library."""
+    import _thread
+    import sys
+    import time
+
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda raised: errors.append(raised.exc_value))
+    database = seen.root / "started.duckdb"
+    _thread.start_new_thread(duckdb.connect, (str(database),))
+    deadline = time.monotonic() + 30
+    while not database.exists() and not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert errors == [] and database.exists()
+    seen.take()
+
+
 def test_unpatched_once_capture_stops(seen: Seen) -> None:
     assert hasattr(pl.read_csv, "__tracker_original__")
     assert hasattr(pa.OSFile, "__tracker_original__")

@@ -362,7 +362,10 @@ _HANDLERS: dict[str, tuple[Before | None, After]] = {
 def _from_tracker() -> bool:
     """Whether the wrapped call comes from tracker's own code (two frames up: the wrapper's
     caller), whose DuckDB calls on its catalog are not the notebook's."""
-    name = sys._getframe(2).f_globals.get("__name__", "")
+    try:
+        name = sys._getframe(2).f_globals.get("__name__", "")
+    except ValueError:  # no such caller: a thread started on the library function itself
+        return False
     return name == "tracker" or name.startswith("tracker.")
 
 
@@ -393,6 +396,11 @@ def _wrap(original: Callable[..., Any], target: Target) -> Callable[..., Any]:
         return result
 
     wrapper.__tracker_original__ = original  # type: ignore[attr-defined]
+    # Named for where it is installed, not where the original was defined: pickle finds a
+    # function by its module and name and refuses one that is not what it finds there
+    # (Pool.map(pq.read_table, ...)); the other process gets that name's function, whichever.
+    wrapper.__module__ = target.module
+    wrapper.__qualname__ = target.attr
     return wrapper
 
 
@@ -488,9 +496,13 @@ class _Transparent(type):
     objects the library makes itself from the original class."""
 
     def __instancecheck__(cls, instance: Any) -> bool:
+        if "__tracker_original__" not in vars(cls):  # a user's subclass of it: as usual
+            return type.__instancecheck__(cls, instance)
         return isinstance(instance, cls.__bases__[0])
 
     def __subclasscheck__(cls, subclass: type) -> bool:
+        if "__tracker_original__" not in vars(cls):
+            return type.__subclasscheck__(cls, subclass)
         return issubclass(subclass, cls.__bases__[0])
 
 
@@ -498,8 +510,9 @@ def _patch_by_subclass(module: Any, owner: str, targets: list[Target]) -> None:
     current = vars(module).get(owner)
     if not isinstance(current, type) or hasattr(current, "__tracker_original__"):
         return
-    namespace: dict[str, Any] = {"__module__": current.__module__, "__doc__": current.__doc__,
-                                 "__qualname__": current.__qualname__,
+    # Named for where it is installed, as a wrapped function is (see _wrap): pickle finds it.
+    namespace: dict[str, Any] = {"__module__": module.__name__, "__doc__": current.__doc__,
+                                 "__qualname__": owner,
                                  "__tracker_original__": current}
     for target in targets:
         name = target.attr.partition(".")[2]
