@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import backends
 import pytest
@@ -569,3 +570,46 @@ def test_a_script_whose_runs_reach_no_disk_says_so_at_exit() -> None:
                           check=False)
     assert done.returncode == 0 and done.stdout == "end of script\n"
     assert "they are lost" in done.stderr
+
+
+_FORKED: dict[str, Any] = {}  # what a forked worker finds: set by the test before it forks
+
+
+def _trial(index: int) -> str:
+    with _FORKED["catalog"].start_run(f"trial-{index}") as run:
+        run.log_metric("loss", 1 / (index + 1))
+    return run.id
+
+
+def _log_to_the_parent_s_run(_: int) -> None:
+    _FORKED["run"].log_metric("from_worker", 1.0)
+    _FORKED["catalog"].flush()
+
+
+def test_runs_of_forked_workers_are_recorded_and_the_parent_s_run_is_left_alone(
+        tmp_path: Path) -> None:
+    """multiprocessing forks here by default: a worker inherits the parent's recorder, whose
+    spool file, sequence numbers and locks are the parent's."""
+    import multiprocessing
+
+    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+    parent = catalog.start_run("parent")
+    parent.log_metric("before", 1.0)
+    _FORKED.update(catalog=catalog, run=parent)
+    with warnings.catch_warnings(record=True), \
+            multiprocessing.get_context("fork").Pool(2) as pool:
+        warnings.simplefilter("always")
+        trials = pool.map(_trial, range(4))
+        pool.map(_log_to_the_parent_s_run, range(2))
+        pool.close()
+        pool.join()
+    parent.log_metric("after", 2.0)
+    parent.end()
+    catalog.flush()
+    runs = catalog.runs()
+    assert set(trials) <= set(runs["id"])
+    assert set(runs.loc[runs["id"].isin(trials), "metrics.loss"]) == {1.0, 0.5, 1 / 3, 0.25}
+    assert sorted(catalog.get_run(parent.id).metrics) == ["after", "before"]
+    quarantined = "".join(p.read_text() for p in (catalog.folder / "catalog.duckdb.spool")
+                          .rglob("*") if p.is_file() and "quarantine" in str(p))
+    assert "from_worker" in quarantined  # kept, not lost, and not in the parent's run

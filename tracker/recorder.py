@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import errno
 import getpass
 import json
@@ -120,13 +121,43 @@ class Recorder:
         self.autostart: Callable[[], Run | None] | None = None
         self._files: script_capture.ScriptCapture | None = None  # a script's runs' files
         self.host = socket.gethostname()
+        self.user = user_name()
+        self._own_process()
+        #: runs of the process this one was forked from: their events are quarantined here
+        self._parents: set[str] = set()
+        _recorders.add(self)
+
+    def _own_process(self) -> None:
+        """This process's identity and spool file name (a forked child takes its own)."""
         self.pid = os.getpid()
         self.process_start = process_start(self.pid)
-        self.user = user_name()
         owner = {"host": self.host, "pid": self.pid, "process_start": self.process_start}
         self._owner_line = (json.dumps({"owner": owner}) + "\n").encode()
-        self.spool_path = catalog.spool_dir / f"{self.host}-{self.pid}-{_ids.new_run_id()}.jsonl"
-        _recorders.add(self)
+        self.spool_path = (self.catalog.spool_dir
+                           / f"{self.host}-{self.pid}-{_ids.new_run_id()}.jsonl")
+
+    def forked(self) -> None:
+        """In a child made by fork (a multiprocessing worker): start afresh, as a spawned
+        process would. The parent's locks may have been held at the fork, its threads are
+        gone, what it queued and spooled is the parent's to write, and its runs are not the
+        child's: events logged to them here would take sequence numbers the parent uses too,
+        and be skipped as already written, so they are quarantined instead (one warning)."""
+        self._spool_lock, self._db_lock = threading.Lock(), threading.Lock()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._warned = notices.Once()
+        self._thread = self._spooler = None
+        with contextlib.suppress(Exception):
+            if self._spool is not None:
+                self._spool.close()  # this process's descriptor only: the parent's stays open
+        self._spool = None
+        self._parents = {*self._parents, *self._seq, *(run.id for run in self.stack)}
+        self._seq.clear()
+        self.stack.clear()
+        self.queue.clear()
+        self._pending.clear()
+        self._due, self._last_write = math.inf, 0.0
+        self.autostart = None  # the notebook's next run is the kernel's to start, not a worker's
+        self._own_process()
 
     @property
     def current(self) -> Run | None:
@@ -250,8 +281,10 @@ class Recorder:
             self._seq.update(seqs)
             self._pending.extend(pending)
         if rejected:
-            self.warn(f"{len(rejected)} event(s) could not be written to the spool; kept in "
-                      f"{spools.quarantine_dir(self.catalog.store)}")
+            forked = " (logged in a forked process to its parent's run: start a run of the " \
+                "worker's own)" if any(reject.error == FORKED for reject in rejected) else ""
+            self.warn(f"{len(rejected)} event(s) could not be written to the spool{forked}; "
+                      f"kept in {spools.quarantine_dir(self.catalog.store)}")
 
     def _encoded(self, queued: list[events.Event]) -> tuple[
             list[str], list[events.Spooled], dict[str, int], list[spools.Reject]]:
@@ -260,6 +293,9 @@ class Recorder:
         lines, pending, rejected = [], [], []
         for event in queued:
             run_id = event.run_id
+            if run_id in self._parents:
+                rejected.append(spools.Reject(FORKED, run_id, None, event))
+                continue
             seq = seqs.get(run_id, self._seq.get(run_id, 0)) + 1
             try:
                 lines.append(encode_line([seq, *events.as_list(event)]) + "\n")
@@ -489,6 +525,22 @@ def _warn_if_escaped(*texts: Any) -> None:
 
 
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+FORKED = "logged in a forked process to a run of its parent"
+
+
+def _after_fork() -> None:
+    """Every recorder starts afresh in a forked child; a multiprocessing worker, which ends
+    with os._exit (no atexit), closes its runs through multiprocessing's own finalizers."""
+    for recorder in list(_recorders):
+        with contextlib.suppress(Exception):
+            recorder.forked()
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        with contextlib.suppress(Exception):
+            util.Finalize(None, _close_all, exitpriority=0)
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def flush_pending(spool_dir: Path, *, timeout: float | None = None) -> None:

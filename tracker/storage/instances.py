@@ -70,12 +70,24 @@ _guard = threading.Condition()  # notified when an operation leaves its instance
 
 
 def _reset_after_fork() -> None:
-    # DuckDB's threads do not survive a fork: a child starts its own instances.
+    # DuckDB's threads do not survive a fork: a child starts its own instances. The parent's
+    # are never closed here: closing one joins threads this process does not have, and the
+    # child died of a segfault at once (every multiprocessing worker forked after a read).
     global _spare, _guard
+    for inherited in [*_instances.values(), *([_spare] if _spare is not None else [])]:
+        _keep_forever(inherited)
     _instances.clear()
     _busy.clear()
     _spare = None
     _guard = threading.Condition()
+
+
+def _keep_forever(instance: Any) -> None:
+    """One reference more than Python will ever release, so the interpreter's exit never
+    closes ``instance`` either."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(instance))
 
 
 if hasattr(os, "register_at_fork"):
