@@ -97,6 +97,14 @@ def test_the_policy_keeps_small_inputs_and_outputs_up_to_a_size(
         retrieval.get_artifact(catalog, tmp_path / "large.bin").open()
 
 
+def test_a_path_that_is_not_utf8_has_no_versions(catalog: tracker.Catalog,
+                                                 tmp_path: Path) -> None:
+    odd = tmp_path / os.fsdecode(b"\xff.csv")  # a name in another encoding
+    with pytest.raises(tracker.ArtifactNotFoundError, match="no recorded"):
+        retrieval.get_artifact(catalog, odd)
+    assert retrieval.versions(catalog, odd).empty
+
+
 def test_keeping_can_be_switched_off(catalog: tracker.Catalog, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACKER_KEEP", "off")

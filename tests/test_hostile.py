@@ -646,6 +646,8 @@ CATALOG_PATHS: dict[str, Callable[[Path], Path | str]] = {
     "a very deep path": lambda t: t.joinpath(*["d"] * 2000) / "c.duckdb",
     "a folder's own path": lambda t: t,
     "a surrogate name": lambda t: t / "\ud800.duckdb",
+    "a name that is not UTF-8": lambda t: t / os.fsdecode(b"\xff.duckdb"),
+    "a folder that takes no files": lambda t: Path("/proc/x.duckdb"),
 }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from tracker import arguments
+from tracker import arguments, values
 from tracker.errors import ArgumentError, ArtifactNotFoundError
 
 if TYPE_CHECKING:
@@ -198,6 +198,8 @@ def _version_rows(catalog: Catalog, uri: str, run: str | None) -> list[dict[str,
 
     with read_connection(catalog) as (con, dialect):
         run_id = resolve(con, run, dialect) if run is not None else None
+        if not values.valid_text(uri):  # a name in another encoding: never recorded
+            return []
         cursor = con.execute(dialect.finish_named(_VERSION_ROWS), {"run": run_id, "key": uri})
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]

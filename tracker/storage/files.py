@@ -69,6 +69,12 @@ def _check_real_folder(path: Path) -> None:
 def _check_length(path: Path) -> None:
     """The longest sidecar name must fit the file system (a spool folder that cannot be made
     would leave a run with nowhere to go)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # DuckDB takes paths as UTF-8 text only
+        raise CatalogError(f"{_shown(path)}: the path is not UTF-8 text (a folder or file "
+                           "name in another encoding); rename it, or choose another path",
+                           path=str(path)) from None
     longest = max(len(os.fsencode(path.name + suffix)) for suffix in SIDECARS)
     if longest > 255 or len(os.fsencode(str(path))) > 4000:
         raise CatalogError(f"{_shown(path)}: the name or path is too long for a catalog (its "

@@ -84,6 +84,10 @@ def _open_lock_file(path: str) -> int:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
+        if exc.errno == errno.ENOENT:  # a folder that takes no new files (/proc), or is gone
+            raise CatalogError(f"cannot create {path} ({exc.strerror}): the catalog's folder "
+                               "takes no files; choose another catalog (TRACKER_CATALOG or "
+                               "--catalog)", path=path) from None
         if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
             raise  # permissions, a full disk: tracker.catalog says what to do
         raise CatalogError(f"{path} is not a regular file ({exc.strerror}); remove it and "
