@@ -354,3 +354,11 @@ def test_pushing_again_once_the_server_has_a_store_fills_in_what_was_not_kept(
     assert laptop.get_artifact(model).restore(tmp_path / "back.bin").read_bytes() == \
         b"the weights"
     assert laptop.pull(server).filled == []
+
+
+def test_pulling_from_a_file_that_is_not_there_creates_nothing(catalog: tracker.Catalog,
+                                                               tmp_path: Path) -> None:
+    missing = tmp_path / "misspelt.duckdb"
+    with pytest.raises(tracker.NotACatalogError, match="no catalog at"):
+        catalog.pull(missing)
+    assert list(tmp_path.glob("misspelt*")) == []

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker import arguments
-from tracker.errors import ArgumentError, CatalogError
+from tracker.errors import ArgumentError, CatalogError, NotACatalogError
 from tracker.storage.store import Store
 
 if TYPE_CHECKING:
@@ -509,6 +509,9 @@ class Catalog:
         from tracker import transfer
 
         origin = source if isinstance(source, Catalog) else Catalog(source)
+        if type(origin) is Catalog and not origin.path.exists():  # a misspelt file name
+            raise NotACatalogError(f"there is no catalog at {origin.path} to pull from; check "
+                                   "the path", path=str(origin.path))
         return transfer.copy_runs(origin, self, where)
 
     def import_mlflow(self, store: str | os.PathLike[str], *,
