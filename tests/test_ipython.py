@@ -1030,6 +1030,26 @@ def test_a_kernel_restart_ends_the_first_session_s_run_before_the_second_starts(
 
 
 @pytest.mark.slow
+def test_a_cell_logging_through_the_shutdown_starts_no_new_run(
+        tmp_path: Path, kernel_env: dict[str, str]) -> None:
+    """Once the shutdown request ended the run, a log call would start the notebook's next
+    run (or, once the kernel says it is exiting, a script's run): what the cell still logs
+    belongs to the run it was in."""
+    notebook = write_notebook(tmp_path / "logging.ipynb", "%load_ext tracker")
+    with driven_kernel(tmp_path, {**kernel_env, "TRACKER_NOTEBOOK": str(notebook)}) as (
+            manager, execute):
+        execute("%load_ext tracker")
+        run_id = execute(CURRENT_RUN).strip()
+        execute("import signal, time, tracker\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "for step in range(600):\n    tracker.log_metric('loss', 1.0, step=step)\n"
+                "    time.sleep(0.05)", wait=False)
+        time.sleep(1.0)
+        manager.shutdown_kernel()
+
+    assert list(tracker.runs()["id"]) == [run_id]
+    assert tracker.get_run(run_id).status == "failed"
+
+
 def test_a_cell_still_running_at_the_shutdown_request_fails_the_run(
         tmp_path: Path, kernel_env: dict[str, str]) -> None:
     notebook = write_notebook(tmp_path / "busy.ipynb", "%load_ext tracker")

@@ -70,6 +70,7 @@ class Session:
         self._cell_start: float | None = None
         self._cell_id: str | None = None
         self._idle = threading.Event()  # set while no cell runs (a shutdown waits for it)
+        self._shutting_down = False  # the kernel was asked to shut down: no new run starts
         self._idle.set()
         self._written: list[tuple[str, str]] = []
         # Each output recorded in this run: how it was seen and its (mtime_ns, size) then.
@@ -114,6 +115,7 @@ class Session:
         """Find the notebook, choose the catalog and start the session's run."""
         from tracker import capture
 
+        self._shutting_down = False  # a session started again (a test's shell lives on)
         first_cell = _current_cell(self.ip)
         if self.notebook is None:
             self._locate(first_cell=first_cell)
@@ -161,10 +163,11 @@ class Session:
         return run
 
     def _autostart(self) -> Run | None:
-        """The run a ``tracker.log_*`` call gets when none is open (see :meth:`resume`); None
-        at a shutdown, or when the run could not start (then it is a script's run)."""
-        if getattr(self.ip, "exit_now", False):
-            return None
+        """The run a ``tracker.log_*`` call gets when none is open (see :meth:`resume`); at a
+        shutdown, the run it ended (a cell still logging belongs there, not to a new run);
+        None when the run could not start (then it is a script's run)."""
+        if self._shutting_down or getattr(self.ip, "exit_now", False):
+            return self.run
         return self.guarded("starting a new run", lambda: self.resume("a tracker.log_* call"))
 
     def _locate(self, *, first_cell: str | None) -> None:
@@ -443,6 +446,7 @@ class Session:
 
         A cell still running past the wait (the client interrupts it first) fails the run.
         """
+        self._shutting_down = True
         run, recorder = self.run, self.recorder
         if run is None or run.ended or recorder is None:
             return
