@@ -1050,6 +1050,7 @@ def test_a_cell_logging_through_the_shutdown_starts_no_new_run(
     assert tracker.get_run(run_id).status == "failed"
 
 
+@pytest.mark.slow
 def test_a_cell_still_running_at_the_shutdown_request_fails_the_run(
         tmp_path: Path, kernel_env: dict[str, str]) -> None:
     notebook = write_notebook(tmp_path / "busy.ipynb", "%load_ext tracker")
