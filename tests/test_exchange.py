@@ -292,6 +292,38 @@ def test_export_never_overwrites_a_catalog(catalog: tracker.Catalog, tmp_path: P
     assert list(catalog.runs()["name"]) == ["kept"]
 
 
+def test_a_run_an_import_would_refuse_is_not_exported_and_a_push_skips_it(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("old") as old:
+        pass
+    with catalog.start_run("new") as new:
+        pass
+    catalog.flush()
+    with catalog.connect(write=True) as con:  # a name longer than tracker now records
+        con.execute("UPDATE runs SET name = ? WHERE id = ?", ["n" * 5000, old.id])
+    target = tmp_path / "old.json"
+    with pytest.raises(tracker.DescriptorError, match=f"run {old.id} cannot be copied: "
+                                                      "run.name is 5000 characters long"):
+        catalog.export_run(old.id, target)
+    assert not target.exists()
+    pushed = catalog.push(tmp_path / "other.duckdb")
+    assert pushed.copied == [new.id] and pushed.unchanged == []
+    assert list(pushed.skipped) == [old.id] and "update_run" in pushed.skipped[old.id]
+    catalog.update_run(old.id, name="old")  # what the message says to do
+    assert catalog.push(tmp_path / "other.duckdb").copied == [old.id]
+
+
+def test_a_run_too_large_for_one_descriptor_is_not_exported(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with catalog.start_run("wide", params={f"p{i}": "v" * 100 for i in range(200)}) as run:
+        pass
+    # 200 params: ~22 KiB in the run's params, as much again as their rows: ~60 KiB in all
+    monkeypatch.setattr(descriptor, "MAX_BYTES", 32 * 1024)
+    with pytest.raises(tracker.DescriptorError, match="push it to the other catalog instead"):
+        catalog.export_run(run.id, tmp_path / "wide.json")
+    assert not (tmp_path / "wide.json").exists()
+
+
 def test_a_failed_export_leaves_no_file(catalog: tracker.Catalog, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     with catalog.start_run("kept") as run:

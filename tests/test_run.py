@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tracker
-from tracker import delivery, hashing
+from tracker import delivery, hashing, values
 from tracker.hashing import hash_bytes
 from tracker.recorder import SPOOL_BOUND, encode_line
 from tracker.storage import lock as _lock
@@ -103,6 +103,33 @@ def test_a_tag_set_again_replaces_its_value_and_delete_tag_removes_it(
     info = catalog.get_run(run.id)
     assert info.tags == {"epochs": "3", "source": "manual", "stage": "final"}
     assert info.params == {}  # tags are not params
+
+
+def test_texts_longer_than_a_run_records_are_refused_so_every_run_can_be_exported(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    long_name, long_notes = "n" * (values.MAX_NAME + 1), "x" * (values.MAX_TEXT + 1)
+    for arguments in ({"name": long_name}, {"name": "p", "project": long_name},
+                      {"name": "l", "labels": ["l" * (values.MAX_LABEL + 1)]},
+                      {"name": "ls", "labels": [str(i) for i in range(values.MAX_LABELS + 1)]},
+                      {"name": "n", "notes": long_notes}):
+        with pytest.raises(tracker.ArgumentError, match="the limit is"):
+            catalog.start_run(**arguments)
+    with pytest.warns(tracker.TrackerWarning) as caught, catalog.start_run("kept") as run:
+        run.log_param("k" * (values.MAX_NAME + 1), 1)  # logging never raises: one warning each
+        run.log_params({"deep": {"k" * values.MAX_NAME: 1}})
+        run.log_metric("m" * (values.MAX_NAME + 1), 1.0)
+        run.log_param("big", long_notes)
+        with pytest.raises(tracker.ArgumentError, match="the limit is"):
+            run.set_tag("t", long_notes)
+    assert [str(w.message).split(" was ")[0][:8] for w in caught] == \
+        ["param 'k", "param 'd", "metric '", "param 'b"]
+    with pytest.raises(tracker.ArgumentError, match="the limit is"):
+        catalog.update_run(run.id, notes=long_notes)
+    info = catalog.get_run(run.id)
+    assert info.metrics == {} and list(info.params) == ["big"]
+    assert info.params["big"]["type"] == "builtins.str"  # by description: its type and a repr
+    other = tracker.Catalog(tmp_path / "other.duckdb")
+    assert other.import_run(catalog.export_run(run.id, tmp_path / "kept.json")) == run.id
 
 
 def test_what_is_logged_on_an_ended_run_is_recorded(catalog: tracker.Catalog) -> None:

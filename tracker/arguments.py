@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from tracker import values
 from tracker.errors import ArgumentError
 
 MAX_FILTER = 20_000  # characters: ~1000 terms, which parse and run in a fraction of a second
@@ -55,6 +56,27 @@ def texts(value: Any, name: str, example: str) -> list[str] | None:
     if wrong:
         raise ArgumentError(f"{name} must hold only text, not {_kind(wrong[0])}")
     return list(value)
+
+
+def run_texts(*, name: Any = None, project: Any = None, labels: list[str] | None = None,
+              notes: Any = None) -> None:
+    """Refuse a run's name, project, labels or notes longer than a run records (what an
+    export must be able to carry, :mod:`tracker.descriptor`)."""
+    for field, given, limit in (("name", name, values.MAX_NAME),
+                                ("project", project, values.MAX_NAME),
+                                ("notes", notes, values.MAX_TEXT)):
+        if isinstance(given, str) and len(given) > limit:
+            raise ArgumentError(f"{field} is {len(given):,} characters long; the limit is "
+                                f"{limit:,} (keep long text in a file and log it as an output)")
+    if labels is None:
+        return
+    if len(labels) > values.MAX_LABELS:
+        raise ArgumentError(f"labels holds {len(labels):,} labels; the limit is "
+                            f"{values.MAX_LABELS:,} (use params or tags for the rest)")
+    longest = max(labels, key=len, default="")
+    if len(longest) > values.MAX_LABEL:
+        raise ArgumentError(f"label {_shown(longest)!r} is {len(longest):,} characters long; "
+                            f"the limit is {values.MAX_LABEL:,} (put long text in the notes)")
 
 
 _MOST = 2**63 - 1  # the largest LIMIT or OFFSET the catalog's SQL takes

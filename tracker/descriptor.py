@@ -36,8 +36,8 @@ PARAM_KINDS = ("none", "bool", "enum", "int", "bigint", "float", "str", "datetim
                "time", "timedelta", "decimal", "path", "bytes", "dict", "tuple", "list", "set",
                "ndarray", "series", "object", REDACTED)
 
-_SHORT = 4096  # names, keys, hosts, hashes...
-_LONG = 16 * 1024 * 1024  # notes, errors, cell sources, JSON values: the file's size bounds them
+_SHORT = values.MAX_NAME  # names, keys, hosts, hashes...
+_LONG = values.MAX_TEXT  # notes, errors, cell sources, JSON values
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -137,12 +137,13 @@ def _timestamp(value: Any, field: str) -> dt.datetime:
 
 
 def _json(*, mapping: bool) -> Check:
-    """JSON text (or, for a mapping, the mapping itself), returned as JSON text."""
+    """JSON text (or, for a mapping, the mapping itself), returned as JSON text. A mapping
+    (a run's params or metrics, all of them) is as long as the file lets it be."""
     def check(value: Any, field: str) -> str:
         try:
             if mapping and isinstance(value, Mapping):
                 value = json.dumps(value, ensure_ascii=False)  # YAML dates, bytes: TypeError
-            text = _text(_LONG)(value, field)
+            text = _text(MAX_BYTES if mapping else _LONG)(value, field)
             parsed = json.loads(text)
             _utf8(json.dumps(parsed, ensure_ascii=False), field)  # "\ud800" escapes too
         except DescriptorError:
@@ -156,9 +157,9 @@ def _json(*, mapping: bool) -> Check:
 
 
 def _labels(value: Any, field: str) -> list[str]:
-    if not isinstance(value, list) or len(value) > 1000:
-        raise _error(field, "a list of at most 1000 labels", value)
-    return [_text(1000)(label, f"{field}[{i}]") for i, label in enumerate(value)]
+    if not isinstance(value, list) or len(value) > values.MAX_LABELS:
+        raise _error(field, f"a list of at most {values.MAX_LABELS} labels", value)
+    return [_text(values.MAX_LABEL)(label, f"{field}[{i}]") for i, label in enumerate(value)]
 
 
 def _fields(*required: tuple[str, Check], **optional: Check) -> dict[str, Field]:

@@ -104,6 +104,7 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     with catalog.connect() as con:
         data = read_records(con, [resolve(con, ref)])[0]
     data["notebooks"] = stored_notebooks(catalog, data["artifacts"])
+    as_descriptor(data)  # one an import would refuse is refused here, before its contents
     if contents:  # before the descriptor: one that exists has its contents beside it
         from tracker import carried_contents
 
@@ -113,15 +114,27 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
 
 
 def write_descriptor(data: dict[str, Any], target: Path, *, overwrite: bool) -> None:
-    """Write the record ``data`` to ``target`` as YAML (``.yaml``/``.yml``) or JSON."""
+    """Write the record ``data`` to ``target`` as YAML (``.yaml``/``.yml``) or JSON, if an
+    import can read it back: a file an import would refuse is never written."""
     text = _dump(_plain(data), yaml=target.suffix.lower() in (".yaml", ".yml"))
+    size = len(text.encode("utf-8"))
+    if size > descriptor.MAX_BYTES:
+        raise DescriptorError(f"run {data['run']['id']} cannot be exported: its descriptor "
+                              f"would be {size / 2**20:.0f} MiB, more than the "
+                              f"{descriptor.MAX_BYTES // 2**20} MiB an import reads; push it "
+                              "to the other catalog instead (tracker push)")
     _write_whole(target, text, overwrite=overwrite)
 
 
 def as_descriptor(data: dict[str, Any]) -> dict[str, Any]:
     """A record read from a catalog, checked as an imported descriptor is (what push copies
-    is exactly what an export then an import would)."""
-    return descriptor.validate(_plain(data))
+    is exactly what an export then an import would); DescriptorError names the run."""
+    try:
+        return descriptor.validate(_plain(data))
+    except DescriptorError as exc:
+        raise DescriptorError(f"run {data['run']['id']} cannot be copied: {exc} (a longer "
+                              "text than tracker records now: shorten a name, labels or notes "
+                              "with tracker.update_run)", field=exc.field) from None
 
 
 def stored_notebooks(catalog: Catalog, artifacts: list[dict[str, Any]]) -> list[dict[str, str]]:

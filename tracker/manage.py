@@ -75,11 +75,12 @@ def edits(catalog: Catalog, *, name: str | None, labels: Sequence[str] | None,
     def stored(text: Any) -> str:
         return redactor.text(values.text(text)) or ""
 
+    given = arguments.texts(labels, "labels", "['baseline', 'gpu']")
+    arguments.run_texts(name=name, labels=given, notes=notes)
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = stored(name)
-    if labels is not None:
-        given = arguments.texts(labels, "labels", "['baseline', 'gpu']") or []
+    if given is not None:
         changes["labels"] = [stored(label) for label in given]
     if notes is not None:
         changes["notes"] = stored(notes)

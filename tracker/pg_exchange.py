@@ -58,6 +58,7 @@ def export_run(catalog: PgCatalog, ref: str, path: str | os.PathLike[str], *,
     with catalog.store.connect() as con:
         data = exchange.read_records(con, [queries.resolve(con, ref, POSTGRES)], RECORD)[0]
     data["notebooks"] = exchange.stored_notebooks(catalog, data["artifacts"])
+    exchange.as_descriptor(data)  # one an import would refuse is refused here
     if contents:  # before the descriptor: one that exists has its contents beside it
         from tracker import carried_contents
 

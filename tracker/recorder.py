@@ -171,6 +171,7 @@ class Recorder:
                   attrs: Mapping[str, Any] | None = None) -> Run:
         """Start a run, or return the active one when ``name`` is None or its own name."""
         labels = arguments.texts(labels, "labels", "['baseline', 'gpu']")
+        arguments.run_texts(name=name, project=project, labels=labels, notes=notes)
         active = self.current
         if active is not None and (name is None or name == active.name) and parent is None:
             if params:

@@ -99,7 +99,8 @@ class Run:
             kind = "float"
         # Keys that do not print, non-ASCII text and very large ints take the slow path.
         if kind is not None and type(key) is str and key.isascii() and key.isprintable() and key \
-                and (kind != "str" or value.isascii()) and (
+                and len(key) <= values.MAX_NAME and (
+                kind != "str" or value.isascii() and len(value) <= values.MAX_TEXT) and (
                 kind != "int" or -_INT64 <= value < _INT64):
             self._set_param(key, *self._redact(key, value, kind))
             return
@@ -116,6 +117,8 @@ class Run:
         try:
             leaves = self._leaves(key, value)
             for flat_key, leaf in leaves:
+                if self._too_long(flat_key, "param"):
+                    continue
                 stored, kind, note = values.normalize_param(leaf)
                 if note:
                     self._warn_once(flat_key, f"param {flat_key!r} was not stored as is: {note}")
@@ -147,6 +150,14 @@ class Run:
             self._warn_once(text, f"{what} key {text!r}: {values.ESCAPED_NOTE}", stacklevel=5)
         return text
 
+    def _too_long(self, key: str, what: str) -> bool:
+        """Whether ``key`` is longer than a run records (one warning: not recorded)."""
+        if len(key) <= values.MAX_NAME:
+            return False
+        self._warn_once(key, f"{what} {key[:60]!r}... was not recorded: its key is "
+                        f"{len(key):,} characters long; the limit is {values.MAX_NAME:,}")
+        return True
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Set several params; nested dicts become dotted keys."""
         for key, value in self._items("params", params):
@@ -163,7 +174,7 @@ class Run:
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Record a metric value (at ``step``); the latest is what queries see."""
         if type(value) is not float or type(key) is not str or not key.isascii() or (
-                not key or not key.isprintable()) or (
+                not key or not key.isprintable() or len(key) > values.MAX_NAME) or (
                 step is not None and (type(step) is not int or not -_INT64 <= step < _INT64)):
             self._log_metric_slow(key, value, step)
             return
@@ -172,6 +183,8 @@ class Run:
 
     def _log_metric_slow(self, key: Any, value: Any, step: Any) -> None:
         name = self._key(key, "metric")
+        if self._too_long(name, "metric"):
+            return
         try:
             number = values.normalize_metric(value)
         except Exception as exc:

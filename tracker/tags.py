@@ -36,6 +36,9 @@ def checked(key: Any, value: Any, redactor: Redactor) -> tuple[str, str]:
         raise ArgumentError(f"tag {name!r}: the value must be text, a number or a bool, "
                             f"not {type(value).__name__}; e.g. {_EXAMPLE}")
     text = values.text(value)
+    if len(text) > values.MAX_TEXT:
+        raise ArgumentError(f"tag {name!r}: the value is {len(text):,} characters long; the "
+                            f"limit is {values.MAX_TEXT:,} (log long text as an output file)")
     stored, _ = redactor.param(name, text, "str")
     return name, str(stored)
 

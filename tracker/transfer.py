@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tracker import carried_contents, exchange, pg_exchange, redaction
+from tracker.errors import DescriptorError
 from tracker.queries import flush_for_read
 from tracker.sql_dialects import DUCKDB, POSTGRES
 from tracker.storage.pg_store import PgStore
@@ -67,7 +68,7 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
     behind: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
-        runs = [exchange.as_descriptor(data) for data in _read(source, chunk)]
+        runs = _checked(_read(source, chunk), report)
         carried = carried_contents.copy_between(
             source, target, [row for data in runs for row in data["artifacts"]])
         added, updated, refused = _write(source, target, runs, carried)
@@ -76,7 +77,7 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
         report.skipped.update(refused)
         report.filled += _fill_kept(target, runs, carried)
         report.unchanged += [run_id for run_id in chunk
-                             if run_id not in {*added, *updated, *refused}]
+                             if run_id not in {*added, *updated, *report.skipped}]
         behind |= _left_behind([data for data in runs
                                 if data["run"]["id"] in {*added, *updated}], carried)
     if behind:
@@ -84,6 +85,18 @@ def copy_runs(source: Catalog, target: Catalog, where: str | None = None) -> Pus
                             "none, or the source's store lacks them: set TRACKER_STORE for a "
                             "PostgreSQL catalog); those versions are recorded 'not kept' there")
     return report
+
+
+def _checked(records: list[dict[str, Any]], report: Pushed) -> list[dict[str, Any]]:
+    """The records checked as an import checks them; one that fails (a text longer than
+    tracker records now, written by an older tracker) is skipped, with why, not the push."""
+    runs = []
+    for data in records:
+        try:
+            runs.append(exchange.as_descriptor(data))
+        except DescriptorError as exc:
+            report.skipped[data["run"]["id"]] = str(exc)
+    return runs
 
 
 def _server(catalog: Catalog) -> PgStore | None:

@@ -22,6 +22,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 REPR_LIMIT = 1000  # characters of repr kept for objects stored by description
+# The longest texts a run records (characters), so that every recorded run can be exported
+# and pushed: tracker.descriptor checks an imported run against the same limits.
+MAX_NAME = 4096  # a run's name and project, a param or metric key
+MAX_LABEL = 1000  # one label; a run has at most MAX_LABELS of them
+MAX_LABELS = 1000
+MAX_TEXT = 16 * 1024 * 1024  # notes, a tag's value, a param's text
 ARRAY_LIMIT = 10_000  # elements of an array or sequence stored in full
 
 _PLAIN = (str, int, bool, type(None))
@@ -158,6 +164,9 @@ def _normalize(value: Any, *, depth: int, notes: list[str]) -> tuple[Any, str]:
     if isinstance(value, float):
         return encode_float(float(value)), "float"
     if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise Unfaithful(f"text of {len(value):,} characters is longer than the "
+                             f"{MAX_TEXT:,} a param holds")
         if not valid_text(value):
             notes.append(ESCAPED_NOTE)
         return clean_text(str(value)), "str"
