@@ -80,8 +80,8 @@ def team(pg_cluster: Any, pg_url: str) -> Team:
     for role in (role_a, role_b):
         pg_cluster.admin(f"CREATE ROLE {role} LOGIN")
     pg_admin.init(pg_url)
-    _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B"),
-                    *_events("run00001", None)])
+    _apply(pg_url, [*_events("ran00000000a0001", "A"), *_events("ran00000000b0001", "B"),
+                    *_events("ran0000000000001", None)])
     return Team(pg_url, database, role_a, role_b, pg_cluster)
 
 
@@ -98,18 +98,18 @@ def _ids(frame: Any, column: str = "id") -> list[str]:
 
 def test_a_role_reads_only_its_projects_runs(granted: Team) -> None:
     ann = granted.catalog(granted.role_a)
-    assert _ids(ann.runs()) == ["runa0001"]
-    assert _ids(ann.runs("params.lr > 0 or id = 'runb0001'", include_deleted=True)) == \
-        ["runa0001"]
+    assert _ids(ann.runs()) == ["ran00000000a0001"]
+    assert _ids(ann.runs("params.lr > 0 or id = 'ran00000000b0001'", include_deleted=True)) == \
+        ["ran00000000a0001"]
     assert ann.count_runs(by=None)["count"].tolist() == [1]
-    assert ann.get_run("runa0001").project == "A"
-    for ref in ("runb0001", "runb", "run00001"):
+    assert ann.get_run("ran00000000a0001").project == "A"
+    for ref in ("ran00000000b0001", "000b", "ran0000000000001"):
         with pytest.raises(RunNotFoundError):
             ann.get_run(ref)
-    assert ann.keys() and ann.metric_history("runa0001")["value"].tolist() == [0.5]
-    assert _ids(ann.artifacts(), "run_id") == ["runa0001"]
+    assert ann.keys() and ann.metric_history("ran00000000a0001")["value"].tolist() == [0.5]
+    assert _ids(ann.artifacts(), "run_id") == ["ran00000000a0001"]
     bob = granted.catalog(granted.role_b)
-    assert _ids(bob.runs()) == ["runb0001"]
+    assert _ids(bob.runs()) == ["ran00000000b0001"]
 
 
 @pytest.mark.parametrize("table", ["runs", *RUN_TABLES_SQL])
@@ -117,7 +117,7 @@ def test_sql_sees_only_the_projects_rows_of_every_run_table(granted: Team, table
     column = "id" if table == "runs" else "run_id"
     owner = tracker.Catalog(granted.owner_url).sql(f"SELECT {column} FROM tracker.{table}")
     seen = granted.catalog(granted.role_a).sql(f"SELECT {column} FROM tracker.{table}")
-    expected = {"runa0001"} if table != "status_changes" else set()
+    expected = {"ran00000000a0001"} if table != "status_changes" else set()
     assert set(seen[column]) == expected
     assert set(owner[column]) >= expected  # the owner bypasses row-level security
 
@@ -128,11 +128,11 @@ def test_values_added_to_an_older_catalog_are_secured_as_the_run_tables(granted:
     drop_values(granted.owner_url)
     assert len(tracker.Catalog(granted.owner_url).runs()) == 3  # the owner's connection adds it
     ann = granted.catalog(granted.role_a)
-    assert _ids(ann.runs("params.lr > 0 and metrics.loss = 0.5")) == ["runa0001"]
+    assert _ids(ann.runs("params.lr > 0 and metrics.loss = 0.5")) == ["ran00000000a0001"]
     seen = ann.sql(f"SELECT run_id FROM tracker.{pg_schema.VALUES}")
-    assert set(seen["run_id"]) == {"runa0001"}
-    _apply(granted.url(granted.role_a), _events("runa0002", "A"))  # its writes keep it
-    assert _ids(ann.runs("params.lr > 0")) == ["runa0001", "runa0002"]
+    assert set(seen["run_id"]) == {"ran00000000a0001"}
+    _apply(granted.url(granted.role_a), _events("ran00000000a0002", "A"))  # its writes keep it
+    assert _ids(ann.runs("params.lr > 0")) == ["ran00000000a0001", "ran00000000a0002"]
 
 
 def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:
@@ -147,7 +147,7 @@ def test_every_table_is_per_project_or_named_shared(granted: Team) -> None:
 
 
 def test_a_stored_notebook_is_read_only_through_a_run_the_role_sees(granted: Team) -> None:
-    for run_id, project in (("runa0002", "A"), ("runb0002", "B")):
+    for run_id, project in (("ran00000000a0002", "A"), ("ran00000000b0002", "B")):
         with PgStore(granted.owner_url, 10).connect(write=True) as connection:
             pg_blobs.store(connection, f"blob-{run_id}", b"{}")
             connection.execute("UPDATE blobs SET stored_at = now() - interval '2 hours'")
@@ -157,22 +157,23 @@ def test_a_stored_notebook_is_read_only_through_a_run_the_role_sees(granted: Tea
         _apply(granted.owner_url, [*_events(run_id, project)[:1],
                                    events.Spooled(run_id, 9, notebook)])
     ann = granted.catalog(granted.role_a)
-    assert set(ann.sql("SELECT key FROM tracker.blobs")["key"]) == {"blob-runa0002"}
+    assert set(ann.sql("SELECT key FROM tracker.blobs")["key"]) == {"blob-ran00000000a0002"}
     with PgStore(granted.url(granted.role_a), 10).connect(write=True) as connection:
-        pg_blobs.store(connection, "blob-runb0002", b"{}")  # B's: stored already, skipped
+        pg_blobs.store(connection, "blob-ran00000000b0002", b"{}")  # B's: stored already, skipped
         assert connection.execute("DELETE FROM blobs").rowcount == 0  # all referenced
     with PgStore(granted.owner_url, 10).connect() as connection:
-        assert pg_blobs.read(connection, "blob-runb0002") == b"{}"
+        assert pg_blobs.read(connection, "blob-ran00000000b0002") == b"{}"
 
 
 def test_a_role_cannot_change_another_projects_runs(granted: Team) -> None:
     ann = granted.catalog(granted.role_a)
     for change in (ann.delete_run, ann.restore_run):
         with pytest.raises(RunNotFoundError):
-            change("runb0001")
+            change("ran00000000b0001")
     with pytest.raises(RunNotFoundError):
-        ann.delete_runs(ids=["runa0001", "runb0001"])
-    assert ann.delete_runs("id IS NOT NULL") == ["runa0001"]  # the filter sees A's runs only
+        ann.delete_runs(ids=["ran00000000a0001", "ran00000000b0001"])
+    # the filter sees A's runs only
+    assert ann.delete_runs("id IS NOT NULL") == ["ran00000000a0001"]
     with psycopg.connect(granted.url(granted.role_a)) as connection:
         for statement in ("UPDATE tracker.runs SET name = 'mine', deleted_at = now()",
                           "DELETE FROM tracker.params", "DELETE FROM tracker.metrics",
@@ -183,12 +184,48 @@ def test_a_role_cannot_change_another_projects_runs(granted: Team) -> None:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
             connection.execute("UPDATE tracker.runs SET project = 'B'")
     owner = tracker.Catalog(granted.owner_url)
-    b_run = owner.get_run("runb0001")
-    assert (b_run.name, b_run.deleted_at, b_run.params) == ("runb0001", None, {"lr": 0.1})
-    assert owner.sql("SELECT count(*) AS n FROM tracker.params WHERE run_id = 'runb0001'"
+    b_run = owner.get_run("ran00000000b0001")
+    assert (b_run.name, b_run.deleted_at, b_run.params) == ("ran00000000b0001", None, {"lr": 0.1})
+    assert owner.sql("SELECT count(*) AS n FROM tracker.params WHERE run_id = 'ran00000000b0001'"
                      )["n"].tolist() == [1]
-    assert owner.sql("SELECT value FROM tracker.tags WHERE run_id = 'runb0001'"
+    assert owner.sql("SELECT value FROM tracker.tags WHERE run_id = 'ran00000000b0001'"
                      )["value"].tolist() == ["dev"]
+
+
+def _insert_run(url: str, run_id: str, parent_id: str | None = None) -> None:
+    """Write a run of project A with SQL of the role's own, as any client of the server may."""
+    with psycopg.connect(url) as connection:
+        connection.execute("INSERT INTO tracker.runs (id, parent_id, project, status, started_at)"
+                           " VALUES (%s, %s, 'A', 'running', now())", [run_id, parent_id])
+
+
+HOSTILE_IDS = [("<img src=x onerror=alert(1)>", None), ("ran00000000a0009", "../../etc"),
+               ("RAN00000000A0009", None), ("ran00000000a000", None)]
+
+
+@pytest.mark.parametrize(("run_id", "parent_id"), HOSTILE_IDS)
+def test_a_writer_cannot_choose_a_run_id_of_another_shape(granted: Team, run_id: str,
+                                                          parent_id: str | None) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        _insert_run(granted.url(granted.role_a), run_id, parent_id)
+    _insert_run(granted.url(granted.role_a), "ran00000000a0009", "ran00000000a0001")
+    with psycopg.connect(granted.url(granted.role_a)) as connection:  # nor change one to it
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            connection.execute("UPDATE tracker.runs SET id = %s, parent_id = %s "
+                               "WHERE id = 'ran00000000a0009'", [run_id, parent_id])
+
+
+def test_access_control_from_before_the_run_id_check_gains_it(granted: Team) -> None:
+    with psycopg.connect(granted.owner_url) as connection:  # the runs policies of before
+        connection.execute("ALTER POLICY tracker_insert ON tracker.runs WITH CHECK (true)")
+        connection.execute("ALTER POLICY tracker_update ON tracker.runs USING (true) "
+                           "WITH CHECK (true)")
+        connection.execute("DROP FUNCTION tracker.is_run_id")
+    tracker.Catalog(granted.url(granted.role_a)).runs()  # a writer cannot bring it: no change
+    _insert_run(granted.url(granted.role_a), "old-shape")
+    tracker.Catalog(granted.owner_url).runs()  # the owner's next connection brings it
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        _insert_run(granted.url(granted.role_a), "new-shape")
 
 
 def test_sql_cannot_write_even_where_the_role_may(granted: Team) -> None:
@@ -205,28 +242,29 @@ def test_sql_on_a_table_the_role_may_not_read_is_an_access_error(granted: Team) 
 
 
 def test_a_role_records_into_its_project_only(granted: Team) -> None:
-    _apply(granted.url(granted.role_a), _events("runa0002", "A"))
-    assert _ids(granted.catalog(granted.role_a).runs()) == ["runa0001", "runa0002"]
+    _apply(granted.url(granted.role_a), _events("ran00000000a0002", "A"))
+    assert _ids(granted.catalog(granted.role_a).runs()) == ["ran00000000a0001", "ran00000000a0002"]
     for project in ("B", None):
         with pytest.raises(ProjectAccessError, match="may not write runs of that project"):
-            _apply(granted.url(granted.role_a), _events("run2", project))
+            _apply(granted.url(granted.role_a), _events("ran0000000000002", project))
     # events of B's existing run are not applied either: the run is not there for this role
     with PgStore(granted.url(granted.role_a), 10).connect(write=True) as connection:
-        late = [events.Spooled("runb0001", 99, events.Param("runb0001", "lr", 9, "int", T0))]
+        late = [events.Spooled("ran00000000b0001", 99,
+                               events.Param("ran00000000b0001", "lr", 9, "int", T0))]
         assert pg_writer.apply(connection, late) == late
     assert _ids(tracker.Catalog(granted.owner_url).runs()) == \
-        ["run00001", "runa0001", "runa0002", "runb0001"]
+        ["ran0000000000001", "ran00000000a0001", "ran00000000a0002", "ran00000000b0001"]
 
 
 def test_a_read_only_grant_reads_and_refuses_every_change(team: Team) -> None:
     pg_admin.grant(team.owner_url, team.role_a, "A", read_only=True)
     ann = team.catalog(team.role_a)
-    assert _ids(ann.runs()) == ["runa0001"]
+    assert _ids(ann.runs()) == ["ran00000000a0001"]
     with pytest.raises(ProjectAccessError, match="permission denied for table runs"):
-        ann.delete_run("runa0001")
-    assert ann.get_run("runa0001").deleted_at is None
+        ann.delete_run("ran00000000a0001")
+    assert ann.get_run("ran00000000a0001").deleted_at is None
     with pytest.raises(ProjectAccessError, match="permission denied for table runs"):
-        _apply(team.url(team.role_a), _events("runa0003", "A"))
+        _apply(team.url(team.role_a), _events("ran00000000a0003", "A"))
     with psycopg.connect(team.url(team.role_a)) as connection:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             connection.execute("DELETE FROM tracker.params")
@@ -235,18 +273,19 @@ def test_a_read_only_grant_reads_and_refuses_every_change(team: Team) -> None:
 def test_a_change_of_a_read_only_projects_run_is_refused_not_skipped(granted: Team) -> None:
     pg_admin.grant(granted.owner_url, granted.role_a, "B", read_only=True)
     ann = granted.catalog(granted.role_a)
-    with pytest.raises(ProjectAccessError, match="may read but not change the runs runb0001, "
+    with pytest.raises(ProjectAccessError, match="may read but not change the runs "
+                                                 "ran00000000b0001, "
                                                  "of project"):
-        ann.delete_runs(ids=["runa0001", "runb0001"])
+        ann.delete_runs(ids=["ran00000000a0001", "ran00000000b0001"])
     assert ann.runs(include_deleted=True)["deleted_at"].isna().all()  # nothing was changed
-    assert ann.delete_run("runa0001") == "runa0001"
+    assert ann.delete_run("ran00000000a0001") == "ran00000000a0001"
 
 
 def test_runs_with_no_project_are_the_default_projects(team: Team) -> None:
     pg_admin.grant(team.owner_url, team.role_a, pg_access.DEFAULT_PROJECT)
-    assert _ids(team.catalog(team.role_a).runs()) == ["run00001"]
-    _apply(team.url(team.role_a), _events("run00003", None))
-    assert _ids(team.catalog(team.role_a).runs()) == ["run00001", "run00003"]
+    assert _ids(team.catalog(team.role_a).runs()) == ["ran0000000000001"]
+    _apply(team.url(team.role_a), _events("ran0000000000003", None))
+    assert _ids(team.catalog(team.role_a).runs()) == ["ran0000000000001", "ran0000000000003"]
 
 
 def test_members_of_a_granted_group_role_inherit_its_projects(team: Team) -> None:
@@ -255,7 +294,7 @@ def test_members_of_a_granted_group_role_inherit_its_projects(team: Team) -> Non
     team.cluster.admin(f"GRANT {group} TO {team.role_b}")
     pg_admin.grant(team.owner_url, group, "A")
     pg_admin.grant(team.owner_url, group, "B", read_only=True)
-    assert _ids(team.catalog(team.role_b).runs()) == ["runa0001", "runb0001"]
+    assert _ids(team.catalog(team.role_b).runs()) == ["ran00000000a0001", "ran00000000b0001"]
     with pytest.raises(ProjectAccessError, match="permission denied for schema tracker"):
         team.catalog(team.role_a).runs()  # ann is in no group: granted nothing
 
@@ -278,7 +317,7 @@ def test_revoke_takes_the_project_and_then_the_privileges_away(granted: Team) ->
     assert pg_admin.revoke(granted.owner_url, granted.role_a, "A") == \
         pg_admin.Grant(granted.role_a, "A", True)
     ann = granted.catalog(granted.role_a)
-    assert _ids(ann.runs()) == ["runb0001"]
+    assert _ids(ann.runs()) == ["ran00000000b0001"]
     with psycopg.connect(granted.url(granted.role_a)) as connection:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no write privilege left
             connection.execute("DELETE FROM tracker.params")
@@ -308,11 +347,12 @@ def test_hostile_role_and_project_names_stay_names(team: Team) -> None:
     project = "A'); DELETE FROM tracker.runs; --"
     with psycopg.connect(team.owner_url, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-    _apply(team.owner_url, _events("runh0001", project))
+    _apply(team.owner_url, _events("ran00000000h0001", project))
     pg_admin.grant(team.owner_url, role, project)
     with psycopg.connect(team.owner_url) as connection:
         connection.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-        assert connection.execute("SELECT id FROM tracker.runs").fetchall() == [("runh0001",)]
+        assert connection.execute("SELECT id FROM tracker.runs").fetchall() == \
+            [("ran00000000h0001",)]
     assert len(tracker.Catalog(team.owner_url).runs()) == 4
 
 
@@ -333,9 +373,9 @@ def test_init_adds_access_control_to_a_catalog_created_before_it(team: Team) -> 
     pg_admin.init(team.owner_url)
     pg_admin.init(team.owner_url)  # again: nothing changes
     pg_admin.grant(team.owner_url, team.role_a, "A")
-    assert _ids(team.catalog(team.role_a).runs()) == ["runa0001"]
+    assert _ids(team.catalog(team.role_a).runs()) == ["ran00000000a0001"]
     assert set(team.catalog(team.role_a).sql("SELECT uri FROM tracker.artifacts")["uri"]) == \
-        {"/data/runa0001.csv"}
+        {"/data/ran00000000a0001.csv"}
 
 
 def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: str,
@@ -354,8 +394,8 @@ def test_the_script_for_a_dba_makes_the_same_catalog(pg_cluster: Any, pg_url: st
                                       "'tracker'").fetchone()
     tables = [*pg_access.run_tables(), *pg_access.REFERENCED, pg_access.BLOBS, pg_access.KEYS]
     assert policies == (4 * len(tables) + 1,)  # and the grants'
-    _apply(pg_url, [*_events("runa0001", "A"), *_events("runb0001", "B")])
-    assert _ids(tracker.Catalog(pg_cluster.url(database, role)).runs()) == ["runa0001"]
+    _apply(pg_url, [*_events("ran00000000a0001", "A"), *_events("ran00000000b0001", "B")])
+    assert _ids(tracker.Catalog(pg_cluster.url(database, role)).runs()) == ["ran00000000a0001"]
     assert f"schema version {pg_schema.SCHEMA_VERSION}" in text
 
 
@@ -371,7 +411,7 @@ def test_the_admin_command(granted: Team, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert f"{granted.role_b}  A  read\n" in out and f"{granted.role_a}  A  read, write" in out
     assert main(["admin", "revoke", granted.role_b, "--project", "A", "--catalog", url]) == 0
-    assert _ids(granted.catalog(granted.role_b).runs()) == ["runb0001"]
+    assert _ids(granted.catalog(granted.role_b).runs()) == ["ran00000000b0001"]
     assert main(["admin", "grant", "nobody_here", "--project", "A", "--catalog", url]) == 1
     assert "there is no role 'nobody_here'" in capsys.readouterr().err
     assert main(["admin", "sql", "--grant", "ann", "--project", "A"]) == 0
@@ -382,16 +422,17 @@ def test_the_admin_command(granted: Team, capsys: pytest.CaptureFixture[str]) ->
 
 def test_deleting_by_filter_runs_the_role_may_only_read_is_refused_and_deletes_nothing(
         granted: Team) -> None:
-    # the old code's FOR UPDATE skipped runb0001 (row-level security hides it from a lock)
-    # and deleted runa0001 alone, saying nothing
+    # the old code's FOR UPDATE skipped ran00000000b0001 (row-level security hides it from a lock)
+    # and deleted ran00000000a0001 alone, saying nothing
     pg_admin.grant(granted.owner_url, granted.role_a, "B", read_only=True)
     ann = granted.catalog(granted.role_a)
-    with pytest.raises(ProjectAccessError, match="may read but not change the runs runb0001, "
+    with pytest.raises(ProjectAccessError, match="may read but not change the runs "
+                                                 "ran00000000b0001, "
                                                  "of project.s. 'B': nothing was changed"):
         ann.delete_runs("params.lr > 0")
-    assert ann.runs(include_deleted=True)["deleted_at"].isna().all()  # runa0001 too
-    assert ann.delete_runs("params.lr > 0 and project = 'A'") == ["runa0001"]
-    assert _ids(ann.runs(deleted_only=True)) == ["runa0001"]
+    assert ann.runs(include_deleted=True)["deleted_at"].isna().all()  # ran00000000a0001 too
+    assert ann.delete_runs("params.lr > 0 and project = 'A'") == ["ran00000000a0001"]
+    assert _ids(ann.runs(deleted_only=True)) == ["ran00000000a0001"]
 
 
 def _shared_events(run_id: str, project: str, env: str, files: list[tuple[str, str, str]],
@@ -416,20 +457,21 @@ def sharing(granted: Team) -> Team:
     own and one A uses too; then A's writer, seeing none of B's rows, records B's version 2
     again (its input), its own version 3 of that path, and B's shared environment and key."""
     bob, ann = granted.url(granted.role_b), granted.url(granted.role_a)
-    _apply(bob, _shared_events("runb0002", "B", "env-b", [("input", "/data/shared.csv", "v1"),
-                                                           ("output", "/data/b-only.csv", "b")],
+    _apply(bob, _shared_events("ran00000000b0002", "B", "env-b",
+                               [("input", "/data/shared.csv", "v1"),
+                                ("output", "/data/b-only.csv", "b")],
                                "b_secret", "b_loss"))
-    _apply(bob, _shared_events("runb0003", "B", "env-shared",
+    _apply(bob, _shared_events("ran00000000b0003", "B", "env-shared",
                                [("output", "/data/shared.csv", "v2")], "both", "both_loss"))
-    _apply(ann, _shared_events("runa0002", "A", "env-shared",
+    _apply(ann, _shared_events("ran00000000a0002", "A", "env-shared",
                                [("input", "/data/shared.csv", "v2"),
                                 ("output", "/data/shared.csv", "v3")], "both", "both_loss"))
     return granted
 
 
-# What A's role sees of each table of shared rows (A's runs: runa0001, runa0002).
+# What A's role sees of each table of shared rows (A's runs: ran00000000a0001, ran00000000a0002).
 A_SEES = {
-    "artifacts": ("uri, version", {("/data/runa0001.csv", 1), ("/data/shared.csv", 2),
+    "artifacts": ("uri, version", {("/data/ran00000000a0001.csv", 1), ("/data/shared.csv", 2),
                                    ("/data/shared.csv", 3)}),
     "environments": ("id", {("env-shared",)}),
     "param_keys": ("key, kind", {("lr", "float"), ("both", "str")}),
@@ -459,12 +501,12 @@ def test_the_api_shows_a_role_nothing_of_another_projects_files_environments_or_
     files = ann.artifacts()
     assert set(zip(files["uri"], files["version"])) == A_SEES["artifacts"][1]
     assert ann.get_artifact("/data/shared.csv").version == 3
-    assert ann.lineage("runa0002").empty  # B's runb0003 wrote v2: not A's to see
-    assert "env-shared-package" in str(ann.diff("runa0001", "runa0002").environment)
+    assert ann.lineage("ran00000000a0002").empty  # B's ran00000000b0003 wrote v2: not A's to see
+    assert "env-shared-package" in str(ann.diff("ran00000000a0001", "ran00000000a0002").environment)
     bob = sharing.catalog(sharing.role_b)  # and B sees none of A's version 3
     assert set(bob.artifacts()["version"]) == {1, 2}
-    assert _ids(tracker.Catalog(sharing.owner_url).lineage("runa0002"), "run_id") == \
-        ["runb0003"]
+    assert _ids(tracker.Catalog(sharing.owner_url).lineage("ran00000000a0002"), "run_id") == \
+        ["ran00000000b0003"]
 
 
 def test_a_writer_shares_rows_another_project_recorded_without_seeing_them(
@@ -478,8 +520,9 @@ def test_a_writer_shares_rows_another_project_recorded_without_seeing_them(
         environments = connection.execute("SELECT count(*) FROM tracker.environments "
                                            "WHERE id = 'env-shared'").fetchone()
     # one version 2, read by A and written by B; A's own content numbered after B's
-    assert versions == [(1, "v1", ["runb0002"]), (2, "v2", ["runa0002", "runb0003"]),
-                        (3, "v3", ["runa0002"])]
+    assert versions == [(1, "v1", ["ran00000000b0002"]),
+                        (2, "v2", ["ran00000000a0002", "ran00000000b0003"]),
+                        (3, "v3", ["ran00000000a0002"])]
     assert environments == (1,)
 
 
@@ -506,10 +549,10 @@ def test_access_control_from_before_the_shared_tables_policies_is_brought_up_to_
     seen = sharing.catalog(sharing.role_a).sql("SELECT id FROM tracker.environments")
     assert set(seen["id"]) == {"env-shared"}
     _apply(sharing.url(sharing.role_a), _shared_events(
-        "runa0003", "A", "env-shared", [("output", "/data/shared.csv", "v4")], "both", "m"))
+        "ran00000000a0003", "A", "env-shared", [("output", "/data/shared.csv", "v4")], "both", "m"))
 
 
 def test_a_run_moved_into_a_project_brings_its_keys(sharing: Team) -> None:
     with psycopg.connect(sharing.owner_url) as connection:  # as a writer's Update can
-        connection.execute("UPDATE tracker.runs SET project = 'A' WHERE id = 'runb0002'")
+        connection.execute("UPDATE tracker.runs SET project = 'A' WHERE id = 'ran00000000b0002'")
     assert {"params.b_secret", "metrics.b_loss"} <= set(sharing.catalog(sharing.role_a).keys())

@@ -14,6 +14,8 @@ import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case: no i, l, o, u
+#: A run id as a POSIX regular expression (a PostgreSQL catalog checks ids with it)
+RUN_ID_PATTERN = f"^[{_ALPHABET}]{{16}}$"
 _WORDS_A = (
     "amber", "bold", "brisk", "calm", "clever", "cosmic", "crisp", "daring", "eager", "fancy",
     "gentle", "golden", "happy", "jolly", "keen", "lively", "lucky", "mellow", "nimble", "proud",

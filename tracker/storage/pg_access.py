@@ -34,6 +34,7 @@ and add access control to one created before it.
 
 from __future__ import annotations
 
+from tracker import _ids
 from tracker.storage import pg_schema
 
 DEFAULT_PROJECT = "default"  # the project of a run recorded with none
@@ -134,6 +135,16 @@ _BLOB_IN_USE = (
     f"AS $$ SELECT EXISTS (SELECT 1 FROM {_S}.artifacts a WHERE a.blob = blob_in_use.blob) $$")
 
 
+#: whether a text has the shape of a run id: a granted role writes ``runs`` with SQL of its
+#: own, and the id it chooses is shown to every role that reads the project, so the runs
+#: policies take only ids (and parent ids) of the shape tracker makes. Its existence also says
+#: an older catalog's policies have that check (``tracker.storage.pg_store``).
+IS_RUN_ID = f"{_S}.is_run_id"
+_IS_RUN_ID = (f"CREATE OR REPLACE FUNCTION {IS_RUN_ID}(id text) RETURNS boolean LANGUAGE sql "
+              f"IMMUTABLE AS $$ SELECT id ~ '{_ids.RUN_ID_PATTERN}' $$")
+_RUN_ID_SHAPE = f"{IS_RUN_ID}(id) AND (parent_id IS NULL OR {IS_RUN_ID}(parent_id))"
+
+
 def run_tables() -> tuple[str, ...]:
     """The tables whose rows belong to one run, hence to its project: ``runs``, every table
     with a ``run_id``, and the latest values of its params and metrics."""
@@ -152,13 +163,15 @@ def _check(table: str, projects: str) -> str:
 
 def _policies(table: str) -> list[str]:
     """Read by the readable projects; insert, change and delete by the writable ones (a change
-    cannot move a row into a project the role may not write)."""
+    cannot move a row into a project the role may not write); a run's id of tracker's shape."""
     read, write = _check(table, _READABLE), _check(table, _WRITABLE)
-    if table != "runs":
-        # runs' own policy limits the sub-select to readable runs. IN, hashed once per scan:
-        # as EXISTS, its cost estimate (millions) set JIT off, 0.6 s for 20k params, not 36 ms.
-        # Writes keep EXISTS, an index probe per row: IN hashed every run per INSERT (25 ms).
-        read = f"{table}.run_id IN (SELECT r.id FROM {_S}.runs r)"
+    if table == "runs":
+        shaped = f"{write} AND {_RUN_ID_SHAPE}"
+        return _enabled(table, read=read, insert=shaped, change=shaped, delete=write)
+    # runs' own policy limits the sub-select to readable runs. IN, hashed once per scan:
+    # as EXISTS, its cost estimate (millions) set JIT off, 0.6 s for 20k params, not 36 ms.
+    # Writes keep EXISTS, an index probe per row: IN hashed every run per INSERT (25 ms).
+    read = f"{table}.run_id IN (SELECT r.id FROM {_S}.runs r)"
     return _enabled(table, read=read, insert=write, change=write, delete=write)
 
 
@@ -233,6 +246,7 @@ def statements() -> list[str]:
         f"DROP POLICY IF EXISTS tracker_own_grants ON {grants}",
         f"CREATE POLICY tracker_own_grants ON {grants} FOR SELECT "
         f"USING ({_MINE.format(row=f'{GRANTS}.')})",
+        _IS_RUN_ID,
         *(statement for table in run_tables() for statement in _policies(table)),
         *_INDEXES,
         *_views(),

@@ -316,6 +316,14 @@ def _add_values(connection: Any) -> None:
         connection.execute(statement)
 
 
+def _owns(connection: Any, table: str) -> bool:
+    """Whether this role owns the catalog's ``table`` (or belongs to its owner): only an owner
+    may change it."""
+    return bool(connection.execute(
+        "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s::regclass",
+        [f"{pg_schema.SCHEMA}.{table}"]).fetchone()[0])
+
+
 def _renew_value_indexes(connection: Any) -> None:
     """Replace the value table's indexes of a catalog created before
     :data:`~tracker.storage.pg_schema.VALUE_INDEXES` with them, when this role owns the table
@@ -323,9 +331,7 @@ def _renew_value_indexes(connection: Any) -> None:
     connection."""
     missing = [(name, body) for name, body in pg_schema.VALUE_INDEXES
                if not _exists(connection, name)]
-    if not missing or not connection.execute(
-            "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s::regclass",
-            [f"{pg_schema.SCHEMA}.{pg_schema.VALUES}"]).fetchone()[0]:
+    if not missing or not _owns(connection, pg_schema.VALUES):
         return
     for name in pg_schema.OLD_VALUE_INDEXES:  # ours: fixed names, never user text
         connection.execute(f"DROP INDEX IF EXISTS {pg_schema.SCHEMA}.{name}")
@@ -334,14 +340,17 @@ def _renew_value_indexes(connection: Any) -> None:
 
 
 def _add_access(connection: Any) -> None:
-    """Bring access control made before the shared tables had policies (no
-    ``file_version`` function, which writers now call) up to date: all of it where a grants
-    table says it is on, else that function alone; nothing if it is there."""
+    """Bring access control made before the shared tables had policies (no ``file_version``
+    function, which writers now call) or before the runs policies checked ids' shape (no
+    ``is_run_id``) up to date, when this role owns the catalog: all of it where a grants table
+    says it is on, else that function alone; nothing if it is there."""
     found = connection.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'file_version' AND "
-        "pronamespace = %s::regnamespace), to_regclass(%s) IS NOT NULL",
-        [pg_schema.SCHEMA, f"{pg_schema.SCHEMA}.{pg_access.GRANTS}"]).fetchone()
-    if found[0]:
+        "SELECT count(*) FILTER (WHERE proname = 'file_version'), "
+        "count(*) FILTER (WHERE proname = 'is_run_id'), to_regclass(%s) IS NOT NULL "
+        "FROM pg_catalog.pg_proc WHERE pronamespace = %s::regnamespace",
+        [f"{pg_schema.SCHEMA}.{pg_access.GRANTS}", pg_schema.SCHEMA]).fetchone()
+    versioned, shaped, controlled = bool(found[0]), bool(found[1]), found[2]
+    if versioned and (shaped or not controlled) or not _owns(connection, "runs"):
         return
-    for statement in pg_access.statements() if found[1] else pg_access.writer_functions():
+    for statement in pg_access.statements() if controlled else pg_access.writer_functions():
         connection.execute(statement)
