@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tracker import recorder as recorder_module
 PYTHON = sys.executable
 
 
-_STOPPED: list[Any] = []  # recorders of finished tests, threads stopped (see _isolated)
+_CLOSED: list[Any] = []  # recorders of finished tests, closed (see _isolated)
 
 
 @pytest.fixture(autouse=True)
@@ -39,14 +40,17 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
     _end_open_runs(api._default)
     tracker.use_catalog(None)
-    # The test's recorders stop their flusher and spooler: left running, hundreds of them
-    # wrote into finished tests' catalogs beside the next tests' DuckDB work, and one such
-    # write died in duckdb.connect (SIGSEGV, the whole suite with it). What they hold stays
-    # in the test's spool, and the recorder is kept, as its threads kept it before: collected,
-    # it would leave its open spool file to the garbage collector (a ResourceWarning).
+    # The test's recorders are closed as at exit, now, while their folder and DuckDB instance
+    # are there: left running, hundreds of them wrote into finished tests' catalogs beside the
+    # next tests' DuckDB work (one such write died in duckdb.connect: SIGSEGV, the whole suite
+    # with it), and closed at the session's exit, each attached its catalog again (minutes).
+    # Kept: collected, a recorder whose spool still holds events (a test's broken catalog)
+    # would leave the open file to the garbage collector (a ResourceWarning in another test).
     for made in set(recorder_module._recorders) - before:
-        made.stop_threads()
-        _STOPPED.append(made)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "could not record": the test's catalog is gone
+            made.close_at_exit(deadline=0.05)
+        _CLOSED.append(made)
 
 
 def _end_open_runs(catalog: tracker.Catalog | None) -> None:
