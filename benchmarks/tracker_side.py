@@ -506,6 +506,7 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
     store's size is reported. Seconds and CPU seconds per step, one list entry per round."""
     import tracker
     from tracker import retrieval
+    from tracker.recorder import name_contents
 
     folder, size = job["folder"], job["size"]
     catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
@@ -520,6 +521,7 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
         with catalog.start_run(f"same{index}") as run:
             run.log_output(source, keep=True)  # past the default per-file limit
         catalog.flush()
+    name_contents(catalog)
     os.unlink(source)
     usage = retrieval.disk_usage(catalog)
     for entry in list(catalog.content_store.entries()):
@@ -528,15 +530,17 @@ def op_keep(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
-    """One round: cp, cp + fdatasync, keep (returning once the content is stored and the run
-    recorded: its sync follows in the background), keep until its bytes are on disk, and the
-    copy + hashes + fdatasync alone, in an order rotated each round, each keep into an empty
-    store; then cp of a kept copy and restore, in the order of the round's parity. Each step
-    starts settled (:func:`_settled`); the kept copy is deleted after."""
+    """One round: cp, cp + fdatasync, keep (returning once the content is copied, verified
+    and the run recorded: its name and sync follow in the background), keep until it is
+    named and stored, keep until its bytes are on disk, and the copy + hashes + fdatasync
+    alone, in an order rotated each round, each keep into an empty store; then cp of a kept
+    copy and restore, in the order of the round's parity. Each step starts settled
+    (:func:`_settled`); the kept copy is deleted after."""
     import subprocess
     from pathlib import Path
 
     from tracker import retrieval
+    from tracker.recorder import name_contents
     from tracker.storage import write_behind
     from tracker.storage.spools import sync_path
 
@@ -547,10 +551,14 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
         runs.append(catalog.start_run(f"keep{index}-{len(runs)}"))
         runs[-1].log_output(source, keep=True)
         runs[-1].end()
-        catalog.flush()  # the content stored and the run recorded; its sync follows
+        catalog.flush()  # copied, verified and the run recorded; its name and sync follow
+
+    def keep_named() -> None:
+        keep()
+        name_contents(catalog)  # BLAKE3, moved into the store, recorded kept
 
     def keep_synced() -> None:
-        keep()
+        keep_named()
         write_behind.wait_synced()
 
     def cp() -> None:
@@ -564,8 +572,8 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
         _copy_hashed(source, copy)
         sync_path(Path(copy))
 
-    steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("keep_synced", keep_synced),
-             ("copy_hashed", copy_synced)]
+    steps = [("cp", cp), ("cp_sync", cp_synced), ("keep", keep), ("keep_named", keep_named),
+             ("keep_synced", keep_synced), ("copy_hashed", copy_synced)]
     turn = index % len(steps)
     took = _timed_steps(steps[turn:] + steps[:turn], source, copy, lambda: _emptied(catalog))
     keep_synced()  # untimed: the kept copy restored below
@@ -586,26 +594,33 @@ def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
     import subprocess
 
     import tracker
+    from tracker.recorder import name_contents
 
     folder, size = job["folder"], job["size"]
     catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
     source, copy = os.path.join(folder, "out.bin"), os.path.join(folder, "out.copy")
     rounds: dict[str, list[float]] = {"shared": []}
 
-    def keep() -> None:
+    def keep() -> None:  # cloned, verified and recorded; named next, in the background
         with catalog.start_run("clone") as run:
             run.log_output(source, keep=True)
         catalog.flush()
 
+    def keep_named() -> None:
+        keep()
+        name_contents(catalog)
+
     steps = [("cp", lambda: subprocess.run(["cp", "--reflink=never", source, copy],
-                                           check=True)), ("keep", keep)]
+                                           check=True)), ("keep", keep),
+             ("keep_named", keep_named)]
     for index in range(job["repeats"]):
         _write_random(source, size)
-        for name, seconds in _timed_steps(steps[index % 2:] + steps[:index % 2], source, copy,
+        turn = index % len(steps)
+        for name, seconds in _timed_steps(steps[turn:] + steps[:turn], source, copy,
                                           lambda: _emptied(catalog)).items():
             rounds.setdefault(name, []).append(seconds)
         _emptied(catalog)
-        keep()  # untimed, into an empty store: was the timed keep's copy a clone?
+        keep_named()  # untimed, into an empty store: was the timed keep's copy a clone?
         kept = next(iter(catalog.content_store.entries())).key
         rounds["shared"].append(float(_shared(os.path.join(catalog.blob_dir, kept))))
         emit({"sample": rounds["keep"][-1] / rounds["cp"][-1]})
@@ -614,9 +629,12 @@ def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _emptied(catalog: Any) -> None:
-    """Empty ``catalog``'s content store, once no earlier sync runs: each keep stores anew."""
+    """Empty ``catalog``'s content store, once no earlier name or sync is on its way: each
+    keep stores anew."""
+    from tracker.recorder import name_contents
     from tracker.storage import write_behind
 
+    name_contents(catalog)
     write_behind.wait_synced()
     for entry in list(catalog.content_store.entries()):
         catalog.content_store.delete(entry.key)

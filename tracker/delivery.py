@@ -23,26 +23,34 @@ from tracker.storage.spools import Reject
 from tracker.storage.writer import Batch
 
 if TYPE_CHECKING:
+    from tracker.background_keeps import Storing
     from tracker.catalog import Catalog
     from tracker.storage.contents import ContentStore, Kept
+
+#: Where completing a batch puts the contents it left to be named in the background (see
+#: :mod:`tracker.background_keeps`); None: every content is named before the batch is written.
+Later = list["Storing"] | None
 
 
 def write_events(catalog: Catalog, batch: Batch, *, local: recovery.Local,
                  spool: Path | None = None, timeout: float | None = None,
-                 cancel: threading.Event | None = None) -> int:
+                 cancel: threading.Event | None = None, later: Later = None) -> int:
     """Complete ``batch`` and write it, recovering on this object's first write (see
     :func:`tracker.storage.recovery.write_events`); return how many events were quarantined.
     ``local`` is what this process itself writes to the catalog; ``spool`` the file that holds
     ``batch``, from which another writer may commit it first. A PostgreSQL catalog's batch goes
-    to :mod:`tracker.storage.pg_recovery` (one transaction, no lock to wait for or cancel)."""
+    to :mod:`tracker.storage.pg_recovery` (one transaction, no lock to wait for or cancel).
+    ``later`` takes the big contents recorded ``storing``, for the caller to name once the
+    batch is written."""
     from tracker.storage.pg_store import PgStore
 
+    complete = _completer(catalog, later)
     if isinstance(catalog.store, PgStore):
         from tracker.storage import pg_recovery
 
-        return pg_recovery.write_events(catalog.store, batch, complete=_completer(catalog),
-                                        local=local, timeout=timeout)
-    return recovery.write_events(catalog.store, batch, complete=_completer(catalog), local=local,
+        return pg_recovery.write_events(catalog.store, batch, complete=complete, local=local,
+                                        timeout=timeout)
+    return recovery.write_events(catalog.store, batch, complete=complete, local=local,
                                  spool=spool, timeout=timeout, cancel=cancel)
 
 
@@ -63,11 +71,12 @@ def sync(catalog: Catalog, *, local: recovery.Local, timeout: float | None = Non
                             timeout=timeout)
 
 
-def _completer(catalog: Catalog) -> recovery.Complete:
-    return functools.partial(completed_batch, catalog)
+def _completer(catalog: Catalog, later: Later = None) -> recovery.Complete:
+    return functools.partial(completed_batch, catalog, later=later)
 
 
-def completed_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list[Reject]]:
+def completed_batch(catalog: Catalog, batch: Batch, *,
+                    later: Later = None) -> tuple[list[Spooled], list[Reject]]:
     """Each event completed (files hashed, blobs stored), and those too malformed to complete; an
     OSError (a file that cannot be read or copied now) is raised, to be retried."""
     completed, rejected = [], []
@@ -77,7 +86,7 @@ def completed_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list
             continue
         run_id, seq, event = item
         try:
-            completed.append(Spooled(run_id, seq, _complete(catalog, event)))
+            completed.append(Spooled(run_id, seq, _complete(catalog, event, later)))
         except OSError:
             raise
         except Exception as exc:
@@ -88,34 +97,35 @@ def completed_batch(catalog: Catalog, batch: Batch) -> tuple[list[Spooled], list
 _FILE_EVENTS = (events.Artifact, events.Stored)  # what completing touches
 
 
-def _complete(catalog: Catalog, event: Event) -> Event:
+def _complete(catalog: Catalog, event: Event, later: Later) -> Event:
     """Hash local files and store blobs outside the lock: the slow part of an event."""
     from tracker.capture import suppressed
 
     with suppressed():  # tracker reading a file is not the notebook reading it
-        return _completed(catalog, event)
+        return _completed(catalog, event, later)
 
 
-def _completed(catalog: Catalog, event: Event) -> Event:
+def _completed(catalog: Catalog, event: Event, later: Later) -> Event:
     if isinstance(event, events.Artifact) and "://" not in event.uri:
-        return event._replace(facts=_facts(catalog, event.uri, event.facts))
+        return event._replace(facts=_facts(catalog, event.uri, event.facts, later))
     if isinstance(event, events.Stored):
         return events.Artifact(event.run_id, event.role, event.path,
                                store_blob(catalog, event.path), event.ts, "stored")
     return event
 
 
-def _facts(catalog: Catalog, path: str, logged: dict[str, Any] | None) -> dict[str, Any] | None:
+def _facts(catalog: Catalog, path: str, logged: dict[str, Any] | None,
+           later: Later) -> dict[str, Any] | None:
     """An artifact's facts, hashed and its content kept as the logging call asked. A big file
     to keep and not hashed yet is hashed from its copy (one read instead of two); if it changed
     since it was logged, its hash is looked up as for any big file (a pinned one survives)."""
     if logged and logged.get("keep") and logged.get("hash") is None and logged.get("seen"):
         facts = {name: value for name, value in logged.items() if name not in ("keep", "seen")}
-        outcome = keep_content(catalog, path, facts, logged["seen"])
+        outcome = keep_content(catalog, path, facts, logged["seen"], later)
         if outcome.get("hash") is not None:
             return {**facts, **outcome}
         return {**(_hashed(path, logged) or {}), **outcome}
-    return _kept(catalog, path, logged, _hashed(path, logged))
+    return _kept(catalog, path, logged, _hashed(path, logged), later)
 
 
 def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -131,7 +141,7 @@ def _hashed(path: str, facts: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _kept(catalog: Catalog, path: str, logged: dict[str, Any] | None,
-          facts: dict[str, Any] | None) -> dict[str, Any] | None:
+          facts: dict[str, Any] | None, later: Later) -> dict[str, Any] | None:
     """``facts`` with what became of a content the run chose (or declined) to keep when it
     logged the file (``keep`` in the ``logged`` facts: :mod:`tracker.keeping`): a status
     ``kept`` and, once stored, ``blob`` (the content's key)."""
@@ -142,16 +152,16 @@ def _kept(catalog: Catalog, path: str, logged: dict[str, Any] | None,
     facts = {name: value for name, value in facts.items() if name not in ("keep", "seen")}
     if not logged["keep"]:
         return {**facts, "kept": keeping.NOT_KEPT}
-    return {**facts, **keep_content(catalog, path, facts, logged.get("seen"))}
+    return {**facts, **keep_content(catalog, path, facts, logged.get("seen"), later)}
 
 
 def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
-                 seen: list[int] | None) -> dict[str, Any]:
+                 seen: list[int] | None, later: Later = None) -> dict[str, Any]:
     """Copy the file into the catalog's content store, verified against the hash recorded for
     it (or, for a big file not hashed yet, its stat key ``seen`` when it was logged, and then
     the copy's hash is the version's); ``kept`` says how it went: a file that changed since is
-    never stored under this version."""
-    from tracker import keeping, pending_keeps, shared_store
+    never stored under this version. A big content may be left ``storing`` in ``later``."""
+    from tracker import background_keeps, keeping, pending_keeps, shared_store
     from tracker.storage import contents
 
     if facts.get("hash") is None and not seen:  # a file that could not be read
@@ -162,55 +172,67 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
         # (boto3 missing, no bucket, a folder every user may write): said when one is read
         pending_keeps.settle(path, pending_keeps.identity(facts.get("hash"), seen), None)
         return {"kept": keeping.NOT_KEPT}
+    size = facts.get("size") or (seen[2] if seen else 0)
+    if later is None or not background_keeps.defers(catalog, store, size):
+        later = None
     try:
         owner = shared_store.owner(catalog) if store.shared else None
-        kept = _keep(store, catalog.blob_dir, path, facts.get("hash"), seen, owner)
+        kept = _keep(store, catalog.blob_dir, path, facts.get("hash"), seen, owner, later)
     except (contents.ContentChanged, FileNotFoundError):  # rewritten, moved or deleted since
         return {"kept": keeping.CHANGED}
     except OSError as exc:
-        if _retryable(exc):
+        if contents.retryable(exc):
             raise  # the store is full or out of reach: the batch waits and is tried again
         return {"kept": keeping.UNREADABLE}
+    if isinstance(kept, background_keeps.Storing):
+        return {"kept": keeping.STORING, "blob": kept.token, "hash": kept.staged.fast_hash}
     return {"kept": keeping.KEPT, "blob": kept.key, "hash": kept.fast_hash}
 
 
 def _keep(store: ContentStore, blob_dir: Path, path: str, expected_hash: str | None,
-          seen: list[int] | None, owner: str | None) -> Kept:
+          seen: list[int] | None, owner: str | None, later: Later) -> Kept | Storing:
     """The version of ``path`` stored (and marked for ``owner`` in a shared store): copied
-    now, or saved before it changed (see :mod:`tracker.pending_keeps`). A retryable error
-    leaves the version waiting."""
+    now, or saved before it changed (see :mod:`tracker.pending_keeps`); or, given ``later``,
+    copied now and added to it, to be named and stored once the batch is written. A
+    retryable error leaves the version waiting."""
     from tracker import pending_keeps
     from tracker.storage import contents
 
     ident = pending_keeps.identity(expected_hash, seen)
+    kept: Kept | Storing | None
     try:
         kept = _from_saved(store, path, ident, expected_hash, owner)
         if kept is None:
             try:
-                kept = contents.keep_file(store, path, contents.staging_dir(blob_dir),
-                                          expected_hash=expected_hash,
-                                          seen=tuple(seen) if seen else None, owner=owner)
+                kept = _copied(store, blob_dir, path, expected_hash, seen, owner, later)
             except (contents.ContentChanged, FileNotFoundError):
-                kept = _from_saved(store, path, ident, expected_hash, owner)  # saved as it changed
-                if kept is None:
+                saved = _from_saved(store, path, ident, expected_hash, owner)  # as it changed
+                if saved is None:
                     raise
+                kept = saved
     except OSError as exc:
-        if _retryable(exc):
+        if contents.retryable(exc):
             raise  # tried again later: the saved copy waits too
         pending_keeps.settle(path, ident, None)
         raise
-    pending_keeps.settle(path, ident, kept)
+    pending_keeps.settle(path, ident, kept if isinstance(kept, contents.Kept) else None)
     return kept
 
 
-def _retryable(exc: OSError) -> bool:
-    """Whether copying may work later: the store is full or out of reach (not the file)."""
-    import errno
-
+def _copied(store: ContentStore, blob_dir: Path, path: str, expected_hash: str | None,
+            seen: list[int] | None, owner: str | None, later: Later) -> Kept | Storing:
+    """``path`` copied now: stored, or (with ``later``) staged and added to it."""
+    from tracker import background_keeps
     from tracker.storage import contents
 
-    return isinstance(exc, contents.StoreUnavailable) or exc.errno in (errno.ENOSPC,
-                                                                       errno.EDQUOT)
+    staging = contents.staging_dir(blob_dir)
+    seen_key = tuple(seen) if seen else None
+    if later is None:
+        return contents.keep_file(store, path, staging, expected_hash=expected_hash,
+                                  seen=seen_key, owner=owner)
+    storing = background_keeps.stage(path, staging, expected_hash, seen_key)
+    later.append(storing)
+    return storing
 
 
 def _from_saved(store: ContentStore, path: str, ident: Any, expected_hash: str | None,

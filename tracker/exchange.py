@@ -22,7 +22,7 @@ from collections.abc import Sequence, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tracker import arguments, descriptor, redaction, tags, values
+from tracker import arguments, descriptor, keeping, redaction, tags, values
 from tracker.errors import ArgumentError, DescriptorError, TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.queries import flush_for_read, records, resolve
@@ -76,6 +76,8 @@ def read_records(con: Any, run_ids: Sequence[str], statements: RecordStatements 
     runs = {row["id"]: row for row in records(con, statements.run, [ids])}
     sections = {section: _by_run(records(con, getattr(statements, section), [ids]))
                 for section in _SECTIONS}
+    sections["artifacts"] = {run_id: [_as_copied(row) for row in rows]
+                             for run_id, rows in sections["artifacts"].items()}
     environments = {row["id"]: row for row in records(con, statements.environment, [sorted(
         {row["environment_id"] for row in runs.values() if row["environment_id"]})])}
     return [{"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
@@ -84,6 +86,14 @@ def read_records(con: Any, run_ids: Sequence[str], statements: RecordStatements 
              "environment": [environments[runs[run_id]["environment_id"]]]
              if runs[run_id]["environment_id"] in environments else []}
             for run_id in ids]
+
+
+def _as_copied(row: dict[str, Any]) -> dict[str, Any]:
+    """An artifact row as a copy of the run records it: a content another process is still
+    storing (see :mod:`tracker.background_keeps`) does not travel, so ``not kept`` there."""
+    if row.get("kept") != keeping.STORING:
+        return row
+    return {**row, "kept": keeping.NOT_KEPT, "blob": None}
 
 
 def _by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -100,7 +110,10 @@ def export_run(catalog: Catalog, ref: str, path: str | os.PathLike[str], *,
     in a folder beside the descriptor (:mod:`tracker.carried_contents`)."""
     target = Path(arguments.path(path, "path")).expanduser().absolute()
     _check_target(catalog, target, overwrite=overwrite)
+    from tracker.recorder import name_contents
+
     flush_for_read(catalog)
+    name_contents(catalog)  # a big content still being stored: named, so that it travels
     with catalog.connect() as con:
         data = read_records(con, [resolve(con, ref)])[0]
     data["notebooks"] = stored_notebooks(catalog, data["artifacts"])

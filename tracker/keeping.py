@@ -40,6 +40,7 @@ KEPT = "kept"
 CHANGED = "changed"  # the file changed before it could be stored: nothing stored for it
 UNREADABLE = "unreadable"
 NOT_KEPT = "not kept"  # the policy left it out (too big, excluded, keeping off, a folder)
+STORING = "storing"  # copied and verified; named and moved into the store next (blob: a token)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from tracker import (
     _ids,
     arguments,
+    background_keeps,
     events,
     models,
     notices,
@@ -113,6 +114,9 @@ class Recorder:
         self._last_beat = time.monotonic()
         self._warned = notices.Once()  # one warning per recorder (see warn())
         self._thread: threading.Thread | None = None  # the writer: spools, then writes
+        #: big contents recorded ``storing``, named by the writer after each write
+        self._storing = background_keeps.Settler()
+        self._orphans_named = False  # those dead processes left: looked for once
         self._spooler: threading.Thread | None = None  # spools while the writer waits
         #: replaces secrets in what runs record; the notebook extension applies its settings
         self.redactor = redaction.for_catalog(catalog)
@@ -146,6 +150,7 @@ class Recorder:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._warned = notices.Once()
         self._thread = self._spooler = None
+        self._storing.abandon()  # the parent's to name: its lock stays with the parent
         with contextlib.suppress(Exception):
             if self._spool is not None:
                 self._spool.close()  # this process's descriptor only: the parent's stays open
@@ -376,14 +381,21 @@ class Recorder:
             batch, self._pending = self._pending, []
         if not batch:
             return
+        later: list[background_keeps.Storing] = []
         try:
             kept = delivery.write_events(self.catalog, batch,
                                          local=local_to(self.catalog.spool_dir),
-                                         spool=self.spool_path, timeout=timeout, cancel=cancel)
+                                         spool=self.spool_path, timeout=timeout, cancel=cancel,
+                                         later=later)
         except BaseException:
+            for item in later:  # copied again when the batch is
+                background_keeps.release(item)
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
             raise
+        if later:
+            self._storing.add(later)
+            self._wake.set()  # the flusher names them next
         if kept:
             self.warn(f"{kept} event(s) the catalog could not store were kept in "
                       f"{spools.quarantine_dir(self.catalog.store)}")
@@ -468,6 +480,16 @@ class Recorder:
         if self._pending and due and not self._stop.is_set():
             with self._db_lock:
                 self._write(None, cancel=self._stop)
+        if self._storing.waiting() and not self._stop.is_set():
+            self._storing.settle(self.catalog, guard=self._db_lock, cancel=self._stop)
+        if not self._orphans_named and self._last_write and not self._stop.is_set():
+            self._orphans_named = True
+            background_keeps.settle_orphans(self.catalog, guard=self._db_lock)
+
+    def name_contents(self, *, timeout: float | None = None) -> None:
+        """Name the big contents this recorder still stores, now (see
+        :mod:`tracker.background_keeps`)."""
+        self._storing.settle(self.catalog, guard=self._db_lock, timeout=timeout)
 
     def warn(self, message: str) -> None:
         """One warning per recorder: tracking trouble must not flood a notebook."""
@@ -486,6 +508,15 @@ class Recorder:
                 # Unbounded on purpose: a cancelled lock wait returns at once, and what remains
                 # is at most one DuckDB statement, which must not be cut off.
                 thread.join()
+
+    def _name_at_exit(self, timeout: float) -> None:
+        """Name what is still storing, whatever the deadline (exit waits no longer than it
+        did when contents were named before their batch); what fails is left staged, for the
+        next process to name."""
+        try:
+            self._storing.settle(self.catalog, guard=self._db_lock, timeout=timeout)
+        except Exception:
+            self._storing.abandon()
 
     def close_at_exit(self, *, deadline: float = 0.8) -> None:
         """End the runs still open and write what can be written within ``deadline``."""
@@ -507,6 +538,7 @@ class Recorder:
                     self._write(max(until - time.monotonic(), 0.05))
                 finally:
                     self._db_lock.release()
+                self._name_at_exit(max(until - time.monotonic(), 0.05))
             self._remove_spool()
             # The file left whole on its own: commits checkpointed out of its log. Not waited
             # for: while another process holds the lock, the log stays (any DuckDB replays it).
@@ -555,6 +587,16 @@ def flush_pending(spool_dir: Path, *, timeout: float | None = None) -> None:
     for recorder in list(_recorders):
         if recorder.catalog.spool_dir == spool_dir:
             recorder.flush(timeout=timeout)
+
+
+def name_contents(catalog: Catalog, *, timeout: float | None = None) -> None:
+    """Name now the big contents that every recorder of this process for ``catalog`` (any
+    Catalog object of it) still stores, and those dead processes left (see
+    :mod:`tracker.background_keeps`): before a content is read or copied elsewhere."""
+    for recorder in list(_recorders):
+        if recorder.catalog.spool_dir == catalog.spool_dir:
+            recorder.name_contents(timeout=timeout)
+    background_keeps.settle_orphans(catalog, timeout=timeout)
 
 
 def local_to(spool_dir: Path) -> recovery.Local:

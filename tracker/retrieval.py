@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from tracker import arguments, values
+from tracker import arguments, keeping, values
 from tracker.errors import ArgumentError, ArtifactNotFoundError
 
 if TYPE_CHECKING:
@@ -143,6 +143,11 @@ class KeptFile:
                 "another catalog, whose contents are not carried") from None
 
     def _blob(self) -> str:
+        if self.kept == keeping.STORING:
+            raise ArtifactNotFoundError(
+                f"version {self.version} of {self.uri} is still being stored by the process "
+                "that kept it (a big content is named after its run is recorded); try again "
+                "in a few seconds")
         if self.blob is None or not _BLOB.fullmatch(self.blob):
             why = f"its content was not kept ({self.kept})" if self.kept else \
                 "its content was not kept (recorded before contents were kept)"
@@ -207,7 +212,19 @@ def _version_rows(catalog: Catalog, uri: str, run: str | None) -> list[dict[str,
 
 def get_artifact(catalog: Catalog, path_or_uri: str | os.PathLike[str], run: str | None = None,
                  version: int | None = None) -> KeptFile:
-    """See :func:`tracker.get_artifact`."""
+    """See :func:`tracker.get_artifact`. A content still being stored (a big one, named in
+    the background) is named first, if this process or a dead one left it."""
+    kept = _get_artifact(catalog, path_or_uri, run, version)
+    if kept.kept == keeping.STORING:
+        from tracker.recorder import name_contents
+
+        name_contents(catalog)
+        kept = _get_artifact(catalog, path_or_uri, run, version)
+    return kept
+
+
+def _get_artifact(catalog: Catalog, path_or_uri: str | os.PathLike[str], run: str | None,
+                  version: int | None) -> KeptFile:
     if version is not None:
         arguments.count(version, "version", minimum=1)
     uri = _uri(path_or_uri)

@@ -118,7 +118,10 @@ def _read(catalog: Catalog, run_ids: Sequence[str]) -> list[dict[str, Any]]:
     if server is not None:
         records = pg_exchange.read_records(server, run_ids)
     else:
+        from tracker.recorder import name_contents
+
         flush_for_read(catalog)
+        name_contents(catalog)  # a big content still being stored: named, so that it travels
         with catalog.connect() as con:
             records = exchange.read_records(con, run_ids)
     return [{**data, "notebooks": exchange.stored_notebooks(catalog, data["artifacts"])}

@@ -296,6 +296,11 @@ def refresh(path: Path) -> bool:
     return path.is_file()
 
 
+def retryable(exc: OSError) -> bool:
+    """Whether copying may work later: the store is full or out of reach (not the file)."""
+    return isinstance(exc, StoreUnavailable) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def staging_dir(blob_dir: Path) -> Path:
     """Where copies wait until they are verified: beside the catalog, private."""
     folder = blob_dir / ".staging"
@@ -326,21 +331,23 @@ def keep_file(store: ContentStore, path: str, staging: Path, *,
 
 
 def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None, *,
-               hashed: bool = True) -> Staged:
+               hashed: bool = True, strong: bool = True) -> Staged:
     """A private copy of ``path`` in ``staging``, hashed as it was written, made while the file
     kept one stat key (``seen`` when given), to be stored by :func:`store_staged`;
     ContentChanged (and nothing left behind) otherwise. ``hashed=False`` copies the fastest
     way and leaves hashing to :func:`store_staged`: a content saved on the user's thread,
-    just before the file is overwritten."""
+    just before the file is overwritten. ``strong=False`` hashes with xxh3 only and leaves the
+    key empty: named later (a big content, off the batch's path)."""
     staged = staging / f".{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
     try:
-        hashes = _copy_unchanged(path, staged, seen, hashed=hashed)
+        hashes = _copy_unchanged(path, staged, seen, hashed=hashed, strong=strong)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
     if hashes is None:
         return Staged(staged, "", staged.stat().st_size, "")
-    return Staged(staged, KEY_PREFIX + hashes.blake3, hashes.size, "xxh3_128:" + hashes.xxh3)
+    key = KEY_PREFIX + hashes.blake3 if hashes.blake3 else ""
+    return Staged(staged, key, hashes.size, "xxh3_128:" + hashes.xxh3)
 
 
 def store_staged(store: ContentStore, staged: Staged, path: str, *,
@@ -349,8 +356,10 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
     xxh3 is ``expected_hash`` (when given), else ContentChanged; marked for the catalog
     ``owner`` first in a shared store. The caller removes the staged file if it is still
     there (a failure)."""
-    if not staged.key:  # copied without hashing: hashed now, off the user's thread
+    if not staged.key:  # copied without naming: hashed now, off the user's thread
         key, fast = hash_contents(staged.path)
+        if staged.fast_hash and fast != staged.fast_hash:  # not the bytes hashed as copied
+            raise ContentChanged(errno.ESTALE, "changed since it was copied", path)
         staged = staged._replace(key=key, fast_hash=fast)
     if expected_hash is not None and staged.fast_hash != expected_hash:
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
@@ -364,7 +373,7 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
 
 
 def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None, *,
-                    hashed: bool) -> Hashes | None:
+                    hashed: bool, strong: bool) -> Hashes | None:
     """Copy ``path`` to ``staged``, hashing what is written if ``hashed``. ContentChanged
     unless its stat key is ``seen`` (when given) and stays the same across the copy."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -377,7 +386,7 @@ def _copy_unchanged(path: str, staged: Path, seen: Sequence[int] | None, *,
         os.set_blocking(fd, True)
         out = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            hashes = copy_hashed(fd, out) if hashed else None
+            hashes = copy_hashed(fd, out, strong=strong) if hashed else None
             if hashes is None:
                 _copy_fd(fd, out, before.st_size)
             size = os.fstat(out).st_size

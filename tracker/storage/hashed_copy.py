@@ -44,39 +44,42 @@ class Hashes(NamedTuple):
     size: int
 
 
-def copy_hashed(src: int, out: int) -> Hashes:
-    """Copy the open file ``src`` (from its start) to the empty file ``out`` and hash it."""
+def copy_hashed(src: int, out: int, *, strong: bool = True) -> Hashes:
+    """Copy the open file ``src`` (from its start) to the empty file ``out`` and hash it;
+    without ``strong`` only xxh3 (``blake3`` is empty: named later, see
+    :mod:`tracker.background_keeps`)."""
     try:
         fcntl.ioctl(out, FICLONE, src)
     except OSError:
         pass
     else:
-        return hash_fd(out)
-    hashes = _kernel_copy_and_hash(src, out)
+        return hash_fd(out, strong=strong)
+    hashes = _kernel_copy_and_hash(src, out, strong)
     if hashes is not None:
         return hashes
     os.ftruncate(out, 0)  # whatever the kernel copied before it gave up: copied again
-    return _copy_and_hash(src, out)
+    return _copy_and_hash(src, out, strong)
 
 
-def hash_fd(fd: int) -> Hashes:
-    """The hashes of the open file ``fd``, read from its start."""
-    strong, fast, size = _hashers()
+def hash_fd(fd: int, *, strong: bool = True) -> Hashes:
+    """The hashes of the open file ``fd``, read from its start (xxh3 only without ``strong``)."""
+    strong_hash, fast, size = _hashers(strong)
     view = memoryview(bytearray(BUFFER))
     while n := os.preadv(fd, [view], size):
-        strong.update(view[:n])
+        strong_hash.update(view[:n])
         fast.update(view[:n])
         size += n
-    return _hashes(strong, fast, size)
+    return _hashes(strong_hash, fast, size)
 
 
-def _kernel_copy_and_hash(src: int, out: int) -> Hashes | None:
+def _kernel_copy_and_hash(src: int, out: int, strong: bool) -> Hashes | None:
     """Copy with copy_file_range while a hasher thread hashes each chunk of ``out`` (which must
     be open for reading too) behind it; None if the kernel cannot copy these files whole."""
-    strong, fast, size = _hashers()
+    strong_hash, fast, size = _hashers(strong)
     written: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     failed: list[OSError] = []
-    hasher = threading.Thread(target=_hash_behind, args=(out, written, (strong, fast), failed),
+    hasher = threading.Thread(target=_hash_behind,
+                              args=(out, written, (strong_hash, fast), failed),
                               name="tracker-keep-hasher", daemon=True)
     _advise_sequential(src)
     hasher.start()
@@ -91,7 +94,7 @@ def _kernel_copy_and_hash(src: int, out: int) -> Hashes | None:
         raise failed[0]
     if size < os.fstat(src).st_size:  # refused, or cut short (some FUSE and NFS mounts)
         return None
-    return _hashes(strong, fast, size)
+    return _hashes(strong_hash, fast, size)
 
 
 def _kernel_copy(src: int, out: int, offset: int) -> int:
@@ -124,9 +127,9 @@ def _hash_behind(out: int, written: queue.SimpleQueue[int | None], hashers: tupl
         done = end
 
 
-def _copy_and_hash(src: int, out: int) -> Hashes:
+def _copy_and_hash(src: int, out: int, strong: bool) -> Hashes:
     """Read ``src`` into buffers and hash each; a writer thread writes them to ``out``."""
-    strong, fast, size = _hashers()
+    strong_hash, fast, size = _hashers(strong)
     free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
     full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
     for _ in range(_IN_FLIGHT):
@@ -142,7 +145,7 @@ def _copy_and_hash(src: int, out: int) -> Hashes:
             n = os.preadv(src, [view], size)
             if not n:
                 break
-            strong.update(view[:n])
+            strong_hash.update(view[:n])
             fast.update(view[:n])
             full.put((view, n))
             size += n
@@ -151,7 +154,7 @@ def _copy_and_hash(src: int, out: int) -> Hashes:
         writer.join()
     if failed:
         raise failed[0]
-    return _hashes(strong, fast, size)
+    return _hashes(strong_hash, fast, size)
 
 
 def _write_all(out: int, full: queue.SimpleQueue[tuple[memoryview, int] | None],
@@ -177,13 +180,23 @@ def _advise_sequential(fd: int) -> None:
         pass
 
 
-def _hashers() -> tuple[Any, Any, int]:
+def _hashers(strong: bool = True) -> tuple[Any, Any, int]:
     import blake3
     import xxhash
 
     # One thread: the copy has the other core. Spread over idle cores (AUTO), BLAKE3 took twice
     # the CPU time on a loaded machine, and the wall time followed (docs/design.md §8).
-    return blake3.blake3(), xxhash.xxh3_128(), 0
+    return blake3.blake3() if strong else _NoHash(), xxhash.xxh3_128(), 0
+
+
+class _NoHash:
+    """The strong hash left for later: takes the bytes, names nothing."""
+
+    def update(self, data: Any) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
 
 
 def _hashes(strong: Any, fast: Any, size: int) -> Hashes:

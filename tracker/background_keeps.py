@@ -1,0 +1,219 @@
+"""Big contents kept in two steps, so that a run's batch waits for their copy and no more.
+
+Keeping a content costs a copy, xxh3 (the version's recorded hash) and BLAKE3 (its name in the
+store). On this machine's two cores BLAKE3 alone takes 0.72 s per GiB and ``cp`` 0.30 s, so a
+batch that waits for the name cannot come near the time of ``cp`` (docs/design.md §8). A
+content of at least :data:`MIN_SIZE` going to a local catalog's own folder is therefore copied
+into the staging folder, hashed with xxh3 as it is copied (verified against the hash recorded
+for it, or recorded with that hash), and recorded ``storing`` under a token in place of its
+name. The flusher names it next (BLAKE3, and xxh3 again: the bytes on disk are the bytes
+verified), moves it into the store, and records it ``kept`` under its key.
+
+The staged copy is the record of the work left: ``storing-<token>`` in the staging folder,
+locked (``flock``) by its process while it waits. One whose process died (its lock went with
+it) is named by the next process that writes to the catalog, or that asks for the content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracker import keeping
+from tracker.storage import contents
+
+if TYPE_CHECKING:
+    from tracker.catalog import Catalog
+
+__all__ = ["MIN_SIZE", "Settler", "Storing", "defers", "settle_orphans", "stage"]
+
+#: Named in the background from this size up: below it BLAKE3 costs under 12 ms.
+MIN_SIZE = 16 << 20
+PREFIX = "storing-"
+_SETTLE = "UPDATE catalog.artifacts SET kept = ?, blob = ? WHERE blob = ? AND kept = ?"
+
+
+@dataclass
+class Storing:
+    """A content copied and verified, waiting for its name: ``token`` is what its version
+    records as its blob meanwhile, and the staged copy's name; ``lock`` the open file that
+    holds the copy's flock. ``key`` and ``status`` are set once it is named."""
+
+    token: str
+    staged: contents.Staged
+    lock: int
+    key: str | None = None
+    status: str = keeping.STORING
+
+
+def defers(catalog: Catalog, store: contents.ContentStore, size: int) -> bool:
+    """Whether a content of ``size`` bytes going to ``store`` is named in the background: a
+    big one, into a local catalog's own folder (a shared folder or a bucket is written by
+    others, and a PostgreSQL catalog's versions by other machines: kept at once there)."""
+    from tracker.storage.store import Store
+
+    return (size >= MIN_SIZE and isinstance(catalog.store, Store)
+            and isinstance(store, contents.FolderStore) and not store.shared)
+
+
+def stage(path: str, staging: Path, expected_hash: str | None,
+          seen: Sequence[int] | None) -> Storing:
+    """Copy ``path`` into ``staging`` with its xxh3, while it keeps the stat key ``seen``
+    (when given), as a content waiting for its name; ContentChanged if it is not (any more)
+    the version hashed ``expected_hash``."""
+    staged = contents.stage_copy(path, staging, seen, strong=False)
+    lock = -1
+    try:
+        if expected_hash is not None and staged.fast_hash != expected_hash:
+            raise contents.ContentChanged(errno.ESTALE, "changed since it was hashed", path)
+        lock = _locked(staged.path)
+        token = PREFIX + secrets.token_hex(16)
+        os.rename(staged.path, staging / token)  # locked before any other process can see it
+    except BaseException:
+        staged.path.unlink(missing_ok=True)
+        if lock >= 0:
+            os.close(lock)
+        raise
+    return Storing(token, staged._replace(path=staging / token), lock)
+
+
+class Settler:
+    """One recorder's contents waiting for their names, named from its flusher thread."""
+
+    def __init__(self) -> None:
+        self._items: list[Storing] = []
+        self._lock = threading.Lock()
+        self._naming = threading.Lock()  # one thread names them: the flusher, or a reader
+
+    def add(self, items: Sequence[Storing]) -> None:
+        with self._lock:
+            self._items.extend(items)
+
+    def waiting(self) -> bool:
+        return bool(self._items)
+
+    def abandon(self) -> None:
+        """Let go of what still waits, its copies left staged for another process to name."""
+        with self._lock:
+            items, self._items = self._items, []
+        for item in items:
+            os.close(item.lock)
+
+    def settle(self, catalog: Catalog, *, guard: Any = None, timeout: float | None = None,
+               cancel: threading.Event | None = None) -> None:
+        """Name and store each waiting content, then record them in one write, inside
+        ``guard`` (the recorder's lock on its writes; not held while hashing, so a flush
+        waits for no name); an error (the catalog locked past ``timeout``, a full disk) leaves
+        them waiting for the next call."""
+        with self._naming:
+            with self._lock:
+                items = list(self._items)
+            if not items:
+                return
+            for item in items:
+                if item.key is None and item.status == keeping.STORING:
+                    _name(catalog.content_store, item)
+            with guard if guard is not None else contextlib.nullcontext():
+                _record(catalog, items, timeout, cancel)
+            with self._lock:
+                self._items = [item for item in self._items if item not in items]
+            for item in items:
+                release(item)
+
+
+def release(item: Storing) -> None:
+    """The staged copy removed (stored, or given up) and its lock let go."""
+    item.staged.path.unlink(missing_ok=True)
+    os.close(item.lock)
+
+
+def settle_orphans(catalog: Catalog, *, guard: Any = None,
+                   timeout: float | None = None) -> None:
+    """Name the contents that processes which died left waiting in ``catalog``'s staging
+    folder (their locks are gone), and record them (``guard``: see :meth:`Settler.settle`)."""
+    folder = catalog.blob_dir / ".staging"
+    if not folder.is_dir():
+        return
+    orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))]
+    if not orphans:
+        return
+    settler = Settler()
+    settler.add(orphans)
+    try:
+        settler.settle(catalog, guard=guard, timeout=timeout)
+    finally:
+        settler.abandon()  # what could not be recorded: left for the next try, by anyone
+
+
+def _adopted(entry: Path) -> Storing | None:
+    """The orphan at ``entry``, locked, if no live process holds it."""
+    try:
+        lock = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # named and moved meanwhile
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        info = os.fstat(lock)
+    except OSError:  # its process is alive and still naming it
+        os.close(lock)
+        return None
+    if info.st_nlink == 0:  # named and removed between the listing and the lock
+        os.close(lock)
+        return None
+    return Storing(entry.name, contents.Staged(entry, "", info.st_size, ""), lock)
+
+
+def _locked(path: Path) -> int:
+    lock = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        raise
+    return lock
+
+
+def _name(store: contents.ContentStore, item: Storing) -> None:
+    """Hash the staged copy and move it into ``store`` under its key, through a second link:
+    the copy stays under its token until the catalog records the key (a process killed in
+    between leaves it to be named again, never a version naming nothing)."""
+    link = item.staged.path.with_name(f".{item.token}.part")  # purge reclaims one left behind
+    try:
+        link.unlink(missing_ok=True)
+        os.link(item.staged.path, link)
+        kept = contents.store_staged(store, item.staged._replace(path=link), item.token,
+                                     expected_hash=None)
+        item.key, item.status = kept.key, keeping.KEPT
+    except contents.ContentChanged:  # not the bytes verified when copied: a damaged disk
+        item.status = keeping.CHANGED
+    except FileNotFoundError:
+        item.status = keeping.UNREADABLE
+    except OSError as exc:
+        if contents.retryable(exc):
+            raise  # a full disk: named again once there is space
+        item.status = keeping.UNREADABLE
+    finally:
+        link.unlink(missing_ok=True)
+
+
+def _record(catalog: Catalog, items: list[Storing], timeout: float | None,
+            cancel: threading.Event | None) -> None:
+    rows = [[item.status, item.key, item.token, keeping.STORING] for item in items]
+    with catalog.store.connect(write=True, timeout=timeout, cancel=cancel,
+                               qualified=True) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.executemany(_SETTLE, rows)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
