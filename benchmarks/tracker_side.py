@@ -595,6 +595,7 @@ def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
 
     import tracker
     from tracker.recorder import name_contents
+    from tracker.storage.hashed_copy import hash_fd
 
     folder, size = job["folder"], job["size"]
     catalog = tracker.Catalog(os.path.join(folder, "catalog.duckdb"))
@@ -610,9 +611,16 @@ def op_keep_clone(job: dict[str, Any]) -> dict[str, Any]:
         keep()
         name_contents(catalog)
 
+    def xxh3() -> None:  # the version's hash, which recording the output costs, kept or not
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            hash_fd(fd, strong=False)
+        finally:
+            os.close(fd)
+
     steps = [("cp", lambda: subprocess.run(["cp", "--reflink=never", source, copy],
                                            check=True)), ("keep", keep),
-             ("keep_named", keep_named)]
+             ("keep_named", keep_named), ("xxh3", xxh3)]
     for index in range(job["repeats"]):
         _write_random(source, size)
         turn = index % len(steps)

@@ -100,6 +100,15 @@ class Settler:
     def waiting(self) -> bool:
         return bool(self._items)
 
+    def forked(self) -> None:
+        """In a child made by fork: let go of the parent's copies (this process's descriptors
+        only: the parent keeps its locks) without taking a lock, which a thread of the parent
+        may have held at the fork."""
+        items, self._items = self._items, []
+        self._lock, self._naming = threading.Lock(), threading.Lock()
+        for item in items:
+            os.close(item.lock)
+
     def abandon(self) -> None:
         """Let go of what still waits, its copies left staged for another process to name."""
         with self._lock:

@@ -150,7 +150,7 @@ class Recorder:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._warned = notices.Once()
         self._thread = self._spooler = None
-        self._storing.abandon()  # the parent's to name: its lock stays with the parent
+        self._storing.forked()  # the parent's to name: its locks stay with the parent
         with contextlib.suppress(Exception):
             if self._spool is not None:
                 self._spool.close()  # this process's descriptor only: the parent's stays open

@@ -46,14 +46,16 @@ class Hashes(NamedTuple):
 
 def copy_hashed(src: int, out: int, *, strong: bool = True) -> Hashes:
     """Copy the open file ``src`` (from its start) to the empty file ``out`` and hash it;
-    without ``strong`` only xxh3 (``blake3`` is empty: named later, see
-    :mod:`tracker.background_keeps`)."""
+    without ``strong`` only xxh3 (``blake3`` is empty), for a copy whose bytes are hashed
+    again when it is named (see :mod:`tracker.background_keeps`)."""
     try:
         fcntl.ioctl(out, FICLONE, src)
     except OSError:
         pass
     else:
-        return hash_fd(out, strong=strong)
+        # The clone's pages are not in memory (the source's are): without ``strong`` the
+        # source is hashed, and whoever names the clone later hashes it and compares.
+        return hash_fd(out if strong else src, strong=strong)
     hashes = _kernel_copy_and_hash(src, out, strong)
     if hashes is not None:
         return hashes
