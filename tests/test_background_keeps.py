@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -111,12 +111,27 @@ def _killed_before_naming(catalog_path: Path, output: Path) -> str:
     return done.stdout.strip()
 
 
-def test_a_content_a_killed_process_left_storing_is_named_when_asked_for(tmp_path: Path) -> None:
+class Left(NamedTuple):
+    """A content a process copied and verified, then died before naming."""
+
+    catalog: tracker.Catalog
+    output: Path
+    data: bytes
+    run_id: str
+
+
+@pytest.fixture
+def left_storing(tmp_path: Path) -> Left:
     data = os.urandom(40_000)
     output = tmp_path / "model.bin"
     output.write_bytes(data)
     run_id = _killed_before_naming(tmp_path / "catalog.duckdb", output)
-    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+    return Left(tracker.Catalog(tmp_path / "catalog.duckdb"), output, data, run_id)
+
+
+def test_a_content_a_killed_process_left_storing_is_named_when_asked_for(
+        left_storing: Left, tmp_path: Path) -> None:
+    catalog, output, data, run_id = left_storing
     assert catalog.artifacts(run_id).iloc[0].kept == "storing"
     assert [name[:8] for name in _staged(catalog)] == ["storing-"]
 
@@ -128,12 +143,8 @@ def test_a_content_a_killed_process_left_storing_is_named_when_asked_for(tmp_pat
 
 
 def test_a_content_a_killed_process_left_storing_is_named_by_the_next_writer(
-        tmp_path: Path) -> None:
-    data = os.urandom(40_000)
-    output = tmp_path / "model.bin"
-    output.write_bytes(data)
-    run_id = _killed_before_naming(tmp_path / "catalog.duckdb", output)
-    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+        left_storing: Left) -> None:
+    catalog, run_id = left_storing.catalog, left_storing.run_id
     with catalog.start_run("next"):
         pass
     catalog.flush()
@@ -145,12 +156,8 @@ def test_a_content_a_killed_process_left_storing_is_named_by_the_next_writer(
 
 
 def test_a_content_another_process_still_stores_is_not_given_back_and_travels_not_kept(
-        tmp_path: Path) -> None:
-    data = os.urandom(40_000)
-    output = tmp_path / "model.bin"
-    output.write_bytes(data)
-    run_id = _killed_before_naming(tmp_path / "catalog.duckdb", output)
-    catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
+        left_storing: Left, tmp_path: Path) -> None:
+    catalog, output, data, run_id = left_storing
     staged = catalog.blob_dir / ".staging" / _staged(catalog)[0]
     with open(staged, "rb") as held:  # as the live process that copied it holds it
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
