@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,7 +20,7 @@ import pytest
 
 import tracker
 from tracker import background_keeps, hashing
-from tracker.storage import contents, hashed_copy
+from tracker.storage import contents, hashed_copy, recovery
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +90,51 @@ def test_identical_big_outputs_are_stored_once(catalog: tracker.Catalog, tmp_pat
     catalog.get_artifact(tmp_path / "copy0.bin")  # names whatever is still storing
     assert set(catalog.artifacts()["kept"]) == {"kept"}
     assert len(list(catalog.content_store.entries())) == 1
+
+
+def test_a_batch_that_fails_after_its_commit_still_names_what_it_recorded(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(40_000)
+    output = tmp_path / "model.bin"
+    output.write_bytes(data)
+    real, failed = recovery.mark_crashed, []
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:  # after the batch's commit
+        if not failed:
+            failed.append(True)
+            raise OSError(errno.EIO, "lost after the commit")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "mark_crashed", fails_once)
+    with catalog.start_run("train") as run:
+        run.log_output(output, keep=True)
+    with warnings.catch_warnings(), contextlib.suppress(tracker.CatalogError):
+        warnings.simplefilter("ignore")  # the flusher's warning, if it met the failure first
+        catalog.flush()
+    catalog.flush()
+    assert failed
+    kept = catalog.get_artifact(output, run=run.id)
+    assert kept.kept == "kept"
+    with kept.open() as stream:
+        assert stream.read() == data
+
+
+def test_a_later_run_keeping_a_version_recorded_not_kept_keeps_it(
+        catalog: tracker.Catalog, tmp_path: Path) -> None:
+    data = os.urandom(40_000)
+    output = tmp_path / "model.bin"
+    output.write_bytes(data)
+    with catalog.start_run("first") as first:
+        first.log_output(output, keep=False)
+    catalog.flush()
+    assert catalog.artifacts(first.id).iloc[0].kept == "not kept"
+    with catalog.start_run("second") as second:
+        second.log_input(output, keep=True)
+    catalog.flush()
+    kept = catalog.get_artifact(output)
+    assert (kept.version, kept.kept) == (1, "kept")
+    with kept.open() as stream:
+        assert stream.read() == data
 
 
 _KILLED_BEFORE_NAMING = """
@@ -168,6 +216,26 @@ def test_a_content_another_process_still_stores_is_not_given_back_and_travels_no
     copy.import_run(descriptor)
     row = copy.artifacts(run_id).iloc[0]
     assert (row.kept, row.hash) == ("not kept", hashing.hash_bytes(data))
+
+
+def test_a_left_copy_whose_bytes_are_not_its_version_is_recorded_changed(
+        left_storing: Left) -> None:
+    catalog, output, _, run_id = left_storing
+    staged = catalog.blob_dir / ".staging" / _staged(catalog)[0]
+    staged.write_bytes(os.urandom(40_000))  # a power cut's garbage, of the same size
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
+        catalog.get_artifact(output).open()
+    assert catalog.artifacts(run_id).iloc[0].kept == "changed"
+    assert _staged(catalog) == [] and list(catalog.content_store.entries()) == []
+
+
+def test_a_left_copy_no_version_waits_for_is_removed(left_storing: Left) -> None:
+    catalog = left_storing.catalog
+    stray = catalog.blob_dir / ".staging" / (background_keeps.PREFIX + "0" * 32)
+    stray.write_bytes(b"a copy whose batch never committed")
+    catalog.get_artifact(left_storing.output)  # names what is left
+    assert _staged(catalog) == []
+    assert len(list(catalog.content_store.entries())) == 1
 
 
 def test_a_copy_that_is_not_the_recorded_version_is_never_staged(tmp_path: Path) -> None:

@@ -33,10 +33,14 @@ from tracker.storage import contents
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
 
-__all__ = ["MIN_SIZE", "Settler", "Storing", "defers", "settle_orphans", "stage"]
+__all__ = ["MAX_PER_BATCH", "MIN_SIZE", "PREFIX", "Settler", "Storing", "defers", "release",
+           "settle_orphans", "stage"]
 
 #: Named in the background from this size up: below it BLAKE3 costs under 12 ms.
 MIN_SIZE = 16 << 20
+#: Each waiting content holds a descriptor (its lock): past this many in one batch, the rest
+#: are named before the batch is written, as small ones are.
+MAX_PER_BATCH = 32
 PREFIX = "storing-"
 _SETTLE = "UPDATE catalog.artifacts SET kept = ?, blob = ? WHERE blob = ? AND kept = ?"
 
@@ -107,47 +111,65 @@ class Settler:
         items, self._items = self._items, []
         self._lock, self._naming = threading.Lock(), threading.Lock()
         for item in items:
-            os.close(item.lock)
+            _close(item)
 
     def abandon(self) -> None:
         """Let go of what still waits, its copies left staged for another process to name."""
         with self._lock:
             items, self._items = self._items, []
         for item in items:
-            os.close(item.lock)
+            _close(item)
 
     def settle(self, catalog: Catalog, *, guard: Any = None, timeout: float | None = None,
                cancel: threading.Event | None = None) -> None:
         """Name and store each waiting content, then record them in one write, inside
         ``guard`` (the recorder's lock on its writes; not held while hashing, so a flush
-        waits for no name); an error (the catalog locked past ``timeout``, a full disk) leaves
-        them waiting for the next call."""
+        waits for no name); ``cancel`` stops between contents. What an error (the catalog
+        locked past ``timeout``, a full disk) or ``cancel`` leaves waits for the next call.
+        A content whose batch never committed is named too: its update changes nothing, and
+        purge reclaims the unreferenced content."""
         with self._naming:
             with self._lock:
                 items = list(self._items)
-            if not items:
-                return
+            # Into the catalog's own folder, where defers() sent it, whatever TRACKER_STORE
+            # the process naming it has.
+            store = contents.FolderStore(catalog.blob_dir)
+            named = []
             for item in items:
+                if cancel is not None and cancel.is_set():
+                    break
                 if item.key is None and item.status == keeping.STORING:
-                    _name(catalog.content_store, item)
+                    _name(store, item)
+                named.append(item)
+            if not named:
+                return
             with guard if guard is not None else contextlib.nullcontext():
-                _record(catalog, items, timeout, cancel)
+                _record(catalog, named, timeout, cancel)
             with self._lock:
-                self._items = [item for item in self._items if item not in items]
-            for item in items:
+                self._items = [item for item in self._items if item not in named]
+            for item in named:
                 release(item)
 
 
 def release(item: Storing) -> None:
     """The staged copy removed (stored, or given up) and its lock let go."""
-    item.staged.path.unlink(missing_ok=True)
-    os.close(item.lock)
+    try:
+        item.staged.path.unlink(missing_ok=True)
+    finally:
+        _close(item)
 
 
-def settle_orphans(catalog: Catalog, *, guard: Any = None,
-                   timeout: float | None = None) -> None:
+def _close(item: Storing) -> None:
+    with contextlib.suppress(OSError):
+        os.close(item.lock)
+
+
+def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None = None,
+                   cancel: threading.Event | None = None) -> None:
     """Name the contents that processes which died left waiting in ``catalog``'s staging
-    folder (their locks are gone), and record them (``guard``: see :meth:`Settler.settle`)."""
+    folder (their locks are gone), each checked against the hash its version records, and
+    record them (``guard``, ``cancel``: see :meth:`Settler.settle`). A copy no version waits
+    for (its batch never committed: a replay of the spool keeps the file again) goes."""
     folder = catalog.blob_dir / ".staging"
     if not folder.is_dir():
         return
@@ -155,25 +177,38 @@ def settle_orphans(catalog: Catalog, *, guard: Any = None,
     if not orphans:
         return
     settler = Settler()
-    settler.add(orphans)
     try:
-        settler.settle(catalog, guard=guard, timeout=timeout)
+        recorded = _recorded_hashes(catalog, [item.token for item in orphans], timeout)
+        for item in orphans:
+            if item.token not in recorded:
+                release(item)
+                continue
+            item.staged = item.staged._replace(fast_hash=recorded[item.token])
+            settler.add([item])
+        orphans = []
+        settler.settle(catalog, guard=guard, timeout=timeout, cancel=cancel)
     finally:
         settler.abandon()  # what could not be recorded: left for the next try, by anyone
+        for item in orphans:
+            _close(item)
+
+
+def _recorded_hashes(catalog: Catalog, tokens: list[str],
+                     timeout: float | None) -> dict[str, str]:
+    """The hash each of ``tokens`` has as the blob of a version still storing."""
+    with catalog.store.connect(timeout=timeout, qualified=True) as con:
+        rows = con.execute("SELECT blob, hash FROM catalog.artifacts WHERE kept = ? AND "
+                           "list_contains(?, blob)", [keeping.STORING, tokens]).fetchall()
+    return {blob: digest for blob, digest in rows if digest}
 
 
 def _adopted(entry: Path) -> Storing | None:
     """The orphan at ``entry``, locked, if no live process holds it."""
     try:
-        lock = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # named and moved meanwhile
+        lock = _locked(entry)
+    except OSError:  # named and moved meanwhile, or its process is alive and holds it
         return None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        info = os.fstat(lock)
-    except OSError:  # its process is alive and still naming it
-        os.close(lock)
-        return None
+    info = os.fstat(lock)
     if info.st_nlink == 0:  # named and removed between the listing and the lock
         os.close(lock)
         return None
@@ -196,6 +231,9 @@ def _name(store: contents.ContentStore, item: Storing) -> None:
     between leaves it to be named again, never a version naming nothing)."""
     link = item.staged.path.with_name(f".{item.token}.part")  # purge reclaims one left behind
     try:
+        # Both names, and the content in the store, are new to a purge (it spares what is
+        # younger than an hour), however long ago the copy was made.
+        os.utime(item.lock)
         link.unlink(missing_ok=True)
         os.link(item.staged.path, link)
         kept = contents.store_staged(store, item.staged._replace(path=link), item.token,

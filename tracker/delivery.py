@@ -77,8 +77,9 @@ def _completer(catalog: Catalog, later: Later = None) -> recovery.Complete:
 
 def completed_batch(catalog: Catalog, batch: Batch, *,
                     later: Later = None) -> tuple[list[Spooled], list[Reject]]:
-    """Each event completed (files hashed, blobs stored), and those too malformed to complete; an
-    OSError (a file that cannot be read or copied now) is raised, to be retried."""
+    """Each event completed (files hashed, blobs stored or, with ``later``, big ones staged to
+    be named), and those too malformed to complete; an OSError (a file that cannot be read or
+    copied now) is raised, to be retried."""
     completed, rejected = [], []
     for item in batch:
         if not isinstance(item.event, _FILE_EVENTS):  # nothing to complete (most events)
@@ -172,8 +173,9 @@ def keep_content(catalog: Catalog, path: str, facts: dict[str, Any],
         # (boto3 missing, no bucket, a folder every user may write): said when one is read
         pending_keeps.settle(path, pending_keeps.identity(facts.get("hash"), seen), None)
         return {"kept": keeping.NOT_KEPT}
-    size = facts.get("size") or (seen[2] if seen else 0)
-    if later is None or not background_keeps.defers(catalog, store, size):
+    size = facts.get("size") or (seen[2] if seen else 0)  # a stat key: dev, inode, size, mtime
+    if later is None or len(later) >= background_keeps.MAX_PER_BATCH or \
+            not background_keeps.defers(catalog, store, size):
         later = None
     try:
         owner = shared_store.owner(catalog) if store.shared else None

@@ -150,7 +150,6 @@ class Recorder:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._warned = notices.Once()
         self._thread = self._spooler = None
-        self._storing.forked()  # the parent's to name: its locks stay with the parent
         with contextlib.suppress(Exception):
             if self._spool is not None:
                 self._spool.close()  # this process's descriptor only: the parent's stays open
@@ -163,6 +162,7 @@ class Recorder:
         self._due, self._last_write = math.inf, 0.0
         self.autostart = None  # the notebook's next run is the kernel's to start, not a worker's
         self._own_process()
+        self._storing.forked()  # the parent's to name: its locks stay with the parent
 
     @property
     def current(self) -> Run | None:
@@ -388,8 +388,10 @@ class Recorder:
                                          spool=self.spool_path, timeout=timeout, cancel=cancel,
                                          later=later)
         except BaseException:
-            for item in later:  # copied again when the batch is
-                background_keeps.release(item)
+            # Named all the same: the batch may have committed before it failed (a
+            # quarantine write, a lock lost after the commit), and then nothing else would
+            # ever name what it recorded. If it did not, their updates change nothing.
+            self._storing.add(later)
             with self._spool_lock:  # keep them for the next attempt, in order
                 self._pending[:0] = batch
             raise
@@ -483,8 +485,9 @@ class Recorder:
         if self._storing.waiting() and not self._stop.is_set():
             self._storing.settle(self.catalog, guard=self._db_lock, cancel=self._stop)
         if not self._orphans_named and self._last_write and not self._stop.is_set():
+            background_keeps.settle_orphans(self.catalog, guard=self._db_lock,
+                                            cancel=self._stop)
             self._orphans_named = True
-            background_keeps.settle_orphans(self.catalog, guard=self._db_lock)
 
     def name_contents(self, *, timeout: float | None = None) -> None:
         """Name the big contents this recorder still stores, now (see
@@ -593,10 +596,15 @@ def name_contents(catalog: Catalog, *, timeout: float | None = None) -> None:
     """Name now the big contents that every recorder of this process for ``catalog`` (any
     Catalog object of it) still stores, and those dead processes left (see
     :mod:`tracker.background_keeps`): before a content is read or copied elsewhere."""
-    for recorder in list(_recorders):
-        if recorder.catalog.spool_dir == catalog.spool_dir:
-            recorder.name_contents(timeout=timeout)
-    background_keeps.settle_orphans(catalog, timeout=timeout)
+    try:
+        for recorder in list(_recorders):
+            if recorder.catalog.spool_dir == catalog.spool_dir:
+                recorder.name_contents(timeout=timeout)
+        background_keeps.settle_orphans(catalog, timeout=timeout)
+    except (OSError, TrackerError) as exc:  # the catalog locked, a full disk: named later
+        notices.warn(f"tracker could not name a big content it is still storing ({exc}); "
+                     "it stays 'storing' until the flusher or the next process names it",
+                     stacklevel=3)
 
 
 def local_to(spool_dir: Path) -> recovery.Local:

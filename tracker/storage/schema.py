@@ -61,7 +61,8 @@ TABLES: dict[str, str] = {
     "logged_at TIMESTAMPTZ NOT NULL",
     # One row per distinct content of a path: version counts up per key. `blob` names the
     # stored copy (a notebook's, or a kept content's `blake3-<hex>`); `kept` says whether the
-    # content was kept (tracker.keeping: kept, changed, unreadable, not kept; NULL before v5).
+    # content was kept (tracker.keeping: kept, storing, changed, unreadable, not kept; NULL before
+    # v5); while `storing`, `blob` is the token of the staged copy (tracker.background_keeps).
     "artifacts": "id VARCHAR NOT NULL, key VARCHAR NOT NULL, version INTEGER NOT NULL, "
     "uri VARCHAR NOT NULL, size BIGINT, mtime TIMESTAMPTZ, hash VARCHAR, "
     "producer_run_id VARCHAR, blob VARCHAR, created_at TIMESTAMPTZ NOT NULL, kept VARCHAR",

@@ -543,10 +543,17 @@ def _link_artifact(con: Any, run_id: str, role: str, uri: str, facts: dict[str, 
 
 def _add_kept(con: Any, artifact_id: str, facts: dict[str, Any]) -> None:
     """A content kept by a later sighting of the same version (another run wrote the same
-    bytes and kept them) is recorded on the version that lacked it."""
-    if facts.get("kept") == "kept" and facts.get("blob"):
+    bytes and kept them) is recorded on the version that lacked it; one still being named
+    (``storing``, its blob a token) only on a version neither kept nor storing."""
+    if not facts.get("blob"):
+        return
+    if facts.get("kept") == "kept":
         con.execute("UPDATE catalog.artifacts SET blob = ?, kept = 'kept' WHERE id = ? "
                     "AND coalesce(kept, '') <> 'kept'", [facts["blob"], artifact_id])
+    elif facts.get("kept") == "storing":
+        con.execute("UPDATE catalog.artifacts SET blob = ?, kept = 'storing' WHERE id = ? "
+                    "AND coalesce(kept, '') NOT IN ('kept', 'storing')",
+                    [facts["blob"], artifact_id])
 
 
 def _insert_environment(con: Any, env_id: str, data: dict[str, Any]) -> None:
