@@ -285,7 +285,9 @@ def disk_usage(catalog: Catalog) -> dict[str, Any]:
     """The content store's size: what live runs reference, what only trashed runs do (purge
     reclaims it), and what nothing references (purge removes it)."""
     from tracker.reading import read_connection
+    from tracker.recorder import name_contents
 
+    name_contents(catalog)  # what is still storing: in the store, and counted, first
     store = catalog.content_store
     with read_connection(catalog) as (con, dialect):  # this process's contents stored by then
         referenced = dict(con.execute(dialect.finish(
