@@ -42,7 +42,12 @@ MIN_SIZE = 16 << 20
 #: are named before the batch is written, as small ones are.
 MAX_PER_BATCH = 32
 PREFIX = "storing-"
-_SETTLE = "UPDATE catalog.artifacts SET kept = ?, blob = ? WHERE blob = ? AND kept = ?"
+#: One statement, one pass over the versions, for every content named (there is no index on
+#: blob): each version still storing under a token takes its status and key.
+_SETTLE = ("UPDATE catalog.artifacts SET kept = v.status, blob = v.key FROM (SELECT "
+           "unnest(?::VARCHAR[]) AS token, unnest(?::VARCHAR[]) AS status, "
+           "unnest(?::VARCHAR[]) AS key) v WHERE artifacts.blob = v.token "
+           "AND artifacts.kept = ?")
 
 
 @dataclass
@@ -253,14 +258,8 @@ def _name(store: contents.ContentStore, item: Storing) -> None:
 
 def _record(catalog: Catalog, items: list[Storing], timeout: float | None,
             cancel: threading.Event | None) -> None:
-    rows = [[item.status, item.key, item.token, keeping.STORING] for item in items]
+    columns = [[item.token for item in items], [item.status for item in items],
+               [item.key for item in items], keeping.STORING]
     with catalog.store.connect(write=True, timeout=timeout, cancel=cancel,
                                qualified=True) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.executemany(_SETTLE, rows)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        con.execute(_SETTLE, columns)
