@@ -137,6 +137,30 @@ def test_a_later_run_keeping_a_version_recorded_not_kept_keeps_it(
         assert stream.read() == data
 
 
+def test_a_big_output_logged_twice_in_a_batch_is_copied_once(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(40_000)
+    output = tmp_path / "model.bin"
+    output.write_bytes(data)
+    staged: list[str] = []
+    real = background_keeps.stage
+
+    def counted(*args: Any) -> background_keeps.Storing:
+        staged.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(background_keeps, "stage", counted)
+    with catalog.start_run("train") as run:
+        run.log_output(output, keep=True)
+        run.log_output(output, keep=True)  # as a capture and a call by hand both log it
+    catalog.flush()
+    assert len(staged) == 1
+    kept = catalog.get_artifact(output, run=run.id)
+    assert kept.kept == "kept"
+    with kept.open() as stream:
+        assert stream.read() == data
+
+
 _KILLED_BEFORE_NAMING = """
     import os, sys, tracker
     from tracker import background_keeps

@@ -54,13 +54,15 @@ _SETTLE = ("UPDATE catalog.artifacts SET kept = v.status, blob = v.key FROM (SEL
 class Storing:
     """A content copied and verified, waiting for its name: ``token`` is what its version
     records as its blob meanwhile, and the staged copy's name; ``lock`` the open file that
-    holds the copy's flock. ``key`` and ``status`` are set once it is named."""
+    holds the copy's flock. ``key`` and ``status`` are set once it is named; ``origin`` (the
+    path and version it was copied for) lets a batch that logs it twice copy it once."""
 
     token: str
     staged: contents.Staged
     lock: int
     key: str | None = None
     status: str = keeping.STORING
+    origin: tuple[str, Any] | None = None
 
 
 def defers(catalog: Catalog, store: contents.ContentStore, size: int) -> bool:

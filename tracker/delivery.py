@@ -206,7 +206,8 @@ def _keep(store: ContentStore, blob_dir: Path, path: str, expected_hash: str | N
         kept = _from_saved(store, path, ident, expected_hash, owner)
         if kept is None:
             try:
-                kept = _copied(store, blob_dir, path, expected_hash, seen, owner, later)
+                kept = _copied(store, blob_dir, path, (expected_hash, seen, ident), owner,
+                               later)
             except (contents.ContentChanged, FileNotFoundError):
                 saved = _from_saved(store, path, ident, expected_hash, owner)  # as it changed
                 if saved is None:
@@ -221,18 +222,25 @@ def _keep(store: ContentStore, blob_dir: Path, path: str, expected_hash: str | N
     return kept
 
 
-def _copied(store: ContentStore, blob_dir: Path, path: str, expected_hash: str | None,
-            seen: list[int] | None, owner: str | None, later: Later) -> Kept | Storing:
-    """``path`` copied now: stored, or (with ``later``) staged and added to it."""
+def _copied(store: ContentStore, blob_dir: Path, path: str,
+            version: tuple[str | None, list[int] | None, Any], owner: str | None,
+            later: Later) -> Kept | Storing:
+    """``path`` copied now: stored, or (with ``later``) staged and added to it, once per
+    ``version`` (its expected hash, stat key and identity) in a batch."""
     from tracker import background_keeps
     from tracker.storage import contents
 
+    expected_hash, seen, ident = version
     staging = contents.staging_dir(blob_dir)
     seen_key = tuple(seen) if seen else None
     if later is None:
         return contents.keep_file(store, path, staging, expected_hash=expected_hash,
                                   seen=seen_key, owner=owner)
+    for item in later:  # logged twice (captured, and by hand): one copy, one token
+        if item.origin == (path, ident):
+            return item
     storing = background_keeps.stage(path, staging, expected_hash, seen_key)
+    storing.origin = (path, ident)
     later.append(storing)
     return storing
 
