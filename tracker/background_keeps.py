@@ -243,8 +243,9 @@ def _name(store: contents.ContentStore, item: Storing) -> None:
         os.utime(item.lock)
         link.unlink(missing_ok=True)
         os.link(item.staged.path, link)
+        # Checked against the xxh3 its version records: the bytes on disk are the ones verified.
         kept = contents.store_staged(store, item.staged._replace(path=link), item.token,
-                                     expected_hash=None)
+                                     expected_hash=item.staged.fast_hash or None)
         item.key, item.status = kept.key, keeping.KEPT
     except contents.ContentChanged:  # not the bytes verified when copied: a damaged disk
         item.status = keeping.CHANGED

@@ -358,8 +358,6 @@ def store_staged(store: ContentStore, staged: Staged, path: str, *,
     there (a failure)."""
     if not staged.key:  # copied without naming: hashed now, off the user's thread
         key, fast = hash_contents(staged.path)
-        if staged.fast_hash and fast != staged.fast_hash:  # not the bytes hashed as copied
-            raise ContentChanged(errno.ESTALE, "changed since it was copied", path)
         staged = staged._replace(key=key, fast_hash=fast)
     if expected_hash is not None and staged.fast_hash != expected_hash:
         raise ContentChanged(errno.ESTALE, "changed since it was hashed", path)
