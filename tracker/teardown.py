@@ -40,6 +40,11 @@ def exiting() -> bool:
     return _exiting.is_set() and threading.current_thread() is not threading.main_thread()
 
 
+def begun() -> bool:
+    """True in every thread once the interpreter exits: nothing is kept open for later."""
+    return _exiting.is_set()
+
+
 def arm(wait_idle: Callable[[], None]) -> None:
     """Register the exit handler, or move it after every handler registered so far: call it
     after ``import duckdb`` so that it runs before DuckDB's own. ``wait_idle`` returns once

@@ -51,10 +51,15 @@ _MAX_PAUSE = 0.005
 _LOCK = (1, 0)  # length, start
 _READERS_WAITING = (1, 1)
 _DEFER_TO_READERS = 0.5
+# A writer waiting holds a shared lock on byte 2: a process keeping the lock past its write
+# (tracker.storage.held) gives it up when either byte is held.
+_WRITERS_WAITING = (1, 2)
 
 _guard = threading.Lock()
 _fds: dict[str, int] = {}
 _thread_locks: dict[str, threading.Lock] = {}
+_give_ups: dict[str, Callable[[], None]] = {}  # see keep_until_wanted
+_wanted_here: dict[str, int] = {}  # threads of this process waiting for each lock
 
 
 def _reset_after_fork() -> None:
@@ -64,6 +69,8 @@ def _reset_after_fork() -> None:
     _guard = threading.Lock()
     _fds.clear()
     _thread_locks.clear()
+    _give_ups.clear()
+    _wanted_here.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -141,22 +148,83 @@ def locked(catalog_path: str, *, write: bool, timeout: float,
     interpreter exits in a background thread (:mod:`tracker.teardown`). Raises
     :class:`Written` when ``written`` (asked between tries) returns True.
     """
+    release = acquire(catalog_path, write=write, timeout=timeout, cancel=cancel,
+                      deadline=deadline, written=written)
+    try:
+        yield
+    finally:
+        release()
+
+
+def acquire(catalog_path: str, *, write: bool, timeout: float,
+            cancel: threading.Event | None = None,
+            deadline: float | None = None,
+            written: Callable[[], bool] | None = None) -> Callable[[], None]:
+    """Take the lock as :func:`locked` does and return the function that releases it, for a
+    holder that keeps it past one block (:mod:`tracker.storage.held`); call that once."""
     path = catalog_path + ".lock"
     fd, thread_lock = _lock_fd(path)
     if deadline is None:
         deadline = time.monotonic() + timeout
-    if not thread_lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+    _hand_over(path)
+    with _guard:
+        _wanted_here[path] = _wanted_here.get(path, 0) + 1
+    try:
+        taken = thread_lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
+    finally:
+        with _guard:
+            _wanted_here[path] -= 1
+    if not taken:
         raise _locked_error(catalog_path, "another thread of this process", timeout)
     try:
         _acquire(fd, path, catalog_path, write=write, deadline=deadline, timeout=timeout,
                  cancel=cancel, written=written)
+    except BaseException:
+        thread_lock.release()
+        raise
+
+    def release() -> None:
         try:
-            yield
-        finally:
             if fcntl is not None:
                 fcntl.lockf(fd, fcntl.LOCK_UN, *_LOCK)
-    finally:
-        thread_lock.release()
+        finally:
+            thread_lock.release()
+
+    return release
+
+
+def keep_until_wanted(catalog_path: str, give_up: Callable[[], None] | None) -> None:
+    """Register (or with None, forget) ``give_up``: this process keeps the catalog's write lock
+    past its operation, and another operation of this process on the catalog calls
+    ``give_up`` (which releases it) before it waits for the lock."""
+    path = catalog_path + ".lock"
+    with _guard:
+        if give_up is None:
+            _give_ups.pop(path, None)
+        else:
+            _give_ups[path] = give_up
+
+
+def wanted(catalog_path: str) -> bool:
+    """Whether anyone else waits for the catalog's lock: another thread of this process, or
+    another process (a reader or a writer, each says so on a byte of the lock file)."""
+    path = catalog_path + ".lock"
+    with _guard:
+        if _wanted_here.get(path, 0) > 0:
+            return True
+        fd = _fds.get(path)
+    if fcntl is None or fd is None:
+        return False
+    return _waiting(fd, _READERS_WAITING) or _waiting(fd, _WRITERS_WAITING)
+
+
+def _hand_over(path: str) -> None:
+    """Have this process's kept write lock on ``path``, if any, given up (see
+    :func:`keep_until_wanted`)."""
+    with _guard:
+        give_up = _give_ups.get(path)
+    if give_up is not None:
+        give_up()
 
 
 def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: float,
@@ -164,36 +232,34 @@ def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: fl
              written: Callable[[], bool] | None) -> None:
     if fcntl is None:
         return
-    if write:
-        _wait_for(fd, path, catalog_path, fcntl.LOCK_EX, deadline=deadline, timeout=timeout,
-                  cancel=cancel, written=written)
-        return
     try:
-        _wait_for(fd, path, catalog_path, fcntl.LOCK_SH, deadline=deadline, timeout=timeout,
-                  cancel=cancel, written=written)
+        _wait_for(fd, path, catalog_path, fcntl.LOCK_EX if write else fcntl.LOCK_SH,
+                  deadline=deadline, timeout=timeout, cancel=cancel, written=written)
     finally:
         with contextlib.suppress(OSError):
-            fcntl.lockf(fd, fcntl.LOCK_UN, *_READERS_WAITING)
+            fcntl.lockf(fd, fcntl.LOCK_UN, *(_WRITERS_WAITING if write else _READERS_WAITING))
 
 
 def _wait_for(fd: int, path: str, catalog_path: str, mode: int, *, deadline: float,
               timeout: float, cancel: threading.Event | None,
               written: Callable[[], bool] | None) -> None:
     write = mode == fcntl.LOCK_EX
+    says_waiting = _WRITERS_WAITING if write else _READERS_WAITING
     pause = _FIRST_PAUSE
     deferring_since: float | None = None
     while True:
         try:
-            if write and _readers_waiting(fd):
+            if write and _waiting(fd, _READERS_WAITING):
                 deferring_since = deferring_since or time.monotonic()
                 if time.monotonic() - deferring_since < _DEFER_TO_READERS:
                     raise BlockingIOError  # their turn first
             fcntl.lockf(fd, mode | fcntl.LOCK_NB, *_LOCK)
             return
         except OSError:
-            if not write:  # says so to writers (an older tracker's whole-file lock refuses it)
-                with contextlib.suppress(OSError):
-                    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, *_READERS_WAITING)
+            # Says so to writers, and to a holder that keeps the lock until it is wanted (an
+            # older tracker's whole-file lock refuses it).
+            with contextlib.suppress(OSError):
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, *says_waiting)
             if (cancel is not None and cancel.is_set()) or teardown.exiting():
                 raise _locked_error(catalog_path, "nobody: the wait was cancelled", 0) from None
             if written is not None and written():
@@ -206,10 +272,9 @@ def _wait_for(fd: int, path: str, catalog_path: str, mode: int, *, deadline: flo
         pause = min(pause * 2, _MAX_PAUSE)
 
 
-def _readers_waiting(fd: int) -> bool:
-    """Whether another process's reader is waiting for the lock."""
-    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _READERS_WAITING[1],
-                        _READERS_WAITING[0], 0)
+def _waiting(fd: int, byte: tuple[int, int]) -> bool:
+    """Whether another process holds ``byte`` (one of the *_WAITING): it waits for the lock."""
+    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, byte[1], byte[0], 0)
     try:
         answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
     except OSError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import random
 import re
@@ -36,6 +37,7 @@ from tracker.errors import (
     first_line,
 )
 from tracker.storage import files as _files
+from tracker.storage import held as _held
 from tracker.storage import instances as _duckdb
 from tracker.storage import lock as _lock
 from tracker.storage import schema
@@ -70,6 +72,7 @@ class Store:
         self.last_recovery = 0.0
         #: the keys a write need not look up (checked against the file at each write's attach)
         self.keys = KnownKeys()
+        self._held: _held.Held | None = None  # the attachment kept after the last plain write
 
     @property
     def folder(self) -> Path:
@@ -139,6 +142,10 @@ class Store:
                 # a read of a catalog nobody has written yet creates it
                 self._create_or_migrate(wait)
             default = not (qualified and self._ready)
+            if write and not default:
+                with self._held_write(wait, cancel, written) as connection:
+                    yield connection
+                return
             with self._locked(write, wait, cancel, written, default) as connection:
                 # The schema check rides on the first connection: a fresh kernel's first write
                 # creates the catalog and writes its run in one open, not three.
@@ -185,6 +192,41 @@ class Store:
                           deadline=wait.deadline, cancel=cancel, written=written), \
                 self._attached(write=write, wait=wait, default=default) as connection:
             yield connection
+
+    @contextlib.contextmanager
+    def _held_write(self, wait: _Wait, cancel: threading.Event | None,
+                    written: Callable[[], bool] | None) -> Iterator[Any]:
+        """A plain write (``connect(qualified=True)``) through the attachment this Store kept
+        after its last one, else a new one; kept after it for the next (tracker.storage.held).
+        """
+        path = str(self.path)
+        held = self._held
+        connection = held.take() if held is not None else None
+        if held is None or connection is None:
+            release = _lock.acquire(path, write=True, timeout=wait.total,
+                                    deadline=wait.deadline, cancel=cancel, written=written)
+            try:
+                if not self.path.exists():
+                    self._publish_new(wait)
+                self.keys.check(path)
+                connection = self._open(self.path, write=True, wait=wait, default=False)
+            except BaseException:
+                release()
+                raise
+            held = self._held = _held.Held(path, connection,
+                                           functools.partial(self._let_go, connection), release)
+        try:
+            yield connection
+        except BaseException:
+            held.drop()
+            raise
+        held.keep()
+
+    def _let_go(self, connection: Any, done: bool) -> None:
+        """Detach a kept write's file; ``done``: its last write succeeded."""
+        _duckdb.detach(connection, str(self.path), write=True, default=False)
+        if done:
+            self.keys.seen(str(self.path))
 
     @contextlib.contextmanager
     def _attached(self, *, write: bool, wait: _Wait, default: bool = True) -> Iterator[Any]:

@@ -1,0 +1,183 @@
+"""A plain write's attachment kept for the next (tracker.storage.held): reused by the same
+process's next write, and given up as soon as anyone else wants the catalog."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import tracker
+from tracker.storage import held
+from tracker.storage.store import Store
+
+
+@pytest.fixture
+def kept_long(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep attachments for a minute unless wanted: only a hand-over lets anyone else in."""
+    monkeypatch.setattr(held, "LINGER", 60.0)
+    monkeypatch.setattr(held, "HOLD_MAX", 60.0)
+    yield
+    held.give_up_all()
+
+
+def _ready_store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "catalog.duckdb", timeout=10.0)
+    with store.connect(write=True):
+        pass  # creates the catalog: a plain write goes to a ready one
+    return store
+
+
+def _note(store: Store, value: str) -> None:
+    with store.connect(write=True, qualified=True) as con:
+        con.execute("INSERT INTO catalog.meta VALUES ('note', ?)", [value])
+
+
+def _notes_from_another_process(path: Path, *, raw: bool = False) -> list[str]:
+    """What a fresh process reads, through tracker's protocol (or, with ``raw``, a DuckDB of
+    its own that asks nobody)."""
+    opening = (f"duckdb.connect({str(path)!r}, read_only=True)" if raw else
+               f"Store(pathlib.Path({str(path)!r}), timeout=10.0).connect()")
+    script = textwrap.dedent(f"""
+        import contextlib, duckdb, pathlib
+        from tracker.storage.store import Store
+        with contextlib.ExitStack() as stack:
+            opened = {opening}
+            con = opened if {raw} else stack.enter_context(opened)
+            print(sorted(row[0] for row in con.execute(
+                "SELECT value FROM meta WHERE key = 'note'").fetchall()))
+            if {raw}:
+                con.close()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return eval(result.stdout)  # a list of strings printed by the script  # noqa: S307
+
+
+def test_the_next_write_reuses_the_attachment(tmp_path: Path, kept_long: None) -> None:
+    store = _ready_store(tmp_path)
+    seen = []
+    for value in ("a", "b"):
+        with store.connect(write=True, qualified=True) as con:
+            con.execute("INSERT INTO catalog.meta VALUES ('note', ?)", [value])
+            seen.append(con)
+    assert seen[0] is seen[1]
+
+
+def test_another_process_reading_is_handed_the_catalog(tmp_path: Path, kept_long: None) -> None:
+    # The reader says it waits on the lock file; the keeper's watcher detaches and unlocks.
+    # Without the hand-over the reader would wait out its 10 s and fail.
+    store = _ready_store(tmp_path)
+    _note(store, "kept")
+    assert _notes_from_another_process(store.path) == ["kept"]
+    _note(store, "again")  # the next write attaches again and keeps it again
+    assert _notes_from_another_process(store.path) == ["again", "kept"]
+
+
+def test_another_process_writing_is_handed_the_catalog(tmp_path: Path, kept_long: None) -> None:
+    store = _ready_store(tmp_path)
+    _note(store, "here")
+    script = textwrap.dedent(f"""
+        import pathlib
+        from tracker.storage.store import Store
+        store = Store(pathlib.Path({str(store.path)!r}), timeout=10.0)
+        with store.connect(write=True, qualified=True) as con:
+            con.execute("INSERT INTO catalog.meta VALUES ('note', 'there')")
+    """)
+    subprocess.run([sys.executable, "-c", script], timeout=60, check=True)
+    with store.connect() as con:
+        notes = con.execute("SELECT value FROM meta WHERE key = 'note'").fetchall()
+    assert sorted(notes) == [("here",), ("there",)]
+
+
+def test_another_thread_of_the_process_is_handed_the_catalog(tmp_path: Path,
+                                                             kept_long: None) -> None:
+    store = _ready_store(tmp_path)
+    _note(store, "kept")
+    answers: list[int] = []
+
+    def read() -> None:
+        other = Store(store.path, timeout=10.0)  # another object for the same file
+        with other.connect() as con:
+            answers.append(con.execute("SELECT count(*) FROM meta WHERE key = 'note'")
+                           .fetchone()[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(timeout=30)
+    assert answers == [1]
+
+
+def test_an_attachment_is_let_go_after_its_linger(tmp_path: Path) -> None:
+    # A DuckDB of another tool cannot ask for the file: it can open it once the linger is over.
+    store = _ready_store(tmp_path)
+    _note(store, "kept a moment")
+    for _ in range(200):
+        if not held._live or not any(h._alive for h in held._live):
+            break
+        threading.Event().wait(held.LINGER)
+    assert _notes_from_another_process(store.path, raw=True) == ["kept a moment"]
+
+
+def test_a_failed_write_lets_the_attachment_go(tmp_path: Path, kept_long: None) -> None:
+    store = _ready_store(tmp_path)
+    _note(store, "kept")
+    with pytest.raises(duckdb.Error), store.connect(write=True, qualified=True) as con:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO catalog.meta VALUES ('note', 'rolled back')")
+        con.execute("SELECT * FROM no_such_table")
+    # Unlocked at once, and rolled back: a DuckDB that asks nobody opens it.
+    assert _notes_from_another_process(store.path, raw=True) == ["kept"]
+
+
+def test_a_catalog_replaced_meanwhile_gets_the_next_write(tmp_path: Path,
+                                                          kept_long: None) -> None:
+    # A write kept attached to a file deleted since would commit into a file nobody sees.
+    store = _ready_store(tmp_path)
+    _note(store, "old")
+    for leftover in (store.path, store.path.with_name("catalog.duckdb.wal")):
+        leftover.unlink(missing_ok=True)
+    _note(store, "new")
+    held.give_up_all()
+    assert _notes_from_another_process(store.path, raw=True) == ["new"]
+
+
+def test_a_forked_child_writes_through_its_own_attachment(tmp_path: Path,
+                                                          kept_long: None) -> None:
+    store = _ready_store(tmp_path)
+    _note(store, "parent")
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's attachment is not its own; it waits its turn
+        code = 1
+        try:
+            _note(store, "child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _notes_from_another_process(store.path) == ["child", "parent"]
+
+
+def test_runs_flushed_in_a_loop_are_read_by_another_process(tmp_path: Path,
+                                                            kept_long: None) -> None:
+    # The public path: flush() keeps the attachment; a fresh process still reads every run.
+    catalog = tracker.Catalog(tmp_path / "runs.duckdb")
+    for index in range(3):
+        with catalog.start_run(f"run {index}"):
+            catalog.log_metric("loss", 1 / (index + 1))
+        catalog.flush()
+    script = textwrap.dedent(f"""
+        import tracker
+        print(len(tracker.Catalog({str(tmp_path / "runs.duckdb")!r}).runs()))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "3"
