@@ -181,3 +181,27 @@ def test_runs_flushed_in_a_loop_are_read_by_another_process(tmp_path: Path,
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "3"
+
+
+def test_a_process_exiting_while_it_keeps_the_file_leaves_it_whole(tmp_path: Path) -> None:
+    # Exit lets go before DuckDB's teardown, then checkpoints: no abort, and the file alone
+    # holds the run (no log left beside it).
+    path = tmp_path / "exit.duckdb"
+    script = textwrap.dedent(f"""
+        import tracker
+        from tracker.storage import held
+        held.LINGER = held.HOLD_MAX = 60.0
+        catalog = tracker.Catalog({str(path)!r})
+        with catalog.start_run("last"):
+            catalog.log_metric("loss", 0.5)
+        catalog.flush()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert not path.with_name("exit.duckdb.wal").exists()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute("SELECT name, status FROM runs").fetchall() == [("last", "completed")]
+    finally:
+        con.close()
