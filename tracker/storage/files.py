@@ -82,6 +82,16 @@ def _check_length(path: Path) -> None:
                            "path", path=str(path))
 
 
+def identity(path: Path | str) -> tuple[int, int] | None:
+    """The (device, inode) of ``path``, or None while it cannot be seen (not made yet, or
+    removed): what tells one file or folder from another put in its place."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def is_trusted(path: Path) -> bool:
     """Whether ``$TRACKER_TRUSTED_CATALOGS`` names the catalog, a folder above it, or ``*``."""
     listed = [entry for entry in os.environ.get(TRUST_VARIABLE, "").split(os.pathsep) if entry]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracker import teardown
+from tracker.storage import files as _files
 from tracker.storage import lock as _lock
 
 #: Seconds an attachment is kept after its last write, and at most in all: a burst of writes
@@ -50,7 +51,7 @@ class Held:
         self._connection = connection
         self._close = close
         self._release = release
-        self._file = _identity(path)
+        self._file = _files.identity(path)
         self._use = threading.Lock()  # held by the write inside, and while letting go
         self._use.acquire()
         self._alive = True
@@ -62,7 +63,7 @@ class Held:
         """The attached connection for one more write, or None when it was let go (or the file
         at the path is another one now): then the caller attaches afresh."""
         self._use.acquire()
-        if self._alive and _identity(self.path) == self._file:
+        if self._alive and _files.identity(self.path) == self._file:
             return self._connection
         if self._alive:
             self._let_go(done=True)
@@ -126,14 +127,6 @@ def give_up_all() -> None:
     """Let every kept attachment go (at interpreter exit, before DuckDB's teardown)."""
     for held in list(_live):
         held.give_up()
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 def _after_fork() -> None:

@@ -163,7 +163,7 @@ class Store:
         Every operation does this first (a ``stat`` of the folder; the whole check again only
         when the folder is another one than last time); call it to check a path early.
         """
-        folder = _identity(self.path.parent)
+        folder = _files.identity(self.path.parent)
         if folder is None or folder != self._vetted:
             _files.vet(self.path)
             self._vetted = folder
@@ -483,15 +483,6 @@ def _folder_error(path: Path, detail: str) -> CatalogError:
 
 def _first_line(text: str) -> str:
     return first_line(text, "no detail")[:300]
-
-
-def _identity(folder: Path) -> tuple[int, int] | None:
-    """The folder's (device, inode), or None while it cannot be seen (not made yet)."""
-    try:
-        found = os.stat(folder)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 def _wal(database: Path) -> Path:
