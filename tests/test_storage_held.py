@@ -205,3 +205,30 @@ def test_a_process_exiting_while_it_keeps_the_file_leaves_it_whole(tmp_path: Pat
         assert con.execute("SELECT name, status FROM runs").fetchall() == [("last", "completed")]
     finally:
         con.close()
+
+
+def test_a_catalog_copied_over_meanwhile_is_not_taken_for_the_kept_one(tmp_path: Path,
+                                                                       kept_long: None) -> None:
+    # The keys this process knew are in the kept file, not in the one copied over it: the next
+    # write must look them up again, or the copy would get params with no key rows.
+    path = tmp_path / "runs.duckdb"
+    catalog = tracker.Catalog(path)
+    for name in ("first", "kept"):  # a first write also recovers, so is not kept
+        with catalog.start_run(name):
+            catalog.log_param("lr", 0.1)
+        catalog.flush()
+    empty = tmp_path / "empty.duckdb"
+    with Store(empty, timeout=10.0).connect(write=True):
+        pass
+    os.replace(empty, path)
+    path.with_name("runs.duckdb.wal").unlink(missing_ok=True)
+    with catalog.start_run("after"):
+        catalog.log_param("lr", 0.2)
+    catalog.flush()
+    held.give_up_all()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute("SELECT key FROM param_keys").fetchall() == [("lr",)]
+        assert con.execute("SELECT name FROM runs").fetchall() == [("after",)]
+    finally:
+        con.close()

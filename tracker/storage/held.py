@@ -40,9 +40,10 @@ class Held:
     """One catalog file attached and write-locked past its write: taken by the next write of
     the same :class:`tracker.storage.store.Store`, or let go.
 
-    ``close(done)`` detaches the file (``done``: the last write succeeded); ``release`` unlocks
-    it. The thread that creates a Held is inside its write: it calls :meth:`keep` or
-    :meth:`drop` when that write ends, as does each thread that :meth:`take`\\ s it later.
+    ``close(done)`` detaches the file (``done``: the last write succeeded, and the file at the
+    path is still the one attached); ``release`` unlocks it. The thread that creates a Held is
+    inside its write: it calls :meth:`keep` or :meth:`drop` when that write ends, as does each
+    thread that :meth:`take`\\ s it later.
     """
 
     def __init__(self, path: str, connection: Any, close: Callable[[bool], None],
@@ -112,6 +113,8 @@ class Held:
         """Detach and unlock; the caller holds ``_use``."""
         self._alive = False
         _lock.keep_until_wanted(self.path, None)
+        # A file put in the kept one's place meanwhile is not what the write left behind.
+        done = done and _files.identity(self.path) == self._file
         try:
             self._close(done)
         finally:
