@@ -34,6 +34,7 @@ HOLD_MAX = 1.0
 POLL = 0.002
 
 _live: weakref.WeakSet[Held] = weakref.WeakSet()
+_live_guard = threading.Lock()
 
 
 class Held:
@@ -58,45 +59,64 @@ class Held:
         self._alive = True
         self._since = self._last = time.monotonic()
         self._watcher: threading.Thread | None = None
-        _live.add(self)
+        with _live_guard:
+            _live.add(self)
 
     def take(self) -> Any | None:
         """The attached connection for one more write, or None when it was let go (or the file
         at the path is another one now): then the caller attaches afresh."""
         self._use.acquire()
-        if self._alive and _files.identity(self.path) == self._file:
-            return self._connection
-        if self._alive:
-            self._let_go(done=True)
+        try:
+            if self._alive and _files.identity(self.path) == self._file:
+                return self._connection
+            if self._alive:
+                self._let_go(done=True)
+        except BaseException:
+            self._use.release()
+            raise
         self._use.release()
         return None
 
     def keep(self) -> None:
         """The write succeeded: keep the attachment for the next, unless it is wanted now."""
-        now = time.monotonic()
-        if _lock.wanted(self.path) or teardown.begun() or now - self._since >= HOLD_MAX:
-            self._let_go(done=True)
+        try:
+            now = time.monotonic()
+            if _lock.wanted(self.path) or teardown.begun() or now - self._since >= HOLD_MAX:
+                self._let_go(done=True)
+                return
+            self._last = now
+            if self._watcher is None:
+                self._start_watching()
+        except BaseException:  # an interrupt, a thread that cannot start: nobody would let go
+            if self._alive:
+                self._let_go(done=True)
+            raise
+        finally:
             self._use.release()
-            return
-        self._last = now
-        if self._watcher is None:
-            _lock.keep_until_wanted(self.path, self.give_up)
-            self._watcher = threading.Thread(target=self._watch, name="tracker-held",
-                                             daemon=True)
-            self._watcher.start()
-        self._use.release()
+
+    def _start_watching(self) -> None:
+        _lock.keep_until_wanted(self.path, self.give_up)
+        self._watcher = threading.Thread(target=self._watch, name="tracker-held", daemon=True)
+        self._watcher.start()
 
     def drop(self) -> None:
         """The write failed: detach (rolling back what it left open) and unlock."""
-        self._let_go(done=False)
-        self._use.release()
+        try:
+            self._let_go(done=False)
+        finally:
+            self._use.release()
 
-    def give_up(self, *, if_due: bool = False) -> None:
-        """Detach and unlock now (from any thread), after the write inside, if any, ends;
-        ``if_due``: only if it is wanted or past its time by then."""
-        with self._use:
+    def give_up(self, timeout: float = -1, *, if_due: bool = False) -> None:
+        """Detach and unlock now (from any thread), after the write inside, if any, ends
+        within ``timeout`` seconds (else leave it: the caller's wait for the lock then times
+        out, naming this process); ``if_due``: only if it is wanted or past its time by then."""
+        if not self._use.acquire(timeout=timeout):
+            return
+        try:
             if self._alive and (not if_due or self._due()):
                 self._let_go(done=True)
+        finally:
+            self._use.release()
 
     def _watch(self) -> None:
         while self._alive:
@@ -128,11 +148,15 @@ class Held:
 
 def give_up_all() -> None:
     """Let every kept attachment go (at interpreter exit, before DuckDB's teardown)."""
-    for held in list(_live):
+    with _live_guard:
+        kept = list(_live)
+    for held in kept:
         held.give_up()
 
 
 def _after_fork() -> None:
+    global _live_guard
+    _live_guard = threading.Lock()  # a parent's thread may have held it at the fork
     for held in list(_live):
         held.forget()
 

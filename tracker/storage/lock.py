@@ -58,7 +58,7 @@ _WRITERS_WAITING = (1, 2)
 _guard = threading.Lock()
 _fds: dict[str, int] = {}
 _thread_locks: dict[str, threading.Lock] = {}
-_give_ups: dict[str, Callable[[], None]] = {}  # see keep_until_wanted
+_give_ups: dict[str, Callable[[float], None]] = {}  # see keep_until_wanted
 _wanted_here: dict[str, int] = {}  # threads of this process waiting for each lock
 
 
@@ -78,11 +78,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _lock_fd(path: str) -> tuple[int, threading.Lock]:
+    key = _key(path)
     with _guard:
-        if path not in _fds:
-            _fds[path] = _open_lock_file(path)
-            _thread_locks[path] = threading.Lock()
-        return _fds[path], _thread_locks[path]
+        if key not in _fds:
+            _fds[key] = _open_lock_file(path)
+            _thread_locks[key] = threading.Lock()
+        return _fds[key], _thread_locks[key]
 
 
 def _open_lock_file(path: str) -> int:
@@ -109,12 +110,13 @@ def _open_lock_file(path: str) -> int:
 
 def holder_of(path: str, *, write: bool = True) -> str | None:
     """Describe the process holding a lock on ``path`` that conflicts with ours, if any."""
-    if fcntl is None or path not in _fds:
+    fd = _fds.get(_key(path))
+    if fcntl is None or fd is None:
         return None
     kind = fcntl.F_WRLCK if write else fcntl.F_RDLCK
     query = struct.pack(_FLOCK, kind, os.SEEK_SET, _LOCK[1], _LOCK[0], 0)
     try:
-        answer = fcntl.fcntl(_fds[path], fcntl.F_GETLK, query)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
     except OSError:
         return None
     kind_held, _, _, _, pid = struct.unpack(_FLOCK, answer)
@@ -166,14 +168,15 @@ def acquire(catalog_path: str, *, write: bool, timeout: float,
     fd, thread_lock = _lock_fd(path)
     if deadline is None:
         deadline = time.monotonic() + timeout
-    _hand_over(path)
+    key = _key(path)
     with _guard:
-        _wanted_here[path] = _wanted_here.get(path, 0) + 1
+        _wanted_here[key] = _wanted_here.get(key, 0) + 1
     try:
+        _hand_over(key, deadline)
         taken = thread_lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
     finally:
         with _guard:
-            _wanted_here[path] -= 1
+            _wanted_here[key] -= 1
     if not taken:
         raise _locked_error(catalog_path, "another thread of this process", timeout)
     try:
@@ -193,38 +196,47 @@ def acquire(catalog_path: str, *, write: bool, timeout: float,
     return release
 
 
-def keep_until_wanted(catalog_path: str, give_up: Callable[[], None] | None) -> None:
+def keep_until_wanted(catalog_path: str, give_up: Callable[[float], None] | None) -> None:
     """Register (or with None, forget) ``give_up``: this process keeps the catalog's write lock
     past its operation, and another operation of this process on the catalog calls
-    ``give_up`` (which releases it) before it waits for the lock."""
-    path = catalog_path + ".lock"
+    ``give_up(seconds it may wait)`` (which releases it) before it waits for the lock."""
+    key = _key(catalog_path + ".lock")
     with _guard:
         if give_up is None:
-            _give_ups.pop(path, None)
+            _give_ups.pop(key, None)
         else:
-            _give_ups[path] = give_up
+            _give_ups[key] = give_up
 
 
 def wanted(catalog_path: str) -> bool:
     """Whether anyone else waits for the catalog's lock: another thread of this process, or
     another process (a reader or a writer, each says so on a byte of the lock file)."""
-    path = catalog_path + ".lock"
+    key = _key(catalog_path + ".lock")
     with _guard:
-        if _wanted_here.get(path, 0) > 0:
+        if _wanted_here.get(key, 0) > 0:
             return True
-        fd = _fds.get(path)
+        fd = _fds.get(key)
     if fcntl is None or fd is None:
         return False
     return _waiting(fd, _READERS_WAITING) or _waiting(fd, _WRITERS_WAITING)
 
 
-def _hand_over(path: str) -> None:
-    """Have this process's kept write lock on ``path``, if any, given up (see
+def _hand_over(key: str, deadline: float) -> None:
+    """Have this process's kept write lock, if any, given up by ``deadline`` (see
     :func:`keep_until_wanted`)."""
     with _guard:
-        give_up = _give_ups.get(path)
+        give_up = _give_ups.get(key)
     if give_up is not None:
-        give_up()
+        give_up(max(deadline - time.monotonic(), 0.0))
+
+
+def _key(lock_path: str) -> str:
+    """One name for a lock file however its folder is spelt (a symlink, a relative path):
+    DuckDB refuses a second attach of one file in a process whatever the spelling, so the
+    threads that use it must take turns under one lock. The file's own name is not resolved:
+    it is opened without following a symlink."""
+    folder, name = os.path.split(lock_path)
+    return os.path.join(os.path.realpath(folder or "."), name)
 
 
 def _acquire(fd: int, path: str, catalog_path: str, *, write: bool, deadline: float,
