@@ -116,21 +116,17 @@ def test_another_thread_of_the_process_is_handed_the_catalog(
     assert answers == [1]
 
 
-def test_an_attachment_is_let_go_after_its_linger(tmp_path: Path) -> None:
-    # A DuckDB of another tool cannot ask for the file: it can open it once the linger is over.
+@pytest.mark.parametrize("limit", ["LINGER", "HOLD_MAX"])
+def test_an_attachment_is_let_go_after_its_time(tmp_path: Path, kept_long: None,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                limit: str) -> None:
+    # A DuckDB of another tool cannot ask for the file: it can open it once the time is over,
+    # after the last write (LINGER) or, while writes keep coming, after the first (HOLD_MAX).
+    monkeypatch.setattr(held, limit, 0.2)
     store = _ready_store(tmp_path)
     _note(store, "kept a moment")
     _let_go_by_itself(store)
     assert _notes_from_another_process(store.path, raw=True) == ["kept a moment"]
-
-
-def test_an_attachment_is_let_go_after_its_longest_hold(
-        tmp_path: Path, kept_long: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(held, "HOLD_MAX", 0.2)  # writes keep coming: the hold ends all the same
-    store = _ready_store(tmp_path)
-    _note(store, "first")
-    _let_go_by_itself(store)
-    assert _notes_from_another_process(store.path, raw=True) == ["first"]
 
 
 def test_an_interrupt_while_keeping_lets_the_attachment_go(
