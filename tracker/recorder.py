@@ -129,7 +129,8 @@ class Recorder:
         self._own_process()
         #: runs of the process this one was forked from: their events are quarantined here
         self._parents: set[str] = set()
-        _recorders.add(self)
+        with _recorders_guard:
+            _recorders.add(self)
 
     def _own_process(self) -> None:
         """This process's identity and spool file name (a forked child takes its own)."""
@@ -561,12 +562,23 @@ def _warn_if_escaped(*texts: Any) -> None:
 
 
 _recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+# Copying a WeakSet while another thread adds to it raises "Set changed size during iteration"
+# (a widget's loader thread reading while the main thread starts a run).
+_recorders_guard = threading.Lock()
 FORKED = "logged in a forked process to a run of its parent"
+
+
+def _all_recorders() -> list[Recorder]:
+    """This process's recorders now."""
+    with _recorders_guard:
+        return list(_recorders)
 
 
 def _after_fork() -> None:
     """Every recorder starts afresh in a forked child; a multiprocessing worker, which ends
     with os._exit (no atexit), closes its runs through multiprocessing's own finalizers."""
+    global _recorders_guard
+    _recorders_guard = threading.Lock()  # a parent's thread may have held it at the fork
     for recorder in list(_recorders):
         with contextlib.suppress(Exception):
             recorder.forked()
@@ -587,7 +599,7 @@ def flush_pending(spool_dir: Path, *, timeout: float | None = None) -> None:
     Reads call this so that they see this process's own writes, whichever Catalog object
     made them.
     """
-    for recorder in list(_recorders):
+    for recorder in _all_recorders():
         if recorder.catalog.spool_dir == spool_dir:
             recorder.flush(timeout=timeout)
 
@@ -597,7 +609,7 @@ def name_contents(catalog: Catalog, *, timeout: float | None = None) -> None:
     Catalog object of it) still stores, and those dead processes left (see
     :mod:`tracker.background_keeps`): before a content is read or copied elsewhere."""
     try:
-        for recorder in list(_recorders):
+        for recorder in _all_recorders():
             if recorder.catalog.spool_dir == catalog.spool_dir:
                 recorder.name_contents(timeout=timeout)
         background_keeps.settle_orphans(catalog, timeout=timeout)
@@ -613,14 +625,14 @@ def local_to(spool_dir: Path) -> recovery.Local:
     process's."""
     from tracker.storage import recovery
 
-    mine = [recorder for recorder in list(_recorders) if recorder.catalog.spool_dir == spool_dir]
+    mine = [recorder for recorder in _all_recorders() if recorder.catalog.spool_dir == spool_dir]
     return recovery.Local({run.id for recorder in mine for run in recorder.stack},
                           {recorder.spool_path for recorder in mine})
 
 
 def _stop_all_threads() -> None:
     """At exit, before DuckDB's own teardown (the runs are ended later, by _close_all)."""
-    for recorder in list(_recorders):
+    for recorder in _all_recorders():
         recorder.stop_threads()
 
 
@@ -629,7 +641,7 @@ teardown.before_teardown(_stop_all_threads)
 
 @atexit.register
 def _close_all() -> None:
-    for recorder in list(_recorders):
+    for recorder in _all_recorders():
         for run in recorder.stack:
             if not run.session and getattr(sys, "last_value", None) is not None:
                 run.exit_status = models.FAILED
