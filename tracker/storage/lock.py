@@ -77,13 +77,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _lock_fd(path: str) -> tuple[int, threading.Lock]:
+def _lock_fd(path: str) -> tuple[str, int, threading.Lock]:
+    """The lock file's key (see :func:`_key`), descriptor and thread lock."""
     key = _key(path)
     with _guard:
         if key not in _fds:
             _fds[key] = _open_lock_file(path)
             _thread_locks[key] = threading.Lock()
-        return _fds[key], _thread_locks[key]
+        return key, _fds[key], _thread_locks[key]
 
 
 def _open_lock_file(path: str) -> int:
@@ -165,10 +166,9 @@ def acquire(catalog_path: str, *, write: bool, timeout: float,
     """Take the lock as :func:`locked` does and return the function that releases it, for a
     holder that keeps it past one block (:mod:`tracker.storage.held`); call that once."""
     path = catalog_path + ".lock"
-    fd, thread_lock = _lock_fd(path)
+    key, fd, thread_lock = _lock_fd(path)
     if deadline is None:
         deadline = time.monotonic() + timeout
-    key = _key(path)
     with _guard:
         _wanted_here[key] = _wanted_here.get(key, 0) + 1
     try:
