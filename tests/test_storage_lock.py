@@ -3,6 +3,7 @@ write, a wait bounded by its timeout, and the holder named when it runs out."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker.storage.lock import locked
+from tracker.storage.lock import flocked, locked
 
 HOLDER = textwrap.dedent("""
     import pathlib, sys, time
@@ -144,3 +145,32 @@ def test_a_waiting_reader_goes_before_a_waiting_writer(tmp_path: Path, hold: Hol
         with locked(str(path), write=True, timeout=30):
             assert read.exists(), f"the writer went first in turn {turn}"
         reader.wait()
+
+
+def test_flocked_takes_a_file_lock_only_while_nobody_holds_it(tmp_path: Path) -> None:
+    target = tmp_path / "staged"
+    target.write_bytes(b"content")
+    first = flocked(target)
+    assert first is not None
+    try:
+        assert flocked(target) is None  # another descriptor, even of this process, holds it
+    finally:
+        os.close(first)
+    second = flocked(target)
+    assert second is not None
+    os.close(second)
+
+
+def test_flocked_refuses_a_file_removed_before_it_was_locked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "journal"
+    target.write_bytes(b"")
+    opened = os.open
+
+    def open_then_removed(path: str, flags: int, mode: int = 0o777) -> int:
+        fd = opened(path, flags, mode)
+        target.unlink()  # whoever finished with it, between our listing and our lock
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_removed)
+    assert flocked(target) is None

@@ -301,3 +301,22 @@ def _locked_error(catalog_path: str, holder: str, timeout: float) -> CatalogLock
         path=catalog_path,
         holder=holder,
     )
+
+
+def flocked(path: str | os.PathLike[str], flags: int = os.O_RDONLY) -> int | None:
+    """``path`` opened with ``flags`` and locked with an exclusive ``flock``, as a descriptor
+    that holds the lock until it is closed; None when another descriptor holds it, or when
+    the file lost its last link before it was locked (someone finished with it meanwhile).
+    For the per-file locks of kept contents and spools, not the catalog's record locks."""
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_nlink:
+            return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None

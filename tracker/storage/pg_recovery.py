@@ -17,7 +17,6 @@ folder), so an unreadable line is quarantined once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from tracker.errors import CatalogError, first_line
 from tracker.storage import pg_writer, recovery, spools, writer
+from tracker.storage.lock import flocked
 from tracker.storage.pg_store import PgStore
 from tracker.storage.recovery import RECOVERY_INTERVAL, Complete, Local
 from tracker.storage.writer import Batch, Reject
@@ -138,13 +138,11 @@ def _recovering(store: PgStore) -> Iterator[bool]:
     later) while another does."""
     store.ensure_folder()
     store.spool_dir.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(store.spool_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = flocked(store.spool_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    if fd is None:
+        yield False
+        return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
         yield True
     finally:
         os.close(fd)

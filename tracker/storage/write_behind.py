@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import itertools
 import os
 import socket
@@ -30,6 +29,7 @@ from typing import NamedTuple
 from tracker._process import process_start
 from tracker.errors import TrackerWarning
 from tracker.storage.hashed_copy import hash_fd
+from tracker.storage.lock import flocked
 from tracker.storage.spools import owner_alive, sync_path
 
 __all__ = ["EXIT_WAIT", "HOLD", "JOURNALS", "boot_id", "journal", "recover", "sync_behind",
@@ -179,14 +179,10 @@ def _settle(folder: Path, journal: Path, *, trusted: bool) -> None:
     the page cache holds their bytes; else each is hashed first and removed unless whole.
     Under an exclusive lock on the journal: processes started together after a reboot settle
     it once, and none removes a content another has just kept again."""
-    fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)
+    fd = flocked(journal)
+    if fd is None:  # another process is settling it, or settled it meanwhile
+        return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # another process is settling it
-        if os.fstat(fd).st_nlink == 0:
-            return  # settled meanwhile
         keys = set(_read_all(fd).decode("ascii", errors="replace").split())
         for key in sorted(keys):
             if not key.startswith(_PREFIX) or os.sep in key:  # a line a power cut tore
