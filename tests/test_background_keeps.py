@@ -253,6 +253,15 @@ def test_a_left_copy_whose_bytes_are_not_its_version_is_recorded_changed(
     assert _staged(catalog) == [] and list(catalog.content_store.entries()) == []
 
 
+def test_a_version_whose_left_copy_was_removed_by_hand_is_recorded_unreadable(
+        left_storing: Left) -> None:
+    catalog, output, _, run_id = left_storing
+    (catalog.blob_dir / ".staging" / _staged(catalog)[0]).unlink()
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
+        catalog.get_artifact(output).open()
+    assert catalog.artifacts(run_id).iloc[0].kept == "unreadable"  # no longer storing forever
+
+
 def test_a_left_copy_no_version_waits_for_is_removed(left_storing: Left) -> None:
     catalog = left_storing.catalog
     stray = catalog.blob_dir / ".staging" / (background_keeps.PREFIX + "0" * 32)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
 import threading
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracker import keeping
 from tracker.storage import contents
+from tracker.storage.lock import flocked
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -85,7 +85,10 @@ def stage(path: str, staging: Path, expected_hash: str | None,
     try:
         if expected_hash is not None and staged.fast_hash != expected_hash:
             raise contents.ContentChanged(errno.ESTALE, "changed since it was hashed", path)
-        lock = _locked(staged.path)
+        locked = flocked(staged.path)
+        if locked is None:  # the staged copy removed by hand meanwhile: nothing left to name
+            raise FileNotFoundError(errno.ENOENT, "staged copy removed", str(staged.path))
+        lock = locked
         token = PREFIX + secrets.token_hex(16)
         os.rename(staged.path, staging / token)  # locked before any other process can see it
     except BaseException:
@@ -151,7 +154,8 @@ class Settler:
             if not named:
                 return
             with guard if guard is not None else contextlib.nullcontext():
-                _record(catalog, named, timeout, cancel)
+                _record(catalog, [(item.token, item.status, item.key) for item in named],
+                        timeout, cancel)
             with self._lock:
                 self._items = [item for item in self._items if item not in named]
             for item in named:
@@ -176,21 +180,30 @@ def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None
     """Name the contents that processes which died left waiting in ``catalog``'s staging
     folder (their locks are gone), each checked against the hash its version records, and
     record them (``guard``, ``cancel``: see :meth:`Settler.settle`). A copy no version waits
-    for (its batch never committed: a replay of the spool keeps the file again) goes."""
+    for (its batch never committed: a replay of the spool keeps the file again) goes. A
+    version still storing whose copy is gone (removed by hand: its process keeps the copy
+    until the catalog names it) is recorded unreadable."""
+    from tracker.storage.store import Store
+
+    if not isinstance(catalog.store, Store):  # only a local catalog stages (see defers)
+        return
     folder = catalog.blob_dir / ".staging"
-    if not folder.is_dir():
-        return
-    orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))]
-    if not orphans:
-        return
+    orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))] \
+        if folder.is_dir() else []
     settler = Settler()
     try:
-        recorded = _recorded_hashes(catalog, [item.token for item in orphans], timeout)
+        recorded = _storing(catalog, timeout)
+        lost = [token for token in recorded if not (folder / token).exists()]
+        if lost:
+            with guard if guard is not None else contextlib.nullcontext():
+                _record(catalog, [(token, keeping.UNREADABLE, None) for token in lost],
+                        timeout, cancel)
         for item in orphans:
-            if item.token not in recorded:
+            digest = recorded.get(item.token)
+            if not digest:
                 release(item)
                 continue
-            item.staged = item.staged._replace(fast_hash=recorded[item.token])
+            item.staged = item.staged._replace(fast_hash=digest)
             settler.add([item])
         orphans = []
         settler.settle(catalog, guard=guard, timeout=timeout, cancel=cancel)
@@ -200,36 +213,22 @@ def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None
             _close(item)
 
 
-def _recorded_hashes(catalog: Catalog, tokens: list[str],
-                     timeout: float | None) -> dict[str, str]:
-    """The hash each of ``tokens`` has as the blob of a version still storing."""
+def _storing(catalog: Catalog, timeout: float | None) -> dict[str, str | None]:
+    """The token of each version still storing, with the hash it records."""
     with catalog.store.connect(timeout=timeout, qualified=True) as con:
-        rows = con.execute("SELECT blob, hash FROM catalog.artifacts WHERE kept = ? AND "
-                           "list_contains(?, blob)", [keeping.STORING, tokens]).fetchall()
-    return {blob: digest for blob, digest in rows if digest}
+        return dict(con.execute("SELECT DISTINCT blob, hash FROM catalog.artifacts "
+                                "WHERE kept = ?", [keeping.STORING]).fetchall())
 
 
 def _adopted(entry: Path) -> Storing | None:
     """The orphan at ``entry``, locked, if no live process holds it."""
     try:
-        lock = _locked(entry)
-    except OSError:  # named and moved meanwhile, or its process is alive and holds it
+        lock = flocked(entry)
+    except OSError:  # named and moved meanwhile
         return None
-    info = os.fstat(lock)
-    if info.st_nlink == 0:  # named and removed between the listing and the lock
-        os.close(lock)
+    if lock is None:  # its process is alive and holds it, or it was named meanwhile
         return None
-    return Storing(entry.name, contents.Staged(entry, "", info.st_size, ""), lock)
-
-
-def _locked(path: Path) -> int:
-    lock = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(lock)
-        raise
-    return lock
+    return Storing(entry.name, contents.Staged(entry, "", os.fstat(lock).st_size, ""), lock)
 
 
 def _name(store: contents.ContentStore, item: Storing) -> None:
@@ -259,10 +258,12 @@ def _name(store: contents.ContentStore, item: Storing) -> None:
         link.unlink(missing_ok=True)
 
 
-def _record(catalog: Catalog, items: list[Storing], timeout: float | None,
-            cancel: threading.Event | None) -> None:
-    columns = [[item.token for item in items], [item.status for item in items],
-               [item.key for item in items], keeping.STORING]
+def _record(catalog: Catalog, outcomes: list[tuple[str, str, str | None]],
+            timeout: float | None, cancel: threading.Event | None) -> None:
+    """Record each (token, status, key): the versions still storing under the token get
+    the status, and the key as their blob."""
+    tokens, statuses, keys = zip(*outcomes, strict=True)
+    columns = [list(tokens), list(statuses), list(keys), keeping.STORING]
     with catalog.store.connect(write=True, timeout=timeout, cancel=cancel,
                                qualified=True) as con:
         con.execute(_SETTLE, columns)
