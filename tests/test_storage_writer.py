@@ -244,3 +244,21 @@ def test_thousands_of_keys_are_looked_up_as_well_as_a_few(tmp_path: Path) -> Non
         (len(many), len(many))]
     assert _rows(store, "SELECT count(*), count(DISTINCT key) FROM metric_keys") == [
         (len(many), len(many))]
+
+
+def test_a_file_version_is_linked_once_per_run_and_role_with_its_first_via(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    now = time.time()
+    facts = {"hash": "h1", "size": 3}
+    sightings = [events.Artifact("r1", "output", "file:///data/out.csv", facts, now, "open"),
+                 events.Artifact("r1", "output", "file:///data/out.csv", facts, now, "scan"),
+                 events.Artifact("r1", "input", "file:///data/out.csv", facts, now, "open")]
+    run = _run("r1")
+    _apply(store, [*run[:1], *(events.Spooled("r1", seq, event)
+                               for seq, event in enumerate(sightings, 2))])
+    _apply(store, [*_run("r2")[:1], events.Spooled(
+        "r2", 2, events.Artifact("r2", "input", "file:///data/out.csv", facts, now, "pandas"))])
+    assert _rows(store, "SELECT version FROM artifacts") == [(1,)]
+    assert _rows(store, "SELECT run_id, role, via FROM run_artifacts ORDER BY run_id, role") == [
+        ("r1", "input", "open"), ("r1", "output", "open"), ("r2", "input", "pandas")]
