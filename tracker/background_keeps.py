@@ -185,11 +185,13 @@ def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None
     until the catalog names it) is recorded unreadable."""
     from tracker.storage.store import Store
 
-    if not isinstance(catalog.store, Store):  # only a local catalog stages (see defers)
-        return
     folder = catalog.blob_dir / ".staging"
-    orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))] \
-        if folder.is_dir() else []
+    # Only a local catalog stages (see defers), in this folder once anything big was kept:
+    # otherwise the catalog is not even opened (a flusher's background read would refuse
+    # the user's own duckdb.connect() of it in that moment).
+    if not isinstance(catalog.store, Store) or not folder.is_dir():
+        return
+    orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))]
     settler = Settler()
     try:
         recorded = _storing(catalog, timeout)
