@@ -176,13 +176,14 @@ def _close(item: Storing) -> None:
 
 
 def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None = None,
-                   cancel: threading.Event | None = None) -> None:
+                   cancel: threading.Event | None = None, lost: bool = False) -> None:
     """Name the contents that processes which died left waiting in ``catalog``'s staging
     folder (their locks are gone), each checked against the hash its version records, and
     record them (``guard``, ``cancel``: see :meth:`Settler.settle`). A copy no version waits
-    for (its batch never committed: a replay of the spool keeps the file again) goes. A
-    version still storing whose copy is gone (removed by hand: its process keeps the copy
-    until the catalog names it) is recorded unreadable."""
+    for (its batch never committed: a replay of the spool keeps the file again) goes. With
+    ``lost`` (before contents are read), a version still storing whose copy is gone (removed
+    by hand: its process keeps the copy until the catalog names it) is recorded unreadable;
+    without it, the catalog is read only when there are orphans."""
     from tracker.storage.store import Store
 
     folder = catalog.blob_dir / ".staging"
@@ -192,13 +193,15 @@ def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None
     if not isinstance(catalog.store, Store) or not folder.is_dir():
         return
     orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))]
+    if not orphans and not lost:
+        return
     settler = Settler()
     try:
         recorded = _storing(catalog, timeout)
-        lost = [token for token in recorded if not (folder / token).exists()]
-        if lost:
+        gone = [token for token in recorded if not (folder / token).exists()] if lost else []
+        if gone:
             with guard if guard is not None else contextlib.nullcontext():
-                _record(catalog, [(token, keeping.UNREADABLE, None) for token in lost],
+                _record(catalog, [(token, keeping.UNREADABLE, None) for token in gone],
                         timeout, cancel)
         for item in orphans:
             digest = recorded.get(item.token)

@@ -612,7 +612,7 @@ def name_contents(catalog: Catalog, *, timeout: float | None = None) -> None:
         for recorder in _all_recorders():
             if recorder.catalog.spool_dir == catalog.spool_dir:
                 recorder.name_contents(timeout=timeout)
-        background_keeps.settle_orphans(catalog, timeout=timeout)
+        background_keeps.settle_orphans(catalog, timeout=timeout, lost=True)
     except (OSError, TrackerError) as exc:  # the catalog locked, a full disk: named later
         notices.warn(f"tracker could not name a big content it is still storing ({exc}); "
                      "it stays 'storing' until the flusher or the next process names it",
