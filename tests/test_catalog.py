@@ -210,9 +210,27 @@ def test_a_version_5_catalog_gains_tags_and_keeps_its_runs(catalog: tracker.Cata
     assert migrated.get_run(run.id).tags == {"source": "manual"}
     assert list(migrated.runs("params.lr = 0.1 AND labels CONTAINS 'gpu'")["name"]) == ["kept"]
     version = migrated.sql("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0]
-    assert version == str(schema.SCHEMA_VERSION) == "7"
+    assert version == str(schema.SCHEMA_VERSION) == "8"
     assert catalog.path.with_name(catalog.path.name + ".v5.bak").exists()
     assert migrated.artifacts().empty  # and the kept column is there to read
+
+
+def test_a_version_7_catalog_keeps_its_tags_and_then_keeps_a_removed_one_removed(
+        catalog: tracker.Catalog) -> None:
+    with catalog.start_run("tagged") as run:
+        run.set_tags({"stage": "draft", "owner": "ann"})
+    catalog.flush()
+    con = duckdb.connect(str(catalog.path))
+    con.execute("ALTER TABLE tags ALTER COLUMN value SET NOT NULL")  # as version 7 made it
+    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    con.close()
+
+    migrated = tracker.Catalog(catalog.path)
+    assert migrated.get_run(run.id).tags == {"owner": "ann", "stage": "draft"}
+    migrated.delete_tag("stage", run=run.id)
+    assert migrated.get_run(run.id).tags == {"owner": "ann"}
+    assert list(migrated.runs()["tags.owner"]) == ["ann"] and "tags.stage" not in \
+        migrated.runs().columns
 
 
 def test_a_version_2_catalog_keeps_its_file_links_with_an_unknown_via(

@@ -217,6 +217,31 @@ def test_a_catalog_from_before_the_value_indexes_gets_them_from_its_owner(
         ["latest_values_pkey", *(name for name, _ in pg_schema.VALUE_INDEXES)])
 
 
+def _tag_values_nullable(url: str) -> bool:
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'tracker' "
+            "AND table_name = 'tags' AND column_name = 'value'").fetchone() == ("YES",)
+
+
+def test_an_older_catalog_is_upgraded_by_its_owner_only(pg_cluster: Any, pg_url: str) -> None:
+    _older(pg_url)  # version 7: a tag had a value or no row
+    with psycopg.connect(pg_url) as connection:
+        connection.execute("ALTER TABLE tracker.tags ALTER COLUMN value SET NOT NULL")
+    database = pg_url.split("@/")[1].split("?")[0]
+    pg_cluster.admin("CREATE ROLE member_of_team LOGIN")
+    pg_cluster.admin("GRANT USAGE ON SCHEMA tracker TO member_of_team", database)
+    pg_cluster.admin("GRANT SELECT ON ALL TABLES IN SCHEMA tracker TO member_of_team", database)
+    with pytest.raises(CatalogVersionError, match="only its owner may upgrade it"):
+        with PgStore(pg_cluster.url(database, "member_of_team"), 10).connect():
+            pass
+    assert _version(pg_url) == str(schema.SCHEMA_VERSION - 1)
+    assert not _tag_values_nullable(pg_url)
+    with PgStore(pg_url, 10).connect():  # the owner
+        pass
+    assert _version(pg_url) == str(schema.SCHEMA_VERSION) and _tag_values_nullable(pg_url)
+
+
 def test_every_schema_version_since_postgres_began_has_a_postgres_migration() -> None:
     missing = [version for version in range(pg_schema.FIRST_VERSION, schema.SCHEMA_VERSION)
                if version not in pg_schema.MIGRATIONS]

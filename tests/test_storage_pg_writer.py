@@ -130,6 +130,18 @@ def test_a_batch_split_anywhere_gives_the_same_rows(pg_url: str, pg_cluster: Any
         {k: v for k, v in _pg_tables(pieces).items() if k not in strip}
 
 
+def test_a_removed_tag_is_never_brought_back_by_an_older_value_arriving_late(
+        pg_url: str) -> None:
+    store = PgStore(pg_url, 10)
+    _pg_apply(store, _run("01aaaa")[:1])
+    with store.connect(write=True) as con:
+        pg_writer.write_tags(con.cursor(), {("01aaaa", "stage"): (None, T0 + 10)})
+    _pg_apply(store, [events.Spooled("01aaaa", 2, events.Tag("01aaaa", "stage", "dev", T0))])
+    assert [row[1:3] for row in _pg_tables(store)["tags"]] == [("stage", None)]
+    _pg_apply(store, [events.Spooled("01aaaa", 3, events.Tag("01aaaa", "stage", "v2", T0 + 20))])
+    assert [row[1:3] for row in _pg_tables(store)["tags"]] == [("stage", "v2")]
+
+
 def test_events_of_a_run_that_never_started_are_returned_not_applied(pg_url: str) -> None:
     store = PgStore(pg_url, 10)
     orphans = _run("01cccc")[1:]

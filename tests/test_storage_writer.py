@@ -173,7 +173,25 @@ def test_an_older_tag_change_arriving_late_never_replaces_a_newer_one(tmp_path: 
     newer = [events.Tag("r1", "stage", "shipped", t1 + 9), events.Tag("r1", "owner", None, t1 + 9)]
     _apply(store, [events.Spooled("r1", seq, event) for seq, event in enumerate(newer, 5)])
     assert _rows(store, "SELECT key, value FROM tags ORDER BY key") == [
-        ("note", "kept"), ("stage", "shipped")]
+        ("note", "kept"), ("owner", None), ("stage", "shipped")]  # owner: removed
+
+
+def test_a_removed_tag_is_never_brought_back_by_an_older_value_arriving_late(
+        tmp_path: Path) -> None:
+    # Another process removed stage by reference at t2; P's flush brings stage=draft from t1.
+    # The removal stays as a row without a value, which the late, older value cannot replace.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    t1 = time.time()
+    _apply(store, _run("r1")[:1])
+    with store.connect(write=True) as con:
+        writer.write_tags(con, [("r1", "stage", "final", t1 - 5)])
+        writer.write_tags(con, [("r1", "stage", None, t1 + 5), ("r1", "never", None, t1 + 5)])
+    _apply(store, [events.Spooled("r1", 2, events.Tag("r1", "stage", "draft", t1)),
+                   events.Spooled("r1", 3, events.Tag("r1", "never", "set", t1))])
+    assert _rows(store, "SELECT key, value FROM tags WHERE value IS NOT NULL") == []
+    _apply(store, [events.Spooled("r1", 4, events.Tag("r1", "stage", "again", t1 + 9))])
+    assert _rows(store, "SELECT key, value FROM tags ORDER BY key") == [
+        ("never", None), ("stage", "again")]
 
 
 def test_a_new_run_is_stored_with_the_columns_it_has_and_the_rest_null(tmp_path: Path) -> None:

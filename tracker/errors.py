@@ -13,7 +13,7 @@ Each also inherits the standard exception a caller would already catch::
     │   └── ReadOnlySQLError    (PermissionError) the statement is not a single read
     ├── CatalogError                              the catalog cannot be used
     │   ├── CatalogLockedError  (TimeoutError)    another process held it past the deadline
-    │   ├── CatalogVersionError                   written by a newer tracker
+    │   ├── CatalogVersionError                   by a newer tracker, or to be upgraded
     │   ├── CatalogOwnershipError (PermissionError) owned by someone else, or open to others
     │   ├── CatalogFullError    (OSError)         the disk is full
     │   ├── ProjectAccessError  (PermissionError) a PostgreSQL role may not do this
@@ -122,7 +122,8 @@ class CatalogLockedError(CatalogError, TimeoutError):
 
 
 class CatalogVersionError(CatalogError):
-    """The catalog was written by a newer version of tracker."""
+    """The catalog's schema is one this tracker cannot use: written by a newer version of
+    tracker, or (PostgreSQL) an older one that only the catalog's owner may upgrade."""
 
     def __init__(self, message: str, *, path: str, version: int) -> None:
         super().__init__(message, path=path)

@@ -62,7 +62,8 @@ RECORD = RecordStatements(
               "WHERE list_contains(?::VARCHAR[], ra.run_id)",
     cells=f"SELECT * FROM cells WHERE {_IDS} ORDER BY seq",
     environment="SELECT * FROM environments WHERE list_contains(?::VARCHAR[], id)",
-    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} ORDER BY key",
+    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} AND value IS NOT NULL "
+         "ORDER BY key",
 )
 _SECTIONS = ("params", "metrics", "artifacts", "cells", "tags")
 

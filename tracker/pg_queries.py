@@ -133,7 +133,7 @@ RUN_STATEMENTS = queries.RunStatements(
     params="SELECT key, value, kind, logged_at FROM params WHERE run_id = %s "
            "ORDER BY logged_at, seq",
     environment="SELECT data FROM environments WHERE id = %s",
-    tags="SELECT key, value FROM tags WHERE run_id = %s ORDER BY key",
+    tags="SELECT key, value FROM tags WHERE run_id = %s AND value IS NOT NULL ORDER BY key",
     artifacts=POSTGRES.finish(queries.ARTIFACTS_OF_RUN),
     cells=f"SELECT {_columns_but_run_id('cells')} FROM cells WHERE run_id = %s ORDER BY seq",
     status_history=f"SELECT {_columns_but_run_id('status_changes')} FROM status_changes "
@@ -199,7 +199,8 @@ def _encodable(text: str) -> bool:
 # One round trip for the three key lists: each runs() asks for them, and a runs browser's
 # poll of the newest runs took ~6.7 ms of which three round trips were ~1.
 _KEYS = ("SELECT 'p', key, kind FROM param_keys UNION ALL SELECT 'm', key, NULL FROM "
-         "metric_keys UNION ALL (SELECT DISTINCT 't', key, NULL::text FROM tags)")
+         "metric_keys UNION ALL (SELECT DISTINCT 't', key, NULL::text FROM tags "
+         "WHERE value IS NOT NULL)")
 
 
 def _keys(con: Any) -> tuple[dict[str, set[str]], list[str], list[str]]:

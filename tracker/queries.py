@@ -146,8 +146,9 @@ def runs(catalog: Catalog, where: str | None = None, *,
 
 
 def tag_keys(con: Any) -> list[str]:
-    """Every tag key some run has, sorted."""
-    return [row[0] for row in con.execute("SELECT DISTINCT key FROM tags ORDER BY key").fetchall()]
+    """Every tag key some run has, sorted (a removed tag's row has no value)."""
+    return [row[0] for row in con.execute(
+        "SELECT DISTINCT key FROM tags WHERE value IS NOT NULL ORDER BY key").fetchall()]
 
 
 def missing_key_notes(layout: value_columns.Layout, tags: Sequence[str], where: str | None,
@@ -495,7 +496,7 @@ RUN_STATEMENTS = RunStatements(
     params="SELECT key, value, kind, logged_at FROM params WHERE run_id = ? "
            "ORDER BY logged_at, rowid",
     environment="SELECT data FROM environments WHERE id = ?",
-    tags="SELECT key, value FROM tags WHERE run_id = ? ORDER BY key",
+    tags="SELECT key, value FROM tags WHERE run_id = ? AND value IS NOT NULL ORDER BY key",
     artifacts=ARTIFACTS_OF_RUN,
     cells="SELECT * EXCLUDE (run_id) FROM cells WHERE run_id = ? ORDER BY seq",
     status_history="SELECT * EXCLUDE (run_id) FROM status_changes WHERE run_id = ? "

@@ -204,8 +204,7 @@ class PgStore:
                 for statement in [*pg_schema.create_statements(), *pg_access.statements()]:
                     connection.execute(statement)
             elif version < pg_schema.SCHEMA_VERSION:
-                for _, migrate in pg_schema.pending_migrations(version):
-                    migrate(connection)
+                self._migrate(connection, version)
             if version is not None:
                 _add_values(connection)
                 _renew_value_indexes(connection)
@@ -216,6 +215,18 @@ class PgStore:
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [str(pg_schema.SCHEMA_VERSION)])
         self._ready = True
+
+    def _migrate(self, connection: Any, version: int) -> None:
+        """Bring the catalog from ``version`` to this tracker's; only its owner may alter it."""
+        if not _owns(connection, "runs"):
+            raise CatalogVersionError(
+                f"catalog {self.shown} has schema version {version}, older than this tracker "
+                f"writes (version {pg_schema.SCHEMA_VERSION}), and only its owner may upgrade "
+                "it: ask the owner to open it once with this release (any tracker command, "
+                "e.g. tracker --catalog URL runs), or use the release that wrote it",
+                path=self.shown, version=version)
+        for _, migrate in pg_schema.pending_migrations(version):
+            migrate(connection)
 
     def _version_in(self, connection: Any) -> int | None:
         """The schema version stored; None when the ``tracker`` schema has no table yet."""

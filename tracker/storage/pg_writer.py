@@ -198,19 +198,15 @@ def _update_run(cursor: Any, run_id: str, state: dict[str, Any]) -> None:
 
 def write_tags(cursor: Any, tags: dict[tuple[str, str], tuple[str | None, float]]) -> None:
     """A tag change replaces (or, with None, removes) the run's tag of that key, unless the
-    stored one was set later (another process's flush may bring an older change)."""
+    stored change was made later (another process's flush may bring an older change). A
+    removal stays as a row without a value, so that an older value never brings the tag back."""
     if not tags:
         return
-    removed = [(run_id, key, _ts(ts + 1e-6)) for (run_id, key), (value, ts) in tags.items()
-               if value is None]
-    cursor.executemany("DELETE FROM tags WHERE run_id = %s AND key = %s AND set_at <= %s",
-                       removed)
     cursor.executemany(
         "INSERT INTO tags VALUES (%s, %s, %s, %s) ON CONFLICT (run_id, key) DO UPDATE SET "
         "value = excluded.value, set_at = excluded.set_at "
         "WHERE tags.set_at <= excluded.set_at + interval '1 microsecond'",
-        [(run_id, key, value, _ts(ts)) for (run_id, key), (value, ts) in tags.items()
-         if value is not None])
+        [(run_id, key, value, _ts(ts)) for (run_id, key), (value, ts) in tags.items()])
 
 
 def _link_artifact(cursor: Any, run_id: str, role: str, uri: str, facts: dict[str, Any],

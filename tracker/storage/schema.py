@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Sorted by nothing but readability: attributes first, then the JSON summaries.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -83,8 +83,9 @@ TABLES: dict[str, str] = {
     # One row per run whose values_fresh is true; a column per key is added as keys appear.
     "run_values": "id VARCHAR NOT NULL",
     # Each run's tags as they are now, one row per (run_id, key): annotations that setting again
-    # replaces and delete_tag removes (params keep their history; tags have none).
-    "tags": "run_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL, "
+    # replaces (params keep their history; tags have none). delete_tag leaves the row without a
+    # value, so that an older value arriving late (another process's flush) never brings it back.
+    "tags": "run_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR, "
     "set_at TIMESTAMPTZ NOT NULL",
 }
 
@@ -162,10 +163,15 @@ def _add_artifact_kept(con: Connection) -> None:
     con.execute("ALTER TABLE artifacts ADD COLUMN kept VARCHAR")
 
 
+def _keep_removed_tags(con: Connection) -> None:
+    """Version 8: a removed tag stays as a row without a value (see ``TABLES['tags']``)."""
+    con.execute("ALTER TABLE tags ALTER COLUMN value DROP NOT NULL")
+
+
 # MIGRATIONS[n] brings a catalog from version n to n + 1. Append, never edit.
 MIGRATIONS: dict[int, Migration] = {1: _add_value_columns, 2: _add_artifact_via,
                                     3: _lazy_value_columns, 4: _add_status_changes,
-                                    5: _add_tags, 6: _add_artifact_kept}
+                                    5: _add_tags, 6: _add_artifact_kept, 7: _keep_removed_tags}
 
 
 def pending_migrations(version: int) -> list[tuple[int, Migration]]:

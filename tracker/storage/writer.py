@@ -425,9 +425,10 @@ def _update_run(con: Any, run_id: str, updates: dict[str, Any]) -> None:
 
 def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) -> None:
     """Apply tag changes ``(run_id, key, value, epoch seconds)`` in order: a value replaces the
-    run's tag of that key, None removes it, unless the stored tag was set later (another
-    process's flush may bring an older change after a newer one). Keys and values are bound,
-    never SQL text."""
+    run's tag of that key, None removes it, unless the stored change was made later (another
+    process's flush may bring an older change after a newer one). A removal is kept as a row
+    without a value: else an older value arriving after it would bring the tag back. Keys and
+    values are bound, never SQL text."""
     final = {(run_id, key): (value, ts) for run_id, key, value, ts in changes}  # last one wins
     run_ids, keys = (list(column) for column in zip(*final, strict=True))
     values_, times = (list(column) for column in zip(*final.values(), strict=True))
@@ -436,14 +437,13 @@ def write_tags(con: Any, changes: Sequence[tuple[str, str, str | None, float]]) 
                 "unnest(?::VARCHAR[]) AS key, unnest(?::DOUBLE[]) AS ts) changed "
                 "WHERE tags.run_id = changed.run_id AND tags.key = changed.key "
                 "AND epoch(tags.set_at) <= changed.ts + 1e-6", [run_ids, keys, times])
-    if any(value is not None for value in values_):  # where a newer tag stayed, it stays
-        con.execute("INSERT INTO catalog.tags (run_id, key, value, set_at) "
-                    "SELECT run_id, key, value, to_timestamp(ts) FROM (SELECT "
-                    "unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS key, "
-                    "unnest(?::VARCHAR[]) AS value, unnest(?::DOUBLE[]) AS ts) changed "
-                    "WHERE value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM catalog.tags "
-                    "WHERE tags.run_id = changed.run_id AND tags.key = changed.key)",
-                    [run_ids, keys, values_, times])
+    con.execute("INSERT INTO catalog.tags (run_id, key, value, set_at) "  # where a newer stayed,
+                "SELECT run_id, key, value, to_timestamp(ts) FROM (SELECT "  # it stays
+                "unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS key, "
+                "unnest(?::VARCHAR[]) AS value, unnest(?::DOUBLE[]) AS ts) changed "
+                "WHERE NOT EXISTS (SELECT 1 FROM catalog.tags "
+                "WHERE tags.run_id = changed.run_id AND tags.key = changed.key)",
+                [run_ids, keys, values_, times])
 
 
 def _insert_keys(con: Any, table: str, keys: set[tuple[str, ...]],
