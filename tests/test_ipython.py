@@ -20,7 +20,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from jupyter_client.manager import KernelManager
 
 import tracker
-from tracker import ipython, magics
+from tracker import ipython, magics, values
 from tracker.errors import TrackerWarning
 from tracker.hashing import hash_bytes
 from tracker.models import RunInfo
@@ -216,6 +216,22 @@ def test_cells_are_recorded_in_order_with_errors(ip: InteractiveShell, notebook:
     assert all(cell["source_hash"].startswith("xxh3_128:") for cell in cells)
     assert cells[1]["duration"] >= 0 and cells[1]["started_at"] is not None
     assert all(cell["cell_id"] is None for cell in cells)
+
+
+@pytest.mark.slow
+def test_a_cell_longer_than_the_catalog_keeps_is_recorded_cut_and_the_run_exports(
+        ip: InteractiveShell, notebook: Path, tmp_path: Path) -> None:
+    started = loaded(ip)
+    source = 'table = """' + "row,1\n" * (values.MAX_TEXT // 6) + '"""'  # pasted data
+    assert run(ip, source).success
+    cell = recorded(started.id).cells[1]
+    assert len(cell["source"]) <= values.MAX_TEXT
+    assert cell["source"].startswith('table = """row,1\n')
+    kept, note = cell["source"].rsplit("\n", 1)
+    assert source.startswith(kept) and f"{len(source) - len(kept):,} more characters" in note
+    assert cell["source_hash"] == hash_bytes(source.encode())  # of the whole cell
+    tracker.export_run(started.id, tmp_path / "run.json")  # refused when a text is too long
+    assert (tmp_path / "run.json").stat().st_size > values.MAX_TEXT // 2
 
 
 @backends.WRITES_ON_BOTH

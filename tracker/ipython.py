@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import api, cell_outputs, keeping, magics, models, notices, redaction
+from tracker import api, cell_outputs, keeping, magics, models, notices, redaction, values
 from tracker.catalog import Catalog
 from tracker.errors import TrackerError
 from tracker.recorder import Recorder
@@ -532,11 +532,21 @@ def _cell_record(seq: int, count: int | None, cell_id: str | None, source: str,
     return {
         "seq": seq, "execution_count": count, "cell_id": cell_id,
         "source_hash": hash_bytes(source.encode()),
-        "source": source, "started_at": started or now,
+        "source": _kept_source(source), "started_at": started or now,
         "duration": (now - started) if started else None, "success": error is None,
         "error_type": type(error).__name__ if error is not None else None,
         "error_message": _error_message(error, redactor),
     }
+
+
+def _kept_source(source: str) -> str:
+    """A cell's source as recorded: whole up to the catalog's text limit (a run holding a longer
+    text could not be exported), else its start and a line saying how much was left out."""
+    if len(source) <= values.MAX_TEXT:
+        return source
+    kept = source[:values.MAX_TEXT - 200]
+    return f"{kept}\n# [tracker: {len(source) - len(kept):,} more characters of this cell were " \
+        f"not recorded: a recorded text holds at most {values.MAX_TEXT:,}]"
 
 
 def _cell_error(execution_count: int | None, error: BaseException) -> str:
