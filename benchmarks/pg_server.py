@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 PORT = 5432  # names the socket file (.s.PGSQL.5432) in the cluster's own folder; no TCP
 SUPERUSER = "postgres"
+_PREFIX = "tracker-pg-"  # the clusters' folders in the temporary directory
+_MADE_BY = "made-by.pid"  # in a cluster's folder: the pid of the process that made it
 
 
 class PostgresUnavailable(RuntimeError):
@@ -52,7 +54,9 @@ class Cluster:
     def __init__(self, settings: Mapping[str, str] | None = None, hba: tuple[str, ...] = ()
                  ) -> None:
         self.bin = binaries()
-        self.root = Path(tempfile.mkdtemp(prefix="tracker-pg-"))
+        sweep(self.bin)
+        self.root = Path(tempfile.mkdtemp(prefix=_PREFIX))
+        (self.root / _MADE_BY).write_text(str(os.getpid()), encoding="ascii")
         self.data = self.root / "data"
         self.socket_dir = self.root  # the socket file sits beside the data folder
         self._owner = _server_user()
@@ -112,6 +116,40 @@ class Cluster:
         except PostgresUnavailable:
             pass  # already stopped (a fault test left it so)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def sweep(bin_dir: Path) -> list[Path]:
+    """Stop and remove the clusters whose maker died without closing them (a test session
+    killed mid-run left its server running); the folders removed. A cluster names its maker's
+    pid in its folder: one whose maker still runs, or that names none, is left alone."""
+    swept = []
+    for root in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            maker = int((root / _MADE_BY).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        if _alive(maker):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            argv = [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate",
+                    "-w", "stop"]
+            owner = _server_user()
+            if owner is not None:
+                argv = ["runuser", "-u", owner.pw_name, "--", *argv]
+            subprocess.run(argv, capture_output=True, timeout=120)  # not running: it says so
+        shutil.rmtree(root, ignore_errors=True)
+        swept.append(root)
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _server_user() -> pwd.struct_passwd | None:

@@ -18,10 +18,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import pg_server as server  # noqa: E402
-from benchmarks.pg_server import PORT, SUPERUSER, PostgresUnavailable, binaries  # noqa: E402
+from benchmarks.pg_server import (  # noqa: E402
+    PORT,
+    SUPERUSER,
+    PostgresUnavailable,
+    binaries,
+    sweep,
+)
 
 __all__ = ["PORT", "SUPERUSER", "TEMPLATE", "PASSWORD_ROLE", "ROLE_PASSWORD", "Cluster",
-           "PostgresUnavailable", "binaries"]
+           "PostgresUnavailable", "binaries", "sweep"]
 
 TEMPLATE = "tracker_template"
 #: the role the password tests log in as; the cluster asks it for a password (scram-sha-256)

@@ -3,8 +3,13 @@ server on a Unix socket, a fresh database per test, and it can be stopped and st
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
+import pg_server
 import psycopg
 import pytest
 
@@ -39,3 +44,32 @@ def test_a_stopped_server_refuses_connections_and_comes_back(pg_cluster: Any,
         pg_cluster.start()
     with psycopg.connect(pg_url) as connection:
         assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.slow
+def test_a_cluster_left_running_by_a_killed_session_is_stopped_and_removed_by_the_next(
+        pg_cluster: Any) -> None:
+    made = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import pg_server
+        cluster = pg_server.Cluster()
+        print(cluster.root, flush=True)
+        os._exit(0)  # as a killed pytest: the server runs on, its folder stays
+        """)], capture_output=True, text=True, timeout=300, check=True)
+    left = Path(made.stdout.strip())
+    server_pid = int((left / "data" / "postmaster.pid").read_text().split()[0])
+    assert _running(server_pid)
+    assert pg_server.sweep(pg_server.binaries()) == [left]
+    assert not left.exists() and not _running(server_pid)
+    assert pg_cluster.root not in pg_server.sweep(pg_server.binaries())  # its maker runs
+    assert pg_cluster.root.exists()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, which no parent reaped in a container, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
