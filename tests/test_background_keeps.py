@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -260,6 +261,15 @@ def test_a_version_whose_left_copy_was_removed_by_hand_is_recorded_unreadable(
     with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
         catalog.get_artifact(output).open()
     assert catalog.artifacts(run_id).iloc[0].kept == "unreadable"  # no longer storing forever
+
+
+def test_a_version_whose_staging_folder_was_removed_by_hand_is_recorded_unreadable(
+        left_storing: Left) -> None:
+    catalog, output, _, run_id = left_storing
+    shutil.rmtree(catalog.blob_dir / ".staging")
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not kept"):
+        catalog.get_artifact(output).open()
+    assert catalog.artifacts(run_id).iloc[0].kept == "unreadable"
 
 
 def test_a_left_copy_no_version_waits_for_is_removed(left_storing: Left) -> None:

@@ -188,9 +188,10 @@ def settle_orphans(catalog: Catalog, *, guard: Any = None, timeout: float | None
 
     folder = catalog.blob_dir / ".staging"
     # Only a local catalog stages (see defers), in this folder once anything big was kept:
-    # otherwise the catalog is not even opened (a flusher's background read would refuse
-    # the user's own duckdb.connect() of it in that moment).
-    if not isinstance(catalog.store, Store) or not folder.is_dir():
+    # otherwise the flusher's pass does not even open the catalog (a background read would
+    # refuse the user's own duckdb.connect() of it in that moment). Before contents are read,
+    # a folder removed by hand has lost every copy that was in it.
+    if not isinstance(catalog.store, Store) or not (lost or folder.is_dir()):
         return
     orphans = [item for entry in folder.glob(PREFIX + "*") if (item := _adopted(entry))]
     if not orphans and not lost:
