@@ -76,10 +76,8 @@ class Cluster:
 
     def _server(self, command: list[str]) -> None:
         """Run one of the server's programs as the server's user; fail with its output."""
-        argv = [str(self.bin / command[0]), *command[1:]]
-        if self._owner is not None:
-            argv = ["runuser", "-u", self._owner.pw_name, "--", *argv]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(_as_server_user(self.bin, command, self._owner),
+                              capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise PostgresUnavailable(f"{command[0]} failed ({done.returncode}): "
                                       f"{(done.stderr or done.stdout).strip()[-2000:]}")
@@ -130,16 +128,20 @@ def sweep(bin_dir: Path) -> list[Path]:
             continue
         if _alive(maker):
             continue
-        if (root / "data" / "postmaster.pid").exists():
-            argv = [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate",
-                    "-w", "stop"]
-            owner = _server_user()
-            if owner is not None:
-                argv = ["runuser", "-u", owner.pw_name, "--", *argv]
-            subprocess.run(argv, capture_output=True, timeout=120)  # not running: it says so
+        if (root / "data" / "postmaster.pid").exists():  # not running: pg_ctl says so
+            subprocess.run(_as_server_user(bin_dir, ["pg_ctl", "-D", str(root / "data"), "-m",
+                                                     "immediate", "-w", "stop"], _server_user()),
+                           capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
         swept.append(root)
     return swept
+
+
+def _as_server_user(bin_dir: Path, command: list[str], owner: pwd.struct_passwd | None
+                    ) -> list[str]:
+    """The argv running one of the server's programs as the server's user (``owner``)."""
+    argv = [str(bin_dir / command[0]), *command[1:]]
+    return argv if owner is None else ["runuser", "-u", owner.pw_name, "--", *argv]
 
 
 def _alive(pid: int) -> bool:

@@ -13,6 +13,8 @@ import pg_server
 import psycopg
 import pytest
 
+from tracker._process import is_zombie
+
 
 def test_each_test_gets_an_empty_database_of_its_own(pg_cluster: Any, pg_url: str) -> None:
     with psycopg.connect(pg_url) as connection:
@@ -68,8 +70,4 @@ def test_a_cluster_left_running_by_a_killed_session_is_stopped_and_removed_by_th
 
 def _running(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie, which no parent reaped in a container, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return Path(f"/proc/{pid}").exists() and not is_zombie(pid)

@@ -184,6 +184,7 @@ BACKFILL = (f"INSERT INTO {VALUES} SELECT r.id, 'params', l.* FROM runs r, lates
 Connection = Any  # a psycopg.Connection; typed loosely to keep psycopg lazy
 Migration = Callable[[Connection], None]
 
+
 def _keep_removed_tags(connection: Connection) -> None:
     """Version 8: a removed tag stays as a row without a value (``schema.TABLES['tags']``)."""
     connection.execute("ALTER TABLE tags ALTER COLUMN value DROP NOT NULL")
