@@ -406,6 +406,23 @@ def test_a_version_1_descriptor_without_tags_imports(catalog: tracker.Catalog,
     assert other.get_run(other.import_run(written)).tags == {}
 
 
+def test_a_removed_tag_travels_as_a_removal(catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("retagged") as run:
+        run.set_tags({"stage": "draft", "owner": "ana"})
+    catalog.delete_tag("stage", run=run.id)
+    written = catalog.export_run(run.id, tmp_path / "run.json")
+    data = json.loads(written.read_text())
+    assert data["version"] == 3  # an older tracker, which cannot hold a removal, refuses it
+    assert [(row["key"], row["value"]) for row in data["tags"]] == [("owner", "ana"),
+                                                                    ("stage", None)]
+    other = tracker.Catalog(tmp_path / "other" / "catalog.duckdb")
+    other.import_run(written)
+    assert other.get_run(run.id).tags == {"owner": "ana"}
+    # the removal is kept, with its time, for a later merge of an older value to lose to
+    assert other.sql("SELECT key, value IS NULL AS removed FROM tags ORDER BY key"
+                     ).values.tolist() == [["owner", False], ["stage", True]]
+
+
 def test_an_import_redacts_artifact_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACKER_REDACT", "0")
     clear = tracker.Catalog(tmp_path / "clear" / "catalog.duckdb")

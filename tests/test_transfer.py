@@ -229,6 +229,26 @@ def test_a_push_to_another_file_catalog_is_a_merge_too(catalog: tracker.Catalog,
     assert catalog.push(other).updated == []
 
 
+@pytest.mark.parametrize("to_server", [False, True], ids=["file", "postgres"])
+def test_a_tag_removed_after_a_push_is_removed_there_and_an_older_copy_cannot_bring_it_back(
+        catalog: tracker.Catalog, tmp_path: Path, request: pytest.FixtureRequest,
+        to_server: bool) -> None:
+    target = request.getfixturevalue("pg_url") if to_server else \
+        tracker.Catalog(tmp_path / "team" / "catalog.duckdb")
+    ids = record_runs(catalog, tmp_path)
+    laptop = tracker.Catalog(tmp_path / "laptop" / "catalog.duckdb")
+    catalog.push(laptop)  # a copy made while the tag was still there
+    catalog.push(target)
+    catalog.delete_tag("stage", run=ids[1])
+    assert catalog.push(target).updated == [ids[1]]
+    team = tracker.Catalog(target) if to_server else target
+    assert team.get_run(ids[1]).tags == {}
+    assert laptop.get_run(ids[1]).tags == {"stage": "draft"}
+    laptop.push(target)  # its tag was set before the removal: it loses to it
+    assert team.get_run(ids[1]).tags == {}
+    assert catalog.push(target).updated == []
+
+
 def test_two_machines_pushing_the_same_runs_at_once_store_each_once(
         catalog: tracker.Catalog, pg_url: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,9 @@ from tracker.errors import DescriptorError, first_line
 from tracker.redaction import REDACTED
 
 FORMAT = "tracker-run"
-FORMAT_VERSION = 2  # 2: `notebooks` and `tags` sections; version 1 files read as they are
+#: 2: `notebooks` and `tags` sections; 3: a tag without a value (its removal). A file is written
+#: at the lowest version that holds it, so an older tracker reads every file it can.
+FORMAT_VERSION = 3
 MAX_BYTES = 64 * 1024 * 1024
 MAX_YAML_NODES = 1_000_000  # ~1 s to count and ~3 s to load with libyaml; about 0.5 GB at most
 ROLES = ("input", "output", "notebook")
@@ -198,8 +200,9 @@ SECTIONS: dict[str, Section] = {
         execution_count=_integer(*_INT32), cell_id=_text(), source_hash=_text(200),
         source=_text(_LONG), started_at=_timestamp, duration=_number, success=_boolean,
         error_type=_text(), error_message=_text(_LONG)), max_rows=1_000_000),
+    # No value: the tag was removed at set_at, which an older value set elsewhere must not undo.
     "tags": Section(_fields(
-        ("key", _text(250)), ("value", _text(_LONG)), ("set_at", _timestamp)),
+        ("key", _text(250)), ("set_at", _timestamp), value=_text(_LONG)),
         max_rows=100_000),
     "environment": Section(_fields(
         ("id", _text(pattern=_ID)), ("data", _json(mapping=True)),
@@ -210,6 +213,12 @@ SECTIONS: dict[str, Section] = {
         ("blob", _text(200, pattern=_BLOB)), ("content", _text(MAX_NOTEBOOK_BYTES))),
         max_rows=100),
 }
+
+
+def version_for(tags: list[dict[str, Any]]) -> int:
+    """The version a descriptor with these tag rows is written at: 3 only when one is a
+    removal (no value), which older trackers would refuse."""
+    return 3 if any(row.get("value") is None for row in tags) else 2
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Moving a run between catalogs as a self-contained YAML or JSON descriptor.
 
 The descriptor holds everything recorded about the run (attributes, every param value with
-its kind, every metric point, artifact versions and links, cells, environment, tags, and the
-notebook stored with it), so importing it into another catalog gives back the same run.
+its kind, every metric point, artifact versions and links, cells, environment, tags and their
+removals, and the notebook stored with it), so importing it into another catalog gives back
+the same run.
 Importing never overwrites: a run already present is refused (push and pull,
 :mod:`tracker.transfer`, bring one up to date by adding only what it lacks). Descriptors are
 checked by :mod:`tracker.descriptor` before anything reaches SQL, and only the catalog's own
@@ -62,8 +63,7 @@ RECORD = RecordStatements(
               "WHERE list_contains(?::VARCHAR[], ra.run_id)",
     cells=f"SELECT * FROM cells WHERE {_IDS} ORDER BY seq",
     environment="SELECT * FROM environments WHERE list_contains(?::VARCHAR[], id)",
-    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} AND value IS NOT NULL "
-         "ORDER BY key",
+    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} ORDER BY key",
 )
 _SECTIONS = ("params", "metrics", "artifacts", "cells", "tags")
 
@@ -81,7 +81,8 @@ def read_records(con: Any, run_ids: Sequence[str], statements: RecordStatements 
                              for run_id, rows in sections["artifacts"].items()}
     environments = {row["id"]: row for row in records(con, statements.environment, [sorted(
         {row["environment_id"] for row in runs.values() if row["environment_id"]})])}
-    return [{"format": descriptor.FORMAT, "version": descriptor.FORMAT_VERSION,
+    return [{"format": descriptor.FORMAT,
+             "version": descriptor.version_for(sections["tags"].get(run_id, [])),
              "run": runs[run_id], **{section: sections[section].get(run_id, [])
                                      for section in _SECTIONS},
              "environment": [environments[runs[run_id]["environment_id"]]]
@@ -432,10 +433,14 @@ def as_recorded(redactor: redaction.Redactor, data: dict[str, Any]) -> dict[str,
 
 def _tags_as_recorded(redactor: redaction.Redactor,
                       rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tags redacted as set_tag redacts them; the last row of a key wins, as it would have."""
+    """Tags redacted as set_tag redacts them (a removal, without a value, as delete_tag
+    records it); the last row of a key wins, as it would have."""
     kept = {}
     for row in rows:
-        key, value = tags.checked(row["key"], row["value"], redactor)
+        if row.get("value") is None:
+            key, value = tags.checked_key(row["key"]), None
+        else:
+            key, value = tags.checked(row["key"], row["value"], redactor)
         kept[key] = {**row, "key": key, "value": value}
     return list(kept.values())
 

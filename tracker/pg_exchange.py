@@ -44,8 +44,7 @@ RECORD = exchange.RecordStatements(
     cells=f"SELECT {', '.join(schema.column_names('cells'))} FROM cells WHERE {_IDS} "
           "ORDER BY seq",
     environment="SELECT id, data, created_at FROM environments WHERE id = ANY(%s::text[])",
-    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} AND value IS NOT NULL "
-         "ORDER BY key",
+    tags=f"SELECT run_id, key, value, set_at FROM tags WHERE {_IDS} ORDER BY key",
 )
 _CHUNK = 100  # runs read or written per transaction
 

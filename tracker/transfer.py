@@ -3,8 +3,9 @@
 Each run travels as a checked descriptor, exactly what an export then an import would carry
 (:mod:`tracker.exchange`), with its id and its name (``train #12``) as they are. Copying is a
 merge (:mod:`tracker.record_diff`): a run the target lacks is added, one it holds is brought up
-to date (new history rows, cells, links and tags; the source's status, end, name and trash
-state), and one it holds as the source does is left alone, so pushing twice adds nothing.
+to date (new history rows, cells, links, tags and tag removals set later than the target's;
+the source's status, end, name and trash state), and one it holds as the source does is left
+alone, so pushing twice adds nothing.
 Runs in the trash are copied too, in the trash. The notebooks stored with the runs travel
 with them (a server keeps them in its ``blobs`` table), and so do their kept contents, from
 the source's content store into the target's, checked as an import checks them; a content the
