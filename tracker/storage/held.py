@@ -54,6 +54,7 @@ class Held:
         self._close = close
         self._release = release
         self._file = _files.identity(path)
+        self._lock_key = _lock.key(path)  # resolved once: the watcher asks every POLL
         self._use = threading.Lock()  # held by the write inside, and while letting go
         self._use.acquire()
         self._alive = True
@@ -81,7 +82,7 @@ class Held:
         """The write succeeded: keep the attachment for the next, unless it is wanted now."""
         try:
             now = time.monotonic()
-            if _lock.wanted(self.path) or teardown.begun() or now - self._since >= HOLD_MAX:
+            if _lock.wanted(self._lock_key) or teardown.begun() or now - self._since >= HOLD_MAX:
                 self._let_go(done=True)
                 return
             self._last = now
@@ -95,7 +96,7 @@ class Held:
             self._use.release()
 
     def _start_watching(self) -> None:
-        _lock.keep_until_wanted(self.path, self.give_up)
+        _lock.keep_until_wanted(self._lock_key, self.give_up)
         self._watcher = threading.Thread(target=self._watch, name="tracker-held", daemon=True)
         self._watcher.start()
 
@@ -127,12 +128,12 @@ class Held:
     def _due(self) -> bool:
         now = time.monotonic()
         return (now - self._last >= LINGER or now - self._since >= HOLD_MAX
-                or teardown.begun() or _lock.wanted(self.path))
+                or teardown.begun() or _lock.wanted(self._lock_key))
 
     def _let_go(self, *, done: bool) -> None:
         """Detach and unlock; the caller holds ``_use``."""
         self._alive = False
-        _lock.keep_until_wanted(self.path, None)
+        _lock.keep_until_wanted(self._lock_key, None)
         # A file put in the kept one's place meanwhile is not what the write left behind.
         done = done and _files.identity(self.path) == self._file
         try:

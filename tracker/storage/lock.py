@@ -196,11 +196,16 @@ def acquire(catalog_path: str, *, write: bool, timeout: float,
     return release
 
 
-def keep_until_wanted(catalog_path: str, give_up: Callable[[float], None] | None) -> None:
-    """Register (or with None, forget) ``give_up``: this process keeps the catalog's write lock
-    past its operation, and another operation of this process on the catalog calls
+def key(catalog_path: str) -> str:
+    """The name this process knows the catalog's lock by (see :func:`_key`): worked out once
+    by a holder that asks :func:`wanted` every few milliseconds, not on each look."""
+    return _key(catalog_path + ".lock")
+
+
+def keep_until_wanted(key: str, give_up: Callable[[float], None] | None) -> None:
+    """Register (or with None, forget) ``give_up``: this process keeps the write lock known as
+    ``key`` past its operation, and another operation of this process on the catalog calls
     ``give_up(seconds it may wait)`` (which releases it) before it waits for the lock."""
-    key = _key(catalog_path + ".lock")
     with _guard:
         if give_up is None:
             _give_ups.pop(key, None)
@@ -208,10 +213,9 @@ def keep_until_wanted(catalog_path: str, give_up: Callable[[float], None] | None
             _give_ups[key] = give_up
 
 
-def wanted(catalog_path: str) -> bool:
-    """Whether anyone else waits for the catalog's lock: another thread of this process, or
-    another process (a reader or a writer, each says so on a byte of the lock file)."""
-    key = _key(catalog_path + ".lock")
+def wanted(key: str) -> bool:
+    """Whether anyone else waits for the lock known as ``key``: another thread of this process,
+    or another process (a reader or a writer, each says so on a byte of the lock file)."""
     with _guard:
         if _wanted_here.get(key, 0) > 0:
             return True
