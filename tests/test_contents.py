@@ -334,6 +334,17 @@ def test_a_content_altered_in_a_shared_folder_is_never_given_back(
         kept.restore(tmp_path / "back.bin")
     assert not (tmp_path / "back.bin").exists()
     assert not list(tmp_path.glob(".back.bin.*"))
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not that content any more"):
+        kept.open()  # hashed before it is handed over, so not a byte of it is read
+
+
+def test_a_shared_folder_content_opened_is_checked_and_can_still_seek(
+        catalog: tracker.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _keep_in_a_team_folder(catalog, tmp_path, monkeypatch)
+    with catalog.get_artifact(tmp_path / "model.bin").open() as stream:
+        assert stream.read(3) == b"the"
+        stream.seek(-7, os.SEEK_END)
+        assert stream.read() == b"weights"
 
 
 def test_a_content_altered_in_a_bucket_is_never_given_back(
@@ -347,6 +358,29 @@ def test_a_content_altered_in_a_bucket_is_never_given_back(
     with pytest.raises(tracker.ArtifactNotFoundError, match="not that content any more"):
         kept.restore(tmp_path / "back.csv")
     assert not (tmp_path / "back.csv").exists()
+    # A download cannot seek: it is hashed as it is read, and its end says what it was.
+    with pytest.raises(tracker.ArtifactNotFoundError, match="not that content any more"):
+        kept.read_dataframe()
+    with kept.open() as stream, pytest.raises(tracker.TrackerError, match="restore the store"):
+        assert stream.read(6) == b"score\n"  # what comes first is given, unchecked as yet
+        stream.read()
+    with pytest.raises(FileNotFoundError):  # the standard type, for code that reads files
+        with kept.open() as stream:
+            while stream.read(2):
+                pass
+
+
+def test_a_bucket_content_read_to_its_end_is_checked_and_given_whole(
+        bucket: str, catalog: tracker.Catalog, tmp_path: Path) -> None:
+    with catalog.start_run("team") as run:
+        run.log_output(_write(tmp_path / "scores.csv", b"score\n1\n2\n"))
+        run.log_output(_write(tmp_path / "big.bin", os.urandom(3 << 20)))
+    kept = retrieval.get_artifact(catalog, tmp_path / "scores.csv")
+    assert kept.read_dataframe()["score"].tolist() == [1, 2]
+    with retrieval.get_artifact(catalog, tmp_path / "big.bin").open() as stream:
+        assert not stream.seekable()
+        assert stream.read() == (tmp_path / "big.bin").read_bytes()
+        assert stream.read() == b""  # and again, at the end
 
 
 def test_a_missing_version_says_how_to_list_them(catalog: tracker.Catalog,

@@ -53,7 +53,10 @@ class KeptFile:
     catalog: Catalog
 
     def open(self) -> IO[bytes]:
-        """The kept bytes as a binary file object (close it, or use ``with``)."""
+        """The kept bytes as a binary file object (close it, or use ``with``). From a store
+        others can write to, they are checked against their hash: a shared folder's before
+        this returns, a bucket's as they are read (reading to the end of bytes that are not
+        the content raises ContentDamaged, a TrackerError and FileNotFoundError)."""
         from tracker.storage import contents
 
         blob = self._blob()
@@ -117,8 +120,11 @@ class KeptFile:
             options.setdefault("sep", "\t")
         if suffix in (".jsonl", ".ndjson"):
             options.setdefault("lines", True)
-        with self.open() as stream:
+        with self._readable(), self.open() as stream:
             frame: pd.DataFrame = getattr(pd, reader)(stream, **options)
+            if not stream.seekable():  # a bucket's, checked at its end: read up to it
+                while stream.read(1 << 20):
+                    pass
         return frame
 
     @contextlib.contextmanager

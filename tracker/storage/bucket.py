@@ -22,6 +22,7 @@ from tracker.storage.contents import (
     Entry,
     StoreUnavailable,
     check_file_named,
+    checked_stream,
     is_key,
     is_owner,
 )
@@ -99,7 +100,7 @@ class BucketStore:
         with self._missing(key):
             body: IO[bytes] = self._client.get_object(Bucket=self.bucket,
                                                       Key=self._name(key))["Body"]
-        return body
+        return checked_stream(body, key)
 
     def restore(self, key: str, dest: Path) -> None:
         """Download the content into ``dest``, then check it has its name's hash."""

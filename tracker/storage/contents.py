@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import os
 import shutil
 import stat
@@ -31,10 +32,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
+from tracker.errors import TrackerError
 from tracker.storage import write_behind
-from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd
+from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd, strong_hasher
 from tracker.storage.spools import sync_path
 
 __all__ = ["ContentChanged", "ContentDamaged", "ContentStore", "Entry", "FolderStore",
@@ -50,9 +52,10 @@ class ContentChanged(OSError):
     """The file changed while (or since) it was looked at: its bytes are not the recorded ones."""
 
 
-class ContentDamaged(FileNotFoundError):
+class ContentDamaged(TrackerError, FileNotFoundError):
     """The stored file named for a content holds other bytes (altered or damaged in the
-    store): that content is not there, as if missing, and nothing is given back."""
+    store): that content is not there, as if missing, and nothing is given back. Also what
+    reading a bucket's content to its end raises when its bytes were not that content."""
 
 
 class StoreUnavailable(OSError):
@@ -175,8 +178,18 @@ class FolderStore:
         sync_path(self.folder)
 
     def open(self, key: str) -> IO[bytes]:
+        """The content's file, read-only. From a shared folder (others can write there) it is
+        hashed first, as a restore hashes it: bytes without their name's hash raise
+        ContentDamaged; the catalog's own folder is trusted, as by :meth:`restore`."""
         self._recover()
-        return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
+        stream = open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
+        if self.shared:
+            try:
+                check_named(hash_fd(stream.fileno()), key)  # from offset 0; the file's stays 0
+            except BaseException:
+                stream.close()
+                raise
+        return stream
 
     def restore(self, key: str, dest: Path) -> None:
         """Copy the content into ``dest``. From a shared folder (others can write there) the
@@ -467,7 +480,45 @@ def check_file_named(path: Path, key: str) -> None:
 
 def _misnamed(key: str) -> ContentDamaged:
     return ContentDamaged(errno.ENOENT, "the stored bytes do not have the hash they are named "
-                          "for", key)
+                          "for (altered or damaged in the store): nothing read from them is "
+                          "that content; restore the store's file from another copy", key)
+
+
+def checked_stream(stream: IO[bytes], key: str) -> IO[bytes]:
+    """``stream`` (a bucket's download of the content ``key``) hashed as it is read: reaching
+    its end raises ContentDamaged unless the bytes were that content. It cannot seek, so no
+    byte goes unread; a reader that stops early has checked nothing (restore() checks all)."""
+    return io.BufferedReader(_CheckedStream(stream, key), _CHUNK)
+
+
+class _CheckedStream(io.RawIOBase):
+    def __init__(self, stream: IO[bytes], key: str) -> None:
+        super().__init__()
+        self._stream, self._key = stream, key
+        self._hash = strong_hasher()
+        self._damaged: bool | None = None  # known at the end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._stream.read(len(view))
+        if data:
+            view[:len(data)] = data
+            self._hash.update(data)
+            return len(data)
+        if self._damaged is None:
+            self._damaged = KEY_PREFIX + self._hash.hexdigest() != self._key
+        if self._damaged:
+            raise _misnamed(self._key)  # at every end reached, not only the first
+        return 0
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            super().close()
 
 
 def hash_contents(path: Path) -> tuple[str, str]:

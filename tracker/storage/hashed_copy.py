@@ -182,13 +182,19 @@ def _advise_sequential(fd: int) -> None:
         pass
 
 
-def _hashers(strong: bool = True) -> tuple[Any, Any, int]:
+def strong_hasher() -> Any:
+    """A BLAKE3 hasher, on one thread: the copy has the other core. Spread over idle cores
+    (AUTO), BLAKE3 took twice the CPU time on a loaded machine, and the wall time followed
+    (docs/design.md §8)."""
     import blake3
+
+    return blake3.blake3()
+
+
+def _hashers(strong: bool = True) -> tuple[Any, Any, int]:
     import xxhash
 
-    # One thread: the copy has the other core. Spread over idle cores (AUTO), BLAKE3 took twice
-    # the CPU time on a loaded machine, and the wall time followed (docs/design.md §8).
-    return blake3.blake3() if strong else _NoHash(), xxhash.xxh3_128(), 0
+    return strong_hasher() if strong else _NoHash(), xxhash.xxh3_128(), 0
 
 
 class _NoHash:
