@@ -18,7 +18,8 @@ N_METRICS = 5
 # The figures' queries, in each tool's own grammar; both select the same runs.
 FILTER = "params.p0 = 'x' and metrics.m0 > 0.5"
 ORDER_METRIC = "m0"
-STATUSES = (("completed", 0.9), ("failed", 0.08), ("running", 0.02))
+STATUSES: tuple[tuple[str, float], ...] = (("completed", 0.9), ("failed", 0.08),
+                                           ("running", 0.02))
 _START_EPOCH = 1_767_225_600.0  # 2026-01-01, so every run has a plausible past start time
 
 
@@ -37,7 +38,8 @@ class SyntheticRun:
 def synthetic_runs(n: int, *, seed: int = 0) -> Iterator[SyntheticRun]:
     """Yield ``n`` reproducible runs."""
     rng = random.Random(seed)
-    names, weights = zip(*STATUSES)
+    names = [name for name, _ in STATUSES]
+    weights = [weight for _, weight in STATUSES]
     for i in range(n):
         yield SyntheticRun(
             name=f"run-{i}",

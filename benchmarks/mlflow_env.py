@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 VENV = Path(__file__).resolve().parent / ".mlflow-venv"
 _INSTALL_TIMEOUT_S = 1800
@@ -36,7 +37,7 @@ def mlflow_version() -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def ensure_venv(*, install: bool, log: object = sys.stderr) -> str | None:
+def ensure_venv(*, install: bool, log: TextIO = sys.stderr) -> str | None:
     """Make sure the venv has MLflow; return why not when it cannot (None when it is ready).
 
     With ``install=False`` a missing venv is reported, never created (the test suite must not

@@ -142,13 +142,13 @@ def _explain(url: str) -> None:
     from tracker import pg_queries
 
     sent: list[tuple[str, Any]] = []
-    execute = pg_queries.ArrowConnection.execute
+    answer = pg_queries.ArrowConnection.sql
 
-    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+    def recording(self: Any, sql: str, params: Any = None) -> Any:
         sent.append((sql, params))
-        return execute(self, sql, params)
+        return answer(self, sql, params)
 
-    pg_queries.ArrowConnection.execute = recording  # type: ignore[method-assign]
+    pg_queries.ArrowConnection.sql = recording  # type: ignore[method-assign]
     try:
         reads = _reads(url)
         for name in _EXPLAINED:
@@ -158,10 +158,11 @@ def _explain(url: str) -> None:
             with psycopg.connect(url) as con:
                 con.execute("SET search_path TO tracker")
                 plan = con.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}",  # type: ignore[arg-type]
-                                   list(params)).fetchall()
+                                   params if isinstance(params, dict)
+                                   else list(params or ())).fetchall()
             _say(f"--- plan of {name} ---\n" + "\n".join(row[0] for row in plan))
     finally:
-        pg_queries.ArrowConnection.execute = execute  # type: ignore[method-assign]
+        pg_queries.ArrowConnection.sql = answer  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

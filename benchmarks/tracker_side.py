@@ -545,7 +545,7 @@ def _keep_round(catalog: Any, source: str, index: int) -> dict[str, float]:
     from tracker.storage.spools import sync_path
 
     copy = source + ".copy"
-    runs = []
+    runs: list[Any] = []
 
     def keep() -> None:  # the run starts here (<1 ms): open during cp, it might record more
         runs.append(catalog.start_run(f"keep{index}-{len(runs)}"))
