@@ -468,7 +468,7 @@ def check_size(path: Path, size: int | None, key: str) -> None:
 def check_named(hashes: Hashes, key: str) -> None:
     """ContentDamaged unless ``hashes`` (of bytes read from the store) are of the content
     named ``key``."""
-    if KEY_PREFIX + hashes.blake3 != key:
+    if not _names(hashes.blake3, key):
         raise _misnamed(key)
 
 
@@ -476,6 +476,11 @@ def check_file_named(path: Path, key: str) -> None:
     """:func:`check_named` for a file written from the store (a bucket's download)."""
     if hash_contents(path)[0] != key:
         raise _misnamed(key)
+
+
+def _names(blake3: str, key: str) -> bool:
+    """Whether ``key`` is the name of the content whose BLAKE3 (hex) is ``blake3``."""
+    return KEY_PREFIX + blake3 == key
 
 
 def _misnamed(key: str) -> ContentDamaged:
@@ -509,7 +514,7 @@ class _CheckedStream(io.RawIOBase):
             self._hash.update(data)
             return len(data)
         if self._damaged is None:
-            self._damaged = KEY_PREFIX + self._hash.hexdigest() != self._key
+            self._damaged = not _names(self._hash.hexdigest(), self._key)
         if self._damaged:
             raise _misnamed(self._key)  # at every end reached, not only the first
         return 0

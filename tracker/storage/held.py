@@ -54,7 +54,7 @@ class Held:
         self._close = close
         self._release = release
         self._file = _files.identity(path)
-        self._lock_key = _lock.key(path)  # resolved once: the watcher asks every POLL
+        self._lock_key = _lock.key_of(path)  # resolved once: the watcher asks every POLL
         self._use = threading.Lock()  # held by the write inside, and while letting go
         self._use.acquire()
         self._alive = True

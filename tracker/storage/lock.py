@@ -196,7 +196,7 @@ def acquire(catalog_path: str, *, write: bool, timeout: float,
     return release
 
 
-def key(catalog_path: str) -> str:
+def key_of(catalog_path: str) -> str:
     """The name this process knows the catalog's lock by (see :func:`_key`): worked out once
     by a holder that asks :func:`wanted` every few milliseconds, not on each look."""
     return _key(catalog_path + ".lock")
