@@ -230,6 +230,24 @@ def test_secret_literals_in_code_keep_the_code_shape(redactor: redaction.Redacto
     assert lines[9].startswith("%env DB_PASSWORD=<redacted:str:")
 
 
+@pytest.mark.parametrize("source", [
+    'config = {"pass" "word": "hunter2"}',  # joined by Python: no piece is a secret's name
+    'config = {"pa"  # split\n          "ssword": "hunter2"}',
+    "config = {'pa' r'ssword': 'hunter2'}",
+    'config = {"\\x70assword": "hunter2"}',  # an escape spells the name
+    "ｐassword = 'hunter2'",  # Python reads the name as "password" (NFKC)
+    "API_KEY = 'hunter2'",  # the check is case-blind
+])
+def test_secret_names_the_code_does_not_spell_out_are_still_found(
+        redactor: redaction.Redactor, source: str) -> None:
+    assert "hunter2" not in redactor.source(source)
+
+
+def test_code_naming_no_secret_is_kept_as_written(redactor: redaction.Redactor) -> None:
+    source = "with open('big.bin', 'wb') as out:\n    out.write(payload)  # 'x'\n"
+    assert redactor.source(source) == source
+
+
 def test_the_space_form_of_env_magic_loses_its_secret(redactor: redaction.Redactor) -> None:
     scrubbed = redactor.source("%env DB_PASSWORD hunter7secret\n%env EPOCHS 10\n")
     assert re.fullmatch(r"%env DB_PASSWORD <redacted:str:[0-9a-f]{8}>\n%env EPOCHS 10\n",

@@ -378,25 +378,26 @@ class Session:
         info = self.notebook
         tags = notebook.cell_tags(info, cell_id=self._cell_id, source=source) if info else ()
         injected = "injected-parameters" in tags or notebook.is_injected_parameters(source)
-        names = notebook.assigned_names(source)
-        if not ("parameters" in tags or injected or self._edited_parameters(names, source)):
+        if not ("parameters" in tags or injected or self._edited_parameters(source)):
             return
+        names = notebook.assigned_names(source)  # parsed only here: it costs most cells' hook
         namespace = self.ip.user_ns
         for name in names:
             if name in namespace:
                 run.log_param(name, namespace[name])
 
-    def _edited_parameters(self, names: list[str], source: str) -> bool:
+    def _edited_parameters(self, source: str) -> bool:
         """Without a cell id, the parameters cell edited and re-run before the notebook was
         saved matches no saved cell: it is that cell if it assigns the same names."""
         from tracker import notebook
 
         info = self.notebook
-        if self._cell_id or not names or info is None or info.parameters_source is None:
+        if self._cell_id or info is None or info.parameters_source is None:
             return False
         if any(cell.source.split() == source.split() for cell in info.cells):
             return False  # a saved cell, and not the tagged one
-        return set(names) == set(notebook.assigned_names(info.parameters_source))
+        names = notebook.assigned_names(source)
+        return bool(names) and set(names) == set(notebook.assigned_names(info.parameters_source))
 
     def _ends_nbval_session(self, source: str) -> bool:
         """nbval kills the kernel after the notebook's last cell, so atexit never runs: the

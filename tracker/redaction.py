@@ -63,6 +63,10 @@ _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+")
 # instead of splitting the key into words and matching them (~1.5 us): every new param key
 # pays it on the logging path.
 _SECRET_KEY_NEEDLES = re.compile("pass|pwd|cred|secret|key|auth|bearer|cookie|token")
+# Two string literals Python joins into one: a quote, then only spaces, line breaks and
+# comments, then another literal (a prefix letter or two, and its quote). Loose on purpose: a
+# false match costs a parse, a missed one a secret.
+_ADJACENT_LITERALS = re.compile(r"[\"'](?:\s|#[^\n]*\n)*[rRbBuUfF]{0,2}[\"']")
 
 # Credential formats, recognised anywhere in text.
 _CREDENTIALS = (
@@ -128,6 +132,16 @@ class Rules:
     def suspect(self, text: str) -> bool:
         """Whether ``text`` may hold a credential (cheap; :attr:`values` decides)."""
         return self.needles is None or self.needles.search(text) is not None
+
+    def may_name_secrets(self, source: str) -> bool:
+        """Whether a cell's ``source`` may give a literal to a secret-named thing (cheap; the
+        parse decides). Every name :meth:`secret_key` takes holds a needle, and a name in ASCII
+        code is spelt as written: unless an escape or two adjacent literals ("pa" "ss") build it,
+        or the user's own key patterns apply."""
+        if self.extra_keys or not source.isascii() or "\\" in source:
+            return True
+        return bool(_SECRET_KEY_NEEDLES.search(source.lower())
+                    or _ADJACENT_LITERALS.search(source))
 
     def secret_key(self, key: str) -> bool:
         """Whether a param, variable or field named ``key`` holds a secret."""
@@ -257,6 +271,15 @@ class Redactor:
         entries or keyword arguments become the marker, and credentials anywhere too."""
         if self.rules is None or not source:
             return source
+        if self.rules.may_name_secrets(source):  # the parse is most of a cell's hook time
+            source = self._literals_hidden(source)
+        source = _MAGIC_LINE.sub(lambda line: self._magic(line.group(0)), source)
+        return self.rules.values.sub(self._credential, source) if self.rules.suspect(
+            source) else source
+
+    def _literals_hidden(self, source: str) -> str:
+        """``source`` with the literals it gives to secret-named things replaced."""
+        assert self.rules is not None
         lines = _lines(source)
         edits = sorted(_secret_literals(source, self.rules.secret_key), reverse=True)
         for (line, col), (end_line, end_col), literal in edits:
@@ -265,9 +288,7 @@ class Redactor:
             head = "".join(lines[:line - 1]) + lines[line - 1][:start]
             tail = lines[end_line - 1][end:] + "".join(lines[end_line:])
             lines = _lines(head + marker + tail)
-        source = _MAGIC_LINE.sub(lambda line: self._magic(line.group(0)), "".join(lines))
-        return self.rules.values.sub(self._credential, source) if self.rules.suspect(
-            source) else source
+        return "".join(lines)
 
     def _magic(self, line: str) -> str:
         """A magic or shell line: ``name=value`` pairs, and ``%env NAME VALUE``."""
