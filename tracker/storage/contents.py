@@ -36,14 +36,21 @@ from typing import IO, Any, NamedTuple, Protocol
 
 from tracker.errors import TrackerError
 from tracker.storage import write_behind
-from tracker.storage.hashed_copy import FICLONE, Hashes, copy_hashed, hash_fd, strong_hasher
+from tracker.storage.hashed_copy import (
+    FICLONE,
+    KEY_PREFIX,
+    Hashes,
+    content_key,
+    copy_hashed,
+    hash_fd,
+    strong_hasher,
+)
 from tracker.storage.spools import sync_path
 
 __all__ = ["ContentChanged", "ContentDamaged", "ContentStore", "Entry", "FolderStore",
            "KEY_PREFIX", "Kept", "Staged", "StoreUnavailable", "check_file_named", "check_size",
            "is_key", "is_owner", "keep_file", "stage_copy", "store_staged"]
 
-KEY_PREFIX = "blake3-"
 _CHUNK = 8 << 20
 _HEX = frozenset("0123456789abcdef")
 
@@ -359,7 +366,7 @@ def stage_copy(path: str, staging: Path, seen: Sequence[int] | None = None, *,
         raise
     if hashes is None:
         return Staged(staged, "", staged.stat().st_size, "")
-    key = KEY_PREFIX + hashes.blake3 if hashes.blake3 else ""
+    key = content_key(hashes.blake3) if hashes.blake3 else ""
     return Staged(staged, key, hashes.size, "xxh3_128:" + hashes.xxh3)
 
 
@@ -480,7 +487,7 @@ def check_file_named(path: Path, key: str) -> None:
 
 def _names(blake3: str, key: str) -> bool:
     """Whether ``key`` is the name of the content whose BLAKE3 (hex) is ``blake3``."""
-    return KEY_PREFIX + blake3 == key
+    return content_key(blake3) == key
 
 
 def _misnamed(key: str) -> ContentDamaged:
@@ -533,4 +540,4 @@ def hash_contents(path: Path) -> tuple[str, str]:
         hashes = hash_fd(fd)
     finally:
         os.close(fd)
-    return KEY_PREFIX + hashes.blake3, "xxh3_128:" + hashes.xxh3
+    return content_key(hashes.blake3), "xxh3_128:" + hashes.xxh3

@@ -21,7 +21,7 @@ import queue
 import threading
 from typing import Any, NamedTuple
 
-__all__ = ["BUFFER", "FICLONE", "Hashes", "copy_hashed", "hash_fd"]
+__all__ = ["BUFFER", "FICLONE", "KEY_PREFIX", "Hashes", "content_key", "copy_hashed", "hash_fd"]
 
 #: Read, hash and write this much at a time: small enough to stay in a core's cache while it
 #: is hashed, large enough that system calls cost nothing; four of them in flight.
@@ -34,6 +34,9 @@ CHUNK = 16 << 20
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+#: A kept content's name is this and its BLAKE3 (hex): here, below both the store
+#: (:mod:`tracker.storage.contents`) and the syncs it hands over (``write_behind``).
+KEY_PREFIX = "blake3-"
 
 
 class Hashes(NamedTuple):
@@ -42,6 +45,11 @@ class Hashes(NamedTuple):
     blake3: str
     xxh3: str
     size: int
+
+
+def content_key(blake3: str) -> str:
+    """The name of the content whose BLAKE3 (hex) is ``blake3``."""
+    return KEY_PREFIX + blake3
 
 
 def copy_hashed(src: int, out: int, *, strong: bool = True) -> Hashes:

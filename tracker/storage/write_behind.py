@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from tracker._process import process_start
 from tracker.errors import TrackerWarning
-from tracker.storage.hashed_copy import hash_fd
+from tracker.storage.hashed_copy import KEY_PREFIX, content_key, hash_fd
 from tracker.storage.lock import flocked
 from tracker.storage.spools import owner_alive, sync_path
 
@@ -42,7 +42,6 @@ EXIT_WAIT = 60.0  # seconds an exit waits for pending syncs; the next process do
 #: once made the commit after it wait 0.35-0.47 s (medians; 18 ms when held back).
 HOLD = 1.0
 
-_PREFIX = "blake3-"  # a kept content's name: tracker.storage.contents.KEY_PREFIX
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 #: This host, as a journal's name holds it (a folder shared by hosts: see :func:`recover`).
 _HOST = socket.gethostname().replace("~", "_").replace(os.sep, "_")
@@ -185,7 +184,7 @@ def _settle(folder: Path, journal: Path, *, trusted: bool) -> None:
     try:
         keys = set(_read_all(fd).decode("ascii", errors="replace").split())
         for key in sorted(keys):
-            if not key.startswith(_PREFIX) or os.sep in key:  # a line a power cut tore
+            if not key.startswith(KEY_PREFIX) or os.sep in key:  # a line a power cut tore
                 continue
             path = folder / key
             with contextlib.suppress(FileNotFoundError):
@@ -218,7 +217,7 @@ def _damaged(path: Path, key: str) -> _Identity | None:
     """The identity of ``path`` if its bytes are not the content named ``key``, else None."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        whole = _PREFIX + hash_fd(fd).blake3 == key
+        whole = content_key(hash_fd(fd).blake3) == key
         return None if whole else _identity(os.fstat(fd))
     finally:
         os.close(fd)
