@@ -129,6 +129,21 @@ def test_a_numbered_name_takes_the_next_number_of_its_base(tmp_path: Path) -> No
                      "c": "other #1", "d": "train_cnn #4"}
 
 
+def _named_start(run_id: str, name: str) -> events.Spooled:
+    attrs = {"name": name, "project": "default", "started_at": time.time()}
+    return events.Spooled(run_id, 1, events.Start(run_id, attrs))
+
+
+def test_numbering_counts_names_written_in_the_same_batch(tmp_path: Path) -> None:
+    # A script's run "train_cnn" ended just before a kernel started: one flush writes both.
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    _apply(store, [_named_start("plain", "train_cnn"), _numbered_start("a", "train_cnn"),
+                   _named_start("typed", "other #7"), _numbered_start("b", "other")])
+    names = dict(_rows(store, "SELECT id, name FROM runs"))
+    assert names == {"plain": "train_cnn", "a": "train_cnn #2", "typed": "other #7",
+                     "b": "other #8"}
+
+
 _WRITER = """
 import pathlib, sys, time
 from tracker import events, models

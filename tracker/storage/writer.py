@@ -288,15 +288,32 @@ def _number_names(con: Any, rows: event_fold.Rows) -> None:
     """Give each run that asked for it (models.NUMBERED_NAME) the next number of its name,
     "train_cnn #12". Assigned here, inside the write transaction, which holds the catalog's
     exclusive lock: kernels of one notebook started at once can never draw the same number."""
+    states = [*rows.new_runs, *(updates for _, updates in rows.updates)]
+    asking = [state for state in states
+              if state.pop(models.NUMBERED_NAME, False) and isinstance(state.get("name"), str)]
+    if not asking:
+        return
+    # Names this batch writes as given count too: the catalog's query cannot see them yet.
+    asked = {id(state) for state in asking}
+    given = [state["name"] for state in states
+             if isinstance(state.get("name"), str) and id(state) not in asked]
     drawn: dict[str, int] = {}
-    for state in [*rows.new_runs, *(updates for _, updates in rows.updates)]:
-        base = state.get("name")
-        if not state.pop(models.NUMBERED_NAME, False) or not isinstance(base, str):
-            continue
+    for state in asking:
+        base = state["name"]
         if base not in drawn:
-            drawn[base] = _last_number(con, base)
+            in_batch = (_number_of(name, base) for name in given)
+            drawn[base] = max(_last_number(con, base), max(in_batch, default=0))
         drawn[base] += 1
         state["name"] = f"{base} #{drawn[base]}"
+
+
+def _number_of(name: str, base: str) -> int:
+    """The number ``name`` holds as a name of ``base``: N for "base #N", 1 for plain "base"
+    (from before names were numbered), else 0."""
+    if name == base:
+        return 1
+    suffix = name.removeprefix(f"{base} #")
+    return int(suffix) if suffix != name and suffix.isascii() and suffix.isdigit() else 0
 
 
 def _last_number(con: Any, base: str) -> int:
