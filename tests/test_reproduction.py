@@ -263,6 +263,15 @@ def test_a_run_made_with_the_defaults_runs_its_own_code_unchanged() -> None:
         "k": 7, "seed": False}
 
 
+def test_a_parameters_cell_with_a_magic_still_gets_its_values() -> None:
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%config InlineBackend.figure_format = 'svg'\nk = 5",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(k)")])
+    assert inject_parameters(notebook, {"k": 7}) == ({"k": 7}, {})
+    assert notebook.cells[1].source == "# Parameters\nk = 7\n"
+
+
 def test_a_run_without_a_notebook_cannot_be_reproduced(tmp_path: Path) -> None:
     catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
     with catalog.start_run("script") as run:

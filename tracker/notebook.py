@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from tracker import _process
+from tracker import _process, cell_code
 from tracker.settings import TrackerSettings, tracker_settings
 
 __all__ = [
@@ -488,9 +488,8 @@ def assigned_names(source: str) -> list[str]:
     and those inside top-level ``if``/``try``/``with`` blocks; not imports, functions, classes
     or loop variables. IPython magics and shell lines are dropped first; bad syntax gives [].
     """
-    try:
-        tree = ast.parse(_without_magics(source))
-    except (SyntaxError, ValueError):
+    tree = cell_code.parsed(source)
+    if tree is None:
         return []
     names: dict[str, None] = {}
     for node in _module_level_statements(tree.body):
@@ -498,17 +497,6 @@ def assigned_names(source: str) -> list[str]:
             for name in _bound_names(target):
                 names.setdefault(name, None)
     return list(names)
-
-
-def _without_magics(source: str) -> str:
-    # A magic inside a block becomes `pass` so the block still parses.
-    lines = []
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            line = line[: len(line) - len(stripped)] + "pass"
-        lines.append(line)
-    return "\n".join(lines)
 
 
 def _module_level_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker import notices
+from tracker import cell_code, notices
 
 if TYPE_CHECKING:
     from tracker.catalog import Catalog
@@ -280,14 +280,14 @@ class Redactor:
     def _literals_hidden(self, source: str) -> str:
         """``source`` with the literals it gives to secret-named things replaced."""
         assert self.rules is not None
-        lines = _lines(source)
+        lines = cell_code.lines(source)
         edits = sorted(_secret_literals(source, self.rules.secret_key), reverse=True)
         for (line, col), (end_line, end_col), literal in edits:
             start, end = _offset(lines, line, col), _offset(lines, end_line, end_col)
             marker = json.dumps(self._hidden(literal, type(literal).__name__))
             head = "".join(lines[:line - 1]) + lines[line - 1][:start]
             tail = lines[end_line - 1][end:] + "".join(lines[end_line:])
-            lines = _lines(head + marker + tail)
+            lines = cell_code.lines(head + marker + tail)
         return "".join(lines)
 
     def _magic(self, line: str) -> str:
@@ -435,9 +435,8 @@ def _secret_literals(source: str, secret: Callable[[str], bool]) -> Iterator[
     """The string literals a cell gives to secret-named things, with where they are."""
     if len(source) > _PARSED_LIMIT:
         return
-    try:
-        tree = ast.parse(_without_magics(source))
-    except (SyntaxError, ValueError):
+    tree = cell_code.parsed(source)
+    if tree is None:
         return
     for node in ast.walk(tree):
         for name, value in _named_values(node):
@@ -487,26 +486,6 @@ def _target_name(target: ast.AST) -> str | None:
 
 def _constant_text(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _without_magics(source: str) -> str:
-    """IPython magics and shell lines become ``pass`` (same lines, so positions still hold)."""
-    lines = []
-    for line in _lines(source):
-        body = line.rstrip("\r\n")
-        stripped = body.lstrip()
-        if stripped.startswith(("%", "!")):
-            line = body[: len(body) - len(stripped)] + "pass" + line[len(body):]
-        lines.append(line)
-    return "".join(lines)
-
-
-def _lines(text: str) -> list[str]:
-    """Lines as ast counts them, ends kept (``str.splitlines`` also splits at ``\\x0c``)."""
-    return _LINE.findall(text)
-
-
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 
 def _offset(lines: list[str], line: int, col: int) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tracker import cell_code
 from tracker.errors import TrackerError
 
 __all__ = ["Execution", "execute", "inject_parameters", "skip_iri_grammars"]
@@ -38,9 +39,8 @@ def _tags(cell: Any) -> list[str]:
 def _assignments(source: str) -> dict[str, Any]:
     """The names a cell assigns at top level (``lr = 0.1``, ``lr: float = 0.1``), in order,
     with the value when it is a literal (else ``_COMPUTED``)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    tree = cell_code.parsed(source)
+    if tree is None:
         return {}
     names: dict[str, Any] = {}
     for node in tree.body:

@@ -1,0 +1,28 @@
+"""Reading a notebook cell's source as Python, magics and all."""
+
+from __future__ import annotations
+
+import ast
+
+from tracker import cell_code
+
+
+def test_magics_and_shell_lines_read_as_pass_in_place() -> None:
+    source = "%matplotlib inline\nif True:\n    !ls -l\n    x = 1\r\ny = 'z'\n"
+    tree = cell_code.parsed(source)
+    assert tree is not None
+    assigned = [node for node in ast.walk(tree) if isinstance(node, ast.Assign)]
+    # positions are those of the cell as written: a redaction can cut the literal out of it
+    assert sorted((node.lineno, node.col_offset) for node in assigned) == [(4, 4), (5, 0)]
+    assert cell_code.without_magics(source) == "pass\nif True:\n    pass\n    x = 1\r\ny = 'z'\n"
+
+
+def test_a_cell_that_is_not_python_parses_to_none() -> None:
+    assert cell_code.parsed("x = (") is None
+    assert cell_code.parsed("a\x00b") is None
+    assert cell_code.parsed("-" * 200_000 + "1") is None  # MemoryError in the parser
+
+
+def test_lines_split_as_ast_counts_them() -> None:
+    # a form feed is no line end for ast, though str.splitlines splits there
+    assert cell_code.lines("a\x0cb\r\nc\rd") == ["a\x0cb\r\n", "c\r", "d"]
