@@ -148,14 +148,19 @@ class _Kernel:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=False)
 
+    def __enter__(self) -> _Kernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _status(state: str) -> Callable[[dict[str, Any]], bool]:
     return lambda msg: msg["msg_type"] == "status" and msg["content"]["execution_state"] == state
 
 
 def _overhead(ctx: Context) -> Measure:
-    kernel = _Kernel(ctx)
-    try:
+    with _Kernel(ctx) as kernel:
         kernel.run(_NOT_LOADED)
         kernel.run_many(50)  # warm-up
         without = kernel.run_many(_cells(ctx))
@@ -163,8 +168,6 @@ def _overhead(ctx: Context) -> Measure:
         kernel.run(_FLUSH)
         kernel.run_many(50)
         with_ext = kernel.run_many(_cells(ctx))
-    finally:
-        kernel.close()
     base = statistics.median(without)
     return Measure.seconds(
         [t - base for t in with_ext], "ms",
@@ -198,12 +201,9 @@ print(json.dumps({"without": _without, "with": _with}))
 
 def _overhead_in_kernel(ctx: Context) -> tuple[Measure, Measure]:
     """Per-cell overhead with IPython's history off (the target's figure) and on."""
-    kernel = _Kernel(ctx)
-    try:
+    with _Kernel(ctx) as kernel:
         kernel.run(_NOT_LOADED)
         printed = kernel.output(_IN_KERNEL.replace("COUNT", str(_cells(ctx))))
-    finally:
-        kernel.close()
     import json
 
     times = json.loads(next(line for line in reversed(printed.splitlines())
@@ -249,8 +249,8 @@ def _big_write(ctx: Context) -> Measure:
 def _big_write_pair(ctx: Context, rounds: int, *,
                     tracked_first: bool) -> tuple[list[float], list[float]]:
     """(with, without) round trips of ``rounds`` rounds in one pair of fresh kernels."""
-    plain, tracked = (_Kernel(ctx), _Kernel(ctx))[::-1 if tracked_first else 1]
-    try:
+    with _Kernel(ctx) as first, _Kernel(ctx) as second:
+        plain, tracked = (second, first) if tracked_first else (first, second)
         for kernel in (plain, tracked):
             kernel.run(_NOT_LOADED)
             kernel.run("import os\n_payload = os.urandom(100_000_000)")
@@ -263,9 +263,6 @@ def _big_write_pair(ctx: Context, rounds: int, *,
             for kernel, times in pair if round_ % 2 else reversed(pair):
                 times.append(_settled(kernel))
         _check_kept(tracked)
-    finally:
-        plain.close()
-        tracked.close()
     return with_ext[1:], without[1:]
 
 
@@ -292,13 +289,10 @@ def _load_ext_samples(ctx: Context, kernels: int) -> tuple[list[float], list[flo
     cell: list[float] = []
     catalog: list[float] = []
     for _ in range(kernels):
-        kernel = _Kernel(ctx)
-        try:
+        with _Kernel(ctx) as kernel:
             kernel.run(_NOT_LOADED)  # the kernel's first cell, paid by any notebook
             load = kernel.run(_LOAD)
             flush = kernel.run(_FLUSH)
-        finally:
-            kernel.close()
         _check_recorded(kernel.catalog)
         cell.append(load)
         catalog.append(load + flush)
