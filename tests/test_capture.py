@@ -149,6 +149,23 @@ def test_relative_paths_and_symlinks_are_reported_absolute_and_real(
     assert rec.writes == [rec.path("sub/other.txt")]
 
 
+def test_a_symlink_pointed_elsewhere_mid_session_reports_its_new_target(
+    rec: Recorder,
+) -> None:
+    # data/latest -> v1, read; the run makes v2 and points latest at it; latest read again
+    for version in ("v1", "v2"):
+        (rec.root / version).mkdir()
+        (rec.root / version / "table.csv").write_text(version)
+    latest = rec.root / "latest"
+    latest.symlink_to(rec.root / "v1")
+    rec.forget()
+    (latest / "table.csv").read_text()
+    latest.unlink()
+    latest.symlink_to(rec.root / "v2")
+    (latest / "table.csv").read_text()
+    assert rec.reads == [rec.path("v1/table.csv"), rec.path("v2/table.csv")]
+
+
 def test_pathlib_and_shutil(rec: Recorder) -> None:
     import shutil
 

@@ -529,9 +529,12 @@ class _PathFilter:
             pass
         real = os.path.realpath(key)
         decision = real if self._allows(real) else None
-        if len(self._cache) >= _DECISION_CACHE_LIMIT:
-            self._cache = {}
-        self._cache[key] = decision
+        # Kept only for a path that passes no symlink: one may be pointed elsewhere at any time
+        # ("latest" -> a new version), and the file then read is the new target's.
+        if real == os.path.normpath(key):
+            if len(self._cache) >= _DECISION_CACHE_LIMIT:
+                self._cache = {}
+            self._cache[key] = decision
         return decision
 
     def _allows(self, real: str) -> bool:
