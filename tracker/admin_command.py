@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import Any
 
-from tracker.lineage_command import Commands
+from tracker.command_options import Commands
 
 _EXAMPLES = ("tracker admin init postgresql://owner@db.example/runs",
              "tracker admin grant ann --project churn --catalog postgresql://owner@db/runs",

@@ -25,12 +25,14 @@ from tracker import (
     __version__,
     _ids,
     admin_command,
+    content_commands,
     diff_commands,
     lineage_command,
     models,
     profile,
     sync_command,
 )
+from tracker.command_options import add_format, fail, non_negative, open_catalog
 from tracker.errors import ArgumentError, TrackerError, TrackerWarning
 from tracker.run_text import run_text
 from tracker.terminal_text import (
@@ -39,10 +41,8 @@ from tracker.terminal_text import (
     duration_text,
     frame_table,
     local_time,
-    pairs,
     plain,
     plural,
-    size_text,
     write_frame,
 )
 
@@ -71,14 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except _ERRORS as exc:
         lines = str(exc).strip().splitlines()
-        return _fail(lines[0] if lines else type(exc).__name__)
+        return fail(lines[0] if lines else type(exc).__name__)
     except KeyboardInterrupt:
         return 130
 
 
-def _fail(message: str) -> int:
-    print(f"tracker: error: {message}", file=sys.stderr)
-    return 1
 
 
 @contextlib.contextmanager
@@ -120,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading_commands(commands)
     _add_trash_commands(commands)
     _add_moving_commands(commands)
-    _add_content_commands(commands)
+    content_commands.add_commands(commands)
     lineage_command.add_command(commands)
     diff_commands.add_commands(commands)
     admin_command.add_command(commands)
@@ -154,7 +151,7 @@ def _add_reading_commands(commands: _Commands) -> None:
         "tracker runs --columns id,name,metrics.acc --limit 0 --format csv > runs.csv")
     runs.add_argument("--where", metavar="FILTER",
                       help="filter, e.g. \"params.lr > 0.01 and status = 'completed'\"")
-    runs.add_argument("--limit", metavar="N", type=_non_negative, default=20,
+    runs.add_argument("--limit", metavar="N", type=non_negative, default=20,
                       help="show at most N runs (default 20; 0 shows all)")
     runs.add_argument("--order-by", metavar="KEY", nargs="+", action="extend",
                       help="sort keys such as \"metrics.acc DESC\" (default: newest first)")
@@ -163,7 +160,7 @@ def _add_reading_commands(commands: _Commands) -> None:
     trash.add_argument("--deleted", action="store_true", help="only deleted runs (the trash)")
     runs.add_argument("--columns", metavar="A,B,...", type=_column_list,
                       help="columns to show, e.g. id,name,params.lr,metrics.acc")
-    _add_format(runs, "table", "csv", "json")
+    add_format(runs, "table", "csv", "json")
     show = commands.add("show", _cmd_show, "show everything recorded about one run",
                         "tracker show 01m7zwkkx6hq", "tracker show 01m7zwkkx6hq --format json")
     show.add_argument("ref", metavar="REF",
@@ -171,12 +168,12 @@ def _add_reading_commands(commands: _Commands) -> None:
                            "or tracker:// key")
     show.add_argument("--all", action="store_true",
                       help="include deleted runs upstream and downstream of it")
-    _add_format(show, "text", "json")
+    add_format(show, "text", "json")
     sql = commands.add("sql", _cmd_sql, "run a read-only SQL query on the catalog",
                        "tracker sql \"SELECT status, count(*) FROM runs GROUP BY status\"",
                        "tracker sql \"SELECT * FROM metrics\" --format csv")
     sql.add_argument("query", metavar="QUERY", help="a read-only SQL query over the catalog")
-    _add_format(sql, "table", "csv", "json")
+    add_format(sql, "table", "csv", "json")
 
 
 def _add_trash_commands(commands: _Commands) -> None:
@@ -265,27 +262,16 @@ def _add_moving_commands(commands: _Commands) -> None:
                          help="the IPython profile (default: default)")
 
 
-def _add_format(sub: argparse.ArgumentParser, *choices: str) -> None:
-    sub.add_argument("--format", choices=choices, default=choices[0],
-                     help=f"output format (default {choices[0]})")
 
 
 def _add_yes(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
 
-def _non_negative(text: str) -> int:
-    return _at_least(int(text), 0)
 
 
-def _positive(text: str) -> int:
-    return _at_least(int(text), 1)
 
 
-def _at_least(number: int, minimum: int) -> int:
-    if number < minimum:
-        raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {number}")
-    return number
 
 
 def _column_list(text: str) -> list[str]:
@@ -312,17 +298,13 @@ def _age(text: str) -> str:
     return text
 
 
-def _catalog(args: argparse.Namespace) -> Catalog:
-    from tracker.catalog import Catalog
-
-    return Catalog(getattr(args, "catalog", None))
 
 
 # -- runs -----------------------------------------------------------------------------------
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     frame = catalog.runs(args.where, order_by=args.order_by, limit=args.limit or None,
                          include_deleted=args.all, deleted_only=args.deleted)
     table = args.format == "table"
@@ -407,7 +389,7 @@ def _total(catalog: Catalog, args: argparse.Namespace, *, shown: int) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     info = catalog.get_run(args.ref)
     if args.format == "json":
         print(json.dumps(plain(dataclasses.asdict(info)), indent=2, ensure_ascii=False))
@@ -423,7 +405,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_tag(args: argparse.Namespace) -> int:
     if not args.tags and not args.delete:
         args.parser.error("give KEY=VALUE tags to set or --delete KEY")
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     given = dict(args.tags)
     if given:
         catalog.set_tags(given, run=args.ref)
@@ -438,7 +420,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 def _cmd_rm(args: argparse.Namespace) -> int:
     if bool(args.refs) == bool(args.where):
         args.parser.error("give run ids or --where FILTER (one of them)")
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     ids = args.refs or list(catalog.runs(args.where)["id"])
     if not ids:
         print("no runs match")
@@ -453,7 +435,7 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     runs = {info.id: info for info in map(catalog.get_run, args.refs)}  # unknown refs: exit 1
     for info in runs.values():
         if info.deleted_at is None:
@@ -465,7 +447,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     before = catalog.get_run(args.ref).status
     info = catalog.set_status(args.ref, args.status, force=args.force)
     print(f"{info.id} is already {info.status}" if before == info.status
@@ -474,7 +456,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    catalog = _catalog(args)
+    catalog = open_catalog(args)
     where = None
     if args.older_than is not None:
         from tracker.manage import parse_age
@@ -502,7 +484,7 @@ def _confirmed(action: str, *, yes: bool) -> bool:
     if yes:
         return True
     if not sys.stdin.isatty():
-        _fail(f"refusing to {action} without confirmation (stdin is not a terminal); "
+        fail(f"refusing to {action} without confirmation (stdin is not a terminal); "
               "pass --yes")
         return False
     print(f"{action[0].upper()}{action[1:]}? [y/N] ", end="", file=sys.stderr, flush=True)
@@ -518,32 +500,32 @@ def _confirmed(action: str, *, yes: bool) -> bool:
 def _cmd_export(args: argparse.Namespace) -> int:
     if Path(args.file).suffix.lower() not in (".yaml", ".yml", ".json"):
         args.parser.error(f"FILE must end in .yaml, .yml or .json, not {args.file!r}")
-    path = _catalog(args).export_run(args.ref, args.file, overwrite=args.force,
+    path = open_catalog(args).export_run(args.ref, args.file, overwrite=args.force,
                                      contents=args.contents)
     print(f"exported {args.ref} to {path}")
     return 0
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    run_id = _catalog(args).import_run(args.file)
+    run_id = open_catalog(args).import_run(args.file)
     print(f"imported {run_id}")
     return 0
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    report = _catalog(args).push(args.to, where=args.where)
+    report = open_catalog(args).push(args.to, where=args.where)
     print(report)
     return 1 if report.skipped else 0
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    report = _catalog(args).pull(args.source, where=args.where)
+    report = open_catalog(args).pull(args.source, where=args.where)
     print(report)
     return 1 if report.skipped else 0
 
 
 def _cmd_import_mlflow(args: argparse.Namespace) -> int:
-    print(_catalog(args).import_mlflow(args.store, mlflow_python=args.mlflow_python))
+    print(open_catalog(args).import_mlflow(args.store, mlflow_python=args.mlflow_python))
     return 0
 
 
@@ -564,90 +546,11 @@ def _cmd_disable(args: argparse.Namespace) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
-    frame = _catalog(args).sql(args.query)
+    frame = open_catalog(args).sql(args.query)
     if args.format != "table":
         write_frame(frame, args.format)
         return 0
     if len(frame):  # the query's own column names: nothing renamed, nothing left out
         print(frame_table(frame, {}, short_headers=False)[0])
     print(plural(len(frame), "row"))
-    return 0
-
-
-# -- kept contents ------------------------------------------------------------------------------
-
-
-def _add_content_commands(commands: _Commands) -> None:
-    get = commands.add("get", _cmd_get, "write the content a run read or wrote, as it was",
-                       "tracker get 01m7zwkkx6hq results/model.pkl -o model-v3.pkl",
-                       "tracker get 01m7zwkkx6hq data.csv --version 2")
-    get.add_argument("ref", metavar="RUN", help="the run that read or wrote the file")
-    get.add_argument("path", metavar="PATH", help="the file's path (or URI) as recorded")
-    get.add_argument("-o", "--output", metavar="DEST",
-                     help="where to write it (default: a file of the same name here)")
-    get.add_argument("--version", metavar="N", type=_positive,
-                     help="that version of the file (one the run read or wrote)")
-    get.add_argument("--force", action="store_true", help="replace DEST if it exists")
-    versions = commands.add("versions", _cmd_versions, "list the recorded versions of a file",
-                            "tracker versions results/model.pkl")
-    versions.add_argument("path", metavar="PATH", help="the file's path (or URI)")
-    _add_format(versions, "table", "csv", "json")
-    notebook = commands.add("notebook", _cmd_notebook, "write the notebook stored with a run",
-                            "tracker notebook 01m7zwkkx6hq -o ran.ipynb")
-    notebook.add_argument("ref", metavar="RUN", help="the run")
-    notebook.add_argument("-o", "--output", metavar="DEST",
-                          help="where to write it (default: the notebook's name here)")
-    notebook.add_argument("--force", action="store_true", help="replace DEST if it exists")
-    commands.add("du", _cmd_du, "show the disk space kept file contents use", "tracker du")
-
-
-def _cmd_get(args: argparse.Namespace) -> int:
-    from tracker import retrieval
-
-    kept = retrieval.get_artifact(_catalog(args), args.path, run=args.ref,
-                                  version=args.version)
-    written = _restore(kept, args.output, args.force)
-    print(f"{written} (version {kept.version} of {kept.uri}, {size_text(kept.size)})")
-    return 0
-
-
-def _restore(kept: Any, output: str | None, force: bool) -> Path:
-    dest = Path(output) if output else Path(Path(kept.uri).name)
-    written: Path = kept.restore(dest, overwrite=force)
-    return written
-
-
-def _cmd_versions(args: argparse.Namespace) -> int:
-    from tracker import retrieval
-
-    frame = retrieval.versions(_catalog(args), args.path)
-    if args.format != "table":
-        write_frame(frame, args.format)
-        return 0
-    if frame.empty:
-        return _fail(f"no recorded version of {args.path}")
-    frame = frame.assign(runs=frame["runs"].map(lambda ids: " ".join(ids or ())))
-    print(frame_table(frame, {"size": size_text})[0])
-    return 0
-
-
-def _cmd_notebook(args: argparse.Namespace) -> int:
-    from tracker import retrieval
-
-    kept = retrieval.run_notebook(_catalog(args), args.ref)
-    print(_restore(kept, args.output, args.force))
-    return 0
-
-
-def _cmd_du(args: argparse.Namespace) -> int:
-    from tracker import retrieval
-
-    usage = retrieval.disk_usage(_catalog(args))
-    print("\n".join(pairs([("store", usage["location"]),
-                  ("contents", f"{usage['contents']:,} ({size_text(usage['bytes']) or '0 B'})"),
-                  ("live runs", size_text(usage["live_bytes"]) or "0 B"),
-                  ("trashed runs only", f"{size_text(usage['trashed_bytes']) or '0 B'} "
-                                        "(tracker purge reclaims it)"),
-                  ("unreferenced", size_text(usage["unreferenced_bytes"]) or "0 B")],
-                 indent="")))
     return 0

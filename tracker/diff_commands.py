@@ -10,10 +10,12 @@ import argparse
 import json
 from typing import Any
 
+from tracker.command_options import Commands, add_format, non_negative_number, open_catalog
+
 __all__ = ["add_commands"]
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``diff`` and ``reproduce`` to the CLI (``commands.add(name, handler, help, *examples)``
     makes a sub-command parser)."""
     diff = commands.add("diff", _cmd_diff, "show what differs between two runs",
@@ -21,40 +23,19 @@ def add_commands(commands: Any) -> None:
                         "tracker diff 01m7zwkkx6hq 01m7zwkm3b9r --format json")
     diff.add_argument("a", metavar="A", help="the first run")
     diff.add_argument("b", metavar="B", help="the second run")
-    _add_format(diff)
+    add_format(diff, "text", "json")
     again = commands.add(
         "reproduce", _cmd_reproduce, "run a notebook run again and check it comes out the same",
         "tracker reproduce 01m7zwkkx6hq", "tracker reproduce 01m7zwkkx6hq --tolerance 1e-6",
         "tracker reproduce 01m7zwkkx6hq --workdir ./again --format json")
     again.add_argument("ref", metavar="RUN", help="the run to reproduce")
-    again.add_argument("--tolerance", metavar="T", type=_non_negative, default=0.0,
+    again.add_argument("--tolerance", metavar="T", type=non_negative_number, default=0.0,
                        help="largest difference allowed between a metric's values (default 0)")
     again.add_argument("--workdir", metavar="DIR",
                        help="an empty folder to run in (default: a new temporary folder)")
-    again.add_argument("--timeout", metavar="SECONDS", type=_non_negative,
+    again.add_argument("--timeout", metavar="SECONDS", type=non_negative_number,
                        help="stop a cell that runs longer (default: no limit)")
-    _add_format(again)
-
-
-def _add_format(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--format", choices=("text", "json"), default="text",
-                     help="output format (default text)")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return number
-
-
-def _catalog(args: argparse.Namespace) -> Any:
-    from tracker.catalog import Catalog
-
-    return Catalog(getattr(args, "catalog", None))
+    add_format(again, "text", "json")
 
 
 def _print(report: Any, form: str) -> None:
@@ -65,7 +46,7 @@ def _print(report: Any, form: str) -> None:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    _print(_catalog(args).diff(args.a, args.b), args.format)
+    _print(open_catalog(args).diff(args.a, args.b), args.format)
     return 0
 
 
@@ -74,7 +55,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from tracker.reexecution import skip_iri_grammars
 
     skip_iri_grammars()  # this process is tracker's own
-    report = _catalog(args).reproduce(args.ref, tolerance=args.tolerance,
-                                      workdir=args.workdir, timeout=args.timeout)
+    report = open_catalog(args).reproduce(args.ref, tolerance=args.tolerance,
+                                          workdir=args.workdir, timeout=args.timeout)
     _print(report, args.format)
     return 0 if report.ok else 1

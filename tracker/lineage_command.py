@@ -9,19 +9,11 @@ a file unless ``--force`` says so.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
+from tracker.command_options import Commands, open_catalog
 from tracker.errors import ArgumentError
 from tracker.lineage_walk import DEFAULT_DEPTH, MAX_DEPTH
-
-
-class Commands(Protocol):
-    """What :mod:`tracker.cli` offers to add a sub-command."""
-
-    def add(self, name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
-            *examples: str) -> argparse.ArgumentParser: ...
 
 
 def add_command(commands: Commands) -> None:
@@ -41,9 +33,7 @@ def add_command(commands: Commands) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Print the tree, or write the SVG and print where."""
-    from tracker.catalog import Catalog
-
-    graph = Catalog(getattr(args, "catalog", None)).lineage_graph(
+    graph = open_catalog(args).lineage_graph(
         args.ref, depth=args.depth, include_deleted=args.all)
     if args.svg is None:
         print(graph.text())

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from tracker.lineage_command import Commands
+from tracker.command_options import Commands, open_catalog
 from tracker.terminal_text import plural
 
 if TYPE_CHECKING:
@@ -24,10 +24,9 @@ def add_command(commands: Commands) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Send what waits, then say what still does (a running notebook's last events)."""
-    from tracker.catalog import Catalog
     from tracker.pg_catalog import PgCatalog
 
-    catalog = Catalog(getattr(args, "catalog", None))
+    catalog = open_catalog(args)
     if not isinstance(catalog, PgCatalog):
         print(f"nothing to sync: {catalog.path} is a catalog file, written directly")
         return 0
