@@ -149,6 +149,33 @@ def test_a_run_writing_a_random_number_does_not_reproduce_and_names_the_output(
 
 
 @pytest.mark.slow
+def test_outputs_that_differ_by_design_are_ignored_by_the_notebook_or_the_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog_path = tmp_path / "catalog" / "catalog.duckdb"
+    path = _notebook(tmp_path, "import time\nwith open('out/noise.txt', 'w') as f:\n"
+                               "    f.write(str(random.random()))\n"
+                               "tracker.log_metric('fit_seconds', time.perf_counter())\n")
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata["tracker"] = {"reproduce": {"ignore": ["metrics.*_seconds"]}}
+    nbformat.write(notebook, path)
+    original = _papermill(path, catalog_path)
+
+    # the notebook's author ignores the timing; the noise file still fails the run
+    assert main(["--catalog", str(catalog_path), "reproduce", original,
+                 "--workdir", str(tmp_path / "first")]) == 1
+    text = capsys.readouterr().out
+    assert text.rstrip().endswith("NOT REPRODUCED: out/noise.txt differ")
+    assert "differs (ignored)" in text
+    # the command line adds its own pattern
+    assert main(["--catalog", str(catalog_path), "reproduce", original, "--ignore", "noise.txt",
+                 "--workdir", str(tmp_path / "second")]) == 0
+    text = capsys.readouterr().out
+    assert "changed (ignored)  out/noise.txt" in text and "identical  out/model.txt" in text
+    assert text.rstrip().endswith("reproduced: every output identical but those ignored "
+                                  "(out/noise.txt, metrics.fit_seconds)")
+
+
+@pytest.mark.slow
 def test_a_changed_input_is_reported_and_its_kept_version_used(tmp_path: Path) -> None:
     catalog_path = tmp_path / "catalog" / "catalog.duckdb"
     path = _notebook(tmp_path / "kept")
@@ -280,6 +307,49 @@ def test_a_run_without_a_notebook_cannot_be_reproduced(tmp_path: Path) -> None:
         catalog.reproduce(run.id)
     with pytest.raises(tracker.ArgumentError, match="tolerance"):
         catalog.reproduce(run.id, tolerance=-1)
+
+
+def _report(*ignore: str) -> Reproduction:
+    """A reproduction whose log, timing metric and model differ, ignoring ``ignore``."""
+    return Reproduction(
+        "01m7zwkkx6hq", "01m7zwkm3b9r", "/tmp/again", "/tmp/again/train.ipynb", 0.0,
+        outputs=[FileDiff("output", "logs/train.log", "changed"),
+                 FileDiff("output", "out/model.txt", "same")],
+        metrics=[MetricDiff("fit_seconds", 1.5, 1.7), MetricDiff("acc", 0.9, 0.9)],
+        ignore=ignore)
+
+
+def test_ignored_outputs_and_metrics_are_shown_but_do_not_decide_the_verdict() -> None:
+    strict = _report()
+    assert not strict.ok
+    assert strict.verdict() == "NOT REPRODUCED: logs/train.log, metrics.fit_seconds differ"
+
+    # "*.log" has no slash: it matches a file name in any folder, as in .gitignore
+    lenient = _report("*.log", "metrics.*_seconds")
+    assert lenient.ok
+    assert lenient.verdict() == ("reproduced: every output identical but those ignored "
+                                 "(logs/train.log, metrics.fit_seconds)")
+    text = str(lenient)
+    assert "changed (ignored)  logs/train.log" in text and "identical  out/model.txt" in text
+    assert "fit_seconds  1.5  1.7  0.2  differs (ignored)" in text
+    data = lenient.to_dict()
+    assert [(o["path"], o["ignored"]) for o in data["outputs"]] == [
+        ("logs/train.log", True), ("out/model.txt", False)]
+    assert data["ignore"] == ["*.log", "metrics.*_seconds"] and data["ok"]
+
+    # a pattern with a slash matches the whole path; one metric ignored leaves the other
+    assert _report("train.log", "metrics.fit_seconds").ok
+    assert _report("out/*.log", "metrics.fit_seconds").verdict() == \
+        "NOT REPRODUCED: logs/train.log differ"
+
+
+def test_ignore_patterns_must_be_text() -> None:
+    from tracker.reproduction import reproduce
+
+    for wrong, message in ((3, "ignore must be a list of text"), ([""], "is empty"),
+                           (["ok", None], "must hold only text")):
+        with pytest.raises(tracker.ArgumentError, match=message):
+            reproduce(None, "01m7zw", ignore=wrong)  # type: ignore[arg-type]  # checked first
 
 
 def test_the_report_html_escapes_every_recorded_string() -> None:

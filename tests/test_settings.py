@@ -14,10 +14,12 @@ def test_usable_metadata_is_kept_as_given() -> None:
         "project": " churn ", "name": "baseline", "labels": ["gpu", "v2"],
         "catalog": "../runs/catalog.duckdb",
         "capture": {"enabled": False, "include": ["/scratch/**"], "exclude": ["**/*.log"]},
+        "reproduce": {"ignore": ["logs/*", "metrics.*_seconds"]},
         "future_setting": {"anything": 1}})  # unknown fields are left for newer versions
     assert settings == TrackerSettings(
         project="churn", name="baseline", labels=("gpu", "v2"), catalog="../runs/catalog.duckdb",
-        capture_enabled=False, capture_include=("/scratch/**",), capture_exclude=("**/*.log",))
+        capture_enabled=False, capture_include=("/scratch/**",), capture_exclude=("**/*.log",),
+        reproduce_ignore=("logs/*", "metrics.*_seconds"))
 
 
 def test_missing_or_null_metadata_is_all_defaults() -> None:
@@ -54,6 +56,7 @@ def test_one_label_as_text_is_a_list_of_one() -> None:
     ({"capture": {"enabled": "no"}}, "capture.enabled", "must be true or false"),
     ({"capture": {"include": [1]}}, "capture.include", "entry 0 must be text"),
     ({"capture": {"exclude": {"*.log": True}}}, "capture.exclude", "must be a list of text"),
+    ({"reproduce": {"ignore": [3]}}, "reproduce.ignore", "entry 0 must be text"),
 ])
 def test_an_unusable_field_keeps_its_default_and_is_named(metadata: dict[str, Any], field: str,
                                                           says: str) -> None:
@@ -80,10 +83,11 @@ def test_metadata_that_is_not_an_object_is_ignored_with_one_problem(metadata: An
     assert problem.startswith("metadata.tracker must be an object")
 
 
-def test_capture_that_is_not_an_object_is_one_problem() -> None:
-    settings = tracker_settings({"capture": ["enabled"]})
+@pytest.mark.parametrize("group", ["capture", "reproduce"])
+def test_a_group_that_is_not_an_object_is_one_problem(group: str) -> None:
+    settings = tracker_settings({group: ["enabled"]})
     assert settings.problems == (
-        'metadata.tracker.capture must be an object, not a list (["enabled"]); '
+        f'metadata.tracker.{group} must be an object, not a list (["enabled"]); '
         "using the defaults",)
 
 

@@ -188,10 +188,10 @@ def diff(a: str, b: str) -> RunDiff:
 
 def reproduce(ref: str, *, tolerance: float = 0.0,
               workdir: str | os.PathLike[str] | None = None,
-              timeout: float | None = None) -> Reproduction:
+              timeout: float | None = None, ignore: str | Sequence[str] = ()) -> Reproduction:
     """Re-execute a run's notebook and compare: see :meth:`Catalog.reproduce`."""
     return default_catalog().reproduce(ref, tolerance=tolerance, workdir=workdir,
-                                       timeout=timeout)
+                                       timeout=timeout, ignore=ignore)
 
 
 def update_run(ref: str, *, name: str | None = None, labels: Sequence[str] | None = None,

@@ -376,15 +376,18 @@ class Catalog:
 
     def reproduce(self, ref: str, *, tolerance: float = 0.0,
                   workdir: str | os.PathLike[str] | None = None,
-                  timeout: float | None = None) -> Reproduction:
+                  timeout: float | None = None, ignore: str | Sequence[str] = ()
+                  ) -> Reproduction:
         """Re-execute run ``ref``'s stored notebook with its recorded parameters and inputs in
         a scratch folder (``workdir``, default a new temporary one); the new run is tagged
         ``reproduces=<ref's id>``. The report's ``ok`` is True when every output is
-        identical and every metric within ``tolerance``. ``timeout``: seconds per cell."""
+        identical and every metric within ``tolerance``, leaving out those that match an
+        ``ignore`` pattern (``"logs/*.log"``, ``"metrics.*_seconds"``; the notebook's
+        ``metadata.tracker.reproduce.ignore`` adds its own). ``timeout``: seconds per cell."""
         from tracker import reproduction
 
         return reproduction.reproduce(self, ref, tolerance=tolerance, workdir=workdir,
-                                      timeout=timeout)
+                                      timeout=timeout, ignore=ignore)
 
     def sql(self, query: str,
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:

@@ -27,7 +27,8 @@ def add_commands(commands: Commands) -> None:
     again = commands.add(
         "reproduce", _cmd_reproduce, "run a notebook run again and check it comes out the same",
         "tracker reproduce 01m7zwkkx6hq", "tracker reproduce 01m7zwkkx6hq --tolerance 1e-6",
-        "tracker reproduce 01m7zwkkx6hq --workdir ./again --format json")
+        "tracker reproduce 01m7zwkkx6hq --workdir ./again --format json",
+        "tracker reproduce 01m7zwkkx6hq --ignore 'logs/*' --ignore 'metrics.*_seconds'")
     again.add_argument("ref", metavar="RUN", help="the run to reproduce")
     again.add_argument("--tolerance", metavar="T", type=non_negative_number, default=0.0,
                        help="largest difference allowed between a metric's values (default 0)")
@@ -35,6 +36,9 @@ def add_commands(commands: Commands) -> None:
                        help="an empty folder to run in (default: a new temporary folder)")
     again.add_argument("--timeout", metavar="SECONDS", type=non_negative_number,
                        help="stop a cell that runs longer (default: no limit)")
+    again.add_argument("--ignore", metavar="PATTERN", action="append", default=[],
+                       help="an output ('logs/*.log', '*.log') or metric ('metrics.*_seconds') "
+                            "that may differ: shown, but not held against the run (repeatable)")
     add_format(again, "text", "json")
 
 
@@ -56,6 +60,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     skip_iri_grammars()  # this process is tracker's own
     report = open_catalog(args).reproduce(args.ref, tolerance=args.tolerance,
-                                          workdir=args.workdir, timeout=args.timeout)
+                                          workdir=args.workdir, timeout=args.timeout,
+                                          ignore=args.ignore)
     _print(report, args.format)
     return 0 if report.ok else 1

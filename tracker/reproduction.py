@@ -6,11 +6,15 @@ against the recorded hash (a changed or missing input is replaced by its kept ve
 there is one). Relative paths therefore read what the run read, and the user's own files are
 never overwritten. The new run is recorded in the same catalog and tagged
 ``reproduces=<original id>``. Outputs are identical when their content hashes are equal;
-metrics match within a tolerance (docs/design.md "Reproducing a run").
+metrics match within a tolerance (docs/design.md "Reproducing a run"). Outputs and metrics
+that may differ by design (a log with times in it, a timing metric) are named by ``ignore``
+patterns, the call's and the stored notebook's ``metadata.tracker.reproduce.ignore``: still
+compared and shown, they do not decide the verdict.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import html
 import os
 import shutil
@@ -60,7 +64,7 @@ class InputCheck:
 class Reproduction:
     """What ``tracker reproduce`` found; ``ok`` (exit status 0) when every output of the
     original is identical, no new one appeared, every metric is within ``tolerance`` and
-    every cell ran."""
+    every cell ran; outputs and metrics that match an ``ignore`` pattern are left out of it."""
 
     original: str
     run: str | None
@@ -75,20 +79,38 @@ class Reproduction:
     environment: EnvironmentDiff = field(default_factory=EnvironmentDiff)
     seconds: float = 0.0
     error: str | None = None
+    ignore: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         """Every output identical, every metric within tolerance, no cell failed."""
-        return (self.error is None and self.run is not None
-                and all(f.status == "same" for f in self.outputs)
-                and all(m.within(self.tolerance) for m in self.metrics))
+        return self.error is None and self.run is not None and not self._differing()
+
+    def ignored(self, name: str) -> bool:
+        """Whether an output's path as shown, or ``metrics.KEY``, matches an ``ignore``
+        pattern; a pattern without ``/`` also matches a path's file name, as in .gitignore."""
+        base = name.rpartition("/")[2] if not name.startswith("metrics.") else None
+        return any(fnmatch.fnmatchcase(name, pattern)
+                   or (base is not None and "/" not in pattern
+                       and fnmatch.fnmatchcase(base, pattern))
+                   for pattern in self.ignore)
+
+    def _differing(self, *, ignored: bool = False) -> list[str]:
+        """The outputs and ``metrics.KEY`` that differ: those that count, or with ``ignored``
+        those that do not."""
+        names = [f.path for f in self.outputs if f.status != "same"]
+        names += [f"metrics.{m.key}" for m in self.metrics if not m.within(self.tolerance)]
+        return [name for name in names if self.ignored(name) == ignored]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--format json``)."""
         data = asdict(self)
         data["ok"] = self.ok
+        data["ignore"] = list(self.ignore)
+        data["outputs"] = [{**asdict(f), "ignored": self.ignored(f.path)} for f in self.outputs]
         data["metrics"] = [{**asdict(m), "difference": m.difference,
-                            "within_tolerance": m.within(self.tolerance)} for m in self.metrics]
+                            "within_tolerance": m.within(self.tolerance),
+                            "ignored": self.ignored(f"metrics.{m.key}")} for m in self.metrics]
         data["environment"]["packages"] = {name: list(pair) for name, pair
                                            in self.environment.packages.items()}
         return data
@@ -99,14 +121,20 @@ class Reproduction:
         params += [(k, f"not injected: {why}") for k, why in self.parameters_skipped.items()]
         inputs: list[tuple[str, ...]] = [(c.status, c.path, c.detail) for c in self.inputs]
         environment: list[tuple[str, ...]] = [(line,) for line in self.environment.lines()]
-        outputs: list[tuple[str, ...]] = [(_OUTPUT_STATUS.get(f.status, f.status), f.path)
-                                          for f in self.outputs]
+        outputs: list[tuple[str, ...]] = [
+            (self._word(_OUTPUT_STATUS.get(f.status, f.status), f.status == "same", f.path),
+             f.path) for f in self.outputs]
         metrics: list[tuple[str, ...]] = [
             (m.key, _number(m.a), _number(m.b), _number(m.difference),
-             "ok" if m.within(self.tolerance) else "DIFFERS") for m in self.metrics]
+             self._word("ok" if m.within(self.tolerance) else "DIFFERS",
+                        m.within(self.tolerance), f"metrics.{m.key}")) for m in self.metrics]
         return [("parameters", params), ("inputs", inputs),
                 ("environment (original -> now)", environment), ("outputs", outputs),
                 (f"metrics (tolerance {self.tolerance:g})", metrics)]
+
+    def _word(self, word: str, same: bool, name: str) -> str:
+        """The status word, lower case and marked when the difference is ignored."""
+        return f"{word.lower()} (ignored)" if not same and self.ignored(name) else word
 
     def verdict(self) -> str:
         """One line: reproduced, or what did not."""
@@ -114,10 +142,12 @@ class Reproduction:
             return f"NOT REPRODUCED: {self.error}"
         if self.run is None:
             return "NOT REPRODUCED: the notebook recorded no run"
-        bad = [f.path for f in self.outputs if f.status != "same"]
-        bad += [f"metrics.{m.key}" for m in self.metrics if not m.within(self.tolerance)]
-        return "reproduced: every output identical" if not bad else \
-            f"NOT REPRODUCED: {', '.join(bad)} differ"
+        bad = self._differing()
+        if bad:
+            return f"NOT REPRODUCED: {', '.join(bad)} differ"
+        ignored = self._differing(ignored=True)
+        return "reproduced: every output identical" if not ignored else \
+            f"reproduced: every output identical but those ignored ({', '.join(ignored)})"
 
     def __str__(self) -> str:
         lines = [f"reproduction of {self.original}: run {self.run or '-'} "
@@ -149,7 +179,7 @@ def _esc(value: Any) -> str:
 
 def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
               workdir: str | os.PathLike[str] | None = None,
-              timeout: float | None = None) -> Reproduction:
+              timeout: float | None = None, ignore: Sequence[str] = ()) -> Reproduction:
     """See :func:`tracker.reproduce`."""
     import nbformat
 
@@ -157,6 +187,7 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
 
     tolerance = _non_negative(tolerance, "tolerance")
     timeout = None if timeout is None else _non_negative(timeout, "timeout")
+    patterns = _patterns(ignore)
     original = catalog.get_run(ref)
     if not original.notebook:
         raise ArtifactNotFoundError(f"run {ref} did not run in a notebook: there is nothing to "
@@ -188,7 +219,25 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
         skipped, checks, _compare_outputs(original, new, scratch, root),
         metric_diffs(original.metrics, new.metrics if new else {}),
         environment_diff(original.environment, new.environment if new else None),
-        ran.seconds, ran.error)
+        ran.seconds, ran.error, (*patterns, *_notebook_ignores(notebook)))
+
+
+def _patterns(ignore: Any) -> tuple[str, ...]:
+    """The call's ``ignore``: a pattern, or a list of them."""
+    example = "['logs/*.log', 'metrics.*_seconds']"
+    patterns = arguments.texts([ignore] if isinstance(ignore, str) else ignore, "ignore",
+                               example) or []
+    if not all(pattern.strip() for pattern in patterns):
+        raise ArgumentError(f"an ignore pattern is empty; give patterns such as {example}")
+    return tuple(patterns)
+
+
+def _notebook_ignores(notebook: Any) -> tuple[str, ...]:
+    """``metadata.tracker.reproduce.ignore`` of the stored notebook, as its author set it;
+    unusable, none (the notebook's other settings report why when it runs)."""
+    from tracker.settings import tracker_settings
+
+    return tracker_settings(notebook.metadata.get("tracker")).reproduce_ignore
 
 
 def _non_negative(value: Any, name: str) -> float:

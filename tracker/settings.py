@@ -38,6 +38,8 @@ class TrackerSettings:
     capture_exclude: tuple[str, ...] = ()
     redact: bool | dict[str, Any] | None = None  # see tracker.redaction.rules_from
     keep: dict[str, Any] | None = None  # see tracker.keeping.policy_from
+    #: outputs and metrics ``tracker reproduce`` compares but does not hold against the run
+    reproduce_ignore: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
 
 
@@ -191,6 +193,7 @@ _FIELDS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any], str], ...] = (
     ("capture_exclude", ("capture", "exclude"), _patterns_field, "no extra patterns"),
     ("redact", ("redact",), _redact_field, "the default redaction rules"),
     ("keep", ("keep",), _keep_field, "the default keep policy"),
+    ("reproduce_ignore", ("reproduce", "ignore"), _patterns_field, "no patterns"),
 )
 
 
@@ -203,10 +206,11 @@ def tracker_settings(metadata: Any) -> TrackerSettings:
         return TrackerSettings(problems=(
             f"metadata.tracker must be an object, not {_json_type(metadata)}; it is ignored",))
     problems = []
-    capture = metadata.get("capture")
-    if capture is not None and not isinstance(capture, dict):
-        problems.append(f"metadata.tracker.capture must be an object, not "
-                        f"{_json_type(capture)}; using the defaults")
+    for group in ("capture", "reproduce"):
+        value = metadata.get(group)
+        if value is not None and not isinstance(value, dict):
+            problems.append(f"metadata.tracker.{group} must be an object, not "
+                            f"{_json_type(value)}; using the defaults")
     chosen: dict[str, Any] = {}
     for setting, path, check, instead in _FIELDS:
         value = _object(metadata.get(path[0]) if len(path) > 1 else metadata).get(path[-1])
