@@ -17,6 +17,23 @@ def test_magics_and_shell_lines_read_as_pass_in_place() -> None:
     assert cell_code.without_magics(source) == "pass\nif True:\n    pass\n    x = 1\r\ny = 'z'\n"
 
 
+def test_a_cell_that_parses_is_read_as_it_is() -> None:
+    # a line starting with % inside a string, or continuing an expression, is Python
+    source = 'sql = """\n%s rows\n"""\nmsg = ("n: %d"\n       % n)\nok = (a\n      != b)\n'
+    tree = cell_code.parsed(source)
+    assert tree is not None
+    assert ast.literal_eval(tree.body[0].value) == "\n%s rows\n"  # type: ignore[attr-defined]
+
+
+def test_only_lines_that_start_a_statement_are_magics() -> None:
+    source = ('x = ("%d"\n     % 1)\n!ls\ns = """\n!not a shell line\n"""\n%who\n'
+              'y = 1 + \\\n    2\n%%time\n')
+    assert cell_code.without_magics(source) == (
+        'x = ("%d"\n     % 1)\npass\ns = """\n!not a shell line\n"""\npass\n'
+        'y = 1 + \\\n    2\npass\n')
+    assert cell_code.parsed(source) is not None
+
+
 def test_a_cell_that_is_not_python_parses_to_none() -> None:
     assert cell_code.parsed("x = (") is None
     assert cell_code.parsed("a\x00b") is None

@@ -544,6 +544,8 @@ def test_reading_never_writes_the_notebook() -> None:
          ["size", "a", "b"]),
         ("%matplotlib inline\n!pip list\nalpha = 0.5\nif True:\n    %time beta = 1\n",
          ["alpha"]),
+        # black puts an operator first on a continuation line; it is no magic
+        ('lr = 0.1\nmsg = ("lr: %f"\n       % lr)\n%matplotlib inline\n', ["lr", "msg"]),
         ("def broken(:\n    pass", []),
         ("x = 1\0", []),
         ("", []),

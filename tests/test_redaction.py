@@ -248,6 +248,13 @@ def test_code_naming_no_secret_is_kept_as_written(redactor: redaction.Redactor) 
     assert redactor.source(source) == source
 
 
+def test_a_cell_whose_continuation_line_starts_with_an_operator_loses_its_secret(
+        redactor: redaction.Redactor) -> None:
+    scrubbed = redactor.source('api_token = "plainword"\nmsg = ("n: %d"\n       % n)\n')
+    assert "plainword" not in scrubbed
+    assert scrubbed.endswith('"\nmsg = ("n: %d"\n       % n)\n')
+
+
 def test_the_space_form_of_env_magic_loses_its_secret(redactor: redaction.Redactor) -> None:
     scrubbed = redactor.source("%env DB_PASSWORD hunter7secret\n%env EPOCHS 10\n")
     assert re.fullmatch(r"%env DB_PASSWORD <redacted:str:[0-9a-f]{8}>\n%env EPOCHS 10\n",

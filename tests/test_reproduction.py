@@ -299,6 +299,16 @@ def test_a_parameters_cell_with_a_magic_still_gets_its_values() -> None:
     assert notebook.cells[1].source == "# Parameters\nk = 7\n"
 
 
+def test_a_parameters_cell_with_percent_lines_that_are_not_magics_runs_unchanged() -> None:
+    # "%s rows" and "!" lines inside a string are Python, not magics
+    source = 'sql = """\n%s rows\n!= 0\n"""\nk = 5'
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})])
+    params = {"sql": "\n%s rows\n!= 0\n", "k": 5}
+    assert inject_parameters(notebook, params) == ({}, {})
+    assert inject_parameters(notebook, {**params, "k": 7}) == ({"k": 7}, {})
+
+
 def test_a_run_without_a_notebook_cannot_be_reproduced(tmp_path: Path) -> None:
     catalog = tracker.Catalog(tmp_path / "catalog.duckdb")
     with catalog.start_run("script") as run:
