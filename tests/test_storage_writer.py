@@ -144,6 +144,29 @@ def test_numbering_counts_names_written_in_the_same_batch(tmp_path: Path) -> Non
                      "b": "other #8"}
 
 
+def test_numbering_in_one_batch_gives_what_one_run_at_a_time_gives(tmp_path: Path) -> None:
+    # Each plain name counts one, stored or in the batch; a name numbered in the batch counts
+    # for a base that ends in it ("exp #1" numbered after "exp" was).
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    _apply(store, [_named_start("old", "fit")])
+    _apply(store, [_named_start("p1", "fit"), _named_start("p2", "fit"),
+                   _numbered_start("a", "fit"), _numbered_start("b", "exp"),
+                   _numbered_start("c", "exp #1")])
+    names = dict(_rows(store, "SELECT id, name FROM runs"))
+    assert (names["a"], names["b"], names["c"]) == ("fit #4", "exp #1", "exp #1 #2")
+
+
+def test_a_number_is_one_to_eighteen_digits_as_every_catalog_reads_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
+    for i, odd in enumerate(("run #1e3", "run #0x10", "run #+5", "run #7.6", "run #" + "9" * 20)):
+        _apply(store, [_named_start(f"stored{i}", odd)])
+    _apply(store, [_numbered_start("a", "run"), _named_start("same-batch", "run #" + "9" * 19),
+                   _named_start("zeros", "run #007")])
+    _apply(store, [_numbered_start("b", "run")])
+    names = dict(_rows(store, "SELECT id, name FROM runs"))
+    assert (names["a"], names["b"]) == ("run #8", "run #9")
+
+
 _WRITER = """
 import pathlib, sys, time
 from tracker import events, models

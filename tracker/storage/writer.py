@@ -21,6 +21,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 import socket
 import time
 from collections import defaultdict
@@ -301,30 +302,34 @@ def _number_names(con: Any, rows: event_fold.Rows) -> None:
     for state in asking:
         base = state["name"]
         if base not in drawn:
-            in_batch = (_number_of(name, base) for name in given)
-            drawn[base] = max(_last_number(con, base), max(in_batch, default=0))
+            numbered, plain = _last_number(con, base)
+            in_batch = max((_number_of(name, base) for name in given), default=0)
+            drawn[base] = max(numbered, in_batch, plain + given.count(base))
         drawn[base] += 1
         state["name"] = f"{base} #{drawn[base]}"
+        given.append(state["name"])  # "exp" and "exp #1" both asking: "exp #1 #1" counts
 
 
 def _number_of(name: str, base: str) -> int:
-    """The number ``name`` holds as a name of ``base``: N for "base #N", 1 for plain "base"
-    (from before names were numbered), else 0."""
-    if name == base:
-        return 1
+    """The number ``name`` holds as a name of ``base``: N for "base #N" (1 to 18 digits, the
+    rule the catalogs' queries apply), else 0."""
     suffix = name.removeprefix(f"{base} #")
-    return int(suffix) if suffix != name and suffix.isascii() and suffix.isdigit() else 0
+    return int(suffix) if suffix != name and _NUMBER.fullmatch(suffix) else 0
 
 
-def _last_number(con: Any, base: str) -> int:
-    """The highest number a run named ``base #N`` has, counting runs named plain ``base`` (from
-    before names were numbered) too, so numbering continues after them."""
+_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def _last_number(con: Any, base: str) -> tuple[int, int]:
+    """The highest number a run named ``base #N`` has, and how many runs are named plain
+    ``base`` (from before names were numbered): numbering continues after both."""
     numbered, plain = con.execute(
-        "SELECT coalesce(max(TRY_CAST(substr(name, ?) AS BIGINT)), 0), "
+        "SELECT coalesce(max(CASE WHEN regexp_full_match(substr(name, ?), '[0-9]{1,18}') "
+        "THEN CAST(substr(name, ?) AS BIGINT) END), 0), "
         "count(*) FILTER (WHERE name = ?) FROM catalog.runs "
         "WHERE name = ? OR starts_with(name, ?)",
-        [len(base) + 3, base, base, f"{base} #"]).fetchone()
-    return max(int(numbered), int(plain))
+        [len(base) + 3, len(base) + 3, base, base, f"{base} #"]).fetchone()
+    return int(numbered), int(plain)
 
 
 def _write(con: Any, rows: event_fold.Rows, known: _Known) -> None:
