@@ -166,6 +166,41 @@ def test_a_symlink_pointed_elsewhere_mid_session_reports_its_new_target(
     assert rec.reads == [rec.path("v1/table.csv"), rec.path("v2/table.csv")]
 
 
+def test_a_symlink_undone_by_dot_dot_is_followed_when_pointed_elsewhere(rec: Recorder) -> None:
+    # a/link/../b/f.txt reads a/b/f.txt while link -> a/c, and x/b/f.txt once link -> x/y
+    for folder in ("a/c", "a/b", "x/y", "x/b"):
+        (rec.root / folder).mkdir(parents=True)
+    (rec.root / "a/b/f.txt").write_text("a")
+    (rec.root / "x/b/f.txt").write_text("x")
+    link = rec.root / "a" / "link"
+    link.symlink_to(rec.root / "a" / "c")
+    rec.forget()
+    opened = pathlib.Path(f"{rec.root}/a/link/../b/f.txt")
+    assert opened.read_text() == "a"
+    link.unlink()
+    link.symlink_to(rec.root / "x" / "y")
+    assert opened.read_text() == "x"
+    assert rec.reads == [rec.path("a/b/f.txt"), rec.path("x/b/f.txt")]
+
+
+def test_a_path_through_a_link_is_resolved_once_while_the_link_stays(
+        rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    (rec.root / "v1").mkdir()
+    (rec.root / "v1" / "t.csv").write_text("1")
+    (rec.root / "latest").symlink_to(rec.root / "v1")
+    resolved: list[str] = []
+    realpath = os.path.realpath
+
+    def counting(path: str, **kwargs: object) -> str:
+        resolved.append(path)
+        return realpath(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os.path, "realpath", counting)
+    for _ in range(3):
+        (rec.root / "latest" / "t.csv").read_text()
+    assert resolved.count(str(rec.root / "latest" / "t.csv")) == 1  # then one stat per open
+
+
 def test_pathlib_and_shutil(rec: Recorder) -> None:
     import shutil
 

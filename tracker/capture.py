@@ -515,11 +515,16 @@ class _PathFilter:
         self._include = _compile_globs(include)
         self._exclude = _compile_globs(exclude)
         self._system = _default_prefixes()
+        # Decisions by path as opened. A path that passes no symlink (nor "..") keeps its
+        # decision; one that does is checked at each use against the file it led to, since a
+        # link may be pointed elsewhere at any time ("latest" -> a new version).
         self._cache: dict[str, str | None] = {}
+        self._linked: dict[str, tuple[str | None, tuple[int, int]]] = {}
 
     def add_excluded_dir(self, path: str) -> None:
         self._never = self._never + _dir_prefixes([path])
         self._cache = {}
+        self._linked = {}
 
     def resolve(self, path: str) -> str | None:
         key = path if os.path.isabs(path) else os.path.join(_current_dir(), path)
@@ -527,14 +532,17 @@ class _PathFilter:
             return self._cache[key]
         except KeyError:
             pass
+        linked = self._linked.get(key)
+        if linked is not None and _identity(key) == linked[1]:  # one stat, not a realpath
+            return linked[0]
         real = os.path.realpath(key)
         decision = real if self._allows(real) else None
-        # Kept only for a path that passes no symlink: one may be pointed elsewhere at any time
-        # ("latest" -> a new version), and the file then read is the new target's.
-        if real == os.path.normpath(key):
-            if len(self._cache) >= _DECISION_CACHE_LIMIT:
-                self._cache = {}
+        if len(self._cache) + len(self._linked) >= _DECISION_CACHE_LIMIT:
+            self._cache, self._linked = {}, {}
+        if real == os.path.normpath(key) and "/.." not in key:
             self._cache[key] = decision
+        elif (identity := _identity(key)) is not None:  # not there yet: resolved again
+            self._linked[key] = (decision, identity)
         return decision
 
     def _allows(self, real: str) -> bool:
@@ -550,6 +558,15 @@ class _PathFilter:
         if slashed.startswith(self._system):
             return False
         return not any(part in slashed for part in _PACKAGE_PARTS)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file ``path`` leads to now, as (device, inode); None if there is none."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _current_dir() -> str:
