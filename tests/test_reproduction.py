@@ -319,11 +319,11 @@ def test_a_run_without_a_notebook_cannot_be_reproduced(tmp_path: Path) -> None:
         catalog.reproduce(run.id, tolerance=-1)
 
 
-def _report(*ignore: str) -> Reproduction:
-    """A reproduction whose log, timing metric and model differ, ignoring ``ignore``."""
+def _report(*ignore: str, outputs: tuple[str, ...] = ("logs/train.log",)) -> Reproduction:
+    """A reproduction whose ``outputs``, timing metric and model differ, ignoring ``ignore``."""
     return Reproduction(
         "01m7zwkkx6hq", "01m7zwkm3b9r", "/tmp/again", "/tmp/again/train.ipynb", 0.0,
-        outputs=[FileDiff("output", "logs/train.log", "changed"),
+        outputs=[*(FileDiff("output", path, "changed") for path in outputs),
                  FileDiff("output", "out/model.txt", "same")],
         metrics=[MetricDiff("fit_seconds", 1.5, 1.7), MetricDiff("acc", 0.9, 0.9)],
         ignore=ignore)
@@ -334,7 +334,7 @@ def test_ignored_outputs_and_metrics_are_shown_but_do_not_decide_the_verdict() -
     assert not strict.ok
     assert strict.verdict() == "NOT REPRODUCED: logs/train.log, metrics.fit_seconds differ"
 
-    # "*.log" has no slash: it matches a file name in any folder, as in .gitignore
+    # "*.log" has no slash: it also matches the file name, in any folder
     lenient = _report("*.log", "metrics.*_seconds")
     assert lenient.ok
     assert lenient.verdict() == ("reproduced: every output identical but those ignored "
@@ -342,6 +342,7 @@ def test_ignored_outputs_and_metrics_are_shown_but_do_not_decide_the_verdict() -
     text = str(lenient)
     assert "changed (ignored)  logs/train.log" in text and "identical  out/model.txt" in text
     assert "fit_seconds  1.5  1.7  0.2  differs (ignored)" in text
+    assert "may differ (ignore):\n  *.log\n  metrics.*_seconds\n" in text
     data = lenient.to_dict()
     assert [(o["path"], o["ignored"]) for o in data["outputs"]] == [
         ("logs/train.log", True), ("out/model.txt", False)]
@@ -353,13 +354,36 @@ def test_ignored_outputs_and_metrics_are_shown_but_do_not_decide_the_verdict() -
         "NOT REPRODUCED: logs/train.log differ"
 
 
-def test_ignore_patterns_must_be_text() -> None:
+def test_metric_patterns_name_metrics_and_the_others_name_outputs() -> None:
+    report = _report("metrics.*", "*seconds", outputs=("metrics.json", "out/metrics.csv"))
+    assert report.verdict() == "NOT REPRODUCED: metrics.json, out/metrics.csv differ"
+    # "./" marks a path: a file whose name starts "metrics."
+    assert _report("./metrics.json", "*.csv", outputs=("metrics.json", "out/metrics.csv")
+                   ).verdict() == "NOT REPRODUCED: metrics.fit_seconds differ"
+
+
+def test_ignore_patterns_are_checked_and_read_as_the_report_shows_paths(
+        tmp_path: Path) -> None:
     from tracker.reproduction import reproduce
 
-    for wrong, message in ((3, "ignore must be a list of text"), ([""], "is empty"),
-                           (["ok", None], "must hold only text")):
+    for wrong, message in ((3, "ignore must be a list of text"), ([" "], "is empty"),
+                           (["ok", None], "must hold only text"), (["./"], "is empty")):
         with pytest.raises(tracker.ArgumentError, match=message):
             reproduce(None, "01m7zw", ignore=wrong)  # type: ignore[arg-type]  # checked first
+    # " ./logs/ " is logs/ and everything in it; no run is needed to see it refused or kept
+    with pytest.raises(tracker.RunNotFoundError):
+        reproduce(tracker.Catalog(tmp_path / "c.duckdb"), "01m7zw", ignore=" ./logs/ ")
+    assert _report("./logs/").ok is False and _report("logs/", "metrics.*").ok
+
+
+def test_unusable_ignore_patterns_in_the_notebook_are_one_warning() -> None:
+    from tracker.reproduction import _notebook_ignores
+
+    notebook = nbformat.v4.new_notebook(metadata={"tracker": {"reproduce": {"ignore": [3]}}})
+    with pytest.warns(tracker.TrackerWarning, match="reproduce.ignore entry 0 must be text"):
+        assert _notebook_ignores(notebook) == ()
+    notebook.metadata["tracker"] = {"reproduce": {"ignore": ["./out/", " *.log"]}}
+    assert _notebook_ignores(notebook) == ("./out/", "*.log")
 
 
 def test_the_report_html_escapes_every_recorded_string() -> None:

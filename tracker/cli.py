@@ -76,8 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-
-
 @contextlib.contextmanager
 def _warnings_as_lines() -> Iterator[None]:
     """tracker's warnings (a filter naming a key no run has...) as ``tracker: warning:`` lines
@@ -262,16 +260,8 @@ def _add_moving_commands(commands: _Commands) -> None:
                          help="the IPython profile (default: default)")
 
 
-
-
 def _add_yes(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-
-
-
-
-
-
 
 
 def _column_list(text: str) -> list[str]:
@@ -296,8 +286,6 @@ def _age(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
 
 
 # -- runs -----------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["InputCheck", "Reproduction", "placed", "reproduce"]
 
 REPRODUCES = "reproduces"  # the tag that links a reproduction to the run it reproduces
+METRIC_PREFIX = "metrics."  # an ignore pattern that starts so names metrics, others outputs
 #: an output's comparison (tracker.diffing's statuses) as the report words it
 _OUTPUT_STATUS = {"same": "identical", "changed": "CHANGED", "removed": "NOT WRITTEN",
                   "added": "NEW", "unknown": "NO HASH"}
@@ -83,34 +84,44 @@ class Reproduction:
 
     @property
     def ok(self) -> bool:
-        """Every output identical, every metric within tolerance, no cell failed."""
+        """Every output identical, every metric within tolerance, no cell failed; what an
+        ``ignore`` pattern names left out."""
         return self.error is None and self.run is not None and not self._differing()
 
-    def ignored(self, name: str) -> bool:
-        """Whether an output's path as shown, or ``metrics.KEY``, matches an ``ignore``
-        pattern; a pattern without ``/`` also matches a path's file name, as in .gitignore."""
-        base = name.rpartition("/")[2] if not name.startswith("metrics.") else None
-        return any(fnmatch.fnmatchcase(name, pattern)
-                   or (base is not None and "/" not in pattern
-                       and fnmatch.fnmatchcase(base, pattern))
-                   for pattern in self.ignore)
+    def ignored_output(self, path: str) -> bool:
+        """Whether an output's path as the report shows it matches an ``ignore`` pattern
+        (one not starting ``metrics.``: ``./metrics.json`` names a file). ``*`` matches across
+        folders, as in ``keep.exclude``; a pattern without ``/`` also matches the file name,
+        and ``logs/`` everything in that folder."""
+        name = path.rpartition("/")[2]
+        return any(fnmatch.fnmatchcase(path, pattern)
+                   or ("/" not in pattern and fnmatch.fnmatchcase(name, pattern))
+                   for pattern in map(_as_path, self.ignore) if pattern is not None)
+
+    def ignored_metric(self, key: str) -> bool:
+        """Whether ``metrics.KEY`` matches an ``ignore`` pattern starting ``metrics.``."""
+        return any(fnmatch.fnmatchcase(f"{METRIC_PREFIX}{key}", pattern)
+                   for pattern in self.ignore if pattern.startswith(METRIC_PREFIX))
 
     def _differing(self, *, ignored: bool = False) -> list[str]:
         """The outputs and ``metrics.KEY`` that differ: those that count, or with ``ignored``
         those that do not."""
-        names = [f.path for f in self.outputs if f.status != "same"]
-        names += [f"metrics.{m.key}" for m in self.metrics if not m.within(self.tolerance)]
-        return [name for name in names if self.ignored(name) == ignored]
+        names = [f.path for f in self.outputs
+                 if f.status != "same" and self.ignored_output(f.path) == ignored]
+        return names + [f"{METRIC_PREFIX}{m.key}" for m in self.metrics
+                        if not m.within(self.tolerance) and self.ignored_metric(m.key) == ignored]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (for ``--format json``)."""
+        """Plain data (for ``--format json``); ``ignored`` says whether an output or metric
+        matches an ``ignore`` pattern, whether or not it differs."""
         data = asdict(self)
         data["ok"] = self.ok
         data["ignore"] = list(self.ignore)
-        data["outputs"] = [{**asdict(f), "ignored": self.ignored(f.path)} for f in self.outputs]
+        data["outputs"] = [{**asdict(f), "ignored": self.ignored_output(f.path)}
+                           for f in self.outputs]
         data["metrics"] = [{**asdict(m), "difference": m.difference,
                             "within_tolerance": m.within(self.tolerance),
-                            "ignored": self.ignored(f"metrics.{m.key}")} for m in self.metrics]
+                            "ignored": self.ignored_metric(m.key)} for m in self.metrics]
         data["environment"]["packages"] = {name: list(pair) for name, pair
                                            in self.environment.packages.items()}
         return data
@@ -122,19 +133,19 @@ class Reproduction:
         inputs: list[tuple[str, ...]] = [(c.status, c.path, c.detail) for c in self.inputs]
         environment: list[tuple[str, ...]] = [(line,) for line in self.environment.lines()]
         outputs: list[tuple[str, ...]] = [
-            (self._word(_OUTPUT_STATUS.get(f.status, f.status), f.status == "same", f.path),
-             f.path) for f in self.outputs]
+            (_word(_OUTPUT_STATUS.get(f.status, f.status),
+                   f.status != "same" and self.ignored_output(f.path)), f.path)
+            for f in self.outputs]
         metrics: list[tuple[str, ...]] = [
             (m.key, _number(m.a), _number(m.b), _number(m.difference),
-             self._word("ok" if m.within(self.tolerance) else "DIFFERS",
-                        m.within(self.tolerance), f"metrics.{m.key}")) for m in self.metrics]
-        return [("parameters", params), ("inputs", inputs),
-                ("environment (original -> now)", environment), ("outputs", outputs),
-                (f"metrics (tolerance {self.tolerance:g})", metrics)]
-
-    def _word(self, word: str, same: bool, name: str) -> str:
-        """The status word, lower case and marked when the difference is ignored."""
-        return f"{word.lower()} (ignored)" if not same and self.ignored(name) else word
+             _word("ok", False) if m.within(self.tolerance) else
+             _word("DIFFERS", self.ignored_metric(m.key))) for m in self.metrics]
+        sections = [("parameters", params), ("inputs", inputs),
+                    ("environment (original -> now)", environment), ("outputs", outputs),
+                    (f"metrics (tolerance {self.tolerance:g})", metrics)]
+        if self.ignore:
+            sections.append(("may differ (ignore)", [(pattern,) for pattern in self.ignore]))
+        return sections
 
     def verdict(self) -> str:
         """One line: reproduced, or what did not."""
@@ -167,6 +178,11 @@ class Reproduction:
                            for row in rows) or "<tr><td>none</td></tr>"
             parts.append(f"<div><b>{_esc(title)}</b><table>{body}</table></div>")
         return '<div class="tracker-reproduction">' + "".join(parts) + "</div>"
+
+
+def _word(word: str, ignored: bool) -> str:
+    """A status word, lower case and marked when its difference is ignored."""
+    return f"{word.lower()} (ignored)" if ignored else word
 
 
 def _number(value: float | None) -> str:
@@ -208,6 +224,7 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
     target.parent.mkdir(parents=True, exist_ok=True)
     checks = [_checked_input(catalog, item, scratch, root)
               for item in _first_versions(original)]
+    patterns += _notebook_ignores(notebook)
     values, skipped = reexecution.inject_parameters(notebook, original.params)
     ran = reexecution.execute(notebook, target, catalog=reading.setting(catalog),
                               timeout=timeout)
@@ -219,25 +236,40 @@ def reproduce(catalog: Catalog, ref: str, *, tolerance: float = 0.0,
         skipped, checks, _compare_outputs(original, new, scratch, root),
         metric_diffs(original.metrics, new.metrics if new else {}),
         environment_diff(original.environment, new.environment if new else None),
-        ran.seconds, ran.error, (*patterns, *_notebook_ignores(notebook)))
+        ran.seconds, ran.error, patterns)
 
 
 def _patterns(ignore: Any) -> tuple[str, ...]:
-    """The call's ``ignore``: a pattern, or a list of them."""
+    """The call's ``ignore``: a pattern, or a list of them, without blanks around them."""
     example = "['logs/*.log', 'metrics.*_seconds']"
-    patterns = arguments.texts([ignore] if isinstance(ignore, str) else ignore, "ignore",
-                               example) or []
-    if not all(pattern.strip() for pattern in patterns):
+    given = arguments.texts([ignore] if isinstance(ignore, str) else ignore, "ignore",
+                            example) or []
+    patterns = tuple(pattern.strip() for pattern in given)
+    if not all(pattern.removeprefix("./") for pattern in patterns):
         raise ArgumentError(f"an ignore pattern is empty; give patterns such as {example}")
-    return tuple(patterns)
+    return patterns
+
+
+def _as_path(pattern: str) -> str | None:
+    """An output pattern as the report shows paths (no leading ``./``; a folder ``logs/``
+    standing for everything in it), or None for a metric's (``metrics.*``)."""
+    if pattern.startswith(METRIC_PREFIX):
+        return None
+    pattern = pattern.removeprefix("./")
+    return f"{pattern}*" if pattern.endswith("/") else pattern
 
 
 def _notebook_ignores(notebook: Any) -> tuple[str, ...]:
     """``metadata.tracker.reproduce.ignore`` of the stored notebook, as its author set it;
-    unusable, none (the notebook's other settings report why when it runs)."""
+    what is unusable there is one warning, and no pattern."""
+    from tracker import notices
     from tracker.settings import tracker_settings
 
-    return tracker_settings(notebook.metadata.get("tracker")).reproduce_ignore
+    settings = tracker_settings(notebook.metadata.get("tracker"))
+    for problem in settings.problems:
+        if problem.startswith("metadata.tracker.reproduce"):
+            notices.warn(f"the stored notebook's {problem}")
+    return settings.reproduce_ignore
 
 
 def _non_negative(value: Any, name: str) -> float:
