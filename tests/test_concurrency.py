@@ -71,8 +71,8 @@ def test_a_writer_killed_mid_stream_loses_no_acknowledged_run(catalog: tracker.C
     while len(acknowledged) < 150:
         acknowledged.append(writer.stdout.readline().strip())
     os.kill(writer.pid, signal.SIGKILL)
-    out, _ = writer.communicate()
-    acknowledged += out.split()
+    acknowledged += writer.stdout.read().split()  # not communicate(): see _logged_before_kill
+    writer.communicate()
     frame = backends.settled(catalog).runs(include_deleted=True)
     statuses = dict(zip(frame["id"], frame["status"]))
     missing = [run_id for run_id in acknowledged if run_id not in statuses]
@@ -195,6 +195,20 @@ LOGGER = textwrap.dedent("""
 """)
 
 
+def _logged_before_kill(logger: subprocess.Popen[str], first: str) -> int:
+    """Kill -9 the LOGGER; how many values it had logged SPOOL_BOUND before the kill, which
+    tracker promises are in its spool. Its progress after ``first`` is read through the stream
+    that line came from: communicate() reads the pipe itself, skipping what that readline
+    buffered ahead, and would start mid-line."""
+    assert logger.stdout is not None
+    logger.kill()
+    killed_at = time.time()
+    progress = [line.split() for line in (first + logger.stdout.read()).splitlines()]
+    logger.communicate()
+    return max((int(count) for at, count in progress if float(at) <= killed_at - SPOOL_BOUND),
+               default=0)
+
+
 # DuckDB's file lock, held by another process: a PostgreSQL catalog has none (a table locked
 # on the server: test_what_was_logged_while_the_server_held_its_tables_survives_kill_9).
 @pytest.mark.slow
@@ -209,13 +223,9 @@ def test_what_was_logged_while_another_process_held_the_catalog_survives_kill_9(
     assert logger.stdout is not None
     first = logger.stdout.readline()  # logging has begun
     time.sleep(3 * SPOOL_BOUND)  # the logger's writer waits for the catalog all along
-    logger.kill()
-    killed_at = time.time()
-    out, _ = logger.communicate()
+    safe = _logged_before_kill(logger, first)
     _release(holder)
 
-    progress = [line.split() for line in (first + out).splitlines()]
-    safe = max(int(count) for at, count in progress if float(at) <= killed_at - SPOOL_BOUND)
     assert safe > 0
     catalog = tracker.Catalog(path)
     assert catalog.runs()["status"].tolist() == ["crashed"]
@@ -424,11 +434,7 @@ def test_what_was_logged_while_the_server_held_its_tables_survives_kill_9(
         first = logger.stdout.readline()  # logging has begun
         time.sleep(3 * SPOOL_BOUND)  # the logger's writer waits for the tables all along
         assert holder.execute("SELECT count(*) FROM tracker.runs").fetchone() == (0,)
-        logger.kill()
-        killed_at = time.time()
-        out, _ = logger.communicate()
-    progress = [line.split() for line in (first + out).splitlines()]
-    safe = max(int(count) for at, count in progress if float(at) <= killed_at - SPOOL_BOUND)
+        safe = _logged_before_kill(logger, first)
     assert safe > 0
     assert backends.settled(catalog).runs()["status"].tolist() == ["crashed"]
     recorded = int(catalog.sql("SELECT count(*) FROM metrics").iloc[0, 0])
