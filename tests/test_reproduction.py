@@ -110,6 +110,7 @@ def test_a_reproduction_reports_without_importing_pandas_or_iri_grammars(tmp_pat
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.stdout.split()[-3:] == ["0", "False", "False"], \
         done.stdout[-2000:] + done.stderr[-2000:]
+    assert "WARNING" not in done.stderr  # the kernel's notice that TCP is not encrypted
 
 
 @pytest.mark.slow

@@ -157,8 +157,10 @@ def execute(notebook: Any, path: Path, *, catalog: str, timeout: float | None) -
             cell.outputs, cell.execution_count = [], None
     nbformat.write(notebook, path)  # the extension reads the notebook it is told it runs
     env = {**os.environ, "TRACKER_CATALOG": catalog, "TRACKER_NOTEBOOK": str(path)}
+    # The kernel's one warning, that TCP on localhost is not encrypted, is noise in a report.
     client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {
-        "path": str(path.parent)}}, extra_arguments=["--ext=tracker"])
+        "path": str(path.parent)}}, extra_arguments=["--ext=tracker",
+                                                     "--IPKernelApp.log_level=ERROR"])
     start = time.perf_counter()
     error = None
     try:
