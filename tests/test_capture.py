@@ -183,6 +183,27 @@ def test_a_symlink_undone_by_dot_dot_is_followed_when_pointed_elsewhere(rec: Rec
     assert rec.reads == [rec.path("a/b/f.txt"), rec.path("x/b/f.txt")]
 
 
+def test_a_link_pointed_at_the_same_file_by_another_name_records_that_name(
+        rec: Recorder) -> None:
+    # the file a link led to renamed and the link pointed at its new name; then a hard link
+    # (cp -al snapshots) reached by the link instead of the name it had
+    (rec.root / "a.csv").write_text("a")
+    current = rec.root / "current"
+    current.symlink_to(rec.root / "a.csv")
+    rec.forget()
+    current.read_text()
+    (rec.root / "a.csv").rename(rec.root / "b.csv")
+    rec.capture.reset_seen()  # as if another process renamed it: b.csv is no output of ours
+    current.unlink()
+    current.symlink_to(rec.root / "b.csv")
+    current.read_text()
+    os.link(rec.root / "b.csv", rec.root / "c.csv")
+    current.unlink()
+    current.symlink_to(rec.root / "c.csv")
+    current.read_text()
+    assert rec.reads == [rec.path("a.csv"), rec.path("b.csv"), rec.path("c.csv")]
+
+
 def test_a_path_through_a_link_is_resolved_once_while_the_link_stays(
         rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     (rec.root / "v1").mkdir()

@@ -34,6 +34,13 @@ def test_only_lines_that_start_a_statement_are_magics() -> None:
     assert cell_code.parsed(source) is not None
 
 
+def test_a_magic_continued_with_a_backslash_is_blank_to_its_end() -> None:
+    source = ('!pip install \\\n    requests \\\n    numpy\n'
+              'if x:\n    %time y = \\\n    1\n    z = 2\n')
+    assert cell_code.without_magics(source) == "pass\n\n\nif x:\n    pass\n\n    z = 2\n"
+    assert cell_code.parsed(source) is not None
+
+
 def test_a_cell_that_is_not_python_parses_to_none() -> None:
     assert cell_code.parsed("x = (") is None
     assert cell_code.parsed("a\x00b") is None

@@ -546,6 +546,7 @@ def test_reading_never_writes_the_notebook() -> None:
          ["alpha"]),
         # black puts an operator first on a continuation line; it is no magic
         ('lr = 0.1\nmsg = ("lr: %f"\n       % lr)\n%matplotlib inline\n', ["lr", "msg"]),
+        ("!pip install \\\n    requests\nlr = 0.1\n", ["lr"]),  # a magic's lines joined
         ("def broken(:\n    pass", []),
         ("x = 1\0", []),
         ("", []),

@@ -255,6 +255,13 @@ def test_a_cell_whose_continuation_line_starts_with_an_operator_loses_its_secret
     assert scrubbed.endswith('"\nmsg = ("n: %d"\n       % n)\n')
 
 
+def test_a_cell_with_a_magic_on_several_lines_loses_its_secret(
+        redactor: redaction.Redactor) -> None:
+    scrubbed = redactor.source('db_password = "hunter2xyz"\n!pip install \\\n    requests\n')
+    assert "hunter2xyz" not in scrubbed
+    assert scrubbed.endswith('"\n!pip install \\\n    requests\n')
+
+
 def test_the_space_form_of_env_magic_loses_its_secret(redactor: redaction.Redactor) -> None:
     scrubbed = redactor.source("%env DB_PASSWORD hunter7secret\n%env EPOCHS 10\n")
     assert re.fullmatch(r"%env DB_PASSWORD <redacted:str:[0-9a-f]{8}>\n%env EPOCHS 10\n",

@@ -368,13 +368,15 @@ def test_ignore_patterns_are_checked_and_read_as_the_report_shows_paths(
     from tracker.reproduction import reproduce
 
     for wrong, message in ((3, "ignore must be a list of text"), ([" "], "is empty"),
-                           (["ok", None], "must hold only text"), (["./"], "is empty")):
+                           (["ok", None], "must hold only text"), (["././"], "is empty"),
+                           (["logs/\n*"], "holds a control character")):
         with pytest.raises(tracker.ArgumentError, match=message):
             reproduce(None, "01m7zw", ignore=wrong)  # type: ignore[arg-type]  # checked first
     # " ./logs/ " is logs/ and everything in it; no run is needed to see it refused or kept
     with pytest.raises(tracker.RunNotFoundError):
         reproduce(tracker.Catalog(tmp_path / "c.duckdb"), "01m7zw", ignore=" ./logs/ ")
     assert _report("./logs/").ok is False and _report("logs/", "metrics.*").ok
+    assert _report("././logs/*.log", "metrics.*").ok
 
 
 def test_unusable_ignore_patterns_in_the_notebook_are_one_warning() -> None:
@@ -382,6 +384,9 @@ def test_unusable_ignore_patterns_in_the_notebook_are_one_warning() -> None:
 
     notebook = nbformat.v4.new_notebook(metadata={"tracker": {"reproduce": {"ignore": [3]}}})
     with pytest.warns(tracker.TrackerWarning, match="reproduce.ignore entry 0 must be text"):
+        assert _notebook_ignores(notebook) == ()
+    notebook.metadata["tracker"] = ["reproduce"]
+    with pytest.warns(tracker.TrackerWarning, match="metadata.tracker must be an object"):
         assert _notebook_ignores(notebook) == ()
     notebook.metadata["tracker"] = {"reproduce": {"ignore": ["./out/", " *.log"]}}
     assert _notebook_ignores(notebook) == ("./out/", "*.log")

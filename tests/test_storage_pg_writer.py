@@ -163,10 +163,11 @@ def test_a_numbered_name_takes_the_next_number_of_its_base(pg_url: str) -> None:
 
 def test_both_back_ends_number_a_batch_alike(pg_url: str, tmp_path: Path) -> None:
     # plain names before numbering, odd suffixes that hold no number, a base ending in "#1"
-    given = ("fit", "fit", "fit #1e3", "fit #" + "9" * 20, "fit #007")
+    given = ("fit", "fit", "fit #1e3", "fit #" + "9" * 20, "fit #007", "big #" + "9" * 18,
+             "big #9223372036854775808")
     batch = [*(event for i, name in enumerate(given) for event in _run(f"01g{i}", name=name)),
              *_run("01n1", name="fit", numbered=True), *_run("01n2", name="exp", numbered=True),
-             *_run("01n3", name="exp #1", numbered=True)]
+             *_run("01n3", name="exp #1", numbered=True), *_run("01n4", name="big", numbered=True)]
     assert _pg_apply(PgStore(pg_url, 10), batch) == []
     duck = Store(tmp_path / "catalog.duckdb", 10)
     with duck.connect(write=True) as con:
@@ -176,7 +177,7 @@ def test_both_back_ends_number_a_batch_alike(pg_url: str, tmp_path: Path) -> Non
         on_server = [row[0] for row in con.execute(query)]
     with duck.connect() as con:
         in_file = [row[0] for row in con.execute(query).fetchall()]
-    assert on_server == in_file == ["fit #8", "exp #1", "exp #1 #2"]
+    assert on_server == in_file == ["fit #8", "exp #1", "exp #1 #2", "big #" + "1" + "0" * 18]
 
 
 @pytest.mark.slow

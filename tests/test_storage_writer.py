@@ -156,7 +156,7 @@ def test_numbering_in_one_batch_gives_what_one_run_at_a_time_gives(tmp_path: Pat
     assert (names["a"], names["b"], names["c"]) == ("fit #4", "exp #1", "exp #1 #2")
 
 
-def test_a_number_is_one_to_eighteen_digits_as_every_catalog_reads_it(tmp_path: Path) -> None:
+def test_a_number_is_what_bigint_holds_as_every_catalog_reads_it(tmp_path: Path) -> None:
     store = Store(tmp_path / "catalog.duckdb", timeout=5.0)
     for i, odd in enumerate(("run #1e3", "run #0x10", "run #+5", "run #7.6", "run #" + "9" * 20)):
         _apply(store, [_named_start(f"stored{i}", odd)])
@@ -165,6 +165,12 @@ def test_a_number_is_one_to_eighteen_digits_as_every_catalog_reads_it(tmp_path: 
     _apply(store, [_numbered_start("b", "run")])
     names = dict(_rows(store, "SELECT id, name FROM runs"))
     assert (names["a"], names["b"]) == ("run #8", "run #9")
+    # past 18 digits: the next number (19 digits) still counts, so none is drawn twice
+    _apply(store, [_named_start("big", "exp #" + "9" * 18)])
+    for run_id in ("c", "d"):
+        _apply(store, [_numbered_start(run_id, "exp")])
+    names = dict(_rows(store, "SELECT id, name FROM runs"))
+    assert (names["c"], names["d"]) == ("exp #1" + "0" * 18, "exp #1" + "0" * 17 + "1")
 
 
 _WRITER = """

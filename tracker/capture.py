@@ -41,6 +41,7 @@ import fnmatch
 import functools
 import os
 import re
+import stat
 import sys
 import threading
 import warnings
@@ -460,10 +461,10 @@ class FileCapture:
 def stat_signature(path: str) -> tuple[int, int] | None:
     """A file's (mtime_ns, size), which any write changes; None when it does not exist."""
     try:
-        stat = os.stat(path)
+        found = os.stat(path)
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    return found.st_mtime_ns, found.st_size
 
 
 def _database_signature(real: str) -> tuple[tuple[int, int] | None, ...]:
@@ -519,7 +520,7 @@ class _PathFilter:
         # decision; one that does is checked at each use against the file it led to, since a
         # link may be pointed elsewhere at any time ("latest" -> a new version).
         self._cache: dict[str, str | None] = {}
-        self._linked: dict[str, tuple[str | None, tuple[int, int]]] = {}
+        self._linked: dict[str, tuple[str | None, str, tuple[int, int, int]]] = {}
 
     def add_excluded_dir(self, path: str) -> None:
         self._never = self._never + _dir_prefixes([path])
@@ -533,8 +534,8 @@ class _PathFilter:
         except KeyError:
             pass
         linked = self._linked.get(key)
-        if linked is not None and _identity(key) == linked[1]:  # one stat, not a realpath
-            return linked[0]
+        if linked is not None and _identity(key) == linked[2] == _identity(linked[1]):
+            return linked[0]  # two stats, not a realpath
         real = os.path.realpath(key)
         decision = real if self._allows(real) else None
         if len(self._cache) + len(self._linked) >= _DECISION_CACHE_LIMIT:
@@ -542,7 +543,7 @@ class _PathFilter:
         if real == os.path.normpath(key) and "/.." not in key:
             self._cache[key] = decision
         elif (identity := _identity(key)) is not None:  # not there yet: resolved again
-            self._linked[key] = (decision, identity)
+            self._linked[key] = (decision, real, identity)
         return decision
 
     def _allows(self, real: str) -> bool:
@@ -560,13 +561,16 @@ class _PathFilter:
         return not any(part in slashed for part in _PACKAGE_PARTS)
 
 
-def _identity(path: str) -> tuple[int, int] | None:
-    """The file ``path`` leads to now, as (device, inode); None if there is none."""
+def _identity(path: str) -> tuple[int, int, int] | None:
+    """The file ``path`` leads to now, as (device, inode, change time); None if there is none,
+    or if it has other names (hard links: ``latest`` may now reach it by another one)."""
     try:
         found = os.stat(path)
     except (OSError, ValueError):
         return None
-    return found.st_dev, found.st_ino
+    if found.st_nlink > 1 and not stat.S_ISDIR(found.st_mode):
+        return None
+    return found.st_dev, found.st_ino, found.st_ctime_ns
 
 
 def _current_dir() -> str:

@@ -31,16 +31,20 @@ def without_magics(source: str) -> str:
     a line inside brackets (``% n)`` under a black-formatted string format), a string or after a
     backslash, which only continues one."""
     out = []
-    starts = True
+    starts, in_magic = True, False
     scanner = _Scanner()
     for line in lines(source):
         body = line.rstrip("\r\n")
         stripped = body.lstrip()
-        if starts and stripped.startswith(("%", "!")):
+        if in_magic:  # IPython joins a magic's lines ended by a backslash: blank the rest
+            line = line[len(body):]
+            in_magic = body.endswith("\\")
+        elif starts and stripped.startswith(("%", "!")):
             line = body[: len(body) - len(stripped)] + "pass" + line[len(body):]
+            in_magic = body.endswith("\\")
         else:
             scanner.feed(body)
-        starts = scanner.at_statement_start()
+            starts = scanner.at_statement_start()
         out.append(line)
     return "".join(out)
 

@@ -157,10 +157,13 @@ def execute(notebook: Any, path: Path, *, catalog: str, timeout: float | None) -
             cell.outputs, cell.execution_count = [], None
     nbformat.write(notebook, path)  # the extension reads the notebook it is told it runs
     env = {**os.environ, "TRACKER_CATALOG": catalog, "TRACKER_NOTEBOOK": str(path)}
-    # The kernel's one warning, that TCP on localhost is not encrypted, is noise in a report.
+    # The kernel's one warning, that TCP on localhost is not encrypted, is noise in a report;
+    # an extension that fails to load (tracker missing from the kernel's Python), a warning
+    # too, then stops the kernel with its traceback instead of recording nothing unexplained.
     client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {
-        "path": str(path.parent)}}, extra_arguments=["--ext=tracker",
-                                                     "--IPKernelApp.log_level=ERROR"])
+        "path": str(path.parent)}}, extra_arguments=[
+            "--ext=tracker", "--IPKernelApp.log_level=ERROR",
+            "--IPKernelApp.reraise_ipython_extension_failures=True"])
     start = time.perf_counter()
     error = None
     try:

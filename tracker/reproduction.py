@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import html
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -245,8 +246,12 @@ def _patterns(ignore: Any) -> tuple[str, ...]:
     given = arguments.texts([ignore] if isinstance(ignore, str) else ignore, "ignore",
                             example) or []
     patterns = tuple(pattern.strip() for pattern in given)
-    if not all(pattern.removeprefix("./") for pattern in patterns):
-        raise ArgumentError(f"an ignore pattern is empty; give patterns such as {example}")
+    for pattern in patterns:
+        if not _LEADING_DOTS.sub("", pattern):
+            raise ArgumentError(f"an ignore pattern is empty; give patterns such as {example}")
+        if not pattern.isprintable():
+            raise ArgumentError(f"the ignore pattern {pattern!r:.60} holds a control "
+                                f"character; give patterns such as {example}")
     return patterns
 
 
@@ -255,8 +260,11 @@ def _as_path(pattern: str) -> str | None:
     standing for everything in it), or None for a metric's (``metrics.*``)."""
     if pattern.startswith(METRIC_PREFIX):
         return None
-    pattern = pattern.removeprefix("./")
+    pattern = _LEADING_DOTS.sub("", pattern)
     return f"{pattern}*" if pattern.endswith("/") else pattern
+
+
+_LEADING_DOTS = re.compile(r"^(?:\./)+")
 
 
 def _notebook_ignores(notebook: Any) -> tuple[str, ...]:
@@ -267,7 +275,7 @@ def _notebook_ignores(notebook: Any) -> tuple[str, ...]:
 
     settings = tracker_settings(notebook.metadata.get("tracker"))
     for problem in settings.problems:
-        if problem.startswith("metadata.tracker.reproduce"):
+        if problem.startswith(("metadata.tracker.reproduce", "metadata.tracker must")):
             notices.warn(f"the stored notebook's {problem}")
     return settings.reproduce_ignore
 

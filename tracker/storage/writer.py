@@ -311,21 +311,24 @@ def _number_names(con: Any, rows: event_fold.Rows) -> None:
 
 
 def _number_of(name: str, base: str) -> int:
-    """The number ``name`` holds as a name of ``base``: N for "base #N" (1 to 18 digits, the
-    rule the catalogs' queries apply), else 0."""
+    """The number ``name`` holds as a name of ``base``: N for "base #N" (digits, at most
+    BIGINT's largest: the rule the catalogs' queries apply), else 0."""
     suffix = name.removeprefix(f"{base} #")
-    return int(suffix) if suffix != name and _NUMBER.fullmatch(suffix) else 0
+    if suffix == name or not _NUMBER.fullmatch(suffix):
+        return 0
+    return number if (number := int(suffix)) <= _LARGEST else 0
 
 
-_NUMBER = re.compile(r"[0-9]{1,18}")
+_NUMBER = re.compile(r"[0-9]{1,19}")
+_LARGEST = 2**63 - 1
 
 
 def _last_number(con: Any, base: str) -> tuple[int, int]:
     """The highest number a run named ``base #N`` has, and how many runs are named plain
     ``base`` (from before names were numbered): numbering continues after both."""
     numbered, plain = con.execute(
-        "SELECT coalesce(max(CASE WHEN regexp_full_match(substr(name, ?), '[0-9]{1,18}') "
-        "THEN CAST(substr(name, ?) AS BIGINT) END), 0), "
+        "SELECT coalesce(max(CASE WHEN regexp_full_match(substr(name, ?), '[0-9]{1,19}') "
+        "THEN TRY_CAST(substr(name, ?) AS BIGINT) END), 0), "
         "count(*) FILTER (WHERE name = ?) FROM catalog.runs "
         "WHERE name = ? OR starts_with(name, ?)",
         [len(base) + 3, len(base) + 3, base, base, f"{base} #"]).fetchone()
