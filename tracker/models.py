@@ -15,6 +15,10 @@ FINAL_STATUSES = (COMPLETED, FAILED, CRASHED)
 #: A start or update attribute asking the catalog to number the run's name: "train_cnn" is
 #: stored as "train_cnn #12", the number assigned when the name is written (see the writer).
 NUMBERED_NAME = "name_numbered"
+#: What counts as a name's number ("train_cnn #N"), on every back end alike: a regex of the
+#: digits (matched whole) and the largest value, BIGINT's.
+NAME_NUMBER = "[0-9]{1,19}"
+LARGEST_NAME_NUMBER = 2**63 - 1
 
 #: How a file record was seen (the ``via`` of an artifact), and what each means.
 VIAS: dict[str, str] = {

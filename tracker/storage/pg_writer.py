@@ -121,11 +121,12 @@ def _numbered(con: Any, base: str) -> str:
     numbered) has; the advisory lock on the name (:func:`_take_advisory_locks`) keeps two writers
     from drawing one number."""
     numbered, plain = con.execute(
-        "SELECT coalesce(max(CASE WHEN substr(name, %s) ~ '^[0-9]{1,19}$' "
-        "THEN CASE WHEN substr(name, %s)::numeric <= 9223372036854775807 "
+        "SELECT coalesce(max(CASE WHEN substr(name, %s) ~ %s "
+        "THEN CASE WHEN substr(name, %s)::numeric <= %s "
         "THEN substr(name, %s)::bigint END END), 0), count(*) FILTER (WHERE name = %s) "
         "FROM runs WHERE name = %s OR starts_with(name, %s)",
-        [len(base) + 3, len(base) + 3, len(base) + 3, base, base, f"{base} #"]).fetchone()
+        [len(base) + 3, f"^{models.NAME_NUMBER}$", len(base) + 3, models.LARGEST_NAME_NUMBER,
+         len(base) + 3, base, base, f"{base} #"]).fetchone()
     return f"{base} #{max(int(numbered), int(plain)) + 1}"
 
 

@@ -316,22 +316,21 @@ def _number_of(name: str, base: str) -> int:
     suffix = name.removeprefix(f"{base} #")
     if suffix == name or not _NUMBER.fullmatch(suffix):
         return 0
-    return number if (number := int(suffix)) <= _LARGEST else 0
+    return number if (number := int(suffix)) <= models.LARGEST_NAME_NUMBER else 0
 
 
-_NUMBER = re.compile(r"[0-9]{1,19}")
-_LARGEST = 2**63 - 1
+_NUMBER = re.compile(models.NAME_NUMBER)
 
 
 def _last_number(con: Any, base: str) -> tuple[int, int]:
     """The highest number a run named ``base #N`` has, and how many runs are named plain
     ``base`` (from before names were numbered): numbering continues after both."""
     numbered, plain = con.execute(
-        "SELECT coalesce(max(CASE WHEN regexp_full_match(substr(name, ?), '[0-9]{1,19}') "
+        "SELECT coalesce(max(CASE WHEN regexp_full_match(substr(name, ?), ?) "
         "THEN TRY_CAST(substr(name, ?) AS BIGINT) END), 0), "
         "count(*) FILTER (WHERE name = ?) FROM catalog.runs "
         "WHERE name = ? OR starts_with(name, ?)",
-        [len(base) + 3, len(base) + 3, base, base, f"{base} #"]).fetchone()
+        [len(base) + 3, models.NAME_NUMBER, len(base) + 3, base, base, f"{base} #"]).fetchone()
     return int(numbered), int(plain)
 
 
