@@ -473,7 +473,7 @@ def _confirmed(action: str, *, yes: bool) -> bool:
         return True
     if not sys.stdin.isatty():
         fail(f"refusing to {action} without confirmation (stdin is not a terminal); "
-              "pass --yes")
+             "pass --yes")
         return False
     print(f"{action[0].upper()}{action[1:]}? [y/N] ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() in ("y", "yes"):
@@ -489,7 +489,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if Path(args.file).suffix.lower() not in (".yaml", ".yml", ".json"):
         args.parser.error(f"FILE must end in .yaml, .yml or .json, not {args.file!r}")
     path = open_catalog(args).export_run(args.ref, args.file, overwrite=args.force,
-                                     contents=args.contents)
+                                         contents=args.contents)
     print(f"exported {args.ref} to {path}")
     return 0
 
